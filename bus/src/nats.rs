@@ -1,0 +1,208 @@
+//! NATS and JetStream plumbing: the streams the bus needs, provisioned idempotently, and the
+//! publishing conventions every component follows (`Nats-Msg-Id` from the event id, dead
+//! letters that keep the original bytes with the reason in headers).
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishAckFuture, kv, stream};
+use bytes::Bytes;
+
+use crate::subjects;
+
+/// Stream of case reports (`ingest.>`).
+pub const STREAM_INGEST: &str = "LINKBUS_INGEST";
+/// Stream of routed cases (`routed.>`).
+pub const STREAM_ROUTED: &str = "LINKBUS_ROUTED";
+/// Stream of volunteer offers (`volunteer.*.offer`).
+pub const STREAM_OFFERS: &str = "LINKBUS_OFFERS";
+/// Stream of case timeline events (`case.>`).
+pub const STREAM_CASES: &str = "LINKBUS_CASES";
+/// Stream of dead letters (`deadletter.>`).
+pub const STREAM_DEADLETTER: &str = "LINKBUS_DEADLETTER";
+/// KV bucket of volunteers' live state, keyed by volunteer id.
+pub const BUCKET_VOLUNTEERS: &str = "linkbus_volunteers";
+
+/// Header naming the pipeline stage that refused a dead letter.
+pub const HEADER_STAGE: &str = "Linkbus-Stage";
+/// Header with the human-readable reason a message was dead-lettered.
+pub const HEADER_REASON: &str = "Linkbus-Reason";
+/// Header with the short reason code (`malformed`, `invalid`, …).
+pub const HEADER_REASON_CODE: &str = "Linkbus-Reason-Code";
+/// Header with the subject the original message arrived on.
+pub const HEADER_ORIGINAL_SUBJECT: &str = "Linkbus-Original-Subject";
+/// Header with the original message's `Nats-Msg-Id`, when it had one.
+pub const HEADER_ORIGINAL_ID: &str = "Linkbus-Original-Msg-Id";
+
+/// How the bus's streams are set up.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// JetStream's duplicate window: an event id seen again within it is dropped.
+    pub duplicate_window: Duration,
+    /// How long messages are kept.
+    pub max_age: Duration,
+    /// Replicas per stream (1 on a single server, 3 in a cluster).
+    pub replicas: usize,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            duplicate_window: Duration::from_secs(10 * 60),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            replicas: 1,
+        }
+    }
+}
+
+/// A failed bus operation.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// A stream or bucket could not be created or updated.
+    #[error("cannot provision {name}: {source}")]
+    Provision {
+        /// Stream or bucket name.
+        name: String,
+        /// The JetStream error.
+        #[source]
+        source: async_nats::Error,
+    },
+    /// A publish was refused or not acknowledged.
+    #[error("publish to {subject} failed: {source}")]
+    Publish {
+        /// The subject.
+        subject: String,
+        /// The JetStream error.
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+/// Creates or updates every stream and bucket the bus uses. Safe to call from every process at
+/// every start: the result is the same however many times it runs.
+pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), BusError> {
+    let streams = [
+        (STREAM_INGEST, subjects::INGEST_ALL, "case reports from source systems"),
+        (STREAM_ROUTED, subjects::ROUTED_ALL, "routed cases, per department and community"),
+        (STREAM_OFFERS, subjects::OFFERS_ALL, "offers to volunteers"),
+        (STREAM_CASES, subjects::CASES_ALL, "case timeline events"),
+        (STREAM_DEADLETTER, subjects::DEADLETTER_ALL, "refused input with the reason"),
+    ];
+    for (name, subject, description) in streams {
+        let config = stream::Config {
+            name: name.to_owned(),
+            description: Some(format!("linkbus: {description}")),
+            subjects: vec![subject.to_owned()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            duplicate_window: settings.duplicate_window,
+            max_age: settings.max_age,
+            num_replicas: settings.replicas,
+            ..Default::default()
+        };
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| BusError::Provision { name: name.to_owned(), source: e.into() })?;
+    }
+    let bucket = kv::Config {
+        bucket: BUCKET_VOLUNTEERS.to_owned(),
+        description: "linkbus: volunteers' live position, availability and skills".to_owned(),
+        history: 1,
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        ..Default::default()
+    };
+    js.create_or_update_key_value(bucket)
+        .await
+        .map_err(|e| BusError::Provision { name: BUCKET_VOLUNTEERS.to_owned(), source: e.into() })?;
+    Ok(())
+}
+
+/// Publishes `payload` to a stream with `Nats-Msg-Id: msg_id`; the returned future resolves
+/// when JetStream has stored it (or recognised it as a duplicate).
+pub async fn publish(
+    js: &jetstream::Context,
+    subject: String,
+    msg_id: &str,
+    payload: Bytes,
+) -> Result<PublishAckFuture, BusError> {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id);
+    headers.insert("Content-Type", "application/cloudevents+json");
+    publish_with(js, subject, headers, payload).await
+}
+
+/// Publishes a dead letter: the original bytes as the payload, the reason in headers.
+/// `msg_id` makes a retried dead letter a duplicate, not a second copy.
+pub async fn publish_deadletter(
+    js: &jetstream::Context,
+    letter: DeadLetter<'_>,
+) -> Result<PublishAckFuture, BusError> {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", letter.msg_id);
+    headers.insert(HEADER_STAGE, letter.stage);
+    headers.insert(HEADER_REASON, header_safe(letter.reason).as_str());
+    headers.insert(HEADER_REASON_CODE, letter.code);
+    headers.insert(HEADER_ORIGINAL_SUBJECT, header_safe(letter.original_subject).as_str());
+    if let Some(id) = letter.original_msg_id {
+        headers.insert(HEADER_ORIGINAL_ID, header_safe(id).as_str());
+    }
+    publish_with(js, subjects::deadletter(letter.stage), headers, letter.payload).await
+}
+
+/// One refused message, as [`publish_deadletter`] keeps it.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    /// Pipeline stage that refused it (`ingest`, `volunteers`, …); the subject's last token.
+    pub stage: &'a str,
+    /// Why, in words.
+    pub reason: &'a str,
+    /// Why, as a short fixed code.
+    pub code: &'a str,
+    /// Where it arrived.
+    pub original_subject: &'a str,
+    /// Its `Nats-Msg-Id`, if it had one.
+    pub original_msg_id: Option<&'a str>,
+    /// Id for the dead letter itself, stable across retries.
+    pub msg_id: &'a str,
+    /// The original bytes, unchanged.
+    pub payload: Bytes,
+}
+
+async fn publish_with(
+    js: &jetstream::Context,
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+) -> Result<PublishAckFuture, BusError> {
+    js.publish_with_headers(subject.clone(), headers, payload)
+        .await
+        .map_err(|e| BusError::Publish { subject, source: e.into() })
+}
+
+/// Header values are one line of printable text: control characters become spaces and the
+/// value is cut at 1 KiB, on a character boundary.
+fn header_safe(value: &str) -> String {
+    let mut out: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if out.len() > 1024 {
+        let mut cut = 1024;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_safe;
+
+    #[test]
+    fn header_values_are_one_bounded_line() {
+        assert_eq!(header_safe("a\r\nb"), "a  b");
+        let long = "字".repeat(1000);
+        let cut = header_safe(&long);
+        assert!(cut.len() <= 1024 && cut.chars().all(|c| c == '字'));
+    }
+}

@@ -1,0 +1,232 @@
+//! The full routing decision for one case: community, department(s), volunteers, and the
+//! explanation in sentences. Pure and synchronous: the same inputs give the same decision.
+
+use std::collections::HashMap;
+
+use linkbus_bus::wire::{
+    CaseReport, CommunityMatch, CommunityOutcome, CommunityRef, Decision, DepartmentChoice, DepartmentRule,
+    JurisdictionLevel, VolunteerSearch,
+};
+use linkbus_geo_data::{Category, Community, Region};
+
+use crate::communities::{CommunityIndex, Located};
+use crate::departments::{Chosen, DepartmentRules};
+use crate::volunteers::VolunteerIndex;
+
+/// Tunables of the matching.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingParams {
+    /// A point outside every community but within this many metres of one goes to the nearest.
+    pub border_tolerance_m: f64,
+    /// How many volunteers to offer a case to.
+    pub volunteers_k: usize,
+    /// How far to look for volunteers, metres.
+    pub volunteer_radius_m: f64,
+}
+
+impl Default for RoutingParams {
+    fn default() -> Self {
+        Self { border_tolerance_m: 100.0, volunteers_k: 5, volunteer_radius_m: 3_000.0 }
+    }
+}
+
+/// Everything static that routing needs: the region's indexes and the parameters.
+#[derive(Debug, Clone)]
+pub struct Router {
+    communities: CommunityIndex,
+    departments: DepartmentRules,
+    categories: HashMap<String, Category>,
+    geo_version: String,
+    params: RoutingParams,
+}
+
+impl Router {
+    /// Builds the indexes of a loaded region.
+    pub fn new(region: &Region, params: RoutingParams) -> Self {
+        Self {
+            communities: CommunityIndex::new(region.communities.clone(), params.border_tolerance_m),
+            departments: DepartmentRules::new(region.departments.clone(), &region.manifest.region_area),
+            categories: region.categories.iter().map(|c| (c.id.clone(), c.clone())).collect(),
+            geo_version: format!("{}@{}", region.manifest.id, region.manifest.version),
+            params,
+        }
+    }
+
+    /// The community index.
+    pub fn communities(&self) -> &CommunityIndex {
+        &self.communities
+    }
+
+    /// The region data version decisions record, `<region>@<version>`.
+    pub fn geo_version(&self) -> &str {
+        &self.geo_version
+    }
+
+    /// The parameters in force.
+    pub fn params(&self) -> &RoutingParams {
+        &self.params
+    }
+
+    /// Routes one (validated) case.
+    pub fn decide(&self, case: &CaseReport, volunteers: &VolunteerIndex) -> Decision {
+        let (lon, lat) = (case.location.lon, case.location.lat);
+        let mut explanation = Vec::with_capacity(3);
+
+        let located = self.communities.locate(lon, lat);
+        let all = self.communities.communities();
+        let (community, community_match) = match &located {
+            Located::Inside(c) => {
+                explanation.push(format!("({lon}, {lat}) is inside community {}.", describe(&all[*c])));
+                (Some(&all[*c]), matched(CommunityOutcome::Inside, &all[*c], None, vec![]))
+            }
+            Located::OnBorder(cs) => {
+                let ids: Vec<String> = cs.iter().map(|c| all[*c].id.clone()).collect();
+                explanation.push(format!(
+                    "({lon}, {lat}) lies on the boundary of {}; chose {} (first by id).",
+                    ids.join(", "),
+                    describe(&all[cs[0]])
+                ));
+                (Some(&all[cs[0]]), matched(CommunityOutcome::OnBorder, &all[cs[0]], None, ids))
+            }
+            Located::Nearest(hits) => {
+                let (c, d) = hits[0];
+                let ids = if hits.len() > 1 { hits.iter().map(|(c, _)| all[*c].id.clone()).collect() } else { vec![] };
+                explanation.push(format!(
+                    "({lon}, {lat}) is outside every community; the nearest, {}, is {d:.0} m away, within the {:.0} m tolerance.",
+                    describe(&all[c]),
+                    self.communities.tolerance_m()
+                ));
+                (Some(&all[c]), matched(CommunityOutcome::Nearest, &all[c], Some(d), ids))
+            }
+            Located::Unmatched => {
+                explanation.push(format!(
+                    "({lon}, {lat}) is outside every community and more than {:.0} m from any: unmatched.",
+                    self.communities.tolerance_m()
+                ));
+                let none = CommunityMatch { outcome: CommunityOutcome::Unmatched, community: None, distance_m: None, candidates: vec![] };
+                (None, none)
+            }
+        };
+
+        let category = self.categories.get(&case.category);
+        let departments = self.departments_for(case, category, community, &mut explanation);
+
+        let (volunteers, volunteer_search) = match category.and_then(|c| c.volunteer_skill.as_deref()) {
+            Some(skill) => {
+                let (chosen, search) =
+                    volunteers.nearest(lon, lat, skill, self.params.volunteers_k, self.params.volunteer_radius_m);
+                explanation.push(explain_volunteers(&chosen, &search, skill));
+                (chosen, search)
+            }
+            None => {
+                explanation.push(format!("Category {} calls for no volunteers.", case.category));
+                let search = VolunteerSearch {
+                    skill: None,
+                    k: self.params.volunteers_k,
+                    radius_m: self.params.volunteer_radius_m,
+                    examined: 0,
+                    skipped_unavailable: 0,
+                    skipped_skill: 0,
+                    reached_radius: false,
+                };
+                (vec![], search)
+            }
+        };
+
+        Decision {
+            geo_version: self.geo_version.clone(),
+            community: community_match,
+            departments,
+            volunteers,
+            volunteer_search,
+            explanation,
+        }
+    }
+
+    fn departments_for(
+        &self,
+        case: &CaseReport,
+        category: Option<&Category>,
+        community: Option<&Community>,
+        explanation: &mut Vec<String>,
+    ) -> Vec<DepartmentChoice> {
+        let all = self.departments.departments();
+        let choice = |d: usize, rule: DepartmentRule| DepartmentChoice { id: all[d].id.clone(), name: all[d].name.clone(), rule };
+        match self.departments.choose(&case.category, community) {
+            Chosen::ByRule { level, area, departments } => {
+                let names: Vec<String> = departments.iter().map(|d| format!("{} ({})", all[*d].name, all[*d].id)).collect();
+                explanation.push(format!(
+                    "{} handle{} {} in {} {area}, the most specific jurisdiction with a rule.",
+                    names.join(" and "),
+                    if names.len() == 1 { "s" } else { "" },
+                    case.category,
+                    level_name(level)
+                ));
+                departments
+                    .iter()
+                    .map(|d| choice(*d, DepartmentRule::Jurisdiction { level, area: area.to_owned() }))
+                    .collect()
+            }
+            Chosen::CatchAll => {
+                let reason = if category.is_none() {
+                    format!("category {} is not in this region's vocabulary", case.category)
+                } else if community.is_none() {
+                    "the location matched no community".to_owned()
+                } else {
+                    format!("no department handles {} there", case.category)
+                };
+                let d = self.departments.catch_all();
+                explanation.push(format!("Sent to the catch-all {} ({}): {reason}.", all[d].name, all[d].id));
+                vec![choice(d, DepartmentRule::CatchAll { reason })]
+            }
+        }
+    }
+}
+
+fn describe(c: &Community) -> String {
+    match &c.sub_district {
+        Some(s) => format!("{} ({}), {}, {}", c.name, c.id, s.name, c.district.name),
+        None => format!("{} ({}), {}", c.name, c.id, c.district.name),
+    }
+}
+
+fn matched(outcome: CommunityOutcome, c: &Community, distance_m: Option<f64>, candidates: Vec<String>) -> CommunityMatch {
+    CommunityMatch {
+        outcome,
+        community: Some(CommunityRef {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            sub_district: c.sub_district.as_ref().map(|s| s.code.clone()),
+            district: c.district.code.clone(),
+        }),
+        distance_m,
+        candidates,
+    }
+}
+
+fn level_name(level: JurisdictionLevel) -> &'static str {
+    match level {
+        JurisdictionLevel::Community => "community",
+        JurisdictionLevel::SubDistrict => "sub-district",
+        JurisdictionLevel::District => "district",
+        JurisdictionLevel::Region => "region",
+    }
+}
+
+fn explain_volunteers(chosen: &[linkbus_bus::wire::VolunteerChoice], s: &VolunteerSearch, skill: &str) -> String {
+    let passed = format!(
+        "passed over {} unavailable and {} without the skill",
+        s.skipped_unavailable, s.skipped_skill
+    );
+    match chosen {
+        [] => format!("No available volunteer with skill {skill} within {:.0} m; {passed}.", s.radius_m),
+        [first, ..] => format!(
+            "Offered to {} volunteer{} with skill {skill} within {:.0} m (nearest {:.0} m); {passed}{}.",
+            chosen.len(),
+            if chosen.len() == 1 { "" } else { "s" },
+            s.radius_m,
+            first.distance_m,
+            if chosen.len() < s.k && s.reached_radius { "; no more within the radius" } else { "" }
+        ),
+    }
+}

@@ -1,0 +1,23 @@
+//! The routers: matching a case to its community, department(s) and nearest volunteers, and the
+//! service that feeds that matching from JetStream.
+//!
+//! Pure and synchronous (no NATS, no tokio), benchable and testable alone:
+//! - [`geodesy`]: great-circle distances and unit vectors;
+//! - [`communities`]: point → community (R-tree + exact point-in-polygon, border tolerance);
+//! - [`departments`]: category × jurisdiction → department(s), most specific first;
+//! - [`volunteers`]: the live volunteer index and its k-nearest search;
+//! - [`decision`]: the [`Router`] that combines them into an explained [`Decision`](linkbus_bus::wire::Decision).
+//!
+//! The transport:
+//! - [`service`]: the durable JetStream consumer that decodes, routes, publishes and acks, and
+//!   the follower that keeps the volunteer index in step with the KV bucket.
+
+pub mod communities;
+pub mod decision;
+pub mod departments;
+pub mod geodesy;
+pub mod service;
+pub mod volunteers;
+
+pub use decision::{Router, RoutingParams};
+pub use volunteers::VolunteerIndex;

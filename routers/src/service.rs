@@ -1,0 +1,404 @@
+//! The router service: a durable JetStream pull consumer on the ingest stream, shared by every
+//! router process (JetStream hands each message to one of them). Each message is decoded,
+//! routed and published to its output subjects; it is acked only once JetStream has stored all
+//! of those, so a router that dies mid-message leaves it to be redelivered, and the outputs'
+//! `Nats-Msg-Id`s make the retry a no-op where the first try got through. What cannot be
+//! decoded goes to `deadletter.ingest` with the reason and the original bytes, then is acked.
+//!
+//! [`follow_volunteers`] keeps a [`VolunteerIndex`] in step with the volunteers KV bucket.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer, kv};
+use bytes::Bytes;
+use futures::{StreamExt, TryFutureExt, future};
+use jiff::Timestamp;
+use linkbus_bus::decode::decode_case_report;
+use linkbus_bus::nats::{self, BusError, DeadLetter};
+use linkbus_bus::subjects;
+use linkbus_bus::wire::{self, CaseReport, CloudEvent, RoutedCase, VolunteerOffer, VolunteerStatus};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{Router, VolunteerIndex};
+
+/// How the router service consumes.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Durable consumer name; every router process sharing the work uses the same one.
+    pub durable: String,
+    /// How long JetStream waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// Messages handed out but not yet acked, across all routers.
+    pub max_ack_pending: i64,
+    /// Largest case report accepted, bytes.
+    pub max_payload: usize,
+    /// Messages this process routes concurrently.
+    pub max_in_flight: usize,
+    /// The `source` of events this router emits, e.g. `/linkbus/router/host-1`.
+    pub source: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            durable: "linkbus-routers".into(),
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 20_000,
+            max_payload: 64 * 1024,
+            max_in_flight: 256,
+            source: "/linkbus/router".into(),
+        }
+    }
+}
+
+/// What went wrong setting up the service (per-message failures are retried, not returned).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The ingest stream or the consumer could not be opened.
+    #[error("cannot open consumer {durable} on {stream}: {source}")]
+    Consumer {
+        /// Stream name.
+        stream: String,
+        /// Consumer name.
+        durable: String,
+        /// The JetStream error.
+        #[source]
+        source: async_nats::Error,
+    },
+    /// The volunteers bucket could not be opened or watched.
+    #[error("cannot follow the volunteers bucket: {0}")]
+    Volunteers(#[source] async_nats::Error),
+}
+
+/// Counters of what the service did, for summaries and (later) metrics.
+#[derive(Debug, Default)]
+pub struct RouterStats {
+    /// Cases routed and acked.
+    pub routed: AtomicU64,
+    /// Messages dead-lettered and acked.
+    pub dead_lettered: AtomicU64,
+    /// Messages left for redelivery after a publish failed.
+    pub retried: AtomicU64,
+    /// Volunteer updates applied.
+    pub volunteer_updates: AtomicU64,
+    /// Volunteer updates refused (dead-lettered).
+    pub volunteer_rejected: AtomicU64,
+}
+
+/// Shared state of one router process.
+#[derive(Debug)]
+pub struct RouterState {
+    /// The static matching.
+    pub router: Router,
+    /// Volunteers, updated by [`follow_volunteers`].
+    pub volunteers: RwLock<VolunteerIndex>,
+    /// Counters.
+    pub stats: RouterStats,
+}
+
+impl RouterState {
+    /// State with an empty volunteer index.
+    pub fn new(router: Router) -> Arc<Self> {
+        Arc::new(Self { router, volunteers: RwLock::new(VolunteerIndex::new()), stats: RouterStats::default() })
+    }
+
+    /// Routes one case with the current volunteers.
+    pub fn decide(&self, case: &CaseReport) -> wire::Decision {
+        let volunteers = self.volunteers.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.router.decide(case, &volunteers)
+    }
+}
+
+/// Consumes the ingest stream until `shutdown`, then finishes what is in flight and returns.
+pub async fn run(
+    js: jetstream::Context,
+    state: Arc<RouterState>,
+    config: ServiceConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ServiceError> {
+    let consumer_err = |source: async_nats::Error| ServiceError::Consumer {
+        stream: nats::STREAM_INGEST.into(),
+        durable: config.durable.clone(),
+        source,
+    };
+    let stream = js.get_stream(nats::STREAM_INGEST).await.map_err(|e| consumer_err(e.into()))?;
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &config.durable,
+            consumer::pull::Config {
+                durable_name: Some(config.durable.clone()),
+                description: Some("linkbus routers".into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_ack_pending: config.max_ack_pending,
+                filter_subject: subjects::INGEST_ALL.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| consumer_err(e.into()))?;
+    info!(durable = %config.durable, "router consuming {}", nats::STREAM_INGEST);
+
+    while !shutdown.is_cancelled() {
+        let messages = match consumer
+            .stream()
+            .max_messages_per_batch(config.max_in_flight.max(1))
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+        {
+            Ok(messages) => messages,
+            Err(e) => {
+                warn!(error = %e, "cannot pull from the ingest stream; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        messages
+            .take_until(shutdown.cancelled())
+            .filter_map(|m| async move {
+                m.map_err(|e| warn!(error = %e, "pull stream error; continuing")).ok()
+            })
+            .for_each_concurrent(config.max_in_flight, |msg| handle(&js, &state, &config, msg))
+            .await;
+    }
+    info!("router stopped");
+    Ok(())
+}
+
+async fn handle(js: &jetstream::Context, state: &RouterState, config: &ServiceConfig, msg: jetstream::Message) {
+    let outcome = match decode_case_report(&msg.subject, &msg.payload, config.max_payload) {
+        Ok(event) => route(js, state, config, event).await.map(|_| &state.stats.routed),
+        Err(rejection) => dead_letter(js, &msg, &rejection.to_string(), rejection.code())
+            .await
+            .map(|_| &state.stats.dead_lettered),
+    };
+    match outcome {
+        Ok(counter) => match msg.ack().await {
+            Ok(()) => {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => warn!(error = %e, subject = %msg.subject, "ack failed; the case will be redelivered"),
+        },
+        Err(e) => {
+            state.stats.retried.fetch_add(1, Ordering::Relaxed);
+            warn!(error = %e, subject = %msg.subject, "publishing failed; leaving the message for redelivery");
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        }
+    }
+}
+
+/// Publishes a refused ingest message to `deadletter.ingest`, keyed by its stream sequence so a
+/// retry is a duplicate.
+async fn dead_letter(js: &jetstream::Context, msg: &jetstream::Message, reason: &str, code: &str) -> Result<(), BusError> {
+    let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+    let original_msg_id = msg.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str());
+    debug!(subject = %msg.subject, reason, "dead-lettering");
+    let msg_id = format!("ingest:{sequence}");
+    let letter = DeadLetter {
+        stage: "ingest",
+        reason,
+        code,
+        original_subject: &msg.subject,
+        original_msg_id,
+        msg_id: &msg_id,
+        payload: msg.payload.clone(),
+    };
+    nats::publish_deadletter(js, letter).await?.await.map_err(|e| publish_err("deadletter.ingest", e))?;
+    Ok(())
+}
+
+fn publish_err(subject: &str, e: impl Into<async_nats::Error>) -> BusError {
+    BusError::Publish { subject: subject.to_owned(), source: e.into() }
+}
+
+/// Routes a decoded case and publishes it to every output; returns once all are stored.
+async fn route(
+    js: &jetstream::Context,
+    state: &RouterState,
+    config: &ServiceConfig,
+    event: CloudEvent<CaseReport>,
+) -> Result<(), BusError> {
+    let case = event.data;
+    let case_id = event.id;
+    let decision = state.decide(&case);
+    let now = Timestamp::now();
+
+    let mut outputs: Vec<(String, String, Bytes)> = Vec::with_capacity(3 + decision.volunteers.len());
+    let offers: Vec<(String, String, Bytes)> = decision
+        .volunteers
+        .iter()
+        .enumerate()
+        .filter_map(|(rank, v)| {
+            let skill = decision.volunteer_search.skill.clone()?;
+            let offer = VolunteerOffer {
+                case_id: case_id.clone(),
+                volunteer_id: v.id.clone(),
+                rank: rank + 1,
+                category: case.category.clone(),
+                priority: case.priority,
+                location: case.location,
+                address: case.address.clone(),
+                description: case.description.clone(),
+                distance_m: v.distance_m,
+                skill,
+            };
+            let id = format!("{case_id}:offer:{}", v.id);
+            let ev = CloudEvent::new(id.clone(), &config.source, wire::TYPE_VOLUNTEER_OFFER, Some(case_id.clone()), now, offer);
+            Some((subjects::volunteer_offer(&v.id), id, to_bytes(&ev)))
+        })
+        .collect();
+
+    let routed_id = format!("{case_id}:routed");
+    let departments: Vec<(String, String)> =
+        decision.departments.iter().map(|d| (d.id.clone(), subjects::routed_department(&d.id, &case.category))).collect();
+    let community = decision.community.community.as_ref().map(|c| subjects::routed_community(&c.id));
+    let routed = CloudEvent::new(
+        routed_id.clone(),
+        &config.source,
+        wire::TYPE_CASE_ROUTED,
+        Some(case_id.clone()),
+        now,
+        RoutedCase { case_id: case_id.clone(), case, decision, routed_at: now },
+    );
+    let body = to_bytes(&routed);
+    for (dept, subject) in departments {
+        outputs.push((subject, format!("{routed_id}:dept:{dept}"), body.clone()));
+    }
+    if let Some(subject) = community {
+        outputs.push((subject, format!("{routed_id}:community"), body.clone()));
+    }
+    outputs.extend(offers);
+    // The timeline event last: its presence means every other output was stored.
+    let timeline = (subjects::case_event(&case_id, "routed"), routed_id, body);
+
+    publish_all(js, outputs).await?;
+    publish_all(js, vec![timeline]).await
+}
+
+async fn publish_all(js: &jetstream::Context, outputs: Vec<(String, String, Bytes)>) -> Result<(), BusError> {
+    let mut acks = Vec::with_capacity(outputs.len());
+    for (subject, msg_id, payload) in outputs {
+        let ack = nats::publish(js, subject.clone(), &msg_id, payload).await?;
+        acks.push(ack.into_future().map_err(move |e| publish_err(&subject, e)));
+    }
+    future::try_join_all(acks).await?;
+    Ok(())
+}
+
+fn to_bytes<T: serde::Serialize>(value: &T) -> Bytes {
+    // The wire types are plain structs with string keys: serialising them to a Vec cannot fail.
+    Bytes::from(serde_json::to_vec(value).expect("wire types always serialise"))
+}
+
+/// Follows the volunteers bucket into `state.volunteers` until `shutdown`: first every current
+/// entry, then each change as it happens. `ready` is cancelled once the current entries are in.
+/// A value that is not a valid [`VolunteerStatus`] (or whose id differs from its key) is
+/// dead-lettered on `deadletter.volunteers` and changes nothing.
+pub async fn follow_volunteers(
+    js: jetstream::Context,
+    state: Arc<RouterState>,
+    ready: CancellationToken,
+    shutdown: CancellationToken,
+) -> Result<(), ServiceError> {
+    let store = js.get_key_value(nats::BUCKET_VOLUNTEERS).await.map_err(|e| ServiceError::Volunteers(e.into()))?;
+    let mut next_revision = 0u64;
+    loop {
+        let watch = if next_revision == 0 {
+            store.watch_with_history(">").await
+        } else {
+            store.watch_all_from_revision(next_revision).await
+        };
+        let mut watch = match watch {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(error = %e, "cannot watch the volunteers bucket; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if status_is_empty(&store).await {
+            ready.cancel();
+        }
+        loop {
+            let entry = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                entry = watch.next() => entry,
+            };
+            match entry {
+                Some(Ok(entry)) => {
+                    next_revision = entry.revision + 1;
+                    apply_volunteer(&js, &state, &entry).await;
+                    if entry.delta == 0 {
+                        ready.cancel();
+                    }
+                }
+                Some(Err(e)) => {
+                    warn!(error = %e, "volunteer watch error; re-watching");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+async fn status_is_empty(store: &kv::Store) -> bool {
+    store.status().await.is_ok_and(|s| s.values() == 0)
+}
+
+async fn apply_volunteer(js: &jetstream::Context, state: &RouterState, entry: &kv::Entry) {
+    let stats = &state.stats;
+    let index = || state.volunteers.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match entry.operation {
+        kv::Operation::Delete | kv::Operation::Purge => {
+            index().remove(&entry.key);
+            stats.volunteer_updates.fetch_add(1, Ordering::Relaxed);
+        }
+        kv::Operation::Put => {
+            let parsed = serde_json::from_slice::<VolunteerStatus>(&entry.value)
+                .map_err(|e| ("malformed", e.to_string()))
+                .and_then(|v| v.validate().map(|_| v).map_err(|e| ("invalid", e.to_string())))
+                .and_then(|v| {
+                    if v.id == entry.key { Ok(v) } else { Err(("invalid", format!("id {:?} differs from key {:?}", v.id, entry.key))) }
+                })
+                .and_then(|v| index().upsert(&v).map_err(|e| ("invalid", e.to_string())));
+            match parsed {
+                Ok(()) => {
+                    stats.volunteer_updates.fetch_add(1, Ordering::Relaxed);
+                }
+                Err((code, reason)) => {
+                    stats.volunteer_rejected.fetch_add(1, Ordering::Relaxed);
+                    warn!(key = %entry.key, reason, "volunteer update refused");
+                    let msg_id = format!("volunteers:{}", entry.revision);
+                    let subject = format!("$KV.{}.{}", nats::BUCKET_VOLUNTEERS, entry.key);
+                    let letter = DeadLetter {
+                        stage: "volunteers",
+                        reason: &reason,
+                        code,
+                        original_subject: &subject,
+                        original_msg_id: None,
+                        msg_id: &msg_id,
+                        payload: entry.value.clone(),
+                    };
+                    let stored = match nats::publish_deadletter(js, letter).await {
+                        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = stored {
+                        warn!(key = %entry.key, error = %e, "could not dead-letter a refused volunteer update");
+                    }
+                }
+            }
+        }
+    }
+}
