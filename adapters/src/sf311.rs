@@ -57,27 +57,18 @@ pub struct Row {
     pub neighborhood: String,
 }
 
-/// A row that cannot become a case.
-#[derive(Debug, thiserror::Error)]
-pub enum RowError {
-    /// The CSV itself is broken at this record.
-    #[error("record {record}: {message}")]
-    Csv {
-        /// 1-based record number (header excluded).
-        record: usize,
-        /// What the CSV reader said.
-        message: String,
-    },
-    /// A field is missing or wrong.
-    #[error("record {record} (CaseID {case_id}): {message}")]
-    Field {
-        /// 1-based record number.
-        record: usize,
-        /// The row's CaseID as written.
-        case_id: String,
-        /// What is wrong.
-        message: String,
-    },
+/// A row that cannot become a case, with the record as read, for the dead letter.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("record {record}{}: {message}", case_id.as_ref().map(|id| format!(" (CaseID {id})")).unwrap_or_default())]
+pub struct RowError {
+    /// 1-based record number (the header is record 0).
+    pub record: usize,
+    /// The row's CaseID, when it could be read.
+    pub case_id: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// The record re-encoded as one CSV line (empty when the CSV itself could not be read).
+    pub raw: String,
 }
 
 /// A converted row: the case event, and the raw row it came from.
@@ -96,19 +87,32 @@ pub fn read<'a, R: Read + 'a>(reader: R) -> Box<dyn Iterator<Item = Result<Conve
     let mut csv = csv::Reader::from_reader(reader);
     let headers = match csv.headers() {
         Ok(headers) => headers.clone(),
-        Err(e) => return Box::new(std::iter::once(Err(RowError::Csv { record: 0, message: e.to_string() }))),
+        Err(e) => {
+            let error = RowError { record: 0, case_id: None, message: e.to_string(), raw: String::new() };
+            return Box::new(std::iter::once(Err(error)));
+        }
     };
     Box::new(csv.into_records().enumerate().map(move |(n, record)| {
         let record_no = n + 1;
-        let csv_err = |e: csv::Error| RowError::Csv { record: record_no, message: e.to_string() };
-        let row: Row = record.map_err(csv_err)?.deserialize(Some(&headers)).map_err(csv_err)?;
-        convert(row, record_no, &tz)
+        let error = |message: String, raw: String| RowError { record: record_no, case_id: None, message, raw };
+        let record = record.map_err(|e| error(e.to_string(), String::new()))?;
+        let raw = csv_line(&record);
+        let row: Row = record.deserialize(Some(&headers)).map_err(|e| error(e.to_string(), raw.clone()))?;
+        convert(row, record_no, &tz).map_err(|e| RowError { raw, ..e })
     }))
 }
 
-/// Converts one row.
+/// One record as a CSV line, quoted where needed.
+fn csv_line(record: &csv::StringRecord) -> String {
+    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    let _ = writer.write_record(record);
+    let bytes = writer.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes).trim_end().to_owned()
+}
+
+/// Converts one row (record number `record`, for error messages).
 pub fn convert(row: Row, record: usize, tz: &TimeZone) -> Result<Converted, RowError> {
-    let field = |message: String| RowError::Field { record, case_id: row.case_id.clone(), message };
+    let field = |message: String| RowError { record, case_id: Some(row.case_id.clone()), message, raw: String::new() };
     let case_id = row.case_id.trim();
     if case_id.is_empty() || !case_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return Err(field(format!("CaseID {case_id:?} is not an id")));

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, context::PublishAckFuture, kv, stream};
+use async_nats::jetstream::{self, context::PublishAckFuture, stream};
 use bytes::Bytes;
 
 use crate::subjects;
@@ -104,15 +104,23 @@ pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Re
             .await
             .map_err(|e| BusError::Provision { name: name.to_owned(), source: e.into() })?;
     }
-    let bucket = kv::Config {
-        bucket: BUCKET_VOLUNTEERS.to_owned(),
-        description: "linkbus: volunteers' live position, availability and skills".to_owned(),
-        history: 1,
+    // The bucket's backing stream, configured as async-nats's `create_key_value` would. It is
+    // created directly because that call first queries the account, and cannot parse the reply of
+    // nats-server 2.9 (Debian's version).
+    let bucket = stream::Config {
+        name: format!("KV_{BUCKET_VOLUNTEERS}"),
+        description: Some("linkbus: volunteers' live position, availability and skills".to_owned()),
+        subjects: vec![format!("$KV.{BUCKET_VOLUNTEERS}.>")],
+        max_messages_per_subject: 1,
         storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
         num_replicas: settings.replicas,
         ..Default::default()
     };
-    js.create_or_update_key_value(bucket)
+    js.create_or_update_stream(bucket)
         .await
         .map_err(|e| BusError::Provision { name: BUCKET_VOLUNTEERS.to_owned(), source: e.into() })?;
     Ok(())

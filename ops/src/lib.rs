@@ -1,1 +1,19 @@
-//! placeholder
+//! The `linkbus` binary's library: everything the command line runs, so tests can run it too.
+//!
+//! - [`cli`]: argument parsing and dispatch;
+//! - [`config`]: the TOML configuration (`ops/linkbus.example.toml`);
+//! - [`service`]: one running service on a NATS connection (streams, volunteers, router);
+//! - [`up`]: `linkbus up`, with the embedded, supervised nats-server;
+//! - [`route`]: `linkbus route`, offline decisions;
+//! - [`replay`]: `linkbus replay`, data files into the bus with a summary;
+//! - [`watch`]: `linkbus watch`, a plain subscriber;
+//! - [`geo_build`]: `linkbus geo build-sf`, the San Francisco region from public data.
+
+pub mod cli;
+pub mod config;
+pub mod geo_build;
+pub mod replay;
+pub mod route;
+pub mod service;
+pub mod up;
+pub mod watch;

@@ -175,7 +175,8 @@ impl VolunteerIndex {
             } else if slot.skills & bit == 0 {
                 search.skipped_skill += 1;
             } else {
-                chosen.push(VolunteerChoice { id: slot.id.clone(), distance_m: geodesy::chord_to_metres(chord2.sqrt()) });
+                let distance_m = (geodesy::chord_to_metres(chord2.sqrt()) * 100.0).round() / 100.0;
+                chosen.push(VolunteerChoice { id: slot.id.clone(), distance_m });
                 if chosen.len() == k {
                     break;
                 }

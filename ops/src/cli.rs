@@ -1,0 +1,273 @@
+//! The command line: `linkbus up | route | replay | watch | geo build-sf | config check`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use linkbus_geo_data::Region;
+
+use crate::config::Config;
+use crate::geo_build::{self, BuildOptions};
+use crate::replay::{self, ReplayOptions};
+use crate::route::Offline;
+use crate::service;
+use crate::up::{self, UpOptions};
+use crate::watch;
+
+/// linkbus: links a community's emergency, commercial, public-service and management systems
+/// over NATS, routing each case to its community, department and nearby volunteers.
+#[derive(Debug, Parser)]
+#[command(name = "linkbus", version)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Configuration file (TOML; see ops/linkbus.example.toml). Defaults apply without one.
+    #[arg(long, short, env = "LINKBUS_CONFIG")]
+    config: Option<PathBuf>,
+    /// NATS URL; overrides the configuration and LINKBUS_NATS_URL.
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// Region data folder; overrides [region].dir.
+    #[arg(long)]
+    region: Option<PathBuf>,
+}
+
+impl Common {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(url) = &self.nats_url {
+            config.nats.url = Some(url.clone());
+        }
+        if let Some(region) = &self.region {
+            config.region.dir = region.clone();
+        }
+        Ok(config)
+    }
+
+    /// The URL to reach a running linkbus's NATS: configured, or the embedded default port.
+    fn client_url(&self) -> anyhow::Result<String> {
+        let config = self.config()?;
+        Ok(config.nats.url.unwrap_or_else(|| format!("nats://127.0.0.1:{}", config.nats.embedded_port)))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service (with an embedded nats-server when no NATS URL is configured).
+    Up {
+        #[command(flatten)]
+        common: Common,
+        /// Replay this data file through the service once it is ready (SF 311 .csv or .jsonl).
+        #[arg(long)]
+        replay: Option<PathBuf>,
+        /// Replay pace in cases per second; as fast as possible when absent.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Stop once the replay is done.
+        #[arg(long, requires = "replay")]
+        exit_after_replay: bool,
+    },
+    /// Route one case (given --lon/--lat/--category) or JSON lines from stdin; no NATS needed.
+    Route {
+        #[command(flatten)]
+        common: Common,
+        /// Longitude (WGS-84).
+        #[arg(long, requires_all = ["lat", "category"], allow_hyphen_values = true)]
+        lon: Option<f64>,
+        /// Latitude (WGS-84).
+        #[arg(long, requires_all = ["lon", "category"], allow_hyphen_values = true)]
+        lat: Option<f64>,
+        /// Category, e.g. sewer_issues or cardiac_arrest.
+        #[arg(long)]
+        category: Option<String>,
+        /// Priority 1-4; the category's default when absent.
+        #[arg(long)]
+        priority: Option<u8>,
+    },
+    /// Publish a data file's cases to a running linkbus and report what became of them.
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        /// SF 311 CSV export, or JSON lines of case-reported events.
+        file: PathBuf,
+        /// Cases per second; as fast as possible when absent.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds to wait for outstanding outcomes after the last publish.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Subscribe like a department's plain NATS client and print what arrives.
+    Watch {
+        #[command(flatten)]
+        common: Common,
+        /// Subjects to subscribe to.
+        #[arg(default_value = "routed.dept.>")]
+        subjects: Vec<String>,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Region data tools.
+    Geo {
+        #[command(subcommand)]
+        command: GeoCommand,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GeoCommand {
+    /// Build geo-data/san-francisco from the public SF data (neighborhoods, 311, fire stations).
+    BuildSf {
+        /// Folder with the SF source files.
+        #[arg(long, default_value = "../shared/data/sf")]
+        from: PathBuf,
+        /// Region folder to write.
+        #[arg(long, default_value = "geo-data/san-francisco")]
+        out: PathBuf,
+        /// Synthetic volunteers to generate.
+        #[arg(long, default_value_t = 2_000)]
+        volunteers: usize,
+        /// Seed of the synthetic roster.
+        #[arg(long, default_value_t = 311)]
+        seed: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file and the region it names.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// Entry point of the `linkbus` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("linkbus: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("linkbus: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LINKBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Up { common, replay, rate, exit_after_replay } => {
+            up::up(common.config()?, UpOptions { replay, rate, exit_after_replay }).await?;
+        }
+        Command::Route { common, lon, lat, category, priority } => {
+            let config = common.config()?;
+            let region = Region::load(&config.region.dir)
+                .with_context(|| format!("loading region {}", config.region.dir.display()))?;
+            let offline = Offline::load(region, config.routing_params())?;
+            match (lon, lat, category) {
+                (Some(lon), Some(lat), Some(category)) => {
+                    let case = offline.case_at(lon, lat, &category, priority);
+                    println!("{}", serde_json::to_string_pretty(&offline.route(&case)?)?);
+                }
+                _ => {
+                    let (ok, failed) = offline.route_lines(std::io::stdin().lock(), std::io::stdout().lock())?;
+                    eprintln!("routed {ok}, refused {failed}");
+                    if failed > 0 {
+                        return Ok(ExitCode::from(2));
+                    }
+                }
+            }
+        }
+        Command::Replay { common, file, rate, wait_secs, json } => {
+            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let options = ReplayOptions { rate, wait: Duration::from_secs(wait_secs), progress: !json };
+            let summary = replay::replay(&client, &file, &options).await?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!("{summary}");
+            }
+            if summary.missing > 0 {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Watch { common, subjects, count } => {
+            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            watch::watch(&client, &subjects, count).await?;
+        }
+        Command::Geo { command: GeoCommand::BuildSf { from, out, volunteers, seed } } => {
+            let options = BuildOptions { volunteers, seed, ..BuildOptions::default() };
+            let report = geo_build::build_sf(&from, &out, &options)?;
+            println!(
+                "built {}: {} communities, {} departments ({} neighborhood-level rules), {} volunteers (synthetic)\n\
+                 the rules reproduce Responsible.Agency for {} of {} located 311 rows ({:.1} %)",
+                out.display(),
+                report.communities,
+                report.departments,
+                report.local_rules,
+                report.volunteers,
+                report.agreeing_rows,
+                report.located_rows,
+                100.0 * report.agreeing_rows as f64 / report.located_rows.max(1) as f64
+            );
+        }
+        Command::Config { command: ConfigCommand::Check { file } } => {
+            let config = Config::load(Some(&file))?;
+            let region = Region::load(&config.region.dir)
+                .with_context(|| format!("loading region {}", config.region.dir.display()))?;
+            println!(
+                "{}: ok (region {} version {}, {} communities, {} departments, {} categories)",
+                file.display(),
+                region.manifest.id,
+                region.manifest.version,
+                region.communities.len(),
+                region.departments.departments.len(),
+                region.categories.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,211 @@
+//! The configuration file (`linkbus.toml`): one TOML file, every field optional with the default
+//! shown in `ops/linkbus.example.toml`; `LINKBUS_NATS_URL` overrides the NATS URL, and CLI flags
+//! override what changes per run.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use linkbus_bus::nats::StreamSettings;
+use linkbus_routers::RoutingParams;
+use linkbus_routers::service::ServiceConfig;
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where NATS is, or how to run the embedded server.
+    pub nats: NatsConfig,
+    /// Which region's data to route with.
+    pub region: RegionConfig,
+    /// Matching parameters.
+    pub routing: RoutingConfig,
+    /// How the router consumes.
+    pub router: RouterConfig,
+}
+
+/// `[nats]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// URL of an existing NATS server or cluster (comma-separated for several). Unset: linkbus
+    /// starts and supervises its own nats-server. `LINKBUS_NATS_URL` overrides it.
+    pub url: Option<String>,
+    /// Data folder of the embedded nats-server (JetStream files, log).
+    pub embedded_data_dir: PathBuf,
+    /// Client port of the embedded server on 127.0.0.1; 0 lets it pick a free one.
+    pub embedded_port: u16,
+    /// Replicas of each stream: 1 on one server, 3 in a three-node cluster.
+    pub replicas: usize,
+    /// Seconds within which a re-sent event id is dropped as a duplicate.
+    pub duplicate_window_secs: u64,
+    /// Days messages are kept in the streams.
+    pub retention_days: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            embedded_data_dir: PathBuf::from(".linkbus/nats"),
+            embedded_port: 4222,
+            replicas: 1,
+            duplicate_window_secs: 600,
+            retention_days: 7,
+        }
+    }
+}
+
+/// `[region]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegionConfig {
+    /// Region folder (see `geo-data/README.md`).
+    pub dir: PathBuf,
+    /// At start-up, fill an empty volunteers bucket from the region's roster, if it ships one.
+    pub seed_volunteers: bool,
+}
+
+impl Default for RegionConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("geo-data/san-francisco"), seed_volunteers: true }
+    }
+}
+
+/// `[routing]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// A point outside every community but within this many metres of one goes to the nearest;
+    /// beyond it the case is unmatched (and goes to the catch-all department).
+    pub border_tolerance_m: f64,
+    /// How many volunteers to offer a case to.
+    pub volunteers_k: usize,
+    /// How far to look for volunteers, metres.
+    pub volunteer_radius_m: f64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        let p = RoutingParams::default();
+        Self { border_tolerance_m: p.border_tolerance_m, volunteers_k: p.volunteers_k, volunteer_radius_m: p.volunteer_radius_m }
+    }
+}
+
+/// `[router]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Durable consumer name shared by every router process.
+    pub durable: String,
+    /// Seconds JetStream waits for an ack before redelivering a case to a router.
+    pub ack_wait_secs: u64,
+    /// Cases handed out but not yet acked, across all routers.
+    pub max_ack_pending: i64,
+    /// Largest case report accepted, bytes; bigger ones are dead-lettered.
+    pub max_payload_bytes: usize,
+    /// Cases this process routes concurrently.
+    pub max_in_flight: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        let s = ServiceConfig::default();
+        Self {
+            durable: s.durable,
+            ack_wait_secs: s.ack_wait.as_secs(),
+            max_ack_pending: s.max_ack_pending,
+            max_payload_bytes: s.max_payload,
+            max_in_flight: s.max_in_flight,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a file, or the defaults when `path` is `None`; then applies `LINKBUS_NATS_URL`.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                Self::parse(&text).with_context(|| format!("invalid configuration {}", path.display()))?
+            }
+            None => Self::default(),
+        };
+        if let Some(url) = std::env::var("LINKBUS_NATS_URL").ok().filter(|u| !u.trim().is_empty()) {
+            config.nats.url = Some(url);
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let r = &self.routing;
+        anyhow::ensure!(r.border_tolerance_m.is_finite() && r.border_tolerance_m >= 0.0, "routing.border_tolerance_m must be >= 0");
+        anyhow::ensure!(r.volunteer_radius_m.is_finite() && r.volunteer_radius_m > 0.0, "routing.volunteer_radius_m must be > 0");
+        anyhow::ensure!(r.volunteers_k <= 100, "routing.volunteers_k must be at most 100");
+        let q = &self.router;
+        anyhow::ensure!(q.ack_wait_secs >= 1, "router.ack_wait_secs must be at least 1");
+        anyhow::ensure!(q.max_in_flight >= 1, "router.max_in_flight must be at least 1");
+        anyhow::ensure!(q.max_ack_pending >= q.max_in_flight as i64, "router.max_ack_pending must be >= router.max_in_flight");
+        anyhow::ensure!((1024..=8 * 1024 * 1024).contains(&q.max_payload_bytes), "router.max_payload_bytes must be 1 KiB to 8 MiB");
+        anyhow::ensure!((1..=5).contains(&self.nats.replicas), "nats.replicas must be 1 to 5");
+        anyhow::ensure!(self.nats.duplicate_window_secs >= 1, "nats.duplicate_window_secs must be at least 1");
+        Ok(())
+    }
+
+    /// Matching parameters.
+    pub fn routing_params(&self) -> RoutingParams {
+        RoutingParams {
+            border_tolerance_m: self.routing.border_tolerance_m,
+            volunteers_k: self.routing.volunteers_k,
+            volunteer_radius_m: self.routing.volunteer_radius_m,
+        }
+    }
+
+    /// Stream settings.
+    pub fn stream_settings(&self) -> StreamSettings {
+        StreamSettings {
+            duplicate_window: Duration::from_secs(self.nats.duplicate_window_secs),
+            max_age: Duration::from_secs(self.nats.retention_days * 24 * 3600),
+            replicas: self.nats.replicas,
+        }
+    }
+
+    /// Router service settings; `source` names this process in the events it emits.
+    pub fn service_config(&self, source: String) -> ServiceConfig {
+        ServiceConfig {
+            durable: self.router.durable.clone(),
+            ack_wait: Duration::from_secs(self.router.ack_wait_secs),
+            max_ack_pending: self.router.max_ack_pending,
+            max_payload: self.router.max_payload_bytes,
+            max_in_flight: self.router.max_in_flight,
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_to_the_defaults() {
+        let text = include_str!("../linkbus.example.toml");
+        let parsed = Config::parse(text).expect("example parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_and_bad_fields_are_refused() {
+        assert!(Config::parse("[routing]\nborder_tolerance = 3\n").is_err());
+        let err = Config::parse("[routing]\nvolunteer_radius_m = -1\n").expect_err("negative radius");
+        assert!(err.to_string().contains("volunteer_radius_m"), "{err}");
+    }
+}

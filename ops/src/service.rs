@@ -1,0 +1,125 @@
+//! One running linkbus service on a NATS connection: streams provisioned, volunteers seeded and
+//! followed, the router consuming. `linkbus up` runs one; tests start them in-process too.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use bytes::Bytes;
+use linkbus_bus::nats;
+use linkbus_geo_data::Region;
+use linkbus_routers::Router;
+use linkbus_routers::service::{self as router_service, RouterState};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// How long start-up waits for the volunteers bucket to be read in full.
+const VOLUNTEERS_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Connects to NATS at `url` (comma-separated URLs for a cluster), retrying for up to
+/// `patience` while the server comes up. Reconnects forever afterwards.
+pub async fn connect(url: &str, patience: Duration) -> anyhow::Result<async_nats::Client> {
+    let started = std::time::Instant::now();
+    let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    loop {
+        let options = async_nats::ConnectOptions::new()
+            .name("linkbus")
+            .subscription_capacity(1 << 16)
+            .connection_timeout(Duration::from_secs(5));
+        match options.connect(urls.as_slice()).await {
+            Ok(client) => return Ok(client),
+            Err(e) if started.elapsed() < patience => {
+                warn!(error = %e, url, "NATS not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot connect to NATS at {url}")),
+        }
+    }
+}
+
+/// A running service.
+pub struct Service {
+    /// The NATS connection.
+    pub client: async_nats::Client,
+    /// JetStream on that connection.
+    pub js: jetstream::Context,
+    /// Routing state (matching, volunteers, counters).
+    pub state: Arc<RouterState>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Service {
+    /// Provisions the streams, seeds volunteers if asked and the bucket is empty, starts
+    /// following volunteers and, once they are loaded, the router.
+    pub async fn start(config: &Config, region: &Region, client: async_nats::Client, source: String) -> anyhow::Result<Self> {
+        let js = jetstream::new(client.clone());
+        nats::provision(&js, &config.stream_settings()).await.context("provisioning streams")?;
+        if config.region.seed_volunteers {
+            seed_volunteers(&js, region).await?;
+        }
+        let state = RouterState::new(Router::new(region, config.routing_params()));
+        let shutdown = CancellationToken::new();
+        let ready = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let follower = router_service::follow_volunteers(js.clone(), state.clone(), ready.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = follower.await {
+                warn!(error = %e, "volunteer follower stopped");
+            }
+        }));
+        tokio::time::timeout(VOLUNTEERS_READY_TIMEOUT, ready.cancelled())
+            .await
+            .context("timed out loading volunteers from the bucket")?;
+        info!(volunteers = state.stats.volunteer_updates.load(Ordering::Relaxed), "volunteers loaded");
+
+        let router = router_service::run(js.clone(), state.clone(), config.service_config(source), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = router.await {
+                warn!(error = %e, "router stopped");
+            }
+        }));
+        Ok(Self { client, js, state, shutdown, tasks })
+    }
+
+    /// True while every task runs.
+    pub fn is_running(&self) -> bool {
+        self.tasks.iter().all(|t| !t.is_finished())
+    }
+
+    /// Stops consuming, lets in-flight cases finish, and drains the connection.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Err(e) = self.client.drain().await {
+            warn!(error = %e, "draining the NATS connection failed");
+        }
+    }
+}
+
+/// Puts the region's roster into an empty volunteers bucket.
+async fn seed_volunteers(js: &jetstream::Context, region: &Region) -> anyhow::Result<()> {
+    let store = js.get_key_value(nats::BUCKET_VOLUNTEERS).await.context("opening the volunteers bucket")?;
+    let status = store.status().await.context("reading the volunteers bucket status")?;
+    if status.values() > 0 {
+        return Ok(());
+    }
+    let roster = region.roster().context("reading the volunteer roster")?;
+    if roster.is_empty() {
+        return Ok(());
+    }
+    for v in &roster {
+        let value = Bytes::from(serde_json::to_vec(v)?);
+        store.put(&v.id, value).await.with_context(|| format!("seeding volunteer {}", v.id))?;
+    }
+    info!(count = roster.len(), region = %region.manifest.id, "seeded the volunteers bucket from the roster");
+    Ok(())
+}

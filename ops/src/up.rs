@@ -1,0 +1,159 @@
+//! `linkbus up`: the whole service. Connects to the configured NATS, or starts and supervises
+//! an embedded nats-server (restarted if it dies); runs the router; optionally replays a file
+//! through it; stops cleanly on ctrl-c or SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use linkbus_bus::server::{NatsServer, ServerConfig};
+use linkbus_geo_data::Region;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::replay::{self, ReplayOptions};
+use crate::service::{self, Service};
+
+/// What `up` was asked to do besides running.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Replay this file once the service is ready.
+    pub replay: Option<PathBuf>,
+    /// Replay pace, cases per second (`None`: as fast as possible).
+    pub rate: Option<f64>,
+    /// Stop after the replay instead of running until ctrl-c.
+    pub exit_after_replay: bool,
+}
+
+/// Runs until ctrl-c / SIGTERM (or the replay ends, if asked).
+pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
+    let region = Region::load(&config.region.dir)
+        .with_context(|| format!("loading region {}", config.region.dir.display()))?;
+    info!(
+        region = %region.manifest.id,
+        version = %region.manifest.version,
+        communities = region.communities.len(),
+        departments = region.departments.departments.len(),
+        "region loaded"
+    );
+
+    let mut server = None;
+    let url = match &config.nats.url {
+        Some(url) => url.clone(),
+        None => {
+            let mut server_config = ServerConfig::new(&config.nats.embedded_data_dir);
+            server_config.port = Some(config.nats.embedded_port).filter(|p| *p != 0);
+            let s = NatsServer::start(server_config).await.context("starting the embedded nats-server")?;
+            info!(url = %s.url(), log = %s.log_file().display(), "embedded nats-server started");
+            let url = s.url();
+            server = Some(s);
+            url
+        }
+    };
+    let client = service::connect(&url, Duration::from_secs(30)).await?;
+    let source = format!("/linkbus/router/{}", std::process::id());
+    let svc = Service::start(&config, &region, client.clone(), source).await?;
+    let volunteers = svc.state.volunteers.read().map(|v| (v.len(), v.available())).unwrap_or_default();
+    eprintln!(
+        "linkbus is up: NATS {url}, region {} ({} communities, {} departments), {} volunteers ({} available). Ctrl-C stops it.",
+        region.manifest.name,
+        region.communities.len(),
+        region.departments.departments.len(),
+        volunteers.0,
+        volunteers.1
+    );
+
+    let stop = CancellationToken::new();
+    let replay_task = options.replay.clone().map(|path| {
+        let client = client.clone();
+        let stop = stop.clone();
+        let exit_after = options.exit_after_replay;
+        let replay_options = ReplayOptions { rate: options.rate, wait: Duration::from_secs(60), progress: true };
+        tokio::spawn(async move {
+            eprintln!("replaying {} …", path.display());
+            match replay::replay(&client, &path, &replay_options).await {
+                Ok(summary) => {
+                    eprintln!("{summary}");
+                    if summary.duplicates > 0 && summary.published == 0 {
+                        eprintln!(
+                            "every case was already on the bus (replayed within the duplicate window); \
+                             remove the data folder (.linkbus/) to watch them routed afresh"
+                        );
+                    }
+                }
+                Err(e) => error!(error = format!("{e:#}"), "replay failed"),
+            }
+            if exit_after {
+                stop.cancel();
+            }
+        })
+    });
+
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(10));
+    let mut last_routed = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown_signal() => break,
+            _ = stop.cancelled() => break,
+            exited = async { match server.as_mut() { Some(s) => s.exited().await, None => std::future::pending().await } } => {
+                warn!(status = ?exited, "embedded nats-server exited; restarting it");
+                if let Some(s) = server.as_mut() {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    s.restart().await.context("restarting the embedded nats-server")?;
+                }
+            }
+            _ = stats_tick.tick() => {
+                let stats = &svc.state.stats;
+                let routed = stats.routed.load(Ordering::Relaxed);
+                if routed != last_routed {
+                    info!(
+                        routed,
+                        dead_lettered = stats.dead_lettered.load(Ordering::Relaxed),
+                        retried = stats.retried.load(Ordering::Relaxed),
+                        volunteer_updates = stats.volunteer_updates.load(Ordering::Relaxed),
+                        "router progress"
+                    );
+                    last_routed = routed;
+                }
+                if !svc.is_running() {
+                    anyhow::bail!("a service task stopped unexpectedly; see the log above");
+                }
+            }
+        }
+    }
+    eprintln!("stopping: finishing cases in flight …");
+    if let Some(task) = replay_task {
+        task.abort();
+    }
+    svc.stop().await;
+    if let Some(mut s) = server {
+        s.stop(Duration::from_secs(10)).await;
+    }
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
