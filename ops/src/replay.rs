@@ -117,6 +117,8 @@ pub async fn replay(client: &async_nats::Client, path: &Path, options: &ReplayOp
             Item::Case(event) => {
                 let subject = subjects::ingest(event.data.system, &event.data.category);
                 let payload = Bytes::from(serde_json::to_vec(&*event)?);
+                // Pending from before the publish: the outcome can arrive before the ack does.
+                pending.insert(event.id.clone());
                 let ack = nats::publish(&js, subject, &event.id, payload).await?;
                 let id = event.id;
                 acks.push(async move { (id, ack.await) });
@@ -177,10 +179,10 @@ fn collect_ack(
     let ack = ack.with_context(|| format!("JetStream did not store case {id}"))?;
     if ack.duplicate {
         summary.duplicates += 1;
+        pending.remove(&id);
         bar.inc(1);
     } else {
         summary.published += 1;
-        pending.insert(id);
     }
     Ok(())
 }

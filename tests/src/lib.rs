@@ -155,3 +155,28 @@ async fn read_stream_once(js: &jetstream::Context, stream: &str, filter: &str) -
 pub fn header(msg: &jetstream::Message, name: &str) -> Option<String> {
     msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned())
 }
+
+/// Messages a stream holds now.
+pub async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
+    let mut stream = js.get_stream(stream).await.expect("stream exists");
+    stream.info().await.expect("stream info").state.messages
+}
+
+/// Waits until `stream` holds at least `n` messages; returns how many it holds.
+pub async fn wait_for_messages(js: &jetstream::Context, stream: &str, n: u64, within: Duration) -> u64 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let have = stream_messages(js, stream).await;
+        if have >= n || tokio::time::Instant::now() > deadline {
+            return have;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes a configuration file for `linkbus` processes on this bus.
+pub fn write_config(dir: &std::path::Path, extra: &str) -> PathBuf {
+    let path = dir.join("linkbus.toml");
+    std::fs::write(&path, extra).expect("write config");
+    path
+}
