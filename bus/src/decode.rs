@@ -49,7 +49,11 @@ impl Rejection {
 }
 
 /// Decodes and validates a case report that arrived on `subject`.
-pub fn decode_case_report(subject: &str, payload: &[u8], max_bytes: usize) -> Result<CloudEvent<CaseReport>, Rejection> {
+pub fn decode_case_report(
+    subject: &str,
+    payload: &[u8],
+    max_bytes: usize,
+) -> Result<CloudEvent<CaseReport>, Rejection> {
     if payload.len() > max_bytes {
         return Err(Rejection::TooLarge { size: payload.len(), limit: max_bytes });
     }
@@ -62,7 +66,11 @@ pub fn decode_case_report(subject: &str, payload: &[u8], max_bytes: usize) -> Re
         return Err(Rejection::Unsupported(format!("type {:?}, expected {:?}", event.ty, wire::TYPE_CASE_REPORTED)));
     }
     if event.datacontenttype != wire::JSON {
-        return Err(Rejection::Unsupported(format!("datacontenttype {:?}, expected {:?}", event.datacontenttype, wire::JSON)));
+        return Err(Rejection::Unsupported(format!(
+            "datacontenttype {:?}, expected {:?}",
+            event.datacontenttype,
+            wire::JSON
+        )));
     }
     if !wire::is_event_id(&event.id) {
         return Err(wire::Invalid {

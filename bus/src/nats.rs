@@ -142,10 +142,7 @@ pub async fn publish(
 
 /// Publishes a dead letter: the original bytes as the payload, the reason in headers.
 /// `msg_id` makes a retried dead letter a duplicate, not a second copy.
-pub async fn publish_deadletter(
-    js: &jetstream::Context,
-    letter: DeadLetter<'_>,
-) -> Result<PublishAckFuture, BusError> {
+pub async fn publish_deadletter(js: &jetstream::Context, letter: DeadLetter<'_>) -> Result<PublishAckFuture, BusError> {
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", letter.msg_id);
     headers.insert(HEADER_STAGE, letter.stage);

@@ -5,7 +5,7 @@
 //! and `case.<id>.routed`, a [`VolunteerOffer`] on `volunteer.<id>.offer`. Volunteers' live
 //! state is a [`VolunteerStatus`] stored in a JetStream KV bucket. `docs/wire.md` explains the
 //! contract for clients in other languages; `docs/schemas/` holds the JSON Schemas generated
-//! from these types (`linkbus schema`).
+//! from these types by `bus/tests/schemas.rs` (`UPDATE_SCHEMAS=1 cargo test -p linkbus-bus --test schemas`).
 
 use jiff::Timestamp;
 use schemars::JsonSchema;
@@ -416,8 +416,8 @@ pub struct VolunteerOffer {
     pub skill: String,
 }
 
-/// A volunteer's live state: the value stored under the volunteer's id in the `volunteers`
-/// KV bucket. Routers follow the bucket and use a change within a second.
+/// A volunteer's live state: the value stored under the volunteer's id in the
+/// `linkbus_volunteers` KV bucket. Routers follow the bucket and use a change within a second.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VolunteerStatus {

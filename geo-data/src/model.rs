@@ -240,10 +240,8 @@ impl Region {
         let categories: CategoriesFile =
             toml::from_str(&read(&categories_path)?).map_err(|e| parse_err(&categories_path, e))?;
         let facilities_path = dir.join(files::FACILITIES);
-        let facilities =
-            if facilities_path.exists() { load_facilities(&facilities_path)? } else { Vec::new() };
-        let region =
-            Region { dir, manifest, communities, departments, categories: categories.category, facilities };
+        let facilities = if facilities_path.exists() { load_facilities(&facilities_path)? } else { Vec::new() };
+        let region = Region { dir, manifest, communities, departments, categories: categories.category, facilities };
         region.check()?;
         Ok(region)
     }
@@ -259,7 +257,8 @@ impl Region {
             .enumerate()
             .filter(|(_, line)| !line.trim().is_empty())
             .map(|(n, line)| {
-                let v: VolunteerStatus = serde_json::from_str(line).map_err(|e| parse_err(&path, format!("line {}: {e}", n + 1)))?;
+                let v: VolunteerStatus =
+                    serde_json::from_str(line).map_err(|e| parse_err(&path, format!("line {}: {e}", n + 1)))?;
                 v.validate().map_err(|e| invalid(&path, format!("line {}", n + 1), e.to_string()))?;
                 Ok(v)
             })
@@ -350,7 +349,9 @@ pub fn load_communities(path: &Path) -> Result<Vec<Community>, GeoDataError> {
     for (n, f) in fc.features.iter().enumerate() {
         let item = feature_string(f, "id").unwrap_or_else(|| format!("feature {n}"));
         let bad = |message: &str| invalid(path, item.clone(), message);
-        let id = feature_string(f, "id").filter(|id| is_id(id)).ok_or_else(|| bad("property id must be an id (letters, digits, '-', '_')"))?;
+        let id = feature_string(f, "id")
+            .filter(|id| is_id(id))
+            .ok_or_else(|| bad("property id must be an id (letters, digits, '-', '_')"))?;
         if !seen.insert(id.clone()) {
             return Err(bad("duplicate id"));
         }
@@ -386,9 +387,8 @@ fn check_boundary(boundary: &MultiPolygon<f64>) -> Result<(), String> {
             if ring.0.len() < 4 {
                 return Err("a ring has fewer than 4 positions".into());
             }
-            if let Some(c) = ring.0.iter().find(|c| {
-                wire::Location { lon: c.x, lat: c.y }.validate("position").is_err()
-            }) {
+            if let Some(c) = ring.0.iter().find(|c| wire::Location { lon: c.x, lat: c.y }.validate("position").is_err())
+            {
                 return Err(format!("position ({}, {}) is not WGS-84 lon/lat", c.x, c.y));
             }
         }

@@ -89,7 +89,11 @@ pub struct RoutingConfig {
 impl Default for RoutingConfig {
     fn default() -> Self {
         let p = RoutingParams::default();
-        Self { border_tolerance_m: p.border_tolerance_m, volunteers_k: p.volunteers_k, volunteer_radius_m: p.volunteer_radius_m }
+        Self {
+            border_tolerance_m: p.border_tolerance_m,
+            volunteers_k: p.volunteers_k,
+            volunteer_radius_m: p.volunteer_radius_m,
+        }
     }
 }
 
@@ -147,14 +151,26 @@ impl Config {
 
     fn check(&self) -> anyhow::Result<()> {
         let r = &self.routing;
-        anyhow::ensure!(r.border_tolerance_m.is_finite() && r.border_tolerance_m >= 0.0, "routing.border_tolerance_m must be >= 0");
-        anyhow::ensure!(r.volunteer_radius_m.is_finite() && r.volunteer_radius_m > 0.0, "routing.volunteer_radius_m must be > 0");
+        anyhow::ensure!(
+            r.border_tolerance_m.is_finite() && r.border_tolerance_m >= 0.0,
+            "routing.border_tolerance_m must be >= 0"
+        );
+        anyhow::ensure!(
+            r.volunteer_radius_m.is_finite() && r.volunteer_radius_m > 0.0,
+            "routing.volunteer_radius_m must be > 0"
+        );
         anyhow::ensure!(r.volunteers_k <= 100, "routing.volunteers_k must be at most 100");
         let q = &self.router;
         anyhow::ensure!(q.ack_wait_secs >= 1, "router.ack_wait_secs must be at least 1");
         anyhow::ensure!(q.max_in_flight >= 1, "router.max_in_flight must be at least 1");
-        anyhow::ensure!(q.max_ack_pending >= q.max_in_flight as i64, "router.max_ack_pending must be >= router.max_in_flight");
-        anyhow::ensure!((1024..=8 * 1024 * 1024).contains(&q.max_payload_bytes), "router.max_payload_bytes must be 1 KiB to 8 MiB");
+        anyhow::ensure!(
+            q.max_ack_pending >= q.max_in_flight as i64,
+            "router.max_ack_pending must be >= router.max_in_flight"
+        );
+        anyhow::ensure!(
+            (1024..=8 * 1024 * 1024).contains(&q.max_payload_bytes),
+            "router.max_payload_bytes must be 1 KiB to 8 MiB"
+        );
         anyhow::ensure!((1..=5).contains(&self.nats.replicas), "nats.replicas must be 1 to 5");
         anyhow::ensure!(self.nats.duplicate_window_secs >= 1, "nats.duplicate_window_secs must be at least 1");
         Ok(())

@@ -77,7 +77,9 @@ fn load(path: &Path) -> anyhow::Result<Vec<Item>> {
                 .filter(|(_, l)| !l.trim().is_empty())
                 .map(|(n, line)| match serde_json::from_str::<CloudEvent<CaseReport>>(line) {
                     Ok(ev) => Item::Case(Box::new(ev)),
-                    Err(e) => Item::Refused { reason: format!("line {}: {e}", n + 1), raw: line.to_owned(), record: n + 1 },
+                    Err(e) => {
+                        Item::Refused { reason: format!("line {}: {e}", n + 1), raw: line.to_owned(), record: n + 1 }
+                    }
                 })
                 .collect()
         }
@@ -87,7 +89,11 @@ fn load(path: &Path) -> anyhow::Result<Vec<Item>> {
 }
 
 /// Replays `path` into the bus on `client`.
-pub async fn replay(client: &async_nats::Client, path: &Path, options: &ReplayOptions) -> anyhow::Result<ReplaySummary> {
+pub async fn replay(
+    client: &async_nats::Client,
+    path: &Path,
+    options: &ReplayOptions,
+) -> anyhow::Result<ReplaySummary> {
     let items = load(path)?;
     let js = jetstream::new(client.clone());
     let mut summary = ReplaySummary { records: items.len(), ..Default::default() };
@@ -235,7 +241,11 @@ impl std::fmt::Display for ReplaySummary {
         writeln!(f, "records read          {}", self.records)?;
         writeln!(f, "refused by adapter    {}  (kept on deadletter.adapter)", self.refused_by_adapter)?;
         writeln!(f, "published             {}", self.published)?;
-        writeln!(f, "already on the bus    {}  (same event id within the duplicate window: not routed again)", self.duplicates)?;
+        writeln!(
+            f,
+            "already on the bus    {}  (same event id within the duplicate window: not routed again)",
+            self.duplicates
+        )?;
         writeln!(f, "routed                {}", self.routed)?;
         writeln!(f, "dead-lettered         {}  (kept on deadletter.ingest)", self.dead_lettered)?;
         writeln!(f, "missing               {}", self.missing)?;

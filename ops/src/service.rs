@@ -57,7 +57,12 @@ pub struct Service {
 impl Service {
     /// Provisions the streams, seeds volunteers if asked and the bucket is empty, starts
     /// following volunteers and, once they are loaded, the router.
-    pub async fn start(config: &Config, region: &Region, client: async_nats::Client, source: String) -> anyhow::Result<Self> {
+    pub async fn start(
+        config: &Config,
+        region: &Region,
+        client: async_nats::Client,
+        source: String,
+    ) -> anyhow::Result<Self> {
         let js = jetstream::new(client.clone());
         nats::provision(&js, &config.stream_settings()).await.context("provisioning streams")?;
         if config.region.seed_volunteers {

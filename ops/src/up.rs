@@ -29,8 +29,8 @@ pub struct UpOptions {
 
 /// Runs until ctrl-c / SIGTERM (or the replay ends, if asked).
 pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
-    let region = Region::load(&config.region.dir)
-        .with_context(|| format!("loading region {}", config.region.dir.display()))?;
+    let region =
+        Region::load(&config.region.dir).with_context(|| format!("loading region {}", config.region.dir.display()))?;
     info!(
         region = %region.manifest.id,
         version = %region.manifest.version,

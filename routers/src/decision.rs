@@ -103,7 +103,12 @@ impl Router {
                     "({lon}, {lat}) is outside every community and more than {:.0} m from any: unmatched.",
                     self.communities.tolerance_m()
                 ));
-                let none = CommunityMatch { outcome: CommunityOutcome::Unmatched, community: None, distance_m: None, candidates: vec![] };
+                let none = CommunityMatch {
+                    outcome: CommunityOutcome::Unmatched,
+                    community: None,
+                    distance_m: None,
+                    candidates: vec![],
+                };
                 (None, none)
             }
         };
@@ -151,10 +156,15 @@ impl Router {
         explanation: &mut Vec<String>,
     ) -> Vec<DepartmentChoice> {
         let all = self.departments.departments();
-        let choice = |d: usize, rule: DepartmentRule| DepartmentChoice { id: all[d].id.clone(), name: all[d].name.clone(), rule };
+        let choice = |d: usize, rule: DepartmentRule| DepartmentChoice {
+            id: all[d].id.clone(),
+            name: all[d].name.clone(),
+            rule,
+        };
         match self.departments.choose(&case.category, community) {
             Chosen::ByRule { level, area, departments } => {
-                let names: Vec<String> = departments.iter().map(|d| format!("{} ({})", all[*d].name, all[*d].id)).collect();
+                let names: Vec<String> =
+                    departments.iter().map(|d| format!("{} ({})", all[*d].name, all[*d].id)).collect();
                 explanation.push(format!(
                     "{} handle{} {} in {} {area}, the most specific jurisdiction with a rule.",
                     names.join(" and "),
@@ -190,7 +200,12 @@ fn describe(c: &Community) -> String {
     }
 }
 
-fn matched(outcome: CommunityOutcome, c: &Community, distance_m: Option<f64>, candidates: Vec<String>) -> CommunityMatch {
+fn matched(
+    outcome: CommunityOutcome,
+    c: &Community,
+    distance_m: Option<f64>,
+    candidates: Vec<String>,
+) -> CommunityMatch {
     CommunityMatch {
         outcome,
         community: Some(CommunityRef {
@@ -214,10 +229,7 @@ fn level_name(level: JurisdictionLevel) -> &'static str {
 }
 
 fn explain_volunteers(chosen: &[linkbus_bus::wire::VolunteerChoice], s: &VolunteerSearch, skill: &str) -> String {
-    let passed = format!(
-        "passed over {} unavailable and {} without the skill",
-        s.skipped_unavailable, s.skipped_skill
-    );
+    let passed = format!("passed over {} unavailable and {} without the skill", s.skipped_unavailable, s.skipped_skill);
     match chosen {
         [] => format!("No available volunteer with skill {skill} within {:.0} m; {passed}.", s.radius_m),
         [first, ..] => format!(

@@ -68,8 +68,7 @@ impl DepartmentRules {
                 }
             }
         }
-        let catch_all =
-            departments.departments.iter().position(|d| d.id == departments.catch_all).unwrap_or_default();
+        let catch_all = departments.departments.iter().position(|d| d.id == departments.catch_all).unwrap_or_default();
         Self { departments, catch_all, rules, region_area: region_area.to_owned() }
     }
 
@@ -148,7 +147,10 @@ mod tests {
             }
             Chosen::CatchAll => panic!("catch-all"),
         };
-        assert_eq!(by(&community("c1", Some("s1"), "d1")), (JurisdictionLevel::Community, vec!["station-a".into(), "station-b".into()]));
+        assert_eq!(
+            by(&community("c1", Some("s1"), "d1")),
+            (JurisdictionLevel::Community, vec!["station-a".into(), "station-b".into()])
+        );
         assert_eq!(by(&community("c2", Some("s1"), "d1")), (JurisdictionLevel::SubDistrict, vec!["street".into()]));
         assert_eq!(by(&community("c3", None, "d1")), (JurisdictionLevel::District, vec!["district".into()]));
         assert_eq!(by(&community("c4", Some("s9"), "d9")), (JurisdictionLevel::Region, vec!["city".into()]));

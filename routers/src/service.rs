@@ -7,9 +7,9 @@
 //!
 //! [`follow_volunteers`] keeps a [`VolunteerIndex`] in step with the volunteers KV bucket.
 
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer, kv};
@@ -163,9 +163,7 @@ pub async fn run(
         };
         messages
             .take_until(shutdown.cancelled())
-            .filter_map(|m| async move {
-                m.map_err(|e| warn!(error = %e, "pull stream error; continuing")).ok()
-            })
+            .filter_map(|m| async move { m.map_err(|e| warn!(error = %e, "pull stream error; continuing")).ok() })
             .for_each_concurrent(config.max_in_flight, |msg| handle(&js, &state, &config, msg))
             .await;
     }
@@ -176,9 +174,9 @@ pub async fn run(
 async fn handle(js: &jetstream::Context, state: &RouterState, config: &ServiceConfig, msg: jetstream::Message) {
     let outcome = match decode_case_report(&msg.subject, &msg.payload, config.max_payload) {
         Ok(event) => route(js, state, config, event).await.map(|_| &state.stats.routed),
-        Err(rejection) => dead_letter(js, &msg, &rejection.to_string(), rejection.code())
-            .await
-            .map(|_| &state.stats.dead_lettered),
+        Err(rejection) => {
+            dead_letter(js, &msg, &rejection.to_string(), rejection.code()).await.map(|_| &state.stats.dead_lettered)
+        }
     };
     match outcome {
         Ok(counter) => match msg.ack().await {
@@ -197,7 +195,12 @@ async fn handle(js: &jetstream::Context, state: &RouterState, config: &ServiceCo
 
 /// Publishes a refused ingest message to `deadletter.ingest`, keyed by its stream sequence so a
 /// retry is a duplicate.
-async fn dead_letter(js: &jetstream::Context, msg: &jetstream::Message, reason: &str, code: &str) -> Result<(), BusError> {
+async fn dead_letter(
+    js: &jetstream::Context,
+    msg: &jetstream::Message,
+    reason: &str,
+    code: &str,
+) -> Result<(), BusError> {
     let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     let original_msg_id = msg.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str());
     debug!(subject = %msg.subject, reason, "dead-lettering");
@@ -251,14 +254,24 @@ async fn route(
                 skill,
             };
             let id = format!("{case_id}:offer:{}", v.id);
-            let ev = CloudEvent::new(id.clone(), &config.source, wire::TYPE_VOLUNTEER_OFFER, Some(case_id.clone()), now, offer);
+            let ev = CloudEvent::new(
+                id.clone(),
+                &config.source,
+                wire::TYPE_VOLUNTEER_OFFER,
+                Some(case_id.clone()),
+                now,
+                offer,
+            );
             Some((subjects::volunteer_offer(&v.id), id, to_bytes(&ev)))
         })
         .collect();
 
     let routed_id = format!("{case_id}:routed");
-    let departments: Vec<(String, String)> =
-        decision.departments.iter().map(|d| (d.id.clone(), subjects::routed_department(&d.id, &case.category))).collect();
+    let departments: Vec<(String, String)> = decision
+        .departments
+        .iter()
+        .map(|d| (d.id.clone(), subjects::routed_department(&d.id, &case.category)))
+        .collect();
     let community = decision.community.community.as_ref().map(|c| subjects::routed_community(&c.id));
     let routed = CloudEvent::new(
         routed_id.clone(),
@@ -369,7 +382,11 @@ async fn apply_volunteer(js: &jetstream::Context, state: &RouterState, entry: &k
                 .map_err(|e| ("malformed", e.to_string()))
                 .and_then(|v| v.validate().map(|_| v).map_err(|e| ("invalid", e.to_string())))
                 .and_then(|v| {
-                    if v.id == entry.key { Ok(v) } else { Err(("invalid", format!("id {:?} differs from key {:?}", v.id, entry.key))) }
+                    if v.id == entry.key {
+                        Ok(v)
+                    } else {
+                        Err(("invalid", format!("id {:?} differs from key {:?}", v.id, entry.key)))
+                    }
                 })
                 .and_then(|v| index().upsert(&v).map_err(|e| ("invalid", e.to_string())));
             match parsed {

@@ -145,7 +145,14 @@ impl VolunteerIndex {
 
     /// The `k` nearest available volunteers with `skill` within `radius_m` of a point, nearest
     /// first, with an account of who was passed over.
-    pub fn nearest(&self, lon: f64, lat: f64, skill: &str, k: usize, radius_m: f64) -> (Vec<VolunteerChoice>, VolunteerSearch) {
+    pub fn nearest(
+        &self,
+        lon: f64,
+        lat: f64,
+        skill: &str,
+        k: usize,
+        radius_m: f64,
+    ) -> (Vec<VolunteerChoice>, VolunteerSearch) {
         let mut search = VolunteerSearch {
             skill: Some(skill.to_owned()),
             k,

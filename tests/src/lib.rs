@@ -103,7 +103,12 @@ pub async fn publish_case(js: &jetstream::Context, event: &CloudEvent<CaseReport
 }
 
 /// Publishes raw bytes to a subject with a `Nats-Msg-Id`; waits for the ack.
-pub async fn publish_raw(js: &jetstream::Context, subject: &str, msg_id: &str, payload: bytes::Bytes) -> jetstream::publish::PublishAck {
+pub async fn publish_raw(
+    js: &jetstream::Context,
+    subject: &str,
+    msg_id: &str,
+    payload: bytes::Bytes,
+) -> jetstream::publish::PublishAck {
     linkbus_bus::nats::publish(js, subject.to_owned(), msg_id, payload)
         .await
         .expect("publish")
@@ -113,7 +118,12 @@ pub async fn publish_raw(js: &jetstream::Context, subject: &str, msg_id: &str, p
 
 /// Reads every message currently in `stream` on `filter`, through a fresh ephemeral consumer,
 /// waiting until at least `at_least` are there (or the wait runs out).
-pub async fn read_stream(js: &jetstream::Context, stream: &str, filter: &str, at_least: usize) -> Vec<jetstream::Message> {
+pub async fn read_stream(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: &str,
+    at_least: usize,
+) -> Vec<jetstream::Message> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let all = read_stream_once(js, stream, filter).await;
@@ -141,7 +151,8 @@ async fn read_stream_once(js: &jetstream::Context, stream: &str, filter: &str) -
     if pending == 0 {
         return out;
     }
-    let mut messages = consumer.fetch().max_messages(pending).expires(Duration::from_secs(5)).messages().await.expect("fetch");
+    let mut messages =
+        consumer.fetch().max_messages(pending).expires(Duration::from_secs(5)).messages().await.expect("fetch");
     while let Some(Ok(msg)) = tokio::time::timeout(WAIT, messages.next()).await.ok().flatten() {
         out.push(msg);
         if out.len() == pending {

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use linkbus_adapters::sf311;
 use linkbus_bus::nats::{STREAM_CASES, STREAM_INGEST};
-use linkbus_tests::{TestBus, WAIT, publish_case, read_stream, repo_root, sf_region_dir, stream_messages, wait_for_messages, write_config};
+use linkbus_tests::{
+    TestBus, WAIT, publish_case, read_stream, repo_root, sf_region_dir, stream_messages, wait_for_messages,
+    write_config,
+};
 
 /// The `linkbus` command line as a separate process.
 fn linkbus_command() -> std::process::Command {
@@ -39,15 +42,25 @@ async fn a_router_killed_mid_stream_loses_no_case_and_routes_none_twice() {
     let total = cases.len() as u64;
     assert_eq!(stream_messages(&bus.js, STREAM_INGEST).await, total);
 
-    let mut first = linkbus_command().arg("up").arg("--config").arg(&config).stderr(Stdio::null()).spawn().expect("router starts");
+    let mut first =
+        linkbus_command().arg("up").arg("--config").arg(&config).stderr(Stdio::null()).spawn().expect("router starts");
     let routed_before_kill = wait_for_messages(&bus.js, STREAM_CASES, 200, WAIT).await;
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
     assert!(routed_before_kill >= 200, "the router routed nothing before the kill");
     let at_kill = stream_messages(&bus.js, STREAM_CASES).await;
-    assert!(at_kill < total, "the router finished before it was killed ({at_kill} of {total}); the test proved nothing");
+    assert!(
+        at_kill < total,
+        "the router finished before it was killed ({at_kill} of {total}); the test proved nothing"
+    );
 
-    let mut second = linkbus_command().arg("up").arg("--config").arg(&config).stderr(Stdio::null()).spawn().expect("router restarts");
+    let mut second = linkbus_command()
+        .arg("up")
+        .arg("--config")
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("router restarts");
     let routed = wait_for_messages(&bus.js, STREAM_CASES, total, Duration::from_secs(120)).await;
     assert_eq!(routed, total, "cases lost after the router was killed");
     // Past the ack wait, anything redelivered twice would have shown by now.
@@ -177,6 +190,10 @@ fn the_sf_region_rebuilds_byte_for_byte_from_the_shared_data() {
         let path = entry.expect("entry").path();
         let name = path.file_name().expect("name");
         let rebuilt = std::fs::read(dir.path().join(name)).unwrap_or_default();
-        assert!(rebuilt == std::fs::read(&path).expect("read"), "{} differs from a fresh build", name.to_string_lossy());
+        assert!(
+            rebuilt == std::fs::read(&path).expect("read"),
+            "{} differs from a fresh build",
+            name.to_string_lossy()
+        );
     }
 }

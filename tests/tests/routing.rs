@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use linkbus_bus::nats::{self, BUCKET_VOLUNTEERS, HEADER_REASON, HEADER_REASON_CODE, STREAM_CASES, STREAM_DEADLETTER, STREAM_OFFERS, STREAM_ROUTED};
-use linkbus_bus::wire::{CloudEvent, RoutedCase, SourceSystem, VolunteerOffer, VolunteerStatus, Location};
+use linkbus_bus::nats::{
+    self, BUCKET_VOLUNTEERS, HEADER_REASON, HEADER_REASON_CODE, STREAM_CASES, STREAM_DEADLETTER, STREAM_OFFERS,
+    STREAM_ROUTED,
+};
+use linkbus_bus::wire::{CloudEvent, Location, RoutedCase, SourceSystem, VolunteerOffer, VolunteerStatus};
 use linkbus_tests::{TestBus, WAIT, case, header, publish_case, publish_raw, read_stream};
 
 /// Mission District, San Francisco: inside the `mission` neighborhood.
@@ -28,7 +31,8 @@ async fn a_case_comes_out_on_its_department_community_and_volunteer_subjects_onc
     // The same event again: JetStream drops it as a duplicate.
     assert!(publish_case(&bus.js, &event).await.duplicate);
 
-    let msg = tokio::time::timeout(WAIT, department.next()).await.expect("department receives the case").expect("message");
+    let msg =
+        tokio::time::timeout(WAIT, department.next()).await.expect("department receives the case").expect("message");
     assert_eq!(msg.subject.as_str(), "routed.dept.puc-sewer-ops.sewer_issues");
     let routed: CloudEvent<RoutedCase> = serde_json::from_slice(&msg.payload).expect("routed event");
     assert_eq!(routed.data.case_id, "it-sewer-1");
@@ -46,7 +50,8 @@ async fn a_case_comes_out_on_its_department_community_and_volunteer_subjects_onc
     assert!(routed.data.decision.volunteers.is_empty());
 
     // A cleanup case does get volunteers, each with their own offer and no reporter contact.
-    let cleanup = case("it-cleanup-1", SourceSystem::PublicService, "street_and_sidewalk_cleaning", MISSION.0, MISSION.1);
+    let cleanup =
+        case("it-cleanup-1", SourceSystem::PublicService, "street_and_sidewalk_cleaning", MISSION.0, MISSION.1);
     publish_case(&bus.js, &cleanup).await;
     let timeline = read_stream(&bus.js, STREAM_CASES, "case.it-cleanup-1.routed", 1).await;
     let routed: CloudEvent<RoutedCase> = serde_json::from_slice(&timeline[0].payload).expect("routed");
@@ -69,7 +74,8 @@ async fn bad_input_is_dead_lettered_with_its_reason_and_original_bytes() {
     let bus = TestBus::start().await;
     let service = bus.service(&bus.config()).await;
 
-    let good = serde_json::to_value(case("dl-x", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1)).expect("json");
+    let good = serde_json::to_value(case("dl-x", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1))
+        .expect("json");
     let with = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut v = good.clone();
         f(&mut v);
@@ -78,8 +84,20 @@ async fn bad_input_is_dead_lettered_with_its_reason_and_original_bytes() {
     let subject = "ingest.public_service.sewer_issues";
     let inputs: Vec<(&str, Bytes, &str, &str)> = vec![
         ("dl-malformed", Bytes::from_static(b"{\"specversion\": \"1.0\", oops"), "malformed", "malformed event"),
-        ("dl-missing", with(&|v| { v["data"].as_object_mut().expect("data").remove("category"); }), "malformed", "missing field `category`"),
-        ("dl-lat91", with(&|v| v["data"]["location"]["lat"] = 91.0.into()), "invalid", "data.location.lat: 91 is not a latitude"),
+        (
+            "dl-missing",
+            with(&|v| {
+                v["data"].as_object_mut().expect("data").remove("category");
+            }),
+            "malformed",
+            "missing field `category`",
+        ),
+        (
+            "dl-lat91",
+            with(&|v| v["data"]["location"]["lat"] = 91.0.into()),
+            "invalid",
+            "data.location.lat: 91 is not a latitude",
+        ),
         ("dl-nan", Bytes::from(good.to_string().replace("37.7599", "NaN")), "malformed", "malformed event"),
         ("dl-big", Bytes::from(vec![b' '; 2 * 1024 * 1024]), "too_large", "exceeds the 65536-byte limit"),
     ];
@@ -120,11 +138,20 @@ async fn volunteer_changes_count_within_a_second_and_bad_ones_are_dead_lettered(
         skills: vec!["cpr".into()],
     };
     store.put("vol-test-1", serde_json::to_vec(&volunteer).expect("json").into()).await.expect("put");
-    store.put("vol-bad", Bytes::from_static(b"{\"id\": \"vol-bad\", \"location\": {\"lon\": 500, \"lat\": 0}, \"available\": true, \"skills\": []}")).await.expect("put bad");
+    store
+        .put(
+            "vol-bad",
+            Bytes::from_static(
+                b"{\"id\": \"vol-bad\", \"location\": {\"lon\": 500, \"lat\": 0}, \"available\": true, \"skills\": []}",
+            ),
+        )
+        .await
+        .expect("put bad");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     loop {
-        let decision = service.state.decide(&case("x", SourceSystem::Emergency, "cardiac_arrest", MISSION.0, MISSION.1).data);
+        let decision =
+            service.state.decide(&case("x", SourceSystem::Emergency, "cardiac_arrest", MISSION.0, MISSION.1).data);
         if decision.volunteers.first().is_some_and(|v| v.id == "vol-test-1") {
             break;
         }
@@ -137,7 +164,8 @@ async fn volunteer_changes_count_within_a_second_and_bad_ones_are_dead_lettered(
     store.put("vol-test-1", serde_json::to_vec(&off).expect("json").into()).await.expect("put");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     loop {
-        let decision = service.state.decide(&case("x", SourceSystem::Emergency, "cardiac_arrest", MISSION.0, MISSION.1).data);
+        let decision =
+            service.state.decide(&case("x", SourceSystem::Emergency, "cardiac_arrest", MISSION.0, MISSION.1).data);
         if decision.volunteers.is_empty() && decision.volunteer_search.skipped_unavailable == 1 {
             break;
         }

@@ -41,7 +41,9 @@ fn brute_force_communities(features: &[serde_json::Value], x: f64, y: f64) -> Ve
             let g = &f["geometry"];
             match g["type"].as_str() {
                 Some("Polygon") => polygon_contains(&g["coordinates"], x, y),
-                Some("MultiPolygon") => g["coordinates"].as_array().expect("parts").iter().any(|p| polygon_contains(p, x, y)),
+                Some("MultiPolygon") => {
+                    g["coordinates"].as_array().expect("parts").iter().any(|p| polygon_contains(p, x, y))
+                }
                 other => panic!("unexpected geometry {other:?}"),
             }
         })
@@ -53,7 +55,8 @@ fn brute_force_communities(features: &[serde_json::Value], x: f64, y: f64) -> Ve
 fn every_sf311_row_routes_to_the_community_brute_force_finds() {
     let region = sf_region();
     let geojson: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(sf_region_dir().join("communities.geojson")).expect("read")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(sf_region_dir().join("communities.geojson")).expect("read"))
+            .expect("json");
     let features = geojson["features"].as_array().expect("features").clone();
     let offline = Offline::load(region, Default::default()).expect("router");
     let csv = std::fs::File::open(sf_region_dir().join("sf311-cases-sample.csv")).expect("csv");
