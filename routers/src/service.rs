@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, AckKind, consumer, kv};
 use bytes::Bytes;
 use futures::{StreamExt, TryFutureExt, future};
@@ -141,6 +142,12 @@ pub async fn run(
         )
         .await
         .map_err(|e| consumer_err(e.into()))?;
+    let cases = js.get_stream(nats::STREAM_CASES).await.map_err(|e| ServiceError::Consumer {
+        stream: nats::STREAM_CASES.into(),
+        durable: config.durable.clone(),
+        source: e.into(),
+    })?;
+    let worker = Worker { js: &js, cases: &cases, state: &state, config: &config };
     info!(durable = %config.durable, "router consuming {}", nats::STREAM_INGEST);
 
     while !shutdown.is_cancelled() {
@@ -164,47 +171,68 @@ pub async fn run(
         messages
             .take_until(shutdown.cancelled())
             .filter_map(|m| async move { m.map_err(|e| warn!(error = %e, "pull stream error; continuing")).ok() })
-            .for_each_concurrent(config.max_in_flight, |msg| handle(&js, &state, &config, msg))
+            .for_each_concurrent(config.max_in_flight, |msg| worker.handle(msg))
             .await;
     }
     info!("router stopped");
     Ok(())
 }
 
-async fn handle(js: &jetstream::Context, state: &RouterState, config: &ServiceConfig, msg: jetstream::Message) {
-    let outcome = match decode_case_report(&msg.subject, &msg.payload, config.max_payload) {
-        Ok(event) => route(js, state, config, event).await.map(|_| &state.stats.routed),
-        Err(rejection) => {
-            dead_letter(js, &msg, &rejection.to_string(), rejection.code()).await.map(|_| &state.stats.dead_lettered)
-        }
-    };
-    match outcome {
-        Ok(counter) => match msg.ack().await {
-            Ok(()) => {
-                counter.fetch_add(1, Ordering::Relaxed);
+/// What handling one message needs.
+struct Worker<'a> {
+    js: &'a jetstream::Context,
+    cases: &'a jetstream::stream::Stream,
+    state: &'a RouterState,
+    config: &'a ServiceConfig,
+}
+
+impl Worker<'_> {
+    async fn handle(&self, msg: jetstream::Message) {
+        let (js, state, config) = (self.js, self.state, self.config);
+        let outcome = match decode_case_report(&msg.subject, &msg.payload, config.max_payload) {
+            Ok(event) => {
+                let redelivered = msg.info().map_or(true, |i| i.delivered > 1);
+                route(js, self.cases, state, config, event, redelivered).await.map(|_| &state.stats.routed)
             }
-            Err(e) => warn!(error = %e, subject = %msg.subject, "ack failed; the case will be redelivered"),
-        },
-        Err(e) => {
-            state.stats.retried.fetch_add(1, Ordering::Relaxed);
-            warn!(error = %e, subject = %msg.subject, "publishing failed; leaving the message for redelivery");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            Err(rejection) => dead_letter(js, &msg, &rejection.to_string(), rejection.code())
+                .await
+                .map(|_| &state.stats.dead_lettered),
+        };
+        match outcome {
+            Ok(counter) => match msg.ack().await {
+                Ok(()) => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => warn!(error = %e, subject = %msg.subject, "ack failed; the case will be redelivered"),
+            },
+            Err(e) => {
+                state.stats.retried.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %e, subject = %msg.subject, "publishing failed; leaving the message for redelivery");
+                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
         }
     }
 }
 
 /// Publishes a refused ingest message to `deadletter.ingest`, keyed by its stream sequence so a
-/// retry is a duplicate.
+/// retry is a duplicate (by a hash of subject and bytes, should the sequence be unknown).
 async fn dead_letter(
     js: &jetstream::Context,
     msg: &jetstream::Message,
     reason: &str,
     code: &str,
 ) -> Result<(), BusError> {
-    let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     let original_msg_id = msg.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str());
     debug!(subject = %msg.subject, reason, "dead-lettering");
-    let msg_id = format!("ingest:{sequence}");
+    let msg_id = match msg.info() {
+        Ok(info) => format!("ingest:{}", info.stream_sequence),
+        Err(_) => {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            (msg.subject.as_str(), &msg.payload[..]).hash(&mut hasher);
+            format!("ingest:hash:{:016x}", hasher.finish())
+        }
+    };
     let letter = DeadLetter {
         stage: "ingest",
         reason,
@@ -223,77 +251,109 @@ fn publish_err(subject: &str, e: impl Into<async_nats::Error>) -> BusError {
 }
 
 /// Routes a decoded case and publishes it to every output; returns once all are stored.
+///
+/// The decision is stored first, on `case.<id>.routed`; the department, community and volunteer
+/// outputs follow. A case seen before (redelivered after its router died or a publish failed,
+/// or whose decision JetStream reports as a duplicate) reuses the stored decision, so every
+/// retry republishes the same bytes under the same `Nats-Msg-Id`s and JetStream keeps one copy
+/// of each: one decision per case, however often it is retried.
 async fn route(
     js: &jetstream::Context,
+    cases: &jetstream::stream::Stream,
     state: &RouterState,
     config: &ServiceConfig,
     event: CloudEvent<CaseReport>,
+    redelivered: bool,
 ) -> Result<(), BusError> {
-    let case = event.data;
-    let case_id = event.id;
-    let decision = state.decide(&case);
-    let now = Timestamp::now();
-
-    let mut outputs: Vec<(String, String, Bytes)> = Vec::with_capacity(3 + decision.volunteers.len());
-    let offers: Vec<(String, String, Bytes)> = decision
-        .volunteers
-        .iter()
-        .enumerate()
-        .filter_map(|(rank, v)| {
-            let skill = decision.volunteer_search.skill.clone()?;
-            let offer = VolunteerOffer {
-                case_id: case_id.clone(),
-                volunteer_id: v.id.clone(),
-                rank: rank + 1,
-                category: case.category.clone(),
-                priority: case.priority,
-                location: case.location,
-                address: case.address.clone(),
-                description: case.description.clone(),
-                distance_m: v.distance_m,
-                skill,
-            };
-            let id = format!("{case_id}:offer:{}", v.id);
-            let ev = CloudEvent::new(
-                id.clone(),
+    let timeline = subjects::case_event(&event.id, "routed");
+    let stored = if redelivered { stored_decision(cases, &timeline).await? } else { None };
+    let (routed, body) = match stored {
+        Some(stored) => stored,
+        None => {
+            let case_id = event.id;
+            let decision = state.decide(&event.data);
+            let now = Timestamp::now();
+            let routed = CloudEvent::new(
+                format!("{case_id}:routed"),
                 &config.source,
-                wire::TYPE_VOLUNTEER_OFFER,
+                wire::TYPE_CASE_ROUTED,
                 Some(case_id.clone()),
                 now,
-                offer,
+                RoutedCase { case_id, case: event.data, decision, routed_at: now },
             );
-            Some((subjects::volunteer_offer(&v.id), id, to_bytes(&ev)))
-        })
-        .collect();
+            let body = to_bytes(&routed);
+            let ack = nats::publish(js, timeline.clone(), &routed.id, body.clone())
+                .await?
+                .await
+                .map_err(|e| publish_err(&timeline, e))?;
+            // A duplicate means an earlier delivery stored a decision: that one stands.
+            if ack.duplicate {
+                stored_decision(cases, &timeline).await?.unwrap_or((routed, body))
+            } else {
+                (routed, body)
+            }
+        }
+    };
+    publish_all(js, fan_out(&routed, &body)).await
+}
 
-    let routed_id = format!("{case_id}:routed");
-    let departments: Vec<(String, String)> = decision
-        .departments
-        .iter()
-        .map(|d| (d.id.clone(), subjects::routed_department(&d.id, &case.category)))
-        .collect();
-    let community = decision.community.community.as_ref().map(|c| subjects::routed_community(&c.id));
-    let routed = CloudEvent::new(
-        routed_id.clone(),
-        &config.source,
-        wire::TYPE_CASE_ROUTED,
-        Some(case_id.clone()),
-        now,
-        RoutedCase { case_id: case_id.clone(), case, decision, routed_at: now },
-    );
-    let body = to_bytes(&routed);
-    for (dept, subject) in departments {
-        outputs.push((subject, format!("{routed_id}:dept:{dept}"), body.clone()));
+/// The decision already stored for a case, if a previous delivery got that far.
+async fn stored_decision(
+    cases: &jetstream::stream::Stream,
+    timeline: &str,
+) -> Result<Option<(CloudEvent<RoutedCase>, Bytes)>, BusError> {
+    match cases.get_last_raw_message_by_subject(timeline).await {
+        Ok(stored) => match serde_json::from_slice(&stored.payload) {
+            Ok(routed) => Ok(Some((routed, stored.payload))),
+            Err(e) => {
+                warn!(subject = timeline, error = %e, "stored decision unreadable; deciding again");
+                Ok(None)
+            }
+        },
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(publish_err(timeline, e)),
     }
-    if let Some(subject) = community {
-        outputs.push((subject, format!("{routed_id}:community"), body.clone()));
-    }
-    outputs.extend(offers);
-    // The timeline event last: its presence means every other output was stored.
-    let timeline = (subjects::case_event(&case_id, "routed"), routed_id, body);
+}
 
-    publish_all(js, outputs).await?;
-    publish_all(js, vec![timeline]).await
+/// Every output of a routed case but its timeline event: one copy per department, one for the
+/// community, one offer per volunteer (without the reporter's contact).
+fn fan_out(routed: &CloudEvent<RoutedCase>, body: &Bytes) -> Vec<(String, String, Bytes)> {
+    let r = &routed.data;
+    let (case, decision, case_id) = (&r.case, &r.decision, &r.case_id);
+    let mut outputs = Vec::with_capacity(2 + decision.departments.len() + decision.volunteers.len());
+    for d in &decision.departments {
+        let subject = subjects::routed_department(&d.id, &case.category);
+        outputs.push((subject, format!("{}:dept:{}", routed.id, d.id), body.clone()));
+    }
+    if let Some(c) = &decision.community.community {
+        outputs.push((subjects::routed_community(&c.id), format!("{}:community", routed.id), body.clone()));
+    }
+    let Some(skill) = &decision.volunteer_search.skill else { return outputs };
+    for (rank, v) in decision.volunteers.iter().enumerate() {
+        let offer = VolunteerOffer {
+            case_id: case_id.clone(),
+            volunteer_id: v.id.clone(),
+            rank: rank + 1,
+            category: case.category.clone(),
+            priority: case.priority,
+            location: case.location,
+            address: case.address.clone(),
+            description: case.description.clone(),
+            distance_m: v.distance_m,
+            skill: skill.clone(),
+        };
+        let id = format!("{case_id}:offer:{}", v.id);
+        let ev = CloudEvent::new(
+            id.clone(),
+            &routed.source,
+            wire::TYPE_VOLUNTEER_OFFER,
+            Some(case_id.clone()),
+            routed.time,
+            offer,
+        );
+        outputs.push((subjects::volunteer_offer(&v.id), id, to_bytes(&ev)));
+    }
+    outputs
 }
 
 async fn publish_all(js: &jetstream::Context, outputs: Vec<(String, String, Bytes)>) -> Result<(), BusError> {

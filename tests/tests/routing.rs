@@ -178,3 +178,33 @@ async fn volunteer_changes_count_within_a_second_and_bad_ones_are_dead_lettered(
     assert!(header(&letters[0], HEADER_REASON).unwrap_or_default().contains("location.lon"));
     service.stop().await;
 }
+
+#[tokio::test]
+async fn a_case_whose_decision_is_already_stored_keeps_that_decision() {
+    let bus = TestBus::start().await;
+    let service = bus.service(&bus.config()).await;
+
+    // As if an earlier delivery had decided and stored the decision, then died before the rest:
+    // here that decision names a different department than today's rules would.
+    let event = case("it-stored-1", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1);
+    let mut decision = service.state.decide(&event.data);
+    decision.departments[0].id = "sf-das".into();
+    let stored = CloudEvent::new(
+        "it-stored-1:routed".to_owned(),
+        "/linkbus/router/earlier",
+        linkbus_bus::wire::TYPE_CASE_ROUTED,
+        Some("it-stored-1".to_owned()),
+        event.time,
+        RoutedCase { case_id: "it-stored-1".into(), case: event.data.clone(), decision, routed_at: event.time },
+    );
+    let body = Bytes::from(serde_json::to_vec(&stored).expect("json"));
+    publish_raw(&bus.js, "case.it-stored-1.routed", "it-stored-1:routed", body.clone()).await;
+
+    publish_case(&bus.js, &event).await;
+    let outputs = read_stream(&bus.js, STREAM_ROUTED, "routed.dept.>", 1).await;
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0].subject.as_str(), "routed.dept.sf-das.sewer_issues");
+    assert_eq!(outputs[0].payload, body, "the stored decision is republished byte for byte");
+    assert_eq!(read_stream(&bus.js, STREAM_CASES, "case.it-stored-1.routed", 1).await.len(), 1);
+    service.stop().await;
+}
