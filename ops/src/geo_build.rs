@@ -22,7 +22,7 @@ use linkbus_bus::wire::{JurisdictionLevel, Location, SourceSystem, VolunteerStat
 use linkbus_geo_data::{Category, Community, Department, Departments, Duty, FileSource, Manifest, files};
 use linkbus_routers::communities::{CommunityIndex, Located};
 use rand::{RngExt, SeedableRng};
-use serde_json::json;
+use serde::Serialize;
 
 /// A neighborhood-level rule needs at least this many cases.
 pub const MIN_LOCAL_CASES: usize = 3;
@@ -68,25 +68,18 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
     let mut report = BuildReport::default();
 
     // Communities.
-    let hoods_path = from.join("sf-neighborhoods-analysis.geojson");
-    let hoods: geojson::FeatureCollection = std::fs::read_to_string(&hoods_path)
-        .with_context(|| format!("cannot read {}", hoods_path.display()))?
-        .parse()
-        .with_context(|| format!("{} is not GeoJSON", hoods_path.display()))?;
+    let hoods = read_feature_collection(&from.join("sf-neighborhoods-analysis.geojson"))?;
     let mut features = Vec::new();
     for f in &hoods.features {
         let name = f.property("nhood").and_then(|v| v.as_str()).context("a neighborhood has no nhood")?;
-        let geometry = f.geometry.as_ref().context("a neighborhood has no geometry")?;
-        features.push(json!({
-            "type": "Feature",
-            "properties": {
-                "id": category_token(name).replace('_', "-"),
-                "name": name,
-                "district_code": CITY_CODE,
-                "district_name": "San Francisco",
-            },
-            "geometry": geometry,
-        }));
+        let geometry = f.geometry.clone().context("a neighborhood has no geometry")?;
+        let properties = CommunityProperties {
+            id: category_token(name).replace('_', "-"),
+            name: name.to_owned(),
+            district_code: CITY_CODE,
+            district_name: "San Francisco",
+        };
+        features.push(serde_json::to_string(&FeatureOut { kind: "Feature", properties, geometry })?);
     }
     write_feature_collection(&out.join(files::COMMUNITIES), &features)?;
     let communities = linkbus_geo_data::load_communities(&out.join(files::COMMUNITIES))?;
@@ -94,16 +87,12 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
 
     // Fire stations, and each neighborhood's first-due station.
     let stations = read_stations(&from.join("sf-fire-stations-osm.geojson"))?;
-    let station_features: Vec<_> = stations
-        .iter()
-        .map(|s| {
-            json!({
-                "type": "Feature",
-                "properties": { "id": s.id, "name": s.name, "kind": "fire_station" },
-                "geometry": { "type": "Point", "coordinates": [s.lon, s.lat] },
-            })
-        })
-        .collect();
+    let mut station_features = Vec::new();
+    for s in &stations {
+        let properties = FacilityProperties { id: &s.id, name: &s.name, kind: "fire_station" };
+        let geometry = geojson::Geometry::new_point([s.lon, s.lat]);
+        station_features.push(serde_json::to_string(&FeatureOut { kind: "Feature", properties, geometry })?);
+    }
     write_feature_collection(&out.join(files::FACILITIES), &station_features)?;
     let first_due = first_due_areas(&communities, &stations);
 
@@ -203,7 +192,7 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
     );
     for c in &categories {
         categories_toml.push('\n');
-        categories_toml.push_str(&toml::to_string(&json!({ "category": [c] }))?);
+        categories_toml.push_str(&toml::to_string(&CategoriesOut { category: [c] })?);
     }
     std::fs::write(out.join(files::CATEGORIES), categories_toml)?;
 
@@ -318,10 +307,7 @@ struct Station {
 }
 
 fn read_stations(path: &Path) -> anyhow::Result<Vec<Station>> {
-    let fc: geojson::FeatureCollection = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .parse()
-        .with_context(|| format!("{} is not GeoJSON", path.display()))?;
+    let fc = read_feature_collection(path)?;
     let mut stations = Vec::new();
     for f in &fc.features {
         let number = f.property("station").and_then(|v| v.as_str()).context("a station has no number")?;
@@ -390,13 +376,47 @@ fn synthetic_roster(
     roster
 }
 
-fn write_feature_collection(path: &Path, features: &[serde_json::Value]) -> anyhow::Result<()> {
-    let mut text = String::from("{\"type\":\"FeatureCollection\",\"features\":[\n");
-    for (n, f) in features.iter().enumerate() {
-        text.push_str(&serde_json::to_string(f)?);
-        text.push_str(if n + 1 < features.len() { ",\n" } else { "\n" });
-    }
-    text.push_str("]}\n");
+fn read_feature_collection(path: &Path) -> anyhow::Result<geojson::FeatureCollection> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .parse()
+        .with_context(|| format!("{} is not GeoJSON", path.display()))
+}
+
+/// A GeoJSON Feature with typed properties, so the output's key order never depends on how
+/// `serde_json` orders maps.
+#[derive(Serialize)]
+struct FeatureOut<P> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    properties: P,
+    geometry: geojson::Geometry,
+}
+
+#[derive(Serialize)]
+struct CommunityProperties {
+    id: String,
+    name: String,
+    district_code: &'static str,
+    district_name: &'static str,
+}
+
+#[derive(Serialize)]
+struct FacilityProperties<'a> {
+    id: &'a str,
+    name: &'a str,
+    kind: &'static str,
+}
+
+/// One `[[category]]` table of `categories.toml`.
+#[derive(Serialize)]
+struct CategoriesOut<'a> {
+    category: [&'a Category; 1],
+}
+
+/// Writes a FeatureCollection, one serialised feature a line.
+fn write_feature_collection(path: &Path, features: &[String]) -> anyhow::Result<()> {
+    let text = format!("{{\"type\":\"FeatureCollection\",\"features\":[\n{}\n]}}\n", features.join(",\n"));
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -26,6 +26,7 @@ const VOLUNTEERS_READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn connect(url: &str, patience: Duration) -> anyhow::Result<async_nats::Client> {
     let started = std::time::Instant::now();
     let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    let mut attempt = 0;
     loop {
         let options = async_nats::ConnectOptions::new()
             .name("linkbus")
@@ -34,7 +35,10 @@ pub async fn connect(url: &str, patience: Duration) -> anyhow::Result<async_nats
         match options.connect(urls.as_slice()).await {
             Ok(client) => return Ok(client),
             Err(e) if started.elapsed() < patience => {
-                warn!(error = %e, url, "NATS not reachable yet; retrying");
+                if attempt == 0 {
+                    warn!(error = %e, url, "NATS not reachable yet; retrying for up to {patience:?}");
+                }
+                attempt += 1;
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err(e) => return Err(e).with_context(|| format!("cannot connect to NATS at {url}")),
