@@ -230,4 +230,45 @@ mod tests {
         assert_eq!(idx.nearest(-122.4, 37.7749, "unknown_skill", 2, 2_000.0).0, vec![]);
         assert_eq!(idx.len(), 4);
     }
+
+    #[test]
+    fn nearest_equals_a_brute_force_scan_on_random_data() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let skills = ["first_aid", "cpr", "cleanup"];
+        let roster: Vec<VolunteerStatus> = (0..5_000)
+            .map(|n| {
+                let mine: Vec<&str> = skills.iter().copied().filter(|_| rng.random_bool(0.4)).collect();
+                v(
+                    &format!("v{n}"),
+                    116.3 + rng.random_range(0.0..0.2),
+                    39.8 + rng.random_range(0.0..0.2),
+                    rng.random_bool(0.3),
+                    &mine,
+                )
+            })
+            .collect();
+        let idx = VolunteerIndex::from_roster(&roster).expect("index");
+        for _ in 0..200 {
+            let (lon, lat) = (116.3 + rng.random_range(0.0..0.2), 39.8 + rng.random_range(0.0..0.2));
+            let skill = skills[rng.random_range(0..skills.len())];
+            let (k, radius) = (rng.random_range(1..8), rng.random_range(200.0..3_000.0));
+            let mut brute: Vec<(f64, &str)> = roster
+                .iter()
+                .filter(|r| r.available && r.skills.iter().any(|s| s == skill))
+                .map(|r| (geodesy::haversine_m(lon, lat, r.location.lon, r.location.lat), r.id.as_str()))
+                .filter(|(d, _)| *d <= radius)
+                .collect();
+            brute.sort_by(|a, b| a.0.total_cmp(&b.0));
+            brute.truncate(k);
+            let (got, _) = idx.nearest(lon, lat, skill, k, radius);
+            assert_eq!(
+                got.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+                brute.iter().map(|b| b.1).collect::<Vec<_>>()
+            );
+            for (c, b) in got.iter().zip(&brute) {
+                assert!((c.distance_m - b.0).abs() < 0.01, "{} vs {}", c.distance_m, b.0);
+            }
+        }
+    }
 }

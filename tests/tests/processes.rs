@@ -197,3 +197,94 @@ fn the_sf_region_rebuilds_byte_for_byte_from_the_shared_data() {
         );
     }
 }
+
+/// The pid of the nats-server that wrote a ports file in `ports_dir`.
+fn nats_server_pid(ports_dir: &std::path::Path) -> Option<i32> {
+    std::fs::read_dir(ports_dir).ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.strip_suffix(".ports")?.rsplit('_').next()?.parse().ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_restarts_its_embedded_nats_server_when_it_dies_and_keeps_routing() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("nats");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[nats]\nembedded_data_dir = \"{}\"\nembedded_port = 0\n[region]\ndir = \"{}\"\n",
+            data.display(),
+            sf_region_dir().display()
+        ),
+    );
+    let mut up = linkbus_command()
+        .args(["up", "--config"])
+        .arg(&config)
+        .env_remove("LINKBUS_NATS_URL")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("linkbus up starts");
+    // Read stderr to the end on a thread (so the child never blocks), handing over the URL.
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let stderr = up.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("linkbus is up: NATS ").nth(1) {
+                let _ = url_tx.send(rest.split(',').next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let url = url_rx.recv_timeout(WAIT).expect("linkbus up reports its NATS URL");
+    let client = linkbus::service::connect(&url, WAIT).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+
+    let mission = |id: &str| {
+        linkbus_tests::case(id, linkbus_bus::wire::SourceSystem::PublicService, "sewer_issues", -122.4194, 37.7599)
+    };
+    publish_case(&js, &mission("sup-before")).await;
+    assert_eq!(read_stream(&js, STREAM_CASES, "case.sup-before.routed", 1).await.len(), 1);
+
+    let ports = data.join("ports");
+    let first = nats_server_pid(&ports).expect("the embedded server's ports file");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::Signal::SIGKILL).expect("SIGKILL");
+    let deadline = std::time::Instant::now() + WAIT;
+    while nats_server_pid(&ports).is_none_or(|pid| pid == first) {
+        assert!(std::time::Instant::now() < deadline, "linkbus up did not restart its nats-server");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The client reconnects; the case published after the restart is routed too.
+    let after = mission("sup-after");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let subject = linkbus_bus::subjects::ingest(after.data.system, &after.data.category);
+        let body = bytes::Bytes::from(serde_json::to_vec(&after).expect("json"));
+        let acked = match linkbus_bus::nats::publish(&js, subject, &after.id, body).await {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        };
+        if acked {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "could not publish after the restart");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        read_stream(&js, STREAM_CASES, "case.sup-after.routed", 1).await.len(),
+        1,
+        "not routed after the restart"
+    );
+    assert_eq!(read_stream(&js, STREAM_CASES, "case.>", 2).await.len(), 2, "the stream survived the crash");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(up.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
+    let status = tokio::task::spawn_blocking(move || up.wait()).await.expect("join").expect("wait");
+    assert!(status.success(), "linkbus up exited with {status}");
+    assert!(
+        nats_server_pid(&ports)
+            .is_none_or(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()),
+        "nats-server left running"
+    );
+}
