@@ -143,6 +143,7 @@ pub fn convert(row: Row, record: usize, tz: &TimeZone) -> Result<Converted, RowE
         description,
         source_id: case_id.to_owned(),
         reported_at,
+        flags: vec![],
     };
     report.validate().map_err(|e| field(e.to_string()))?;
     let event = CloudEvent::new(

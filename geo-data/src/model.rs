@@ -123,6 +123,9 @@ pub struct Category {
     /// Volunteer skill the category calls for; none means no volunteers are offered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volunteer_skill: Option<String>,
+    /// Kind of facility the accepting volunteer is pointed to (`aed`, `fire_station`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility_kind: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use linkbus_bus::nats::StreamSettings;
-use linkbus_routers::RoutingParams;
 use linkbus_routers::service::ServiceConfig;
+use linkbus_routers::{PriorityRule, RoutingParams};
 use serde::Deserialize;
 
 /// The whole configuration.
@@ -84,6 +84,10 @@ pub struct RoutingConfig {
     pub volunteers_k: usize,
     /// How far to look for volunteers, metres.
     pub volunteer_radius_m: f64,
+    /// A volunteer offered this many cases in the last hour is offered no more.
+    pub max_offers_per_hour: usize,
+    /// Rules raising the priority of cases by category or flag (the vulnerable first).
+    pub priority_rules: Vec<PriorityRule>,
 }
 
 impl Default for RoutingConfig {
@@ -93,6 +97,8 @@ impl Default for RoutingConfig {
             border_tolerance_m: p.border_tolerance_m,
             volunteers_k: p.volunteers_k,
             volunteer_radius_m: p.volunteer_radius_m,
+            max_offers_per_hour: p.max_offers_per_hour,
+            priority_rules: p.priority_rules,
         }
     }
 }
@@ -160,6 +166,14 @@ impl Config {
             "routing.volunteer_radius_m must be > 0"
         );
         anyhow::ensure!(r.volunteers_k <= 100, "routing.volunteers_k must be at most 100");
+        anyhow::ensure!(r.max_offers_per_hour >= 1, "routing.max_offers_per_hour must be at least 1");
+        for rule in &r.priority_rules {
+            anyhow::ensure!(
+                (1..=4).contains(&rule.priority),
+                "routing.priority_rules {}: priority must be 1-4",
+                rule.name
+            );
+        }
         let q = &self.router;
         anyhow::ensure!(q.ack_wait_secs >= 1, "router.ack_wait_secs must be at least 1");
         anyhow::ensure!(q.max_in_flight >= 1, "router.max_in_flight must be at least 1");
@@ -182,6 +196,8 @@ impl Config {
             border_tolerance_m: self.routing.border_tolerance_m,
             volunteers_k: self.routing.volunteers_k,
             volunteer_radius_m: self.routing.volunteer_radius_m,
+            max_offers_per_hour: self.routing.max_offers_per_hour,
+            priority_rules: self.routing.priority_rules.clone(),
         }
     }
 

@@ -168,6 +168,7 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
             system: SourceSystem::PublicService,
             priority: 3,
             volunteer_skill: skill_for_311(id).map(str::to_owned),
+            facility_kind: None,
         })
         .collect();
     let emergency = [
@@ -178,12 +179,15 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
     ];
     for (id, name, priority, skill) in emergency {
         let system = if id == "elderly_assistance" { SourceSystem::PublicService } else { SourceSystem::Emergency };
+        // Every SFFD station carries an AED; the data has no AED registry, so stations stand in.
+        let facility_kind = (id == "cardiac_arrest").then(|| "fire_station".to_owned());
         categories.push(Category {
             id: id.into(),
             name: name.into(),
             system,
             priority,
             volunteer_skill: Some(skill.into()),
+            facility_kind,
         });
     }
     let mut categories_toml = String::from(

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use jiff::Timestamp;
 use linkbus_bus::wire::{CaseReport, CloudEvent, Location, SourceSystem};
 use linkbus_geo_data::Region;
-use linkbus_routers::{Router, RoutingParams, VolunteerIndex};
+use linkbus_routers::{OfferLedger, Router, RoutingParams, VolunteerIndex};
 use serde_json::json;
 
 /// The loaded matching: router and the roster's volunteers.
@@ -38,13 +38,14 @@ impl Offline {
             description: None,
             source_id: "cli".into(),
             reported_at: Timestamp::now(),
+            flags: vec![],
         }
     }
 
     /// Validates and routes one case.
     pub fn route(&self, case: &CaseReport) -> anyhow::Result<linkbus_bus::wire::Decision> {
         case.validate()?;
-        Ok(self.router.decide(case, &self.volunteers))
+        Ok(self.router.decide(case, &self.volunteers, &OfferLedger::new(), Timestamp::now().as_second()))
     }
 
     /// Reads cases as JSON lines (a bare case report, or a whole case-reported event) and writes

@@ -83,6 +83,12 @@ impl Service {
                 warn!(error = %e, "volunteer follower stopped");
             }
         }));
+        let offers = router_service::follow_offers(js.clone(), state.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = offers.await {
+                warn!(error = %e, "offer follower stopped");
+            }
+        }));
         tokio::time::timeout(VOLUNTEERS_READY_TIMEOUT, ready.cancelled())
             .await
             .context("timed out loading volunteers from the bucket")?;

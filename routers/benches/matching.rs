@@ -312,6 +312,7 @@ fn categories() -> Vec<Category> {
             system: linkbus_bus::wire::SourceSystem::ALL[i % 4],
             priority: (i % 4 + 1) as u8,
             volunteer_skill: (i % 6 != 5).then(|| SKILLS[i % 5].to_owned()),
+            facility_kind: None,
         })
         .collect()
 }
@@ -554,13 +555,15 @@ fn decide(c: &mut Criterion) {
                         description: None,
                         source_id: format!("bench-{n}"),
                         reported_at: Timestamp::UNIX_EPOCH,
+                        flags: vec![],
                     }
                 })
                 .collect();
             (router, index, cases)
         });
         let mut next = cycle(cases);
-        b.iter(|| black_box(router.decide(black_box(next()), index)));
+        let offers = linkbus_routers::OfferLedger::new();
+        b.iter(|| black_box(router.decide(black_box(next()), index, &offers, 0)));
     });
     group.finish();
 }

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 
 use linkbus_bus::wire::{
     CaseReport, CommunityMatch, CommunityOutcome, CommunityRef, Decision, DepartmentChoice, DepartmentRule,
-    JurisdictionLevel, VolunteerSearch,
+    JurisdictionLevel, VolunteerChoice, VolunteerSearch,
 };
 use linkbus_geo_data::{Category, Community, Region};
 
 use crate::communities::{CommunityIndex, Located};
 use crate::departments::{Chosen, DepartmentRules};
-use crate::volunteers::VolunteerIndex;
+use crate::facilities::FacilityIndex;
+use crate::volunteers::{OfferLedger, Skip, VolunteerIndex};
 
 /// Tunables of the matching.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,11 +23,61 @@ pub struct RoutingParams {
     pub volunteers_k: usize,
     /// How far to look for volunteers, metres.
     pub volunteer_radius_m: f64,
+    /// A volunteer offered this many cases in the last hour is offered no more (alert fatigue).
+    pub max_offers_per_hour: usize,
+    /// Rules that raise a case's priority: the vulnerable first.
+    pub priority_rules: Vec<PriorityRule>,
+}
+
+/// Raises the priority of cases of some categories or with some flags.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityRule {
+    /// Name, quoted in the explanation.
+    pub name: String,
+    /// Applies to cases of any of these categories…
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// …or carrying any of these flags.
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// The priority such a case gets at least (1 = life-threatening).
+    pub priority: u8,
+}
+
+impl PriorityRule {
+    fn fires(&self, case: &CaseReport) -> Option<String> {
+        if self.categories.contains(&case.category) {
+            return Some(format!("category {}", case.category));
+        }
+        let flag = case.flags.iter().find(|f| self.flags.contains(f))?;
+        Some(format!("flag {flag}"))
+    }
+}
+
+/// The rules `linkbus` applies unless configured otherwise.
+pub fn default_priority_rules() -> Vec<PriorityRule> {
+    let rule = |name: &str, categories: &[&str], flags: &[&str], priority| PriorityRule {
+        name: name.into(),
+        categories: categories.iter().map(|c| c.to_string()).collect(),
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        priority,
+    };
+    vec![
+        rule("life-threatening", &["cardiac_arrest"], &["persons_trapped", "life_threatening"], 1),
+        rule("vulnerable-people", &[], &["elderly_alone", "disabled", "minor"], 2),
+    ]
 }
 
 impl Default for RoutingParams {
     fn default() -> Self {
-        Self { border_tolerance_m: 100.0, volunteers_k: 5, volunteer_radius_m: 3_000.0 }
+        Self {
+            border_tolerance_m: 100.0,
+            volunteers_k: 5,
+            volunteer_radius_m: 3_000.0,
+            max_offers_per_hour: 6,
+            priority_rules: default_priority_rules(),
+        }
     }
 }
 
@@ -35,6 +86,7 @@ impl Default for RoutingParams {
 pub struct Router {
     communities: CommunityIndex,
     departments: DepartmentRules,
+    facilities: FacilityIndex,
     categories: HashMap<String, Category>,
     geo_version: String,
     params: RoutingParams,
@@ -46,6 +98,7 @@ impl Router {
         Self {
             communities: CommunityIndex::new(region.communities.clone(), params.border_tolerance_m),
             departments: DepartmentRules::new(region.departments.clone(), &region.manifest.region_area),
+            facilities: FacilityIndex::new(region.facilities.clone()),
             categories: region.categories.iter().map(|c| (c.id.clone(), c.clone())).collect(),
             geo_version: format!("{}@{}", region.manifest.id, region.manifest.version),
             params,
@@ -67,10 +120,16 @@ impl Router {
         &self.params
     }
 
-    /// Routes one (validated) case.
-    pub fn decide(&self, case: &CaseReport, volunteers: &VolunteerIndex) -> Decision {
+    /// The departments of the region.
+    pub fn departments(&self) -> &DepartmentRules {
+        &self.departments
+    }
+
+    /// Routes one (validated) case; `offers` and `now` (unix seconds) apply the hourly cap.
+    pub fn decide(&self, case: &CaseReport, volunteers: &VolunteerIndex, offers: &OfferLedger, now: i64) -> Decision {
         let (lon, lat) = (case.location.lon, case.location.lat);
-        let mut explanation = Vec::with_capacity(3);
+        let mut explanation = Vec::with_capacity(4);
+        let priority = self.priority(case, &mut explanation);
 
         let located = self.communities.locate(lon, lat);
         let all = self.communities.communities();
@@ -114,12 +173,11 @@ impl Router {
         };
 
         let category = self.categories.get(&case.category);
-        let departments = self.departments_for(case, category, community, &mut explanation);
+        let (departments, fallbacks) = self.departments_for(case, category, community, &mut explanation);
 
         let (volunteers, volunteer_search) = match category.and_then(|c| c.volunteer_skill.as_deref()) {
             Some(skill) => {
-                let (chosen, search) =
-                    volunteers.nearest(lon, lat, skill, self.params.volunteers_k, self.params.volunteer_radius_m);
+                let (chosen, search) = self.volunteers_for(case, skill, volunteers, offers, now, &[]);
                 explanation.push(explain_volunteers(&chosen, &search, skill));
                 (chosen, search)
             }
@@ -132,20 +190,73 @@ impl Router {
                     examined: 0,
                     skipped_unavailable: 0,
                     skipped_skill: 0,
+                    skipped_capped: 0,
                     reached_radius: false,
                 };
                 (vec![], search)
             }
         };
+        let facility =
+            category.and_then(|c| c.facility_kind.as_deref()).and_then(|kind| self.facilities.nearest(kind, lon, lat));
 
         Decision {
             geo_version: self.geo_version.clone(),
+            priority,
             community: community_match,
             departments,
+            fallbacks,
             volunteers,
             volunteer_search,
+            facility,
             explanation,
         }
+    }
+
+    /// The volunteers to offer a case to, passing over those at their hourly cap and those in
+    /// `already` (offered before: the cascade after a decline or no answer).
+    pub fn volunteers_for(
+        &self,
+        case: &CaseReport,
+        skill: &str,
+        volunteers: &VolunteerIndex,
+        offers: &OfferLedger,
+        now: i64,
+        already: &[&str],
+    ) -> (Vec<VolunteerChoice>, VolunteerSearch) {
+        let cap = self.params.max_offers_per_hour;
+        let k = self.params.volunteers_k.saturating_sub(already.len()).max(usize::from(!already.is_empty()));
+        volunteers.nearest_except(
+            case.location.lon,
+            case.location.lat,
+            skill,
+            k,
+            self.params.volunteer_radius_m,
+            |id| {
+                if already.contains(&id) {
+                    Some(Skip::AlreadyOffered)
+                } else if offers.in_last_hour(id, now) >= cap {
+                    Some(Skip::Capped)
+                } else {
+                    None
+                }
+            },
+        )
+    }
+
+    fn priority(&self, case: &CaseReport, explanation: &mut Vec<String>) -> u8 {
+        let mut priority = case.priority;
+        for rule in &self.params.priority_rules {
+            if rule.priority < priority
+                && let Some(why) = rule.fires(case)
+            {
+                explanation.push(format!(
+                    "Priority raised from {priority} to {} by rule {}: {why}.",
+                    rule.priority, rule.name
+                ));
+                priority = rule.priority;
+            }
+        }
+        priority
     }
 
     fn departments_for(
@@ -154,15 +265,26 @@ impl Router {
         category: Option<&Category>,
         community: Option<&Community>,
         explanation: &mut Vec<String>,
-    ) -> Vec<DepartmentChoice> {
+    ) -> (Vec<DepartmentChoice>, Vec<DepartmentChoice>) {
         let all = self.departments.departments();
         let choice = |d: usize, rule: DepartmentRule| DepartmentChoice {
             id: all[d].id.clone(),
             name: all[d].name.clone(),
             rule,
         };
-        match self.departments.choose(&case.category, community) {
-            Chosen::ByRule { level, area, departments } => {
+        let mut levels = self.departments.ladder(&case.category, community);
+        let catch_all = self.departments.catch_all();
+        let catch_all_reason = || {
+            if category.is_none() {
+                format!("category {} is not in this region's vocabulary", case.category)
+            } else if community.is_none() {
+                "the location matched no community".to_owned()
+            } else {
+                format!("no department handles {} there", case.category)
+            }
+        };
+        let chosen = match levels.next() {
+            Some(Chosen::ByRule { level, area, departments }) => {
                 let names: Vec<String> =
                     departments.iter().map(|d| format!("{} ({})", all[*d].name, all[*d].id)).collect();
                 explanation.push(format!(
@@ -177,19 +299,29 @@ impl Router {
                     .map(|d| choice(*d, DepartmentRule::Jurisdiction { level, area: area.to_owned() }))
                     .collect()
             }
-            Chosen::CatchAll => {
-                let reason = if category.is_none() {
-                    format!("category {} is not in this region's vocabulary", case.category)
-                } else if community.is_none() {
-                    "the location matched no community".to_owned()
-                } else {
-                    format!("no department handles {} there", case.category)
-                };
-                let d = self.departments.catch_all();
-                explanation.push(format!("Sent to the catch-all {} ({}): {reason}.", all[d].name, all[d].id));
-                vec![choice(d, DepartmentRule::CatchAll { reason })]
+            _ => {
+                let reason = catch_all_reason();
+                explanation
+                    .push(format!("Sent to the catch-all {} ({}): {reason}.", all[catch_all].name, all[catch_all].id));
+                vec![choice(catch_all, DepartmentRule::CatchAll { reason })]
+            }
+        };
+        let mut fallbacks: Vec<DepartmentChoice> = Vec::new();
+        for next in levels {
+            if let Chosen::ByRule { level, area, departments } = next {
+                for d in departments {
+                    let taken = chosen.iter().chain(&fallbacks).any(|c: &DepartmentChoice| c.id == all[*d].id);
+                    if !taken {
+                        fallbacks.push(choice(*d, DepartmentRule::Jurisdiction { level, area: area.to_owned() }));
+                    }
+                }
             }
         }
+        if !chosen.iter().chain(&fallbacks).any(|c| c.id == all[catch_all].id) {
+            let reason = "the last resort when every other candidate rejects the case".to_owned();
+            fallbacks.push(choice(catch_all, DepartmentRule::CatchAll { reason }));
+        }
+        (chosen, fallbacks)
     }
 }
 

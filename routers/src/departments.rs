@@ -84,21 +84,26 @@ impl DepartmentRules {
 
     /// The departments for `category` in `community` (`None` when the location matched none).
     pub fn choose<'a>(&'a self, category: &str, community: Option<&'a Community>) -> Chosen<'a> {
-        let (Some(by_level), Some(community)) = (self.rules.get(category), community) else {
-            return Chosen::CatchAll;
+        self.ladder(category, community).next().unwrap_or(Chosen::CatchAll)
+    }
+
+    /// Every level with departments for `category` in `community`, most specific first: the
+    /// first is the choice, the rest are the fallbacks if it rejects the case.
+    pub fn ladder<'a>(&'a self, category: &str, community: Option<&'a Community>) -> impl Iterator<Item = Chosen<'a>> {
+        let by_level = self.rules.get(category).filter(|_| community.is_some());
+        let areas: [Option<&'a str>; 4] = match community {
+            Some(c) => [
+                Some(c.id.as_str()),
+                c.sub_district.as_ref().map(|s| s.code.as_str()),
+                Some(c.district.code.as_str()),
+                Some(self.region_area.as_str()),
+            ],
+            None => [None; 4],
         };
-        let areas: [Option<&'a str>; 4] = [
-            Some(&community.id),
-            community.sub_district.as_ref().map(|s| s.code.as_str()),
-            Some(&community.district.code),
-            Some(&self.region_area),
-        ];
-        for ((level, area), index) in LEVELS.iter().zip(areas).zip(by_level) {
-            if let Some((area, departments)) = area.and_then(|a| index.get_key_value(a)) {
-                return Chosen::ByRule { level: *level, area, departments };
-            }
-        }
-        Chosen::CatchAll
+        LEVELS.iter().zip(areas).enumerate().filter_map(move |(n, (level, area))| {
+            let (area, departments) = area.and_then(|a| by_level?[n].get_key_value(a))?;
+            Some(Chosen::ByRule { level: *level, area, departments })
+        })
     }
 }
 

@@ -5,7 +5,8 @@
 //! - [`geodesy`]: great-circle distances and unit vectors;
 //! - [`communities`]: point → community (R-tree + exact point-in-polygon, border tolerance);
 //! - [`departments`]: category × jurisdiction → department(s), most specific first;
-//! - [`volunteers`]: the live volunteer index and its k-nearest search;
+//! - [`volunteers`]: the live volunteer index, its k-nearest search and the hourly offer ledger;
+//! - [`facilities`]: the nearest facility of a kind (AED, fire station);
 //! - [`decision`]: the [`Router`] that combines them into an explained [`Decision`](linkbus_bus::wire::Decision).
 //!
 //! The transport:
@@ -15,9 +16,10 @@
 pub mod communities;
 pub mod decision;
 pub mod departments;
+pub mod facilities;
 pub mod geodesy;
 pub mod service;
 pub mod volunteers;
 
-pub use decision::{Router, RoutingParams};
-pub use volunteers::VolunteerIndex;
+pub use decision::{PriorityRule, Router, RoutingParams};
+pub use volunteers::{OfferLedger, VolunteerIndex};

@@ -24,7 +24,7 @@ use linkbus_bus::wire::{self, CaseReport, CloudEvent, RoutedCase, VolunteerOffer
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::{Router, VolunteerIndex};
+use crate::{OfferLedger, Router, VolunteerIndex};
 
 /// How the router service consumes.
 #[derive(Debug, Clone)]
@@ -97,20 +97,99 @@ pub struct RouterState {
     pub router: Router,
     /// Volunteers, updated by [`follow_volunteers`].
     pub volunteers: RwLock<VolunteerIndex>,
+    /// Offers of the last hour, updated by [`follow_offers`].
+    pub offers: RwLock<OfferLedger>,
     /// Counters.
     pub stats: RouterStats,
 }
 
 impl RouterState {
-    /// State with an empty volunteer index.
+    /// State with an empty volunteer index and offer ledger.
     pub fn new(router: Router) -> Arc<Self> {
-        Arc::new(Self { router, volunteers: RwLock::new(VolunteerIndex::new()), stats: RouterStats::default() })
+        Arc::new(Self {
+            router,
+            volunteers: RwLock::new(VolunteerIndex::new()),
+            offers: RwLock::new(OfferLedger::new()),
+            stats: RouterStats::default(),
+        })
     }
 
-    /// Routes one case with the current volunteers.
+    /// Routes one case with the current volunteers and offer counts.
     pub fn decide(&self, case: &CaseReport) -> wire::Decision {
-        let volunteers = self.volunteers.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.router.decide(case, &volunteers)
+        let volunteers = read(&self.volunteers);
+        let offers = read(&self.offers);
+        self.router.decide(case, &volunteers, &offers, Timestamp::now().as_second())
+    }
+}
+
+/// Reads a lock, even one a panicking thread left poisoned (the data stays consistent: every
+/// writer replaces whole entries).
+pub fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Writes a lock, even a poisoned one (see [`read`]).
+pub fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Follows the offers stream into `state.offers` until `shutdown`, starting an hour back, so
+/// the hourly cap counts the offers of every router replica and survives restarts.
+pub async fn follow_offers(
+    js: jetstream::Context,
+    state: Arc<RouterState>,
+    shutdown: CancellationToken,
+) -> Result<(), ServiceError> {
+    let stream = js.get_stream(nats::STREAM_OFFERS).await.map_err(|e| ServiceError::Volunteers(e.into()))?;
+    loop {
+        let start = Timestamp::now() - jiff::SignedDuration::from_hours(1);
+        let start =
+            time::OffsetDateTime::from_unix_timestamp(start.as_second()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subjects::OFFERS_ALL.into(),
+                deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: start },
+                ..Default::default()
+            })
+            .await;
+        let mut messages = match consumer {
+            Ok(c) => match c.messages().await {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the offers stream; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            Err(e) => {
+                warn!(error = %e, "cannot read the offers stream; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                msg = messages.next() => msg,
+            };
+            match msg {
+                Some(Ok(msg)) => {
+                    let Some(volunteer) = msg.subject.split('.').nth(1) else { continue };
+                    let at = msg
+                        .info()
+                        .map(|i| i.published.unix_timestamp())
+                        .unwrap_or_else(|_| Timestamp::now().as_second());
+                    write(&state.offers).record(volunteer, at);
+                }
+                Some(Err(e)) => {
+                    warn!(error = %e, "offers stream error; re-reading");
+                    break;
+                }
+                None => break,
+            }
+        }
     }
 }
 
@@ -431,7 +510,7 @@ async fn status_is_empty(store: &kv::Store) -> bool {
 
 async fn apply_volunteer(js: &jetstream::Context, state: &RouterState, entry: &kv::Entry) {
     let stats = &state.stats;
-    let index = || state.volunteers.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let index = || write(&state.volunteers);
     match entry.operation {
         kv::Operation::Delete | kv::Operation::Purge => {
             index().remove(&entry.key);

@@ -2,7 +2,7 @@
 //! skill within a radius. Points live in an R-tree of unit vectors, so the tree's nearest-first
 //! walk is in true great-circle order; the walk stops at the radius.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use linkbus_bus::wire::{VolunteerChoice, VolunteerSearch, VolunteerStatus};
 use rstar::RTree;
@@ -153,6 +153,20 @@ impl VolunteerIndex {
         k: usize,
         radius_m: f64,
     ) -> (Vec<VolunteerChoice>, VolunteerSearch) {
+        self.nearest_except(lon, lat, skill, k, radius_m, |_| None)
+    }
+
+    /// [`nearest`](Self::nearest), also passing over whoever `skip` names: those already offered
+    /// the case, or at their hourly cap of offers.
+    pub fn nearest_except(
+        &self,
+        lon: f64,
+        lat: f64,
+        skill: &str,
+        k: usize,
+        radius_m: f64,
+        skip: impl Fn(&str) -> Option<Skip>,
+    ) -> (Vec<VolunteerChoice>, VolunteerSearch) {
         let mut search = VolunteerSearch {
             skill: Some(skill.to_owned()),
             k,
@@ -160,6 +174,7 @@ impl VolunteerIndex {
             examined: 0,
             skipped_unavailable: 0,
             skipped_skill: 0,
+            skipped_capped: 0,
             reached_radius: false,
         };
         let mut chosen = Vec::with_capacity(k);
@@ -182,14 +197,59 @@ impl VolunteerIndex {
             } else if slot.skills & bit == 0 {
                 search.skipped_skill += 1;
             } else {
-                let distance_m = (geodesy::chord_to_metres(chord2.sqrt()) * 100.0).round() / 100.0;
-                chosen.push(VolunteerChoice { id: slot.id.clone(), distance_m });
-                if chosen.len() == k {
-                    break;
+                match skip(&slot.id) {
+                    Some(Skip::Capped) => search.skipped_capped += 1,
+                    Some(Skip::AlreadyOffered) => {}
+                    None => {
+                        let distance_m = (geodesy::chord_to_metres(chord2.sqrt()) * 100.0).round() / 100.0;
+                        chosen.push(VolunteerChoice { id: slot.id.clone(), distance_m });
+                        if chosen.len() == k {
+                            break;
+                        }
+                    }
                 }
             }
         }
         (chosen, search)
+    }
+}
+
+/// Why [`VolunteerIndex::nearest_except`] passes over a qualified volunteer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// They already had the hourly maximum of offers.
+    Capped,
+    /// They were already offered this case.
+    AlreadyOffered,
+}
+
+/// Offers sent to each volunteer in the last hour, for the cap that protects volunteers from
+/// alert fatigue. Fed from the offers stream, so it counts the offers of every router replica.
+#[derive(Debug, Default)]
+pub struct OfferLedger {
+    sent: HashMap<String, VecDeque<i64>>,
+}
+
+const HOUR_SECONDS: i64 = 3600;
+
+impl OfferLedger {
+    /// An empty ledger.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Notes an offer to `volunteer` at `at` (unix seconds).
+    pub fn record(&mut self, volunteer: &str, at: i64) {
+        let times = self.sent.entry(volunteer.to_owned()).or_default();
+        times.push_back(at);
+        while times.front().is_some_and(|t| *t <= at - HOUR_SECONDS) {
+            times.pop_front();
+        }
+    }
+
+    /// Offers to `volunteer` in the hour before `now` (unix seconds).
+    pub fn in_last_hour(&self, volunteer: &str, now: i64) -> usize {
+        self.sent.get(volunteer).map_or(0, |times| times.iter().filter(|t| **t > now - HOUR_SECONDS).count())
     }
 }
 

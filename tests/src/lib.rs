@@ -92,6 +92,7 @@ pub fn case(id: &str, system: SourceSystem, category: &str, lon: f64, lat: f64) 
             description: Some("test case".into()),
             source_id: id.to_owned(),
             reported_at: now,
+            flags: vec![],
         },
     )
 }

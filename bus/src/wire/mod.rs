@@ -7,12 +7,16 @@
 //! contract for clients in other languages; `docs/schemas/` holds the JSON Schemas generated
 //! from these types by `bus/tests/schemas.rs` (`UPDATE_SCHEMAS=1 cargo test -p linkbus-bus --test schemas`).
 
+mod lifecycle;
+
+pub use lifecycle::*;
+
 use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// JSON Schema of a [`Timestamp`]: an RFC 3339 date-time string.
-fn timestamp_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn timestamp_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "string", "format": "date-time" })
 }
 
@@ -162,6 +166,10 @@ pub struct CaseReport {
     /// When the source system received the report.
     #[schemars(schema_with = "timestamp_schema")]
     pub reported_at: Timestamp,
+    /// Who is at risk, as the source knows it: `elderly_alone`, `disabled`, `minor`,
+    /// `persons_trapped`, … (same syntax as categories, at most 16). Priority rules read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 /// Limits on what a report may carry, so that no field can be used to flood the bus.
@@ -233,6 +241,12 @@ impl CaseReport {
             if text.is_some_and(|t| t.len() > MAX_TEXT_LEN) {
                 return Err(invalid(field, format!("longer than {MAX_TEXT_LEN} bytes")));
             }
+        }
+        if self.flags.len() > 16 {
+            return Err(invalid("data.flags", "more than 16 flags"));
+        }
+        if let Some(bad) = self.flags.iter().find(|f| !is_category(f)) {
+            return Err(invalid("data.flags", format!("{bad:?} is not 1-64 lowercase letters, digits or '_'")));
         }
         Ok(())
     }
@@ -353,6 +367,9 @@ pub struct VolunteerSearch {
     pub skipped_unavailable: usize,
     /// Passed over because they lack the skill.
     pub skipped_skill: usize,
+    /// Passed over because they already had the hourly maximum of offers (alert fatigue).
+    #[serde(default)]
+    pub skipped_capped: usize,
     /// True when the search stopped at the radius (volunteers beyond it were not considered).
     pub reached_radius: bool,
 }
@@ -362,16 +379,42 @@ pub struct VolunteerSearch {
 pub struct Decision {
     /// Version of the region data (boundaries, departments) the decision used.
     pub geo_version: String,
+    /// The priority the case is handled at: the reported one, raised by the priority rules
+    /// (vulnerable people, life-threatening categories); the explanation says which fired.
+    pub priority: u8,
     /// The community.
     pub community: CommunityMatch,
     /// The department(s) responsible; never empty.
     pub departments: Vec<DepartmentChoice>,
+    /// Who takes the case if the responsible departments reject it, in order: departments at
+    /// the less specific levels, then the catch-all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<DepartmentChoice>,
     /// The volunteers offered the case, nearest first.
     pub volunteers: Vec<VolunteerChoice>,
     /// How the volunteer search went.
     pub volunteer_search: VolunteerSearch,
+    /// The facility nearest the case of the kind its category calls for (an AED or fire
+    /// station for a cardiac arrest), told to the volunteer who accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility: Option<FacilityChoice>,
     /// The same decision in sentences, for people.
     pub explanation: Vec<String>,
+}
+
+/// A facility near a case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FacilityChoice {
+    /// Facility id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Kind, e.g. `aed`, `fire_station`.
+    pub kind: String,
+    /// Where it is.
+    pub location: Location,
+    /// Great-circle distance from the case, metres.
+    pub distance_m: f64,
 }
 
 /// The `data` of `org.linkbus.case.routed` events: the case and where it went.

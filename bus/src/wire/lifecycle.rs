@@ -1,0 +1,432 @@
+//! The wire contract of the closed loop (闭环): the case record kept in the `linkbus_cases` KV
+//! bucket, the timeline events on `case.<id>.<event>`, the assignments departments receive, and
+//! the requests departments, volunteers, dispatchers and residents send.
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{CaseReport, CommunityRef, Decision, FacilityChoice, Location, SourceSystem, timestamp_schema};
+
+/// `type` of a timeline event (`case.<id>.<event>`).
+pub const TYPE_CASE_EVENT: &str = "org.linkbus.case.event";
+/// `type` of an assignment sent to a department that became responsible after routing
+/// (re-routed after a rejection, escalated, reassigned by a dispatcher).
+pub const TYPE_CASE_ASSIGNED: &str = "org.linkbus.case.assigned";
+/// `type` of the notice that an offer to a volunteer is no longer open.
+pub const TYPE_OFFER_CLOSED: &str = "org.linkbus.volunteer.offer_closed";
+
+/// Where a case is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseState {
+    /// Received, not yet routed.
+    Reported,
+    /// Routed: waiting for a department to accept (签收).
+    Routed,
+    /// A department accepted it.
+    Accepted,
+    /// Every candidate department rejected it: the dispatchers must step in.
+    Rejected,
+    /// The department reported work under way.
+    InProgress,
+    /// The department says it is solved; the reporter may still rate it and reopen it.
+    Resolved,
+    /// Done.
+    Closed,
+    /// Withdrawn (by the source, or a dispatcher); also a report merged into another case.
+    Cancelled,
+}
+
+impl CaseState {
+    /// Closed and cancelled cases take no more actions but a reopen (closed) or none.
+    pub fn is_open(self) -> bool {
+        !matches!(self, Self::Closed | Self::Cancelled)
+    }
+
+    /// The subject token, e.g. `in_progress`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reported => "reported",
+            Self::Routed => "routed",
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+            Self::InProgress => "in_progress",
+            Self::Resolved => "resolved",
+            Self::Closed => "closed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Who did something to a case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Actor {
+    /// What kind of party.
+    pub kind: ActorKind,
+    /// Their id: department id, volunteer id, dispatcher name, `reporter`, `linkbus`.
+    pub id: String,
+}
+
+/// Kinds of parties that act on cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// A department.
+    Department,
+    /// A volunteer.
+    Volunteer,
+    /// A dispatcher (调度员).
+    Dispatcher,
+    /// The resident who reported it.
+    Resident,
+    /// linkbus itself (routing, deadlines, merging).
+    System,
+}
+
+impl Actor {
+    /// linkbus itself.
+    pub fn system() -> Self {
+        Self { kind: ActorKind::System, id: "linkbus".into() }
+    }
+}
+
+/// One line of a case's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TimelineEntry {
+    /// When.
+    #[schemars(schema_with = "timestamp_schema")]
+    pub at: Timestamp,
+    /// What happened: `routed`, `accepted`, `rejected`, `rerouted`, `progress`, `resolved`,
+    /// `closed`, `cancelled`, `escalated`, `escalation_acknowledged`, `reassigned`,
+    /// `report_merged`, `split`, `rated`, `reopened`, `volunteer_offered`,
+    /// `volunteer_accepted`, `volunteer_declined`, `volunteer_expired`.
+    pub event: String,
+    /// Who.
+    pub actor: Actor,
+    /// The department concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// Reason, note or detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One report folded into a case (the first is the case's own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReportRef {
+    /// The report's event id (its own case id before merging).
+    pub report_id: String,
+    /// The kind of system it came from.
+    pub system: SourceSystem,
+    /// The CloudEvents `source` that sent it.
+    pub source: String,
+    /// The source system's own id.
+    pub source_id: String,
+    /// Its category.
+    pub category: String,
+    /// Where it was reported.
+    pub location: Location,
+    /// When.
+    #[schemars(schema_with = "timestamp_schema")]
+    pub reported_at: Timestamp,
+}
+
+/// Where an offer to one volunteer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferStatus {
+    /// Sent, no answer yet.
+    Offered,
+    /// The volunteer took it.
+    Accepted,
+    /// The volunteer said no.
+    Declined,
+    /// No answer in time.
+    Expired,
+    /// Closed because another volunteer accepted, or the case ended.
+    Withdrawn,
+}
+
+/// An offer to one volunteer and its answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OfferState {
+    /// The volunteer.
+    pub volunteer_id: String,
+    /// Their distance from the case, metres.
+    pub distance_m: f64,
+    /// Where it stands.
+    pub status: OfferStatus,
+    /// When it was sent.
+    #[schemars(schema_with = "timestamp_schema")]
+    pub offered_at: Timestamp,
+    /// When it must be answered by.
+    #[schemars(schema_with = "timestamp_schema")]
+    pub expires_at: Timestamp,
+}
+
+/// The reporter's verdict on a resolved case (回访 / 评价).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Rating {
+    /// 1 (bad) to 5 (excellent).
+    pub score: u8,
+    /// Whether the problem is really solved; `false` reopens the case.
+    pub solved: bool,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The department rated (the one that resolved it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// When.
+    #[schemars(schema_with = "timestamp_schema")]
+    pub at: Timestamp,
+}
+
+/// A case as linkbus keeps it: the value in the `linkbus_cases` KV bucket, and what the HTTP API
+/// returns. Every change is a revision-checked update, so two replicas never both move a case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CaseRecord {
+    /// Case id (the id of its first report's event).
+    pub case_id: String,
+    /// Where it is in its life.
+    pub state: CaseState,
+    /// The first report, as received.
+    pub case: CaseReport,
+    /// Every report of this incident, the first included.
+    pub reports: Vec<ReportRef>,
+    /// When this record is a report merged into another case: that case's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
+    /// The routing decision (community, departments, volunteers, explanation).
+    pub decision: Decision,
+    /// The priority it is handled at (the decision's, unless a dispatcher changed it).
+    pub priority: u8,
+    /// The community, if the location matched one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community: Option<CommunityRef>,
+    /// Departments responsible now.
+    pub departments: Vec<String>,
+    /// The department that accepted it, once one has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_by: Option<String>,
+    /// Departments that may still take it if the responsible ones reject it, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
+    /// Departments that rejected it, with their reasons in the timeline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_by: Vec<String>,
+    /// Accept by this time, or the case escalates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_timestamp_schema")]
+    pub accept_by: Option<Timestamp>,
+    /// Resolve by this time, or the case escalates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_timestamp_schema")]
+    pub resolve_by: Option<Timestamp>,
+    /// How many times it escalated.
+    #[serde(default)]
+    pub escalations: u32,
+    /// True from an escalation until a dispatcher acknowledges it.
+    #[serde(default)]
+    pub escalation_open: bool,
+    /// Offers to volunteers, in the order sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offers: Vec<OfferState>,
+    /// The reporter's ratings, latest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ratings: Vec<Rating>,
+    /// How many times it was reopened.
+    #[serde(default)]
+    pub reopened: u32,
+    /// Everything that happened, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+    /// When it was created.
+    #[schemars(schema_with = "timestamp_schema")]
+    pub created_at: Timestamp,
+    /// When it last changed.
+    #[schemars(schema_with = "timestamp_schema")]
+    pub updated_at: Timestamp,
+}
+
+/// The `data` of timeline events on `case.<id>.<event>`: what happened and the state after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CaseEvent {
+    /// The case.
+    pub case_id: String,
+    /// The state after the event.
+    pub state: CaseState,
+    /// The timeline entry.
+    pub entry: TimelineEntry,
+}
+
+/// Why a department was given a case after routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentReason {
+    /// The responsible department rejected it; this is the next candidate.
+    Rerouted,
+    /// Nobody accepted (or resolved) in time; this is the next department up the ladder.
+    Escalated,
+    /// A dispatcher gave it to this department.
+    Reassigned,
+    /// A dispatcher split this report out of a wrongly merged case.
+    Split,
+}
+
+/// The `data` of `org.linkbus.case.assigned` events on `routed.dept.<department>.<category>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CaseAssigned {
+    /// The case id.
+    pub case_id: String,
+    /// The department now responsible.
+    pub department: String,
+    /// Why.
+    pub reason: AssignmentReason,
+    /// The case as linkbus knows it now.
+    pub record: CaseRecord,
+}
+
+/// An action on a case. Departments send them as NATS requests on `action.<department>`
+/// ([`ActionRequest`]); dispatchers and residents through the HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// 签收: the department takes the case.
+    Accept,
+    /// 退回: the department refuses it; it goes to the next candidate, else the dispatchers.
+    Reject {
+        /// Why (required).
+        reason: String,
+    },
+    /// Work under way.
+    Progress {
+        /// What is being done.
+        note: String,
+    },
+    /// Solved, as far as the department knows.
+    Resolve {
+        /// How.
+        note: String,
+    },
+    /// Done (a dispatcher, or the department after resolving).
+    Close {
+        /// Closing note.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// Withdrawn (dispatchers only).
+    Cancel {
+        /// Why.
+        reason: String,
+    },
+    /// Give the case to another department (dispatchers only).
+    Reassign {
+        /// The department to give it to.
+        department: String,
+        /// Why.
+        reason: String,
+    },
+    /// A dispatcher saw the escalation and is on it.
+    AcknowledgeEscalation,
+    /// Undo a wrong merge: the report becomes its own case again (dispatchers only).
+    Split {
+        /// The report to split out.
+        report_id: String,
+    },
+    /// The reporter's verdict on a resolved case; `solved: false` reopens it.
+    Rate {
+        /// 1 to 5.
+        score: u8,
+        /// Really solved?
+        solved: bool,
+        /// Free text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
+}
+
+impl Action {
+    /// The action's name, e.g. `accept`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Accept => "accept",
+            Self::Reject { .. } => "reject",
+            Self::Progress { .. } => "progress",
+            Self::Resolve { .. } => "resolve",
+            Self::Close { .. } => "close",
+            Self::Cancel { .. } => "cancel",
+            Self::Reassign { .. } => "reassign",
+            Self::AcknowledgeEscalation => "acknowledge_escalation",
+            Self::Split { .. } => "split",
+            Self::Rate { .. } => "rate",
+        }
+    }
+}
+
+/// A department's request on `action.<department>`: the action on one of its cases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// The case.
+    pub case_id: String,
+    /// What to do.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// The reply to an [`ActionRequest`] or a [`VolunteerAnswer`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ActionReply {
+    /// Whether it was done.
+    pub ok: bool,
+    /// The case.
+    pub case_id: String,
+    /// The case's state afterwards (or now, when refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<CaseState>,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For a volunteer who accepted: where to go and the nearest relevant facility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<VolunteerAssignment>,
+}
+
+/// A volunteer's answer to an offer, sent as a NATS request on `volunteer.<id>.answer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolunteerAnswer {
+    /// The case offered.
+    pub case_id: String,
+    /// Yes or no.
+    pub accept: bool,
+}
+
+/// What the accepting volunteer is told. Never anybody's contact details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VolunteerAssignment {
+    /// Where to go.
+    pub location: Location,
+    /// Street address, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The nearest relevant facility (an AED for a cardiac arrest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility: Option<FacilityChoice>,
+}
+
+/// The `data` of `org.linkbus.volunteer.offer_closed` on `volunteer.<id>.offer_closed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OfferClosed {
+    /// The case.
+    pub case_id: String,
+    /// The volunteer.
+    pub volunteer_id: String,
+    /// Why: `taken` (someone else accepted), `expired`, `case_closed`.
+    pub reason: String,
+}
+
+fn optional_timestamp_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["string", "null"], "format": "date-time" })
+}
