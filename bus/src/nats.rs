@@ -22,6 +22,8 @@ pub const STREAM_CASES: &str = "LINKBUS_CASES";
 pub const STREAM_DEADLETTER: &str = "LINKBUS_DEADLETTER";
 /// KV bucket of volunteers' live state, keyed by volunteer id.
 pub const BUCKET_VOLUNTEERS: &str = "linkbus_volunteers";
+/// KV bucket of case records, keyed by case id (`:` written as `=`, which KV keys allow).
+pub const BUCKET_CASES: &str = "linkbus_cases";
 
 /// Header naming the pipeline stage that refused a dead letter.
 pub const HEADER_STAGE: &str = "Linkbus-Stage";
@@ -82,17 +84,17 @@ pub enum BusError {
 /// every start: the result is the same however many times it runs.
 pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), BusError> {
     let streams = [
-        (STREAM_INGEST, subjects::INGEST_ALL, "case reports from source systems"),
-        (STREAM_ROUTED, subjects::ROUTED_ALL, "routed cases, per department and community"),
-        (STREAM_OFFERS, subjects::OFFERS_ALL, "offers to volunteers"),
-        (STREAM_CASES, subjects::CASES_ALL, "case timeline events"),
-        (STREAM_DEADLETTER, subjects::DEADLETTER_ALL, "refused input with the reason"),
+        (STREAM_INGEST, &[subjects::INGEST_ALL][..], "case reports from source systems"),
+        (STREAM_ROUTED, &[subjects::ROUTED_ALL], "routed cases, per department and community"),
+        (STREAM_OFFERS, &[subjects::OFFERS, subjects::OFFERS_CLOSED], "offers to volunteers and their closing"),
+        (STREAM_CASES, &[subjects::CASES_ALL], "case timeline events"),
+        (STREAM_DEADLETTER, &[subjects::DEADLETTER_ALL], "refused input with the reason"),
     ];
-    for (name, subject, description) in streams {
+    for (name, filters, description) in streams {
         let config = stream::Config {
             name: name.to_owned(),
             description: Some(format!("linkbus: {description}")),
-            subjects: vec![subject.to_owned()],
+            subjects: filters.iter().map(|s| s.to_string()).collect(),
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             duplicate_window: settings.duplicate_window,
@@ -104,25 +106,41 @@ pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Re
             .await
             .map_err(|e| BusError::Provision { name: name.to_owned(), source: e.into() })?;
     }
-    // The bucket's backing stream, configured as async-nats's `create_key_value` would. It is
-    // created directly because that call first queries the account, and cannot parse the reply of
-    // nats-server 2.9 (Debian's version).
-    let bucket = stream::Config {
-        name: format!("KV_{BUCKET_VOLUNTEERS}"),
-        description: Some("linkbus: volunteers' live position, availability and skills".to_owned()),
-        subjects: vec![format!("$KV.{BUCKET_VOLUNTEERS}.>")],
+    let buckets = [
+        (BUCKET_VOLUNTEERS, "volunteers' live position, availability and skills"),
+        (BUCKET_CASES, "case records of the closed loop"),
+    ];
+    for (bucket, description) in buckets {
+        provision_bucket(js, bucket, description, settings.replicas).await?;
+    }
+    Ok(())
+}
+
+/// Creates or updates a KV bucket (one value per key) by its backing stream `KV_<bucket>`,
+/// configured as async-nats's `create_key_value` would: that call first queries the account and
+/// cannot parse the reply of nats-server 2.9 (Debian's version).
+pub async fn provision_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    replicas: usize,
+) -> Result<(), BusError> {
+    let config = stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(format!("linkbus: {description}")),
+        subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
         storage: stream::StorageType::File,
         allow_rollup: true,
         deny_delete: true,
         allow_direct: true,
         discard: stream::DiscardPolicy::New,
-        num_replicas: settings.replicas,
+        num_replicas: replicas,
         ..Default::default()
     };
-    js.create_or_update_stream(bucket)
+    js.create_or_update_stream(config)
         .await
-        .map_err(|e| BusError::Provision { name: BUCKET_VOLUNTEERS.to_owned(), source: e.into() })?;
+        .map_err(|e| BusError::Provision { name: bucket.to_owned(), source: e.into() })?;
     Ok(())
 }
 

@@ -5,6 +5,9 @@
 //! routed.dept.<department>.<category> routed cases, per department
 //! routed.community.<community>        routed cases, per community
 //! volunteer.<id>.offer                offers to one volunteer
+//! volunteer.<id>.offer_closed         that offer is closed (taken, expired, case closed)
+//! volunteer.<id>.answer               the volunteer's answer (request/reply)
+//! action.<department>                 a department's action on a case (request/reply)
 //! case.<case_id>.<event>              case timeline (routed, …)
 //! deadletter.<stage>                  rejected input, original bytes + reason headers
 //! ```
@@ -16,7 +19,9 @@ pub const INGEST_ALL: &str = "ingest.>";
 /// Every routed subject.
 pub const ROUTED_ALL: &str = "routed.>";
 /// Every volunteer offer.
-pub const OFFERS_ALL: &str = "volunteer.*.offer";
+pub const OFFERS: &str = "volunteer.*.offer";
+/// Every notice that an offer closed.
+pub const OFFERS_CLOSED: &str = "volunteer.*.offer_closed";
 /// Every case timeline event.
 pub const CASES_ALL: &str = "case.>";
 /// Every dead letter.
@@ -49,6 +54,21 @@ pub fn routed_community(community: &str) -> String {
 /// `volunteer.<id>.offer`
 pub fn volunteer_offer(volunteer: &str) -> String {
     format!("volunteer.{volunteer}.offer")
+}
+
+/// `volunteer.<id>.offer_closed`
+pub fn volunteer_offer_closed(volunteer: &str) -> String {
+    format!("volunteer.{volunteer}.offer_closed")
+}
+
+/// `volunteer.<id>.answer`: a volunteer's answer, as a request.
+pub fn volunteer_answer(volunteer: &str) -> String {
+    format!("volunteer.{volunteer}.answer")
+}
+
+/// `action.<department>`: a department's action on a case, as a request.
+pub fn action(department: &str) -> String {
+    format!("action.{department}")
 }
 
 /// `case.<case_id>.<event>`

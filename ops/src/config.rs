@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use linkbus_bus::nats::StreamSettings;
+use linkbus_cases::book::BookConfig;
+use linkbus_cases::lifecycle::{Deadlines, MergePolicy, Policy};
 use linkbus_routers::service::ServiceConfig;
 use linkbus_routers::{PriorityRule, RoutingParams};
 use serde::Deserialize;
@@ -23,6 +25,54 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// How the router consumes.
     pub router: RouterConfig,
+    /// The closed loop: deadlines, volunteer offers, duplicate merging.
+    pub lifecycle: LifecycleConfig,
+}
+
+/// Accept and resolve deadlines for one priority, seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineConfig {
+    /// A department must accept (签收) within this many seconds, or the case escalates.
+    pub accept_secs: u64,
+    /// The accepting department must resolve within this many seconds, or the case escalates.
+    pub resolve_secs: u64,
+}
+
+/// `[lifecycle]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Deadlines by priority, from 1 (life-threatening) to 4 (low).
+    pub deadlines: [DeadlineConfig; 4],
+    /// Seconds a volunteer has to answer an offer before it goes to the next nearest.
+    pub offer_timeout_secs: u64,
+    /// Reports at most this far apart (metres)…
+    pub merge_distance_m: f64,
+    /// …and this far apart in time (seconds), of compatible categories, are one incident.
+    pub merge_window_secs: u64,
+    /// Groups of categories that describe the same kind of incident (a category always matches
+    /// itself), e.g. `[["fire", "smoke"]]`.
+    pub merge_groups: Vec<Vec<String>>,
+    /// Milliseconds between looks for due deadlines and offers.
+    pub tick_ms: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        let policy = Policy::default();
+        let secs = |d: jiff::SignedDuration| d.as_secs().max(0) as u64;
+        Self {
+            deadlines: policy
+                .deadlines
+                .map(|d| DeadlineConfig { accept_secs: secs(d.accept), resolve_secs: secs(d.resolve) }),
+            offer_timeout_secs: secs(policy.offer_timeout),
+            merge_distance_m: policy.merge.distance_m,
+            merge_window_secs: secs(policy.merge.window),
+            merge_groups: policy.merge.groups,
+            tick_ms: 250,
+        }
+    }
 }
 
 /// `[nats]`
@@ -187,6 +237,20 @@ impl Config {
         );
         anyhow::ensure!((1..=5).contains(&self.nats.replicas), "nats.replicas must be 1 to 5");
         anyhow::ensure!(self.nats.duplicate_window_secs >= 1, "nats.duplicate_window_secs must be at least 1");
+        let l = &self.lifecycle;
+        for (n, d) in l.deadlines.iter().enumerate() {
+            anyhow::ensure!(
+                d.accept_secs >= 1 && d.resolve_secs >= 1,
+                "lifecycle.deadlines[{n}] (priority {}): deadlines must be at least 1 second",
+                n + 1
+            );
+        }
+        anyhow::ensure!(l.offer_timeout_secs >= 1, "lifecycle.offer_timeout_secs must be at least 1");
+        anyhow::ensure!(
+            l.merge_distance_m.is_finite() && l.merge_distance_m >= 0.0,
+            "lifecycle.merge_distance_m must be >= 0"
+        );
+        anyhow::ensure!((10..=60_000).contains(&l.tick_ms), "lifecycle.tick_ms must be 10 to 60000");
         Ok(())
     }
 
@@ -207,6 +271,28 @@ impl Config {
             duplicate_window: Duration::from_secs(self.nats.duplicate_window_secs),
             max_age: Duration::from_secs(self.nats.retention_days * 24 * 3600),
             replicas: self.nats.replicas,
+        }
+    }
+
+    /// The case book's settings; `source` names this process in the events it emits.
+    pub fn book_config(&self, source: String) -> BookConfig {
+        let l = &self.lifecycle;
+        let secs = |s: u64| jiff::SignedDuration::from_secs(s as i64);
+        BookConfig {
+            policy: Policy {
+                deadlines: l
+                    .deadlines
+                    .map(|d| Deadlines { accept: secs(d.accept_secs), resolve: secs(d.resolve_secs) }),
+                offer_timeout: secs(l.offer_timeout_secs),
+                merge: MergePolicy {
+                    distance_m: l.merge_distance_m,
+                    window: secs(l.merge_window_secs),
+                    groups: l.merge_groups.clone(),
+                },
+            },
+            tick: Duration::from_millis(l.tick_ms),
+            source,
+            ..BookConfig::default()
         }
     }
 

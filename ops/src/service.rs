@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use bytes::Bytes;
 use linkbus_bus::nats;
+use linkbus_cases::book::CaseBook;
 use linkbus_geo_data::Region;
 use linkbus_routers::Router;
 use linkbus_routers::service::{self as router_service, RouterState};
@@ -54,6 +55,8 @@ pub struct Service {
     pub js: jetstream::Context,
     /// Routing state (matching, volunteers, counters).
     pub state: Arc<RouterState>,
+    /// The case book (the closed loop).
+    pub cases: Arc<CaseBook>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -94,13 +97,20 @@ impl Service {
             .context("timed out loading volunteers from the bucket")?;
         info!(volunteers = state.stats.volunteer_updates.load(Ordering::Relaxed), "volunteers loaded");
 
+        let (cases, book_tasks) =
+            CaseBook::start(js.clone(), state.clone(), config.book_config(format!("{source}/cases")), shutdown.clone())
+                .await
+                .context("opening the case book")?;
+        tasks.extend(book_tasks);
+        provision_department_consumers(&js, region).await?;
+
         let router = router_service::run(js.clone(), state.clone(), config.service_config(source), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = router.await {
                 warn!(error = %e, "router stopped");
             }
         }));
-        Ok(Self { client, js, state, shutdown, tasks })
+        Ok(Self { client, js, state, cases, shutdown, tasks })
     }
 
     /// True while every task runs.
@@ -118,6 +128,29 @@ impl Service {
             warn!(error = %e, "draining the NATS connection failed");
         }
     }
+}
+
+/// Gives every department of the region a durable consumer `dept-<id>` on its subjects, so a
+/// department that was offline gets everything routed to it meanwhile when it returns.
+async fn provision_department_consumers(js: &jetstream::Context, region: &Region) -> anyhow::Result<()> {
+    let stream = js.get_stream(nats::STREAM_ROUTED).await.context("opening the routed stream")?;
+    for d in &region.departments.departments {
+        let name = format!("dept-{}", d.id);
+        stream
+            .get_or_create_consumer(
+                &name,
+                jetstream::consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    description: Some(format!("cases for {}", d.name)),
+                    filter_subject: linkbus_bus::subjects::routed_department(&d.id, "*"),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("creating the durable consumer {name}"))?;
+    }
+    Ok(())
 }
 
 /// Puts the region's roster into an empty volunteers bucket.

@@ -147,7 +147,7 @@ pub async fn follow_offers(
             time::OffsetDateTime::from_unix_timestamp(start.as_second()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: subjects::OFFERS_ALL.into(),
+                filter_subject: subjects::OFFERS.into(),
                 deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: start },
                 ..Default::default()
             })

@@ -272,6 +272,8 @@ pub enum AssignmentReason {
     Reassigned,
     /// A dispatcher split this report out of a wrongly merged case.
     Split,
+    /// The reporter said it was not solved: back to the department that resolved it.
+    Reopened,
 }
 
 /// The `data` of `org.linkbus.case.assigned` events on `routed.dept.<department>.<category>`.

@@ -1,0 +1,756 @@
+//! The case book: every case record, kept in the `linkbus_cases` KV bucket and moved only by
+//! revision-checked updates, so two linkbus replicas never both move the same case.
+//!
+//! Each replica follows the bucket into an in-memory copy (for listing, deadlines and duplicate
+//! detection) and runs the same loops: open a record for every `case.<id>.routed`, answer
+//! departments' requests on `action.<department>` and volunteers' on `volunteer.<id>.answer`,
+//! and fire what is due (deadlines, offer expiries). A transition stores the new record together
+//! with the messages it must send (an outbox); they are published under stable `Nats-Msg-Id`s and
+//! then cleared, so a crash between the two re-sends them and JetStream drops the copies.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv};
+use bytes::Bytes;
+use futures::StreamExt;
+use jiff::Timestamp;
+use linkbus_bus::nats::{self, DeadLetter};
+use linkbus_bus::subjects;
+use linkbus_bus::wire::{
+    self, Action, ActionReply, ActionRequest, Actor, ActorKind, CaseAssigned, CaseEvent, CaseRecord, CaseState,
+    CloudEvent, OfferClosed, RoutedCase, VolunteerAnswer, VolunteerAssignment, VolunteerOffer,
+};
+use linkbus_routers::service::{RouterState, read};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::lifecycle::{self, Effect, Ladder, Outcome, Policy, Refused};
+
+/// How the case book runs.
+#[derive(Debug, Clone)]
+pub struct BookConfig {
+    /// The rules of the loop.
+    pub policy: Policy,
+    /// Durable consumer of routed cases, shared by every replica.
+    pub durable: String,
+    /// How often due deadlines and offers are looked for.
+    pub tick: Duration,
+    /// The CloudEvents `source` of the events the loop emits.
+    pub source: String,
+}
+
+impl Default for BookConfig {
+    fn default() -> Self {
+        Self {
+            policy: Policy::default(),
+            durable: "linkbus-cases".into(),
+            tick: Duration::from_millis(250),
+            source: "/linkbus/cases".into(),
+        }
+    }
+}
+
+/// Why an action could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// No such case.
+    #[error("no case {0}")]
+    NotFound(String),
+    /// The loop's rules refuse it.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// NATS trouble; try again.
+    #[error("case store: {0}")]
+    Store(String),
+}
+
+/// What the KV bucket holds per case: the record, and the messages still to send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    record: CaseRecord,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    outbox: Vec<Outgoing>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Outgoing {
+    subject: String,
+    msg_id: String,
+    body: String,
+}
+
+/// Filters for [`CaseBook::list`]; every field set must match.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct CaseFilter {
+    /// In this state.
+    pub state: Option<CaseState>,
+    /// In this community.
+    pub community: Option<String>,
+    /// Involving this department (responsible, accepted, or rejected it).
+    pub department: Option<String>,
+    /// Reported by this kind of system.
+    pub system: Option<wire::SourceSystem>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+    /// Created before.
+    pub until: Option<Timestamp>,
+}
+
+impl CaseFilter {
+    fn matches(&self, r: &CaseRecord) -> bool {
+        self.state.is_none_or(|s| s == r.state)
+            && self.community.as_ref().is_none_or(|c| r.community.as_ref().is_some_and(|rc| &rc.id == c))
+            && self.department.as_ref().is_none_or(|d| involves(r, d))
+            && self.system.is_none_or(|s| r.reports.iter().any(|rep| rep.system == s))
+            && self.since.is_none_or(|t| r.created_at >= t)
+            && self.until.is_none_or(|t| r.created_at < t)
+    }
+}
+
+/// True when the department has or had the case.
+pub fn involves(r: &CaseRecord, department: &str) -> bool {
+    r.departments.iter().any(|d| d == department)
+        || r.accepted_by.as_deref() == Some(department)
+        || r.rejected_by.iter().any(|d| d == department)
+}
+
+fn key(case_id: &str) -> String {
+    case_id.replace(':', "=")
+}
+
+/// The case book of one linkbus process.
+pub struct CaseBook {
+    js: jetstream::Context,
+    store: kv::Store,
+    cache: RwLock<HashMap<String, Stored>>,
+    ladder: Ladder,
+    router: Arc<RouterState>,
+    config: BookConfig,
+}
+
+impl std::fmt::Debug for CaseBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaseBook").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl CaseBook {
+    /// Opens the book and starts its loops (until `shutdown`); returns once the bucket is read.
+    pub async fn start(
+        js: jetstream::Context,
+        router: Arc<RouterState>,
+        config: BookConfig,
+        shutdown: CancellationToken,
+    ) -> Result<(Arc<Self>, Vec<tokio::task::JoinHandle<()>>), ActError> {
+        let store = js.get_key_value(nats::BUCKET_CASES).await.map_err(store_err)?;
+        let departments = router.router.departments();
+        let ladder = Ladder::new(
+            departments.departments().iter().map(|d| (d.id.clone(), d.parent.clone())),
+            &departments.departments()[departments.catch_all()].id,
+        );
+        let book = Arc::new(Self { js, store, cache: RwLock::new(HashMap::new()), ladder, router, config });
+        let ready = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let spawn = |name: &'static str, f: futures::future::BoxFuture<'static, Result<(), ActError>>| {
+            tokio::spawn(async move {
+                if let Err(e) = f.await {
+                    warn!(error = %e, "case book {name} stopped");
+                }
+            })
+        };
+        tasks.push(spawn("follower", Box::pin(book.clone().follow(ready.clone(), shutdown.clone()))));
+        tokio::time::timeout(Duration::from_secs(60), ready.cancelled())
+            .await
+            .map_err(|_| ActError::Store("timed out reading the cases bucket".into()))?;
+        tasks.push(spawn("opener", Box::pin(book.clone().open_routed(shutdown.clone()))));
+        tasks.push(spawn("actions", Box::pin(book.clone().serve_actions(shutdown.clone()))));
+        tasks.push(spawn("answers", Box::pin(book.clone().serve_answers(shutdown.clone()))));
+        tasks.push(spawn("ticker", Box::pin(book.clone().tick_loop(shutdown))));
+        info!(cases = book.cache_len(), "case book open");
+        Ok((book, tasks))
+    }
+
+    fn cache_len(&self) -> usize {
+        read(&self.cache).len()
+    }
+
+    /// Cases matching `filter`, newest first.
+    pub fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord> {
+        let mut out: Vec<CaseRecord> =
+            read(&self.cache).values().map(|s| &s.record).filter(|r| filter.matches(r)).cloned().collect();
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.case_id.cmp(&b.case_id)));
+        out
+    }
+
+    /// One case.
+    pub fn get(&self, case_id: &str) -> Option<CaseRecord> {
+        read(&self.cache).get(case_id).map(|s| s.record.clone())
+    }
+
+    /// The case a report with this source-system id belongs to (the merged-into case for a
+    /// merged report), as a resident following up would look it up.
+    pub fn by_source_id(&self, source_id: &str) -> Option<CaseRecord> {
+        let cache = read(&self.cache);
+        let own = cache.values().find(|s| s.record.case.source_id == source_id)?;
+        match &own.record.merged_into {
+            Some(primary) => cache.get(primary).map(|s| s.record.clone()),
+            None => Some(own.record.clone()),
+        }
+    }
+
+    /// Applies an action by `actor` (see [`lifecycle::act`]; `Split` goes through [`lifecycle::split`]).
+    pub async fn act(&self, case_id: &str, actor: &Actor, action: &Action) -> Result<CaseRecord, ActError> {
+        if let Action::Split { report_id } = action {
+            return self.split(case_id, report_id, actor).await;
+        }
+        let now = Timestamp::now();
+        self.transact(case_id, |r| lifecycle::act(r, actor, action, now, &self.config.policy, &self.ladder).map(Some))
+            .await
+    }
+
+    async fn split(&self, case_id: &str, report_id: &str, actor: &Actor) -> Result<CaseRecord, ActError> {
+        if actor.kind != ActorKind::Dispatcher {
+            return Err(Refused::Forbidden("only dispatchers split merged cases".into()).into());
+        }
+        let now = Timestamp::now();
+        let report = self.load(report_id).await?.0.record;
+        let primary = self
+            .transact(case_id, |p| {
+                let (p, _) = lifecycle::split(p, &report, actor, now, &self.config.policy)?;
+                Ok(Some(p))
+            })
+            .await?;
+        self.transact(report_id, |r| {
+            if r.merged_into.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(lifecycle::split(&primary, r, actor, now, &self.config.policy)?.1))
+        })
+        .await?;
+        Ok(primary)
+    }
+
+    /// A volunteer's answer to an offer; an accept gets where to go and the nearest facility.
+    pub async fn answer(
+        &self,
+        volunteer_id: &str,
+        answer: &VolunteerAnswer,
+    ) -> Result<(CaseRecord, Option<VolunteerAssignment>), ActError> {
+        let now = Timestamp::now();
+        let record = self
+            .transact(&answer.case_id, |r| {
+                lifecycle::answer(r, volunteer_id, answer.accept, now, &self.config.policy, |already| {
+                    self.next_volunteers(r, already, now)
+                })
+                .map(Some)
+            })
+            .await?;
+        let assignment = answer.accept.then(|| VolunteerAssignment {
+            location: record.case.location,
+            address: record.case.address.clone(),
+            facility: record.decision.facility.clone(),
+        });
+        Ok((record, assignment))
+    }
+
+    fn next_volunteers(&self, r: &CaseRecord, already: &[&str], now: Timestamp) -> Vec<wire::VolunteerChoice> {
+        let Some(skill) = r.decision.volunteer_search.skill.as_deref() else { return vec![] };
+        let volunteers = read(&self.router.volunteers);
+        let offers = read(&self.router.offers);
+        self.router.router.volunteers_for(&r.case, skill, &volunteers, &offers, now.as_second(), already).0
+    }
+
+    async fn load(&self, case_id: &str) -> Result<(Stored, u64), ActError> {
+        let entry = self.store.entry(key(case_id)).await.map_err(store_err)?;
+        let entry = entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .ok_or_else(|| ActError::NotFound(case_id.to_owned()))?;
+        let stored: Stored = serde_json::from_slice(&entry.value).map_err(|e| ActError::Store(e.to_string()))?;
+        Ok((stored, entry.revision))
+    }
+
+    /// Reads the case, applies `f`, and stores the result if the case did not change meanwhile
+    /// (else reads it again and retries); then sends what the transition produced.
+    async fn transact(
+        &self,
+        case_id: &str,
+        mut f: impl FnMut(&CaseRecord) -> Result<Option<Outcome>, Refused>,
+    ) -> Result<CaseRecord, ActError> {
+        for _ in 0..32 {
+            let (stored, revision) = self.load(case_id).await?;
+            let Some(outcome) = f(&stored.record)? else { return Ok(stored.record) };
+            let mut outbox = stored.outbox;
+            outbox.extend(self.messages(&stored.record, &outcome));
+            let next = Stored { record: outcome.record, outbox };
+            let body = Bytes::from(serde_json::to_vec(&next).map_err(|e| ActError::Store(e.to_string()))?);
+            match self.store.update(key(case_id), body, revision).await {
+                Ok(_) => {
+                    self.remember(next.clone());
+                    self.flush(case_id, &next.outbox).await;
+                    return Ok(next.record);
+                }
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        Err(ActError::Store(format!("case {case_id} kept changing; gave up after 32 tries")))
+    }
+
+    fn remember(&self, stored: Stored) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        cache.insert(stored.record.case_id.clone(), stored);
+    }
+
+    /// The messages a transition sends: its new timeline entries on `case.<id>.<event>`, and its
+    /// effects. Every id is derived from the case and the timeline, so re-sending is harmless.
+    fn messages(&self, before: &CaseRecord, outcome: &Outcome) -> Vec<Outgoing> {
+        let r = &outcome.record;
+        let now = r.updated_at;
+        let source = &self.config.source;
+        let mut out = Vec::new();
+        // Entry 0 ("routed") is the router's own `case.<id>.routed` event.
+        for (n, entry) in r.timeline.iter().enumerate().skip(before.timeline.len().max(1)) {
+            let id = format!("{}:t{n}", r.case_id);
+            let event = CaseEvent { case_id: r.case_id.clone(), state: r.state, entry: entry.clone() };
+            let ev = CloudEvent::new(id.clone(), source, wire::TYPE_CASE_EVENT, Some(r.case_id.clone()), now, event);
+            out.push(outgoing(subjects::case_event(&r.case_id, &entry.event), id, &ev));
+        }
+        for effect in &outcome.effects {
+            match effect {
+                Effect::Assign { department, reason } => {
+                    let id = format!("{}:assign:{department}:{}", r.case_id, r.timeline.len());
+                    let data = CaseAssigned {
+                        case_id: r.case_id.clone(),
+                        department: department.clone(),
+                        reason: *reason,
+                        record: r.clone(),
+                    };
+                    let ev = CloudEvent::new(
+                        id.clone(),
+                        source,
+                        wire::TYPE_CASE_ASSIGNED,
+                        Some(r.case_id.clone()),
+                        now,
+                        data,
+                    );
+                    out.push(outgoing(subjects::routed_department(department, &r.case.category), id, &ev));
+                }
+                Effect::Notify { department, entry } => {
+                    let id = format!("{}:notify:{department}:{entry}", r.case_id);
+                    let event =
+                        CaseEvent { case_id: r.case_id.clone(), state: r.state, entry: r.timeline[*entry].clone() };
+                    let ev =
+                        CloudEvent::new(id.clone(), source, wire::TYPE_CASE_EVENT, Some(r.case_id.clone()), now, event);
+                    out.push(outgoing(subjects::routed_department(department, &r.case.category), id, &ev));
+                }
+                Effect::Offer { volunteer_id, distance_m } => {
+                    let id = format!("{}:offer:{volunteer_id}", r.case_id);
+                    let offer = VolunteerOffer {
+                        case_id: r.case_id.clone(),
+                        volunteer_id: volunteer_id.clone(),
+                        rank: r.offers.iter().position(|o| &o.volunteer_id == volunteer_id).map_or(0, |n| n + 1),
+                        category: r.case.category.clone(),
+                        priority: r.priority,
+                        location: r.case.location,
+                        address: r.case.address.clone(),
+                        description: r.case.description.clone(),
+                        distance_m: *distance_m,
+                        skill: r.decision.volunteer_search.skill.clone().unwrap_or_default(),
+                    };
+                    let ev = CloudEvent::new(
+                        id.clone(),
+                        source,
+                        wire::TYPE_VOLUNTEER_OFFER,
+                        Some(r.case_id.clone()),
+                        now,
+                        offer,
+                    );
+                    out.push(outgoing(subjects::volunteer_offer(volunteer_id), id, &ev));
+                }
+                Effect::CloseOffer { volunteer_id, reason } => {
+                    let id = format!("{}:closed:{volunteer_id}", r.case_id);
+                    let data = OfferClosed {
+                        case_id: r.case_id.clone(),
+                        volunteer_id: volunteer_id.clone(),
+                        reason: (*reason).to_owned(),
+                    };
+                    let ev = CloudEvent::new(
+                        id.clone(),
+                        source,
+                        wire::TYPE_OFFER_CLOSED,
+                        Some(r.case_id.clone()),
+                        now,
+                        data,
+                    );
+                    out.push(outgoing(subjects::volunteer_offer_closed(volunteer_id), id, &ev));
+                }
+            }
+        }
+        out
+    }
+
+    /// Publishes `outbox`, then removes what was published from the stored record. What fails
+    /// stays for the next tick.
+    async fn flush(&self, case_id: &str, outbox: &[Outgoing]) {
+        if outbox.is_empty() {
+            return;
+        }
+        let mut sent = Vec::new();
+        for m in outbox {
+            let published =
+                match nats::publish(&self.js, m.subject.clone(), &m.msg_id, Bytes::from(m.body.clone())).await {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+            match published {
+                Ok(()) => sent.push(m.msg_id.clone()),
+                Err(e) => {
+                    warn!(case_id, subject = %m.subject, error = %e, "could not send; will retry");
+                    break;
+                }
+            }
+        }
+        for _ in 0..32 {
+            let Ok((mut stored, revision)) = self.load(case_id).await else { return };
+            let before = stored.outbox.len();
+            stored.outbox.retain(|m| !sent.contains(&m.msg_id));
+            if stored.outbox.len() == before {
+                return;
+            }
+            let Ok(body) = serde_json::to_vec(&stored) else { return };
+            match self.store.update(key(case_id), body.into(), revision).await {
+                Ok(_) => {
+                    self.remember(stored);
+                    return;
+                }
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => {
+                    warn!(case_id, error = %e, "could not clear the outbox; will retry");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Follows the bucket into the cache; `ready` once the current content is in.
+    async fn follow(self: Arc<Self>, ready: CancellationToken, shutdown: CancellationToken) -> Result<(), ActError> {
+        let mut next_revision = 0u64;
+        loop {
+            let watch = if next_revision == 0 {
+                self.store.watch_with_history(">").await
+            } else {
+                self.store.watch_all_from_revision(next_revision).await
+            };
+            let mut watch = match watch {
+                Ok(w) => w,
+                Err(e) => {
+                    warn!(error = %e, "cannot watch the cases bucket; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            if self.store.status().await.is_ok_and(|s| s.values() == 0) {
+                ready.cancel();
+            }
+            loop {
+                let entry = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    entry = watch.next() => entry,
+                };
+                match entry {
+                    Some(Ok(entry)) => {
+                        next_revision = entry.revision + 1;
+                        if entry.operation == kv::Operation::Put {
+                            match serde_json::from_slice::<Stored>(&entry.value) {
+                                Ok(stored) => self.remember(stored),
+                                Err(e) => warn!(key = %entry.key, error = %e, "unreadable case record"),
+                            }
+                        }
+                        if entry.delta == 0 {
+                            ready.cancel();
+                        }
+                    }
+                    Some(Err(e)) => {
+                        warn!(error = %e, "cases bucket watch error; re-watching");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Opens a record for every routed case, merging it into an open case of the same incident.
+    async fn open_routed(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ActError> {
+        let stream = self.js.get_stream(nats::STREAM_CASES).await.map_err(store_err)?;
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                &self.config.durable,
+                consumer::pull::Config {
+                    durable_name: Some(self.config.durable.clone()),
+                    description: Some("linkbus case book: opens a record per routed case".into()),
+                    filter_subject: subjects::case_event("*", "routed"),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(store_err)?;
+        while !shutdown.is_cancelled() {
+            let mut messages = match consumer.messages().await {
+                Ok(m) => Box::pin(m.take_until(shutdown.cancelled())),
+                Err(e) => {
+                    warn!(error = %e, "cannot pull routed cases; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            while let Some(msg) = messages.next().await {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        warn!(error = %e, "routed-case pull error");
+                        continue;
+                    }
+                };
+                let done = match serde_json::from_slice::<CloudEvent<RoutedCase>>(&msg.payload) {
+                    Ok(ev) => self.open_one(&ev.data, &ev.source).await,
+                    Err(e) => {
+                        // Not written by a router: keep it where operators look, then move on.
+                        let letter = DeadLetter {
+                            stage: "cases",
+                            reason: &format!("not a routed case: {e}"),
+                            code: "malformed",
+                            original_subject: &msg.subject,
+                            original_msg_id: None,
+                            msg_id: &format!("cases:{}", msg.info().map(|i| i.stream_sequence).unwrap_or_default()),
+                            payload: msg.payload.clone(),
+                        };
+                        match nats::publish_deadletter(&self.js, letter).await {
+                            Ok(ack) => ack.await.map(|_| ()).map_err(|e| ActError::Store(e.to_string())),
+                            Err(e) => Err(ActError::Store(e.to_string())),
+                        }
+                    }
+                };
+                match done {
+                    Ok(()) => {
+                        let _ = msg.ack().await;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "could not open a case record; will retry");
+                        let _ = msg.ack_with(jetstream::AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn open_one(&self, routed: &RoutedCase, source: &str) -> Result<(), ActError> {
+        let now = Timestamp::now();
+        let record = lifecycle::open(routed, source, now, &self.config.policy);
+        let stored = Stored { record, outbox: vec![] };
+        let body = Bytes::from(serde_json::to_vec(&stored).map_err(|e| ActError::Store(e.to_string()))?);
+        match self.store.create(key(&routed.case_id), body).await {
+            Ok(_) => self.remember(stored),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+            Err(e) => return Err(store_err(e)),
+        }
+        // Same incident as an open case? Fold it in (idempotent: a retry finds it done).
+        let primary = {
+            let cache = read(&self.cache);
+            cache
+                .values()
+                .map(|s| &s.record)
+                .filter(|p| p.created_at <= now && lifecycle::is_duplicate(p, routed, &self.config.policy.merge))
+                .min_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.case_id.cmp(&b.case_id)))
+                .map(|p| p.case_id.clone())
+        };
+        let Some(primary) = primary else { return Ok(()) };
+        let report = self.load(&routed.case_id).await?.0.record;
+        if report.merged_into.is_some() || report.timeline.len() > 1 {
+            return Ok(());
+        }
+        let merged = self
+            .transact(&primary, |p| {
+                if p.reports.iter().any(|r| r.report_id == report.case_id) || !p.state.is_open() {
+                    return Ok(None);
+                }
+                Ok(Some(lifecycle::merge(p, &report, now).0))
+            })
+            .await?;
+        self.transact(&routed.case_id, |r| {
+            if r.merged_into.is_some() {
+                return Ok(None);
+            }
+            Ok(Some(lifecycle::merge(&merged, r, now).1))
+        })
+        .await?;
+        info!(case_id = %routed.case_id, into = %primary, "merged a duplicate report");
+        Ok(())
+    }
+
+    /// Answers departments' action requests on `action.<department>`.
+    async fn serve_actions(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ActError> {
+        let client = self.js.client();
+        let mut requests =
+            client.queue_subscribe(subjects::action("*"), "linkbus-cases".into()).await.map_err(store_err)?;
+        while let Some(msg) = tokio::select! { _ = shutdown.cancelled() => None, m = requests.next() => m } {
+            let Some(department) = msg.subject.split('.').nth(1).map(str::to_owned) else { continue };
+            let actor = Actor { kind: ActorKind::Department, id: department };
+            let reply = match serde_json::from_slice::<ActionRequest>(&msg.payload) {
+                Ok(req) => match self.act(&req.case_id, &actor, &req.action).await {
+                    Ok(r) => ActionReply {
+                        ok: true,
+                        case_id: r.case_id,
+                        state: Some(r.state),
+                        error: None,
+                        assignment: None,
+                    },
+                    Err(e) => self.refusal(&req.case_id, e),
+                },
+                Err(e) => {
+                    self.dead_letter("action", &msg, &format!("not an action request: {e}")).await;
+                    ActionReply {
+                        ok: false,
+                        case_id: String::new(),
+                        state: None,
+                        error: Some(format!("not an action request: {e}")),
+                        assignment: None,
+                    }
+                }
+            };
+            respond(&client, &msg, &reply).await;
+        }
+        Ok(())
+    }
+
+    /// Answers volunteers' answers on `volunteer.<id>.answer`.
+    async fn serve_answers(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ActError> {
+        let client = self.js.client();
+        let mut requests =
+            client.queue_subscribe(subjects::volunteer_answer("*"), "linkbus-cases".into()).await.map_err(store_err)?;
+        while let Some(msg) = tokio::select! { _ = shutdown.cancelled() => None, m = requests.next() => m } {
+            let Some(volunteer) = msg.subject.split('.').nth(1).map(str::to_owned) else { continue };
+            let reply = match serde_json::from_slice::<VolunteerAnswer>(&msg.payload) {
+                Ok(answer) => match self.answer(&volunteer, &answer).await {
+                    Ok((r, assignment)) => {
+                        ActionReply { ok: true, case_id: r.case_id, state: Some(r.state), error: None, assignment }
+                    }
+                    Err(e) => self.refusal(&answer.case_id, e),
+                },
+                Err(e) => {
+                    self.dead_letter("answer", &msg, &format!("not a volunteer answer: {e}")).await;
+                    ActionReply {
+                        ok: false,
+                        case_id: String::new(),
+                        state: None,
+                        error: Some(format!("not a volunteer answer: {e}")),
+                        assignment: None,
+                    }
+                }
+            };
+            respond(&client, &msg, &reply).await;
+        }
+        Ok(())
+    }
+
+    fn refusal(&self, case_id: &str, e: ActError) -> ActionReply {
+        ActionReply {
+            ok: false,
+            case_id: case_id.to_owned(),
+            state: self.get(case_id).map(|r| r.state),
+            error: Some(e.to_string()),
+            assignment: None,
+        }
+    }
+
+    async fn dead_letter(&self, stage: &str, msg: &async_nats::Message, reason: &str) {
+        let msg_id = format!("{stage}:{}", stable_id(&msg.payload, &msg.subject));
+        let letter = DeadLetter {
+            stage,
+            reason,
+            code: "malformed",
+            original_subject: &msg.subject,
+            original_msg_id: None,
+            msg_id: &msg_id,
+            payload: msg.payload.clone(),
+        };
+        if let Ok(ack) = nats::publish_deadletter(&self.js, letter).await {
+            let _ = ack.await;
+        }
+    }
+
+    /// Fires what is due and re-sends what a crash left in an outbox.
+    async fn tick_loop(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ActError> {
+        let mut interval = tokio::time::interval(self.config.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = interval.tick() => {}
+            }
+            let now = Timestamp::now();
+            let (due, unsent): (Vec<String>, Vec<(String, Vec<Outgoing>)>) = {
+                let cache = read(&self.cache);
+                let due = cache
+                    .values()
+                    .filter(|s| lifecycle::next_due(&s.record).is_some_and(|t| t <= now))
+                    .map(|s| s.record.case_id.clone())
+                    .collect();
+                let unsent = cache
+                    .values()
+                    .filter(|s| !s.outbox.is_empty())
+                    .map(|s| (s.record.case_id.clone(), s.outbox.clone()))
+                    .collect();
+                (due, unsent)
+            };
+            for (case_id, outbox) in unsent {
+                self.flush(&case_id, &outbox).await;
+            }
+            for case_id in due {
+                let result = self
+                    .transact(&case_id, |r| {
+                        Ok(lifecycle::tick(r, now, &self.config.policy, &self.ladder, |already| {
+                            self.next_volunteers(r, already, now)
+                        }))
+                    })
+                    .await;
+                if let Err(e) = result {
+                    warn!(case_id, error = %e, "could not fire what is due; will retry");
+                }
+            }
+        }
+    }
+}
+
+fn outgoing<T: Serialize>(subject: String, msg_id: String, event: &CloudEvent<T>) -> Outgoing {
+    // Wire types are plain structs with string keys: serialising them cannot fail.
+    Outgoing { subject, msg_id, body: serde_json::to_string(event).expect("wire types always serialise") }
+}
+
+async fn respond(client: &async_nats::Client, msg: &async_nats::Message, reply: &ActionReply) {
+    let Some(to) = msg.reply.clone() else { return };
+    let body = serde_json::to_vec(reply).expect("wire types always serialise");
+    if let Err(e) = client.publish(to, body.into()).await {
+        warn!(error = %e, "could not reply");
+    }
+}
+
+/// A stable id for a refused request: a hash of its subject and bytes.
+fn stable_id(payload: &[u8], subject: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (subject, payload).hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+fn store_err(e: impl std::fmt::Display) -> ActError {
+    ActError::Store(e.to_string())
+}

@@ -1,0 +1,13 @@
+//! The closed loop (闭环): what happens to a case after it is routed.
+//!
+//! - [`lifecycle`]: the pure state machine — accept, reject and re-route, progress, resolve,
+//!   close, cancel, reassign, escalate on missed deadlines, merge and split duplicates,
+//!   volunteers' answers and the offer cascade, the reporter's rating and reopening.
+//! - [`book`]: the case book — records in the `linkbus_cases` KV bucket moved by
+//!   revision-checked updates, the loops that open records for routed cases, serve department
+//!   and volunteer requests over NATS, and fire deadlines; the handle the HTTP API uses.
+//! - [`webhooks`]: delivery of department cases to departments without NATS.
+
+pub mod book;
+pub mod lifecycle;
+pub mod webhooks;

@@ -1,0 +1,675 @@
+//! The case state machine, pure: a record and an event in, the next record and the messages to
+//! send out. No NATS, no clock of its own (`now` is an argument), so every rule is testable.
+//!
+//! ```text
+//! routed ──accept──► accepted ──progress──► in_progress ──resolve──► resolved ──close──► closed
+//!   │  ▲                 │                      │                       │ rate(solved=false)
+//!   │  └─ reject: next candidate (else `rejected`, dispatchers alerted)  └──► accepted (reopened)
+//!   └── no accept by the deadline: escalate up the department's ladder, alert dispatchers
+//! any open state ──cancel (dispatcher)──► cancelled
+//! ```
+
+use std::collections::HashMap;
+
+use jiff::{SignedDuration, Timestamp};
+use linkbus_bus::wire::{
+    Action, Actor, ActorKind, AssignmentReason, CaseRecord, CaseState, OfferState, OfferStatus, Rating, ReportRef,
+    RoutedCase, TimelineEntry, VolunteerChoice,
+};
+use linkbus_routers::geodesy;
+
+/// Deadlines for one priority.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Deadlines {
+    /// A department must accept within this.
+    pub accept: SignedDuration,
+    /// The accepting department must resolve within this.
+    pub resolve: SignedDuration,
+}
+
+/// When reports are the same incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergePolicy {
+    /// At most this far apart, metres.
+    pub distance_m: f64,
+    /// Reported at most this far apart in time.
+    pub window: SignedDuration,
+    /// Categories that describe the same kind of incident (a category is always compatible with
+    /// itself), e.g. `["fire", "smoke"]`.
+    pub groups: Vec<Vec<String>>,
+}
+
+/// The rules of the loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Deadlines by priority: `[p1, p2, p3, p4]`.
+    pub deadlines: [Deadlines; 4],
+    /// A volunteer who has not answered an offer within this is passed over.
+    pub offer_timeout: SignedDuration,
+    /// Duplicate detection.
+    pub merge: MergePolicy,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let d = |accept_s: i64, resolve_s: i64| Deadlines {
+            accept: SignedDuration::from_secs(accept_s),
+            resolve: SignedDuration::from_secs(resolve_s),
+        };
+        Self {
+            deadlines: [d(60, 3_600), d(300, 4 * 3_600), d(3_600, 3 * 86_400), d(4 * 3_600, 7 * 86_400)],
+            offer_timeout: SignedDuration::from_secs(120),
+            merge: MergePolicy { distance_m: 200.0, window: SignedDuration::from_secs(1_800), groups: vec![] },
+        }
+    }
+}
+
+impl Policy {
+    /// The deadlines of a priority (clamped to 1–4).
+    pub fn deadlines(&self, priority: u8) -> Deadlines {
+        self.deadlines[usize::from(priority.clamp(1, 4) - 1)]
+    }
+}
+
+/// What the loop needs to know of the region's departments.
+#[derive(Debug, Clone, Default)]
+pub struct Ladder {
+    parents: HashMap<String, Option<String>>,
+    catch_all: String,
+}
+
+impl Ladder {
+    /// From `(department, parent)` pairs and the catch-all (the dispatchers' desk).
+    pub fn new(departments: impl IntoIterator<Item = (String, Option<String>)>, catch_all: &str) -> Self {
+        Self { parents: departments.into_iter().collect(), catch_all: catch_all.to_owned() }
+    }
+
+    /// True when the department exists.
+    pub fn exists(&self, department: &str) -> bool {
+        self.parents.contains_key(department)
+    }
+
+    fn parent(&self, department: &str) -> Option<&str> {
+        self.parents.get(department)?.as_deref()
+    }
+}
+
+/// A message the loop wants sent once the new record is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Give the case to a department (`routed.dept.<department>.<category>`).
+    Assign {
+        /// The department.
+        department: String,
+        /// Why.
+        reason: AssignmentReason,
+    },
+    /// Tell a department of a timeline event on a case it had (e.g. merged into another).
+    Notify {
+        /// The department.
+        department: String,
+        /// Index of the entry in the record's timeline.
+        entry: usize,
+    },
+    /// Offer the case to a volunteer (`volunteer.<id>.offer`).
+    Offer {
+        /// The volunteer.
+        volunteer_id: String,
+        /// Their distance, metres.
+        distance_m: f64,
+    },
+    /// Tell a volunteer their offer is closed (`volunteer.<id>.offer_closed`).
+    CloseOffer {
+        /// The volunteer.
+        volunteer_id: String,
+        /// `taken`, `expired` or `case_closed`.
+        reason: &'static str,
+    },
+}
+
+/// The result of a transition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The record after it.
+    pub record: CaseRecord,
+    /// What to send.
+    pub effects: Vec<Effect>,
+}
+
+/// Why an action was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refused {
+    /// The actor may not do this to this case.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Not possible in the case's state, or the request is wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn entry(now: Timestamp, event: &str, actor: &Actor, department: Option<&str>, note: Option<String>) -> TimelineEntry {
+    TimelineEntry {
+        at: now,
+        event: event.to_owned(),
+        actor: actor.clone(),
+        department: department.map(str::to_owned),
+        note,
+    }
+}
+
+fn log(r: &mut CaseRecord, now: Timestamp, event: &str, actor: &Actor, department: Option<&str>, note: Option<String>) {
+    r.timeline.push(entry(now, event, actor, department, note));
+    r.updated_at = now;
+}
+
+/// The record of a newly routed case: waiting for its departments to accept, its volunteers to
+/// answer.
+pub fn open(routed: &RoutedCase, source: &str, now: Timestamp, policy: &Policy) -> CaseRecord {
+    let d = &routed.decision;
+    let departments: Vec<String> = d.departments.iter().map(|c| c.id.clone()).collect();
+    let offers = d
+        .volunteers
+        .iter()
+        .map(|v| OfferState {
+            volunteer_id: v.id.clone(),
+            distance_m: v.distance_m,
+            status: OfferStatus::Offered,
+            offered_at: now,
+            expires_at: now + policy.offer_timeout,
+        })
+        .collect::<Vec<_>>();
+    let note = format!(
+        "to {}{}",
+        departments.join(", "),
+        if offers.is_empty() { String::new() } else { format!("; offered to {} volunteers", offers.len()) }
+    );
+    CaseRecord {
+        case_id: routed.case_id.clone(),
+        state: CaseState::Routed,
+        case: routed.case.clone(),
+        reports: vec![report_ref(routed, source)],
+        merged_into: None,
+        decision: d.clone(),
+        priority: d.priority,
+        community: d.community.community.clone(),
+        departments,
+        accepted_by: None,
+        candidates: d.fallbacks.iter().map(|c| c.id.clone()).collect(),
+        rejected_by: vec![],
+        accept_by: Some(now + policy.deadlines(d.priority).accept),
+        resolve_by: None,
+        escalations: 0,
+        escalation_open: false,
+        offers,
+        ratings: vec![],
+        reopened: 0,
+        timeline: vec![entry(now, "routed", &Actor::system(), None, Some(note))],
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// The [`ReportRef`] of a routed case.
+pub fn report_ref(routed: &RoutedCase, source: &str) -> ReportRef {
+    ReportRef {
+        report_id: routed.case_id.clone(),
+        system: routed.case.system,
+        source: source.to_owned(),
+        source_id: routed.case.source_id.clone(),
+        category: routed.case.category.clone(),
+        location: routed.case.location,
+        reported_at: routed.case.reported_at,
+    }
+}
+
+/// True when `routed` reports the same incident as the open case `existing`: compatible
+/// category, close in space and time.
+pub fn is_duplicate(existing: &CaseRecord, routed: &RoutedCase, policy: &MergePolicy) -> bool {
+    if !existing.state.is_open() || existing.merged_into.is_some() || existing.case_id == routed.case_id {
+        return false;
+    }
+    let (a, b) = (&existing.case, &routed.case);
+    let compatible =
+        a.category == b.category || policy.groups.iter().any(|g| g.contains(&a.category) && g.contains(&b.category));
+    compatible
+        && geodesy::haversine_m(a.location.lon, a.location.lat, b.location.lon, b.location.lat) <= policy.distance_m
+        && (a.reported_at - b.reported_at).abs() <= policy.window
+}
+
+/// Folds the duplicate `report` (already opened as its own record) into `primary`: the primary
+/// lists it, the report's record is cancelled as merged, and its departments are told.
+pub fn merge(primary: &CaseRecord, report: &CaseRecord, now: Timestamp) -> (Outcome, Outcome) {
+    let system = Actor::system();
+    let mut p = primary.clone();
+    p.reports.extend(report.reports.iter().cloned());
+    let note = format!("{} ({} {})", report.case_id, report.case.system, report.case.source_id);
+    log(&mut p, now, "report_merged", &system, None, Some(note));
+
+    let mut r = report.clone();
+    r.state = CaseState::Cancelled;
+    r.merged_into = Some(primary.case_id.clone());
+    r.accept_by = None;
+    r.resolve_by = None;
+    log(&mut r, now, "merged", &system, None, Some(format!("same incident as {}", primary.case_id)));
+    let last = r.timeline.len() - 1;
+    let mut effects: Vec<Effect> =
+        r.departments.iter().map(|d| Effect::Notify { department: d.clone(), entry: last }).collect();
+    effects.extend(withdraw_offers(&mut r, "case_closed"));
+    (Outcome { record: p, effects: vec![] }, Outcome { record: r, effects })
+}
+
+/// Undoes a merge: `report_id` leaves `primary`, and its own record (`report`) is routed again to
+/// the departments its decision named.
+pub fn split(
+    primary: &CaseRecord,
+    report: &CaseRecord,
+    actor: &Actor,
+    now: Timestamp,
+    policy: &Policy,
+) -> Result<(Outcome, Outcome), Refused> {
+    if report.merged_into.as_deref() != Some(primary.case_id.as_str()) {
+        return Err(Refused::Invalid(format!("{} is not merged into {}", report.case_id, primary.case_id)));
+    }
+    let mut p = primary.clone();
+    p.reports.retain(|r| r.report_id != report.case_id);
+    log(&mut p, now, "split", actor, None, Some(format!("{} is its own case again", report.case_id)));
+
+    let mut r = report.clone();
+    r.merged_into = None;
+    r.state = CaseState::Routed;
+    r.accepted_by = None;
+    r.departments = r.decision.departments.iter().map(|c| c.id.clone()).collect();
+    r.accept_by = Some(now + policy.deadlines(r.priority).accept);
+    log(&mut r, now, "split", actor, None, Some(format!("split out of {}", primary.case_id)));
+    let effects = r
+        .departments
+        .iter()
+        .map(|d| Effect::Assign { department: d.clone(), reason: AssignmentReason::Split })
+        .collect();
+    Ok((Outcome { record: p, effects: vec![] }, Outcome { record: r, effects }))
+}
+
+/// Applies an action. `Split` involves two records and is done by [`split`].
+pub fn act(
+    record: &CaseRecord,
+    actor: &Actor,
+    action: &Action,
+    now: Timestamp,
+    policy: &Policy,
+    ladder: &Ladder,
+) -> Result<Outcome, Refused> {
+    if let Some(primary) = &record.merged_into {
+        return Err(Refused::Invalid(format!("case {} was merged into {primary}; act on that case", record.case_id)));
+    }
+    authorize(record, actor, action)?;
+    let mut r = record.clone();
+    let mut effects = Vec::new();
+    let dept = (actor.kind == ActorKind::Department).then_some(actor.id.as_str());
+    let state = r.state;
+    let invalid = |what: &str| Err(Refused::Invalid(format!("cannot {what} a case that is {}", state.as_str())));
+    match action {
+        Action::Accept => {
+            if state != CaseState::Routed {
+                return invalid("accept");
+            }
+            r.state = CaseState::Accepted;
+            r.accepted_by = dept.map(str::to_owned);
+            r.accept_by = None;
+            r.resolve_by = Some(now + policy.deadlines(r.priority).resolve);
+            log(&mut r, now, "accepted", actor, dept, None);
+        }
+        Action::Reject { reason } => {
+            if state != CaseState::Routed {
+                return invalid("reject");
+            }
+            let reason = required(reason, "reject needs a reason")?;
+            let d = dept.unwrap_or_default().to_owned();
+            r.departments.retain(|x| *x != d);
+            r.rejected_by.push(d.clone());
+            log(&mut r, now, "rejected", actor, Some(&d), Some(reason.to_owned()));
+            if r.departments.is_empty() {
+                reroute(&mut r, now, policy, &mut effects);
+            }
+        }
+        Action::Progress { note } => {
+            if !matches!(state, CaseState::Accepted | CaseState::InProgress) {
+                return invalid("report progress on");
+            }
+            r.state = CaseState::InProgress;
+            log(&mut r, now, "progress", actor, dept, Some(required(note, "progress needs a note")?.to_owned()));
+        }
+        Action::Resolve { note } => {
+            if !matches!(state, CaseState::Accepted | CaseState::InProgress) {
+                return invalid("resolve");
+            }
+            r.state = CaseState::Resolved;
+            r.resolve_by = None;
+            log(&mut r, now, "resolved", actor, dept, Some(required(note, "resolve needs a note")?.to_owned()));
+        }
+        Action::Close { note } => {
+            let allowed = if dept.is_some() { state == CaseState::Resolved } else { state.is_open() };
+            if !allowed {
+                return invalid("close");
+            }
+            r.state = CaseState::Closed;
+            r.accept_by = None;
+            r.resolve_by = None;
+            log(&mut r, now, "closed", actor, dept, note.clone());
+            effects.extend(withdraw_offers(&mut r, "case_closed"));
+        }
+        Action::Cancel { reason } => {
+            if !state.is_open() {
+                return invalid("cancel");
+            }
+            r.state = CaseState::Cancelled;
+            r.accept_by = None;
+            r.resolve_by = None;
+            log(&mut r, now, "cancelled", actor, None, Some(required(reason, "cancel needs a reason")?.to_owned()));
+            effects.extend(withdraw_offers(&mut r, "case_closed"));
+        }
+        Action::Reassign { department, reason } => {
+            if !state.is_open() {
+                return invalid("reassign");
+            }
+            if !ladder.exists(department) {
+                return Err(Refused::Invalid(format!("no department {department:?}")));
+            }
+            r.state = CaseState::Routed;
+            r.departments = vec![department.clone()];
+            r.accepted_by = None;
+            r.accept_by = Some(now + policy.deadlines(r.priority).accept);
+            r.resolve_by = None;
+            r.escalation_open = false;
+            let note = Some(required(reason, "reassign needs a reason")?.to_owned());
+            log(&mut r, now, "reassigned", actor, Some(department), note);
+            effects.push(Effect::Assign { department: department.clone(), reason: AssignmentReason::Reassigned });
+        }
+        Action::AcknowledgeEscalation => {
+            if !r.escalation_open {
+                return Err(Refused::Invalid("no open escalation to acknowledge".into()));
+            }
+            r.escalation_open = false;
+            log(&mut r, now, "escalation_acknowledged", actor, None, None);
+        }
+        Action::Split { .. } => return Err(Refused::Invalid("split is done on the merged case".into())),
+        Action::Rate { score, solved, comment } => {
+            if !matches!(state, CaseState::Resolved | CaseState::Closed) {
+                return invalid("rate");
+            }
+            if !(1..=5).contains(score) {
+                return Err(Refused::Invalid(format!("score {score} is not 1-5")));
+            }
+            let department = r.accepted_by.clone();
+            r.ratings.push(Rating { score: *score, solved: *solved, comment: comment.clone(), department, at: now });
+            let note = format!("{score}/5, {}", if *solved { "solved" } else { "not solved" });
+            log(&mut r, now, "rated", actor, None, Some(note));
+            if !solved {
+                reopen(&mut r, now, policy, &mut effects);
+            }
+        }
+    }
+    Ok(Outcome { record: r, effects })
+}
+
+fn required<'a>(text: &'a str, message: &str) -> Result<&'a str, Refused> {
+    let text = text.trim();
+    if text.is_empty() { Err(Refused::Invalid(message.to_owned())) } else { Ok(text) }
+}
+
+fn authorize(r: &CaseRecord, actor: &Actor, action: &Action) -> Result<(), Refused> {
+    let forbidden = |why: String| Err(Refused::Forbidden(why));
+    match actor.kind {
+        ActorKind::Department => {
+            let responsible = r.departments.contains(&actor.id);
+            let accepted = r.accepted_by.as_deref() == Some(actor.id.as_str());
+            let ok = match action {
+                Action::Accept | Action::Reject { .. } => responsible,
+                Action::Progress { .. } | Action::Resolve { .. } | Action::Close { .. } => accepted,
+                _ => false,
+            };
+            if !ok {
+                let own = responsible || accepted;
+                return forbidden(if own {
+                    format!("a department may not {} a case", action.name())
+                } else {
+                    format!("case {} is not {}'s", r.case_id, actor.id)
+                });
+            }
+        }
+        ActorKind::Dispatcher => {
+            if matches!(action, Action::Rate { .. } | Action::Accept | Action::Reject { .. }) {
+                return forbidden(format!("a dispatcher may not {} a case", action.name()));
+            }
+        }
+        ActorKind::Resident => {
+            if !matches!(action, Action::Rate { .. }) {
+                return forbidden(format!("a resident may not {} a case", action.name()));
+            }
+        }
+        ActorKind::Volunteer | ActorKind::System => {
+            return forbidden(format!("{:?} actors answer offers, not case actions", actor.kind));
+        }
+    }
+    Ok(())
+}
+
+/// After the responsible departments all rejected: the next candidate, else the dispatchers.
+fn reroute(r: &mut CaseRecord, now: Timestamp, policy: &Policy, effects: &mut Vec<Effect>) {
+    let next = r.candidates.iter().position(|c| !r.rejected_by.contains(c));
+    match next {
+        Some(n) => {
+            let department = r.candidates.remove(n);
+            r.departments = vec![department.clone()];
+            r.accept_by = Some(now + policy.deadlines(r.priority).accept);
+            log(r, now, "rerouted", &Actor::system(), Some(&department), None);
+            effects.push(Effect::Assign { department, reason: AssignmentReason::Rerouted });
+        }
+        None => {
+            r.state = CaseState::Rejected;
+            r.accept_by = None;
+            r.escalation_open = true;
+            let note = Some("every candidate department rejected it: dispatchers must act".to_owned());
+            log(r, now, "escalated", &Actor::system(), None, note);
+            r.escalations += 1;
+        }
+    }
+}
+
+fn reopen(r: &mut CaseRecord, now: Timestamp, policy: &Policy, effects: &mut Vec<Effect>) {
+    r.reopened += 1;
+    let deadlines = policy.deadlines(r.priority);
+    match r.accepted_by.clone() {
+        Some(department) => {
+            r.state = CaseState::Accepted;
+            r.resolve_by = Some(now + deadlines.resolve);
+            log(r, now, "reopened", &Actor::system(), Some(&department), None);
+            effects.push(Effect::Assign { department, reason: AssignmentReason::Reopened });
+        }
+        None => {
+            r.state = CaseState::Routed;
+            r.accept_by = Some(now + deadlines.accept);
+            log(r, now, "reopened", &Actor::system(), None, None);
+            for department in r.departments.clone() {
+                effects.push(Effect::Assign { department, reason: AssignmentReason::Reopened });
+            }
+        }
+    }
+}
+
+fn withdraw_offers(r: &mut CaseRecord, reason: &'static str) -> Vec<Effect> {
+    r.offers
+        .iter_mut()
+        .filter(|o| o.status == OfferStatus::Offered)
+        .map(|o| {
+            o.status = OfferStatus::Withdrawn;
+            Effect::CloseOffer { volunteer_id: o.volunteer_id.clone(), reason }
+        })
+        .collect()
+}
+
+/// A volunteer's answer to an offer. `next` finds the next nearest volunteers, passing over
+/// those already offered, for the cascade after a decline.
+pub fn answer(
+    record: &CaseRecord,
+    volunteer_id: &str,
+    accept: bool,
+    now: Timestamp,
+    policy: &Policy,
+    next: impl FnOnce(&[&str]) -> Vec<VolunteerChoice>,
+) -> Result<Outcome, Refused> {
+    let Some(n) = record.offers.iter().position(|o| o.volunteer_id == volunteer_id) else {
+        return Err(Refused::Forbidden(format!("case {} was not offered to {volunteer_id}", record.case_id)));
+    };
+    match record.offers[n].status {
+        OfferStatus::Offered => {}
+        OfferStatus::Withdrawn if record.offers.iter().any(|o| o.status == OfferStatus::Accepted) => {
+            return Err(Refused::Invalid("another volunteer has already taken this case".into()));
+        }
+        status => return Err(Refused::Invalid(format!("the offer is no longer open ({status:?})"))),
+    }
+    if !record.state.is_open() {
+        return Err(Refused::Invalid(format!("the case is {}", record.state.as_str())));
+    }
+    let mut r = record.clone();
+    let volunteer = Actor { kind: ActorKind::Volunteer, id: volunteer_id.to_owned() };
+    let mut effects = Vec::new();
+    if accept {
+        r.offers[n].status = OfferStatus::Accepted;
+        let note = Some(format!("{:.0} m away", r.offers[n].distance_m));
+        log(&mut r, now, "volunteer_accepted", &volunteer, None, note);
+        effects.extend(withdraw_offers(&mut r, "taken"));
+    } else {
+        r.offers[n].status = OfferStatus::Declined;
+        log(&mut r, now, "volunteer_declined", &volunteer, None, None);
+        cascade(&mut r, now, policy, next, &mut effects);
+    }
+    Ok(Outcome { record: r, effects })
+}
+
+/// Offers the case to the next nearest volunteer(s) while nobody has accepted.
+fn cascade(
+    r: &mut CaseRecord,
+    now: Timestamp,
+    policy: &Policy,
+    next: impl FnOnce(&[&str]) -> Vec<VolunteerChoice>,
+    effects: &mut Vec<Effect>,
+) {
+    let open = r.offers.iter().filter(|o| o.status == OfferStatus::Offered).count();
+    let taken = r.offers.iter().any(|o| o.status == OfferStatus::Accepted);
+    if taken
+        || !r.state.is_open()
+        || open >= r.decision.volunteer_search.k
+        || r.decision.volunteer_search.skill.is_none()
+    {
+        return;
+    }
+    let already: Vec<&str> = r.offers.iter().map(|o| o.volunteer_id.as_str()).collect();
+    let chosen = next(&already);
+    for v in chosen.into_iter().take(r.decision.volunteer_search.k - open) {
+        r.offers.push(OfferState {
+            volunteer_id: v.id.clone(),
+            distance_m: v.distance_m,
+            status: OfferStatus::Offered,
+            offered_at: now,
+            expires_at: now + policy.offer_timeout,
+        });
+        let note = Some(format!("{:.0} m away", v.distance_m));
+        log(r, now, "volunteer_offered", &Actor::system(), None, note);
+        effects.push(Effect::Offer { volunteer_id: v.id, distance_m: v.distance_m });
+    }
+}
+
+/// The earliest time something is due on the case: a deadline or an offer's expiry.
+pub fn next_due(r: &CaseRecord) -> Option<Timestamp> {
+    let offers = r.offers.iter().filter(|o| o.status == OfferStatus::Offered).map(|o| o.expires_at);
+    [r.accept_by, r.resolve_by].into_iter().flatten().chain(offers).min()
+}
+
+/// What is due at `now`: expired offers cascade, a missed accept or resolve deadline escalates.
+/// `None` when nothing was due (so a late or repeated tick changes nothing).
+pub fn tick(
+    record: &CaseRecord,
+    now: Timestamp,
+    policy: &Policy,
+    ladder: &Ladder,
+    next: impl FnOnce(&[&str]) -> Vec<VolunteerChoice>,
+) -> Option<Outcome> {
+    if next_due(record).is_none_or(|due| due > now) || record.merged_into.is_some() {
+        return None;
+    }
+    let mut r = record.clone();
+    let mut effects = Vec::new();
+    let system = Actor::system();
+
+    let mut expired = false;
+    for o in r.offers.iter_mut().filter(|o| o.status == OfferStatus::Offered && o.expires_at <= now) {
+        o.status = OfferStatus::Expired;
+        effects.push(Effect::CloseOffer { volunteer_id: o.volunteer_id.clone(), reason: "expired" });
+        expired = true;
+    }
+    if expired {
+        log(&mut r, now, "volunteer_expired", &system, None, None);
+        cascade(&mut r, now, policy, next, &mut effects);
+    }
+
+    let deadlines = policy.deadlines(r.priority);
+    if r.state == CaseState::Routed && r.accept_by.is_some_and(|t| t <= now) {
+        let from: Vec<String> = r.departments.clone();
+        escalate(&mut r, now, &from, "not accepted in time", deadlines.accept, ladder, &mut effects, |r, t| {
+            r.accept_by = t
+        });
+    }
+    if matches!(r.state, CaseState::Accepted | CaseState::InProgress) && r.resolve_by.is_some_and(|t| t <= now) {
+        let from: Vec<String> = r.accepted_by.iter().cloned().collect();
+        escalate(&mut r, now, &from, "not resolved in time", deadlines.resolve, ladder, &mut effects, |r, t| {
+            r.resolve_by = t
+        });
+    }
+    Some(Outcome { record: r, effects })
+}
+
+/// One step up the ladder from `from`: the parent departments not yet involved, else the
+/// catch-all; at the top, the dispatchers are alerted and the deadline stops.
+#[allow(clippy::too_many_arguments)]
+fn escalate(
+    r: &mut CaseRecord,
+    now: Timestamp,
+    from: &[String],
+    why: &str,
+    deadline: SignedDuration,
+    ladder: &Ladder,
+    effects: &mut Vec<Effect>,
+    set_deadline: impl Fn(&mut CaseRecord, Option<Timestamp>),
+) {
+    let mut up: Vec<String> = from
+        .iter()
+        .filter_map(|d| ladder.parent(d))
+        .filter(|p| !r.departments.iter().any(|d| d == p))
+        .map(str::to_owned)
+        .collect();
+    up.dedup();
+    if up.is_empty() && !r.departments.contains(&ladder.catch_all) {
+        up.push(ladder.catch_all.clone());
+    }
+    r.escalations += 1;
+    r.escalation_open = true;
+    if up.is_empty() {
+        set_deadline(r, None);
+        let note = Some(format!("{why}; top of the ladder reached: dispatchers must act"));
+        log(r, now, "escalated", &Actor::system(), None, note);
+        return;
+    }
+    set_deadline(r, Some(now + deadline));
+    for department in up {
+        log(
+            r,
+            now,
+            "escalated",
+            &Actor::system(),
+            Some(&department),
+            Some(format!("{why}; escalated to {department}")),
+        );
+        r.departments.push(department.clone());
+        effects.push(Effect::Assign { department, reason: AssignmentReason::Escalated });
+    }
+}
