@@ -497,8 +497,10 @@ pub async fn run(
         .build()
         .map_err(|e| WebhookError::Client { department: config.department.clone(), source: e })?;
 
-    if js.get_stream(format!("KV_{BUCKET_DELIVERIES}")).await.is_err() {
-        provision(&js, &StreamSettings::default()).await?;
+    match js.get_stream(format!("KV_{BUCKET_DELIVERIES}")).await {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => provision(&js, &StreamSettings::default()).await?,
+        Err(e) => return Err(WebhookError::Bucket { bucket: BUCKET_DELIVERIES.into(), source: e.into() }),
     }
     let records = js
         .get_key_value(BUCKET_DELIVERIES)
@@ -607,6 +609,7 @@ impl Worker<'_> {
         if attempt > self.config.max_attempts {
             // The last attempt was made, but linkbus stopped (or the dead letter failed) before it
             // was given up: give it up now, without another attempt.
+            record.attempts = record.attempts.max(attempt - 1);
             let failure = Failure {
                 status: record.last_http_status,
                 error: record.last_error.clone().unwrap_or_else(|| "outcome of the last attempt unknown".into()),
@@ -651,11 +654,10 @@ impl Worker<'_> {
     /// cannot be stored, leaves the message for redelivery, which tries again.
     async fn give_up(&self, msg: &jetstream::Message, key: &str, mut record: Delivery, failure: &Failure) {
         let department = &self.config.department;
-        let reason = format!(
-            "webhook of department {department} failed {} attempts; last: {}",
-            record.attempts.max(1),
-            failure.error
-        );
+        let attempts = record.attempts.max(1);
+        let plural = if attempts == 1 { "" } else { "s" };
+        let reason =
+            format!("webhook of department {department} failed {attempts} attempt{plural}; last: {}", failure.error);
         warn!(department = %department, key, reason, "webhook delivery given up");
         let letter_id = format!("{STAGE}:{department}:{}", record.stream_sequence);
         let letter = DeadLetter {

@@ -27,6 +27,8 @@ pub struct Config {
     pub router: RouterConfig,
     /// The closed loop: deadlines, volunteer offers, duplicate merging.
     pub lifecycle: LifecycleConfig,
+    /// The HTTP API: where it listens and who may use it.
+    pub api: ApiConfig,
 }
 
 /// Accept and resolve deadlines for one priority, seconds.
@@ -73,6 +75,52 @@ impl Default for LifecycleConfig {
             tick_ms: 250,
         }
     }
+}
+
+/// `[api]`: the HTTP API of the closed loop (`ops/src/api.rs`, described by `docs/openapi.json`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address the API listens on, an IP and a port (`0.0.0.0:8080` for every interface); empty:
+    /// no API. Port 0 picks a free one (printed by `linkbus up`).
+    pub listen: String,
+    /// Requests per minute each client IP may make to the resident endpoints (`/api/requests/…`,
+    /// which take no key), so source ids cannot be guessed in bulk; more are answered 429.
+    pub public_rate_per_minute: u32,
+    /// Who may call the keyed endpoints (`/api/cases…`). Only SHA-256 hashes of the keys are
+    /// configured (`linkbus api hash-key`), so this file holds no secret.
+    pub keys: Vec<ApiKey>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into(), public_rate_per_minute: 60, keys: vec![] }
+    }
+}
+
+/// One API key (`[[api.keys]]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// What the holder may do.
+    pub role: ApiRole,
+    /// The dispatcher's name (recorded in the timeline of what they do), the department's id (the
+    /// cases it sees and acts on), or the operator's name.
+    pub id: String,
+    /// SHA-256 of the key, 64 hex digits (`linkbus api hash-key KEY`).
+    pub sha256: String,
+}
+
+/// What an API key allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiRole {
+    /// Reads every case and acts on any (reassign, cancel, close, acknowledge escalations, split).
+    Dispatcher,
+    /// Reads the cases it has or had, and accepts, rejects, progresses, resolves and closes them.
+    Department,
+    /// Reads every case; acts on none.
+    Operator,
 }
 
 /// `[nats]`
@@ -251,6 +299,31 @@ impl Config {
             "lifecycle.merge_distance_m must be >= 0"
         );
         anyhow::ensure!((10..=60_000).contains(&l.tick_ms), "lifecycle.tick_ms must be 10 to 60000");
+        self.check_api()
+    }
+
+    fn check_api(&self) -> anyhow::Result<()> {
+        let a = &self.api;
+        if !a.listen.is_empty() {
+            a.listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| anyhow::anyhow!("api.listen must be an IP and a port, e.g. 127.0.0.1:8080, or empty"))?;
+        }
+        anyhow::ensure!(a.public_rate_per_minute >= 1, "api.public_rate_per_minute must be at least 1");
+        let mut seen = std::collections::HashSet::new();
+        for (n, key) in a.keys.iter().enumerate() {
+            anyhow::ensure!(!key.id.trim().is_empty(), "api.keys[{n}]: id must not be empty");
+            anyhow::ensure!(
+                key.sha256.len() == 64 && key.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "api.keys[{n}] ({}): sha256 must be 64 hex digits (`linkbus api hash-key KEY`), never the key itself",
+                key.id
+            );
+            anyhow::ensure!(
+                seen.insert(key.sha256.to_ascii_lowercase()),
+                "api.keys[{n}] ({}): the same key is configured twice",
+                key.id
+            );
+        }
         Ok(())
     }
 
@@ -325,5 +398,23 @@ mod tests {
         assert!(Config::parse("[routing]\nborder_tolerance = 3\n").is_err());
         let err = Config::parse("[routing]\nvolunteer_radius_m = -1\n").expect_err("negative radius");
         assert!(err.to_string().contains("volunteer_radius_m"), "{err}");
+    }
+
+    #[test]
+    fn api_keys_are_hashes_and_listen_is_an_address() {
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let ok = format!(
+            "[api]\nlisten = \"\"\n[[api.keys]]\nrole = \"department\"\nid = \"puc-sewer-ops\"\nsha256 = \"{hash}\"\n"
+        );
+        let config = Config::parse(&ok).expect("a hashed key parses");
+        assert_eq!(config.api.keys[0].role, ApiRole::Department);
+        let plain = ok.replace(hash, "my-secret-key");
+        let err = Config::parse(&plain).expect_err("a plaintext key");
+        assert!(err.to_string().contains("sha256"), "{err}");
+        let twice = format!("{ok}[[api.keys]]\nrole = \"operator\"\nid = \"ops\"\nsha256 = \"{hash}\"\n");
+        assert!(Config::parse(&twice).is_err());
+        assert!(Config::parse("[api]\nlisten = \"localhost\"\n").is_err());
+        assert!(Config::parse("[api]\npublic_rate_per_minute = 0\n").is_err());
+        assert!(Config::parse("[[api.keys]]\nrole = \"admin\"\nid = \"x\"\nsha256 = \"00\"\n").is_err());
     }
 }

@@ -360,8 +360,13 @@ fn level_name(level: JurisdictionLevel) -> &'static str {
     }
 }
 
-fn explain_volunteers(chosen: &[linkbus_bus::wire::VolunteerChoice], s: &VolunteerSearch, skill: &str) -> String {
-    let passed = format!("passed over {} unavailable and {} without the skill", s.skipped_unavailable, s.skipped_skill);
+fn explain_volunteers(chosen: &[VolunteerChoice], s: &VolunteerSearch, skill: &str) -> String {
+    let capped = match s.skipped_capped {
+        0 => String::new(),
+        n => format!(", {n} alerted too often this hour"),
+    };
+    let passed =
+        format!("passed over {} unavailable, {} without the skill{capped}", s.skipped_unavailable, s.skipped_skill);
     match chosen {
         [] => format!("No available volunteer with skill {skill} within {:.0} m; {passed}.", s.radius_m),
         [first, ..] => format!(

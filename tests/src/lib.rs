@@ -192,3 +192,53 @@ pub fn write_config(dir: &std::path::Path, extra: &str) -> PathBuf {
     std::fs::write(&path, extra).expect("write config");
     path
 }
+
+/// Sends a department's action as a NATS request on `action.<department>` and returns the reply.
+pub async fn department_action(
+    client: &async_nats::Client,
+    department: &str,
+    case_id: &str,
+    action: wire::Action,
+) -> wire::ActionReply {
+    let request = wire::ActionRequest { case_id: case_id.to_owned(), action };
+    let body = serde_json::to_vec(&request).expect("json");
+    let reply = tokio::time::timeout(WAIT, client.request(linkbus_bus::subjects::action(department), body.into()))
+        .await
+        .expect("a reply in time")
+        .expect("request");
+    serde_json::from_slice(&reply.payload).expect("an action reply")
+}
+
+/// Sends a volunteer's answer as a NATS request on `volunteer.<id>.answer`.
+pub async fn volunteer_answer(
+    client: &async_nats::Client,
+    volunteer: &str,
+    case_id: &str,
+    accept: bool,
+) -> wire::ActionReply {
+    let answer = wire::VolunteerAnswer { case_id: case_id.to_owned(), accept };
+    let body = serde_json::to_vec(&answer).expect("json");
+    let reply =
+        tokio::time::timeout(WAIT, client.request(linkbus_bus::subjects::volunteer_answer(volunteer), body.into()))
+            .await
+            .expect("a reply in time")
+            .expect("request");
+    serde_json::from_slice(&reply.payload).expect("an action reply")
+}
+
+/// Waits until the case book of `service` has `case_id` in a state `ready` accepts.
+pub async fn wait_for_case(
+    service: &Service,
+    case_id: &str,
+    what: &str,
+    ready: impl Fn(&wire::CaseRecord) -> bool,
+) -> wire::CaseRecord {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(r) = service.cases.get(case_id).filter(|r| ready(r)) {
+            return r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "case {case_id}: gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

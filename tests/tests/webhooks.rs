@@ -1,7 +1,7 @@
 //! Webhooks against a real nats-server and a real HTTP receiver: a department without NATS gets
-//! each of its cases POSTed once, signed, retried until its receiver is up; a receiver that keeps
-//! failing has the case dead-lettered and no more attempts; a webhook sees its own department's
-//! cases only.
+//! each of its cases POSTed once, signed, retried until its receiver is up, also across a restart
+//! of the webhook; a receiver that keeps failing has the case dead-lettered and no more attempts;
+//! a webhook sees its own department's cases only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -118,6 +119,38 @@ async fn records(bus: &TestBus, department: &str) -> Vec<Delivery> {
     webhooks::deliveries(&bus.js, department).await.expect("delivery records")
 }
 
+/// Every message on the department's subjects, once each of them has a record with `status`:
+/// what its webhook had to deliver. (The case book adds case events to the routed copies, so the
+/// tests count what the stream holds rather than assume a number.)
+async fn settled(bus: &TestBus, department: &str, status: DeliveryStatus) -> Option<Vec<jetstream::Message>> {
+    let messages = read_stream(&bus.js, STREAM_ROUTED, &format!("routed.dept.{department}.>"), 0).await;
+    let records = records(bus, department).await;
+    let done = !messages.is_empty()
+        && records.len() == messages.len()
+        && records.iter().all(|d| d.status == status)
+        && messages.iter().all(|m| records.iter().any(|d| Some(&d.msg_id) == header(m, "Nats-Msg-Id").as_ref()));
+    done.then_some(messages)
+}
+
+/// The `Nats-Msg-Id`s of messages, sorted.
+fn msg_ids(messages: &[jetstream::Message]) -> Vec<String> {
+    let mut ids: Vec<String> = messages.iter().filter_map(|m| header(m, "Nats-Msg-Id")).collect();
+    ids.sort();
+    ids
+}
+
+/// The `Linkbus-Webhook-Id`s a receiver got from one webhook, sorted (repeats kept).
+fn received_ids(receiver: &Receiver, hook: &str) -> Vec<String> {
+    let mut ids: Vec<String> = receiver
+        .all()
+        .into_iter()
+        .filter(|r| r.hook == hook)
+        .map(|r| r.headers["linkbus-webhook-id"].clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// The signature as a receiver computes it, independently of linkbus's code.
 fn expected_signature(timestamp: &str, body: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).expect("key");
@@ -139,11 +172,13 @@ async fn a_case_reaches_a_receiver_that_comes_up_late_exactly_once_signed_and_un
 
     // Nobody listens: the attempts fail, and the record says so.
     let failing = eventually("two failed attempts", WAIT, async || {
-        records(&bus, "puc-sewer-ops").await.into_iter().find(|d| d.attempts >= 2)
+        records(&bus, "puc-sewer-ops")
+            .await
+            .into_iter()
+            .find(|d| d.case_id.as_deref() == Some("wh-late-1") && d.attempts >= 2)
     })
     .await;
     assert_eq!(failing.status, DeliveryStatus::Delivering);
-    assert_eq!(failing.case_id.as_deref(), Some("wh-late-1"));
     assert_eq!(failing.last_http_status, None);
     let error = failing.last_error.as_deref().unwrap_or_default();
     assert!(error.contains("connect") || error.contains("refused"), "{error}");
@@ -154,45 +189,87 @@ async fn a_case_reaches_a_receiver_that_comes_up_late_exactly_once_signed_and_un
     let receiver = Receiver::new(StatusCode::OK);
     let stop_receiver = CancellationToken::new();
     let server = receiver.serve(addr, stop_receiver.clone()).await;
-    let delivered = eventually("the delivery", WAIT, async || {
-        records(&bus, "puc-sewer-ops").await.into_iter().find(|d| d.status == DeliveryStatus::Delivered)
+    eventually("every delivery", WAIT, async || settled(&bus, "puc-sewer-ops", DeliveryStatus::Delivered).await).await;
+    tokio::time::sleep(QUIET).await; // a second copy would arrive within this
+    let on_stream = eventually("every delivery, still", WAIT, async || {
+        settled(&bus, "puc-sewer-ops", DeliveryStatus::Delivered).await
     })
     .await;
-    tokio::time::sleep(QUIET).await; // a second copy would arrive within this
-    let got = receiver.all();
-    assert_eq!(got.len(), 1, "delivered exactly once: {got:?}");
-    let request = &got[0];
+    assert_eq!(received_ids(&receiver, "puc-sewer-ops"), msg_ids(&on_stream), "each message exactly once");
 
-    let on_stream = read_stream(&bus.js, STREAM_ROUTED, "routed.dept.puc-sewer-ops.>", 1).await;
-    assert_eq!(on_stream.len(), 1);
-    let stored = &on_stream[0];
+    let msg_id = "wh-late-1:routed:dept:puc-sewer-ops";
+    let stored = on_stream.iter().find(|m| header(m, "Nats-Msg-Id").as_deref() == Some(msg_id)).expect("routed copy");
+    let got = receiver.all();
+    let request = got.iter().find(|r| r.headers["linkbus-webhook-id"] == msg_id).expect("the routed case arrived");
     assert_eq!(request.body, stored.payload, "the body is the message on the stream, byte for byte");
-    let msg_id = header(stored, "Nats-Msg-Id").expect("msg id");
-    assert_eq!(msg_id, "wh-late-1:routed:dept:puc-sewer-ops");
-    assert_eq!(request.headers["linkbus-webhook-id"], msg_id);
     assert_eq!(request.headers["content-type"], "application/cloudevents+json");
     let timestamp = &request.headers["linkbus-timestamp"];
-    assert_eq!(request.headers["linkbus-signature"], expected_signature(timestamp, &request.body));
+    let signature = &request.headers["linkbus-signature"];
+    assert_eq!(signature, &expected_signature(timestamp, &request.body));
     let sent_at: i64 = timestamp.parse().expect("unix seconds");
     assert!((jiff::Timestamp::now().as_second() - sent_at).abs() < 60);
+    assert!(webhooks::verify(SECRET.as_bytes(), timestamp, &request.body, signature, sent_at));
     let attempt: i64 = request.headers["linkbus-attempt"].parse().expect("attempt number");
     assert!(attempt >= 3, "attempt {attempt}");
-    assert!(webhooks::verify(
-        SECRET.as_bytes(),
-        timestamp,
-        &request.body,
-        &request.headers["linkbus-signature"],
-        sent_at
-    ));
 
+    let delivered = records(&bus, "puc-sewer-ops").await.into_iter().find(|d| d.msg_id == msg_id).expect("record");
+    assert_eq!(delivered.status, DeliveryStatus::Delivered);
     assert_eq!(delivered.attempts, attempt);
-    assert_eq!(delivered.msg_id, msg_id);
+    assert_eq!(delivered.case_id.as_deref(), Some("wh-late-1"));
     assert_eq!(delivered.subject, "routed.dept.puc-sewer-ops.sewer_issues");
     assert_eq!(delivered.event_type.as_deref(), Some("org.linkbus.case.routed"));
     assert_eq!(delivered.last_http_status, Some(200));
     assert_eq!(delivered.last_error, None);
+    assert_eq!(delivered.next_attempt_at, None);
     assert!(delivered.delivered_at.is_some() && delivered.first_attempt_at < delivered.last_attempt_at);
-    assert_eq!(records(&bus, "puc-sewer-ops").await.len(), 1);
+
+    stop(stop_hook, hook).await;
+    stop_receiver.cancel();
+    server.await.expect("receiver stops");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_pending_when_linkbus_stops_is_made_by_the_next_run() {
+    let bus = TestBus::start().await;
+    let service = bus.service(&bus.config()).await;
+    let addr = free_addr();
+    let config = webhook("puc-sewer-ops", addr, 10, &[500]);
+    let (stop_hook, hook) = start(&bus, config.clone());
+    publish_case(&bus.js, &case("wh-restart-1", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1))
+        .await;
+    let msg_id = "wh-restart-1:routed:dept:puc-sewer-ops";
+    eventually("a failed attempt", WAIT, async || {
+        records(&bus, "puc-sewer-ops").await.into_iter().find(|d| d.msg_id == msg_id && d.attempts >= 1)
+    })
+    .await;
+    stop(stop_hook, hook).await;
+
+    // The receiver comes up while no webhook runs; the next run (with a new timeout, which
+    // updates the consumer) makes the pending retry.
+    let receiver = Receiver::new(StatusCode::OK);
+    let stop_receiver = CancellationToken::new();
+    let server = receiver.serve(addr, stop_receiver.clone()).await;
+    let (stop_hook, hook) = start(&bus, WebhookConfig { timeout: Duration::from_secs(3), ..config });
+    eventually("every delivery", WAIT, async || settled(&bus, "puc-sewer-ops", DeliveryStatus::Delivered).await).await;
+    tokio::time::sleep(QUIET).await;
+    let on_stream = eventually("every delivery, still", WAIT, async || {
+        settled(&bus, "puc-sewer-ops", DeliveryStatus::Delivered).await
+    })
+    .await;
+    assert_eq!(received_ids(&receiver, "puc-sewer-ops"), msg_ids(&on_stream), "each message exactly once");
+    let delivered = records(&bus, "puc-sewer-ops").await.into_iter().find(|d| d.msg_id == msg_id).expect("record");
+    assert!(delivered.attempts >= 2, "{delivered:?}");
+    let mut consumer: jetstream::consumer::PullConsumer = bus
+        .js
+        .get_stream(STREAM_ROUTED)
+        .await
+        .expect("stream")
+        .get_consumer("webhook-puc-sewer-ops")
+        .await
+        .expect("consumer");
+    let info = consumer.info().await.expect("consumer info");
+    assert_eq!(info.config.ack_wait, Duration::from_secs(33), "the consumer follows the configured timeout");
 
     stop(stop_hook, hook).await;
     stop_receiver.cancel();
@@ -214,35 +291,46 @@ async fn a_receiver_that_keeps_failing_gets_max_attempts_then_the_case_is_dead_l
 
     publish_case(&bus.js, &case("wh-fail-1", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1)).await;
 
-    let failed = eventually("the delivery to fail", WAIT, async || {
-        records(&bus, "puc-sewer-ops").await.into_iter().find(|d| d.status == DeliveryStatus::Failed)
+    let on_stream = eventually("every delivery to fail", WAIT, async || {
+        settled(&bus, "puc-sewer-ops", DeliveryStatus::Failed).await
     })
     .await;
+    let msg_id = "wh-fail-1:routed:dept:puc-sewer-ops";
+    let failed = records(&bus, "puc-sewer-ops").await.into_iter().find(|d| d.msg_id == msg_id).expect("record");
     assert_eq!(failed.attempts, 3);
     assert_eq!(failed.last_http_status, Some(500));
     assert!(failed.last_error.as_deref().unwrap_or_default().contains("500"), "{failed:?}");
     assert_eq!(failed.next_attempt_at, None);
+    assert_eq!(failed.delivered_at, None);
 
-    let letters = read_stream(&bus.js, STREAM_DEADLETTER, "deadletter.webhook", 1).await;
-    assert_eq!(letters.len(), 1);
-    let letter = &letters[0];
+    let letters = read_stream(&bus.js, STREAM_DEADLETTER, "deadletter.webhook", on_stream.len()).await;
+    assert_eq!(letters.len(), on_stream.len(), "one dead letter per message given up");
+    let letter = letters
+        .iter()
+        .find(|l| header(l, HEADER_ORIGINAL_ID).as_deref() == Some(msg_id))
+        .expect("the routed case is dead-lettered");
     let reason = header(letter, HEADER_REASON).unwrap_or_default();
     assert!(reason.contains("puc-sewer-ops") && reason.contains("3 attempts") && reason.contains("500"), "{reason}");
     assert_eq!(header(letter, HEADER_REASON_CODE).as_deref(), Some("undeliverable"));
     assert_eq!(header(letter, HEADER_ORIGINAL_SUBJECT).as_deref(), Some("routed.dept.puc-sewer-ops.sewer_issues"));
-    assert_eq!(header(letter, HEADER_ORIGINAL_ID).as_deref(), Some("wh-fail-1:routed:dept:puc-sewer-ops"));
-    let on_stream = read_stream(&bus.js, STREAM_ROUTED, "routed.dept.puc-sewer-ops.>", 1).await;
-    assert_eq!(letter.payload, on_stream[0].payload, "the dead letter keeps the original bytes");
+    let stored = on_stream.iter().find(|m| header(m, "Nats-Msg-Id").as_deref() == Some(msg_id)).expect("routed copy");
+    assert_eq!(letter.payload, stored.payload, "the dead letter keeps the original bytes");
 
     // Given up: no fourth attempt, nothing pending on the consumer.
     tokio::time::sleep(QUIET).await;
-    let attempts: Vec<String> = receiver.all().iter().map(|r| r.headers["linkbus-attempt"].clone()).collect();
+    let attempts: Vec<String> = receiver
+        .all()
+        .iter()
+        .filter(|r| r.headers["linkbus-webhook-id"] == msg_id)
+        .map(|r| r.headers["linkbus-attempt"].clone())
+        .collect();
     assert_eq!(attempts, ["1", "2", "3"]);
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+    assert_eq!(receiver.all().len(), 3 * on_stream.len());
+    let mut consumer: jetstream::consumer::PullConsumer =
         bus.js.get_stream(STREAM_ROUTED).await.expect("stream").get_consumer(&durable).await.expect("consumer");
     let info = consumer.info().await.expect("consumer info");
     assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "{info:?}");
-    assert_eq!(records(&bus, "puc-sewer-ops").await, vec![failed]);
+    assert!(settled(&bus, "puc-sewer-ops", DeliveryStatus::Failed).await.is_some());
 
     stop(stop_hook, hook).await;
     stop_receiver.cancel();
@@ -270,31 +358,35 @@ async fn each_webhook_gets_its_own_departments_cases_only() {
         publish_case(&bus.js, &case(id, SourceSystem::PublicService, category, MISSION.0, MISSION.1)).await;
     }
     eventually("every delivery", WAIT, async || {
-        let sewer = records(&bus, "puc-sewer-ops").await;
-        let dpw = records(&bus, "dpw-ops-queue").await;
-        let done = |r: &[Delivery], n| r.len() == n && r.iter().all(|d| d.status == DeliveryStatus::Delivered);
-        (done(&sewer, 1) && done(&dpw, 2)).then_some(())
+        let sewer = settled(&bus, "puc-sewer-ops", DeliveryStatus::Delivered).await?;
+        let dpw = settled(&bus, "dpw-ops-queue", DeliveryStatus::Delivered).await?;
+        let routed = |m: &Vec<jetstream::Message>| {
+            m.iter().filter(|m| header(m, "Nats-Msg-Id").is_some_and(|id| id.contains(":routed:"))).count()
+        };
+        (routed(&sewer) == 1 && routed(&dpw) == 2).then_some(())
     })
     .await;
-    tokio::time::sleep(QUIET).await;
+    tokio::time::sleep(QUIET).await; // a second copy, or a copy to the wrong webhook, would arrive within this
+    let (sewer_stream, dpw_stream) = eventually("every delivery, still", WAIT, async || {
+        Some((
+            settled(&bus, "puc-sewer-ops", DeliveryStatus::Delivered).await?,
+            settled(&bus, "dpw-ops-queue", DeliveryStatus::Delivered).await?,
+        ))
+    })
+    .await;
 
-    let mut got: Vec<(String, String)> =
-        receiver.all().into_iter().map(|r| (r.hook, r.headers["linkbus-webhook-id"].clone())).collect();
-    got.sort();
-    assert_eq!(
-        got,
-        [
-            ("dpw-ops-queue".to_owned(), "wh-own-clean-2:routed:dept:dpw-ops-queue".to_owned()),
-            ("dpw-ops-queue".to_owned(), "wh-own-clean:routed:dept:dpw-ops-queue".to_owned()),
-            ("puc-sewer-ops".to_owned(), "wh-own-sewer:routed:dept:puc-sewer-ops".to_owned()),
-        ]
-    );
-    let sewer_cases: Vec<_> = records(&bus, "puc-sewer-ops").await.into_iter().filter_map(|d| d.case_id).collect();
-    assert_eq!(sewer_cases, ["wh-own-sewer"]);
-    assert_eq!(
-        records(&bus, "dpw-ops-queue").await.iter().map(|d| d.last_http_status).collect::<Vec<_>>(),
-        [Some(204), Some(204)]
-    );
+    let sewer_ids = received_ids(&receiver, "puc-sewer-ops");
+    let dpw_ids = received_ids(&receiver, "dpw-ops-queue");
+    assert_eq!(sewer_ids, msg_ids(&sewer_stream), "each message exactly once");
+    assert_eq!(dpw_ids, msg_ids(&dpw_stream), "each message exactly once");
+    assert_eq!(receiver.all().len(), sewer_ids.len() + dpw_ids.len(), "no request from elsewhere");
+    assert!(sewer_ids.iter().all(|id| id.starts_with("wh-own-sewer:")), "{sewer_ids:?}");
+    assert!(dpw_ids.iter().all(|id| id.starts_with("wh-own-clean")), "{dpw_ids:?}");
+    assert!(sewer_ids.contains(&"wh-own-sewer:routed:dept:puc-sewer-ops".to_owned()));
+    assert!(dpw_ids.contains(&"wh-own-clean:routed:dept:dpw-ops-queue".to_owned()));
+    assert!(dpw_ids.contains(&"wh-own-clean-2:routed:dept:dpw-ops-queue".to_owned()));
+    let statuses: Vec<_> = records(&bus, "dpw-ops-queue").await.iter().map(|d| d.last_http_status).collect();
+    assert!(statuses.iter().all(|s| *s == Some(204)), "{statuses:?}");
 
     stop(stop_sewer, sewer).await;
     stop(stop_dpw, dpw).await;

@@ -366,15 +366,31 @@ impl Action {
     }
 }
 
-/// A department's request on `action.<department>`: the action on one of its cases.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// A department's request on `action.<department>`: the action on one of its cases, e.g.
+/// `{"case_id": "sf311-1", "action": "reject", "reason": "not ours"}`. Unknown fields are
+/// refused (serde cannot combine `flatten` with `deny_unknown_fields`, hence the hand-written
+/// `Deserialize`).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ActionRequest {
     /// The case.
     pub case_id: String,
     /// What to do.
     #[serde(flatten)]
     pub action: Action,
+}
+
+impl<'de> Deserialize<'de> for ActionRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = serde_json::Map::deserialize(deserializer)?;
+        let case_id = match fields.remove("case_id") {
+            Some(serde_json::Value::String(id)) => id,
+            Some(_) => return Err(D::Error::custom("case_id must be a string")),
+            None => return Err(D::Error::missing_field("case_id")),
+        };
+        let action = Action::deserialize(serde_json::Value::Object(fields)).map_err(D::Error::custom)?;
+        Ok(Self { case_id, action })
+    }
 }
 
 /// The reply to an [`ActionRequest`] or a [`VolunteerAnswer`].

@@ -1,0 +1,1179 @@
+//! The HTTP API of the closed loop, served by `linkbus up` on `[api].listen`.
+//!
+//! | endpoint | who | what |
+//! |---|---|---|
+//! | `GET /api/cases` | key | cases, newest first, filtered by `state`, `community`, `department`, `system`, `since`, `until`, `limit` |
+//! | `GET /api/cases/{id}` | key | one case: timeline, decision and its explanation, reports, offers, ratings |
+//! | `POST /api/cases/{id}/actions` | dispatcher or department key | a [`wire::Action`] (`{"action": "accept"}`…); answers the updated case |
+//! | `GET /api/requests/{source_id}` | anyone (rate-limited) | a resident's follow-up by the source system's id: a reduced, public view |
+//! | `POST /api/requests/{source_id}/rating` | anyone (rate-limited) | the resident's rating; `solved: false` reopens the case |
+//! | `GET /api/openapi.json` | anyone | the OpenAPI 3.1 document ([`openapi`], committed as `docs/openapi.json`) |
+//! | `GET /healthz` | anyone | `ok` |
+//!
+//! **Keys.** `Authorization: Bearer <key>`; the configuration holds only SHA-256 hashes of the
+//! keys (`[[api.keys]]`, [`hash_key`]). The presented key is hashed and compared with every
+//! configured hash in constant time. A department key sees only the cases its department has or
+//! had ([`involves`]) and acts as that department; a dispatcher key sees everything and acts as
+//! that dispatcher; an operator key only reads. What may be done to a case is the lifecycle's
+//! decision (`linkbus_cases::lifecycle`), which records the actor in the timeline.
+//!
+//! **Residents** need no key: they know their request's id in the source system (as Open311's
+//! `GET requests/{id}`). They get the state and a timeline of event names — no contact details,
+//! no volunteer or department ids, notes only of `progress`, `resolved` and `closed` (what a
+//! department writes there is addressed to the reporter). These endpoints are rate-limited per
+//! client IP by an in-process token bucket (`[api].public_rate_per_minute`); per process, not
+//! shared between replicas.
+//!
+//! **Errors** are `{"error": "…", "code": "…"}`: `unauthorized` 401, `forbidden` 403, `not_found`
+//! 404, `invalid` 409 (the case's state refuses the action) or 422 (the request is malformed),
+//! `too_large` 413, `rate_limited` 429, `unavailable` 503 (the case store; try again).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use linkbus_bus::wire::{self, Action, Actor, ActorKind, CaseRecord, CaseState};
+use linkbus_cases::book::{ActError, CaseBook, CaseFilter, involves};
+use linkbus_cases::lifecycle::Refused;
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tracing::{debug, info};
+
+use crate::config::{ApiConfig, ApiRole};
+
+/// Largest request body accepted, bytes.
+const MAX_BODY: usize = 64 * 1024;
+/// Cases listed when `limit` is not given.
+const DEFAULT_LIMIT: usize = 100;
+/// The largest `limit`.
+const MAX_LIMIT: usize = 1000;
+/// Token buckets kept before idle (full) ones are dropped.
+const MAX_BUCKETS: usize = 10_000;
+/// Timeline events a resident sees (others, and any future event, stay internal).
+const PUBLIC_EVENTS: &[&str] = &[
+    "routed",
+    "accepted",
+    "rejected",
+    "rerouted",
+    "reassigned",
+    "escalated",
+    "progress",
+    "resolved",
+    "closed",
+    "cancelled",
+    "rated",
+    "reopened",
+    "report_merged",
+    "split",
+    "volunteer_accepted",
+];
+/// Events whose note a resident sees: what the department tells the reporter.
+const PUBLIC_NOTES: &[&str] = &["progress", "resolved", "closed"];
+
+/// What the API needs of the case book (implemented by [`CaseBook`]; a trait so the handlers can
+/// be tested without NATS).
+pub trait Cases: Send + Sync + 'static {
+    /// Cases matching `filter`, newest first.
+    fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord>;
+    /// One case.
+    fn get(&self, case_id: &str) -> Option<CaseRecord>;
+    /// The case a report with this source-system id belongs to.
+    fn by_source_id(&self, source_id: &str) -> Option<CaseRecord>;
+    /// Applies an action by `actor`; the updated case.
+    fn act<'a>(
+        &'a self,
+        case_id: &'a str,
+        actor: &'a Actor,
+        action: &'a Action,
+    ) -> BoxFuture<'a, Result<CaseRecord, ActError>>;
+}
+
+impl Cases for CaseBook {
+    fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord> {
+        CaseBook::list(self, filter)
+    }
+
+    fn get(&self, case_id: &str) -> Option<CaseRecord> {
+        CaseBook::get(self, case_id)
+    }
+
+    fn by_source_id(&self, source_id: &str) -> Option<CaseRecord> {
+        CaseBook::by_source_id(self, source_id)
+    }
+
+    fn act<'a>(
+        &'a self,
+        case_id: &'a str,
+        actor: &'a Actor,
+        action: &'a Action,
+    ) -> BoxFuture<'a, Result<CaseRecord, ActError>> {
+        Box::pin(CaseBook::act(self, case_id, actor, action))
+    }
+}
+
+/// The SHA-256 of an API key, lowercase hex: what `[[api.keys]] sha256` holds.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// One configured key.
+#[derive(Debug, Clone)]
+struct Key {
+    hash: [u8; 32],
+    role: ApiRole,
+    id: String,
+}
+
+/// Who is calling, from their key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// What the key allows.
+    pub role: ApiRole,
+    /// The dispatcher's or operator's name, or the department's id.
+    pub id: String,
+}
+
+impl Principal {
+    fn role_name(&self) -> &'static str {
+        match self.role {
+            ApiRole::Dispatcher => "dispatcher",
+            ApiRole::Department => "department",
+            ApiRole::Operator => "operator",
+        }
+    }
+
+    /// The department whose cases alone this key may see, if it is a department's.
+    fn department(&self) -> Option<&str> {
+        (self.role == ApiRole::Department).then_some(self.id.as_str())
+    }
+}
+
+/// The API's shared state: the case book, the keys, the residents' rate limiter.
+#[derive(Clone)]
+pub struct ApiState {
+    cases: Arc<dyn Cases>,
+    keys: Arc<[Key]>,
+    limiter: Arc<RateLimiter>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState").field("keys", &self.keys.len()).finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// The state for `cases` with the keys and limits of `config`.
+    pub fn new(cases: Arc<dyn Cases>, config: &ApiConfig) -> anyhow::Result<Self> {
+        let keys = config
+            .keys
+            .iter()
+            .map(|k| {
+                let mut hash = [0u8; 32];
+                hex::decode_to_slice(k.sha256.to_ascii_lowercase(), &mut hash)
+                    .map_err(|_| anyhow::anyhow!("api key {}: sha256 must be 64 hex digits", k.id))?;
+                Ok(Key { hash, role: k.role, id: k.id.clone() })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            cases,
+            keys: keys.into(),
+            limiter: Arc::new(RateLimiter::new(config.public_rate_per_minute.max(1))),
+        })
+    }
+
+    /// The key whose hash is `presented`'s, comparing with every configured one in constant time.
+    fn principal(&self, presented: &str) -> Option<Principal> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for key in self.keys.iter() {
+            if constant_time_eq(&key.hash, &digest) && found.is_none() {
+                found = Some(Principal { role: key.role, id: key.id.clone() });
+            }
+        }
+        found
+    }
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+impl FromRequestParts<ApiState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthorized("an Authorization: Bearer <key> header is required".into()))?;
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be Bearer <key>".into()))?;
+        state.principal(key).ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))
+    }
+}
+
+/// Every refusal the API answers, with its status and `code`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// 401 `unauthorized`: no key, or an unknown one.
+    Unauthorized(String),
+    /// 403 `forbidden`: the key may not do this (or see this case).
+    Forbidden(String),
+    /// 404 `not_found`.
+    NotFound(String),
+    /// 409 `invalid`: the case's state (or the loop's rules) refuse the action.
+    Conflict(String),
+    /// 422 `invalid`: the request is malformed.
+    Invalid(String),
+    /// 413 `too_large`.
+    TooLarge,
+    /// 429 `rate_limited`: too many resident requests from this address.
+    RateLimited {
+        /// Seconds until the next request is allowed.
+        retry_after_secs: u64,
+    },
+    /// 503 `unavailable`: the case store could not be reached; try again.
+    Unavailable(String),
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// What went wrong, for programs.
+    pub code: ErrorCode,
+}
+
+/// The `code` of an error response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 401: no key or an unknown key.
+    Unauthorized,
+    /// 403: the key may not do this.
+    Forbidden,
+    /// 404: no such case or request.
+    NotFound,
+    /// 409: the case's state refuses the action; 422: the request is malformed.
+    Invalid,
+    /// 413: the body is larger than 64 KiB.
+    TooLarge,
+    /// 429: too many requests from this address; see `Retry-After`.
+    RateLimited,
+    /// 503: the case store is unavailable; try again.
+    Unavailable,
+}
+
+impl ApiError {
+    /// The status and `code` of this error.
+    pub fn status(&self) -> (StatusCode, ErrorCode) {
+        match self {
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            Self::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Invalid),
+            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Invalid),
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::Unauthorized(m)
+            | Self::Forbidden(m)
+            | Self::NotFound(m)
+            | Self::Conflict(m)
+            | Self::Invalid(m)
+            | Self::Unavailable(m) => m.clone(),
+            Self::TooLarge => format!("the body is larger than {MAX_BODY} bytes"),
+            Self::RateLimited { retry_after_secs } => {
+                format!("too many requests from this address; retry in {retry_after_secs} s")
+            }
+        }
+    }
+}
+
+impl From<ActError> for ApiError {
+    fn from(e: ActError) -> Self {
+        match e {
+            ActError::NotFound(id) => Self::NotFound(format!("no case {id}")),
+            ActError::Refused(Refused::Forbidden(why)) => Self::Forbidden(why),
+            ActError::Refused(Refused::Invalid(why)) => Self::Conflict(why),
+            ActError::Store(why) => Self::Unavailable(format!("the case store is unavailable: {why}")),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { Self::TooLarge } else { Self::Invalid(e.body_text()) }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status();
+        let mut response = (status, axum::Json(ErrorBody { error: self.message(), code })).into_response();
+        let headers = response.headers_mut();
+        match self {
+            Self::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// `GET /api/cases`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CaseList {
+    /// The cases, newest first.
+    pub cases: Vec<CaseRecord>,
+    /// True when more cases matched than `limit`.
+    pub more: bool,
+}
+
+/// What a resident sees of their request: no contact details, no volunteer or department ids.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct PublicCase {
+    /// The case id (the case the request belongs to: another resident's if it was merged into it).
+    pub case_id: String,
+    /// Where it is in its life.
+    pub state: CaseState,
+    /// Its category.
+    pub category: String,
+    /// When linkbus received it.
+    #[schemars(schema_with = "timestamp_schema")]
+    pub created_at: Timestamp,
+    /// When it last changed.
+    #[schemars(schema_with = "timestamp_schema")]
+    pub updated_at: Timestamp,
+    /// Whether it can be rated now (resolved or closed).
+    pub can_rate: bool,
+    /// What happened, oldest first.
+    pub timeline: Vec<PublicEntry>,
+}
+
+/// One line of the public timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct PublicEntry {
+    /// When.
+    #[schemars(schema_with = "timestamp_schema")]
+    pub at: Timestamp,
+    /// What: `routed`, `accepted`, `rejected`, `rerouted`, `reassigned`, `escalated`, `progress`,
+    /// `resolved`, `closed`, `cancelled`, `rated`, `reopened`, `report_merged`, `split`,
+    /// `volunteer_accepted`.
+    pub event: String,
+    /// The department's note to the reporter (`progress`, `resolved` and `closed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl PublicCase {
+    /// The public view of a case.
+    pub fn of(r: &CaseRecord) -> Self {
+        let timeline = r
+            .timeline
+            .iter()
+            .filter(|e| PUBLIC_EVENTS.contains(&e.event.as_str()))
+            .map(|e| PublicEntry {
+                at: e.at,
+                event: e.event.clone(),
+                note: if PUBLIC_NOTES.contains(&e.event.as_str()) { e.note.clone() } else { None },
+            })
+            .collect();
+        Self {
+            case_id: r.case_id.clone(),
+            state: r.state,
+            category: r.case.category.clone(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            can_rate: matches!(r.state, CaseState::Resolved | CaseState::Closed),
+            timeline,
+        }
+    }
+}
+
+/// `POST /api/requests/{source_id}/rating`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RatingRequest {
+    /// 1 (bad) to 5 (excellent).
+    #[schemars(range(min = 1, max = 5))]
+    pub score: u8,
+    /// Whether the problem is really solved; `false` reopens the case.
+    pub solved: bool,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub comment: Option<String>,
+}
+
+fn timestamp_schema(_: &mut SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "format": "date-time" })
+}
+
+/// The API's routes on `state`.
+pub fn app(state: ApiState) -> Router {
+    let public = Router::new()
+        .route("/api/requests/{source_id}", get(follow_up))
+        .route("/api/requests/{source_id}/rating", post(rate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_public));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/openapi.json", get(openapi_json))
+        .route("/api/cases", get(list_cases))
+        .route("/api/cases/{id}", get(get_case))
+        .route("/api/cases/{id}/actions", post(act))
+        .merge(public)
+        .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/openapi.json".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in progress finish.
+/// Client addresses are passed to the handlers (the residents' rate limit is per address).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn openapi_json() -> Response {
+    static DOCUMENT: LazyLock<String> = LazyLock::new(|| openapi().to_string());
+    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT.as_str()).into_response()
+}
+
+async fn list_cases(
+    State(state): State<ApiState>,
+    principal: Principal,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<axum::Json<CaseList>, ApiError> {
+    let Query(pairs) = query.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let (mut filter, limit) = parse_list_query(&pairs)?;
+    let asked = filter.department.clone();
+    if let Some(own) = principal.department() {
+        filter.department = Some(own.to_owned());
+    }
+    let mut cases = state.cases.list(&filter);
+    if let Some(asked) = asked.filter(|_| principal.department().is_some()) {
+        cases.retain(|r| involves(r, &asked));
+    }
+    let more = cases.len() > limit;
+    cases.truncate(limit);
+    debug!(role = principal.role_name(), actor = %principal.id, count = cases.len(), "cases listed");
+    Ok(axum::Json(CaseList { cases, more }))
+}
+
+fn parse_list_query(pairs: &[(String, String)]) -> Result<(CaseFilter, usize), ApiError> {
+    let mut filter = CaseFilter::default();
+    let mut limit = None;
+    let mut seen = Vec::new();
+    for (name, value) in pairs {
+        if seen.contains(&name.as_str()) {
+            return Err(ApiError::Invalid(format!("query parameter {name} is given twice")));
+        }
+        seen.push(name.as_str());
+        let bad = |what: &str| ApiError::Invalid(format!("{name}={value:?}: {what}"));
+        match name.as_str() {
+            "state" => {
+                filter.state = Some(
+                    serde_json::from_value(Value::String(value.clone()))
+                        .map_err(|_| bad("not a case state (routed, accepted, in_progress, …)"))?,
+                );
+            }
+            "community" => filter.community = Some(value.clone()),
+            "department" => filter.department = Some(value.clone()),
+            "system" => {
+                filter.system = Some(wire::SourceSystem::parse(value).ok_or_else(|| bad("not a source system"))?);
+            }
+            "since" => filter.since = Some(value.parse().map_err(|_| bad("not an RFC 3339 time"))?),
+            "until" => filter.until = Some(value.parse().map_err(|_| bad("not an RFC 3339 time"))?),
+            "limit" => {
+                let n: usize = value.parse().map_err(|_| bad("not a number"))?;
+                if !(1..=MAX_LIMIT).contains(&n) {
+                    return Err(bad(&format!("must be 1 to {MAX_LIMIT}")));
+                }
+                limit = Some(n);
+            }
+            _ => {
+                return Err(ApiError::Invalid(format!(
+                    "unknown query parameter {name}; known: state, community, department, system, since, until, limit"
+                )));
+            }
+        }
+    }
+    Ok((filter, limit.unwrap_or(DEFAULT_LIMIT)))
+}
+
+/// The case, if `principal` may see it: 404 when there is none, 403 when it is another
+/// department's.
+fn visible(state: &ApiState, principal: &Principal, case_id: &str) -> Result<CaseRecord, ApiError> {
+    let record = state.cases.get(case_id).ok_or_else(|| ApiError::NotFound(format!("no case {case_id}")))?;
+    match principal.department() {
+        Some(own) if !involves(&record, own) => Err(ApiError::Forbidden(format!("case {case_id} is not {own}'s"))),
+        _ => Ok(record),
+    }
+}
+
+async fn get_case(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<axum::Json<CaseRecord>, ApiError> {
+    let record = visible(&state, &principal, &id).inspect_err(|e| {
+        info!(role = principal.role_name(), actor = %principal.id, case_id = %id, refused = ?e.status().1, "case read refused");
+    })?;
+    info!(role = principal.role_name(), actor = %principal.id, case_id = %id, "case read");
+    Ok(axum::Json(record))
+}
+
+async fn act(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<CaseRecord>, ApiError> {
+    let action: Action =
+        serde_json::from_slice(&body?).map_err(|e| ApiError::Invalid(format!("not an action: {e}")))?;
+    check_texts(&action)?;
+    let result = act_as(&state, &principal, &id, &action).await;
+    match &result {
+        Ok(r) => info!(
+            role = principal.role_name(),
+            actor = %principal.id,
+            action = action.name(),
+            case_id = %id,
+            state = r.state.as_str(),
+            "case action done"
+        ),
+        Err(e) => info!(
+            role = principal.role_name(),
+            actor = %principal.id,
+            action = action.name(),
+            case_id = %id,
+            refused = %e.message(),
+            "case action refused"
+        ),
+    }
+    result.map(axum::Json)
+}
+
+async fn act_as(state: &ApiState, principal: &Principal, id: &str, action: &Action) -> Result<CaseRecord, ApiError> {
+    let actor = match principal.role {
+        ApiRole::Operator => return Err(ApiError::Forbidden("operator keys are read-only".into())),
+        ApiRole::Department => {
+            // Not another department's case, whatever the action (a merged case would otherwise
+            // answer 409 and tell where it went).
+            visible(state, principal, id)?;
+            Actor { kind: ActorKind::Department, id: principal.id.clone() }
+        }
+        ApiRole::Dispatcher => Actor { kind: ActorKind::Dispatcher, id: principal.id.clone() },
+    };
+    Ok(state.cases.act(id, &actor, action).await?)
+}
+
+/// Refuses text fields longer than the bus accepts in a report.
+fn check_texts(action: &Action) -> Result<(), ApiError> {
+    let texts: Vec<&str> = match action {
+        Action::Reject { reason } | Action::Cancel { reason } => vec![reason],
+        Action::Progress { note } | Action::Resolve { note } => vec![note],
+        Action::Close { note } => note.iter().map(String::as_str).collect(),
+        Action::Reassign { department, reason } => vec![department, reason],
+        Action::Split { report_id } => vec![report_id],
+        Action::Rate { comment, .. } => comment.iter().map(String::as_str).collect(),
+        Action::Accept | Action::AcknowledgeEscalation => vec![],
+    };
+    match texts.iter().find(|t| t.len() > wire::MAX_TEXT_LEN) {
+        Some(_) => Err(ApiError::Invalid(format!("a text field is longer than {} bytes", wire::MAX_TEXT_LEN))),
+        None => Ok(()),
+    }
+}
+
+async fn follow_up(
+    State(state): State<ApiState>,
+    Path(source_id): Path<String>,
+) -> Result<axum::Json<PublicCase>, ApiError> {
+    let record = state.cases.by_source_id(&source_id).ok_or_else(|| ApiError::NotFound("no such request".into()))?;
+    debug!(case_id = %record.case_id, "resident follow-up");
+    Ok(axum::Json(PublicCase::of(&record)))
+}
+
+async fn rate(
+    State(state): State<ApiState>,
+    Path(source_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<PublicCase>, ApiError> {
+    let rating: RatingRequest =
+        serde_json::from_slice(&body?).map_err(|e| ApiError::Invalid(format!("not a rating: {e}")))?;
+    if !(1..=5).contains(&rating.score) {
+        return Err(ApiError::Invalid(format!("score {} is not 1-5", rating.score)));
+    }
+    let action = Action::Rate { score: rating.score, solved: rating.solved, comment: rating.comment };
+    check_texts(&action)?;
+    let record = state.cases.by_source_id(&source_id).ok_or_else(|| ApiError::NotFound("no such request".into()))?;
+    let resident = Actor { kind: ActorKind::Resident, id: "reporter".into() };
+    let result = state.cases.act(&record.case_id, &resident, &action).await.map_err(ApiError::from);
+    match &result {
+        Ok(r) => info!(
+            actor = "reporter",
+            action = "rate",
+            case_id = %r.case_id,
+            score = rating.score,
+            solved = rating.solved,
+            state = r.state.as_str(),
+            "case rated"
+        ),
+        Err(e) => info!(actor = "reporter", action = "rate", case_id = %record.case_id, refused = %e.message(), "rating refused"),
+    }
+    Ok(axum::Json(PublicCase::of(&result?)))
+}
+
+/// The residents' rate limit: one token bucket per client address.
+async fn limit_public(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(addr)| addr.ip());
+    match state.limiter.check(ip, Instant::now()) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            debug!(%ip, "resident request rate-limited");
+            ApiError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64 }.into_response()
+        }
+    }
+}
+
+/// Token buckets per client address: `per_minute` requests in a burst, refilled at `per_minute`
+/// a minute.
+#[derive(Debug)]
+struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    fn new(per_minute: u32) -> Self {
+        Self { per_minute, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes a token for `ip`, or says how long until one is there.
+    fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let capacity = f64::from(self.per_minute);
+        let per_sec = capacity / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_BUCKETS {
+            // A bucket idle for a minute is full again: forgetting it changes nothing.
+            buckets.retain(|_, (_, at)| now.saturating_duration_since(*at) < Duration::from_secs(60));
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((capacity, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * per_sec).min(capacity);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / per_sec))
+        }
+    }
+}
+
+/// The OpenAPI 3.1 document of this API, its schemas generated from the Rust types (responses as
+/// they serialize, request bodies as they deserialize). Served at `/api/openapi.json`; the copy in
+/// `docs/openapi.json` is checked against it by a test (`UPDATE_OPENAPI=1` rewrites it).
+pub fn openapi() -> Value {
+    let settings = || SchemaSettings::draft2020_12().with(|s| s.definitions_path = "/components/schemas".into());
+    let mut out = settings().for_serialize().into_generator();
+    let case_list = out.subschema_for::<CaseList>();
+    let case_record = out.subschema_for::<CaseRecord>();
+    let public_case = out.subschema_for::<PublicCase>();
+    let error = out.subschema_for::<ErrorBody>();
+    let mut schemas = out.take_definitions(true);
+    let mut into = settings().for_deserialize().into_generator();
+    let action = into.subschema_for::<Action>();
+    let rating = into.subschema_for::<RatingRequest>();
+    for (name, schema) in into.take_definitions(true) {
+        match schemas.get(&name) {
+            Some(existing) if *existing != schema => {
+                panic!("schema {name} differs between requests and responses: name one of them")
+            }
+            _ => {
+                schemas.insert(name, schema);
+            }
+        }
+    }
+
+    let body = |description: &str, schema: &schemars::Schema| {
+        json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+    };
+    let error = |description: &str| body(description, &error);
+    let unauthorized = error("No `Authorization: Bearer <key>` header, or an unknown key (`unauthorized`).");
+    let not_found = |what: &str| error(&format!("No such {what} (`not_found`)."));
+    let rate_limited = error(
+        "Too many requests from this address (`rate_limited`); `Retry-After` says in how many seconds to retry.",
+    );
+    let too_large = error("The body is larger than 64 KiB (`too_large`).");
+    let unavailable = error("The case store is unavailable (`unavailable`); try again.");
+    let id_param = |name: &str, description: &str| {
+        json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": "string" } })
+    };
+    let query = |name: &str, description: &str, schema: Value| {
+        json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
+    };
+    let public_note = "No key needed; rate-limited per client address (`[api].public_rate_per_minute`).";
+
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "linkbus closed-loop API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "summary": "Cases routed by linkbus: read them, act on them (accept, reject, progress, resolve, close, reassign, cancel, escalations), and let residents follow up and rate.",
+            "description": "Keyed endpoints take `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `invalid` 409 (the case's state refuses the action) or 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503.",
+            "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
+        },
+        "security": [ { "bearer": [] } ],
+        "paths": {
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "summary": "Liveness: `ok`.",
+                    "security": [],
+                    "responses": {
+                        "200": { "description": "Serving.", "content": { "text/plain": { "schema": { "const": "ok" } } } }
+                    }
+                }
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document.",
+                    "security": [],
+                    "responses": {
+                        "200": { "description": "The OpenAPI 3.1 document.", "content": { "application/json": { "schema": { "type": "object" } } } }
+                    }
+                }
+            },
+            "/api/cases": {
+                "get": {
+                    "operationId": "listCases",
+                    "summary": "Cases, newest first.",
+                    "description": "Every filter given must match. A department key lists only cases its department has or had, whatever the filters.",
+                    "parameters": [
+                        query("state", "In this state.", json!({ "$ref": "#/components/schemas/CaseState" })),
+                        query("community", "In this community (id, e.g. `mission`).", json!({ "type": "string" })),
+                        query("department", "Involving this department (responsible, accepted or rejected it).", json!({ "type": "string" })),
+                        query("system", "Reported by this kind of system.", json!({ "$ref": "#/components/schemas/SourceSystem" })),
+                        query("since", "Created at or after (RFC 3339).", json!({ "type": "string", "format": "date-time" })),
+                        query("until", "Created before (RFC 3339).", json!({ "type": "string", "format": "date-time" })),
+                        query("limit", "At most this many.", json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT })),
+                    ],
+                    "responses": {
+                        "200": body("The matching cases.", &case_list),
+                        "401": unauthorized,
+                        "422": error("An unknown or malformed query parameter (`invalid`).")
+                    }
+                }
+            },
+            "/api/cases/{id}": {
+                "get": {
+                    "operationId": "getCase",
+                    "summary": "One case: timeline, decision with its explanation, reports, offers, ratings.",
+                    "parameters": [ id_param("id", "The case id.") ],
+                    "responses": {
+                        "200": body("The case.", &case_record),
+                        "401": unauthorized,
+                        "403": error("The case is another department's (`forbidden`)."),
+                        "404": not_found("case")
+                    }
+                }
+            },
+            "/api/cases/{id}/actions": {
+                "post": {
+                    "operationId": "actOnCase",
+                    "summary": "An action on a case, as the key's department or dispatcher.",
+                    "description": "Departments accept or reject cases they are responsible for, and progress, resolve and close those they accepted; dispatchers reassign, cancel, close, acknowledge escalations and split merged reports. Notes of `progress`, `resolve` and `close` are shown to the reporter.",
+                    "parameters": [ id_param("id", "The case id.") ],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": action } } },
+                    "responses": {
+                        "200": body("Done: the case afterwards.", &case_record),
+                        "401": unauthorized,
+                        "403": error("This key may not do this to this case (`forbidden`): an operator key, another department's case, or an action the role may not take."),
+                        "404": not_found("case"),
+                        "409": error("The case's state or the loop's rules refuse it (`invalid`), e.g. accepting a case already accepted."),
+                        "413": too_large,
+                        "422": error("The body is not an action (`invalid`)."),
+                        "503": unavailable
+                    }
+                }
+            },
+            "/api/requests/{source_id}": {
+                "get": {
+                    "operationId": "followUp",
+                    "summary": "A resident's follow-up of their request, by the source system's id.",
+                    "description": public_note,
+                    "security": [],
+                    "parameters": [ id_param("source_id", "The request's id in the system it was reported to.") ],
+                    "responses": {
+                        "200": body("The public view of the case.", &public_case),
+                        "404": not_found("request"),
+                        "429": rate_limited
+                    }
+                }
+            },
+            "/api/requests/{source_id}/rating": {
+                "post": {
+                    "operationId": "rate",
+                    "summary": "The resident's rating of a resolved or closed request; `solved: false` reopens it.",
+                    "description": public_note,
+                    "security": [],
+                    "parameters": [ id_param("source_id", "The request's id in the system it was reported to.") ],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": rating } } },
+                    "responses": {
+                        "200": body("Rated: the public view afterwards.", &public_case),
+                        "404": not_found("request"),
+                        "409": error("The case is not resolved or closed (`invalid`)."),
+                        "413": too_large,
+                        "422": error("The body is not a rating (`invalid`)."),
+                        "429": rate_limited,
+                        "503": unavailable
+                    }
+                }
+            }
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key configured (as its SHA-256) under `[[api.keys]]`."
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::body::Body;
+    use axum::extract::connect_info::MockConnectInfo;
+    use linkbus_bus::wire::{CloudEvent, Contact, RoutedCase};
+    use linkbus_cases::lifecycle::{self, Ladder, Policy};
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::config::ApiKey;
+
+    /// The case book without NATS: the lifecycle on records in memory.
+    struct Memory {
+        records: Mutex<HashMap<String, CaseRecord>>,
+        ladder: Ladder,
+    }
+
+    impl Cases for Memory {
+        fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord> {
+            let records = self.records.lock().expect("lock");
+            records
+                .values()
+                .filter(|r| filter.department.as_ref().is_none_or(|d| involves(r, d)))
+                .filter(|r| filter.state.is_none_or(|s| s == r.state))
+                .cloned()
+                .collect()
+        }
+
+        fn get(&self, case_id: &str) -> Option<CaseRecord> {
+            self.records.lock().expect("lock").get(case_id).cloned()
+        }
+
+        fn by_source_id(&self, source_id: &str) -> Option<CaseRecord> {
+            self.records.lock().expect("lock").values().find(|r| r.case.source_id == source_id).cloned()
+        }
+
+        fn act<'a>(
+            &'a self,
+            case_id: &'a str,
+            actor: &'a Actor,
+            action: &'a Action,
+        ) -> BoxFuture<'a, Result<CaseRecord, ActError>> {
+            Box::pin(async move {
+                let mut records = self.records.lock().expect("lock");
+                let r = records.get_mut(case_id).ok_or_else(|| ActError::NotFound(case_id.to_owned()))?;
+                let outcome = lifecycle::act(r, actor, action, Timestamp::now(), &Policy::default(), &self.ladder)?;
+                *r = outcome.record;
+                Ok(r.clone())
+            })
+        }
+    }
+
+    const DISPATCHER: &str = "key-dispatcher";
+    const SEWER: &str = "key-sewer";
+    const OTHER: &str = "key-dpw";
+    const OPERATOR: &str = "key-operator";
+
+    /// The documented example case (sewer issues in the Mission, for `puc-sewer-ops`, source id
+    /// 4292128), with a reporter, opened by the lifecycle.
+    fn state(rate_per_minute: u32) -> ApiState {
+        let mut routed: CloudEvent<RoutedCase> =
+            serde_json::from_str(include_str!("../../docs/examples/case-routed.json")).expect("example");
+        routed.data.case.reporter = Some(Contact { name: Some("A. Resident".into()), phone: Some("555-0100".into()) });
+        let record = lifecycle::open(&routed.data, "/sf311", Timestamp::now(), &Policy::default());
+        let ladder = Ladder::new(
+            ["puc-sewer-ops", "dpw-ops-queue", "sf-311"].map(|d| (d.to_owned(), None)),
+            "sf-311",
+        );
+        let memory = Memory { records: Mutex::new(HashMap::from([(record.case_id.clone(), record)])), ladder };
+        let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: hash_key(key) };
+        let config = ApiConfig {
+            listen: String::new(),
+            public_rate_per_minute: rate_per_minute,
+            keys: vec![
+                key(ApiRole::Dispatcher, "ada", DISPATCHER),
+                key(ApiRole::Department, "puc-sewer-ops", SEWER),
+                key(ApiRole::Department, "dpw-ops-queue", OTHER),
+                key(ApiRole::Operator, "ops", OPERATOR),
+            ],
+        };
+        ApiState::new(Arc::new(memory), &config).expect("state")
+    }
+
+    const CASE: &str = "/api/cases/sf311-4292128";
+
+    async fn call(app: &Router, method: Method, uri: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = axum::http::Request::builder().method(method).uri(uri);
+        if let Some(key) = key {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        let response = app.clone().oneshot(request.body(body).expect("request")).await.expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value)
+    }
+
+    fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
+        assert_eq!(got.0, status, "{}", got.1);
+        assert_eq!(got.1["code"], code, "{}", got.1);
+        assert!(got.1["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", got.1);
+    }
+
+    #[test]
+    fn act_errors_map_to_statuses_and_codes() {
+        let cases = [
+            (ActError::NotFound("x".into()), StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            (Refused::Forbidden("no".into()).into(), StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            (Refused::Invalid("state".into()).into(), StatusCode::CONFLICT, ErrorCode::Invalid),
+            (ActError::Store("down".into()), StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+        ];
+        for (error, status, code) in cases {
+            assert_eq!(ApiError::from(error).status(), (status, code));
+        }
+        let limited = ApiError::RateLimited { retry_after_secs: 3 }.into_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn keys_are_sha256_hex() {
+        assert_eq!(hash_key("test"), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+        let state = state(60);
+        assert_eq!(state.principal(SEWER), Some(Principal { role: ApiRole::Department, id: "puc-sewer-ops".into() }));
+        assert_eq!(state.principal("key-sewe"), None);
+        assert_eq!(state.principal(&hash_key(SEWER)), None, "the hash is not the key");
+    }
+
+    #[tokio::test]
+    async fn keys_are_required_and_checked() {
+        let app = app(state(60));
+        let missing = call(&app, Method::GET, "/api/cases", None, None).await;
+        assert_error(&missing, StatusCode::UNAUTHORIZED, "unauthorized");
+        assert_error(&call(&app, Method::GET, CASE, Some("nope"), None).await, StatusCode::UNAUTHORIZED, "unauthorized");
+        let basic = axum::http::Request::get("/api/cases").header(header::AUTHORIZATION, "Basic a2V5").body(Body::empty());
+        let response = app.clone().oneshot(basic.expect("request")).await.expect("response");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        // Authentication comes before anything else is looked at.
+        let post = call(&app, Method::POST, "/api/cases/nope/actions", None, Some(json!({"bad": 1}))).await;
+        assert_error(&post, StatusCode::UNAUTHORIZED, "unauthorized");
+        let (status, text) = call(&app, Method::GET, "/healthz", None, None).await;
+        assert_eq!((status, text), (StatusCode::OK, Value::String("ok".into())));
+        let (status, doc) = call(&app, Method::GET, "/api/openapi.json", None, None).await;
+        assert_eq!((status, doc), (StatusCode::OK, openapi()));
+        assert_error(&call(&app, Method::GET, "/api/nothing", None, None).await, StatusCode::NOT_FOUND, "not_found");
+    }
+
+    #[tokio::test]
+    async fn departments_see_and_act_on_their_cases_only() {
+        let app = app(state(60));
+        let (status, list) = call(&app, Method::GET, "/api/cases", Some(OTHER), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["cases"], json!([]));
+        // Asking for another department's cases does not widen what a department key sees.
+        let (_, list) = call(&app, Method::GET, "/api/cases?department=puc-sewer-ops", Some(OTHER), None).await;
+        assert_eq!(list["cases"], json!([]));
+        assert_error(&call(&app, Method::GET, CASE, Some(OTHER), None).await, StatusCode::FORBIDDEN, "forbidden");
+        let accept = json!({"action": "accept"});
+        let other = call(&app, Method::POST, &format!("{CASE}/actions"), Some(OTHER), Some(accept.clone())).await;
+        assert_error(&other, StatusCode::FORBIDDEN, "forbidden");
+        let operator = call(&app, Method::POST, &format!("{CASE}/actions"), Some(OPERATOR), Some(accept.clone())).await;
+        assert_error(&operator, StatusCode::FORBIDDEN, "forbidden");
+        let (status, _) = call(&app, Method::GET, CASE, Some(OPERATOR), None).await;
+        assert_eq!(status, StatusCode::OK);
+
+        let (status, list) = call(&app, Method::GET, "/api/cases", Some(SEWER), None).await;
+        assert_eq!((status, list["cases"][0]["case_id"].clone()), (StatusCode::OK, json!("sf311-4292128")));
+        let (status, record) = call(&app, Method::POST, &format!("{CASE}/actions"), Some(SEWER), Some(accept.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{record}");
+        assert_eq!(record["state"], "accepted");
+        let last = &record["timeline"].as_array().expect("timeline").last().cloned().expect("entry");
+        assert_eq!(last["actor"], json!({"kind": "department", "id": "puc-sewer-ops"}));
+        let again = call(&app, Method::POST, &format!("{CASE}/actions"), Some(SEWER), Some(accept)).await;
+        assert_error(&again, StatusCode::CONFLICT, "invalid");
+        // A dispatcher acts under their own name.
+        let close = json!({"action": "close", "note": "duplicate of a known outage"});
+        let (status, record) = call(&app, Method::POST, &format!("{CASE}/actions"), Some(DISPATCHER), Some(close)).await;
+        assert_eq!(status, StatusCode::OK, "{record}");
+        let last = &record["timeline"].as_array().expect("timeline").last().cloned().expect("entry");
+        assert_eq!(last["actor"], json!({"kind": "dispatcher", "id": "ada"}));
+        let missing = call(&app, Method::POST, "/api/cases/nope/actions", Some(DISPATCHER), Some(json!({"action": "accept"})));
+        assert_error(&missing.await, StatusCode::NOT_FOUND, "not_found");
+    }
+
+    #[tokio::test]
+    async fn malformed_requests_are_422() {
+        let app = app(state(60));
+        for uri in ["/api/cases?state=open", "/api/cases?colour=red", "/api/cases?limit=0", "/api/cases?since=yesterday"] {
+            assert_error(&call(&app, Method::GET, uri, Some(DISPATCHER), None).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        }
+        let (status, list) = call(&app, Method::GET, "/api/cases?state=routed&limit=1", Some(DISPATCHER), None).await;
+        assert_eq!((status, list["more"].clone()), (StatusCode::OK, json!(false)));
+        for body in [json!({"action": "explode"}), json!({"action": "reject"}), json!({"action": "accept", "x": 1})] {
+            let got = call(&app, Method::POST, &format!("{CASE}/actions"), Some(SEWER), Some(body)).await;
+            assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        }
+        let long = json!({"action": "reject", "reason": "x".repeat(wire::MAX_TEXT_LEN + 1)});
+        let got = call(&app, Method::POST, &format!("{CASE}/actions"), Some(SEWER), Some(long)).await;
+        assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        let huge = json!({"action": "reject", "reason": "x".repeat(MAX_BODY)});
+        let got = call(&app, Method::POST, &format!("{CASE}/actions"), Some(SEWER), Some(huge)).await;
+        assert_error(&got, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    }
+
+    #[tokio::test]
+    async fn residents_see_a_reduced_view_and_rate_resolved_cases() {
+        let app = app(state(60));
+        let (status, view) = call(&app, Method::GET, "/api/requests/4292128", None, None).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert_eq!(view["state"], "routed");
+        assert_eq!(view["can_rate"], false);
+        let text = view.to_string();
+        for private in ["555-0100", "A. Resident", "puc-sewer-ops", "GUERRERO", "-122.42"] {
+            assert!(!text.contains(private), "the public view shows {private}: {text}");
+        }
+        let rating = json!({"score": 2, "solved": false});
+        let early = call(&app, Method::POST, "/api/requests/4292128/rating", None, Some(rating.clone())).await;
+        assert_error(&early, StatusCode::CONFLICT, "invalid");
+        for step in [json!({"action": "accept"}), json!({"action": "resolve", "note": "drain cleared"})] {
+            let (status, _) = call(&app, Method::POST, &format!("{CASE}/actions"), Some(SEWER), Some(step)).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let (status, view) = call(&app, Method::POST, "/api/requests/4292128/rating", None, Some(rating)).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert_eq!(view["state"], "accepted");
+        let events: Vec<&str> =
+            view["timeline"].as_array().expect("timeline").iter().filter_map(|e| e["event"].as_str()).collect();
+        assert_eq!(events, ["routed", "accepted", "resolved", "rated", "reopened"]);
+        assert_eq!(view["timeline"][2]["note"], "drain cleared");
+        assert!(view["timeline"][0].get("note").is_none(), "routing notes name departments");
+        let bad = call(&app, Method::POST, "/api/requests/4292128/rating", None, Some(json!({"score": 6, "solved": true})));
+        assert_error(&bad.await, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        assert_error(&call(&app, Method::GET, "/api/requests/0", None, None).await, StatusCode::NOT_FOUND, "not_found");
+    }
+
+    #[tokio::test]
+    async fn residents_are_rate_limited_per_address() {
+        let app = app(state(2));
+        let from = |ip: [u8; 4]| app.clone().layer(MockConnectInfo(SocketAddr::from((ip, 4000))));
+        let (one, two) = (from([192, 0, 2, 1]), from([192, 0, 2, 2]));
+        for _ in 0..2 {
+            assert_eq!(call(&one, Method::GET, "/api/requests/4292128", None, None).await.0, StatusCode::OK);
+        }
+        let third = call(&one, Method::GET, "/api/requests/4292128", None, None).await;
+        assert_error(&third, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+        assert_eq!(call(&two, Method::GET, "/api/requests/4292128", None, None).await.0, StatusCode::OK);
+        // Keyed endpoints are not limited.
+        assert_eq!(call(&one, Method::GET, CASE, Some(DISPATCHER), None).await.0, StatusCode::OK);
+    }
+
+    #[test]
+    fn the_bucket_refills_at_the_configured_rate() {
+        let limiter = RateLimiter::new(60);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let t0 = Instant::now();
+        for _ in 0..60 {
+            assert!(limiter.check(ip, t0).is_ok());
+        }
+        let wait = limiter.check(ip, t0).expect_err("empty");
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(limiter.check(ip, t0 + Duration::from_secs(1)).is_ok());
+        assert!(limiter.check(ip, t0 + Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn committed_openapi_document_matches_the_code() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        let mut generated = serde_json::to_string_pretty(&openapi()).expect("json");
+        generated.push('\n');
+        if std::env::var_os("UPDATE_OPENAPI").is_some_and(|v| v == "1") {
+            std::fs::write(&path, &generated).expect("write docs/openapi.json");
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/openapi.json is out of date with ops/src/api.rs; regenerate it with \
+             `UPDATE_OPENAPI=1 cargo test -p linkbus --lib api::tests::committed_openapi_document_matches_the_code`"
+        );
+    }
+}
