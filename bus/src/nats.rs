@@ -111,18 +111,21 @@ pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Re
         (BUCKET_CASES, "case records of the closed loop"),
     ];
     for (bucket, description) in buckets {
-        provision_bucket(js, bucket, description, settings.replicas).await?;
+        // Live state: kept until replaced or deleted, however old.
+        provision_bucket(js, bucket, description, Duration::ZERO, settings.replicas).await?;
     }
     Ok(())
 }
 
-/// Creates or updates a KV bucket (one value per key) by its backing stream `KV_<bucket>`,
+/// Creates or updates a KV bucket (one value per key; values older than `max_age` expire, none
+/// when it is zero) by its backing stream `KV_<bucket>`,
 /// configured as async-nats's `create_key_value` would: that call first queries the account and
 /// cannot parse the reply of nats-server 2.9 (Debian's version).
 pub async fn provision_bucket(
     js: &jetstream::Context,
     bucket: &str,
     description: &str,
+    max_age: Duration,
     replicas: usize,
 ) -> Result<(), BusError> {
     let config = stream::Config {
@@ -130,6 +133,7 @@ pub async fn provision_bucket(
         description: Some(format!("linkbus: {description}")),
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
+        max_age,
         storage: stream::StorageType::File,
         allow_rollup: true,
         deny_delete: true,

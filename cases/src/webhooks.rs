@@ -76,7 +76,7 @@ use std::error::Error as _;
 use std::fmt;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer, kv, stream};
+use async_nats::jetstream::{self, AckKind, consumer, kv};
 use bytes::Bytes;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
@@ -389,40 +389,14 @@ fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
-/// The configuration of a KV bucket's backing stream as async-nats's `create_key_value` makes
-/// it (one value per key, no history), for creating buckets with `create_or_update_stream`:
-/// `create_key_value` first queries the account and cannot parse nats-server 2.9's reply.
-pub fn kv_stream_config(bucket: &str, description: &str, max_age: Duration, replicas: usize) -> stream::Config {
-    stream::Config {
-        name: format!("KV_{bucket}"),
-        description: Some(description.to_owned()),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_age,
-        storage: stream::StorageType::File,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        num_replicas: replicas,
-        ..Default::default()
-    }
-}
-
 /// Creates or updates the delivery records bucket: records kept as long as the streams keep
 /// messages (`settings.max_age`), with the streams' replicas. Idempotent; [`run`] creates the
 /// bucket with the default settings if it is missing.
 pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), WebhookError> {
-    let config = kv_stream_config(
-        BUCKET_DELIVERIES,
-        "linkbus: webhook delivery records, per department and routed message",
-        settings.max_age,
-        settings.replicas,
-    );
-    js.create_or_update_stream(config)
+    let description = "webhook delivery records, per department and routed message";
+    nats::provision_bucket(js, BUCKET_DELIVERIES, description, settings.max_age, settings.replicas)
         .await
-        .map_err(|e| WebhookError::Bucket { bucket: BUCKET_DELIVERIES.into(), source: e.into() })?;
-    Ok(())
+        .map_err(|e| WebhookError::Bucket { bucket: BUCKET_DELIVERIES.into(), source: e.into() })
 }
 
 /// The delivery records of a department, oldest message first.

@@ -36,10 +36,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -191,11 +192,7 @@ impl ApiState {
                 Ok(Key { hash, role: k.role, id: k.id.clone() })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self {
-            cases,
-            keys: keys.into(),
-            limiter: Arc::new(RateLimiter::new(config.public_rate_per_minute.max(1))),
-        })
+        Ok(Self { cases, keys: keys.into(), limiter: Arc::new(RateLimiter::new(config.public_rate_per_minute.max(1))) })
     }
 
     /// The key whose hash is `presented`'s, comparing with every configured one in constant time.
@@ -573,9 +570,7 @@ async fn act(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<CaseRecord>, ApiError> {
-    let action: Action =
-        serde_json::from_slice(&body?).map_err(|e| ApiError::Invalid(format!("not an action: {e}")))?;
-    check_texts(&action)?;
+    let action = parse_action(&body?)?;
     let result = act_as(&state, &principal, &id, &action).await;
     match &result {
         Ok(r) => info!(
@@ -610,6 +605,20 @@ async fn act_as(state: &ApiState, principal: &Principal, id: &str, action: &Acti
         ApiRole::Dispatcher => Actor { kind: ActorKind::Dispatcher, id: principal.id.clone() },
     };
     Ok(state.cases.act(id, &actor, action).await?)
+}
+
+/// The action in a request body. Serde lets unknown fields through on the unit variants of an
+/// internally tagged enum (`{"action": "accept", "reason": "…"}`), so those are refused here.
+fn parse_action(body: &[u8]) -> Result<Action, ApiError> {
+    let invalid = |e: &dyn std::fmt::Display| ApiError::Invalid(format!("not an action: {e}"));
+    let value: Value = serde_json::from_slice(body).map_err(|e| invalid(&e))?;
+    let fields = value.as_object().map_or(0, serde_json::Map::len);
+    let action: Action = serde_json::from_value(value).map_err(|e| invalid(&e))?;
+    if matches!(action, Action::Accept | Action::AcknowledgeEscalation) && fields > 1 {
+        return Err(invalid(&format!("{} takes no other field", action.name())));
+    }
+    check_texts(&action)?;
+    Ok(action)
 }
 
 /// Refuses text fields longer than the bus accepts in a report.
@@ -663,17 +672,21 @@ async fn rate(
             state = r.state.as_str(),
             "case rated"
         ),
-        Err(e) => info!(actor = "reporter", action = "rate", case_id = %record.case_id, refused = %e.message(), "rating refused"),
+        Err(e) => {
+            info!(actor = "reporter", action = "rate", case_id = %record.case_id, refused = %e.message(), "rating refused")
+        }
     }
     Ok(axum::Json(PublicCase::of(&result?)))
 }
 
 /// The residents' rate limit: one token bucket per client address.
 async fn limit_public(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let ip = request
-        .extensions()
+    let extensions = request.extensions();
+    let ip = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(addr)| addr.ip());
+        .map(|ConnectInfo(addr)| addr.ip())
+        .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|MockConnectInfo(addr)| addr.ip()))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     match state.limiter.check(ip, Instant::now()) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
@@ -726,7 +739,7 @@ pub fn openapi() -> Value {
     let case_list = out.subschema_for::<CaseList>();
     let case_record = out.subschema_for::<CaseRecord>();
     let public_case = out.subschema_for::<PublicCase>();
-    let error = out.subschema_for::<ErrorBody>();
+    let error_body = out.subschema_for::<ErrorBody>();
     let mut schemas = out.take_definitions(true);
     let mut into = settings().for_deserialize().into_generator();
     let action = into.subschema_for::<Action>();
@@ -742,23 +755,16 @@ pub fn openapi() -> Value {
         }
     }
 
-    let body = |description: &str, schema: &schemars::Schema| {
-        json!({ "description": description, "content": { "application/json": { "schema": schema } } })
-    };
-    let error = |description: &str| body(description, &error);
+    let body = |description: &str, schema: &schemars::Schema| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
+    let error = |description: &str| body(description, &error_body);
     let unauthorized = error("No `Authorization: Bearer <key>` header, or an unknown key (`unauthorized`).");
     let not_found = |what: &str| error(&format!("No such {what} (`not_found`)."));
-    let rate_limited = error(
-        "Too many requests from this address (`rate_limited`); `Retry-After` says in how many seconds to retry.",
-    );
+    let rate_limited =
+        error("Too many requests from this address (`rate_limited`); `Retry-After` says in how many seconds to retry.");
     let too_large = error("The body is larger than 64 KiB (`too_large`).");
     let unavailable = error("The case store is unavailable (`unavailable`); try again.");
-    let id_param = |name: &str, description: &str| {
-        json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": "string" } })
-    };
-    let query = |name: &str, description: &str, schema: Value| {
-        json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
-    };
+    let id_param = |name: &str, description: &str| json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": "string" } });
+    let query = |name: &str, description: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema });
     let public_note = "No key needed; rate-limited per client address (`[api].public_rate_per_minute`).";
 
     json!({
@@ -897,7 +903,7 @@ mod tests {
     use std::sync::Mutex;
 
     use axum::body::Body;
-    use axum::extract::connect_info::MockConnectInfo;
+    use axum::http::Method;
     use linkbus_bus::wire::{CloudEvent, Contact, RoutedCase};
     use linkbus_cases::lifecycle::{self, Ladder, Policy};
     use tower::ServiceExt as _;
@@ -958,10 +964,7 @@ mod tests {
             serde_json::from_str(include_str!("../../docs/examples/case-routed.json")).expect("example");
         routed.data.case.reporter = Some(Contact { name: Some("A. Resident".into()), phone: Some("555-0100".into()) });
         let record = lifecycle::open(&routed.data, "/sf311", Timestamp::now(), &Policy::default());
-        let ladder = Ladder::new(
-            ["puc-sewer-ops", "dpw-ops-queue", "sf-311"].map(|d| (d.to_owned(), None)),
-            "sf-311",
-        );
+        let ladder = Ladder::new(["puc-sewer-ops", "dpw-ops-queue", "sf-311"].map(|d| (d.to_owned(), None)), "sf-311");
         let memory = Memory { records: Mutex::new(HashMap::from([(record.case_id.clone(), record)])), ladder };
         let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: hash_key(key) };
         let config = ApiConfig {
@@ -979,7 +982,13 @@ mod tests {
 
     const CASE: &str = "/api/cases/sf311-4292128";
 
-    async fn call(app: &Router, method: Method, uri: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        app: &Router,
+        method: Method,
+        uri: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = axum::http::Request::builder().method(method).uri(uri);
         if let Some(key) = key {
             request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
@@ -988,7 +997,8 @@ mod tests {
         let response = app.clone().oneshot(request.body(body).expect("request")).await.expect("response");
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
-        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, value)
     }
 
@@ -1028,8 +1038,13 @@ mod tests {
         let app = app(state(60));
         let missing = call(&app, Method::GET, "/api/cases", None, None).await;
         assert_error(&missing, StatusCode::UNAUTHORIZED, "unauthorized");
-        assert_error(&call(&app, Method::GET, CASE, Some("nope"), None).await, StatusCode::UNAUTHORIZED, "unauthorized");
-        let basic = axum::http::Request::get("/api/cases").header(header::AUTHORIZATION, "Basic a2V5").body(Body::empty());
+        assert_error(
+            &call(&app, Method::GET, CASE, Some("nope"), None).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        );
+        let basic =
+            axum::http::Request::get("/api/cases").header(header::AUTHORIZATION, "Basic a2V5").body(Body::empty());
         let response = app.clone().oneshot(basic.expect("request")).await.expect("response");
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
@@ -1063,7 +1078,8 @@ mod tests {
 
         let (status, list) = call(&app, Method::GET, "/api/cases", Some(SEWER), None).await;
         assert_eq!((status, list["cases"][0]["case_id"].clone()), (StatusCode::OK, json!("sf311-4292128")));
-        let (status, record) = call(&app, Method::POST, &format!("{CASE}/actions"), Some(SEWER), Some(accept.clone())).await;
+        let (status, record) =
+            call(&app, Method::POST, &format!("{CASE}/actions"), Some(SEWER), Some(accept.clone())).await;
         assert_eq!(status, StatusCode::OK, "{record}");
         assert_eq!(record["state"], "accepted");
         let last = &record["timeline"].as_array().expect("timeline").last().cloned().expect("entry");
@@ -1072,19 +1088,27 @@ mod tests {
         assert_error(&again, StatusCode::CONFLICT, "invalid");
         // A dispatcher acts under their own name.
         let close = json!({"action": "close", "note": "duplicate of a known outage"});
-        let (status, record) = call(&app, Method::POST, &format!("{CASE}/actions"), Some(DISPATCHER), Some(close)).await;
+        let (status, record) =
+            call(&app, Method::POST, &format!("{CASE}/actions"), Some(DISPATCHER), Some(close)).await;
         assert_eq!(status, StatusCode::OK, "{record}");
         let last = &record["timeline"].as_array().expect("timeline").last().cloned().expect("entry");
         assert_eq!(last["actor"], json!({"kind": "dispatcher", "id": "ada"}));
-        let missing = call(&app, Method::POST, "/api/cases/nope/actions", Some(DISPATCHER), Some(json!({"action": "accept"})));
+        let missing =
+            call(&app, Method::POST, "/api/cases/nope/actions", Some(DISPATCHER), Some(json!({"action": "accept"})));
         assert_error(&missing.await, StatusCode::NOT_FOUND, "not_found");
     }
 
     #[tokio::test]
     async fn malformed_requests_are_422() {
         let app = app(state(60));
-        for uri in ["/api/cases?state=open", "/api/cases?colour=red", "/api/cases?limit=0", "/api/cases?since=yesterday"] {
-            assert_error(&call(&app, Method::GET, uri, Some(DISPATCHER), None).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        for uri in
+            ["/api/cases?state=open", "/api/cases?colour=red", "/api/cases?limit=0", "/api/cases?since=yesterday"]
+        {
+            assert_error(
+                &call(&app, Method::GET, uri, Some(DISPATCHER), None).await,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+            );
         }
         let (status, list) = call(&app, Method::GET, "/api/cases?state=routed&limit=1", Some(DISPATCHER), None).await;
         assert_eq!((status, list["more"].clone()), (StatusCode::OK, json!(false)));
@@ -1126,7 +1150,8 @@ mod tests {
         assert_eq!(events, ["routed", "accepted", "resolved", "rated", "reopened"]);
         assert_eq!(view["timeline"][2]["note"], "drain cleared");
         assert!(view["timeline"][0].get("note").is_none(), "routing notes name departments");
-        let bad = call(&app, Method::POST, "/api/requests/4292128/rating", None, Some(json!({"score": 6, "solved": true})));
+        let bad =
+            call(&app, Method::POST, "/api/requests/4292128/rating", None, Some(json!({"score": 6, "solved": true})));
         assert_error(&bad.await, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
         assert_error(&call(&app, Method::GET, "/api/requests/0", None, None).await, StatusCode::NOT_FOUND, "not_found");
     }

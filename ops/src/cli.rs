@@ -1,4 +1,4 @@
-//! The command line: `linkbus up | route | replay | watch | geo build-sf | config check`.
+//! The command line: `linkbus up | route | replay | watch | geo build-sf | config check | api hash-key`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use linkbus_geo_data::Region;
 
+use crate::api;
 use crate::config::Config;
 use crate::geo_build::{self, BuildOptions};
 use crate::replay::{self, ReplayOptions};
@@ -136,6 +137,22 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// HTTP API tools.
+    Api {
+        #[command(subcommand)]
+        command: ApiCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiCommand {
+    /// Print the SHA-256 of an API key, for `[[api.keys]] sha256` (the configuration never holds
+    /// the key itself).
+    HashKey {
+        /// The key; read from the first line of stdin when absent (keeps it out of the shell
+        /// history and the process list).
+        key: Option<String>,
     },
 }
 
@@ -267,6 +284,23 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 region.departments.departments.len(),
                 region.categories.len()
             );
+        }
+        Command::Api { command: ApiCommand::HashKey { key } } => {
+            let key = match key {
+                Some(key) => key,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).context("reading the key from stdin")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            anyhow::ensure!(!key.is_empty(), "the key is empty");
+            if key.len() < 32 {
+                eprintln!(
+                    "warning: a key shorter than 32 characters is easy to guess; `openssl rand -hex 32` makes a good one"
+                );
+            }
+            println!("{}", api::hash_key(&key));
         }
     }
     Ok(ExitCode::SUCCESS)

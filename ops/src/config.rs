@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use linkbus_bus::nats::StreamSettings;
 use linkbus_cases::book::BookConfig;
 use linkbus_cases::lifecycle::{Deadlines, MergePolicy, Policy};
+use linkbus_cases::webhooks::WebhookConfig;
 use linkbus_routers::service::ServiceConfig;
 use linkbus_routers::{PriorityRule, RoutingParams};
 use serde::Deserialize;
@@ -27,6 +28,8 @@ pub struct Config {
     pub router: RouterConfig,
     /// The closed loop: deadlines, volunteer offers, duplicate merging.
     pub lifecycle: LifecycleConfig,
+    /// `[[webhooks]]`: departments without NATS that receive their cases by signed HTTP POST.
+    pub webhooks: Vec<WebhookConfig>,
     /// The HTTP API: where it listens and who may use it.
     pub api: ApiConfig,
 }
@@ -294,6 +297,9 @@ impl Config {
             );
         }
         anyhow::ensure!(l.offer_timeout_secs >= 1, "lifecycle.offer_timeout_secs must be at least 1");
+        for w in &self.webhooks {
+            w.validate().map_err(|e| anyhow::anyhow!("webhooks ({}): {e}", w.department))?;
+        }
         anyhow::ensure!(
             l.merge_distance_m.is_finite() && l.merge_distance_m >= 0.0,
             "lifecycle.merge_distance_m must be >= 0"

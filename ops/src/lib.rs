@@ -4,11 +4,13 @@
 //! - [`config`]: the TOML configuration (`ops/linkbus.example.toml`);
 //! - [`service`]: one running service on a NATS connection (streams, volunteers, router);
 //! - [`up`]: `linkbus up`, with the embedded, supervised nats-server;
+//! - [`api`]: the HTTP API of the closed loop (cases, actions, residents' follow-up, OpenAPI);
 //! - [`route`]: `linkbus route`, offline decisions;
 //! - [`replay`]: `linkbus replay`, data files into the bus with a summary;
 //! - [`watch`]: `linkbus watch`, a plain subscriber;
 //! - [`geo_build`]: `linkbus geo build-sf`, the San Francisco region from public data.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod geo_build;

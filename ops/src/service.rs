@@ -10,6 +10,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use linkbus_bus::nats;
 use linkbus_cases::book::CaseBook;
+use linkbus_cases::webhooks;
 use linkbus_geo_data::Region;
 use linkbus_routers::Router;
 use linkbus_routers::service::{self as router_service, RouterState};
@@ -103,6 +104,16 @@ impl Service {
                 .context("opening the case book")?;
         tasks.extend(book_tasks);
         provision_department_consumers(&js, region).await?;
+        webhooks::provision(&js, &config.stream_settings()).await.context("provisioning webhook deliveries")?;
+        for webhook in config.webhooks.clone() {
+            let department = webhook.department.clone();
+            let run = webhooks::run(js.clone(), webhook, shutdown.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = run.await {
+                    warn!(department, error = %e, "webhook stopped");
+                }
+            }));
+        }
 
         let router = router_service::run(js.clone(), state.clone(), config.service_config(source), shutdown.clone());
         tasks.push(tokio::spawn(async move {

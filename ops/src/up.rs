@@ -1,6 +1,7 @@
 //! `linkbus up`: the whole service. Connects to the configured NATS, or starts and supervises
-//! an embedded nats-server (restarted if it dies); runs the router; optionally replays a file
-//! through it; stops cleanly on ctrl-c or SIGTERM.
+//! an embedded nats-server (restarted if it dies); runs the router and the case book; serves the
+//! HTTP API on `[api].listen`; optionally replays a file through it; stops cleanly on ctrl-c or
+//! SIGTERM (the API first, letting requests in progress finish, then the service).
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -9,10 +10,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use linkbus_bus::server::{NatsServer, ServerConfig};
 use linkbus_geo_data::Region;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::api;
+use crate::config::{ApiRole, Config};
 use crate::replay::{self, ReplayOptions};
 use crate::service::{self, Service};
 
@@ -39,6 +42,8 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
         "region loaded"
     );
 
+    // Bound first, so a taken port stops `up` before anything else starts.
+    let api_listener = bind_api(&config).await?;
     let mut server = None;
     let url = match &config.nats.url {
         Some(url) => url.clone(),
@@ -55,14 +60,20 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
     let client = service::connect(&url, Duration::from_secs(30)).await?;
     let source = format!("/linkbus/router/{}", std::process::id());
     let svc = Service::start(&config, &region, client.clone(), source).await?;
+    let api_stop = CancellationToken::new();
+    let api = match api_listener {
+        Some(listener) => Some(serve_api(listener, &config, &region, &svc, api_stop.clone())?),
+        None => None,
+    };
     let volunteers = svc.state.volunteers.read().map(|v| (v.len(), v.available())).unwrap_or_default();
     eprintln!(
-        "linkbus is up: NATS {url}, region {} ({} communities, {} departments), {} volunteers ({} available). Ctrl-C stops it.",
+        "linkbus is up: NATS {url}, region {} ({} communities, {} departments), {} volunteers ({} available), {}. Ctrl-C stops it.",
         region.manifest.name,
         region.communities.len(),
         region.departments.departments.len(),
         volunteers.0,
-        volunteers.1
+        volunteers.1,
+        api.as_ref().map_or_else(|| "API off".to_owned(), |(addr, _)| format!("API http://{addr}"))
     );
 
     let stop = CancellationToken::new();
@@ -120,6 +131,9 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
                 if !svc.is_running() {
                     anyhow::bail!("a service task stopped unexpectedly; see the log above");
                 }
+                if api.as_ref().is_some_and(|(_, task)| task.is_finished()) {
+                    anyhow::bail!("the HTTP API stopped unexpectedly; see the log above");
+                }
             }
         }
     }
@@ -127,12 +141,58 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
     if let Some(task) = replay_task {
         task.abort();
     }
+    api_stop.cancel();
+    if let Some((_, task)) = api {
+        match tokio::time::timeout(API_STOP_TIMEOUT, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "the HTTP API failed"),
+            Ok(Err(e)) => warn!(error = %e, "the HTTP API task failed"),
+            Err(_) => warn!("requests to the HTTP API still open after {API_STOP_TIMEOUT:?}; stopping anyway"),
+        }
+    }
     svc.stop().await;
     if let Some(mut s) = server {
         s.stop(Duration::from_secs(10)).await;
     }
     eprintln!("stopped");
     Ok(())
+}
+
+/// How long stopping waits for requests to the API in progress.
+const API_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Listens on `[api].listen`, unless it is empty.
+async fn bind_api(config: &Config) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let listen = &config.api.listen;
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (api.listen; \"\" turns the API off)"))?;
+    Ok(Some(listener))
+}
+
+/// Serves the HTTP API on `listener` until `stop`; its address and task.
+fn serve_api(
+    listener: tokio::net::TcpListener,
+    config: &Config,
+    region: &Region,
+    svc: &Service,
+    stop: CancellationToken,
+) -> anyhow::Result<(std::net::SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    for key in config.api.keys.iter().filter(|k| k.role == ApiRole::Department) {
+        if !region.departments.departments.iter().any(|d| d.id == key.id) {
+            warn!(department = %key.id, "an API key names a department the region does not have: it will see no case");
+        }
+    }
+    if config.api.keys.is_empty() {
+        warn!("no [[api.keys]] configured: only the residents' endpoints of the API answer");
+    }
+    let state = api::ApiState::new(svc.cases.clone(), &config.api)?;
+    let addr = listener.local_addr().context("reading the API's address")?;
+    info!(%addr, keys = config.api.keys.len(), "HTTP API listening");
+    Ok((addr, tokio::spawn(api::serve(listener, api::app(state), stop.cancelled_owned()))))
 }
 
 /// Resolves on ctrl-c or SIGTERM.

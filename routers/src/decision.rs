@@ -379,3 +379,44 @@ fn explain_volunteers(chosen: &[VolunteerChoice], s: &VolunteerSearch, skill: &s
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::Timestamp;
+    use linkbus_bus::wire::{Location, SourceSystem};
+
+    fn case(category: &str, flags: &[&str]) -> CaseReport {
+        CaseReport {
+            system: SourceSystem::PublicService,
+            category: category.into(),
+            priority: 3,
+            location: Location { lon: -122.4194, lat: 37.7599 },
+            address: None,
+            reporter: None,
+            description: None,
+            source_id: "x".into(),
+            reported_at: Timestamp::UNIX_EPOCH,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn priority_rules_raise_never_lower_and_say_why() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../geo-data/san-francisco");
+        let region = linkbus_geo_data::Region::load(dir).expect("the SF region loads");
+        let router = Router::new(&region, RoutingParams::default());
+        let decide = |c: &CaseReport| router.decide(c, &VolunteerIndex::new(), &OfferLedger::new(), 0);
+        assert_eq!(decide(&case("sewer_issues", &[])).priority, 3);
+        let d = decide(&case("elderly_assistance", &["elderly_alone"]));
+        assert_eq!(d.priority, 2);
+        assert_eq!(d.explanation[0], "Priority raised from 3 to 2 by rule vulnerable-people: flag elderly_alone.");
+        assert_eq!(decide(&case("fire", &["persons_trapped", "minor"])).priority, 1);
+        assert_eq!(decide(&case("cardiac_arrest", &[])).priority, 1);
+        let mut urgent = case("sewer_issues", &["minor"]);
+        urgent.priority = 1;
+        let d = decide(&urgent);
+        assert_eq!(d.priority, 1, "a rule never lowers a priority");
+        assert!(!d.explanation[0].starts_with("Priority"));
+    }
+}

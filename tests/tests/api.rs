@@ -1,0 +1,378 @@
+//! The HTTP API over real HTTP, on a real nats-server with an in-process service: dispatchers
+//! list and read everything; a department reads and moves its own cases and is refused another's;
+//! keys are required; a resident follows up by the source system's id, sees no personal data, and
+//! reopens the case by rating it unsolved. Every response is validated against the OpenAPI
+//! document the server serves (generated from the Rust types, committed as `docs/openapi.json`):
+//! an undocumented status or a body that breaks its schema fails the test.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use linkbus::api::{self, ApiState};
+use linkbus::config::{ApiKey, ApiRole, Config};
+use linkbus_bus::wire::{CaseState, SourceSystem};
+use linkbus_tests::{TestBus, WAIT, case, publish_case, wait_for_case};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Mission District, San Francisco: sewer issues go to `puc-sewer-ops`, street cleaning to
+/// `dpw-ops-queue` (with volunteers).
+const MISSION: (f64, f64) = (-122.4194, 37.7599);
+const DISPATCHER: &str = "k-dispatcher-5f0c3a9e61d24b7c8e1f";
+const SEWER: &str = "k-puc-sewer-ops-0b7e44c1a9d35f62";
+const DPW: &str = "k-dpw-ops-queue-9d1a6c3e5b7f2048";
+const OPERATOR: &str = "k-operator-3c8e1b5d7f9a0246";
+/// Resident requests allowed per minute: enough for the scenario, few enough to see a 429.
+const PUBLIC_RATE: u32 = 12;
+
+/// An HTTP client for the API that checks every response against the OpenAPI document.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    doc: Value,
+    /// (path template, method, status) of every response seen.
+    seen: Mutex<BTreeSet<(String, String, u16)>>,
+}
+
+impl Api {
+    /// Sends a request to `path` (an instance of the documented `template`) and returns the status
+    /// and the JSON body, once they are checked against the document.
+    async fn call(
+        &self,
+        method: Method,
+        template: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let response = tokio::time::timeout(WAIT, request.send()).await.expect("answered in time").expect("response");
+        let status = response.status().as_u16();
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let bytes = response.bytes().await.expect("body");
+        let method = method.as_str().to_ascii_lowercase();
+        let documented = &self.doc["paths"][template][&method]["responses"][status.to_string()];
+        assert!(documented.is_object(), "{method} {path} answered {status}, which {template} does not document");
+        self.seen.lock().expect("lock").insert((template.to_owned(), method.clone(), status));
+        if content_type.starts_with("text/plain") {
+            assert!(documented["content"]["text/plain"].is_object(), "{method} {path}: undocumented text/plain");
+            return (status, Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        }
+        assert!(content_type.starts_with("application/json"), "{method} {path}: content type {content_type}");
+        let body: Value = serde_json::from_slice(&bytes).expect("a JSON body");
+        let schema = &documented["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "{method} {path} {status}: no JSON schema documented");
+        let validator = validator(schema, &self.doc["components"]);
+        let errors: Vec<String> =
+            validator.iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {path} {status} does not match the OpenAPI document:\n{}\n{body}",
+            errors.join("\n")
+        );
+        (status, body)
+    }
+}
+
+/// A validator for a response schema of the document, its `$ref`s resolved in `components`, and
+/// strict: objects may hold only the properties the document lists.
+fn validator(schema: &Value, components: &Value) -> jsonschema::Validator {
+    let mut root = schema.clone();
+    let mut components = components.clone();
+    strict(&mut root);
+    strict(&mut components);
+    root["components"] = components;
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("the document's schema does not compile: {e}"))
+}
+
+/// Adds `additionalProperties: false` to every object schema that lists properties and says
+/// nothing of others, so a field added to a response but not to the document is caught.
+fn strict(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            map.values_mut().for_each(strict);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strict),
+        _ => {}
+    }
+}
+
+fn events(timeline: &Value) -> Vec<String> {
+    timeline.as_array().expect("a timeline").iter().filter_map(|e| e["event"].as_str().map(str::to_owned)).collect()
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["cases"].as_array().expect("cases").iter().filter_map(|c| c["case_id"].as_str().map(str::to_owned)).collect()
+}
+
+#[tokio::test]
+async fn the_closed_loop_over_http_matches_its_openapi_document() {
+    let bus = TestBus::start().await;
+    let mut config: Config = bus.config();
+    let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: api::hash_key(key) };
+    config.api.listen = "127.0.0.1:0".into();
+    config.api.public_rate_per_minute = PUBLIC_RATE;
+    config.api.keys = vec![
+        key(ApiRole::Dispatcher, "ada", DISPATCHER),
+        key(ApiRole::Department, "puc-sewer-ops", SEWER),
+        key(ApiRole::Department, "dpw-ops-queue", DPW),
+        key(ApiRole::Operator, "olga", OPERATOR),
+    ];
+    let service = bus.service(&config).await;
+
+    // The API as `linkbus up` serves it, on a real socket.
+    let listener = tokio::net::TcpListener::bind(&config.api.listen).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = ApiState::new(service.cases.clone(), &config.api).expect("api state");
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(api::serve(listener, api::app(state), stop.clone().cancelled_owned()));
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let base = format!("http://{addr}");
+    let served = http.get(format!("{base}/api/openapi.json")).send().await.expect("openapi");
+    let doc: Value = serde_json::from_slice(&served.bytes().await.expect("body")).expect("JSON");
+    assert_eq!(doc, api::openapi(), "the server serves the generated document");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let api = Api { base, http, doc, seen: Mutex::default() };
+
+    let (status, ok) = api.call(Method::GET, "/healthz", "/healthz", None, None).await;
+    assert_eq!((status, ok), (200, json!("ok")));
+    let (status, _) = api.call(Method::GET, "/api/openapi.json", "/api/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+
+    // Two cases at the same place, for two departments.
+    let before = Timestamp::now();
+    let sewer = case("api-sewer-1", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1);
+    let cleanup =
+        case("api-clean-1", SourceSystem::PublicService, "street_and_sidewalk_cleaning", MISSION.0, MISSION.1);
+    publish_case(&bus.js, &sewer).await;
+    publish_case(&bus.js, &cleanup).await;
+    wait_for_case(&service, "api-sewer-1", "its record", |_| true).await;
+    let cleanup_record = wait_for_case(&service, "api-clean-1", "its record", |_| true).await;
+    let volunteer_ids: Vec<String> = cleanup_record.offers.iter().map(|o| o.volunteer_id.clone()).collect();
+    assert!(!volunteer_ids.is_empty(), "street cleaning is offered to volunteers");
+
+    const LIST: &str = "/api/cases";
+    const CASE: &str = "/api/cases/{id}";
+    const ACT: &str = "/api/cases/{id}/actions";
+    const REQUEST: &str = "/api/requests/{source_id}";
+    const RATE: &str = "/api/requests/{source_id}/rating";
+
+    // No key, a wrong key: 401, before anything else is looked at.
+    assert_eq!(api.call(Method::GET, LIST, "/api/cases", None, None).await.0, 401);
+    assert_eq!(api.call(Method::GET, CASE, "/api/cases/api-sewer-1", Some("guess"), None).await.0, 401);
+    let accept = json!({"action": "accept"});
+    let (status, error) =
+        api.call(Method::POST, ACT, "/api/cases/api-sewer-1/actions", None, Some(accept.clone())).await;
+    assert_eq!((status, error["code"].clone()), (401, json!("unauthorized")));
+
+    // A dispatcher sees both, newest first, and filters.
+    let (status, list) = api.call(Method::GET, LIST, "/api/cases", Some(DISPATCHER), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(BTreeSet::from_iter(ids(&list)), BTreeSet::from(["api-clean-1".into(), "api-sewer-1".into()]));
+    let sewer_listed = list["cases"].as_array().expect("cases").iter().find(|c| c["case_id"] == "api-sewer-1");
+    let sewer_listed = sewer_listed.expect("listed");
+    assert_eq!(sewer_listed["state"], "routed");
+    assert_eq!(sewer_listed["departments"], json!(["puc-sewer-ops"]));
+    assert!(sewer_listed["decision"]["explanation"].as_array().is_some_and(|e| !e.is_empty()));
+    let filtered = format!(
+        "/api/cases?state=routed&community=mission&system=public_service&department=puc-sewer-ops&since={before}"
+    );
+    let (_, list) = api.call(Method::GET, LIST, &filtered, Some(DISPATCHER), None).await;
+    assert_eq!(ids(&list), ["api-sewer-1"]);
+    let (_, list) = api.call(Method::GET, LIST, &format!("/api/cases?until={before}"), Some(DISPATCHER), None).await;
+    assert_eq!(ids(&list), Vec::<String>::new());
+    let (_, list) = api.call(Method::GET, LIST, "/api/cases?limit=1", Some(DISPATCHER), None).await;
+    assert_eq!((ids(&list).len(), list["more"].clone()), (1, json!(true)));
+    let (status, error) = api.call(Method::GET, LIST, "/api/cases?state=open", Some(DISPATCHER), None).await;
+    assert_eq!((status, error["code"].clone()), (422, json!("invalid")));
+    assert_eq!(api.call(Method::GET, CASE, "/api/cases/no-such-case", Some(DISPATCHER), None).await.0, 404);
+    // A dispatcher does not accept on a department's behalf.
+    let (status, _) =
+        api.call(Method::POST, ACT, "/api/cases/api-sewer-1/actions", Some(DISPATCHER), Some(accept.clone())).await;
+    assert_eq!(status, 403);
+
+    // An operator reads, and only reads.
+    assert_eq!(api.call(Method::GET, CASE, "/api/cases/api-sewer-1", Some(OPERATOR), None).await.0, 200);
+    let (status, _) =
+        api.call(Method::POST, ACT, "/api/cases/api-sewer-1/actions", Some(OPERATOR), Some(accept.clone())).await;
+    assert_eq!(status, 403);
+
+    // Each department sees its own case only, whatever it asks for.
+    let (_, list) = api.call(Method::GET, LIST, "/api/cases", Some(DPW), None).await;
+    assert_eq!(ids(&list), ["api-clean-1"]);
+    let (_, list) = api.call(Method::GET, LIST, "/api/cases?department=puc-sewer-ops", Some(DPW), None).await;
+    assert_eq!(ids(&list), Vec::<String>::new());
+    assert_eq!(api.call(Method::GET, CASE, "/api/cases/api-clean-1", Some(DPW), None).await.0, 200);
+    let (status, error) = api.call(Method::GET, CASE, "/api/cases/api-sewer-1", Some(DPW), None).await;
+    assert_eq!((status, error["code"].clone()), (403, json!("forbidden")), "a department reads another's case");
+    let (status, error) =
+        api.call(Method::POST, ACT, "/api/cases/api-sewer-1/actions", Some(DPW), Some(accept.clone())).await;
+    assert_eq!((status, error["code"].clone()), (403, json!("forbidden")), "a department acts on another's case");
+    assert_eq!(api.call(Method::GET, CASE, "/api/cases/api-clean-1", Some(SEWER), None).await.0, 403);
+
+    // puc-sewer-ops accepts, works and resolves; the timeline names it.
+    let act = |action: Value| api.call(Method::POST, ACT, "/api/cases/api-sewer-1/actions", Some(SEWER), Some(action));
+    let (status, record) = act(accept.clone()).await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!((record["state"].clone(), record["accepted_by"].clone()), (json!("accepted"), json!("puc-sewer-ops")));
+    let accepted = record["timeline"].as_array().and_then(|t| t.last()).cloned().expect("an entry");
+    assert_eq!(accepted["event"], "accepted");
+    assert_eq!(accepted["actor"], json!({"kind": "department", "id": "puc-sewer-ops"}));
+    let (status, error) = act(accept.clone()).await;
+    assert_eq!((status, error["code"].clone()), (409, json!("invalid")), "accepting twice");
+    let (status, error) = act(json!({"action": "accept", "by": "someone"})).await;
+    assert_eq!((status, error["code"].clone()), (422, json!("invalid")));
+    let (status, record) = act(json!({"action": "progress", "note": "crew on site"})).await;
+    assert_eq!((status, record["state"].clone()), (200, json!("in_progress")));
+    let (status, record) = act(json!({"action": "resolve", "note": "drain cleared"})).await;
+    assert_eq!((status, record["state"].clone()), (200, json!("resolved")));
+    assert_eq!(service.cases.get("api-sewer-1").expect("record").state, CaseState::Resolved);
+
+    // The resident follows up by the source system's id: state and event names, no personal data.
+    let (status, view) = api.call(Method::GET, REQUEST, "/api/requests/api-sewer-1", None, None).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!((view["case_id"].clone(), view["state"].clone()), (json!("api-sewer-1"), json!("resolved")));
+    assert_eq!(view["can_rate"], true);
+    assert_eq!(events(&view["timeline"]), ["routed", "accepted", "progress", "resolved"]);
+    assert_eq!(view["timeline"][3]["note"], "drain cleared");
+    let (status, cleanup_view) = api.call(Method::GET, REQUEST, "/api/requests/api-clean-1", None, None).await;
+    assert_eq!(status, 200);
+    for text in [view.to_string(), cleanup_view.to_string()] {
+        let private = ["555-0100", "A. Resident", "1 Test St", "test case", "puc-sewer-ops", "dpw-ops-queue"];
+        for private in private.iter().copied().chain(volunteer_ids.iter().map(String::as_str)) {
+            assert!(!text.contains(private), "the public view shows {private}: {text}");
+        }
+    }
+    assert_eq!(api.call(Method::GET, REQUEST, "/api/requests/no-such-request", None, None).await.0, 404);
+    let solved = json!({"score": 5, "solved": true});
+    let (status, _) = api.call(Method::POST, RATE, "/api/requests/api-clean-1/rating", None, Some(solved)).await;
+    assert_eq!(status, 409, "a routed case cannot be rated yet");
+
+    // …and rates it unsolved: the case goes back to the department that resolved it.
+    let rating = json!({"score": 2, "solved": false, "comment": "still flooding after the rain"});
+    let (status, view) = api.call(Method::POST, RATE, "/api/requests/api-sewer-1/rating", None, Some(rating)).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["state"], "accepted");
+    assert_eq!(events(&view["timeline"]), ["routed", "accepted", "progress", "resolved", "rated", "reopened"]);
+    let (status, record) = api.call(Method::GET, CASE, "/api/cases/api-sewer-1", Some(SEWER), None).await;
+    assert_eq!(status, 200);
+    assert_eq!((record["state"].clone(), record["reopened"].clone()), (json!("accepted"), json!(1)));
+    assert_eq!(record["ratings"][0]["solved"], false);
+    assert_eq!(record["ratings"][0]["department"], "puc-sewer-ops");
+    let rated = record["timeline"].as_array().expect("timeline").iter().find(|e| e["event"] == "rated").cloned();
+    assert_eq!(rated.expect("rated")["actor"], json!({"kind": "resident", "id": "reporter"}));
+    let reopened = service.cases.get("api-sewer-1").expect("record");
+    assert_eq!((reopened.state, reopened.reopened), (CaseState::Accepted, 1));
+
+    // Residents' requests are rate-limited per address.
+    let mut limited = None;
+    for _ in 0..=PUBLIC_RATE {
+        let (status, body) = api.call(Method::GET, REQUEST, "/api/requests/api-sewer-1", None, None).await;
+        if status == 429 {
+            limited = Some(body);
+            break;
+        }
+    }
+    assert_eq!(limited.expect("a 429 within the bucket's size")["code"], "rate_limited");
+    // Keyed requests from the same address are not.
+    assert_eq!(api.call(Method::GET, CASE, "/api/cases/api-sewer-1", Some(DISPATCHER), None).await.0, 200);
+
+    // Every documented operation answered 200 at least once.
+    let seen = api.seen.lock().expect("lock").clone();
+    for (template, item) in api.doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("operations").keys() {
+            assert!(
+                seen.contains(&(template.clone(), method.clone(), 200)),
+                "{method} {template} was never answered 200 in this test"
+            );
+        }
+    }
+
+    // Graceful shutdown: the server stops, and then nothing listens.
+    stop.cancel();
+    tokio::time::timeout(WAIT, server).await.expect("the API stops").expect("no panic").expect("served");
+    let refused = tokio::time::timeout(Duration::from_secs(5), api.http.get(format!("{}/healthz", api.base)).send())
+        .await
+        .expect("an answer in time");
+    assert!(refused.is_err(), "the API still answers after shutdown");
+    service.stop().await;
+}
+
+/// `linkbus up` as a process serves the API next to the service, prints its address, and stops it
+/// on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkbus_up_serves_the_api_and_stops_it_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = linkbus_tests::write_config(
+        dir.path(),
+        &format!(
+            "[nats]\nembedded_data_dir = \"{}\"\nembedded_port = 0\n[region]\ndir = \"{}\"\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n[[api.keys]]\nrole = \"operator\"\nid = \"olga\"\nsha256 = \"{}\"\n",
+            dir.path().join("nats").display(),
+            linkbus_tests::sf_region_dir().display(),
+            api::hash_key(OPERATOR)
+        ),
+    );
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
+        .args(["up", "--config"])
+        .arg(&config)
+        .env_remove("LINKBUS_NATS_URL")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("linkbus up starts");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = up.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("API http://").nth(1) {
+                let addr = rest.split([',', ' ']).next().unwrap_or_default().trim_end_matches('.');
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(WAIT).expect("linkbus up prints the API's address");
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let get = |path: &str, key: Option<&str>| {
+        let mut request = http.get(format!("http://{addr}{path}"));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        async move {
+            let response = request.send().await.expect("an answer");
+            (response.status().as_u16(), response.bytes().await.expect("body"))
+        }
+    };
+    assert_eq!(get("/healthz", None).await, (200, bytes::Bytes::from_static(b"ok")));
+    let (status, doc) = get("/api/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_slice::<Value>(&doc).expect("JSON"), api::openapi());
+    assert_eq!(get("/api/cases", None).await.0, 401);
+    assert_eq!(get("/api/cases", Some(OPERATOR)).await.0, 200);
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(up.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let status = tokio::time::timeout(WAIT, tokio::task::spawn_blocking(move || up.wait()))
+        .await
+        .expect("linkbus up stops in time")
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "linkbus up exited with {status} on SIGTERM");
+    assert!(std::net::TcpStream::connect(&addr).is_err(), "the API still listens on {addr}");
+}
