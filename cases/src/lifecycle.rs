@@ -308,7 +308,7 @@ pub fn act(
     let state = r.state;
     let invalid = |what: &str| Err(Refused::Invalid(format!("cannot {what} a case that is {}", state.as_str())));
     match action {
-        Action::Accept => {
+        Action::Accept {} => {
             if state != CaseState::Routed {
                 return invalid("accept");
             }
@@ -384,7 +384,7 @@ pub fn act(
             log(&mut r, now, "reassigned", actor, Some(department), note);
             effects.push(Effect::Assign { department: department.clone(), reason: AssignmentReason::Reassigned });
         }
-        Action::AcknowledgeEscalation => {
+        Action::AcknowledgeEscalation {} => {
             if !r.escalation_open {
                 return Err(Refused::Invalid("no open escalation to acknowledge".into()));
             }
@@ -423,7 +423,7 @@ fn authorize(r: &CaseRecord, actor: &Actor, action: &Action) -> Result<(), Refus
             let responsible = r.departments.contains(&actor.id);
             let accepted = r.accepted_by.as_deref() == Some(actor.id.as_str());
             let ok = match action {
-                Action::Accept | Action::Reject { .. } => responsible,
+                Action::Accept {} | Action::Reject { .. } => responsible,
                 Action::Progress { .. } | Action::Resolve { .. } | Action::Close { .. } => accepted,
                 _ => false,
             };
@@ -437,7 +437,7 @@ fn authorize(r: &CaseRecord, actor: &Actor, action: &Action) -> Result<(), Refus
             }
         }
         ActorKind::Dispatcher => {
-            if matches!(action, Action::Rate { .. } | Action::Accept | Action::Reject { .. }) {
+            if matches!(action, Action::Rate { .. } | Action::Accept {} | Action::Reject { .. }) {
                 return forbidden(format!("a dispatcher may not {} a case", action.name()));
             }
         }
@@ -759,7 +759,7 @@ mod tests {
         let p = policy();
         let r = open(&routed("c1", &[]), "/t", t(0), &p);
         assert_eq!((r.state, r.accept_by), (CaseState::Routed, Some(t(300))));
-        let r = act(&r, &dept("station"), &Action::Accept, t(10), &p, &ladder()).expect("accept").record;
+        let r = act(&r, &dept("station"), &Action::Accept {}, t(10), &p, &ladder()).expect("accept").record;
         assert_eq!(
             (r.state, r.accepted_by.as_deref(), r.resolve_by),
             (CaseState::Accepted, Some("station"), Some(t(10 + 4 * 3600)))
@@ -777,13 +777,29 @@ mod tests {
     }
 
     #[test]
+    fn actions_refuse_unknown_fields_even_without_fields_of_their_own() {
+        let ok: linkbus_bus::wire::ActionRequest =
+            serde_json::from_str(r#"{"case_id": "c1", "action": "accept"}"#).expect("accept");
+        assert_eq!(ok.action, Action::Accept {});
+        for bad in [
+            r#"{"case_id": "c1", "action": "accept", "urgent": true}"#,
+            r#"{"case_id": "c1", "action": "acknowledge_escalation", "x": 1}"#,
+            r#"{"case_id": "c1", "action": "reject"}"#,
+            r#"{"case_id": "c1", "action": "explode"}"#,
+            r#"{"action": "accept"}"#,
+        ] {
+            assert!(serde_json::from_str::<linkbus_bus::wire::ActionRequest>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn only_the_responsible_department_acts_and_each_role_only_as_allowed() {
         let p = policy();
         let r = open(&routed("c1", &[]), "/t", t(0), &p);
-        let err = act(&r, &dept("other"), &Action::Accept, t(1), &p, &ladder()).expect_err("not theirs");
+        let err = act(&r, &dept("other"), &Action::Accept {}, t(1), &p, &ladder()).expect_err("not theirs");
         assert!(matches!(err, Refused::Forbidden(_)), "{err}");
         let dispatcher = Actor { kind: ActorKind::Dispatcher, id: "li".into() };
-        assert!(matches!(act(&r, &dispatcher, &Action::Accept, t(1), &p, &ladder()), Err(Refused::Forbidden(_))));
+        assert!(matches!(act(&r, &dispatcher, &Action::Accept {}, t(1), &p, &ladder()), Err(Refused::Forbidden(_))));
         let resident = Actor { kind: ActorKind::Resident, id: "reporter".into() };
         let cancel = Action::Cancel { reason: "x".into() };
         assert!(matches!(act(&r, &resident, &cancel, t(1), &p, &ladder()), Err(Refused::Forbidden(_))));
@@ -830,7 +846,8 @@ mod tests {
         assert_eq!((out.record.accept_by, out.record.escalation_open), (None, true));
         assert!(out.effects.is_empty());
         // Once accepted, the resolve deadline escalates from the accepting department.
-        let accepted = act(&out.record, &dept("battalion"), &Action::Accept, t(1300), &p, &l).expect("accept").record;
+        let accepted =
+            act(&out.record, &dept("battalion"), &Action::Accept {}, t(1300), &p, &l).expect("accept").record;
         let due = accepted.resolve_by.expect("resolve deadline");
         let out = tick(&accepted, due, &p, &l, |_| vec![]).expect("resolve overdue");
         assert_eq!(out.record.escalations, 5);
@@ -878,7 +895,7 @@ mod tests {
         assert_eq!((merged.record.state, merged.record.merged_into.as_deref()), (CaseState::Cancelled, Some("a")));
         assert!(merged.effects.contains(&Effect::Notify { department: "station".into(), entry: 1 }));
         assert!(merged.effects.contains(&Effect::CloseOffer { volunteer_id: "v1".into(), reason: "case_closed" }));
-        let err = act(&merged.record, &dept("station"), &Action::Accept, t(3), &p, &ladder()).expect_err("merged");
+        let err = act(&merged.record, &dept("station"), &Action::Accept {}, t(3), &p, &ladder()).expect_err("merged");
         assert!(err.to_string().contains("merged into a"), "{err}");
 
         let dispatcher = Actor { kind: ActorKind::Dispatcher, id: "li".into() };
@@ -892,7 +909,7 @@ mod tests {
     fn a_not_solved_rating_reopens_the_case() {
         let p = policy();
         let r = open(&routed("c1", &[]), "/t", t(0), &p);
-        let r = act(&r, &dept("station"), &Action::Accept, t(1), &p, &ladder()).expect("accept").record;
+        let r = act(&r, &dept("station"), &Action::Accept {}, t(1), &p, &ladder()).expect("accept").record;
         let r = act(&r, &dept("station"), &Action::Resolve { note: "done".into() }, t(2), &p, &ladder())
             .expect("resolve")
             .record;

@@ -2,11 +2,11 @@
 //!
 //! | endpoint | who | what |
 //! |---|---|---|
-//! | `GET /api/cases` | key | cases, newest first, filtered by `state`, `community`, `department`, `system`, `since`, `until`, `limit` |
-//! | `GET /api/cases/{id}` | key | one case: timeline, decision and its explanation, reports, offers, ratings |
+//! | `GET /api/cases` | dispatcher, department or operator key | cases, newest first, filtered by `state`, `community`, `department`, `system`, `since`, `until`, `limit` |
+//! | `GET /api/cases/{id}` | dispatcher, department or operator key | one case: timeline, decision and its explanation, reports, offers, ratings |
 //! | `POST /api/cases/{id}/actions` | dispatcher or department key | a [`wire::Action`] (`{"action": "accept"}`…); answers the updated case |
-//! | `GET /api/requests/{source_id}` | anyone (rate-limited) | a resident's follow-up by the source system's id: a reduced, public view |
-//! | `POST /api/requests/{source_id}/rating` | anyone (rate-limited) | the resident's rating; `solved: false` reopens the case |
+//! | `GET /api/requests/{source_id}` | source, dispatcher or operator key (rate-limited) | a resident's follow-up by the source system's id: a reduced, public view |
+//! | `POST /api/requests/{source_id}/rating` | source or dispatcher key (rate-limited) | the resident's rating; `solved: false` reopens the case |
 //! | `GET /api/openapi.json` | anyone | the OpenAPI 3.1 document ([`openapi`], committed as `docs/openapi.json`) |
 //! | `GET /healthz` | anyone | `ok` |
 //!
@@ -14,15 +14,22 @@
 //! keys (`[[api.keys]]`, [`hash_key`]). The presented key is hashed and compared with every
 //! configured hash in constant time. A department key sees only the cases its department has or
 //! had ([`involves`]) and acts as that department; a dispatcher key sees everything and acts as
-//! that dispatcher; an operator key only reads. What may be done to a case is the lifecycle's
-//! decision (`linkbus_cases::lifecycle`), which records the actor in the timeline.
+//! that dispatcher; an operator key only reads; a source key may only use the residents'
+//! endpoints. A key whose role may not use an endpoint gets 403. What may be done to a case is the
+//! lifecycle's decision (`linkbus_cases::lifecycle`), which records the actor in the timeline.
 //!
-//! **Residents** need no key: they know their request's id in the source system (as Open311's
-//! `GET requests/{id}`). They get the state and a timeline of event names — no contact details,
-//! no volunteer or department ids, notes only of `progress`, `resolved` and `closed` (what a
-//! department writes there is addressed to the reporter). These endpoints are rate-limited per
-//! client IP by an in-process token bucket (`[api].public_rate_per_minute`); per process, not
-//! shared between replicas.
+//! **Residents** reach linkbus through their source system's app (a 12345/311 app), which relays
+//! their follow-ups and ratings with its source key (as Open311 requires an `api_key`); source ids
+//! are sequential, so these endpoints are not open to anyone who guesses one. A follow-up (by the
+//! request's id in the source system, as Open311's `GET requests/{id}`) may also be read with a
+//! dispatcher or operator key, and a dispatcher may record a rating taken by phone (回访); a
+//! department key may do neither. The rating is recorded as the resident's (`resident`/`reporter`:
+//! the lifecycle takes ratings only from residents), and the key that relayed it is logged
+//! (`relayed_by`). Residents get the state and a timeline of event names — no contact details, no
+//! volunteer or department ids, notes only of `progress`, `resolved` and `closed` (what a
+//! department writes there is addressed to the reporter). These endpoints are also rate-limited
+//! per client IP by an in-process token bucket (`[api].public_rate_per_minute`), so a leaked key
+//! cannot walk the source ids quickly; per process, not shared between replicas.
 //!
 //! **Errors** are `{"error": "…", "code": "…"}`: `unauthorized` 401, `forbidden` 403, `not_found`
 //! 404, `invalid` 409 (the case's state refuses the action) or 422 (the request is malformed),
@@ -86,6 +93,12 @@ const PUBLIC_EVENTS: &[&str] = &[
 ];
 /// Events whose note a resident sees: what the department tells the reporter.
 const PUBLIC_NOTES: &[&str] = &["progress", "resolved", "closed"];
+/// Who may use `/api/cases…` (a source key may not).
+const CASE_ROLES: &[ApiRole] = &[ApiRole::Dispatcher, ApiRole::Department, ApiRole::Operator];
+/// Who may read a resident's follow-up.
+const FOLLOW_UP_ROLES: &[ApiRole] = &[ApiRole::Source, ApiRole::Dispatcher, ApiRole::Operator];
+/// Who may rate for a resident: their source system's app, or a dispatcher calling them back.
+const RATE_ROLES: &[ApiRole] = &[ApiRole::Source, ApiRole::Dispatcher];
 
 /// What the API needs of the case book (implemented by [`CaseBook`]; a trait so the handlers can
 /// be tested without NATS).
@@ -156,7 +169,17 @@ impl Principal {
             ApiRole::Dispatcher => "dispatcher",
             ApiRole::Department => "department",
             ApiRole::Operator => "operator",
+            ApiRole::Source => "source",
         }
+    }
+
+    /// 403 unless this key's role is one of `roles`; `what` is what it tried, for the message.
+    fn require(&self, roles: &[ApiRole], what: &str) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            return Ok(());
+        }
+        info!(role = self.role_name(), actor = %self.id, refused = what, "request refused for the key's role");
+        Err(ApiError::Forbidden(format!("a {} key may not {what}", self.role_name())))
     }
 
     /// The department whose cases alone this key may see, if it is a department's.
@@ -485,6 +508,7 @@ async fn list_cases(
     principal: Principal,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<axum::Json<CaseList>, ApiError> {
+    principal.require(CASE_ROLES, "list cases")?;
     let Query(pairs) = query.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let (mut filter, limit) = parse_list_query(&pairs)?;
     let asked = filter.department.clone();
@@ -557,6 +581,7 @@ async fn get_case(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CaseRecord>, ApiError> {
+    principal.require(CASE_ROLES, "read cases")?;
     let record = visible(&state, &principal, &id).inspect_err(|e| {
         info!(role = principal.role_name(), actor = %principal.id, case_id = %id, refused = ?e.status().1, "case read refused");
     })?;
@@ -570,6 +595,7 @@ async fn act(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<CaseRecord>, ApiError> {
+    principal.require(&[ApiRole::Dispatcher, ApiRole::Department], "act on cases")?;
     let action = parse_action(&body?)?;
     let result = act_as(&state, &principal, &id, &action).await;
     match &result {
@@ -596,6 +622,7 @@ async fn act(
 async fn act_as(state: &ApiState, principal: &Principal, id: &str, action: &Action) -> Result<CaseRecord, ApiError> {
     let actor = match principal.role {
         ApiRole::Operator => return Err(ApiError::Forbidden("operator keys are read-only".into())),
+        ApiRole::Source => return Err(ApiError::Forbidden("source keys may only use /api/requests/…".into())),
         ApiRole::Department => {
             // Not another department's case, whatever the action (a merged case would otherwise
             // answer 409 and tell where it went).
@@ -607,16 +634,10 @@ async fn act_as(state: &ApiState, principal: &Principal, id: &str, action: &Acti
     Ok(state.cases.act(id, &actor, action).await?)
 }
 
-/// The action in a request body. Serde lets unknown fields through on the unit variants of an
-/// internally tagged enum (`{"action": "accept", "reason": "…"}`), so those are refused here.
+/// The action in a request body. Unknown fields are refused by serde, on every variant (those
+/// without fields are empty struct variants, `Accept {}`, for that).
 fn parse_action(body: &[u8]) -> Result<Action, ApiError> {
-    let invalid = |e: &dyn std::fmt::Display| ApiError::Invalid(format!("not an action: {e}"));
-    let value: Value = serde_json::from_slice(body).map_err(|e| invalid(&e))?;
-    let fields = value.as_object().map_or(0, serde_json::Map::len);
-    let action: Action = serde_json::from_value(value).map_err(|e| invalid(&e))?;
-    if matches!(action, Action::Accept | Action::AcknowledgeEscalation) && fields > 1 {
-        return Err(invalid(&format!("{} takes no other field", action.name())));
-    }
+    let action: Action = serde_json::from_slice(body).map_err(|e| ApiError::Invalid(format!("not an action: {e}")))?;
     check_texts(&action)?;
     Ok(action)
 }
@@ -630,7 +651,7 @@ fn check_texts(action: &Action) -> Result<(), ApiError> {
         Action::Reassign { department, reason } => vec![department, reason],
         Action::Split { report_id } => vec![report_id],
         Action::Rate { comment, .. } => comment.iter().map(String::as_str).collect(),
-        Action::Accept | Action::AcknowledgeEscalation => vec![],
+        Action::Accept {} | Action::AcknowledgeEscalation {} => vec![],
     };
     match texts.iter().find(|t| t.len() > wire::MAX_TEXT_LEN) {
         Some(_) => Err(ApiError::Invalid(format!("a text field is longer than {} bytes", wire::MAX_TEXT_LEN))),
@@ -640,18 +661,22 @@ fn check_texts(action: &Action) -> Result<(), ApiError> {
 
 async fn follow_up(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(source_id): Path<String>,
 ) -> Result<axum::Json<PublicCase>, ApiError> {
+    principal.require(FOLLOW_UP_ROLES, "read residents' requests")?;
     let record = state.cases.by_source_id(&source_id).ok_or_else(|| ApiError::NotFound("no such request".into()))?;
-    debug!(case_id = %record.case_id, "resident follow-up");
+    debug!(case_id = %record.case_id, role = principal.role_name(), relayed_by = %principal.id, "resident follow-up");
     Ok(axum::Json(PublicCase::of(&record)))
 }
 
 async fn rate(
     State(state): State<ApiState>,
+    principal: Principal,
     Path(source_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<PublicCase>, ApiError> {
+    principal.require(RATE_ROLES, "rate residents' requests")?;
     let rating: RatingRequest =
         serde_json::from_slice(&body?).map_err(|e| ApiError::Invalid(format!("not a rating: {e}")))?;
     if !(1..=5).contains(&rating.score) {
@@ -660,11 +685,14 @@ async fn rate(
     let action = Action::Rate { score: rating.score, solved: rating.solved, comment: rating.comment };
     check_texts(&action)?;
     let record = state.cases.by_source_id(&source_id).ok_or_else(|| ApiError::NotFound("no such request".into()))?;
+    // The lifecycle takes ratings only from the resident; the key that relayed it is logged.
     let resident = Actor { kind: ActorKind::Resident, id: "reporter".into() };
     let result = state.cases.act(&record.case_id, &resident, &action).await.map_err(ApiError::from);
     match &result {
         Ok(r) => info!(
             actor = "reporter",
+            relayed_by = %principal.id,
+            role = principal.role_name(),
             action = "rate",
             case_id = %r.case_id,
             score = rating.score,
@@ -672,9 +700,15 @@ async fn rate(
             state = r.state.as_str(),
             "case rated"
         ),
-        Err(e) => {
-            info!(actor = "reporter", action = "rate", case_id = %record.case_id, refused = %e.message(), "rating refused")
-        }
+        Err(e) => info!(
+            actor = "reporter",
+            relayed_by = %principal.id,
+            role = principal.role_name(),
+            action = "rate",
+            case_id = %record.case_id,
+            refused = %e.message(),
+            "rating refused"
+        ),
     }
     Ok(axum::Json(PublicCase::of(&result?)))
 }
@@ -765,7 +799,8 @@ pub fn openapi() -> Value {
     let unavailable = error("The case store is unavailable (`unavailable`); try again.");
     let id_param = |name: &str, description: &str| json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": "string" } });
     let query = |name: &str, description: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema });
-    let public_note = "No key needed; rate-limited per client address (`[api].public_rate_per_minute`).";
+    let forbidden_cases =
+        |more: &str| error(&format!("A source key, which may use only `/api/requests/…`{more} (`forbidden`)."));
 
     json!({
         "openapi": "3.1.0",
@@ -773,7 +808,7 @@ pub fn openapi() -> Value {
             "title": "linkbus closed-loop API",
             "version": env!("CARGO_PKG_VERSION"),
             "summary": "Cases routed by linkbus: read them, act on them (accept, reject, progress, resolve, close, reassign, cancel, escalations), and let residents follow up and rate.",
-            "description": "Keyed endpoints take `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `invalid` 409 (the case's state refuses the action) or 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503.",
+            "description": "Every endpoint but `/healthz` and this document takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `invalid` 409 (the case's state refuses the action) or 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
         },
         "security": [ { "bearer": [] } ],
@@ -815,6 +850,7 @@ pub fn openapi() -> Value {
                     "responses": {
                         "200": body("The matching cases.", &case_list),
                         "401": unauthorized,
+                        "403": forbidden_cases(""),
                         "422": error("An unknown or malformed query parameter (`invalid`).")
                     }
                 }
@@ -827,7 +863,7 @@ pub fn openapi() -> Value {
                     "responses": {
                         "200": body("The case.", &case_record),
                         "401": unauthorized,
-                        "403": error("The case is another department's (`forbidden`)."),
+                        "403": forbidden_cases(", or the case is another department's"),
                         "404": not_found("case")
                     }
                 }
@@ -842,7 +878,7 @@ pub fn openapi() -> Value {
                     "responses": {
                         "200": body("Done: the case afterwards.", &case_record),
                         "401": unauthorized,
-                        "403": error("This key may not do this to this case (`forbidden`): an operator key, another department's case, or an action the role may not take."),
+                        "403": error("This key may not do this to this case (`forbidden`): an operator or source key, another department's case, or an action the role may not take."),
                         "404": not_found("case"),
                         "409": error("The case's state or the loop's rules refuse it (`invalid`), e.g. accepting a case already accepted."),
                         "413": too_large,
@@ -855,11 +891,13 @@ pub fn openapi() -> Value {
                 "get": {
                     "operationId": "followUp",
                     "summary": "A resident's follow-up of their request, by the source system's id.",
-                    "description": public_note,
-                    "security": [],
+                    "description": "Relayed by the resident's source system (its app) with a source key; a dispatcher or operator key may read it too, a department key may not. Rate-limited per client address as well (`[api].public_rate_per_minute`).",
+                    "security": [ { "bearer": [] } ],
                     "parameters": [ id_param("source_id", "The request's id in the system it was reported to.") ],
                     "responses": {
                         "200": body("The public view of the case.", &public_case),
+                        "401": unauthorized,
+                        "403": error("A department key (`forbidden`): only source, dispatcher and operator keys read requests."),
                         "404": not_found("request"),
                         "429": rate_limited
                     }
@@ -869,12 +907,14 @@ pub fn openapi() -> Value {
                 "post": {
                     "operationId": "rate",
                     "summary": "The resident's rating of a resolved or closed request; `solved: false` reopens it.",
-                    "description": public_note,
-                    "security": [],
+                    "description": "Relayed by the resident's source system (its app) with a source key, or recorded by a dispatcher who called the resident back (回访). Recorded in the timeline as the resident's (`resident`/`reporter`); the relaying key is logged. Rate-limited per client address as well (`[api].public_rate_per_minute`).",
+                    "security": [ { "bearer": [] } ],
                     "parameters": [ id_param("source_id", "The request's id in the system it was reported to.") ],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": rating } } },
                     "responses": {
                         "200": body("Rated: the public view afterwards.", &public_case),
+                        "401": unauthorized,
+                        "403": error("A department or operator key (`forbidden`): only source and dispatcher keys rate."),
                         "404": not_found("request"),
                         "409": error("The case is not resolved or closed (`invalid`)."),
                         "413": too_large,
@@ -956,6 +996,7 @@ mod tests {
     const SEWER: &str = "key-sewer";
     const OTHER: &str = "key-dpw";
     const OPERATOR: &str = "key-operator";
+    const SOURCE: &str = "key-sf311-app";
 
     /// The documented example case (sewer issues in the Mission, for `puc-sewer-ops`, source id
     /// 4292128), with a reporter, opened by the lifecycle.
@@ -975,6 +1016,7 @@ mod tests {
                 key(ApiRole::Department, "puc-sewer-ops", SEWER),
                 key(ApiRole::Department, "dpw-ops-queue", OTHER),
                 key(ApiRole::Operator, "ops", OPERATOR),
+                key(ApiRole::Source, "sf311-app", SOURCE),
             ],
         };
         ApiState::new(Arc::new(memory), &config).expect("state")
@@ -1022,6 +1064,16 @@ mod tests {
         let limited = ApiError::RateLimited { retry_after_secs: 3 }.into_response();
         assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(limited.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn actions_without_fields_refuse_unknown_fields() {
+        assert_eq!(parse_action(br#"{"action":"accept"}"#), Ok(Action::Accept {}));
+        assert_eq!(parse_action(br#"{"action":"acknowledge_escalation"}"#), Ok(Action::AcknowledgeEscalation {}));
+        for body in [&br#"{"action":"accept","x":1}"#[..], br#"{"action":"acknowledge_escalation","note":"x"}"#] {
+            let error = parse_action(body).expect_err("an unknown field");
+            assert!(matches!(&error, ApiError::Invalid(m) if m.contains("unknown field")), "{error:?}");
+        }
     }
 
     #[test]
@@ -1112,7 +1164,12 @@ mod tests {
         }
         let (status, list) = call(&app, Method::GET, "/api/cases?state=routed&limit=1", Some(DISPATCHER), None).await;
         assert_eq!((status, list["more"].clone()), (StatusCode::OK, json!(false)));
-        for body in [json!({"action": "explode"}), json!({"action": "reject"}), json!({"action": "accept", "x": 1})] {
+        for body in [
+            json!({"action": "explode"}),
+            json!({"action": "reject"}),
+            json!({"action": "accept", "x": 1}),
+            json!({"action": "acknowledge_escalation", "reason": "seen"}),
+        ] {
             let got = call(&app, Method::POST, &format!("{CASE}/actions"), Some(SEWER), Some(body)).await;
             assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
         }
@@ -1127,7 +1184,7 @@ mod tests {
     #[tokio::test]
     async fn residents_see_a_reduced_view_and_rate_resolved_cases() {
         let app = app(state(60));
-        let (status, view) = call(&app, Method::GET, "/api/requests/4292128", None, None).await;
+        let (status, view) = call(&app, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await;
         assert_eq!(status, StatusCode::OK, "{view}");
         assert_eq!(view["state"], "routed");
         assert_eq!(view["can_rate"], false);
@@ -1136,13 +1193,13 @@ mod tests {
             assert!(!text.contains(private), "the public view shows {private}: {text}");
         }
         let rating = json!({"score": 2, "solved": false});
-        let early = call(&app, Method::POST, "/api/requests/4292128/rating", None, Some(rating.clone())).await;
+        let early = call(&app, Method::POST, "/api/requests/4292128/rating", Some(SOURCE), Some(rating.clone())).await;
         assert_error(&early, StatusCode::CONFLICT, "invalid");
         for step in [json!({"action": "accept"}), json!({"action": "resolve", "note": "drain cleared"})] {
             let (status, _) = call(&app, Method::POST, &format!("{CASE}/actions"), Some(SEWER), Some(step)).await;
             assert_eq!(status, StatusCode::OK);
         }
-        let (status, view) = call(&app, Method::POST, "/api/requests/4292128/rating", None, Some(rating)).await;
+        let (status, view) = call(&app, Method::POST, "/api/requests/4292128/rating", Some(SOURCE), Some(rating)).await;
         assert_eq!(status, StatusCode::OK, "{view}");
         assert_eq!(view["state"], "accepted");
         let events: Vec<&str> =
@@ -1150,10 +1207,76 @@ mod tests {
         assert_eq!(events, ["routed", "accepted", "resolved", "rated", "reopened"]);
         assert_eq!(view["timeline"][2]["note"], "drain cleared");
         assert!(view["timeline"][0].get("note").is_none(), "routing notes name departments");
-        let bad =
-            call(&app, Method::POST, "/api/requests/4292128/rating", None, Some(json!({"score": 6, "solved": true})));
-        assert_error(&bad.await, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
-        assert_error(&call(&app, Method::GET, "/api/requests/0", None, None).await, StatusCode::NOT_FOUND, "not_found");
+        let bad = json!({"score": 6, "solved": true});
+        let bad = call(&app, Method::POST, "/api/requests/4292128/rating", Some(SOURCE), Some(bad)).await;
+        assert_error(&bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        let missing = call(&app, Method::GET, "/api/requests/0", Some(SOURCE), None).await;
+        assert_error(&missing, StatusCode::NOT_FOUND, "not_found");
+    }
+
+    #[tokio::test]
+    async fn residents_endpoints_take_a_source_dispatcher_or_operator_key() {
+        let app = app(state(60));
+        const REQUEST: &str = "/api/requests/4292128";
+        const RATING: &str = "/api/requests/4292128/rating";
+        let rating = json!({"score": 2, "solved": false});
+        // No key, an unknown key: 401 with a challenge, before the body or the request is looked at.
+        for (method, uri, body) in [(Method::GET, REQUEST, None), (Method::POST, RATING, Some(rating.clone()))] {
+            assert_error(
+                &call(&app, method.clone(), uri, None, body.clone()).await,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            );
+            assert_error(
+                &call(&app, method.clone(), uri, Some("nope"), body).await,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            );
+            let request = axum::http::Request::builder().method(method).uri(uri).body(Body::empty()).expect("request");
+            let response = app.clone().oneshot(request).await.expect("response");
+            assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        }
+        let unknown = call(&app, Method::POST, "/api/requests/0/rating", None, Some(json!({"bad": 1}))).await;
+        assert_error(&unknown, StatusCode::UNAUTHORIZED, "unauthorized");
+        // A department key may do neither, even for its own case; an operator reads but does not rate.
+        assert_error(&call(&app, Method::GET, REQUEST, Some(SEWER), None).await, StatusCode::FORBIDDEN, "forbidden");
+        let department = call(&app, Method::POST, RATING, Some(SEWER), Some(rating.clone())).await;
+        assert_error(&department, StatusCode::FORBIDDEN, "forbidden");
+        assert_error(
+            &call(&app, Method::GET, "/api/requests/0", Some(SEWER), None).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        );
+        assert_eq!(call(&app, Method::GET, REQUEST, Some(OPERATOR), None).await.0, StatusCode::OK);
+        let operator = call(&app, Method::POST, RATING, Some(OPERATOR), Some(rating.clone())).await;
+        assert_error(&operator, StatusCode::FORBIDDEN, "forbidden");
+        // A dispatcher reads, and records a rating taken by phone: as the resident's.
+        assert_eq!(call(&app, Method::GET, REQUEST, Some(DISPATCHER), None).await.0, StatusCode::OK);
+        for step in [json!({"action": "accept"}), json!({"action": "resolve", "note": "drain cleared"})] {
+            let (status, _) = call(&app, Method::POST, &format!("{CASE}/actions"), Some(SEWER), Some(step)).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let (status, view) = call(&app, Method::POST, RATING, Some(DISPATCHER), Some(rating)).await;
+        assert_eq!((status, view["state"].clone()), (StatusCode::OK, json!("accepted")), "{view}");
+        let (_, record) = call(&app, Method::GET, CASE, Some(DISPATCHER), None).await;
+        let rated = record["timeline"].as_array().expect("timeline").iter().find(|e| e["event"] == "rated").cloned();
+        assert_eq!(rated.expect("rated")["actor"], json!({"kind": "resident", "id": "reporter"}));
+    }
+
+    #[tokio::test]
+    async fn source_keys_may_not_use_the_cases_endpoints() {
+        let app = app(state(60));
+        for (method, uri, body) in [
+            (Method::GET, "/api/cases", None),
+            (Method::GET, CASE, None),
+            (Method::GET, "/api/cases/nope", None),
+            (Method::POST, "/api/cases/sf311-4292128/actions", Some(json!({"action": "accept"}))),
+            (Method::POST, "/api/cases/sf311-4292128/actions", Some(json!({"bad": 1}))),
+        ] {
+            assert_error(&call(&app, method, uri, Some(SOURCE), body).await, StatusCode::FORBIDDEN, "forbidden");
+        }
+        let (_, record) = call(&app, Method::GET, CASE, Some(DISPATCHER), None).await;
+        assert_eq!(record["state"], "routed");
     }
 
     #[tokio::test]
@@ -1162,12 +1285,16 @@ mod tests {
         let from = |ip: [u8; 4]| app.clone().layer(MockConnectInfo(SocketAddr::from((ip, 4000))));
         let (one, two) = (from([192, 0, 2, 1]), from([192, 0, 2, 2]));
         for _ in 0..2 {
-            assert_eq!(call(&one, Method::GET, "/api/requests/4292128", None, None).await.0, StatusCode::OK);
+            assert_eq!(call(&one, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await.0, StatusCode::OK);
         }
-        let third = call(&one, Method::GET, "/api/requests/4292128", None, None).await;
+        // A (leaked) key does not lift the limit.
+        let third = call(&one, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await;
         assert_error(&third, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-        assert_eq!(call(&two, Method::GET, "/api/requests/4292128", None, None).await.0, StatusCode::OK);
-        // Keyed endpoints are not limited.
+        let rating = json!({"score": 5, "solved": true});
+        let rate = call(&one, Method::POST, "/api/requests/4292128/rating", Some(DISPATCHER), Some(rating)).await;
+        assert_error(&rate, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+        assert_eq!(call(&two, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await.0, StatusCode::OK);
+        // The cases endpoints are not limited.
         assert_eq!(call(&one, Method::GET, CASE, Some(DISPATCHER), None).await.0, StatusCode::OK);
     }
 

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use linkbus_bus::wire::{Action, Contact, Location, SourceSystem};
 use linkbus_geo_data::Region;
 
 use crate::api;
+use crate::client;
 use crate::config::Config;
 use crate::geo_build::{self, BuildOptions};
 use crate::replay::{self, ReplayOptions};
@@ -128,6 +130,74 @@ enum Command {
         #[arg(long)]
         count: Option<usize>,
     },
+    /// Report a case, as a source system would (publishes on ingest.<system>.<category>).
+    Report {
+        #[command(flatten)]
+        common: Common,
+        /// Event id, which is also the case id (letters, digits, `-`, `_`, `:`).
+        #[arg(long)]
+        id: String,
+        /// CloudEvents source of the reporting system, e.g. /cad-119.
+        #[arg(long, default_value = "/linkbus-cli")]
+        source: String,
+        /// Kind of system: emergency, commercial, public_service, management.
+        #[arg(long, value_parser = parse_system)]
+        system: SourceSystem,
+        /// Category, e.g. fire.
+        #[arg(long)]
+        category: String,
+        /// Priority 1 (life-threatening) to 4 (low).
+        #[arg(long, default_value_t = 3)]
+        priority: u8,
+        /// Longitude (WGS-84).
+        #[arg(long, allow_hyphen_values = true)]
+        lon: f64,
+        /// Latitude (WGS-84).
+        #[arg(long, allow_hyphen_values = true)]
+        lat: f64,
+        /// Street address.
+        #[arg(long)]
+        address: Option<String>,
+        /// What is happening.
+        #[arg(long)]
+        description: Option<String>,
+        /// The reporting system's own id; the event id when absent.
+        #[arg(long)]
+        source_id: Option<String>,
+        /// Reporter's phone (shown to departments only).
+        #[arg(long)]
+        phone: Option<String>,
+        /// A vulnerability flag (elderly_alone, disabled, minor, persons_trapped…); repeatable.
+        #[arg(long = "flag")]
+        flags: Vec<String>,
+    },
+    /// Act on a case as a department, over NATS (action.<department>).
+    Act {
+        #[command(flatten)]
+        common: Common,
+        /// The department acting.
+        #[arg(long)]
+        department: String,
+        /// The case.
+        #[arg(long = "case")]
+        case_id: String,
+        /// The action as JSON, e.g. '{"action":"accept"}' or '{"action":"reject","reason":"not ours"}'.
+        action: String,
+    },
+    /// Answer an offer as a volunteer, over NATS (volunteer.<id>.answer).
+    Answer {
+        #[command(flatten)]
+        common: Common,
+        /// The volunteer answering.
+        #[arg(long)]
+        volunteer: String,
+        /// The case offered.
+        #[arg(long = "case")]
+        case_id: String,
+        /// Accept the offer (decline when absent).
+        #[arg(long)]
+        accept: bool,
+    },
     /// Region data tools.
     Geo {
         #[command(subcommand)]
@@ -204,6 +274,10 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn parse_system(text: &str) -> Result<SourceSystem, String> {
+    SourceSystem::parse(text).ok_or_else(|| "expected emergency, commercial, public_service or management".to_owned())
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LINKBUS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
@@ -270,6 +344,55 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 report.located_rows,
                 100.0 * report.agreeing_rows as f64 / report.located_rows.max(1) as f64
             );
+        }
+        Command::Report {
+            common,
+            id,
+            source,
+            system,
+            category,
+            priority,
+            lon,
+            lat,
+            address,
+            description,
+            source_id,
+            phone,
+            flags,
+        } => {
+            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let case = client::NewCase {
+                source_id: source_id.unwrap_or_else(|| id.clone()),
+                id,
+                source,
+                system,
+                category,
+                priority,
+                location: Location { lon, lat },
+                address,
+                description,
+                reporter: phone.map(|p| Contact { name: None, phone: Some(p) }),
+                flags,
+            };
+            let stored = client::report(&client, case).await?;
+            println!("{}", if stored { "reported" } else { "already on the bus (duplicate event id)" });
+        }
+        Command::Act { common, department, case_id, action } => {
+            let action: Action = serde_json::from_str(&action).context("the action is not valid JSON of an action")?;
+            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let reply = client::act(&client, &department, &case_id, action).await?;
+            println!("{}", serde_json::to_string(&reply)?);
+            if !reply.ok {
+                return Ok(ExitCode::from(4));
+            }
+        }
+        Command::Answer { common, volunteer, case_id, accept } => {
+            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let reply = client::answer(&client, &volunteer, &case_id, accept).await?;
+            println!("{}", serde_json::to_string(&reply)?);
+            if !reply.ok {
+                return Ok(ExitCode::from(4));
+            }
         }
         Command::Config { command: ConfigCommand::Check { file } } => {
             let config = Config::load(Some(&file))?;

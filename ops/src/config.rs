@@ -87,11 +87,13 @@ pub struct ApiConfig {
     /// Address the API listens on, an IP and a port (`0.0.0.0:8080` for every interface); empty:
     /// no API. Port 0 picks a free one (printed by `linkbus up`).
     pub listen: String,
-    /// Requests per minute each client IP may make to the resident endpoints (`/api/requests/…`,
-    /// which take no key), so source ids cannot be guessed in bulk; more are answered 429.
+    /// Requests per minute each client IP may make to the resident endpoints (`/api/requests/…`),
+    /// on top of their key, so even a leaked key cannot read or rate requests in bulk by guessing
+    /// source ids; more are answered 429.
     pub public_rate_per_minute: u32,
-    /// Who may call the keyed endpoints (`/api/cases…`). Only SHA-256 hashes of the keys are
-    /// configured (`linkbus api hash-key`), so this file holds no secret.
+    /// Who may call the API (every endpoint but `/healthz` and `/api/openapi.json` takes a key).
+    /// Only SHA-256 hashes of the keys are configured (`linkbus api hash-key`), so this file holds
+    /// no secret.
     pub keys: Vec<ApiKey>,
 }
 
@@ -108,7 +110,8 @@ pub struct ApiKey {
     /// What the holder may do.
     pub role: ApiRole,
     /// The dispatcher's name (recorded in the timeline of what they do), the department's id (the
-    /// cases it sees and acts on), or the operator's name.
+    /// cases it sees and acts on), the operator's name, or the source system's name (logged with
+    /// the ratings it relays).
     pub id: String,
     /// SHA-256 of the key, 64 hex digits (`linkbus api hash-key KEY`).
     pub sha256: String,
@@ -118,12 +121,17 @@ pub struct ApiKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiRole {
-    /// Reads every case and acts on any (reassign, cancel, close, acknowledge escalations, split).
+    /// Reads every case and acts on any (reassign, cancel, close, acknowledge escalations, split);
+    /// reads residents' follow-ups and records the ratings they give by phone (回访).
     Dispatcher,
-    /// Reads the cases it has or had, and accepts, rejects, progresses, resolves and closes them.
+    /// Reads the cases it has or had, and accepts, rejects, progresses, resolves and closes them;
+    /// not the residents' endpoints.
     Department,
-    /// Reads every case; acts on none.
+    /// Reads every case and residents' follow-ups; acts on none.
     Operator,
+    /// A source system relaying its residents' follow-ups and ratings (their 12345/311 app): may
+    /// read the public view of a request and rate it (`/api/requests/…`); nothing else.
+    Source,
 }
 
 /// `[nats]`
@@ -422,5 +430,7 @@ mod tests {
         assert!(Config::parse("[api]\nlisten = \"localhost\"\n").is_err());
         assert!(Config::parse("[api]\npublic_rate_per_minute = 0\n").is_err());
         assert!(Config::parse("[[api.keys]]\nrole = \"admin\"\nid = \"x\"\nsha256 = \"00\"\n").is_err());
+        let source = ok.replace("\"department\"", "\"source\"");
+        assert_eq!(Config::parse(&source).expect("a source key parses").api.keys[0].role, ApiRole::Source);
     }
 }

@@ -1,6 +1,7 @@
 //! The `linkbus` binary's library: everything the command line runs, so tests can run it too.
 //!
 //! - [`cli`]: argument parsing and dispatch;
+//! - [`client`]: `linkbus report | act | answer`, what source systems, departments and volunteers send;
 //! - [`config`]: the TOML configuration (`ops/linkbus.example.toml`);
 //! - [`service`]: one running service on a NATS connection (streams, volunteers, router);
 //! - [`up`]: `linkbus up`, with the embedded, supervised nats-server;
@@ -12,6 +13,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod geo_build;
 pub mod replay;

@@ -187,7 +187,7 @@ fn serve_api(
         }
     }
     if config.api.keys.is_empty() {
-        warn!("no [[api.keys]] configured: only the residents' endpoints of the API answer");
+        warn!("no [[api.keys]] configured: the API answers only /healthz and /api/openapi.json");
     }
     let state = api::ApiState::new(svc.cases.clone(), &config.api)?;
     let addr = listener.local_addr().context("reading the API's address")?;

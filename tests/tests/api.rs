@@ -1,7 +1,8 @@
 //! The HTTP API over real HTTP, on a real nats-server with an in-process service: dispatchers
 //! list and read everything; a department reads and moves its own cases and is refused another's;
-//! keys are required; a resident follows up by the source system's id, sees no personal data, and
-//! reopens the case by rating it unsolved. Every response is validated against the OpenAPI
+//! keys are required; a resident, through their source system's app (a source key), follows up by
+//! the source system's id, sees no personal data, and reopens the case by rating it unsolved; a
+//! department key may not use the residents' endpoints, a source key may not use the cases'. Every response is validated against the OpenAPI
 //! document the server serves (generated from the Rust types, committed as `docs/openapi.json`):
 //! an undocumented status or a body that breaks its schema fails the test.
 
@@ -25,8 +26,10 @@ const DISPATCHER: &str = "k-dispatcher-5f0c3a9e61d24b7c8e1f";
 const SEWER: &str = "k-puc-sewer-ops-0b7e44c1a9d35f62";
 const DPW: &str = "k-dpw-ops-queue-9d1a6c3e5b7f2048";
 const OPERATOR: &str = "k-operator-3c8e1b5d7f9a0246";
+/// The SF 311 app, relaying its residents' follow-ups and ratings.
+const SOURCE: &str = "k-sf311-app-6e2d9b4a1c7f3058";
 /// Resident requests allowed per minute: enough for the scenario, few enough to see a 429.
-const PUBLIC_RATE: u32 = 12;
+const PUBLIC_RATE: u32 = 20;
 
 /// An HTTP client for the API that checks every response against the OpenAPI document.
 struct Api {
@@ -133,6 +136,7 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
         key(ApiRole::Department, "puc-sewer-ops", SEWER),
         key(ApiRole::Department, "dpw-ops-queue", DPW),
         key(ApiRole::Operator, "olga", OPERATOR),
+        key(ApiRole::Source, "sf311-app", SOURCE),
     ];
     let service = bus.service(&config).await;
 
@@ -180,6 +184,16 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     let (status, error) =
         api.call(Method::POST, ACT, "/api/cases/api-sewer-1/actions", None, Some(accept.clone())).await;
     assert_eq!((status, error["code"].clone()), (401, json!("unauthorized")));
+
+    // A source key relays residents' requests and nothing else.
+    for (method, template, path, body) in [
+        (Method::GET, LIST, "/api/cases", None),
+        (Method::GET, CASE, "/api/cases/api-sewer-1", None),
+        (Method::POST, ACT, "/api/cases/api-sewer-1/actions", Some(accept.clone())),
+    ] {
+        let (status, error) = api.call(method, template, path, Some(SOURCE), body).await;
+        assert_eq!((status, error["code"].clone()), (403, json!("forbidden")), "a source key on {path}");
+    }
 
     // A dispatcher sees both, newest first, and filters.
     let (status, list) = api.call(Method::GET, LIST, "/api/cases", Some(DISPATCHER), None).await;
@@ -244,14 +258,33 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     assert_eq!((status, record["state"].clone()), (200, json!("resolved")));
     assert_eq!(service.cases.get("api-sewer-1").expect("record").state, CaseState::Resolved);
 
-    // The resident follows up by the source system's id: state and event names, no personal data.
-    let (status, view) = api.call(Method::GET, REQUEST, "/api/requests/api-sewer-1", None, None).await;
+    // The residents' endpoints take a key too: no key is 401, a department's is 403.
+    let rating = json!({"score": 2, "solved": false, "comment": "still flooding after the rain"});
+    let (status, error) = api.call(Method::GET, REQUEST, "/api/requests/api-sewer-1", None, None).await;
+    assert_eq!((status, error["code"].clone()), (401, json!("unauthorized")));
+    let (status, error) =
+        api.call(Method::POST, RATE, "/api/requests/api-sewer-1/rating", None, Some(rating.clone())).await;
+    assert_eq!((status, error["code"].clone()), (401, json!("unauthorized")), "anyone reopening a case");
+    let (status, error) = api.call(Method::GET, REQUEST, "/api/requests/api-sewer-1", Some(SEWER), None).await;
+    assert_eq!((status, error["code"].clone()), (403, json!("forbidden")), "a department reads a request");
+    let (status, error) =
+        api.call(Method::POST, RATE, "/api/requests/api-sewer-1/rating", Some(SEWER), Some(rating.clone())).await;
+    assert_eq!((status, error["code"].clone()), (403, json!("forbidden")), "a department rates its own case");
+    let (status, error) =
+        api.call(Method::POST, RATE, "/api/requests/api-sewer-1/rating", Some(OPERATOR), Some(rating.clone())).await;
+    assert_eq!((status, error["code"].clone()), (403, json!("forbidden")), "an operator rates");
+    assert_eq!(api.call(Method::GET, REQUEST, "/api/requests/api-sewer-1", Some(OPERATOR), None).await.0, 200);
+    assert_eq!(service.cases.get("api-sewer-1").expect("record").state, CaseState::Resolved);
+
+    // The resident follows up (through the 311 app) by the source system's id: state and event
+    // names, no personal data.
+    let (status, view) = api.call(Method::GET, REQUEST, "/api/requests/api-sewer-1", Some(SOURCE), None).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!((view["case_id"].clone(), view["state"].clone()), (json!("api-sewer-1"), json!("resolved")));
     assert_eq!(view["can_rate"], true);
     assert_eq!(events(&view["timeline"]), ["routed", "accepted", "progress", "resolved"]);
     assert_eq!(view["timeline"][3]["note"], "drain cleared");
-    let (status, cleanup_view) = api.call(Method::GET, REQUEST, "/api/requests/api-clean-1", None, None).await;
+    let (status, cleanup_view) = api.call(Method::GET, REQUEST, "/api/requests/api-clean-1", Some(SOURCE), None).await;
     assert_eq!(status, 200);
     for text in [view.to_string(), cleanup_view.to_string()] {
         let private = ["555-0100", "A. Resident", "1 Test St", "test case", "puc-sewer-ops", "dpw-ops-queue"];
@@ -259,14 +292,16 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
             assert!(!text.contains(private), "the public view shows {private}: {text}");
         }
     }
-    assert_eq!(api.call(Method::GET, REQUEST, "/api/requests/no-such-request", None, None).await.0, 404);
+    assert_eq!(api.call(Method::GET, REQUEST, "/api/requests/no-such-request", Some(SOURCE), None).await.0, 404);
     let solved = json!({"score": 5, "solved": true});
-    let (status, _) = api.call(Method::POST, RATE, "/api/requests/api-clean-1/rating", None, Some(solved)).await;
+    let (status, _) =
+        api.call(Method::POST, RATE, "/api/requests/api-clean-1/rating", Some(SOURCE), Some(solved)).await;
     assert_eq!(status, 409, "a routed case cannot be rated yet");
 
-    // …and rates it unsolved: the case goes back to the department that resolved it.
-    let rating = json!({"score": 2, "solved": false, "comment": "still flooding after the rain"});
-    let (status, view) = api.call(Method::POST, RATE, "/api/requests/api-sewer-1/rating", None, Some(rating)).await;
+    // …and rates it unsolved: the case goes back to the department that resolved it. The rating is
+    // the resident's, whoever relayed it.
+    let (status, view) =
+        api.call(Method::POST, RATE, "/api/requests/api-sewer-1/rating", Some(SOURCE), Some(rating)).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["state"], "accepted");
     assert_eq!(events(&view["timeline"]), ["routed", "accepted", "progress", "resolved", "rated", "reopened"]);
@@ -280,17 +315,17 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     let reopened = service.cases.get("api-sewer-1").expect("record");
     assert_eq!((reopened.state, reopened.reopened), (CaseState::Accepted, 1));
 
-    // Residents' requests are rate-limited per address.
+    // Residents' requests are rate-limited per address, keyed as they are.
     let mut limited = None;
     for _ in 0..=PUBLIC_RATE {
-        let (status, body) = api.call(Method::GET, REQUEST, "/api/requests/api-sewer-1", None, None).await;
+        let (status, body) = api.call(Method::GET, REQUEST, "/api/requests/api-sewer-1", Some(SOURCE), None).await;
         if status == 429 {
             limited = Some(body);
             break;
         }
     }
     assert_eq!(limited.expect("a 429 within the bucket's size")["code"], "rate_limited");
-    // Keyed requests from the same address are not.
+    // The cases endpoints, from the same address, are not.
     assert_eq!(api.call(Method::GET, CASE, "/api/cases/api-sewer-1", Some(DISPATCHER), None).await.0, 200);
 
     // Every documented operation answered 200 at least once.
@@ -330,15 +365,17 @@ async fn linkbus_up_serves_the_api_and_stops_it_on_sigterm() {
             api::hash_key(OPERATOR)
         ),
     );
-    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
-        .args(["up", "--config"])
-        .arg(&config)
-        .env_remove("LINKBUS_NATS_URL")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("linkbus up starts");
+    let mut up = Running(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
+            .args(["up", "--config"])
+            .arg(&config)
+            .env_remove("LINKBUS_NATS_URL")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("linkbus up starts"),
+    ));
     let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = up.stderr.take().expect("stderr");
+    let stderr = up.0.as_mut().and_then(|c| c.stderr.take()).expect("stderr");
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("API http://").nth(1) {
@@ -366,6 +403,7 @@ async fn linkbus_up_serves_the_api_and_stops_it_on_sigterm() {
     assert_eq!(get("/api/cases", None).await.0, 401);
     assert_eq!(get("/api/cases", Some(OPERATOR)).await.0, 200);
 
+    let mut up = up.0.take().expect("running");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(up.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     let status = tokio::time::timeout(WAIT, tokio::task::spawn_blocking(move || up.wait()))
@@ -375,4 +413,16 @@ async fn linkbus_up_serves_the_api_and_stops_it_on_sigterm() {
         .expect("wait");
     assert!(status.success(), "linkbus up exited with {status} on SIGTERM");
     assert!(std::net::TcpStream::connect(&addr).is_err(), "the API still listens on {addr}");
+}
+
+/// A child process killed if the test fails before stopping it.
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -28,10 +28,10 @@ async fn a_department_accepts_works_and_resolves_over_nats_and_others_are_refuse
     publish_case(&bus.js, &case("lc-accept", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1)).await;
     wait_for_case(&service, "lc-accept", "routed", |r| r.state == CaseState::Routed).await;
 
-    let refused = department_action(&bus.client, "dpw-ops-queue", "lc-accept", Action::Accept).await;
+    let refused = department_action(&bus.client, "dpw-ops-queue", "lc-accept", Action::Accept {}).await;
     assert!(!refused.ok && refused.error.as_deref().is_some_and(|e| e.contains("forbidden")), "{refused:?}");
 
-    let reply = department_action(&bus.client, "puc-sewer-ops", "lc-accept", Action::Accept).await;
+    let reply = department_action(&bus.client, "puc-sewer-ops", "lc-accept", Action::Accept {}).await;
     assert_eq!((reply.ok, reply.state), (true, Some(CaseState::Accepted)), "{reply:?}");
     let progress = Action::Progress { note: "crew dispatched".into() };
     assert!(department_action(&bus.client, "puc-sewer-ops", "lc-accept", progress).await.ok);
@@ -151,7 +151,7 @@ async fn a_resident_saying_not_solved_reopens_the_case() {
     let service = bus.service(&quick(&bus, 3600)).await;
     publish_case(&bus.js, &case("lc-rate", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1)).await;
     wait_for_case(&service, "lc-rate", "routed", |_| true).await;
-    department_action(&bus.client, "puc-sewer-ops", "lc-rate", Action::Accept).await;
+    department_action(&bus.client, "puc-sewer-ops", "lc-rate", Action::Accept {}).await;
     department_action(&bus.client, "puc-sewer-ops", "lc-rate", Action::Resolve { note: "cleared".into() }).await;
     let resident = Actor { kind: ActorKind::Resident, id: "reporter".into() };
     let rate = Action::Rate { score: 1, solved: false, comment: Some("still flooding".into()) };

@@ -294,8 +294,9 @@ pub struct CaseAssigned {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
-    /// 签收: the department takes the case.
-    Accept,
+    /// 签收: the department takes the case. (Braces, not a unit variant: serde lets unknown
+    /// fields through on unit variants of an internally tagged enum.)
+    Accept {},
     /// 退回: the department refuses it; it goes to the next candidate, else the dispatchers.
     Reject {
         /// Why (required).
@@ -330,7 +331,7 @@ pub enum Action {
         reason: String,
     },
     /// A dispatcher saw the escalation and is on it.
-    AcknowledgeEscalation,
+    AcknowledgeEscalation {},
     /// Undo a wrong merge: the report becomes its own case again (dispatchers only).
     Split {
         /// The report to split out.
@@ -352,14 +353,14 @@ impl Action {
     /// The action's name, e.g. `accept`.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Accept => "accept",
+            Self::Accept {} => "accept",
             Self::Reject { .. } => "reject",
             Self::Progress { .. } => "progress",
             Self::Resolve { .. } => "resolve",
             Self::Close { .. } => "close",
             Self::Cancel { .. } => "cancel",
             Self::Reassign { .. } => "reassign",
-            Self::AcknowledgeEscalation => "acknowledge_escalation",
+            Self::AcknowledgeEscalation {} => "acknowledge_escalation",
             Self::Split { .. } => "split",
             Self::Rate { .. } => "rate",
         }

@@ -1,0 +1,70 @@
+//! `docs/scenario-119.sh` runs as written against `linkbus up` started with
+//! `docs/scenario-119.toml` (its embedded nats-server and API moved to free ports and a
+//! temporary folder), and walks its case to `closed`.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+
+use linkbus_tests::{WAIT, repo_root};
+
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_119_scenario_runs_as_written_against_linkbus_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = std::fs::read_to_string(repo_root().join("docs/scenario-119.toml")).expect("scenario config");
+    let config = scenario
+        .replace(".linkbus/scenario-119", &dir.path().join("nats").display().to_string())
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace("[nats]\n", "[nats]\nembedded_port = 0\n");
+    let config_path = dir.path().join("scenario.toml");
+    std::fs::write(&config_path, config).expect("write config");
+
+    let bin = env!("CARGO_BIN_EXE_linkbus-under-test");
+    let mut up = Running(
+        Command::new(bin)
+            .current_dir(repo_root())
+            .args(["up", "--config"])
+            .arg(&config_path)
+            .env_remove("LINKBUS_NATS_URL")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("linkbus up starts"),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = up.0.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("linkbus is up") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx.recv_timeout(WAIT).expect("linkbus up reports its addresses");
+    let nats = line.split("NATS ").nth(1).and_then(|s| s.split(',').next()).expect("NATS URL").to_owned();
+    let api = line.split("API ").nth(1).and_then(|s| s.split(". Ctrl-C").next()).expect("API address").to_owned();
+
+    let out = Command::new("bash")
+        .current_dir(repo_root())
+        .arg("docs/scenario-119.sh")
+        .env("LINKBUS", bin)
+        .env("LINKBUS_NATS_URL", &nats)
+        .env("LINKBUS_API", &api)
+        .output()
+        .expect("the scenario runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scenario failed:\n{stdout}\n{stderr}");
+    for expected in ["accepted", "volunteer_accepted", "progress", "resolved", "rated", "closed", "final state: closed"]
+    {
+        assert!(stdout.contains(expected), "no {expected:?} in the scenario's output:\n{stdout}");
+    }
+    assert!(stdout.contains("Priority raised from 2 to 1"), "{stdout}");
+}
