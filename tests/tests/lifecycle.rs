@@ -120,6 +120,30 @@ async fn an_unaccepted_case_escalates_on_time_once_across_a_restart_and_two_repl
 }
 
 #[tokio::test]
+async fn deadlines_survive_a_nats_crash() {
+    let mut bus = TestBus::start().await;
+    let service = bus.service(&quick(&bus, 2)).await;
+    publish_case(&bus.js, &case("lc-crash", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1)).await;
+    let routed = wait_for_case(&service, "lc-crash", "routed", |r| r.state == CaseState::Routed).await;
+    let accept_by = routed.accept_by.expect("accept deadline");
+    // NATS dies (SIGKILL) before the deadline and comes back after it, on the same files.
+    bus.server.kill().await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    bus.server.restart().await.expect("nats-server restarts");
+    let r = wait_for_case(&service, "lc-crash", "escalation after the crash", |r| r.escalations >= 1).await;
+    assert_eq!(r.departments[..2], ["puc-sewer-ops", "sf-311"]);
+    // Each deadline fired once: escalations are at least one accept period (2 s) apart, the
+    // first no earlier than the deadline, and the timeline and the stream agree.
+    let deadline = accept_by;
+    let times: Vec<jiff::Timestamp> = r.timeline.iter().filter(|e| e.event == "escalated").map(|e| e.at).collect();
+    assert!(times[0] >= deadline, "escalated before its deadline");
+    assert!(times.windows(2).all(|w| w[1] - w[0] >= jiff::SignedDuration::from_millis(1_900)), "{times:?}");
+    let events = read_stream(&bus.js, STREAM_CASES, "case.lc-crash.escalated", times.len()).await;
+    assert!(events.len() >= times.len() && events.len() <= times.len() + 1, "{} events, {times:?}", events.len());
+    service.stop().await;
+}
+
+#[tokio::test]
 async fn reports_of_one_incident_from_two_systems_merge_and_a_dispatcher_splits_them() {
     let bus = TestBus::start().await;
     let service = bus.service(&quick(&bus, 3600)).await;
@@ -158,6 +182,11 @@ async fn a_resident_saying_not_solved_reopens_the_case() {
     let r = service.cases.act("lc-rate", &resident, &rate).await.expect("rate");
     assert_eq!((r.state, r.reopened, r.ratings.len()), (CaseState::Accepted, 1, 1));
     assert_eq!(read_stream(&bus.js, STREAM_CASES, "case.lc-rate.reopened", 1).await.len(), 1);
+    // Kept per department for the dashboards.
+    let stats = service.cases.department_stats();
+    let puc = stats.iter().find(|s| s.department == "puc-sewer-ops").expect("stats");
+    assert_eq!((puc.cases, puc.accepted, puc.ratings, puc.not_solved), (1, 1, 1, 1));
+    assert_eq!((puc.average_score, puc.reopen_rate), (Some(1.0), Some(1.0)));
     service.stop().await;
 }
 
