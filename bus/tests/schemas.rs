@@ -377,7 +377,7 @@ fn committed_schemas_match_the_code() {
     }
     assert!(
         stale.is_empty(),
-        "docs/schemas/ is out of date with bus/src/wire.rs:\n  {}\n\
+        "docs/schemas/ is out of date with bus/src/wire/:\n  {}\n\
          Regenerate with `UPDATE_SCHEMAS=1 cargo test -p linkbus-bus --test schemas`, review the diff \
          and commit it (and update docs/wire.md and docs/examples/ if the contract changed).",
         stale.join("\n  ")
