@@ -475,7 +475,8 @@ fn the_closed_loop_examples_tell_one_story() {
     assert_eq!(record.community, routed.data.decision.community.community);
     let report_ref = &record.reports[..];
     assert!(matches!(report_ref, [r] if &r.report_id == case_id && r.source_id == report.data.source_id));
-    assert_eq!(report_ref[0].source, routed.source, "the case book records the routed event's source");
+    assert_eq!(report_ref[0].source, report.source, "a report is known by the source that reported it");
+    assert_eq!(routed.data.source, report.source, "the routed case names the reporting source");
     assert_eq!((opened.event.as_str(), opened.actor.kind), ("routed", ActorKind::System));
     assert_eq!(opened.at, record.created_at);
     assert!(record.created_at >= routed.data.routed_at);

@@ -520,7 +520,7 @@ impl CaseBook {
                     }
                 };
                 let done = match serde_json::from_slice::<CloudEvent<RoutedCase>>(&msg.payload) {
-                    Ok(ev) => self.open_one(&ev.data, &ev.source).await,
+                    Ok(ev) => self.open_one(&ev.data).await,
                     Err(e) => {
                         // Not written by a router: keep it where operators look, then move on.
                         let letter = DeadLetter {
@@ -552,9 +552,9 @@ impl CaseBook {
         Ok(())
     }
 
-    async fn open_one(&self, routed: &RoutedCase, source: &str) -> Result<(), ActError> {
+    async fn open_one(&self, routed: &RoutedCase) -> Result<(), ActError> {
         let now = Timestamp::now();
-        let record = lifecycle::open(routed, source, now, &self.config.policy);
+        let record = lifecycle::open(routed, now, &self.config.policy);
         let stored = Stored { record, outbox: vec![] };
         let body = Bytes::from(serde_json::to_vec(&stored).map_err(|e| ActError::Store(e.to_string()))?);
         match self.store.create(key(&routed.case_id), body).await {

@@ -164,7 +164,7 @@ fn log(r: &mut CaseRecord, now: Timestamp, event: &str, actor: &Actor, departmen
 
 /// The record of a newly routed case: waiting for its departments to accept, its volunteers to
 /// answer.
-pub fn open(routed: &RoutedCase, source: &str, now: Timestamp, policy: &Policy) -> CaseRecord {
+pub fn open(routed: &RoutedCase, now: Timestamp, policy: &Policy) -> CaseRecord {
     let d = &routed.decision;
     let departments: Vec<String> = d.departments.iter().map(|c| c.id.clone()).collect();
     let offers = d
@@ -187,7 +187,7 @@ pub fn open(routed: &RoutedCase, source: &str, now: Timestamp, policy: &Policy) 
         case_id: routed.case_id.clone(),
         state: CaseState::Routed,
         case: routed.case.clone(),
-        reports: vec![report_ref(routed, source)],
+        reports: vec![report_ref(routed)],
         merged_into: None,
         decision: d.clone(),
         priority: d.priority,
@@ -210,11 +210,11 @@ pub fn open(routed: &RoutedCase, source: &str, now: Timestamp, policy: &Policy) 
 }
 
 /// The [`ReportRef`] of a routed case.
-pub fn report_ref(routed: &RoutedCase, source: &str) -> ReportRef {
+pub fn report_ref(routed: &RoutedCase) -> ReportRef {
     ReportRef {
         report_id: routed.case_id.clone(),
         system: routed.case.system,
-        source: source.to_owned(),
+        source: routed.source.clone(),
         source_id: routed.case.source_id.clone(),
         category: routed.case.category.clone(),
         location: routed.case.location,
@@ -735,7 +735,7 @@ mod tests {
             facility: None,
             explanation: vec![],
         };
-        RoutedCase { case_id: id.into(), case, decision, routed_at: t(0) }
+        RoutedCase { case_id: id.into(), source: "/test".into(), case, decision, routed_at: t(0) }
     }
 
     fn ladder() -> Ladder {
@@ -757,7 +757,7 @@ mod tests {
     #[test]
     fn accept_progress_resolve_close() {
         let p = policy();
-        let r = open(&routed("c1", &[]), "/t", t(0), &p);
+        let r = open(&routed("c1", &[]), t(0), &p);
         assert_eq!((r.state, r.accept_by), (CaseState::Routed, Some(t(300))));
         let r = act(&r, &dept("station"), &Action::Accept {}, t(10), &p, &ladder()).expect("accept").record;
         assert_eq!(
@@ -795,7 +795,7 @@ mod tests {
     #[test]
     fn only_the_responsible_department_acts_and_each_role_only_as_allowed() {
         let p = policy();
-        let r = open(&routed("c1", &[]), "/t", t(0), &p);
+        let r = open(&routed("c1", &[]), t(0), &p);
         let err = act(&r, &dept("other"), &Action::Accept {}, t(1), &p, &ladder()).expect_err("not theirs");
         assert!(matches!(err, Refused::Forbidden(_)), "{err}");
         let dispatcher = Actor { kind: ActorKind::Dispatcher, id: "li".into() };
@@ -812,7 +812,7 @@ mod tests {
     #[test]
     fn rejection_reroutes_to_the_next_candidate_then_the_dispatchers() {
         let p = policy();
-        let r = open(&routed("c1", &[]), "/t", t(0), &p);
+        let r = open(&routed("c1", &[]), t(0), &p);
         let reject = |r: &CaseRecord, d: &str| {
             act(r, &dept(d), &Action::Reject { reason: "not ours".into() }, t(5), &p, &ladder()).expect("reject")
         };
@@ -829,7 +829,7 @@ mod tests {
     #[test]
     fn missed_deadlines_climb_the_ladder_once_each() {
         let (p, l) = (policy(), ladder());
-        let r = open(&routed("c1", &[]), "/t", t(0), &p);
+        let r = open(&routed("c1", &[]), t(0), &p);
         assert!(tick(&r, t(299), &p, &l, |_| vec![]).is_none(), "nothing is due before the deadline");
         let out = tick(&r, t(300), &p, &l, |_| vec![]).expect("due");
         assert_eq!(
@@ -857,7 +857,7 @@ mod tests {
     #[test]
     fn volunteers_cascade_on_decline_and_expiry_and_one_accept_closes_the_rest() {
         let p = policy();
-        let r = open(&routed("c1", &[("v1", 100.0), ("v2", 200.0)]), "/t", t(0), &p);
+        let r = open(&routed("c1", &[("v1", 100.0), ("v2", 200.0)]), t(0), &p);
         let out = answer(&r, "v1", false, t(5), &p, |already| {
             assert_eq!(already, ["v1", "v2"]);
             vec![linkbus_bus::wire::VolunteerChoice { id: "v3".into(), distance_m: 300.0 }]
@@ -881,7 +881,7 @@ mod tests {
     #[test]
     fn duplicates_merge_and_split_back() {
         let p = policy();
-        let first = open(&routed("a", &[]), "/119", t(0), &p);
+        let first = open(&routed("a", &[]), t(0), &p);
         let mut second_routed = routed("b", &[("v1", 10.0)]);
         second_routed.case.system = SourceSystem::PublicService;
         second_routed.case.location.lon += 0.001; // about 90 m east
@@ -889,7 +889,7 @@ mod tests {
         let mut far = second_routed.clone();
         far.case.location.lon += 0.01;
         assert!(!is_duplicate(&first, &far, &p.merge));
-        let second = open(&second_routed, "/12345", t(1), &p);
+        let second = open(&second_routed, t(1), &p);
         let (primary, merged) = merge(&first, &second, t(2));
         assert_eq!(primary.record.reports.len(), 2);
         assert_eq!((merged.record.state, merged.record.merged_into.as_deref()), (CaseState::Cancelled, Some("a")));
@@ -908,7 +908,7 @@ mod tests {
     #[test]
     fn a_not_solved_rating_reopens_the_case() {
         let p = policy();
-        let r = open(&routed("c1", &[]), "/t", t(0), &p);
+        let r = open(&routed("c1", &[]), t(0), &p);
         let r = act(&r, &dept("station"), &Action::Accept {}, t(1), &p, &ladder()).expect("accept").record;
         let r = act(&r, &dept("station"), &Action::Resolve { note: "done".into() }, t(2), &p, &ladder())
             .expect("resolve")

@@ -358,7 +358,7 @@ async fn route(
                 wire::TYPE_CASE_ROUTED,
                 Some(case_id.clone()),
                 now,
-                RoutedCase { case_id, case: event.data, decision, routed_at: now },
+                RoutedCase { case_id, source: event.source, case: event.data, decision, routed_at: now },
             );
             let body = to_bytes(&routed);
             let ack = nats::publish(js, timeline.clone(), &routed.id, body.clone())

@@ -195,7 +195,13 @@ async fn a_case_whose_decision_is_already_stored_keeps_that_decision() {
         linkbus_bus::wire::TYPE_CASE_ROUTED,
         Some("it-stored-1".to_owned()),
         event.time,
-        RoutedCase { case_id: "it-stored-1".into(), case: event.data.clone(), decision, routed_at: event.time },
+        RoutedCase {
+            case_id: "it-stored-1".into(),
+            source: "/tests".into(),
+            case: event.data.clone(),
+            decision,
+            routed_at: event.time,
+        },
     );
     let body = Bytes::from(serde_json::to_vec(&stored).expect("json"));
     publish_raw(&bus.js, "case.it-stored-1.routed", "it-stored-1:routed", body.clone()).await;

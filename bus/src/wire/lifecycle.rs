@@ -99,7 +99,7 @@ pub struct TimelineEntry {
     pub at: Timestamp,
     /// What happened: `routed`, `accepted`, `rejected`, `rerouted`, `progress`, `resolved`,
     /// `closed`, `cancelled`, `escalated`, `escalation_acknowledged`, `reassigned`,
-    /// `report_merged`, `split`, `rated`, `reopened`, `volunteer_offered`,
+    /// `report_merged`, `merged`, `split`, `rated`, `reopened`, `volunteer_offered`,
     /// `volunteer_accepted`, `volunteer_declined`, `volunteer_expired`.
     pub event: String,
     /// Who.
@@ -183,8 +183,8 @@ pub struct Rating {
     pub at: Timestamp,
 }
 
-/// A case as linkbus keeps it: the value in the `linkbus_cases` KV bucket, and what the HTTP API
-/// returns. Every change is a revision-checked update, so two replicas never both move a case.
+/// A case as linkbus keeps it: the `record` of its value in the `linkbus_cases` KV bucket (beside
+/// the messages still to send), and what the HTTP API returns. Every change is a revision-checked update, so two replicas never both move a case.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CaseRecord {
     /// Case id (the id of its first report's event).

@@ -422,6 +422,8 @@ pub struct FacilityChoice {
 pub struct RoutedCase {
     /// The case id (the id of the event that reported it).
     pub case_id: String,
+    /// The CloudEvents `source` of the system that reported it, e.g. `/sf311`.
+    pub source: String,
     /// The report as received.
     pub case: CaseReport,
     /// The routing decision.
