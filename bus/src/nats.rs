@@ -5,8 +5,12 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, context::PublishAckFuture, stream};
+use std::future::Future;
+
+use async_nats::jetstream::{self, context::PublishAckFuture, kv, stream};
 use bytes::Bytes;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::subjects;
 
@@ -146,6 +150,62 @@ pub async fn provision_bucket(
         .await
         .map_err(|e| BusError::Provision { name: bucket.to_owned(), source: e.into() })?;
     Ok(())
+}
+
+/// Follows a KV bucket until `shutdown`: every current entry, then each change as it happens,
+/// handed to `apply` in order. `ready` is cancelled once the current entries are in. A broken
+/// watch is resumed from the revision after the last one applied.
+pub async fn follow_bucket<F, Fut>(
+    store: &kv::Store,
+    ready: &CancellationToken,
+    shutdown: &CancellationToken,
+    mut apply: F,
+) where
+    F: FnMut(kv::Entry) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut next_revision = 0u64;
+    loop {
+        let watch = if next_revision == 0 {
+            store.watch_with_history(">").await
+        } else {
+            store.watch_all_from_revision(next_revision).await
+        };
+        let mut watch = match watch {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(bucket = %store.name, error = %e, "cannot watch the bucket; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if store.status().await.is_ok_and(|s| s.values() == 0) {
+            ready.cancel();
+        }
+        loop {
+            let entry = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                entry = watch.next() => entry,
+            };
+            match entry {
+                Some(Ok(entry)) => {
+                    next_revision = entry.revision + 1;
+                    let caught_up = entry.delta == 0;
+                    apply(entry).await;
+                    if caught_up {
+                        ready.cancel();
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(bucket = %store.name, error = %e, "bucket watch error; re-watching");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
 }
 
 /// Publishes `payload` to a stream with `Nats-Msg-Id: msg_id`; the returned future resolves

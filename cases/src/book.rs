@@ -437,52 +437,17 @@ impl CaseBook {
 
     /// Follows the bucket into the cache; `ready` once the current content is in.
     async fn follow(self: Arc<Self>, ready: CancellationToken, shutdown: CancellationToken) -> Result<(), ActError> {
-        let mut next_revision = 0u64;
-        loop {
-            let watch = if next_revision == 0 {
-                self.store.watch_with_history(">").await
-            } else {
-                self.store.watch_all_from_revision(next_revision).await
-            };
-            let mut watch = match watch {
-                Ok(w) => w,
-                Err(e) => {
-                    warn!(error = %e, "cannot watch the cases bucket; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            };
-            if self.store.status().await.is_ok_and(|s| s.values() == 0) {
-                ready.cancel();
-            }
-            loop {
-                let entry = tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    entry = watch.next() => entry,
-                };
-                match entry {
-                    Some(Ok(entry)) => {
-                        next_revision = entry.revision + 1;
-                        if entry.operation == kv::Operation::Put {
-                            match serde_json::from_slice::<Stored>(&entry.value) {
-                                Ok(stored) => self.remember(stored),
-                                Err(e) => warn!(key = %entry.key, error = %e, "unreadable case record"),
-                            }
-                        }
-                        if entry.delta == 0 {
-                            ready.cancel();
-                        }
-                    }
-                    Some(Err(e)) => {
-                        warn!(error = %e, "cases bucket watch error; re-watching");
-                        break;
-                    }
-                    None => break,
+        nats::follow_bucket(&self.store, &ready, &shutdown, |entry| {
+            if entry.operation == kv::Operation::Put {
+                match serde_json::from_slice::<Stored>(&entry.value) {
+                    Ok(stored) => self.remember(stored),
+                    Err(e) => warn!(key = %entry.key, error = %e, "unreadable case record"),
                 }
             }
-        }
+            std::future::ready(())
+        })
+        .await;
+        Ok(())
     }
 
     /// Opens a record for every routed case, merging it into an open case of the same incident.
@@ -756,7 +721,7 @@ fn store_err(e: impl std::fmt::Display) -> ActError {
 }
 
 /// How one department handles its cases, for the dashboards.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DepartmentStats {
     /// The department.
     pub department: String,

@@ -84,6 +84,7 @@ use jiff::{SignedDuration, Timestamp};
 use linkbus_bus::nats::{self, DeadLetter, StreamSettings};
 use linkbus_bus::subjects;
 use linkbus_bus::wire::is_token;
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
@@ -258,7 +259,7 @@ impl WebhookConfig {
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Not yet accepted by the receiver; another attempt is due at `next_attempt_at`.
@@ -272,7 +273,7 @@ pub enum DeliveryStatus {
 /// The record of one message's delivery to one department: the value under
 /// `<department>.<stream sequence>` in the `linkbus_webhook_deliveries` bucket, rewritten after
 /// every attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Delivery {
     /// The department.
     pub department: String,
@@ -299,15 +300,27 @@ pub struct Delivery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// When the first attempt was made.
+    #[schemars(schema_with = "timestamp_schema")]
     pub first_attempt_at: Timestamp,
     /// When the last attempt was made.
+    #[schemars(schema_with = "timestamp_schema")]
     pub last_attempt_at: Timestamp,
     /// When the next attempt is due, while `delivering`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_timestamp_schema")]
     pub next_attempt_at: Option<Timestamp>,
     /// When the receiver accepted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_timestamp_schema")]
     pub delivered_at: Option<Timestamp>,
+}
+
+fn timestamp_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "format": "date-time" })
+}
+
+fn optional_timestamp_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["string", "null"], "format": "date-time" })
 }
 
 /// What went wrong setting up a webhook or reading its records (failed deliveries are retried,

@@ -7,6 +7,8 @@
 //! | `POST /api/cases/{id}/actions` | dispatcher or department key | a [`wire::Action`] (`{"action": "accept"}`…); answers the updated case |
 //! | `GET /api/requests/{source_id}` | source, dispatcher or operator key (rate-limited) | a resident's follow-up by the source system's id: a reduced, public view |
 //! | `POST /api/requests/{source_id}/rating` | source or dispatcher key (rate-limited) | the resident's rating; `solved: false` reopens the case |
+//! | `GET /api/webhooks/{department}/deliveries` | dispatcher, operator or that department's key | the department's webhook delivery records, newest first (`limit`) |
+//! | `GET /api/stats/departments` | dispatcher, operator or department key | per-department figures for dashboards; a department key gets its own row only |
 //! | `GET /api/openapi.json` | anyone | the OpenAPI 3.1 document ([`openapi`], committed as `docs/openapi.json`) |
 //! | `GET /healthz` | anyone | `ok` |
 //!
@@ -41,6 +43,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::connect_info::MockConnectInfo;
@@ -54,8 +57,9 @@ use axum::routing::{get, post};
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use linkbus_bus::wire::{self, Action, Actor, ActorKind, CaseRecord, CaseState};
-use linkbus_cases::book::{ActError, CaseBook, CaseFilter, involves};
+use linkbus_cases::book::{ActError, CaseBook, CaseFilter, DepartmentStats, involves};
 use linkbus_cases::lifecycle::Refused;
+use linkbus_cases::webhooks::{self, Delivery, WebhookError};
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde::Serialize;
@@ -99,6 +103,8 @@ const CASE_ROLES: &[ApiRole] = &[ApiRole::Dispatcher, ApiRole::Department, ApiRo
 const FOLLOW_UP_ROLES: &[ApiRole] = &[ApiRole::Source, ApiRole::Dispatcher, ApiRole::Operator];
 /// Who may rate for a resident: their source system's app, or a dispatcher calling them back.
 const RATE_ROLES: &[ApiRole] = &[ApiRole::Source, ApiRole::Dispatcher];
+/// Who may read webhook deliveries and department figures (a department key only its own).
+const OVERSIGHT_ROLES: &[ApiRole] = &[ApiRole::Dispatcher, ApiRole::Department, ApiRole::Operator];
 
 /// What the API needs of the case book (implemented by [`CaseBook`]; a trait so the handlers can
 /// be tested without NATS).
@@ -116,6 +122,8 @@ pub trait Cases: Send + Sync + 'static {
         actor: &'a Actor,
         action: &'a Action,
     ) -> BoxFuture<'a, Result<CaseRecord, ActError>>;
+    /// Per-department handling figures, by department id.
+    fn department_stats(&self) -> Vec<DepartmentStats>;
 }
 
 impl Cases for CaseBook {
@@ -138,6 +146,23 @@ impl Cases for CaseBook {
         action: &'a Action,
     ) -> BoxFuture<'a, Result<CaseRecord, ActError>> {
         Box::pin(CaseBook::act(self, case_id, actor, action))
+    }
+
+    fn department_stats(&self) -> Vec<DepartmentStats> {
+        CaseBook::department_stats(self)
+    }
+}
+
+/// What the API needs of the webhooks' delivery records (implemented for a JetStream context by
+/// [`webhooks::deliveries`]; a trait so the handlers can be tested without NATS).
+pub trait Deliveries: Send + Sync + 'static {
+    /// The department's delivery records, oldest message first.
+    fn deliveries<'a>(&'a self, department: &'a str) -> BoxFuture<'a, Result<Vec<Delivery>, WebhookError>>;
+}
+
+impl Deliveries for jetstream::Context {
+    fn deliveries<'a>(&'a self, department: &'a str) -> BoxFuture<'a, Result<Vec<Delivery>, WebhookError>> {
+        Box::pin(webhooks::deliveries(self, department))
     }
 }
 
@@ -188,10 +213,12 @@ impl Principal {
     }
 }
 
-/// The API's shared state: the case book, the keys, the residents' rate limiter.
+/// The API's shared state: the case book, the webhook delivery records, the keys, the residents'
+/// rate limiter.
 #[derive(Clone)]
 pub struct ApiState {
     cases: Arc<dyn Cases>,
+    deliveries: Option<Arc<dyn Deliveries>>,
     keys: Arc<[Key]>,
     limiter: Arc<RateLimiter>,
 }
@@ -215,7 +242,15 @@ impl ApiState {
                 Ok(Key { hash, role: k.role, id: k.id.clone() })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self { cases, keys: keys.into(), limiter: Arc::new(RateLimiter::new(config.public_rate_per_minute.max(1))) })
+        let limiter = Arc::new(RateLimiter::new(config.public_rate_per_minute.max(1)));
+        Ok(Self { cases, deliveries: None, keys: keys.into(), limiter })
+    }
+
+    /// Serves the webhook delivery records from `deliveries` (without, their endpoint answers
+    /// 503).
+    pub fn with_deliveries(mut self, deliveries: Arc<dyn Deliveries>) -> Self {
+        self.deliveries = Some(deliveries);
+        self
     }
 
     /// The key whose hash is `presented`'s, comparing with every configured one in constant time.
@@ -276,7 +311,8 @@ pub enum ApiError {
         /// Seconds until the next request is allowed.
         retry_after_secs: u64,
     },
-    /// 503 `unavailable`: the case store could not be reached; try again.
+    /// 503 `unavailable`: the case store (or the webhook delivery records) could not be reached;
+    /// try again.
     Unavailable(String),
 }
 
@@ -306,7 +342,7 @@ pub enum ErrorCode {
     TooLarge,
     /// 429: too many requests from this address; see `Retry-After`.
     RateLimited,
-    /// 503: the case store is unavailable; try again.
+    /// 503: the case store (or the webhook delivery records) is unavailable; try again.
     Unavailable,
 }
 
@@ -384,6 +420,23 @@ pub struct CaseList {
     pub cases: Vec<CaseRecord>,
     /// True when more cases matched than `limit`.
     pub more: bool,
+}
+
+/// `GET /api/webhooks/{department}/deliveries`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct DeliveryList {
+    /// The department's webhook deliveries, one per message, newest first.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// `GET /api/stats/departments`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct DepartmentStatsList {
+    /// One row per department that has or had a case, by department id (a department key: its
+    /// own row only).
+    pub departments: Vec<DepartmentStats>,
 }
 
 /// What a resident sees of their request: no contact details, no volunteer or department ids.
@@ -480,6 +533,8 @@ pub fn app(state: ApiState) -> Router {
         .route("/api/cases", get(list_cases))
         .route("/api/cases/{id}", get(get_case))
         .route("/api/cases/{id}/actions", post(act))
+        .route("/api/webhooks/{department}/deliveries", get(list_deliveries))
+        .route("/api/stats/departments", get(department_stats))
         .merge(public)
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/openapi.json".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -564,6 +619,71 @@ fn parse_list_query(pairs: &[(String, String)]) -> Result<(CaseFilter, usize), A
         }
     }
     Ok((filter, limit.unwrap_or(DEFAULT_LIMIT)))
+}
+
+/// The `limit` of a query that takes nothing else.
+fn parse_limit_query(pairs: &[(String, String)]) -> Result<usize, ApiError> {
+    let mut limit = None;
+    for (name, value) in pairs {
+        if name != "limit" {
+            return Err(ApiError::Invalid(format!("unknown query parameter {name}; known: limit")));
+        }
+        if limit.is_some() {
+            return Err(ApiError::Invalid("query parameter limit is given twice".into()));
+        }
+        let n: usize = value.parse().map_err(|_| ApiError::Invalid(format!("limit={value:?}: not a number")))?;
+        if !(1..=MAX_LIMIT).contains(&n) {
+            return Err(ApiError::Invalid(format!("limit={value:?}: must be 1 to {MAX_LIMIT}")));
+        }
+        limit = Some(n);
+    }
+    Ok(limit.unwrap_or(DEFAULT_LIMIT))
+}
+
+async fn list_deliveries(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(department): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<axum::Json<DeliveryList>, ApiError> {
+    principal.require(OVERSIGHT_ROLES, "read webhook deliveries")?;
+    if let Some(own) = principal.department().filter(|own| *own != department) {
+        info!(role = principal.role_name(), actor = %principal.id, department = %department, "webhook deliveries refused");
+        return Err(ApiError::Forbidden(format!("a department key may read only {own}'s webhook deliveries")));
+    }
+    let Query(pairs) = query.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let limit = parse_limit_query(&pairs)?;
+    if !wire::is_token(&department, 64, b"-_") {
+        return Err(ApiError::Invalid(format!(
+            "{department:?} is not a department id (1-64 ASCII letters, digits, '-' or '_')"
+        )));
+    }
+    let source = state
+        .deliveries
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable("webhook deliveries are not served here".into()))?;
+    let mut deliveries = source.deliveries(&department).await.map_err(|e| match e {
+        WebhookError::Invalid { reason, .. } => ApiError::Invalid(format!("{department:?}: {reason}")),
+        e => ApiError::Unavailable(format!("the webhook delivery records are unavailable: {e}")),
+    })?;
+    deliveries.sort_by_key(|d| std::cmp::Reverse(d.stream_sequence));
+    deliveries.truncate(limit);
+    debug!(role = principal.role_name(), actor = %principal.id, department = %department, count = deliveries.len(), "webhook deliveries listed");
+    Ok(axum::Json(DeliveryList { deliveries }))
+}
+
+async fn department_stats(
+    State(state): State<ApiState>,
+    principal: Principal,
+) -> Result<axum::Json<DepartmentStatsList>, ApiError> {
+    principal.require(OVERSIGHT_ROLES, "read department statistics")?;
+    let mut departments = state.cases.department_stats();
+    if let Some(own) = principal.department() {
+        let row = departments.into_iter().find(|s| s.department == own);
+        departments = vec![row.unwrap_or_else(|| DepartmentStats { department: own.to_owned(), ..Default::default() })];
+    }
+    debug!(role = principal.role_name(), actor = %principal.id, count = departments.len(), "department statistics read");
+    Ok(axum::Json(DepartmentStatsList { departments }))
 }
 
 /// The case, if `principal` may see it: 404 when there is none, 403 when it is another
@@ -773,6 +893,8 @@ pub fn openapi() -> Value {
     let case_list = out.subschema_for::<CaseList>();
     let case_record = out.subschema_for::<CaseRecord>();
     let public_case = out.subschema_for::<PublicCase>();
+    let delivery_list = out.subschema_for::<DeliveryList>();
+    let stats_list = out.subschema_for::<DepartmentStatsList>();
     let error_body = out.subschema_for::<ErrorBody>();
     let mut schemas = out.take_definitions(true);
     let mut into = settings().for_deserialize().into_generator();
@@ -808,7 +930,7 @@ pub fn openapi() -> Value {
             "title": "linkbus closed-loop API",
             "version": env!("CARGO_PKG_VERSION"),
             "summary": "Cases routed by linkbus: read them, act on them (accept, reject, progress, resolve, close, reassign, cancel, escalations), and let residents follow up and rate.",
-            "description": "Every endpoint but `/healthz` and this document takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `invalid` 409 (the case's state refuses the action) or 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503.",
+            "description": "Every endpoint but `/healthz` and this document takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`. Webhook deliveries and department figures are read with a dispatcher or operator key, or a department key for its own. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `invalid` 409 (the case's state refuses the action) or 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
         },
         "security": [ { "bearer": [] } ],
@@ -923,6 +1045,36 @@ pub fn openapi() -> Value {
                         "503": unavailable
                     }
                 }
+            },
+            "/api/webhooks/{department}/deliveries": {
+                "get": {
+                    "operationId": "listWebhookDeliveries",
+                    "summary": "A department's webhook deliveries, newest first: one record per message, with its status (`delivering`, `delivered`, `failed`), attempts and last error.",
+                    "description": "Dispatcher and operator keys read any department's; a department key only its own.",
+                    "parameters": [
+                        id_param("department", "The department id (1–64 ASCII letters, digits, `-` or `_`)."),
+                        query("limit", "At most this many.", json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT })),
+                    ],
+                    "responses": {
+                        "200": body("The deliveries (none if the department has no webhook).", &delivery_list),
+                        "401": unauthorized,
+                        "403": error("A source key, or another department's key (`forbidden`)."),
+                        "422": error("Not a department id, or an unknown or malformed query parameter (`invalid`)."),
+                        "503": error("The webhook delivery records are unavailable (`unavailable`); try again.")
+                    }
+                }
+            },
+            "/api/stats/departments": {
+                "get": {
+                    "operationId": "departmentStats",
+                    "summary": "How each department handles its cases, for dashboards: cases, acceptances, rejections, ratings, average score, reopen rate.",
+                    "description": "Dispatcher and operator keys get every department that has or had a case; a department key only its own row.",
+                    "responses": {
+                        "200": body("One row per department.", &stats_list),
+                        "401": unauthorized,
+                        "403": error("A source key (`forbidden`).")
+                    }
+                }
             }
         },
         "components": {
@@ -946,6 +1098,7 @@ mod tests {
     use axum::http::Method;
     use linkbus_bus::wire::{CloudEvent, Contact, RoutedCase};
     use linkbus_cases::lifecycle::{self, Ladder, Policy};
+    use linkbus_cases::webhooks::DeliveryStatus;
     use tower::ServiceExt as _;
 
     use super::*;
@@ -989,6 +1142,61 @@ mod tests {
                 *r = outcome.record;
                 Ok(r.clone())
             })
+        }
+
+        fn department_stats(&self) -> Vec<DepartmentStats> {
+            let records = self.records.lock().expect("lock");
+            let mut out: Vec<DepartmentStats> = Vec::new();
+            for r in records.values() {
+                for d in r.departments.iter().chain(&r.rejected_by).chain(&r.accepted_by) {
+                    if out.iter().any(|s| &s.department == d) {
+                        continue;
+                    }
+                    out.push(DepartmentStats {
+                        department: d.clone(),
+                        cases: 1,
+                        accepted: usize::from(r.accepted_by.as_ref() == Some(d)),
+                        rejected: usize::from(r.rejected_by.contains(d)),
+                        ..Default::default()
+                    });
+                }
+            }
+            out.sort_by(|a, b| a.department.cmp(&b.department));
+            out
+        }
+    }
+
+    /// Webhook delivery records without NATS: a department's, or a read error.
+    struct Hooks(Result<Vec<Delivery>, String>);
+
+    impl Deliveries for Hooks {
+        fn deliveries<'a>(&'a self, department: &'a str) -> BoxFuture<'a, Result<Vec<Delivery>, WebhookError>> {
+            Box::pin(async move {
+                match &self.0 {
+                    Ok(all) => Ok(all.iter().filter(|d| d.department == department).cloned().collect()),
+                    Err(e) => Err(WebhookError::Read { department: department.to_owned(), source: e.clone().into() }),
+                }
+            })
+        }
+    }
+
+    fn delivery(department: &str, stream_sequence: u64, status: DeliveryStatus) -> Delivery {
+        let at = Timestamp::now();
+        Delivery {
+            department: department.into(),
+            stream_sequence,
+            case_id: Some("sf311-4292128".into()),
+            event_type: Some(wire::TYPE_CASE_ROUTED.into()),
+            msg_id: format!("sf311-4292128:{stream_sequence}"),
+            subject: format!("routed.dept.{department}.sewer_issues"),
+            status,
+            attempts: 1,
+            last_http_status: Some(200),
+            last_error: None,
+            first_attempt_at: at,
+            last_attempt_at: at,
+            next_attempt_at: None,
+            delivered_at: (status == DeliveryStatus::Delivered).then_some(at),
         }
     }
 
@@ -1296,6 +1504,91 @@ mod tests {
         assert_eq!(call(&two, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await.0, StatusCode::OK);
         // The cases endpoints are not limited.
         assert_eq!(call(&one, Method::GET, CASE, Some(DISPATCHER), None).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn webhook_deliveries_are_the_departments_own_newest_first() {
+        let hooks = Hooks(Ok(vec![
+            delivery("puc-sewer-ops", 3, DeliveryStatus::Delivered),
+            delivery("puc-sewer-ops", 7, DeliveryStatus::Delivering),
+            delivery("dpw-ops-queue", 5, DeliveryStatus::Failed),
+        ]));
+        let app = app(state(60).with_deliveries(Arc::new(hooks)));
+        const SEWER_HOOKS: &str = "/api/webhooks/puc-sewer-ops/deliveries";
+        for key in [DISPATCHER, OPERATOR, SEWER] {
+            let (status, list) = call(&app, Method::GET, SEWER_HOOKS, Some(key), None).await;
+            assert_eq!(status, StatusCode::OK, "{list}");
+            let sequences: Vec<&Value> =
+                list["deliveries"].as_array().expect("deliveries").iter().map(|d| &d["stream_sequence"]).collect();
+            assert_eq!(sequences, [&json!(7), &json!(3)], "newest first");
+            assert_eq!(list["deliveries"][1]["status"], "delivered");
+        }
+        let (_, list) = call(&app, Method::GET, &format!("{SEWER_HOOKS}?limit=1"), Some(DISPATCHER), None).await;
+        assert_eq!(list["deliveries"].as_array().map(Vec::len), Some(1));
+        assert_eq!(list["deliveries"][0]["stream_sequence"], 7);
+        let (_, list) = call(&app, Method::GET, "/api/webhooks/sf-311/deliveries", Some(DISPATCHER), None).await;
+        assert_eq!(list, json!({"deliveries": []}));
+        // Another department's, or any with a source key: 403.
+        for (key, uri) in
+            [(OTHER, SEWER_HOOKS), (SEWER, "/api/webhooks/dpw-ops-queue/deliveries"), (SOURCE, SEWER_HOOKS)]
+        {
+            assert_error(&call(&app, Method::GET, uri, Some(key), None).await, StatusCode::FORBIDDEN, "forbidden");
+        }
+        assert_error(&call(&app, Method::GET, SEWER_HOOKS, None, None).await, StatusCode::UNAUTHORIZED, "unauthorized");
+        for uri in [
+            "/api/webhooks/puc.sewer/deliveries",
+            "/api/webhooks/puc-sewer-ops/deliveries?limit=0",
+            "/api/webhooks/puc-sewer-ops/deliveries?limit=1001",
+            "/api/webhooks/puc-sewer-ops/deliveries?limit=1&limit=2",
+            "/api/webhooks/puc-sewer-ops/deliveries?status=failed",
+        ] {
+            let got = call(&app, Method::GET, uri, Some(DISPATCHER), None).await;
+            assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        }
+        let (status, _) =
+            call(&app, Method::GET, "/api/webhooks/puc-sewer-ops/deliveries?limit=1000", Some(SEWER), None).await;
+        assert_eq!(status, StatusCode::OK);
+
+        // Records that cannot be read, or none to read: 503.
+        let down = super::app(state(60).with_deliveries(Arc::new(Hooks(Err("no responders".into())))));
+        let got = call(&down, Method::GET, SEWER_HOOKS, Some(DISPATCHER), None).await;
+        assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        let none = super::app(state(60));
+        let got = call(&none, Method::GET, SEWER_HOOKS, Some(DISPATCHER), None).await;
+        assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    }
+
+    #[tokio::test]
+    async fn department_stats_are_everyones_for_dispatchers_and_own_for_departments() {
+        let app = app(state(60));
+        let accept = json!({"action": "accept"});
+        assert_eq!(
+            call(&app, Method::POST, &format!("{CASE}/actions"), Some(SEWER), Some(accept)).await.0,
+            StatusCode::OK
+        );
+        for key in [DISPATCHER, OPERATOR] {
+            let (status, stats) = call(&app, Method::GET, "/api/stats/departments", Some(key), None).await;
+            assert_eq!(status, StatusCode::OK, "{stats}");
+            assert_eq!(stats["departments"].as_array().map(Vec::len), Some(1), "{stats}");
+            assert_eq!(stats["departments"][0]["department"], "puc-sewer-ops");
+            assert_eq!(stats["departments"][0]["accepted"], 1);
+        }
+        let (_, own) = call(&app, Method::GET, "/api/stats/departments", Some(SEWER), None).await;
+        assert_eq!(own["departments"][0]["accepted"], 1);
+        let (status, other) = call(&app, Method::GET, "/api/stats/departments", Some(OTHER), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            other,
+            json!({"departments": [{
+                "department": "dpw-ops-queue", "cases": 0, "accepted": 0, "rejected": 0, "ratings": 0,
+                "average_score": null, "not_solved": 0, "reopen_rate": null
+            }]}),
+            "a department with no case gets its own row, empty"
+        );
+        let got = call(&app, Method::GET, "/api/stats/departments", Some(SOURCE), None).await;
+        assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+        let got = call(&app, Method::GET, "/api/stats/departments", None, None).await;
+        assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! SIGTERM (the API first, letting requests in progress finish, then the service).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -189,7 +190,7 @@ fn serve_api(
     if config.api.keys.is_empty() {
         warn!("no [[api.keys]] configured: the API answers only /healthz and /api/openapi.json");
     }
-    let state = api::ApiState::new(svc.cases.clone(), &config.api)?;
+    let state = api::ApiState::new(svc.cases.clone(), &config.api)?.with_deliveries(Arc::new(svc.js.clone()));
     let addr = listener.local_addr().context("reading the API's address")?;
     info!(%addr, keys = config.api.keys.len(), "HTTP API listening");
     Ok((addr, tokio::spawn(api::serve(listener, api::app(state), stop.cancelled_owned()))))

@@ -461,51 +461,12 @@ pub async fn follow_volunteers(
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
     let store = js.get_key_value(nats::BUCKET_VOLUNTEERS).await.map_err(|e| ServiceError::Volunteers(e.into()))?;
-    let mut next_revision = 0u64;
-    loop {
-        let watch = if next_revision == 0 {
-            store.watch_with_history(">").await
-        } else {
-            store.watch_all_from_revision(next_revision).await
-        };
-        let mut watch = match watch {
-            Ok(w) => w,
-            Err(e) => {
-                warn!(error = %e, "cannot watch the volunteers bucket; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
-        if status_is_empty(&store).await {
-            ready.cancel();
-        }
-        loop {
-            let entry = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                entry = watch.next() => entry,
-            };
-            match entry {
-                Some(Ok(entry)) => {
-                    next_revision = entry.revision + 1;
-                    apply_volunteer(&js, &state, &entry).await;
-                    if entry.delta == 0 {
-                        ready.cancel();
-                    }
-                }
-                Some(Err(e)) => {
-                    warn!(error = %e, "volunteer watch error; re-watching");
-                    break;
-                }
-                None => break,
-            }
-        }
-    }
-}
-
-async fn status_is_empty(store: &kv::Store) -> bool {
-    store.status().await.is_ok_and(|s| s.values() == 0)
+    nats::follow_bucket(&store, &ready, &shutdown, |entry| {
+        let (js, state) = (&js, &state);
+        async move { apply_volunteer(js, state, &entry).await }
+    })
+    .await;
+    Ok(())
 }
 
 async fn apply_volunteer(js: &jetstream::Context, state: &RouterState, entry: &kv::Entry) {

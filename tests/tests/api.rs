@@ -2,21 +2,27 @@
 //! list and read everything; a department reads and moves its own cases and is refused another's;
 //! keys are required; a resident, through their source system's app (a source key), follows up by
 //! the source system's id, sees no personal data, and reopens the case by rating it unsolved; a
-//! department key may not use the residents' endpoints, a source key may not use the cases'. Every response is validated against the OpenAPI
+//! department key may not use the residents' endpoints, a source key may not use the cases'. A
+//! department's webhook deliveries are visible to dispatchers and to that department, and the
+//! per-department figures count its acceptances. Every response is validated against the OpenAPI
 //! document the server serves (generated from the Rust types, committed as `docs/openapi.json`):
 //! an undocumented status or a body that breaks its schema fails the test.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::http::HeaderMap;
 use jiff::Timestamp;
 use linkbus::api::{self, ApiState};
 use linkbus::config::{ApiKey, ApiRole, Config};
-use linkbus_bus::wire::{CaseState, SourceSystem};
+use linkbus::service::Service;
+use linkbus_bus::wire::{self, CaseState, SourceSystem};
+use linkbus_cases::webhooks::{self, WebhookConfig};
 use linkbus_tests::{TestBus, WAIT, case, publish_case, wait_for_case};
 use reqwest::Method;
 use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Mission District, San Francisco: sewer issues go to `puc-sewer-ops`, street cleaning to
@@ -116,6 +122,37 @@ fn strict(schema: &mut Value) {
     }
 }
 
+/// The test keys, as `[[api.keys]]` holds them.
+fn keys() -> Vec<ApiKey> {
+    let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: api::hash_key(key) };
+    vec![
+        key(ApiRole::Dispatcher, "ada", DISPATCHER),
+        key(ApiRole::Department, "puc-sewer-ops", SEWER),
+        key(ApiRole::Department, "dpw-ops-queue", DPW),
+        key(ApiRole::Operator, "olga", OPERATOR),
+        key(ApiRole::Source, "sf311-app", SOURCE),
+    ]
+}
+
+/// Serves the API of `service` as `linkbus up` does, on a real socket, until the token is
+/// cancelled; a client for it that checks the served document is the generated one.
+async fn serve(config: &Config, service: &Service) -> (Api, CancellationToken, JoinHandle<std::io::Result<()>>) {
+    let listener = tokio::net::TcpListener::bind(&config.api.listen).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = ApiState::new(service.cases.clone(), &config.api)
+        .expect("api state")
+        .with_deliveries(Arc::new(service.js.clone()));
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(api::serve(listener, api::app(state), stop.clone().cancelled_owned()));
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let base = format!("http://{addr}");
+    let served = http.get(format!("{base}/api/openapi.json")).send().await.expect("openapi");
+    let doc: Value = serde_json::from_slice(&served.bytes().await.expect("body")).expect("JSON");
+    assert_eq!(doc, api::openapi(), "the server serves the generated document");
+    assert_eq!(doc["openapi"], "3.1.0");
+    (Api { base, http, doc, seen: Mutex::default() }, stop, server)
+}
+
 fn events(timeline: &Value) -> Vec<String> {
     timeline.as_array().expect("a timeline").iter().filter_map(|e| e["event"].as_str().map(str::to_owned)).collect()
 }
@@ -128,31 +165,13 @@ fn ids(list: &Value) -> Vec<String> {
 async fn the_closed_loop_over_http_matches_its_openapi_document() {
     let bus = TestBus::start().await;
     let mut config: Config = bus.config();
-    let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: api::hash_key(key) };
     config.api.listen = "127.0.0.1:0".into();
     config.api.public_rate_per_minute = PUBLIC_RATE;
-    config.api.keys = vec![
-        key(ApiRole::Dispatcher, "ada", DISPATCHER),
-        key(ApiRole::Department, "puc-sewer-ops", SEWER),
-        key(ApiRole::Department, "dpw-ops-queue", DPW),
-        key(ApiRole::Operator, "olga", OPERATOR),
-        key(ApiRole::Source, "sf311-app", SOURCE),
-    ];
+    config.api.keys = keys();
     let service = bus.service(&config).await;
 
     // The API as `linkbus up` serves it, on a real socket.
-    let listener = tokio::net::TcpListener::bind(&config.api.listen).await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let state = ApiState::new(service.cases.clone(), &config.api).expect("api state");
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(api::serve(listener, api::app(state), stop.clone().cancelled_owned()));
-    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
-    let base = format!("http://{addr}");
-    let served = http.get(format!("{base}/api/openapi.json")).send().await.expect("openapi");
-    let doc: Value = serde_json::from_slice(&served.bytes().await.expect("body")).expect("JSON");
-    assert_eq!(doc, api::openapi(), "the server serves the generated document");
-    assert_eq!(doc["openapi"], "3.1.0");
-    let api = Api { base, http, doc, seen: Mutex::default() };
+    let (api, stop, server) = serve(&config, &service).await;
 
     let (status, ok) = api.call(Method::GET, "/healthz", "/healthz", None, None).await;
     assert_eq!((status, ok), (200, json!("ok")));
@@ -176,6 +195,8 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     const ACT: &str = "/api/cases/{id}/actions";
     const REQUEST: &str = "/api/requests/{source_id}";
     const RATE: &str = "/api/requests/{source_id}/rating";
+    const DELIVERIES: &str = "/api/webhooks/{department}/deliveries";
+    const STATS: &str = "/api/stats/departments";
 
     // No key, a wrong key: 401, before anything else is looked at.
     assert_eq!(api.call(Method::GET, LIST, "/api/cases", None, None).await.0, 401);
@@ -190,6 +211,8 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
         (Method::GET, LIST, "/api/cases", None),
         (Method::GET, CASE, "/api/cases/api-sewer-1", None),
         (Method::POST, ACT, "/api/cases/api-sewer-1/actions", Some(accept.clone())),
+        (Method::GET, DELIVERIES, "/api/webhooks/puc-sewer-ops/deliveries", None),
+        (Method::GET, STATS, "/api/stats/departments", None),
     ] {
         let (status, error) = api.call(method, template, path, Some(SOURCE), body).await;
         assert_eq!((status, error["code"].clone()), (403, json!("forbidden")), "a source key on {path}");
@@ -257,6 +280,31 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     let (status, record) = act(json!({"action": "resolve", "note": "drain cleared"})).await;
     assert_eq!((status, record["state"].clone()), (200, json!("resolved")));
     assert_eq!(service.cases.get("api-sewer-1").expect("record").state, CaseState::Resolved);
+
+    // The figures count the acceptance; a department sees its own row only.
+    let (status, stats) = api.call(Method::GET, STATS, "/api/stats/departments", Some(OPERATOR), None).await;
+    assert_eq!(status, 200);
+    let sewer_row = stats["departments"].as_array().expect("rows").iter().find(|s| s["department"] == "puc-sewer-ops");
+    let sewer_row = sewer_row.cloned().expect("a row for puc-sewer-ops");
+    assert_eq!((sewer_row["cases"].clone(), sewer_row["accepted"].clone()), (json!(1), json!(1)));
+    let (status, own) = api.call(Method::GET, STATS, "/api/stats/departments", Some(SEWER), None).await;
+    assert_eq!((status, own["departments"].clone()), (200, json!([sewer_row])));
+    let (_, own) = api.call(Method::GET, STATS, "/api/stats/departments", Some(DPW), None).await;
+    assert_eq!(own["departments"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        (own["departments"][0]["department"].clone(), own["departments"][0]["accepted"].clone()),
+        (json!("dpw-ops-queue"), json!(0))
+    );
+
+    // No webhook here: no deliveries, but the endpoint answers and checks who asks.
+    let hooks = "/api/webhooks/puc-sewer-ops/deliveries";
+    let (status, list) = api.call(Method::GET, DELIVERIES, hooks, Some(DISPATCHER), None).await;
+    assert_eq!((status, list), (200, json!({"deliveries": []})));
+    let (status, error) = api.call(Method::GET, DELIVERIES, hooks, Some(DPW), None).await;
+    assert_eq!((status, error["code"].clone()), (403, json!("forbidden")));
+    let (status, error) =
+        api.call(Method::GET, DELIVERIES, "/api/webhooks/puc.sewer/deliveries", Some(DISPATCHER), None).await;
+    assert_eq!((status, error["code"].clone()), (422, json!("invalid")));
 
     // The residents' endpoints take a key too: no key is 401, a department's is 403.
     let rating = json!({"score": 2, "solved": false, "comment": "still flooding after the rain"});
@@ -425,4 +473,129 @@ impl Drop for Running {
             let _ = child.wait();
         }
     }
+}
+
+/// A webhook configured for `puc-sewer-ops` delivers its case; the deliveries endpoint shows the
+/// delivery `delivered` to a dispatcher and to `puc-sewer-ops`, and refuses `dpw-ops-queue`; the
+/// department figures count its acceptance.
+#[tokio::test]
+async fn webhook_deliveries_and_department_stats_over_http() {
+    const DELIVERIES: &str = "/api/webhooks/{department}/deliveries";
+    const SEWER_HOOKS: &str = "/api/webhooks/puc-sewer-ops/deliveries";
+    const STATS: &str = "/api/stats/departments";
+
+    // A receiver that takes everything and notes each request's Linkbus-Webhook-Id.
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("receiver binds");
+    let receiver_addr = listener.local_addr().expect("addr");
+    let seen = received.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap| async move {
+            let id = headers.get(webhooks::HEADER_WEBHOOK_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            seen.lock().expect("lock").push(id.to_owned());
+            axum::http::StatusCode::NO_CONTENT
+        }),
+    );
+    let receiver_stop = CancellationToken::new();
+    let receiver_task = tokio::spawn(
+        axum::serve(listener, receiver).with_graceful_shutdown(receiver_stop.clone().cancelled_owned()).into_future(),
+    );
+
+    let bus = TestBus::start().await;
+    let mut config: Config = bus.config();
+    config.api.listen = "127.0.0.1:0".into();
+    config.api.keys = keys();
+    let mut webhook =
+        WebhookConfig::new("puc-sewer-ops", &format!("http://{receiver_addr}/hook"), "api-test-secret-41c7");
+    webhook.timeout = Duration::from_secs(2);
+    config.webhooks = vec![webhook];
+    let service = bus.service(&config).await;
+    let (api, stop, server) = serve(&config, &service).await;
+
+    publish_case(&bus.js, &case("hook-sewer-1", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1))
+        .await;
+    wait_for_case(&service, "hook-sewer-1", "its record", |_| true).await;
+
+    // The routed case is delivered, and its record says so.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let delivery = loop {
+        let (status, list) = api.call(Method::GET, DELIVERIES, SEWER_HOOKS, Some(DISPATCHER), None).await;
+        assert_eq!(status, 200, "{list}");
+        let found = list["deliveries"].as_array().expect("deliveries").iter().find(|d| {
+            d["case_id"] == "hook-sewer-1" && d["event_type"] == wire::TYPE_CASE_ROUTED && d["status"] == "delivered"
+        });
+        if let Some(found) = found {
+            break found.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the routed case was never delivered: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(delivery["department"], "puc-sewer-ops");
+    assert_eq!((delivery["attempts"].clone(), delivery["last_http_status"].clone()), (json!(1), json!(204)));
+    assert!(delivery["delivered_at"].is_string(), "{delivery}");
+    let msg_id = delivery["msg_id"].as_str().expect("msg_id").to_owned();
+    assert!(received.lock().expect("lock").contains(&msg_id), "the receiver got {msg_id}");
+
+    // The department reads its own (and an operator anyone's); another department and a source
+    // key may not.
+    for key in [SEWER, OPERATOR] {
+        let (status, list) = api.call(Method::GET, DELIVERIES, SEWER_HOOKS, Some(key), None).await;
+        assert_eq!(status, 200, "{list}");
+        assert!(list["deliveries"].as_array().expect("deliveries").contains(&delivery), "{list}");
+    }
+    for key in [DPW, SOURCE] {
+        let (status, error) = api.call(Method::GET, DELIVERIES, SEWER_HOOKS, Some(key), None).await;
+        assert_eq!((status, error["code"].clone()), (403, json!("forbidden")), "{error}");
+    }
+    let (status, list) =
+        api.call(Method::GET, DELIVERIES, "/api/webhooks/dpw-ops-queue/deliveries", Some(DPW), None).await;
+    assert_eq!((status, list), (200, json!({"deliveries": []})), "dpw-ops-queue has no webhook");
+
+    // puc-sewer-ops accepts: its figures count it.
+    let accept = json!({"action": "accept"});
+    let (status, record) = api
+        .call(Method::POST, "/api/cases/{id}/actions", "/api/cases/hook-sewer-1/actions", Some(SEWER), Some(accept))
+        .await;
+    assert_eq!((status, record["state"].clone()), (200, json!("accepted")), "{record}");
+    for key in [DISPATCHER, SEWER] {
+        let (status, stats) = api.call(Method::GET, STATS, "/api/stats/departments", Some(key), None).await;
+        assert_eq!(status, 200, "{stats}");
+        let row = stats["departments"].as_array().expect("rows").iter().find(|s| s["department"] == "puc-sewer-ops");
+        let row = row.expect("a row for puc-sewer-ops");
+        assert_eq!(
+            (row["cases"].clone(), row["accepted"].clone(), row["rejected"].clone()),
+            (json!(1), json!(1), json!(0))
+        );
+    }
+    let (status, error) = api.call(Method::GET, STATS, "/api/stats/departments", Some(SOURCE), None).await;
+    assert_eq!((status, error["code"].clone()), (403, json!("forbidden")));
+
+    // A second case, a kilometre north (not merged into the first): listed first, and alone with
+    // `limit=1`.
+    let north = MISSION.1 + 0.009;
+    publish_case(&bus.js, &case("hook-sewer-2", SourceSystem::PublicService, "sewer_issues", MISSION.0, north)).await;
+    let second = wait_for_case(&service, "hook-sewer-2", "its record", |_| true).await;
+    assert_eq!((second.merged_into, second.departments), (None, vec!["puc-sewer-ops".to_owned()]));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, list) = api.call(Method::GET, DELIVERIES, SEWER_HOOKS, Some(SEWER), None).await;
+        let deliveries = list["deliveries"].as_array().expect("deliveries");
+        let sequences: Vec<u64> = deliveries.iter().filter_map(|d| d["stream_sequence"].as_u64()).collect();
+        assert!(sequences.windows(2).all(|w| w[0] > w[1]), "newest first: {sequences:?}");
+        if deliveries.first().is_some_and(|d| d["case_id"] == "hook-sewer-2" && d["status"] == "delivered") {
+            let limited = format!("{SEWER_HOOKS}?limit=1");
+            let (_, newest) = api.call(Method::GET, DELIVERIES, &limited, Some(SEWER), None).await;
+            assert_eq!(newest["deliveries"], json!([deliveries[0]]));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the second case was never delivered: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    stop.cancel();
+    tokio::time::timeout(WAIT, server).await.expect("the API stops").expect("no panic").expect("served");
+    service.stop().await;
+    receiver_stop.cancel();
+    tokio::time::timeout(WAIT, receiver_task).await.expect("the receiver stops").expect("no panic").expect("served");
 }
