@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::lifecycle::{self, Effect, Ladder, Outcome, Policy, Refused};
+use crate::metrics::CaseMetrics;
 
 /// How the case book runs.
 #[derive(Debug, Clone)]
@@ -129,6 +130,7 @@ pub struct CaseBook {
     ladder: Ladder,
     router: Arc<RouterState>,
     config: BookConfig,
+    metrics: CaseMetrics,
 }
 
 impl std::fmt::Debug for CaseBook {
@@ -139,10 +141,22 @@ impl std::fmt::Debug for CaseBook {
 
 impl CaseBook {
     /// Opens the book and starts its loops (until `shutdown`); returns once the bucket is read.
+    /// Its metrics are registered nowhere (see [`CaseBook::start_with_metrics`]).
     pub async fn start(
         js: jetstream::Context,
         router: Arc<RouterState>,
         config: BookConfig,
+        shutdown: CancellationToken,
+    ) -> Result<(Arc<Self>, Vec<tokio::task::JoinHandle<()>>), ActError> {
+        Self::start_with_metrics(js, router, config, CaseMetrics::unregistered(), shutdown).await
+    }
+
+    /// [`CaseBook::start`], counting into `metrics`.
+    pub async fn start_with_metrics(
+        js: jetstream::Context,
+        router: Arc<RouterState>,
+        config: BookConfig,
+        metrics: CaseMetrics,
         shutdown: CancellationToken,
     ) -> Result<(Arc<Self>, Vec<tokio::task::JoinHandle<()>>), ActError> {
         let store = js.get_key_value(nats::BUCKET_CASES).await.map_err(store_err)?;
@@ -151,7 +165,7 @@ impl CaseBook {
             departments.departments().iter().map(|d| (d.id.clone(), d.parent.clone())),
             &departments.departments()[departments.catch_all()].id,
         );
-        let book = Arc::new(Self { js, store, cache: RwLock::new(HashMap::new()), ladder, router, config });
+        let book = Arc::new(Self { js, store, cache: RwLock::new(HashMap::new()), ladder, router, config, metrics });
         let ready = CancellationToken::new();
         let mut tasks = Vec::new();
         let spawn = |name: &'static str, f: futures::future::BoxFuture<'static, Result<(), ActError>>| {
@@ -288,6 +302,7 @@ impl CaseBook {
             let body = Bytes::from(serde_json::to_vec(&next).map_err(|e| ActError::Store(e.to_string()))?);
             match self.store.update(key(case_id), body, revision).await {
                 Ok(_) => {
+                    self.metrics.transition(&stored.record, &next.record);
                     self.remember(next.clone());
                     self.flush(case_id, &next.outbox).await;
                     return Ok(next.record);
@@ -497,10 +512,14 @@ impl CaseBook {
                             msg_id: &format!("cases:{}", msg.info().map(|i| i.stream_sequence).unwrap_or_default()),
                             payload: msg.payload.clone(),
                         };
-                        match nats::publish_deadletter(&self.js, letter).await {
+                        let stored = match nats::publish_deadletter(&self.js, letter).await {
                             Ok(ack) => ack.await.map(|_| ()).map_err(|e| ActError::Store(e.to_string())),
                             Err(e) => Err(ActError::Store(e.to_string())),
+                        };
+                        if stored.is_ok() {
+                            self.metrics.deadletter_cases.inc("malformed");
                         }
+                        stored
                     }
                 };
                 match done {
@@ -523,7 +542,10 @@ impl CaseBook {
         let stored = Stored { record, outbox: vec![] };
         let body = Bytes::from(serde_json::to_vec(&stored).map_err(|e| ActError::Store(e.to_string()))?);
         match self.store.create(key(&routed.case_id), body).await {
-            Ok(_) => self.remember(stored),
+            Ok(_) => {
+                self.metrics.opened(&stored.record);
+                self.remember(stored);
+            }
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
             Err(e) => return Err(store_err(e)),
         }
@@ -647,8 +669,14 @@ impl CaseBook {
             msg_id: &msg_id,
             payload: msg.payload.clone(),
         };
-        if let Ok(ack) = nats::publish_deadletter(&self.js, letter).await {
-            let _ = ack.await;
+        if let Ok(ack) = nats::publish_deadletter(&self.js, letter).await
+            && ack.await.is_ok()
+        {
+            match stage {
+                "action" => self.metrics.deadletter_action.inc("malformed"),
+                "answer" => self.metrics.deadletter_answer.inc("malformed"),
+                _ => {}
+            }
         }
     }
 

@@ -7,7 +7,10 @@
 //!   revision-checked updates, the loops that open records for routed cases, serve department
 //!   and volunteer requests over NATS, and fire deadlines; the handle the HTTP API uses.
 //! - [`webhooks`]: delivery of department cases to departments without NATS.
+//! - [`metrics`]: the loop's Prometheus metrics (stage durations, offers, escalations, webhook
+//!   deliveries, its dead letters).
 
 pub mod book;
 pub mod lifecycle;
+pub mod metrics;
 pub mod webhooks;

@@ -90,6 +90,8 @@ use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::metrics::WebhookMetrics;
+
 /// KV bucket of delivery records, keyed `<department>.<stream sequence>`.
 pub const BUCKET_DELIVERIES: &str = "linkbus_webhook_deliveries";
 /// Header: the message's `Nats-Msg-Id`, stable across retries.
@@ -466,10 +468,21 @@ fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
 }
 
 /// Delivers the department's messages until `shutdown`; an attempt under way when it comes is
-/// finished (it takes at most the timeout) before returning.
+/// finished (it takes at most the timeout) before returning. Counts into metrics registered
+/// nowhere (see [`run_with_metrics`]).
 pub async fn run(
     js: jetstream::Context,
     config: WebhookConfig,
+    shutdown: CancellationToken,
+) -> Result<(), WebhookError> {
+    run_with_metrics(js, config, WebhookMetrics::unregistered(), shutdown).await
+}
+
+/// [`run`], counting each attempt's outcome (and the dead letters) into `metrics`.
+pub async fn run_with_metrics(
+    js: jetstream::Context,
+    config: WebhookConfig,
+    metrics: WebhookMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), WebhookError> {
     let invalid = |reason: String| WebhookError::Invalid { department: config.department.clone(), reason };
@@ -518,8 +531,15 @@ pub async fn run(
         .await
         .map_err(|e| consumer_err(e.into()))?;
 
-    let worker =
-        Worker { js: &js, records: &records, client: &client, url: &url, secret: secret.as_bytes(), config: &config };
+    let worker = Worker {
+        js: &js,
+        records: &records,
+        client: &client,
+        url: &url,
+        secret: secret.as_bytes(),
+        config: &config,
+        metrics: &metrics,
+    };
     info!(department = %config.department, durable = %durable, "webhook delivering");
     while !shutdown.is_cancelled() {
         let batch = tokio::select! {
@@ -566,6 +586,7 @@ struct Worker<'a> {
     url: &'a reqwest::Url,
     secret: &'a [u8],
     config: &'a WebhookConfig,
+    metrics: &'a WebhookMetrics,
 }
 
 /// A failed attempt: the status, if the receiver answered, and what went wrong.
@@ -616,6 +637,7 @@ impl Worker<'_> {
                 record.last_error = None;
                 record.next_attempt_at = None;
                 record.delivered_at = Some(now);
+                self.metrics.delivered.inc();
                 self.save(&key, &record).await;
                 if let Err(e) = msg.double_ack().await {
                     warn!(department = %department, key, error = %e, "webhook ack failed; a redelivery will find it delivered");
@@ -624,6 +646,7 @@ impl Worker<'_> {
             Err(failure) if attempt >= self.config.max_attempts => self.give_up(&msg, &key, record, &failure).await,
             Err(failure) => {
                 let delay = self.config.delay_after(attempt);
+                self.metrics.retried.inc();
                 warn!(department = %department, key, attempt, error = %failure.error, retry_in = ?delay, "webhook attempt failed");
                 record.status = DeliveryStatus::Delivering;
                 record.last_http_status = failure.status;
@@ -671,6 +694,8 @@ impl Worker<'_> {
             return;
         }
         record.status = DeliveryStatus::Failed;
+        self.metrics.failed.inc();
+        self.metrics.deadletter.inc(REASON_CODE);
         self.save(key, &record).await;
         settle(msg, AckKind::Term, key).await;
     }

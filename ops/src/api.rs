@@ -11,6 +11,8 @@
 //! | `GET /api/stats/departments` | dispatcher, operator or department key | per-department figures for dashboards; a department key gets its own row only |
 //! | `GET /api/openapi.json` | anyone | the OpenAPI 3.1 document ([`openapi`], committed as `docs/openapi.json`) |
 //! | `GET /healthz` | anyone | `ok` |
+//! | `GET /readyz` | anyone | 200 `{"ready": true}` when NATS is connected, the streams exist and the region is loaded ([`Readiness`]); 503 with the reason otherwise |
+//! | `GET /metrics` | anyone | the Prometheus metrics ([`ApiState::with_metrics`]), text format 0.0.4 |
 //!
 //! **Keys.** `Authorization: Bearer <key>`; the configuration holds only SHA-256 hashes of the
 //! keys (`[[api.keys]]`, [`hash_key`]). The presented key is hashed and compared with every
@@ -166,6 +168,14 @@ impl Deliveries for jetstream::Context {
     }
 }
 
+/// What `/readyz` asks (implemented by the running service,
+/// [`Service::readiness`](crate::service::Service::readiness); a trait so the handlers can be
+/// tested without NATS).
+pub trait Readiness: Send + Sync + 'static {
+    /// `Ok` when the service can do its work; else why not, in words.
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
 /// The SHA-256 of an API key, lowercase hex: what `[[api.keys]] sha256` holds.
 pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
@@ -221,6 +231,8 @@ pub struct ApiState {
     deliveries: Option<Arc<dyn Deliveries>>,
     keys: Arc<[Key]>,
     limiter: Arc<RateLimiter>,
+    metrics: prometheus::Registry,
+    readiness: Option<Arc<dyn Readiness>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -243,7 +255,26 @@ impl ApiState {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let limiter = Arc::new(RateLimiter::new(config.public_rate_per_minute.max(1)));
-        Ok(Self { cases, deliveries: None, keys: keys.into(), limiter })
+        Ok(Self {
+            cases,
+            deliveries: None,
+            keys: keys.into(),
+            limiter,
+            metrics: prometheus::Registry::new(),
+            readiness: None,
+        })
+    }
+
+    /// Serves `registry` on `/metrics` (without, it serves an empty registry).
+    pub fn with_metrics(mut self, registry: prometheus::Registry) -> Self {
+        self.metrics = registry;
+        self
+    }
+
+    /// Answers `/readyz` with `probe` (without, `/readyz` answers 503: nothing to be ready).
+    pub fn with_readiness(mut self, probe: Arc<dyn Readiness>) -> Self {
+        self.readiness = Some(probe);
+        self
     }
 
     /// Serves the webhook delivery records from `deliveries` (without, their endpoint answers
@@ -529,6 +560,8 @@ pub fn app(state: ApiState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_public));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi_json))
         .route("/api/cases", get(list_cases))
         .route("/api/cases/{id}", get(get_case))
@@ -551,6 +584,43 @@ pub async fn serve(
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+// Operations: `/readyz` and `/metrics`, unauthenticated like `/healthz` (probes and Prometheus
+// present no key).
+
+/// The body of `/readyz`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ReadyBody {
+    /// True when NATS is connected, every stream and bucket exists and the region is loaded.
+    pub ready: bool,
+    /// Why not, when not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+async fn readyz(State(state): State<ApiState>) -> Response {
+    let verdict = match &state.readiness {
+        Some(probe) => probe.ready().await,
+        None => Err("no service behind this API to be ready".to_owned()),
+    };
+    match verdict {
+        Ok(()) => axum::Json(ReadyBody { ready: true, reason: None }).into_response(),
+        Err(reason) => {
+            debug!(reason, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(ReadyBody { ready: false, reason: Some(reason) }))
+                .into_response()
+        }
+    }
+}
+
+/// The content type of Prometheus's text format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let body = crate::metrics::render(&state.metrics);
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body).into_response()
 }
 
 async fn openapi_json() -> Response {
@@ -896,6 +966,7 @@ pub fn openapi() -> Value {
     let delivery_list = out.subschema_for::<DeliveryList>();
     let stats_list = out.subschema_for::<DepartmentStatsList>();
     let error_body = out.subschema_for::<ErrorBody>();
+    let ready_body = out.subschema_for::<ReadyBody>();
     let mut schemas = out.take_definitions(true);
     let mut into = settings().for_deserialize().into_generator();
     let action = into.subschema_for::<Action>();
@@ -930,7 +1001,7 @@ pub fn openapi() -> Value {
             "title": "linkbus closed-loop API",
             "version": env!("CARGO_PKG_VERSION"),
             "summary": "Cases routed by linkbus: read them, act on them (accept, reject, progress, resolve, close, reassign, cancel, escalations), and let residents follow up and rate.",
-            "description": "Every endpoint but `/healthz` and this document takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`. Webhook deliveries and department figures are read with a dispatcher or operator key, or a department key for its own. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `invalid` 409 (the case's state refuses the action) or 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503.",
+            "description": "Every endpoint but `/healthz`, `/readyz`, `/metrics` and this document takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`. Webhook deliveries and department figures are read with a dispatcher or operator key, or a department key for its own. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `invalid` 409 (the case's state refuses the action) or 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
         },
         "security": [ { "bearer": [] } ],
@@ -942,6 +1013,27 @@ pub fn openapi() -> Value {
                     "security": [],
                     "responses": {
                         "200": { "description": "Serving.", "content": { "text/plain": { "schema": { "const": "ok" } } } }
+                    }
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "summary": "Readiness: NATS connected, every stream and bucket present, the region loaded.",
+                    "security": [],
+                    "responses": {
+                        "200": body("Ready.", &ready_body),
+                        "503": body("Not ready; `reason` says why.", &ready_body)
+                    }
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics, text format 0.0.4 (`docs/operations.md` lists them).",
+                    "security": [],
+                    "responses": {
+                        "200": { "description": "The metrics.", "content": { "text/plain": { "schema": { "type": "string" } } } }
                     }
                 }
             },
@@ -1603,6 +1695,43 @@ mod tests {
         assert!(wait <= Duration::from_secs(1), "{wait:?}");
         assert!(limiter.check(ip, t0 + Duration::from_secs(1)).is_ok());
         assert!(limiter.check(ip, t0 + Duration::from_secs(1)).is_err());
+    }
+
+    /// A readiness probe with a fixed answer.
+    struct Fixed(Result<(), String>);
+
+    impl Readiness for Fixed {
+        fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(std::future::ready(self.0.clone()))
+        }
+    }
+
+    #[tokio::test]
+    async fn readyz_and_metrics_answer_without_a_key() {
+        let (status, body) = call(&app(state(60)), Method::GET, "/readyz", None, None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "no probe: not ready");
+        assert_eq!(body["ready"], false, "{body}");
+        let ready = app(state(60).with_readiness(Arc::new(Fixed(Ok(())))));
+        assert_eq!(call(&ready, Method::GET, "/readyz", None, None).await, (StatusCode::OK, json!({ "ready": true })));
+        let down = app(state(60).with_readiness(Arc::new(Fixed(Err("NATS is not connected".into())))));
+        assert_eq!(
+            call(&down, Method::GET, "/readyz", None, None).await,
+            (StatusCode::SERVICE_UNAVAILABLE, json!({ "ready": false, "reason": "NATS is not connected" }))
+        );
+
+        let registry = prometheus::Registry::new();
+        let counter = prometheus::IntCounter::new("linkbus_test_things_total", "Things.").expect("counter");
+        registry.register(Box::new(counter.clone())).expect("registers");
+        counter.inc();
+        let response = app(state(60).with_metrics(registry))
+            .oneshot(axum::http::Request::get("/metrics").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], METRICS_CONTENT_TYPE);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("# TYPE linkbus_test_things_total counter\nlinkbus_test_things_total 1\n"), "{text}");
     }
 
     #[test]

@@ -91,7 +91,8 @@ pub struct ApiConfig {
     /// on top of their key, so even a leaked key cannot read or rate requests in bulk by guessing
     /// source ids; more are answered 429.
     pub public_rate_per_minute: u32,
-    /// Who may call the API (every endpoint but `/healthz` and `/api/openapi.json` takes a key).
+    /// Who may call the API (every endpoint but `/healthz`, `/readyz`, `/metrics` and
+    /// `/api/openapi.json` takes a key).
     /// Only SHA-256 hashes of the keys are configured (`linkbus api hash-key`), so this file holds
     /// no secret.
     pub keys: Vec<ApiKey>,

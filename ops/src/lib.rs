@@ -5,7 +5,9 @@
 //! - [`config`]: the TOML configuration (`ops/linkbus.example.toml`);
 //! - [`service`]: one running service on a NATS connection (streams, volunteers, router);
 //! - [`up`]: `linkbus up`, with the embedded, supervised nats-server;
-//! - [`api`]: the HTTP API of the closed loop (cases, actions, residents' follow-up, OpenAPI);
+//! - [`api`]: the HTTP API of the closed loop (cases, actions, residents' follow-up, OpenAPI),
+//!   `/metrics`, `/healthz` and `/readyz`;
+//! - [`metrics`]: the Prometheus registry and the process-level metrics (NATS connection, region);
 //! - [`route`]: `linkbus route`, offline decisions;
 //! - [`replay`]: `linkbus replay`, data files into the bus with a summary;
 //! - [`watch`]: `linkbus watch`, a plain subscriber;
@@ -16,6 +18,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod geo_build;
+pub mod metrics;
 pub mod replay;
 pub mod route;
 pub mod service;

@@ -1,5 +1,6 @@
 //! One running linkbus service on a NATS connection: streams provisioned, volunteers seeded and
 //! followed, the router consuming. `linkbus up` runs one; tests start them in-process too.
+//! Its metrics go into one registry ([`Metrics`]); [`Service::readiness`] is what `/readyz` asks.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use linkbus_bus::nats;
 use linkbus_cases::book::CaseBook;
 use linkbus_cases::webhooks;
@@ -18,7 +20,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::api::Readiness;
 use crate::config::Config;
+use crate::metrics::{Metrics, NatsMetrics};
 
 /// How long start-up waits for the volunteers bucket to be read in full.
 const VOLUNTEERS_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,15 +30,43 @@ const VOLUNTEERS_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connects to NATS at `url` (comma-separated URLs for a cluster), retrying for up to
 /// `patience` while the server comes up. Reconnects forever afterwards.
 pub async fn connect(url: &str, patience: Duration) -> anyhow::Result<async_nats::Client> {
+    connect_observed(url, patience, None).await
+}
+
+/// [`connect`], with the client's connection events (connected, disconnected, slow consumer)
+/// moving `metrics`.
+pub async fn connect_with_metrics(
+    url: &str,
+    patience: Duration,
+    metrics: &NatsMetrics,
+) -> anyhow::Result<async_nats::Client> {
+    connect_observed(url, patience, Some(metrics)).await
+}
+
+async fn connect_observed(
+    url: &str,
+    patience: Duration,
+    metrics: Option<&NatsMetrics>,
+) -> anyhow::Result<async_nats::Client> {
     let started = std::time::Instant::now();
     let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
     let mut attempt = 0;
     loop {
-        let options = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new()
             .name("linkbus")
             .subscription_capacity(1 << 16)
             .connection_timeout(Duration::from_secs(5));
+        if let Some(metrics) = metrics.cloned() {
+            options = options.event_callback(move |event| {
+                metrics.observe(&event);
+                if matches!(event, async_nats::Event::SlowConsumer(_)) {
+                    warn!("NATS slow consumer: a subscription's buffer was full and messages were dropped");
+                }
+                std::future::ready(())
+            });
+        }
         match options.connect(urls.as_slice()).await {
+            // The first `Event::Connected` sets `linkbus_nats_connected`.
             Ok(client) => return Ok(client),
             Err(e) if started.elapsed() < patience => {
                 if attempt == 0 {
@@ -58,25 +90,45 @@ pub struct Service {
     pub state: Arc<RouterState>,
     /// The case book (the closed loop).
     pub cases: Arc<CaseBook>,
+    /// The registry every metric of this service is in.
+    pub metrics: Metrics,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Service {
     /// Provisions the streams, seeds volunteers if asked and the bucket is empty, starts
-    /// following volunteers and, once they are loaded, the router.
+    /// following volunteers and, once they are loaded, the router. Its metrics go into a registry
+    /// of its own, without the NATS connection's (see [`Service::start_with_metrics`]).
     pub async fn start(
         config: &Config,
         region: &Region,
         client: async_nats::Client,
         source: String,
     ) -> anyhow::Result<Self> {
+        let metrics = Metrics::new().context("creating the metrics")?;
+        Self::start_with_metrics(config, region, client, source, metrics).await
+    }
+
+    /// [`Service::start`], registering the router's and the closed loop's metrics into
+    /// `metrics` (which should be the one whose [`NatsMetrics`] the client was connected with,
+    /// [`connect_with_metrics`]) and recording the region loaded there.
+    pub async fn start_with_metrics(
+        config: &Config,
+        region: &Region,
+        client: async_nats::Client,
+        source: String,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
+        let (router_metrics, case_metrics) =
+            metrics.register_service().context("registering the router's and the case book's metrics")?;
+        metrics.region_loaded(region);
         let js = jetstream::new(client.clone());
         nats::provision(&js, &config.stream_settings()).await.context("provisioning streams")?;
         if config.region.seed_volunteers {
             seed_volunteers(&js, region).await?;
         }
-        let state = RouterState::new(Router::new(region, config.routing_params()));
+        let state = RouterState::with_metrics(Router::new(region, config.routing_params()), router_metrics);
         let shutdown = CancellationToken::new();
         let ready = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -98,16 +150,22 @@ impl Service {
             .context("timed out loading volunteers from the bucket")?;
         info!(volunteers = state.stats.volunteer_updates.load(Ordering::Relaxed), "volunteers loaded");
 
-        let (cases, book_tasks) =
-            CaseBook::start(js.clone(), state.clone(), config.book_config(format!("{source}/cases")), shutdown.clone())
-                .await
-                .context("opening the case book")?;
+        let book_config = config.book_config(format!("{source}/cases"));
+        let (cases, book_tasks) = CaseBook::start_with_metrics(
+            js.clone(),
+            state.clone(),
+            book_config,
+            case_metrics.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .context("opening the case book")?;
         tasks.extend(book_tasks);
         provision_department_consumers(&js, region).await?;
         webhooks::provision(&js, &config.stream_settings()).await.context("provisioning webhook deliveries")?;
         for webhook in config.webhooks.clone() {
             let department = webhook.department.clone();
-            let run = webhooks::run(js.clone(), webhook, shutdown.clone());
+            let run = webhooks::run_with_metrics(js.clone(), webhook, case_metrics.webhooks.clone(), shutdown.clone());
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = run.await {
                     warn!(department, error = %e, "webhook stopped");
@@ -121,7 +179,13 @@ impl Service {
                 warn!(error = %e, "router stopped");
             }
         }));
-        Ok(Self { client, js, state, cases, shutdown, tasks })
+        Ok(Self { client, js, state, cases, metrics, shutdown, tasks })
+    }
+
+    /// What `/readyz` asks of this service: NATS connected, every stream and bucket present, the
+    /// region loaded.
+    pub fn readiness(&self) -> Arc<dyn Readiness> {
+        Arc::new(Probe { client: self.client.clone(), js: self.js.clone(), state: self.state.clone() })
     }
 
     /// True while every task runs.
@@ -138,6 +202,49 @@ impl Service {
         if let Err(e) = self.client.drain().await {
             warn!(error = %e, "draining the NATS connection failed");
         }
+    }
+}
+
+/// The readiness probe of a [`Service`].
+struct Probe {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    state: Arc<RouterState>,
+}
+
+/// How long the probe waits for JetStream to describe one stream.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Readiness for Probe {
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            match self.client.connection_state() {
+                async_nats::connection::State::Connected => {}
+                async_nats::connection::State::Pending => return Err("NATS is not connected: reconnecting".into()),
+                async_nats::connection::State::Disconnected => return Err("NATS is not connected".into()),
+            }
+            let streams = [
+                nats::STREAM_INGEST.to_owned(),
+                nats::STREAM_ROUTED.to_owned(),
+                nats::STREAM_OFFERS.to_owned(),
+                nats::STREAM_CASES.to_owned(),
+                nats::STREAM_DEADLETTER.to_owned(),
+                format!("KV_{}", nats::BUCKET_VOLUNTEERS),
+                format!("KV_{}", nats::BUCKET_CASES),
+            ];
+            let checks = streams.iter().map(|name| async move {
+                match tokio::time::timeout(PROBE_TIMEOUT, self.js.get_stream(name)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(format!("stream {name} is not available: {e}")),
+                    Err(_) => Err(format!("stream {name}: no answer from JetStream within {PROBE_TIMEOUT:?}")),
+                }
+            });
+            futures::future::try_join_all(checks).await?;
+            if self.state.router.communities().communities().is_empty() {
+                return Err("no region loaded: the region has no community".into());
+            }
+            Ok(())
+        })
     }
 }
 

@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::api;
 use crate::config::{ApiRole, Config};
+use crate::metrics::Metrics;
 use crate::replay::{self, ReplayOptions};
 use crate::service::{self, Service};
 
@@ -58,9 +59,10 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
             url
         }
     };
-    let client = service::connect(&url, Duration::from_secs(30)).await?;
+    let metrics = Metrics::new().context("creating the metrics")?;
+    let client = service::connect_with_metrics(&url, Duration::from_secs(30), &metrics.nats).await?;
     let source = format!("/linkbus/router/{}", std::process::id());
-    let svc = Service::start(&config, &region, client.clone(), source).await?;
+    let svc = Service::start_with_metrics(&config, &region, client.clone(), source, metrics).await?;
     let api_stop = CancellationToken::new();
     let api = match api_listener {
         Some(listener) => Some(serve_api(listener, &config, &region, &svc, api_stop.clone())?),
@@ -188,9 +190,12 @@ fn serve_api(
         }
     }
     if config.api.keys.is_empty() {
-        warn!("no [[api.keys]] configured: the API answers only /healthz and /api/openapi.json");
+        warn!("no [[api.keys]] configured: the API answers only /healthz, /readyz, /metrics and /api/openapi.json");
     }
-    let state = api::ApiState::new(svc.cases.clone(), &config.api)?.with_deliveries(Arc::new(svc.js.clone()));
+    let state = api::ApiState::new(svc.cases.clone(), &config.api)?
+        .with_deliveries(Arc::new(svc.js.clone()))
+        .with_metrics(svc.metrics.registry().clone())
+        .with_readiness(svc.readiness());
     let addr = listener.local_addr().context("reading the API's address")?;
     info!(%addr, keys = config.api.keys.len(), "HTTP API listening");
     Ok((addr, tokio::spawn(api::serve(listener, api::app(state), stop.cancelled_owned()))))

@@ -10,6 +10,8 @@
 //! - [`decision`]: the [`Router`] that combines them into an explained [`Decision`](linkbus_bus::wire::Decision).
 //!
 //! The transport:
+//! - [`metrics`]: the router's Prometheus metrics (cases, outcomes, decision time, backlog,
+//!   volunteers on duty, dead letters);
 //! - [`service`]: the durable JetStream consumer that decodes, routes, publishes and acks, and
 //!   the follower that keeps the volunteer index in step with the KV bucket.
 
@@ -18,6 +20,7 @@ pub mod decision;
 pub mod departments;
 pub mod facilities;
 pub mod geodesy;
+pub mod metrics;
 pub mod service;
 pub mod volunteers;
 

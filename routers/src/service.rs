@@ -6,11 +6,14 @@
 //! decoded goes to `deadletter.ingest` with the reason and the original bytes, then is acked.
 //!
 //! [`follow_volunteers`] keeps a [`VolunteerIndex`] in step with the volunteers KV bucket.
+//!
+//! What it does is counted in [`RouterState::metrics`] ([`crate::metrics`]); every 5 s [`run`]
+//! also samples its consumer's backlog and the volunteers on duty into gauges.
 
 use std::future::IntoFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, AckKind, consumer, kv};
@@ -24,7 +27,11 @@ use linkbus_bus::wire::{self, CaseReport, CloudEvent, RoutedCase, VolunteerOffer
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::metrics::{Routed, RouterMetrics};
 use crate::{OfferLedger, Router, VolunteerIndex};
+
+/// How often [`run`] samples its consumer's backlog and the volunteers on duty.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// How the router service consumes.
 #[derive(Debug, Clone)]
@@ -75,7 +82,7 @@ pub enum ServiceError {
     Volunteers(#[source] async_nats::Error),
 }
 
-/// Counters of what the service did, for summaries and (later) metrics.
+/// Counters of what the service did, for summaries (Prometheus gets [`RouterMetrics`]).
 #[derive(Debug, Default)]
 pub struct RouterStats {
     /// Cases routed and acked.
@@ -101,24 +108,47 @@ pub struct RouterState {
     pub offers: RwLock<OfferLedger>,
     /// Counters.
     pub stats: RouterStats,
+    /// Prometheus metrics.
+    pub metrics: RouterMetrics,
 }
 
 impl RouterState {
-    /// State with an empty volunteer index and offer ledger.
+    /// State with an empty volunteer index and offer ledger, and metrics registered nowhere.
     pub fn new(router: Router) -> Arc<Self> {
+        Self::with_metrics(router, RouterMetrics::unregistered())
+    }
+
+    /// State with an empty volunteer index and offer ledger, counting into `metrics`.
+    pub fn with_metrics(router: Router, metrics: RouterMetrics) -> Arc<Self> {
         Arc::new(Self {
             router,
             volunteers: RwLock::new(VolunteerIndex::new()),
             offers: RwLock::new(OfferLedger::new()),
             stats: RouterStats::default(),
+            metrics,
         })
     }
 
-    /// Routes one case with the current volunteers and offer counts.
+    /// Routes one case with the current volunteers and offer counts (timed into
+    /// `linkbus_router_decision_duration_seconds`).
     pub fn decide(&self, case: &CaseReport) -> wire::Decision {
-        let volunteers = read(&self.volunteers);
-        let offers = read(&self.offers);
-        self.router.decide(case, &volunteers, &offers, Timestamp::now().as_second())
+        let started = Instant::now();
+        let decision = {
+            let volunteers = read(&self.volunteers);
+            let offers = read(&self.offers);
+            self.router.decide(case, &volunteers, &offers, Timestamp::now().as_second())
+        };
+        self.metrics.decision_seconds.observe(started.elapsed().as_secs_f64());
+        decision
+    }
+
+    /// Samples the volunteers on duty into their gauges.
+    pub fn sample_volunteers(&self) {
+        let (known, available) = {
+            let volunteers = read(&self.volunteers);
+            (volunteers.len(), volunteers.available())
+        };
+        self.metrics.set_volunteers(known, available);
     }
 }
 
@@ -229,6 +259,7 @@ pub async fn run(
     let worker = Worker { js: &js, cases: &cases, state: &state, config: &config };
     info!(durable = %config.durable, "router consuming {}", nats::STREAM_INGEST);
 
+    let sampler = tokio::spawn(sample(consumer.clone(), state.clone(), shutdown.clone()));
     while !shutdown.is_cancelled() {
         let messages = match consumer
             .stream()
@@ -253,8 +284,31 @@ pub async fn run(
             .for_each_concurrent(config.max_in_flight, |msg| worker.handle(msg))
             .await;
     }
+    let _ = sampler.await;
     info!("router stopped");
     Ok(())
+}
+
+/// Every [`SAMPLE_EVERY`] until `shutdown`: the consumer's backlog (pending plus handed out but
+/// not acked; the last value stays while NATS cannot say) and the volunteers on duty.
+async fn sample(mut consumer: consumer::PullConsumer, state: Arc<RouterState>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        state.sample_volunteers();
+        match tokio::time::timeout(SAMPLE_EVERY, consumer.info()).await {
+            Ok(Ok(info)) => {
+                let backlog = info.num_pending.saturating_add(info.num_ack_pending as u64);
+                state.metrics.backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
+            }
+            Ok(Err(e)) => debug!(error = %e, "cannot read the router consumer's backlog"),
+            Err(_) => debug!("reading the router consumer's backlog timed out"),
+        }
+    }
 }
 
 /// What handling one message needs.
@@ -271,17 +325,29 @@ impl Worker<'_> {
         let outcome = match decode_case_report(&msg.subject, &msg.payload, config.max_payload) {
             Ok(event) => {
                 let redelivered = msg.info().map_or(true, |i| i.delivered > 1);
-                route(js, self.cases, state, config, event, redelivered).await.map(|_| &state.stats.routed)
+                route(js, self.cases, state, config, event, redelivered).await.map(Handled::Routed)
             }
-            Err(rejection) => dead_letter(js, &msg, &rejection.to_string(), rejection.code())
-                .await
-                .map(|_| &state.stats.dead_lettered),
+            Err(rejection) => dead_letter(js, &msg, &rejection.to_string(), rejection.code()).await.map(|_| {
+                state.metrics.deadletter_ingest(rejection.code());
+                Handled::DeadLettered
+            }),
         };
         match outcome {
-            Ok(counter) => match msg.ack().await {
-                Ok(()) => {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
+            Ok(handled) => match msg.ack().await {
+                Ok(()) => match handled {
+                    Handled::Routed(routed) => {
+                        state.stats.routed.fetch_add(1, Ordering::Relaxed);
+                        let m = &state.metrics;
+                        m.routed(routed);
+                        if let Ok(info) = msg.info() {
+                            let waited = time::OffsetDateTime::now_utc() - info.published;
+                            m.ingest_to_routed_seconds.observe(waited.as_seconds_f64().max(0.0));
+                        }
+                    }
+                    Handled::DeadLettered => {
+                        state.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
                 Err(e) => warn!(error = %e, subject = %msg.subject, "ack failed; the case will be redelivered"),
             },
             Err(e) => {
@@ -291,6 +357,14 @@ impl Worker<'_> {
             }
         }
     }
+}
+
+/// What became of an ingest message.
+enum Handled {
+    /// Routed, as the stored decision says.
+    Routed(Routed),
+    /// Dead-lettered.
+    DeadLettered,
 }
 
 /// Publishes a refused ingest message to `deadletter.ingest`, keyed by its stream sequence so a
@@ -329,7 +403,8 @@ fn publish_err(subject: &str, e: impl Into<async_nats::Error>) -> BusError {
     BusError::Publish { subject: subject.to_owned(), source: e.into() }
 }
 
-/// Routes a decoded case and publishes it to every output; returns once all are stored.
+/// Routes a decoded case and publishes it to every output; returns, once all are stored, what
+/// the metrics count of its decision.
 ///
 /// The decision is stored first, on `case.<id>.routed`; the department, community and volunteer
 /// outputs follow. A case seen before (redelivered after its router died or a publish failed,
@@ -343,7 +418,7 @@ async fn route(
     config: &ServiceConfig,
     event: CloudEvent<CaseReport>,
     redelivered: bool,
-) -> Result<(), BusError> {
+) -> Result<Routed, BusError> {
     let timeline = subjects::case_event(&event.id, "routed");
     let stored = if redelivered { stored_decision(cases, &timeline).await? } else { None };
     let (routed, body) = match stored {
@@ -373,7 +448,8 @@ async fn route(
             }
         }
     };
-    publish_all(js, fan_out(&routed, &body)).await
+    publish_all(js, fan_out(&routed, &body)).await?;
+    Ok(Routed::of(routed.data.case.system, &routed.data.decision))
 }
 
 /// The decision already stored for a case, if a previous delivery got that far.
@@ -511,8 +587,11 @@ async fn apply_volunteer(js: &jetstream::Context, state: &RouterState, entry: &k
                         Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
                     };
-                    if let Err(e) = stored {
-                        warn!(key = %entry.key, error = %e, "could not dead-letter a refused volunteer update");
+                    match stored {
+                        Ok(()) => state.metrics.deadletter_volunteers(code),
+                        Err(e) => {
+                            warn!(key = %entry.key, error = %e, "could not dead-letter a refused volunteer update")
+                        }
                     }
                 }
             }

@@ -19,7 +19,7 @@ use linkbus::config::{ApiKey, ApiRole, Config};
 use linkbus::service::Service;
 use linkbus_bus::wire::{self, CaseState, SourceSystem};
 use linkbus_cases::webhooks::{self, WebhookConfig};
-use linkbus_tests::{TestBus, WAIT, case, publish_case, wait_for_case};
+use linkbus_tests::{Running, TestBus, WAIT, case, publish_case, wait_for_case};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -141,7 +141,9 @@ async fn serve(config: &Config, service: &Service) -> (Api, CancellationToken, J
     let addr = listener.local_addr().expect("addr");
     let state = ApiState::new(service.cases.clone(), &config.api)
         .expect("api state")
-        .with_deliveries(Arc::new(service.js.clone()));
+        .with_deliveries(Arc::new(service.js.clone()))
+        .with_metrics(service.metrics.registry().clone())
+        .with_readiness(service.readiness());
     let stop = CancellationToken::new();
     let server = tokio::spawn(api::serve(listener, api::app(state), stop.clone().cancelled_owned()));
     let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
@@ -177,6 +179,11 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     assert_eq!((status, ok), (200, json!("ok")));
     let (status, _) = api.call(Method::GET, "/api/openapi.json", "/api/openapi.json", None, None).await;
     assert_eq!(status, 200);
+    let (status, ready) = api.call(Method::GET, "/readyz", "/readyz", None, None).await;
+    assert_eq!((status, ready), (200, json!({ "ready": true })));
+    let (status, metrics) = api.call(Method::GET, "/metrics", "/metrics", None, None).await;
+    assert_eq!(status, 200);
+    assert!(metrics.as_str().is_some_and(|m| m.contains("# TYPE linkbus_router_cases_total counter")), "{metrics}");
 
     // Two cases at the same place, for two departments.
     let before = Timestamp::now();
@@ -413,7 +420,7 @@ async fn linkbus_up_serves_the_api_and_stops_it_on_sigterm() {
             api::hash_key(OPERATOR)
         ),
     );
-    let mut up = Running(Some(
+    let mut up = Running(
         std::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
             .args(["up", "--config"])
             .arg(&config)
@@ -421,9 +428,9 @@ async fn linkbus_up_serves_the_api_and_stops_it_on_sigterm() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("linkbus up starts"),
-    ));
+    );
     let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = up.0.as_mut().and_then(|c| c.stderr.take()).expect("stderr");
+    let stderr = up.stderr.take().expect("stderr");
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("API http://").nth(1) {
@@ -451,7 +458,6 @@ async fn linkbus_up_serves_the_api_and_stops_it_on_sigterm() {
     assert_eq!(get("/api/cases", None).await.0, 401);
     assert_eq!(get("/api/cases", Some(OPERATOR)).await.0, 200);
 
-    let mut up = up.0.take().expect("running");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(up.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     let status = tokio::time::timeout(WAIT, tokio::task::spawn_blocking(move || up.wait()))
@@ -461,18 +467,6 @@ async fn linkbus_up_serves_the_api_and_stops_it_on_sigterm() {
         .expect("wait");
     assert!(status.success(), "linkbus up exited with {status} on SIGTERM");
     assert!(std::net::TcpStream::connect(&addr).is_err(), "the API still listens on {addr}");
-}
-
-/// A child process killed if the test fails before stopping it.
-struct Running(Option<std::process::Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// A webhook configured for `puc-sewer-ops` delivers its case; the deliveries endpoint shows the

@@ -10,39 +10,13 @@ use std::time::Duration;
 use linkbus_adapters::sf311;
 use linkbus_bus::nats::{STREAM_CASES, STREAM_INGEST};
 use linkbus_tests::{
-    TestBus, WAIT, publish_case, read_stream, repo_root, sf_region_dir, stream_messages, wait_for_messages,
+    Running, TestBus, WAIT, publish_case, read_stream, repo_root, sf_region_dir, stream_messages, wait_for_messages,
     write_config,
 };
 
 /// The `linkbus` command line as a separate process.
 fn linkbus_command() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
-}
-
-/// A `linkbus` child process that is killed if the test ends without stopping it (a failing
-/// assertion must not leave a server running).
-struct Running(std::process::Child);
-
-impl std::ops::Deref for Running {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 fn router_config(bus: &TestBus) -> String {

@@ -5,16 +5,7 @@
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 
-use linkbus_tests::{WAIT, repo_root};
-
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use linkbus_tests::{Running, WAIT, repo_root};
 
 #[test]
 fn the_119_scenario_runs_as_written_against_linkbus_up() {
@@ -39,7 +30,7 @@ fn the_119_scenario_runs_as_written_against_linkbus_up() {
             .expect("linkbus up starts"),
     );
     let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = up.0.stderr.take().expect("stderr");
+    let stderr = up.stderr.take().expect("stderr");
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains("linkbus is up") {
