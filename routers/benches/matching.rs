@@ -6,8 +6,9 @@
 //! - `volunteers_nearest`: the 5 nearest available `first_aid` volunteers within 3 km
 //!   ([`VolunteerIndex::nearest`], `rtree/N`) against a brute-force haversine scan of a flat
 //!   vector of the same volunteers (`linear_scan/N`), for 1 000 to 1 000 000 volunteers;
-//! - `volunteers_upsert`: moving a volunteer (and, for comparison, only flipping their
-//!   availability) in an index of 1 000 000;
+//! - `volunteers_upsert`: moving a volunteer anywhere in the box (`move`), a few metres
+//!   (`nudge`, as most position updates are), and only flipping their availability, in an index
+//!   of 1 000 000;
 //! - `departments_choose`: category × community → department(s) over ~10 000 community rules,
 //!   100 sub-district, 10 district and one region rule, per winning level;
 //! - `decide`: the whole [`Router::decide`] on a synthetic region of 10 000 communities with
@@ -410,16 +411,24 @@ fn volunteers_nearest(c: &mut Criterion) {
     group.finish();
 }
 
+/// The updates of one upsert case.
+struct Updates {
+    moves: Vec<VolunteerStatus>,
+    nudges: Vec<VolunteerStatus>,
+    flips: Vec<VolunteerStatus>,
+}
+
 /// The index for the upsert cases, then the updates each case cycles through: every volunteer
 /// picked has two statuses, the first half of the cycle holding one and the second half the
-/// other, so each upsert changes something. Moves pick from the first half of the roster,
-/// availability flips from the second, so the two cases do not disturb each other.
-fn upsert_setup(n: usize) -> (VolunteerIndex, Vec<VolunteerStatus>, Vec<VolunteerStatus>) {
+/// other, so each upsert changes something. Moves pick from the first third of the roster,
+/// nudges from the second, availability flips from the last, so the cases do not disturb each
+/// other.
+fn upsert_setup(n: usize) -> (VolunteerIndex, Updates) {
     let roster = volunteers(n);
     let index = VolunteerIndex::from_roster(&roster).expect("5 skills fit the index");
     let mut rng = rng(6);
     let picks = QUERIES / 2;
-    let moved: Vec<&VolunteerStatus> = (0..picks).map(|_| &roster[rng.random_range(0..n / 2)]).collect();
+    let moved: Vec<&VolunteerStatus> = (0..picks).map(|_| &roster[rng.random_range(0..n / 3)]).collect();
     let (min, max) = volunteer_box();
     let mut moves = Vec::with_capacity(QUERIES);
     for _ in 0..2 {
@@ -428,11 +437,24 @@ fn upsert_setup(n: usize) -> (VolunteerIndex, Vec<VolunteerStatus>, Vec<Voluntee
             ..(*v).clone()
         }));
     }
-    let flipped: Vec<&VolunteerStatus> = (0..picks).map(|_| &roster[rng.random_range(n / 2..n)]).collect();
+    // Up to about 10 m each way.
+    let nudged: Vec<&VolunteerStatus> = (0..picks).map(|_| &roster[rng.random_range(n / 3..2 * n / 3)]).collect();
+    let mut nudges: Vec<VolunteerStatus> = nudged
+        .iter()
+        .map(|v| VolunteerStatus {
+            location: Location {
+                lon: v.location.lon + rng.random_range(-0.0001..0.0001),
+                lat: v.location.lat + rng.random_range(-0.0001..0.0001),
+            },
+            ..(*v).clone()
+        })
+        .collect();
+    nudges.extend(nudged.iter().map(|v| (*v).clone()));
+    let flipped: Vec<&VolunteerStatus> = (0..picks).map(|_| &roster[rng.random_range(2 * n / 3..n)]).collect();
     let mut flips: Vec<VolunteerStatus> =
         flipped.iter().map(|v| VolunteerStatus { available: !v.available, ..(*v).clone() }).collect();
     flips.extend(flipped.iter().map(|v| (*v).clone()));
-    (index, moves, flips)
+    (index, Updates { moves, nudges, flips })
 }
 
 fn volunteers_upsert(c: &mut Criterion) {
@@ -440,13 +462,18 @@ fn volunteers_upsert(c: &mut Criterion) {
     let mut group = c.benchmark_group("volunteers_upsert");
     let mut setup = None;
     group.bench_function(BenchmarkId::new("move", N), |b| {
-        let (index, moves, _) = setup.get_or_insert_with(|| upsert_setup(N));
-        let mut next = cycle(moves);
+        let (index, updates) = setup.get_or_insert_with(|| upsert_setup(N));
+        let mut next = cycle(&updates.moves);
+        b.iter(|| index.upsert(black_box(next())).expect("known skills"));
+    });
+    group.bench_function(BenchmarkId::new("nudge", N), |b| {
+        let (index, updates) = setup.get_or_insert_with(|| upsert_setup(N));
+        let mut next = cycle(&updates.nudges);
         b.iter(|| index.upsert(black_box(next())).expect("known skills"));
     });
     group.bench_function(BenchmarkId::new("availability_only", N), |b| {
-        let (index, _, flips) = setup.get_or_insert_with(|| upsert_setup(N));
-        let mut next = cycle(flips);
+        let (index, updates) = setup.get_or_insert_with(|| upsert_setup(N));
+        let mut next = cycle(&updates.flips);
         b.iter(|| index.upsert(black_box(next())).expect("known skills"));
     });
     group.finish();
