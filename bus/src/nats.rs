@@ -270,15 +270,20 @@ async fn publish_with(
 /// Header values are one line of printable text: control characters become spaces and the
 /// value is cut at 1 KiB, on a character boundary.
 fn header_safe(value: &str) -> String {
-    let mut out: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if out.len() > 1024 {
-        let mut cut = 1024;
-        while !out.is_char_boundary(cut) {
+    let out: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    truncated(out, 1024)
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub fn truncated(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        out.truncate(cut);
+        text.truncate(cut);
     }
-    out
+    text
 }
 
 #[cfg(test)]
