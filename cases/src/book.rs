@@ -593,25 +593,10 @@ impl CaseBook {
             let actor = Actor { kind: ActorKind::Department, id: department };
             let reply = match serde_json::from_slice::<ActionRequest>(&msg.payload) {
                 Ok(req) => match self.act(&req.case_id, &actor, &req.action).await {
-                    Ok(r) => ActionReply {
-                        ok: true,
-                        case_id: r.case_id,
-                        state: Some(r.state),
-                        error: None,
-                        assignment: None,
-                    },
+                    Ok(r) => done(r, None),
                     Err(e) => self.refusal(&req.case_id, e),
                 },
-                Err(e) => {
-                    self.dead_letter("action", &msg, &format!("not an action request: {e}")).await;
-                    ActionReply {
-                        ok: false,
-                        case_id: String::new(),
-                        state: None,
-                        error: Some(format!("not an action request: {e}")),
-                        assignment: None,
-                    }
-                }
+                Err(e) => self.malformed("action", &msg, &format!("not an action request: {e}")).await,
             };
             respond(&client, &msg, &reply).await;
         }
@@ -627,25 +612,21 @@ impl CaseBook {
             let Some(volunteer) = msg.subject.split('.').nth(1).map(str::to_owned) else { continue };
             let reply = match serde_json::from_slice::<VolunteerAnswer>(&msg.payload) {
                 Ok(answer) => match self.answer(&volunteer, &answer).await {
-                    Ok((r, assignment)) => {
-                        ActionReply { ok: true, case_id: r.case_id, state: Some(r.state), error: None, assignment }
-                    }
+                    Ok((r, assignment)) => done(r, assignment),
                     Err(e) => self.refusal(&answer.case_id, e),
                 },
-                Err(e) => {
-                    self.dead_letter("answer", &msg, &format!("not a volunteer answer: {e}")).await;
-                    ActionReply {
-                        ok: false,
-                        case_id: String::new(),
-                        state: None,
-                        error: Some(format!("not a volunteer answer: {e}")),
-                        assignment: None,
-                    }
-                }
+                Err(e) => self.malformed("answer", &msg, &format!("not a volunteer answer: {e}")).await,
             };
             respond(&client, &msg, &reply).await;
         }
         Ok(())
+    }
+
+    /// A request that is not what its subject takes: kept on `deadletter.<stage>`, and the
+    /// sender told why.
+    async fn malformed(&self, stage: &str, msg: &async_nats::Message, reason: &str) -> ActionReply {
+        self.dead_letter(stage, msg, reason).await;
+        ActionReply { ok: false, case_id: String::new(), state: None, error: Some(reason.to_owned()), assignment: None }
     }
 
     fn refusal(&self, case_id: &str, e: ActError) -> ActionReply {
@@ -726,6 +707,11 @@ impl CaseBook {
 fn outgoing<T: Serialize>(subject: String, msg_id: String, event: &CloudEvent<T>) -> Outgoing {
     // Wire types are plain structs with string keys: serialising them cannot fail.
     Outgoing { subject, msg_id, body: serde_json::to_string(event).expect("wire types always serialise") }
+}
+
+/// The reply to a request that was done.
+fn done(r: CaseRecord, assignment: Option<VolunteerAssignment>) -> ActionReply {
+    ActionReply { ok: true, case_id: r.case_id, state: Some(r.state), error: None, assignment }
 }
 
 async fn respond(client: &async_nats::Client, msg: &async_nats::Message, reply: &ActionReply) {
