@@ -144,6 +144,8 @@ pub fn convert(row: Row, record: usize, tz: &TimeZone) -> Result<Converted, RowE
         source_id: case_id.to_owned(),
         reported_at,
         flags: vec![],
+        datum: wire::Datum::Wgs84,
+        received_location: None,
     };
     report.validate().map_err(|e| field(e.to_string()))?;
     let event = CloudEvent::new(

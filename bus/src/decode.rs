@@ -57,7 +57,7 @@ pub fn decode_case_report(
     if payload.len() > max_bytes {
         return Err(Rejection::TooLarge { size: payload.len(), limit: max_bytes });
     }
-    let event: CloudEvent<CaseReport> =
+    let mut event: CloudEvent<CaseReport> =
         serde_json::from_slice(payload).map_err(|e| Rejection::Malformed(e.to_string()))?;
     if event.specversion != wire::SPEC_VERSION {
         return Err(Rejection::Unsupported(format!("specversion {:?}, expected \"1.0\"", event.specversion)));
@@ -84,6 +84,7 @@ pub fn decode_case_report(
     }
     event.data.validate()?;
     check_subject(subject, &event.data)?;
+    event.data.convert_to_wgs84();
     Ok(event)
 }
 
@@ -128,6 +129,25 @@ mod tests {
     fn accepts_a_good_event() {
         let ev = decode(&event()).expect("valid");
         assert_eq!(ev.data.category, "sewer_issues");
+    }
+
+    #[test]
+    fn converts_chinese_datums_and_keeps_what_arrived() {
+        let mut v = event();
+        v["data"]["location"] = json!({"lon": 116.41024449916938, "lat": 39.91640428150164});
+        v["data"]["datum"] = json!("gcj02");
+        let ev = decode(&v).expect("valid");
+        assert!((ev.data.location.lon - 116.404).abs() < 1e-8 && (ev.data.location.lat - 39.915).abs() < 1e-8);
+        assert_eq!(ev.data.datum, wire::Datum::Wgs84);
+        let received = ev.data.received_location.expect("kept");
+        assert_eq!((received.datum, received.lon), (wire::Datum::Gcj02, 116.41024449916938));
+
+        let mut v = event();
+        v["data"]["received_location"] = json!({"datum": "gcj02", "lon": 1.0, "lat": 1.0});
+        assert_eq!(decode(&v).expect_err("forged").code(), "invalid");
+        let mut v = event();
+        v["data"]["datum"] = json!("nad27");
+        assert_eq!(decode(&v).expect_err("unknown datum").code(), "malformed");
     }
 
     #[test]

@@ -706,6 +706,8 @@ mod tests {
             source_id: id.into(),
             reported_at: t(0),
             flags: vec![],
+            datum: linkbus_bus::wire::Datum::Wgs84,
+            received_location: None,
         };
         let decision = Decision {
             geo_version: "test@1".into(),

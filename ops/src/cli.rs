@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use linkbus_bus::wire::{Action, Contact, Location, SourceSystem};
+use linkbus_bus::wire::{Action, Contact, Datum, Location, SourceSystem};
 use linkbus_geo_data::Region;
 
 use crate::api;
@@ -149,12 +149,15 @@ enum Command {
         /// Priority 1 (life-threatening) to 4 (low).
         #[arg(long, default_value_t = 3)]
         priority: u8,
-        /// Longitude (WGS-84).
+        /// Longitude, in the datum given by --datum.
         #[arg(long, allow_hyphen_values = true)]
         lon: f64,
-        /// Latitude (WGS-84).
+        /// Latitude, in the datum given by --datum.
         #[arg(long, allow_hyphen_values = true)]
         lat: f64,
+        /// Datum of --lon/--lat: wgs84, gcj02 (AMap, Tencent) or bd09 (Baidu).
+        #[arg(long, default_value = "wgs84", value_parser = parse_datum)]
+        datum: Datum,
         /// Street address.
         #[arg(long)]
         address: Option<String>,
@@ -278,6 +281,10 @@ fn parse_system(text: &str) -> Result<SourceSystem, String> {
     SourceSystem::parse(text).ok_or_else(|| "expected emergency, commercial, public_service or management".to_owned())
 }
 
+fn parse_datum(text: &str) -> Result<Datum, String> {
+    Datum::parse(text).ok_or_else(|| "expected wgs84, gcj02 or bd09".to_owned())
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LINKBUS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
@@ -354,6 +361,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             priority,
             lon,
             lat,
+            datum,
             address,
             description,
             source_id,
@@ -369,6 +377,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 category,
                 priority,
                 location: Location { lon, lat },
+                datum,
                 address,
                 description,
                 reporter: phone.map(|p| Contact { name: None, phone: Some(p) }),

@@ -6,7 +6,8 @@ use jiff::Timestamp;
 use linkbus_bus::nats;
 use linkbus_bus::subjects;
 use linkbus_bus::wire::{
-    self, Action, ActionReply, ActionRequest, CaseReport, CloudEvent, Contact, Location, SourceSystem, VolunteerAnswer,
+    self, Action, ActionReply, ActionRequest, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem,
+    VolunteerAnswer,
 };
 
 /// A case to report.
@@ -24,6 +25,8 @@ pub struct NewCase {
     pub priority: u8,
     /// Where.
     pub location: Location,
+    /// The datum of `location`.
+    pub datum: Datum,
     /// Street address.
     pub address: Option<String>,
     /// What is happening.
@@ -51,6 +54,8 @@ pub async fn report(client: &async_nats::Client, case: NewCase) -> anyhow::Resul
         source_id: case.source_id.clone(),
         reported_at: now,
         flags: case.flags,
+        datum: case.datum,
+        received_location: None,
     };
     data.validate()?;
     let event = CloudEvent::new(case.id, &case.source, wire::TYPE_CASE_REPORTED, Some(case.source_id), now, data);

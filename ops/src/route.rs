@@ -39,6 +39,8 @@ impl Offline {
             source_id: "cli".into(),
             reported_at: Timestamp::now(),
             flags: vec![],
+            datum: linkbus_bus::wire::Datum::Wgs84,
+            received_location: None,
         }
     }
 

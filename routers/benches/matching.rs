@@ -583,6 +583,8 @@ fn decide(c: &mut Criterion) {
                         source_id: format!("bench-{n}"),
                         reported_at: Timestamp::UNIX_EPOCH,
                         flags: vec![],
+                        datum: linkbus_bus::wire::Datum::Wgs84,
+                        received_location: None,
                     }
                 })
                 .collect();

@@ -398,6 +398,8 @@ mod tests {
             source_id: "x".into(),
             reported_at: Timestamp::UNIX_EPOCH,
             flags: flags.iter().map(|f| f.to_string()).collect(),
+            datum: linkbus_bus::wire::Datum::Wgs84,
+            received_location: None,
         }
     }
 

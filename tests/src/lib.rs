@@ -93,6 +93,8 @@ pub fn case(id: &str, system: SourceSystem, category: &str, lon: f64, lat: f64) 
             source_id: id.to_owned(),
             reported_at: now,
             flags: vec![],
+            datum: wire::Datum::Wgs84,
+            received_location: None,
         },
     )
 }

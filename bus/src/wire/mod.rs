@@ -7,8 +7,10 @@
 //! contract for clients in other languages; `docs/schemas/` holds the JSON Schemas generated
 //! from these types by `bus/tests/schemas.rs` (`UPDATE_SCHEMAS=1 cargo test -p linkbus-bus --test schemas`).
 
+mod datum;
 mod lifecycle;
 
+pub use datum::Datum;
 pub use lifecycle::*;
 
 use jiff::Timestamp;
@@ -126,6 +128,18 @@ pub struct Location {
     pub lat: f64,
 }
 
+/// A location in the datum the source system sent it in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceivedLocation {
+    /// The source's datum.
+    pub datum: Datum,
+    /// Longitude in that datum.
+    pub lon: f64,
+    /// Latitude in that datum.
+    pub lat: f64,
+}
+
 /// Who reported the case, for the department to call back. Never sent to volunteers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -150,8 +164,16 @@ pub struct CaseReport {
     pub category: String,
     /// 1 = life-threatening, 2 = urgent, 3 = normal, 4 = low.
     pub priority: u8,
-    /// Where it happens.
+    /// Where it happens, in the datum named by `datum`. Once decoded by the bus (and so on every
+    /// `routed.…` subject) it is WGS-84, and what the source sent is kept in `received_location`.
     pub location: Location,
+    /// The datum of `location`: `wgs84` (the default), `gcj02` or `bd09`.
+    #[serde(default, skip_serializing_if = "Datum::is_wgs84")]
+    pub datum: Datum,
+    /// The location exactly as the source sent it, when that was not WGS-84. Set by the bus when
+    /// it converts; a source never sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_location: Option<ReceivedLocation>,
     /// Street address as the source gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
@@ -228,6 +250,9 @@ impl CaseReport {
             return Err(invalid("data.priority", format!("{} is not a priority in 1..=4", self.priority)));
         }
         self.location.validate("data.location")?;
+        if self.received_location.is_some() {
+            return Err(invalid("data.received_location", "is set by the bus, not by sources"));
+        }
         if self.source_id.trim().is_empty() || self.source_id.len() > 256 {
             return Err(invalid("data.source_id", "must be 1-256 characters"));
         }
@@ -249,6 +274,19 @@ impl CaseReport {
             return Err(invalid("data.flags", format!("{bad:?} is not 1-64 lowercase letters, digits or '_'")));
         }
         Ok(())
+    }
+
+    /// Converts `location` to WGS-84 when it arrived in another datum, keeping the original in
+    /// `received_location`; a WGS-84 report is left as it is.
+    pub fn convert_to_wgs84(&mut self) {
+        if self.datum.is_wgs84() {
+            return;
+        }
+        let Location { lon, lat } = self.location;
+        self.received_location = Some(ReceivedLocation { datum: self.datum, lon, lat });
+        let (lon, lat) = self.datum.to_wgs84(lon, lat);
+        self.location = Location { lon, lat };
+        self.datum = Datum::Wgs84;
     }
 }
 
