@@ -3,8 +3,10 @@
 //!
 //! - [`sf311`]: San Francisco 311 service requests (the DataSF CSV export), a public-service
 //!   (12345 / 311) source.
+//! - [`vocabulary`]: a source's category vocabulary mapped to bus categories in configuration.
 
 pub mod sf311;
+pub mod vocabulary;
 
 /// Turns free text into a category token: lowercase ASCII letters and digits, runs of anything
 /// else folded into one `_`, e.g. `"Street and Sidewalk Cleaning"` → `street_and_sidewalk_cleaning`.
