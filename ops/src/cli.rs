@@ -1,4 +1,5 @@
-//! The command line: `linkbus up | route | replay | watch | geo build-sf | config check | api hash-key`.
+//! The command line: `linkbus up | route | replay | watch | geo build-sf | config check | api hash-key |
+//! nats-auth`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,6 +15,8 @@ use crate::api;
 use crate::client;
 use crate::config::Config;
 use crate::geo_build::{self, BuildOptions};
+use crate::nats_access;
+use crate::nats_auth::{self, AuthOptions};
 use crate::replay::{self, ReplayOptions};
 use crate::route::Offline;
 use crate::service;
@@ -63,10 +66,15 @@ impl Common {
         Ok(config)
     }
 
-    /// The URL to reach a running linkbus's NATS: configured, or the embedded default port.
-    fn client_url(&self) -> anyhow::Result<String> {
+    /// Connects to a running linkbus's NATS: the configured URL with `[nats.auth]`/`[nats.tls]`,
+    /// or the embedded server's default port without credentials.
+    async fn connect(&self) -> anyhow::Result<async_nats::Client> {
         let config = self.config()?;
-        Ok(config.nats.url.unwrap_or_else(|| format!("nats://127.0.0.1:{}", config.nats.embedded_port)))
+        let patience = Duration::from_secs(5);
+        match &config.nats.url {
+            Some(url) => service::connect_configured(url, &config.nats, patience, None).await,
+            None => service::connect(&format!("nats://127.0.0.1:{}", config.nats.embedded_port), patience).await,
+        }
     }
 }
 
@@ -216,6 +224,21 @@ enum Command {
         #[command(subcommand)]
         command: ApiCommand,
     },
+    /// Write the nats-server users of a deployment (NKeys) and what each may do:
+    /// OUT/authorization.conf to include in nats-server.conf, OUT/nkeys/<user>.nk to hand out.
+    NatsAuth {
+        #[command(flatten)]
+        common: Common,
+        /// Output folder; seeds already in OUT/nkeys are kept.
+        #[arg(long, default_value = "nats-auth")]
+        out: PathBuf,
+        /// An operator's name (read-only user `operator-<name>`); repeatable.
+        #[arg(long = "operator", default_values_t = ["ops".to_owned()])]
+        operators: Vec<String>,
+        /// No user per roster volunteer (see docs/operations.md for large volunteer counts).
+        #[arg(long)]
+        no_volunteers: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -320,7 +343,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Replay { common, file, rate, wait_secs, json } => {
-            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let client = common.connect().await?;
             let options = ReplayOptions { rate, wait: Duration::from_secs(wait_secs), progress: !json };
             let summary = replay::replay(&client, &file, &options).await?;
             if json {
@@ -333,7 +356,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Watch { common, subjects, count } => {
-            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let client = common.connect().await?;
             watch::watch(&client, &subjects, count).await?;
         }
         Command::Geo { command: GeoCommand::BuildSf { from, out, volunteers, seed } } => {
@@ -368,7 +391,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             phone,
             flags,
         } => {
-            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let client = common.connect().await?;
             let case = client::NewCase {
                 source_id: source_id.unwrap_or_else(|| id.clone()),
                 id,
@@ -388,7 +411,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Act { common, department, case_id, action } => {
             let action: Action = serde_json::from_str(&action).context("the action is not valid JSON of an action")?;
-            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let client = common.connect().await?;
             let reply = client::act(&client, &department, &case_id, action).await?;
             println!("{}", serde_json::to_string(&reply)?);
             if !reply.ok {
@@ -396,7 +419,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Answer { common, volunteer, case_id, accept } => {
-            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let client = common.connect().await?;
             let reply = client::answer(&client, &volunteer, &case_id, accept).await?;
             println!("{}", serde_json::to_string(&reply)?);
             if !reply.ok {
@@ -405,6 +428,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Config { command: ConfigCommand::Check { file } } => {
             let config = Config::load(Some(&file))?;
+            let missing = nats_access::missing_files(&config.nats.auth, &config.nats.tls);
+            anyhow::ensure!(missing.is_empty(), "{}: {}", file.display(), missing.join("; "));
             let region = Region::load(&config.region.dir)
                 .with_context(|| format!("loading region {}", config.region.dir.display()))?;
             println!(
@@ -415,6 +440,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 region.communities.len(),
                 region.departments.departments.len(),
                 region.categories.len()
+            );
+        }
+        Command::NatsAuth { common, out, operators, no_volunteers } => {
+            let config = common.config()?;
+            let region = Region::load(&config.region.dir)
+                .with_context(|| format!("loading region {}", config.region.dir.display()))?;
+            let options = AuthOptions { out, operators, volunteers: !no_volunteers };
+            let report = nats_auth::generate(&region, &options)?;
+            println!(
+                "wrote {} ({} users, {} new keys) and {}/<user>.nk\n\
+                 each party connects with [nats.auth] nkey_seed_file = <its .nk> and inbox_prefix = \"_INBOX.<user>\"",
+                report.conf.display(),
+                report.users,
+                report.new_keys,
+                options.out.join("nkeys").display()
             );
         }
         Command::Api { command: ApiCommand::HashKey { key } } => {

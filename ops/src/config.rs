@@ -1,5 +1,6 @@
 //! The configuration file (`linkbus.toml`): one TOML file, every field optional with the default
-//! shown in `ops/linkbus.example.toml`; `LINKBUS_NATS_URL` overrides the NATS URL, and CLI flags
+//! shown in `ops/linkbus.example.toml`; `LINKBUS_NATS_URL` overrides the NATS URL,
+//! `LINKBUS_NATS_PASSWORD` and `LINKBUS_NATS_TOKEN` its credentials, and CLI flags
 //! override what changes per run.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use linkbus_cases::webhooks::WebhookConfig;
 use linkbus_routers::service::ServiceConfig;
 use linkbus_routers::{PriorityRule, RoutingParams};
 use serde::Deserialize;
+
+use crate::nats_access::{NatsAuth, NatsTls};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -152,6 +155,10 @@ pub struct NatsConfig {
     pub duplicate_window_secs: u64,
     /// Days messages are kept in the streams.
     pub retention_days: u64,
+    /// `[nats.auth]`: credentials for `url` (see `ops/src/nats_access.rs`).
+    pub auth: NatsAuth,
+    /// `[nats.tls]`: TLS for `url`.
+    pub tls: NatsTls,
 }
 
 impl Default for NatsConfig {
@@ -163,6 +170,8 @@ impl Default for NatsConfig {
             replicas: 1,
             duplicate_window_secs: 600,
             retention_days: 7,
+            auth: NatsAuth::default(),
+            tls: NatsTls::default(),
         }
     }
 }
@@ -255,6 +264,8 @@ impl Config {
         if let Some(url) = std::env::var("LINKBUS_NATS_URL").ok().filter(|u| !u.trim().is_empty()) {
             config.nats.url = Some(url);
         }
+        config.nats.auth.apply_env();
+        config.nats.auth.check()?;
         Ok(config)
     }
 
@@ -297,6 +308,8 @@ impl Config {
         );
         anyhow::ensure!((1..=5).contains(&self.nats.replicas), "nats.replicas must be 1 to 5");
         anyhow::ensure!(self.nats.duplicate_window_secs >= 1, "nats.duplicate_window_secs must be at least 1");
+        self.nats.auth.check()?;
+        self.nats.tls.check()?;
         let l = &self.lifecycle;
         for (n, d) in l.deadlines.iter().enumerate() {
             anyhow::ensure!(

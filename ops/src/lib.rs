@@ -3,6 +3,8 @@
 //! - [`cli`]: argument parsing and dispatch;
 //! - [`client`]: `linkbus report | act | answer`, what source systems, departments and volunteers send;
 //! - [`config`]: the TOML configuration (`ops/linkbus.example.toml`);
+//! - [`nats_access`]: `[nats.auth]` / `[nats.tls]`, the credentials every NATS connection uses;
+//! - [`nats_auth`]: `linkbus nats-auth`, the nats-server users and permissions of a deployment;
 //! - [`service`]: one running service on a NATS connection (streams, volunteers, router);
 //! - [`up`]: `linkbus up`, with the embedded, supervised nats-server;
 //! - [`api`]: the HTTP API of the closed loop (cases, actions, residents' follow-up, OpenAPI),
@@ -19,6 +21,8 @@ pub mod client;
 pub mod config;
 pub mod geo_build;
 pub mod metrics;
+pub mod nats_access;
+pub mod nats_auth;
 pub mod replay;
 pub mod route;
 pub mod service;

@@ -21,16 +21,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::Readiness;
-use crate::config::Config;
+use crate::config::{Config, NatsConfig};
 use crate::metrics::{Metrics, NatsMetrics};
+use crate::nats_access;
 
 /// How long start-up waits for the volunteers bucket to be read in full.
 const VOLUNTEERS_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Connects to NATS at `url` (comma-separated URLs for a cluster), retrying for up to
-/// `patience` while the server comes up. Reconnects forever afterwards.
+/// Connects to NATS at `url` (comma-separated URLs for a cluster) without credentials, retrying
+/// for up to `patience` while the server comes up. Reconnects forever afterwards.
 pub async fn connect(url: &str, patience: Duration) -> anyhow::Result<async_nats::Client> {
-    connect_observed(url, patience, None).await
+    connect_configured(url, &NatsConfig::default(), patience, None).await
 }
 
 /// [`connect`], with the client's connection events (connected, disconnected, slow consumer)
@@ -40,11 +41,14 @@ pub async fn connect_with_metrics(
     patience: Duration,
     metrics: &NatsMetrics,
 ) -> anyhow::Result<async_nats::Client> {
-    connect_observed(url, patience, Some(metrics)).await
+    connect_configured(url, &NatsConfig::default(), patience, Some(metrics)).await
 }
 
-async fn connect_observed(
+/// [`connect`] with the credentials and TLS of `[nats.auth]` / `[nats.tls]`, and `metrics` when
+/// given. A server refusing the credentials fails it at once, without retrying.
+pub async fn connect_configured(
     url: &str,
+    nats: &NatsConfig,
     patience: Duration,
     metrics: Option<&NatsMetrics>,
 ) -> anyhow::Result<async_nats::Client> {
@@ -52,7 +56,8 @@ async fn connect_observed(
     let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
     let mut attempt = 0;
     loop {
-        let mut options = async_nats::ConnectOptions::new()
+        let mut options = nats_access::connect_options(&nats.auth, &nats.tls)
+            .await?
             .name("linkbus")
             .subscription_capacity(1 << 16)
             .connection_timeout(Duration::from_secs(5));
@@ -68,6 +73,9 @@ async fn connect_observed(
         match options.connect(urls.as_slice()).await {
             // The first `Event::Connected` sets `linkbus_nats_connected`.
             Ok(client) => return Ok(client),
+            Err(e) if e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation => {
+                return Err(e).with_context(|| format!("NATS at {url} refused the credentials of [nats.auth]"));
+            }
             Err(e) if started.elapsed() < patience => {
                 if attempt == 0 {
                     warn!(error = %e, url, "NATS not reachable yet; retrying for up to {patience:?}");

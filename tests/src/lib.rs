@@ -4,6 +4,8 @@
 //! nats-server in a temporary folder plus a client), the San Francisco region, case builders,
 //! and readers that count what the streams hold.
 
+pub mod nats_process;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
