@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::{self, consumer, kv};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -494,6 +495,11 @@ impl CaseBook {
             while let Some(msg) = messages.next().await {
                 let msg = match msg {
                     Ok(m) => m,
+                    // The pull request was lost (see the router's loop): pull anew.
+                    Err(e) if e.kind() == MessagesErrorKind::MissingHeartbeat => {
+                        warn!("routed-case pull request went unanswered (missed heartbeat); pulling anew");
+                        break;
+                    }
                     Err(e) => {
                         warn!(error = %e, "routed-case pull error");
                         continue;

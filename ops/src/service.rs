@@ -25,6 +25,33 @@ use crate::config::{Config, NatsConfig};
 use crate::metrics::{Metrics, NatsMetrics};
 use crate::nats_access;
 
+/// How long start-up waits for JetStream to create a stream, bucket or consumer…
+const PROVISIONING_TIMEOUT: Duration = Duration::from_secs(10);
+/// …and how many times it tries.
+const PROVISIONING_ATTEMPTS: u32 = 4;
+
+/// Runs an idempotent start-up step, again after a failure. Replicas starting together create the
+/// same streams and consumers, and nats-server answers such concurrent requests late or not at all
+/// (nats-io/nats-server#3677, #8350); the next attempt finds them made.
+async fn idempotent<T, E, F, Fut>(what: &str, mut step: F) -> anyhow::Result<T>
+where
+    E: Into<anyhow::Error>,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 1;
+    loop {
+        match step().await.map_err(Into::into) {
+            Ok(value) => return Ok(value),
+            Err(e) if attempt < PROVISIONING_ATTEMPTS => {
+                warn!(error = format!("{e:#}"), attempt, "{what} failed; trying again");
+                attempt += 1;
+            }
+            Err(e) => return Err(e.context(format!("{what} ({attempt} attempts)"))),
+        }
+    }
+}
+
 /// How long start-up waits for the volunteers bucket to be read in full.
 const VOLUNTEERS_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -132,9 +159,14 @@ impl Service {
             metrics.register_service().context("registering the router's and the case book's metrics")?;
         metrics.region_loaded(region);
         let js = jetstream::new(client.clone());
-        nats::provision(&js, &config.stream_settings()).await.context("provisioning streams")?;
+        // Creating streams and consumers goes through a cluster's meta leader, which answers
+        // slowly while replicas start together; it is idempotent, so it may wait longer.
+        let mut provisioning = js.clone();
+        provisioning.set_timeout(PROVISIONING_TIMEOUT);
+        let settings = config.stream_settings();
+        idempotent("provisioning streams", || nats::provision(&provisioning, &settings)).await?;
         if config.region.seed_volunteers {
-            seed_volunteers(&js, region).await?;
+            seed_volunteers(&provisioning, region).await?;
         }
         let state = RouterState::with_metrics(Router::new(region, config.routing_params()), router_metrics);
         let shutdown = CancellationToken::new();
@@ -169,8 +201,9 @@ impl Service {
         .await
         .context("opening the case book")?;
         tasks.extend(book_tasks);
-        provision_department_consumers(&js, region).await?;
-        webhooks::provision(&js, &config.stream_settings()).await.context("provisioning webhook deliveries")?;
+        idempotent("provisioning department consumers", || provision_department_consumers(&provisioning, region))
+            .await?;
+        idempotent("provisioning webhook deliveries", || webhooks::provision(&provisioning, &settings)).await?;
         for webhook in config.webhooks.clone() {
             let department = webhook.department.clone();
             let run = webhooks::run_with_metrics(js.clone(), webhook, case_metrics.webhooks.clone(), shutdown.clone());

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, AckKind, consumer, kv};
 use bytes::Bytes;
@@ -280,6 +281,16 @@ pub async fn run(
         };
         messages
             .take_until(shutdown.cancelled())
+            // A missed heartbeat means the pull request was lost (sent before the consumer's
+            // leader was elected, or to a node that went away); async-nats does not ask again,
+            // so this pull ends and the loop starts another.
+            .take_while(|m| {
+                let lost = matches!(m, Err(e) if e.kind() == MessagesErrorKind::MissingHeartbeat);
+                if lost {
+                    warn!("the pull request went unanswered (missed heartbeat); pulling anew");
+                }
+                std::future::ready(!lost)
+            })
             .filter_map(|m| async move { m.map_err(|e| warn!(error = %e, "pull stream error; continuing")).ok() })
             .for_each_concurrent(config.max_in_flight, |msg| worker.handle(msg))
             .await;

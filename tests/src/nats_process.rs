@@ -10,8 +10,14 @@ use crate::{Running, WAIT};
 /// A free TCP port on 127.0.0.1 (the OS picks one; it is free again once this returns, and
 /// stays so unless another process grabs it in between).
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
+    free_ports(1)[0]
+}
+
+/// `n` distinct free ports: each is held until all are picked, so none is handed out twice.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
+    held.iter().map(|l| l.local_addr().expect("local address").port()).collect()
 }
 
 /// A nats-server child started with `-c <conf>` and the given environment (the deployment's
