@@ -2,12 +2,13 @@
 //! its user, and each other role (source system, department, volunteer, operator) does what it
 //! should and is refused what it should not. A refusal is observed as the server's permissions
 //! violation (an `Event::ServerError` on the client), and a refused JetStream publish gets no ack.
+//! TLS: with the client's certificate verified by the server and the server's by the client.
 
 use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt;
-use linkbus::config::Config;
+use linkbus::config::{Config, NatsConfig};
 use linkbus::nats_access::{self, NatsAuth, NatsTls};
 use linkbus::nats_auth::{self, AuthOptions, Role};
 use linkbus::service::{self, Service};
@@ -252,4 +253,103 @@ async fn each_role_may_do_its_part_and_nothing_else() {
 
 fn json(event: &wire::CloudEvent<wire::CaseReport>) -> bytes::Bytes {
     serde_json::to_vec(event).expect("json").into()
+}
+
+fn with_tls(tls: NatsTls) -> NatsConfig {
+    NatsConfig { tls, ..NatsConfig::default() }
+}
+
+/// Runs `openssl` in `dir` (certificates for the TLS test; Debian's `openssl` package).
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A certificate signed by the test CA, for `name` with the given extensions.
+fn signed(dir: &std::path::Path, name: &str, extensions: &str) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let (key, csr, pem, ext) =
+        (format!("{name}-key.pem"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
+    std::fs::write(dir.join(&ext), extensions).expect("extensions");
+    openssl(dir, &[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]].concat());
+    openssl(
+        dir,
+        &["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-days", "1"]
+            .into_iter()
+            .chain(["-out", &pem, "-extfile", &ext])
+            .collect::<Vec<_>>(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates_is_required_and_verified() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ca = ["-x509", "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "1", "-subj", "/CN=linkbus test CA"];
+    openssl(d, &[&["req"][..], &ec, &ca].concat());
+    signed(d, "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+    signed(d, "client", "extendedKeyUsage=clientAuth\n");
+
+    let port = free_port();
+    let conf = d.join("nats-server.conf");
+    let tls = |f: &str| format!("{:?}", d.join(f).display().to_string());
+    let text = format!(
+        "host: 127.0.0.1\nport: {port}\ntls {{\n  cert_file: {}\n  key_file: {}\n  ca_file: {}\n  verify: true\n}}\n",
+        tls("server.pem"),
+        tls("server-key.pem"),
+        tls("ca.pem")
+    );
+    std::fs::write(&conf, text).expect("server config");
+    let server = NatsProcess::start(&conf, port, &[], &d.join("nats-server.log")).await;
+    let url = server.url();
+
+    // Everything configured: in, and working.
+    let nats = with_tls(NatsTls {
+        ca_file: Some(d.join("ca.pem")),
+        cert_file: Some(d.join("client.pem")),
+        key_file: Some(d.join("client-key.pem")),
+        required: true,
+    });
+    let client = service::connect_configured(&url, &nats, WAIT, None).await.expect("a TLS client with its certificate");
+    let mut sub = client.subscribe("tls.check").await.expect("subscribe");
+    client.publish("tls.check", "over TLS".into()).await.expect("publish");
+    let msg = tokio::time::timeout(WAIT, sub.next()).await.expect("in time").expect("a message");
+    assert_eq!(&msg.payload[..], b"over TLS");
+
+    // No client certificate: the server, verifying clients, refuses the handshake.
+    let without_cert = NatsTls { cert_file: None, key_file: None, ..nats.tls.clone() };
+    let refused = service::connect_configured(&url, &with_tls(without_cert), Duration::from_millis(500), None).await;
+    let err = format!("{:#}", refused.expect_err("no client certificate"));
+    assert!(err.contains("BadCertificate"), "{err}");
+    // The system's roots do not know the test CA: the client refuses the server.
+    let unknown_ca = NatsTls { ca_file: None, ..nats.tls.clone() };
+    let refused = service::connect_configured(&url, &with_tls(unknown_ca), Duration::from_millis(500), None).await;
+    let err = format!("{:#}", refused.expect_err("a server certificate from an unknown CA"));
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    drop(server);
+}
+
+#[test]
+fn config_check_names_the_missing_credential_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = linkbus_tests::write_config(
+        dir.path(),
+        &format!(
+            "[nats]\nurl = \"nats://127.0.0.1:4222\"\n[nats.auth]\nnkey_seed_file = \"{0}/linkbus.nk\"\n\
+             [nats.tls]\nca_file = \"{0}/ca.pem\"\n[region]\ndir = \"{1}\"\n",
+            dir.path().display(),
+            sf_region_dir().display()
+        ),
+    );
+    let out = linkbus_command().args(["config", "check"]).arg(&config).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("nats.auth.nkey_seed_file") && stderr.contains("linkbus.nk"), "{stderr}");
+    assert!(stderr.contains("nats.tls.ca_file"), "{stderr}");
+    // Once they are there, it passes.
+    std::fs::write(dir.path().join("linkbus.nk"), nkeys::KeyPair::new_user().seed().expect("seed")).expect("seed");
+    std::fs::write(dir.path().join("ca.pem"), "-----BEGIN CERTIFICATE-----\n").expect("ca");
+    let out = linkbus_command().args(["config", "check"]).arg(&config).output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
