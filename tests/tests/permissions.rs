@@ -353,3 +353,54 @@ fn config_check_names_the_missing_credential_files() {
     let out = linkbus_command().args(["config", "check"]).arg(&config).output().expect("runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_from_the_environment_overrides_the_file_and_a_wrong_one_fails_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let port = free_port();
+    let conf = d.join("nats-server.conf");
+    let text = format!(
+        "host: 127.0.0.1\nport: {port}\njetstream {{ store_dir: {:?} }}\n\
+         authorization {{ users = [ {{ user: linkbus, password: \"s3cret-from-env\" }} ] }}\n",
+        d.join("js").display().to_string()
+    );
+    std::fs::write(&conf, text).expect("server config");
+    let server = NatsProcess::start(&conf, port, &[], &d.join("nats-server.log")).await;
+    let config = linkbus_tests::write_config(
+        d,
+        &format!("[nats]\nurl = \"{}\"\n[nats.auth]\nuser = \"linkbus\"\npassword = \"not-this-one\"\n", server.url()),
+    );
+    // Streams first, as linkbus up would make them.
+    let mut nats = NatsConfig::default();
+    nats.auth.user = Some("linkbus".into());
+    nats.auth.password = Some("s3cret-from-env".into());
+    let client = service::connect_configured(&server.url(), &nats, WAIT, None).await.expect("connects");
+    linkbus_bus::nats::provision(&jetstream::new(client), &Default::default()).await.expect("provision");
+
+    let report = |password: Option<&str>| {
+        let mut command = linkbus_command();
+        command.args(["report", "--config"]).arg(&config).args([
+            "--id",
+            "env-1",
+            "--system",
+            "emergency",
+            "--category",
+            "fire",
+            "--lon=-122.4194",
+            "--lat=37.7599",
+        ]);
+        command.env_remove("LINKBUS_NATS_URL").env_remove(nats_access::ENV_PASSWORD);
+        if let Some(password) = password {
+            command.env(nats_access::ENV_PASSWORD, password);
+        }
+        command.output().expect("linkbus report runs")
+    };
+    // The file's password is wrong; the environment's overrides it.
+    let refused = report(None);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused the credentials"));
+    let accepted = report(Some("s3cret-from-env"));
+    assert!(accepted.status.success(), "{}", String::from_utf8_lossy(&accepted.stderr));
+    assert_eq!(String::from_utf8_lossy(&accepted.stdout).trim(), "reported");
+}
