@@ -1,8 +1,9 @@
 //! The production layout of `ops/deploy/` on loopback: three nats-server processes run from the
 //! shipped `nats-server.conf` (each node's settings from its environment, as systemd gives them),
 //! JetStream replicated three ways, and two `linkbus up` processes from the shipped `linkbus.toml`
-//! sharing the work. Every case is routed exactly once; then the node leading the routed stream
-//! is SIGKILLed, cases keep coming, the node comes back, and still every case is routed once.
+//! sharing the work, locked down with the users of `linkbus nats-auth` as docs/operations.md says.
+//! Every case is routed exactly once; then the node leading the routed stream is SIGKILLed, cases
+//! keep coming, the node comes back, and still every case is routed once.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -12,11 +13,12 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures::{StreamExt, TryStreamExt};
 use linkbus::config::Config;
+use linkbus::nats_auth::{self, AuthOptions};
 use linkbus_adapters::sf311;
 use linkbus_bus::nats::{STREAM_CASES, STREAM_INGEST, STREAM_ROUTED, StreamSettings};
 use linkbus_bus::wire::{CaseReport, CloudEvent};
 use linkbus_tests::nats_process::{NatsProcess, free_ports};
-use linkbus_tests::{Running, WAIT, repo_root, sf_region_dir};
+use linkbus_tests::{Running, WAIT, repo_root, sf_region, sf_region_dir};
 
 /// Cases published in each phase: cluster whole, one node down, node back.
 const PER_PHASE: usize = 100;
@@ -25,8 +27,22 @@ fn deploy(file: &str) -> std::path::PathBuf {
     repo_root().join("ops/deploy").join(file)
 }
 
-/// Three nodes from `ops/deploy/nats-server.conf`, on free loopback ports.
-async fn start_cluster(dir: &Path) -> Vec<NatsProcess> {
+/// The shipped node configuration, locked down as docs/operations.md says: the users of
+/// `linkbus nats-auth` next to it and its `include` uncommented.
+fn locked_down_node_config(dir: &Path) -> std::path::PathBuf {
+    let options = AuthOptions { out: dir.join("auth"), operators: vec!["noc".into()], volunteers: true };
+    let report = nats_auth::generate(&sf_region(), &options).expect("users generated");
+    std::fs::copy(&report.conf, dir.join("authorization.conf")).expect("copy authorization.conf");
+    let shipped = std::fs::read_to_string(deploy("nats-server.conf")).expect("ops/deploy/nats-server.conf");
+    let include = "# include \"authorization.conf\"";
+    assert!(shipped.contains(include), "the shipped configuration has the include to uncomment");
+    let path = dir.join("nats-server.conf");
+    std::fs::write(&path, shipped.replace(include, include.trim_start_matches("# "))).expect("write");
+    path
+}
+
+/// Three nodes from the node configuration `conf`, on free loopback ports.
+async fn start_cluster(dir: &Path, conf: &Path) -> Vec<NatsProcess> {
     let ports = free_ports(9);
     let (clients, routes, monitors) = (&ports[0..3], &ports[3..6], &ports[6..9]);
     let route = |n: usize| format!("nats-route://127.0.0.1:{}", routes[n]);
@@ -44,21 +60,27 @@ async fn start_cluster(dir: &Path) -> Vec<NatsProcess> {
             ("NATS_ROUTE_3", route(2)),
         ];
         let log = dir.join(format!("{name}.log"));
-        nodes.push(NatsProcess::start(&deploy("nats-server.conf"), clients[n], &env, &log).await);
+        nodes.push(NatsProcess::start(conf, clients[n], &env, &log).await);
     }
     nodes
 }
 
-/// The shipped router configuration, with the API on a free port (two replicas share a host here).
+/// The shipped router configuration with its `[nats.auth]` uncommented (the seed from
+/// `locked_down_node_config`) and the API on a free port (two replicas share a host here).
 fn router_config(dir: &Path) -> std::path::PathBuf {
     let shipped = std::fs::read_to_string(deploy("linkbus.toml")).expect("ops/deploy/linkbus.toml");
     let config = Config::parse(&shipped).expect("the shipped configuration is valid");
     assert_eq!(config.nats.replicas, 3, "three replicas of every stream");
     assert_eq!(config.nats.url.as_deref().map(|u| u.split(',').count()), Some(3), "every node in the URL");
     let api = "listen = \"0.0.0.0:8080\"";
-    assert!(shipped.contains(api));
+    let auth =
+        "# [nats.auth]\n# nkey_seed_file = \"/etc/linkbus/nats/linkbus.nk\"\n# inbox_prefix = \"_INBOX.linkbus\"\n";
+    assert!(shipped.contains(api) && shipped.contains(auth), "the shipped configuration changed");
+    let seed = dir.join("auth/nkeys/linkbus.nk");
+    let unlocked =
+        format!("[nats.auth]\nnkey_seed_file = {:?}\ninbox_prefix = \"_INBOX.linkbus\"\n", seed.display().to_string());
     let path = dir.join("linkbus.toml");
-    std::fs::write(&path, shipped.replace(api, "listen = \"127.0.0.1:0\"")).expect("write");
+    std::fs::write(&path, shipped.replace(api, "listen = \"127.0.0.1:0\"").replace(auth, &unlocked)).expect("write");
     path
 }
 
@@ -251,11 +273,16 @@ fn assert_each_once(d: &Decisions, published: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_node_cluster_with_two_routers_routes_each_case_once_through_a_node_crash() {
+    let started = std::time::Instant::now();
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
-    let mut nodes = start_cluster(dir).await;
+    let mut nodes = start_cluster(dir, &locked_down_node_config(dir)).await;
     let urls = nodes.iter().map(NatsProcess::url).collect::<Vec<_>>().join(",");
-    let client = linkbus::service::connect(&urls, WAIT).await.expect("client connects");
+    let config = router_config(dir);
+    let nats = Config::load(Some(&config)).expect("config").nats;
+    assert!(linkbus::service::connect(&urls, WAIT).await.is_err(), "locked: no way in without a key");
+    // The test reads and publishes as the service's user.
+    let client = linkbus::service::connect_configured(&urls, &nats, WAIT, None).await.expect("client connects");
     let js = jetstream::new(client.clone());
     // JetStream answers once the nodes have elected a meta leader; provisioning (which every
     // `linkbus up` does too, idempotently) is the real condition.
@@ -269,7 +296,6 @@ async fn a_three_node_cluster_with_two_routers_routes_each_case_once_through_a_n
     let info = routed.info().await.expect("stream info");
     assert_eq!(info.config.num_replicas, 3);
 
-    let config = router_config(dir);
     let first = start_router(&config, &urls, &dir.join("router-1.log"));
     let second = start_router(&config, &urls, &dir.join("router-2.log"));
     let pids = [first.id(), second.id()];
@@ -280,6 +306,7 @@ async fn a_three_node_cluster_with_two_routers_routes_each_case_once_through_a_n
     }
     let durable = Config::parse(&std::fs::read_to_string(&config).expect("config")).expect("config").router.durable;
     wait_both_pulling(&js, &durable, WAIT).await;
+    let routers_up = started.elapsed();
 
     let csv = std::fs::File::open(sf_region_dir().join("sf311-cases-sample.csv")).expect("csv");
     let cases: Vec<_> = sf311::read(csv).take(3 * PER_PHASE).map(|c| c.expect("row").event).collect();
@@ -310,10 +337,21 @@ async fn a_three_node_cluster_with_two_routers_routes_each_case_once_through_a_n
     assert_each_once(&d, &ids);
     assert_eq!(d.routers, expected, "both routers took cases");
     println!(
-        "{} cases through a crash of {leader}: each decided once, by {} routers",
+        "{} cases through a crash of {leader}: each decided once, by {} routers \
+         (cluster and both routers up after {routers_up:.1?}, all done after {:.1?})",
         d.by_case.len(),
-        d.routers.len()
+        d.routers.len(),
+        started.elapsed()
     );
+    // SIGTERM to both routers, then to every node, each group at once (drop waits for each
+    // process, and kills it if it hangs).
+    let sigterm = |pid: u32| {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+    };
+    [first.id(), second.id()].into_iter().for_each(sigterm);
     drop((first, second));
+    let stopping = started.elapsed();
+    nodes.iter().for_each(|n| sigterm(n.child.id()));
     drop(nodes);
+    println!("routers stopped after {:.1?}, nodes after {:.1?}", stopping, started.elapsed());
 }
