@@ -3,6 +3,7 @@
 //! - [`cli`]: argument parsing and dispatch;
 //! - [`client`]: `linkbus report | act | answer`, what source systems, departments and volunteers send;
 //! - [`config`]: the TOML configuration (`ops/linkbus.example.toml`);
+//! - [`deadletter`]: `linkbus deadletter list | replay`, for operators;
 //! - [`service`]: one running service on a NATS connection (streams, volunteers, router);
 //! - [`up`]: `linkbus up`, with the embedded, supervised nats-server;
 //! - [`api`]: the HTTP API of the closed loop (cases, actions, residents' follow-up, OpenAPI),
@@ -17,6 +18,7 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod deadletter;
 pub mod geo_build;
 pub mod metrics;
 pub mod replay;
