@@ -1,5 +1,5 @@
 //! The command line: `linkbus up | route | replay | watch | geo build-sf | config check | api hash-key |
-//! nats-auth`.
+//! nats-auth | deadletter list|replay`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use linkbus_geo_data::Region;
 use crate::api;
 use crate::client;
 use crate::config::Config;
+use crate::deadletter;
 use crate::geo_build::{self, BuildOptions};
 use crate::nats_access;
 use crate::nats_auth::{self, AuthOptions};
@@ -239,6 +240,66 @@ enum Command {
         #[arg(long)]
         no_volunteers: bool,
     },
+    /// Dead letters: list them, replay them once the cause is fixed.
+    Deadletter {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: DeadletterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadletterCommand {
+    /// List dead letters (sequence, time, stage, reason code, size, original subject, reason).
+    List {
+        #[command(flatten)]
+        filter: DeadletterFilter,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send dead letters, byte for byte, to the subject they first arrived on; each is sent once
+    /// however often this runs (replayed ones are recorded and skipped).
+    Replay {
+        #[command(flatten)]
+        filter: DeadletterFilter,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DeadletterFilter {
+    /// Refused at this stage: ingest, cases, volunteers, webhook, adapter…
+    #[arg(long)]
+    stage: Option<String>,
+    /// With this reason code: malformed, invalid, too_large, undeliverable…
+    #[arg(long)]
+    code: Option<String>,
+    /// Arrived on a subject matching this NATS pattern, e.g. 'ingest.emergency.>'.
+    #[arg(long)]
+    subject: Option<String>,
+    /// Dead-lettered at or after this time (RFC 3339, e.g. 2026-11-27T10:00:00Z).
+    #[arg(long)]
+    since: Option<jiff::Timestamp>,
+    /// Dead-lettered before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<jiff::Timestamp>,
+    /// Only this stream sequence (as `list` shows after `#`); repeatable.
+    #[arg(long = "seq")]
+    sequences: Vec<u64>,
+}
+
+impl From<DeadletterFilter> for deadletter::Filter {
+    fn from(f: DeadletterFilter) -> Self {
+        Self {
+            stage: f.stage,
+            code: f.code,
+            subject: f.subject,
+            since: f.since,
+            until: f.until,
+            sequences: f.sequences,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -456,6 +517,28 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 report.new_keys,
                 options.out.join("nkeys").display()
             );
+        }
+        Command::Deadletter { common, command } => {
+            let client = common.connect().await?;
+            let js = async_nats::jetstream::new(client);
+            match command {
+                DeadletterCommand::List { filter, json } => {
+                    for letter in deadletter::list(&js, &filter.into()).await? {
+                        if json {
+                            println!("{}", serde_json::to_string(&letter)?);
+                        } else {
+                            println!("{}", deadletter::line(&letter));
+                        }
+                    }
+                }
+                DeadletterCommand::Replay { filter } => {
+                    let summary = deadletter::replay(&js, &filter.into()).await?;
+                    println!("{summary}");
+                    if !summary.failed.is_empty() {
+                        return Ok(ExitCode::from(3));
+                    }
+                }
+            }
         }
         Command::Api { command: ApiCommand::HashKey { key } } => {
             let key = match key {

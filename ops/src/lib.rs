@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML configuration (`ops/linkbus.example.toml`);
 //! - [`nats_access`]: `[nats.auth]` / `[nats.tls]`, the credentials every NATS connection uses;
 //! - [`nats_auth`]: `linkbus nats-auth`, the nats-server users and permissions of a deployment;
+//! - [`deadletter`]: `linkbus deadletter list | replay`, for operators;
 //! - [`service`]: one running service on a NATS connection (streams, volunteers, router);
 //! - [`up`]: `linkbus up`, with the embedded, supervised nats-server;
 //! - [`api`]: the HTTP API of the closed loop (cases, actions, residents' follow-up, OpenAPI),
@@ -19,6 +20,7 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod deadletter;
 pub mod geo_build;
 pub mod metrics;
 pub mod nats_access;

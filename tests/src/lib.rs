@@ -2,7 +2,8 @@
 //!
 //! The tests live in `tests/tests/`; this library holds what they share: a [`TestBus`] (a fresh
 //! nats-server in a temporary folder plus a client), the San Francisco region, case builders,
-//! and readers that count what the streams hold.
+//! and readers that count what the streams hold; [`load`] (steady load and the audit of what
+//! became of it) and [`proxy`] (a TCP proxy to cut a connection) serve the fault tests.
 
 pub mod nats_process;
 
@@ -17,6 +18,9 @@ use linkbus::service::Service;
 use linkbus_bus::server::{NatsServer, ServerConfig};
 use linkbus_bus::wire::{self, CaseReport, CloudEvent, Location, SourceSystem};
 use linkbus_geo_data::Region;
+
+pub mod load;
+pub mod proxy;
 
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(30);
