@@ -1,4 +1,4 @@
-//! The command line: `linkbus up | route | replay | watch | geo build-sf | config check | api hash-key |
+//! The command line: `linkbus up | route | replay | watch | bench | geo build-sf | config check | api hash-key |
 //! nats-auth | deadletter list|replay`.
 
 use std::io::IsTerminal;
@@ -12,6 +12,7 @@ use linkbus_bus::wire::{Action, Contact, Datum, Location, SourceSystem};
 use linkbus_geo_data::Region;
 
 use crate::api;
+use crate::bench::{self, BenchOptions};
 use crate::client;
 use crate::config::Config;
 use crate::deadletter;
@@ -209,6 +210,33 @@ enum Command {
         /// Accept the offer (decline when absent).
         #[arg(long)]
         accept: bool,
+    },
+    /// Load-test a running linkbus through NATS: paced and unpaced runs, latency to the
+    /// departments, exactly-once check, and the raw NATS floor (exit code 5 on loss or duplicate).
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        /// Paced runs, events per second.
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 50_000])]
+        rates: Vec<u32>,
+        /// Seconds each paced run publishes for.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Events in the unpaced (maximum throughput) run; 0 skips it.
+        #[arg(long, default_value_t = 50_000)]
+        unpaced: usize,
+        /// Also run the raw NATS floor (core and JetStream forwarders) at the same rates.
+        #[arg(long)]
+        floor: bool,
+        /// Seconds to wait for outstanding events after a run's last publish.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+        /// Seed of the case locations and categories.
+        #[arg(long, default_value_t = 8)]
+        seed: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Region data tools.
     Geo {
@@ -419,6 +447,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Watch { common, subjects, count } => {
             let client = common.connect().await?;
             watch::watch(&client, &subjects, count).await?;
+        }
+        Command::Bench { common, rates, seconds, unpaced, floor, wait_secs, seed, json } => {
+            let config = common.config()?;
+            let region = Region::load(&config.region.dir)
+                .with_context(|| format!("loading region {}", config.region.dir.display()))?;
+            let options = BenchOptions { rates, seconds, unpaced, floor, wait: Duration::from_secs(wait_secs), seed };
+            let report = bench::bench(&common.client_url()?, &region, &options).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{report}");
+            }
+            if !report.linkbus_exactly_once() {
+                return Ok(ExitCode::from(5));
+            }
         }
         Command::Geo { command: GeoCommand::BuildSf { from, out, volunteers, seed } } => {
             let options = BuildOptions { volunteers, seed, ..BuildOptions::default() };

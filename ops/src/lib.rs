@@ -14,9 +14,11 @@
 //! - [`route`]: `linkbus route`, offline decisions;
 //! - [`replay`]: `linkbus replay`, data files into the bus with a summary;
 //! - [`watch`]: `linkbus watch`, a plain subscriber;
+//! - [`bench`]: `linkbus bench`, the load generator and the raw NATS floor;
 //! - [`geo_build`]: `linkbus geo build-sf`, the San Francisco region from public data.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -1,7 +1,8 @@
 //! Benchmarks of the pure matching in `linkbus-routers`:
 //!
 //! - `community_locate`: point → community ([`CommunityIndex::locate`]) over grids of 100, 1 000
-//!   and 10 000 communities, and over the San Francisco neighborhoods when
+//!   and 10 000 communities of 64 vertices (`grid/N`) and of 256, 1 024 and 4 096 vertices
+//!   (`grid_V_vertices/N`), and over the San Francisco neighborhoods when
 //!   `geo-data/san-francisco/communities.geojson` exists;
 //! - `volunteers_nearest`: the 5 nearest available `first_aid` volunteers within 3 km
 //!   ([`VolunteerIndex::nearest`], `rtree/N`) against a brute-force haversine scan of a flat
@@ -14,53 +15,40 @@
 //! - `decide`: the whole [`Router::decide`] on a synthetic region of 10 000 communities with
 //!   1 000 000 volunteers.
 //!
-//! All data is synthetic and seeded (ChaCha8), so runs are comparable: a grid of 64-vertex
-//! community polygons with jittered borders that tile a ~43 × 56 km box around Beijing
+//! All data is synthetic and seeded ([`linkbus_bench::synthetic`]), so runs are comparable: a
+//! grid of community polygons with jittered borders that tile a ~43 × 56 km box around Beijing
 //! (116.4, 39.9), and volunteers uniform in the same box. Each case cycles through 1 024 seeded
 //! queries. Indexes are built once per case, lazily, so a filtered run only builds what it uses
 //! (building a million-volunteer index takes seconds).
 //!
-//! Run with `cargo bench -p linkbus-routers --bench matching`; add `-- --quick` for a short run,
+//! Run with `cargo bench -p linkbus-bench --bench matching`; add `-- --quick` for a short run,
 //! or a filter such as `-- volunteers_nearest`.
 
 use std::cell::OnceCell;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use geo::{BoundingRect, Coord, LineString, MultiPolygon, Polygon};
-use jiff::Timestamp;
-use linkbus_bus::wire::{CaseReport, JurisdictionLevel, Location, VolunteerChoice, VolunteerStatus};
-use linkbus_geo_data::{Area, Category, Community, Department, Departments, Duty, Manifest, Region};
+use geo::{BoundingRect, Coord};
+use linkbus_bench::synthetic::{
+    self, CATEGORIES, REGION_AREA, SKILLS, category_id, departments, grid, points, rng, volunteer_box, volunteers,
+};
+use linkbus_bus::wire::{JurisdictionLevel, Location, VolunteerChoice, VolunteerStatus};
 use linkbus_routers::communities::CommunityIndex;
 use linkbus_routers::departments::{Chosen, DepartmentRules};
 use linkbus_routers::geodesy::haversine_m;
 use linkbus_routers::{Router, RoutingParams, VolunteerIndex};
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::RngExt;
 
-const CENTRE_LON: f64 = 116.4;
-const CENTRE_LAT: f64 = 39.9;
-/// Side of a community's grid cell, degrees (≈ 430 m × 555 m at Beijing's latitude).
-const CELL: f64 = 0.005;
-/// Vertices per side of a community polygon: 4 sides, 64 vertices.
-const SIDE_VERTICES: usize = 16;
-/// Half the side of the volunteers' box, degrees: the extent of the 100 × 100 grid.
-const HALF_SIDE: f64 = 0.25;
-const SKILLS: [&str; 5] = ["first_aid", "elderly_care", "cleanup", "translation", "driving"];
-const CATEGORIES: usize = 30;
-const REGION_AREA: &str = "beijing-synthetic";
 /// Seeded queries each case cycles through, so that no case times one lucky point.
 const QUERIES: usize = 1024;
 /// The volunteer search of [`RoutingParams::default`].
 const K: usize = 5;
 const RADIUS_M: f64 = 3_000.0;
 const BORDER_TOLERANCE_M: f64 = 100.0;
-
-fn rng(seed: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed)
-}
+/// Vertices of a synthetic community unless a case says otherwise.
+const VERTICES: usize = 64;
 
 /// Endlessly cycles through `items` (not empty).
 fn cycle<'a, T>(items: &'a [T]) -> impl FnMut() -> &'a T {
@@ -69,137 +57,6 @@ fn cycle<'a, T>(items: &'a [T]) -> impl FnMut() -> &'a T {
         n = (n + 1) % items.len();
         &items[n]
     }
-}
-
-/// `QUERIES` points uniform in a lon/lat box.
-fn points(seed: u64, min: Coord, max: Coord) -> Vec<(f64, f64)> {
-    let mut rng = rng(seed);
-    (0..QUERIES).map(|_| (rng.random_range(min.x..max.x), rng.random_range(min.y..max.y))).collect()
-}
-
-fn category_id(n: usize) -> String {
-    format!("cat_{n:02}")
-}
-
-fn sub_district_code(n: usize) -> String {
-    format!("s{n:03}")
-}
-
-fn district_code(n: usize) -> String {
-    format!("d{n:02}")
-}
-
-/// Synthetic communities on a grid, with their sub-district (10 × 10 blocks of cells) and
-/// district (columns of 10 blocks) numbers.
-struct Grid {
-    communities: Vec<Community>,
-    sub_district: Vec<usize>,
-    district: Vec<usize>,
-    min: Coord,
-    max: Coord,
-}
-
-/// Columns and rows of a grid of `n` cells: the divisor of `n` nearest its square root.
-fn grid_dims(n: usize) -> (usize, usize) {
-    let mut rows = n.isqrt().max(1);
-    while !n.is_multiple_of(rows) {
-        rows -= 1;
-    }
-    (n / rows, rows)
-}
-
-/// `n` communities, each a 64-vertex polygon filling its grid cell. The interior vertices of
-/// every cell side are jittered across it, by the same amount for the two cells sharing the side
-/// and with coordinates computed the same way, so the cells tile exactly with wiggly borders
-/// (and overlapping envelopes, as real ones have).
-fn grid(n: usize) -> Grid {
-    let (cols, rows) = grid_dims(n);
-    let step = CELL / SIDE_VERTICES as f64;
-    let interior = SIDE_VERTICES - 1;
-    let mut rng = rng(1);
-    // Less than a step, so that sides meeting at a corner cannot cross.
-    let mut jitter =
-        |count: usize| -> Vec<f64> { (0..count).map(|_| rng.random_range(-0.4 * step..0.4 * step)).collect() };
-    let horizontal = jitter((rows + 1) * cols * interior);
-    let vertical = jitter(rows * (cols + 1) * interior);
-    // Offset of vertex k of the bottom side of cell (row, col), across it (corners stay put).
-    let h = |row: usize, col: usize, k: usize| match k {
-        0 | SIDE_VERTICES => 0.0,
-        k => horizontal[(row * cols + col) * interior + k - 1],
-    };
-    // Offset of vertex k of the left side of cell (row, col).
-    let v = |row: usize, col: usize, k: usize| match k {
-        0 | SIDE_VERTICES => 0.0,
-        k => vertical[(row * (cols + 1) + col) * interior + k - 1],
-    };
-    let (x0, y0) = (CENTRE_LON - cols as f64 * CELL / 2.0, CENTRE_LAT - rows as f64 * CELL / 2.0);
-    let x = |i: usize| x0 + i as f64 * step;
-    let y = |j: usize| y0 + j as f64 * step;
-    let s = SIDE_VERTICES;
-    let block_cols = cols.div_ceil(10);
-
-    let mut grid = Grid {
-        communities: Vec::with_capacity(n),
-        sub_district: Vec::with_capacity(n),
-        district: Vec::with_capacity(n),
-        min: Coord { x: x(0), y: y(0) },
-        max: Coord { x: x(cols * s), y: y(rows * s) },
-    };
-    for row in 0..rows {
-        for col in 0..cols {
-            let mut ring = Vec::with_capacity(4 * s + 1);
-            ring.extend((0..s).map(|k| Coord { x: x(col * s + k), y: y(row * s) + h(row, col, k) }));
-            ring.extend((0..s).map(|k| Coord { x: x((col + 1) * s) + v(row, col + 1, k), y: y(row * s + k) }));
-            ring.extend((1..=s).rev().map(|k| Coord { x: x(col * s + k), y: y((row + 1) * s) + h(row + 1, col, k) }));
-            ring.extend((1..=s).rev().map(|k| Coord { x: x(col * s) + v(row, col, k), y: y(row * s + k) }));
-            ring.push(ring[0]);
-
-            let i = row * cols + col;
-            let (sub, district) = ((row / 10) * block_cols + col / 10, col / 10);
-            grid.communities.push(Community {
-                id: format!("c{i:05}"),
-                name: format!("Community {i}"),
-                sub_district: Some(Area { code: sub_district_code(sub), name: format!("Sub-district {sub}") }),
-                district: Area { code: district_code(district), name: format!("District {district}") },
-                boundary: MultiPolygon::new(vec![Polygon::new(LineString::new(ring), vec![])]),
-            });
-            grid.sub_district.push(sub);
-            grid.district.push(district);
-        }
-    }
-    grid
-}
-
-/// `n` volunteers uniform in the box, 20% available, each with a uniformly drawn non-empty
-/// subset of the 5 skills (so about half have `first_aid`).
-fn volunteers(n: usize) -> Vec<VolunteerStatus> {
-    let mut rng = rng(2);
-    (0..n)
-        .map(|i| {
-            let mask: u8 = rng.random_range(1..32);
-            VolunteerStatus {
-                id: format!("v{i:07}"),
-                location: Location {
-                    lon: CENTRE_LON + rng.random_range(-HALF_SIDE..HALF_SIDE),
-                    lat: CENTRE_LAT + rng.random_range(-HALF_SIDE..HALF_SIDE),
-                },
-                available: rng.random_bool(0.2),
-                skills: SKILLS
-                    .iter()
-                    .enumerate()
-                    .filter(|(b, _)| mask & (1 << b) != 0)
-                    .map(|(_, s)| (*s).to_owned())
-                    .collect(),
-            }
-        })
-        .collect()
-}
-
-fn volunteer_box() -> (Coord, Coord) {
-    (
-        Coord { x: CENTRE_LON - HALF_SIDE, y: CENTRE_LAT - HALF_SIDE },
-        Coord { x: CENTRE_LON + HALF_SIDE, y: CENTRE_LAT + HALF_SIDE },
-    )
 }
 
 /// One volunteer of the baseline, with the skills as bits of [`SKILLS`].
@@ -259,73 +116,18 @@ impl<'a> LinearScan<'a> {
     }
 }
 
-/// Departments over a grid of communities, each level's rules on its own categories so a query
-/// can aim at a level:
-/// - `city`: region-wide, all 30 categories;
-/// - `district-m`: category 20 + m % 10 in district m;
-/// - `street-k`: category 10 + k % 10 in sub-district k;
-/// - `station-j`: communities 10j..10j+10, community i for category i % 10 (one rule each);
-/// - `desk`: the catch-all.
-fn departments(grid: &Grid) -> Departments {
-    let department =
-        |id: String, duties: Vec<Duty>| Department { name: id.clone(), id, parent: None, contact: None, duties };
-    let duty = |category: usize, level: JurisdictionLevel, area: String| Duty {
-        categories: vec![category_id(category)],
-        level,
-        areas: vec![area],
-    };
-    let mut departments = vec![
-        department("desk".into(), vec![]),
-        department(
-            "city".into(),
-            vec![Duty {
-                categories: (0..CATEGORIES).map(category_id).collect(),
-                level: JurisdictionLevel::Region,
-                areas: vec![REGION_AREA.into()],
-            }],
-        ),
-    ];
-    let districts = grid.district.iter().max().map_or(0, |m| m + 1);
-    departments.extend((0..districts).map(|m| {
-        department(format!("district-{m}"), vec![duty(20 + m % 10, JurisdictionLevel::District, district_code(m))])
-    }));
-    let sub_districts = grid.sub_district.iter().max().map_or(0, |k| k + 1);
-    departments.extend((0..sub_districts).map(|k| {
-        department(format!("street-{k}"), vec![duty(10 + k % 10, JurisdictionLevel::SubDistrict, sub_district_code(k))])
-    }));
-    departments.extend(grid.communities.chunks(10).enumerate().map(|(j, communities)| {
-        let duties = communities
-            .iter()
-            .enumerate()
-            .map(|(i, c)| duty((10 * j + i) % 10, JurisdictionLevel::Community, c.id.clone()))
-            .collect();
-        department(format!("station-{j}"), duties)
-    }));
-    Departments { catch_all: "desk".into(), departments }
-}
-
-/// 30 categories; all but every sixth call for one of the 5 skills.
-fn categories() -> Vec<Category> {
-    (0..CATEGORIES)
-        .map(|i| Category {
-            id: category_id(i),
-            name: format!("Category {i}"),
-            system: linkbus_bus::wire::SourceSystem::ALL[i % 4],
-            priority: (i % 4 + 1) as u8,
-            volunteer_skill: (i % 6 != 5).then(|| SKILLS[i % 5].to_owned()),
-            facility_kind: None,
-        })
-        .collect()
-}
-
 fn community_locate(c: &mut Criterion) {
     let mut group = c.benchmark_group("community_locate");
-    for n in [100, 1_000, 10_000] {
+    // 64 vertices at every scale; longer boundaries (256, 1 024, 4 096 vertices) too.
+    let cases =
+        [100, 1_000, 10_000].into_iter().flat_map(|n| [VERTICES, 256, 1_024, 4_096].into_iter().map(move |v| (n, v)));
+    for (n, vertices) in cases {
         let mut setup = None;
-        group.bench_function(BenchmarkId::new("grid", n), |b| {
+        let name = if vertices == VERTICES { "grid".to_owned() } else { format!("grid_{vertices}_vertices") };
+        group.bench_function(BenchmarkId::new(name, n), |b| {
             let (index, queries) = setup.get_or_insert_with(|| {
-                let grid = grid(n);
-                let queries = points(3, grid.min, grid.max);
+                let grid = grid(n, vertices);
+                let queries = points(3, QUERIES, grid.min, grid.max);
                 (CommunityIndex::new(grid.communities, BORDER_TOLERANCE_M), queries)
             });
             let mut next = cycle(queries);
@@ -350,7 +152,7 @@ fn community_locate(c: &mut Criterion) {
             })
             .expect("the San Francisco communities have an extent");
         // Points over the city's bounding box: mostly inside, some in the bay or the ocean.
-        let queries = points(4, rect.min(), rect.max());
+        let queries = points(4, QUERIES, rect.min(), rect.max());
         let n = communities.len();
         let index = CommunityIndex::new(communities, BORDER_TOLERANCE_M);
         group.bench_function(BenchmarkId::new("san_francisco", n), |b| {
@@ -369,7 +171,7 @@ fn community_locate(c: &mut Criterion) {
 fn volunteers_nearest(c: &mut Criterion) {
     let mut group = c.benchmark_group("volunteers_nearest");
     let (min, max) = volunteer_box();
-    let queries = points(5, min, max);
+    let queries = points(5, QUERIES, min, max);
     for n in [1_000, 100_000, 1_000_000] {
         let roster_cell = OnceCell::new();
         let roster = || roster_cell.get_or_init(|| volunteers(n));
@@ -490,7 +292,7 @@ enum Wins {
 
 fn departments_choose(c: &mut Criterion) {
     let mut group = c.benchmark_group("departments_choose");
-    let grid = grid(10_000);
+    let grid = grid(10_000, VERTICES);
     let rules = DepartmentRules::new(departments(&grid), REGION_AREA);
     let mut rng = rng(7);
     let mut mix = self::rng(10);
@@ -547,47 +349,12 @@ fn decide(c: &mut Criterion) {
     let mut setup = None;
     group.bench_function(BenchmarkId::new("volunteers", N), |b| {
         let (router, index, cases) = setup.get_or_insert_with(|| {
-            let grid = grid(10_000);
-            let region = Region {
-                dir: PathBuf::from("synthetic"),
-                manifest: Manifest {
-                    id: REGION_AREA.into(),
-                    name: "Synthetic Beijing".into(),
-                    version: "bench".into(),
-                    effective_date: "2025-01-01".into(),
-                    time_zone: "Asia/Shanghai".into(),
-                    region_area: REGION_AREA.into(),
-                    files: vec![],
-                },
-                departments: departments(&grid),
-                communities: grid.communities,
-                categories: categories(),
-                facilities: vec![],
-            };
+            let grid = grid(10_000, VERTICES);
+            let (min, max) = (grid.min, grid.max);
+            let region = synthetic::region(grid);
             let router = Router::new(&region, RoutingParams::default());
             let index = VolunteerIndex::from_roster(&volunteers(N)).expect("5 skills fit the index");
-            let mut rng = rng(8);
-            let cases: Vec<CaseReport> = points(9, grid.min, grid.max)
-                .into_iter()
-                .enumerate()
-                .map(|(n, (lon, lat))| {
-                    let category = &region.categories[rng.random_range(0..CATEGORIES)];
-                    CaseReport {
-                        system: category.system,
-                        category: category.id.clone(),
-                        priority: category.priority,
-                        location: Location { lon, lat },
-                        address: None,
-                        reporter: None,
-                        description: None,
-                        source_id: format!("bench-{n}"),
-                        reported_at: Timestamp::UNIX_EPOCH,
-                        flags: vec![],
-                        datum: linkbus_bus::wire::Datum::Wgs84,
-                        received_location: None,
-                    }
-                })
-                .collect();
+            let cases = synthetic::cases(8, QUERIES, &region, min, max);
             (router, index, cases)
         });
         let mut next = cycle(cases);

@@ -1,0 +1,16 @@
+//! linkbus benchmarks, kept out of the service's crates:
+//!
+//! - [`synthetic`]: a seeded synthetic city at any scale (communities of any vertex count,
+//!   departments, categories, volunteers, cases), shared by everything below;
+//! - `benches/matching.rs`: criterion benches of the matching (`cargo bench -p linkbus-bench`);
+//! - [`decisions`]: the decision-latency harness (percentiles from an HDR histogram, growth
+//!   with scale, volunteer updates absorbed while routing, start-up time and memory);
+//! - [`postgis`]: the same decision answered by PostGIS over connections from Rust, checked
+//!   against linkbus on a sample before it is timed.
+//!
+//! The `linkbus-bench` binary runs the last two; `ops/scripts/bench` runs everything and writes
+//! `docs/BENCHMARKS.md`'s tables and plots.
+
+pub mod decisions;
+pub mod postgis;
+pub mod synthetic;

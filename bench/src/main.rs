@@ -1,0 +1,117 @@
+//! `linkbus-bench`: the decision-latency harness and the PostGIS baseline, each printing one
+//! JSON report on stdout (`ops/scripts/bench` turns them into `docs/BENCHMARKS.md`'s tables).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use linkbus_bench::decisions;
+use linkbus_bench::postgis::{self, PostgisOptions};
+
+/// linkbus benchmarks beyond criterion.
+#[derive(Debug, Parser)]
+#[command(name = "linkbus-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start-up time and resident memory with a city's data (run it in a fresh process).
+    StartUp {
+        /// Communities.
+        #[arg(long, default_value_t = 10_000)]
+        communities: usize,
+        /// Volunteers.
+        #[arg(long, default_value_t = 1_000_000)]
+        volunteers: usize,
+    },
+    /// Decision latency percentiles at growing scale, one thread.
+    Decisions {
+        /// Scales as COMMUNITIES:VOLUNTEERS.
+        #[arg(long, value_delimiter = ',', default_values = ["100:10000", "10000:10000", "100:1000000", "10000:1000000"])]
+        scales: Vec<String>,
+        /// Decisions timed at each scale.
+        #[arg(long, default_value_t = 200_000)]
+        decisions: usize,
+    },
+    /// Volunteer position updates applied while routing, through the router's lock.
+    Updates {
+        /// Communities.
+        #[arg(long, default_value_t = 10_000)]
+        communities: usize,
+        /// Volunteers.
+        #[arg(long, default_value_t = 1_000_000)]
+        volunteers: usize,
+        /// Updates per second.
+        #[arg(long, default_value_t = 100_000.0)]
+        update_rate: f64,
+        /// Decisions per second.
+        #[arg(long, default_value_t = 10_000.0)]
+        decision_rate: f64,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// The same decision answered by PostGIS, checked against linkbus, then timed.
+    Postgis {
+        /// libpq connection string of a PostgreSQL with PostGIS available.
+        #[arg(long)]
+        conninfo: String,
+        /// Communities.
+        #[arg(long, default_value_t = 10_000)]
+        communities: usize,
+        /// Volunteers.
+        #[arg(long, default_value_t = 1_000_000)]
+        volunteers: usize,
+        /// Cases checked against linkbus before timing.
+        #[arg(long, default_value_t = 500)]
+        verify: usize,
+        /// Decisions timed per run.
+        #[arg(long, default_value_t = 20_000)]
+        decisions: usize,
+        /// Concurrent clients of each run.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
+        clients: Vec<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("linkbus-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<String> {
+    Ok(match command {
+        Command::StartUp { communities, volunteers } => {
+            serde_json::to_string(&decisions::start_up(communities, volunteers)?)?
+        }
+        Command::Decisions { scales, decisions: count } => {
+            let scales = scales
+                .iter()
+                .map(|s| {
+                    let (c, v) =
+                        s.split_once(':').ok_or_else(|| anyhow::anyhow!("{s}: expected COMMUNITIES:VOLUNTEERS"))?;
+                    Ok((c.parse()?, v.parse()?))
+                })
+                .collect::<anyhow::Result<Vec<(usize, usize)>>>()?;
+            serde_json::to_string(&decisions::scales(&scales, count)?)?
+        }
+        Command::Updates { communities, volunteers, update_rate, decision_rate, seconds } => serde_json::to_string(
+            &decisions::updates_while_routing(communities, volunteers, update_rate, decision_rate, seconds)?,
+        )?,
+        Command::Postgis { conninfo, communities, volunteers, verify, decisions, clients } => {
+            let options = PostgisOptions { conninfo, communities, volunteers, verify, decisions, clients };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            serde_json::to_string(&runtime.block_on(postgis::run(&options))?)?
+        }
+    })
+}

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Turns the JSON results of ops/scripts/bench (docs/bench/*.json) into the tables of
+docs/BENCHMARKS.md (between its "generated" markers) and gnuplot scripts for the plots
+(docs/bench/*.gp, run by ops/scripts/bench to write the SVGs)."""
+import json
+import pathlib
+import sys
+
+out = pathlib.Path(sys.argv[1])
+doc = pathlib.Path(sys.argv[2])
+
+
+def load(name):
+    path = out / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+machine = load("machine")
+startup = load("startup")
+decisions = load("decisions") or []
+updates = load("updates")
+criterion = {row["id"]: row["mean_ns"] for row in (load("criterion") or [])}
+postgis = load("postgis")
+nats = load("nats")
+
+lines = []
+say = lines.append
+
+
+def met(ok):
+    return "**met**" if ok else "**missed**"
+
+
+def scale(c, v):
+    return f"10^{len(str(c)) - 1} × 10^{len(str(v)) - 1}"
+
+
+def at(c, v):
+    return next((d for d in decisions if d["communities"] == c and d["volunteers"] == v), None)
+
+
+say(f"Measured {machine['date']} at commit `{machine['commit']}` on {machine['cpu']}, {machine['cores']} cores, "
+    f"{machine['memory_gb']} GB; load average at the start {machine['load_average_at_start']} "
+    f"(other builds were running: absolute figures are noisy, ratios from this one run are what count). "
+    f"{machine['rustc']}; {machine['nats_server']}" + ("; **quick run** (smaller sizes)" if machine["quick"] else "") + ".")
+say("")
+
+# --- targets -----------------------------------------------------------------------------------
+say("### Targets")
+say("")
+say("| target | measured | |")
+say("|---|---|---|")
+big = at(10000, 1000000)
+if big and postgis:
+    cores = machine["cores"]
+    pg_per_core = max(r["decisions_per_second"] / min(r["clients"], cores) for r in postgis["runs"])
+    ratio = big["decisions_per_second"] / pg_per_core
+    say(f"| decision ≥ 100× PostGIS throughput per core (10^4 × {postgis['volunteers']:,} volunteers) | "
+        f"linkbus {big['decisions_per_second']:,.0f}/s on one core vs PostGIS {pg_per_core:,.0f}/s per core: "
+        f"**{ratio:,.0f}×** | {met(ratio >= 100)} |")
+rtree, scan = criterion.get("volunteers_nearest/rtree/1000000"), criterion.get("volunteers_nearest/linear_scan/1000000")
+if rtree and scan:
+    say(f"| ≥ 1,000× the linear scan at 10^6 volunteers (5 nearest with the skill) | {rtree / 1000:.1f} µs vs "
+        f"{scan / 1e6:.2f} ms: **{scan / rtree:,.0f}×** | {met(scan / rtree >= 1000)} |")
+    whole = criterion.get("decide/volunteers/1000000")
+    if whole:
+        say(f"| (the whole decision vs the scan of the volunteers alone) | {whole / 1000:.1f} µs vs {scan / 1e6:.2f} ms: "
+            f"{scan / whole:,.0f}× | |")
+if big:
+    say(f"| decision p99 < 20 µs at 10^4 communities × 10^6 volunteers | p99 **{big['latency']['p99_us']:.1f} µs** "
+        f"(p50 {big['latency']['p50_us']:.1f}, p99.9 {big['latency']['p999_us']:.1f}) | {met(big['latency']['p99_us'] < 20)} |")
+for (small, large, what) in [((100, 1000000), (10000, 1000000), "communities"), ((10000, 10000), (10000, 1000000), "volunteers")]:
+    a, b = at(*small), at(*large)
+    if a and b:
+        growth = b["latency"]["mean_us"] / a["latency"]["mean_us"]
+        say(f"| 100× more {what} costs ≤ 2× per decision ({scale(*small)} → {scale(*large)}) | mean "
+            f"{a['latency']['mean_us']:.2f} → {b['latency']['mean_us']:.2f} µs: **{growth:.2f}×** | {met(growth <= 2)} |")
+if nats:
+    runs = nats["runs"]
+    def run(target, rate):
+        return next((r for r in runs if r["target"] == target and r["rate"] == rate), None)
+    lb, js = run("linkbus", None), run("jetstream_floor", None)
+    if lb and js:
+        share = lb["events_per_second"] / js["events_per_second"]
+        say(f"| durable end to end ≥ ½ the raw JetStream forwarder (unpaced) | linkbus {lb['events_per_second']:,.0f}/s vs "
+            f"floor {js['events_per_second']:,.0f}/s: **{share:.2f}** | {met(share >= 0.5)} |")
+    lost = sum(r["lost"] + r["duplicates"] for r in runs if r["target"] == "linkbus")
+    sent = sum(r["sent"] for r in runs if r["target"] == "linkbus")
+    say(f"| zero loss, exactly once | {sent:,} events sent to linkbus, **{lost}** lost or duplicated | {met(lost == 0)} |")
+    r10 = run("linkbus", 10000)
+    if r10:
+        say(f"| p99 publish → department < 5 ms at 10 k events/s | p99 **{r10['latency']['p99_ms']:.2f} ms** "
+            f"(p50 {r10['latency']['p50_ms']:.2f}; {r10['events_per_second']:,.0f} events/s delivered) | "
+            f"{met(r10['latency']['p99_ms'] < 5 and r10['lost'] == 0)} |")
+if updates:
+    ok = updates["updates_per_second"] >= 0.98 * updates["update_rate"] and updates["decisions_per_second"] >= 0.98 * updates["decision_rate"]
+    say(f"| 100 k volunteer updates/s absorbed while routing 10 k/s | {updates['updates_per_second']:,.0f} updates/s "
+        f"(furthest behind {updates['update_max_lag_ms']:.1f} ms) with {updates['decisions_per_second']:,.0f} decisions/s, "
+        f"decision p99 {updates['latency']['p99_us']:.1f} µs | {met(ok)} |")
+if startup:
+    say(f"| < 500 MB resident with 10^4 communities and 10^6 volunteers | **{startup['rss_mb']:.0f} MB** "
+        f"(peak {startup['peak_rss_mb']:.0f} MB with the inputs) | {met(startup['rss_mb'] < 500)} |")
+    say(f"| start-up with that data < 2 s | **{startup['seconds']:.2f} s** (of which parsing 10^6 volunteers' JSON "
+        f"{startup['parse_seconds']:.2f} s) | {met(startup['seconds'] < 2)} |")
+say("")
+
+# --- decision latency --------------------------------------------------------------------------
+if decisions or postgis:
+    say("### Decision time (one thread; PostGIS per round trip)")
+    say("")
+    say("| what | communities × volunteers | per second | mean µs | p50 µs | p99 µs | p99.9 µs | max µs |")
+    say("|---|---|---|---|---|---|---|---|")
+    with open(out / "decisions.dat", "w") as dat:
+        for i, d in enumerate(decisions):
+            l = d["latency"]
+            say(f"| linkbus | {scale(d['communities'], d['volunteers'])} | {d['decisions_per_second']:,.0f} | {l['mean_us']:.2f} | "
+                f"{l['p50_us']:.2f} | {l['p99_us']:.2f} | {l['p999_us']:.2f} | {l['max_us']:.0f} |")
+            dat.write(f"{i} \"linkbus {scale(d['communities'], d['volunteers'])}\" {l['p50_us']} {l['p99_us']}\n")
+        for j, r in enumerate((postgis or {}).get("runs", [])):
+            l = r["latency"]
+            say(f"| PostGIS {postgis['version']}, {r['clients']} client(s) | {scale(postgis['communities'], postgis['volunteers'])} | "
+                f"{r['decisions_per_second']:,.0f} | {l['mean_us']:.1f} | {l['p50_us']:.1f} | {l['p99_us']:.1f} | {l['p999_us']:.1f} | {l['max_us']:.0f} |")
+            dat.write(f"{len(decisions) + j} \"PostGIS {r['clients']} client(s)\" {l['p50_us']} {l['p99_us']}\n")
+    say("")
+    if postgis:
+        say(f"PostGIS loaded and indexed the city in {postgis['load_seconds']:.1f} s; on {postgis['verified']} sample cases it "
+            f"returned the same community and the same 5 volunteers as linkbus (checked before timing). Ranked by degrees "
+            f"(geometry `<->` on SRID 4326) instead, {postgis['degrees_top_k_wrong']} of those {postgis['verified']} top-5s "
+            f"({100 * postgis['degrees_top_k_wrong'] / max(postgis['verified'], 1):.0f} %) were wrong.")
+        say("")
+    say("![decision time](bench/decisions.svg)")
+    say("")
+    (out / "decisions.gp").write_text(f"""set terminal svg size 900,420 font "sans,11"
+set output "{out}/decisions.svg"
+set title "Decision time (log scale)"
+set ylabel "microseconds"
+set logscale y
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8
+set xtics rotate by -20
+set key top left
+plot "{out}/decisions.dat" using 3:xtic(2) title "p50", "" using 4 title "p99"
+""")
+
+# --- community lookup --------------------------------------------------------------------------
+locate = {k: v for k, v in criterion.items() if k.startswith("community_locate/grid")}
+if locate:
+    say("### Community lookup (criterion mean, ns) by boundary vertices")
+    say("")
+    vertices = [64, 256, 1024, 4096]
+    say("| communities | " + " | ".join(f"{v} vertices" for v in vertices) + " |")
+    say("|---|" + "---|" * len(vertices))
+    with open(out / "locate.dat", "w") as dat:
+        for n in [100, 1000, 10000]:
+            cells = []
+            row = [str(n)]
+            for v in vertices:
+                name = f"community_locate/grid/{n}" if v == 64 else f"community_locate/grid_{v}_vertices/{n}"
+                ns = locate.get(name)
+                cells.append(f"{ns:,.0f}" if ns else "–")
+                row.append(f"{ns}" if ns else "NaN")
+            say(f"| {n:,} | " + " | ".join(cells) + " |")
+            dat.write(" ".join(row) + "\n")
+    sf = next((v for k, v in criterion.items() if k.startswith("community_locate/san_francisco")), None)
+    if sf:
+        say("")
+        say(f"The 41 real San Francisco neighborhoods: {sf:,.0f} ns.")
+    say("")
+    say("![community lookup](bench/locate.svg)")
+    say("")
+    (out / "locate.gp").write_text(f"""set terminal svg size 900,420 font "sans,11"
+set output "{out}/locate.svg"
+set title "Community lookup (criterion mean)"
+set xlabel "communities"
+set ylabel "nanoseconds"
+set logscale xy
+set key top left
+plot for [c=2:5] "{out}/locate.dat" using 1:c with linespoints title columnheader(c) . " vertices"
+""")
+    # columnheader needs a header line: write one.
+    text = (out / "locate.dat").read_text()
+    (out / "locate.dat").write_text("communities " + " ".join(str(v) for v in vertices) + "\n" + text)
+
+# --- end to end --------------------------------------------------------------------------------
+if nats:
+    say("### End to end through NATS (`linkbus bench --floor`)")
+    say("")
+    say("Latency from when each event was due (paced) or published (unpaced) to the first department copy "
+        "(linkbus) or the forwarded copy (floors), through JetStream consumers as a department would read them.")
+    say("")
+    say("| target | rate/s | sent | lost | duplicates | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|")
+    with open(out / "nats.dat", "w") as dat:
+        for r in nats["runs"]:
+            l = r["latency"]
+            rate = "unpaced" if r["rate"] is None else f"{r['rate']:,}"
+            say(f"| {r['target'].replace('_', ' ')} | {rate} | {r['sent']:,} | {r['lost']} | {r['duplicates']} | "
+                f"{r['events_per_second']:,.0f} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['p999_ms']:.2f} | {l['max_ms']:.1f} |")
+            dat.write(f"\"{r['target'].replace('_', ' ')} {rate}\" {r['events_per_second']} {max(l['p99_ms'], 0.001)}\n")
+    say("")
+    say("![end to end](bench/nats.svg)")
+    say("")
+    (out / "nats.gp").write_text(f"""set terminal svg size 900,480 font "sans,11"
+set output "{out}/nats.svg"
+set multiplot layout 2,1 title "End to end through NATS"
+set style data histograms
+set style fill solid 0.8
+set xtics rotate by -20 font ",9"
+set ylabel "delivered events/s"
+plot "{out}/nats.dat" using 2:xtic(1) notitle
+set ylabel "p99 ms (log)"
+set logscale y
+plot "{out}/nats.dat" using 3:xtic(1) notitle
+unset multiplot
+""")
+
+begin, end = "<!-- generated by ops/scripts/bench: begin -->", "<!-- generated by ops/scripts/bench: end -->"
+text = doc.read_text()
+a, b = text.index(begin) + len(begin), text.index(end)
+doc.write_text(text[:a] + "\n" + "\n".join(lines) + "\n" + text[b:])
