@@ -47,7 +47,8 @@ struct Common {
     /// NATS URL; overrides the configuration and LINKBUS_NATS_URL.
     #[arg(long)]
     nats_url: Option<String>,
-    /// Region data folder; overrides [region].dir.
+    /// Region data folder, or the name of one under geo-data/ (beijing, san-francisco,
+    /// shenzhen); overrides [region].dir.
     #[arg(long)]
     region: Option<PathBuf>,
 }
@@ -59,7 +60,9 @@ impl Common {
             config.nats.url = Some(url.clone());
         }
         if let Some(region) = &self.region {
-            config.region.dir = region.clone();
+            let named = PathBuf::from("geo-data").join(region);
+            let by_name = !region.exists() && region.components().count() == 1 && named.exists();
+            config.region.dir = if by_name { named } else { region.clone() };
         }
         Ok(config)
     }
@@ -86,6 +89,13 @@ enum Command {
         /// Stop once the replay is done.
         #[arg(long, requires = "replay")]
         exit_after_replay: bool,
+        /// Drive a SIMULATED feed: made-up cases at the region's community centres with the
+        /// category mix and hourly profile of the real SF 311 sample (--rate: mean cases/s, 2).
+        #[arg(long, conflicts_with = "replay")]
+        simulate: bool,
+        /// The SF 311 sample the simulated feed takes its mix and profile from.
+        #[arg(long, default_value = "geo-data/san-francisco/sf311-cases-sample.csv")]
+        simulate_profile: PathBuf,
     },
     /// Route one case (given --lon/--lat/--category) or JSON lines from stdin; no NATS needed.
     Route {
@@ -326,8 +336,9 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Up { common, replay, rate, exit_after_replay } => {
-            up::up(common.config()?, UpOptions { replay, rate, exit_after_replay }).await?;
+        Command::Up { common, replay, rate, exit_after_replay, simulate, simulate_profile } => {
+            let simulate = simulate.then_some(simulate_profile);
+            up::up(common.config()?, UpOptions { replay, rate, exit_after_replay, simulate }).await?;
         }
         Command::Route { common, lon, lat, category, priority } => {
             let config = common.config()?;

@@ -179,7 +179,7 @@ pub struct RegionConfig {
 
 impl Default for RegionConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("geo-data/san-francisco"), seed_volunteers: true }
+        Self { dir: PathBuf::from("geo-data/beijing"), seed_volunteers: true }
     }
 }
 

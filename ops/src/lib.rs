@@ -10,6 +10,7 @@
 //! - [`metrics`]: the Prometheus registry and the process-level metrics (NATS connection, region);
 //! - [`route`]: `linkbus route`, offline decisions;
 //! - [`replay`]: `linkbus replay`, data files into the bus with a summary;
+//! - [`simulate`]: `linkbus up --simulate`, the simulated feed for regions without public case data;
 //! - [`watch`]: `linkbus watch`, a plain subscriber;
 //! - [`geo_build`]: `linkbus geo build-sf`, the San Francisco region from public data;
 //! - [`geo_region`]: `linkbus geo build`, a Chinese city's region from its registry and district polygons.
@@ -24,5 +25,6 @@ pub mod metrics;
 pub mod replay;
 pub mod route;
 pub mod service;
+pub mod simulate;
 pub mod up;
 pub mod watch;

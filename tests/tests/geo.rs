@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use linkbus::geo_region::{self, RegionSpec};
+use linkbus::service::Service;
+use linkbus_bus::wire::{CloudEvent, RoutedCase};
 use linkbus_geo_data::Region;
 use linkbus_routers::communities::{CommunityIndex, Located};
-use linkbus_tests::repo_root;
+use linkbus_tests::{TestBus, WAIT, read_stream, repo_root};
 
 fn china() -> PathBuf {
     repo_root().join("../shared/data/china")
@@ -88,4 +90,37 @@ fn every_beijing_registry_centre_routes_to_its_own_community_and_district() {
         centres.len(),
         shared.len()
     );
+}
+
+/// `linkbus up --simulate` in a Beijing service: simulated cases come out routed to Beijing
+/// communities with their Chinese names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_feed_drives_routed_cases_through_a_beijing_service() {
+    use linkbus::simulate::{self, Profile};
+    let bus = TestBus::start().await;
+    let mut config = bus.config();
+    config.region.dir = repo_root().join("geo-data/beijing");
+    let region = Region::load(&config.region.dir).expect("Beijing loads");
+    let client = linkbus::service::connect(&bus.server.url(), WAIT).await.expect("connect");
+    let service = Service::start(&config, &region, client, "/linkbus/test".into()).await.expect("service starts");
+    let profile =
+        Profile::from_sf311(&repo_root().join("geo-data/san-francisco/sf311-cases-sample.csv")).expect("profile");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let feed = tokio::spawn(simulate::run(bus.client.clone(), region.clone(), profile, 200.0, stop.clone()));
+    let routed = read_stream(&bus.js, linkbus_bus::nats::STREAM_CASES, "case.*.routed", 20).await;
+    stop.cancel();
+    feed.await.expect("the feed stops");
+    assert!(routed.len() >= 20, "only {} routed", routed.len());
+    for msg in &routed {
+        let event: CloudEvent<RoutedCase> = serde_json::from_slice(&msg.payload).expect("a routed case");
+        let community = event.data.decision.community.community.expect("matched a community");
+        assert!(event.data.case_id.starts_with("sim-"));
+        assert!(
+            community.name.contains('社') || community.name.contains('村') || community.name.contains('街'),
+            "{}",
+            community.name
+        );
+        assert_eq!(event.data.decision.geo_version, "beijing@2026.11.27");
+    }
+    service.stop().await;
 }
