@@ -1,4 +1,4 @@
-//! The command line: `linkbus up | route | replay | watch | geo build-sf | config check | api hash-key`.
+//! The command line: `linkbus up | route | replay | watch | geo build|build-sf|validate|stats|diff | config check | api hash-key`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -9,12 +9,14 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use linkbus_bus::wire::{Action, Contact, Datum, Location, SourceSystem};
 use linkbus_geo_data::Region;
+use linkbus_geo_data::validate::Tolerances;
 
 use crate::api;
 use crate::client;
 use crate::config::Config;
 use crate::geo_build::{self, BuildOptions};
 use crate::geo_region;
+use crate::geo_tools;
 use crate::replay::{self, ReplayOptions};
 use crate::route::Offline;
 use crate::service;
@@ -270,6 +272,39 @@ enum GeoCommand {
         #[arg(long, default_value_t = 12345)]
         seed: u64,
     },
+    /// Check a region's map: invalid rings, self-intersections, overlaps, gaps, orphans, by id.
+    Validate {
+        /// Region folder.
+        dir: PathBuf,
+        /// Overlaps up to this many m² are rounding: not reported.
+        #[arg(long, default_value_t = 10.0)]
+        overlap_m2: f64,
+        /// Larger overlaps up to this share of the smaller community are border slivers
+        /// (warnings); beyond it, errors.
+        #[arg(long, default_value_t = 0.01)]
+        overlap_share: f64,
+        /// Gaps up to this many m² are not reported.
+        #[arg(long, default_value_t = 1000.0)]
+        gap_m2: f64,
+        /// Apply the safe repairs (ring orientation, repeated points) into communities.repaired.geojson.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Figures of a region: counts, vertices, areas.
+    Stats {
+        /// Region folder.
+        dir: PathBuf,
+    },
+    /// What changed between two versions of a region's map: added, removed, reshaped (by area).
+    Diff {
+        /// The old version's folder.
+        old: PathBuf,
+        /// The new version's folder.
+        new: PathBuf,
+        /// A boundary counts as reshaped when it gained and lost more than this many m².
+        #[arg(long, default_value_t = 100.0)]
+        threshold_m2: f64,
+    },
     /// Build geo-data/san-francisco from the public SF data (neighborhoods, 311, fire stations).
     BuildSf {
         /// Folder with the SF source files.
@@ -392,6 +427,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let out = out.unwrap_or_else(|| PathBuf::from("geo-data").join(&city));
             let report = geo_region::build(&spec, &out)?;
             println!("built {}\n{report}", out.display());
+        }
+        Command::Geo { command: GeoCommand::Validate { dir, overlap_m2, overlap_share, gap_m2, repair } } => {
+            let tolerances = Tolerances { overlap_m2, overlap_share, gap_m2 };
+            let (report, has_errors) = geo_tools::validate_region(&dir, &tolerances, repair)?;
+            print!("{report}");
+            if has_errors {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Geo { command: GeoCommand::Stats { dir } } => println!("{}", geo_tools::stats(&dir)?),
+        Command::Geo { command: GeoCommand::Diff { old, new, threshold_m2 } } => {
+            println!("{}", geo_tools::diff(&old, &new, threshold_m2)?)
         }
         Command::Geo { command: GeoCommand::BuildSf { from, out, volunteers, seed } } => {
             let options = BuildOptions { volunteers, seed, ..BuildOptions::default() };

@@ -10,7 +10,8 @@
 //!   towards its Delaunay neighbours, in a local equirectangular projection (so distances are
 //!   metric, and straight lines stay straight in lon/lat), then clipped with geo's BooleanOps.
 //!   A site goes to the district polygon it lies in (the nearest one if none: simplified
-//!   district borders), so every centre lies in its own cell.
+//!   district borders), so every centre lies in its own cell. Where two district polygons
+//!   overlap (each was simplified on its own), the lower adcode keeps the overlap.
 //! - **what has no centre** is handled openly, never invented: a sub-district with a centre but
 //!   no community centre becomes one area named after it (`…（街道辖区，无社区中心点）`); a
 //!   community without a centre, or sharing its centre with another (the lowest code keeps the
@@ -208,6 +209,14 @@ fn read_districts(path: &Path) -> anyhow::Result<Vec<DistrictPolygon>> {
         out.push(DistrictPolygon { adcode, boundary });
     }
     out.sort_by(|a, b| a.adcode.cmp(&b.adcode));
+    // Simplified independently, neighbouring polygons overlap along their borders: each keeps
+    // only what no lower adcode has, so no two cells overlap.
+    let mut taken = MultiPolygon::new(vec![]);
+    for d in &mut out {
+        let own = d.boundary.difference(&taken);
+        taken = taken.union(&d.boundary);
+        d.boundary = own;
+    }
     Ok(out)
 }
 
@@ -334,7 +343,7 @@ pub fn build(spec: &RegionSpec, out: &Path) -> anyhow::Result<RegionReport> {
     order.sort_by(|a, b| sites[*a].id.cmp(&sites[*b].id));
     for i in order {
         let s = &sites[i];
-        let Some(cell) = cells[i].take().map(|c| round(&c)).filter(|c| !c.0.is_empty()) else {
+        let Some(mut cell) = cells[i].take().map(|c| round(&c)).filter(|c| !c.0.is_empty()) else {
             unmapped.push((
                 s.id.clone(),
                 s.name.clone(),
@@ -344,6 +353,7 @@ pub fn build(spec: &RegionSpec, out: &Path) -> anyhow::Result<RegionReport> {
             ));
             continue;
         };
+        linkbus_geo_data::validate::repair(&mut cell);
         report.vertices += cell
             .0
             .iter()

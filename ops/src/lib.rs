@@ -13,7 +13,8 @@
 //! - [`simulate`]: `linkbus up --simulate`, the simulated feed for regions without public case data;
 //! - [`watch`]: `linkbus watch`, a plain subscriber;
 //! - [`geo_build`]: `linkbus geo build-sf`, the San Francisco region from public data;
-//! - [`geo_region`]: `linkbus geo build`, a Chinese city's region from its registry and district polygons.
+//! - [`geo_region`]: `linkbus geo build`, a Chinese city's region from its registry and district polygons;
+//! - [`geo_tools`]: `linkbus geo validate | stats | diff`.
 
 pub mod api;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod geo_build;
 pub mod geo_region;
+pub mod geo_tools;
 pub mod metrics;
 pub mod replay;
 pub mod route;

@@ -8,6 +8,7 @@ use linkbus::geo_region::{self, RegionSpec};
 use linkbus::service::Service;
 use linkbus_bus::wire::{CloudEvent, RoutedCase};
 use linkbus_geo_data::Region;
+use linkbus_geo_data::validate::{self, Severity, Tolerances};
 use linkbus_routers::communities::{CommunityIndex, Located};
 use linkbus_tests::{TestBus, WAIT, read_stream, repo_root};
 
@@ -123,4 +124,48 @@ async fn the_simulated_feed_drives_routed_cases_through_a_beijing_service() {
         assert_eq!(event.data.decision.geo_version, "beijing@2026.11.27");
     }
     service.stop().await;
+}
+
+/// San Francisco's published neighborhoods and the derived Chinese regions have no map errors
+/// (San Francisco's border slivers are warnings).
+#[test]
+fn every_shipped_region_passes_validate() {
+    for name in ["san-francisco", "beijing", "shenzhen"] {
+        let region = Region::load(repo_root().join("geo-data").join(name)).expect("the region loads");
+        let problems = validate::validate(&region.communities, &Tolerances::default());
+        let errors: Vec<_> = problems.iter().filter(|p| p.severity == Severity::Error).collect();
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+    }
+}
+
+/// A copy of the SF region with a bow-tie boundary and two communities piled on each other is
+/// refused at load, with the ids named.
+#[test]
+fn a_broken_map_is_refused_with_the_ids_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(linkbus_tests::sf_region_dir()).expect("SF") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+    }
+    let path = dir.path().join("communities.geojson");
+    let mut fc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    let features = fc["features"].as_array_mut().expect("features");
+    let find = |features: &[serde_json::Value], id: &str| {
+        features.iter().position(|f| f["properties"]["id"] == id).expect("the community is there")
+    };
+    // Twin Peaks becomes a bow-tie: its ring crosses itself.
+    let twin_peaks = find(features, "twin-peaks");
+    features[twin_peaks]["geometry"] = serde_json::json!({
+        "type": "Polygon",
+        "coordinates": [[[-122.46, 37.75], [-122.44, 37.76], [-122.44, 37.75], [-122.46, 37.76], [-122.46, 37.75]]]
+    });
+    // The Marina takes Russian Hill's boundary: the two overlap entirely.
+    let russian_hill = features[find(features, "russian-hill")]["geometry"].clone();
+    let marina = find(features, "marina");
+    features[marina]["geometry"] = russian_hill;
+    std::fs::write(&path, fc.to_string()).expect("write");
+
+    let error = Region::load(dir.path()).expect_err("a broken map is refused").to_string();
+    assert!(error.contains("twin-peaks") && error.contains("self-intersection"), "{error}");
+    assert!(error.contains("marina, russian-hill: overlap"), "{error}");
 }
