@@ -290,6 +290,26 @@ enum GeoCommand {
         #[arg(long)]
         repair: bool,
     },
+    /// Publish a region folder as a version (KV bucket linkbus_regions) and make it current:
+    /// every router following it checks it, builds it aside and swaps it in.
+    Publish {
+        #[command(flatten)]
+        common: Common,
+        /// Region folder; [region].dir when absent.
+        dir: Option<PathBuf>,
+    },
+    /// Re-run past cases against the region version they were routed with and against another
+    /// (a folder, or the version now current) to see what would change.
+    Rerun {
+        #[command(flatten)]
+        common: Common,
+        /// Case ids.
+        #[arg(long = "case", required = true)]
+        cases: Vec<String>,
+        /// Region folder to compare with; the version now current in the bucket when absent.
+        #[arg(long)]
+        against: Option<PathBuf>,
+    },
     /// Figures of a region: counts, vertices, areas.
     Stats {
         /// Region folder.
@@ -434,6 +454,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print!("{report}");
             if has_errors {
                 return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Geo { command: GeoCommand::Publish { common, dir } } => {
+            let config = common.config()?;
+            let dir = dir.unwrap_or(config.region.dir.clone());
+            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let js = async_nats::jetstream::new(client);
+            let store = linkbus_routers::regions::open_bucket(&js, config.nats.replicas).await?;
+            let current = linkbus_routers::regions::publish_region(&store, &dir).await?;
+            println!(
+                "published {} version {} (in force from {})",
+                dir.display(),
+                current.version,
+                current.effective_date
+            );
+        }
+        Command::Geo { command: GeoCommand::Rerun { common, cases, against } } => {
+            let config = common.config()?;
+            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            for case in &cases {
+                println!("{}", geo_tools::rerun(&client, case, against.as_deref(), &config.routing_params()).await?);
             }
         }
         Command::Geo { command: GeoCommand::Stats { dir } } => println!("{}", geo_tools::stats(&dir)?),

@@ -175,11 +175,15 @@ pub struct RegionConfig {
     pub dir: PathBuf,
     /// At start-up, fill an empty volunteers bucket from the region's roster, if it ships one.
     pub seed_volunteers: bool,
+    /// Follow the region's versions published with `linkbus geo publish` (KV bucket
+    /// `linkbus_regions`): each new one is checked, built aside and swapped in without pausing
+    /// routing; one that fails is refused and the old one stays.
+    pub follow_published: bool,
 }
 
 impl Default for RegionConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("geo-data/beijing"), seed_volunteers: true }
+        Self { dir: PathBuf::from("geo-data/beijing"), seed_volunteers: true, follow_published: true }
     }
 }
 
