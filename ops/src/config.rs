@@ -202,6 +202,11 @@ pub struct RoutingConfig {
     pub max_offers_per_hour: usize,
     /// Rules raising the priority of cases by category or flag (the vulnerable first).
     pub priority_rules: Vec<PriorityRule>,
+    /// A point inside one community but within this many metres of another's border is
+    /// flagged ambiguous, with both candidates and distances in the explanation; 0: off.
+    pub ambiguous_border_m: f64,
+    /// Near a border (see `ambiguous_border_m`), also notify the other community's departments.
+    pub notify_both_near_border: bool,
 }
 
 impl Default for RoutingConfig {
@@ -213,6 +218,8 @@ impl Default for RoutingConfig {
             volunteer_radius_m: p.volunteer_radius_m,
             max_offers_per_hour: p.max_offers_per_hour,
             priority_rules: p.priority_rules,
+            ambiguous_border_m: p.ambiguous_border_m,
+            notify_both_near_border: p.notify_both_near_border,
         }
     }
 }
@@ -354,6 +361,8 @@ impl Config {
             volunteer_radius_m: self.routing.volunteer_radius_m,
             max_offers_per_hour: self.routing.max_offers_per_hour,
             priority_rules: self.routing.priority_rules.clone(),
+            ambiguous_border_m: self.routing.ambiguous_border_m,
+            notify_both_near_border: self.routing.notify_both_near_border,
         }
     }
 

@@ -82,21 +82,36 @@ impl CommunityIndex {
     }
 
     fn nearest_within_tolerance(&self, lon: f64, lat: f64) -> Located {
-        if self.tolerance_m <= 0.0 {
-            return Located::Unmatched;
+        let best = self.within(lon, lat, self.tolerance_m, None);
+        if best.is_empty() { Located::Unmatched } else { Located::Nearest(best) }
+    }
+
+    /// The communities other than `inside` whose boundary is within `radius_m` metres of the
+    /// point, nearest first, with their distances: the other candidates of a point near a border.
+    pub fn near(&self, lon: f64, lat: f64, radius_m: f64, inside: usize) -> Vec<(usize, f64)> {
+        self.within(lon, lat, radius_m, Some(inside))
+    }
+
+    /// Communities (but `except`) whose boundary is within `radius_m` of the point, nearest first.
+    fn within(&self, lon: f64, lat: f64, radius_m: f64, except: Option<usize>) -> Vec<(usize, f64)> {
+        if radius_m <= 0.0 {
+            return Vec::new();
         }
-        let (dlon, dlat) = geodesy::metres_to_degrees(self.tolerance_m, lat);
+        let (dlon, dlat) = geodesy::metres_to_degrees(radius_m, lat);
         let search = AABB::from_corners([lon - dlon, lat - dlat], [lon + dlon, lat + dlat]);
         let point = Point::new(lon, lat);
         let mut best: Vec<(usize, f64)> = Vec::new();
         for entry in self.tree.locate_in_envelope_intersecting(&search) {
             let (c, p) = entry.data;
+            if Some(c) == except {
+                continue;
+            }
             let closest = match self.communities[c].boundary.0[p].haversine_closest_point(&point) {
                 Closest::SinglePoint(q) | Closest::Intersection(q) => q,
                 Closest::Indeterminate => continue,
             };
             let d = geodesy::haversine_m(lon, lat, closest.x(), closest.y());
-            if d > self.tolerance_m {
+            if d > radius_m {
                 continue;
             }
             match best.iter_mut().find(|(b, _)| *b == c) {
@@ -104,11 +119,8 @@ impl CommunityIndex {
                 None => best.push((c, d)),
             }
         }
-        if best.is_empty() {
-            return Located::Unmatched;
-        }
         best.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| self.communities[a.0].id.cmp(&self.communities[b.0].id)));
-        Located::Nearest(best)
+        best
     }
 }
 
@@ -161,5 +173,18 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(idx.locate(0.05, 0.05), Located::Unmatched);
+    }
+
+    #[test]
+    fn near_finds_the_other_side_of_a_border_within_the_radius() {
+        let idx = index();
+        // 0.0002° ≈ 22 m west of the shared edge, inside the left square.
+        assert_eq!(idx.locate(0.0098, 0.002), Located::Inside(0));
+        let near = idx.near(0.0098, 0.002, 30.0, 0);
+        assert_eq!(near.len(), 1);
+        assert_eq!(near[0].0, 1);
+        assert!((near[0].1 - 22.2).abs() < 1.0, "{near:?}");
+        assert!(idx.near(0.0098, 0.002, 20.0, 0).is_empty());
+        assert!(idx.near(0.002, 0.002, 30.0, 0).is_empty());
     }
 }
