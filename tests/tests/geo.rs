@@ -169,3 +169,33 @@ fn a_broken_map_is_refused_with_the_ids_named() {
     assert!(error.contains("twin-peaks") && error.contains("self-intersection"), "{error}");
     assert!(error.contains("marina, russian-hill: overlap"), "{error}");
 }
+
+/// `geo stats` and `geo diff` on Beijing: the figures of the build, and a version in which one
+/// community is gone, one reshaped and one new.
+#[test]
+fn stats_and_diff_describe_a_map_and_its_changes() {
+    use geo::{GeodesicArea, Scale};
+    let region = Region::load(repo_root().join("geo-data/beijing")).expect("Beijing loads");
+    let stats = validate::stats(&region);
+    assert_eq!((stats.communities, stats.sub_districts, stats.districts), (2_322, 332, 16));
+    assert!(stats.area_km2 > 15_000.0 && stats.area_km2 < 17_500.0, "Beijing is ~16,400 km²: {}", stats.area_km2);
+
+    let old = region.communities.clone();
+    let mut new = old.clone();
+    let gone = new.remove(0);
+    let mut added = new[0].clone();
+    added.id = "110101999999".into();
+    new.push(added);
+    let reshaped = &mut new[1];
+    let before = reshaped.boundary.geodesic_area_unsigned();
+    reshaped.boundary = reshaped.boundary.scale(1.1);
+    let after = reshaped.boundary.geodesic_area_unsigned();
+    let d = validate::diff(&old, &new, 100.0);
+    assert_eq!(d.removed, vec![gone.id.clone()]);
+    assert_eq!(d.added, vec!["110101999999".to_owned()]);
+    assert_eq!(d.reshaped.len(), 1);
+    let r = &d.reshaped[0];
+    assert_eq!(r.id, new[1].id);
+    assert!((r.gained_m2 - r.lost_m2 - (after - before)).abs() < 1.0, "{r:?}");
+    assert!(validate::diff(&old, &old, 100.0) == validate::Diff::default());
+}
