@@ -3,7 +3,8 @@
 //! - `community_locate`: point → community ([`CommunityIndex::locate`]) over grids of 100, 1 000
 //!   and 10 000 communities of 64 vertices (`grid/N`) and of 256, 1 024 and 4 096 vertices
 //!   (`grid_V_vertices/N`), and over the San Francisco neighborhoods when
-//!   `geo-data/san-francisco/communities.geojson` exists;
+//!   `geo-data/san-francisco/communities.geojson` exists, and in one 40 000-vertex boundary
+//!   cut into pieces at load (`big_cut`) or whole (`big_whole`);
 //! - `volunteers_nearest`: the 5 nearest available `first_aid` volunteers within 3 km
 //!   ([`VolunteerIndex::nearest`], `rtree/N`) against a brute-force haversine scan of a flat
 //!   vector of the same volunteers (`linear_scan/N`), for 1 000 to 1 000 000 volunteers;
@@ -164,6 +165,35 @@ fn community_locate(c: &mut Criterion) {
         });
     } else {
         println!("community_locate/san_francisco: skipped, {} not found", path.display());
+    }
+
+    // One 40,000-vertex boundary (a real district's size): cut into pieces at load (`cut`)
+    // against the whole polygon (`whole`).
+    let n = 40_000;
+    let ring: Vec<Coord> = (0..=n)
+        .map(|i| {
+            let a = std::f64::consts::TAU * (i % n) as f64 / n as f64;
+            let r = 0.05 * (1.0 + 0.3 * (7.0 * a).sin() + 0.05 * (97.0 * a).cos());
+            Coord { x: 116.4 + r * a.cos(), y: 39.9 + r * a.sin() }
+        })
+        .collect();
+    let big = linkbus_geo_data::Community {
+        id: "big".into(),
+        name: "big".into(),
+        sub_district: None,
+        district: linkbus_geo_data::Area { code: "d".into(), name: "d".into() },
+        boundary: MultiPolygon::new(vec![Polygon::new(LineString::new(ring), vec![])]),
+    };
+    let queries = points(6, Coord { x: 116.33, y: 39.83 }, Coord { x: 116.47, y: 39.97 });
+    for (name, max) in [("cut", linkbus_routers::communities::MAX_PIECE_VERTICES), ("whole", usize::MAX)] {
+        let index = CommunityIndex::with_max_piece_vertices(vec![big.clone()], BORDER_TOLERANCE_M, max);
+        group.bench_function(BenchmarkId::new(format!("big_{name}"), n), |b| {
+            let mut next = cycle(&queries);
+            b.iter(|| {
+                let &(lon, lat) = next();
+                black_box(index.locate(black_box(lon), black_box(lat)))
+            });
+        });
     }
     group.finish();
 }

@@ -161,7 +161,8 @@ impl CaseBook {
         shutdown: CancellationToken,
     ) -> Result<(Arc<Self>, Vec<tokio::task::JoinHandle<()>>), ActError> {
         let store = js.get_key_value(nats::BUCKET_CASES).await.map_err(store_err)?;
-        let departments = router.router.departments();
+        let matching = router.router();
+        let departments = matching.departments();
         let ladder = Ladder::new(
             departments.departments().iter().map(|d| (d.id.clone(), d.parent.clone())),
             &departments.departments()[departments.catch_all()].id,
@@ -275,7 +276,7 @@ impl CaseBook {
         let Some(skill) = r.decision.volunteer_search.skill.as_deref() else { return vec![] };
         let volunteers = read(&self.router.volunteers);
         let offers = read(&self.router.offers);
-        self.router.router.volunteers_for(&r.case, skill, &volunteers, &offers, now.as_second(), already).0
+        self.router.router().volunteers_for(&r.case, skill, &volunteers, &offers, now.as_second(), already).0
     }
 
     async fn load(&self, case_id: &str) -> Result<(Stored, u64), ActError> {

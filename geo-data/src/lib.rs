@@ -13,8 +13,11 @@
 //! - `facilities.geojson` (optional): fire stations, AEDs, hospitals ([`Facility`]);
 //! - `volunteers.jsonl` (optional): a roster to seed the live volunteer bucket with.
 //!
-//! [`Region::load`] reads and checks all of it; nothing here knows about NATS or routing.
+//! [`Region::load`] reads and checks all of it, the community map with [`validate`] (refused
+//! when it has errors: invalid boundaries, overlaps, orphans); nothing here knows about NATS or
+//! routing.
 
 mod model;
+pub mod validate;
 
 pub use model::*;

@@ -184,6 +184,14 @@ pub enum GeoDataError {
         /// What the parser said.
         message: String,
     },
+    /// The community map has errors (see [`crate::validate`]).
+    #[error("{path}: {} map error(s): {}", problems.len(), problems.iter().take(10).map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
+    Map {
+        /// The communities file.
+        path: PathBuf,
+        /// The errors, each naming the communities at fault.
+        problems: Vec<crate::validate::Problem>,
+    },
     /// A file parsed but its content is wrong.
     #[error("{path}: {item}: {message}")]
     Invalid {
@@ -246,6 +254,13 @@ impl Region {
         let facilities = if facilities_path.exists() { load_facilities(&facilities_path)? } else { Vec::new() };
         let region = Region { dir, manifest, communities, departments, categories: categories.category, facilities };
         region.check()?;
+        let problems: Vec<_> = crate::validate::validate(&region.communities, &Default::default())
+            .into_iter()
+            .filter(|p| p.severity == crate::validate::Severity::Error)
+            .collect();
+        if !problems.is_empty() {
+            return Err(GeoDataError::Map { path: region.dir.join(files::COMMUNITIES), problems });
+        }
         Ok(region)
     }
 

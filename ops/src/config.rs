@@ -184,11 +184,15 @@ pub struct RegionConfig {
     pub dir: PathBuf,
     /// At start-up, fill an empty volunteers bucket from the region's roster, if it ships one.
     pub seed_volunteers: bool,
+    /// Follow the region's versions published with `linkbus geo publish` (KV bucket
+    /// `linkbus_regions`): each new one is checked, built aside and swapped in without pausing
+    /// routing; one that fails is refused and the old one stays.
+    pub follow_published: bool,
 }
 
 impl Default for RegionConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("geo-data/san-francisco"), seed_volunteers: true }
+        Self { dir: PathBuf::from("geo-data/beijing"), seed_volunteers: true, follow_published: true }
     }
 }
 
@@ -207,6 +211,11 @@ pub struct RoutingConfig {
     pub max_offers_per_hour: usize,
     /// Rules raising the priority of cases by category or flag (the vulnerable first).
     pub priority_rules: Vec<PriorityRule>,
+    /// A point inside one community but within this many metres of another's border is
+    /// flagged ambiguous, with both candidates and distances in the explanation; 0: off.
+    pub ambiguous_border_m: f64,
+    /// Near a border (see `ambiguous_border_m`), also notify the other community's departments.
+    pub notify_both_near_border: bool,
 }
 
 impl Default for RoutingConfig {
@@ -218,6 +227,8 @@ impl Default for RoutingConfig {
             volunteer_radius_m: p.volunteer_radius_m,
             max_offers_per_hour: p.max_offers_per_hour,
             priority_rules: p.priority_rules,
+            ambiguous_border_m: p.ambiguous_border_m,
+            notify_both_near_border: p.notify_both_near_border,
         }
     }
 }
@@ -363,6 +374,8 @@ impl Config {
             volunteer_radius_m: self.routing.volunteer_radius_m,
             max_offers_per_hour: self.routing.max_offers_per_hour,
             priority_rules: self.routing.priority_rules.clone(),
+            ambiguous_border_m: self.routing.ambiguous_border_m,
+            notify_both_near_border: self.routing.notify_both_near_border,
         }
     }
 

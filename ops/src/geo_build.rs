@@ -262,7 +262,10 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
     std::fs::write(out.join(files::DEPARTMENTS), serde_json::to_string_pretty(&departments)? + "\n")?;
 
     // Volunteers.
-    let roster = synthetic_roster(&communities, &index, options.volunteers, options.seed);
+    let roster = match anywhere(&communities) {
+        Some(sample) => synthetic_roster(&index, options.volunteers, options.seed, "sf-v", sample),
+        None => Vec::new(),
+    };
     let mut lines = String::new();
     for v in &roster {
         writeln!(lines, "{}", serde_json::to_string(v)?)?;
@@ -291,7 +294,7 @@ fn department_id(agency: &str) -> String {
 }
 
 /// Community-minded 311 categories that volunteers can help with.
-fn skill_for_311(category: &str) -> Option<&'static str> {
+pub(crate) fn skill_for_311(category: &str) -> Option<&'static str> {
     match category {
         "street_and_sidewalk_cleaning"
         | "graffiti_public_property"
@@ -344,25 +347,33 @@ fn first_due_areas(communities: &[Community], stations: &[Station]) -> BTreeMap<
     areas
 }
 
-fn synthetic_roster(
-    communities: &[Community],
-    index: &CommunityIndex,
-    count: usize,
-    seed: u64,
-) -> Vec<VolunteerStatus> {
+/// Uniformly random positions inside the communities' bounding box.
+fn anywhere(communities: &[Community]) -> Option<impl FnMut(&mut rand_chacha::ChaCha8Rng) -> (f64, f64)> {
     use geo::BoundingRect;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let bounds = communities.iter().filter_map(|c| c.boundary.bounding_rect()).reduce(|a, b| {
         geo::Rect::new(
             geo::coord! { x: a.min().x.min(b.min().x), y: a.min().y.min(b.min().y) },
             geo::coord! { x: a.max().x.max(b.max().x), y: a.max().y.max(b.max().y) },
         )
-    });
-    let Some(bounds) = bounds else { return vec![] };
+    })?;
+    Some(move |rng: &mut rand_chacha::ChaCha8Rng| {
+        (rng.random_range(bounds.min().x..bounds.max().x), rng.random_range(bounds.min().y..bounds.max().y))
+    })
+}
+
+/// `count` synthetic volunteers with ids `<prefix><n>`, at the positions `sample` draws that
+/// fall inside a community, with random skills and availability, seeded.
+pub(crate) fn synthetic_roster(
+    index: &CommunityIndex,
+    count: usize,
+    seed: u64,
+    prefix: &str,
+    mut sample: impl FnMut(&mut rand_chacha::ChaCha8Rng) -> (f64, f64),
+) -> Vec<VolunteerStatus> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut roster = Vec::with_capacity(count);
     while roster.len() < count {
-        let lon = rng.random_range(bounds.min().x..bounds.max().x);
-        let lat = rng.random_range(bounds.min().y..bounds.max().y);
+        let (lon, lat) = sample(&mut rng);
         if !matches!(index.locate(lon, lat), Located::Inside(_)) {
             continue;
         }
@@ -371,7 +382,7 @@ fn synthetic_roster(
             skills.push(SKILLS[rng.random_range(0..SKILLS.len())].to_owned());
         }
         roster.push(VolunteerStatus {
-            id: format!("sf-v{:05}", roster.len() + 1),
+            id: format!("{prefix}{:05}", roster.len() + 1),
             location: Location { lon: (lon * 1e6).round() / 1e6, lat: (lat * 1e6).round() / 1e6 },
             available: rng.random_bool(0.7),
             skills,
@@ -380,7 +391,7 @@ fn synthetic_roster(
     roster
 }
 
-fn read_feature_collection(path: &Path) -> anyhow::Result<geojson::FeatureCollection> {
+pub(crate) fn read_feature_collection(path: &Path) -> anyhow::Result<geojson::FeatureCollection> {
     std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {}", path.display()))?
         .parse()
@@ -390,11 +401,11 @@ fn read_feature_collection(path: &Path) -> anyhow::Result<geojson::FeatureCollec
 /// A GeoJSON Feature with typed properties, so the output's key order never depends on how
 /// `serde_json` orders maps.
 #[derive(Serialize)]
-struct FeatureOut<P> {
+pub(crate) struct FeatureOut<P> {
     #[serde(rename = "type")]
-    kind: &'static str,
-    properties: P,
-    geometry: geojson::Geometry,
+    pub(crate) kind: &'static str,
+    pub(crate) properties: P,
+    pub(crate) geometry: geojson::Geometry,
 }
 
 #[derive(Serialize)]
@@ -414,12 +425,12 @@ struct FacilityProperties<'a> {
 
 /// One `[[category]]` table of `categories.toml`.
 #[derive(Serialize)]
-struct CategoriesOut<'a> {
-    category: [&'a Category; 1],
+pub(crate) struct CategoriesOut<'a> {
+    pub(crate) category: [&'a Category; 1],
 }
 
 /// Writes a FeatureCollection, one serialised feature a line.
-fn write_feature_collection(path: &Path, features: &[String]) -> anyhow::Result<()> {
+pub(crate) fn write_feature_collection(path: &Path, features: &[String]) -> anyhow::Result<()> {
     let text = format!("{{\"type\":\"FeatureCollection\",\"features\":[\n{}\n]}}\n", features.join(",\n"));
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -13,9 +13,12 @@
 //! - [`metrics`]: the Prometheus registry and the process-level metrics (NATS connection, region);
 //! - [`route`]: `linkbus route`, offline decisions;
 //! - [`replay`]: `linkbus replay`, data files into the bus with a summary;
+//! - [`simulate`]: `linkbus up --simulate`, the simulated feed for regions without public case data;
 //! - [`watch`]: `linkbus watch`, a plain subscriber;
 //! - [`bench`]: `linkbus bench`, the load generator and the raw NATS floor;
-//! - [`geo_build`]: `linkbus geo build-sf`, the San Francisco region from public data.
+//! - [`geo_build`]: `linkbus geo build-sf`, the San Francisco region from public data;
+//! - [`geo_region`]: `linkbus geo build`, a Chinese city's region from its registry and district polygons;
+//! - [`geo_tools`]: `linkbus geo validate | stats | diff`.
 
 pub mod api;
 pub mod bench;
@@ -24,11 +27,14 @@ pub mod client;
 pub mod config;
 pub mod deadletter;
 pub mod geo_build;
+pub mod geo_region;
+pub mod geo_tools;
 pub mod metrics;
 pub mod nats_access;
 pub mod nats_auth;
 pub mod replay;
 pub mod route;
 pub mod service;
+pub mod simulate;
 pub mod up;
 pub mod watch;

@@ -14,8 +14,8 @@ use linkbus_bus::nats;
 use linkbus_cases::book::CaseBook;
 use linkbus_cases::webhooks;
 use linkbus_geo_data::Region;
-use linkbus_routers::Router;
 use linkbus_routers::service::{self as router_service, RouterState};
+use linkbus_routers::{Router, regions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -214,6 +214,19 @@ impl Service {
             }));
         }
 
+        if config.region.follow_published {
+            let store = regions::open_bucket(&js, config.nats.replicas).await.context("opening the region versions")?;
+            regions::archive(&store, region).await.context("archiving the region version")?;
+            let follow = regions::follow_region(
+                js.clone(),
+                store,
+                state.clone(),
+                region.manifest.id.clone(),
+                config.routing_params(),
+                shutdown.clone(),
+            );
+            tasks.push(tokio::spawn(follow));
+        }
         let router = router_service::run(js.clone(), state.clone(), config.service_config(source), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = router.await {
@@ -281,7 +294,7 @@ impl Readiness for Probe {
                 }
             });
             futures::future::try_join_all(checks).await?;
-            if self.state.router.communities().communities().is_empty() {
+            if self.state.router().communities().communities().is_empty() {
                 return Err("no region loaded: the region has no community".into());
             }
             Ok(())

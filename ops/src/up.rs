@@ -1,6 +1,6 @@
 //! `linkbus up`: the whole service. Connects to the configured NATS, or starts and supervises
 //! an embedded nats-server (restarted if it dies); runs the router and the case book; serves the
-//! HTTP API on `[api].listen`; optionally replays a file through it; stops cleanly on ctrl-c or
+//! HTTP API on `[api].listen`; optionally replays a file through it or drives the simulated feed; stops cleanly on ctrl-c or
 //! SIGTERM (the API first, letting requests in progress finish, then the service).
 
 use std::path::PathBuf;
@@ -20,6 +20,7 @@ use crate::config::{ApiRole, Config};
 use crate::metrics::Metrics;
 use crate::replay::{self, ReplayOptions};
 use crate::service::{self, Service};
+use crate::simulate;
 
 /// What `up` was asked to do besides running.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +31,9 @@ pub struct UpOptions {
     pub rate: Option<f64>,
     /// Stop after the replay instead of running until ctrl-c.
     pub exit_after_replay: bool,
+    /// Drive a simulated feed with the category mix and hourly profile of this SF 311 sample
+    /// (see [`crate::simulate`]); `rate` is its mean, 2 cases a second when absent.
+    pub simulate: Option<PathBuf>,
 }
 
 /// Runs until ctrl-c / SIGTERM (or the replay ends, if asked).
@@ -107,6 +111,15 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
         })
     });
 
+    let simulate_task = match &options.simulate {
+        Some(sample) => {
+            let profile = simulate::Profile::from_sf311(sample)?;
+            let rate = options.rate.unwrap_or(2.0);
+            Some(tokio::spawn(simulate::run(client.clone(), region.clone(), profile, rate, stop.clone())))
+        }
+        None => None,
+    };
+
     let mut stats_tick = tokio::time::interval(Duration::from_secs(10));
     let mut last_routed = 0;
     loop {
@@ -143,7 +156,7 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
         }
     }
     eprintln!("stopping: finishing cases in flight …");
-    if let Some(task) = replay_task {
+    for task in replay_task.into_iter().chain(simulate_task) {
         task.abort();
     }
     api_stop.cancel();

@@ -1,9 +1,18 @@
 //! Which community a point is in: an R-tree of the envelopes of every polygon part, then an
 //! exact point-in-polygon test on the few candidates; outside them all, the nearest boundary
 //! within a tolerance, else unmatched.
+//!
+//! Real boundaries run to tens of thousands of vertices, and point-in-polygon is linear in
+//! them: at load, a part with more than [`MAX_PIECE_VERTICES`] is cut in halves across its
+//! longer side, again and again, until every piece is small. A point strictly inside a piece
+//! is inside the community; one on a piece's boundary (which may be a cut) is decided on the
+//! whole part; distances to a community are the least over its pieces, which for a point
+//! outside it is the distance to its real boundary.
 
 use geo::coordinate_position::CoordPos;
-use geo::{BoundingRect, Closest, CoordinatePosition, HaversineClosestPoint, Point};
+use geo::{
+    BooleanOps, BoundingRect, Closest, CoordinatePosition, CoordsIter, HaversineClosestPoint, Point, Polygon, Rect,
+};
 use linkbus_geo_data::Community;
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
@@ -23,12 +32,28 @@ pub enum Located {
     Unmatched,
 }
 
-type Entry = GeomWithData<Rectangle<[f64; 2]>, (usize, usize)>;
+/// Parts with more vertices than this are cut into pieces at load.
+pub const MAX_PIECE_VERTICES: usize = 256;
+/// How many times a part may be halved (2^12 pieces at most).
+const MAX_CUTS: usize = 12;
+
+/// A piece of a community's polygon part.
+#[derive(Debug, Clone)]
+struct Piece {
+    community: usize,
+    part: usize,
+    polygon: Polygon<f64>,
+    /// True when the piece is a cut of its part (its boundary may run through the inside).
+    cut: bool,
+}
+
+type Entry = GeomWithData<Rectangle<[f64; 2]>, usize>;
 
 /// The community index.
 #[derive(Debug, Clone)]
 pub struct CommunityIndex {
     communities: Vec<Community>,
+    pieces: Vec<Piece>,
     tree: RTree<Entry>,
     tolerance_m: f64,
 }
@@ -37,18 +62,36 @@ impl CommunityIndex {
     /// Indexes `communities`; a point outside every one but within `tolerance_m` metres of one
     /// is located to the nearest.
     pub fn new(communities: Vec<Community>, tolerance_m: f64) -> Self {
-        let entries = communities
+        Self::with_max_piece_vertices(communities, tolerance_m, MAX_PIECE_VERTICES)
+    }
+
+    /// [`CommunityIndex::new`], cutting parts into pieces of at most about `max_vertices`
+    /// (`usize::MAX`: never cut, for comparison).
+    pub fn with_max_piece_vertices(communities: Vec<Community>, tolerance_m: f64, max_vertices: usize) -> Self {
+        let mut pieces = Vec::new();
+        for (c, community) in communities.iter().enumerate() {
+            for (p, polygon) in community.boundary.0.iter().enumerate() {
+                let mut cut = Vec::new();
+                split(polygon, max_vertices, MAX_CUTS, &mut cut);
+                let is_cut = cut.len() > 1;
+                pieces.extend(cut.into_iter().map(|polygon| Piece { community: c, part: p, polygon, cut: is_cut }));
+            }
+        }
+        let entries = pieces
             .iter()
             .enumerate()
-            .flat_map(|(c, community)| {
-                community.boundary.0.iter().enumerate().filter_map(move |(p, polygon)| {
-                    let rect = polygon.bounding_rect()?;
-                    let (min, max) = (rect.min(), rect.max());
-                    Some(Entry::new(Rectangle::from_corners([min.x, min.y], [max.x, max.y]), (c, p)))
-                })
+            .filter_map(|(i, piece)| {
+                let rect = piece.polygon.bounding_rect()?;
+                let (min, max) = (rect.min(), rect.max());
+                Some(Entry::new(Rectangle::from_corners([min.x, min.y], [max.x, max.y]), i))
             })
             .collect();
-        Self { communities, tree: RTree::bulk_load(entries), tolerance_m }
+        Self { communities, pieces, tree: RTree::bulk_load(entries), tolerance_m }
+    }
+
+    /// How many pieces the parts were cut into (as many as parts when none was big).
+    pub fn pieces(&self) -> usize {
+        self.pieces.len()
     }
 
     /// Every community, in load order; [`Located`] indexes into this.
@@ -66,8 +109,13 @@ impl CommunityIndex {
         let coord = geo::coord! { x: lon, y: lat };
         let mut on_border = Vec::new();
         for entry in self.tree.locate_all_at_point(&[lon, lat]) {
-            let (c, p) = entry.data;
-            match self.communities[c].boundary.0[p].coordinate_position(&coord) {
+            let piece = &self.pieces[entry.data];
+            let (c, p) = (piece.community, piece.part);
+            let mut position = piece.polygon.coordinate_position(&coord);
+            if position == CoordPos::OnBoundary && piece.cut {
+                position = self.communities[c].boundary.0[p].coordinate_position(&coord);
+            }
+            match position {
                 CoordPos::Inside => return Located::Inside(c),
                 CoordPos::OnBoundary => on_border.push(c),
                 CoordPos::Outside => {}
@@ -82,21 +130,37 @@ impl CommunityIndex {
     }
 
     fn nearest_within_tolerance(&self, lon: f64, lat: f64) -> Located {
-        if self.tolerance_m <= 0.0 {
-            return Located::Unmatched;
+        let best = self.within(lon, lat, self.tolerance_m, None);
+        if best.is_empty() { Located::Unmatched } else { Located::Nearest(best) }
+    }
+
+    /// The communities other than `inside` whose boundary is within `radius_m` metres of the
+    /// point, nearest first, with their distances: the other candidates of a point near a border.
+    pub fn near(&self, lon: f64, lat: f64, radius_m: f64, inside: usize) -> Vec<(usize, f64)> {
+        self.within(lon, lat, radius_m, Some(inside))
+    }
+
+    /// Communities (but `except`) whose boundary is within `radius_m` of the point, nearest first.
+    fn within(&self, lon: f64, lat: f64, radius_m: f64, except: Option<usize>) -> Vec<(usize, f64)> {
+        if radius_m <= 0.0 {
+            return Vec::new();
         }
-        let (dlon, dlat) = geodesy::metres_to_degrees(self.tolerance_m, lat);
+        let (dlon, dlat) = geodesy::metres_to_degrees(radius_m, lat);
         let search = AABB::from_corners([lon - dlon, lat - dlat], [lon + dlon, lat + dlat]);
         let point = Point::new(lon, lat);
         let mut best: Vec<(usize, f64)> = Vec::new();
         for entry in self.tree.locate_in_envelope_intersecting(&search) {
-            let (c, p) = entry.data;
-            let closest = match self.communities[c].boundary.0[p].haversine_closest_point(&point) {
+            let piece = &self.pieces[entry.data];
+            let c = piece.community;
+            if Some(c) == except {
+                continue;
+            }
+            let closest = match piece.polygon.haversine_closest_point(&point) {
                 Closest::SinglePoint(q) | Closest::Intersection(q) => q,
                 Closest::Indeterminate => continue,
             };
             let d = geodesy::haversine_m(lon, lat, closest.x(), closest.y());
-            if d > self.tolerance_m {
+            if d > radius_m {
                 continue;
             }
             match best.iter_mut().find(|(b, _)| *b == c) {
@@ -104,11 +168,30 @@ impl CommunityIndex {
                 None => best.push((c, d)),
             }
         }
-        if best.is_empty() {
-            return Located::Unmatched;
-        }
         best.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| self.communities[a.0].id.cmp(&self.communities[b.0].id)));
-        Located::Nearest(best)
+        best
+    }
+}
+
+/// Cuts `polygon` in halves across its longer side until each piece has at most
+/// `max_vertices` (or `cuts` run out), into `out`.
+fn split(polygon: &Polygon<f64>, max_vertices: usize, cuts: usize, out: &mut Vec<Polygon<f64>>) {
+    let Some(rect) = polygon.bounding_rect().filter(|_| cuts > 0 && polygon.coords_count() > max_vertices) else {
+        out.push(polygon.clone());
+        return;
+    };
+    let (min, max) = (rect.min(), rect.max());
+    let halves = if rect.width() >= rect.height() {
+        let mid = (min.x + max.x) / 2.0;
+        [Rect::new(min, geo::coord! { x: mid, y: max.y }), Rect::new(geo::coord! { x: mid, y: min.y }, max)]
+    } else {
+        let mid = (min.y + max.y) / 2.0;
+        [Rect::new(min, geo::coord! { x: max.x, y: mid }), Rect::new(geo::coord! { x: min.x, y: mid }, max)]
+    };
+    for half in halves {
+        for piece in polygon.intersection(&half.to_polygon()) {
+            split(&piece, max_vertices, cuts - 1, out);
+        }
     }
 }
 
@@ -161,5 +244,51 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(idx.locate(0.05, 0.05), Located::Unmatched);
+    }
+
+    /// A 40,000-vertex star-shaped ring (a real district boundary's size) is cut into small
+    /// pieces, and locating random points gives exactly what the uncut polygon says.
+    #[test]
+    fn big_polygons_are_cut_into_small_pieces_that_locate_the_same() {
+        use rand::{RngExt, SeedableRng};
+        let n = 40_000;
+        let ring: Vec<geo::Coord<f64>> = (0..=n)
+            .map(|i| {
+                let a = std::f64::consts::TAU * (i % n) as f64 / n as f64;
+                let r = 0.05 * (1.0 + 0.3 * (7.0 * a).sin() + 0.05 * (97.0 * a).cos());
+                geo::coord! { x: 116.4 + r * a.cos(), y: 39.9 + r * a.sin() }
+            })
+            .collect();
+        let star = Polygon::new(geo::LineString::new(ring), vec![]);
+        let big = community("big", star.clone());
+        let cut = CommunityIndex::new(vec![big.clone()], 0.0);
+        let whole = CommunityIndex::with_max_piece_vertices(vec![big], 0.0, usize::MAX);
+        assert_eq!(whole.pieces(), 1);
+        assert!(cut.pieces() > 100, "{} pieces", cut.pieces());
+        assert!(cut.pieces.iter().all(|p| p.polygon.coords_count() <= 2 * MAX_PIECE_VERTICES));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..2_000 {
+            let (lon, lat) = (116.4 + rng.random_range(-0.07..0.07), 39.9 + rng.random_range(-0.07..0.07));
+            let expected = match star.coordinate_position(&geo::coord! { x: lon, y: lat }) {
+                CoordPos::Inside => Located::Inside(0),
+                CoordPos::OnBoundary => Located::OnBorder(vec![0]),
+                CoordPos::Outside => Located::Unmatched,
+            };
+            assert_eq!(cut.locate(lon, lat), expected, "({lon}, {lat})");
+            assert_eq!(whole.locate(lon, lat), expected);
+        }
+    }
+
+    #[test]
+    fn near_finds_the_other_side_of_a_border_within_the_radius() {
+        let idx = index();
+        // 0.0002° ≈ 22 m west of the shared edge, inside the left square.
+        assert_eq!(idx.locate(0.0098, 0.002), Located::Inside(0));
+        let near = idx.near(0.0098, 0.002, 30.0, 0);
+        assert_eq!(near.len(), 1);
+        assert_eq!(near[0].0, 1);
+        assert!((near[0].1 - 22.2).abs() < 1.0, "{near:?}");
+        assert!(idx.near(0.0098, 0.002, 20.0, 0).is_empty());
+        assert!(idx.near(0.002, 0.002, 30.0, 0).is_empty());
     }
 }

@@ -27,6 +27,11 @@ pub struct RoutingParams {
     pub max_offers_per_hour: usize,
     /// Rules that raise a case's priority: the vulnerable first.
     pub priority_rules: Vec<PriorityRule>,
+    /// A point inside one community but within this many metres of another's border is flagged
+    /// ambiguous (`near_border`), both candidates and distances explained; 0 turns it off.
+    pub ambiguous_border_m: f64,
+    /// Near a border, also notify the departments of the other community.
+    pub notify_both_near_border: bool,
 }
 
 /// Raises the priority of cases of some categories or with some flags.
@@ -77,6 +82,8 @@ impl Default for RoutingParams {
             volunteer_radius_m: 3_000.0,
             max_offers_per_hour: 6,
             priority_rules: default_priority_rules(),
+            ambiguous_border_m: 0.0,
+            notify_both_near_border: false,
         }
     }
 }
@@ -133,7 +140,23 @@ impl Router {
 
         let located = self.communities.locate(lon, lat);
         let all = self.communities.communities();
+        let near = match &located {
+            Located::Inside(c) => self.communities.near(lon, lat, self.params.ambiguous_border_m, *c),
+            _ => vec![],
+        };
         let (community, community_match) = match &located {
+            Located::Inside(c) if !near.is_empty() => {
+                let others: Vec<String> =
+                    near.iter().map(|(o, d)| format!("{} ({d:.0} m away)", describe(&all[*o]))).collect();
+                explanation.push(format!(
+                    "({lon}, {lat}) is inside community {} but within {:.0} m of the border of {}: ambiguous; chose the one containing it.",
+                    describe(&all[*c]),
+                    self.params.ambiguous_border_m,
+                    others.join(" and ")
+                ));
+                let ids = std::iter::once(*c).chain(near.iter().map(|n| n.0)).map(|i| all[i].id.clone()).collect();
+                (Some(&all[*c]), matched(CommunityOutcome::NearBorder, &all[*c], Some(near[0].1), ids))
+            }
             Located::Inside(c) => {
                 explanation.push(format!("({lon}, {lat}) is inside community {}.", describe(&all[*c])));
                 (Some(&all[*c]), matched(CommunityOutcome::Inside, &all[*c], None, vec![]))
@@ -173,7 +196,12 @@ impl Router {
         };
 
         let category = self.categories.get(&case.category);
-        let (departments, fallbacks) = self.departments_for(case, category, community, &mut explanation);
+        let (mut departments, fallbacks) = self.departments_for(case, category, community, &mut explanation);
+        if self.params.notify_both_near_border {
+            for (other, d) in &near {
+                self.notify_near_border(case, &all[*other], *d, &mut departments, &mut explanation);
+            }
+        }
 
         let (volunteers, volunteer_search) = match category.and_then(|c| c.volunteer_skill.as_deref()) {
             Some(skill) => {
@@ -241,6 +269,43 @@ impl Router {
                 }
             },
         )
+    }
+
+    /// Adds the departments the rules choose in `other` (a community the point is `distance_m`
+    /// from) to `departments`, when the option to notify both sides of a border is on.
+    fn notify_near_border(
+        &self,
+        case: &CaseReport,
+        other: &Community,
+        distance_m: f64,
+        departments: &mut Vec<DepartmentChoice>,
+        explanation: &mut Vec<String>,
+    ) {
+        let all = self.departments.departments();
+        let Some(Chosen::ByRule { level, area, departments: found }) =
+            self.departments.ladder(&case.category, Some(other)).next()
+        else {
+            return;
+        };
+        let mut added = Vec::new();
+        for d in found {
+            if departments.iter().any(|c| c.id == all[*d].id) {
+                continue;
+            }
+            added.push(format!("{} ({})", all[*d].name, all[*d].id));
+            departments.push(DepartmentChoice {
+                id: all[*d].id.clone(),
+                name: all[*d].name.clone(),
+                rule: DepartmentRule::Jurisdiction { level, area: area.to_owned() },
+            });
+        }
+        if !added.is_empty() {
+            explanation.push(format!(
+                "Also notified {}: the case is {distance_m:.0} m from {} and the rule is to notify both sides of a border.",
+                added.join(" and "),
+                describe(other)
+            ));
+        }
     }
 
     fn priority(&self, case: &CaseReport, explanation: &mut Vec<String>) -> u8 {
@@ -401,6 +466,63 @@ mod tests {
             datum: linkbus_bus::wire::Datum::Wgs84,
             received_location: None,
         }
+    }
+
+    #[test]
+    fn a_point_near_a_border_is_ambiguous_and_can_notify_both_sides() {
+        use geo::{Closest, HaversineClosestPoint, Point};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../geo-data/san-francisco");
+        let region = linkbus_geo_data::Region::load(dir).expect("the SF region loads");
+        let params = RoutingParams { ambiguous_border_m: 50.0, ..RoutingParams::default() };
+        let router = Router::new(&region, params.clone());
+        let idx = router.communities();
+        let mission = idx.communities().iter().position(|c| c.id == "mission").expect("mission");
+        // From a point inside the Mission, walk towards the nearest other neighborhood and stop
+        // 20 m short of its boundary.
+        let (lon, lat) = (-122.4194, 37.7599);
+        let (other, d) = idx.near(lon, lat, 10_000.0, mission)[0];
+        let Closest::SinglePoint(q) = idx.communities()[other].boundary.haversine_closest_point(&Point::new(lon, lat))
+        else {
+            panic!("no closest point");
+        };
+        let t = 1.0 - 20.0 / d;
+        let mut near_border = case("fire", &[]);
+        near_border.location = Location { lon: lon + t * (q.x() - lon), lat: lat + t * (q.y() - lat) };
+        assert_eq!(idx.locate(near_border.location.lon, near_border.location.lat), Located::Inside(mission));
+
+        let decide = |router: &Router| router.decide(&near_border, &VolunteerIndex::new(), &OfferLedger::new(), 0);
+        let d1 = decide(&router);
+        assert_eq!(d1.community.outcome, CommunityOutcome::NearBorder);
+        let other_id = idx.communities()[other].id.clone();
+        assert_eq!(d1.community.candidates[..2], ["mission".to_owned(), other_id.clone()]);
+        assert!((d1.community.distance_m.expect("distance") - 20.0).abs() < 1.0, "{:?}", d1.community);
+        assert!(
+            d1.explanation.iter().any(|e| e.contains("ambiguous") && e.contains(&other_id)),
+            "{:?}",
+            d1.explanation
+        );
+
+        let both = Router::new(&region, RoutingParams { notify_both_near_border: true, ..params });
+        let d2 = decide(&both);
+        let other_side: Vec<String> = both
+            .departments
+            .ladder("fire", Some(&idx.communities()[other]))
+            .next()
+            .map(|c| match c {
+                Chosen::ByRule { departments, .. } => {
+                    departments.iter().map(|d| both.departments.departments()[*d].id.clone()).collect()
+                }
+                _ => vec![],
+            })
+            .unwrap_or_default();
+        assert!(!other_side.is_empty());
+        for id in d1.departments.iter().map(|d| &d.id).chain(&other_side) {
+            assert!(d2.departments.iter().any(|d| &d.id == id), "{id} not notified: {:?}", d2.departments);
+        }
+        assert!(d2.departments.len() > d1.departments.len(), "the other side's station is added");
+
+        let off = Router::new(&region, RoutingParams::default());
+        assert_eq!(decide(&off).community.outcome, CommunityOutcome::Inside);
     }
 
     #[test]

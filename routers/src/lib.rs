@@ -13,7 +13,8 @@
 //! - [`metrics`]: the router's Prometheus metrics (cases, outcomes, decision time, backlog,
 //!   volunteers on duty, dead letters);
 //! - [`service`]: the durable JetStream consumer that decodes, routes, publishes and acks, and
-//!   the follower that keeps the volunteer index in step with the KV bucket.
+//!   the follower that keeps the volunteer index in step with the KV bucket;
+//! - [`regions`]: region versions in a KV bucket, and their live reload into the service.
 
 pub mod communities;
 pub mod decision;
@@ -21,6 +22,7 @@ pub mod departments;
 pub mod facilities;
 pub mod geodesy;
 pub mod metrics;
+pub mod regions;
 pub mod service;
 pub mod volunteers;
 

@@ -3,7 +3,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `linkbus_router_cases_total` | counter | `system` (the four source systems) |
-//! | `linkbus_router_community_matches_total` | counter | `outcome`: `inside`, `on_border`, `nearest`, `unmatched` |
+//! | `linkbus_router_community_matches_total` | counter | `outcome`: `inside`, `on_border`, `nearest`, `unmatched`, `near_border` |
 //! | `linkbus_router_department_rules_total` | counter | `kind`: `jurisdiction`, `catch_all` |
 //! | `linkbus_router_decision_duration_seconds` | histogram | |
 //! | `linkbus_router_ingest_to_routed_seconds` | histogram | |
@@ -36,7 +36,7 @@ const INGEST_BUCKETS: [f64; 16] =
 #[derive(Debug, Clone)]
 pub struct RouterMetrics {
     cases: [IntCounter; 4],
-    community: [IntCounter; 4],
+    community: [IntCounter; 5],
     rules: [IntCounter; 2],
     /// Wall time of one decision (community, departments, volunteers).
     pub decision_seconds: Histogram,
@@ -113,7 +113,8 @@ impl RouterMetrics {
         registry.register(Box::new(deadletters.clone()))?;
         Ok(Self {
             cases: SourceSystem::ALL.map(|s| cases.with_label_values(&[s.as_str()])),
-            community: ["inside", "on_border", "nearest", "unmatched"].map(|o| community.with_label_values(&[o])),
+            community: ["inside", "on_border", "nearest", "unmatched", "near_border"]
+                .map(|o| community.with_label_values(&[o])),
             rules: ["jurisdiction", "catch_all"].map(|k| rules.with_label_values(&[k])),
             decision_seconds,
             ingest_to_routed_seconds,
@@ -145,6 +146,7 @@ impl RouterMetrics {
             CommunityOutcome::OnBorder => 1,
             CommunityOutcome::Nearest => 2,
             CommunityOutcome::Unmatched => 3,
+            CommunityOutcome::NearBorder => 4,
         };
         self.community[outcome].inc();
         self.rules[usize::from(routed.catch_all)].inc();

@@ -96,13 +96,19 @@ pub struct RouterStats {
     pub volunteer_updates: AtomicU64,
     /// Volunteer updates refused (dead-lettered).
     pub volunteer_rejected: AtomicU64,
+    /// Region versions swapped in ([`crate::regions`]).
+    pub region_reloads: AtomicU64,
+    /// Region versions refused.
+    pub region_refused: AtomicU64,
+    /// How long the last region swap held the router lock, nanoseconds.
+    pub region_swap_pause_ns: AtomicU64,
 }
 
 /// Shared state of one router process.
 #[derive(Debug)]
 pub struct RouterState {
-    /// The static matching.
-    pub router: Router,
+    /// The matching in force; [`RouterState::swap_router`] replaces it (live reload).
+    router: RwLock<Arc<Router>>,
     /// Volunteers, updated by [`follow_volunteers`].
     pub volunteers: RwLock<VolunteerIndex>,
     /// Offers of the last hour, updated by [`follow_offers`].
@@ -122,7 +128,7 @@ impl RouterState {
     /// State with an empty volunteer index and offer ledger, counting into `metrics`.
     pub fn with_metrics(router: Router, metrics: RouterMetrics) -> Arc<Self> {
         Arc::new(Self {
-            router,
+            router: RwLock::new(Arc::new(router)),
             volunteers: RwLock::new(VolunteerIndex::new()),
             offers: RwLock::new(OfferLedger::new()),
             stats: RouterStats::default(),
@@ -130,14 +136,31 @@ impl RouterState {
         })
     }
 
+    /// The matching in force (one region version): hold on to it for a whole decision.
+    pub fn router(&self) -> Arc<Router> {
+        read(&self.router).clone()
+    }
+
+    /// Puts `router` in force; decisions already under way finish with the one they took.
+    /// Returns how long the swap held the lock (the only pause routing sees).
+    pub fn swap_router(&self, router: Router) -> Duration {
+        let router = Arc::new(router);
+        let started = Instant::now();
+        let old = std::mem::replace(&mut *write(&self.router), router);
+        let pause = started.elapsed();
+        drop(old);
+        pause
+    }
+
     /// Routes one case with the current volunteers and offer counts (timed into
     /// `linkbus_router_decision_duration_seconds`).
     pub fn decide(&self, case: &CaseReport) -> wire::Decision {
         let started = Instant::now();
+        let router = self.router();
         let decision = {
             let volunteers = read(&self.volunteers);
             let offers = read(&self.offers);
-            self.router.decide(case, &volunteers, &offers, Timestamp::now().as_second())
+            router.decide(case, &volunteers, &offers, Timestamp::now().as_second())
         };
         self.metrics.decision_seconds.observe(started.elapsed().as_secs_f64());
         decision

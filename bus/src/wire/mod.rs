@@ -298,6 +298,10 @@ pub enum CommunityOutcome {
     Inside,
     /// On the boundary shared by several communities: the first candidate (by id) was chosen.
     OnBorder,
+    /// Inside one community but within the configured distance of another's border: ambiguous.
+    /// The containing community was chosen; `candidates` lists it and the others, nearest
+    /// first, and `distance_m` is the distance to the nearest other.
+    NearBorder,
     /// Outside every community but within the configured tolerance of the nearest one.
     Nearest,
     /// Outside every community and beyond the tolerance: no community, never a guess.
@@ -326,11 +330,12 @@ pub struct CommunityMatch {
     /// The chosen community; absent when unmatched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub community: Option<CommunityRef>,
-    /// Distance to the chosen community's boundary in metres, for `nearest`.
+    /// Distance to the chosen community's boundary in metres, for `nearest`; for
+    /// `near_border`, to the nearest other community.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distance_m: Option<f64>,
-    /// Every community id in the running, for `on_border` (and `nearest` when several were
-    /// within the tolerance), nearest first.
+    /// Every community id in the running, for `on_border` and `near_border` (and `nearest`
+    /// when several were within the tolerance), nearest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<String>,
 }
