@@ -268,6 +268,7 @@
     for (const id of ['f-state', 'f-priority', 'f-system', 'f-community', 'f-department']) $(id).onchange = invalidate;
   }
   function communityName(id) { return S.region.communities.find((c) => c.id === id)?.name; }
+  function categoryName(id) { return S.region.categories.find((c) => c.id === id)?.name || id; }
   function due(c) {
     if (!c.deadline) return ['', false];
     const left = Date.parse(c.deadline) - now();
@@ -282,7 +283,7 @@
     const escBadge = c.escalation_open ? ` <span class="badge esc">${esc(t('escalated'))}</span>` : '';
     const dept = c.accepted_by || c.departments.join(', ');
     return `<span class="prio p${c.priority}">${c.priority}</span>` +
-      `<span class="title">${esc(c.category)} · ${esc(communityName(c.community) || t('no_community'))}${merged}${escBadge}</span>` +
+      `<span class="title">${esc(categoryName(c.category))} · ${esc(communityName(c.community) || t('no_community'))}${merged}${escBadge}</span>` +
       `<span class="badge s-${c.state}">${esc(stateName(c.state))}</span>` +
       `<span class="sub">${esc(c.source_ids[0])} · ${esc(dept)}</span>` +
       `<span class="due${overdue ? ' overdue' : ''}">${esc(dueText)}</span>`;
@@ -395,6 +396,9 @@
     try {
       const { volunteers } = await api('/console/volunteers');
       S.volunteers = new Map(volunteers.map((v) => [v.id, v]));
+      const onDuty = volunteers.filter((v) => v.available).map((v) => `${v.id}@${v.lon},${v.lat}`).join(';');
+      if (onDuty === S.onDuty) return; // unchanged: no redraw
+      S.onDuty = onDuty;
       volunteerLayer.clearLayers();
       for (const v of volunteers) {
         if (!v.available) continue;
@@ -444,7 +448,8 @@
     }
     const f = r.decision.facility;
     if (f) routeLayer.addLayer(L.circleMarker([f.location.lat, f.location.lon], { radius: 6, color: '#3f88c5', weight: 2 }).bindTooltip(`${f.name} · ${Math.round(f.distance_m)} m`));
-    if (pan) map.panTo(here);
+    // Centre it in what the detail panel leaves visible of the map.
+    if (pan) map.panTo(map.unproject(map.project(here).add([($('detail').offsetWidth + 20) / 2, 0])), { animate: false });
   }
   function ruleText(rule) {
     return rule.kind === 'jurisdiction' ? t('rule_jurisdiction', rule.level, rule.area) : t('rule_catch_all', rule.reason);
@@ -461,10 +466,10 @@
     const deptName = (id) => S.region.departments.find((x) => x.id === id)?.name || id;
     const reports = r.reports.map((rep) => `<li>${esc(rep.source_id)} <span class="badge">${esc(t('system_' + rep.system))}</span> ${esc(rep.category)} · ${esc(fmtTime(rep.reported_at, true))}` +
       (dispatcher && rep.report_id !== primaryId ? ` <button type="button" data-split="${esc(rep.report_id)}">${esc(t('split'))}</button>` : '') + '</li>').join('');
-    const volunteers = d.volunteers.length
-      ? '<ul>' + d.volunteers.map((v) => `<li>${esc(v.id)} · ${Math.round(v.distance_m)} m</li>`).join('') + '</ul>'
-      : '';
-    const offers = (r.offers || []).map((o) => `<li>${esc(t('offer', o.volunteer_id))}: ${esc(o.status)} · ${Math.round(o.distance_m)} m</li>`).join('');
+    // The offers as they stand, else whom the routing chose.
+    const offers = (r.offers || []).length
+      ? r.offers.map((o) => `<li>${esc(t('offer', o.volunteer_id))}: ${esc(o.status)} · ${Math.round(o.distance_m)} m</li>`).join('')
+      : d.volunteers.map((v) => `<li>${esc(v.id)} · ${Math.round(v.distance_m)} m</li>`).join('');
     const passed = vs.skill ? `<p>${esc(t('passed_over', vs.skipped_unavailable, vs.skipped_skill, vs.skipped_capped, vs.examined, `${Math.round(vs.radius_m)} m`))}</p>` : `<p>${esc(t('no_volunteers'))}</p>`;
     const timeline = r.timeline.map((e) => `<li><time>${esc(fmtTime(e.at, true))}</time>${esc(e.event)} · ${esc(e.actor.kind)} ${esc(e.actor.id)}${e.department ? ' → ' + esc(e.department) : ''}${e.note ? ': ' + esc(e.note) : ''}</li>`).join('');
     const deptOptions = S.region.departments.map((x) => option(x.id, x.name)).join('');
@@ -475,7 +480,7 @@
       (open ? `<input id="close-note" placeholder="${esc(t('note'))}"><button type="button" data-act="close">${esc(t('close'))}</button>` : '') +
       `</div><p class="msg" id="action-msg"></p>`;
     $('detail-body').innerHTML =
-      `<h2>${esc(r.case.category)} <span class="badge s-${r.state}" id="detail-state" data-state="${esc(r.state)}">${esc(stateName(r.state))}</span>` +
+      `<h2>${esc(categoryName(r.case.category))} <span class="badge s-${r.state}" id="detail-state" data-state="${esc(r.state)}">${esc(stateName(r.state))}</span>` +
       (r.escalation_open ? ` <span class="badge esc">${esc(t('escalated'))}</span>` : '') + `</h2>` +
       `<dl class="kv"><dt>ID</dt><dd>${esc(r.case_id)}</dd>` +
       `<dt>${esc(t('source_ids'))}</dt><dd id="detail-source-ids">${esc(r.reports.map((x) => x.source_id).join(', ') || r.case.source_id)}</dd>` +
@@ -490,7 +495,7 @@
       `<dt>${esc(t('departments'))}</dt><dd>${d.departments.map((x) => `${esc(x.name)}: ${esc(ruleText(x.rule))}`).join('<br>')}</dd>` +
       `<dt>${esc(t('fallbacks'))}</dt><dd>${d.fallbacks.map((x) => esc(x.name)).join(', ')}</dd>` +
       (d.facility ? `<dt>${esc(t('facility'))}</dt><dd>${esc(d.facility.name)} · ${Math.round(d.facility.distance_m)} m</dd>` : '') +
-      `</dl><h3>${esc(t('volunteers'))}</h3>${volunteers}<ul>${offers}</ul>${passed}` +
+      `</dl><h3>${esc(t('volunteers'))}</h3><ul>${offers}</ul>${passed}` +
       `<h3>${esc(t('explanation'))}</h3><ul class="explanation" id="detail-explanation">${d.explanation.map((l) => `<li>${esc(l)}</li>`).join('')}</ul>` +
       `<h3>${esc(t('reports'))} (${r.reports.length})</h3><ul>${reports}</ul>` +
       `<h3>${esc(t('timeline'))}</h3><ul class="timeline">${timeline}</ul>`;
