@@ -48,6 +48,13 @@
       state_reported: '已上报', state_routed: '待签收', state_accepted: '已签收', state_rejected: '已退回',
       state_in_progress: '处理中', state_resolved: '已办结', state_closed: '已结案', state_cancelled: '已撤销',
       system_emergency: '应急', system_commercial: '商业服务', system_public_service: '公共服务', system_management: '社区管理',
+      ev_routed: '已派单', ev_accepted: '签收', ev_rejected: '退回', ev_rerouted: '转派下一部门', ev_reassigned: '改派',
+      ev_escalated: '升级', ev_escalation_acknowledged: '确认升级', ev_progress: '处理进展', ev_resolved: '办结', ev_closed: '结案',
+      ev_cancelled: '撤销', ev_rated: '评价', ev_reopened: '重新打开', ev_report_merged: '合并报告', ev_merged: '并入其他事件',
+      ev_split: '拆分', ev_volunteer_offered: '邀请志愿者', ev_volunteer_accepted: '志愿者接受', ev_volunteer_declined: '志愿者拒绝',
+      ev_volunteer_expired: '志愿者未响应',
+      offer_offered: '已邀请', offer_accepted: '已接受', offer_declined: '已拒绝', offer_expired: '已过期', offer_withdrawn: '已撤回',
+      actor_system: '系统', actor_department: '部门', actor_dispatcher: '调度员', actor_volunteer: '志愿者', actor_resident: '居民',
     },
   };
   const STATES = ['reported', 'routed', 'accepted', 'rejected', 'in_progress', 'resolved', 'closed', 'cancelled'];
@@ -92,6 +99,8 @@
     return h > 0 ? `${h}:${two(m)}:${two(sec)}` : `${m}:${two(sec)}`;
   }
   function stateName(s) { return t('state_' + s); }
+  // Names the server sends as tokens: translated where the language has them, else as they are.
+  function token(prefix, value) { return I18N[S.lang][prefix + value] ?? value; }
 
   // ---- HTTP ----
   async function api(path, options = {}) {
@@ -198,7 +207,7 @@
       const batch = S.queue; S.queue = [];
       for (const c of batch) {
         const old = S.cases.get(c.id);
-        if (old && old.updated_at > c.updated_at) continue; // an older copy arriving late
+        if (old && Date.parse(old.updated_at) > Date.parse(c.updated_at)) continue; // an older copy arriving late
         if (c.merged_into) S.cases.delete(c.id); else S.cases.set(c.id, c);
         updateMarker(c);
       }
@@ -468,10 +477,10 @@
       (dispatcher && rep.report_id !== primaryId ? ` <button type="button" data-split="${esc(rep.report_id)}">${esc(t('split'))}</button>` : '') + '</li>').join('');
     // The offers as they stand, else whom the routing chose.
     const offers = (r.offers || []).length
-      ? r.offers.map((o) => `<li>${esc(t('offer', o.volunteer_id))}: ${esc(o.status)} · ${Math.round(o.distance_m)} m</li>`).join('')
+      ? r.offers.map((o) => `<li>${esc(t('offer', o.volunteer_id))}: ${esc(token('offer_', o.status))} · ${Math.round(o.distance_m)} m</li>`).join('')
       : d.volunteers.map((v) => `<li>${esc(v.id)} · ${Math.round(v.distance_m)} m</li>`).join('');
     const passed = vs.skill ? `<p>${esc(t('passed_over', vs.skipped_unavailable, vs.skipped_skill, vs.skipped_capped, vs.examined, `${Math.round(vs.radius_m)} m`))}</p>` : `<p>${esc(t('no_volunteers'))}</p>`;
-    const timeline = r.timeline.map((e) => `<li><time>${esc(fmtTime(e.at, true))}</time>${esc(e.event)} · ${esc(e.actor.kind)} ${esc(e.actor.id)}${e.department ? ' → ' + esc(e.department) : ''}${e.note ? ': ' + esc(e.note) : ''}</li>`).join('');
+    const timeline = r.timeline.map((e) => `<li><time>${esc(fmtTime(e.at, true))}</time>${esc(token('ev_', e.event))} · ${esc(token('actor_', e.actor.kind))} ${esc(e.actor.id)}${e.department ? ' → ' + esc(e.department) : ''}${e.note ? ': ' + esc(e.note) : ''}</li>`).join('');
     const deptOptions = S.region.departments.map((x) => option(x.id, x.name)).join('');
     const open = r.state !== 'closed' && r.state !== 'cancelled';
     const actions = !dispatcher ? `<p>${esc(t('read_only'))}</p>` : `<div class="actions">` +

@@ -21,6 +21,8 @@
 //! that dispatcher; an operator key only reads; a source key may only use the residents'
 //! endpoints. A key whose role may not use an endpoint gets 403. What may be done to a case is the
 //! lifecycle's decision (`linkbus_cases::lifecycle`), which records the actor in the timeline.
+//! A request without an `Authorization` header may instead carry the dispatcher console's session
+//! cookie (and, to change anything, its CSRF token): see [`crate::console`].
 //!
 //! **Residents** reach linkbus through their source system's app (a 12345/311 app), which relays
 //! their follow-ups and ratings with its source key (as Open311 requires an `api_key`); source ids

@@ -52,6 +52,7 @@ use linkbus_bus::wire::{CaseRecord, CaseState, SourceSystem};
 use linkbus_cases::book::{CaseBook, CaseFilter};
 use linkbus_geo_data::Region;
 use linkbus_routers::service::{RouterState, read};
+use prometheus::{IntCounterVec, IntGauge, Opts};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -126,6 +127,7 @@ const INDEX: &str = include_str!("../console/index.html");
 /// What the console serves besides the API: the region as the map draws it, the live cases, the
 /// volunteers, and the session secret.
 pub struct Console {
+    metrics: ConsoleMetrics,
     book: Arc<CaseBook>,
     router: Arc<RouterState>,
     region: Bytes,
@@ -144,8 +146,10 @@ impl std::fmt::Debug for Console {
 
 impl Console {
     /// The console for a running service: reads (or makes, the first time) the session secret in
-    /// the `linkbus_console` bucket. Its event streams end when `stop` is cancelled.
+    /// the `linkbus_console` bucket, registers its metrics in `registry`. Its event streams end
+    /// when `stop` is cancelled.
     pub async fn start(
+        registry: &prometheus::Registry,
         js: &jetstream::Context,
         book: Arc<CaseBook>,
         router: Arc<RouterState>,
@@ -171,6 +175,7 @@ impl Console {
             None => CSP.to_owned(),
         };
         Ok(Self {
+            metrics: ConsoleMetrics::new(registry).context("registering the console's metrics")?,
             book,
             router,
             region: Bytes::from(serde_json::to_vec(&region_info(region, console))?),
@@ -201,6 +206,46 @@ impl Console {
         mac.update(b"linkbus-console-csrf|");
         mac.update(cookie.as_bytes());
         mac
+    }
+}
+
+/// `linkbus_console_*`: open event streams, sign-ins.
+#[derive(Debug, Clone)]
+struct ConsoleMetrics {
+    streams: IntGauge,
+    sign_ins: IntCounterVec,
+}
+
+impl ConsoleMetrics {
+    fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let streams =
+            IntGauge::new("linkbus_console_event_streams", "Consoles following live cases (open event streams).")?;
+        let sign_ins = IntCounterVec::new(
+            Opts::new("linkbus_console_sign_ins_total", "Console sign-ins, by outcome (ok, refused)."),
+            &["outcome"],
+        )?;
+        for outcome in ["ok", "refused"] {
+            sign_ins.with_label_values(&[outcome]);
+        }
+        registry.register(Box::new(streams.clone()))?;
+        registry.register(Box::new(sign_ins.clone()))?;
+        Ok(Self { streams, sign_ins })
+    }
+}
+
+/// Counts an open event stream while it lives.
+struct OpenStream(IntGauge);
+
+impl OpenStream {
+    fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -505,14 +550,14 @@ async fn events(
     // Subscribe before reading the book, so no change falls between the two.
     let changes = console.book.subscribe();
     let reset = reset_event(&console.book);
-    let book = console.book.clone();
-    let live = futures::stream::unfold((changes, book), |(mut changes, book)| async move {
+    let open = (changes, console.book.clone(), OpenStream::new(&console.metrics.streams));
+    let live = futures::stream::unfold(open, |(mut changes, book, open)| async move {
         let event = match changes.recv().await {
             Ok(record) => case_event(&record),
             Err(RecvError::Lagged(_)) => reset_event(&book),
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok(event), (changes, book)))
+        Some((Ok(event), (changes, book, open)))
     });
     let stream = futures::stream::once(async move { Ok(reset.retry(Duration::from_secs(1))) })
         .chain(live)
@@ -622,14 +667,18 @@ async fn login(
         return Err(ApiError::Invalid("sign in with a JSON body {\"key\": \"…\"}".into()));
     }
     let login: Login = serde_json::from_slice(&body?).map_err(|e| ApiError::Invalid(format!("not a sign-in: {e}")))?;
+    let refused = &console.metrics.sign_ins.with_label_values(&["refused"]);
     let (principal, hash) = state.principal_with_hash(login.key.trim()).ok_or_else(|| {
         info!("console sign-in refused: unknown key");
+        refused.inc();
         ApiError::Unauthorized("unknown API key".into())
     })?;
     if !CONSOLE_ROLES.contains(&principal.role) {
         info!(role = role_name(principal.role), actor = %principal.id, "console sign-in refused for the key's role");
+        refused.inc();
         return Err(ApiError::Forbidden("only dispatcher and operator keys may use the console".into()));
     }
+    console.metrics.sign_ins.with_label_values(&["ok"]).inc();
     let max_age = i64::from(console.config.session_hours.max(1)) * 3600;
     let expires = Timestamp::now().as_second() + max_age;
     let role = role_name(principal.role);

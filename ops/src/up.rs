@@ -205,8 +205,16 @@ async fn serve_api(
         .with_metrics(svc.metrics.registry().clone())
         .with_readiness(svc.readiness());
     let state = if config.console.enabled {
-        let console =
-            Console::start(&svc.js, svc.cases.clone(), svc.state.clone(), region, config, stop.clone()).await?;
+        let console = Console::start(
+            svc.metrics.registry(),
+            &svc.js,
+            svc.cases.clone(),
+            svc.state.clone(),
+            region,
+            config,
+            stop.clone(),
+        )
+        .await?;
         state.with_console(Arc::new(console))
     } else {
         state

@@ -3,7 +3,8 @@
 //! real `linkbus up` on a real nats-server: the page signs in with a dispatcher key and draws the
 //! region's community boundaries; a case published on NATS appears on the board and on the map of
 //! every open console; opening it shows the routing explanation and the source's id; an action in
-//! one console changes the case's state in the other; the console reconnects after `linkbus up`
+//! one console changes the case's state in the other; two reports of one incident are one row with
+//! both reports, split apart from the detail; the console reconnects after `linkbus up`
 //! restarts and shows what was published meanwhile; a screenshot with live cases is saved under
 //! the target folder (`UPDATE_SCREENSHOT=1` also writes `docs/console.png`). With 1,000 live cases
 //! it measures how long the page takes to apply them and its frame times while scrolling the board
@@ -307,9 +308,59 @@ async fn console_shows_live_cases_and_actions_reach_every_console() {
     let timeline = a.find(Locator::Css("#detail .timeline")).await.expect("timeline").text().await.expect("text");
     assert!(timeline.contains("closed · dispatcher dana: duplicate of a phone call"), "{timeline}");
 
+    // Two reports of one incident: one row with both reports; split from the detail, two rows
+    // again, in both consoles.
+    for (id, lon) in [("dup-a", -122.4862), ("dup-b", -122.4857)] {
+        let mut event = case(id, SourceSystem::PublicService, "sewer_issues", lon, 37.7694);
+        event.data.source_id = format!("SR-{id}");
+        publish_case(&bus.js, &event).await;
+    }
+    let merged_row = "#board-rows .row[data-case-id^=\"dup-\"] .badge.merged";
+    let primary = until(
+        &a,
+        "one row with both reports",
+        &format!(
+            "const badge = document.querySelector('{merged_row}'); \
+             const ids = ['dup-a', 'dup-b'].filter((id) => window.linkbusConsole.state(id) !== undefined); \
+             return badge !== null && ids.length === 1 && ids[0]"
+        ),
+        vec![],
+    )
+    .await;
+    let primary = primary.as_str().expect("the primary's id").to_owned();
+    let other = if primary == "dup-a" { "dup-b" } else { "dup-a" };
+    a.find(Locator::Css(&format!("#board-rows .row[data-case-id=\"{primary}\"]")))
+        .await
+        .expect("row")
+        .click()
+        .await
+        .expect("open");
+    until(
+        &a,
+        "both source ids in the detail",
+        "const t = document.getElementById('detail-source-ids'); return t && t.textContent.includes('SR-dup-a') && t.textContent.includes('SR-dup-b')",
+        vec![],
+    )
+    .await;
+    a.find(Locator::Css(&format!("button[data-split=\"{other}\"]")))
+        .await
+        .expect("a split button")
+        .click()
+        .await
+        .expect("split");
+    for browser in [&a, &b] {
+        until(
+            browser,
+            "two rows after the split",
+            "return ['dup-a', 'dup-b'].every((id) => window.linkbusConsole.state(id) !== undefined)",
+            vec![],
+        )
+        .await;
+    }
+
     // Live cases for the screenshot, in Chinese in one console.
     publish_many(&bus, "shot", &points(120)).await;
-    until(&a, "every case", "return window.linkbusConsole.caseCount() === 121", vec![]).await;
+    until(&a, "every case", "return window.linkbusConsole.caseCount() === 123", vec![]).await;
     b.find(Locator::Id("lang")).await.expect("language button").click().await.expect("switch");
     until(&b, "the Chinese board", "return document.getElementById('board-count').textContent.includes('件')", vec![])
         .await;
@@ -523,6 +574,11 @@ async fn console_sessions_are_signed_and_acting_needs_the_csrf_token() {
         .await
         .expect("answer");
     assert_eq!(refused.status(), 403);
+
+    let metrics = http.get(format!("{base}/metrics")).send().await.expect("answer").text().await.expect("text");
+    assert!(metrics.contains("linkbus_console_sign_ins_total{outcome=\"ok\"} 2"), "{metrics}");
+    assert!(metrics.contains("linkbus_console_sign_ins_total{outcome=\"refused\"} 2"), "{metrics}");
+    assert!(metrics.contains("linkbus_console_event_streams 0"), "{metrics}");
 
     // Signing out clears the cookie.
     let out = http.delete(format!("{base}/console/session")).header("cookie", &cookie).send().await.expect("answer");
