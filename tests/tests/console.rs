@@ -4,7 +4,8 @@
 //! region's community boundaries; a case published on NATS appears on the board and on the map of
 //! every open console; opening it shows the routing explanation and the source's id; an action in
 //! one console changes the case's state in the other; two reports of one incident are one row with
-//! both reports, split apart from the detail; the console reconnects after `linkbus up`
+//! both reports, split apart from the detail; a case every department rejected is on top of the
+//! board, escalated, until a dispatcher acknowledges it; the console reconnects after `linkbus up`
 //! restarts and shows what was published meanwhile; a screenshot with live cases is saved under
 //! the target folder (`UPDATE_SCREENSHOT=1` also writes `docs/console.png`). With 1,000 live cases
 //! it measures how long the page takes to apply them and its frame times while scrolling the board
@@ -18,8 +19,8 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use geo::Contains as _;
-use linkbus_bus::wire::SourceSystem;
-use linkbus_tests::{Running, TestBus, WAIT, case, publish_case, sf_region, sf_region_dir};
+use linkbus_bus::wire::{Action, SourceSystem};
+use linkbus_tests::{Running, TestBus, WAIT, case, department_action, publish_case, sf_region, sf_region_dir};
 use serde_json::{Value, json};
 
 const DISPATCHER: &str = "k-console-dispatcher-7c2e91d04ab35f68";
@@ -358,9 +359,63 @@ async fn console_shows_live_cases_and_actions_reach_every_console() {
         .await;
     }
 
+    // Every candidate department rejects a case: escalated, on top of both boards; acknowledged in
+    // A, no longer escalated in B.
+    let event = case("esc-1", SourceSystem::PublicService, "sewer_issues", -122.4312, 37.7694);
+    publish_case(&bus.js, &event).await;
+    shows_case(&a, "esc-1").await;
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    for _ in 0..5 {
+        let record: Value = http
+            .get(format!("{}api/cases/esc-1", linkbus.base))
+            .bearer_auth(DISPATCHER)
+            .send()
+            .await
+            .expect("answer")
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice(&b).expect("a record"))
+            .expect("body");
+        if record["state"] == "rejected" {
+            break;
+        }
+        let responsible =
+            record["departments"].as_array().and_then(|d| d.last()).and_then(Value::as_str).expect("a department");
+        let reply =
+            department_action(&bus.client, responsible, "esc-1", Action::Reject { reason: "not ours".into() }).await;
+        assert!(reply.ok, "{reply:?}");
+    }
+    for browser in [&a, &b] {
+        until(
+            browser,
+            "the escalated case on top",
+            "const top = document.querySelector('#board-rows .row'); \
+             return top !== null && top.dataset.caseId === 'esc-1' && top.classList.contains('escalated')",
+            vec![],
+        )
+        .await;
+    }
+    a.find(Locator::Css("#board-rows .row[data-case-id=\"esc-1\"]")).await.expect("row").click().await.expect("open");
+    a.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("button[data-act=\"ack\"]"))
+        .await
+        .expect("an acknowledge button")
+        .click()
+        .await
+        .expect("acknowledge");
+    until(
+        &b,
+        "the acknowledgement in B",
+        "const row = document.querySelector('#board-rows .row[data-case-id=\"esc-1\"]'); \
+         return row !== null && !row.classList.contains('escalated')",
+        vec![],
+    )
+    .await;
+
     // Live cases for the screenshot, in Chinese in one console.
     publish_many(&bus, "shot", &points(120)).await;
-    until(&a, "every case", "return window.linkbusConsole.caseCount() === 123", vec![]).await;
+    until(&a, "every case", "return window.linkbusConsole.caseCount() === 124", vec![]).await;
     b.find(Locator::Id("lang")).await.expect("language button").click().await.expect("switch");
     until(&b, "the Chinese board", "return document.getElementById('board-count').textContent.includes('件')", vec![])
         .await;
