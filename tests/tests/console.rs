@@ -213,6 +213,15 @@ async fn publish_many(bus: &TestBus, prefix: &str, points: &[(f64, f64)]) -> Vec
     ids
 }
 
+/// A case as the API gives it to a dispatcher.
+async fn read_case(linkbus: &Linkbus, case_id: &str) -> Value {
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let response =
+        http.get(format!("{}api/cases/{case_id}", linkbus.base)).bearer_auth(DISPATCHER).send().await.expect("answer");
+    assert_eq!(response.status(), 200, "case {case_id}");
+    serde_json::from_slice(&response.bytes().await.expect("body")).expect("a record")
+}
+
 /// Where screenshots of a test run go: the target folder's scratch space.
 fn screenshot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
@@ -308,6 +317,11 @@ async fn console_shows_live_cases_and_actions_reach_every_console() {
     .await;
     let timeline = a.find(Locator::Css("#detail .timeline")).await.expect("timeline").text().await.expect("text");
     assert!(timeline.contains("closed · dispatcher dana: duplicate of a phone call"), "{timeline}");
+    // Times are the region's (San Francisco's), not the machine's or the browser's.
+    let record = read_case(&linkbus, "console-1").await;
+    let at: jiff::Timestamp = record["timeline"][0]["at"].as_str().expect("a time").parse().expect("RFC 3339");
+    let local = at.in_tz(&sf_region().manifest.time_zone).expect("the region's time zone");
+    assert!(timeline.contains(&local.strftime("%H:%M:%S").to_string()), "{timeline} lacks {local}");
 
     // Two reports of one incident: one row with both reports; split from the detail, two rows
     // again, in both consoles.
@@ -364,18 +378,8 @@ async fn console_shows_live_cases_and_actions_reach_every_console() {
     let event = case("esc-1", SourceSystem::PublicService, "sewer_issues", -122.4312, 37.7694);
     publish_case(&bus.js, &event).await;
     shows_case(&a, "esc-1").await;
-    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
     for _ in 0..5 {
-        let record: Value = http
-            .get(format!("{}api/cases/esc-1", linkbus.base))
-            .bearer_auth(DISPATCHER)
-            .send()
-            .await
-            .expect("answer")
-            .bytes()
-            .await
-            .map(|b| serde_json::from_slice(&b).expect("a record"))
-            .expect("body");
+        let record = read_case(&linkbus, "esc-1").await;
         if record["state"] == "rejected" {
             break;
         }
