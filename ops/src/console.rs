@@ -61,7 +61,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::api::{ApiError, ApiState, Principal};
+use crate::api::{ApiError, ApiState, Key, Principal};
 use crate::config::{ApiRole, ConsoleConfig};
 
 /// The KV bucket holding the console's session secret.
@@ -132,7 +132,7 @@ pub struct Console {
     router: Arc<RouterState>,
     region: Bytes,
     communities: Bytes,
-    secret: [u8; 32],
+    sessions: Sessions,
     config: ConsoleConfig,
     csp: String,
     stop: CancellationToken,
@@ -180,32 +180,79 @@ impl Console {
             router,
             region: Bytes::from(serde_json::to_vec(&region_info(region, console))?),
             communities: Bytes::from(serde_json::to_vec(&communities_geojson(region))?),
-            secret,
+            sessions: Sessions { secret },
             config: console.clone(),
             csp,
             stop,
         })
     }
+}
 
+/// Signs session cookies and their CSRF tokens with the console's secret, and checks them.
+///
+/// A cookie's value is `role.hex(id).expiry.mac`: `mac` is the HMAC-SHA-256 of the role, id,
+/// expiry (unix seconds) and the key's hash, so it is valid only while a key of that role and id
+/// with that hash is configured. The CSRF token is the HMAC of the cookie's value.
+struct Sessions {
+    secret: [u8; 32],
+}
+
+impl Sessions {
     fn mac(&self) -> HmacSha256 {
         // HMAC takes a key of any length: this cannot fail.
         <HmacSha256 as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!("HMAC takes any key"))
     }
 
-    /// The signature of a session for `role`/`id` until `expires` (unix seconds) with the key whose
-    /// hash is `key_hash`.
-    fn sign(&self, role: &str, id_hex: &str, expires: i64, key_hash: &[u8; 32]) -> HmacSha256 {
+    fn session_mac(&self, role: &str, id_hex: &str, expires: i64, key_hash: &[u8; 32]) -> HmacSha256 {
         let mut mac = self.mac();
         mac.update(format!("linkbus-console-session|{role}|{id_hex}|{expires}|{}", hex::encode(key_hash)).as_bytes());
         mac
     }
 
-    /// The CSRF token that goes with a cookie value.
-    fn csrf(&self, cookie: &str) -> HmacSha256 {
+    fn csrf_mac(&self, value: &str) -> HmacSha256 {
         let mut mac = self.mac();
         mac.update(b"linkbus-console-csrf|");
-        mac.update(cookie.as_bytes());
+        mac.update(value.as_bytes());
         mac
+    }
+
+    /// The cookie value of a session for `principal` (signed in with the key whose hash is
+    /// `key_hash`) until `expires`, unix seconds.
+    fn issue(&self, principal: &Principal, key_hash: &[u8; 32], expires: i64) -> String {
+        let role = role_name(principal.role);
+        let id_hex = hex::encode(principal.id.as_bytes());
+        let mac = hex::encode(self.session_mac(role, &id_hex, expires, key_hash).finalize().into_bytes());
+        format!("{role}.{id_hex}.{expires}.{mac}")
+    }
+
+    /// The principal a cookie value stands for, if it is genuine, unexpired at `now` (unix
+    /// seconds), of a role that may use the console, and its key is among `keys`; and its expiry.
+    fn verify(&self, value: &str, keys: &[Key], now: i64) -> Option<(Principal, i64)> {
+        let mut parts = value.split('.');
+        let (role, id_hex, expires, mac) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let expires: i64 = expires.parse().ok()?;
+        if expires <= now {
+            return None;
+        }
+        let mac = hex::decode(mac).ok()?;
+        let id = String::from_utf8(hex::decode(id_hex).ok()?).ok()?;
+        keys.iter()
+            .filter(|k| role_name(k.role) == role && k.id == id && CONSOLE_ROLES.contains(&k.role))
+            .find(|k| self.session_mac(role, id_hex, expires, &k.hash).verify_slice(&mac).is_ok())
+            .map(|k| (Principal { role: k.role, id: k.id.clone() }, expires))
+    }
+
+    /// The CSRF token of a cookie value, hex.
+    fn csrf(&self, value: &str) -> String {
+        hex::encode(self.csrf_mac(value).finalize().into_bytes())
+    }
+
+    /// True when `token` (hex) is the CSRF token of the cookie value (compared in constant time).
+    fn csrf_matches(&self, value: &str, token: &str) -> bool {
+        hex::decode(token).is_ok_and(|token| self.csrf_mac(value).verify_slice(&token).is_ok())
     }
 }
 
@@ -590,26 +637,10 @@ fn cookie(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
-/// The principal a session cookie stands for, if it is genuine, unexpired and its key is still
-/// configured.
-fn verify(state: &ApiState, console: &Console, value: &str, now: Timestamp) -> Option<Principal> {
-    let mut parts = value.split('.');
-    let (role, id_hex, expires, mac) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let expires: i64 = expires.parse().ok()?;
-    if expires <= now.as_second() {
-        return None;
-    }
-    let mac = hex::decode(mac).ok()?;
-    let id = String::from_utf8(hex::decode(id_hex).ok()?).ok()?;
-    state
-        .keys
-        .iter()
-        .filter(|k| role_name(k.role) == role && k.id == id && CONSOLE_ROLES.contains(&k.role))
-        .find(|k| console.sign(role, id_hex, expires, &k.hash).verify_slice(&mac).is_ok())
-        .map(|k| Principal { role: k.role, id: k.id.clone() })
+/// The principal of the session cookie `value`, and its expiry: `None` unless it is genuine,
+/// unexpired and its key still configured.
+fn verify(state: &ApiState, console: &Console, value: &str) -> Option<(Principal, i64)> {
+    console.sessions.verify(value, &state.keys, Timestamp::now().as_second())
 }
 
 fn role_name(role: ApiRole) -> &'static str {
@@ -626,19 +657,17 @@ fn role_name(role: ApiRole) -> &'static str {
 /// whose key is gone; 403 for a request that changes something without the CSRF token.
 pub fn session_principal(parts: &Parts, state: &ApiState) -> Result<Option<Principal>, ApiError> {
     let (Some(console), Some(value)) = (state.console.as_deref(), cookie(&parts.headers)) else { return Ok(None) };
-    let principal = verify(state, console, value, Timestamp::now())
+    let (principal, _) = verify(state, console, value)
         .ok_or_else(|| ApiError::Unauthorized("the console session has ended; sign in again".into()))?;
     if !matches!(parts.method, Method::GET | Method::HEAD) {
         let token = parts
             .headers
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| hex::decode(v).ok())
             .ok_or_else(|| ApiError::Forbidden("a console request must carry X-Linkbus-Csrf".into()))?;
-        console
-            .csrf(value)
-            .verify_slice(&token)
-            .map_err(|_| ApiError::Forbidden("the X-Linkbus-Csrf token does not match the session".into()))?;
+        if !console.sessions.csrf_matches(value, token) {
+            return Err(ApiError::Forbidden("the X-Linkbus-Csrf token does not match the session".into()));
+        }
     }
     Ok(Some(principal))
 }
@@ -647,7 +676,7 @@ fn session_info(console: &Console, principal: &Principal, value: &str, expires: 
     SessionInfo {
         role: role_name(principal.role).to_owned(),
         id: principal.id.clone(),
-        csrf: hex::encode(console.csrf(value).finalize().into_bytes()),
+        csrf: console.sessions.csrf(value),
         expires_at: Timestamp::from_second(expires).unwrap_or(Timestamp::MAX),
     }
 }
@@ -682,9 +711,7 @@ async fn login(
     let max_age = i64::from(console.config.session_hours.max(1)) * 3600;
     let expires = Timestamp::now().as_second() + max_age;
     let role = role_name(principal.role);
-    let id_hex = hex::encode(principal.id.as_bytes());
-    let mac = hex::encode(console.sign(role, &id_hex, expires, &hash).finalize().into_bytes());
-    let value = format!("{role}.{id_hex}.{expires}.{mac}");
+    let value = console.sessions.issue(&principal, &hash, expires);
     let secure = if console.config.secure_cookie { "; Secure" } else { "" };
     let set_cookie = format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}");
     info!(role, actor = %principal.id, "console sign-in");
@@ -698,9 +725,8 @@ async fn login(
 async fn whoami(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let console = console(&state)?;
     let value = cookie(&headers).ok_or_else(|| ApiError::Unauthorized("not signed in".into()))?;
-    let principal = verify(&state, console, value, Timestamp::now())
+    let (principal, expires) = verify(&state, console, value)
         .ok_or_else(|| ApiError::Unauthorized("the console session has ended; sign in again".into()))?;
-    let expires = value.split('.').nth(2).and_then(|e| e.parse().ok()).unwrap_or_default();
     Ok(axum::Json(session_info(console, &principal, value, expires)).into_response())
 }
 
@@ -733,6 +759,54 @@ mod tests {
         assert_eq!(tile_origin(""), None);
         assert_eq!(tile_origin("javascript:alert(1)"), None);
         assert_eq!(tile_origin("https://evil.org; script-src *"), None);
+    }
+
+    fn key(role: ApiRole, id: &str, secret: &str) -> Key {
+        use sha2::Digest as _;
+        Key { hash: Sha256::digest(secret.as_bytes()).into(), role, id: id.into() }
+    }
+
+    #[test]
+    fn sessions_are_signed_expire_and_end_with_their_key() {
+        let sessions = Sessions { secret: [7; 32] };
+        let dana = key(ApiRole::Dispatcher, "dana", "k1");
+        let olga = key(ApiRole::Operator, "dana", "k2");
+        let keys = [dana.clone(), olga.clone()];
+        let principal = Principal { role: ApiRole::Dispatcher, id: "dana".into() };
+        let value = sessions.issue(&principal, &dana.hash, 1_000);
+        assert_eq!(sessions.verify(&value, &keys, 999), Some((principal.clone(), 1_000)));
+        // Expired.
+        assert_eq!(sessions.verify(&value, &keys, 1_000), None);
+        // Another role, a later expiry, another id: the signature no longer matches.
+        for forged in [
+            value.replacen("dispatcher", "operator", 1),
+            value.replacen(".1000.", ".2000.", 1),
+            value.replacen(&hex::encode("dana"), &hex::encode("dan"), 1),
+        ] {
+            assert_eq!(sessions.verify(&forged, &keys, 999), None, "{forged}");
+        }
+        // Another secret (another deployment), or the key rotated or removed.
+        assert_eq!(Sessions { secret: [8; 32] }.verify(&value, &keys, 999), None);
+        assert_eq!(sessions.verify(&value, &[key(ApiRole::Dispatcher, "dana", "k3"), olga], 999), None);
+        assert_eq!(sessions.verify(&value, &[], 999), None);
+        // A department key's session is never valid, even signed.
+        let dept = key(ApiRole::Department, "dpw", "k4");
+        let dept_value = sessions.issue(&Principal { role: ApiRole::Department, id: "dpw".into() }, &dept.hash, 1_000);
+        assert_eq!(sessions.verify(&dept_value, &[dept], 999), None);
+        // Garbage.
+        for garbage in ["", "a.b.c.d", "dispatcher.6461.1000", &format!("{value}.x")] {
+            assert_eq!(sessions.verify(garbage, &keys, 999), None, "{garbage}");
+        }
+    }
+
+    #[test]
+    fn csrf_tokens_belong_to_their_session() {
+        let sessions = Sessions { secret: [7; 32] };
+        let token = sessions.csrf("dispatcher.6461.1000.ab");
+        assert!(sessions.csrf_matches("dispatcher.6461.1000.ab", &token));
+        assert!(!sessions.csrf_matches("dispatcher.6461.1000.ac", &token));
+        assert!(!sessions.csrf_matches("dispatcher.6461.1000.ab", "zz"));
+        assert!(!sessions.csrf_matches("dispatcher.6461.1000.ab", ""));
     }
 
     #[test]
