@@ -274,6 +274,10 @@
     const list = $('board-list');
     list.addEventListener('scroll', () => renderRows(), { passive: true });
     list.addEventListener('click', (e) => { const row = e.target.closest('.row'); if (row) select(row.dataset.caseId); });
+    list.addEventListener('keydown', (e) => {
+      const row = e.target.closest('.row');
+      if (row && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); select(row.dataset.caseId); }
+    });
     for (const id of ['f-state', 'f-priority', 'f-system', 'f-community', 'f-department']) $(id).onchange = invalidate;
   }
   function communityName(id) { return S.region.communities.find((c) => c.id === id)?.name; }
@@ -310,7 +314,7 @@
     for (let i = 0; i < n; i++) {
       const c = S.order[first + i], el = rows.children[i];
       const cls = rowClass(c), inner = rowInner(c);
-      if (el.className !== cls) el.className = cls;
+      if (el.className !== cls) { el.className = cls; el.tabIndex = 0; }
       if (el.dataset.caseId !== c.id) el.dataset.caseId = c.id;
       if (el.linkbusInner !== inner) { el.innerHTML = inner; el.linkbusInner = inner; }
     }

@@ -40,11 +40,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use linkbus_bus::nats;
@@ -587,10 +587,7 @@ async fn volunteers(State(state): State<ApiState>, principal: Principal) -> Resu
 
 /// `GET /console/events`: a `reset` with every live case, then a `case` per change; a `reset`
 /// again if this stream fell behind the book's changes. Ends when `linkbus up` stops.
-async fn events(
-    State(state): State<ApiState>,
-    principal: Principal,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+async fn events(State(state): State<ApiState>, principal: Principal) -> Result<Response, ApiError> {
     require_console(&principal)?;
     let console = state.console.clone().ok_or_else(|| ApiError::NotFound("the console is off here".into()))?;
     info!(role = ?principal.role, actor = %principal.id, "console watching");
@@ -604,12 +601,14 @@ async fn events(
             Err(RecvError::Lagged(_)) => reset_event(&book),
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok(event), (changes, book, open)))
+        Some((Ok::<_, Infallible>(event), (changes, book, open)))
     });
     let stream = futures::stream::once(async move { Ok(reset.retry(Duration::from_secs(1))) })
         .chain(live)
         .take_until(console.stop.clone().cancelled_owned());
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
+    // Proxies that buffer responses (nginx) would hold the events back.
+    Ok(([(HeaderName::from_static("x-accel-buffering"), "no")], sse).into_response())
 }
 
 fn reset_event(book: &CaseBook) -> Event {

@@ -529,7 +529,9 @@ async fn console_sessions_are_signed_and_acting_needs_the_csrf_token() {
         port,
         &format!(
             "[[api.keys]]\nrole = \"operator\"\nid = \"olga\"\nsha256 = \"{}\"\n\
-             [[api.keys]]\nrole = \"department\"\nid = \"dpw-ops-queue\"\nsha256 = \"{}\"\n",
+             [[api.keys]]\nrole = \"department\"\nid = \"dpw-ops-queue\"\nsha256 = \"{}\"\n\
+             [console]\ntile_url = \"https://{{s}}.tiles.example.org/{{z}}/{{x}}/{{y}}.png\"\n\
+             tile_attribution = \"© Example Tiles\"\n",
             linkbus::api::hash_key(OPERATOR),
             linkbus::api::hash_key(DEPARTMENT)
         ),
@@ -547,6 +549,20 @@ async fn console_sessions_are_signed_and_acting_needs_the_csrf_token() {
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"), "{set}");
         set.split(';').next().expect("name=value").to_owned()
     };
+
+    // The page: no inline script, images only from here and the configured tile server.
+    let page = http.get(format!("{base}/")).send().await.expect("answer");
+    assert_eq!(page.status(), 200);
+    let csp =
+        page.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("img-src 'self' data: https://*.tiles.example.org;"),
+        "{csp}"
+    );
+    assert_eq!(page.headers().get("x-frame-options").and_then(|v| v.to_str().ok()), Some("DENY"));
+    let leaflet = http.get(format!("{base}/console/assets/vendor/leaflet/LICENSE")).send().await.expect("answer");
+    assert!(leaflet.text().await.expect("text").contains("BSD 2-Clause"));
+    assert_eq!(http.get(format!("{base}/console/assets/../src/main.rs")).send().await.expect("answer").status(), 404);
 
     // Department keys may not sign in; unknown keys neither; a form post is not a sign-in.
     assert_eq!(sign_in(DEPARTMENT).await.expect("answer").status(), 403);
@@ -573,7 +589,15 @@ async fn console_sessions_are_signed_and_acting_needs_the_csrf_token() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The cookie reads the API and the console's own endpoints …
-    assert_eq!(get("/console/region", &cookie).await.expect("answer").status(), 200);
+    let region: Value = get("/console/region", &cookie)
+        .await
+        .expect("answer")
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).expect("json"))
+        .expect("body");
+    assert_eq!(region["time_zone"], "America/Los_Angeles");
+    assert_eq!(region["tile_url"], "https://{s}.tiles.example.org/{z}/{x}/{y}.png");
     let communities: Value = get("/console/region/communities", &cookie)
         .await
         .expect("answer")
