@@ -81,34 +81,37 @@ impl Linkbus {
     }
 }
 
-/// chromedriver, stopped with the test.
+/// chromedriver in a process group of its own, with every Chromium it starts: on drop (a test
+/// that ends, or fails) the whole group gets SIGTERM (SIGKILL after 10 s), so no browser outlives
+/// the test.
 struct Driver {
-    _process: Running,
+    process: std::process::Child,
     url: String,
 }
 
 impl Driver {
     fn start() -> Self {
+        use std::os::unix::process::CommandExt as _;
         let binary = std::env::var("LINKBUS_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
         assert!(
             std::path::Path::new(&binary).exists(),
             "{binary} is missing: run ops/scripts/ensure-test-tools (Debian packages chromium, chromium-driver)"
         );
         let port = free_port();
-        let process = Running(
-            Command::new(&binary)
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("chromedriver starts"),
-        );
+        let process = Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let driver = Self { process, url: format!("http://127.0.0.1:{port}") };
         let deadline = std::time::Instant::now() + WAIT;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(std::time::Instant::now() < deadline, "chromedriver did not listen on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { _process: process, url: format!("http://127.0.0.1:{port}") }
+        driver
     }
 
     /// A fresh headless Chromium with its own profile (so its own cookies).
@@ -123,7 +126,7 @@ impl Driver {
                 "args": [
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--window-size=1600,1000", "--lang=en-US",
+                    "--disable-crash-reporter", "--window-size=1600,1000", "--lang=en-US",
                     format!("--user-data-dir={}", profile.display()),
                 ],
             }),
@@ -133,6 +136,20 @@ impl Driver {
             .await
             .expect("Chromium starts in time")
             .expect("a WebDriver session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        use nix::sys::signal::{Signal, killpg};
+        let group = nix::unistd::Pid::from_raw(self.process.id() as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while matches!(self.process.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = self.process.wait();
     }
 }
 
