@@ -345,8 +345,14 @@
     caseLayer = L.layerGroup().addTo(map);
     volunteerLayer = L.layerGroup().addTo(map);
     routeLayer = L.layerGroup().addTo(map);
+    // Dots grow as the map zooms in: at the whole city, thousands of cases stay readable.
+    map.on('zoomend', () => {
+      S.zoom = map.getZoom();
+      for (const m of markers.values()) m.setStyle(markerStyle(m.caseRef));
+    });
     const b = S.region.bounds;
     if (b) map.fitBounds(b); else map.fitBounds(communityLayer.getBounds());
+    S.zoom = map.getZoom();
     L.control.scale().addTo(map);
     S.layers = L.control.layers(null, {}, { collapsed: true }).addTo(map);
     buildLegend();
@@ -369,7 +375,7 @@
     const done = DONE.has(c.state);
     const open = rank(c) === 1;
     return {
-      renderer: canvas, radius: c.priority === 1 ? 7 : 5,
+      renderer: canvas, radius: (c.priority === 1 ? 2 : 0) + (S.zoom >= 14 ? 6 : S.zoom >= 13 ? 5 : 4),
       fillColor: COLORS[c.priority] || '#888', fillOpacity: done ? 0.25 : 0.9,
       color: c.escalation_open ? '#b5179e' : open ? '#1d2733' : '#ffffff', weight: c.escalation_open ? 3 : open ? 1.5 : 1,
       opacity: done ? 0.4 : 1,
@@ -415,7 +421,7 @@
       volunteerLayer.clearLayers();
       for (const v of volunteers) {
         if (!v.available) continue;
-        volunteerLayer.addLayer(L.circleMarker([v.lat, v.lon], { renderer: canvas, radius: 2.5, stroke: false, fillColor: '#2a9d8f', fillOpacity: 0.75, interactive: false }));
+        volunteerLayer.addLayer(L.circleMarker([v.lat, v.lon], { renderer: canvas, radius: 2, stroke: false, fillColor: '#2a9d8f', fillOpacity: 0.6, interactive: false }));
       }
     } catch (_) { /* shown again on the next refresh */ }
   }
@@ -430,7 +436,8 @@
       drawRouting(S.detail, true);
     } catch (err) {
       $('detail').hidden = false;
-      $('detail-body').innerHTML = `<p class="error">${esc(err.message)}</p>`;
+      $('detail-head').innerHTML = `<p class="error">${esc(err.message)}</p>`;
+      $('detail-actions').innerHTML = ''; $('detail-actions').linkbusHtml = ''; $('detail-rest').innerHTML = '';
     }
   }
   async function refreshDetail() {
@@ -491,8 +498,13 @@
       (r.escalation_open ? `<button type="button" class="primary" data-act="ack">${esc(t('ack'))}</button>` : '') +
       (open ? `<select id="reassign-to">${deptOptions}</select><input id="reassign-reason" placeholder="${esc(t('reason'))}"><button type="button" data-act="reassign">${esc(t('reassign'))}</button>` : '') +
       (open ? `<input id="close-note" placeholder="${esc(t('note'))}"><button type="button" data-act="close">${esc(t('close'))}</button>` : '') +
-      `</div><p class="msg" id="action-msg"></p>`;
-    $('detail-body').innerHTML =
+      `</div>`;
+    // The actions are rewritten only when they change (another case, another state), so what a
+    // dispatcher is typing survives the case's live updates.
+    const box = $('detail-actions'), sameCase = $('detail').dataset.caseId === r.case_id;
+    if (!sameCase) $('action-msg').textContent = '';
+    if (!sameCase || box.linkbusHtml !== actions) { box.innerHTML = actions; box.linkbusHtml = actions; }
+    $('detail-head').innerHTML =
       `<h2>${esc(categoryName(r.case.category))} <span class="badge s-${r.state}" id="detail-state" data-state="${esc(r.state)}">${esc(stateName(r.state))}</span>` +
       (r.escalation_open ? ` <span class="badge esc">${esc(t('escalated'))}</span>` : '') + `</h2>` +
       `<dl class="kv"><dt>ID</dt><dd>${esc(r.case_id)}</dd>` +
@@ -501,8 +513,8 @@
       `<dt>${esc(t('description'))}</dt><dd>${esc(r.case.description || '')}</dd>` +
       `<dt>${esc(t('reported'))}</dt><dd>${esc(fmtTime(r.case.reported_at, true))}</dd>` +
       `<dt>${esc(t('deadline'))}</dt><dd>${esc(fmtTime(deadline, true))}</dd>` +
-      `<dt>${esc(t('departments'))}</dt><dd>${esc((r.accepted_by ? [r.accepted_by] : r.departments).map(deptName).join(', '))}</dd></dl>` +
-      `<h3>${esc(t('actions'))}</h3>${actions}` +
+      `<dt>${esc(t('departments'))}</dt><dd>${esc((r.accepted_by ? [r.accepted_by] : r.departments).map(deptName).join(', '))}</dd></dl>`;
+    $('detail-rest').innerHTML =
       `<h3>${esc(t('routing'))}</h3><dl class="kv">` +
       `<dt>${esc(t('community'))}</dt><dd>${esc(d.community.community?.name || '')} (${esc(outcomeText(d.community))})</dd>` +
       `<dt>${esc(t('departments'))}</dt><dd>${d.departments.map((x) => `${esc(x.name)}: ${esc(ruleText(x.rule))}`).join('<br>')}</dd>` +

@@ -390,6 +390,32 @@ async fn console_shows_live_cases_and_actions_reach_every_console() {
         .await;
     }
 
+    // Reassigned from A to another department: B's board shows the new one.
+    a.find(Locator::Css("#board-rows .row[data-case-id=\"dup-b\"]")).await.expect("row").click().await.expect("open");
+    a.wait().at_most(WAIT).for_element(Locator::Css("#detail[data-case-id=\"dup-b\"]")).await.expect("dup-b open");
+    let select = a.find(Locator::Id("reassign-to")).await.expect("a department list");
+    select.select_by_value("dpw-ops-queue").await.expect("choose a department");
+    a.find(Locator::Id("reassign-reason"))
+        .await
+        .expect("reason")
+        .send_keys("a blocked drain, not a sewer")
+        .await
+        .expect("type");
+    a.find(Locator::Css("button[data-act=\"reassign\"]"))
+        .await
+        .expect("reassign button")
+        .click()
+        .await
+        .expect("reassign");
+    until(
+        &b,
+        "the reassignment in B",
+        "const row = document.querySelector('#board-rows .row[data-case-id=\"dup-b\"] .sub'); \
+         return row !== null && row.textContent.includes('dpw-ops-queue')",
+        vec![],
+    )
+    .await;
+
     // Every candidate department rejects a case: escalated, on top of both boards; acknowledged in
     // A, no longer escalated in B.
     let event = case("esc-1", SourceSystem::PublicService, "sewer_issues", -122.4312, 37.7694);
