@@ -548,6 +548,7 @@
     else if (b.dataset.act === 'close') { const note = $('close-note').value; act(note ? { action: 'close', note } : { action: 'close' }); }
   });
   $('detail-close').onclick = closeDetail;
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && S.detail) closeDetail(); });
 
   // ---- hooks for tests and measurements ----
   window.linkbusConsole = {

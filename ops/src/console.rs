@@ -586,11 +586,26 @@ async fn volunteers(State(state): State<ApiState>, principal: Principal) -> Resu
 }
 
 /// `GET /console/events`: a `reset` with every live case, then a `case` per change; a `reset`
-/// again if this stream fell behind the book's changes. Ends when `linkbus up` stops.
-async fn events(State(state): State<ApiState>, principal: Principal) -> Result<Response, ApiError> {
+/// again if this stream fell behind the book's changes. Ends when `linkbus up` stops, or the
+/// session it was opened with ends.
+async fn events(State(state): State<ApiState>, headers: HeaderMap, principal: Principal) -> Result<Response, ApiError> {
     require_console(&principal)?;
     let console = state.console.clone().ok_or_else(|| ApiError::NotFound("the console is off here".into()))?;
     info!(role = ?principal.role, actor = %principal.id, "console watching");
+    // A stream opened with a session ends with it: the page then reconnects, is refused, and asks
+    // to sign in again.
+    let session_left = match headers.contains_key(header::AUTHORIZATION) {
+        true => None,
+        false => cookie(&headers).and_then(|value| verify(&state, &console, value)).map(|(_, expires)| {
+            Duration::from_secs(u64::try_from(expires - Timestamp::now().as_second()).unwrap_or_default())
+        }),
+    };
+    let session_ended = async move {
+        match session_left {
+            Some(left) => tokio::time::sleep(left).await,
+            None => std::future::pending().await,
+        }
+    };
     // Subscribe before reading the book, so no change falls between the two.
     let changes = console.book.subscribe();
     let reset = reset_event(&console.book);
@@ -605,7 +620,8 @@ async fn events(State(state): State<ApiState>, principal: Principal) -> Result<R
     });
     let stream = futures::stream::once(async move { Ok(reset.retry(Duration::from_secs(1))) })
         .chain(live)
-        .take_until(console.stop.clone().cancelled_owned());
+        .take_until(console.stop.clone().cancelled_owned())
+        .take_until(session_ended);
     let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
     // Proxies that buffer responses (nginx) would hold the events back.
     Ok(([(HeaderName::from_static("x-accel-buffering"), "no")], sse).into_response())
