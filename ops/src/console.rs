@@ -476,18 +476,17 @@ impl CaseSummary {
     }
 }
 
-/// The cases a console shows: every open one (merged reports are shown by their primary) and
-/// those closed or cancelled within the last hour; at most [`MAX_LIVE`], most recently changed
-/// first.
-pub fn live_cases(book: &CaseBook, now: Timestamp) -> Vec<CaseSummary> {
+/// The cases a console shows, of `records`: every open one (merged reports are shown by their
+/// primary) and those closed or cancelled within the last hour; at most `max`, most recently
+/// changed first.
+pub fn live_cases(records: Vec<CaseRecord>, now: Timestamp, max: usize) -> Vec<CaseSummary> {
     let recent = now - RECENT_DONE;
-    let mut live: Vec<CaseRecord> = book
-        .list(&CaseFilter::default())
+    let mut live: Vec<CaseRecord> = records
         .into_iter()
         .filter(|r| r.merged_into.is_none() && (r.state.is_open() || r.updated_at >= recent))
         .collect();
     live.sort_by_key(|r| std::cmp::Reverse(r.updated_at));
-    live.truncate(MAX_LIVE);
+    live.truncate(max);
     live.iter().map(CaseSummary::of).collect()
 }
 
@@ -629,7 +628,7 @@ async fn events(State(state): State<ApiState>, headers: HeaderMap, principal: Pr
 
 fn reset_event(book: &CaseBook) -> Event {
     let now = Timestamp::now();
-    let body = json!({ "cases": live_cases(book, now), "now": now });
+    let body = json!({ "cases": live_cases(book.list(&CaseFilter::default()), now, MAX_LIVE), "now": now });
     Event::default().event("reset").data(body.to_string())
 }
 
@@ -774,6 +773,61 @@ mod tests {
         assert_eq!(tile_origin(""), None);
         assert_eq!(tile_origin("javascript:alert(1)"), None);
         assert_eq!(tile_origin("https://evil.org; script-src *"), None);
+    }
+
+    /// The committed example record (`docs/examples/case-record.json`): accepted, one report.
+    fn example() -> CaseRecord {
+        serde_json::from_str(include_str!("../../docs/examples/case-record.json")).expect("the example parses")
+    }
+
+    #[test]
+    fn a_summary_runs_the_deadline_of_its_state_and_lists_every_report() {
+        let mut r = example();
+        let summary = CaseSummary::of(&r);
+        assert_eq!((summary.id.as_str(), summary.state, summary.priority), ("sf311-4292128", CaseState::Accepted, 3));
+        assert_eq!(summary.deadline, r.resolve_by);
+        assert_eq!(summary.community.as_deref(), Some("mission"));
+        assert_eq!(summary.source_ids, ["4292128"]);
+        // A merged duplicate from another kind of system: both reports, both systems, once each.
+        let mut other = r.reports[0].clone();
+        other.report_id = "cad-77".into();
+        other.source_id = "77".into();
+        other.system = SourceSystem::Emergency;
+        r.reports.push(other.clone());
+        r.reports.push(other);
+        r.state = CaseState::Routed;
+        r.accept_by = Some(r.created_at + jiff::SignedDuration::from_secs(600));
+        let summary = CaseSummary::of(&r);
+        assert_eq!(summary.deadline, r.accept_by);
+        assert_eq!(summary.source_ids, ["4292128", "77", "77"]);
+        assert_eq!(summary.systems, [SourceSystem::Emergency, SourceSystem::PublicService]);
+        r.state = CaseState::Closed;
+        assert_eq!(CaseSummary::of(&r).deadline, None);
+    }
+
+    #[test]
+    fn the_live_cases_are_open_or_recently_done_newest_first_and_capped() {
+        let base = example();
+        let now = base.updated_at + jiff::SignedDuration::from_secs(7200);
+        let case = |id: &str, state: CaseState, minutes_ago: i64, merged: bool| {
+            let mut r = base.clone();
+            r.case_id = id.into();
+            r.state = state;
+            r.updated_at = now - jiff::SignedDuration::from_secs(minutes_ago * 60);
+            r.merged_into = merged.then(|| "primary".into());
+            r
+        };
+        let records = vec![
+            case("open-old", CaseState::Routed, 100, false),
+            case("open-new", CaseState::InProgress, 1, false),
+            case("closed-recently", CaseState::Closed, 30, false),
+            case("closed-long-ago", CaseState::Closed, 90, false),
+            case("cancelled-recently", CaseState::Cancelled, 10, false),
+            case("merged", CaseState::Cancelled, 5, true),
+        ];
+        let ids = |max| live_cases(records.clone(), now, max).into_iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(ids(10), ["open-new", "cancelled-recently", "closed-recently", "open-old"]);
+        assert_eq!(ids(2), ["open-new", "cancelled-recently"]);
     }
 
     fn key(role: ApiRole, id: &str, secret: &str) -> Key {
