@@ -197,11 +197,12 @@
       S.skew = new Date(reset.now).getTime() - Date.now();
       S.cases = new Map();
       for (const c of reset.cases) S.cases.set(c.id, c);
-      syncMarkers(true);
+      syncMarkers();
       S.dirty = true;
       orderAndRender();
       S.stats.lastResetMs = performance.now() - started;
       S.stats.lastResetCount = reset.cases.length;
+      if (S.detail) refreshDetail(); // it may have changed while the stream was down
     }
     if (S.queue.length) {
       const batch = S.queue; S.queue = [];
