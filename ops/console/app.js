@@ -53,6 +53,7 @@
       ev_cancelled: '撤销', ev_rated: '评价', ev_reopened: '重新打开', ev_report_merged: '合并报告', ev_merged: '并入其他事件',
       ev_split: '拆分', ev_volunteer_offered: '邀请志愿者', ev_volunteer_accepted: '志愿者接受', ev_volunteer_declined: '志愿者拒绝',
       ev_volunteer_expired: '志愿者未响应',
+      level_community: '社区', level_sub_district: '街道', level_district: '区', level_region: '全市',
       offer_offered: '已邀请', offer_accepted: '已接受', offer_declined: '已拒绝', offer_expired: '已过期', offer_withdrawn: '已撤回',
       actor_system: '系统', actor_department: '部门', actor_dispatcher: '调度员', actor_volunteer: '志愿者', actor_resident: '居民',
     },
@@ -473,7 +474,7 @@
     if (pan) map.panTo(map.unproject(map.project(here).add([($('detail').offsetWidth + 20) / 2, 0])), { animate: false });
   }
   function ruleText(rule) {
-    return rule.kind === 'jurisdiction' ? t('rule_jurisdiction', rule.level, rule.area) : t('rule_catch_all', rule.reason);
+    return rule.kind === 'jurisdiction' ? t('rule_jurisdiction', token('level_', rule.level), rule.area) : t('rule_catch_all', rule.reason);
   }
   function outcomeText(m) {
     if (m.outcome === 'nearest') return t('outcome_nearest', Math.round(m.distance_m || 0));
