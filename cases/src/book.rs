@@ -25,11 +25,15 @@ use linkbus_bus::wire::{
 };
 use linkbus_routers::service::{RouterState, read};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::lifecycle::{self, Effect, Ladder, Outcome, Policy, Refused};
 use crate::metrics::CaseMetrics;
+
+/// Changes of case records held for subscribers ([`CaseBook::subscribe`]) not yet read by them.
+const CHANGES_CAPACITY: usize = 4096;
 
 /// How the case book runs.
 #[derive(Debug, Clone)]
@@ -132,6 +136,7 @@ pub struct CaseBook {
     router: Arc<RouterState>,
     config: BookConfig,
     metrics: CaseMetrics,
+    changes: broadcast::Sender<CaseRecord>,
 }
 
 impl std::fmt::Debug for CaseBook {
@@ -167,7 +172,9 @@ impl CaseBook {
             departments.departments().iter().map(|d| (d.id.clone(), d.parent.clone())),
             &departments.departments()[departments.catch_all()].id,
         );
-        let book = Arc::new(Self { js, store, cache: RwLock::new(HashMap::new()), ladder, router, config, metrics });
+        let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
+        let book =
+            Arc::new(Self { js, store, cache: RwLock::new(HashMap::new()), ladder, router, config, metrics, changes });
         let ready = CancellationToken::new();
         let mut tasks = Vec::new();
         let spawn = |name: &'static str, f: futures::future::BoxFuture<'static, Result<(), ActError>>| {
@@ -199,6 +206,14 @@ impl CaseBook {
             read(&self.cache).values().map(|s| &s.record).filter(|r| filter.matches(r)).cloned().collect();
         out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.case_id.cmp(&b.case_id)));
         out
+    }
+
+    /// Every change of a case record from now on, whichever replica made it (records as the
+    /// bucket's follower or this replica's own transitions store them; a record stored again
+    /// unchanged is not sent). A receiver that falls more than 4,096 changes behind gets
+    /// [`broadcast::error::RecvError::Lagged`] and should read the book afresh ([`CaseBook::list`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<CaseRecord> {
+        self.changes.subscribe()
     }
 
     /// One case.
@@ -318,6 +333,11 @@ impl CaseBook {
 
     fn remember(&self, stored: Stored) {
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        let changed = cache.get(&stored.record.case_id).is_none_or(|old| old.record != stored.record);
+        if changed && self.changes.receiver_count() > 0 {
+            // No receiver is not an error: nobody is watching.
+            let _ = self.changes.send(stored.record.clone());
+        }
         cache.insert(stored.record.case_id.clone(), stored);
     }
 

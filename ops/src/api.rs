@@ -21,6 +21,8 @@
 //! that dispatcher; an operator key only reads; a source key may only use the residents'
 //! endpoints. A key whose role may not use an endpoint gets 403. What may be done to a case is the
 //! lifecycle's decision (`linkbus_cases::lifecycle`), which records the actor in the timeline.
+//! A request without an `Authorization` header may instead carry the dispatcher console's session
+//! cookie (and, to change anything, its CSRF token): see [`crate::console`].
 //!
 //! **Residents** reach linkbus through their source system's app (a 12345/311 app), which relays
 //! their follow-ups and ratings with its source key (as Open311 requires an `api_key`); source ids
@@ -183,10 +185,10 @@ pub fn hash_key(key: &str) -> String {
 
 /// One configured key.
 #[derive(Debug, Clone)]
-struct Key {
-    hash: [u8; 32],
-    role: ApiRole,
-    id: String,
+pub(crate) struct Key {
+    pub(crate) hash: [u8; 32],
+    pub(crate) role: ApiRole,
+    pub(crate) id: String,
 }
 
 /// Who is calling, from their key.
@@ -229,10 +231,11 @@ impl Principal {
 pub struct ApiState {
     cases: Arc<dyn Cases>,
     deliveries: Option<Arc<dyn Deliveries>>,
-    keys: Arc<[Key]>,
+    pub(crate) keys: Arc<[Key]>,
     limiter: Arc<RateLimiter>,
     metrics: prometheus::Registry,
     readiness: Option<Arc<dyn Readiness>>,
+    pub(crate) console: Option<Arc<crate::console::Console>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -262,6 +265,7 @@ impl ApiState {
             limiter,
             metrics: prometheus::Registry::new(),
             readiness: None,
+            console: None,
         })
     }
 
@@ -284,13 +288,24 @@ impl ApiState {
         self
     }
 
+    /// Serves the dispatcher console (`/`, `/console/…`; without, those answer 404).
+    pub fn with_console(mut self, console: Arc<crate::console::Console>) -> Self {
+        self.console = Some(console);
+        self
+    }
+
     /// The key whose hash is `presented`'s, comparing with every configured one in constant time.
     fn principal(&self, presented: &str) -> Option<Principal> {
+        self.principal_with_hash(presented).map(|(principal, _)| principal)
+    }
+
+    /// [`ApiState::principal`], and the key's hash.
+    pub(crate) fn principal_with_hash(&self, presented: &str) -> Option<(Principal, [u8; 32])> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for key in self.keys.iter() {
             if constant_time_eq(&key.hash, &digest) && found.is_none() {
-                found = Some(Principal { role: key.role, id: key.id.clone() });
+                found = Some((Principal { role: key.role, id: key.id.clone() }, key.hash));
             }
         }
         found
@@ -306,6 +321,11 @@ impl FromRequestParts<ApiState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        if !parts.headers.contains_key(header::AUTHORIZATION)
+            && let Some(principal) = crate::console::session_principal(parts, state)?
+        {
+            return Ok(principal);
+        }
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -569,6 +589,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/api/webhooks/{department}/deliveries", get(list_deliveries))
         .route("/api/stats/departments", get(department_stats))
         .merge(public)
+        .merge(crate::console::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/openapi.json".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

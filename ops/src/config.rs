@@ -35,6 +35,8 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// The HTTP API: where it listens and who may use it.
     pub api: ApiConfig,
+    /// The dispatcher console served with the API (`docs/console.md`).
+    pub console: ConsoleConfig,
 }
 
 /// Accept and resolve deadlines for one priority, seconds.
@@ -104,6 +106,36 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         Self { listen: "127.0.0.1:8080".into(), public_rate_per_minute: 60, keys: vec![] }
+    }
+}
+
+/// `[console]`: the dispatcher console, served by `linkbus up` at `/` of the API's address.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console (it needs the API: `[api].listen` set).
+    pub enabled: bool,
+    /// A base map's tile URL template (`https://tiles.example.org/{z}/{x}/{y}.png`); empty: no
+    /// base map, only the region's community boundaries (the console works offline).
+    pub tile_url: String,
+    /// The attribution the tile provider requires, shown on the map.
+    pub tile_attribution: String,
+    /// Hours a console login lasts (a shift); then the dispatcher enters their key again.
+    pub session_hours: u32,
+    /// Mark the session cookie `Secure` (sent over HTTPS only): set it when the console is
+    /// reached through a TLS-terminating proxy.
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tile_url: String::new(),
+            tile_attribution: String::new(),
+            session_hours: 12,
+            secure_cookie: false,
+        }
     }
 }
 

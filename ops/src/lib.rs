@@ -10,6 +10,8 @@
 //! - [`up`]: `linkbus up`, with the embedded, supervised nats-server;
 //! - [`api`]: the HTTP API of the closed loop (cases, actions, residents' follow-up, OpenAPI),
 //!   `/metrics`, `/healthz` and `/readyz`;
+//! - [`console`]: the dispatcher console in the browser (map, live case board, actions), served
+//!   with the API;
 //! - [`metrics`]: the Prometheus registry and the process-level metrics (NATS connection, region);
 //! - [`route`]: `linkbus route`, offline decisions;
 //! - [`replay`]: `linkbus replay`, data files into the bus with a summary;
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod deadletter;
+pub mod console;
 pub mod geo_build;
 pub mod geo_region;
 pub mod geo_tools;

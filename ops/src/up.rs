@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::api;
 use crate::config::{ApiRole, Config};
+use crate::console::Console;
 use crate::metrics::Metrics;
 use crate::replay::{self, ReplayOptions};
 use crate::service::{self, Service};
@@ -71,7 +72,7 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
     let svc = Service::start_with_metrics(&config, &region, client.clone(), source, metrics).await?;
     let api_stop = CancellationToken::new();
     let api = match api_listener {
-        Some(listener) => Some(serve_api(listener, &config, &region, &svc, api_stop.clone())?),
+        Some(listener) => Some(serve_api(listener, &config, &region, &svc, api_stop.clone()).await?),
         None => None,
     };
     let volunteers = svc.state.volunteers.read().map(|v| (v.len(), v.available())).unwrap_or_default();
@@ -82,7 +83,13 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
         region.departments.departments.len(),
         volunteers.0,
         volunteers.1,
-        api.as_ref().map_or_else(|| "API off".to_owned(), |(addr, _)| format!("API http://{addr}"))
+        api.as_ref().map_or_else(
+            || "API off".to_owned(),
+            |(addr, _)| {
+                let console = if config.console.enabled { format!(", console http://{addr}/") } else { String::new() };
+                format!("API http://{addr}{console}")
+            }
+        )
     );
 
     let stop = CancellationToken::new();
@@ -191,8 +198,9 @@ async fn bind_api(config: &Config) -> anyhow::Result<Option<tokio::net::TcpListe
     Ok(Some(listener))
 }
 
-/// Serves the HTTP API on `listener` until `stop`; its address and task.
-fn serve_api(
+/// Serves the HTTP API (and the console, if enabled) on `listener` until `stop`; its address and
+/// task.
+async fn serve_api(
     listener: tokio::net::TcpListener,
     config: &Config,
     region: &Region,
@@ -211,6 +219,21 @@ fn serve_api(
         .with_deliveries(Arc::new(svc.js.clone()))
         .with_metrics(svc.metrics.registry().clone())
         .with_readiness(svc.readiness());
+    let state = if config.console.enabled {
+        let console = Console::start(
+            svc.metrics.registry(),
+            &svc.js,
+            svc.cases.clone(),
+            svc.state.clone(),
+            region,
+            config,
+            stop.clone(),
+        )
+        .await?;
+        state.with_console(Arc::new(console))
+    } else {
+        state
+    };
     let addr = listener.local_addr().context("reading the API's address")?;
     info!(%addr, keys = config.api.keys.len(), "HTTP API listening");
     Ok((addr, tokio::spawn(api::serve(listener, api::app(state), stop.cancelled_owned()))))

@@ -11,6 +11,12 @@ pub fn unit_vector(lon: f64, lat: f64) -> [f64; 3] {
     [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
 }
 
+/// Lon/lat in degrees of a unit vector ([`unit_vector`]'s inverse).
+pub fn lon_lat(xyz: [f64; 3]) -> (f64, f64) {
+    let [x, y, z] = xyz;
+    (y.atan2(x).to_degrees(), z.atan2(x.hypot(y)).to_degrees())
+}
+
 /// Great-circle distance in metres for a chord length between unit vectors.
 pub fn chord_to_metres(chord: f64) -> f64 {
     2.0 * EARTH_RADIUS_M * (chord / 2.0).min(1.0).asin()
@@ -50,6 +56,8 @@ mod tests {
         let chord = ((u[0] - v[0]).powi(2) + (u[1] - v[1]).powi(2) + (u[2] - v[2]).powi(2)).sqrt();
         assert!((chord_to_metres(chord) - h).abs() < 1e-6, "{} vs {h}", chord_to_metres(chord));
         assert!((metres_to_chord(h) - chord).abs() < 1e-12);
+        let (lon, lat) = lon_lat(u);
+        assert!((lon - a.0).abs() < 1e-9 && (lat - a.1).abs() < 1e-9, "{lon} {lat}");
         // San Francisco to Oakland is about 13.4 km.
         assert!((13_000.0..14_000.0).contains(&h), "{h}");
     }

@@ -261,6 +261,21 @@ impl<T: PartialEq> SelectionFunction<GeomWithData<Point, T>> for Covering<T> {
 #[error("volunteer skill {0:?} would be the 65th distinct skill; at most 64 are supported")]
 pub struct TooManySkills(pub String);
 
+/// Where a volunteer is, as [`VolunteerIndex::positions`] reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VolunteerPosition {
+    /// Volunteer id.
+    pub id: String,
+    /// Longitude, degrees (WGS-84).
+    pub lon: f64,
+    /// Latitude, degrees (WGS-84).
+    pub lat: f64,
+    /// Available for offers now.
+    pub available: bool,
+    /// Their skills.
+    pub skills: Vec<String>,
+}
+
 /// The live volunteer index.
 #[derive(Debug, Clone, Default)]
 pub struct VolunteerIndex {
@@ -323,6 +338,26 @@ impl VolunteerIndex {
     /// Number of volunteers available now.
     pub fn available(&self) -> usize {
         self.available
+    }
+
+    /// Everyone known, in no particular order: id, lon/lat (degrees, as recovered from the
+    /// index's unit vector), availability and skills. For showing volunteers on a map; linear in
+    /// the number known.
+    pub fn positions(&self) -> Vec<VolunteerPosition> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|slot| {
+                let (lon, lat) = geodesy::lon_lat(slot.xyz);
+                VolunteerPosition {
+                    id: slot.id.to_string(),
+                    lon,
+                    lat,
+                    available: slot.available,
+                    skills: bits(slot.skills).map(|bit| self.skill_names[bit].clone()).collect(),
+                }
+            })
+            .collect()
     }
 
     fn slot_for(&mut self, v: &VolunteerStatus) -> Result<Slot, TooManySkills> {
@@ -631,6 +666,23 @@ mod tests {
         assert_eq!(got.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["near-busy", "far"]);
         assert_eq!(idx.nearest(-122.4, 37.7749, "unknown_skill", 2, 2_000.0).0, vec![]);
         assert_eq!(idx.len(), 4);
+
+        let mut positions = idx.positions();
+        positions.sort_by(|a, b| a.id.cmp(&b.id));
+        let summary: Vec<(&str, bool, Vec<&str>)> = positions
+            .iter()
+            .map(|p| (p.id.as_str(), p.available, p.skills.iter().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("far", true, vec!["first_aid"]),
+                ("first", true, vec!["first_aid"]),
+                ("near-busy", true, vec!["first_aid"]),
+                ("near-other-skill", true, vec!["cleanup"]),
+            ]
+        );
+        assert!((positions[0].lon + 122.4003).abs() < 1e-9 && (positions[0].lat - 37.7749).abs() < 1e-9);
     }
 
     #[test]
