@@ -205,10 +205,16 @@ impl CaseBook {
     }
 
     /// The case a report with this source-system id belongs to (the merged-into case for a
-    /// merged report), as a resident following up would look it up.
-    pub fn by_source_id(&self, source_id: &str) -> Option<CaseRecord> {
+    /// merged report), as a resident following up would look it up. Source ids are unique only
+    /// within their source: `source` (a CloudEvents `source`, e.g. `/open311`) scopes the lookup,
+    /// so one system cannot reach another's requests; `None` (dispatchers, who see every case)
+    /// takes the first report with that id from any source.
+    pub fn by_source_id(&self, source: Option<&str>, source_id: &str) -> Option<CaseRecord> {
         let cache = read(&self.cache);
-        let own = cache.values().find(|s| s.record.case.source_id == source_id)?;
+        let own = cache.values().find(|s| {
+            let first = s.record.reports.first();
+            s.record.case.source_id == source_id && source.is_none_or(|src| first.is_some_and(|f| f.source == src))
+        })?;
         match &own.record.merged_into {
             Some(primary) => cache.get(primary).map(|s| s.record.clone()),
             None => Some(own.record.clone()),

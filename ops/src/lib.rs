@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML configuration (`ops/linkbus.example.toml`);
 //! - [`service`]: one running service on a NATS connection (streams, volunteers, router);
 //! - [`up`]: `linkbus up`, with the embedded, supervised nats-server;
+//! - [`adapters`]: the source-system adapters (Open311, grid reports) built from the configuration;
 //! - [`api`]: the HTTP API of the closed loop (cases, actions, residents' follow-up, OpenAPI),
 //!   `/metrics`, `/healthz` and `/readyz`;
 //! - [`metrics`]: the Prometheus registry and the process-level metrics (NATS connection, region);
@@ -13,6 +14,7 @@
 //! - [`watch`]: `linkbus watch`, a plain subscriber;
 //! - [`geo_build`]: `linkbus geo build-sf`, the San Francisco region from public data.
 
+pub mod adapters;
 pub mod api;
 pub mod cli;
 pub mod client;

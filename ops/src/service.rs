@@ -173,6 +173,7 @@ impl Service {
             }));
         }
 
+        tasks.extend(crate::adapters::listen(&config.adapters, client.clone(), cases.clone(), shutdown.clone()).await?);
         let router = router_service::run(js.clone(), state.clone(), config.service_config(source), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = router.await {

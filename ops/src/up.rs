@@ -196,6 +196,13 @@ fn serve_api(
         .with_deliveries(Arc::new(svc.js.clone()))
         .with_metrics(svc.metrics.registry().clone())
         .with_readiness(svc.readiness());
+    let state = state.clone().with_adapters(crate::adapters::routes(
+        &config.adapters,
+        region,
+        svc.js.clone(),
+        svc.cases.clone(),
+        Arc::new(state),
+    ));
     let addr = listener.local_addr().context("reading the API's address")?;
     info!(%addr, keys = config.api.keys.len(), "HTTP API listening");
     Ok((addr, tokio::spawn(api::serve(listener, api::app(state), stop.cancelled_owned()))))
