@@ -192,20 +192,22 @@ fn serve_api(
     if config.api.keys.is_empty() {
         warn!("no [[api.keys]] configured: the API answers only /healthz, /readyz, /metrics and /api/openapi.json");
     }
+    let app = api_app(config, region, svc)?;
+    let addr = listener.local_addr().context("reading the API's address")?;
+    info!(%addr, keys = config.api.keys.len(), "HTTP API listening");
+    Ok((addr, tokio::spawn(api::serve(listener, app, stop.cancelled_owned()))))
+}
+
+/// The HTTP API of `svc` as `linkbus up` serves it: the closed loop's endpoints and the
+/// source-system adapters' routes.
+pub fn api_app(config: &Config, region: &Region, svc: &Service) -> anyhow::Result<axum::Router> {
     let state = api::ApiState::new(svc.cases.clone(), &config.api)?
         .with_deliveries(Arc::new(svc.js.clone()))
         .with_metrics(svc.metrics.registry().clone())
         .with_readiness(svc.readiness());
-    let state = state.clone().with_adapters(crate::adapters::routes(
-        &config.adapters,
-        region,
-        svc.js.clone(),
-        svc.cases.clone(),
-        Arc::new(state),
-    ));
-    let addr = listener.local_addr().context("reading the API's address")?;
-    info!(%addr, keys = config.api.keys.len(), "HTTP API listening");
-    Ok((addr, tokio::spawn(api::serve(listener, api::app(state), stop.cancelled_owned()))))
+    let adapters =
+        crate::adapters::routes(&config.adapters, region, svc.js.clone(), svc.cases.clone(), Arc::new(state.clone()));
+    Ok(api::app(state.with_adapters(adapters)))
 }
 
 /// Resolves on ctrl-c or SIGTERM.
