@@ -428,26 +428,35 @@ impl std::fmt::Debug for Grid {
 }
 
 impl Grid {
-    /// The adapter for `config`.
+    /// The adapter for `config`; `intake` is the service's (this adapter names its own stage).
     pub fn new(config: GridConfig, intake: Intake) -> Self {
-        Self { config, intake }
+        Self { config, intake: intake.for_adapter(STAGE) }
     }
 
     /// Takes one report (its raw bytes, for the dead letter): its case, or the refusal.
     async fn take(&self, row: usize, report: Result<GridReport, String>, raw: Bytes, origin: &str) -> Outcome {
-        let event = report.and_then(|r| r.event(&self.config, Timestamp::now()));
-        match event {
+        match self.convert(report, Timestamp::now()) {
             Ok(event) => match self.intake.submit(&event).await {
                 Ok(s) => Outcome::Accepted { row, case_id: s.case_id, duplicate: s.duplicate },
                 Err(e) => self.bus_down(row, e),
             },
-            Err(error) => self.refuse(row, error, raw, origin).await,
+            Err((code, error)) => self.refuse(row, code, error, raw, origin).await,
         }
     }
 
-    async fn refuse(&self, row: usize, error: String, raw: Bytes, origin: &str) -> Outcome {
+    /// The event of a report that could be read; else the dead-letter code and the reason.
+    fn convert(
+        &self,
+        report: Result<GridReport, String>,
+        now: Timestamp,
+    ) -> Result<CloudEvent<CaseReport>, (&'static str, String)> {
+        let report = report.map_err(|e| ("malformed", e))?;
+        report.event(&self.config, now).map_err(|e| ("invalid", e))
+    }
+
+    async fn refuse(&self, row: usize, code: &str, error: String, raw: Bytes, origin: &str) -> Outcome {
         let reason = if row == 0 { error.clone() } else { format!("row {row}: {error}") };
-        self.intake.dead_letter(STAGE, "invalid", &reason, origin, raw).await;
+        self.intake.dead_letter(code, &reason, origin, raw).await;
         Outcome::Refused { row, error }
     }
 
@@ -467,13 +476,16 @@ impl Grid {
         let mut pending = Vec::with_capacity(rows.len());
         let mut outcomes = Vec::with_capacity(rows.len());
         for ReadRow { row, report, raw } in rows {
-            match report.and_then(|r| r.event(&self.config, now)) {
+            match self.convert(report, now) {
                 Ok(event) => match self.intake.submit_pending(&event).await {
                     Ok(p) => pending.push((row, outcomes.len(), p)),
-                    Err(e) => outcomes.push(self.bus_down(row, e)),
+                    Err(e) => {
+                        outcomes.push(self.bus_down(row, e));
+                        continue;
+                    }
                 },
-                Err(error) => {
-                    outcomes.push(self.refuse(row, error, raw, origin).await);
+                Err((code, error)) => {
+                    outcomes.push(self.refuse(row, code, error, raw, origin).await);
                     continue;
                 }
             }
@@ -560,7 +572,7 @@ async fn upload(State((grid, gate)): State<(Arc<Grid>, Arc<dyn Gate>)>, request:
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
             let reason = format!("the batch is larger than {} bytes", grid.config.max_batch_bytes);
-            grid.intake.dead_letter(STAGE, "too_large", &reason, &origin, Bytes::new()).await;
+            grid.intake.dead_letter("too_large", &reason, &origin, Bytes::new()).await;
             return refusal(StatusCode::PAYLOAD_TOO_LARGE, "too_large", &reason);
         }
         Err(BodyError::Broken(e)) => return refusal(StatusCode::BAD_REQUEST, "invalid", &e),
@@ -568,13 +580,13 @@ async fn upload(State((grid, gate)): State<(Arc<Grid>, Arc<dyn Gate>)>, request:
     let media = web::media_type(&headers);
     let Some(format) = BatchFormat::of(&media) else {
         let reason = format!("content type {media:?}: send text/csv or application/x-ndjson");
-        grid.intake.dead_letter(STAGE, "malformed", &reason, &origin, body).await;
+        grid.intake.dead_letter("malformed", &reason, &origin, body).await;
         return refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid", &reason);
     };
     match grid.batch(&body, format, &origin).await {
         Ok(result) => axum::Json(result).into_response(),
         Err(reason) => {
-            grid.intake.dead_letter(STAGE, "malformed", &reason, &origin, body).await;
+            grid.intake.dead_letter("malformed", &reason, &origin, body).await;
             refusal(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &reason)
         }
     }

@@ -20,6 +20,8 @@ use linkbus_cases::book::{CaseBook, CaseFilter};
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
+use crate::metrics::AdapterMetrics;
+
 /// An adapter's failure to hand something to the bus (NATS trouble: the sender should retry).
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -105,23 +107,32 @@ pub fn digest_id(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))[..16].to_owned()
 }
 
-/// Publishes adapters' reports and dead letters.
+/// Publishes adapters' reports and dead letters, and counts them.
 #[derive(Clone)]
 pub struct Intake {
     js: jetstream::Context,
     cases: Arc<dyn CaseLookup>,
+    metrics: AdapterMetrics,
+    /// The adapter: the dead-letter stage and the metrics' `adapter` label.
+    stage: &'static str,
 }
 
 impl std::fmt::Debug for Intake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Intake").finish_non_exhaustive()
+        f.debug_struct("Intake").field("stage", &self.stage).finish_non_exhaustive()
     }
 }
 
 impl Intake {
-    /// Publishes on `js`, asking `cases` for reports already known.
-    pub fn new(js: jetstream::Context, cases: Arc<dyn CaseLookup>) -> Self {
-        Self { js, cases }
+    /// Publishes on `js`, asking `cases` for reports already known, counting into `metrics`.
+    pub fn new(js: jetstream::Context, cases: Arc<dyn CaseLookup>, metrics: AdapterMetrics) -> Self {
+        Self { js, cases, metrics, stage: "adapter" }
+    }
+
+    /// This intake for one adapter: `stage` names its dead letters (`deadletter.<stage>`) and
+    /// its metrics.
+    pub fn for_adapter(&self, stage: &'static str) -> Self {
+        Self { stage, ..self.clone() }
     }
 
     /// The case book this intake asks.
@@ -139,20 +150,29 @@ impl Intake {
     /// [`Intake::submit`] without waiting for the acknowledgement, so a batch can be published
     /// back to back and its acknowledgements awaited after.
     pub async fn submit_pending(&self, event: &CloudEvent<CaseReport>) -> Result<PendingSubmit, IntakeError> {
+        let subject = subjects::ingest(event.data.system, &event.data.category);
+        let pending = |subject, ack| PendingSubmit {
+            case_id: event.id.clone(),
+            subject,
+            ack,
+            metrics: self.metrics.clone(),
+            stage: self.stage,
+        };
         if let Some(known) = self.cases.by_source_id(&event.source, &event.data.source_id) {
             debug!(case_id = %known.case_id, "report already has a case");
-            return Ok(PendingSubmit { case_id: event.id.clone(), subject: String::new(), ack: None });
+            return Ok(pending(subject, None));
         }
-        let subject = subjects::ingest(event.data.system, &event.data.category);
         let payload = Bytes::from(serde_json::to_vec(event)?);
         let ack = nats::publish(&self.js, subject.clone(), &event.id, payload).await?;
-        Ok(PendingSubmit { case_id: event.id.clone(), subject, ack: Some(ack) })
+        Ok(pending(subject, Some(ack)))
     }
 
-    /// Keeps refused input in `deadletter.<stage>` with the reason; `original` says where it came
-    /// from (a subject, or `POST /open311/v2/requests.json`). Failing to, it logs: the sender has
-    /// its error either way.
-    pub async fn dead_letter(&self, stage: &str, code: &str, reason: &str, original: &str, payload: Bytes) {
+    /// Keeps refused input in `deadletter.<stage>` with the reason and its short `code`
+    /// (`too_large`, `malformed`, `invalid`); `original` says where it came from (a subject, or
+    /// `POST /open311/v2/requests.json`). Failing to, it logs: the sender has its error either way.
+    pub async fn dead_letter(&self, code: &str, reason: &str, original: &str, payload: Bytes) {
+        let stage = self.stage;
+        self.metrics.dead_letter(stage, code);
         let mut id_input = Vec::with_capacity(payload.len() + reason.len() + 1);
         id_input.extend_from_slice(&payload);
         id_input.push(0);
@@ -183,14 +203,21 @@ pub struct PendingSubmit {
     case_id: String,
     subject: String,
     ack: Option<jetstream::context::PublishAckFuture>,
+    metrics: AdapterMetrics,
+    stage: &'static str,
 }
 
 impl PendingSubmit {
     /// Waits for JetStream to store the report; says whether it was a duplicate.
     pub async fn wait(self) -> Result<Submitted, IntakeError> {
-        let Some(ack) = self.ack else { return Ok(Submitted { case_id: self.case_id, duplicate: true }) };
-        let ack = ack.await.map_err(|e| IntakeError::Ack { subject: self.subject, reason: e.to_string() })?;
-        Ok(Submitted { case_id: self.case_id, duplicate: ack.duplicate })
+        let duplicate = match self.ack {
+            None => true,
+            Some(ack) => {
+                ack.await.map_err(|e| IntakeError::Ack { subject: self.subject, reason: e.to_string() })?.duplicate
+            }
+        };
+        self.metrics.report(self.stage, if duplicate { "duplicate" } else { "accepted" });
+        Ok(Submitted { case_id: self.case_id, duplicate })
     }
 }
 

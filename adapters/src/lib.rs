@@ -9,10 +9,12 @@
 //! - [`vocabulary`]: a source's category vocabulary mapped to bus categories in configuration.
 //! - [`intake`]: what every adapter shares: publishing under the source's own id, dead letters,
 //!   and what HTTP adapters ask of the API serving them ([`intake::Gate`]).
+//! - [`metrics`]: what the adapters count (reports by outcome, dead letters).
 //! - [`web`]: HTTP helpers (caller's key and address, bounded bodies, an XML writer).
 
 pub mod grid;
 pub mod intake;
+pub mod metrics;
 pub mod open311;
 pub mod sf311;
 pub mod vocabulary;

@@ -263,10 +263,10 @@ impl std::fmt::Debug for Open311 {
 
 impl Open311 {
     /// The endpoint for `config`, offering `categories` (the region's public-service ones) as
-    /// services where configured.
+    /// services where configured; `intake` is the service's (this adapter names its own stage).
     pub fn new(config: Open311Config, categories: &[RegionCategory], intake: Intake, gate: Arc<dyn Gate>) -> Self {
         let services = services(&config, categories);
-        Self { config, services, intake, gate }
+        Self { config, services, intake: intake.for_adapter(STAGE), gate }
     }
 
     /// Its routes, under `/open311/v2/`.
@@ -521,13 +521,13 @@ async fn post_request(o: &Open311, format: Format, request: Request<Body>) -> Re
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => {
             let reason = format!("the body is larger than {MAX_BODY} bytes");
-            o.intake.dead_letter(STAGE, "too_large", &reason, &original, Bytes::new()).await;
+            o.intake.dead_letter("too_large", &reason, &original, Bytes::new()).await;
             return Err(Open311Error::new(StatusCode::PAYLOAD_TOO_LARGE, reason));
         }
         Err(BodyError::Broken(e)) => return Err(Open311Error::bad(format!("cannot read the body: {e}"))),
     };
     let refuse = async |code: &str, e: Open311Error| {
-        o.intake.dead_letter(STAGE, code, &e.description, &original, bytes.clone()).await;
+        o.intake.dead_letter(code, &e.description, &original, bytes.clone()).await;
         e
     };
     let media = web::media_type(&headers);

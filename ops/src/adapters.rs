@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use async_nats::jetstream;
 use axum::Router;
 use linkbus_adapters::grid::Grid;
-use linkbus_adapters::intake::{CaseLookup, Gate, Intake};
+use linkbus_adapters::intake::{Gate, Intake};
 use linkbus_adapters::open311::{Open311, RegionCategory};
 use linkbus_bus::wire::SourceSystem;
 use linkbus_geo_data::Region;
@@ -19,14 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AdaptersConfig;
 
 /// The enabled adapters' HTTP routes: Open311 at `/open311/v2/`, the grid batch upload.
-pub fn routes(
-    config: &AdaptersConfig,
-    region: &Region,
-    js: jetstream::Context,
-    cases: Arc<dyn CaseLookup>,
-    gate: Arc<dyn Gate>,
-) -> Router {
-    let intake = Intake::new(js, cases);
+pub fn routes(config: &AdaptersConfig, region: &Region, intake: &Intake, gate: Arc<dyn Gate>) -> Router {
     let mut router = Router::new();
     if config.open311.enabled {
         let categories: Vec<RegionCategory> = region
@@ -38,7 +30,7 @@ pub fn routes(
         router = router.merge(Open311::new(config.open311.clone(), &categories, intake.clone(), gate.clone()).routes());
     }
     if config.grid.enabled {
-        router = router.merge(Arc::new(Grid::new(config.grid.clone(), intake)).routes(gate));
+        router = router.merge(Arc::new(Grid::new(config.grid.clone(), intake.clone())).routes(gate));
     }
     router
 }
@@ -48,15 +40,14 @@ pub fn routes(
 pub async fn listen(
     config: &AdaptersConfig,
     client: async_nats::Client,
-    cases: Arc<dyn CaseLookup>,
+    intake: &Intake,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut tasks = Vec::new();
     if config.grid.enabled {
         let reports = Grid::subscribe(&client).await.context("subscribing to grid reports")?;
         client.flush().await.context("subscribing to grid reports")?;
-        let intake = Intake::new(jetstream::new(client.clone()), cases);
-        let grid = Arc::new(Grid::new(config.grid.clone(), intake));
+        let grid = Arc::new(Grid::new(config.grid.clone(), intake.clone()));
         tasks.push(tokio::spawn(grid.serve(client, reports, shutdown)));
     }
     Ok(tasks)

@@ -205,8 +205,7 @@ pub fn api_app(config: &Config, region: &Region, svc: &Service) -> anyhow::Resul
         .with_deliveries(Arc::new(svc.js.clone()))
         .with_metrics(svc.metrics.registry().clone())
         .with_readiness(svc.readiness());
-    let adapters =
-        crate::adapters::routes(&config.adapters, region, svc.js.clone(), svc.cases.clone(), Arc::new(state.clone()));
+    let adapters = crate::adapters::routes(&config.adapters, region, &svc.intake, Arc::new(state.clone()));
     Ok(api::app(state.with_adapters(adapters)))
 }
 

@@ -190,6 +190,19 @@ async fn a_patrol_batch_and_a_nats_report_become_management_cases() {
         "the NATS report is kept"
     );
 
+    // Counted: 3 + 1 + 1 accepted, 3 + 1 duplicates; refusals by reason (the second upload's too:
+    // its dead letters are duplicates on the stream, but they were refused again).
+    let text = linkbus::metrics::render(service.metrics.registry());
+    for series in [
+        r#"linkbus_adapter_reports_total{adapter="grid",outcome="accepted"} 5"#,
+        r#"linkbus_adapter_reports_total{adapter="grid",outcome="duplicate"} 4"#,
+        r#"linkbus_deadletters_total{reason="invalid",stage="grid"} 4"#,
+        r#"linkbus_deadletters_total{reason="malformed",stage="grid"} 9"#,
+        r#"linkbus_deadletters_total{reason="too_large",stage="grid"} 1"#,
+    ] {
+        assert!(text.contains(series), "{series} in\n{text}");
+    }
+
     stop.cancel();
     service.stop().await;
 }
