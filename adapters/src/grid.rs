@@ -25,6 +25,7 @@
 //! The event id is `grid-<report_id>`, so a report sent twice (or a batch uploaded twice) is one
 //! case per report.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::Router;
@@ -41,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::intake::{Caller, Gate, Intake, IntakeError, event_id};
+use crate::intake::{Caller, Gate, Intake, IntakeError, PendingSubmit, event_id};
 use crate::vocabulary::CategoryMap;
 use crate::web::{self, BodyError};
 
@@ -53,6 +54,10 @@ pub const SUBJECT: &str = "adapter.grid.report";
 pub const BATCH_PATH: &str = "/api/adapters/grid/batch";
 /// Largest single report over NATS, bytes.
 pub const MAX_REPORT: usize = 16 * 1024;
+/// Most rows of a batch published and not yet acknowledged. JetStream contexts share a budget of
+/// outstanding acknowledgements (async-nats's `max_ack_inflight`, 5000) with the router and the
+/// case book: a batch holding them all would stall every publish of the service.
+pub const PIPELINE: usize = 256;
 
 /// `[adapters.grid]`
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -465,38 +470,35 @@ impl Grid {
         Outcome::Refused { row, error: format!("the bus is unavailable, send it again: {e}") }
     }
 
-    /// Takes a batch: every row converted, the good ones published back to back, their
-    /// acknowledgements awaited, the bad ones dead-lettered.
+    /// Takes a batch: every row converted, the good ones published back to back with at most
+    /// [`PIPELINE`] acknowledgements outstanding, the bad ones dead-lettered.
     pub async fn batch(&self, body: &[u8], format: BatchFormat, origin: &str) -> Result<BatchResult, String> {
         let rows = read_rows(body, format)?;
         if rows.len() > self.config.max_batch_rows {
             return Err(format!("{} rows; at most {} in one batch", rows.len(), self.config.max_batch_rows));
         }
         let now = Timestamp::now();
-        let mut pending = Vec::with_capacity(rows.len());
+        let mut pending = VecDeque::with_capacity(PIPELINE);
         let mut outcomes = Vec::with_capacity(rows.len());
         for ReadRow { row, report, raw } in rows {
-            match self.convert(report, now) {
+            let outcome = match self.convert(report, now) {
                 Ok(event) => match self.intake.submit_pending(&event).await {
-                    Ok(p) => pending.push((row, outcomes.len(), p)),
-                    Err(e) => {
-                        outcomes.push(self.bus_down(row, e));
-                        continue;
+                    Ok(p) => {
+                        if pending.len() == PIPELINE {
+                            self.settle(pending.pop_front(), &mut outcomes).await;
+                        }
+                        pending.push_back((row, outcomes.len(), p));
+                        // A placeholder, replaced once the acknowledgement is in.
+                        Outcome::Refused { row, error: String::new() }
                     }
+                    Err(e) => self.bus_down(row, e),
                 },
-                Err((code, error)) => {
-                    outcomes.push(self.refuse(row, code, error, raw, origin).await);
-                    continue;
-                }
-            }
-            // A placeholder, replaced once the acknowledgement is in.
-            outcomes.push(Outcome::Refused { row, error: String::new() });
-        }
-        for (row, at, p) in pending {
-            outcomes[at] = match p.wait().await {
-                Ok(s) => Outcome::Accepted { row, case_id: s.case_id, duplicate: s.duplicate },
-                Err(e) => self.bus_down(row, e),
+                Err((code, error)) => self.refuse(row, code, error, raw, origin).await,
             };
+            outcomes.push(outcome);
+        }
+        while let Some(next) = pending.pop_front() {
+            self.settle(Some(next), &mut outcomes).await;
         }
         let accepted = outcomes.iter().filter(|o| matches!(o, Outcome::Accepted { .. })).count();
         let duplicates = outcomes.iter().filter(|o| matches!(o, Outcome::Accepted { duplicate: true, .. })).count();
@@ -509,6 +511,15 @@ impl Grid {
     /// the subscription to [`Grid::serve`].
     pub async fn subscribe(client: &async_nats::Client) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
         client.queue_subscribe(SUBJECT, "linkbus-grid".into()).await
+    }
+
+    /// Waits for one published row's acknowledgement and records its outcome.
+    async fn settle(&self, next: Option<(usize, usize, PendingSubmit)>, outcomes: &mut [Outcome]) {
+        let Some((row, at, p)) = next else { return };
+        outcomes[at] = match p.wait().await {
+            Ok(s) => Outcome::Accepted { row, case_id: s.case_id, duplicate: s.duplicate },
+            Err(e) => self.bus_down(row, e),
+        };
     }
 
     /// Serves the reports of `reports` until `shutdown`: each message one report, answered when

@@ -478,7 +478,8 @@ fn view(o: &Open311, id: &str, r: &CaseRecord) -> RequestView {
         choices.clone().find(|d| d.id == id).map_or(id, |d| d.name.clone())
     });
     let (service_name, service_code) = o.service_of(&r.case.category);
-    let time = |t: Timestamp| t.to_string();
+    // Whole seconds, UTC: the w3c form every client parses (some refuse fractions).
+    let time = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     RequestView {
         service_request_id: id.to_owned(),
         status,

@@ -127,6 +127,8 @@ pub struct CaseBook {
     js: jetstream::Context,
     store: kv::Store,
     cache: RwLock<HashMap<String, Stored>>,
+    /// (CloudEvents source, the source's own id) of each record's own report → its case id.
+    by_source: RwLock<HashMap<(String, String), String>>,
     ladder: Ladder,
     router: Arc<RouterState>,
     config: BookConfig,
@@ -165,7 +167,16 @@ impl CaseBook {
             departments.departments().iter().map(|d| (d.id.clone(), d.parent.clone())),
             &departments.departments()[departments.catch_all()].id,
         );
-        let book = Arc::new(Self { js, store, cache: RwLock::new(HashMap::new()), ladder, router, config, metrics });
+        let book = Arc::new(Self {
+            js,
+            store,
+            cache: RwLock::new(HashMap::new()),
+            by_source: RwLock::new(HashMap::new()),
+            ladder,
+            router,
+            config,
+            metrics,
+        });
         let ready = CancellationToken::new();
         let mut tasks = Vec::new();
         let spawn = |name: &'static str, f: futures::future::BoxFuture<'static, Result<(), ActError>>| {
@@ -210,11 +221,16 @@ impl CaseBook {
     /// so one system cannot reach another's requests; `None` (dispatchers, who see every case)
     /// takes the first report with that id from any source.
     pub fn by_source_id(&self, source: Option<&str>, source_id: &str) -> Option<CaseRecord> {
+        let own_id = match source {
+            Some(source) => read(&self.by_source).get(&(source.to_owned(), source_id.to_owned())).cloned(),
+            None => None,
+        };
         let cache = read(&self.cache);
-        let own = cache.values().find(|s| {
-            let first = s.record.reports.first();
-            s.record.case.source_id == source_id && source.is_none_or(|src| first.is_some_and(|f| f.source == src))
-        })?;
+        let own = match own_id {
+            Some(id) => cache.get(&id)?,
+            None if source.is_some() => return None,
+            None => cache.values().find(|s| s.record.case.source_id == source_id)?,
+        };
         match &own.record.merged_into {
             Some(primary) => cache.get(primary).map(|s| s.record.clone()),
             None => Some(own.record.clone()),
@@ -321,6 +337,11 @@ impl CaseBook {
     }
 
     fn remember(&self, stored: Stored) {
+        if let Some(own) = stored.record.reports.first() {
+            let key = (own.source.clone(), stored.record.case.source_id.clone());
+            let mut index = self.by_source.write().unwrap_or_else(|p| p.into_inner());
+            index.entry(key).or_insert_with(|| stored.record.case_id.clone());
+        }
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         cache.insert(stored.record.case_id.clone(), stored);
     }

@@ -206,3 +206,36 @@ async fn a_patrol_batch_and_a_nats_report_become_management_cases() {
     stop.cancel();
     service.stop().await;
 }
+
+/// A batch larger than the JetStream context's budget of outstanding acknowledgements (5000,
+/// shared with the router and the case book) is answered, and the service can still publish: the
+/// batch never holds more than a window of them (holding them all stalled every publish).
+#[tokio::test]
+async fn a_batch_larger_than_the_ack_budget_is_taken_and_the_service_keeps_publishing() {
+    let bus = TestBus::start().await;
+    let mut config = bus.config();
+    config.api.keys = keys();
+    let service = bus.service(&config).await;
+    let (base, stop) = serve(&config, &service).await;
+
+    let rows = 6000;
+    let mut csv = String::from("report_id,kind,code,lon,lat\n");
+    for n in 0..rows {
+        let (lon, lat) = (-122.50 + (n % 100) as f64 * 0.0012, 37.71 + (n / 100) as f64 * 0.0015);
+        csv.push_str(&format!("GX-BIG-{n:05},event,0102,{lon:.6},{lat:.6}\n"));
+    }
+    let (status, answer) = upload(&base, Some(PATROL), "text/csv", csv.into_bytes()).await;
+    assert_eq!(status, 200);
+    assert_eq!((answer["accepted"].clone(), answer["rejected"].clone()), (json!(rows), json!(0)));
+    // The service's own publishes are not starved: a report sent now is taken at once.
+    let report = json!({"report_id": "GX-AFTER", "kind": "event", "code": "0201", "lon": -122.41, "lat": 37.78});
+    let reply = tokio::time::timeout(WAIT, bus.client.request(SUBJECT, report.to_string().into()))
+        .await
+        .expect("answered in time")
+        .expect("request");
+    let answer: Value = serde_json::from_slice(&reply.payload).expect("JSON");
+    assert_eq!(answer, json!({"case_id": "grid-GX-AFTER", "duplicate": false}));
+
+    stop.cancel();
+    service.stop().await;
+}

@@ -190,7 +190,9 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     for field in ["status_notes", "requested_datetime", "updated_datetime", "service_notice", "media_url", "zipcode"] {
         assert!(request.get(field).is_some(), "{field} is there (null when unknown): {request}");
     }
-    assert!(request["requested_datetime"].as_str().is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()));
+    let requested = request["requested_datetime"].as_str().expect("a date-time");
+    assert!(requested.len() == 20 && requested.ends_with('Z'), "w3c, whole seconds, UTC: {requested}");
+    assert!(requested.parse::<jiff::Timestamp>().is_ok(), "{requested}");
     assert!(request.get("phone").is_none() && request.get("email").is_none(), "no contact details: {request}");
 
     // The same request posted again (a retry) is the same request and the same case.
