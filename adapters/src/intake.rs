@@ -43,6 +43,8 @@ pub enum IntakeError {
 
 /// What adapters need to know of the case book: the case a source's own id became.
 pub trait CaseLookup: Send + Sync + 'static {
+    /// One case, by its id.
+    fn get(&self, case_id: &str) -> Option<CaseRecord>;
     /// The case of the report `source_id` from the CloudEvents `source` (the merged-into case for
     /// a merged report).
     fn by_source_id(&self, source: &str, source_id: &str) -> Option<CaseRecord>;
@@ -51,6 +53,10 @@ pub trait CaseLookup: Send + Sync + 'static {
 }
 
 impl CaseLookup for CaseBook {
+    fn get(&self, case_id: &str) -> Option<CaseRecord> {
+        CaseBook::get(self, case_id)
+    }
+
     fn by_source_id(&self, source: &str, source_id: &str) -> Option<CaseRecord> {
         CaseBook::by_source_id(self, Some(source), source_id)
     }

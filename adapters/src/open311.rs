@@ -371,12 +371,9 @@ async fn one_request(State(o): Shared, Path(segment): Path<String>, request: Req
         }
         let pairs = query_pairs(&request)?;
         may_read(&o, &request, &pairs)?;
-        let record = o
-            .intake
-            .cases()
-            .by_source_id(&o.config.source, id)
+        let found = request_view(&o, id)
             .ok_or_else(|| Open311Error::new(StatusCode::NOT_FOUND, format!("no service request {id:?}")))?;
-        Ok(render_requests(&[view(&o, id, &record)], format))
+        Ok(render_requests(&[found], format))
     })();
     answer.unwrap_or_else(|e| error(format, e))
 }
@@ -427,7 +424,7 @@ fn list_requests(o: &Open311, format: Format, request: &Request<Body>) -> Result
             .map(str::trim)
             .filter(|id| !id.is_empty())
             .take(MAX_LISTED)
-            .filter_map(|id| cases.by_source_id(&o.config.source, id).map(|r| view(o, id, &r)))
+            .filter_map(|id| request_view(o, id))
             .collect();
         return Ok(render_requests(&views, format));
     }
@@ -452,7 +449,7 @@ fn list_requests(o: &Open311, format: Format, request: &Request<Body>) -> Result
         .of_source(&o.config.source)
         .iter()
         .filter(|r| r.created_at >= start && r.created_at <= end)
-        .map(|r| view(o, &r.case.source_id, r))
+        .map(|own| view(o, own))
         .filter(|v| statuses.is_empty() || statuses.contains(&v.status))
         .filter(|v| codes.is_empty() || codes.contains(&v.service_code.as_str()))
         .take(MAX_LISTED)
@@ -460,8 +457,18 @@ fn list_requests(o: &Open311, format: Format, request: &Request<Body>) -> Result
     Ok(render_requests(&views, format))
 }
 
-/// What a resident sees of their request: the state, the department's last word, no contact.
-fn view(o: &Open311, id: &str, r: &CaseRecord) -> RequestView {
+/// The request `id` of this adapter's source, if there is one.
+fn request_view(o: &Open311, id: &str) -> Option<RequestView> {
+    let own = o.intake.cases().get(&event_id(STAGE, id))?;
+    own.reports.first().is_some_and(|first| first.source == o.config.source).then(|| view(o, &own))
+}
+
+/// What a resident sees of their request: what they posted (`own`, the request's record), and
+/// the state and the department's last word of the case handling it (the case it was merged
+/// into, if it was); no contact details.
+fn view(o: &Open311, own: &CaseRecord) -> RequestView {
+    let merged_into = own.merged_into.as_deref().and_then(|primary| o.intake.cases().get(primary));
+    let r = merged_into.as_ref().unwrap_or(own);
     let status = match r.state {
         CaseState::Resolved | CaseState::Closed | CaseState::Cancelled => "closed",
         _ => "open",
@@ -477,26 +484,26 @@ fn view(o: &Open311, id: &str, r: &CaseRecord) -> RequestView {
         let choices = r.decision.departments.iter().chain(&r.decision.fallbacks);
         choices.clone().find(|d| d.id == id).map_or(id, |d| d.name.clone())
     });
-    let (service_name, service_code) = o.service_of(&r.case.category);
+    let (service_name, service_code) = o.service_of(&own.case.category);
     // Whole seconds, UTC: the w3c form every client parses (some refuse fractions).
     let time = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     RequestView {
-        service_request_id: id.to_owned(),
+        service_request_id: own.case.source_id.clone(),
         status,
         status_notes,
         service_name,
         service_code,
-        description: r.case.description.clone(),
+        description: own.case.description.clone(),
         agency_responsible: agency,
         service_notice: Some(o.config.service_notice.clone()).filter(|n| !n.is_empty()),
-        requested_datetime: time(r.case.reported_at),
+        requested_datetime: time(own.case.reported_at),
         updated_datetime: time(r.updated_at),
         expected_datetime: r.resolve_by.map(time),
-        address: r.case.address.clone(),
+        address: own.case.address.clone(),
         address_id: None,
         zipcode: None,
-        lat: r.case.location.lat,
-        lon: r.case.location.lon,
+        lat: own.case.location.lat,
+        lon: own.case.location.lon,
         media_url: None,
     }
 }

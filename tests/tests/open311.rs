@@ -227,6 +227,29 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!(child_text(request, "agency_responsible").as_deref(), Some("PUC Sewer Ops"));
     assert!(request.children().any(|n| n.has_tag_name("zipcode")), "empty elements for unknown fields: {text}");
 
+    // A neighbour reports the same overflow 40 m away: merged into the case, the neighbour sees
+    // what they posted and the state of the case handling it.
+    let posted = form("SEWER", "37.7603", "-122.4236412", "Same+overflow%2C+seen+from+across+the+street");
+    let (status, _, body) = client.post("/open311/v2/requests.json", FORM, posted).await;
+    assert_eq!(status, 201);
+    let created: Value = serde_json::from_slice(&body).expect("JSON");
+    let neighbour = created[0]["service_request_id"].as_str().expect("id").to_owned();
+    let merged = wait_for_case(&service, &format!("open311-{neighbour}"), "merged", |r| r.merged_into.is_some()).await;
+    assert_eq!(merged.merged_into.as_deref(), Some(case_id.as_str()));
+    let (_, view) = client.get_json(&format!("/open311/v2/requests/{neighbour}.json?api_key={APP}")).await;
+    assert_eq!(view[0]["service_request_id"], json!(neighbour));
+    assert_eq!(
+        view[0]["description"],
+        json!(
+            "Same overflow, seen from across the street\nMedia: https://photos.example.org/1.jpg\nAttributes: WHERE=street"
+        )
+    );
+    assert_eq!(view[0]["lat"].as_f64(), Some(37.7603));
+    assert_eq!(
+        (view[0]["status"].clone(), view[0]["status_notes"].clone()),
+        (json!("closed"), json!("Main unblocked, street cleaned"))
+    );
+
     // Listing by id (unknown ids left out), and by status.
     let (_, listed) =
         client.get_json(&format!("/open311/v2/requests.json?service_request_id={id},nope&api_key={APP}")).await;
