@@ -49,7 +49,7 @@ use crate::web::{self, BodyError};
 /// The dead-letter stage (`deadletter.grid`) and the event id prefix (`grid-<report_id>`).
 pub const STAGE: &str = "grid";
 /// The subject single reports arrive on.
-pub const SUBJECT: &str = "adapter.grid.report";
+pub const SUBJECT: &str = linkbus_bus::subjects::GRID_REPORT;
 /// The HTTP path of batch uploads.
 pub const BATCH_PATH: &str = "/api/adapters/grid/batch";
 /// Largest single report over NATS, bytes.

@@ -183,7 +183,7 @@ impl Intake {
         id_input.extend_from_slice(&payload);
         id_input.push(0);
         id_input.extend_from_slice(reason.as_bytes());
-        let msg_id = format!("{stage}-{}", digest_id(&id_input));
+        let msg_id = format!("{stage}:{}", digest_id(&id_input));
         let letter = DeadLetter {
             stage,
             reason,

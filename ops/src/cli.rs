@@ -1,4 +1,5 @@
-//! The command line: `linkbus up | route | replay | watch | geo build-sf | config check | api hash-key`.
+//! The command line: `linkbus up | route | replay | watch | report | act | answer | grid-upload |
+//! geo build-sf | config check | api hash-key`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -201,6 +202,19 @@ enum Command {
         #[arg(long)]
         accept: bool,
     },
+    /// Upload a grid-management batch (CSV or JSON lines) to a running linkbus's grid adapter.
+    GridUpload {
+        #[command(flatten)]
+        common: Common,
+        /// The file: .csv, or .jsonl / .ndjson.
+        file: PathBuf,
+        /// The API's base URL; http://<[api].listen> when absent.
+        #[arg(long)]
+        api: Option<String>,
+        /// The grid system's source key.
+        #[arg(long, env = "LINKBUS_API_KEY", hide_env_values = true)]
+        key: String,
+    },
     /// Region data tools.
     Geo {
         #[command(subcommand)]
@@ -392,6 +406,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let reply = client::act(&client, &department, &case_id, action).await?;
             println!("{}", serde_json::to_string(&reply)?);
             if !reply.ok {
+                return Ok(ExitCode::from(4));
+            }
+        }
+        Command::GridUpload { common, file, api, key } => {
+            let api = match api {
+                Some(api) => api,
+                None => format!("http://{}", common.config()?.api.listen),
+            };
+            let result = crate::grid_upload::upload(&api, &key, &file).await?;
+            println!("{}", serde_json::to_string(&result)?);
+            if result.rejected > 0 {
                 return Ok(ExitCode::from(4));
             }
         }

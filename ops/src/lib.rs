@@ -12,6 +12,7 @@
 //! - [`route`]: `linkbus route`, offline decisions;
 //! - [`replay`]: `linkbus replay`, data files into the bus with a summary;
 //! - [`watch`]: `linkbus watch`, a plain subscriber;
+//! - [`grid_upload`]: `linkbus grid-upload`, a grid-management batch posted to a running linkbus;
 //! - [`geo_build`]: `linkbus geo build-sf`, the San Francisco region from public data.
 
 pub mod adapters;
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod geo_build;
+pub mod grid_upload;
 pub mod metrics;
 pub mod replay;
 pub mod route;

@@ -151,6 +151,26 @@ async fn a_patrol_batch_and_a_nats_report_become_management_cases() {
         ("uncategorized", vec!["unmapped_category".to_owned()])
     );
 
+    // The same from the command line, as an operator uploads a file by hand.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("patrol.csv");
+    std::fs::write(
+        &file,
+        "report_id,kind,code,lon,lat\nGX-0300,event,0201,-122.4180,37.7750\nGX-0301,event,0201,181,37.7750\n",
+    )
+    .expect("write");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
+        .args(["grid-upload", "--api", &base])
+        .arg(&file)
+        .env("LINKBUS_API_KEY", PATROL)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(WAIT, output).await.expect("done in time").expect("runs");
+    assert_eq!(output.status.code(), Some(4), "a refused row: exit 4");
+    let printed: Value = serde_json::from_slice(&output.stdout).expect("the result as JSON");
+    assert_eq!(printed["rows"][0], json!({"row": 1, "case_id": "grid-GX-0300", "duplicate": false}));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("row 2: location.lon: 181"), "{output:?}");
+
     // Not CSV nor JSON lines; too big.
     let (status, error) = upload(&base, Some(PATROL), "text/plain", b"hello".to_vec()).await;
     assert_eq!((status, error["code"].clone()), (415, json!("invalid")));
@@ -190,13 +210,13 @@ async fn a_patrol_batch_and_a_nats_report_become_management_cases() {
         "the NATS report is kept"
     );
 
-    // Counted: 3 + 1 + 1 accepted, 3 + 1 duplicates; refusals by reason (the second upload's too:
+    // Counted: 3 + 1 + 1 + 1 accepted, 3 + 1 duplicates; refusals by reason (the second upload's too:
     // its dead letters are duplicates on the stream, but they were refused again).
     let text = linkbus::metrics::render(service.metrics.registry());
     for series in [
-        r#"linkbus_adapter_reports_total{adapter="grid",outcome="accepted"} 5"#,
+        r#"linkbus_adapter_reports_total{adapter="grid",outcome="accepted"} 6"#,
         r#"linkbus_adapter_reports_total{adapter="grid",outcome="duplicate"} 4"#,
-        r#"linkbus_deadletters_total{reason="invalid",stage="grid"} 4"#,
+        r#"linkbus_deadletters_total{reason="invalid",stage="grid"} 5"#,
         r#"linkbus_deadletters_total{reason="malformed",stage="grid"} 9"#,
         r#"linkbus_deadletters_total{reason="too_large",stage="grid"} 1"#,
     ] {
