@@ -538,6 +538,16 @@ async fn post_request(o: &Open311, format: Format, request: Request<Body>) -> Re
         o.intake.dead_letter(code, &e.description, &original, bytes.clone()).await;
         e
     };
+    // The key first: only a caller that may post has its content checked (and dead-lettered).
+    let key = web::bearer(&headers).or_else(|| form_value(&bytes, "api_key"));
+    match key.as_deref().map(|k| o.gate.caller(k)) {
+        Some(Some(Caller::Source(s))) if s == o.config.source => {}
+        None => return Err(Open311Error::new(StatusCode::FORBIDDEN, "api_key is required to post a request")),
+        Some(None) => return Err(Open311Error::new(StatusCode::FORBIDDEN, "invalid api_key")),
+        Some(Some(_)) => {
+            return Err(Open311Error::new(StatusCode::FORBIDDEN, "this api_key may not post Open311 requests"));
+        }
+    }
     let media = web::media_type(&headers);
     if media != "application/x-www-form-urlencoded" {
         let e = Open311Error::new(
@@ -550,15 +560,6 @@ async fn post_request(o: &Open311, format: Format, request: Request<Body>) -> Re
         Ok(pairs) => pairs,
         Err(e) => return Err(refuse("malformed", Open311Error::bad(e)).await),
     };
-    let key = pairs.iter().find(|(k, _)| k == "api_key").map(|(_, v)| v.clone()).or_else(|| web::bearer(&headers));
-    match key.as_deref().map(|k| o.gate.caller(k)) {
-        Some(Some(Caller::Source(s))) if s == o.config.source => {}
-        None => return Err(Open311Error::new(StatusCode::FORBIDDEN, "api_key is required to post a request")),
-        Some(None) => return Err(Open311Error::new(StatusCode::FORBIDDEN, "invalid api_key")),
-        Some(Some(_)) => {
-            return Err(Open311Error::new(StatusCode::FORBIDDEN, "this api_key may not post Open311 requests"));
-        }
-    }
     let posted = match Posted::read(&pairs) {
         Ok(posted) => posted,
         Err(e) => return Err(refuse("invalid", Open311Error::bad(e)).await),
@@ -769,25 +770,36 @@ impl Posted {
     }
 }
 
+/// The first value of field `name` in a form, if it decodes (the rest of the form may not).
+fn form_value(body: &[u8], name: &str) -> Option<String> {
+    body.split(|&b| b == b'&').find_map(|part| {
+        let mut halves = part.splitn(2, |&b| b == b'=');
+        let field = halves.next()?;
+        (field == name.as_bytes()).then(|| decode_component(halves.next().unwrap_or_default()).ok())?
+    })
+}
+
 /// Reads `application/x-www-form-urlencoded` pairs (also a query string): `+` is a space,
 /// percent-escapes are decoded, and the result must be UTF-8.
 pub fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, String> {
-    let decode = |part: &[u8]| -> Result<String, String> {
-        let spaced: Vec<u8> = part.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
-        percent_decode(&spaced)
-            .decode_utf8()
-            .map(|s| s.into_owned())
-            .map_err(|_| "the form is not UTF-8 (after percent-decoding)".to_owned())
-    };
     body.split(|&b| b == b'&')
         .filter(|part| !part.is_empty())
         .map(|part| {
             let mut halves = part.splitn(2, |&b| b == b'=');
-            let name = decode(halves.next().unwrap_or_default())?;
-            let value = decode(halves.next().unwrap_or_default())?;
+            let name = decode_component(halves.next().unwrap_or_default())?;
+            let value = decode_component(halves.next().unwrap_or_default())?;
             Ok((name, value))
         })
         .collect()
+}
+
+/// One name or value of a form: `+` is a space, percent-escapes decoded, UTF-8 required.
+fn decode_component(part: &[u8]) -> Result<String, String> {
+    let spaced: Vec<u8> = part.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    percent_decode(&spaced)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| "the form is not UTF-8 (after percent-decoding)".to_owned())
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {

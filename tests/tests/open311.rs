@@ -55,9 +55,24 @@ struct Client {
 }
 
 impl Client {
-    /// Posts a form body exactly as given (already `application/x-www-form-urlencoded`).
+    /// Posts a body exactly as given.
     async fn post(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, String, Vec<u8>) {
-        let request = self.http.post(format!("{}{path}", self.base)).header("content-type", content_type).body(body);
+        self.post_as(path, content_type, body, None).await
+    }
+
+    /// Posts a body exactly as given, with `Authorization: Bearer <key>` if given.
+    async fn post_as(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+        key: Option<&str>,
+    ) -> (u16, String, Vec<u8>) {
+        let mut request =
+            self.http.post(format!("{}{path}", self.base)).header("content-type", content_type).body(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
         let response = tokio::time::timeout(WAIT, request.send()).await.expect("in time").expect("response");
         let status = response.status().as_u16();
         let content_type = response.headers()["content-type"].to_str().expect("ascii").to_owned();
@@ -310,9 +325,11 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
     let service = bus.service(&config).await;
     let (base, stop) = serve(&config, &service).await;
     let client = Client { base, http: reqwest::Client::builder().timeout(WAIT).build().expect("client") };
+    // Every one with a good key: the key is checked first, and only a caller that may post has
+    // its content checked and dead-lettered.
     let post = |path: &'static str, content_type: &'static str, body: Vec<u8>| {
         let client = &client;
-        async move { client.post(path, content_type, body).await }
+        async move { client.post_as(path, content_type, body, Some(APP)).await }
     };
 
     // Content the sender must fix: 400 (415, 413) in the spec's format, and a dead letter.
@@ -351,8 +368,9 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
         (good.replace(&format!("api_key={APP}&"), ""), "required"),
         (good.replace(APP, "guess"), "invalid api_key"),
         (good.replace(APP, GRID), "may not post"),
+        (good.replace(APP, "guess").replace("lat=37.7599673", "lat=91"), "invalid api_key"),
     ] {
-        let (status, content_type, answer) = post("/open311/v2/requests.json", FORM, body.into_bytes()).await;
+        let (status, content_type, answer) = client.post("/open311/v2/requests.json", FORM, body).await;
         assert_spec_error(status, &content_type, &answer, 403, mentions);
     }
     let (status, content_type, body) = client.get("/open311/v2/discovery.txt").await;
