@@ -8,6 +8,7 @@
 //! volunteer.<id>.offer_closed         that offer is closed (taken, expired, case closed)
 //! volunteer.<id>.answer               the volunteer's answer (request/reply)
 //! action.<department>                 a department's action on a case (request/reply)
+//! adapter.grid.report                 a grid-management report (request/reply), see linkbus-adapters
 //! case.<case_id>.<event>              case timeline (routed, …)
 //! deadletter.<stage>                  rejected input, original bytes + reason headers
 //! ```
@@ -26,6 +27,8 @@ pub const OFFERS_CLOSED: &str = "volunteer.*.offer_closed";
 pub const CASES_ALL: &str = "case.>";
 /// Every dead letter.
 pub const DEADLETTER_ALL: &str = "deadletter.>";
+/// Grid-management reports, one JSON report a message (the grid adapter answers requests).
+pub const GRID_REPORT: &str = "adapter.grid.report";
 
 /// `ingest.<system>.<category>`
 pub fn ingest(system: SourceSystem, category: &str) -> String {

@@ -132,6 +132,8 @@ pub struct CaseBook {
     js: jetstream::Context,
     store: kv::Store,
     cache: RwLock<HashMap<String, Stored>>,
+    /// (CloudEvents source, the source's own id) of each record's own report → its case id.
+    by_source: RwLock<HashMap<(String, String), String>>,
     ladder: Ladder,
     router: Arc<RouterState>,
     config: BookConfig,
@@ -173,8 +175,17 @@ impl CaseBook {
             &departments.departments()[departments.catch_all()].id,
         );
         let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
-        let book =
-            Arc::new(Self { js, store, cache: RwLock::new(HashMap::new()), ladder, router, config, metrics, changes });
+        let book = Arc::new(Self {
+            js,
+            store,
+            cache: RwLock::new(HashMap::new()),
+            by_source: RwLock::new(HashMap::new()),
+            ladder,
+            router,
+            config,
+            metrics,
+            changes,
+        });
         let ready = CancellationToken::new();
         let mut tasks = Vec::new();
         let spawn = |name: &'static str, f: futures::future::BoxFuture<'static, Result<(), ActError>>| {
@@ -222,10 +233,21 @@ impl CaseBook {
     }
 
     /// The case a report with this source-system id belongs to (the merged-into case for a
-    /// merged report), as a resident following up would look it up.
-    pub fn by_source_id(&self, source_id: &str) -> Option<CaseRecord> {
+    /// merged report), as a resident following up would look it up. Source ids are unique only
+    /// within their source: `source` (a CloudEvents `source`, e.g. `/open311`) scopes the lookup,
+    /// so one system cannot reach another's requests; `None` (dispatchers, who see every case)
+    /// takes the first report with that id from any source.
+    pub fn by_source_id(&self, source: Option<&str>, source_id: &str) -> Option<CaseRecord> {
+        let own_id = match source {
+            Some(source) => read(&self.by_source).get(&(source.to_owned(), source_id.to_owned())).cloned(),
+            None => None,
+        };
         let cache = read(&self.cache);
-        let own = cache.values().find(|s| s.record.case.source_id == source_id)?;
+        let own = match own_id {
+            Some(id) => cache.get(&id)?,
+            None if source.is_some() => return None,
+            None => cache.values().find(|s| s.record.case.source_id == source_id)?,
+        };
         match &own.record.merged_into {
             Some(primary) => cache.get(primary).map(|s| s.record.clone()),
             None => Some(own.record.clone()),
@@ -332,6 +354,11 @@ impl CaseBook {
     }
 
     fn remember(&self, stored: Stored) {
+        if let Some(own) = stored.record.reports.first() {
+            let key = (own.source.clone(), stored.record.case.source_id.clone());
+            let mut index = self.by_source.write().unwrap_or_else(|p| p.into_inner());
+            index.entry(key).or_insert_with(|| stored.record.case_id.clone());
+        }
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         let changed = cache.get(&stored.record.case_id).is_none_or(|old| old.record != stored.record);
         if changed && self.changes.receiver_count() > 0 {

@@ -117,8 +117,9 @@ pub trait Cases: Send + Sync + 'static {
     fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord>;
     /// One case.
     fn get(&self, case_id: &str) -> Option<CaseRecord>;
-    /// The case a report with this source-system id belongs to.
-    fn by_source_id(&self, source_id: &str) -> Option<CaseRecord>;
+    /// The case a report with this source-system id belongs to, from the CloudEvents `source`
+    /// given (`None`: from any source).
+    fn by_source_id(&self, source: Option<&str>, source_id: &str) -> Option<CaseRecord>;
     /// Applies an action by `actor`; the updated case.
     fn act<'a>(
         &'a self,
@@ -139,8 +140,8 @@ impl Cases for CaseBook {
         CaseBook::get(self, case_id)
     }
 
-    fn by_source_id(&self, source_id: &str) -> Option<CaseRecord> {
-        CaseBook::by_source_id(self, source_id)
+    fn by_source_id(&self, source: Option<&str>, source_id: &str) -> Option<CaseRecord> {
+        CaseBook::by_source_id(self, source, source_id)
     }
 
     fn act<'a>(
@@ -189,6 +190,8 @@ pub(crate) struct Key {
     pub(crate) hash: [u8; 32],
     pub(crate) role: ApiRole,
     pub(crate) id: String,
+    /// The CloudEvents source a source key speaks for.
+    pub(crate) source: String,
 }
 
 /// Who is calling, from their key.
@@ -198,6 +201,8 @@ pub struct Principal {
     pub role: ApiRole,
     /// The dispatcher's or operator's name, or the department's id.
     pub id: String,
+    /// For a source key, the CloudEvents source whose requests alone it may read and rate.
+    pub source: Option<String>,
 }
 
 impl Principal {
@@ -236,6 +241,7 @@ pub struct ApiState {
     metrics: prometheus::Registry,
     readiness: Option<Arc<dyn Readiness>>,
     pub(crate) console: Option<Arc<crate::console::Console>>,
+    adapters: Router,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -254,7 +260,7 @@ impl ApiState {
                 let mut hash = [0u8; 32];
                 hex::decode_to_slice(k.sha256.to_ascii_lowercase(), &mut hash)
                     .map_err(|_| anyhow::anyhow!("api key {}: sha256 must be 64 hex digits", k.id))?;
-                Ok(Key { hash, role: k.role, id: k.id.clone() })
+                Ok(Key { hash, role: k.role, id: k.id.clone(), source: k.source() })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let limiter = Arc::new(RateLimiter::new(config.public_rate_per_minute.max(1)));
@@ -266,6 +272,7 @@ impl ApiState {
             metrics: prometheus::Registry::new(),
             readiness: None,
             console: None,
+            adapters: Router::new(),
         })
     }
 
@@ -278,6 +285,12 @@ impl ApiState {
     /// Answers `/readyz` with `probe` (without, `/readyz` answers 503: nothing to be ready).
     pub fn with_readiness(mut self, probe: Arc<dyn Readiness>) -> Self {
         self.readiness = Some(probe);
+        self
+    }
+
+    /// Serves the source-system adapters' routes too (`crate::adapters::routes`).
+    pub fn with_adapters(mut self, adapters: Router) -> Self {
+        self.adapters = adapters;
         self
     }
 
@@ -305,7 +318,8 @@ impl ApiState {
         let mut found = None;
         for key in self.keys.iter() {
             if constant_time_eq(&key.hash, &digest) && found.is_none() {
-                found = Some((Principal { role: key.role, id: key.id.clone() }, key.hash));
+                let source = (key.role == ApiRole::Source).then(|| key.source.clone());
+                found = Some((Principal { role: key.role, id: key.id.clone(), source }, key.hash));
             }
         }
         found
@@ -592,7 +606,8 @@ pub fn app(state: ApiState) -> Router {
         .merge(crate::console::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/openapi.json".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(state.adapters)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets requests in progress finish.
@@ -876,7 +891,10 @@ async fn follow_up(
     Path(source_id): Path<String>,
 ) -> Result<axum::Json<PublicCase>, ApiError> {
     principal.require(FOLLOW_UP_ROLES, "read residents' requests")?;
-    let record = state.cases.by_source_id(&source_id).ok_or_else(|| ApiError::NotFound("no such request".into()))?;
+    let record = state
+        .cases
+        .by_source_id(principal.source.as_deref(), &source_id)
+        .ok_or_else(|| ApiError::NotFound("no such request".into()))?;
     debug!(case_id = %record.case_id, role = principal.role_name(), relayed_by = %principal.id, "resident follow-up");
     Ok(axum::Json(PublicCase::of(&record)))
 }
@@ -895,7 +913,10 @@ async fn rate(
     }
     let action = Action::Rate { score: rating.score, solved: rating.solved, comment: rating.comment };
     check_texts(&action)?;
-    let record = state.cases.by_source_id(&source_id).ok_or_else(|| ApiError::NotFound("no such request".into()))?;
+    let record = state
+        .cases
+        .by_source_id(principal.source.as_deref(), &source_id)
+        .ok_or_else(|| ApiError::NotFound("no such request".into()))?;
     // The lifecycle takes ratings only from the resident; the key that relayed it is logged.
     let resident = Actor { kind: ActorKind::Resident, id: "reporter".into() };
     let result = state.cases.act(&record.case_id, &resident, &action).await.map_err(ApiError::from);
@@ -922,6 +943,23 @@ async fn rate(
         ),
     }
     Ok(axum::Json(PublicCase::of(&result?)))
+}
+
+/// What the source-system adapters ask of the API: who holds a key, and the residents' rate limit.
+impl linkbus_adapters::intake::Gate for ApiState {
+    fn caller(&self, key: &str) -> Option<linkbus_adapters::intake::Caller> {
+        use linkbus_adapters::intake::Caller;
+        let principal = self.principal(key)?;
+        Some(match (principal.role, principal.source) {
+            (ApiRole::Source, Some(source)) => Caller::Source(source),
+            (ApiRole::Dispatcher | ApiRole::Operator, _) => Caller::Staff,
+            _ => Caller::Other,
+        })
+    }
+
+    fn admit(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.limiter.check(ip, Instant::now())
+    }
 }
 
 /// The residents' rate limit: one token bucket per client address.
@@ -1238,8 +1276,10 @@ mod tests {
             self.records.lock().expect("lock").get(case_id).cloned()
         }
 
-        fn by_source_id(&self, source_id: &str) -> Option<CaseRecord> {
-            self.records.lock().expect("lock").values().find(|r| r.case.source_id == source_id).cloned()
+        fn by_source_id(&self, source: Option<&str>, source_id: &str) -> Option<CaseRecord> {
+            let records = self.records.lock().expect("lock");
+            let from = |r: &CaseRecord| source.is_none_or(|s| r.reports.first().is_some_and(|f| f.source == s));
+            records.values().find(|r| r.case.source_id == source_id && from(r)).cloned()
         }
 
         fn act<'a>(
@@ -1318,6 +1358,8 @@ mod tests {
     const OTHER: &str = "key-dpw";
     const OPERATOR: &str = "key-operator";
     const SOURCE: &str = "key-sf311-app";
+    /// Another source system's app: it may not reach SF 311's requests.
+    const OTHER_SOURCE: &str = "key-other-app";
 
     /// The documented example case (sewer issues in the Mission, for `puc-sewer-ops`, source id
     /// 4292128), with a reporter, opened by the lifecycle.
@@ -1328,7 +1370,7 @@ mod tests {
         let record = lifecycle::open(&routed.data, Timestamp::now(), &Policy::default());
         let ladder = Ladder::new(["puc-sewer-ops", "dpw-ops-queue", "sf-311"].map(|d| (d.to_owned(), None)), "sf-311");
         let memory = Memory { records: Mutex::new(HashMap::from([(record.case_id.clone(), record)])), ladder };
-        let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: hash_key(key) };
+        let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: hash_key(key), source: None };
         let config = ApiConfig {
             listen: String::new(),
             public_rate_per_minute: rate_per_minute,
@@ -1337,7 +1379,8 @@ mod tests {
                 key(ApiRole::Department, "puc-sewer-ops", SEWER),
                 key(ApiRole::Department, "dpw-ops-queue", OTHER),
                 key(ApiRole::Operator, "ops", OPERATOR),
-                key(ApiRole::Source, "sf311-app", SOURCE),
+                ApiKey { source: Some("/sf311".into()), ..key(ApiRole::Source, "sf311-app", SOURCE) },
+                key(ApiRole::Source, "other-app", OTHER_SOURCE),
             ],
         };
         ApiState::new(Arc::new(memory), &config).expect("state")
@@ -1401,7 +1444,10 @@ mod tests {
     fn keys_are_sha256_hex() {
         assert_eq!(hash_key("test"), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
         let state = state(60);
-        assert_eq!(state.principal(SEWER), Some(Principal { role: ApiRole::Department, id: "puc-sewer-ops".into() }));
+        assert_eq!(
+            state.principal(SEWER),
+            Some(Principal { role: ApiRole::Department, id: "puc-sewer-ops".into(), source: None })
+        );
         assert_eq!(state.principal("key-sewe"), None);
         assert_eq!(state.principal(&hash_key(SEWER)), None, "the hash is not the key");
     }
@@ -1559,6 +1605,14 @@ mod tests {
         }
         let unknown = call(&app, Method::POST, "/api/requests/0/rating", None, Some(json!({"bad": 1}))).await;
         assert_error(&unknown, StatusCode::UNAUTHORIZED, "unauthorized");
+        // Another source system's key does not reach SF 311's requests: source ids are per source.
+        assert_error(
+            &call(&app, Method::GET, REQUEST, Some(OTHER_SOURCE), None).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+        let other = call(&app, Method::POST, RATING, Some(OTHER_SOURCE), Some(rating.clone())).await;
+        assert_error(&other, StatusCode::NOT_FOUND, "not_found");
         // A department key may do neither, even for its own case; an operator reads but does not rate.
         assert_error(&call(&app, Method::GET, REQUEST, Some(SEWER), None).await, StatusCode::FORBIDDEN, "forbidden");
         let department = call(&app, Method::POST, RATING, Some(SEWER), Some(rating.clone())).await;

@@ -1,5 +1,6 @@
-//! The command line: `linkbus up | route | replay | watch | bench | geo build-sf | config check | api hash-key |
-//! nats-auth | deadletter list|replay`, and `linkbus geo build|build-sf|validate|stats|diff|publish|rerun`.
+//! The command line: `linkbus up | route | replay | watch | report | act | answer | grid-upload | bench |
+//! geo build|build-sf|validate|stats|diff|publish|rerun | config check | api hash-key | nats-auth |
+//! deadletter list|replay`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -250,6 +251,19 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Upload a grid-management batch (CSV or JSON lines) to a running linkbus's grid adapter.
+    GridUpload {
+        #[command(flatten)]
+        common: Common,
+        /// The file: .csv, or .jsonl / .ndjson.
+        file: PathBuf,
+        /// The API's base URL; http://<[api].listen> when absent.
+        #[arg(long)]
+        api: Option<String>,
+        /// The grid system's source key.
+        #[arg(long, env = "LINKBUS_API_KEY", hide_env_values = true)]
+        key: String,
     },
     /// Region data tools.
     Geo {
@@ -664,6 +678,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let reply = client::act(&client, &department, &case_id, action).await?;
             println!("{}", serde_json::to_string(&reply)?);
             if !reply.ok {
+                return Ok(ExitCode::from(4));
+            }
+        }
+        Command::GridUpload { common, file, api, key } => {
+            let api = match api {
+                Some(api) => api,
+                None => format!("http://{}", common.config()?.api.listen),
+            };
+            let result = crate::grid_upload::upload(&api, &key, &file).await?;
+            println!("{}", serde_json::to_string(&result)?);
+            if result.rejected > 0 {
                 return Ok(ExitCode::from(4));
             }
         }

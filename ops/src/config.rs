@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use linkbus_adapters::grid::GridConfig;
+use linkbus_adapters::open311::Open311Config;
 use linkbus_bus::nats::StreamSettings;
 use linkbus_cases::book::BookConfig;
 use linkbus_cases::lifecycle::{Deadlines, MergePolicy, Policy};
@@ -37,6 +39,18 @@ pub struct Config {
     pub api: ApiConfig,
     /// The dispatcher console served with the API (`docs/console.md`).
     pub console: ConsoleConfig,
+    /// Source-system adapters (`docs/adapters.md`).
+    pub adapters: AdaptersConfig,
+}
+
+/// `[adapters]`: one table per source-system adapter.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaptersConfig {
+    /// `[adapters.open311]`: the Open311 GeoReport v2 API at `/open311/v2/`.
+    pub open311: Open311Config,
+    /// `[adapters.grid]`: grid-management reports on `adapter.grid.report` and batch uploads.
+    pub grid: GridConfig,
 }
 
 /// Accept and resolve deadlines for one priority, seconds.
@@ -151,6 +165,18 @@ pub struct ApiKey {
     pub id: String,
     /// SHA-256 of the key, 64 hex digits (`linkbus api hash-key KEY`).
     pub sha256: String,
+    /// For a source key: the CloudEvents `source` of the system it speaks for (`/open311`,
+    /// `/grid`, `/sf311`…); it submits reports as that source and reads and rates that source's
+    /// requests only. Default `/<id>`.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+impl ApiKey {
+    /// The CloudEvents `source` a source key speaks for.
+    pub fn source(&self) -> String {
+        self.source.clone().unwrap_or_else(|| format!("/{}", self.id))
+    }
 }
 
 /// What an API key allows.
@@ -370,7 +396,10 @@ impl Config {
             "lifecycle.merge_distance_m must be >= 0"
         );
         anyhow::ensure!((10..=60_000).contains(&l.tick_ms), "lifecycle.tick_ms must be 10 to 60000");
-        self.check_api()
+        self.check_api()?;
+        let a = &self.adapters;
+        a.open311.validate().map_err(|e| anyhow::anyhow!("adapters.open311.{e}"))?;
+        a.grid.validate().map_err(|e| anyhow::anyhow!("adapters.grid.{e}"))
     }
 
     fn check_api(&self) -> anyhow::Result<()> {

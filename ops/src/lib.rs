@@ -8,6 +8,7 @@
 //! - [`deadletter`]: `linkbus deadletter list | replay`, for operators;
 //! - [`service`]: one running service on a NATS connection (streams, volunteers, router);
 //! - [`up`]: `linkbus up`, with the embedded, supervised nats-server;
+//! - [`adapters`]: the source-system adapters (Open311, grid reports) built from the configuration;
 //! - [`api`]: the HTTP API of the closed loop (cases, actions, residents' follow-up, OpenAPI),
 //!   `/metrics`, `/healthz` and `/readyz`;
 //! - [`console`]: the dispatcher console in the browser (map, live case board, actions), served
@@ -21,7 +22,9 @@
 //! - [`geo_build`]: `linkbus geo build-sf`, the San Francisco region from public data;
 //! - [`geo_region`]: `linkbus geo build`, a Chinese city's region from its registry and district polygons;
 //! - [`geo_tools`]: `linkbus geo validate | stats | diff`.
+//! - [`grid_upload`]: `linkbus grid-upload`, a grid-management batch posted to a running linkbus;
 
+pub mod adapters;
 pub mod api;
 pub mod bench;
 pub mod cli;
@@ -32,6 +35,7 @@ pub mod console;
 pub mod geo_build;
 pub mod geo_region;
 pub mod geo_tools;
+pub mod grid_upload;
 pub mod metrics;
 pub mod nats_access;
 pub mod nats_auth;

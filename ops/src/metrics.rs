@@ -1,6 +1,6 @@
 //! The binary's Prometheus registry, and the process-level metrics: the NATS connection and the
-//! region data loaded. The routers' and the closed loop's metrics (`linkbus_routers::metrics`,
-//! `linkbus_cases::metrics`) are registered into the same registry by
+//! region data loaded. The routers', the closed loop's and the adapters' metrics
+//! (`linkbus_routers::metrics`, `linkbus_cases::metrics`, `linkbus_adapters::metrics`) are registered into the same registry by
 //! [`Service::start_with_metrics`](crate::service::Service::start_with_metrics); the HTTP API
 //! serves it on `GET /metrics` (`docs/operations.md` lists every series).
 //!
@@ -12,6 +12,7 @@
 //! | `linkbus_geo_data_info` | gauge (always 1) | `region`, `version` |
 
 use async_nats::Event;
+use linkbus_adapters::metrics::AdapterMetrics;
 use linkbus_cases::metrics::CaseMetrics;
 use linkbus_geo_data::Region;
 use linkbus_routers::metrics::RouterMetrics;
@@ -66,11 +67,12 @@ impl Metrics {
         Ok(Self { registry, nats: NatsMetrics { connected, disconnects, slow_consumers }, geo })
     }
 
-    /// Registers the router's and the closed loop's metrics, for one service.
-    pub fn register_service(&self) -> prometheus::Result<(RouterMetrics, CaseMetrics)> {
+    /// Registers the router's, the closed loop's and the adapters' metrics, for one service.
+    pub fn register_service(&self) -> prometheus::Result<(RouterMetrics, CaseMetrics, AdapterMetrics)> {
         let router = RouterMetrics::new(&self.registry)?;
         let cases = CaseMetrics::new(&self.registry, &router.deadletters)?;
-        Ok((router, cases))
+        let adapters = AdapterMetrics::new(&self.registry, &router.deadletters)?;
+        Ok((router, cases, adapters))
     }
 
     /// The registry, to register more metrics into and to serve.

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use linkbus_adapters::intake::Intake;
 use linkbus_bus::nats;
 use linkbus_cases::book::CaseBook;
 use linkbus_cases::webhooks;
@@ -125,6 +126,8 @@ pub struct Service {
     pub state: Arc<RouterState>,
     /// The case book (the closed loop).
     pub cases: Arc<CaseBook>,
+    /// What the source-system adapters publish through (`crate::adapters`).
+    pub intake: Intake,
     /// The registry every metric of this service is in.
     pub metrics: Metrics,
     shutdown: CancellationToken,
@@ -155,7 +158,7 @@ impl Service {
         source: String,
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
-        let (router_metrics, case_metrics) =
+        let (router_metrics, case_metrics, adapter_metrics) =
             metrics.register_service().context("registering the router's and the case book's metrics")?;
         metrics.region_loaded(region);
         let js = jetstream::new(client.clone());
@@ -227,13 +230,15 @@ impl Service {
             );
             tasks.push(tokio::spawn(follow));
         }
+        let intake = Intake::new(js.clone(), cases.clone(), adapter_metrics);
+        tasks.extend(crate::adapters::listen(&config.adapters, client.clone(), &intake, shutdown.clone()).await?);
         let router = router_service::run(js.clone(), state.clone(), config.service_config(source), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = router.await {
                 warn!(error = %e, "router stopped");
             }
         }));
-        Ok(Self { client, js, state, cases, metrics, shutdown, tasks })
+        Ok(Self { client, js, state, cases, intake, metrics, shutdown, tasks })
     }
 
     /// What `/readyz` asks of this service: NATS connected, every stream and bucket present, the

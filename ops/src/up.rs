@@ -215,10 +215,7 @@ async fn serve_api(
     if config.api.keys.is_empty() {
         warn!("no [[api.keys]] configured: the API answers only /healthz, /readyz, /metrics and /api/openapi.json");
     }
-    let state = api::ApiState::new(svc.cases.clone(), &config.api)?
-        .with_deliveries(Arc::new(svc.js.clone()))
-        .with_metrics(svc.metrics.registry().clone())
-        .with_readiness(svc.readiness());
+    let state = api_state(config, region, svc)?;
     let state = if config.console.enabled {
         let console = Console::start(
             svc.metrics.registry(),
@@ -237,6 +234,21 @@ async fn serve_api(
     let addr = listener.local_addr().context("reading the API's address")?;
     info!(%addr, keys = config.api.keys.len(), "HTTP API listening");
     Ok((addr, tokio::spawn(api::serve(listener, api::app(state), stop.cancelled_owned()))))
+}
+
+/// The HTTP API of `svc` as `linkbus up` serves it, without the console: the closed loop's
+/// endpoints and the source-system adapters' routes.
+pub fn api_app(config: &Config, region: &Region, svc: &Service) -> anyhow::Result<axum::Router> {
+    Ok(api::app(api_state(config, region, svc)?))
+}
+
+fn api_state(config: &Config, region: &Region, svc: &Service) -> anyhow::Result<api::ApiState> {
+    let state = api::ApiState::new(svc.cases.clone(), &config.api)?
+        .with_deliveries(Arc::new(svc.js.clone()))
+        .with_metrics(svc.metrics.registry().clone())
+        .with_readiness(svc.readiness());
+    let adapters = crate::adapters::routes(&config.adapters, region, &svc.intake, Arc::new(state.clone()));
+    Ok(state.with_adapters(adapters))
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -124,13 +124,14 @@ fn strict(schema: &mut Value) {
 
 /// The test keys, as `[[api.keys]]` holds them.
 fn keys() -> Vec<ApiKey> {
-    let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: api::hash_key(key) };
+    let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: api::hash_key(key), source: None };
     vec![
         key(ApiRole::Dispatcher, "ada", DISPATCHER),
         key(ApiRole::Department, "puc-sewer-ops", SEWER),
         key(ApiRole::Department, "dpw-ops-queue", DPW),
         key(ApiRole::Operator, "olga", OPERATOR),
-        key(ApiRole::Source, "sf311-app", SOURCE),
+        // The test cases' source (`linkbus_tests::case`).
+        ApiKey { source: Some("/tests".into()), ..key(ApiRole::Source, "sf311-app", SOURCE) },
     ]
 }
 

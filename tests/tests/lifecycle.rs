@@ -156,8 +156,9 @@ async fn reports_of_one_incident_from_two_systems_merge_and_a_dispatcher_splits_
     let primary = service.cases.get("lc-119").expect("primary");
     let systems: Vec<SourceSystem> = primary.reports.iter().map(|r| r.system).collect();
     assert_eq!(systems, [SourceSystem::Emergency, SourceSystem::PublicService]);
-    let by_source = service.cases.by_source_id("lc-12345").expect("found by its source id");
+    let by_source = service.cases.by_source_id(Some("/tests"), "lc-12345").expect("found by its source id");
     assert_eq!(by_source.case_id, "lc-119", "a merged report leads to the case it joined");
+    assert!(service.cases.by_source_id(Some("/sf311"), "lc-12345").is_none(), "source ids are per source");
 
     let dispatcher = Actor { kind: ActorKind::Dispatcher, id: "dispatcher-li".into() };
     let split = Action::Split { report_id: "lc-12345".into() };
