@@ -31,7 +31,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use geo::{BoundingRect, Coord};
+use geo::{BoundingRect, Coord, LineString, MultiPolygon, Polygon};
 use linkbus_bench::synthetic::{
     self, CATEGORIES, REGION_AREA, SKILLS, category_id, departments, grid, points, rng, volunteer_box, volunteers,
 };
@@ -184,7 +184,7 @@ fn community_locate(c: &mut Criterion) {
         district: linkbus_geo_data::Area { code: "d".into(), name: "d".into() },
         boundary: MultiPolygon::new(vec![Polygon::new(LineString::new(ring), vec![])]),
     };
-    let queries = points(6, Coord { x: 116.33, y: 39.83 }, Coord { x: 116.47, y: 39.97 });
+    let queries = points(6, QUERIES, Coord { x: 116.33, y: 39.83 }, Coord { x: 116.47, y: 39.97 });
     for (name, max) in [("cut", linkbus_routers::communities::MAX_PIECE_VERTICES), ("whole", usize::MAX)] {
         let index = CommunityIndex::with_max_piece_vertices(vec![big.clone()], BORDER_TOLERANCE_M, max);
         group.bench_function(BenchmarkId::new(format!("big_{name}"), n), |b| {

@@ -19,10 +19,10 @@ use crate::client;
 use crate::config::Config;
 use crate::deadletter;
 use crate::geo_build::{self, BuildOptions};
-use crate::nats_access;
-use crate::nats_auth::{self, AuthOptions};
 use crate::geo_region;
 use crate::geo_tools;
+use crate::nats_access;
+use crate::nats_auth::{self, AuthOptions};
 use crate::replay::{self, ReplayOptions};
 use crate::route::Offline;
 use crate::service;
@@ -73,6 +73,13 @@ impl Common {
             config.region.dir = if by_name { named } else { region.clone() };
         }
         Ok(config)
+    }
+
+    /// The NATS URL of a running linkbus, for `linkbus bench`, which opens connections of its own
+    /// (without `[nats.auth]`: it is meant for a test deployment).
+    fn bench_url(&self) -> anyhow::Result<String> {
+        let config = self.config()?;
+        Ok(config.nats.url.unwrap_or_else(|| format!("nats://127.0.0.1:{}", config.nats.embedded_port)))
     }
 
     /// Connects to a running linkbus's NATS: the configured URL with `[nats.auth]`/`[nats.tls]`,
@@ -562,7 +569,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let region = Region::load(&config.region.dir)
                 .with_context(|| format!("loading region {}", config.region.dir.display()))?;
             let options = BenchOptions { rates, seconds, unpaced, floor, wait: Duration::from_secs(wait_secs), seed };
-            let report = bench::bench(&common.client_url()?, &region, &options).await?;
+            let report = bench::bench(&common.bench_url()?, &region, &options).await?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -600,7 +607,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Geo { command: GeoCommand::Publish { common, dir } } => {
             let config = common.config()?;
             let dir = dir.unwrap_or(config.region.dir.clone());
-            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let client = common.connect().await?;
             let js = async_nats::jetstream::new(client);
             let store = linkbus_routers::regions::open_bucket(&js, config.nats.replicas).await?;
             let current = linkbus_routers::regions::publish_region(&store, &dir).await?;
@@ -613,7 +620,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Geo { command: GeoCommand::Rerun { common, cases, against } } => {
             let config = common.config()?;
-            let client = service::connect(&common.client_url()?, Duration::from_secs(5)).await?;
+            let client = common.connect().await?;
             for case in &cases {
                 println!("{}", geo_tools::rerun(&client, case, against.as_deref(), &config.routing_params()).await?);
             }

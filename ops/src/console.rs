@@ -242,7 +242,7 @@ impl Sessions {
         keys.iter()
             .filter(|k| role_name(k.role) == role && k.id == id && CONSOLE_ROLES.contains(&k.role))
             .find(|k| self.session_mac(role, id_hex, expires, &k.hash).verify_slice(&mac).is_ok())
-            .map(|k| (Principal { role: k.role, id: k.id.clone() }, expires))
+            .map(|k| (Principal { role: k.role, id: k.id.clone(), source: None }, expires))
     }
 
     /// The CSRF token of a cookie value, hex.
@@ -832,7 +832,7 @@ mod tests {
 
     fn key(role: ApiRole, id: &str, secret: &str) -> Key {
         use sha2::Digest as _;
-        Key { hash: Sha256::digest(secret.as_bytes()).into(), role, id: id.into() }
+        Key { hash: Sha256::digest(secret.as_bytes()).into(), role, id: id.into(), source: String::new() }
     }
 
     #[test]
@@ -841,7 +841,7 @@ mod tests {
         let dana = key(ApiRole::Dispatcher, "dana", "k1");
         let olga = key(ApiRole::Operator, "dana", "k2");
         let keys = [dana.clone(), olga.clone()];
-        let principal = Principal { role: ApiRole::Dispatcher, id: "dana".into() };
+        let principal = Principal { role: ApiRole::Dispatcher, id: "dana".into(), source: None };
         let value = sessions.issue(&principal, &dana.hash, 1_000);
         assert_eq!(sessions.verify(&value, &keys, 999), Some((principal.clone(), 1_000)));
         // Expired.
@@ -860,7 +860,8 @@ mod tests {
         assert_eq!(sessions.verify(&value, &[], 999), None);
         // A department key's session is never valid, even signed.
         let dept = key(ApiRole::Department, "dpw", "k4");
-        let dept_value = sessions.issue(&Principal { role: ApiRole::Department, id: "dpw".into() }, &dept.hash, 1_000);
+        let dept_value =
+            sessions.issue(&Principal { role: ApiRole::Department, id: "dpw".into(), source: None }, &dept.hash, 1_000);
         assert_eq!(sessions.verify(&dept_value, &[dept], 999), None);
         // Garbage.
         for garbage in ["", "a.b.c.d", "dispatcher.6461.1000", &format!("{value}.x")] {
