@@ -67,7 +67,7 @@
   const S = {
     lang: localStorage.getItem('linkbus.lang') || (navigator.language.startsWith('zh') ? 'zh-CN' : 'en'),
     session: null, region: null, cases: new Map(), order: [], selected: null, detail: null,
-    queue: [], resetPending: null, dirty: false, frame: 0, source: null, skew: 0,
+    queue: [], arrived: new Map(), resetPending: null, dirty: false, frame: 0, source: null, skew: 0,
     stats: { lastResetMs: 0, lastResetCount: 0, lastBatchMs: 0, lastBatchCount: 0, renders: 0 },
   };
   const $ = (id) => document.getElementById(id);
@@ -176,7 +176,12 @@
     const source = new EventSource('/console/events');
     S.source = source;
     source.addEventListener('reset', (e) => { S.resetPending = JSON.parse(e.data); S.queue = []; setLive('on'); schedule(); });
-    source.addEventListener('case', (e) => { S.queue.push(JSON.parse(e.data)); schedule(); });
+    source.addEventListener('case', (e) => {
+      const c = JSON.parse(e.data);
+      if (!S.arrived.has(c.id)) S.arrived.set(c.id, Date.now()); // when each case first reached the page
+      S.queue.push(c);
+      schedule();
+    });
     source.onopen = () => setLive('on');
     source.onerror = async () => {
       setLive('retry');
@@ -559,6 +564,7 @@
     mapCaseIds: () => [...markers.keys()].filter((id) => caseLayer.hasLayer(markers.get(id))),
     communityCount: () => communityShapes.size,
     state: (id) => S.cases.get(id)?.state,
+    arrivedAt: (id) => S.arrived.get(id) ?? null,
     // Frame times over `ms` milliseconds while the board scrolls through every case.
     measureFrames: (ms) => new Promise((resolve) => {
       const list = $('board-list'), times = [];
