@@ -365,17 +365,18 @@ async fn one_request(State(o): Shared, Path(segment): Path<String>, request: Req
     let Some((id, format)) = split_format(&segment) else {
         return error(Format::Json, Open311Error::new(StatusCode::NOT_FOUND, "no such resource: use .json or .xml"));
     };
-    let answer = (|| {
-        if request.method() != Method::GET {
-            return Err(Open311Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
-        }
-        let pairs = query_pairs(&request)?;
-        may_read(&o, &request, &pairs)?;
-        let found = request_view(&o, id)
-            .ok_or_else(|| Open311Error::new(StatusCode::NOT_FOUND, format!("no service request {id:?}")))?;
-        Ok(render_requests(&[found], format))
-    })();
-    answer.unwrap_or_else(|e| error(format, e))
+    get_request(&o, id, format, &request).unwrap_or_else(|e| error(format, e))
+}
+
+fn get_request(o: &Open311, id: &str, format: Format, request: &Request<Body>) -> Result<Response, Open311Error> {
+    if request.method() != Method::GET {
+        return Err(Open311Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
+    }
+    let pairs = query_pairs(request)?;
+    may_read(o, request, &pairs)?;
+    let found = request_view(o, id)
+        .ok_or_else(|| Open311Error::new(StatusCode::NOT_FOUND, format!("no service request {id:?}")))?;
+    Ok(render_requests(&[found], format))
 }
 
 /// Refuses a read without a key that may read this source's requests (unless reads are
