@@ -441,6 +441,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 region.departments.departments.len(),
                 region.categories.len()
             );
+            for warning in crate::adapters::check(&config.adapters, &region) {
+                eprintln!("warning: {warning}");
+            }
         }
         Command::Api { command: ApiCommand::HashKey { key } } => {
             let key = match key {
