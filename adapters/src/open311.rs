@@ -239,12 +239,16 @@ pub enum Format {
 
 /// Splits `requests.json` into `("requests", Json)`.
 fn split_format(segment: &str) -> Option<(&str, Format)> {
-    let (name, ext) = segment.rsplit_once('.')?;
-    match ext {
-        "json" => Some((name, Format::Json)),
-        "xml" => Some((name, Format::Xml)),
+    match segment.rsplit_once('.') {
+        Some((name, "json")) => Some((name, Format::Json)),
+        Some((name, "xml")) => Some((name, Format::Xml)),
         _ => None,
     }
+}
+
+/// The answer to a path without `.json` or `.xml`.
+fn unknown_format() -> Response {
+    error(Format::Json, Open311Error::new(StatusCode::NOT_FOUND, "no such resource: use .json or .xml"))
 }
 
 /// The Open311 endpoint: its configuration, its services, and what it needs of linkbus.
@@ -323,9 +327,7 @@ fn services(config: &Open311Config, categories: &[RegionCategory]) -> Vec<Servic
 type Shared = State<Arc<Open311>>;
 
 async fn resource(State(o): Shared, Path(segment): Path<String>, request: Request<Body>) -> Response {
-    let Some((name, format)) = split_format(&segment) else {
-        return error(Format::Json, Open311Error::new(StatusCode::NOT_FOUND, "no such resource: use .json or .xml"));
-    };
+    let Some((name, format)) = split_format(&segment) else { return unknown_format() };
     let method = request.method().clone();
     let answer = match (name, &method) {
         ("services", &Method::GET) => Ok(render_services(&o.services, format)),
@@ -338,9 +340,7 @@ async fn resource(State(o): Shared, Path(segment): Path<String>, request: Reques
 }
 
 async fn service_definition(State(o): Shared, Path(segment): Path<String>, request: Request<Body>) -> Response {
-    let Some((code, format)) = split_format(&segment) else {
-        return error(Format::Json, Open311Error::new(StatusCode::NOT_FOUND, "no such resource: use .json or .xml"));
-    };
+    let Some((code, format)) = split_format(&segment) else { return unknown_format() };
     if request.method() != Method::GET {
         return error(format, Open311Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
     }
@@ -362,9 +362,7 @@ async fn service_definition(State(o): Shared, Path(segment): Path<String>, reque
 }
 
 async fn one_request(State(o): Shared, Path(segment): Path<String>, request: Request<Body>) -> Response {
-    let Some((id, format)) = split_format(&segment) else {
-        return error(Format::Json, Open311Error::new(StatusCode::NOT_FOUND, "no such resource: use .json or .xml"));
-    };
+    let Some((id, format)) = split_format(&segment) else { return unknown_format() };
     get_request(&o, id, format, &request).unwrap_or_else(|e| error(format, e))
 }
 
@@ -384,18 +382,22 @@ fn get_request(o: &Open311, id: &str, format: Format, request: &Request<Body>) -
 fn may_read(o: &Open311, request: &Request<Body>, pairs: &[(String, String)]) -> Result<(), Open311Error> {
     if !o.config.public_reads {
         let key = pairs.iter().find(|(k, _)| k == "api_key").map(|(_, v)| v.clone());
-        let key = key.or_else(|| web::bearer(request.headers()));
-        match key.as_deref().map(|k| o.gate.caller(k)) {
-            None => return Err(Open311Error::new(StatusCode::FORBIDDEN, "an api_key is required to read requests")),
-            Some(None) => return Err(Open311Error::new(StatusCode::FORBIDDEN, "invalid api_key")),
-            Some(Some(Caller::Staff)) => {}
-            Some(Some(Caller::Source(s))) if s == o.config.source => {}
-            Some(Some(_)) => {
-                return Err(Open311Error::new(StatusCode::FORBIDDEN, "this api_key may not read Open311 requests"));
-            }
-        }
+        authorize(o, key.or_else(|| web::bearer(request.headers())).as_deref(), "read")?;
     }
     admit(o, request)
+}
+
+/// Refuses a key that may not `what` (`post`, `read`) this adapter's requests: a source key
+/// must speak for its source; dispatcher and operator keys may read.
+fn authorize(o: &Open311, key: Option<&str>, what: &str) -> Result<(), Open311Error> {
+    let forbidden = |why: String| Err(Open311Error::new(StatusCode::FORBIDDEN, why));
+    match key.map(|k| o.gate.caller(k)) {
+        None => forbidden(format!("an api_key is required to {what} requests")),
+        Some(None) => forbidden("invalid api_key".into()),
+        Some(Some(Caller::Source(source))) if source == o.config.source => Ok(()),
+        Some(Some(Caller::Staff)) if what == "read" => Ok(()),
+        Some(Some(_)) => forbidden(format!("this api_key may not {what} Open311 requests")),
+    }
 }
 
 fn admit(o: &Open311, request: &Request<Body>) -> Result<(), Open311Error> {
@@ -540,15 +542,7 @@ async fn post_request(o: &Open311, format: Format, request: Request<Body>) -> Re
         e
     };
     // The key first: only a caller that may post has its content checked (and dead-lettered).
-    let key = web::bearer(&headers).or_else(|| form_value(&bytes, "api_key"));
-    match key.as_deref().map(|k| o.gate.caller(k)) {
-        Some(Some(Caller::Source(s))) if s == o.config.source => {}
-        None => return Err(Open311Error::new(StatusCode::FORBIDDEN, "api_key is required to post a request")),
-        Some(None) => return Err(Open311Error::new(StatusCode::FORBIDDEN, "invalid api_key")),
-        Some(Some(_)) => {
-            return Err(Open311Error::new(StatusCode::FORBIDDEN, "this api_key may not post Open311 requests"));
-        }
-    }
+    authorize(o, web::bearer(&headers).or_else(|| form_value(&bytes, "api_key")).as_deref(), "post")?;
     let media = web::media_type(&headers);
     if media != "application/x-www-form-urlencoded" {
         let e = Open311Error::new(
