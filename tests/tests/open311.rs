@@ -375,6 +375,12 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
     }
     let (status, content_type, body) = client.get("/open311/v2/discovery.txt").await;
     assert_spec_error(status, &content_type, &body, 404, "json or .xml");
+    let (status, content_type, body) = client.get("/open311/v2/tokens.xml").await;
+    assert_spec_error(status, &content_type, &body, 404, "tokens");
+    let put = client.http.put(format!("{}/open311/v2/requests.xml", client.base)).send().await.expect("response");
+    let (status, content_type) =
+        (put.status().as_u16(), put.headers()["content-type"].to_str().expect("ascii").to_owned());
+    assert_spec_error(status, &content_type, &put.bytes().await.expect("body"), 405, "method");
     assert_eq!(
         read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.open311", expected_letters).await.len(),
         expected_letters
