@@ -527,6 +527,7 @@ fn state_words(state: CaseState) -> &'static str {
 async fn post_request(o: &Open311, format: Format, request: Request<Body>) -> Result<Response, Open311Error> {
     admit(o, &request)?;
     let original = format!("POST {}", request.uri().path());
+    let query = request.uri().query().map(str::to_owned);
     let headers = request.headers().clone();
     let bytes = match web::read_body(request).await {
         Ok(bytes) => bytes,
@@ -542,7 +543,11 @@ async fn post_request(o: &Open311, format: Format, request: Request<Body>) -> Re
         e
     };
     // The key first: only a caller that may post has its content checked (and dead-lettered).
-    authorize(o, web::bearer(&headers).or_else(|| form_value(&bytes, "api_key")).as_deref(), "post")?;
+    // Clients put it in the form, as the spec says, a few in the query string.
+    let key = web::bearer(&headers)
+        .or_else(|| form_value(&bytes, "api_key"))
+        .or_else(|| query.as_deref().and_then(|q| form_value(q.as_bytes(), "api_key")));
+    authorize(o, key.as_deref(), "post")?;
     let media = web::media_type(&headers);
     if media != "application/x-www-form-urlencoded" {
         let e = Open311Error::new(
