@@ -28,7 +28,7 @@ pub enum IntakeError {
     /// The event could not be serialized (a bug, never the sender's fault).
     #[error("cannot encode the event: {0}")]
     Encode(#[from] serde_json::Error),
-    /// JetStream refused or did not acknowledge the publish.
+    /// The publish could not be sent.
     #[error(transparent)]
     Bus(#[from] BusError),
     /// JetStream did not acknowledge the publish.
