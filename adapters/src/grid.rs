@@ -19,7 +19,7 @@
 //! request to get the answer: `{"case_id": …, "duplicate": …}` or `{"error": …}`). **A batch**
 //! is a CSV file (a header row with the same field names) or JSON lines, posted to
 //! `/api/adapters/grid/batch` with a source key speaking for this adapter's source; the answer
-//! lists each row's case id or error. Every refused report or row is kept in `deadletter.grid`
+//! lists each row's case id or error. Every refused report or row is kept in `deadletter.adapter_grid`
 //! with its row number and the reason; the good rows of a batch are taken all the same.
 //!
 //! The event id is `grid-<report_id>`, so a report sent twice (or a batch uploaded twice) is one
@@ -46,7 +46,8 @@ use crate::intake::{Caller, Gate, Intake, IntakeError, PendingSubmit, event_id};
 use crate::vocabulary::CategoryMap;
 use crate::web::{self, BodyError};
 
-/// The dead-letter stage (`deadletter.grid`) and the event id prefix (`grid-<report_id>`).
+/// The adapter's name: its metrics' label, its dead letters' stage (`deadletter.adapter_grid`) and
+/// the event id prefix (`grid-<report_id>`).
 pub const STAGE: &str = "grid";
 /// The subject single reports arrive on.
 pub const SUBJECT: &str = linkbus_bus::subjects::GRID_REPORT;
@@ -307,7 +308,7 @@ pub enum Outcome {
         /// True when it was already on the bus or in the case book: nothing new was sent.
         duplicate: bool,
     },
-    /// Refused (and kept in `deadletter.grid`).
+    /// Refused (and kept in `deadletter.adapter_grid`).
     Refused {
         /// 1-based data row (0 for a single report over NATS).
         row: usize,

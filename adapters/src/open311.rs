@@ -12,7 +12,7 @@
 //!
 //! Errors are the spec's: a list of `{code, description}` (`<errors><error>…` in XML), `code`
 //! being the HTTP status. A request refused for its content (malformed, oversized, wrongly
-//! encoded, out of range) is also kept in `deadletter.open311` with the reason.
+//! encoded, out of range) is also kept in `deadletter.adapter_open311` with the reason.
 //!
 //! **Keys.** `api_key` (the form field, a query parameter, or `Authorization: Bearer`) is an API
 //! key of the linkbus configuration: a source key speaking for this adapter's source may post
@@ -46,7 +46,8 @@ use crate::intake::{Caller, Gate, Intake, digest_id, event_id};
 use crate::vocabulary::CategoryMap;
 use crate::web::{self, BodyError, Xml};
 
-/// The dead-letter stage (`deadletter.open311`) and the event id prefix (`open311-<id>`).
+/// The adapter's name: its metrics' label, its dead letters' stage (`deadletter.adapter_open311`)
+/// and the event id prefix (`open311-<id>`).
 pub const STAGE: &str = "open311";
 /// Largest body accepted on `POST requests`, bytes.
 pub const MAX_BODY: usize = 64 * 1024;

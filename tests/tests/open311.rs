@@ -3,7 +3,7 @@
 //! spec says, gets its `service_request_id`, the request is routed as a case on the right
 //! subjects, and `GET requests/{id}` shows its status in JSON and XML, changing as the department
 //! accepts and resolves it. The same request posted twice is one case; every bad request gets the
-//! spec's error list (JSON or XML) with the right status and is kept in `deadletter.open311`.
+//! spec's error list (JSON or XML) with the right status and is kept in `deadletter.adapter_open311`.
 
 use std::time::Duration;
 
@@ -354,7 +354,7 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
         let (status, answer_type, answer) = post(path, content_type, body).await;
         assert_spec_error(status, &answer_type, &answer, status_expected, mentions);
     }
-    let letters = read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.open311", expected_letters).await;
+    let letters = read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.adapter_open311", expected_letters).await;
     assert_eq!(letters.len(), expected_letters, "every refused request is kept");
     let reasons: Vec<String> = letters.iter().filter_map(|m| header(m, nats::HEADER_REASON)).collect();
     for mention in ["lat 91", "long 181", "lat NaN", "UTF-8", "service_code", "x-www-form-urlencoded", "larger than"] {
@@ -384,7 +384,7 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
         (put.status().as_u16(), put.headers()["content-type"].to_str().expect("ascii").to_owned());
     assert_spec_error(status, &content_type, &put.bytes().await.expect("body"), 405, "method");
     assert_eq!(
-        read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.open311", expected_letters).await.len(),
+        read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.adapter_open311", expected_letters).await.len(),
         expected_letters
     );
     assert!(service.cases.list(&Default::default()).is_empty(), "nothing refused became a case");
