@@ -19,7 +19,7 @@
 //! request to get the answer: `{"case_id": …, "duplicate": …}` or `{"error": …}`). **A batch**
 //! is a CSV file (a header row with the same field names) or JSON lines, posted to
 //! `/api/adapters/grid/batch` with a source key speaking for this adapter's source; the answer
-//! lists each row's case id or error. Every refused report or row is kept in `deadletter.grid`
+//! lists each row's case id or error. Every refused report or row is kept in `deadletter.adapter_grid`
 //! with its row number and the reason; the good rows of a batch are taken all the same.
 //!
 //! The event id is `grid-<report_id>`, so a report sent twice (or a batch uploaded twice) is one
@@ -46,7 +46,8 @@ use crate::intake::{Caller, Gate, Intake, IntakeError, PendingSubmit, event_id};
 use crate::vocabulary::CategoryMap;
 use crate::web::{self, BodyError};
 
-/// The dead-letter stage (`deadletter.grid`) and the event id prefix (`grid-<report_id>`).
+/// The adapter's name: its metrics' label, its dead letters' stage (`deadletter.adapter_grid`) and
+/// the event id prefix (`grid-<report_id>`).
 pub const STAGE: &str = "grid";
 /// The subject single reports arrive on.
 pub const SUBJECT: &str = linkbus_bus::subjects::GRID_REPORT;
@@ -307,7 +308,7 @@ pub enum Outcome {
         /// True when it was already on the bus or in the case book: nothing new was sent.
         duplicate: bool,
     },
-    /// Refused (and kept in `deadletter.grid`).
+    /// Refused (and kept in `deadletter.adapter_grid`).
     Refused {
         /// 1-based data row (0 for a single report over NATS).
         row: usize,
@@ -488,18 +489,18 @@ impl Grid {
                             self.settle(pending.pop_front(), &mut outcomes).await;
                         }
                         pending.push_back((row, outcomes.len(), p));
-                        // A placeholder, replaced once the acknowledgement is in.
-                        Outcome::Refused { row, error: String::new() }
+                        None // Known once the acknowledgement is in.
                     }
-                    Err(e) => self.bus_down(row, e),
+                    Err(e) => Some(self.bus_down(row, e)),
                 },
-                Err((code, error)) => self.refuse(row, code, error, raw, origin).await,
+                Err((code, error)) => Some(self.refuse(row, code, error, raw, origin).await),
             };
             outcomes.push(outcome);
         }
         while let Some(next) = pending.pop_front() {
             self.settle(Some(next), &mut outcomes).await;
         }
+        let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
         let accepted = outcomes.iter().filter(|o| matches!(o, Outcome::Accepted { .. })).count();
         let duplicates = outcomes.iter().filter(|o| matches!(o, Outcome::Accepted { duplicate: true, .. })).count();
         let result = BatchResult { accepted, duplicates, rejected: outcomes.len() - accepted, rows: outcomes };
@@ -514,12 +515,12 @@ impl Grid {
     }
 
     /// Waits for one published row's acknowledgement and records its outcome.
-    async fn settle(&self, next: Option<(usize, usize, PendingSubmit)>, outcomes: &mut [Outcome]) {
+    async fn settle(&self, next: Option<(usize, usize, PendingSubmit)>, outcomes: &mut [Option<Outcome>]) {
         let Some((row, at, p)) = next else { return };
-        outcomes[at] = match p.wait().await {
+        outcomes[at] = Some(match p.wait().await {
             Ok(s) => Outcome::Accepted { row, case_id: s.case_id, duplicate: s.duplicate },
             Err(e) => self.bus_down(row, e),
-        };
+        });
     }
 
     /// Serves the reports of `reports` until `shutdown`: each message one report, answered when
@@ -656,6 +657,21 @@ mod tests {
         assert!(refused(&base("").replace("-122.4", "181")).contains("lon"));
         assert!(refused(&base("").replace("\"0102\"", "\"012\"")).contains("code"));
         assert!(refused(&base("").replace("\"0102\"", "\"1x\"")).contains("code"));
+    }
+
+    #[test]
+    fn hostile_json_is_refused_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let rows = read_rows(deep.as_bytes(), BatchFormat::JsonLines).expect("lines");
+        assert!(rows[0].report.as_ref().is_err_and(|e| e.contains("not a grid report")), "{:?}", rows[0].report);
+        let deep = format!(r#"{{"report_id":{}"x"{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let rows = read_rows(deep.as_bytes(), BatchFormat::JsonLines).expect("lines");
+        assert!(rows[0].report.is_err(), "deeply nested");
+        let nan = r#"{"report_id":"GX-1","kind":"event","code":"0102","lon":NaN,"lat":37.7}"#;
+        let rows = read_rows(nan.as_bytes(), BatchFormat::JsonLines).expect("lines");
+        assert!(rows[0].report.is_err(), "NaN is not JSON");
+        let text_nan = r#"{"report_id":"GX-1","kind":"event","code":"0102","lon":"NaN","lat":37.7}"#;
+        assert!(report(text_nan).expect_err("NaN as text").contains("NaN"));
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub enum IntakeError {
     /// The event could not be serialized (a bug, never the sender's fault).
     #[error("cannot encode the event: {0}")]
     Encode(#[from] serde_json::Error),
-    /// JetStream refused or did not acknowledge the publish.
+    /// The publish could not be sent.
     #[error(transparent)]
     Bus(#[from] BusError),
     /// JetStream did not acknowledge the publish.
@@ -119,26 +119,27 @@ pub struct Intake {
     js: jetstream::Context,
     cases: Arc<dyn CaseLookup>,
     metrics: AdapterMetrics,
-    /// The adapter: the dead-letter stage and the metrics' `adapter` label.
-    stage: &'static str,
+    /// The adapter's name: the metrics' `adapter` label; its dead letters go to
+    /// `deadletter.adapter_<name>`.
+    adapter: &'static str,
 }
 
 impl std::fmt::Debug for Intake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Intake").field("stage", &self.stage).finish_non_exhaustive()
+        f.debug_struct("Intake").field("adapter", &self.adapter).finish_non_exhaustive()
     }
 }
 
 impl Intake {
     /// Publishes on `js`, asking `cases` for reports already known, counting into `metrics`.
     pub fn new(js: jetstream::Context, cases: Arc<dyn CaseLookup>, metrics: AdapterMetrics) -> Self {
-        Self { js, cases, metrics, stage: "adapter" }
+        Self { js, cases, metrics, adapter: "adapter" }
     }
 
-    /// This intake for one adapter: `stage` names its dead letters (`deadletter.<stage>`) and
-    /// its metrics.
-    pub fn for_adapter(&self, stage: &'static str) -> Self {
-        Self { stage, ..self.clone() }
+    /// This intake for one adapter, by its name (`open311`, `grid`): its metrics' label, and its
+    /// dead letters' stage `adapter_<name>`.
+    pub fn for_adapter(&self, adapter: &'static str) -> Self {
+        Self { adapter, ..self.clone() }
     }
 
     /// The case book this intake asks.
@@ -162,7 +163,7 @@ impl Intake {
             subject,
             ack,
             metrics: self.metrics.clone(),
-            stage: self.stage,
+            adapter: self.adapter,
         };
         if let Some(known) = self.cases.by_source_id(&event.source, &event.data.source_id) {
             debug!(case_id = %known.case_id, "report already has a case");
@@ -173,12 +174,13 @@ impl Intake {
         Ok(pending(subject, Some(ack)))
     }
 
-    /// Keeps refused input in `deadletter.<stage>` with the reason and its short `code`
+    /// Keeps refused input in `deadletter.adapter_<name>` with the reason and its short `code`
     /// (`too_large`, `malformed`, `invalid`); `original` says where it came from (a subject, or
     /// `POST /open311/v2/requests.json`). Failing to, it logs: the sender has its error either way.
     pub async fn dead_letter(&self, code: &str, reason: &str, original: &str, payload: Bytes) {
-        let stage = self.stage;
-        self.metrics.dead_letter(stage, code);
+        let stage = format!("adapter_{}", self.adapter);
+        let stage = stage.as_str();
+        self.metrics.dead_letter(self.adapter, stage, code);
         let mut id_input = Vec::with_capacity(payload.len() + reason.len() + 1);
         id_input.extend_from_slice(&payload);
         id_input.push(0);
@@ -210,7 +212,7 @@ pub struct PendingSubmit {
     subject: String,
     ack: Option<jetstream::context::PublishAckFuture>,
     metrics: AdapterMetrics,
-    stage: &'static str,
+    adapter: &'static str,
 }
 
 impl PendingSubmit {
@@ -222,7 +224,7 @@ impl PendingSubmit {
                 ack.await.map_err(|e| IntakeError::Ack { subject: self.subject, reason: e.to_string() })?.duplicate
             }
         };
-        self.metrics.report(self.stage, if duplicate { "duplicate" } else { "accepted" });
+        self.metrics.report(self.adapter, if duplicate { "duplicate" } else { "reported" });
         Ok(Submitted { case_id: self.case_id, duplicate })
     }
 }

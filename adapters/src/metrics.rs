@@ -2,9 +2,9 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `linkbus_adapter_reports_total` | counter | `adapter` (`open311`, `grid`), `outcome` (`accepted`, `duplicate`, `refused`) |
+//! | `linkbus_adapter_messages_total` | counter | `adapter` (`open311`, `grid`), `outcome` (`reported`, `duplicate`, `refused`) |
 //!
-//! and their dead letters in `linkbus_deadletters_total` (stages `open311` and `grid`, reasons
+//! and their dead letters in `linkbus_deadletters_total` (stages `adapter_open311` and `adapter_grid`, reasons
 //! `too_large`, `malformed`, `invalid`), registered by the router's metrics.
 
 use prometheus::{IntCounterVec, Opts, Registry};
@@ -20,13 +20,13 @@ pub struct AdapterMetrics {
 }
 
 impl AdapterMetrics {
-    /// Registers `linkbus_adapter_reports_total` in `registry`; dead letters count into
+    /// Registers `linkbus_adapter_messages_total` in `registry`; dead letters count into
     /// `deadletters` (`linkbus_deadletters_total`).
     pub fn new(registry: &Registry, deadletters: &IntCounterVec) -> prometheus::Result<Self> {
         let reports = IntCounterVec::new(
             Opts::new(
-                "linkbus_adapter_reports_total",
-                "Reports received by the source-system adapters: published as a case (accepted), already known \
+                "linkbus_adapter_messages_total",
+                "Reports received by the source-system adapters: published as a case (reported), already known \
                  (duplicate), or refused and dead-lettered.",
             ),
             &["adapter", "outcome"],
@@ -34,7 +34,7 @@ impl AdapterMetrics {
         registry.register(Box::new(reports.clone()))?;
         // Every series exists from the start (at 0), so rates and alerts see the first report.
         for adapter in ADAPTERS {
-            for outcome in ["accepted", "duplicate", "refused"] {
+            for outcome in ["reported", "duplicate", "refused"] {
                 reports.with_label_values(&[adapter, outcome]);
             }
         }
@@ -47,19 +47,19 @@ impl AdapterMetrics {
             IntCounterVec::new(Opts::new(name, "unregistered"), labels).expect("valid metric options")
         };
         Self {
-            reports: vec("linkbus_adapter_reports_total", &["adapter", "outcome"]),
+            reports: vec("linkbus_adapter_messages_total", &["adapter", "outcome"]),
             deadletters: vec("linkbus_deadletters_total", &["stage", "reason"]),
         }
     }
 
-    /// Counts one report of `adapter` with `outcome` (`accepted`, `duplicate`, `refused`).
+    /// Counts one report of `adapter` with `outcome` (`reported`, `duplicate`, `refused`).
     pub(crate) fn report(&self, adapter: &str, outcome: &str) {
         self.reports.with_label_values(&[adapter, outcome]).inc();
     }
 
-    /// Counts one dead letter of `stage` with the reason `code`.
-    pub(crate) fn dead_letter(&self, stage: &str, code: &str) {
+    /// Counts one message of `adapter` refused and dead-lettered on `stage` with the reason `code`.
+    pub(crate) fn dead_letter(&self, adapter: &str, stage: &str, code: &str) {
         self.deadletters.with_label_values(&[stage, code]).inc();
-        self.report(stage, "refused");
+        self.report(adapter, "refused");
     }
 }

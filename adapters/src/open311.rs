@@ -12,7 +12,7 @@
 //!
 //! Errors are the spec's: a list of `{code, description}` (`<errors><error>…` in XML), `code`
 //! being the HTTP status. A request refused for its content (malformed, oversized, wrongly
-//! encoded, out of range) is also kept in `deadletter.open311` with the reason.
+//! encoded, out of range) is also kept in `deadletter.adapter_open311` with the reason.
 //!
 //! **Keys.** `api_key` (the form field, a query parameter, or `Authorization: Bearer`) is an API
 //! key of the linkbus configuration: a source key speaking for this adapter's source may post
@@ -46,7 +46,8 @@ use crate::intake::{Caller, Gate, Intake, digest_id, event_id};
 use crate::vocabulary::CategoryMap;
 use crate::web::{self, BodyError, Xml};
 
-/// The dead-letter stage (`deadletter.open311`) and the event id prefix (`open311-<id>`).
+/// The adapter's name: its metrics' label, its dead letters' stage (`deadletter.adapter_open311`)
+/// and the event id prefix (`open311-<id>`).
 pub const STAGE: &str = "open311";
 /// Largest body accepted on `POST requests`, bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -239,12 +240,16 @@ pub enum Format {
 
 /// Splits `requests.json` into `("requests", Json)`.
 fn split_format(segment: &str) -> Option<(&str, Format)> {
-    let (name, ext) = segment.rsplit_once('.')?;
-    match ext {
-        "json" => Some((name, Format::Json)),
-        "xml" => Some((name, Format::Xml)),
+    match segment.rsplit_once('.') {
+        Some((name, "json")) => Some((name, Format::Json)),
+        Some((name, "xml")) => Some((name, Format::Xml)),
         _ => None,
     }
+}
+
+/// The answer to a path without `.json` or `.xml`.
+fn unknown_format() -> Response {
+    error(Format::Json, Open311Error::new(StatusCode::NOT_FOUND, "no such resource: use .json or .xml"))
 }
 
 /// The Open311 endpoint: its configuration, its services, and what it needs of linkbus.
@@ -323,9 +328,7 @@ fn services(config: &Open311Config, categories: &[RegionCategory]) -> Vec<Servic
 type Shared = State<Arc<Open311>>;
 
 async fn resource(State(o): Shared, Path(segment): Path<String>, request: Request<Body>) -> Response {
-    let Some((name, format)) = split_format(&segment) else {
-        return error(Format::Json, Open311Error::new(StatusCode::NOT_FOUND, "no such resource: use .json or .xml"));
-    };
+    let Some((name, format)) = split_format(&segment) else { return unknown_format() };
     let method = request.method().clone();
     let answer = match (name, &method) {
         ("services", &Method::GET) => Ok(render_services(&o.services, format)),
@@ -338,9 +341,7 @@ async fn resource(State(o): Shared, Path(segment): Path<String>, request: Reques
 }
 
 async fn service_definition(State(o): Shared, Path(segment): Path<String>, request: Request<Body>) -> Response {
-    let Some((code, format)) = split_format(&segment) else {
-        return error(Format::Json, Open311Error::new(StatusCode::NOT_FOUND, "no such resource: use .json or .xml"));
-    };
+    let Some((code, format)) = split_format(&segment) else { return unknown_format() };
     if request.method() != Method::GET {
         return error(format, Open311Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
     }
@@ -362,20 +363,19 @@ async fn service_definition(State(o): Shared, Path(segment): Path<String>, reque
 }
 
 async fn one_request(State(o): Shared, Path(segment): Path<String>, request: Request<Body>) -> Response {
-    let Some((id, format)) = split_format(&segment) else {
-        return error(Format::Json, Open311Error::new(StatusCode::NOT_FOUND, "no such resource: use .json or .xml"));
-    };
-    let answer = (|| {
-        if request.method() != Method::GET {
-            return Err(Open311Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
-        }
-        let pairs = query_pairs(&request)?;
-        may_read(&o, &request, &pairs)?;
-        let found = request_view(&o, id)
-            .ok_or_else(|| Open311Error::new(StatusCode::NOT_FOUND, format!("no service request {id:?}")))?;
-        Ok(render_requests(&[found], format))
-    })();
-    answer.unwrap_or_else(|e| error(format, e))
+    let Some((id, format)) = split_format(&segment) else { return unknown_format() };
+    get_request(&o, id, format, &request).unwrap_or_else(|e| error(format, e))
+}
+
+fn get_request(o: &Open311, id: &str, format: Format, request: &Request<Body>) -> Result<Response, Open311Error> {
+    if request.method() != Method::GET {
+        return Err(Open311Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
+    }
+    let pairs = query_pairs(request)?;
+    may_read(o, request, &pairs)?;
+    let found = request_view(o, id)
+        .ok_or_else(|| Open311Error::new(StatusCode::NOT_FOUND, format!("no service request {id:?}")))?;
+    Ok(render_requests(&[found], format))
 }
 
 /// Refuses a read without a key that may read this source's requests (unless reads are
@@ -383,18 +383,22 @@ async fn one_request(State(o): Shared, Path(segment): Path<String>, request: Req
 fn may_read(o: &Open311, request: &Request<Body>, pairs: &[(String, String)]) -> Result<(), Open311Error> {
     if !o.config.public_reads {
         let key = pairs.iter().find(|(k, _)| k == "api_key").map(|(_, v)| v.clone());
-        let key = key.or_else(|| web::bearer(request.headers()));
-        match key.as_deref().map(|k| o.gate.caller(k)) {
-            None => return Err(Open311Error::new(StatusCode::FORBIDDEN, "an api_key is required to read requests")),
-            Some(None) => return Err(Open311Error::new(StatusCode::FORBIDDEN, "invalid api_key")),
-            Some(Some(Caller::Staff)) => {}
-            Some(Some(Caller::Source(s))) if s == o.config.source => {}
-            Some(Some(_)) => {
-                return Err(Open311Error::new(StatusCode::FORBIDDEN, "this api_key may not read Open311 requests"));
-            }
-        }
+        authorize(o, key.or_else(|| web::bearer(request.headers())).as_deref(), "read")?;
     }
     admit(o, request)
+}
+
+/// Refuses a key that may not `what` (`post`, `read`) this adapter's requests: a source key
+/// must speak for its source; dispatcher and operator keys may read.
+fn authorize(o: &Open311, key: Option<&str>, what: &str) -> Result<(), Open311Error> {
+    let forbidden = |why: String| Err(Open311Error::new(StatusCode::FORBIDDEN, why));
+    match key.map(|k| o.gate.caller(k)) {
+        None => forbidden(format!("an api_key is required to {what} requests")),
+        Some(None) => forbidden("invalid api_key".into()),
+        Some(Some(Caller::Source(source))) if source == o.config.source => Ok(()),
+        Some(Some(Caller::Staff)) if what == "read" => Ok(()),
+        Some(Some(_)) => forbidden(format!("this api_key may not {what} Open311 requests")),
+    }
 }
 
 fn admit(o: &Open311, request: &Request<Body>) -> Result<(), Open311Error> {
@@ -524,6 +528,7 @@ fn state_words(state: CaseState) -> &'static str {
 async fn post_request(o: &Open311, format: Format, request: Request<Body>) -> Result<Response, Open311Error> {
     admit(o, &request)?;
     let original = format!("POST {}", request.uri().path());
+    let query = request.uri().query().map(str::to_owned);
     let headers = request.headers().clone();
     let bytes = match web::read_body(request).await {
         Ok(bytes) => bytes,
@@ -539,15 +544,11 @@ async fn post_request(o: &Open311, format: Format, request: Request<Body>) -> Re
         e
     };
     // The key first: only a caller that may post has its content checked (and dead-lettered).
-    let key = web::bearer(&headers).or_else(|| form_value(&bytes, "api_key"));
-    match key.as_deref().map(|k| o.gate.caller(k)) {
-        Some(Some(Caller::Source(s))) if s == o.config.source => {}
-        None => return Err(Open311Error::new(StatusCode::FORBIDDEN, "api_key is required to post a request")),
-        Some(None) => return Err(Open311Error::new(StatusCode::FORBIDDEN, "invalid api_key")),
-        Some(Some(_)) => {
-            return Err(Open311Error::new(StatusCode::FORBIDDEN, "this api_key may not post Open311 requests"));
-        }
-    }
+    // Clients put it in the form, as the spec says, a few in the query string.
+    let key = web::bearer(&headers)
+        .or_else(|| form_value(&bytes, "api_key"))
+        .or_else(|| query.as_deref().and_then(|q| form_value(q.as_bytes(), "api_key")));
+    authorize(o, key.as_deref(), "post")?;
     let media = web::media_type(&headers);
     if media != "application/x-www-form-urlencoded" {
         let e = Open311Error::new(

@@ -19,6 +19,9 @@ use crate::config::AdaptersConfig;
 
 /// The enabled adapters' HTTP routes: Open311 at `/open311/v2/`, the grid batch upload.
 pub fn routes(config: &AdaptersConfig, region: &Region, intake: &Intake, gate: Arc<dyn Gate>) -> Router {
+    for warning in check(config, region) {
+        tracing::warn!("{warning}");
+    }
     let mut router = Router::new();
     if config.open311.enabled {
         let categories: Vec<RegionCategory> = region
@@ -33,6 +36,25 @@ pub fn routes(config: &AdaptersConfig, region: &Region, intake: &Intake, gate: A
         router = router.merge(Arc::new(Grid::new(config.grid.clone(), intake.clone())).routes(gate));
     }
     router
+}
+
+/// The adapters' category maps checked against the region: each target that is not one of its
+/// categories (such a report is routed to the catch-all department, as an unknown category).
+pub fn check(config: &AdaptersConfig, region: &Region) -> Vec<String> {
+    let maps = [("open311", &config.open311.categories), ("grid", &config.grid.categories)];
+    let mut out = Vec::new();
+    for (adapter, map) in maps {
+        for (from, to) in &map.map {
+            if region.category(to).is_none() {
+                out.push(format!(
+                    "adapters.{adapter}.categories: {from:?} = {to:?} is not a category of region {}: such reports go \
+                     to the catch-all department",
+                    region.manifest.id
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Starts the enabled adapters' NATS listeners (grid reports on `adapter.grid.report`) until
@@ -51,4 +73,20 @@ pub async fn listen(
         tasks.push(tokio::spawn(grid.serve(client, reports, shutdown)));
     }
     Ok(tasks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_maps_name_categories_of_the_sf_region_and_others_are_reported() {
+        let region = Region::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../geo-data/san-francisco")).expect("SF");
+        let mut config = AdaptersConfig::default();
+        assert_eq!(check(&config, &region), Vec::<String>::new());
+        config.grid.categories.map.insert("event:0701".into(), "potholes".into());
+        let warnings = check(&config, &region);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("\"event:0701\" = \"potholes\""), "{warnings:?}");
+    }
 }

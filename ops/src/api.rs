@@ -35,7 +35,13 @@
 //! volunteer or department ids, notes only of `progress`, `resolved` and `closed` (what a
 //! department writes there is addressed to the reporter). These endpoints are also rate-limited
 //! per client IP by an in-process token bucket (`[api].public_rate_per_minute`), so a leaked key
-//! cannot walk the source ids quickly; per process, not shared between replicas.
+//! cannot walk the source ids quickly; per process, not shared between replicas. Source ids are
+//! unique only within their source: a source key finds only the requests of the CloudEvents
+//! source it speaks for (`[[api.keys]] source`); dispatchers and operators find any.
+//!
+//! **Adapters.** The source-system adapters' routes (Open311 at `/open311/v2/`, the grid batch
+//! upload) are merged in ([`ApiState::with_adapters`]); they take the same keys and rate limit
+//! through [`linkbus_adapters::intake::Gate`], and are described in `docs/adapters.md`.
 //!
 //! **Errors** are `{"error": "…", "code": "…"}`: `unauthorized` 401, `forbidden` 403, `not_found`
 //! 404, `invalid` 409 (the case's state refuses the action) or 422 (the request is malformed),
@@ -1060,7 +1066,7 @@ pub fn openapi() -> Value {
             "title": "linkbus closed-loop API",
             "version": env!("CARGO_PKG_VERSION"),
             "summary": "Cases routed by linkbus: read them, act on them (accept, reject, progress, resolve, close, reassign, cancel, escalations), and let residents follow up and rate.",
-            "description": "Every endpoint but `/healthz`, `/readyz`, `/metrics` and this document takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`. Webhook deliveries and department figures are read with a dispatcher or operator key, or a department key for its own. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `invalid` 409 (the case's state refuses the action) or 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503.",
+            "description": "Every endpoint but `/healthz`, `/readyz`, `/metrics` and this document takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`, those of the CloudEvents source it speaks for (`[[api.keys]] source`), and post to its adapter (`docs/adapters.md`). Webhook deliveries and department figures are read with a dispatcher or operator key, or a department key for its own. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `invalid` 409 (the case's state refuses the action) or 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
         },
         "security": [ { "bearer": [] } ],

@@ -722,6 +722,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 region.departments.departments.len(),
                 region.categories.len()
             );
+            for warning in crate::adapters::check(&config.adapters, &region) {
+                eprintln!("warning: {warning}");
+            }
         }
         Command::NatsAuth { common, out, operators, no_volunteers } => {
             let config = common.config()?;

@@ -503,6 +503,24 @@ mod tests {
     }
 
     #[test]
+    fn adapter_tables_are_checked() {
+        let config = Config::parse("[adapters.open311]\nsource = \"/sf-311\"\npublic_reads = true\n").expect("parses");
+        assert_eq!((config.adapters.open311.source.as_str(), config.adapters.open311.public_reads), ("/sf-311", true));
+        assert!(!config.adapters.grid.categories.map.is_empty(), "the shipped map stays when the table is absent");
+        for (bad, names) in [
+            ("[adapters.open311]\npriority = 9\n", "adapters.open311.priority"),
+            ("[adapters.open311]\nsource = \"open311\"\n", "adapters.open311.source"),
+            ("[adapters.grid.categories]\nmap = { \"component:0101\" = \"Sewer!\" }\n", "adapters.grid.categories"),
+            ("[adapters.grid.categories]\nmap = { \"manhole\" = \"sewer_issues\" }\n", "adapters.grid.categories"),
+            ("[adapters.grid]\nmax_batch_rows = 0\n", "adapters.grid.max_batch_rows"),
+        ] {
+            let err = format!("{:#}", Config::parse(bad).expect_err(bad));
+            assert!(err.contains(names), "{bad}: {err}");
+        }
+        assert!(Config::parse("[adapters.telegraph]\n").is_err(), "unknown adapters are refused");
+    }
+
+    #[test]
     fn api_keys_are_hashes_and_listen_is_an_address() {
         let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
         let ok = format!(

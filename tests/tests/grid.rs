@@ -1,6 +1,6 @@
 //! Grid-management reports on a real nats-server with the service in process and the API served as
 //! `linkbus up` serves it: a patrol app's CSV batch with good and bad rows (each row's case id or
-//! error back, bad rows kept in `deadletter.grid` with their row number, good rows routed as
+//! error back, bad rows kept in `deadletter.adapter_grid` with their row number, good rows routed as
 //! management cases); the same batch again is no new case; a JSON-lines batch; one report over
 //! NATS as a request, answered with its case id, and a bad one answered with the reason.
 
@@ -105,7 +105,7 @@ async fn a_patrol_batch_and_a_nats_report_become_management_cases() {
     assert!(refusal(8).is_some_and(|e| e.contains("UTF-8")), "{answer}");
 
     // Each bad row is kept with its number and reason.
-    let letters = read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.grid", 5).await;
+    let letters = read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.adapter_grid", 5).await;
     let reasons: Vec<String> = letters.iter().filter_map(|m| header(m, nats::HEADER_REASON)).collect();
     assert_eq!(reasons.len(), 5, "{reasons:?}");
     for row in 4..=8 {
@@ -204,7 +204,7 @@ async fn a_patrol_batch_and_a_nats_report_become_management_cases() {
         .expect("request");
     let answer: Value = serde_json::from_slice(&reply.payload).expect("JSON");
     assert!(answer["error"].as_str().is_some_and(|e| e.contains("not a grid report")), "{answer}");
-    let letters = read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.grid", 9).await;
+    let letters = read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.adapter_grid", 9).await;
     assert!(
         letters.iter().any(|m| header(m, nats::HEADER_ORIGINAL_SUBJECT).as_deref() == Some(SUBJECT)),
         "the NATS report is kept"
@@ -214,11 +214,11 @@ async fn a_patrol_batch_and_a_nats_report_become_management_cases() {
     // its dead letters are duplicates on the stream, but they were refused again).
     let text = linkbus::metrics::render(service.metrics.registry());
     for series in [
-        r#"linkbus_adapter_reports_total{adapter="grid",outcome="accepted"} 6"#,
-        r#"linkbus_adapter_reports_total{adapter="grid",outcome="duplicate"} 4"#,
-        r#"linkbus_deadletters_total{reason="invalid",stage="grid"} 5"#,
-        r#"linkbus_deadletters_total{reason="malformed",stage="grid"} 9"#,
-        r#"linkbus_deadletters_total{reason="too_large",stage="grid"} 1"#,
+        r#"linkbus_adapter_messages_total{adapter="grid",outcome="reported"} 6"#,
+        r#"linkbus_adapter_messages_total{adapter="grid",outcome="duplicate"} 4"#,
+        r#"linkbus_deadletters_total{reason="invalid",stage="adapter_grid"} 5"#,
+        r#"linkbus_deadletters_total{reason="malformed",stage="adapter_grid"} 9"#,
+        r#"linkbus_deadletters_total{reason="too_large",stage="adapter_grid"} 1"#,
     ] {
         assert!(text.contains(series), "{series} in\n{text}");
     }

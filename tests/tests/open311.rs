@@ -3,7 +3,7 @@
 //! spec says, gets its `service_request_id`, the request is routed as a case on the right
 //! subjects, and `GET requests/{id}` shows its status in JSON and XML, changing as the department
 //! accepts and resolves it. The same request posted twice is one case; every bad request gets the
-//! spec's error list (JSON or XML) with the right status and is kept in `deadletter.open311`.
+//! spec's error list (JSON or XML) with the right status and is kept in `deadletter.adapter_open311`.
 
 use std::time::Duration;
 
@@ -289,9 +289,11 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!(follow_up(APP).await, 200);
     assert_eq!(follow_up(GRID).await, 404, "another source's key does not find Open311's request");
 
-    // An unknown service code is taken, routed to the catch-all, flagged.
-    let posted = form("UFO_SIGHTING", "37.7793", "-122.4193", "Lights+over+City+Hall");
-    let (status, _, body) = client.post("/open311/v2/requests.json", FORM, posted).await;
+    // An unknown service code is taken, routed to the catch-all, flagged (and the key may come
+    // in the query string, as a few clients send it).
+    let posted =
+        form("UFO_SIGHTING", "37.7793", "-122.4193", "Lights+over+City+Hall").replace(&format!("api_key={APP}&"), "");
+    let (status, _, body) = client.post(&format!("/open311/v2/requests.json?api_key={APP}"), FORM, posted).await;
     assert_eq!(status, 201);
     let created: Value = serde_json::from_slice(&body).expect("JSON");
     let unknown_id = format!("open311-{}", created[0]["service_request_id"].as_str().expect("id"));
@@ -352,7 +354,7 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
         let (status, answer_type, answer) = post(path, content_type, body).await;
         assert_spec_error(status, &answer_type, &answer, status_expected, mentions);
     }
-    let letters = read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.open311", expected_letters).await;
+    let letters = read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.adapter_open311", expected_letters).await;
     assert_eq!(letters.len(), expected_letters, "every refused request is kept");
     let reasons: Vec<String> = letters.iter().filter_map(|m| header(m, nats::HEADER_REASON)).collect();
     for mention in ["lat 91", "long 181", "lat NaN", "UTF-8", "service_code", "x-www-form-urlencoded", "larger than"] {
@@ -375,8 +377,14 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
     }
     let (status, content_type, body) = client.get("/open311/v2/discovery.txt").await;
     assert_spec_error(status, &content_type, &body, 404, "json or .xml");
+    let (status, content_type, body) = client.get("/open311/v2/tokens.xml").await;
+    assert_spec_error(status, &content_type, &body, 404, "tokens");
+    let put = client.http.put(format!("{}/open311/v2/requests.xml", client.base)).send().await.expect("response");
+    let (status, content_type) =
+        (put.status().as_u16(), put.headers()["content-type"].to_str().expect("ascii").to_owned());
+    assert_spec_error(status, &content_type, &put.bytes().await.expect("body"), 405, "method");
     assert_eq!(
-        read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.open311", expected_letters).await.len(),
+        read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.adapter_open311", expected_letters).await.len(),
         expected_letters
     );
     assert!(service.cases.list(&Default::default()).is_empty(), "nothing refused became a case");
