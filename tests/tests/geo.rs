@@ -199,3 +199,42 @@ fn stats_and_diff_describe_a_map_and_its_changes() {
     assert!((r.gained_m2 - r.lost_m2 - (after - before)).abs() < 1.0, "{r:?}");
     assert!(validate::diff(&old, &old, 100.0) == validate::Diff::default());
 }
+
+/// An unclosed ring and a clockwise shell are warnings with a safe repair: `--repair` writes a
+/// map where both are fixed, and the rest stays as it was.
+#[test]
+fn validate_repairs_what_is_safe_to_repair() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = linkbus_tests::sf_region_dir().join("communities.geojson");
+    let mut fc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&source).expect("read")).expect("json");
+    for f in fc["features"].as_array_mut().expect("features") {
+        let id = f["properties"]["id"].as_str().unwrap_or_default().to_owned();
+        let g = &mut f["geometry"];
+        let first_ring = match g["type"].as_str() {
+            Some("Polygon") => &mut g["coordinates"][0],
+            _ => &mut g["coordinates"][0][0],
+        };
+        let ring = first_ring.as_array_mut().expect("ring");
+        match id.as_str() {
+            "noe-valley" => {
+                ring.pop();
+            }
+            "glen-park" => ring.reverse(),
+            _ => {}
+        }
+    }
+    std::fs::write(dir.path().join("communities.geojson"), fc.to_string()).expect("write");
+    let tolerances = Tolerances::default();
+    let (report, errors) = linkbus::geo_tools::validate_region(dir.path(), &tolerances, true).expect("validate");
+    assert!(!errors, "{report}");
+    assert!(report.contains("warning: noe-valley: 1 ring(s) not closed"), "{report}");
+    assert!(report.contains("warning: glen-park: 1 ring(s) wound against"), "{report}");
+    assert!(report.contains("repaired glen-park: wound the rings by the right-hand rule"), "{report}");
+
+    let repaired = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(dir.path().join("communities.repaired.geojson"), repaired.path().join("communities.geojson"))
+        .expect("copy");
+    let (report, _) = linkbus::geo_tools::validate_region(repaired.path(), &tolerances, false).expect("validate");
+    assert!(!report.contains("noe-valley") && !report.contains("glen-park"), "{report}");
+}
