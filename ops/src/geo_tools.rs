@@ -13,7 +13,8 @@ use linkbus_geo_data::{Region, files, load_communities};
 pub fn validate_region(dir: &Path, tolerances: &Tolerances, repair: bool) -> anyhow::Result<(String, bool)> {
     let path = dir.join(files::COMMUNITIES);
     let mut communities = load_communities(&path)?;
-    let problems = validate::validate(&communities, tolerances);
+    let mut problems = validate::validate(&communities, tolerances);
+    problems.extend(unclosed_rings(&path)?);
     let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
     let mut out = String::new();
     for p in &problems {
@@ -40,6 +41,32 @@ pub fn validate_region(dir: &Path, tolerances: &Tolerances, repair: bool) -> any
         writeln!(out, "{repaired} communities repaired; wrote {}", target.display())?;
     }
     Ok((out, errors > 0))
+}
+
+/// Rings whose last position is not their first: read as closed (geo closes them), written
+/// closed by `--repair`; a warning, by community id.
+fn unclosed_rings(path: &Path) -> anyhow::Result<Vec<validate::Problem>> {
+    let fc: geojson::FeatureCollection = std::fs::read_to_string(path)?.parse()?;
+    let mut problems = Vec::new();
+    for (n, f) in fc.features.iter().enumerate() {
+        let polygons = match f.geometry.as_ref().map(|g| &g.value) {
+            Some(geojson::GeometryValue::Polygon { coordinates }) => vec![coordinates],
+            Some(geojson::GeometryValue::MultiPolygon { coordinates }) => coordinates.iter().collect(),
+            _ => continue,
+        };
+        let open = polygons.iter().flat_map(|p| p.iter()).filter(|ring| ring.first() != ring.last()).count();
+        if open > 0 {
+            let id = f.property("id").and_then(|v| v.as_str()).map_or_else(|| format!("feature {n}"), str::to_owned);
+            problems.push(validate::Problem {
+                severity: Severity::Warning,
+                kind: validate::ProblemKind::InvalidBoundary,
+                ids: vec![id],
+                message: format!("{open} ring(s) not closed (read as closed)"),
+                repairable: true,
+            });
+        }
+    }
+    Ok(problems)
 }
 
 /// Writes `communities` as `source` had them (properties kept), with their new boundaries.

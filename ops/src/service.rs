@@ -220,12 +220,14 @@ impl Service {
         if config.region.follow_published {
             let store = regions::open_bucket(&js, config.nats.replicas).await.context("opening the region versions")?;
             regions::archive(&store, region).await.context("archiving the region version")?;
+            let process_metrics = metrics.clone();
             let follow = regions::follow_region(
                 js.clone(),
                 store,
                 state.clone(),
                 region.manifest.id.clone(),
                 config.routing_params(),
+                move |loaded: &Region| process_metrics.region_loaded(loaded),
                 shutdown.clone(),
             );
             tasks.push(tokio::spawn(follow));

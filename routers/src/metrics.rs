@@ -9,6 +9,7 @@
 //! | `linkbus_router_ingest_to_routed_seconds` | histogram | |
 //! | `linkbus_router_ingest_backlog_messages` | gauge | |
 //! | `linkbus_router_volunteers` | gauge | `state`: `available`, `unavailable` |
+//! | `linkbus_router_region_swaps_total` | counter | |
 //! | `linkbus_deadletters_total` | counter | `stage`, `reason` (fixed codes) |
 //!
 //! Every labelled series is resolved once, here, into a handle: counting a routed case is a few
@@ -51,6 +52,9 @@ pub struct RouterMetrics {
     pub deadletters: IntCounterVec,
     deadletter_ingest: DeadLetterCounter,
     deadletter_volunteers: DeadLetterCounter,
+    deadletter_regions: DeadLetterCounter,
+    /// Region versions swapped in by live reload.
+    pub region_swaps: IntCounter,
 }
 
 impl RouterMetrics {
@@ -110,7 +114,12 @@ impl RouterMetrics {
         registry.register(Box::new(ingest_to_routed_seconds.clone()))?;
         registry.register(Box::new(backlog.clone()))?;
         registry.register(Box::new(volunteers.clone()))?;
+        let region_swaps = IntCounter::new(
+            "linkbus_router_region_swaps_total",
+            "Region versions published to the linkbus_regions bucket, checked and swapped in (refused ones are dead letters of stage regions).",
+        )?;
         registry.register(Box::new(deadletters.clone()))?;
+        registry.register(Box::new(region_swaps.clone()))?;
         Ok(Self {
             cases: SourceSystem::ALL.map(|s| cases.with_label_values(&[s.as_str()])),
             community: ["inside", "on_border", "nearest", "unmatched", "near_border"]
@@ -123,6 +132,8 @@ impl RouterMetrics {
             volunteers_unavailable: volunteers.with_label_values(&["unavailable"]),
             deadletter_ingest: DeadLetterCounter::new(&deadletters, "ingest", &INGEST_REASONS),
             deadletter_volunteers: DeadLetterCounter::new(&deadletters, "volunteers", &VOLUNTEER_REASONS),
+            deadletter_regions: DeadLetterCounter::new(&deadletters, "regions", &["invalid"]),
+            region_swaps,
             deadletters,
         })
     }
@@ -160,6 +171,11 @@ impl RouterMetrics {
     /// Counts a volunteer update dead-lettered with reason `code`.
     pub fn deadletter_volunteers(&self, code: &str) {
         self.deadletter_volunteers.inc(code);
+    }
+
+    /// Counts a refused region version.
+    pub fn deadletter_region(&self) {
+        self.deadletter_regions.inc("invalid");
     }
 
     /// Sets the volunteer gauges.

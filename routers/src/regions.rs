@@ -188,13 +188,15 @@ pub async fn load_version(store: &kv::Store, region: &str, version: &str) -> Res
 }
 
 /// Watches `<region>.current` until `shutdown`; each version other than the one routing is
-/// built aside and swapped in, or refused (logged, dead-lettered) with the old one kept.
+/// built aside and swapped in (then `swapped` is told, e.g. to update the process's metrics),
+/// or refused (logged, dead-lettered) with the old one kept.
 pub async fn follow_region(
     js: jetstream::Context,
     store: kv::Store,
     state: Arc<RouterState>,
     region: String,
     params: RoutingParams,
+    swapped: impl Fn(&Region) + Send,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -215,7 +217,9 @@ pub async fn follow_region(
             };
             match entry {
                 Some(Ok(entry)) if entry.operation == kv::Operation::Put => {
-                    apply(&js, &store, &state, &region, &params, &entry).await;
+                    if let Some(loaded) = apply(&js, &store, &state, &region, &params, &entry).await {
+                        swapped(&loaded);
+                    }
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
@@ -228,7 +232,8 @@ pub async fn follow_region(
     }
 }
 
-/// Builds the version an entry of `<region>.current` names and swaps it in, or refuses it.
+/// Builds the version an entry of `<region>.current` names and swaps it in (returning it), or
+/// refuses it.
 async fn apply(
     js: &jetstream::Context,
     store: &kv::Store,
@@ -236,14 +241,17 @@ async fn apply(
     region: &str,
     params: &RoutingParams,
     entry: &kv::Entry,
-) {
+) -> Option<Region> {
     let wanted = match serde_json::from_slice::<Current>(&entry.value) {
         Ok(current) => current.version,
-        Err(e) => return refuse(js, state, entry, &format!("not a current-version record: {e}")).await,
+        Err(e) => {
+            refuse(js, state, entry, &format!("not a current-version record: {e}")).await;
+            return None;
+        }
     };
     let geo_version = format!("{region}@{wanted}");
     if state.router().geo_version() == geo_version {
-        return;
+        return None;
     }
     let started = Instant::now();
     let built = match load_version(store, region, &wanted).await {
@@ -251,27 +259,30 @@ async fn apply(
         Ok(loaded) if loaded.manifest.version != wanted => {
             Err(format!("its manifest says version {}", loaded.manifest.version))
         }
-        Ok(loaded) => Ok(Router::new(&loaded, params.clone())),
+        Ok(loaded) => Ok((Router::new(&loaded, params.clone()), loaded)),
         Err(e) => Err(e.to_string()),
     };
     match built {
-        Ok(router) => {
+        Ok((router, loaded)) => {
             let build = started.elapsed();
             let pause = state.swap_router(router);
             let nanos = u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
             state.stats.region_swap_pause_ns.store(nanos, Ordering::Relaxed);
             state.stats.region_reloads.fetch_add(1, Ordering::Relaxed);
+            state.metrics.region_swaps.inc();
             info!(
                 version = %geo_version,
                 build_ms = build.as_secs_f64() * 1e3,
                 swap_pause_us = pause.as_secs_f64() * 1e6,
                 "region version swapped in"
             );
+            Some(loaded)
         }
         Err(reason) => {
             let reason =
                 format!("region version {geo_version} refused, {} stays: {reason}", state.router().geo_version());
             refuse(js, state, entry, &reason).await;
+            None
         }
     }
 }
@@ -294,7 +305,8 @@ async fn refuse(js: &jetstream::Context, state: &RouterState, entry: &kv::Entry,
         Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    if let Err(e) = stored {
-        warn!(error = %e, "could not dead-letter a refused region version");
+    match stored {
+        Ok(()) => state.metrics.deadletter_region(),
+        Err(e) => warn!(error = %e, "could not dead-letter a refused region version"),
     }
 }

@@ -199,3 +199,95 @@ fn stats_and_diff_describe_a_map_and_its_changes() {
     assert!((r.gained_m2 - r.lost_m2 - (after - before)).abs() < 1.0, "{r:?}");
     assert!(validate::diff(&old, &old, 100.0) == validate::Diff::default());
 }
+
+/// An unclosed ring and a clockwise shell are warnings with a safe repair: `--repair` writes a
+/// map where both are fixed, and the rest stays as it was.
+#[test]
+fn validate_repairs_what_is_safe_to_repair() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = linkbus_tests::sf_region_dir().join("communities.geojson");
+    let mut fc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&source).expect("read")).expect("json");
+    for f in fc["features"].as_array_mut().expect("features") {
+        let id = f["properties"]["id"].as_str().unwrap_or_default().to_owned();
+        let g = &mut f["geometry"];
+        let first_ring = match g["type"].as_str() {
+            Some("Polygon") => &mut g["coordinates"][0],
+            _ => &mut g["coordinates"][0][0],
+        };
+        let ring = first_ring.as_array_mut().expect("ring");
+        match id.as_str() {
+            "noe-valley" => {
+                ring.pop();
+            }
+            "glen-park" => ring.reverse(),
+            _ => {}
+        }
+    }
+    std::fs::write(dir.path().join("communities.geojson"), fc.to_string()).expect("write");
+    let tolerances = Tolerances::default();
+    let (report, errors) = linkbus::geo_tools::validate_region(dir.path(), &tolerances, true).expect("validate");
+    assert!(!errors, "{report}");
+    assert!(report.contains("warning: noe-valley: 1 ring(s) not closed"), "{report}");
+    assert!(report.contains("warning: glen-park: 1 ring(s) wound against"), "{report}");
+    assert!(report.contains("repaired glen-park: wound the rings by the right-hand rule"), "{report}");
+
+    let repaired = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(dir.path().join("communities.repaired.geojson"), repaired.path().join("communities.geojson"))
+        .expect("copy");
+    let (report, _) = linkbus::geo_tools::validate_region(repaired.path(), &tolerances, false).expect("validate");
+    assert!(!report.contains("noe-valley") && !report.contains("glen-park"), "{report}");
+}
+
+/// `linkbus up --simulate` on a fresh checkout's defaults: Beijing with its Chinese names, and
+/// simulated cases routed through a real embedded nats-server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkbus_up_defaults_to_beijing_and_simulates_plainly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = linkbus_tests::write_config(
+        dir.path(),
+        &format!(
+            "[nats]\nembedded_data_dir = \"{}\"\nembedded_port = 0\n[api]\nlisten = \"\"\n",
+            dir.path().join("nats").display()
+        ),
+    );
+    let mut up = linkbus_tests::Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
+            .current_dir(repo_root())
+            .args(["up", "--simulate", "--rate", "50", "--config"])
+            .arg(&config)
+            .env_remove("LINKBUS_NATS_URL")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("linkbus up starts"),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = up.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut url, mut simulated) = (None, false);
+    while url.is_none() || !simulated {
+        let line = rx.recv_timeout(WAIT).expect("linkbus up says it is up and simulating");
+        if line.starts_with("linkbus is up") {
+            assert!(line.contains("region 北京市 Beijing (2322 communities, 397 departments)"), "{line}");
+            url = line.split("NATS ").nth(1).and_then(|s| s.split(',').next()).map(str::to_owned);
+        }
+        simulated |= line.starts_with("SIMULATED feed: made-up cases");
+    }
+    let client = linkbus::service::connect(&url.expect("url"), WAIT).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let routed = read_stream(&js, linkbus_bus::nats::STREAM_CASES, "case.*.routed", 5).await;
+    assert!(routed.len() >= 5, "only {} routed", routed.len());
+    for msg in &routed {
+        let event: CloudEvent<RoutedCase> = serde_json::from_slice(&msg.payload).expect("a routed case");
+        let case = &event.data.case;
+        assert!(case.description.as_deref().is_some_and(|d| d.starts_with("SIMULATED")));
+        assert_eq!(event.data.decision.geo_version, "beijing@2026.11.27");
+        let name = &event.data.decision.community.community.as_ref().expect("a community").name;
+        assert!(!name.is_ascii(), "a Chinese name: {name}");
+    }
+}

@@ -123,7 +123,17 @@ fn up_with_the_embedded_nats_server_replays_and_stops_cleanly() {
 fn route_prints_decisions_offline() {
     let out = linkbus_command()
         .current_dir(repo_root())
-        .args(["route", "--lon", "-122.4194", "--lat", "37.7599", "--category", "cardiac_arrest"])
+        .args([
+            "route",
+            "--region",
+            "san-francisco",
+            "--lon",
+            "-122.4194",
+            "--lat",
+            "37.7599",
+            "--category",
+            "cardiac_arrest",
+        ])
         .output()
         .expect("route runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -134,7 +144,7 @@ fn route_prints_decisions_offline() {
 
     let mut child = linkbus_command()
         .current_dir(repo_root())
-        .arg("route")
+        .args(["route", "--region", "san-francisco"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -151,6 +151,10 @@ async fn a_published_version_is_swapped_in_under_load_losing_no_case_and_mixing_
         .expect("put");
     until("the broken version is refused", || state.stats.region_refused.load(Ordering::Relaxed) == 1).await;
     assert_eq!(state.router().geo_version(), V2, "the old version stays");
+    assert_eq!(state.metrics.region_swaps.get(), 1);
+    assert!(
+        service.metrics.render().contains("linkbus_geo_data_info{region=\"san-francisco\",version=\"2026.11.28\"} 1")
+    );
     let letters = read_stream(&bus.js, STREAM_DEADLETTER, "deadletter.regions", 1).await;
     let reason = linkbus_tests::header(&letters[0], linkbus_bus::nats::HEADER_REASON).unwrap_or_default();
     let letter = format!("{reason} {}", String::from_utf8_lossy(&letters[0].payload));
