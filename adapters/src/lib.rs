@@ -3,10 +3,38 @@
 //!
 //! - [`sf311`]: San Francisco 311 service requests (the DataSF CSV export), a public-service
 //!   (12345 / 311) source.
+//! - [`cap`]: OASIS CAP 1.2 alerts (XML) from warning centres, an emergency source; broadcasts
+//!   to every community an alert's area touches.
+//! - [`cad`]: incidents from a dispatch (CAD) system as JSON: new, update, cancel.
+//! - [`commerce`]: order webhooks of commercial platforms, signed with HMAC-SHA256.
+//! - [`intake`]: what those three share: publishing their cases, applying their source updates
+//!   to the case book, the HTTP routes, the NATS listeners and the dead letters.
 //! - [`vocabulary`]: a source's category vocabulary mapped to bus categories in configuration.
 
+pub mod cad;
+pub mod cap;
+pub mod commerce;
+pub mod intake;
 pub mod sf311;
 pub mod vocabulary;
+
+/// Cuts a text field to the bus's limit ([`linkbus_bus::wire::MAX_TEXT_LEN`]) on a character
+/// boundary: sources' long texts are kept, shortened, rather than refused.
+pub fn clip(text: String) -> String {
+    linkbus_bus::nats::truncated(text, linkbus_bus::wire::MAX_TEXT_LEN)
+}
+
+/// The case id of a source's own id: `<prefix>:<id>` when the id is made of subject-safe
+/// characters (letters, digits, `-`, `_`) and short enough, else `<prefix>-` and 32 hex digits of
+/// its SHA-256. The same id always gives the same case id, so a message sent twice is one case.
+pub fn source_case_id(prefix: &str, id: &str) -> String {
+    let readable = format!("{prefix}:{id}");
+    if linkbus_bus::wire::is_token(id, 96, b"-_") && readable.len() <= linkbus_bus::wire::MAX_ID_LEN {
+        return readable;
+    }
+    use sha2::Digest as _;
+    format!("{prefix}-{}", &hex::encode(sha2::Sha256::digest(id.as_bytes()))[..32])
+}
 
 /// Turns free text into a category token: lowercase ASCII letters and digits, runs of anything
 /// else folded into one `_`, e.g. `"Street and Sidewalk Cleaning"` → `street_and_sidewalk_cleaning`.
@@ -28,6 +56,15 @@ pub fn category_token(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::category_token;
+
+    #[test]
+    fn source_case_ids_are_readable_when_they_can_be() {
+        assert_eq!(super::source_case_id("cad", "F-2026-1"), "cad:F-2026-1");
+        let hashed = super::source_case_id("cad", "F 2026/1");
+        assert!(hashed.starts_with("cad-") && hashed.len() == 36, "{hashed}");
+        assert!(linkbus_bus::wire::is_event_id(&hashed));
+        assert_eq!(hashed, super::source_case_id("cad", "F 2026/1"));
+    }
 
     #[test]
     fn tokens() {

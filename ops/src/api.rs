@@ -9,6 +9,8 @@
 //! | `POST /api/requests/{source_id}/rating` | source or dispatcher key (rate-limited) | the resident's rating; `solved: false` reopens the case |
 //! | `GET /api/webhooks/{department}/deliveries` | dispatcher, operator or that department's key | the department's webhook delivery records, newest first (`limit`) |
 //! | `GET /api/stats/departments` | dispatcher, operator or department key | per-department figures for dashboards; a department key gets its own row only |
+//! | `POST /api/adapters/cap`, `/api/adapters/cad` | source key | a CAP 1.2 alert / a CAD incident message (`linkbus_adapters::intake`; not in the OpenAPI document) |
+//! | `POST /api/adapters/commerce/{platform}/orders` | the platform's HMAC signature | an order event (`linkbus_adapters::commerce`) |
 //! | `GET /api/openapi.json` | anyone | the OpenAPI 3.1 document ([`openapi`], committed as `docs/openapi.json`) |
 //! | `GET /healthz` | anyone | `ok` |
 //! | `GET /readyz` | anyone | 200 `{"ready": true}` when NATS is connected, the streams exist and the region is loaded ([`Readiness`]); 503 with the reason otherwise |
@@ -19,7 +21,7 @@
 //! configured hash in constant time. A department key sees only the cases its department has or
 //! had ([`involves`]) and acts as that department; a dispatcher key sees everything and acts as
 //! that dispatcher; an operator key only reads; a source key may only use the residents'
-//! endpoints. A key whose role may not use an endpoint gets 403. What may be done to a case is the
+//! endpoints and post to the CAP and CAD adapters. A key whose role may not use an endpoint gets 403. What may be done to a case is the
 //! lifecycle's decision (`linkbus_cases::lifecycle`), which records the actor in the timeline.
 //!
 //! **Residents** reach linkbus through their source system's app (a 12345/311 app), which relays
@@ -58,6 +60,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::future::BoxFuture;
 use jiff::Timestamp;
+use linkbus_adapters::intake::Adapters;
 use linkbus_bus::wire::{self, Action, Actor, ActorKind, CaseRecord, CaseState};
 use linkbus_cases::book::{ActError, CaseBook, CaseFilter, DepartmentStats, involves};
 use linkbus_cases::lifecycle::Refused;
@@ -233,6 +236,7 @@ pub struct ApiState {
     limiter: Arc<RateLimiter>,
     metrics: prometheus::Registry,
     readiness: Option<Arc<dyn Readiness>>,
+    adapters: Option<Arc<Adapters>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -262,6 +266,7 @@ impl ApiState {
             limiter,
             metrics: prometheus::Registry::new(),
             readiness: None,
+            adapters: None,
         })
     }
 
@@ -282,6 +287,21 @@ impl ApiState {
     pub fn with_deliveries(mut self, deliveries: Arc<dyn Deliveries>) -> Self {
         self.deliveries = Some(deliveries);
         self
+    }
+
+    /// Serves the CAP, CAD and commerce adapters' routes (`/api/adapters/…`); CAP and CAD take
+    /// source keys.
+    pub fn with_adapters(mut self, adapters: Arc<Adapters>) -> Self {
+        self.adapters = Some(adapters);
+        self
+    }
+
+    /// The adapters' routes, if any, with source keys checked against this state's keys.
+    fn adapter_routes(&self) -> Router<ApiState> {
+        let Some(adapters) = &self.adapters else { return Router::new() };
+        let state = self.clone();
+        adapters
+            .router(Arc::new(move |key: &str| state.principal(key).filter(|p| p.role == ApiRole::Source).map(|p| p.id)))
     }
 
     /// The key whose hash is `presented`'s, comparing with every configured one in constant time.
@@ -569,6 +589,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/api/webhooks/{department}/deliveries", get(list_deliveries))
         .route("/api/stats/departments", get(department_stats))
         .merge(public)
+        .merge(state.adapter_routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/openapi.json".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -836,7 +857,7 @@ fn parse_action(body: &[u8]) -> Result<Action, ApiError> {
 fn check_texts(action: &Action) -> Result<(), ApiError> {
     let texts: Vec<&str> = match action {
         Action::Reject { reason } | Action::Cancel { reason } => vec![reason],
-        Action::Progress { note } | Action::Resolve { note } => vec![note],
+        Action::Progress { note } | Action::Resolve { note } | Action::Update { note } => vec![note],
         Action::Close { note } => note.iter().map(String::as_str).collect(),
         Action::Reassign { department, reason } => vec![department, reason],
         Action::Split { report_id } => vec![report_id],

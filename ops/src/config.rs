@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use linkbus_adapters::cad::CadConfig;
+use linkbus_adapters::cap::CapConfig;
+use linkbus_adapters::commerce::CommerceConfig;
+use linkbus_adapters::intake::AdapterSettings;
 use linkbus_bus::nats::StreamSettings;
 use linkbus_cases::book::BookConfig;
 use linkbus_cases::lifecycle::{Deadlines, MergePolicy, Policy};
@@ -32,6 +36,41 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// The HTTP API: where it listens and who may use it.
     pub api: ApiConfig,
+    /// `[adapters.<name>]`: the source systems' adapters this process runs.
+    pub adapters: AdaptersConfig,
+}
+
+/// `[adapters]`: each adapter runs when its table is present.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaptersConfig {
+    /// `[adapters.cap]`: CAP 1.2 alerts over HTTP and NATS (`linkbus_adapters::cap`).
+    pub cap: Option<CapConfig>,
+    /// `[adapters.cad]`: dispatch-system incidents over HTTP and NATS (`linkbus_adapters::cad`).
+    pub cad: Option<CadConfig>,
+    /// `[adapters.commerce]`: signed order webhooks of commercial platforms
+    /// (`linkbus_adapters::commerce`).
+    pub commerce: Option<CommerceConfig>,
+}
+
+impl AdaptersConfig {
+    /// What `linkbus_adapters::intake::Adapters::start` runs.
+    pub fn settings(&self) -> AdapterSettings {
+        AdapterSettings { cap: self.cap.clone(), cad: self.cad.clone(), commerce: self.commerce.clone() }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if let Some(cap) = &self.cap {
+            cap.categories.validate().map_err(|e| anyhow::anyhow!("adapters.cap.categories: {e}"))?;
+        }
+        if let Some(cad) = &self.cad {
+            cad.categories.validate().map_err(|e| anyhow::anyhow!("adapters.cad.categories: {e}"))?;
+        }
+        if let Some(commerce) = &self.commerce {
+            commerce.validate().map_err(|e| anyhow::anyhow!("adapters.commerce: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Accept and resolve deadlines for one priority, seconds.
@@ -314,6 +353,7 @@ impl Config {
             "lifecycle.merge_distance_m must be >= 0"
         );
         anyhow::ensure!((10..=60_000).contains(&l.tick_ms), "lifecycle.tick_ms must be 10 to 60000");
+        self.adapters.check()?;
         self.check_api()
     }
 
@@ -406,6 +446,19 @@ mod tests {
         let text = include_str!("../linkbus.example.toml");
         let parsed = Config::parse(text).expect("example parses");
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn adapters_parse_and_are_checked() {
+        let text = "[adapters.cap]\n[adapters.cap.categories]\nmap = { \"Flood Warning\" = \"sewer_issues\" }\n\
+                    [adapters.cad]\nsubject = \"cad.in\"\n\
+                    [[adapters.commerce.platforms]]\nid = \"meals\"\nsecret = \"s\"\n";
+        let config = Config::parse(text).expect("adapters parse");
+        assert_eq!(config.adapters.cad.as_ref().map(|c| c.subject.as_str()), Some("cad.in"));
+        assert_eq!(config.adapters.cap.as_ref().map(|c| c.subject.as_str()), Some("adapter.cap"));
+        let unsigned = "[[adapters.commerce.platforms]]\nid = \"meals\"\n";
+        assert!(Config::parse(unsigned).expect_err("no secret").to_string().contains("secret"));
+        assert!(Config::parse("[adapters.cap.categories]\nmap = { a = \"Fire!\" }\n").is_err());
     }
 
     #[test]

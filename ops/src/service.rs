@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use linkbus_adapters::intake::Adapters;
 use linkbus_bus::nats;
 use linkbus_cases::book::CaseBook;
 use linkbus_cases::webhooks;
@@ -90,6 +91,8 @@ pub struct Service {
     pub state: Arc<RouterState>,
     /// The case book (the closed loop).
     pub cases: Arc<CaseBook>,
+    /// The CAP, CAD and commerce adapters (their HTTP routes are served by the API).
+    pub adapters: Arc<Adapters>,
     /// The registry every metric of this service is in.
     pub metrics: Metrics,
     shutdown: CancellationToken,
@@ -161,6 +164,11 @@ impl Service {
         .await
         .context("opening the case book")?;
         tasks.extend(book_tasks);
+        let (adapters, adapter_tasks) =
+            Adapters::start(js.clone(), client.clone(), cases.clone(), config.adapters.settings(), shutdown.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("starting the adapters: {e}"))?;
+        tasks.extend(adapter_tasks);
         provision_department_consumers(&js, region).await?;
         webhooks::provision(&js, &config.stream_settings()).await.context("provisioning webhook deliveries")?;
         for webhook in config.webhooks.clone() {
@@ -179,7 +187,7 @@ impl Service {
                 warn!(error = %e, "router stopped");
             }
         }));
-        Ok(Self { client, js, state, cases, metrics, shutdown, tasks })
+        Ok(Self { client, js, state, cases, adapters, metrics, shutdown, tasks })
     }
 
     /// What `/readyz` asks of this service: NATS connected, every stream and bucket present, the

@@ -195,7 +195,8 @@ fn serve_api(
     let state = api::ApiState::new(svc.cases.clone(), &config.api)?
         .with_deliveries(Arc::new(svc.js.clone()))
         .with_metrics(svc.metrics.registry().clone())
-        .with_readiness(svc.readiness());
+        .with_readiness(svc.readiness())
+        .with_adapters(svc.adapters.clone());
     let addr = listener.local_addr().context("reading the API's address")?;
     info!(%addr, keys = config.api.keys.len(), "HTTP API listening");
     Ok((addr, tokio::spawn(api::serve(listener, api::app(state), stop.cancelled_owned()))))

@@ -585,6 +585,7 @@ fn decide(c: &mut Criterion) {
                         flags: vec![],
                         datum: linkbus_bus::wire::Datum::Wgs84,
                         received_location: None,
+                        area: None,
                     }
                 })
                 .collect();

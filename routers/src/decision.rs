@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 
 use linkbus_bus::wire::{
-    CaseReport, CommunityMatch, CommunityOutcome, CommunityRef, Decision, DepartmentChoice, DepartmentRule,
+    Area, CaseReport, CommunityMatch, CommunityOutcome, CommunityRef, Decision, DepartmentChoice, DepartmentRule,
     JurisdictionLevel, VolunteerChoice, VolunteerSearch,
 };
 use linkbus_geo_data::{Category, Community, Region};
 
+use crate::areas;
 use crate::communities::{CommunityIndex, Located};
 use crate::departments::{Chosen, DepartmentRules};
 use crate::facilities::FacilityIndex;
@@ -173,7 +174,11 @@ impl Router {
         };
 
         let category = self.categories.get(&case.category);
-        let (departments, fallbacks) = self.departments_for(case, category, community, &mut explanation);
+        let (mut departments, fallbacks) = self.departments_for(case, category, community, &mut explanation);
+        let broadcast = match &case.area {
+            Some(area) => self.broadcast(case, area, &mut departments, &mut explanation),
+            None => vec![],
+        };
 
         let (volunteers, volunteer_search) = match category.and_then(|c| c.volunteer_skill.as_deref()) {
             Some(skill) => {
@@ -203,6 +208,7 @@ impl Router {
             geo_version: self.geo_version.clone(),
             priority,
             community: community_match,
+            broadcast,
             departments,
             fallbacks,
             volunteers,
@@ -241,6 +247,51 @@ impl Router {
                 }
             },
         )
+    }
+
+    /// The communities a broadcast's area touches; the departments with a duty for the category
+    /// in each are added to `departments` (the catch-all for none).
+    fn broadcast(
+        &self,
+        case: &CaseReport,
+        area: &Area,
+        departments: &mut Vec<DepartmentChoice>,
+        explanation: &mut Vec<String>,
+    ) -> Vec<CommunityRef> {
+        let all = self.communities.communities();
+        let touched = areas::communities_touching(&self.communities, area);
+        let rules = self.departments.departments();
+        let mut added = Vec::new();
+        for c in &touched {
+            if let Chosen::ByRule { level, area, departments: ds } =
+                self.departments.choose(&case.category, Some(&all[*c]))
+            {
+                for d in ds {
+                    if !departments.iter().any(|x| x.id == rules[*d].id) {
+                        added.push(rules[*d].id.clone());
+                        let rule = DepartmentRule::Jurisdiction { level, area: area.to_owned() };
+                        departments.push(DepartmentChoice {
+                            id: rules[*d].id.clone(),
+                            name: rules[*d].name.clone(),
+                            rule,
+                        });
+                    }
+                }
+            }
+        }
+        let ids: Vec<&str> = touched.iter().map(|c| all[*c].id.as_str()).collect();
+        explanation.push(if ids.is_empty() {
+            "Broadcast: the alert's area touches no community of the region.".to_owned()
+        } else {
+            format!(
+                "Broadcast: the alert's area touches {} communit{} ({}){}.",
+                ids.len(),
+                if ids.len() == 1 { "y" } else { "ies" },
+                ids.join(", "),
+                if added.is_empty() { String::new() } else { format!("; also sent to {}", added.join(", ")) }
+            )
+        });
+        touched.iter().map(|c| community_ref(&all[*c])).collect()
     }
 
     fn priority(&self, case: &CaseReport, explanation: &mut Vec<String>) -> u8 {
@@ -338,16 +389,15 @@ fn matched(
     distance_m: Option<f64>,
     candidates: Vec<String>,
 ) -> CommunityMatch {
-    CommunityMatch {
-        outcome,
-        community: Some(CommunityRef {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            sub_district: c.sub_district.as_ref().map(|s| s.code.clone()),
-            district: c.district.code.clone(),
-        }),
-        distance_m,
-        candidates,
+    CommunityMatch { outcome, community: Some(community_ref(c)), distance_m, candidates }
+}
+
+fn community_ref(c: &Community) -> CommunityRef {
+    CommunityRef {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        sub_district: c.sub_district.as_ref().map(|s| s.code.clone()),
+        district: c.district.code.clone(),
     }
 }
 
@@ -400,6 +450,7 @@ mod tests {
             flags: flags.iter().map(|f| f.to_string()).collect(),
             datum: linkbus_bus::wire::Datum::Wgs84,
             received_location: None,
+            area: None,
         }
     }
 

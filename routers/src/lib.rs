@@ -3,6 +3,7 @@
 //!
 //! Pure and synchronous (no NATS, no tokio), benchable and testable alone:
 //! - [`geodesy`]: great-circle distances and unit vectors;
+//! - [`areas`]: a broadcast's area (polygons, circles) → every community it touches;
 //! - [`communities`]: point → community (R-tree + exact point-in-polygon, border tolerance);
 //! - [`departments`]: category × jurisdiction → department(s), most specific first;
 //! - [`volunteers`]: the live volunteer index, its k-nearest search and the hourly offer ledger;
@@ -15,6 +16,7 @@
 //! - [`service`]: the durable JetStream consumer that decodes, routes, publishes and acks, and
 //!   the follower that keeps the volunteer index in step with the KV bucket.
 
+pub mod areas;
 pub mod communities;
 pub mod decision;
 pub mod departments;
