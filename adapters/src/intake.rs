@@ -46,6 +46,7 @@ use tracing::{info, warn};
 use crate::cad::{self, CadConfig};
 use crate::cap::{self, CapConfig};
 use crate::commerce::{self, CommerceConfig};
+use crate::metrics::AdapterMetrics;
 
 /// Largest message accepted, bytes (HTTP body or NATS payload).
 pub const MAX_BODY: usize = 256 * 1024;
@@ -186,6 +187,7 @@ pub struct Adapters {
     cap: Option<CapConfig>,
     cad: Option<CadConfig>,
     commerce: Option<commerce::Platforms>,
+    metrics: AdapterMetrics,
 }
 
 impl std::fmt::Debug for Adapters {
@@ -210,20 +212,21 @@ pub struct AdapterSettings {
 }
 
 impl Adapters {
-    /// Starts the configured adapters' NATS listeners (until `shutdown`); the HTTP routes come
-    /// from [`Adapters::router`].
+    /// Starts the configured adapters' NATS listeners (until `shutdown`), counting into
+    /// `metrics`; the HTTP routes come from [`Adapters::router`].
     pub async fn start(
         js: jetstream::Context,
         client: async_nats::Client,
         cases: Arc<CaseBook>,
         settings: AdapterSettings,
+        metrics: AdapterMetrics,
         shutdown: CancellationToken,
     ) -> Result<(Arc<Self>, Vec<JoinHandle<()>>), String> {
         let commerce = match &settings.commerce {
             Some(config) => Some(commerce::Platforms::open(&js, config).await?),
             None => None,
         };
-        let adapters = Arc::new(Self { js, cases, cap: settings.cap, cad: settings.cad, commerce });
+        let adapters = Arc::new(Self { js, cases, cap: settings.cap, cad: settings.cad, commerce, metrics });
         let mut tasks = Vec::new();
         let listeners = [
             adapters.cap.as_ref().map(|c| (Kind::Cap, c.subject.clone())),
@@ -255,7 +258,10 @@ impl Adapters {
             };
             let result = self.handle(kind, &msg.payload).await;
             let reply = match &result {
-                Ok(receipt) => serde_json::to_vec(receipt),
+                Ok(receipt) => {
+                    self.count(kind, receipt);
+                    serde_json::to_vec(receipt)
+                }
                 Err(e) => {
                     self.dead_letter(kind, &msg.subject, msg.payload.clone(), e).await;
                     serde_json::to_vec(&ErrorBody { error: e.to_string(), code: e.status().1.to_owned() })
@@ -320,8 +326,20 @@ impl Adapters {
         }
     }
 
-    /// Keeps a refused message in `deadletter.adapter_<name>` with the reason.
+    /// Counts what an accepted message did to each of its cases.
+    fn count(&self, kind: Kind, receipt: &Receipt) {
+        for case in &receipt.cases {
+            let outcome = match case.outcome.as_str() {
+                "reported" | "duplicate" => case.outcome.as_str(),
+                _ => "updated",
+            };
+            self.metrics.message(kind.name(), outcome);
+        }
+    }
+
+    /// Keeps a refused message in `deadletter.adapter_<name>` with the reason, and counts it.
     async fn dead_letter(&self, kind: Kind, subject: &str, payload: Bytes, error: &IntakeError) {
+        self.metrics.message(kind.name(), "refused");
         let stage = kind.stage();
         let reason = error.to_string();
         // The same bytes refused again for the same reason on the same route are one dead letter.
@@ -342,6 +360,12 @@ impl Adapters {
         };
         match stored {
             Ok(()) => {
+                let counter = match kind {
+                    Kind::Cap => &self.metrics.deadletter_cap,
+                    Kind::Cad => &self.metrics.deadletter_cad,
+                    Kind::Commerce => &self.metrics.deadletter_commerce,
+                };
+                counter.inc(error.status().1);
                 info!(adapter = kind.name(), code = error.status().1, %reason, "message refused and dead-lettered")
             }
             Err(e) => {
@@ -420,6 +444,7 @@ impl Http {
     async fn answer(&self, kind: Kind, path: &str, body: Bytes, result: Result<Receipt, IntakeError>) -> Response {
         match result {
             Ok(receipt) => {
+                self.adapters.count(kind, &receipt);
                 let new = receipt.cases.iter().any(|c| c.state.is_none());
                 let status = if new { StatusCode::ACCEPTED } else { StatusCode::OK };
                 (status, axum::Json(receipt)).into_response()

@@ -9,12 +9,14 @@
 //! - [`commerce`]: order webhooks of commercial platforms, signed with HMAC-SHA256.
 //! - [`intake`]: what those three share: publishing their cases, applying their source updates
 //!   to the case book, the HTTP routes, the NATS listeners and the dead letters.
+//! - [`metrics`]: the adapters' Prometheus metrics.
 //! - [`vocabulary`]: a source's category vocabulary mapped to bus categories in configuration.
 
 pub mod cad;
 pub mod cap;
 pub mod commerce;
 pub mod intake;
+pub mod metrics;
 pub mod sf311;
 pub mod vocabulary;
 

@@ -11,6 +11,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use linkbus_adapters::intake::Adapters;
+use linkbus_adapters::metrics::AdapterMetrics;
 use linkbus_bus::nats;
 use linkbus_cases::book::CaseBook;
 use linkbus_cases::webhooks;
@@ -126,6 +127,8 @@ impl Service {
         let (router_metrics, case_metrics) =
             metrics.register_service().context("registering the router's and the case book's metrics")?;
         metrics.region_loaded(region);
+        let adapter_metrics = AdapterMetrics::new(metrics.registry(), &router_metrics.deadletters)
+            .context("registering the adapters' metrics")?;
         let js = jetstream::new(client.clone());
         nats::provision(&js, &config.stream_settings()).await.context("provisioning streams")?;
         if config.region.seed_volunteers {
@@ -164,10 +167,16 @@ impl Service {
         .await
         .context("opening the case book")?;
         tasks.extend(book_tasks);
-        let (adapters, adapter_tasks) =
-            Adapters::start(js.clone(), client.clone(), cases.clone(), config.adapters.settings(), shutdown.clone())
-                .await
-                .map_err(|e| anyhow::anyhow!("starting the adapters: {e}"))?;
+        let (adapters, adapter_tasks) = Adapters::start(
+            js.clone(),
+            client.clone(),
+            cases.clone(),
+            config.adapters.settings(),
+            adapter_metrics,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the adapters: {e}"))?;
         tasks.extend(adapter_tasks);
         provision_department_consumers(&js, region).await?;
         webhooks::provision(&js, &config.stream_settings()).await.context("provisioning webhook deliveries")?;

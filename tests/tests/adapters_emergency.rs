@@ -361,5 +361,18 @@ async fn signed_orders_open_and_move_a_case_and_forgeries_are_refused() {
     assert_eq!(s.service.cases.list(&Default::default()).len(), 1, "one case");
     let letters = read_stream(&s.bus.js, STREAM_DEADLETTER, "deadletter.adapter_commerce", 5).await;
     assert_eq!(letters.len(), 5, "replay, unsigned, bad signature, stale, future");
+    let mut text = Vec::new();
+    prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &s.service.metrics.registry().gather(), &mut text)
+        .expect("metrics encode");
+    let text = String::from_utf8(text).expect("utf-8");
+    for series in [
+        r#"linkbus_adapter_messages_total{adapter="commerce",outcome="reported"} 1"#,
+        r#"linkbus_adapter_messages_total{adapter="commerce",outcome="updated"} 2"#,
+        r#"linkbus_adapter_messages_total{adapter="commerce",outcome="refused"} 5"#,
+        r#"linkbus_deadletters_total{reason="unauthorized",stage="adapter_commerce"} 4"#,
+        r#"linkbus_deadletters_total{reason="conflict",stage="adapter_commerce"} 1"#,
+    ] {
+        assert!(text.contains(series), "{series} in\n{text}");
+    }
     s.stop().await;
 }
