@@ -187,6 +187,7 @@ pub struct Adapters {
     cap: Option<CapConfig>,
     cad: Option<CadConfig>,
     commerce: Option<commerce::Platforms>,
+    max_report_bytes: usize,
     metrics: AdapterMetrics,
 }
 
@@ -209,6 +210,9 @@ pub struct AdapterSettings {
     pub cad: Option<CadConfig>,
     /// Commerce order webhooks, when configured.
     pub commerce: Option<CommerceConfig>,
+    /// The largest case report the routers accept (`[router] max_payload_bytes`): a message
+    /// whose case would be larger is refused here, not dead-lettered after a 202.
+    pub max_report_bytes: usize,
 }
 
 impl Adapters {
@@ -226,7 +230,15 @@ impl Adapters {
             Some(config) => Some(commerce::Platforms::open(&js, config).await?),
             None => None,
         };
-        let adapters = Arc::new(Self { js, cases, cap: settings.cap, cad: settings.cad, commerce, metrics });
+        let adapters = Arc::new(Self {
+            js,
+            cases,
+            cap: settings.cap,
+            cad: settings.cad,
+            commerce,
+            max_report_bytes: settings.max_report_bytes,
+            metrics,
+        });
         let mut tasks = Vec::new();
         let listeners = [
             adapters.cap.as_ref().map(|c| (Kind::Cap, c.subject.clone())),
@@ -303,6 +315,14 @@ impl Adapters {
                 let body = Bytes::from(
                     serde_json::to_vec(&event).map_err(|e| IntakeError::Unavailable(format!("encoding: {e}")))?,
                 );
+                if body.len() > self.max_report_bytes {
+                    return Err(IntakeError::Invalid(format!(
+                        "the case would be {} bytes, over the bus's {}-byte limit for a report: too many area \
+                         vertices or too much text",
+                        body.len(),
+                        self.max_report_bytes
+                    )));
+                }
                 let unavailable = |e: nats::BusError| IntakeError::Unavailable(e.to_string());
                 let ack = nats::publish(&self.js, subject.clone(), &event.id, body).await.map_err(unavailable)?;
                 let ack = ack.await.map_err(|e| IntakeError::Unavailable(format!("publish to {subject}: {e}")))?;

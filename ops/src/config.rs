@@ -54,9 +54,15 @@ pub struct AdaptersConfig {
 }
 
 impl AdaptersConfig {
-    /// What `linkbus_adapters::intake::Adapters::start` runs.
-    pub fn settings(&self) -> AdapterSettings {
-        AdapterSettings { cap: self.cap.clone(), cad: self.cad.clone(), commerce: self.commerce.clone() }
+    /// What `linkbus_adapters::intake::Adapters::start` runs; `max_report_bytes` is the
+    /// routers' `[router] max_payload_bytes`.
+    pub fn settings(&self, max_report_bytes: usize) -> AdapterSettings {
+        AdapterSettings {
+            cap: self.cap.clone(),
+            cad: self.cad.clone(),
+            commerce: self.commerce.clone(),
+            max_report_bytes,
+        }
     }
 
     fn check(&self) -> anyhow::Result<()> {

@@ -171,7 +171,7 @@ impl Service {
             js.clone(),
             client.clone(),
             cases.clone(),
-            config.adapters.settings(),
+            config.adapters.settings(config.router.max_payload_bytes),
             adapter_metrics,
             shutdown.clone(),
         )

@@ -211,6 +211,21 @@ async fn cap_exercise_is_marked_and_reaches_every_station() {
     s.stop().await;
 }
 
+/// The flood warning's polygon, as written in it.
+const POLYGON: &str =
+    "37.7600,-122.4150 37.7600,-122.3950 37.7700,-122.3900 37.7750,-122.4000 37.7700,-122.4150 37.7600,-122.4150";
+
+/// A closed ring of `n` vertices around the Mission, as CAP `lat,lon` pairs.
+fn big_ring(n: usize) -> String {
+    let pairs: Vec<String> = (0..n)
+        .map(|i| {
+            let a = std::f64::consts::TAU * i as f64 / n as f64;
+            format!("{:.6},{:.6}", 37.76 + 0.01 * a.sin(), -122.415 + 0.01 * a.cos())
+        })
+        .collect();
+    format!("{} {}", pairs.join(" "), pairs[0])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_cap_documents_are_refused_and_dead_lettered() {
     let s = Setup::start().await;
@@ -232,11 +247,15 @@ async fn hostile_cap_documents_are_refused_and_dead_lettered() {
             "invalid",
         ),
         ("10 MB", vec![b' '; 10 * 1024 * 1024], 413, "too_large"),
+        ("3000 vertices: a case over the bus's 64 KiB", FLOOD.replace(POLYGON, &big_ring(3000)).into(), 422, "invalid"),
     ];
     for (what, body, status, code) in &cases {
         let (got, error) = s.cap(body.clone()).await;
         assert_eq!((got, error["code"].clone()), (*status, json!(code)), "{what}: {error}");
         assert!(error["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: a reason");
+        if *code == "invalid" && what.starts_with("3000") {
+            assert!(error["error"].as_str().is_some_and(|e| e.contains("limit for a report")), "{error}");
+        }
     }
     let (status, _) = s.post("/api/adapters/cap", "application/cap+xml", None, FLOOD).await;
     assert_eq!(status, 401, "no key");
