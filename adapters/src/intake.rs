@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use axum::Router;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::Body;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -177,8 +177,9 @@ impl IntoResponse for IntakeError {
     }
 }
 
-/// Checks an `Authorization: Bearer` key: the key's id when it may submit source messages.
-pub type SourceKeys = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+/// Checks the `Authorization` of a CAP or CAD request (the HTTP API's keys): the key's id when
+/// it is a source key, else why not (answered 401).
+pub type SourceKeys = Arc<dyn Fn(&HeaderMap) -> Result<String, String> + Send + Sync>;
 
 /// The running CAP, CAD and commerce adapters of one linkbus process.
 pub struct Adapters {
@@ -408,7 +409,7 @@ impl Adapters {
         if self.commerce.is_some() {
             router = router.route("/api/adapters/commerce/{platform}/orders", post(post_order));
         }
-        router.layer(DefaultBodyLimit::max(MAX_BODY)).with_state(http)
+        router.with_state(http)
     }
 }
 
@@ -447,16 +448,7 @@ struct Http {
 
 impl Http {
     fn authorize(&self, headers: &HeaderMap) -> Result<String, IntakeError> {
-        let key = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key.trim())
-            .ok_or_else(|| {
-                IntakeError::Unauthorized("an Authorization: Bearer <source key> header is required".into())
-            })?;
-        (self.keys)(key).ok_or_else(|| IntakeError::Unauthorized("not a source key".into()))
+        (self.keys)(headers).map_err(IntakeError::Unauthorized)
     }
 
     /// Answers a message: the receipt (202 for a new case, 200 for an update), or the refusal,
@@ -477,11 +469,25 @@ impl Http {
     }
 }
 
-fn read_body(body: Result<Bytes, BytesRejection>) -> (Bytes, Result<(), IntakeError>) {
-    match body {
-        Ok(b) => (b, Ok(())),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => (Bytes::new(), Err(IntakeError::TooLarge)),
-        Err(e) => (Bytes::new(), Err(IntakeError::Malformed(e.body_text()))),
+/// Reads a body of at most [`MAX_BODY`] bytes. A `Content-Length` over it is refused at once,
+/// without reading a byte; a body that turns out longer is refused when it passes the limit.
+async fn read_body(headers: &HeaderMap, body: Body) -> (Bytes, Result<(), IntakeError>) {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return (Bytes::new(), Err(IntakeError::TooLarge));
+    }
+    match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => (bytes, Ok(())),
+        Err(e) => {
+            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let error = if too_large {
+                IntakeError::TooLarge
+            } else {
+                IntakeError::Malformed(format!("cannot read the body: {e}"))
+            };
+            (Bytes::new(), Err(error))
+        }
     }
 }
 
@@ -495,8 +501,8 @@ fn content_type_is(headers: &HeaderMap, accepted: &[&str]) -> Result<(), IntakeE
     }
 }
 
-async fn post_cap(State(http): State<Http>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let (bytes, read) = read_body(body);
+async fn post_cap(State(http): State<Http>, headers: HeaderMap, body: Body) -> Response {
+    let (bytes, read) = read_body(&headers, body).await;
     let result = async {
         http.authorize(&headers)?;
         content_type_is(&headers, &["application/cap+xml", "application/xml", "text/xml"])?;
@@ -507,8 +513,8 @@ async fn post_cap(State(http): State<Http>, headers: HeaderMap, body: Result<Byt
     http.answer(Kind::Cap, "/api/adapters/cap", bytes, result).await
 }
 
-async fn post_cad(State(http): State<Http>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let (bytes, read) = read_body(body);
+async fn post_cad(State(http): State<Http>, headers: HeaderMap, body: Body) -> Response {
+    let (bytes, read) = read_body(&headers, body).await;
     let result = async {
         http.authorize(&headers)?;
         content_type_is(&headers, &["application/json"])?;
@@ -523,9 +529,9 @@ async fn post_order(
     State(http): State<Http>,
     Path(platform): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
-    let (bytes, read) = read_body(body);
+    let (bytes, read) = read_body(&headers, body).await;
     let path = format!("/api/adapters/commerce/{}/orders", nats::truncated(platform.clone(), 64));
     let result = async {
         read?;

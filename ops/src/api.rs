@@ -54,7 +54,7 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -300,8 +300,33 @@ impl ApiState {
     fn adapter_routes(&self) -> Router<ApiState> {
         let Some(adapters) = &self.adapters else { return Router::new() };
         let state = self.clone();
-        adapters
-            .router(Arc::new(move |key: &str| state.principal(key).filter(|p| p.role == ApiRole::Source).map(|p| p.id)))
+        adapters.router(Arc::new(move |headers: &HeaderMap| {
+            let principal = state.authenticate(headers).map_err(|e| e.message())?;
+            if principal.role != ApiRole::Source {
+                return Err(format!(
+                    "a {} key may not submit source messages: use a source key",
+                    principal.role_name()
+                ));
+            }
+            Ok(principal.id)
+        }))
+    }
+
+    /// Who presents the `Authorization: Bearer <key>` of `headers`; 401 without one or for an
+    /// unknown key.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthorized("an Authorization: Bearer <key> header is required".into()))?;
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be Bearer <key>".into()))?;
+        self.principal(key).ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))
     }
 
     /// The key whose hash is `presented`'s, comparing with every configured one in constant time.
@@ -326,19 +351,7 @@ impl FromRequestParts<ApiState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("an Authorization: Bearer <key> header is required".into()))?;
-        let key = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key.trim())
-            .filter(|key| !key.is_empty())
-            .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be Bearer <key>".into()))?;
-        state.principal(key).ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))
+        state.authenticate(&parts.headers)
     }
 }
 
