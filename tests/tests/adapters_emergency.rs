@@ -5,7 +5,8 @@
 //! billion-laughs DTD, 10 MB, invalid UTF-8, lat 91, NaN) get a 4xx and a dead letter, over HTTP
 //! and NATS. A CAD incident is opened, updated and cancelled by its incident id. A commerce
 //! platform's signed order opens a case and its status changes move it; unsigned, badly signed,
-//! stale and replayed deliveries are refused. The same message twice is one case throughout.
+//! stale and replayed deliveries are refused. The same message twice is one case throughout. A
+//! `linkbus up` process configured from TOML takes all three.
 
 use jiff::Timestamp;
 use linkbus::api::{self, ApiState};
@@ -416,4 +417,96 @@ async fn signed_orders_open_and_move_a_case_and_forgeries_are_refused() {
         assert!(text.contains(series), "{series} in\n{text}");
     }
     s.stop().await;
+}
+
+/// A `linkbus up` process configured from TOML as docs/adapters.md shows takes a CAP alert and a
+/// signed order over HTTP and a CAD incident over NATS, and routes all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkbus_up_takes_cap_cad_and_orders_as_configured() {
+    use std::io::BufRead;
+    let bus = TestBus::start().await;
+    let config = linkbus_tests::write_config(
+        bus.dir.path(),
+        &format!(
+            "[nats]\nurl = \"{}\"\n[region]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+             [[api.keys]]\nrole = \"source\"\nid = \"sfdem\"\nsha256 = \"{}\"\n\
+             [adapters.cap.categories]\nmap = {{ \"Flood Warning\" = \"sewer_issues\" }}\n\
+             [adapters.cad.categories]\nmap = {{ \"STRUCTURE FIRE\" = \"fire\" }}\n\
+             [[adapters.commerce.platforms]]\nid = \"meals\"\nsecret_env = \"LINKBUS_TEST_MEALS_SECRET\"\n\
+             categories = {{ map = {{ meal_delivery = \"elderly_assistance\" }} }}\n",
+            bus.server.url(),
+            linkbus_tests::sf_region_dir().display(),
+            api::hash_key(CENTRE)
+        ),
+    );
+    let mut up = linkbus_tests::Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
+            .args(["up", "--config"])
+            .arg(&config)
+            .env("LINKBUS_TEST_MEALS_SECRET", MEALS_SECRET)
+            .env_remove("LINKBUS_NATS_URL")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("linkbus up starts"),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = up.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("API http://").nth(1) {
+                let _ = tx.send(rest.split([',', ' ']).next().unwrap_or_default().trim_end_matches('.').to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(WAIT).expect("linkbus up prints the API's address");
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+
+    let response = http
+        .post(format!("http://{addr}/api/adapters/cap"))
+        .bearer_auth(CENTRE)
+        .header("content-type", "application/cap+xml")
+        .body(FLOOD)
+        .send()
+        .await
+        .expect("CAP answered");
+    assert_eq!(response.status().as_u16(), 202);
+    let body = json!({"order_id": "M-1", "status": "created", "service": "meal_delivery",
+                      "location": {"lon": -122.4143, "lat": 37.7543}})
+    .to_string();
+    let ts = Timestamp::now().as_second();
+    let response = http
+        .post(format!("http://{addr}/api/adapters/commerce/meals/orders"))
+        .header("content-type", "application/json")
+        .header(webhooks::HEADER_TIMESTAMP, ts.to_string())
+        .header(webhooks::HEADER_SIGNATURE, webhooks::sign(MEALS_SECRET.as_bytes(), ts, body.as_bytes()))
+        .header("Linkbus-Delivery", "up-1")
+        .body(body)
+        .send()
+        .await
+        .expect("order answered");
+    assert_eq!(response.status().as_u16(), 202);
+    let cad = json!({"kind": "new", "incident_id": "F26-9", "type": "STRUCTURE FIRE", "priority": 1,
+                     "lon": -122.4194, "lat": 37.7599});
+    let reply = tokio::time::timeout(WAIT, bus.client.request("adapter.cad", cad.to_string().into()))
+        .await
+        .expect("a reply in time")
+        .expect("request");
+    let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON");
+    assert_eq!(reply["cases"][0]["case_id"], "cad:F26-9", "{reply}");
+
+    for (filter, what) in [
+        ("routed.community.potrero-hill", "the flood broadcast"),
+        ("routed.dept.sffd-station-7.fire", "the CAD fire"),
+        ("routed.dept.sf-das.elderly_assistance", "the meal order"),
+    ] {
+        assert_eq!(read_stream(&bus.js, STREAM_ROUTED, filter, 1).await.len(), 1, "{what} on {filter}");
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(up.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let status = tokio::time::timeout(WAIT, tokio::task::spawn_blocking(move || up.wait()))
+        .await
+        .expect("linkbus up stops in time")
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "linkbus up exited with {status}");
 }
