@@ -228,13 +228,22 @@ pub fn report_ref(routed: &RoutedCase) -> ReportRef {
     }
 }
 
+/// Flags that mark a report as a drill: such a report is never merged with a real one.
+const DRILL_FLAGS: [&str; 2] = ["exercise", "test"];
+
 /// True when `routed` reports the same incident as the open case `existing`: compatible
-/// category, close in space and time.
+/// category, close in space and time. A broadcast (a report with an area, e.g. a flood warning)
+/// is not an incident at a point and merges with nothing; a drill (`exercise`/`test` flag) merges
+/// only with a drill.
 pub fn is_duplicate(existing: &CaseRecord, routed: &RoutedCase, policy: &MergePolicy) -> bool {
     if !existing.state.is_open() || existing.merged_into.is_some() || existing.case_id == routed.case_id {
         return false;
     }
     let (a, b) = (&existing.case, &routed.case);
+    let drill = |flags: &[String]| flags.iter().any(|f| DRILL_FLAGS.contains(&f.as_str()));
+    if a.area.is_some() || b.area.is_some() || drill(&a.flags) != drill(&b.flags) {
+        return false;
+    }
     let compatible =
         a.category == b.category || policy.groups.iter().any(|g| g.contains(&a.category) && g.contains(&b.category));
     compatible
@@ -966,6 +975,13 @@ mod tests {
         let mut far = second_routed.clone();
         far.case.location.lon += 0.01;
         assert!(!is_duplicate(&first, &far, &p.merge));
+        let mut drill = second_routed.clone();
+        drill.case.flags.push("exercise".into());
+        assert!(!is_duplicate(&first, &drill, &p.merge), "a drill never merges with a real report");
+        let mut broadcast = second_routed.clone();
+        let ring = vec![first.case.location; 4];
+        broadcast.case.area = Some(linkbus_bus::wire::Area { polygons: vec![ring], circles: vec![] });
+        assert!(!is_duplicate(&first, &broadcast, &p.merge), "a broadcast merges with nothing");
         let second = open(&second_routed, t(1), &p);
         let (primary, merged) = merge(&first, &second, t(2));
         assert_eq!(primary.record.reports.len(), 2);
