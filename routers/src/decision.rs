@@ -180,14 +180,20 @@ impl Router {
             None => vec![],
         };
 
-        let (volunteers, volunteer_search) = match category.and_then(|c| c.volunteer_skill.as_deref()) {
+        // A broadcast concerns a whole area: nobody to send to its centre.
+        let skill = category.and_then(|c| c.volunteer_skill.as_deref()).filter(|_| case.area.is_none());
+        let (volunteers, volunteer_search) = match skill {
             Some(skill) => {
                 let (chosen, search) = self.volunteers_for(case, skill, volunteers, offers, now, &[]);
                 explanation.push(explain_volunteers(&chosen, &search, skill));
                 (chosen, search)
             }
             None => {
-                explanation.push(format!("Category {} calls for no volunteers.", case.category));
+                explanation.push(if case.area.is_some() {
+                    "A broadcast over an area: no volunteer offers.".to_owned()
+                } else {
+                    format!("Category {} calls for no volunteers.", case.category)
+                });
                 let search = VolunteerSearch {
                     skill: None,
                     k: self.params.volunteers_k,

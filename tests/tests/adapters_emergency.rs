@@ -227,6 +227,7 @@ async fn cap_exercise_is_marked_and_reaches_every_station() {
     assert!(record.case.flags.contains(&"exercise".to_owned()), "{:?}", record.case.flags);
     assert!(record.case.description.as_deref().is_some_and(|d| d.starts_with("EXERCISE: ")));
     assert_eq!(record.case.category, "fire", "the CAP category code Fire, since the event is not mapped");
+    assert!(record.decision.volunteers.is_empty(), "a broadcast offers nothing to volunteers at its centre");
     for station in ["sffd-station-1", "sffd-station-37", "sffd-station-4", "sffd-station-7"] {
         assert!(record.departments.contains(&station.to_owned()), "{station} in {:?}", record.departments);
     }
