@@ -362,9 +362,12 @@ fn new_case(alert: &Alert, config: &CapConfig, marker: Option<(&str, &str)>) -> 
     }
     area.polygons.dedup();
     area.circles.dedup();
-    area.validate("area").map_err(|_| {
-        CapError::NotRouted("no <area> with a <polygon> or <circle>: linkbus cannot place the alert".into())
-    })?;
+    if area.polygons.is_empty() && area.circles.is_empty() {
+        return Err(CapError::NotRouted(
+            "no <area> with a <polygon> or <circle>: linkbus cannot place the alert".into(),
+        ));
+    }
+    area.validate("area").map_err(|e| bad(e.to_string()))?;
     let location = linkbus_routers::areas::centre(&area)
         .ok_or_else(|| CapError::NotRouted("the area has no extent: linkbus cannot place the alert".into()))?;
     let mut flags = Vec::new();
@@ -426,7 +429,7 @@ mod tests {
     use super::*;
 
     /// A flood warning over the Mission and SoMa, as a warning centre would send it.
-    pub(crate) const FLOOD: &str = include_str!("../tests/data/cap_flood_warning.xml");
+    const FLOOD: &str = include_str!("../tests/data/cap_flood_warning.xml");
 
     #[test]
     fn parses_a_real_alert() {
