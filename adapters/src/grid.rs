@@ -282,6 +282,7 @@ impl GridReport {
             source_id: report_id.to_owned(),
             reported_at,
             flags,
+            area: None,
         };
         report.validate().map_err(|e| e.to_string())?;
         Ok(CloudEvent::new(

@@ -6,12 +6,20 @@
 //! - [`open311`]: the Open311 GeoReport v2 API of 311 / 12345 apps (public service), over HTTP.
 //! - [`grid`]: grid-management (网格化管理) inspection and patrol reports, over NATS and as
 //!   batch files over HTTP (management).
+//! - [`cap`]: OASIS CAP 1.2 alerts (XML) from warning centres, an emergency source; broadcasts
+//!   to every community an alert's area touches.
+//! - [`cad`]: incidents from a dispatch (CAD) system as JSON: new, update, cancel.
+//! - [`commerce`]: order webhooks of commercial platforms, signed with HMAC-SHA256.
 //! - [`vocabulary`]: a source's category vocabulary mapped to bus categories in configuration.
 //! - [`intake`]: what every adapter shares: publishing under the source's own id, dead letters,
-//!   and what HTTP adapters ask of the API serving them ([`intake::Gate`]).
+//!   source updates applied to the case book, one error type, and what HTTP adapters ask of the
+//!   API serving them ([`intake::Gate`]); the CAP, CAD and commerce routes and NATS listeners.
 //! - [`metrics`]: what the adapters count (reports by outcome, dead letters).
 //! - [`web`]: HTTP helpers (caller's key and address, bounded bodies, an XML writer).
 
+pub mod cad;
+pub mod cap;
+pub mod commerce;
 pub mod grid;
 pub mod intake;
 pub mod metrics;
@@ -19,6 +27,24 @@ pub mod open311;
 pub mod sf311;
 pub mod vocabulary;
 pub mod web;
+
+/// Cuts a text field to the bus's limit ([`linkbus_bus::wire::MAX_TEXT_LEN`]) on a character
+/// boundary: sources' long texts are kept, shortened, rather than refused.
+pub fn clip(text: String) -> String {
+    linkbus_bus::nats::truncated(text, linkbus_bus::wire::MAX_TEXT_LEN)
+}
+
+/// The case id of a source's own id: `<prefix>:<id>` when the id is made of subject-safe
+/// characters (letters, digits, `-`, `_`) and short enough, else `<prefix>-` and 32 hex digits of
+/// its SHA-256. The same id always gives the same case id, so a message sent twice is one case.
+pub fn source_case_id(prefix: &str, id: &str) -> String {
+    let readable = format!("{prefix}:{id}");
+    if linkbus_bus::wire::is_token(id, 96, b"-_") && readable.len() <= linkbus_bus::wire::MAX_ID_LEN {
+        return readable;
+    }
+    use sha2::Digest as _;
+    format!("{prefix}-{}", &hex::encode(sha2::Sha256::digest(id.as_bytes()))[..32])
+}
 
 /// Turns free text into a category token: lowercase ASCII letters and digits, runs of anything
 /// else folded into one `_`, e.g. `"Street and Sidewalk Cleaning"` → `street_and_sidewalk_cleaning`.
@@ -40,6 +66,15 @@ pub fn category_token(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::category_token;
+
+    #[test]
+    fn source_case_ids_are_readable_when_they_can_be() {
+        assert_eq!(super::source_case_id("cad", "F-2026-1"), "cad:F-2026-1");
+        let hashed = super::source_case_id("cad", "F 2026/1");
+        assert!(hashed.starts_with("cad-") && hashed.len() == 36, "{hashed}");
+        assert!(linkbus_bus::wire::is_event_id(&hashed));
+        assert_eq!(hashed, super::source_case_id("cad", "F 2026/1"));
+    }
 
     #[test]
     fn tokens() {

@@ -2,15 +2,21 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `linkbus_adapter_messages_total` | counter | `adapter` (`open311`, `grid`), `outcome` (`reported`, `duplicate`, `refused`) |
+//! | `linkbus_adapter_messages_total` | counter | `adapter` (`open311`, `grid`, `cap`, `cad`, `commerce`), `outcome` (`reported`, `duplicate`, `updated`, `refused`) |
 //!
-//! and their dead letters in `linkbus_deadletters_total` (stages `adapter_open311` and `adapter_grid`, reasons
-//! `too_large`, `malformed`, `invalid`), registered by the router's metrics.
+//! and their dead letters in `linkbus_deadletters_total` (stages `adapter_<adapter>`, reasons the
+//! refusal codes: `too_large`, `malformed`, `invalid`, and for CAP, CAD and commerce those of
+//! [`IntakeError::status`](crate::intake::IntakeError::status)), registered by the router's
+//! metrics. Registered once per process (`linkbus`'s `Metrics::register_service`): a second
+//! registration fails.
 
 use prometheus::{IntCounterVec, Opts, Registry};
 
 /// The `adapter` label's values.
-const ADAPTERS: [&str; 2] = [crate::open311::STAGE, crate::grid::STAGE];
+const ADAPTERS: [&str; 5] = [crate::open311::STAGE, crate::grid::STAGE, "cap", "cad", "commerce"];
+
+/// The `outcome` label's values.
+const OUTCOMES: [&str; 4] = ["reported", "duplicate", "updated", "refused"];
 
 /// The adapters' counters.
 #[derive(Debug, Clone)]
@@ -26,33 +32,22 @@ impl AdapterMetrics {
         let reports = IntCounterVec::new(
             Opts::new(
                 "linkbus_adapter_messages_total",
-                "Reports received by the source-system adapters: published as a case (reported), already known \
-                 (duplicate), or refused and dead-lettered.",
+                "Messages received by the source-system adapters: published as a case (reported), already known \
+                 (duplicate), a source update applied to its case (updated), or refused and dead-lettered.",
             ),
             &["adapter", "outcome"],
         )?;
         registry.register(Box::new(reports.clone()))?;
         // Every series exists from the start (at 0), so rates and alerts see the first report.
         for adapter in ADAPTERS {
-            for outcome in ["reported", "duplicate", "refused"] {
+            for outcome in OUTCOMES {
                 reports.with_label_values(&[adapter, outcome]);
             }
         }
         Ok(Self { reports, deadletters: deadletters.clone() })
     }
 
-    /// Metrics registered nowhere (tests, tools).
-    pub fn unregistered() -> Self {
-        let vec = |name: &str, labels: &[&str]| {
-            IntCounterVec::new(Opts::new(name, "unregistered"), labels).expect("valid metric options")
-        };
-        Self {
-            reports: vec("linkbus_adapter_messages_total", &["adapter", "outcome"]),
-            deadletters: vec("linkbus_deadletters_total", &["stage", "reason"]),
-        }
-    }
-
-    /// Counts one report of `adapter` with `outcome` (`reported`, `duplicate`, `refused`).
+    /// Counts one message of `adapter` with `outcome` (`reported`, `duplicate`, `updated`, `refused`).
     pub(crate) fn report(&self, adapter: &str, outcome: &str) {
         self.reports.with_label_values(&[adapter, outcome]).inc();
     }

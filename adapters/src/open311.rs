@@ -758,6 +758,7 @@ impl Posted {
             source_id: request_id.clone(),
             reported_at: now,
             flags,
+            area: None,
         };
         report.validate().map_err(|e| e.to_string())?;
         Ok(CloudEvent::new(

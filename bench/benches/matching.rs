@@ -14,7 +14,10 @@
 //! - `departments_choose`: category × community → department(s) over ~10 000 community rules,
 //!   100 sub-district, 10 district and one region rule, per winning level;
 //! - `decide`: the whole [`Router::decide`] on a synthetic region of 10 000 communities with
-//!   1 000 000 volunteers.
+//!   1 000 000 volunteers;
+//! - `broadcast_area`: the communities a 2 km circle (a CAP alert's area) touches
+//!   ([`areas::communities_touching`], a scan of every community's bounding box then exact
+//!   intersections), over grids of 1 000 and 10 000 communities.
 //!
 //! All data is synthetic and seeded ([`linkbus_bench::synthetic`]), so runs are comparable: a
 //! grid of community polygons with jittered borders that tile a ~43 × 56 km box around Beijing
@@ -35,7 +38,8 @@ use geo::{BoundingRect, Coord, LineString, MultiPolygon, Polygon};
 use linkbus_bench::synthetic::{
     self, CATEGORIES, REGION_AREA, SKILLS, category_id, departments, grid, points, rng, volunteer_box, volunteers,
 };
-use linkbus_bus::wire::{JurisdictionLevel, Location, VolunteerChoice, VolunteerStatus};
+use linkbus_bus::wire::{Circle, JurisdictionLevel, Location, VolunteerChoice, VolunteerStatus};
+use linkbus_routers::areas;
 use linkbus_routers::communities::CommunityIndex;
 use linkbus_routers::departments::{Chosen, DepartmentRules};
 use linkbus_routers::geodesy::haversine_m;
@@ -394,6 +398,29 @@ fn decide(c: &mut Criterion) {
     group.finish();
 }
 
+fn broadcast_area(c: &mut Criterion) {
+    let mut group = c.benchmark_group("broadcast_area");
+    for n in [1_000, 10_000] {
+        let mut setup = None;
+        group.bench_function(BenchmarkId::new("circle_2km", n), |b| {
+            let (index, queries) = setup.get_or_insert_with(|| {
+                let grid = grid(n, VERTICES);
+                let queries: Vec<linkbus_bus::wire::Area> = points(5, QUERIES, grid.min, grid.max)
+                    .into_iter()
+                    .map(|(lon, lat)| linkbus_bus::wire::Area {
+                        polygons: vec![],
+                        circles: vec![Circle { center: Location { lon, lat }, radius_m: 2_000.0 }],
+                    })
+                    .collect();
+                (CommunityIndex::new(grid.communities, BORDER_TOLERANCE_M), queries)
+            });
+            let mut next = cycle(queries);
+            b.iter(|| black_box(areas::communities_touching(index, black_box(next()))));
+        });
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1))
 }
@@ -401,6 +428,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = community_locate, volunteers_nearest, volunteers_upsert, departments_choose, decide
+    targets = community_locate, volunteers_nearest, volunteers_upsert, departments_choose, decide, broadcast_area
 }
 criterion_main!(benches);

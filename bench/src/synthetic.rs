@@ -268,6 +268,7 @@ pub fn cases(seed: u64, n: usize, region: &Region, min: Coord, max: Coord) -> Ve
                 flags: vec![],
                 datum: Datum::Wgs84,
                 received_location: None,
+                area: None,
             }
         })
         .collect()

@@ -260,8 +260,13 @@ impl CaseBook {
             return self.split(case_id, report_id, actor).await;
         }
         let now = Timestamp::now();
-        self.transact(case_id, |r| lifecycle::act(r, actor, action, now, &self.config.policy, &self.ladder).map(Some))
-            .await
+        self.transact(case_id, |r| {
+            if lifecycle::is_repeat(r, actor, action) {
+                return Ok(None);
+            }
+            lifecycle::act(r, actor, action, now, &self.config.policy, &self.ladder).map(Some)
+        })
+        .await
     }
 
     async fn split(&self, case_id: &str, report_id: &str, actor: &Actor) -> Result<CaseRecord, ActError> {

@@ -6,8 +6,14 @@
 //!   │  ▲                 │                      │                       │ rate(solved=false)
 //!   │  └─ reject: next candidate (else `rejected`, dispatchers alerted)  └──► accepted (reopened)
 //!   └── no accept by the deadline: escalate up the department's ladder, alert dispatchers
-//! any open state ──cancel (dispatcher)──► cancelled
+//! any open state ──cancel (dispatcher, or the source)──► cancelled
+//! any open state ──update (the source)──► same state, `source_updated` on the timeline
 //! ```
+//!
+//! **Source updates.** The system that reported a case (actor kind `source`, id its CloudEvents
+//! `source`) may update it (`update`), withdraw it (`cancel`) or say it is done (`resolve`, from
+//! any open state before resolved) — its own cases only. A source message delivered twice is
+//! recorded once ([`is_repeat`]).
 
 use std::collections::HashMap;
 
@@ -222,13 +228,22 @@ pub fn report_ref(routed: &RoutedCase) -> ReportRef {
     }
 }
 
+/// Flags that mark a report as a drill: such a report is never merged with a real one.
+const DRILL_FLAGS: [&str; 2] = ["exercise", "test"];
+
 /// True when `routed` reports the same incident as the open case `existing`: compatible
-/// category, close in space and time.
+/// category, close in space and time. A broadcast (a report with an area, e.g. a flood warning)
+/// is not an incident at a point and merges with nothing; a drill (`exercise`/`test` flag) merges
+/// only with a drill.
 pub fn is_duplicate(existing: &CaseRecord, routed: &RoutedCase, policy: &MergePolicy) -> bool {
     if !existing.state.is_open() || existing.merged_into.is_some() || existing.case_id == routed.case_id {
         return false;
     }
     let (a, b) = (&existing.case, &routed.case);
+    let drill = |flags: &[String]| flags.iter().any(|f| DRILL_FLAGS.contains(&f.as_str()));
+    if a.area.is_some() || b.area.is_some() || drill(&a.flags) != drill(&b.flags) {
+        return false;
+    }
     let compatible =
         a.category == b.category || policy.groups.iter().any(|g| g.contains(&a.category) && g.contains(&b.category));
     compatible
@@ -339,12 +354,18 @@ pub fn act(
             log(&mut r, now, "progress", actor, dept, Some(required(note, "progress needs a note")?.to_owned()));
         }
         Action::Resolve { note } => {
-            if !matches!(state, CaseState::Accepted | CaseState::InProgress) {
+            let from_source =
+                actor.kind == ActorKind::Source && matches!(state, CaseState::Routed | CaseState::Rejected);
+            if !(from_source || matches!(state, CaseState::Accepted | CaseState::InProgress)) {
                 return invalid("resolve");
             }
+            r.accept_by = None;
             r.state = CaseState::Resolved;
             r.resolve_by = None;
             log(&mut r, now, "resolved", actor, dept, Some(required(note, "resolve needs a note")?.to_owned()));
+            if from_source {
+                effects.extend(withdraw_offers(&mut r, "case_closed"));
+            }
         }
         Action::Close { note } => {
             let allowed = if dept.is_some() { state == CaseState::Resolved } else { state.is_open() };
@@ -366,6 +387,12 @@ pub fn act(
             r.resolve_by = None;
             log(&mut r, now, "cancelled", actor, None, Some(required(reason, "cancel needs a reason")?.to_owned()));
             effects.extend(withdraw_offers(&mut r, "case_closed"));
+        }
+        Action::Update { note } => {
+            if !state.is_open() {
+                return invalid("update");
+            }
+            log(&mut r, now, "source_updated", actor, None, Some(required(note, "update needs a note")?.to_owned()));
         }
         Action::Reassign { department, reason } => {
             if !state.is_open() {
@@ -411,6 +438,21 @@ pub fn act(
     Ok(Outcome { record: r, effects })
 }
 
+/// True when `action` by a source is one it already made (same event, same note): a source
+/// message delivered twice is recorded once.
+pub fn is_repeat(record: &CaseRecord, actor: &Actor, action: &Action) -> bool {
+    if actor.kind != ActorKind::Source {
+        return false;
+    }
+    let (event, note) = match action {
+        Action::Update { note } => ("source_updated", note),
+        Action::Cancel { reason } => ("cancelled", reason),
+        Action::Resolve { note } => ("resolved", note),
+        _ => return false,
+    };
+    record.timeline.iter().any(|e| e.actor == *actor && e.event == event && e.note.as_deref() == Some(note.trim()))
+}
+
 fn required<'a>(text: &'a str, message: &str) -> Result<&'a str, Refused> {
     let text = text.trim();
     if text.is_empty() { Err(Refused::Invalid(message.to_owned())) } else { Ok(text) }
@@ -436,8 +478,18 @@ fn authorize(r: &CaseRecord, actor: &Actor, action: &Action) -> Result<(), Refus
                 });
             }
         }
+        ActorKind::Source => {
+            let own = r.reports.first().is_some_and(|first| first.source == actor.id);
+            if !own {
+                return forbidden(format!("case {} was not reported by {}", r.case_id, actor.id));
+            }
+            if !matches!(action, Action::Update { .. } | Action::Cancel { .. } | Action::Resolve { .. }) {
+                return forbidden(format!("a source may not {} a case", action.name()));
+            }
+        }
         ActorKind::Dispatcher => {
-            if matches!(action, Action::Rate { .. } | Action::Accept {} | Action::Reject { .. }) {
+            if matches!(action, Action::Rate { .. } | Action::Accept {} | Action::Reject { .. } | Action::Update { .. })
+            {
                 return forbidden(format!("a dispatcher may not {} a case", action.name()));
             }
         }
@@ -708,6 +760,7 @@ mod tests {
             flags: vec![],
             datum: linkbus_bus::wire::Datum::Wgs84,
             received_location: None,
+            area: None,
         };
         let decision = Decision {
             geo_version: "test@1".into(),
@@ -718,6 +771,7 @@ mod tests {
                 distance_m: None,
                 candidates: vec![],
             },
+            broadcast: vec![],
             departments: vec![choice("station")],
             fallbacks: vec![choice("dispatch"), choice("desk")],
             volunteers: volunteers
@@ -812,6 +866,36 @@ mod tests {
     }
 
     #[test]
+    fn a_source_updates_cancels_and_resolves_only_its_own_cases_once() {
+        let p = policy();
+        let r = open(&routed("c1", &[("v1", 100.0)]), t(0), &p);
+        let source = Actor { kind: ActorKind::Source, id: "/test".into() };
+        let update = Action::Update { note: "2nd alarm".into() };
+        let out = act(&r, &source, &update, t(1), &p, &ladder()).expect("its own case");
+        assert_eq!(out.record.state, CaseState::Routed);
+        let last = out.record.timeline.last().expect("an entry");
+        assert_eq!((last.event.as_str(), last.note.as_deref()), ("source_updated", Some("2nd alarm")));
+        assert!(is_repeat(&out.record, &source, &update), "the same update again is a repeat");
+        assert!(!is_repeat(&out.record, &source, &Action::Update { note: "3rd alarm".into() }));
+        let other = Actor { kind: ActorKind::Source, id: "/other".into() };
+        assert!(matches!(act(&r, &other, &update, t(1), &p, &ladder()), Err(Refused::Forbidden(_))));
+        let accept = Action::Accept {};
+        assert!(matches!(act(&r, &source, &accept, t(1), &p, &ladder()), Err(Refused::Forbidden(_))));
+        let dispatcher = Actor { kind: ActorKind::Dispatcher, id: "li".into() };
+        assert!(matches!(act(&r, &dispatcher, &update, t(1), &p, &ladder()), Err(Refused::Forbidden(_))));
+        // Done at the source (an order delivered) straight from routed; offers withdrawn.
+        let resolved =
+            act(&r, &source, &Action::Resolve { note: "delivered".into() }, t(2), &p, &ladder()).expect("resolve");
+        assert_eq!((resolved.record.state, resolved.record.accept_by), (CaseState::Resolved, None));
+        assert_eq!(resolved.effects, [Effect::CloseOffer { volunteer_id: "v1".into(), reason: "case_closed" }]);
+        let cancelled =
+            act(&r, &source, &Action::Cancel { reason: "hoax".into() }, t(2), &p, &ladder()).expect("cancel");
+        assert_eq!(cancelled.record.state, CaseState::Cancelled);
+        assert_eq!(cancelled.effects, [Effect::CloseOffer { volunteer_id: "v1".into(), reason: "case_closed" }]);
+        assert!(matches!(act(&cancelled.record, &source, &update, t(3), &p, &ladder()), Err(Refused::Invalid(_))));
+    }
+
+    #[test]
     fn rejection_reroutes_to_the_next_candidate_then_the_dispatchers() {
         let p = policy();
         let r = open(&routed("c1", &[]), t(0), &p);
@@ -891,6 +975,13 @@ mod tests {
         let mut far = second_routed.clone();
         far.case.location.lon += 0.01;
         assert!(!is_duplicate(&first, &far, &p.merge));
+        let mut drill = second_routed.clone();
+        drill.case.flags.push("exercise".into());
+        assert!(!is_duplicate(&first, &drill, &p.merge), "a drill never merges with a real report");
+        let mut broadcast = second_routed.clone();
+        let ring = vec![first.case.location; 4];
+        broadcast.case.area = Some(linkbus_bus::wire::Area { polygons: vec![ring], circles: vec![] });
+        assert!(!is_duplicate(&first, &broadcast, &p.merge), "a broadcast merges with nothing");
         let second = open(&second_routed, t(1), &p);
         let (primary, merged) = merge(&first, &second, t(2));
         assert_eq!(primary.record.reports.len(), 2);

@@ -236,15 +236,7 @@ impl WebhookConfig {
 
     /// The secret: `secret`, or the value of the environment variable `secret_env` names.
     pub fn signing_secret(&self) -> Result<String, String> {
-        match (self.secret.is_empty(), &self.secret_env) {
-            (false, None) => Ok(self.secret.clone()),
-            (false, Some(_)) => Err("set secret or secret_env, not both".into()),
-            (true, None) => Err("secret (or secret_env) is required".into()),
-            (true, Some(var)) => match std::env::var(var) {
-                Ok(value) if !value.is_empty() => Ok(value),
-                _ => Err(format!("secret_env names {var:?}, which is not set or empty")),
-            },
-        }
+        resolve_secret(&self.secret, self.secret_env.as_deref())
     }
 
     /// `webhook-<department>`: the durable consumer.
@@ -375,6 +367,20 @@ pub enum WebhookError {
         #[source]
         source: async_nats::Error,
     },
+}
+
+/// A shared secret given in the configuration either as `secret` or as the name of the
+/// environment variable holding it (`secret_env`), not both.
+pub fn resolve_secret(secret: &str, secret_env: Option<&str>) -> Result<String, String> {
+    match (secret.is_empty(), secret_env) {
+        (false, None) => Ok(secret.to_owned()),
+        (false, Some(_)) => Err("set secret or secret_env, not both".into()),
+        (true, None) => Err("secret (or secret_env) is required".into()),
+        (true, Some(var)) => match std::env::var(var) {
+            Ok(value) if !value.is_empty() => Ok(value),
+            _ => Err(format!("secret_env names {var:?}, which is not set or empty")),
+        },
+    }
 }
 
 /// `Linkbus-Signature` for a body sent at `timestamp`: `sha256=` and the lowercase hex

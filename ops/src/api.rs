@@ -9,6 +9,8 @@
 //! | `POST /api/requests/{source_id}/rating` | source or dispatcher key (rate-limited) | the resident's rating; `solved: false` reopens the case |
 //! | `GET /api/webhooks/{department}/deliveries` | dispatcher, operator or that department's key | the department's webhook delivery records, newest first (`limit`) |
 //! | `GET /api/stats/departments` | dispatcher, operator or department key | per-department figures for dashboards; a department key gets its own row only |
+//! | `POST /api/adapters/cap`, `/api/adapters/cad` | source key | a CAP 1.2 alert / a CAD incident message (`linkbus_adapters::intake`; not in the OpenAPI document) |
+//! | `POST /api/adapters/commerce/{platform}/orders` | the platform's HMAC signature | an order event (`linkbus_adapters::commerce`) |
 //! | `GET /api/openapi.json` | anyone | the OpenAPI 3.1 document ([`openapi`], committed as `docs/openapi.json`) |
 //! | `GET /healthz` | anyone | `ok` |
 //! | `GET /readyz` | anyone | 200 `{"ready": true}` when NATS is connected, the streams exist and the region is loaded ([`Readiness`]); 503 with the reason otherwise |
@@ -19,7 +21,7 @@
 //! configured hash in constant time. A department key sees only the cases its department has or
 //! had ([`involves`]) and acts as that department; a dispatcher key sees everything and acts as
 //! that dispatcher; an operator key only reads; a source key may only use the residents'
-//! endpoints. A key whose role may not use an endpoint gets 403. What may be done to a case is the
+//! endpoints and the adapters. A key whose role may not use an endpoint gets 403. What may be done to a case is the
 //! lifecycle's decision (`linkbus_cases::lifecycle`), which records the actor in the timeline.
 //! A request without an `Authorization` header may instead carry the dispatcher console's session
 //! cookie (and, to change anything, its CSRF token): see [`crate::console`].
@@ -40,7 +42,7 @@
 //! source it speaks for (`[[api.keys]] source`); dispatchers and operators find any.
 //!
 //! **Adapters.** The source-system adapters' routes (Open311 at `/open311/v2/`, the grid batch
-//! upload) are merged in ([`ApiState::with_adapters`]); they take the same keys and rate limit
+//! upload, CAP, CAD and commerce at `/api/adapters/…`) are merged in ([`ApiState::with_adapters`]); they take the same keys and rate limit
 //! through [`linkbus_adapters::intake::Gate`], and are described in `docs/adapters.md`.
 //!
 //! **Errors** are `{"error": "…", "code": "…"}`: `unauthorized` 401, `forbidden` 403, `not_found`
@@ -878,7 +880,7 @@ fn parse_action(body: &[u8]) -> Result<Action, ApiError> {
 fn check_texts(action: &Action) -> Result<(), ApiError> {
     let texts: Vec<&str> = match action {
         Action::Reject { reason } | Action::Cancel { reason } => vec![reason],
-        Action::Progress { note } | Action::Resolve { note } => vec![note],
+        Action::Progress { note } | Action::Resolve { note } | Action::Update { note } => vec![note],
         Action::Close { note } => note.iter().map(String::as_str).collect(),
         Action::Reassign { department, reason } => vec![department, reason],
         Action::Split { report_id } => vec![report_id],

@@ -248,6 +248,7 @@ impl Workload {
             flags: vec![],
             datum: wire::Datum::Wgs84,
             received_location: None,
+            area: None,
         };
         let event = CloudEvent::new(id.clone(), "/linkbus-bench", wire::TYPE_CASE_REPORTED, Some(id), now, report);
         Ok((subjects::ingest(*system, category), serde_json::to_vec(&event)?.into()))

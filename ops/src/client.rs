@@ -56,6 +56,7 @@ pub async fn report(client: &async_nats::Client, case: NewCase) -> anyhow::Resul
         flags: case.flags,
         datum: case.datum,
         received_location: None,
+        area: None,
     };
     data.validate()?;
     let event = CloudEvent::new(case.id, &case.source, wire::TYPE_CASE_REPORTED, Some(case.source_id), now, data);

@@ -41,6 +41,7 @@ impl Offline {
             flags: vec![],
             datum: linkbus_bus::wire::Datum::Wgs84,
             received_location: None,
+            area: None,
         }
     }
 

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use linkbus_adapters::intake::Intake;
+use linkbus_adapters::intake::{Adapters, Intake};
 use linkbus_bus::nats;
 use linkbus_cases::book::CaseBook;
 use linkbus_cases::webhooks;
@@ -126,8 +126,9 @@ pub struct Service {
     pub state: Arc<RouterState>,
     /// The case book (the closed loop).
     pub cases: Arc<CaseBook>,
-    /// What the source-system adapters publish through (`crate::adapters`).
-    pub intake: Intake,
+    /// The source-system adapters: the intake they all publish through, and the CAP, CAD and
+    /// commerce adapters (the HTTP routes are served by the API, `crate::adapters::routes`).
+    pub adapters: Arc<Adapters>,
     /// The registry every metric of this service is in.
     pub metrics: Metrics,
     shutdown: CancellationToken,
@@ -233,14 +234,16 @@ impl Service {
             tasks.push(tokio::spawn(follow));
         }
         let intake = Intake::new(js.clone(), cases.clone(), adapter_metrics);
-        tasks.extend(crate::adapters::listen(&config.adapters, client.clone(), &intake, shutdown.clone()).await?);
+        let (adapters, adapter_tasks) =
+            crate::adapters::start(config, &js, client.clone(), cases.clone(), intake, shutdown.clone()).await?;
+        tasks.extend(adapter_tasks);
         let router = router_service::run(js.clone(), state.clone(), config.service_config(source), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = router.await {
                 warn!(error = %e, "router stopped");
             }
         }));
-        Ok(Self { client, js, state, cases, intake, metrics, shutdown, tasks })
+        Ok(Self { client, js, state, cases, adapters, metrics, shutdown, tasks })
     }
 
     /// What `/readyz` asks of this service: NATS connected, every stream and bucket present, the

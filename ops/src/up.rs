@@ -247,7 +247,7 @@ fn api_state(config: &Config, region: &Region, svc: &Service) -> anyhow::Result<
         .with_deliveries(Arc::new(svc.js.clone()))
         .with_metrics(svc.metrics.registry().clone())
         .with_readiness(svc.readiness());
-    let adapters = crate::adapters::routes(&config.adapters, region, &svc.intake, Arc::new(state.clone()));
+    let adapters = crate::adapters::routes(&config.adapters, region, &svc.adapters, Arc::new(state.clone()));
     Ok(state.with_adapters(adapters))
 }
 

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 
 use linkbus_bus::wire::{
-    CaseReport, CommunityMatch, CommunityOutcome, CommunityRef, Decision, DepartmentChoice, DepartmentRule,
+    Area, CaseReport, CommunityMatch, CommunityOutcome, CommunityRef, Decision, DepartmentChoice, DepartmentRule,
     JurisdictionLevel, VolunteerChoice, VolunteerSearch,
 };
-use linkbus_geo_data::{Category, Community, Region};
+use linkbus_geo_data::{Category, Community, Department, Region};
 
+use crate::areas;
 use crate::communities::{CommunityIndex, Located};
 use crate::departments::{Chosen, DepartmentRules};
 use crate::facilities::FacilityIndex;
@@ -202,15 +203,25 @@ impl Router {
                 self.notify_near_border(case, &all[*other], *d, &mut departments, &mut explanation);
             }
         }
+        let broadcast = match &case.area {
+            Some(area) => self.broadcast(case, area, &mut departments, &mut explanation),
+            None => vec![],
+        };
 
-        let (volunteers, volunteer_search) = match category.and_then(|c| c.volunteer_skill.as_deref()) {
+        // A broadcast concerns a whole area: nobody to send to its centre.
+        let skill = category.and_then(|c| c.volunteer_skill.as_deref()).filter(|_| case.area.is_none());
+        let (volunteers, volunteer_search) = match skill {
             Some(skill) => {
                 let (chosen, search) = self.volunteers_for(case, skill, volunteers, offers, now, &[]);
                 explanation.push(explain_volunteers(&chosen, &search, skill));
                 (chosen, search)
             }
             None => {
-                explanation.push(format!("Category {} calls for no volunteers.", case.category));
+                explanation.push(if case.area.is_some() {
+                    "A broadcast over an area: no volunteer offers.".to_owned()
+                } else {
+                    format!("Category {} calls for no volunteers.", case.category)
+                });
                 let search = VolunteerSearch {
                     skill: None,
                     k: self.params.volunteers_k,
@@ -231,6 +242,7 @@ impl Router {
             geo_version: self.geo_version.clone(),
             priority,
             community: community_match,
+            broadcast,
             departments,
             fallbacks,
             volunteers,
@@ -281,24 +293,14 @@ impl Router {
         departments: &mut Vec<DepartmentChoice>,
         explanation: &mut Vec<String>,
     ) {
-        let all = self.departments.departments();
-        let Some(Chosen::ByRule { level, area, departments: found }) =
-            self.departments.ladder(&case.category, Some(other)).next()
-        else {
+        let Some(chosen) = self.departments.ladder(&case.category, Some(other)).next() else {
             return;
         };
-        let mut added = Vec::new();
-        for d in found {
-            if departments.iter().any(|c| c.id == all[*d].id) {
-                continue;
-            }
-            added.push(format!("{} ({})", all[*d].name, all[*d].id));
-            departments.push(DepartmentChoice {
-                id: all[*d].id.clone(),
-                name: all[*d].name.clone(),
-                rule: DepartmentRule::Jurisdiction { level, area: area.to_owned() },
-            });
-        }
+        let all = self.departments.departments();
+        let added: Vec<String> = Self::add_by_rule(all, chosen, departments)
+            .into_iter()
+            .map(|d| format!("{} ({})", all[d].name, all[d].id))
+            .collect();
         if !added.is_empty() {
             explanation.push(format!(
                 "Also notified {}: the case is {distance_m:.0} m from {} and the rule is to notify both sides of a border.",
@@ -306,6 +308,59 @@ impl Router {
                 describe(other)
             ));
         }
+    }
+
+    /// Adds the departments a rule chose (none for the catch-all) that are not in `departments`
+    /// yet; returns the ones added (indexes into `all`, the rules' departments).
+    fn add_by_rule(all: &[Department], chosen: Chosen<'_>, departments: &mut Vec<DepartmentChoice>) -> Vec<usize> {
+        let Chosen::ByRule { level, area, departments: found } = chosen else {
+            return vec![];
+        };
+        let mut added = Vec::new();
+        for &d in found {
+            if departments.iter().any(|c| c.id == all[d].id) {
+                continue;
+            }
+            added.push(d);
+            departments.push(DepartmentChoice {
+                id: all[d].id.clone(),
+                name: all[d].name.clone(),
+                rule: DepartmentRule::Jurisdiction { level, area: area.to_owned() },
+            });
+        }
+        added
+    }
+
+    /// The communities a broadcast's area touches; the departments with a duty for the category
+    /// in each are added to `departments` (the catch-all for none).
+    fn broadcast(
+        &self,
+        case: &CaseReport,
+        area: &Area,
+        departments: &mut Vec<DepartmentChoice>,
+        explanation: &mut Vec<String>,
+    ) -> Vec<CommunityRef> {
+        let all = self.communities.communities();
+        let touched = areas::communities_touching(&self.communities, area);
+        let rules = self.departments.departments();
+        let mut added = Vec::new();
+        for c in &touched {
+            let chosen = self.departments.choose(&case.category, Some(&all[*c]));
+            added.extend(Self::add_by_rule(rules, chosen, departments).into_iter().map(|d| rules[d].id.clone()));
+        }
+        let ids: Vec<&str> = touched.iter().map(|c| all[*c].id.as_str()).collect();
+        explanation.push(if ids.is_empty() {
+            "Broadcast: the alert's area touches no community of the region.".to_owned()
+        } else {
+            format!(
+                "Broadcast: the alert's area touches {} communit{} ({}){}.",
+                ids.len(),
+                if ids.len() == 1 { "y" } else { "ies" },
+                ids.join(", "),
+                if added.is_empty() { String::new() } else { format!("; also sent to {}", added.join(", ")) }
+            )
+        });
+        touched.iter().map(|c| community_ref(&all[*c])).collect()
     }
 
     fn priority(&self, case: &CaseReport, explanation: &mut Vec<String>) -> u8 {
@@ -403,16 +458,15 @@ fn matched(
     distance_m: Option<f64>,
     candidates: Vec<String>,
 ) -> CommunityMatch {
-    CommunityMatch {
-        outcome,
-        community: Some(CommunityRef {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            sub_district: c.sub_district.as_ref().map(|s| s.code.clone()),
-            district: c.district.code.clone(),
-        }),
-        distance_m,
-        candidates,
+    CommunityMatch { outcome, community: Some(community_ref(c)), distance_m, candidates }
+}
+
+fn community_ref(c: &Community) -> CommunityRef {
+    CommunityRef {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        sub_district: c.sub_district.as_ref().map(|s| s.code.clone()),
+        district: c.district.code.clone(),
     }
 }
 
@@ -465,6 +519,7 @@ mod tests {
             flags: flags.iter().map(|f| f.to_string()).collect(),
             datum: linkbus_bus::wire::Datum::Wgs84,
             received_location: None,
+            area: None,
         }
     }
 

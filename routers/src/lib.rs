@@ -3,6 +3,7 @@
 //!
 //! Pure and synchronous (no NATS, no tokio), benchable and testable alone:
 //! - [`geodesy`]: great-circle distances and unit vectors;
+//! - [`areas`]: a broadcast's area (polygons, circles) → every community it touches;
 //! - [`communities`]: point → community (R-tree + exact point-in-polygon, border tolerance);
 //! - [`departments`]: category × jurisdiction → department(s), most specific first;
 //! - [`volunteers`]: the live volunteer index, its k-nearest search and the hourly offer ledger;
@@ -16,6 +17,7 @@
 //!   the follower that keeps the volunteer index in step with the KV bucket;
 //! - [`regions`]: region versions in a KV bucket, and their live reload into the service.
 
+pub mod areas;
 pub mod communities;
 pub mod decision;
 pub mod departments;

@@ -517,6 +517,9 @@ fn fan_out(routed: &CloudEvent<RoutedCase>, body: &Bytes) -> Vec<(String, String
     if let Some(c) = &decision.community.community {
         outputs.push((subjects::routed_community(&c.id), format!("{}:community", routed.id), body.clone()));
     }
+    for c in decision.broadcast.iter().filter(|c| decision.community.community.as_ref().is_none_or(|m| m.id != c.id)) {
+        outputs.push((subjects::routed_community(&c.id), format!("{}:community:{}", routed.id, c.id), body.clone()));
+    }
     let Some(skill) = &decision.volunteer_search.skill else { return outputs };
     for (rank, v) in decision.volunteers.iter().enumerate() {
         let offer = VolunteerOffer {

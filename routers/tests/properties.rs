@@ -56,6 +56,7 @@ fn case_at(lon: f64, lat: f64) -> CaseReport {
         flags: vec![],
         datum: Datum::Wgs84,
         received_location: None,
+        area: None,
     }
 }
 

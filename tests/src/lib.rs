@@ -101,6 +101,7 @@ pub fn case(id: &str, system: SourceSystem, category: &str, lon: f64, lat: f64) 
             flags: vec![],
             datum: wire::Datum::Wgs84,
             received_location: None,
+            area: None,
         },
     )
 }

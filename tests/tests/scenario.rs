@@ -40,7 +40,13 @@ fn the_119_scenario_runs_as_written_against_linkbus_up() {
     });
     let line = rx.recv_timeout(WAIT).expect("linkbus up reports its addresses");
     let nats = line.split("NATS ").nth(1).and_then(|s| s.split(',').next()).expect("NATS URL").to_owned();
-    let api = line.split("API ").nth(1).and_then(|s| s.split(". Ctrl-C").next()).expect("API address").to_owned();
+    let api = line
+        .split("API ")
+        .nth(1)
+        .and_then(|s| s.split(". Ctrl-C").next())
+        .and_then(|s| s.split(", console").next())
+        .expect("API address")
+        .to_owned();
 
     let out = Command::new("bash")
         .current_dir(repo_root())

@@ -82,6 +82,9 @@ pub enum ActorKind {
     Resident,
     /// linkbus itself (routing, deadlines, merging).
     System,
+    /// The source system that reported the case (a CAP sender, a CAD system, a commerce
+    /// platform), updating or withdrawing its own case; the id is its CloudEvents `source`.
+    Source,
 }
 
 impl Actor {
@@ -99,7 +102,7 @@ pub struct TimelineEntry {
     pub at: Timestamp,
     /// What happened: `routed`, `accepted`, `rejected`, `rerouted`, `progress`, `resolved`,
     /// `closed`, `cancelled`, `escalated`, `escalation_acknowledged`, `reassigned`,
-    /// `report_merged`, `merged`, `split`, `rated`, `reopened`, `volunteer_offered`,
+    /// `report_merged`, `merged`, `split`, `rated`, `reopened`, `source_updated`, `volunteer_offered`,
     /// `volunteer_accepted`, `volunteer_declined`, `volunteer_expired`.
     pub event: String,
     /// Who.
@@ -318,10 +321,17 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
-    /// Withdrawn (dispatchers only).
+    /// Withdrawn (dispatchers, or the source system that reported it).
     Cancel {
         /// Why.
         reason: String,
+    },
+    /// The source system that reported the case says something changed (a CAP `Update`, a
+    /// CAD update, an order's new status); recorded on the timeline as `source_updated`, the
+    /// state unchanged (sources only).
+    Update {
+        /// What changed, in words.
+        note: String,
     },
     /// Give the case to another department (dispatchers only).
     Reassign {
@@ -359,6 +369,7 @@ impl Action {
             Self::Resolve { .. } => "resolve",
             Self::Close { .. } => "close",
             Self::Cancel { .. } => "cancel",
+            Self::Update { .. } => "update",
             Self::Reassign { .. } => "reassign",
             Self::AcknowledgeEscalation {} => "acknowledge_escalation",
             Self::Split { .. } => "split",

@@ -192,10 +192,82 @@ pub struct CaseReport {
     /// `persons_trapped`, … (same syntax as categories, at most 16). Priority rules read them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
+    /// For a broadcast (a CAP alert with an `area`): the whole area concerned, WGS-84 only;
+    /// `location` is then its centre. The router sends the case to every community the area
+    /// touches (`Decision::broadcast`), not only to the one holding `location`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<Area>,
 }
 
 /// Limits on what a report may carry, so that no field can be used to flood the bus.
 pub const MAX_TEXT_LEN: usize = 4096;
+/// The most vertices an [`Area`] may have, over all its polygons.
+pub const MAX_AREA_VERTICES: usize = 4096;
+/// The largest circle radius an [`Area`] may have, metres.
+pub const MAX_CIRCLE_RADIUS_M: f64 = 500_000.0;
+
+/// The area a broadcast concerns: polygons and circles, WGS-84 (as CAP's `<area>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Area {
+    /// Closed rings (first vertex = last, at least 4 vertices), at most [`MAX_AREA_VERTICES`]
+    /// vertices in all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub polygons: Vec<Vec<Location>>,
+    /// Circles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub circles: Vec<Circle>,
+}
+
+/// A circle on the earth.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Circle {
+    /// The centre.
+    pub center: Location,
+    /// The radius, metres (more than 0, at most [`MAX_CIRCLE_RADIUS_M`]).
+    pub radius_m: f64,
+}
+
+impl Area {
+    /// Checks the shapes: at least one, rings closed with at least 4 vertices, coordinates and
+    /// radii in range, at most [`MAX_AREA_VERTICES`] vertices.
+    pub fn validate(&self, field: &str) -> Result<(), Invalid> {
+        if self.polygons.is_empty() && self.circles.is_empty() {
+            return Err(invalid(field, "has neither polygons nor circles"));
+        }
+        let vertices: usize = self.polygons.iter().map(Vec::len).sum();
+        if vertices > MAX_AREA_VERTICES {
+            return Err(invalid(&format!("{field}.polygons"), format!("more than {MAX_AREA_VERTICES} vertices")));
+        }
+        for (n, ring) in self.polygons.iter().enumerate() {
+            let at = format!("{field}.polygons[{n}]");
+            for (i, v) in ring.iter().enumerate() {
+                v.validate(&format!("{at}[{i}]"))?;
+            }
+            if ring.len() < 4 {
+                return Err(invalid(&at, format!("{} vertices; a polygon needs at least 4", ring.len())));
+            }
+            if ring.first() != ring.last() {
+                return Err(invalid(&at, "is not closed: the first and last vertices differ"));
+            }
+        }
+        if self.circles.len() > 64 {
+            return Err(invalid(&format!("{field}.circles"), "more than 64 circles"));
+        }
+        for (n, c) in self.circles.iter().enumerate() {
+            let at = format!("{field}.circles[{n}]");
+            c.center.validate(&format!("{at}.center"))?;
+            if !(c.radius_m.is_finite() && c.radius_m > 0.0 && c.radius_m <= MAX_CIRCLE_RADIUS_M) {
+                return Err(invalid(
+                    &format!("{at}.radius_m"),
+                    format!("{} is not a radius in (0, {MAX_CIRCLE_RADIUS_M}] metres", c.radius_m),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A report that failed validation: which field and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -272,6 +344,12 @@ impl CaseReport {
         }
         if let Some(bad) = self.flags.iter().find(|f| !is_category(f)) {
             return Err(invalid("data.flags", format!("{bad:?} is not 1-64 lowercase letters, digits or '_'")));
+        }
+        if let Some(area) = &self.area {
+            if !self.datum.is_wgs84() {
+                return Err(invalid("data.area", "is WGS-84 only: send it with datum wgs84"));
+            }
+            area.validate("data.area")?;
         }
         Ok(())
     }
@@ -427,6 +505,10 @@ pub struct Decision {
     pub priority: u8,
     /// The community.
     pub community: CommunityMatch,
+    /// For a broadcast (a report with an `area`): every community the area touches, by id;
+    /// each gets the case on `routed.community.<id>` and `departments` covers them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broadcast: Vec<CommunityRef>,
     /// The department(s) responsible; never empty.
     pub departments: Vec<DepartmentChoice>,
     /// Who takes the case if the responsible departments reject it, in order: departments at

@@ -1,0 +1,512 @@
+//! OASIS Common Alerting Protocol 1.2 alerts (XML) from warning centres and 110/119/120.
+//!
+//! [`parse`] reads an alert with `roxmltree`, which refuses any DTD (so entity declarations, and
+//! with them billion-laughs documents, never expand), and checks the CAP 1.2 rules: the required
+//! elements, the value lists (`status`, `msgType`, `scope`, `category`, `urgency`, `severity`,
+//! `certainty`), `sent` as a date-time with a numeric offset, `polygon` as at least 4 closed
+//! `lat,lon` pairs and `circle` as `lat,lon radius_km`. [`to_intake`] turns it into what the bus
+//! does with it:
+//!
+//! - `Alert` → a new `emergency` case whose id derives from `sender` and `identifier` (the same
+//!   alert twice is one case). Its areas' polygons and circles make it a **broadcast**: the case
+//!   carries the area and the router sends it to every community the area touches; `location`
+//!   is the area's centre. The category is the first `info`'s `event` mapped by
+//!   `[adapters.cap.categories]` (else its CAP `category` codes, else `uncategorized` + the
+//!   `unmapped_category` flag); the priority follows `severity`, raised one step for an
+//!   `Immediate` and `Observed`/`Likely` alert.
+//! - `Update` / `Cancel` → a source update / withdrawal of each alert in `references` (which
+//!   must be the same sender's): the referenced case's timeline gets the new alert's headline.
+//! - `status` `Exercise` and `Test` are routed like real alerts but flagged `exercise` / `test`
+//!   and their text starts with `EXERCISE:` / `TEST:`, so consumers filter them and nobody
+//!   mistakes them for real ones; `Draft` and `System` alerts, and `msgType` `Ack` / `Error`, are
+//!   refused (not for routing).
+//!
+//! Left out, on purpose: XML digital signatures and encryption (CAP's optional
+//! `<Signature>`/`<EncryptedData>`; senders authenticate with a source key instead), `resource`
+//! (attachments: not fetched), `geocode`-only areas (they need a geocode table, e.g. FIPS/SAME,
+//! that the region data does not have), `altitude`/`ceiling`, and `effective`/`onset`/`expires`
+//! (kept in the alert, not enforced).
+
+use jiff::Timestamp;
+use linkbus_bus::wire::{self, Action, Area, CaseReport, Circle, CloudEvent, Contact, Location, SourceSystem};
+use serde::Deserialize;
+
+use crate::intake::Message;
+use crate::vocabulary::CategoryMap;
+
+/// The CAP 1.2 XML namespace.
+pub const NAMESPACE: &str = "urn:oasis:names:tc:emergency:cap:1.2";
+/// The CloudEvents `source` of CAP cases, and the source actor of their updates.
+pub const SOURCE: &str = "/cap";
+/// Elements an alert may have at most (a bound on memory for hostile input).
+const MAX_NODES: u32 = 20_000;
+
+/// `[adapters.cap]`: CAP alerts over HTTP (`POST /api/adapters/cap`) and NATS.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapConfig {
+    /// Run this adapter (on by default, as every adapter; `false` turns it off).
+    pub enabled: bool,
+    /// CAP `event` text or `category` code → bus category, e.g. `"Flood Warning" = "flood"`.
+    #[serde(default)]
+    pub categories: CategoryMap,
+    /// The NATS subject on which raw CAP XML is accepted (replies with the result when the
+    /// message has a reply subject; dead letter on error).
+    #[serde(default = "default_subject")]
+    pub subject: String,
+}
+
+impl Default for CapConfig {
+    fn default() -> Self {
+        Self { enabled: true, categories: CategoryMap::default(), subject: default_subject() }
+    }
+}
+
+fn default_subject() -> String {
+    "adapter.cap".to_owned()
+}
+
+/// Why an alert was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CapError {
+    /// Not well-formed XML, or XML with a DTD (entity declarations are never expanded).
+    #[error("not acceptable XML: {0}")]
+    Xml(String),
+    /// Well-formed, but not a valid CAP 1.2 alert.
+    #[error("not a valid CAP 1.2 alert: {0}")]
+    Invalid(String),
+    /// A valid alert that linkbus does not route (draft, system message, ack, no area…).
+    #[error("alert not routed: {0}")]
+    NotRouted(String),
+}
+
+impl CapError {
+    /// A short fixed label for dead letters: `malformed`, `invalid`, `not_routed`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Xml(_) => "malformed",
+            Self::Invalid(_) => "invalid",
+            Self::NotRouted(_) => "not_routed",
+        }
+    }
+}
+
+fn bad(why: impl Into<String>) -> CapError {
+    CapError::Invalid(why.into())
+}
+
+/// An alert's `<info>`: what linkbus reads of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Info {
+    /// `category` codes (at least one).
+    pub categories: Vec<String>,
+    /// `event`: what kind of event, in words.
+    pub event: String,
+    /// `urgency`.
+    pub urgency: String,
+    /// `severity`.
+    pub severity: String,
+    /// `certainty`.
+    pub certainty: String,
+    /// `headline`.
+    pub headline: Option<String>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `instruction`.
+    pub instruction: Option<String>,
+    /// `senderName`.
+    pub sender_name: Option<String>,
+    /// `contact`.
+    pub contact: Option<String>,
+    /// The polygons and circles of its `<area>`s, and their `areaDesc`s.
+    pub area: Area,
+    /// `areaDesc` of each `<area>`.
+    pub area_descs: Vec<String>,
+}
+
+/// A parsed, valid CAP 1.2 alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// `identifier`.
+    pub identifier: String,
+    /// `sender`.
+    pub sender: String,
+    /// `sent`.
+    pub sent: Timestamp,
+    /// `status`: Actual, Exercise, System, Test, Draft.
+    pub status: String,
+    /// `msgType`: Alert, Update, Cancel, Ack, Error.
+    pub msg_type: String,
+    /// `scope`: Public, Restricted, Private.
+    pub scope: String,
+    /// `note`.
+    pub note: Option<String>,
+    /// `references`, as (sender, identifier, sent) triples.
+    pub references: Vec<(String, String, String)>,
+    /// The `<info>` blocks.
+    pub infos: Vec<Info>,
+}
+
+const STATUS: &[&str] = &["Actual", "Exercise", "System", "Test", "Draft"];
+const MSG_TYPE: &[&str] = &["Alert", "Update", "Cancel", "Ack", "Error"];
+const SCOPE: &[&str] = &["Public", "Restricted", "Private"];
+const CATEGORY: &[&str] =
+    &["Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra", "CBRNE", "Other"];
+const URGENCY: &[&str] = &["Immediate", "Expected", "Future", "Past", "Unknown"];
+const SEVERITY: &[&str] = &["Extreme", "Severe", "Moderate", "Minor", "Unknown"];
+const CERTAINTY: &[&str] = &["Observed", "Likely", "Possible", "Unlikely", "Unknown"];
+
+/// Parses and validates a CAP 1.2 alert.
+pub fn parse(bytes: &[u8]) -> Result<Alert, CapError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| CapError::Xml(format!("not UTF-8: {e}")))?;
+    let options = roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: MAX_NODES, ..Default::default() };
+    let doc = roxmltree::Document::parse_with_options(text, options).map_err(|e| CapError::Xml(e.to_string()))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "alert" || root.tag_name().namespace() != Some(NAMESPACE) {
+        return Err(bad(format!("the root element must be <alert xmlns=\"{NAMESPACE}\">")));
+    }
+    let one = |name: &'static str| required(root, name);
+    let identifier = one("identifier")?;
+    let sender = one("sender")?;
+    for (name, value) in [("identifier", &identifier), ("sender", &sender)] {
+        if value.contains([' ', ',', '<', '&']) || value.len() > 256 {
+            return Err(bad(format!("<{name}> must have no spaces, commas, '<' or '&' and at most 256 characters")));
+        }
+    }
+    let sent = parse_time("sent", &one("sent")?)?;
+    let status = in_list("status", one("status")?, STATUS)?;
+    let msg_type = in_list("msgType", one("msgType")?, MSG_TYPE)?;
+    let scope = in_list("scope", one("scope")?, SCOPE)?;
+    if scope == "Restricted" && optional(root, "restriction").is_none() {
+        return Err(bad("<scope>Restricted</scope> requires <restriction>"));
+    }
+    if scope == "Private" && optional(root, "addresses").is_none() {
+        return Err(bad("<scope>Private</scope> requires <addresses>"));
+    }
+    let references = match optional(root, "references") {
+        Some(text) => text
+            .split_whitespace()
+            .map(|r| match r.split(',').collect::<Vec<_>>()[..] {
+                [s, i, t] if !s.is_empty() && !i.is_empty() => Ok((s.to_owned(), i.to_owned(), t.to_owned())),
+                _ => Err(bad(format!("<references> entry {r:?} is not sender,identifier,sent"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![],
+    };
+    let infos = children(root, "info").map(parse_info).collect::<Result<Vec<_>, _>>()?;
+    Ok(Alert { identifier, sender, sent, status, msg_type, scope, note: optional(root, "note"), references, infos })
+}
+
+fn children<'a, 'i>(
+    node: roxmltree::Node<'a, 'i>,
+    name: &'static str,
+) -> impl Iterator<Item = roxmltree::Node<'a, 'i>> {
+    node.children().filter(move |c| c.is_element() && c.tag_name().name() == name)
+}
+
+fn optional(node: roxmltree::Node, name: &'static str) -> Option<String> {
+    children(node, name).next().and_then(|n| n.text()).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+fn required(node: roxmltree::Node, name: &'static str) -> Result<String, CapError> {
+    optional(node, name).ok_or_else(|| bad(format!("<{}> requires <{name}>", node.tag_name().name())))
+}
+
+fn in_list(name: &str, value: String, list: &[&str]) -> Result<String, CapError> {
+    if list.contains(&value.as_str()) {
+        Ok(value)
+    } else {
+        Err(bad(format!("<{name}> {value:?} is not one of {}", list.join(", "))))
+    }
+}
+
+/// CAP date-times carry a numeric offset (`2026-11-27T08:00:00-08:00`); `Z` is not allowed.
+fn parse_time(name: &str, text: &str) -> Result<Timestamp, CapError> {
+    if text.ends_with(['Z', 'z']) {
+        return Err(bad(format!("<{name}> {text:?}: CAP 1.2 requires a numeric offset (-00:00 for UTC), not Z")));
+    }
+    text.parse().map_err(|e| bad(format!("<{name}> {text:?} is not a date-time: {e}")))
+}
+
+fn parse_info(info: roxmltree::Node) -> Result<Info, CapError> {
+    let categories = children(info, "category")
+        .map(|c| in_list("category", c.text().unwrap_or_default().trim().to_owned(), CATEGORY))
+        .collect::<Result<Vec<_>, _>>()?;
+    if categories.is_empty() {
+        return Err(bad("<info> requires at least one <category>"));
+    }
+    let mut area = Area::default();
+    let mut area_descs = Vec::new();
+    for a in children(info, "area") {
+        area_descs.push(required(a, "areaDesc")?);
+        for p in children(a, "polygon") {
+            area.polygons.push(parse_polygon(p.text().unwrap_or_default())?);
+        }
+        for c in children(a, "circle") {
+            area.circles.push(parse_circle(c.text().unwrap_or_default())?);
+        }
+    }
+    let vertices: usize = area.polygons.iter().map(Vec::len).sum();
+    if vertices > wire::MAX_AREA_VERTICES {
+        return Err(bad(format!("the areas have more than {} polygon vertices", wire::MAX_AREA_VERTICES)));
+    }
+    Ok(Info {
+        categories,
+        event: required(info, "event")?,
+        urgency: in_list("urgency", required(info, "urgency")?, URGENCY)?,
+        severity: in_list("severity", required(info, "severity")?, SEVERITY)?,
+        certainty: in_list("certainty", required(info, "certainty")?, CERTAINTY)?,
+        headline: optional(info, "headline"),
+        description: optional(info, "description"),
+        instruction: optional(info, "instruction"),
+        sender_name: optional(info, "senderName"),
+        contact: optional(info, "contact"),
+        area,
+        area_descs,
+    })
+}
+
+/// `lat,lon` → a checked location.
+fn parse_pair(pair: &str, what: &str) -> Result<Location, CapError> {
+    let (lat, lon) = pair.split_once(',').ok_or_else(|| bad(format!("{what}: {pair:?} is not \"lat,lon\"")))?;
+    let number = |s: &str| s.trim().parse::<f64>().map_err(|_| bad(format!("{what}: {s:?} is not a number")));
+    let location = Location { lon: number(lon)?, lat: number(lat)? };
+    location.validate(what).map_err(|e| bad(e.to_string()))?;
+    Ok(location)
+}
+
+/// `<polygon>`: at least four space-separated `lat,lon` pairs, the first equal to the last.
+fn parse_polygon(text: &str) -> Result<Vec<Location>, CapError> {
+    let ring = text.split_whitespace().map(|p| parse_pair(p, "polygon")).collect::<Result<Vec<_>, _>>()?;
+    if ring.len() < 4 {
+        return Err(bad(format!("<polygon> has {} pairs; CAP requires at least 4", ring.len())));
+    }
+    if ring.first() != ring.last() {
+        return Err(bad("<polygon> is not closed: the first and last pairs differ"));
+    }
+    Ok(ring)
+}
+
+/// `<circle>`: `lat,lon radius`, the radius in kilometres.
+fn parse_circle(text: &str) -> Result<Circle, CapError> {
+    let (pair, radius) = text
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| bad(format!("<circle> {text:?} is not \"lat,lon radius_km\"")))?;
+    let center = parse_pair(pair, "circle")?;
+    let km: f64 = radius.trim().parse().map_err(|_| bad(format!("<circle> radius {radius:?} is not a number")))?;
+    let radius_m = km * 1000.0;
+    if !(radius_m.is_finite() && radius_m > 0.0 && radius_m <= wire::MAX_CIRCLE_RADIUS_M) {
+        return Err(bad(format!("<circle> radius {km} km is not in (0, {}] km", wire::MAX_CIRCLE_RADIUS_M / 1000.0)));
+    }
+    Ok(Circle { center, radius_m })
+}
+
+/// The case id of the alert `identifier` from `sender` (`cap-` and 32 hex digits: CAP senders
+/// hold characters that subjects cannot).
+pub fn case_id(sender: &str, identifier: &str) -> String {
+    crate::source_case_id("cap", &format!("{sender},{identifier}"))
+}
+
+/// CAP severity (raised one step when `Immediate` and `Observed`/`Likely`) → priority 1–4.
+pub fn priority(info: &Info) -> u8 {
+    let base: u8 = match info.severity.as_str() {
+        "Extreme" => 1,
+        "Severe" => 2,
+        "Moderate" => 3,
+        _ => 4,
+    };
+    let imminent = info.urgency == "Immediate" && matches!(info.certainty.as_str(), "Observed" | "Likely");
+    if imminent { base.saturating_sub(1).max(1) } else { base }
+}
+
+/// What the alert asks linkbus to do.
+pub fn to_intake(alert: &Alert, config: &CapConfig) -> Result<Message, CapError> {
+    match alert.status.as_str() {
+        "Draft" => return Err(CapError::NotRouted("status Draft: drafts are not for distribution".into())),
+        "System" => return Err(CapError::NotRouted("status System: network messages are not incidents".into())),
+        _ => {}
+    }
+    let marker = match alert.status.as_str() {
+        "Exercise" => Some(("exercise", "EXERCISE: ")),
+        "Test" => Some(("test", "TEST: ")),
+        _ => None,
+    };
+    match alert.msg_type.as_str() {
+        "Alert" => new_case(alert, config, marker),
+        "Update" | "Cancel" => {
+            if alert.references.is_empty() {
+                return Err(bad(format!("msgType {} requires <references>", alert.msg_type)));
+            }
+            if let Some((s, _, _)) = alert.references.iter().find(|(s, _, _)| *s != alert.sender) {
+                return Err(CapError::NotRouted(format!(
+                    "a {} may only reference alerts of its own sender ({}), not {s}",
+                    alert.msg_type, alert.sender
+                )));
+            }
+            let what = alert
+                .infos
+                .first()
+                .and_then(|i| i.headline.clone().or_else(|| i.description.clone()))
+                .or_else(|| alert.note.clone())
+                .unwrap_or_default();
+            let prefix = marker.map_or("", |m| m.1);
+            let note = crate::clip(format!("{prefix}CAP {} {}: {what}", alert.msg_type, alert.identifier));
+            let action =
+                if alert.msg_type == "Cancel" { Action::Cancel { reason: note } } else { Action::Update { note } };
+            let case_ids = alert.references.iter().map(|(s, i, _)| case_id(s, i)).collect();
+            Ok(Message::Act { source: SOURCE.to_owned(), case_ids, action })
+        }
+        other => Err(CapError::NotRouted(format!("msgType {other} is a reply to another alert, not an incident"))),
+    }
+}
+
+fn new_case(alert: &Alert, config: &CapConfig, marker: Option<(&str, &str)>) -> Result<Message, CapError> {
+    let info = alert.infos.first().ok_or_else(|| CapError::NotRouted("the alert has no <info>".into()))?;
+    let mut area = Area::default();
+    for i in &alert.infos {
+        area.polygons.extend(i.area.polygons.iter().cloned());
+        area.circles.extend(i.area.circles.iter().copied());
+    }
+    area.polygons.dedup();
+    area.circles.dedup();
+    if area.polygons.is_empty() && area.circles.is_empty() {
+        return Err(CapError::NotRouted(
+            "no <area> with a <polygon> or <circle>: linkbus cannot place the alert".into(),
+        ));
+    }
+    area.validate("area").map_err(|e| bad(e.to_string()))?;
+    let location = linkbus_routers::areas::centre(&area)
+        .ok_or_else(|| CapError::NotRouted("the area has no extent: linkbus cannot place the alert".into()))?;
+    let mut flags = Vec::new();
+    let category = category(info, &config.categories, &mut flags);
+    if let Some((flag, _)) = marker {
+        flags.push(flag.to_owned());
+    }
+    let mut text = String::new();
+    if let Some((_, prefix)) = marker {
+        text.push_str(prefix);
+    }
+    for part in
+        [info.headline.as_deref(), info.description.as_deref(), info.instruction.as_deref()].into_iter().flatten()
+    {
+        if !text.is_empty() && !text.ends_with(' ') {
+            text.push_str("\n\n");
+        }
+        text.push_str(part);
+    }
+    let report = CaseReport {
+        system: SourceSystem::Emergency,
+        category,
+        priority: priority(info),
+        location,
+        datum: wire::Datum::Wgs84,
+        received_location: None,
+        address: Some(crate::clip(info.area_descs.join("; "))).filter(|a| !a.is_empty()),
+        reporter: Some(Contact {
+            name: Some(crate::clip(info.sender_name.clone().unwrap_or_else(|| alert.sender.clone()))),
+            phone: info.contact.clone().map(crate::clip),
+        }),
+        description: Some(crate::clip(text)).filter(|t| !t.is_empty()),
+        source_id: format!("{},{}", alert.sender, alert.identifier),
+        reported_at: alert.sent,
+        flags,
+        area: Some(area),
+    };
+    report.validate().map_err(|e| bad(e.to_string()))?;
+    let id = case_id(&alert.sender, &alert.identifier);
+    let event =
+        CloudEvent::new(id, SOURCE, wire::TYPE_CASE_REPORTED, Some(alert.identifier.clone()), alert.sent, report);
+    Ok(Message::Report(Box::new(event)))
+}
+
+/// The bus category: the `event` if the map knows it, else the first known CAP category code,
+/// else the map's unknown category with the `unmapped_category` flag.
+fn category(info: &Info, map: &CategoryMap, flags: &mut Vec<String>) -> String {
+    if map.map(&info.event).known {
+        return map.map(&info.event).category;
+    }
+    if let Some(known) = info.categories.iter().map(|c| map.map(c)).find(|m| m.known) {
+        return known.category;
+    }
+    map.map_flagged(&info.event, flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flood warning over the Mission and SoMa, as a warning centre would send it.
+    const FLOOD: &str = include_str!("../tests/data/cap_flood_warning.xml");
+
+    #[test]
+    fn parses_a_real_alert() {
+        let alert = parse(FLOOD.as_bytes()).expect("valid");
+        assert_eq!(alert.msg_type, "Alert");
+        assert_eq!(alert.infos.len(), 1);
+        let info = &alert.infos[0];
+        assert_eq!(info.area.polygons.len(), 1);
+        assert_eq!(info.area.polygons[0].len(), 6);
+        assert_eq!(priority(info), 1);
+        let config =
+            CapConfig { categories: CategoryMap::from_pairs([("Flood Warning", "flood")]), ..Default::default() };
+        let Message::Report(event) = to_intake(&alert, &config).expect("routable") else { panic!("not a report") };
+        assert_eq!(event.data.category, "flood");
+        assert!(event.data.area.is_some());
+        assert_eq!(event.id, case_id("sfdem@sfgov.org", "SFDEM-2026-1127-FLOOD-01"));
+    }
+
+    #[test]
+    fn refuses_dtds_and_entity_bombs() {
+        let laughs = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]><alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">&lol2;</alert>"#;
+        assert!(matches!(parse(laughs.as_bytes()), Err(CapError::Xml(_))));
+    }
+
+    #[test]
+    fn validates_value_lists_and_geometry() {
+        let swap = |from: &str, to: &str| parse(FLOOD.replacen(from, to, 1).as_bytes());
+        assert!(
+            matches!(swap("<status>Actual</status>", "<status>Real</status>"), Err(CapError::Invalid(m)) if m.contains("status"))
+        );
+        assert!(matches!(swap("<severity>Severe</severity>", "<severity>Bad</severity>"), Err(CapError::Invalid(_))));
+        assert!(
+            matches!(swap("<sender>sfdem@sfgov.org</sender>", ""), Err(CapError::Invalid(m)) if m.contains("sender"))
+        );
+        assert!(matches!(swap("-08:00</sent>", "Z</sent>"), Err(CapError::Invalid(_))));
+        assert!(matches!(swap("37.7600,-122.3950", "91.0,-122.4250"), Err(CapError::Invalid(m)) if m.contains("lat")));
+        assert!(matches!(swap("37.7600,-122.3950", "NaN,-122.4250"), Err(CapError::Invalid(_))));
+        let circle = FLOOD.replace("</polygon>", "</polygon><circle>37.76,-122.41 2.5</circle>");
+        let alert = parse(circle.as_bytes()).expect("with a circle");
+        assert_eq!(alert.infos[0].area.circles[0].radius_m, 2500.0);
+        assert!(parse(FLOOD.replace("</polygon>", "</polygon><circle>37.76,-122.41</circle>").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn update_and_cancel_act_on_the_referenced_alert() {
+        let update = FLOOD
+            .replace("<msgType>Alert</msgType>", "<msgType>Cancel</msgType><references>sfdem@sfgov.org,SFDEM-2026-1127-FLOOD-01,2026-11-27T06:00:00-08:00</references>")
+            .replace("SFDEM-2026-1127-FLOOD-01</identifier>", "SFDEM-2026-1127-FLOOD-02</identifier>");
+        let alert = parse(update.as_bytes()).expect("valid");
+        let Message::Act { case_ids, action, .. } = to_intake(&alert, &CapConfig::default()).expect("ok") else {
+            panic!("not an action")
+        };
+        assert_eq!(case_ids, [case_id("sfdem@sfgov.org", "SFDEM-2026-1127-FLOOD-01")]);
+        assert!(matches!(action, Action::Cancel { .. }));
+        let foreign = update.replace("<references>sfdem@sfgov.org,", "<references>other@example.org,");
+        assert!(matches!(
+            to_intake(&parse(foreign.as_bytes()).expect("valid"), &CapConfig::default()),
+            Err(CapError::NotRouted(_))
+        ));
+    }
+
+    #[test]
+    fn exercises_are_flagged_and_drafts_refused() {
+        let exercise =
+            parse(FLOOD.replace("<status>Actual</status>", "<status>Exercise</status>").as_bytes()).expect("ok");
+        let Message::Report(event) = to_intake(&exercise, &CapConfig::default()).expect("ok") else { panic!() };
+        assert!(event.data.flags.contains(&"exercise".to_owned()));
+        assert!(event.data.description.as_deref().is_some_and(|d| d.starts_with("EXERCISE: ")));
+        let draft = parse(FLOOD.replace("<status>Actual</status>", "<status>Draft</status>").as_bytes()).expect("ok");
+        assert!(matches!(to_intake(&draft, &CapConfig::default()), Err(CapError::NotRouted(_))));
+    }
+}

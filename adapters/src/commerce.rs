@@ -1,0 +1,334 @@
+//! Order webhooks of commercial platforms (elderly meal delivery, home repair, domestic help):
+//! `POST /api/adapters/commerce/{platform}/orders` with an [`OrderEvent`] in JSON.
+//!
+//! **Signed** like linkbus's own outgoing webhooks (`linkbus_cases::webhooks`), with the
+//! platform's shared secret from `[[adapters.commerce.platforms]]`:
+//!
+//! ```text
+//! Linkbus-Timestamp: 1795766400                (unix seconds, when the platform sent it)
+//! Linkbus-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>
+//! Linkbus-Delivery: <the platform's unique id of this delivery>
+//! ```
+//!
+//! Refused: no signature or timestamp (401), a signature that does not match (401, compared in
+//! constant time), a timestamp more than 5 minutes old or ahead (401, saying which), a delivery
+//! id already received within 10 minutes (409, remembered in the JetStream KV bucket
+//! `linkbus_commerce_deliveries` so every replica sees it), an unknown platform (401).
+//!
+//! **Statuses**: `created` opens a case (`commercial` system, category from the platform's map
+//! of its `service`, id `commerce:<platform>:<order_id>`); later statuses update that case as
+//! source updates: `accepted` and `in_progress` are recorded on its timeline, `delivered` and
+//! `completed` resolve it, `cancelled` withdraws it.
+
+use std::collections::HashMap;
+
+use async_nats::jetstream::{self, kv};
+use axum::http::HeaderMap;
+use jiff::Timestamp;
+use linkbus_bus::nats;
+use linkbus_bus::wire::{self, Action, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
+use linkbus_cases::webhooks::{self, HEADER_SIGNATURE, HEADER_TIMESTAMP, TIMESTAMP_TOLERANCE};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::intake::{DELIVERY_MEMORY, IntakeError, Message, claim_once};
+use crate::vocabulary::CategoryMap;
+
+/// Header with the platform's id of this delivery (for replay detection).
+pub const HEADER_DELIVERY: &str = "Linkbus-Delivery";
+/// KV bucket of the delivery ids received in the last [`DELIVERY_MEMORY`].
+pub const BUCKET_DELIVERIES: &str = "linkbus_commerce_deliveries";
+
+/// `[adapters.commerce]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommerceConfig {
+    /// Run this adapter (on by default, as every adapter; `false` turns it off). It serves
+    /// orders only when at least one platform is configured.
+    pub enabled: bool,
+    /// The platforms allowed to send orders.
+    pub platforms: Vec<PlatformConfig>,
+}
+
+impl Default for CommerceConfig {
+    fn default() -> Self {
+        Self { enabled: true, platforms: Vec::new() }
+    }
+}
+
+/// `[[adapters.commerce.platforms]]`: one platform.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// Its id in the URL path (`/api/adapters/commerce/<id>/orders`) and case ids: ASCII
+    /// letters, digits, `-`, `_`.
+    pub id: String,
+    /// The shared signing secret (or leave empty and name `secret_env`).
+    #[serde(default)]
+    pub secret: String,
+    /// The environment variable holding the secret, instead of `secret`.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The platform's `service` values → bus categories, e.g. `meal_delivery = "elderly_assistance"`.
+    #[serde(default)]
+    pub categories: CategoryMap,
+    /// The priority of its orders, 1–4 (raised by the routing's priority rules for flags
+    /// such as `elderly_alone`).
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+}
+
+fn default_priority() -> u8 {
+    3
+}
+
+impl std::fmt::Debug for PlatformConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformConfig").field("id", &self.id).field("priority", &self.priority).finish_non_exhaustive()
+    }
+}
+
+impl CommerceConfig {
+    /// Checks every platform: id, secret (reading `secret_env`), categories, priority.
+    pub fn validate(&self) -> Result<(), String> {
+        for p in &self.platforms {
+            if !wire::is_token(&p.id, 64, b"-_") {
+                return Err(format!("platform {:?}: id must be 1-64 ASCII letters, digits, '-' or '_'", p.id));
+            }
+            webhooks::resolve_secret(&p.secret, p.secret_env.as_deref())
+                .map_err(|e| format!("platform {}: {e}", p.id))?;
+            p.categories.validate().map_err(|e| format!("platform {} categories: {e}", p.id))?;
+            if !(1..=4).contains(&p.priority) {
+                return Err(format!("platform {}: priority must be 1-4", p.id));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An order event as a platform posts it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderEvent {
+    /// The platform's order id (1-96 characters).
+    pub order_id: String,
+    /// `created`, `accepted`, `in_progress`, `delivered`, `completed` or `cancelled`.
+    pub status: String,
+    /// What the order is, in the platform's vocabulary (required for `created`).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Where (required for `created`).
+    #[serde(default)]
+    pub location: Option<Location>,
+    /// The datum of `location`: `wgs84` (default), `gcj02`, `bd09`.
+    #[serde(default)]
+    pub datum: Datum,
+    /// Street address.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The customer, for the department to call.
+    #[serde(default)]
+    pub customer: Option<Contact>,
+    /// Free text: the order's details, or what the status change means.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Who is at risk (`elderly_alone`, `disabled`…), as bus flags.
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// When it happened at the platform (default: when linkbus received it).
+    #[serde(default)]
+    pub occurred_at: Option<Timestamp>,
+}
+
+/// The configured platforms with their secrets read, and the delivery-id memory.
+pub struct Platforms {
+    platforms: HashMap<String, (PlatformConfig, Vec<u8>)>,
+    deliveries: kv::Store,
+}
+
+impl Platforms {
+    /// Reads the secrets and opens (creating if needed) the delivery bucket.
+    pub async fn open(js: &jetstream::Context, config: &CommerceConfig) -> Result<Self, String> {
+        config.validate().map_err(|e| format!("[adapters.commerce]: {e}"))?;
+        let mut platforms = HashMap::new();
+        for p in &config.platforms {
+            let secret = webhooks::resolve_secret(&p.secret, p.secret_env.as_deref())?;
+            platforms.insert(p.id.clone(), (p.clone(), secret.into_bytes()));
+        }
+        nats::provision_bucket(
+            js,
+            BUCKET_DELIVERIES,
+            "commerce webhook deliveries already received",
+            DELIVERY_MEMORY,
+            1,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let deliveries = js.get_key_value(BUCKET_DELIVERIES).await.map_err(|e| e.to_string())?;
+        Ok(Self { platforms, deliveries })
+    }
+
+    /// Checks the signature and timestamp of a request from `platform`; its delivery key.
+    pub fn verify(&self, platform: &str, headers: &HeaderMap, body: &[u8], now: i64) -> Result<String, IntakeError> {
+        let unauthorized = |why: &str| Err(IntakeError::Unauthorized(why.to_owned()));
+        let Some((_, secret)) = self.platforms.get(platform) else { return unauthorized("unknown platform") };
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let (Some(timestamp), Some(signature)) = (header(HEADER_TIMESTAMP), header(HEADER_SIGNATURE)) else {
+            return unauthorized("unsigned: Linkbus-Timestamp and Linkbus-Signature headers are required");
+        };
+        let Ok(ts) = timestamp.parse::<i64>() else { return unauthorized("Linkbus-Timestamp is not unix seconds") };
+        let tolerance = TIMESTAMP_TOLERANCE.as_secs() as i64;
+        if ts < now - tolerance {
+            return unauthorized("stale: Linkbus-Timestamp is more than 5 minutes old");
+        }
+        if ts > now + tolerance {
+            return unauthorized("Linkbus-Timestamp is more than 5 minutes in the future");
+        }
+        if !webhooks::verify(secret, timestamp, body, signature, now) {
+            return unauthorized("bad signature: expected sha256=<hex HMAC-SHA256 of \"<timestamp>.<body>\">");
+        }
+        let Some(delivery) = header(HEADER_DELIVERY).filter(|d| !d.is_empty() && d.len() <= 256) else {
+            return Err(IntakeError::Malformed("a Linkbus-Delivery header (1-256 characters) is required".into()));
+        };
+        let digest = hex::encode(Sha256::digest(delivery.as_bytes()));
+        Ok(format!("{platform}.{}", &digest[..32]))
+    }
+
+    /// Records the delivery; 409 if it was already received.
+    pub async fn claim(&self, delivery: &str) -> Result<(), IntakeError> {
+        claim_once(&self.deliveries, delivery).await
+    }
+
+    /// Forgets a delivery that could not be processed (the bus was unavailable), so the
+    /// platform's retry is not taken for a replay.
+    pub async fn release(&self, delivery: &str) {
+        if let Err(e) = self.deliveries.delete(delivery).await {
+            tracing::warn!(error = %e, "cannot forget a commerce delivery id");
+        }
+    }
+
+    /// What an order event from `platform` asks.
+    pub fn to_intake(&self, platform: &str, body: &[u8]) -> Result<Message, IntakeError> {
+        let Some((config, _)) = self.platforms.get(platform) else {
+            return Err(IntakeError::Unauthorized("unknown platform".into()));
+        };
+        let text = std::str::from_utf8(body).map_err(|e| IntakeError::Malformed(format!("not UTF-8: {e}")))?;
+        let order: OrderEvent =
+            serde_json::from_str(text).map_err(|e| IntakeError::Malformed(format!("not an order event: {e}")))?;
+        order_intake(platform, config, order, Timestamp::now())
+    }
+}
+
+/// The CloudEvents `source` of a platform's cases (and the source actor of its updates).
+pub fn source(platform: &str) -> String {
+    format!("/commerce/{platform}")
+}
+
+/// The case id of a platform's order.
+pub fn case_id(platform: &str, order_id: &str) -> String {
+    crate::source_case_id(&format!("commerce:{platform}"), order_id)
+}
+
+fn order_intake(
+    platform: &str,
+    config: &PlatformConfig,
+    order: OrderEvent,
+    now: Timestamp,
+) -> Result<Message, IntakeError> {
+    let invalid = |why: String| IntakeError::Invalid(why);
+    if order.order_id.trim().is_empty() || order.order_id.len() > 96 {
+        return Err(invalid("order_id must be 1-96 characters".into()));
+    }
+    let id = case_id(platform, &order.order_id);
+    let note = |what: &str| {
+        crate::clip(match &order.note {
+            Some(n) => format!("order {} {what}: {n}", order.order_id),
+            None => format!("order {} {what}", order.order_id),
+        })
+    };
+    let act = |action| Ok(Message::Act { source: source(platform), case_ids: vec![id.clone()], action });
+    match order.status.as_str() {
+        "created" => {}
+        "accepted" => return act(Action::Update { note: note("accepted by the platform") }),
+        "in_progress" => return act(Action::Update { note: note("in progress") }),
+        "delivered" | "completed" => return act(Action::Resolve { note: note(&order.status) }),
+        "cancelled" => return act(Action::Cancel { reason: note("cancelled") }),
+        other => {
+            return Err(invalid(format!(
+                "status {other:?} is not one of created, accepted, in_progress, delivered, completed, cancelled"
+            )));
+        }
+    }
+    let service = order.service.as_deref().ok_or_else(|| invalid("a created order needs service".into()))?;
+    let location = order.location.ok_or_else(|| invalid("a created order needs location".into()))?;
+    let mut flags = order.flags.clone();
+    let category = config.categories.map_flagged(service, &mut flags);
+    let report = CaseReport {
+        system: SourceSystem::Commercial,
+        category,
+        priority: config.priority,
+        location,
+        datum: order.datum,
+        received_location: None,
+        address: order.address.clone().map(crate::clip),
+        reporter: order.customer.clone(),
+        description: Some(crate::clip(format!("{service}: {}", order.note.as_deref().unwrap_or("new order")))),
+        source_id: order.order_id.clone(),
+        reported_at: order.occurred_at.unwrap_or(now),
+        flags,
+        area: None,
+    };
+    report.validate().map_err(|e| invalid(e.to_string()))?;
+    let event = CloudEvent::new(
+        id,
+        &source(platform),
+        wire::TYPE_CASE_REPORTED,
+        Some(order.order_id),
+        report.reported_at,
+        report,
+    );
+    Ok(Message::Report(Box::new(event)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform() -> PlatformConfig {
+        PlatformConfig {
+            id: "meals".into(),
+            secret: "s3cret".into(),
+            categories: CategoryMap::from_pairs([("meal_delivery", "elderly_assistance")]),
+            priority: 3,
+            ..Default::default()
+        }
+    }
+
+    fn order(json: &str) -> Result<Message, IntakeError> {
+        order_intake("meals", &platform(), serde_json::from_str(json).expect("json"), Timestamp::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn created_orders_become_cases_and_statuses_source_updates() {
+        let created = order(
+            r#"{"order_id":"M-1","status":"created","service":"meal_delivery","location":{"lon":-122.41,"lat":37.76},"flags":["elderly_alone"]}"#,
+        );
+        let Ok(Message::Report(event)) = created else { panic!("{created:?}") };
+        assert_eq!(event.id, "commerce:meals:M-1");
+        assert_eq!(event.source, "/commerce/meals");
+        assert_eq!(event.data.category, "elderly_assistance");
+        let Ok(Message::Act { action, case_ids, .. }) = order(r#"{"order_id":"M-1","status":"delivered"}"#) else {
+            panic!()
+        };
+        assert!(matches!(action, Action::Resolve { .. }));
+        assert_eq!(case_ids, ["commerce:meals:M-1"]);
+        assert!(matches!(
+            order(r#"{"order_id":"M-1","status":"cancelled"}"#),
+            Ok(Message::Act { action: Action::Cancel { .. }, .. })
+        ));
+        assert!(matches!(order(r#"{"order_id":"M-1","status":"lost"}"#), Err(IntakeError::Invalid(_))));
+        assert!(
+            matches!(order(r#"{"order_id":"M-1","status":"created","service":"x","location":{"lon":0,"lat":91}}"#), Err(IntakeError::Invalid(m)) if m.contains("lat"))
+        );
+    }
+}
