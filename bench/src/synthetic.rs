@@ -137,26 +137,29 @@ pub fn grid(n: usize, vertices: usize) -> Grid {
 /// `n` volunteers uniform in [`volunteer_box`], 20% available, each with a uniformly drawn
 /// non-empty subset of the 5 skills (so about half have `first_aid`).
 pub fn volunteers(n: usize) -> Vec<VolunteerStatus> {
+    volunteer_stream(n).collect()
+}
+
+/// [`volunteers`] one at a time, without holding them all.
+pub fn volunteer_stream(n: usize) -> impl Iterator<Item = VolunteerStatus> {
     let mut rng = rng(2);
-    (0..n)
-        .map(|i| {
-            let mask: u8 = rng.random_range(1..32);
-            VolunteerStatus {
-                id: format!("v{i:07}"),
-                location: Location {
-                    lon: CENTRE_LON + rng.random_range(-HALF_SIDE..HALF_SIDE),
-                    lat: CENTRE_LAT + rng.random_range(-HALF_SIDE..HALF_SIDE),
-                },
-                available: rng.random_bool(0.2),
-                skills: SKILLS
-                    .iter()
-                    .enumerate()
-                    .filter(|(b, _)| mask & (1 << b) != 0)
-                    .map(|(_, s)| (*s).to_owned())
-                    .collect(),
-            }
-        })
-        .collect()
+    (0..n).map(move |i| {
+        let mask: u8 = rng.random_range(1..32);
+        VolunteerStatus {
+            id: format!("v{i:07}"),
+            location: Location {
+                lon: CENTRE_LON + rng.random_range(-HALF_SIDE..HALF_SIDE),
+                lat: CENTRE_LAT + rng.random_range(-HALF_SIDE..HALF_SIDE),
+            },
+            available: rng.random_bool(0.2),
+            skills: SKILLS
+                .iter()
+                .enumerate()
+                .filter(|(b, _)| mask & (1 << b) != 0)
+                .map(|(_, s)| (*s).to_owned())
+                .collect(),
+        }
+    })
 }
 
 /// The box the volunteers are in: the extent of a 100 × 100 grid.
