@@ -3,9 +3,9 @@
 //! - [`scales`]: every decision timed alone into an HDR histogram (p50 … p99.9, max) at growing
 //!   numbers of communities and volunteers, single-threaded, so the growth with scale and the
 //!   tail are read off one run;
-//! - [`start_up`]: start-up with the data of a city — parse the volunteers' JSON (as the router
-//!   reads them from the KV bucket), index them and build the router over the communities — and
-//!   the resident memory once that is done;
+//! - [`start_up`]: start-up with the data of a city — build the router over the communities,
+//!   parse each volunteer's JSON and upsert it into the index (as the router takes them from the
+//!   KV bucket) — and the resident memory once that is done; a bulk load for comparison;
 //! - [`updates_while_routing`]: one thread applying paced volunteer position updates through the
 //!   router's own lock ([`RouterState`]) while another routes paced cases through it; reports
 //!   whether the updates kept their pace and each decision's time meanwhile, waiting for the
@@ -146,45 +146,83 @@ pub struct StartUpReport {
     pub communities: usize,
     /// Volunteers.
     pub volunteers: usize,
-    /// Seconds to parse the volunteers' JSON, index them and build the router.
+    /// Seconds to build the router and take in every volunteer as the service does: parse each
+    /// one's JSON and upsert it into the index, one at a time.
     pub seconds: f64,
     /// Of which parsing the JSON.
     pub parse_seconds: f64,
+    /// Seconds to parse them all first and bulk-load the index in one go
+    /// ([`VolunteerIndex::from_roster`]), for comparison.
+    pub bulk_seconds: f64,
     /// Resident memory of the process before anything was made, MB.
     pub rss_before_mb: f64,
     /// Resident memory with the router and the volunteer index built and the inputs dropped, MB.
     pub rss_mb: f64,
-    /// Peak resident memory, inputs included, MB.
+    /// Peak resident memory, MB.
     pub peak_rss_mb: f64,
 }
 
 /// Start-up time and memory with `communities` communities and `volunteers` volunteers. Run it
-/// first in a fresh process: the memory figures are the process's.
+/// in a fresh process: the memory figures are the process's. The volunteers' JSON is held in one
+/// buffer (as a KV snapshot would arrive), so that dropping it gives its memory back.
 pub fn start_up(communities: usize, volunteers: usize) -> anyhow::Result<StartUpReport> {
     let rss_before_mb = status_mb("VmRSS")?;
     let region: Region = synthetic::region(synthetic::grid(communities, VERTICES));
-    let lines: Vec<String> =
-        synthetic::volunteers(volunteers).iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+    let json = roster_json(volunteers)?;
 
     let started = Instant::now();
-    let roster: Vec<VolunteerStatus> = lines.iter().map(|line| serde_json::from_str(line)).collect::<Result<_, _>>()?;
-    let parse_seconds = started.elapsed().as_secs_f64();
-    let index = VolunteerIndex::from_roster(&roster)?;
     let router = Router::new(&region, RoutingParams::default());
+    let mut index = VolunteerIndex::new();
+    let mut parse = Duration::ZERO;
+    for line in json.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let parsing = Instant::now();
+        let v: VolunteerStatus = serde_json::from_slice(line)?;
+        parse += parsing.elapsed();
+        index.upsert(&v)?;
+    }
     let seconds = started.elapsed().as_secs_f64();
-
-    drop((lines, roster, region));
-    let rss_mb = status_mb("VmRSS")?;
+    drop((region, json));
     std::hint::black_box((&index, &router));
+    let rss_mb = status_mb("VmRSS")?;
+    drop(index);
+
+    let json = roster_json(volunteers)?;
+    let started = Instant::now();
+    let roster: Vec<VolunteerStatus> =
+        json.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(serde_json::from_slice).collect::<Result<_, _>>()?;
+    std::hint::black_box(VolunteerIndex::from_roster(&roster)?);
+    let bulk_seconds = started.elapsed().as_secs_f64();
     Ok(StartUpReport {
         communities,
         volunteers,
         seconds,
-        parse_seconds,
+        parse_seconds: parse.as_secs_f64(),
+        bulk_seconds,
         rss_before_mb,
         rss_mb,
         peak_rss_mb: status_mb("VmHWM")?,
     })
+}
+
+/// CPU time (user and system) of the calling thread so far, seconds; 0 where Linux's
+/// `/proc/thread-self/stat` cannot be read.
+fn thread_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else { return 0.0 };
+    // After the command name in parentheses: state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // Linux reports these in USER_HZ, 100 on every platform it runs on.
+    (ticks(14) + ticks(15)) / 100.0
+}
+
+/// The JSON of `n` synthetic volunteers, one per line, in one buffer.
+fn roster_json(n: usize) -> anyhow::Result<Vec<u8>> {
+    let mut json = Vec::with_capacity(n * 160);
+    for v in synthetic::volunteer_stream(n) {
+        serde_json::to_writer(&mut json, &v)?;
+        json.push(b'\n');
+    }
+    Ok(json)
 }
 
 /// A `/proc/self/status` field in kB, as MB.
@@ -210,10 +248,17 @@ pub struct UpdatesReport {
     pub updates_per_second: f64,
     /// Furthest the updates fell behind their schedule, milliseconds.
     pub update_max_lag_ms: f64,
+    /// Updates per second of the updater thread's own CPU time: what a core would absorb, however
+    /// busy the machine.
+    pub updates_per_cpu_second: f64,
+    /// Share of the wall time the updater thread was on a CPU.
+    pub updater_cpu_share: f64,
     /// Decisions per second asked for.
     pub decision_rate: f64,
     /// Decisions per second made.
     pub decisions_per_second: f64,
+    /// Share of the wall time the routing thread was on a CPU.
+    pub router_cpu_share: f64,
     /// Each decision's time, waiting for the lock included.
     pub latency: Percentiles,
 }
@@ -248,48 +293,55 @@ pub fn updates_while_routing(
     let duration = Duration::from_secs_f64(seconds);
     let done = Arc::new(AtomicBool::new(false));
 
-    let (applied, max_lag, made, elapsed, h) = std::thread::scope(|scope| -> anyhow::Result<_> {
-        let updater = scope.spawn(|| {
+    let ((applied, max_lag, updater_cpu), (made, router_cpu), elapsed, h) =
+        std::thread::scope(|scope| -> anyhow::Result<_> {
+            let updater = scope.spawn(|| {
+                let cpu = thread_cpu_seconds();
+                let started = Instant::now();
+                let (mut applied, mut max_lag) = (0usize, 0usize);
+                while !done.load(Ordering::Relaxed) {
+                    let due = (started.elapsed().as_secs_f64() * update_rate) as usize;
+                    max_lag = max_lag.max(due.saturating_sub(applied));
+                    while applied < due {
+                        // One write lock per update, as the router's bucket follower takes it.
+                        let _ = write(&state.volunteers).upsert(&updates[applied % updates.len()]);
+                        applied += 1;
+                    }
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                (applied, max_lag, thread_cpu_seconds() - cpu)
+            });
+            let mut h = histogram()?;
+            let cpu = thread_cpu_seconds();
             let started = Instant::now();
-            let (mut applied, mut max_lag) = (0usize, 0usize);
-            while !done.load(Ordering::Relaxed) {
-                let due = (started.elapsed().as_secs_f64() * update_rate) as usize;
-                max_lag = max_lag.max(due.saturating_sub(applied));
-                while applied < due {
-                    // One write lock per update, as the router's bucket follower takes it.
-                    let _ = write(&state.volunteers).upsert(&updates[applied % updates.len()]);
-                    applied += 1;
+            let mut made = 0usize;
+            while started.elapsed() < duration {
+                let due_count = (started.elapsed().as_secs_f64() * decision_rate) as usize;
+                while made < due_count {
+                    let call = Instant::now();
+                    std::hint::black_box(state.decide(&cases[made % cases.len()]));
+                    h.saturating_record(call.elapsed().as_nanos() as u64);
+                    made += 1;
                 }
                 std::thread::sleep(Duration::from_micros(100));
             }
-            (applied, max_lag)
-        });
-        let mut h = histogram()?;
-        let started = Instant::now();
-        let mut made = 0usize;
-        while started.elapsed() < duration {
-            let due_count = (started.elapsed().as_secs_f64() * decision_rate) as usize;
-            while made < due_count {
-                let call = Instant::now();
-                std::hint::black_box(state.decide(&cases[made % cases.len()]));
-                h.saturating_record(call.elapsed().as_nanos() as u64);
-                made += 1;
-            }
-            std::thread::sleep(Duration::from_micros(100));
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        done.store(true, Ordering::Relaxed);
-        let (applied, max_lag) = updater.join().map_err(|_| anyhow::anyhow!("the updater panicked"))?;
-        Ok((applied, max_lag, made, elapsed, h))
-    })?;
+            let elapsed = started.elapsed().as_secs_f64();
+            let router_cpu = thread_cpu_seconds() - cpu;
+            done.store(true, Ordering::Relaxed);
+            let updated = updater.join().map_err(|_| anyhow::anyhow!("the updater panicked"))?;
+            Ok((updated, (made, router_cpu), elapsed, h))
+        })?;
     Ok(UpdatesReport {
         communities,
         volunteers,
         update_rate,
         updates_per_second: applied as f64 / elapsed,
         update_max_lag_ms: max_lag as f64 / update_rate * 1_000.0,
+        updates_per_cpu_second: applied as f64 / updater_cpu.max(f64::EPSILON),
+        updater_cpu_share: updater_cpu / elapsed,
         decision_rate,
         decisions_per_second: made as f64 / elapsed,
+        router_cpu_share: router_cpu / elapsed,
         latency: Percentiles::of(&h),
     })
 }

@@ -1,7 +1,8 @@
 //! A seeded synthetic city at any scale, for the benchmarks: a grid of community polygons with
-//! jittered borders that tile a box around Beijing (116.4, 39.9), sub-districts and districts
-//! over them, departments with rules at every level, 30 categories, and volunteers uniform in the
-//! box. Every generator takes its own ChaCha8 seed, so runs are comparable.
+//! jittered borders that tile a ~43 × 56 km box around Beijing (116.4, 39.9) — more communities
+//! are smaller ones — sub-districts and districts over them, departments with rules at every
+//! level, 30 categories, and volunteers uniform in the box. Every generator takes its own
+//! ChaCha8 seed, so runs are comparable.
 
 use std::path::PathBuf;
 
@@ -14,9 +15,8 @@ use rand_chacha::ChaCha8Rng;
 
 const CENTRE_LON: f64 = 116.4;
 const CENTRE_LAT: f64 = 39.9;
-/// Side of a community's grid cell, degrees (≈ 430 m × 555 m at Beijing's latitude).
-const CELL: f64 = 0.005;
-/// Half the side of the volunteers' box, degrees: the extent of the 100 × 100 grid.
+/// Half the side of the box that the grid of communities and the volunteers both cover, degrees
+/// (≈ 43 × 56 km at Beijing's latitude).
 const HALF_SIDE: f64 = 0.25;
 /// The volunteers' skills.
 pub const SKILLS: [&str; 5] = ["first_aid", "elderly_care", "cleanup", "translation", "driving"];
@@ -74,13 +74,16 @@ fn grid_dims(n: usize) -> (usize, usize) {
 }
 
 /// `n` communities, each a polygon of `vertices` vertices (a multiple of 4, at least 4) filling
-/// its grid cell. The interior vertices of every cell side are jittered across it, by the same
-/// amount for the two cells sharing the side and with coordinates computed the same way, so the
-/// cells tile exactly with wiggly borders (and overlapping envelopes, as real ones have).
+/// its grid cell. Whatever `n`, the grid covers the same box (the volunteers' one, for a square
+/// `n`), so more communities means smaller ones, not a bigger city: 10 000 are ≈ 430 × 555 m.
+/// The interior vertices of every cell side are jittered across it, by the same amount for the
+/// two cells sharing the side and with coordinates computed the same way, so the cells tile
+/// exactly with wiggly borders (and overlapping envelopes, as real ones have).
 pub fn grid(n: usize, vertices: usize) -> Grid {
     let side = (vertices / 4).max(1);
     let (cols, rows) = grid_dims(n);
-    let step = CELL / side as f64;
+    let cell = 2.0 * HALF_SIDE / cols.max(rows) as f64;
+    let step = cell / side as f64;
     let interior = side - 1;
     let mut rng = rng(1);
     // Less than a step, so that sides meeting at a corner cannot cross.
@@ -96,7 +99,7 @@ pub fn grid(n: usize, vertices: usize) -> Grid {
     let v = |row: usize, col: usize, k: usize| {
         if k == 0 || k == side { 0.0 } else { vertical[(row * (cols + 1) + col) * interior + k - 1] }
     };
-    let (x0, y0) = (CENTRE_LON - cols as f64 * CELL / 2.0, CENTRE_LAT - rows as f64 * CELL / 2.0);
+    let (x0, y0) = (CENTRE_LON - cols as f64 * cell / 2.0, CENTRE_LAT - rows as f64 * cell / 2.0);
     let x = |i: usize| x0 + i as f64 * step;
     let y = |j: usize| y0 + j as f64 * step;
     let s = side;
@@ -137,29 +140,32 @@ pub fn grid(n: usize, vertices: usize) -> Grid {
 /// `n` volunteers uniform in [`volunteer_box`], 20% available, each with a uniformly drawn
 /// non-empty subset of the 5 skills (so about half have `first_aid`).
 pub fn volunteers(n: usize) -> Vec<VolunteerStatus> {
-    let mut rng = rng(2);
-    (0..n)
-        .map(|i| {
-            let mask: u8 = rng.random_range(1..32);
-            VolunteerStatus {
-                id: format!("v{i:07}"),
-                location: Location {
-                    lon: CENTRE_LON + rng.random_range(-HALF_SIDE..HALF_SIDE),
-                    lat: CENTRE_LAT + rng.random_range(-HALF_SIDE..HALF_SIDE),
-                },
-                available: rng.random_bool(0.2),
-                skills: SKILLS
-                    .iter()
-                    .enumerate()
-                    .filter(|(b, _)| mask & (1 << b) != 0)
-                    .map(|(_, s)| (*s).to_owned())
-                    .collect(),
-            }
-        })
-        .collect()
+    volunteer_stream(n).collect()
 }
 
-/// The box the volunteers are in: the extent of a 100 × 100 grid.
+/// [`volunteers`] one at a time, without holding them all.
+pub fn volunteer_stream(n: usize) -> impl Iterator<Item = VolunteerStatus> {
+    let mut rng = rng(2);
+    (0..n).map(move |i| {
+        let mask: u8 = rng.random_range(1..32);
+        VolunteerStatus {
+            id: format!("v{i:07}"),
+            location: Location {
+                lon: CENTRE_LON + rng.random_range(-HALF_SIDE..HALF_SIDE),
+                lat: CENTRE_LAT + rng.random_range(-HALF_SIDE..HALF_SIDE),
+            },
+            available: rng.random_bool(0.2),
+            skills: SKILLS
+                .iter()
+                .enumerate()
+                .filter(|(b, _)| mask & (1 << b) != 0)
+                .map(|(_, s)| (*s).to_owned())
+                .collect(),
+        }
+    })
+}
+
+/// The box the volunteers are in: the extent of a square grid.
 pub fn volunteer_box() -> (Coord, Coord) {
     (
         Coord { x: CENTRE_LON - HALF_SIDE, y: CENTRE_LAT - HALF_SIDE },

@@ -68,7 +68,7 @@ pub struct BenchOptions {
     pub unpaced: usize,
     /// Measure the core and JetStream floors too, at the same rates and count.
     pub floor: bool,
-    /// How long to wait for outstanding events after the last publish.
+    /// After the last publish, how long to wait for outstanding events while none arrives.
     pub wait: Duration,
     /// Seed of the case locations and categories.
     pub seed: u64,
@@ -122,7 +122,7 @@ pub struct RunReport {
     pub sent: usize,
     /// Events that came back at least once.
     pub delivered: usize,
-    /// Events that never came back within the wait.
+    /// Events that never came back (nothing arrived for the wait after the last publish).
     pub lost: usize,
     /// Messages that came back twice (same `Nats-Msg-Id`), and decisions beyond one per event.
     pub duplicates: usize,
@@ -288,24 +288,17 @@ impl Run {
         let receipts = self.subscribe(client, &js).await?;
         let due: Arc<[AtomicU64]> = (0..self.count).map(|_| AtomicU64::new(0)).collect();
         let started = Instant::now();
-        let stop = CancellationToken::new();
+        let published_all = CancellationToken::new();
         let tally = Tally::new(self.count, self.target == Target::Linkbus)?;
-        let receiver = tokio::spawn(tally.collect(receipts, due.clone(), started, stop.clone()));
+        let receiver = tokio::spawn(tally.collect(receipts, due.clone(), started, published_all.clone(), wait));
 
         let published = self.publish(client, &js, workload, &due, started).await;
-        if published.is_err() {
-            stop.cancel();
+        published_all.cancel();
+        if let Err(e) = published {
+            receiver.abort();
+            return Err(e);
         }
-        // The receiver stops itself once everything is in; the wait bounds it otherwise.
-        let mut receiver = receiver;
-        let tally = match tokio::time::timeout(wait, &mut receiver).await {
-            Ok(tally) => tally?,
-            Err(_) => {
-                stop.cancel();
-                receiver.await?
-            }
-        };
-        published?;
+        let tally = receiver.await?;
         Ok(tally.report(self.target, self.rate, self.count, started))
     }
 
@@ -481,28 +474,35 @@ impl Tally {
         self.delivered_count == count && (!self.count_decisions || self.decided_count == count)
     }
 
-    /// Reads `receipts` until every event is in and [`QUIET`] passes without a message, or
-    /// `stop`; cancels `stop` itself when done.
+    /// Reads `receipts` until every event is in and [`QUIET`] passes without a message, or,
+    /// once `published_all` is cancelled, nothing has come for `idle` (a slow service that is
+    /// still delivering is waited for; one that stopped is not).
     async fn collect(
         mut self,
         mut receipts: BoxStream<'static, Receipt>,
         due: Arc<[AtomicU64]>,
         started: Instant,
-        stop: CancellationToken,
+        published_all: CancellationToken,
+        idle: Duration,
     ) -> Self {
+        let mut last_activity = Instant::now();
+        let mut publishing = true;
         loop {
-            let next = tokio::select! {
-                () = stop.cancelled() => break,
-                next = tokio::time::timeout(QUIET, receipts.next()) => next,
-            };
-            match next {
-                Ok(Some(receipt)) => self.record(receipt, &due, started),
+            if publishing && published_all.is_cancelled() {
+                publishing = false;
+                last_activity = Instant::now();
+            }
+            match tokio::time::timeout(QUIET, receipts.next()).await {
+                Ok(Some(receipt)) => {
+                    self.record(receipt, &due, started);
+                    last_activity = Instant::now();
+                }
                 Ok(None) => break,
                 Err(_) if self.complete() => break,
+                Err(_) if !publishing && last_activity.elapsed() >= idle => break,
                 Err(_) => {}
             }
         }
-        stop.cancel();
         self
     }
 

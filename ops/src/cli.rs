@@ -249,7 +249,7 @@ enum Command {
         /// Also run the raw NATS floor (core and JetStream forwarders) at the same rates.
         #[arg(long)]
         floor: bool,
-        /// Seconds to wait for outstanding events after a run's last publish.
+        /// After a run's last publish, seconds to wait for outstanding events while none arrives.
         #[arg(long, default_value_t = 60)]
         wait_secs: u64,
         /// Seed of the case locations and categories.
