@@ -868,9 +868,10 @@ async fn act_as(state: &ApiState, principal: &Principal, id: &str, action: &Acti
     Ok(state.cases.act(id, &actor, action).await?)
 }
 
-/// The action in a request body. Unknown fields are refused by serde, on every variant (those
-/// without fields are empty struct variants, `Accept {}`, for that).
-fn parse_action(body: &[u8]) -> Result<Action, ApiError> {
+/// The action in a request body (also fuzzed: `fuzz/`, target `api_bodies`). Unknown fields are
+/// refused by serde, on every variant (those without fields are empty struct variants,
+/// `Accept {}`, for that).
+pub fn parse_action(body: &[u8]) -> Result<Action, ApiError> {
     let action: Action = serde_json::from_slice(body).map_err(|e| ApiError::Invalid(format!("not an action: {e}")))?;
     check_texts(&action)?;
     Ok(action)

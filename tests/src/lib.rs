@@ -3,7 +3,8 @@
 //! The tests live in `tests/tests/`; this library holds what they share: a [`TestBus`] (a fresh
 //! nats-server in a temporary folder plus a client), the San Francisco region, case builders,
 //! and readers that count what the streams hold; [`load`] (steady load and the audit of what
-//! became of it) and [`proxy`] (a TCP proxy to cut a connection) serve the fault tests.
+//! became of it) and [`proxy`] (a TCP proxy to cut a connection) serve the fault tests;
+//! [`hostile`] holds the checks the fuzz targets and the hostile-input regressions run.
 
 pub mod nats_process;
 
@@ -19,6 +20,7 @@ use linkbus_bus::server::{NatsServer, ServerConfig};
 use linkbus_bus::wire::{self, CaseReport, CloudEvent, Location, SourceSystem};
 use linkbus_geo_data::Region;
 
+pub mod hostile;
 pub mod load;
 pub mod proxy;
 

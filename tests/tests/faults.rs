@@ -159,29 +159,51 @@ async fn a_router_sigkilled_mid_batch_and_restarted_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_routers_share_the_work_and_one_is_sigkilled() {
     let bus = TestBus::start().await;
-    let earlier = backlog(&bus, "shared", 1000).await;
-    let mut first = linkbus_up(bus.dir.path(), "router-a", &bus.server.url(), None, "");
-    let second = linkbus_up(bus.dir.path(), "router-b", &bus.server.url(), None, "");
+    let (api_a, api_b) = (free_addr(), free_addr());
+    let mut first = linkbus_up(bus.dir.path(), "router-a", &bus.server.url(), Some(api_a), "");
+    let second = linkbus_up(bus.dir.path(), "router-b", &bus.server.url(), Some(api_b), "");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("http client");
+    for api in [api_a, api_b] {
+        wait_http(&http, api, "/readyz", "ready", |s, _| s == 200).await;
+    }
     let acceptor = Acceptor::start(bus.client.clone(), bus.js.clone());
     let load = Load::start(bus.js.clone(), "pair", RATE, Some(acceptor.sender()));
-    let at_kill = wait_decisions(&bus, 300, Duration::from_secs(60)).await;
+    // Killed only once both have routed cases: the one killed was doing its share.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let at_kill = loop {
+        let by_router = decisions_by_router(&bus).await;
+        if by_router.len() == 2 && by_router.values().sum::<usize>() >= 100 {
+            break by_router;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the two routers did not both route: {by_router:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
-    assert!(at_kill < earlier.len(), "the batch was done before the kill; the test proved nothing");
 
     let at = load.stored();
     load.wait_stored(at + 100, SETTLE).await;
-    finish(&bus, &format!("two routers, one SIGKILLed after {at_kill} decisions"), load, acceptor, earlier).await;
-
-    // Both did part of the work: each decision names the process that made it.
-    let routers: HashSet<String> = read_stream(&bus.js, STREAM_CASES, "case.*.routed", 0)
-        .await
-        .iter()
-        .filter_map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).ok())
-        .filter_map(|v| v["source"].as_str().map(str::to_owned))
-        .collect();
-    assert_eq!(routers.len(), 2, "the work was not shared: {routers:?}");
+    let fault = format!("two routers sharing the work ({at_kill:?} decisions each), one SIGKILLed");
+    finish(&bus, &fault, load, acceptor, vec![]).await;
+    // The survivor took over: it routed the cases that came after.
+    let after = decisions_by_router(&bus).await;
+    let survivor = format!("/linkbus/router/{}", second.id());
+    assert!(after[&survivor] >= at_kill[&survivor] + 100, "the surviving router did not take over: {after:?}");
     drop(second);
+}
+
+/// Decisions stored so far, by the router process that made them (the event `source`).
+async fn decisions_by_router(bus: &TestBus) -> std::collections::BTreeMap<String, usize> {
+    let mut by_router = std::collections::BTreeMap::new();
+    for msg in read_stream(&bus.js, STREAM_CASES, "case.*.routed", 0).await {
+        if let Some(source) = serde_json::from_slice::<serde_json::Value>(&msg.payload)
+            .ok()
+            .and_then(|v| v["source"].as_str().map(str::to_owned))
+        {
+            *by_router.entry(source).or_default() += 1;
+        }
+    }
+    by_router
 }
 
 /// Seconds linkbus is cut off from NATS: `LINKBUS_FAULT_CUT_SECS`, 30 by default.
