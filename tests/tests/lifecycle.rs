@@ -104,8 +104,11 @@ async fn an_unaccepted_case_escalates_on_time_once_across_a_restart_and_two_repl
     first.stop().await;
     assert_eq!(read_stream(&bus.js, STREAM_CASES, "case.lc-late.escalated", 0).await.len(), 0);
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    // …and two replicas come back after it: the escalation fires, once.
-    let (a, b) = (bus.service(&config).await, bus.service(&config).await);
+    // …and two replicas come back after it: the escalation fires, once. They come back with an
+    // hour to accept, so the parent's own deadline cannot pass (and rightly escalate again)
+    // while a loaded machine runs the rest of the test.
+    let later = quick(&bus, 3600);
+    let (a, b) = (bus.service(&later).await, bus.service(&later).await);
     let r = wait_for_case(&a, "lc-late", "escalation", |r| r.escalations >= 1).await;
     assert!(r.timeline.iter().any(|e| e.event == "escalated" && e.at >= deadline));
     assert_eq!(r.departments, ["puc-sewer-ops", "sf-311"], "escalated up the ladder to the parent");
