@@ -49,7 +49,7 @@ impl Default for CadConfig {
 }
 
 fn default_subject() -> String {
-    "adapter.cad".to_owned()
+    linkbus_bus::subjects::CAD_INCIDENTS.to_owned()
 }
 
 /// What happened to the incident.

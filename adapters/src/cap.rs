@@ -63,7 +63,7 @@ impl Default for CapConfig {
 }
 
 fn default_subject() -> String {
-    "adapter.cap".to_owned()
+    linkbus_bus::subjects::CAP_ALERTS.to_owned()
 }
 
 /// Why an alert was refused.

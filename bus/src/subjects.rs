@@ -27,8 +27,14 @@ pub const OFFERS_CLOSED: &str = "volunteer.*.offer_closed";
 pub const CASES_ALL: &str = "case.>";
 /// Every dead letter.
 pub const DEADLETTER_ALL: &str = "deadletter.>";
+/// Every source-system adapter's NATS subject (the service listens on all of them).
+pub const ADAPTER_ALL: &str = "adapter.>";
 /// Grid-management reports, one JSON report a message (the grid adapter answers requests).
 pub const GRID_REPORT: &str = "adapter.grid.report";
+/// CAP 1.2 alerts, raw XML (the CAP adapter's default subject).
+pub const CAP_ALERTS: &str = "adapter.cap";
+/// CAD incident messages, JSON (the CAD adapter's default subject).
+pub const CAD_INCIDENTS: &str = "adapter.cad";
 
 /// `ingest.<system>.<category>`
 pub fn ingest(system: SourceSystem, category: &str) -> String {

@@ -158,15 +158,17 @@ impl Console {
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
         let settings = config.stream_settings();
-        nats::provision_bucket(
-            js,
-            BUCKET_CONSOLE,
-            "the dispatcher console's session secret",
-            Duration::ZERO,
-            settings.replicas,
-        )
-        .await
-        .context("provisioning the console's bucket")?;
+        let provisioning = crate::service::provisioning(js);
+        crate::service::idempotent("provisioning the console's bucket", || {
+            nats::provision_bucket(
+                &provisioning,
+                BUCKET_CONSOLE,
+                "the dispatcher console's session secret",
+                Duration::ZERO,
+                settings.replicas,
+            )
+        })
+        .await?;
         let store = js.get_key_value(BUCKET_CONSOLE).await.context("opening the console's bucket")?;
         let secret = session_secret(&store).await?;
         let console = &config.console;

@@ -8,7 +8,7 @@
 //! |-----------------------|----------------------------------------------------------------------|
 //! | `linkbus`             | everything the service does: JetStream API, its streams and buckets, |
 //! |                       | serve `action.*` and `volunteer.*.answer`, reply to requests         |
-//! | `source-<system>`     | publish `ingest.<system>.>` (the publish acks come to its inbox)     |
+//! | `source-<system>`     | publish `ingest.<system>.>` and its adapters' subjects (`adapter.cap`/`.cad`, `adapter.grid.report`) |
 //! | `dept-<id>`           | pull from its durable `dept-<id>` on `LINKBUS_ROUTED` and ack,       |
 //! |                       | subscribe `routed.dept.<id>.>`, request `action.<id>`                 |
 //! | `volunteer-<id>`      | subscribe its offers, request `volunteer.<id>.answer`, put its KV key |
@@ -89,13 +89,17 @@ impl Role {
                     // `linkbus replay` (as the service) follows outcomes on plain subscriptions.
                     subjects::CASES_ALL.into(),
                     subjects::DEADLETTER_ALL.into(),
+                    // The adapters' NATS listeners (CAP, CAD, grid reports).
+                    subjects::ADAPTER_ALL.into(),
                     inbox,
                 ],
                 // Replies to departments' actions and volunteers' answers go to their inboxes.
                 allow_responses: true,
             },
             Role::Source(system) => Permissions {
-                publish: vec![format!("ingest.{system}.>")],
+                publish: std::iter::once(format!("ingest.{system}.>"))
+                    .chain(adapter_subjects(*system).iter().map(|s| s.to_string()))
+                    .collect(),
                 subscribe: vec![inbox],
                 allow_responses: false,
             },
@@ -279,6 +283,16 @@ fn token(name: &str, what: &str) -> anyhow::Result<String> {
         "{what} {name:?} cannot name a NATS user: letters, digits, '-' and '_' only, at most 64"
     );
     Ok(name.to_owned())
+}
+
+/// The adapters' default NATS subjects a source system may publish raw messages on (a
+/// deployment that changes `[adapters.*] subject` edits the generated file to match).
+fn adapter_subjects(system: SourceSystem) -> &'static [&'static str] {
+    match system {
+        SourceSystem::Emergency => &[subjects::CAP_ALERTS, subjects::CAD_INCIDENTS],
+        SourceSystem::Management => &[subjects::GRID_REPORT],
+        SourceSystem::Commercial | SourceSystem::PublicService => &[],
+    }
 }
 
 #[cfg(test)]

@@ -31,10 +31,18 @@ const PROVISIONING_TIMEOUT: Duration = Duration::from_secs(10);
 /// …and how many times it tries.
 const PROVISIONING_ATTEMPTS: u32 = 4;
 
+/// A JetStream context for creating streams, consumers and buckets: it waits longer (see
+/// [`idempotent`]).
+pub(crate) fn provisioning(js: &jetstream::Context) -> jetstream::Context {
+    let mut provisioning = js.clone();
+    provisioning.set_timeout(PROVISIONING_TIMEOUT);
+    provisioning
+}
+
 /// Runs an idempotent start-up step, again after a failure. Replicas starting together create the
 /// same streams and consumers, and nats-server answers such concurrent requests late or not at all
 /// (nats-io/nats-server#3677, #8350); the next attempt finds them made.
-async fn idempotent<T, E, F, Fut>(what: &str, mut step: F) -> anyhow::Result<T>
+pub(crate) async fn idempotent<T, E, F, Fut>(what: &str, mut step: F) -> anyhow::Result<T>
 where
     E: Into<anyhow::Error>,
     F: FnMut() -> Fut,
@@ -165,8 +173,7 @@ impl Service {
         let js = jetstream::new(client.clone());
         // Creating streams and consumers goes through a cluster's meta leader, which answers
         // slowly while replicas start together; it is idempotent, so it may wait longer.
-        let mut provisioning = js.clone();
-        provisioning.set_timeout(PROVISIONING_TIMEOUT);
+        let provisioning = provisioning(&js);
         let settings = config.stream_settings();
         idempotent("provisioning streams", || nats::provision(&provisioning, &settings)).await?;
         if config.region.seed_volunteers {
@@ -219,8 +226,10 @@ impl Service {
         }
 
         if config.region.follow_published {
-            let store = regions::open_bucket(&js, config.nats.replicas).await.context("opening the region versions")?;
-            regions::archive(&store, region).await.context("archiving the region version")?;
+            let store =
+                idempotent("opening the region versions", || regions::open_bucket(&provisioning, config.nats.replicas))
+                    .await?;
+            idempotent("archiving the region version", || regions::archive(&store, region)).await?;
             let process_metrics = metrics.clone();
             let follow = regions::follow_region(
                 js.clone(),

@@ -106,7 +106,12 @@ fn start_router(config: &Path, urls: &str, log: &Path) -> Running {
 async fn wait_logged(log: &Path, what: &str, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     while !std::fs::read_to_string(log).is_ok_and(|text| text.contains(what)) {
-        assert!(tokio::time::Instant::now() < deadline, "{} never said {what:?}", log.display());
+        if tokio::time::Instant::now() >= deadline {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!("{} never said {what:?}; its last lines:\n{}", log.display(), tail.join("\n"));
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
