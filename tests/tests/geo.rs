@@ -116,11 +116,9 @@ async fn the_simulated_feed_drives_routed_cases_through_a_beijing_service() {
         let event: CloudEvent<RoutedCase> = serde_json::from_slice(&msg.payload).expect("a routed case");
         let community = event.data.decision.community.community.expect("matched a community");
         assert!(event.data.case_id.starts_with("sim-"));
-        assert!(
-            community.name.contains('社') || community.name.contains('村') || community.name.contains('街'),
-            "{}",
-            community.name
-        );
+        // A real registry entry: its 12-digit code and its Chinese name (社区, 村, 居委会, 街道…).
+        assert!(community.id.len() == 12 && community.id.bytes().all(|b| b.is_ascii_digit()), "{}", community.id);
+        assert!(community.name.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "{}", community.name);
         assert_eq!(event.data.decision.geo_version, "beijing@2026.11.27");
     }
     service.stop().await;
