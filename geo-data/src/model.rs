@@ -381,7 +381,7 @@ pub fn load_communities(path: &Path) -> Result<Vec<Community>, GeoDataError> {
         let sub_district = feature_string(f, "sub_district_code")
             .map(|code| Area { code, name: feature_string(f, "sub_district_name").unwrap_or_default() });
         let geometry = f.geometry.as_ref().ok_or_else(|| bad("no geometry"))?;
-        let geometry = geo::Geometry::<f64>::try_from(&geometry.value).map_err(|e| bad(&e.to_string()))?;
+        let geometry = to_geo(&geometry.value).map_err(|e| bad(&e))?;
         let boundary = match geometry {
             geo::Geometry::Polygon(p) => MultiPolygon::new(vec![p]),
             geo::Geometry::MultiPolygon(mp) => mp,
@@ -394,6 +394,27 @@ pub fn load_communities(path: &Path) -> Result<Vec<Community>, GeoDataError> {
         return Err(invalid(path, "features", "no communities"));
     }
     Ok(out)
+}
+
+/// A GeoJSON geometry as `geo` types, once every position has two or three numbers (the
+/// `geojson` conversion indexes positions without checking: a position `[1]` made it panic,
+/// found by the fuzz target `geojson_region`).
+fn to_geo(value: &geojson::GeometryValue) -> Result<geo::Geometry<f64>, String> {
+    fn positions_ok(value: &geojson::GeometryValue) -> bool {
+        use geojson::GeometryValue as V;
+        let ok = |p: &geojson::Position| (2..=3).contains(&p.as_slice().len());
+        match value {
+            V::Point { coordinates } => ok(coordinates),
+            V::MultiPoint { coordinates } | V::LineString { coordinates } => coordinates.iter().all(ok),
+            V::MultiLineString { coordinates } | V::Polygon { coordinates } => coordinates.iter().flatten().all(ok),
+            V::MultiPolygon { coordinates } => coordinates.iter().flatten().flatten().all(ok),
+            V::GeometryCollection { geometries } => geometries.iter().all(|g| positions_ok(&g.value)),
+        }
+    }
+    if !positions_ok(value) {
+        return Err("a position must be [longitude, latitude]".into());
+    }
+    geo::Geometry::<f64>::try_from(value).map_err(|e| e.to_string())
 }
 
 fn check_boundary(boundary: &MultiPolygon<f64>) -> Result<(), String> {
@@ -424,7 +445,7 @@ pub fn load_facilities(path: &Path) -> Result<Vec<Facility>, GeoDataError> {
             let item = feature_string(f, "id").unwrap_or_else(|| format!("feature {n}"));
             let bad = |message: &str| invalid(path, item.clone(), message);
             let geometry = f.geometry.as_ref().ok_or_else(|| bad("no geometry"))?;
-            let location = match geo::Geometry::<f64>::try_from(&geometry.value).map_err(|e| bad(&e.to_string()))? {
+            let location = match to_geo(&geometry.value).map_err(|e| bad(&e))? {
                 geo::Geometry::Point(p) => p,
                 _ => return Err(bad("geometry must be a Point")),
             };
