@@ -254,6 +254,51 @@ pub async fn wait_for_case(
     }
 }
 
+/// What a starting `linkbus up` announces on stderr once it is ready: `linkbus is up: NATS <url>,
+/// region …, API http://<addr>, console http://<addr>/. Ctrl-C stops it.`
+#[derive(Debug, Clone)]
+pub struct Announcement(pub String);
+
+impl Announcement {
+    /// The NATS URL clients connect to.
+    pub fn nats_url(&self) -> &str {
+        self.after("NATS ", &[','])
+    }
+
+    /// The HTTP API's `host:port`.
+    pub fn api(&self) -> &str {
+        self.after("API http://", &[',', ' '])
+    }
+
+    /// The console's `host:port`.
+    pub fn console(&self) -> &str {
+        self.after("console http://", &['/', ' ', ','])
+    }
+
+    fn after(&self, marker: &str, stops: &[char]) -> &str {
+        let rest = self.0.split(marker).nth(1).unwrap_or_else(|| panic!("no {marker:?} in {:?}", self.0));
+        rest.split(stops).next().unwrap_or_default().trim_end_matches('.')
+    }
+}
+
+/// Spawns `linkbus up` from `command` with stderr piped, reads its stderr to the end on a thread
+/// (so the child never blocks on a full pipe), and waits up to [`WAIT`] for its announcement.
+pub fn start_up(command: &mut std::process::Command) -> (Running, Announcement) {
+    use std::io::BufRead as _;
+    let mut up = Running(command.stderr(std::process::Stdio::piped()).spawn().expect("linkbus up starts"));
+    let stderr = up.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("linkbus is up") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx.recv_timeout(WAIT).expect("linkbus up announces that it is up");
+    (up, Announcement(line))
+}
+
 /// A `linkbus` child process that is stopped if the test ends without stopping it (a failing
 /// assertion must not leave a server running).
 pub struct Running(pub std::process::Child);

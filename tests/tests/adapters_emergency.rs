@@ -434,7 +434,6 @@ async fn signed_orders_open_and_move_a_case_and_forgeries_are_refused() {
 /// signed order over HTTP and a CAD incident over NATS, and routes all three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linkbus_up_takes_cap_cad_and_orders_as_configured() {
-    use std::io::BufRead;
     let bus = TestBus::start().await;
     let config = linkbus_tests::write_config(
         bus.dir.path(),
@@ -450,26 +449,14 @@ async fn linkbus_up_takes_cap_cad_and_orders_as_configured() {
             api::hash_key(CENTRE)
         ),
     );
-    let mut up = linkbus_tests::Running(
+    let (mut up, announced) = linkbus_tests::start_up(
         std::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
             .args(["up", "--config"])
             .arg(&config)
             .env("LINKBUS_TEST_MEALS_SECRET", MEALS_SECRET)
-            .env_remove("LINKBUS_NATS_URL")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("linkbus up starts"),
+            .env_remove("LINKBUS_NATS_URL"),
     );
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = up.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("API http://").nth(1) {
-                let _ = tx.send(rest.split([',', ' ']).next().unwrap_or_default().trim_end_matches('.').to_owned());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(WAIT).expect("linkbus up prints the API's address");
+    let addr = announced.api().to_owned();
     let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
 
     let response = http

@@ -19,7 +19,7 @@ use linkbus::config::{ApiKey, ApiRole, Config};
 use linkbus::service::Service;
 use linkbus_bus::wire::{self, CaseState, SourceSystem};
 use linkbus_cases::webhooks::{self, WebhookConfig};
-use linkbus_tests::{Running, TestBus, WAIT, case, publish_case, wait_for_case};
+use linkbus_tests::{TestBus, WAIT, case, publish_case, wait_for_case};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -409,7 +409,6 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
 /// on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linkbus_up_serves_the_api_and_stops_it_on_sigterm() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = linkbus_tests::write_config(
         dir.path(),
@@ -421,26 +420,13 @@ async fn linkbus_up_serves_the_api_and_stops_it_on_sigterm() {
             api::hash_key(OPERATOR)
         ),
     );
-    let mut up = Running(
+    let (mut up, announced) = linkbus_tests::start_up(
         std::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
             .args(["up", "--config"])
             .arg(&config)
-            .env_remove("LINKBUS_NATS_URL")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("linkbus up starts"),
+            .env_remove("LINKBUS_NATS_URL"),
     );
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = up.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("API http://").nth(1) {
-                let addr = rest.split([',', ' ']).next().unwrap_or_default().trim_end_matches('.');
-                let _ = tx.send(addr.to_owned());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(WAIT).expect("linkbus up prints the API's address");
+    let addr = announced.api().to_owned();
     let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
     let get = |path: &str, key: Option<&str>| {
         let mut request = http.get(format!("http://{addr}{path}"));

@@ -11,7 +11,6 @@
 //! it measures how long the page takes to apply them and its frame times while scrolling the board
 //! (printed; `docs/console.md` reports them).
 
-use std::io::BufRead as _;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -57,25 +56,13 @@ impl Linkbus {
                 hash(DISPATCHER_2),
             ),
         );
-        let mut process = Running(
+        let (process, announced) = linkbus_tests::start_up(
             Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
                 .args(["up", "--config"])
                 .arg(&config)
-                .env_remove("LINKBUS_NATS_URL")
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("linkbus up starts"),
+                .env_remove("LINKBUS_NATS_URL"),
         );
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = process.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("console http://").nth(1) {
-                    let _ = tx.send(rest.split(['/', ' ', ',']).next().unwrap_or_default().to_owned());
-                }
-            }
-        });
-        let addr = rx.recv_timeout(WAIT).expect("linkbus up prints the console's address");
+        let addr = announced.console().to_owned();
         assert_eq!(addr, format!("127.0.0.1:{port}"));
         Self { _process: process, base: format!("http://{addr}/") }
     }

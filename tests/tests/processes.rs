@@ -225,7 +225,6 @@ fn nats_server_pid(ports_dir: &std::path::Path) -> Option<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_restarts_its_embedded_nats_server_when_it_dies_and_keeps_routing() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("nats");
     let config = write_config(
@@ -236,26 +235,9 @@ async fn up_restarts_its_embedded_nats_server_when_it_dies_and_keeps_routing() {
             sf_region_dir().display()
         ),
     );
-    let mut up = Running(
-        linkbus_command()
-            .args(["up", "--config"])
-            .arg(&config)
-            .env_remove("LINKBUS_NATS_URL")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("linkbus up starts"),
-    );
-    // Read stderr to the end on a thread (so the child never blocks), handing over the URL.
-    let (url_tx, url_rx) = std::sync::mpsc::channel();
-    let stderr = up.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("linkbus is up: NATS ").nth(1) {
-                let _ = url_tx.send(rest.split(',').next().unwrap_or_default().to_owned());
-            }
-        }
-    });
-    let url = url_rx.recv_timeout(WAIT).expect("linkbus up reports its NATS URL");
+    let (mut up, announced) =
+        linkbus_tests::start_up(linkbus_command().args(["up", "--config"]).arg(&config).env_remove("LINKBUS_NATS_URL"));
+    let url = announced.nats_url().to_owned();
     let client = linkbus::service::connect(&url, WAIT).await.expect("connect");
     let js = async_nats::jetstream::new(client);
 

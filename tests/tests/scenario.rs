@@ -2,10 +2,9 @@
 //! `docs/scenario-119.toml` (its embedded nats-server and API moved to free ports and a
 //! temporary folder), and walks its case to `closed`.
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use linkbus_tests::{Running, WAIT, repo_root};
+use linkbus_tests::repo_root;
 
 #[test]
 fn the_119_scenario_runs_as_written_against_linkbus_up() {
@@ -19,34 +18,15 @@ fn the_119_scenario_runs_as_written_against_linkbus_up() {
     std::fs::write(&config_path, config).expect("write config");
 
     let bin = env!("CARGO_BIN_EXE_linkbus-under-test");
-    let mut up = Running(
+    let (_up, announced) = linkbus_tests::start_up(
         Command::new(bin)
             .current_dir(repo_root())
             .args(["up", "--config"])
             .arg(&config_path)
-            .env_remove("LINKBUS_NATS_URL")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("linkbus up starts"),
+            .env_remove("LINKBUS_NATS_URL"),
     );
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = up.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("linkbus is up") {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    let line = rx.recv_timeout(WAIT).expect("linkbus up reports its addresses");
-    let nats = line.split("NATS ").nth(1).and_then(|s| s.split(',').next()).expect("NATS URL").to_owned();
-    let api = line
-        .split("API ")
-        .nth(1)
-        .and_then(|s| s.split(". Ctrl-C").next())
-        .and_then(|s| s.split(", console").next())
-        .expect("API address")
-        .to_owned();
+    let nats = announced.nats_url().to_owned();
+    let api = format!("http://{}", announced.api());
 
     let out = Command::new("bash")
         .current_dir(repo_root())
