@@ -150,7 +150,7 @@ impl Router {
                 let others: Vec<String> =
                     near.iter().map(|(o, d)| format!("{} ({d:.0} m away)", describe(&all[*o]))).collect();
                 explanation.push(format!(
-                    "({lon}, {lat}) is inside community {} but within {:.0} m of the border of {}: ambiguous; chose the one containing it.",
+                    "({lon:.6}, {lat:.6}) is inside community {} but within {:.0} m of the border of {}: ambiguous; chose the one containing it.",
                     describe(&all[*c]),
                     self.params.ambiguous_border_m,
                     others.join(" and ")
@@ -159,13 +159,13 @@ impl Router {
                 (Some(&all[*c]), matched(CommunityOutcome::NearBorder, &all[*c], Some(near[0].1), ids))
             }
             Located::Inside(c) => {
-                explanation.push(format!("({lon}, {lat}) is inside community {}.", describe(&all[*c])));
+                explanation.push(format!("({lon:.6}, {lat:.6}) is inside community {}.", describe(&all[*c])));
                 (Some(&all[*c]), matched(CommunityOutcome::Inside, &all[*c], None, vec![]))
             }
             Located::OnBorder(cs) => {
                 let ids: Vec<String> = cs.iter().map(|c| all[*c].id.clone()).collect();
                 explanation.push(format!(
-                    "({lon}, {lat}) lies on the boundary of {}; chose {} (first by id).",
+                    "({lon:.6}, {lat:.6}) lies on the boundary of {}; chose {} (first by id).",
                     ids.join(", "),
                     describe(&all[cs[0]])
                 ));
@@ -175,7 +175,7 @@ impl Router {
                 let (c, d) = hits[0];
                 let ids = if hits.len() > 1 { hits.iter().map(|(c, _)| all[*c].id.clone()).collect() } else { vec![] };
                 explanation.push(format!(
-                    "({lon}, {lat}) is outside every community; the nearest, {}, is {d:.0} m away, within the {:.0} m tolerance.",
+                    "({lon:.6}, {lat:.6}) is outside every community; the nearest, {}, is {d:.0} m away, within the {:.0} m tolerance.",
                     describe(&all[c]),
                     self.communities.tolerance_m()
                 ));
@@ -183,7 +183,7 @@ impl Router {
             }
             Located::Unmatched => {
                 explanation.push(format!(
-                    "({lon}, {lat}) is outside every community and more than {:.0} m from any: unmatched.",
+                    "({lon:.6}, {lat:.6}) is outside every community and more than {:.0} m from any: unmatched.",
                     self.communities.tolerance_m()
                 ));
                 let none = CommunityMatch {
