@@ -25,6 +25,9 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("volunteer_status", volunteer_status),
     ("geojson_region", geojson_region),
     ("sf311_row", sf311_row),
+    ("cap_alert", cap_alert),
+    ("cad_message", cad_message),
+    ("open311_form", open311_form),
 ];
 
 /// Ingest subjects the first byte of a case envelope input picks from.
@@ -116,6 +119,35 @@ pub fn geojson_region(data: &[u8]) {
 pub fn sf311_row(data: &[u8]) {
     for converted in linkbus_adapters::sf311::read(data).flatten() {
         converted.event.data.validate().expect("an adapted case is valid");
+    }
+}
+
+/// A CAP 1.2 alert as the CAP adapter takes it (HTTP body or NATS payload): whatever parses and
+/// converts into a new case is a valid case report.
+pub fn cap_alert(data: &[u8]) {
+    let Ok(alert) = linkbus_adapters::cap::parse(data) else { return };
+    if let Ok(linkbus_adapters::intake::Message::Report(event)) =
+        linkbus_adapters::cap::to_intake(&alert, &linkbus_adapters::cap::CapConfig::default())
+    {
+        event.data.validate().expect("an adapted alert is a valid case");
+    }
+}
+
+/// A CAD incident message (JSON) as the CAD adapter takes it: a new incident converts into a
+/// valid case report.
+pub fn cad_message(data: &[u8]) {
+    if let Ok(linkbus_adapters::intake::Message::Report(event)) =
+        linkbus_adapters::cad::to_intake(data, &linkbus_adapters::cad::CadConfig::default())
+    {
+        event.data.validate().expect("an adapted incident is a valid case");
+    }
+}
+
+/// An Open311 `POST requests` body (application/x-www-form-urlencoded): decoded pairs are
+/// UTF-8 and decoding is all-or-nothing.
+pub fn open311_form(data: &[u8]) {
+    if let Ok(pairs) = linkbus_adapters::open311::parse_form(data) {
+        assert!(pairs.len() <= data.len() + 1, "no more pairs than separators");
     }
 }
 
