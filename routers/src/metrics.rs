@@ -94,10 +94,13 @@ impl RouterMetrics {
         )?;
         let backlog = IntGauge::new(
             "linkbus_router_ingest_backlog_messages",
-            "Ingest messages the routers' durable consumer has not acknowledged yet (pending plus in flight); sampled every 5 s.",
+            "Ingest messages the routers' durable consumer has not acknowledged yet (pending plus in flight); sampled every second.",
         )?;
         let volunteers = IntGaugeVec::new(
-            Opts::new("linkbus_router_volunteers", "Volunteers the router knows, by availability; sampled every 5 s."),
+            Opts::new(
+                "linkbus_router_volunteers",
+                "Volunteers the router knows, by availability; sampled every second.",
+            ),
             &["state"],
         )?;
         let deadletters = IntCounterVec::new(

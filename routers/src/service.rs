@@ -32,7 +32,7 @@ use crate::metrics::{Routed, RouterMetrics};
 use crate::{OfferLedger, Router, VolunteerIndex};
 
 /// How often [`run`] samples its consumer's backlog and the volunteers on duty.
-const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// How the router service consumes.
 #[derive(Debug, Clone)]
