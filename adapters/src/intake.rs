@@ -698,11 +698,7 @@ impl Intake {
             msg_id: &msg_id,
             payload,
         };
-        let published = match nats::publish_deadletter(&self.js, letter).await {
-            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match published {
+        match nats::store_deadletter(&self.js, letter).await {
             Ok(()) => debug!(stage, code, reason, "dead-lettered"),
             Err(e) => warn!(stage, code, reason, error = %e, "could not keep refused input in a dead letter"),
         }

@@ -237,6 +237,13 @@ pub async fn publish_deadletter(js: &jetstream::Context, letter: DeadLetter<'_>)
     publish_with(js, subjects::deadletter(letter.stage), headers, letter.payload).await
 }
 
+/// Publishes a dead letter ([`publish_deadletter`]) and waits until JetStream has stored it.
+pub async fn store_deadletter(js: &jetstream::Context, letter: DeadLetter<'_>) -> Result<(), BusError> {
+    let subject = subjects::deadletter(letter.stage);
+    let ack = publish_deadletter(js, letter).await?;
+    ack.await.map(|_| ()).map_err(|e| BusError::Publish { subject, source: e.into() })
+}
+
 /// One refused message, as [`publish_deadletter`] keeps it.
 #[derive(Debug, Clone)]
 pub struct DeadLetter<'a> {

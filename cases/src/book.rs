@@ -571,10 +571,8 @@ impl CaseBook {
                             msg_id: &format!("cases:{}", msg.info().map(|i| i.stream_sequence).unwrap_or_default()),
                             payload: msg.payload.clone(),
                         };
-                        let stored = match nats::publish_deadletter(&self.js, letter).await {
-                            Ok(ack) => ack.await.map(|_| ()).map_err(|e| ActError::Store(e.to_string())),
-                            Err(e) => Err(ActError::Store(e.to_string())),
-                        };
+                        let stored =
+                            nats::store_deadletter(&self.js, letter).await.map_err(|e| ActError::Store(e.to_string()));
                         if stored.is_ok() {
                             self.metrics.deadletter_cases.inc("malformed");
                         }

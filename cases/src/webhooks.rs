@@ -685,10 +685,7 @@ impl Worker<'_> {
             msg_id: &letter_id,
             payload: msg.payload.clone(),
         };
-        let stored = match nats::publish_deadletter(self.js, letter).await {
-            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        let stored = nats::store_deadletter(self.js, letter).await;
         record.last_http_status = failure.status;
         record.last_error = Some(failure.error.clone());
         record.next_attempt_at = None;

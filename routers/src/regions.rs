@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::StreamExt;
-use linkbus_bus::nats::{self, DeadLetter};
+use linkbus_bus::nats;
 use linkbus_geo_data::{Region, files};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -290,22 +290,7 @@ async fn apply(
 async fn refuse(js: &jetstream::Context, state: &RouterState, entry: &kv::Entry, reason: &str) {
     state.stats.region_refused.fetch_add(1, Ordering::Relaxed);
     warn!(key = %entry.key, reason, "region version refused");
-    let subject = format!("$KV.{BUCKET_REGIONS}.{}", entry.key);
-    let msg_id = format!("regions:{}", entry.revision);
-    let letter = DeadLetter {
-        stage: "regions",
-        reason,
-        code: "invalid",
-        original_subject: &subject,
-        original_msg_id: None,
-        msg_id: &msg_id,
-        payload: entry.value.clone(),
-    };
-    let stored = match nats::publish_deadletter(js, letter).await {
-        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match stored {
+    match crate::service::dead_letter_entry(js, BUCKET_REGIONS, "regions", "invalid", reason, entry).await {
         Ok(()) => state.metrics.deadletter_region(),
         Err(e) => warn!(error = %e, "could not dead-letter a refused region version"),
     }

@@ -609,22 +609,7 @@ async fn apply_volunteer(js: &jetstream::Context, state: &RouterState, entry: &k
                 Err((code, reason)) => {
                     stats.volunteer_rejected.fetch_add(1, Ordering::Relaxed);
                     warn!(key = %entry.key, reason, "volunteer update refused");
-                    let msg_id = format!("volunteers:{}", entry.revision);
-                    let subject = format!("$KV.{}.{}", nats::BUCKET_VOLUNTEERS, entry.key);
-                    let letter = DeadLetter {
-                        stage: "volunteers",
-                        reason: &reason,
-                        code,
-                        original_subject: &subject,
-                        original_msg_id: None,
-                        msg_id: &msg_id,
-                        payload: entry.value.clone(),
-                    };
-                    let stored = match nats::publish_deadletter(js, letter).await {
-                        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    match stored {
+                    match dead_letter_entry(js, nats::BUCKET_VOLUNTEERS, "volunteers", code, &reason, entry).await {
                         Ok(()) => state.metrics.deadletter_volunteers(code),
                         Err(e) => {
                             warn!(key = %entry.key, error = %e, "could not dead-letter a refused volunteer update")
@@ -634,4 +619,27 @@ async fn apply_volunteer(js: &jetstream::Context, state: &RouterState, entry: &k
             }
         }
     }
+}
+/// Keeps a refused entry of KV `bucket` in `deadletter.<stage>`: its value as it was, its key as
+/// the original subject, one dead letter per revision however often it is refused.
+pub(crate) async fn dead_letter_entry(
+    js: &jetstream::Context,
+    bucket: &str,
+    stage: &str,
+    code: &str,
+    reason: &str,
+    entry: &kv::Entry,
+) -> Result<(), BusError> {
+    let subject = format!("$KV.{bucket}.{}", entry.key);
+    let msg_id = format!("{stage}:{}", entry.revision);
+    let letter = DeadLetter {
+        stage,
+        reason,
+        code,
+        original_subject: &subject,
+        original_msg_id: None,
+        msg_id: &msg_id,
+        payload: entry.value.clone(),
+    };
+    nats::store_deadletter(js, letter).await
 }
