@@ -119,15 +119,7 @@ const DEFAULT_CLASSES: &[(&str, &str)] = &[
 impl GridConfig {
     /// Checks the values; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.source.starts_with('/') || self.source.len() > 128 {
-            return Err(format!(
-                "source = {:?}: must start with '/' (a URI reference), at most 128 bytes",
-                self.source
-            ));
-        }
-        if !(1..=4).contains(&self.priority) {
-            return Err(format!("priority = {}: must be 1 to 4", self.priority));
-        }
+        crate::check_source_and_priority(&self.source, self.priority)?;
         if !(1024..=64 * 1024 * 1024).contains(&self.max_batch_bytes) {
             return Err("max_batch_bytes must be 1 KiB to 64 MiB".into());
         }

@@ -46,6 +46,18 @@ pub fn source_case_id(prefix: &str, id: &str) -> String {
     format!("{prefix}-{}", &hex::encode(sha2::Sha256::digest(id.as_bytes()))[..32])
 }
 
+/// Checks an adapter's configured CloudEvents `source` (a URI reference starting with `/`, at
+/// most 128 bytes) and default priority (1 to 4); the error names the field.
+pub(crate) fn check_source_and_priority(source: &str, priority: u8) -> Result<(), String> {
+    if !source.starts_with('/') || source.len() > 128 {
+        return Err(format!("source = {source:?}: must start with '/' (a URI reference), at most 128 bytes"));
+    }
+    if !(1..=4).contains(&priority) {
+        return Err(format!("priority = {priority}: must be 1 to 4"));
+    }
+    Ok(())
+}
+
 /// Turns free text into a category token: lowercase ASCII letters and digits, runs of anything
 /// else folded into one `_`, e.g. `"Street and Sidewalk Cleaning"` → `street_and_sidewalk_cleaning`.
 pub fn category_token(label: &str) -> String {

@@ -115,15 +115,7 @@ const DEFAULT_SERVICES: &[(&str, &str)] = &[
 impl Open311Config {
     /// Checks the values; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.source.starts_with('/') || self.source.len() > 128 {
-            return Err(format!(
-                "source = {:?}: must start with '/' (a URI reference), at most 128 bytes",
-                self.source
-            ));
-        }
-        if !(1..=4).contains(&self.priority) {
-            return Err(format!("priority = {}: must be 1 to 4", self.priority));
-        }
+        crate::check_source_and_priority(&self.source, self.priority)?;
         self.categories.validate().map_err(|e| format!("categories: {e}"))
     }
 }
