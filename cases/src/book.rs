@@ -32,6 +32,9 @@ use tracing::{info, warn};
 use crate::lifecycle::{self, Effect, Ladder, Outcome, Policy, Refused};
 use crate::metrics::CaseMetrics;
 
+mod index;
+use index::BookIndex;
+
 /// Changes of case records held for subscribers ([`CaseBook::subscribe`]) not yet read by them.
 const CHANGES_CAPACITY: usize = 4096;
 
@@ -132,6 +135,8 @@ pub struct CaseBook {
     js: jetstream::Context,
     store: kv::Store,
     cache: RwLock<HashMap<String, Stored>>,
+    /// What is due, unsent and open where, over `cache`; locked after it, never before.
+    index: RwLock<BookIndex>,
     /// (CloudEvents source, the source's own id) of each record's own report → its case id.
     by_source: RwLock<HashMap<(String, String), String>>,
     ladder: Ladder,
@@ -179,6 +184,7 @@ impl CaseBook {
             js,
             store,
             cache: RwLock::new(HashMap::new()),
+            index: RwLock::new(BookIndex::default()),
             by_source: RwLock::new(HashMap::new()),
             ladder,
             router,
@@ -365,7 +371,9 @@ impl CaseBook {
             index.entry(key).or_insert_with(|| stored.record.case_id.clone());
         }
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        let changed = cache.get(&stored.record.case_id).is_none_or(|old| old.record != stored.record);
+        let old = cache.get(&stored.record.case_id);
+        self.index.write().unwrap_or_else(|p| p.into_inner()).update(old, &stored);
+        let changed = old.is_none_or(|old| old.record != stored.record);
         if changed && self.changes.receiver_count() > 0 {
             // No receiver is not an error: nobody is watching.
             let _ = self.changes.send(stored.record.clone());
@@ -609,8 +617,11 @@ impl CaseBook {
         // Same incident as an open case? Fold it in (idempotent: a retry finds it done).
         let primary = {
             let cache = read(&self.cache);
-            cache
-                .values()
+            let index = read(&self.index);
+            let at = routed.case.location;
+            index
+                .open_near(at.lon, at.lat, self.config.policy.merge.distance_m)
+                .filter_map(|id| cache.get(id))
                 .map(|s| &s.record)
                 .filter(|p| p.created_at <= now && lifecycle::is_duplicate(p, routed, &self.config.policy.merge))
                 .min_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.case_id.cmp(&b.case_id)))
@@ -730,17 +741,13 @@ impl CaseBook {
             let now = Timestamp::now();
             let (due, unsent): (Vec<String>, Vec<(String, Vec<Outgoing>)>) = {
                 let cache = read(&self.cache);
-                let due = cache
-                    .values()
-                    .filter(|s| lifecycle::next_due(&s.record).is_some_and(|t| t <= now))
-                    .map(|s| s.record.case_id.clone())
-                    .collect();
-                let unsent = cache
-                    .values()
-                    .filter(|s| !s.outbox.is_empty())
+                let index = read(&self.index);
+                let unsent = index
+                    .unsent()
+                    .filter_map(|id| cache.get(id))
                     .map(|s| (s.record.case_id.clone(), s.outbox.clone()))
                     .collect();
-                (due, unsent)
+                (index.due_by(now), unsent)
             };
             for (case_id, outbox) in unsent {
                 self.flush(&case_id, &outbox).await;
