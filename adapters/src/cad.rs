@@ -109,7 +109,7 @@ pub struct CadMessage {
 
 /// The case id of a CAD incident.
 pub fn case_id(incident_id: &str) -> String {
-    crate::source_case_id("cad", incident_id)
+    crate::intake::event_id("cad", incident_id)
 }
 
 /// What a CAD message (the raw bytes) asks.
@@ -179,7 +179,7 @@ mod tests {
         let new =
             br#"{"kind":"new","incident_id":"F26-1","type":"STRUCTURE FIRE","priority":1,"lon":-122.41,"lat":37.76}"#;
         let Ok(Message::Report(event)) = to_intake(new, &config()) else { panic!() };
-        assert_eq!((event.id.as_str(), event.data.category.as_str()), ("cad:F26-1", "fire"));
+        assert_eq!((event.id.as_str(), event.data.category.as_str()), ("cad-F26-1", "fire"));
         let update = br#"{"kind":"update","incident_id":"F26-1","narrative":"2nd alarm"}"#;
         assert!(matches!(to_intake(update, &config()), Ok(Message::Act { action: Action::Update { .. }, .. })));
         let close = br#"{"kind":"close","incident_id":"F26-1","narrative":"units cleared"}"#;

@@ -302,10 +302,10 @@ fn parse_circle(text: &str) -> Result<Circle, CapError> {
     Ok(Circle { center, radius_m })
 }
 
-/// The case id of the alert `identifier` from `sender` (`cap-` and 32 hex digits: CAP senders
-/// hold characters that subjects cannot).
+/// The case id of the alert `identifier` from `sender` (`cap-h` and 16 hex digits: CAP senders
+/// hold characters that ids cannot).
 pub fn case_id(sender: &str, identifier: &str) -> String {
-    crate::source_case_id("cap", &format!("{sender},{identifier}"))
+    crate::intake::event_id("cap", &format!("{sender},{identifier}"))
 }
 
 /// CAP severity (raised one step when `Immediate` and `Observed`/`Likely`) → priority 1–4.

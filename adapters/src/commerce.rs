@@ -226,7 +226,7 @@ pub fn source(platform: &str) -> String {
 
 /// The case id of a platform's order.
 pub fn case_id(platform: &str, order_id: &str) -> String {
-    crate::source_case_id(&format!("commerce:{platform}"), order_id)
+    crate::intake::event_id(&format!("commerce-{platform}"), order_id)
 }
 
 fn order_intake(
@@ -314,14 +314,14 @@ mod tests {
             r#"{"order_id":"M-1","status":"created","service":"meal_delivery","location":{"lon":-122.41,"lat":37.76},"flags":["elderly_alone"]}"#,
         );
         let Ok(Message::Report(event)) = created else { panic!("{created:?}") };
-        assert_eq!(event.id, "commerce:meals:M-1");
+        assert_eq!(event.id, "commerce-meals-M-1");
         assert_eq!(event.source, "/commerce/meals");
         assert_eq!(event.data.category, "elderly_assistance");
         let Ok(Message::Act { action, case_ids, .. }) = order(r#"{"order_id":"M-1","status":"delivered"}"#) else {
             panic!()
         };
         assert!(matches!(action, Action::Resolve { .. }));
-        assert_eq!(case_ids, ["commerce:meals:M-1"]);
+        assert_eq!(case_ids, ["commerce-meals-M-1"]);
         assert!(matches!(
             order(r#"{"order_id":"M-1","status":"cancelled"}"#),
             Ok(Message::Act { action: Action::Cancel { .. }, .. })

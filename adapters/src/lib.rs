@@ -34,18 +34,6 @@ pub fn clip(text: String) -> String {
     linkbus_bus::nats::truncated(text, linkbus_bus::wire::MAX_TEXT_LEN)
 }
 
-/// The case id of a source's own id: `<prefix>:<id>` when the id is made of subject-safe
-/// characters (letters, digits, `-`, `_`) and short enough, else `<prefix>-` and 32 hex digits of
-/// its SHA-256. The same id always gives the same case id, so a message sent twice is one case.
-pub fn source_case_id(prefix: &str, id: &str) -> String {
-    let readable = format!("{prefix}:{id}");
-    if linkbus_bus::wire::is_token(id, 96, b"-_") && readable.len() <= linkbus_bus::wire::MAX_ID_LEN {
-        return readable;
-    }
-    use sha2::Digest as _;
-    format!("{prefix}-{}", &hex::encode(sha2::Sha256::digest(id.as_bytes()))[..32])
-}
-
 /// Checks an adapter's configured CloudEvents `source` (a URI reference starting with `/`, at
 /// most 128 bytes) and default priority (1 to 4); the error names the field.
 pub(crate) fn check_source_and_priority(source: &str, priority: u8) -> Result<(), String> {
@@ -78,15 +66,6 @@ pub fn category_token(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::category_token;
-
-    #[test]
-    fn source_case_ids_are_readable_when_they_can_be() {
-        assert_eq!(super::source_case_id("cad", "F-2026-1"), "cad:F-2026-1");
-        let hashed = super::source_case_id("cad", "F 2026/1");
-        assert!(hashed.starts_with("cad-") && hashed.len() == 36, "{hashed}");
-        assert!(linkbus_bus::wire::is_event_id(&hashed));
-        assert_eq!(hashed, super::source_case_id("cad", "F 2026/1"));
-    }
 
     #[test]
     fn tokens() {

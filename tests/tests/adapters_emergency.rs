@@ -322,10 +322,10 @@ async fn cad_incident_is_opened_updated_and_cancelled_by_its_id() {
         "narrative": "Smoke from 2nd floor, elderly resident inside", "flags": ["persons_trapped"]
     });
     let (status, receipt) = s.post("/api/adapters/cad", "application/json", Some(DISPATCH), new.to_string()).await;
-    assert_eq!((status, receipt["cases"][0]["case_id"].clone()), (202, json!("cad:F26-112701")), "{receipt}");
+    assert_eq!((status, receipt["cases"][0]["case_id"].clone()), (202, json!("cad-F26-112701")), "{receipt}");
     let (_, again) = s.post("/api/adapters/cad", "application/json", Some(DISPATCH), new.to_string()).await;
     assert_eq!(again["cases"][0]["outcome"], "duplicate");
-    let record = s.routed("cad:F26-112701").await;
+    let record = s.routed("cad-F26-112701").await;
     assert_eq!(
         (record.case.category.as_str(), record.departments.clone()),
         ("fire", vec!["sffd-station-7".to_owned()])
@@ -339,7 +339,7 @@ async fn cad_incident_is_opened_updated_and_cancelled_by_its_id() {
     let cancel = json!({"kind": "cancel", "incident_id": "F26-112701", "narrative": "duplicate of F26-112699"});
     let (status, receipt) = s.post("/api/adapters/cad", "application/json", Some(DISPATCH), cancel.to_string()).await;
     assert_eq!((status, receipt["cases"][0]["state"].clone()), (200, json!("cancelled")), "{receipt}");
-    let record = s.service.cases.get("cad:F26-112701").expect("the case");
+    let record = s.service.cases.get("cad-F26-112701").expect("the case");
     assert_eq!((events(&record, "source_updated"), events(&record, "cancelled")), (1, 1));
     let (status, _) = s.post("/api/adapters/cad", "application/json", Some(DISPATCH), update.to_string()).await;
     assert_eq!(status, 200, "the update delivered again: already recorded, answered the same");
@@ -385,8 +385,8 @@ async fn signed_orders_open_and_move_a_case_and_forgeries_are_refused() {
         "note": "lunch for one, soft diet", "flags": ["elderly_alone"]
     });
     let (status, receipt) = order(&s, &created, "d-1", now, Some(MEALS_SECRET)).await;
-    assert_eq!((status, receipt["cases"][0]["case_id"].clone()), (202, json!("commerce:meals:M-20261127-0042")));
-    let record = s.routed("commerce:meals:M-20261127-0042").await;
+    assert_eq!((status, receipt["cases"][0]["case_id"].clone()), (202, json!("commerce-meals-M-20261127-0042")));
+    let record = s.routed("commerce-meals-M-20261127-0042").await;
     assert_eq!(record.case.category, "elderly_assistance");
     assert!(record.case.received_location.is_some(), "GCJ-02 converted, the original kept");
 
@@ -407,7 +407,7 @@ async fn signed_orders_open_and_move_a_case_and_forgeries_are_refused() {
     let delivered = json!({"order_id": "M-20261127-0042", "status": "delivered", "note": "handed over at 12:10"});
     let (status, receipt) = order(&s, &delivered, "d-7", now, Some(MEALS_SECRET)).await;
     assert_eq!((status, receipt["cases"][0]["state"].clone()), (200, json!("resolved")), "{receipt}");
-    let record = s.service.cases.get("commerce:meals:M-20261127-0042").expect("the case");
+    let record = s.service.cases.get("commerce-meals-M-20261127-0042").expect("the case");
     assert_eq!(record.state, CaseState::Resolved);
     let by = record.timeline.iter().find(|e| e.event == "resolved").map(|e| e.actor.id.clone());
     assert_eq!(by.as_deref(), Some("/commerce/meals"));
@@ -490,7 +490,7 @@ async fn linkbus_up_takes_cap_cad_and_orders_as_configured() {
         .expect("a reply in time")
         .expect("request");
     let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON");
-    assert_eq!(reply["cases"][0]["case_id"], "cad:F26-9", "{reply}");
+    assert_eq!(reply["cases"][0]["case_id"], "cad-F26-9", "{reply}");
 
     for (filter, what) in [
         ("routed.community.potrero-hill", "the flood broadcast"),
