@@ -92,6 +92,11 @@ if nats:
         share = lb["events_per_second"] / js["events_per_second"]
         say(f"| durable end to end ≥ ½ the raw JetStream forwarder (unpaced) | linkbus {lb['events_per_second']:,.0f}/s vs "
             f"floor {js['events_per_second']:,.0f}/s: **{share:.2f}** | {met(share >= 0.5)} |")
+        if lb.get("stored_per_event") and js.get("stored_per_event"):
+            per_msg = (lb["events_per_second"] * lb["stored_per_event"]) / (js["events_per_second"] * js["stored_per_event"])
+            say(f"| (per message JetStream stores: linkbus {lb['stored_per_event']:.1f} per event, the floor "
+                f"{js['stored_per_event']:.1f}) | {lb['events_per_second'] * lb['stored_per_event']:,.0f} vs "
+                f"{js['events_per_second'] * js['stored_per_event']:,.0f} stored/s: {per_msg:.2f} | |")
     lost = sum(r["lost"] + r["duplicates"] for r in runs if r["target"] == "linkbus")
     sent = sum(r["sent"] for r in runs if r["target"] == "linkbus")
     say(f"| zero loss, exactly once | {sent:,} events sent to linkbus, **{lost}** lost or duplicated | {met(lost == 0)} |")
@@ -203,14 +208,14 @@ if nats:
     say("Latency from when each event was due (paced) or published (unpaced) to the first department copy "
         "(linkbus) or the forwarded copy (floors), through JetStream consumers as a department would read them.")
     say("")
-    say("| target | rate/s | sent | lost | duplicates | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |")
-    say("|---|---|---|---|---|---|---|---|---|---|---|")
+    say("| target | rate/s | sent | lost | duplicates | delivered/s | stored per event | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with open(out / "nats.dat", "w") as dat:
         for r in nats["runs"]:
             l = r["latency"]
             rate = "unpaced" if r["rate"] is None else f"{r['rate']:,}"
             say(f"| {r['target'].replace('_', ' ')} | {rate} | {r['sent']:,} | {r['lost']} | {r['duplicates']} | "
-                f"{r['events_per_second']:,.0f} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['p999_ms']:.2f} | {l['max_ms']:.1f} |")
+                f"{r['events_per_second']:,.0f} | {r.get('stored_per_event', float('nan')):.1f} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['p999_ms']:.2f} | {l['max_ms']:.1f} |")
             dat.write(f"\"{r['target'].replace('_', ' ')} {rate}\" {r['events_per_second']} {max(l['p99_ms'], 0.001)}\n")
     say("")
     if cpu:

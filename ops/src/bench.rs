@@ -52,6 +52,8 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_UNACKED: usize = 4096;
 /// Once every event is in, how long a run keeps listening for late duplicates.
 const QUIET: Duration = Duration::from_millis(500);
+/// How long a run waits at most for the stored-message count to settle.
+const SETTLE: Duration = Duration::from_secs(60);
 /// Distinct case locations and categories a run cycles through.
 const POINTS: usize = 1024;
 /// Latencies are recorded in microseconds up to this (10 minutes).
@@ -130,6 +132,10 @@ pub struct RunReport {
     pub seconds: f64,
     /// `delivered / seconds`.
     pub events_per_second: f64,
+    /// Messages the target's streams stored over the run, per event sent: what each event costs
+    /// JetStream. For linkbus, every stream and KV bucket but the floors' (the report itself
+    /// included), counted once the case book has caught up; for the floors, their two streams.
+    pub stored_per_event: f64,
     /// From when each event was due (paced) or published (unpaced) to its first receipt.
     pub latency: Latency,
 }
@@ -231,15 +237,18 @@ impl Workload {
         Ok(Self { cases })
     }
 
-    /// Event `id`, the `n`th of its run: its ingest subject and JSON.
+    /// Event `id`, the `n`th of its run: its ingest subject and JSON. Each time round the cycle
+    /// moves the point a centimetre east, so that no two events of a bench share a place: each is
+    /// a distinct incident (with `lifecycle.merge_distance_m = 0`, none is merged as a duplicate).
     fn event(&self, id: String, n: usize) -> anyhow::Result<(String, Bytes)> {
-        let (system, category, location) = &self.cases[n % self.cases.len()];
+        let (system, category, at) = &self.cases[n % self.cases.len()];
+        let location = Location { lon: at.lon + (n / self.cases.len()) as f64 * 1e-7, lat: at.lat };
         let now = Timestamp::now();
         let report = CaseReport {
             system: *system,
             category: category.clone(),
             priority: 3,
-            location: *location,
+            location,
             address: Some(format!("{n} Bench Street")),
             reporter: None,
             description: Some("linkbus bench".into()),
@@ -285,6 +294,7 @@ impl Run {
         wait: Duration,
     ) -> anyhow::Result<RunReport> {
         let js = jetstream::new(client.clone());
+        let stored_before = stored_messages(&js, self.target).await?;
         let receipts = self.subscribe(client, &js).await?;
         let due: Arc<[AtomicU64]> = (0..self.count).map(|_| AtomicU64::new(0)).collect();
         let started = Instant::now();
@@ -299,7 +309,8 @@ impl Run {
             return Err(e);
         }
         let tally = receiver.await?;
-        Ok(tally.report(self.target, self.rate, self.count, started))
+        let stored = settled(&js, self.target).await?.saturating_sub(stored_before);
+        Ok(tally.report(self.target, self.rate, self.count, started, stored))
     }
 
     /// Opens what the run's events come back through, before anything is published.
@@ -435,6 +446,36 @@ async fn ordered(
         .boxed())
 }
 
+/// Messages ever stored in `target`'s streams (the sum of their last sequences), to count what
+/// a run stores.
+async fn stored_messages(js: &jetstream::Context, target: Target) -> anyhow::Result<u64> {
+    let mut streams = js.streams();
+    let mut total = 0;
+    while let Some(info) = streams.next().await {
+        let info = info.context("cannot list the JetStream streams")?;
+        if info.config.name.starts_with(floor::STREAM_PREFIX) == (target != Target::Linkbus) {
+            total += info.state.last_sequence;
+        }
+    }
+    Ok(total)
+}
+
+/// [`stored_messages`] once it stops growing (what linkbus stores after the departments have
+/// their copies — the case book's record — still counts), waiting at most [`SETTLE`].
+async fn settled(js: &jetstream::Context, target: Target) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + SETTLE;
+    let mut tick = tokio::time::interval(QUIET);
+    let mut last = stored_messages(js, target).await?;
+    loop {
+        tick.tick().await;
+        let now = stored_messages(js, target).await?;
+        if now == last || Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
 fn msg_id(msg: &jetstream::Message) -> Option<String> {
     msg.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned())
 }
@@ -540,7 +581,7 @@ impl Tally {
         }
     }
 
-    fn report(&self, target: Target, rate: Option<u32>, sent: usize, started: Instant) -> RunReport {
+    fn report(&self, target: Target, rate: Option<u32>, sent: usize, started: Instant, stored: u64) -> RunReport {
         let seconds = self.last.map_or(0.0, |last| (last - started).as_secs_f64());
         let ms = |q: f64| self.latency_us.value_at_quantile(q) as f64 / 1_000.0;
         let latency = if self.latency_us.is_empty() {
@@ -564,6 +605,7 @@ impl Tally {
             duplicates: self.duplicates,
             seconds,
             events_per_second: if seconds > 0.0 { self.delivered_count as f64 / seconds } else { 0.0 },
+            stored_per_event: stored as f64 / sent.max(1) as f64,
             latency,
         }
     }
@@ -573,20 +615,31 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{:<16} {:>8} {:>8} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8}",
-            "target", "rate/s", "sent", "lost", "dups", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
+            "{:<16} {:>8} {:>8} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "target",
+            "rate/s",
+            "sent",
+            "lost",
+            "dups",
+            "events/s",
+            "stored/e",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms"
         )?;
         for r in &self.runs {
             let rate = r.rate.map_or_else(|| "max".to_owned(), |r| r.to_string());
             writeln!(
                 f,
-                "{:<16} {:>8} {:>8} {:>6} {:>6} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                "{:<16} {:>8} {:>8} {:>6} {:>6} {:>10.0} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
                 r.target.to_string(),
                 rate,
                 r.sent,
                 r.lost,
                 r.duplicates,
                 r.events_per_second,
+                r.stored_per_event,
                 r.latency.p50_ms,
                 r.latency.p99_ms,
                 r.latency.p999_ms,

@@ -14,6 +14,7 @@ async fn a_small_bench_routes_every_event_exactly_once_and_measures_the_floors()
         .await
         .expect("the bench finishes in time")
         .expect("the bench runs");
+    eprintln!("{report}");
 
     // One paced and one unpaced run for each of linkbus, the core floor and the JetStream floor.
     let targets: Vec<(Target, Option<u32>)> = report.runs.iter().map(|r| (r.target, r.rate)).collect();
@@ -38,6 +39,14 @@ async fn a_small_bench_routes_every_event_exactly_once_and_measures_the_floors()
         }
         assert!(run.events_per_second > 0.0 && run.latency.p99_ms > 0.0, "{run:?}");
         assert!(run.latency.p50_ms <= run.latency.p99_ms && run.latency.p99_ms <= run.latency.max_ms, "{run:?}");
+        // What each event cost JetStream: the core floor stores nothing, the JetStream floor its
+        // input and its output; linkbus at least the report, the decision, a department's copy
+        // and the case record.
+        match run.target {
+            Target::CoreFloor => assert_eq!(run.stored_per_event, 0.0, "{run:?}"),
+            Target::JetstreamFloor => assert_eq!(run.stored_per_event, 2.0, "{run:?}"),
+            Target::Linkbus => assert!(run.stored_per_event >= 4.0, "{run:?}"),
+        }
     }
     assert!(report.linkbus_exactly_once());
     // The floor's streams are gone afterwards.

@@ -32,6 +32,8 @@ pub const CORE_OUT: &str = "benchfloor.core.out";
 pub const JETSTREAM_IN: &str = "benchfloor.js.in";
 /// Where the JetStream forwarder publishes (`<JETSTREAM_OUT>.<id>`), stored in [`STREAM_OUT`].
 pub const JETSTREAM_OUT: &str = "benchfloor.js.out";
+/// What the floor's stream names begin with.
+pub const STREAM_PREFIX: &str = "BENCHFLOOR_";
 /// The JetStream forwarder's input stream.
 pub const STREAM_IN: &str = "BENCHFLOOR_IN";
 /// The JetStream forwarder's output stream.
