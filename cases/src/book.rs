@@ -137,6 +137,8 @@ pub struct CaseBook {
     cache: RwLock<HashMap<String, Stored>>,
     /// What is due, unsent and open where, over `cache`; locked after it, never before.
     index: RwLock<BookIndex>,
+    /// Held while looking for a new case's duplicates and merging them.
+    merging: tokio::sync::Mutex<()>,
     /// (CloudEvents source, the source's own id) of each record's own report → its case id.
     by_source: RwLock<HashMap<(String, String), String>>,
     ladder: Ladder,
@@ -185,6 +187,7 @@ impl CaseBook {
             store,
             cache: RwLock::new(HashMap::new()),
             index: RwLock::new(BookIndex::default()),
+            merging: tokio::sync::Mutex::new(()),
             by_source: RwLock::new(HashMap::new()),
             ladder,
             router,
@@ -614,8 +617,16 @@ impl CaseBook {
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
             Err(e) => return Err(store_err(e)),
         }
-        // Same incident as an open case? Fold it in (idempotent: a retry finds it done).
-        let primary = {
+        self.merge_duplicates(routed, now).await
+    }
+
+    /// Folds together the reports of one incident: of this routed case and the open cases it
+    /// duplicates, the record opened first is the primary and the others are merged into it
+    /// (idempotent: a retry finds it done). One check at a time (`merging`), each after its own
+    /// record is in the cache, so of two duplicates opened at once the later check sees both.
+    async fn merge_duplicates(&self, routed: &RoutedCase, now: Timestamp) -> Result<(), ActError> {
+        let _one_at_a_time = self.merging.lock().await;
+        let mut group: Vec<(Timestamp, String)> = {
             let cache = read(&self.cache);
             let index = read(&self.index);
             let at = routed.case.location;
@@ -623,31 +634,52 @@ impl CaseBook {
                 .open_near(at.lon, at.lat, self.config.policy.merge.distance_m)
                 .filter_map(|id| cache.get(id))
                 .map(|s| &s.record)
-                .filter(|p| p.created_at <= now && lifecycle::is_duplicate(p, routed, &self.config.policy.merge))
-                .min_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.case_id.cmp(&b.case_id)))
-                .map(|p| p.case_id.clone())
+                .filter(|p| lifecycle::is_duplicate(p, routed, &self.config.policy.merge))
+                .map(|p| (p.created_at, p.case_id.clone()))
+                .collect()
         };
-        let Some(primary) = primary else { return Ok(()) };
-        let report = self.load(&routed.case_id).await?.0.record;
+        if group.is_empty() {
+            return Ok(());
+        }
+        let own = self.load(&routed.case_id).await?.0.record;
+        if own.merged_into.is_some() || !own.state.is_open() {
+            return Ok(());
+        }
+        group.push((own.created_at, own.case_id.clone()));
+        group.sort_unstable();
+        let (_, primary) = &group[0];
+        if *primary == own.case_id {
+            for (_, report) in &group[1..] {
+                self.merge_into(primary, report, now).await?;
+            }
+            Ok(())
+        } else {
+            self.merge_into(primary, &own.case_id, now).await
+        }
+    }
+
+    /// Merges the record of `report_id` into `primary_id`, unless it was merged or acted on.
+    async fn merge_into(&self, primary_id: &str, report_id: &str, now: Timestamp) -> Result<(), ActError> {
+        let report = self.load(report_id).await?.0.record;
         if report.merged_into.is_some() || report.timeline.len() > 1 {
             return Ok(());
         }
         let merged = self
-            .transact(&primary, |p| {
+            .transact(primary_id, |p| {
                 if p.reports.iter().any(|r| r.report_id == report.case_id) || !p.state.is_open() {
                     return Ok(None);
                 }
                 Ok(Some(lifecycle::merge(p, &report, now).0))
             })
             .await?;
-        self.transact(&routed.case_id, |r| {
+        self.transact(report_id, |r| {
             if r.merged_into.is_some() {
                 return Ok(None);
             }
             Ok(Some(lifecycle::merge(&merged, r, now).1))
         })
         .await?;
-        info!(case_id = %routed.case_id, into = %primary, "merged a duplicate report");
+        info!(case_id = %report_id, into = %primary_id, "merged a duplicate report");
         Ok(())
     }
 

@@ -180,6 +180,7 @@ pub async fn bench(url: &str, region: &Region, options: &BenchOptions) -> anyhow
     }
     let mut report = BenchReport::default();
     let mut run_number = 0;
+    let mut first = 0;
     let outcome: anyhow::Result<()> = async {
         for rate in plans {
             let count = match rate {
@@ -188,7 +189,8 @@ pub async fn bench(url: &str, region: &Region, options: &BenchOptions) -> anyhow
             };
             for &target in &targets {
                 run_number += 1;
-                let run = Run { target, rate, count, prefix: format!("{prefix}-{run_number}") };
+                let run = Run { target, rate, count, first, prefix: format!("{prefix}-{run_number}") };
+                first += count;
                 tracing::info!(%target, ?rate, count, "bench run");
                 report.runs.push(run.execute(client, &workload, options.wait).await?);
             }
@@ -237,9 +239,10 @@ impl Workload {
         Ok(Self { cases })
     }
 
-    /// Event `id`, the `n`th of its run: its ingest subject and JSON. Each time round the cycle
-    /// moves the point a centimetre east, so that no two events of a bench share a place: each is
-    /// a distinct incident (with `lifecycle.merge_distance_m = 0`, none is merged as a duplicate).
+    /// Event `id`, the `n`th of the whole bench: its ingest subject and JSON. Each time round the
+    /// cycle moves the point a centimetre east, so that no two events of a bench share a place:
+    /// each is a distinct incident (with `lifecycle.merge_distance_m = 0`, none is merged as a
+    /// duplicate).
     fn event(&self, id: String, n: usize) -> anyhow::Result<(String, Bytes)> {
         let (system, category, at) = &self.cases[n % self.cases.len()];
         let location = Location { lon: at.lon + (n / self.cases.len()) as f64 * 1e-7, lat: at.lat };
@@ -271,6 +274,8 @@ struct Run {
     count: usize,
     /// Event ids are `<prefix>-<n>`, unique across runs (JetStream drops a repeated id).
     prefix: String,
+    /// Events the bench sent before this run: where this run's places continue from.
+    first: usize,
 }
 
 /// One message that came back: which event, and what must not come twice.
@@ -386,7 +391,7 @@ impl Run {
                 None => Instant::now(),
             };
             let id = format!("{}-{n}", self.prefix);
-            let (subject, payload) = workload.event(id.clone(), n)?;
+            let (subject, payload) = workload.event(id.clone(), self.first + n)?;
             slot.store(u64::try_from((at - started).as_nanos()).unwrap_or(u64::MAX - 1) + 1, Ordering::Release);
             match self.target {
                 Target::Linkbus => acks.push(nats::publish(js, subject, &id, payload).await?.into_future()),

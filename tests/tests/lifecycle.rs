@@ -174,6 +174,40 @@ async fn reports_of_one_incident_from_two_systems_merge_and_a_dispatcher_splits_
 }
 
 #[tokio::test]
+async fn a_burst_of_reports_of_one_incident_becomes_one_case() {
+    let bus = TestBus::start().await;
+    let service = bus.service(&quick(&bus, 3600)).await;
+    // Eight reports of one fire, a few metres apart, sent at once among unrelated cases: the case
+    // book opens them concurrently, and still every one but the first opened joins it.
+    let ids: Vec<String> = (0..8).map(|n| format!("lc-burst-{n}")).collect();
+    let mut sends = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        sends.push(case(id, SourceSystem::Emergency, "fire", MISSION.0 + n as f64 * 0.00005, MISSION.1));
+        sends.push(case(&format!("lc-other-{n}"), SourceSystem::PublicService, "sewer_issues", -122.45, 37.77));
+    }
+    futures::future::join_all(sends.iter().map(|event| publish_case(&bus.js, event))).await;
+    let records: Vec<_> = futures::future::join_all(
+        ids.iter().map(|id| wait_for_case(&service, id, "opened", |r| r.merged_into.is_some() || r.reports.len() == 8)),
+    )
+    .await;
+    let primaries: Vec<&str> = records.iter().filter(|r| r.merged_into.is_none()).map(|r| r.case_id.as_str()).collect();
+    assert_eq!(primaries.len(), 1, "one case for the incident: {primaries:?}");
+    for r in &records {
+        assert_eq!(r.merged_into.as_deref().unwrap_or(primaries[0]), primaries[0], "{r:?}");
+    }
+    let primary = service.cases.get(primaries[0]).expect("the primary");
+    let mut reports: Vec<&str> = primary.reports.iter().map(|r| r.report_id.as_str()).collect();
+    reports.sort_unstable();
+    assert_eq!(reports, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    // The unrelated reports (another category) stayed cases of their own.
+    for n in 0..8 {
+        let other = wait_for_case(&service, &format!("lc-other-{n}"), "opened", |_| true).await;
+        assert!(other.merged_into.is_none() || other.merged_into.as_deref().is_some_and(|p| p.starts_with("lc-other")));
+    }
+    service.stop().await;
+}
+
+#[tokio::test]
 async fn a_resident_saying_not_solved_reopens_the_case() {
     let bus = TestBus::start().await;
     let service = bus.service(&quick(&bus, 3600)).await;
