@@ -208,14 +208,14 @@ if nats:
     say("Latency from when each event was due (paced) or published (unpaced) to the first department copy "
         "(linkbus) or the forwarded copy (floors), through JetStream consumers as a department would read them.")
     say("")
-    say("| target | rate/s | sent | lost | duplicates | delivered/s | stored per event | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |")
-    say("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    say("| target | rate/s | sent | lost | duplicates | delivered/s | stored per event | all stored after s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     with open(out / "nats.dat", "w") as dat:
         for r in nats["runs"]:
             l = r["latency"]
             rate = "unpaced" if r["rate"] is None else f"{r['rate']:,}"
             say(f"| {r['target'].replace('_', ' ')} | {rate} | {r['sent']:,} | {r['lost']} | {r['duplicates']} | "
-                f"{r['events_per_second']:,.0f} | {r.get('stored_per_event', float('nan')):.1f} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['p999_ms']:.2f} | {l['max_ms']:.1f} |")
+                f"{r['events_per_second']:,.0f} | {r.get('stored_per_event', float('nan')):.1f} | {r.get('stored_seconds', float('nan')):.1f} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['p999_ms']:.2f} | {l['max_ms']:.1f} |")
             dat.write(f"\"{r['target'].replace('_', ' ')} {rate}\" {r['events_per_second']} {max(l['p99_ms'], 0.001)}\n")
     say("")
     if cpu:

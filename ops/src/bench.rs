@@ -53,7 +53,7 @@ pub const MAX_UNACKED: usize = 4096;
 /// Once every event is in, how long a run keeps listening for late duplicates.
 const QUIET: Duration = Duration::from_millis(500);
 /// How long a run waits at most for the stored-message count to settle.
-const SETTLE: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_secs(300);
 /// Distinct case locations and categories a run cycles through.
 const POINTS: usize = 1024;
 /// Latencies are recorded in microseconds up to this (10 minutes).
@@ -136,6 +136,9 @@ pub struct RunReport {
     /// JetStream. For linkbus, every stream and KV bucket but the floors' (the report itself
     /// included), counted once the case book has caught up; for the floors, their two streams.
     pub stored_per_event: f64,
+    /// Seconds from the first publish until the last of those messages was stored (for linkbus,
+    /// when the case book had opened every record: the closed loop caught up).
+    pub stored_seconds: f64,
     /// From when each event was due (paced) or published (unpaced) to its first receipt.
     pub latency: Latency,
 }
@@ -314,8 +317,12 @@ impl Run {
             return Err(e);
         }
         let tally = receiver.await?;
-        let stored = settled(&js, self.target).await?.saturating_sub(stored_before);
-        Ok(tally.report(self.target, self.rate, self.count, started, stored))
+        let mut report = tally.report(self.target, self.rate, self.count, started);
+        let last_receipt = started + Duration::from_secs_f64(report.seconds);
+        let (stored, stored_at) = settled(&js, self.target, last_receipt).await?;
+        report.stored_per_event = stored.saturating_sub(stored_before) as f64 / self.count.max(1) as f64;
+        report.stored_seconds = (stored_at - started).as_secs_f64();
+        Ok(report)
     }
 
     /// Opens what the run's events come back through, before anything is published.
@@ -466,18 +473,20 @@ async fn stored_messages(js: &jetstream::Context, target: Target) -> anyhow::Res
 }
 
 /// [`stored_messages`] once it stops growing (what linkbus stores after the departments have
-/// their copies — the case book's record — still counts), waiting at most [`SETTLE`].
-async fn settled(js: &jetstream::Context, target: Target) -> anyhow::Result<u64> {
+/// their copies — the case book's record — still counts), waiting at most [`SETTLE`]; and when
+/// it last grew (`since` if not after the first look).
+async fn settled(js: &jetstream::Context, target: Target, since: Instant) -> anyhow::Result<(u64, Instant)> {
     let deadline = Instant::now() + SETTLE;
-    let mut tick = tokio::time::interval(QUIET);
-    let mut last = stored_messages(js, target).await?;
+    let mut tick = tokio::time::interval(QUIET / 5);
+    let (mut last, mut grew) = (stored_messages(js, target).await?, since);
     loop {
         tick.tick().await;
         let now = stored_messages(js, target).await?;
-        if now == last || Instant::now() > deadline {
-            return Ok(now);
+        if now != last {
+            (last, grew) = (now, Instant::now());
+        } else if grew.elapsed() >= QUIET || Instant::now() > deadline {
+            return Ok((now, grew));
         }
-        last = now;
     }
 }
 
@@ -586,7 +595,8 @@ impl Tally {
         }
     }
 
-    fn report(&self, target: Target, rate: Option<u32>, sent: usize, started: Instant, stored: u64) -> RunReport {
+    /// The run's figures but what it stored (filled in by the run).
+    fn report(&self, target: Target, rate: Option<u32>, sent: usize, started: Instant) -> RunReport {
         let seconds = self.last.map_or(0.0, |last| (last - started).as_secs_f64());
         let ms = |q: f64| self.latency_us.value_at_quantile(q) as f64 / 1_000.0;
         let latency = if self.latency_us.is_empty() {
@@ -610,7 +620,8 @@ impl Tally {
             duplicates: self.duplicates,
             seconds,
             events_per_second: if seconds > 0.0 { self.delivered_count as f64 / seconds } else { 0.0 },
-            stored_per_event: stored as f64 / sent.max(1) as f64,
+            stored_per_event: 0.0,
+            stored_seconds: 0.0,
             latency,
         }
     }
@@ -620,7 +631,7 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{:<16} {:>8} {:>8} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "{:<16} {:>8} {:>8} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             "target",
             "rate/s",
             "sent",
@@ -628,6 +639,7 @@ impl std::fmt::Display for BenchReport {
             "dups",
             "events/s",
             "stored/e",
+            "stored s",
             "p50 ms",
             "p99 ms",
             "p99.9 ms",
@@ -637,7 +649,7 @@ impl std::fmt::Display for BenchReport {
             let rate = r.rate.map_or_else(|| "max".to_owned(), |r| r.to_string());
             writeln!(
                 f,
-                "{:<16} {:>8} {:>8} {:>6} {:>6} {:>10.0} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                "{:<16} {:>8} {:>8} {:>6} {:>6} {:>10.0} {:>8.1} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
                 r.target.to_string(),
                 rate,
                 r.sent,
@@ -645,6 +657,7 @@ impl std::fmt::Display for BenchReport {
                 r.duplicates,
                 r.events_per_second,
                 r.stored_per_event,
+                r.stored_seconds,
                 r.latency.p50_ms,
                 r.latency.p99_ms,
                 r.latency.p999_ms,
