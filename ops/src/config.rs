@@ -17,8 +17,8 @@ use linkbus_bus::nats::StreamSettings;
 use linkbus_cases::book::BookConfig;
 use linkbus_cases::lifecycle::{Deadlines, MergePolicy, Policy};
 use linkbus_cases::webhooks::WebhookConfig;
+use linkbus_routers::RoutingParams;
 use linkbus_routers::service::ServiceConfig;
-use linkbus_routers::{PriorityRule, RoutingParams};
 use serde::Deserialize;
 
 use crate::nats_access::{NatsAuth, NatsTls};
@@ -32,7 +32,7 @@ pub struct Config {
     /// Which region's data to route with.
     pub region: RegionConfig,
     /// Matching parameters.
-    pub routing: RoutingConfig,
+    pub routing: RoutingParams,
     /// How the router consumes.
     pub router: RouterConfig,
     /// The closed loop: deadlines, volunteer offers, duplicate merging.
@@ -288,43 +288,6 @@ impl Default for RegionConfig {
     }
 }
 
-/// `[routing]`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RoutingConfig {
-    /// A point outside every community but within this many metres of one goes to the nearest;
-    /// beyond it the case is unmatched (and goes to the catch-all department).
-    pub border_tolerance_m: f64,
-    /// How many volunteers to offer a case to.
-    pub volunteers_k: usize,
-    /// How far to look for volunteers, metres.
-    pub volunteer_radius_m: f64,
-    /// A volunteer offered this many cases in the last hour is offered no more.
-    pub max_offers_per_hour: usize,
-    /// Rules raising the priority of cases by category or flag (the vulnerable first).
-    pub priority_rules: Vec<PriorityRule>,
-    /// A point inside one community but within this many metres of another's border is
-    /// flagged ambiguous, with both candidates and distances in the explanation; 0: off.
-    pub ambiguous_border_m: f64,
-    /// Near a border (see `ambiguous_border_m`), also notify the other community's departments.
-    pub notify_both_near_border: bool,
-}
-
-impl Default for RoutingConfig {
-    fn default() -> Self {
-        let p = RoutingParams::default();
-        Self {
-            border_tolerance_m: p.border_tolerance_m,
-            volunteers_k: p.volunteers_k,
-            volunteer_radius_m: p.volunteer_radius_m,
-            max_offers_per_hour: p.max_offers_per_hour,
-            priority_rules: p.priority_rules,
-            ambiguous_border_m: p.ambiguous_border_m,
-            notify_both_near_border: p.notify_both_near_border,
-        }
-    }
-}
-
 /// `[router]`
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -461,15 +424,7 @@ impl Config {
 
     /// Matching parameters.
     pub fn routing_params(&self) -> RoutingParams {
-        RoutingParams {
-            border_tolerance_m: self.routing.border_tolerance_m,
-            volunteers_k: self.routing.volunteers_k,
-            volunteer_radius_m: self.routing.volunteer_radius_m,
-            max_offers_per_hour: self.routing.max_offers_per_hour,
-            priority_rules: self.routing.priority_rules.clone(),
-            ambiguous_border_m: self.routing.ambiguous_border_m,
-            notify_both_near_border: self.routing.notify_both_near_border,
-        }
+        self.routing.clone()
     }
 
     /// Stream settings.

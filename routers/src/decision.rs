@@ -15,8 +15,9 @@ use crate::departments::{Chosen, DepartmentRules};
 use crate::facilities::FacilityIndex;
 use crate::volunteers::{OfferLedger, Skip, VolunteerIndex};
 
-/// Tunables of the matching.
-#[derive(Debug, Clone, PartialEq)]
+/// Tunables of the matching: the `[routing]` section of the service's configuration.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RoutingParams {
     /// A point outside every community but within this many metres of one goes to the nearest.
     pub border_tolerance_m: f64,
