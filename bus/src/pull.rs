@@ -4,9 +4,10 @@
 //! [`consume`] asks for messages itself, one pull request (a "batch") at a time, sized so that
 //! it never holds more than [`Limits::ahead`] messages pulled but not started, and runs at most
 //! [`Limits::in_flight`] handlers at once. When `shutdown` is cancelled it asks for nothing more,
-//! naks without delay every message it holds (JetStream hands each to another consumer of the
-//! same durable at once) and every one the open pull request still brings, and returns once the
-//! handlers under way have finished (each acks or naks its own message).
+//! starts nothing more, waits for the open pull request to end (within [`PULL_EXPIRES`]), naks
+//! without delay every message it holds (JetStream hands each to another consumer of the same
+//! durable at once; naked while the request was open, it would come back to this one), and
+//! returns once the handlers under way have finished (each acks or naks its own message).
 //!
 //! Why not async-nats's `consumer.stream()`: that keeps pull requests open ahead of time and
 //! re-issues them as it is read, so what it has buffered cannot be handed back — naking it on
@@ -39,7 +40,8 @@ const RETRY_AFTER: Duration = Duration::from_millis(250);
 pub struct Limits {
     /// Messages handled concurrently (at least 1).
     pub in_flight: usize,
-    /// Messages pulled but not started, at most: what a shutdown hands back.
+    /// Messages pulled but not started, at most, while running. A shutdown hands back these and
+    /// what the pull request open at the time still brings (at most `ahead + in_flight` in all).
     pub ahead: usize,
 }
 
@@ -77,7 +79,7 @@ where
     let mut retry_at: Option<Instant> = None;
     let mut stop_by: Option<Instant> = None;
     loop {
-        while running.len() < in_flight {
+        while running.len() < in_flight && !shutdown.is_cancelled() {
             let Some(msg) = held.pop_front() else { break };
             done.handled += 1;
             running.push(handle(msg));
@@ -86,11 +88,15 @@ where
             if stop_by.is_none() {
                 stop_by = Some(Instant::now() + PULL_EXPIRES + Duration::from_secs(2));
             }
-            for msg in held.drain(..) {
-                hand_back(&msg, &mut done).await;
-            }
-            if batch.is_none() && running.is_empty() {
-                return done;
+            // Handed back only once the open pull request has ended: a message naked while it
+            // is open would come straight back to it.
+            if batch.is_none() {
+                for msg in held.drain(..) {
+                    hand_back(&msg, &mut done).await;
+                }
+                if running.is_empty() {
+                    return done;
+                }
             }
         } else if batch.is_none() && retry_at.is_none_or(|at| at <= Instant::now()) {
             retry_at = None;
@@ -116,7 +122,6 @@ where
             _ = shutdown.cancelled(), if !stopping => {}
             Some(()) = running.next(), if !running.is_empty() => {}
             msg = async { batch.as_mut().expect("guarded").next().await }, if batch.is_some() => match msg {
-                Some(Ok(msg)) if stopping => hand_back(&msg, &mut done).await,
                 Some(Ok(msg)) => held.push_back(msg),
                 Some(Err(e)) => {
                     // The server ended the request (e.g. a leader change); async-nats ends the
