@@ -280,7 +280,9 @@ impl Service {
         match tokio::time::timeout(STOP_ROUND_TRIP_TIMEOUT, self.js.get_stream(nats::STREAM_INGEST)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => warn!(error = %e, "the last acks may not have reached NATS"),
-            Err(_) => warn!("NATS did not answer within {STOP_ROUND_TRIP_TIMEOUT:?}; the last acks may not have reached it"),
+            Err(_) => {
+                warn!("NATS did not answer within {STOP_ROUND_TRIP_TIMEOUT:?}; the last acks may not have reached it")
+            }
         }
         if let Err(e) = self.client.drain().await {
             warn!(error = %e, "draining the NATS connection failed");

@@ -66,7 +66,8 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
     };
     let metrics = Metrics::new().context("creating the metrics")?;
     // The embedded server asks for no credentials; `[nats.auth]`/`[nats.tls]` are for `[nats].url`.
-    let embedded = crate::config::NatsConfig { ping_interval_secs: config.nats.ping_interval_secs, ..Default::default() };
+    let embedded =
+        crate::config::NatsConfig { ping_interval_secs: config.nats.ping_interval_secs, ..Default::default() };
     let nats = if server.is_some() { &embedded } else { &config.nats };
     let client = service::connect_configured(&url, nats, Duration::from_secs(30), Some(&metrics.nats)).await?;
     let source = format!("/linkbus/router/{}", std::process::id());

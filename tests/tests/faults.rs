@@ -45,7 +45,14 @@ fn linkbus_up(dir: &Path, name: &str, nats_url: &str, api: Option<SocketAddr>, r
 }
 
 /// [`linkbus_up`] with the lines `nats` of `[nats]` and `router` of `[router]` (no ack wait set).
-fn linkbus_up_with(dir: &Path, name: &str, nats_url: &str, api: Option<SocketAddr>, nats: &str, router: &str) -> Running {
+fn linkbus_up_with(
+    dir: &Path,
+    name: &str,
+    nats_url: &str,
+    api: Option<SocketAddr>,
+    nats: &str,
+    router: &str,
+) -> Running {
     let config = format!(
         "[nats]\nurl = \"{nats_url}\"\n{nats}\n[region]\ndir = \"{}\"\n[router]\n{router}\n\
          [lifecycle]\nmerge_distance_m = 0.0\n[api]\nlisten = \"{}\"\n",
