@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::{self, consumer, kv};
 use bytes::Bytes;
 use futures::StreamExt;
 use jiff::Timestamp;
 use linkbus_bus::nats::{self, DeadLetter};
+use linkbus_bus::pull;
 use linkbus_bus::subjects;
 use linkbus_bus::wire::{
     self, Action, ActionReply, ActionRequest, Actor, ActorKind, CaseAssigned, CaseEvent, CaseRecord, CaseState,
@@ -34,6 +34,12 @@ use crate::metrics::CaseMetrics;
 
 mod index;
 use index::BookIndex;
+
+/// Records the case book opens at once ([`pull::Limits::in_flight`]; as many are read ahead).
+/// Opening them concurrently is safe: each `case.<id>.routed` creates its record with a
+/// create-if-absent (a second delivery of the same case finds it and changes nothing), and the
+/// duplicate check that follows runs one at a time (`merging`) after the record is cached.
+pub const OPEN_IN_FLIGHT: usize = 64;
 
 /// Changes of case records held for subscribers ([`CaseBook::subscribe`]) not yet read by them.
 const CHANGES_CAPACITY: usize = 4096;
@@ -530,7 +536,8 @@ impl CaseBook {
         Ok(())
     }
 
-    /// Opens a record for every routed case, merging it into an open case of the same incident.
+    /// Opens a record for every routed case ([`OPEN_IN_FLIGHT`] at once), merging it into an open
+    /// case of the same incident.
     async fn open_routed(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ActError> {
         let stream = self.js.get_stream(nats::STREAM_CASES).await.map_err(store_err)?;
         let consumer: consumer::PullConsumer = stream
@@ -547,61 +554,45 @@ impl CaseBook {
             )
             .await
             .map_err(store_err)?;
-        while !shutdown.is_cancelled() {
-            let mut messages = match consumer.messages().await {
-                Ok(m) => Box::pin(m.take_until(shutdown.cancelled())),
-                Err(e) => {
-                    warn!(error = %e, "cannot pull routed cases; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            while let Some(msg) = messages.next().await {
-                let msg = match msg {
-                    Ok(m) => m,
-                    // The pull request was lost (see the router's loop): pull anew.
-                    Err(e) if e.kind() == MessagesErrorKind::MissingHeartbeat => {
-                        warn!("routed-case pull request went unanswered (missed heartbeat); pulling anew");
-                        break;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "routed-case pull error");
-                        continue;
-                    }
+        let limits = pull::Limits { in_flight: OPEN_IN_FLIGHT, ahead: OPEN_IN_FLIGHT };
+        let book = &*self;
+        let done = pull::consume(&consumer, limits, &shutdown, |msg| book.open_msg(msg)).await;
+        info!(handled = done.handled, handed_back = done.handed_back, "case book stopped opening records");
+        Ok(())
+    }
+
+    /// Opens the record of one `case.<id>.routed` message (or dead-letters what is not a routed
+    /// case), then acks it; naks it for a retry in a second when the store failed.
+    async fn open_msg(&self, msg: jetstream::Message) {
+        let done = match serde_json::from_slice::<CloudEvent<RoutedCase>>(&msg.payload) {
+            Ok(ev) => self.open_one(&ev.data).await,
+            Err(e) => {
+                // Not written by a router: keep it where operators look, then move on.
+                let letter = DeadLetter {
+                    stage: "cases",
+                    reason: &format!("not a routed case: {e}"),
+                    code: "malformed",
+                    original_subject: &msg.subject,
+                    original_msg_id: None,
+                    msg_id: &format!("cases:{}", msg.info().map(|i| i.stream_sequence).unwrap_or_default()),
+                    payload: msg.payload.clone(),
                 };
-                let done = match serde_json::from_slice::<CloudEvent<RoutedCase>>(&msg.payload) {
-                    Ok(ev) => self.open_one(&ev.data).await,
-                    Err(e) => {
-                        // Not written by a router: keep it where operators look, then move on.
-                        let letter = DeadLetter {
-                            stage: "cases",
-                            reason: &format!("not a routed case: {e}"),
-                            code: "malformed",
-                            original_subject: &msg.subject,
-                            original_msg_id: None,
-                            msg_id: &format!("cases:{}", msg.info().map(|i| i.stream_sequence).unwrap_or_default()),
-                            payload: msg.payload.clone(),
-                        };
-                        let stored =
-                            nats::store_deadletter(&self.js, letter).await.map_err(|e| ActError::Store(e.to_string()));
-                        if stored.is_ok() {
-                            self.metrics.deadletter_cases.inc("malformed");
-                        }
-                        stored
-                    }
-                };
-                match done {
-                    Ok(()) => {
-                        let _ = msg.ack().await;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "could not open a case record; will retry");
-                        let _ = msg.ack_with(jetstream::AckKind::Nak(Some(Duration::from_secs(1)))).await;
-                    }
+                let stored = nats::store_deadletter(&self.js, letter).await.map_err(|e| ActError::Store(e.to_string()));
+                if stored.is_ok() {
+                    self.metrics.deadletter_cases.inc("malformed");
                 }
+                stored
+            }
+        };
+        match done {
+            Ok(()) => {
+                let _ = msg.ack().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "could not open a case record; will retry");
+                let _ = msg.ack_with(jetstream::AckKind::Nak(Some(Duration::from_secs(1)))).await;
             }
         }
-        Ok(())
     }
 
     async fn open_one(&self, routed: &RoutedCase) -> Result<(), ActError> {

@@ -247,6 +247,10 @@ pub struct NatsConfig {
     pub duplicate_window_secs: u64,
     /// Days messages are kept in the streams.
     pub retention_days: u64,
+    /// Seconds between the client's pings to the server. A connection that answers none of
+    /// three in a row (a link that went silent without closing: a black hole) is given up and
+    /// the client reconnects, so it is noticed within about three intervals.
+    pub ping_interval_secs: u64,
     /// `[nats.auth]`: credentials for `url` (see `ops/src/nats_access.rs`).
     pub auth: NatsAuth,
     /// `[nats.tls]`: TLS for `url`.
@@ -262,6 +266,7 @@ impl Default for NatsConfig {
             replicas: 1,
             duplicate_window_secs: 600,
             retention_days: 7,
+            ping_interval_secs: 10,
             auth: NatsAuth::default(),
             tls: NatsTls::default(),
         }
@@ -374,6 +379,7 @@ impl Config {
         );
         anyhow::ensure!((1..=5).contains(&self.nats.replicas), "nats.replicas must be 1 to 5");
         anyhow::ensure!(self.nats.duplicate_window_secs >= 1, "nats.duplicate_window_secs must be at least 1");
+        anyhow::ensure!(self.nats.ping_interval_secs >= 1, "nats.ping_interval_secs must be at least 1");
         self.nats.auth.check()?;
         self.nats.tls.check()?;
         let l = &self.lifecycle;

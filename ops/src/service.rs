@@ -96,7 +96,8 @@ pub async fn connect_configured(
             .await?
             .name("linkbus")
             .subscription_capacity(1 << 16)
-            .connection_timeout(Duration::from_secs(5));
+            .connection_timeout(Duration::from_secs(5))
+            .ping_interval(Duration::from_secs(nats.ping_interval_secs.max(1)));
         if let Some(metrics) = metrics.cloned() {
             options = options.event_callback(move |event| {
                 metrics.observe(&event);
@@ -266,17 +267,31 @@ impl Service {
         self.tasks.iter().all(|t| !t.is_finished())
     }
 
-    /// Stops consuming, lets in-flight cases finish, and drains the connection.
+    /// Stops consuming, hands back what was pulled but not started, lets in-flight cases finish,
+    /// waits until the server has read every ack and hand-back, and drains the connection.
     pub async fn stop(self) {
         self.shutdown.cancel();
         for task in self.tasks {
             let _ = task.await;
+        }
+        // async-nats's `drain` only asks for a drain and returns: a process exiting right after
+        // it could lose acks still in the client's buffer (and leave cases to the ack wait). A
+        // JetStream request answered means the server has read everything sent before it.
+        match tokio::time::timeout(STOP_ROUND_TRIP_TIMEOUT, self.js.get_stream(nats::STREAM_INGEST)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "the last acks may not have reached NATS"),
+            Err(_) => {
+                warn!("NATS did not answer within {STOP_ROUND_TRIP_TIMEOUT:?}; the last acks may not have reached it")
+            }
         }
         if let Err(e) = self.client.drain().await {
             warn!(error = %e, "draining the NATS connection failed");
         }
     }
 }
+
+/// How long [`Service::stop`] waits for NATS to confirm it read the last acks.
+const STOP_ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The readiness probe of a [`Service`].
 struct Probe {

@@ -66,7 +66,9 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
     };
     let metrics = Metrics::new().context("creating the metrics")?;
     // The embedded server asks for no credentials; `[nats.auth]`/`[nats.tls]` are for `[nats].url`.
-    let nats = if server.is_some() { &Default::default() } else { &config.nats };
+    let embedded =
+        crate::config::NatsConfig { ping_interval_secs: config.nats.ping_interval_secs, ..Default::default() };
+    let nats = if server.is_some() { &embedded } else { &config.nats };
     let client = service::connect_configured(&url, nats, Duration::from_secs(30), Some(&metrics.nats)).await?;
     let source = format!("/linkbus/router/{}", std::process::id());
     let svc = Service::start_with_metrics(&config, &region, client.clone(), source, metrics).await?;

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, AckKind, consumer, kv};
 use bytes::Bytes;
@@ -23,6 +22,7 @@ use futures::{StreamExt, TryFutureExt, future};
 use jiff::Timestamp;
 use linkbus_bus::decode::decode_case_report;
 use linkbus_bus::nats::{self, BusError, DeadLetter};
+use linkbus_bus::pull;
 use linkbus_bus::subjects;
 use linkbus_bus::wire::{self, CaseReport, CloudEvent, RoutedCase, VolunteerOffer, VolunteerStatus};
 use tokio_util::sync::CancellationToken;
@@ -247,7 +247,9 @@ pub async fn follow_offers(
     }
 }
 
-/// Consumes the ingest stream until `shutdown`, then finishes what is in flight and returns.
+/// Consumes the ingest stream until `shutdown` ([`pull::consume`]: at most `max_in_flight`
+/// cases routed at once and as many read ahead), then hands back what it read ahead, finishes
+/// what is in flight and returns.
 pub async fn run(
     js: jetstream::Context,
     state: Arc<RouterState>,
@@ -284,42 +286,12 @@ pub async fn run(
     info!(durable = %config.durable, "router consuming {}", nats::STREAM_INGEST);
 
     let sampler = tokio::spawn(sample(consumer.clone(), state.clone(), shutdown.clone()));
-    while !shutdown.is_cancelled() {
-        let messages = match consumer
-            .stream()
-            .max_messages_per_batch(config.max_in_flight.max(1))
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-        {
-            Ok(messages) => messages,
-            Err(e) => {
-                warn!(error = %e, "cannot pull from the ingest stream; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
-        messages
-            .take_until(shutdown.cancelled())
-            // A missed heartbeat means the pull request was lost (sent before the consumer's
-            // leader was elected, or to a node that went away); async-nats does not ask again,
-            // so this pull ends and the loop starts another.
-            .take_while(|m| {
-                let lost = matches!(m, Err(e) if e.kind() == MessagesErrorKind::MissingHeartbeat);
-                if lost {
-                    warn!("the pull request went unanswered (missed heartbeat); pulling anew");
-                }
-                std::future::ready(!lost)
-            })
-            .filter_map(|m| async move { m.map_err(|e| warn!(error = %e, "pull stream error; continuing")).ok() })
-            .for_each_concurrent(config.max_in_flight, |msg| worker.handle(msg))
-            .await;
-    }
+    // A batch read ahead, as many as are routed at once: on shutdown it is handed back at once
+    // (naked without delay) for another router, not left unacknowledged until the ack wait.
+    let limits = pull::Limits { in_flight: config.max_in_flight.max(1), ahead: config.max_in_flight.max(1) };
+    let done = pull::consume(&consumer, limits, &shutdown, |msg| worker.handle(msg)).await;
     let _ = sampler.await;
-    info!("router stopped");
+    info!(handled = done.handled, handed_back = done.handed_back, "router stopped");
     Ok(())
 }
 

@@ -1,9 +1,11 @@
 //! Faults under steady load, each against real nats-servers and real `linkbus` processes: the
 //! nats-server SIGKILLed and restarted; a router SIGKILLed mid-batch and restarted; two routers
 //! sharing the work, one SIGKILLed; linkbus cut off from NATS (a TCP proxy between them closes
-//! every connection and refuses new ones for `LINKBUS_FAULT_CUT_SECS`, 30 by default); a
-//! webhook receiver and a department's consumer that stall; a SIGTERM mid-load; an unpaced
-//! flood. After each, [`audit`] checks that every case sent was routed exactly once, each
+//! every connection and refuses new ones for `LINKBUS_FAULT_CUT_SECS`, 30 by default); linkbus
+//! black-holed (the proxy lets no byte through, sockets open, for `LINKBUS_FAULT_HOLE_SECS`, 20
+//! by default); a webhook receiver and a department's consumer that stall; a SIGTERM mid-load
+//! (with an hour's ack wait, so only the hand-back can bring back what was not started); an
+//! unpaced flood. After each, [`audit`] checks that every case sent was routed exactly once, each
 //! department got its copy once, and every case accepted was accepted once (one timeline entry,
 //! one event). Each test prints its outcome line, which docs/RELIABILITY.md records.
 
@@ -36,10 +38,23 @@ fn linkbus_command() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
 }
 
-/// A `linkbus up` on `nats_url` (its API on `api`, or none), logging into `log`.
-fn linkbus_up(dir: &Path, name: &str, nats_url: &str, api: Option<SocketAddr>, extra: &str) -> Running {
+/// A `linkbus up` on `nats_url` (its API on `api`, or none), logging into `<dir>/<name>/linkbus.log`,
+/// with a 2 s ack wait and `router` more lines of `[router]`.
+fn linkbus_up(dir: &Path, name: &str, nats_url: &str, api: Option<SocketAddr>, router: &str) -> Running {
+    linkbus_up_with(dir, name, nats_url, api, "", &format!("ack_wait_secs = 2\n{router}"))
+}
+
+/// [`linkbus_up`] with the lines `nats` of `[nats]` and `router` of `[router]` (no ack wait set).
+fn linkbus_up_with(
+    dir: &Path,
+    name: &str,
+    nats_url: &str,
+    api: Option<SocketAddr>,
+    nats: &str,
+    router: &str,
+) -> Running {
     let config = format!(
-        "[nats]\nurl = \"{nats_url}\"\n[region]\ndir = \"{}\"\n[router]\nack_wait_secs = 2\n{extra}\n\
+        "[nats]\nurl = \"{nats_url}\"\n{nats}\n[region]\ndir = \"{}\"\n[router]\n{router}\n\
          [lifecycle]\nmerge_distance_m = 0.0\n[api]\nlisten = \"{}\"\n",
         sf_region_dir().display(),
         api.map(|a| a.to_string()).unwrap_or_default()
@@ -454,39 +469,73 @@ async fn a_stalled_department_consumer_holds_up_nobody_else() {
     service.stop().await;
 }
 
+/// Messages a consumer has handed out and not had acknowledged.
+async fn ack_pending(bus: &TestBus, stream: &str, durable: &str) -> usize {
+    bus.js
+        .get_stream(stream)
+        .await
+        .expect("stream")
+        .get_consumer::<consumer::pull::Config>(durable)
+        .await
+        .expect("consumer")
+        .cached_info()
+        .num_ack_pending
+}
+
+/// The number after `field=` on the first line of `log` that says `what`.
+fn logged(log: &Path, what: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains(what))?;
+    let after = &line[line.find(&format!("{field}="))? + field.len() + 1..];
+    after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_mid_load_drains_and_a_restart_loses_nothing() {
+async fn sigterm_mid_load_hands_back_what_was_not_started_and_a_replacement_routes_it_at_once() {
+    // An hour's ack wait: whatever the stopped router held and did not hand back would come back
+    // only after the test's deadlines, so the audit below passing proves the hand-back.
+    const ROUTER: &str = "ack_wait_secs = 3600";
     let bus = TestBus::start().await;
     let earlier = backlog(&bus, "drain", 1000).await;
-    let mut router = linkbus_up(bus.dir.path(), "router-1", &bus.server.url(), None, "");
+    let mut router = linkbus_up_with(bus.dir.path(), "router-1", &bus.server.url(), None, "", ROUTER);
     let acceptor = Acceptor::start(bus.client.clone(), bus.js.clone());
     let load = Load::start(bus.js.clone(), "term", RATE, Some(acceptor.sender()));
     let at_term = wait_decisions(&bus, 200, Duration::from_secs(60)).await;
     sigterm(&router);
+    let termed = std::time::Instant::now();
     let status = tokio::task::spawn_blocking(move || router.wait()).await.expect("join").expect("wait");
+    let exit_secs = termed.elapsed().as_secs_f64();
     assert!(status.success(), "linkbus up exited with {status} on SIGTERM");
-    let consumer_info = bus
-        .js
-        .get_stream(STREAM_INGEST)
-        .await
-        .expect("ingest stream")
-        .get_consumer::<consumer::pull::Config>("linkbus-routers")
-        .await
-        .expect("router consumer")
-        .cached_info()
-        .clone();
     assert!(at_term < earlier.len(), "the batch was done before SIGTERM; the test proved nothing");
-    // What was in flight finished; what the router had pulled but not started is redelivered
-    // after the ack wait (counted below, and in docs/RELIABILITY.md).
+    // What the stopped router and case book were handed and did not ack: the messages they handed
+    // back (naked without delay, waiting for the next consumer) — nothing else, as the
+    // replacement below shows by routing everything at once despite the hour's ack wait.
+    let unacked_router = ack_pending(&bus, STREAM_INGEST, "linkbus-routers").await;
+    let unacked_book = ack_pending(&bus, STREAM_CASES, "linkbus-cases").await;
+    let log = bus.dir.path().join("router-1").join("linkbus.log");
+    let handed_back = logged(&log, "router stopped", "handed_back").expect("the router logs what it handed back");
+    let book_handed_back = logged(&log, "case book stopped opening records", "handed_back").unwrap_or_default();
+    for line in std::fs::read_to_string(&log).unwrap_or_default().lines().filter(|l| l.contains("WARN")) {
+        println!("  router-1: {line}");
+    }
+    assert_eq!(unacked_router as u64, handed_back, "the stopped router left more unacked than it handed back");
+    assert_eq!(unacked_book as u64, book_handed_back, "the stopped case book left more unacked than it handed back");
 
-    let restarted = linkbus_up(bus.dir.path(), "router-2", &bus.server.url(), None, "");
+    // The replacement routes everything stored so far at once (not after an ack wait).
+    let restarted = linkbus_up_with(bus.dir.path(), "router-2", &bus.server.url(), None, "", ROUTER);
+    let started = std::time::Instant::now();
+    let due = earlier.len() + load.stored();
+    wait_decisions(&bus, due, Duration::from_secs(60)).await;
+    let caught_up_secs = started.elapsed().as_secs_f64();
     let at = load.stored();
     load.wait_stored(at + 100, SETTLE).await;
     finish(
         &bus,
         &format!(
-            "SIGTERM after {at_term} decisions ({} pulled but not started, redelivered after the ack wait), restarted",
-            consumer_info.num_ack_pending
+            "SIGTERM after {at_term} decisions, exited in {exit_secs:.1} s, {handed_back} pulled but not started \
+             handed back (case book: {book_handed_back}; unacked at exit: router {unacked_router}, case book \
+             {unacked_book}); the replacement (ack wait 1 h) had routed all {due} stored before it within \
+             {caught_up_secs:.1} s of its start"
         ),
         load,
         acceptor,
@@ -494,6 +543,64 @@ async fn sigterm_mid_load_drains_and_a_restart_loses_nothing() {
     )
     .await;
     drop(restarted);
+}
+
+/// Seconds linkbus is black-holed: `LINKBUS_FAULT_HOLE_SECS`, 20 by default.
+fn hole_secs() -> u64 {
+    std::env::var("LINKBUS_FAULT_HOLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkbus_black_holed_notices_by_ping_and_loses_nothing() {
+    const PING_SECS: u64 = 1;
+    let bus = TestBus::start().await;
+    let target: SocketAddr = format!("127.0.0.1:{}", bus.server.port()).parse().expect("addr");
+    let proxy = Proxy::start(target).await.expect("proxy starts");
+    let api = free_addr();
+    let nats = format!("ping_interval_secs = {PING_SECS}");
+    let linkbus = linkbus_up_with(bus.dir.path(), "linkbus", &proxy.url(), Some(api), &nats, "ack_wait_secs = 2");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("http client");
+    wait_http(&http, api, "/readyz", "ready", |s, _| s == 200).await;
+
+    let acceptor = Acceptor::start(bus.client.clone(), bus.js.clone());
+    let load = Load::start(bus.js.clone(), "hole", RATE, Some(acceptor.sender()));
+    wait_decisions(&bus, 50, WAIT).await;
+
+    let secs = hole_secs();
+    proxy.black_hole();
+    let hole_at = tokio::time::Instant::now();
+    wait_http(&http, api, "/readyz", "503 while black-holed", |s, body| {
+        s == 503 && body.contains("NATS is not connected")
+    })
+    .await;
+    let noticed = hole_at.elapsed();
+    assert!(
+        noticed <= Duration::from_secs(6 * PING_SECS + 4),
+        "the black hole was noticed only after {noticed:?} (ping interval {PING_SECS} s)"
+    );
+    let routed_at_notice = decisions(&bus).await;
+    tokio::time::sleep_until(hole_at + Duration::from_secs(secs)).await;
+    let routed_while_noticed = decisions(&bus).await - routed_at_notice;
+    let stored_during_hole = load.stored();
+    proxy.release();
+    let released_at = tokio::time::Instant::now();
+
+    wait_http(&http, api, "/readyz", "ready again", |s, _| s == 200).await;
+    let ready_again = released_at.elapsed();
+    load.wait_stored(stored_during_hole + 100, SETTLE).await;
+    let fault = format!(
+        "linkbus black-holed for {secs} s (ping {PING_SECS} s): /readyz 503 after {:.1} s, {routed_while_noticed} \
+         routed from then to the release, ready {:.1} s after it",
+        noticed.as_secs_f64(),
+        ready_again.as_secs_f64()
+    );
+    finish(&bus, &fault, load, acceptor, vec![]).await;
+    assert_eq!(routed_while_noticed, 0, "cases were routed through the black hole");
+    let (_, metrics) = get(&http, api, "/metrics").await.expect("metrics");
+    let disconnects = metric(&metrics, "linkbus_nats_disconnects_total").unwrap_or_default();
+    assert!(disconnects >= 1.0, "the disconnection was not counted:\n{metrics}");
+    println!("  linkbus_nats_disconnects_total {disconnects}");
+    drop(linkbus);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
