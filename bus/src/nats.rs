@@ -203,7 +203,8 @@ where
 /// the snapshot is in ([`BucketFollower::caught_up`] returned).
 ///
 /// It reads the bucket's stream (`KV_<bucket>`) with an ordered pull consumer, the last entry of
-/// each key first, rather than through a KV watch. The snapshot ends at the first entry the
+/// each key first (all of the stream when it keeps one entry per key, as linkbus's buckets do),
+/// rather than through a KV watch. The snapshot ends at the first entry the
 /// server says nothing follows (none at all for an empty bucket), or at the first whose stream
 /// sequence reaches the stream's last one when the follow began: with the bucket changing
 /// steadily there may never be nothing left to read. A broken read is resumed after the last
@@ -215,11 +216,14 @@ pub async fn follow_bucket_with<F: BucketFollower>(
     shutdown: &CancellationToken,
     mut follower: F,
 ) {
-    let filter = format!("{}{keys}", store.prefix);
     // Stream sequence of the last entry handed over; 0 before the first.
     let mut last_seen = 0u64;
     // The stream's last sequence when the follow began: the snapshot ends there at the latest.
     let mut snapshot_end = None;
+    // Whether the stream keeps one message per key, so that reading all of it reads the last
+    // entry of each key: nats-server 2.9 takes seconds to start a consumer delivering the last
+    // message per subject of a million subjects (11 s, longer than a request waits).
+    let mut history_of_one = false;
     let mut caught_up = false;
     let retry = || async {
         tokio::select! {
@@ -230,7 +234,10 @@ pub async fn follow_bucket_with<F: BucketFollower>(
     loop {
         if snapshot_end.is_none() {
             match store.stream.get_info().await {
-                Ok(info) => snapshot_end = Some(info.state.last_sequence),
+                Ok(info) => {
+                    snapshot_end = Some(info.state.last_sequence);
+                    history_of_one = info.config.max_messages_per_subject == 1;
+                }
                 Err(e) => {
                     tracing::warn!(bucket = %store.name, error = %e, "cannot read the bucket's stream; retrying");
                     if retry().await {
@@ -241,11 +248,16 @@ pub async fn follow_bucket_with<F: BucketFollower>(
             }
         }
         let deliver_policy = match last_seen {
+            0 if history_of_one => consumer::DeliverPolicy::All,
             0 => consumer::DeliverPolicy::LastPerSubject,
             seen => consumer::DeliverPolicy::ByStartSequence { start_sequence: seen + 1 },
         };
+        // The whole bucket read whole is the whole stream: no filter then, which nats-server 2.9
+        // would match against each of the stream's subjects when starting the consumer (seconds
+        // at 10^6 keys); last per subject needs one.
+        let whole = keys == ">" && deliver_policy != consumer::DeliverPolicy::LastPerSubject;
         let config = consumer::pull::OrderedConfig {
-            filter_subject: filter.clone(),
+            filter_subject: if whole { String::new() } else { format!("{}{keys}", store.prefix) },
             deliver_policy,
             replay_policy: consumer::ReplayPolicy::Instant,
             ..Default::default()
