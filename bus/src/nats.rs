@@ -153,8 +153,9 @@ pub async fn provision_bucket(
 }
 
 /// What follows a KV bucket with [`follow_bucket_with`]: first the bucket's content as it was
-/// when the follow began (a snapshot: the last entry of each key, deletes included), entry by
-/// entry, then [`BucketFollower::caught_up`], then every later change in order.
+/// when the follow began (a snapshot: the last entry of each key, deletes included; a key that
+/// changes meanwhile may come twice, the later last), entry by entry, then
+/// [`BucketFollower::caught_up`], then every later change in order.
 ///
 /// By default the snapshot's entries are applied as changes are; a follower that would rather
 /// load them in one go (e.g. bulk-load an index) collects them in
