@@ -387,7 +387,7 @@ fn decide(c: &mut Criterion) {
             let (min, max) = (grid.min, grid.max);
             let region = synthetic::region(grid);
             let router = Router::new(&region, RoutingParams::default());
-            let index = VolunteerIndex::from_roster(&volunteers(N)).expect("5 skills fit the index");
+            let index = VolunteerIndex::from_roster(volunteers(N)).expect("5 skills fit the index");
             let cases = synthetic::cases(8, QUERIES, &region, min, max);
             (router, index, cases)
         });

@@ -29,7 +29,7 @@ use crate::synthetic;
 /// Distinct cases a run cycles through.
 const CASES: usize = 65_536;
 /// Vertices of each synthetic community.
-const VERTICES: usize = 64;
+pub(crate) const VERTICES: usize = 64;
 
 /// Percentiles of a histogram of nanoseconds, in microseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -146,13 +146,14 @@ pub struct StartUpReport {
     pub communities: usize,
     /// Volunteers.
     pub volunteers: usize,
-    /// Seconds to build the router and take in every volunteer as the service does: parse each
-    /// one's JSON and upsert it into the index, one at a time.
+    /// Seconds to build the router and take in every volunteer one at a time: parse each one's
+    /// JSON and upsert it into the index (as the service takes changes to the volunteers bucket;
+    /// the bucket's content at start it bulk-loads, see [`crate::bucket`]).
     pub seconds: f64,
     /// Of which parsing the JSON.
     pub parse_seconds: f64,
     /// Seconds to parse them all first and bulk-load the index in one go
-    /// ([`VolunteerIndex::from_roster`]), for comparison.
+    /// ([`VolunteerIndex::from_roster`]), as the service loads the volunteers bucket at start.
     pub bulk_seconds: f64,
     /// Resident memory of the process before anything was made, MB.
     pub rss_before_mb: f64,
@@ -226,7 +227,7 @@ fn roster_json(n: usize) -> anyhow::Result<Vec<u8>> {
 }
 
 /// A `/proc/self/status` field in kB, as MB.
-fn status_mb(field: &str) -> anyhow::Result<f64> {
+pub(crate) fn status_mb(field: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let kb = status
         .lines()

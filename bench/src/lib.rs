@@ -5,12 +5,15 @@
 //! - `benches/matching.rs`: criterion benches of the matching (`cargo bench -p linkbus-bench`);
 //! - [`decisions`]: the decision-latency harness (percentiles from an HDR histogram, growth
 //!   with scale, volunteer updates absorbed while routing, start-up time and memory);
+//! - [`bucket`]: start-up through a real nats-server (the volunteers bucket filled, a fresh
+//!   process timed taking them as the service does);
 //! - [`postgis`]: the same decision answered by PostGIS over connections from Rust, checked
 //!   against linkbus on a sample before it is timed.
 //!
-//! The `linkbus-bench` binary runs the last two; `ops/scripts/bench` runs everything and writes
+//! The `linkbus-bench` binary runs the last three; `ops/scripts/bench` runs everything and writes
 //! `docs/BENCHMARKS.md`'s tables and plots.
 
+pub mod bucket;
 pub mod decisions;
 pub mod postgis;
 pub mod synthetic;

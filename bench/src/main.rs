@@ -1,11 +1,12 @@
-//! `linkbus-bench`: the decision-latency harness and the PostGIS baseline, each printing one
-//! JSON report on stdout (`ops/scripts/bench` turns them into `docs/BENCHMARKS.md`'s tables).
+//! `linkbus-bench`: the decision-latency harness, start-up through nats-server and the PostGIS
+//! baseline, each printing one JSON report on stdout (`ops/scripts/bench` turns them into
+//! `docs/BENCHMARKS.md`'s tables).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use linkbus_bench::decisions;
 use linkbus_bench::postgis::{self, PostgisOptions};
+use linkbus_bench::{bucket, decisions};
 
 /// linkbus benchmarks beyond criterion.
 #[derive(Debug, Parser)]
@@ -24,6 +25,35 @@ enum Command {
         communities: usize,
         /// Volunteers.
         #[arg(long, default_value_t = 1_000_000)]
+        volunteers: usize,
+    },
+    /// Start-up through a real nats-server: the volunteers bucket filled, then a fresh process
+    /// (`bucket-follow`) timed taking them as the service does, with its resident memory.
+    Bucket {
+        /// Communities.
+        #[arg(long, default_value_t = 10_000)]
+        communities: usize,
+        /// Volunteers.
+        #[arg(long, default_value_t = 1_000_000)]
+        volunteers: usize,
+        /// A nats-server to use (its volunteers bucket is emptied first); without, one of its own.
+        #[arg(long)]
+        nats_url: Option<String>,
+        /// With --nats-url: keep its volunteers bucket if it holds that many entries already.
+        #[arg(long, requires = "nats_url")]
+        keep: bool,
+    },
+    /// The fresh process of `bucket`.
+    #[command(hide = true)]
+    BucketFollow {
+        /// The nats-server.
+        #[arg(long)]
+        url: String,
+        /// Communities.
+        #[arg(long)]
+        communities: usize,
+        /// Volunteers expected in the bucket.
+        #[arg(long)]
         volunteers: usize,
     },
     /// Decision latency percentiles at growing scale, one thread.
@@ -94,6 +124,12 @@ fn run(command: Command) -> anyhow::Result<String> {
         Command::StartUp { communities, volunteers } => {
             serde_json::to_string(&decisions::start_up(communities, volunteers)?)?
         }
+        Command::Bucket { communities, volunteers, nats_url, keep } => {
+            serde_json::to_string(&runtime()?.block_on(bucket::run(communities, volunteers, nats_url, keep))?)?
+        }
+        Command::BucketFollow { url, communities, volunteers } => {
+            serde_json::to_string(&runtime()?.block_on(bucket::follow(&url, communities, volunteers))?)?
+        }
         Command::Decisions { scales, decisions: count } => {
             let scales = scales
                 .iter()
@@ -110,8 +146,11 @@ fn run(command: Command) -> anyhow::Result<String> {
         )?,
         Command::Postgis { conninfo, communities, volunteers, verify, decisions, clients } => {
             let options = PostgisOptions { conninfo, communities, volunteers, verify, decisions, clients };
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            serde_json::to_string(&runtime.block_on(postgis::run(&options))?)?
+            serde_json::to_string(&runtime()?.block_on(postgis::run(&options))?)?
         }
     })
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use std::future::Future;
 
-use async_nats::jetstream::{self, context::PublishAckFuture, kv, stream};
+use async_nats::jetstream::{self, consumer, context::PublishAckFuture, kv, stream};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -152,60 +152,192 @@ pub async fn provision_bucket(
     Ok(())
 }
 
+/// What follows a KV bucket with [`follow_bucket_with`]: first the bucket's content as it was
+/// when the follow began (a snapshot: the last entry of each key, deletes included; a key that
+/// changes meanwhile may come twice, the later last), entry by entry, then
+/// [`BucketFollower::caught_up`], then every later change in order.
+///
+/// By default the snapshot's entries are applied as changes are; a follower that would rather
+/// load them in one go (e.g. bulk-load an index) collects them in
+/// [`BucketFollower::snapshot_entry`] and loads them in [`BucketFollower::caught_up`].
+pub trait BucketFollower: Send {
+    /// One entry of the snapshot.
+    fn snapshot_entry(&mut self, entry: kv::Entry) -> impl Future<Output = ()> + Send {
+        self.apply(entry)
+    }
+
+    /// Every entry of the snapshot has been handed over (none, for an empty bucket).
+    fn caught_up(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
+    /// One change after the snapshot.
+    fn apply(&mut self, entry: kv::Entry) -> impl Future<Output = ()> + Send;
+}
+
+/// [`BucketFollower`] of a closure that applies every entry alike.
+struct Each<F>(F);
+
+impl<F, Fut> BucketFollower for Each<F>
+where
+    F: FnMut(kv::Entry) -> Fut + Send,
+    Fut: Future<Output = ()> + Send,
+{
+    fn apply(&mut self, entry: kv::Entry) -> impl Future<Output = ()> + Send {
+        (self.0)(entry)
+    }
+}
+
 /// Follows a KV bucket until `shutdown`: every current entry, then each change as it happens,
-/// handed to `apply` in order. `ready` is cancelled once the current entries are in. A broken
-/// watch is resumed from the revision after the last one applied.
-pub async fn follow_bucket<F, Fut>(
+/// handed to `apply` in order. `ready` is cancelled once the current entries are in
+/// ([`follow_bucket_with`]).
+pub async fn follow_bucket<F, Fut>(store: &kv::Store, ready: &CancellationToken, shutdown: &CancellationToken, apply: F)
+where
+    F: FnMut(kv::Entry) -> Fut + Send,
+    Fut: Future<Output = ()> + Send,
+{
+    follow_bucket_with(store, ">", ready, shutdown, Each(apply)).await;
+}
+
+/// Follows the keys of a KV bucket matching `keys` (a subject filter of keys: `>` for all)
+/// until `shutdown`, as `follower` wants them ([`BucketFollower`]); `ready` is cancelled once
+/// the snapshot is in ([`BucketFollower::caught_up`] returned).
+///
+/// It reads the bucket's stream (`KV_<bucket>`) with an ordered pull consumer, the last entry of
+/// each key first (all of the stream when it keeps one entry per key, as linkbus's buckets do),
+/// rather than through a KV watch. The snapshot ends at the first entry the
+/// server says nothing follows (none at all for an empty bucket), or at the first whose stream
+/// sequence reaches the stream's last one when the follow began: with the bucket changing
+/// steadily there may never be nothing left to read. A broken read is resumed after the last
+/// entry handed over.
+pub async fn follow_bucket_with<F: BucketFollower>(
     store: &kv::Store,
+    keys: &str,
     ready: &CancellationToken,
     shutdown: &CancellationToken,
-    mut apply: F,
-) where
-    F: FnMut(kv::Entry) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut next_revision = 0u64;
+    mut follower: F,
+) {
+    // Stream sequence of the last entry handed over; 0 before the first.
+    let mut last_seen = 0u64;
+    // The stream's last sequence when the follow began: the snapshot ends there at the latest.
+    let mut snapshot_end = None;
+    // Whether the stream keeps one message per key, so that reading all of it reads the last
+    // entry of each key: nats-server 2.9 takes seconds to start a consumer delivering the last
+    // message per subject of a million subjects (11 s, longer than a request waits).
+    let mut history_of_one = false;
+    let mut caught_up = false;
+    let retry = || async {
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+        }
+    };
     loop {
-        let watch = if next_revision == 0 {
-            store.watch_with_history(">").await
-        } else {
-            store.watch_all_from_revision(next_revision).await
-        };
-        let mut watch = match watch {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(bucket = %store.name, error = %e, "cannot watch the bucket; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+        if snapshot_end.is_none() {
+            match store.stream.get_info().await {
+                Ok(info) => {
+                    snapshot_end = Some(info.state.last_sequence);
+                    history_of_one = info.config.max_messages_per_subject == 1;
+                }
+                Err(e) => {
+                    tracing::warn!(bucket = %store.name, error = %e, "cannot read the bucket's stream; retrying");
+                    if retry().await {
+                        continue;
+                    }
+                    return;
                 }
             }
-        };
-        if store.status().await.is_ok_and(|s| s.values() == 0) {
-            ready.cancel();
         }
-        loop {
-            let entry = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                entry = watch.next() => entry,
-            };
-            match entry {
-                Some(Ok(entry)) => {
-                    next_revision = entry.revision + 1;
-                    let caught_up = entry.delta == 0;
-                    apply(entry).await;
-                    if caught_up {
-                        ready.cancel();
-                    }
+        let deliver_policy = match last_seen {
+            0 if history_of_one => consumer::DeliverPolicy::All,
+            0 => consumer::DeliverPolicy::LastPerSubject,
+            seen => consumer::DeliverPolicy::ByStartSequence { start_sequence: seen + 1 },
+        };
+        // The whole bucket read whole is the whole stream: no filter then, which nats-server 2.9
+        // would match against each of the stream's subjects when starting the consumer (seconds
+        // at 10^6 keys); last per subject needs one.
+        let whole = keys == ">" && deliver_policy != consumer::DeliverPolicy::LastPerSubject;
+        let config = consumer::pull::OrderedConfig {
+            filter_subject: if whole { String::new() } else { format!("{}{keys}", store.prefix) },
+            deliver_policy,
+            replay_policy: consumer::ReplayPolicy::Instant,
+            ..Default::default()
+        };
+        let messages = match store.stream.create_consumer(config).await {
+            Ok(consumer) => {
+                if !caught_up && consumer.cached_info().num_pending == 0 {
+                    caught_up = true;
+                    follower.caught_up().await;
+                    ready.cancel();
                 }
+                consumer.messages().await.map_err(async_nats::Error::from)
+            }
+            Err(e) => Err(e.into()),
+        };
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(bucket = %store.name, error = %e, "cannot read the bucket; retrying");
+                if retry().await {
+                    continue;
+                }
+                return;
+            }
+        };
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                message = messages.next() => message,
+            };
+            let message = match message {
+                Some(Ok(message)) => message,
                 Some(Err(e)) => {
-                    tracing::warn!(bucket = %store.name, error = %e, "bucket watch error; re-watching");
+                    tracing::warn!(bucket = %store.name, error = %e, "bucket read error; reading on");
                     break;
                 }
                 None => break,
+            };
+            let Some(entry) = entry_of(store, &message, caught_up) else { continue };
+            last_seen = entry.revision;
+            if caught_up {
+                follower.apply(entry).await;
+            } else {
+                let last = entry.delta == 0 || snapshot_end.is_some_and(|end| entry.revision >= end);
+                follower.snapshot_entry(entry).await;
+                if last {
+                    caught_up = true;
+                    follower.caught_up().await;
+                    ready.cancel();
+                }
             }
         }
     }
+}
+
+/// The KV entry a message of the bucket's stream carries (`None` if it is not one).
+fn entry_of(store: &kv::Store, message: &jetstream::Message, seen_current: bool) -> Option<kv::Entry> {
+    let info = message
+        .info()
+        .map_err(|e| tracing::warn!(bucket = %store.name, error = %e, "bucket message without metadata; skipped"))
+        .ok()?;
+    let key = message.subject.strip_prefix(store.prefix.as_str())?.to_owned();
+    let headers = message.headers.as_ref();
+    let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+    let operation = match (header("KV-Operation"), header("Nats-Marker-Reason")) {
+        (Some("DEL"), _) | (None, Some("Remove")) => kv::Operation::Delete,
+        (Some("PURGE"), _) | (None, Some("MaxAge" | "Purge")) => kv::Operation::Purge,
+        _ => kv::Operation::Put,
+    };
+    Some(kv::Entry {
+        bucket: store.name.clone(),
+        key,
+        value: message.payload.clone(),
+        revision: info.stream_sequence,
+        delta: info.pending,
+        created: info.published,
+        operation,
+        seen_current,
+    })
 }
 
 /// Publishes `payload` to a stream with `Nats-Msg-Id: msg_id`; the returned future resolves

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
-use futures::StreamExt;
 use linkbus_bus::nats;
 use linkbus_geo_data::{Region, files};
 use serde::{Deserialize, Serialize};
@@ -196,38 +195,32 @@ pub async fn follow_region(
     state: Arc<RouterState>,
     region: String,
     params: RoutingParams,
-    swapped: impl Fn(&Region) + Send,
+    swapped: impl Fn(&Region) + Send + Sync,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let mut watch = match store.watch_with_history(current_key(&region)).await {
-            Ok(w) => w,
-            Err(e) => {
-                warn!(error = %e, "cannot watch the region bucket; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
-        loop {
-            let entry = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                entry = watch.next() => entry,
-            };
-            match entry {
-                Some(Ok(entry)) if entry.operation == kv::Operation::Put => {
-                    if let Some(loaded) = apply(&js, &store, &state, &region, &params, &entry).await {
-                        swapped(&loaded);
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    warn!(error = %e, "region bucket watch error; re-watching");
-                    break;
-                }
-                None => break,
-            }
+    let key = current_key(&region);
+    let follower = RegionFollower { js: &js, store: &store, state: &state, region: &region, params: &params, swapped };
+    nats::follow_bucket_with(&store, &key, &CancellationToken::new(), &shutdown, follower).await;
+}
+
+/// Follows `<region>.current` for [`follow_region`]: the version in force when it starts, then
+/// each one published.
+struct RegionFollower<'a, S> {
+    js: &'a jetstream::Context,
+    store: &'a kv::Store,
+    state: &'a RouterState,
+    region: &'a str,
+    params: &'a RoutingParams,
+    swapped: S,
+}
+
+impl<S: Fn(&Region) + Send + Sync> nats::BucketFollower for RegionFollower<'_, S> {
+    async fn apply(&mut self, entry: kv::Entry) {
+        if entry.operation != kv::Operation::Put {
+            return;
+        }
+        if let Some(loaded) = apply(self.js, self.store, self.state, self.region, self.params, &entry).await {
+            (self.swapped)(&loaded);
         }
     }
 }

@@ -14,6 +14,7 @@
 //! of each of their skills while available. A short move is made in place when the tree's boxes
 //! allow (`shift`); a long one removes and inserts in each tree the volunteer is in.
 
+use std::borrow::Borrow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -297,10 +298,12 @@ impl VolunteerIndex {
         Self::default()
     }
 
-    /// Builds an index from a roster in one bulk load (faster than upserting one by one).
-    pub fn from_roster<'a>(roster: impl IntoIterator<Item = &'a VolunteerStatus>) -> Result<Self, TooManySkills> {
+    /// Builds an index from a roster in one bulk load (faster than upserting one by one); of a
+    /// volunteer listed twice, the last listing stands.
+    pub fn from_roster<V: Borrow<VolunteerStatus>>(roster: impl IntoIterator<Item = V>) -> Result<Self, TooManySkills> {
         let mut index = Self::new();
         for v in roster {
+            let v = v.borrow();
             let slot = index.slot_for(v)?;
             match index.by_id.get(v.id.as_str()) {
                 Some(&n) => index.slots[n as usize] = Some(slot),

@@ -214,3 +214,72 @@ async fn a_case_whose_decision_is_already_stored_keeps_that_decision() {
     assert_eq!(read_stream(&bus.js, STREAM_CASES, "case.it-stored-1.routed", 1).await.len(), 1);
     service.stop().await;
 }
+
+#[tokio::test]
+async fn volunteers_in_the_bucket_before_start_are_loaded_before_ready_and_later_changes_apply() {
+    let bus = TestBus::start().await;
+    let mut config = bus.config();
+    config.region.seed_volunteers = false;
+    nats::provision(&bus.js, &config.stream_settings()).await.expect("provision");
+    let store = bus.js.get_key_value(BUCKET_VOLUNTEERS).await.expect("bucket");
+    let at = |id: &str, east: f64, available: bool| VolunteerStatus {
+        id: id.into(),
+        location: Location { lon: MISSION.0 + east, lat: MISSION.1 },
+        available,
+        skills: vec!["cpr".into()],
+    };
+    let put = |v: VolunteerStatus| {
+        let store = store.clone();
+        async move { store.put(v.id.clone(), serde_json::to_vec(&v).expect("json").into()).await.expect("put") }
+    };
+    put(at("vol-pre-1", 0.001, true)).await;
+    put(at("vol-pre-2", 0.002, true)).await;
+    put(at("vol-pre-gone", 0.0005, true)).await;
+    store.delete("vol-pre-gone").await.expect("delete");
+    put(at("vol-pre-3", 0.003, false)).await;
+    store
+        .put(
+            "vol-pre-bad",
+            Bytes::from_static(
+                b"{\"id\": \"vol-pre-bad\", \"location\": {\"lon\": 500, \"lat\": 0}, \"available\": true, \"skills\": []}",
+            ),
+        )
+        .await
+        .expect("put bad");
+
+    // Service::start returns once the volunteers are loaded; only then is /readyz served.
+    let service = bus.service(&config).await;
+    service.readiness().ready().await.expect("ready");
+    assert_eq!(linkbus_routers::service::read(&service.state.volunteers).len(), 3);
+    let nearest = || {
+        let decision =
+            service.state.decide(&case("x", SourceSystem::Emergency, "cardiac_arrest", MISSION.0, MISSION.1).data);
+        let ids: Vec<String> = decision.volunteers.iter().map(|v| v.id.clone()).collect();
+        (ids, decision.volunteer_search.skipped_unavailable)
+    };
+    assert_eq!(nearest(), (vec!["vol-pre-1".to_owned(), "vol-pre-2".to_owned()], 1));
+    let letters = read_stream(&bus.js, STREAM_DEADLETTER, "deadletter.volunteers", 1).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        letters[0].payload.as_ref(),
+        b"{\"id\": \"vol-pre-bad\", \"location\": {\"lon\": 500, \"lat\": 0}, \"available\": true, \"skills\": []}"
+    );
+    assert!(header(&letters[0], HEADER_REASON).unwrap_or_default().contains("location.lon"));
+
+    // Later changes, one by one: a delete, and going off duty.
+    store.delete("vol-pre-1").await.expect("delete");
+    put(at("vol-pre-2", 0.002, false)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while nearest() != (vec![], 2) {
+        assert!(tokio::time::Instant::now() < deadline, "later changes not applied: {:?}", nearest());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Back on duty.
+    put(at("vol-pre-3", 0.003, true)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while nearest() != (vec!["vol-pre-3".to_owned()], 1) {
+        assert!(tokio::time::Instant::now() < deadline, "later put not applied: {:?}", nearest());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    service.stop().await;
+}
