@@ -140,35 +140,32 @@ pub struct OrderEvent {
     pub occurred_at: Option<Timestamp>,
 }
 
-/// The configured platforms with their secrets read, and the delivery-id memory.
-pub struct Platforms {
+/// The configured platforms with their secrets read: what checks a request's signature and
+/// reads its order, all without the bus ([`Platforms`] adds the delivery-id memory).
+pub struct Senders {
     platforms: HashMap<String, (PlatformConfig, Vec<u8>)>,
-    deliveries: kv::Store,
 }
 
-impl Platforms {
-    /// Reads the secrets and opens (creating if needed) the delivery bucket.
-    pub async fn open(js: &jetstream::Context, config: &CommerceConfig) -> Result<Self, String> {
+impl std::fmt::Debug for Senders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Senders").field("platforms", &self.platforms.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl Senders {
+    /// Checks `config` and reads the secrets.
+    pub fn new(config: &CommerceConfig) -> Result<Self, String> {
         config.validate().map_err(|e| format!("[adapters.commerce]: {e}"))?;
         let mut platforms = HashMap::new();
         for p in &config.platforms {
             let secret = webhooks::resolve_secret(&p.secret, p.secret_env.as_deref())?;
             platforms.insert(p.id.clone(), (p.clone(), secret.into_bytes()));
         }
-        nats::provision_bucket(
-            js,
-            BUCKET_DELIVERIES,
-            "commerce webhook deliveries already received",
-            DELIVERY_MEMORY,
-            1,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let deliveries = js.get_key_value(BUCKET_DELIVERIES).await.map_err(|e| e.to_string())?;
-        Ok(Self { platforms, deliveries })
+        Ok(Self { platforms })
     }
 
-    /// Checks the signature and timestamp of a request from `platform`; its delivery key.
+    /// Checks the signature and timestamp of a request from `platform` at `now` (unix seconds);
+    /// its delivery key.
     pub fn verify(&self, platform: &str, headers: &HeaderMap, body: &[u8], now: i64) -> Result<String, IntakeError> {
         let unauthorized = |why: &str| Err(IntakeError::Unauthorized(why.to_owned()));
         let Some((_, secret)) = self.platforms.get(platform) else { return unauthorized("unknown platform") };
@@ -194,6 +191,47 @@ impl Platforms {
         Ok(format!("{platform}.{}", &digest[..32]))
     }
 
+    /// What an order event from `platform` asks, received at `now`.
+    pub fn to_intake(&self, platform: &str, body: &[u8], now: Timestamp) -> Result<Message, IntakeError> {
+        let Some((config, _)) = self.platforms.get(platform) else {
+            return Err(IntakeError::Unauthorized("unknown platform".into()));
+        };
+        let text = std::str::from_utf8(body).map_err(|e| IntakeError::Malformed(format!("not UTF-8: {e}")))?;
+        let order: OrderEvent =
+            serde_json::from_str(text).map_err(|e| IntakeError::Malformed(format!("not an order event: {e}")))?;
+        order_intake(platform, config, order, now)
+    }
+}
+
+/// The configured platforms ([`Senders`]) and the delivery-id memory.
+pub struct Platforms {
+    senders: Senders,
+    deliveries: kv::Store,
+}
+
+impl Platforms {
+    /// Reads the secrets and opens (creating if needed) the delivery bucket.
+    pub async fn open(js: &jetstream::Context, config: &CommerceConfig) -> Result<Self, String> {
+        let senders = Senders::new(config)?;
+        nats::provision_bucket(
+            js,
+            BUCKET_DELIVERIES,
+            "commerce webhook deliveries already received",
+            DELIVERY_MEMORY,
+            1,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let deliveries = js.get_key_value(BUCKET_DELIVERIES).await.map_err(|e| e.to_string())?;
+        Ok(Self { senders, deliveries })
+    }
+
+    /// Checks the signature and timestamp of a request from `platform`; its delivery key
+    /// ([`Senders::verify`]).
+    pub fn verify(&self, platform: &str, headers: &HeaderMap, body: &[u8], now: i64) -> Result<String, IntakeError> {
+        self.senders.verify(platform, headers, body, now)
+    }
+
     /// Records the delivery; 409 if it was already received.
     pub async fn claim(&self, delivery: &str) -> Result<(), IntakeError> {
         claim_once(&self.deliveries, delivery).await
@@ -207,15 +245,9 @@ impl Platforms {
         }
     }
 
-    /// What an order event from `platform` asks.
+    /// What an order event from `platform` asks ([`Senders::to_intake`], received now).
     pub fn to_intake(&self, platform: &str, body: &[u8]) -> Result<Message, IntakeError> {
-        let Some((config, _)) = self.platforms.get(platform) else {
-            return Err(IntakeError::Unauthorized("unknown platform".into()));
-        };
-        let text = std::str::from_utf8(body).map_err(|e| IntakeError::Malformed(format!("not UTF-8: {e}")))?;
-        let order: OrderEvent =
-            serde_json::from_str(text).map_err(|e| IntakeError::Malformed(format!("not an order event: {e}")))?;
-        order_intake(platform, config, order, Timestamp::now())
+        self.senders.to_intake(platform, body, Timestamp::now())
     }
 }
 

@@ -347,15 +347,19 @@ impl BatchFormat {
 }
 
 /// A row of a batch, read: the report, or why it could not be read; and the row's text.
-struct ReadRow {
-    row: usize,
-    report: Result<GridReport, String>,
-    raw: Bytes,
+#[derive(Debug)]
+pub struct ReadRow {
+    /// 1-based: the data row after the CSV header, or the line of JSON lines (blank ones counted).
+    pub row: usize,
+    /// The report, or why the row is not one.
+    pub report: Result<GridReport, String>,
+    /// The row as received (its cells joined by commas for CSV), for the dead letter.
+    pub raw: Bytes,
 }
 
 /// Reads every row of a batch; a bad row is an error for that row alone. `Err` when the file as
 /// a whole cannot be read (no CSV header).
-fn read_rows(body: &[u8], format: BatchFormat) -> Result<Vec<ReadRow>, String> {
+pub fn read_rows(body: &[u8], format: BatchFormat) -> Result<Vec<ReadRow>, String> {
     match format {
         BatchFormat::JsonLines => Ok(body
             .split(|&b| b == b'\n')

@@ -28,6 +28,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("cap_alert", cap_alert),
     ("cad_message", cad_message),
     ("open311_form", open311_form),
+    ("commerce_webhook", commerce_webhook),
+    ("grid_rows", grid_rows),
 ];
 
 /// Ingest subjects the first byte of a case envelope input picks from.
@@ -148,6 +150,128 @@ pub fn cad_message(data: &[u8]) {
 pub fn open311_form(data: &[u8]) {
     if let Ok(pairs) = linkbus_adapters::open311::parse_form(data) {
         assert!(pairs.len() <= data.len() + 1, "no more pairs than separators");
+    }
+}
+
+/// A commerce order webhook (`POST /api/adapters/commerce/{platform}/orders`) as its handler
+/// takes it: [`Senders::verify`](linkbus_adapters::commerce::Senders::verify) on the headers and
+/// body, then the order JSON ([`Senders::to_intake`](linkbus_adapters::commerce::Senders::to_intake),
+/// tried whatever the signature, to reach it without forging one).
+///
+/// The input: a first byte, then `Name: value` header lines, a blank line and the body (no blank
+/// line: all body, no headers). The first byte picks the platform (bit 7: configured `meals` or
+/// unknown) and the signature (the rest, mod 3): as given; signed with the platform's secret over
+/// the given `Linkbus-Timestamp` (or now, if none parses); or signed with another secret.
+/// Accepted means signed with the secret, a timestamp within 5 minutes and a delivery id; a
+/// request signed so, at now, with a delivery id, is accepted. A read order is a valid case of
+/// that platform or a source update of its case.
+pub fn commerce_webhook(data: &[u8]) {
+    use axum::http::{HeaderMap, HeaderName, HeaderValue};
+    use linkbus_adapters::commerce::{self, HEADER_DELIVERY, Senders};
+    use linkbus_adapters::intake::{IntakeError, Message};
+    use linkbus_cases::webhooks::{self, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+
+    const SECRET: &str = "s3cret";
+    static SENDERS: std::sync::OnceLock<Senders> = std::sync::OnceLock::new();
+    let senders = SENDERS.get_or_init(|| {
+        let config: commerce::CommerceConfig = serde_json::from_value(serde_json::json!({
+            "platforms": [{"id": "meals", "secret": SECRET, "priority": 3,
+                           "categories": {"map": {"meal_delivery": "elderly_assistance"}}}]
+        }))
+        .expect("the platform configuration");
+        Senders::new(&config).expect("a valid platform configuration")
+    });
+    let Some((mode, rest)) = data.split_first() else { return };
+    let (head, body) = match rest.windows(2).position(|w| w == b"\n\n") {
+        Some(at) => (&rest[..at], &rest[at + 2..]),
+        None => (&[][..], rest),
+    };
+    let mut headers = HeaderMap::new();
+    for line in head.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let name = HeaderName::from_bytes(line[..colon].trim_ascii());
+        let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii());
+        if let (Ok(name), Ok(value)) = (name, value) {
+            headers.append(name, value);
+        }
+    }
+    let platform = if mode & 0x80 == 0 { "meals" } else { "unknown" };
+    let signer = match (mode & 0x7f) % 3 {
+        0 => None,
+        1 => Some(SECRET),
+        _ => Some("not-the-secret"),
+    };
+    let now = now();
+    let text =
+        |headers: &HeaderMap, name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned());
+    if let Some(secret) = signer {
+        let given = text(&headers, HEADER_TIMESTAMP).and_then(|t| t.parse::<i64>().ok());
+        let timestamp = given.unwrap_or_else(|| {
+            headers.insert(HEADER_TIMESTAMP, HeaderValue::from(now.as_second()));
+            now.as_second()
+        });
+        let signature = webhooks::sign(secret.as_bytes(), timestamp, body);
+        headers.insert(HEADER_SIGNATURE, HeaderValue::from_str(&signature).expect("a header value"));
+    }
+    let verified = senders.verify(platform, &headers, body, now.as_second());
+    let timestamp = text(&headers, HEADER_TIMESTAMP).unwrap_or_default();
+    let on_time = timestamp.parse::<i64>().is_ok_and(|ts| ts.abs_diff(now.as_second()) <= 300);
+    let delivery = text(&headers, HEADER_DELIVERY).is_some_and(|d| !d.is_empty() && d.len() <= 256);
+    if let Ok(key) = &verified {
+        assert_eq!(platform, "meals", "only a configured platform is accepted");
+        assert!(on_time && delivery, "accepted: a timestamp within 5 minutes and a delivery id");
+        let signature = text(&headers, HEADER_SIGNATURE).unwrap_or_default();
+        let ts: i64 = timestamp.parse().expect("checked");
+        assert!(
+            signature.eq_ignore_ascii_case(&webhooks::sign(SECRET.as_bytes(), ts, body)),
+            "accepted: signed with the platform's secret"
+        );
+        assert!(key.starts_with("meals.") && key.len() == "meals.".len() + 32, "delivery key {key:?}");
+    }
+    let canonical = timestamp.parse::<i64>().is_ok_and(|ts| ts.to_string() == timestamp);
+    if platform == "meals" && signer == Some(SECRET) && on_time && canonical && delivery {
+        assert!(verified.is_ok(), "signed with the secret at now, with a delivery id: {verified:?}");
+    }
+    match senders.to_intake(platform, body, now) {
+        Ok(Message::Report(event)) => {
+            assert_eq!(platform, "meals");
+            event.data.validate().expect("an adapted order is a valid case");
+            assert_eq!(event.source, commerce::source(platform));
+            assert_eq!(event.id, commerce::case_id(platform, &event.data.source_id));
+        }
+        Ok(Message::Act { source, case_ids, .. }) => {
+            assert_eq!((platform, source.as_str()), ("meals", "/commerce/meals"));
+            assert!(case_ids.len() == 1 && case_ids[0].starts_with("commerce-meals-"), "{case_ids:?}");
+        }
+        Err(e) => {
+            if platform != "meals" {
+                assert!(matches!(e, IntakeError::Unauthorized(_)), "an unknown platform: {e:?}");
+            }
+        }
+    }
+}
+
+/// A grid batch (`POST /api/adapters/grid/batch`) as the grid adapter reads it (first byte: CSV
+/// or JSON lines), every row converted with the shipped configuration: a row is a report or an
+/// error of its own, rows are numbered upwards from 1, and a converted report is a valid
+/// `management` case `grid-…`.
+pub fn grid_rows(data: &[u8]) {
+    use linkbus_adapters::grid::{self, BatchFormat, GridConfig};
+    let Some((first, body)) = data.split_first() else { return };
+    let format = if first & 1 == 0 { BatchFormat::Csv } else { BatchFormat::JsonLines };
+    let Ok(rows) = grid::read_rows(body, format) else { return };
+    let config = GridConfig::default();
+    let mut last = 0;
+    for row in rows {
+        assert!(row.row > last, "rows numbered upwards from 1: {} after {last}", row.row);
+        last = row.row;
+        let Ok(report) = row.report else { continue };
+        if let Ok(event) = report.event(&config, now()) {
+            event.data.validate().expect("an adapted grid report is a valid case");
+            assert_eq!(event.data.system, linkbus_bus::wire::SourceSystem::Management);
+            assert!(event.id.starts_with("grid-"), "{}", event.id);
+            assert_eq!(event.source, config.source);
+        }
     }
 }
 
