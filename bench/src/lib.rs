@@ -6,11 +6,13 @@
 //! - [`decisions`]: the decision-latency harness (percentiles from an HDR histogram, growth
 //!   with scale, volunteer updates absorbed while routing, start-up time and memory);
 //! - [`postgis`]: the same decision answered by PostGIS over connections from Rust, checked
-//!   against linkbus on a sample before it is timed.
+//!   against linkbus on a sample before it is timed, and the CPU time its backends spent;
+//! - [`cpu`]: CPU time of a thread or a process, for work per CPU-second.
 //!
 //! The `linkbus-bench` binary runs the last two; `ops/scripts/bench` runs everything and writes
 //! `docs/BENCHMARKS.md`'s tables and plots.
 
+pub mod cpu;
 pub mod decisions;
 pub mod postgis;
 pub mod synthetic;
