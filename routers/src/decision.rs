@@ -1,7 +1,7 @@
 //! The full routing decision for one case: community, department(s), volunteers, and the
 //! explanation in sentences. Pure and synchronous: the same inputs give the same decision.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use linkbus_bus::wire::{
     Area, CaseReport, CommunityMatch, CommunityOutcome, CommunityRef, Decision, DepartmentChoice, DepartmentRule,

@@ -15,9 +15,10 @@
 //! allow (`shift`); a long one removes and inserts in each tree the volunteer is in.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use linkbus_bus::wire::{VolunteerChoice, VolunteerSearch, VolunteerStatus};
 use rstar::primitives::GeomWithData;
 use rstar::{AABB, Envelope, ParentNode, RTree, RTreeNode, RTreeObject, SelectionFunction};
