@@ -24,6 +24,7 @@ use linkbus_routers::{OfferLedger, Router, RoutingParams, VolunteerIndex};
 use rand::RngExt as _;
 use serde::Serialize;
 
+use crate::cpu::thread_seconds as thread_cpu_seconds;
 use crate::synthetic;
 
 /// Distinct cases a run cycles through.
@@ -107,6 +108,11 @@ pub struct ScaleReport {
     pub decisions: usize,
     /// Decisions per second on one thread (1 / mean).
     pub decisions_per_second: f64,
+    /// CPU time the thread spent on the timed decisions (timing and recording included), s.
+    pub cpu_seconds: f64,
+    /// Decisions per CPU-second of the thread: what one core does, however busy the machine
+    /// (a thread taken off its core for a while adds to the wall time, not to this).
+    pub decisions_per_cpu_second: f64,
     /// Each decision's time.
     pub latency: Percentiles,
 }
@@ -122,17 +128,21 @@ pub fn scales(scales: &[(usize, usize)], decisions: usize) -> anyhow::Result<Vec
         for case in &city.cases {
             std::hint::black_box(city.router.decide(case, &city.volunteers, &offers, 0));
         }
+        let cpu = thread_cpu_seconds();
         for case in city.cases.iter().cycle().take(decisions) {
             let started = Instant::now();
             std::hint::black_box(city.router.decide(std::hint::black_box(case), &city.volunteers, &offers, 0));
             h.saturating_record(started.elapsed().as_nanos() as u64);
         }
+        let cpu_seconds = thread_cpu_seconds() - cpu;
         let latency = Percentiles::of(&h);
         reports.push(ScaleReport {
             communities,
             volunteers,
             decisions,
             decisions_per_second: 1e6 / latency.mean_us,
+            cpu_seconds,
+            decisions_per_cpu_second: decisions as f64 / cpu_seconds.max(f64::EPSILON),
             latency,
         });
     }
@@ -203,17 +213,6 @@ pub fn start_up(communities: usize, volunteers: usize) -> anyhow::Result<StartUp
         rss_mb,
         peak_rss_mb: status_mb("VmHWM")?,
     })
-}
-
-/// CPU time (user and system) of the calling thread so far, seconds; 0 where Linux's
-/// `/proc/thread-self/stat` cannot be read.
-fn thread_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else { return 0.0 };
-    // After the command name in parentheses: state is field 3, utime 14 and stime 15.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    // Linux reports these in USER_HZ, 100 on every platform it runs on.
-    (ticks(14) + ticks(15)) / 100.0
 }
 
 /// The JSON of `n` synthetic volunteers, one per line, in one buffer.

@@ -8,12 +8,14 @@
 //! - [`bucket`]: start-up through a real nats-server (the volunteers bucket filled, a fresh
 //!   process timed taking them as the service does);
 //! - [`postgis`]: the same decision answered by PostGIS over connections from Rust, checked
-//!   against linkbus on a sample before it is timed.
+//!   against linkbus on a sample before it is timed, and the CPU time its backends spent;
+//! - [`cpu`]: CPU time of a thread or a process, for work per CPU-second.
 //!
-//! The `linkbus-bench` binary runs the last three; `ops/scripts/bench` runs everything and writes
+//! The `linkbus-bench` binary runs `bucket`, `decisions` and `postgis`; `ops/scripts/bench` runs everything and writes
 //! `docs/BENCHMARKS.md`'s tables and plots.
 
 pub mod bucket;
+pub mod cpu;
 pub mod decisions;
 pub mod postgis;
 pub mod synthetic;

@@ -9,6 +9,12 @@
 //! indexes on the same synthetic city ([`crate::synthetic`]); any community that differs, or any
 //! top-k that differs other than by the order of equidistant volunteers, stops the run. The
 //! same sample ranked by degrees is counted too, to show why geography is used.
+//!
+//! Besides the round trips, each run reads the CPU time of the PostgreSQL backends serving its
+//! connections (`pg_backend_pid()`, then `/proc/<pid>/schedstat` before and after), so that
+//! PostGIS is compared per CPU-second as linkbus is: a round trip also waits on the client, the
+//! socket and the scheduler, and a server can serve other clients meanwhile. Only where the
+//! server runs on this host (as `ops/scripts/bench`'s throwaway cluster does).
 
 use std::time::Instant;
 
@@ -23,6 +29,7 @@ use serde::Serialize;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, Statement};
 
+use crate::cpu;
 use crate::decisions::Percentiles;
 use crate::synthetic;
 
@@ -57,6 +64,11 @@ pub struct ClientRun {
     pub decisions: usize,
     /// Decisions per second, all clients together.
     pub decisions_per_second: f64,
+    /// CPU time the backends serving the clients spent over the run, seconds (none where their
+    /// `/proc` entries cannot be read: a server on another host).
+    pub backend_cpu_seconds: Option<f64>,
+    /// Decisions per CPU-second of the backends: PostGIS's throughput per core.
+    pub decisions_per_cpu_second: Option<f64>,
     /// Each decision's round trip.
     pub latency: Percentiles,
 }
@@ -222,11 +234,16 @@ async fn timed(
 ) -> anyhow::Result<ClientRun> {
     let per_client = options.decisions / clients;
     let mut connections: Vec<(Client, Statement)> = Vec::with_capacity(clients);
+    let mut backends: Vec<u32> = Vec::with_capacity(clients);
     for _ in 0..clients {
         let client = connect(&options.conninfo).await?;
         let statement = client.prepare_typed(DECIDE, &PARAMS).await?;
+        let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        backends.push(pid as u32);
         connections.push((client, statement));
     }
+    let backend_cpu = || backends.iter().map(|pid| cpu::process_seconds(*pid)).sum::<Option<f64>>();
+    let cpu_before = backend_cpu();
     let started = Instant::now();
     let tasks = connections.into_iter().enumerate().map(|(c, (client, statement))| {
         // Each client its own stretch of the questions.
@@ -244,19 +261,27 @@ async fn timed(
                 client.query_one(&statement, &[lon, lat, skill, &radius, limit]).await?;
                 h.saturating_record(t.elapsed().as_nanos() as u64);
             }
-            anyhow::Ok(h)
+            // The client too: closing it ends its backend, whose CPU time is read after.
+            anyhow::Ok((h, client))
         })
     });
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let mut open = Vec::with_capacity(clients);
     for task in futures::future::join_all(tasks).await {
-        all.add(task??)?;
+        let (h, client) = task??;
+        all.add(h)?;
+        open.push(client);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let backend_cpu_seconds = cpu_before.zip(backend_cpu()).map(|(before, after)| after - before);
+    drop(open);
     let decisions = per_client * clients;
     Ok(ClientRun {
         clients,
         decisions,
         decisions_per_second: decisions as f64 / seconds,
+        backend_cpu_seconds,
+        decisions_per_cpu_second: backend_cpu_seconds.map(|s| decisions as f64 / s.max(f64::EPSILON)),
         latency: Percentiles::of(&all),
     })
 }

@@ -1,7 +1,9 @@
 //! The full routing decision for one case: community, department(s), volunteers, and the
 //! explanation in sentences. Pure and synchronous: the same inputs give the same decision.
 
-use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+
+use foldhash::HashMap;
 
 use linkbus_bus::wire::{
     Area, CaseReport, CommunityMatch, CommunityOutcome, CommunityRef, Decision, DepartmentChoice, DepartmentRule,
@@ -148,19 +150,22 @@ impl Router {
         };
         let (community, community_match) = match &located {
             Located::Inside(c) if !near.is_empty() => {
-                let others: Vec<String> =
-                    near.iter().map(|(o, d)| format!("{} ({d:.0} m away)", describe(&all[*o]))).collect();
-                explanation.push(format!(
-                    "({lon:.6}, {lat:.6}) is inside community {} but within {:.0} m of the border of {}: ambiguous; chose the one containing it.",
-                    describe(&all[*c]),
+                let mut why = format!(
+                    "({lon:.6}, {lat:.6}) is inside community {} but within {:.0} m of the border of ",
+                    Describe(&all[*c]),
                     self.params.ambiguous_border_m,
-                    others.join(" and ")
-                ));
+                );
+                for (n, (o, d)) in near.iter().enumerate() {
+                    let and = if n == 0 { "" } else { " and " };
+                    let _ = write!(why, "{and}{} ({d:.0} m away)", Describe(&all[*o]));
+                }
+                why.push_str(": ambiguous; chose the one containing it.");
+                explanation.push(why);
                 let ids = std::iter::once(*c).chain(near.iter().map(|n| n.0)).map(|i| all[i].id.clone()).collect();
                 (Some(&all[*c]), matched(CommunityOutcome::NearBorder, &all[*c], Some(near[0].1), ids))
             }
             Located::Inside(c) => {
-                explanation.push(format!("({lon:.6}, {lat:.6}) is inside community {}.", describe(&all[*c])));
+                explanation.push(format!("({lon:.6}, {lat:.6}) is inside community {}.", Describe(&all[*c])));
                 (Some(&all[*c]), matched(CommunityOutcome::Inside, &all[*c], None, vec![]))
             }
             Located::OnBorder(cs) => {
@@ -168,7 +173,7 @@ impl Router {
                 explanation.push(format!(
                     "({lon:.6}, {lat:.6}) lies on the boundary of {}; chose {} (first by id).",
                     ids.join(", "),
-                    describe(&all[cs[0]])
+                    Describe(&all[cs[0]])
                 ));
                 (Some(&all[cs[0]]), matched(CommunityOutcome::OnBorder, &all[cs[0]], None, ids))
             }
@@ -177,7 +182,7 @@ impl Router {
                 let ids = if hits.len() > 1 { hits.iter().map(|(c, _)| all[*c].id.clone()).collect() } else { vec![] };
                 explanation.push(format!(
                     "({lon:.6}, {lat:.6}) is outside every community; the nearest, {}, is {d:.0} m away, within the {:.0} m tolerance.",
-                    describe(&all[c]),
+                    Describe(&all[c]),
                     self.communities.tolerance_m()
                 ));
                 (Some(&all[c]), matched(CommunityOutcome::Nearest, &all[c], Some(d), ids))
@@ -306,7 +311,7 @@ impl Router {
             explanation.push(format!(
                 "Also notified {}: the case is {distance_m:.0} m from {} and the rule is to notify both sides of a border.",
                 added.join(" and "),
-                describe(other)
+                Describe(other)
             ));
         }
     }
@@ -406,15 +411,19 @@ impl Router {
         };
         let chosen = match levels.next() {
             Some(Chosen::ByRule { level, area, departments }) => {
-                let names: Vec<String> =
-                    departments.iter().map(|d| format!("{} ({})", all[*d].name, all[*d].id)).collect();
-                explanation.push(format!(
-                    "{} handle{} {} in {} {area}, the most specific jurisdiction with a rule.",
-                    names.join(" and "),
-                    if names.len() == 1 { "s" } else { "" },
+                let mut why = String::with_capacity(128);
+                for (n, d) in departments.iter().enumerate() {
+                    let and = if n == 0 { "" } else { " and " };
+                    let _ = write!(why, "{and}{} ({})", all[*d].name, all[*d].id);
+                }
+                let _ = write!(
+                    why,
+                    " handle{} {} in {} {area}, the most specific jurisdiction with a rule.",
+                    if departments.len() == 1 { "s" } else { "" },
                     case.category,
                     level_name(level)
-                ));
+                );
+                explanation.push(why);
                 departments
                     .iter()
                     .map(|d| choice(*d, DepartmentRule::Jurisdiction { level, area: area.to_owned() }))
@@ -446,10 +455,16 @@ impl Router {
     }
 }
 
-fn describe(c: &Community) -> String {
-    match &c.sub_district {
-        Some(s) => format!("{} ({}), {}, {}", c.name, c.id, s.name, c.district.name),
-        None => format!("{} ({}), {}", c.name, c.id, c.district.name),
+/// A community as the explanation names it: name (id), sub-district, district.
+struct Describe<'a>(&'a Community);
+
+impl fmt::Display for Describe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        match &c.sub_district {
+            Some(s) => write!(f, "{} ({}), {}, {}", c.name, c.id, s.name, c.district.name),
+            None => write!(f, "{} ({}), {}", c.name, c.id, c.district.name),
+        }
     }
 }
 
@@ -481,23 +496,27 @@ fn level_name(level: JurisdictionLevel) -> &'static str {
 }
 
 fn explain_volunteers(chosen: &[VolunteerChoice], s: &VolunteerSearch, skill: &str) -> String {
-    let capped = match s.skipped_capped {
-        0 => String::new(),
-        n => format!(", {n} alerted too often this hour"),
-    };
-    let passed =
-        format!("passed over {} unavailable, {} without the skill{capped}", s.skipped_unavailable, s.skipped_skill);
-    match chosen {
-        [] => format!("No available volunteer with skill {skill} within {:.0} m; {passed}.", s.radius_m),
-        [first, ..] => format!(
-            "Offered to {} volunteer{} with skill {skill} within {:.0} m (nearest {:.0} m); {passed}{}.",
+    let mut why = String::with_capacity(160);
+    let _ = match chosen {
+        [] => write!(why, "No available volunteer with skill {skill} within {:.0} m; ", s.radius_m),
+        [first, ..] => write!(
+            why,
+            "Offered to {} volunteer{} with skill {skill} within {:.0} m (nearest {:.0} m); ",
             chosen.len(),
             if chosen.len() == 1 { "" } else { "s" },
             s.radius_m,
             first.distance_m,
-            if chosen.len() < s.k && s.reached_radius { "; no more within the radius" } else { "" }
         ),
+    };
+    let _ = write!(why, "passed over {} unavailable, {} without the skill", s.skipped_unavailable, s.skipped_skill);
+    if s.skipped_capped > 0 {
+        let _ = write!(why, ", {} alerted too often this hour", s.skipped_capped);
     }
+    if !chosen.is_empty() && chosen.len() < s.k && s.reached_radius {
+        why.push_str("; no more within the radius");
+    }
+    why.push('.');
+    why
 }
 
 #[cfg(test)]

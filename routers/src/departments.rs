@@ -2,7 +2,7 @@
 //! (community, then sub-district, district, region) winning; departments tied at that level
 //! all get the case. What no rule covers goes to the region's catch-all.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use linkbus_bus::wire::JurisdictionLevel;
 use linkbus_geo_data::{Community, Departments};
@@ -53,7 +53,7 @@ pub struct DepartmentRules {
 impl DepartmentRules {
     /// Indexes a region's departments; `region_area` is the id region-wide duties name.
     pub fn new(departments: Departments, region_area: &str) -> Self {
-        let mut rules: HashMap<String, [HashMap<String, Vec<usize>>; 4]> = HashMap::new();
+        let mut rules: HashMap<String, [HashMap<String, Vec<usize>>; 4]> = HashMap::default();
         for (d, department) in departments.departments.iter().enumerate() {
             for duty in &department.duties {
                 let level = level_index(duty.level);

@@ -1,7 +1,7 @@
 //! The facility of a kind nearest a point (the AED for a cardiac arrest), an R-tree of unit
 //! vectors per kind.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use linkbus_bus::wire::{FacilityChoice, Location};
 use linkbus_geo_data::Facility;
@@ -22,7 +22,7 @@ pub struct FacilityIndex {
 impl FacilityIndex {
     /// Indexes a region's facilities.
     pub fn new(facilities: Vec<Facility>) -> Self {
-        let mut entries: HashMap<String, Vec<Entry>> = HashMap::new();
+        let mut entries: HashMap<String, Vec<Entry>> = HashMap::default();
         for (n, f) in facilities.iter().enumerate() {
             entries
                 .entry(f.kind.clone())

@@ -16,9 +16,10 @@
 
 use std::borrow::Borrow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use linkbus_bus::wire::{VolunteerChoice, VolunteerSearch, VolunteerStatus};
 use rstar::primitives::GeomWithData;
 use rstar::{AABB, Envelope, ParentNode, RTree, RTreeNode, RTreeObject, SelectionFunction};
@@ -116,11 +117,17 @@ fn box_distance_2<D>(node: &ParentNode<GeomWithData<Point, D>>, query: &Point) -
     x * x + y * y + z * z
 }
 
-/// A nearest-first walk of a tree: best-first over node boxes with a binary heap, yielding each
-/// entry with its squared distance. rstar's own iterator does the same but starts from a
-/// 32-entry inline heap that a tree of a million overflows (a copy and an allocation per query).
+/// A nearest-first walk of a tree within a squared distance: best-first over node boxes with a
+/// binary heap, yielding each entry within `max_2` with its squared distance, and never queuing
+/// a node or an entry beyond it. rstar's own iterator does the same without the bound, and
+/// starts from a 32-entry inline heap that a tree of a million overflows (a copy and an
+/// allocation per query).
 struct Nearest<'a, D> {
     query: Point,
+    max_2: f64,
+    /// Whether a node or an entry was left out for lying beyond `max_2`: once the walk is over,
+    /// whether the tree holds anything beyond (a node holds at least one entry).
+    pruned: bool,
     heap: BinaryHeap<Reverse<Queued<'a, D>>>,
 }
 
@@ -150,8 +157,8 @@ impl<D> Ord for Queued<'_, D> {
 }
 
 impl<'a, D> Nearest<'a, D> {
-    fn new(tree: &'a RTree<GeomWithData<Point, D>>, query: Point) -> Self {
-        let mut walk = Self { query, heap: BinaryHeap::with_capacity(64) };
+    fn new(tree: &'a RTree<GeomWithData<Point, D>>, query: Point, max_2: f64) -> Self {
+        let mut walk = Self { query, max_2, pruned: false, heap: BinaryHeap::with_capacity(64) };
         walk.push_children(tree.root());
         walk
     }
@@ -162,7 +169,11 @@ impl<'a, D> Nearest<'a, D> {
                 RTreeNode::Leaf(entry) => distance_2(entry.geom(), &self.query),
                 RTreeNode::Parent(parent) => box_distance_2(parent, &self.query),
             };
-            self.heap.push(Reverse(Queued { distance_2, node }));
+            if distance_2 <= self.max_2 {
+                self.heap.push(Reverse(Queued { distance_2, node }));
+            } else {
+                self.pruned = true;
+            }
         }
     }
 }
@@ -512,11 +523,8 @@ impl VolunteerIndex {
         let max_chord2 = geodesy::metres_to_chord(radius_m).powi(2);
         // Nearest first through the available volunteers with the skill only.
         let mut reach = max_chord2;
-        for (entry, chord2) in Nearest::new(&self.qualified[usize::from(bit)], query) {
-            if chord2 > max_chord2 {
-                search.reached_radius = true;
-                break;
-            }
+        let mut walk = Nearest::new(&self.qualified[usize::from(bit)], query, max_chord2);
+        for (entry, chord2) in walk.by_ref() {
             search.examined += 1;
             let id = self.id_of(&entry.data);
             match skip(id) {
@@ -532,6 +540,8 @@ impl VolunteerIndex {
                 }
             }
         }
+        // Fewer than k within the radius: did someone qualified lie beyond it?
+        search.reached_radius = chosen.len() < k && walk.pruned;
         let (unavailable, unskilled) = self.passed_over(&query, reach, 1 << bit);
         search.skipped_unavailable = unavailable;
         search.skipped_skill = unskilled;
