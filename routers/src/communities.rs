@@ -33,9 +33,9 @@ pub enum Located {
 }
 
 /// Parts with more vertices than this are cut into pieces at load.
-pub const MAX_PIECE_VERTICES: usize = 64;
-/// How many times a part may be halved (2^16 pieces at most).
-const MAX_CUTS: usize = 16;
+pub const MAX_PIECE_VERTICES: usize = 256;
+/// How many times a part may be halved (2^12 pieces at most).
+const MAX_CUTS: usize = 12;
 
 /// A piece of a community's polygon part.
 #[derive(Debug, Clone)]
