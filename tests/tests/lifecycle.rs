@@ -177,8 +177,8 @@ async fn reports_of_one_incident_from_two_systems_merge_and_a_dispatcher_splits_
 async fn a_burst_of_reports_of_one_incident_becomes_one_case() {
     let bus = TestBus::start().await;
     let service = bus.service(&quick(&bus, 3600)).await;
-    // Eight reports of one fire, a few metres apart, sent at once among unrelated cases: every one
-    // but the first opened joins it.
+    // Eight reports of one fire, a few metres apart, sent at once among unrelated cases: the case
+    // book opens them concurrently, and still every one but the first opened joins it.
     let ids: Vec<String> = (0..8).map(|n| format!("lc-burst-{n}")).collect();
     let mut sends = Vec::new();
     for (n, id) in ids.iter().enumerate() {
