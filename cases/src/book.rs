@@ -38,10 +38,10 @@ use index::BookIndex;
 /// Records the case book opens at once ([`pull::Limits::in_flight`]; as many are read ahead).
 /// Opening them concurrently is safe: each `case.<id>.routed` creates its record with a
 /// create-if-absent (a second delivery of the same case finds it and changes nothing), and the
-/// duplicate check that follows runs one at a time (`merging`) after the record is cached. One at
-/// a time, a release build opened ~700 records/s (`ops/scripts/bench`: the case book finished 70 s
-/// after 50,000 cases routed in 11 s); at 64 it keeps up with routing. (A debug build measures
-/// the opposite: the flood fault test took 51–65 s at 64 against 38 s at 1, cause not found.)
+/// duplicate check that follows runs one at a time (`merging`) after the record is cached.
+/// Measured (`ops/scripts/bench`, 50,000 cases unpaced, release): one at a time the last record
+/// was stored 70 s after the start, 64 at once 58 s — both far behind routing, for a cause not
+/// yet found; in a debug build the flood fault test was faster one at a time (38 s vs 51–65 s).
 pub const OPEN_IN_FLIGHT: usize = 64;
 
 /// Changes of case records held for subscribers ([`CaseBook::subscribe`]) not yet read by them.
