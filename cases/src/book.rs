@@ -100,6 +100,13 @@ struct Outgoing {
     body: String,
 }
 
+/// A record of the cache and the bucket revision it was stored at.
+#[derive(Debug)]
+struct Cached {
+    stored: Stored,
+    revision: u64,
+}
+
 /// Filters for [`CaseBook::list`]; every field set must match.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct CaseFilter {
@@ -135,15 +142,22 @@ pub fn involves(r: &CaseRecord, department: &str) -> bool {
         || r.rejected_by.iter().any(|d| d == department)
 }
 
+/// The bucket key of a case: its id with `:` (not allowed in keys) as `=` (not allowed in ids).
 fn key(case_id: &str) -> String {
     case_id.replace(':', "=")
+}
+
+/// The case id of a bucket key ([`key`] undone).
+fn case_id_of(key: &str) -> String {
+    key.replace('=', ":")
 }
 
 /// The case book of one linkbus process.
 pub struct CaseBook {
     js: jetstream::Context,
     store: kv::Store,
-    cache: RwLock<HashMap<String, Stored>>,
+    /// Every record, with the bucket revision it was stored at.
+    cache: RwLock<HashMap<String, Cached>>,
     /// What is due, unsent and open where, over `cache`; locked after it, never before.
     index: RwLock<BookIndex>,
     /// Held while looking for a new case's duplicates and merging them.
@@ -232,7 +246,7 @@ impl CaseBook {
     /// Cases matching `filter`, newest first.
     pub fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord> {
         let mut out: Vec<CaseRecord> =
-            read(&self.cache).values().map(|s| &s.record).filter(|r| filter.matches(r)).cloned().collect();
+            read(&self.cache).values().map(|c| &c.stored.record).filter(|r| filter.matches(r)).cloned().collect();
         out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.case_id.cmp(&b.case_id)));
         out
     }
@@ -247,7 +261,7 @@ impl CaseBook {
 
     /// One case.
     pub fn get(&self, case_id: &str) -> Option<CaseRecord> {
-        read(&self.cache).get(case_id).map(|s| s.record.clone())
+        read(&self.cache).get(case_id).map(|c| c.stored.record.clone())
     }
 
     /// The case a report with this source-system id belongs to (the merged-into case for a
@@ -262,13 +276,13 @@ impl CaseBook {
         };
         let cache = read(&self.cache);
         let own = match own_id {
-            Some(id) => cache.get(&id)?,
+            Some(id) => &cache.get(&id)?.stored.record,
             None if source.is_some() => return None,
-            None => cache.values().find(|s| s.record.case.source_id == source_id)?,
+            None => cache.values().map(|c| &c.stored.record).find(|r| r.case.source_id == source_id)?,
         };
-        match &own.record.merged_into {
-            Some(primary) => cache.get(primary).map(|s| s.record.clone()),
-            None => Some(own.record.clone()),
+        match &own.merged_into {
+            Some(primary) => cache.get(primary).map(|c| c.stored.record.clone()),
+            None => Some(own.clone()),
         }
     }
 
@@ -363,9 +377,9 @@ impl CaseBook {
             let next = Stored { record: outcome.record, outbox };
             let body = Bytes::from(serde_json::to_vec(&next).map_err(|e| ActError::Store(e.to_string()))?);
             match self.store.update(key(case_id), body, revision).await {
-                Ok(_) => {
+                Ok(revision) => {
                     self.metrics.transition(&stored.record, &next.record);
-                    self.remember(next.clone());
+                    self.remember(next.clone(), revision);
                     self.flush(case_id, &next.outbox).await;
                     return Ok(next.record);
                 }
@@ -376,7 +390,10 @@ impl CaseBook {
         Err(ActError::Store(format!("case {case_id} kept changing; gave up after 32 tries")))
     }
 
-    fn remember(&self, stored: Stored) {
+    /// Takes a record stored at `revision` into the cache, unless the cache holds it at that
+    /// revision or a later one already: this replica's own writes come back through the
+    /// follower, and a write's answer can arrive after the follower brought a newer one.
+    fn remember(&self, stored: Stored, revision: u64) {
         if let Some(own) = stored.record.reports.first() {
             let key = (own.source.clone(), stored.record.case.source_id.clone());
             let mut index = self.by_source.write().unwrap_or_else(|p| p.into_inner());
@@ -384,13 +401,22 @@ impl CaseBook {
         }
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         let old = cache.get(&stored.record.case_id);
+        if old.is_some_and(|old| old.revision >= revision) {
+            return;
+        }
+        let old = old.map(|c| &c.stored);
         self.index.write().unwrap_or_else(|p| p.into_inner()).update(old, &stored);
         let changed = old.is_none_or(|old| old.record != stored.record);
         if changed && self.changes.receiver_count() > 0 {
             // No receiver is not an error: nobody is watching.
             let _ = self.changes.send(stored.record.clone());
         }
-        cache.insert(stored.record.case_id.clone(), stored);
+        cache.insert(stored.record.case_id.clone(), Cached { stored, revision });
+    }
+
+    /// Whether the cache holds the record under bucket key `key` at `revision` or later.
+    fn has_revision(&self, key: &str, revision: u64) -> bool {
+        read(&self.cache).get(&case_id_of(key)).is_some_and(|c| c.revision >= revision)
     }
 
     /// The messages a transition sends: its new timeline entries on `case.<id>.<event>`, and its
@@ -511,8 +537,8 @@ impl CaseBook {
             }
             let Ok(body) = serde_json::to_vec(&stored) else { return };
             match self.store.update(key(case_id), body.into(), revision).await {
-                Ok(_) => {
-                    self.remember(stored);
+                Ok(revision) => {
+                    self.remember(stored, revision);
                     return;
                 }
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
@@ -527,9 +553,9 @@ impl CaseBook {
     /// Follows the bucket into the cache; `ready` once the current content is in.
     async fn follow(self: Arc<Self>, ready: CancellationToken, shutdown: CancellationToken) -> Result<(), ActError> {
         nats::follow_bucket(&self.store, &ready, &shutdown, |entry| {
-            if entry.operation == kv::Operation::Put {
+            if entry.operation == kv::Operation::Put && !self.has_revision(&entry.key, entry.revision) {
                 match serde_json::from_slice::<Stored>(&entry.value) {
-                    Ok(stored) => self.remember(stored),
+                    Ok(stored) => self.remember(stored, entry.revision),
                     Err(e) => warn!(key = %entry.key, error = %e, "unreadable case record"),
                 }
             }
@@ -604,9 +630,9 @@ impl CaseBook {
         let stored = Stored { record, outbox: vec![] };
         let body = Bytes::from(serde_json::to_vec(&stored).map_err(|e| ActError::Store(e.to_string()))?);
         match self.store.create(key(&routed.case_id), body).await {
-            Ok(_) => {
+            Ok(revision) => {
                 self.metrics.opened(&stored.record);
-                self.remember(stored);
+                self.remember(stored, revision);
             }
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
             Err(e) => return Err(store_err(e)),
@@ -627,7 +653,7 @@ impl CaseBook {
             index
                 .open_near(at.lon, at.lat, self.config.policy.merge.distance_m)
                 .filter_map(|id| cache.get(id))
-                .map(|s| &s.record)
+                .map(|c| &c.stored.record)
                 .filter(|p| lifecycle::is_duplicate(p, routed, &self.config.policy.merge))
                 .map(|p| (p.created_at, p.case_id.clone()))
                 .collect()
@@ -771,7 +797,7 @@ impl CaseBook {
                 let unsent = index
                     .unsent()
                     .filter_map(|id| cache.get(id))
-                    .map(|s| (s.record.case_id.clone(), s.outbox.clone()))
+                    .map(|c| (c.stored.record.case_id.clone(), c.stored.outbox.clone()))
                     .collect();
                 (index.due_by(now), unsent)
             };
@@ -850,7 +876,7 @@ impl CaseBook {
     pub fn department_stats(&self) -> Vec<DepartmentStats> {
         let cache = read(&self.cache);
         let mut stats: HashMap<String, DepartmentStats> = HashMap::new();
-        for r in cache.values().map(|s| &s.record).filter(|r| r.merged_into.is_none()) {
+        for r in cache.values().map(|c| &c.stored.record).filter(|r| r.merged_into.is_none()) {
             let mut involved: Vec<&str> = r.departments.iter().chain(&r.rejected_by).map(String::as_str).collect();
             involved.extend(r.accepted_by.as_deref());
             involved.sort_unstable();
