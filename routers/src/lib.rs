@@ -29,4 +29,4 @@ pub mod service;
 pub mod volunteers;
 
 pub use decision::{PriorityRule, Router, RoutingParams};
-pub use volunteers::{OfferLedger, VolunteerIndex};
+pub use volunteers::{OfferLedger, RosterBuilder, VolunteerIndex};

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::{Routed, RouterMetrics};
-use crate::{OfferLedger, Router, VolunteerIndex};
+use crate::{OfferLedger, RosterBuilder, Router, VolunteerIndex};
 
 /// How often [`run`] samples its consumer's backlog and the volunteers on duty.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -536,7 +536,7 @@ fn to_bytes<T: serde::Serialize>(value: &T) -> Bytes {
 }
 
 /// Follows the volunteers bucket into `state.volunteers` until `shutdown`: first every current
-/// entry, bulk-loaded into a fresh index in one go ([`VolunteerIndex::from_roster`]), then each
+/// entry, gathered as the index keeps it and bulk-loaded in one go ([`RosterBuilder`]), then each
 /// change as it happens, one at a time. `ready` is cancelled once the current entries are
 /// loaded. A value that is not a valid [`VolunteerStatus`] (or whose id differs from its key, or
 /// that would bring a 65th distinct skill) is dead-lettered on `deadletter.volunteers` and
@@ -548,134 +548,42 @@ pub async fn follow_volunteers(
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
     let store = js.get_key_value(nats::BUCKET_VOLUNTEERS).await.map_err(|e| ServiceError::Volunteers(e.into()))?;
-    let follower = VolunteerFollower { js: &js, state: &state, snapshot: Snapshot::default() };
+    let follower = VolunteerFollower { js: &js, state: &state, roster: RosterBuilder::new() };
     nats::follow_bucket_with(&store, ">", &ready, &shutdown, follower).await;
     Ok(())
-}
-
-/// The volunteers bucket's current content, collected until it is all in: compactly (ids in one
-/// string, skills as a bit set), so that a million volunteers take tens of MB while they wait,
-/// in a few large allocations given back whole once they are loaded.
-#[derive(Default)]
-struct Snapshot {
-    /// Every valid volunteer's id, one after another.
-    ids: String,
-    /// Valid volunteers, in the order read.
-    roster: Vec<Stashed>,
-    /// Distinct skills of `roster` (the index holds at most 64), by bit number.
-    skills: Vec<String>,
-    /// Keys deleted or purged, each with the length of `roster` when it was.
-    deleted: Vec<(String, usize)>,
-}
-
-/// A volunteer of a [`Snapshot`].
-struct Stashed {
-    /// Where its id ends in [`Snapshot::ids`] (it starts where the previous one's ends).
-    id_end: usize,
-    location: wire::Location,
-    available: bool,
-    /// Bits of [`Snapshot::skills`].
-    skills: u64,
-}
-
-impl Snapshot {
-    /// Takes a valid volunteer, unless it would bring the 65th distinct skill.
-    fn take(&mut self, v: VolunteerStatus) -> Result<(), (&'static str, String)> {
-        let mut skills = 0u64;
-        for skill in &v.skills {
-            let bit = match self.skills.iter().position(|s| s == skill) {
-                Some(bit) => bit,
-                None if self.skills.len() < 64 => {
-                    self.skills.push(skill.clone());
-                    self.skills.len() - 1
-                }
-                None => return Err(("invalid", crate::volunteers::TooManySkills(skill.clone()).to_string())),
-            };
-            skills |= 1 << bit;
-        }
-        self.ids.push_str(&v.id);
-        self.roster.push(Stashed { id_end: self.ids.len(), location: v.location, available: v.available, skills });
-        Ok(())
-    }
-
-    /// The ids of the volunteers taken, in order.
-    fn ids(&self) -> impl Iterator<Item = &str> {
-        self.roster.iter().scan(0, |start, v| {
-            let id = &self.ids[*start..v.id_end];
-            *start = v.id_end;
-            Some(id)
-        })
-    }
-
-    /// The index of everyone in the snapshot (of those put after their last delete).
-    fn load(self) -> VolunteerIndex {
-        let statuses = || {
-            self.ids().zip(&self.roster).map(|(id, v)| VolunteerStatus {
-                id: id.to_owned(),
-                location: v.location,
-                available: v.available,
-                skills: (0..self.skills.len())
-                    .filter(|bit| v.skills & (1 << bit) != 0)
-                    .map(|bit| self.skills[bit].clone())
-                    .collect(),
-            })
-        };
-        let mut index = VolunteerIndex::from_roster(statuses()).unwrap_or_else(|e| {
-            // `take` keeps the skills within the index's limit: this is not expected.
-            warn!(error = %e, "bulk-loading the volunteers failed; taking them one by one");
-            let mut index = VolunteerIndex::new();
-            for v in statuses() {
-                let _ = index.upsert(&v);
-            }
-            index
-        });
-        if !self.deleted.is_empty() {
-            // A key deleted, then put again later in the snapshot, stays.
-            let mut gone: std::collections::HashMap<&str, usize> =
-                self.deleted.iter().map(|(key, at)| (key.as_str(), *at)).collect();
-            for (n, id) in self.ids().enumerate() {
-                if gone.get(id).is_some_and(|&at| n >= at) {
-                    gone.remove(id);
-                }
-            }
-            for key in gone.keys() {
-                index.remove(key);
-            }
-        }
-        index
-    }
 }
 
 /// Follows the volunteers bucket for [`follow_volunteers`].
 struct VolunteerFollower<'a> {
     js: &'a jetstream::Context,
     state: &'a RouterState,
-    snapshot: Snapshot,
+    /// The bucket's current content, gathered until it is all in.
+    roster: RosterBuilder,
 }
 
 impl nats::BucketFollower for VolunteerFollower<'_> {
     async fn snapshot_entry(&mut self, entry: kv::Entry) {
         match entry.operation {
             kv::Operation::Delete | kv::Operation::Purge => {
-                let at = self.snapshot.roster.len();
-                self.snapshot.deleted.push((entry.key, at));
+                self.roster.remove(&entry.key);
             }
             kv::Operation::Put => {
-                if let Err((code, reason)) = parse_volunteer(&entry).and_then(|v| self.snapshot.take(v)) {
+                let taken =
+                    parse_volunteer(&entry).and_then(|v| self.roster.put(&v).map_err(|e| ("invalid", e.to_string())));
+                if let Err((code, reason)) = taken {
                     refuse_volunteer(self.js, self.state, &entry, code, &reason).await;
+                    return;
                 }
             }
         }
+        self.state.stats.volunteer_updates.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn caught_up(&mut self) {
         let started = Instant::now();
-        let snapshot = std::mem::take(&mut self.snapshot);
-        let taken = snapshot.roster.len() + snapshot.deleted.len();
-        let index = snapshot.load();
+        let index = std::mem::take(&mut self.roster).build();
         let known = index.len();
         *write(&self.state.volunteers) = index;
-        self.state.stats.volunteer_updates.fetch_add(taken as u64, Ordering::Relaxed);
         info!(volunteers = known, load_ms = started.elapsed().as_secs_f64() * 1e3, "volunteers bulk-loaded");
     }
 
@@ -752,51 +660,4 @@ pub(crate) async fn dead_letter_entry(
         payload: entry.value.clone(),
     };
     nats::store_deadletter(js, letter).await
-}
-
-#[cfg(test)]
-mod tests {
-    use linkbus_bus::wire::{Location, VolunteerStatus};
-
-    use super::Snapshot;
-
-    fn volunteer(id: &str, skills: &[String]) -> VolunteerStatus {
-        VolunteerStatus {
-            id: id.into(),
-            location: Location { lon: 116.4, lat: 39.9 },
-            available: true,
-            skills: skills.to_vec(),
-        }
-    }
-
-    #[test]
-    fn a_snapshot_refuses_the_65th_skill_as_upserting_would() {
-        let mut snapshot = Snapshot::default();
-        let skills: Vec<String> = (0..64).map(|n| format!("s{n}")).collect();
-        assert!(snapshot.take(volunteer("a", &skills[..40])).is_ok());
-        assert!(snapshot.take(volunteer("b", &skills[30..])).is_ok());
-        let (code, reason) = snapshot.take(volunteer("c", &["s1".into(), "s64".into()])).expect_err("65th skill");
-        assert_eq!(code, "invalid");
-        assert!(reason.contains("\"s64\""), "{reason}");
-        assert!(snapshot.take(volunteer("d", &skills[10..12])).is_ok());
-        let index = snapshot.load();
-        assert_eq!(index.len(), 3);
-    }
-
-    #[test]
-    fn a_snapshot_keeps_a_key_put_again_after_its_delete_and_drops_the_others() {
-        let mut snapshot = Snapshot::default();
-        let cpr = ["cpr".to_owned()];
-        for id in ["a", "b", "c"] {
-            snapshot.take(volunteer(id, &cpr)).expect("valid");
-        }
-        snapshot.deleted.push(("a".into(), snapshot.roster.len()));
-        snapshot.deleted.push(("b".into(), snapshot.roster.len()));
-        snapshot.take(volunteer("b", &cpr)).expect("valid");
-        snapshot.deleted.push(("never-put".into(), snapshot.roster.len()));
-        let index = snapshot.load();
-        assert_eq!(index.len(), 2);
-        let ids: Vec<String> = index.positions().into_iter().map(|p| p.id).collect();
-        assert!(ids.contains(&"b".to_owned()) && ids.contains(&"c".to_owned()), "{ids:?}");
-    }
 }

@@ -288,6 +288,80 @@ pub struct VolunteerPosition {
     pub skills: Vec<String>,
 }
 
+/// Volunteers gathered one at a time for one bulk load ([`RosterBuilder::build`]), as a roster
+/// or a bucket is read: each kept as the index keeps it, so nothing is converted twice.
+#[derive(Debug, Default)]
+pub struct RosterBuilder {
+    /// Slots, ids and skills filled in; the trees are empty until [`RosterBuilder::build`].
+    index: VolunteerIndex,
+}
+
+impl RosterBuilder {
+    /// Nobody yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a volunteer, or replaces one put before; refuses one that would bring a 65th distinct
+    /// skill, as [`VolunteerIndex::upsert`] does (nothing of them is kept).
+    pub fn put(&mut self, v: &VolunteerStatus) -> Result<(), TooManySkills> {
+        let index = &mut self.index;
+        let slot = index.slot_for(v)?;
+        match index.by_id.get(v.id.as_str()) {
+            Some(&n) => index.slots[n as usize] = Some(slot),
+            None => {
+                let n = match index.free.pop() {
+                    Some(n) => n,
+                    None => {
+                        index.slots.push(None);
+                        (index.slots.len() - 1) as u32
+                    }
+                };
+                index.by_id.insert(Arc::clone(&slot.id), n);
+                index.slots[n as usize] = Some(slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets a volunteer put before (a key deleted); false when unknown.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let index = &mut self.index;
+        let Some(n) = index.by_id.remove(id) else { return false };
+        index.slots[n as usize] = None;
+        index.free.push(n);
+        true
+    }
+
+    /// Volunteers put and not removed.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when nobody was put, or everyone put was removed.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The index of everyone put and not removed, its trees bulk-loaded.
+    pub fn build(self) -> VolunteerIndex {
+        let mut index = self.index;
+        let mut everyone = Vec::with_capacity(index.by_id.len());
+        let mut qualified: Vec<Vec<Qualified>> = vec![Vec::new(); index.skill_names.len()];
+        for (n, slot) in index.slots.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            everyone.push(Anyone::new(slot.xyz, slot.tag(n as u32)));
+            for bit in bits(slot.searchable()) {
+                qualified[bit].push(Qualified::new(slot.xyz, Who::new(n as u32, &slot.id)));
+            }
+            index.available += usize::from(slot.available);
+        }
+        index.everyone = bulk_load(everyone);
+        index.qualified = qualified.into_iter().map(bulk_load).collect();
+        index
+    }
+}
+
 /// The live volunteer index.
 #[derive(Debug, Clone, Default)]
 pub struct VolunteerIndex {
@@ -312,31 +386,11 @@ impl VolunteerIndex {
     /// Builds an index from a roster in one bulk load (faster than upserting one by one); of a
     /// volunteer listed twice, the last listing stands.
     pub fn from_roster<V: Borrow<VolunteerStatus>>(roster: impl IntoIterator<Item = V>) -> Result<Self, TooManySkills> {
-        let mut index = Self::new();
+        let mut builder = RosterBuilder::new();
         for v in roster {
-            let v = v.borrow();
-            let slot = index.slot_for(v)?;
-            match index.by_id.get(v.id.as_str()) {
-                Some(&n) => index.slots[n as usize] = Some(slot),
-                None => {
-                    index.by_id.insert(Arc::clone(&slot.id), index.slots.len() as u32);
-                    index.slots.push(Some(slot));
-                }
-            }
+            builder.put(v.borrow())?;
         }
-        let mut everyone = Vec::with_capacity(index.slots.len());
-        let mut qualified: Vec<Vec<Qualified>> = vec![Vec::new(); index.skill_names.len()];
-        for (n, slot) in index.slots.iter().enumerate() {
-            let Some(slot) = slot else { continue };
-            everyone.push(Anyone::new(slot.xyz, slot.tag(n as u32)));
-            for bit in bits(slot.searchable()) {
-                qualified[bit].push(Qualified::new(slot.xyz, Who::new(n as u32, &slot.id)));
-            }
-            index.available += usize::from(slot.available);
-        }
-        index.everyone = bulk_load(everyone);
-        index.qualified = qualified.into_iter().map(bulk_load).collect();
-        Ok(index)
+        Ok(builder.build())
     }
 
     /// Number of volunteers known.
@@ -655,6 +709,44 @@ mod tests {
             available,
             skills: skills.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn a_roster_refuses_the_65th_skill_as_upserting_would() {
+        let skills: Vec<String> = (0..64).map(|n| format!("s{n}")).collect();
+        let with =
+            |id: &str, skills: &[String]| VolunteerStatus { skills: skills.to_vec(), ..v(id, 116.4, 39.9, true, &[]) };
+        let mut roster = RosterBuilder::new();
+        roster.put(&with("a", &skills[..40])).expect("40 skills");
+        roster.put(&with("b", &skills[30..])).expect("64 skills in all");
+        let refused = roster.put(&with("c", &["s1".into(), "s64".into()])).expect_err("65th skill");
+        assert_eq!(refused, TooManySkills("s64".into()));
+        let mut upserted =
+            VolunteerIndex::from_roster([with("a", &skills[..40]), with("b", &skills[30..])]).expect("64");
+        assert_eq!(upserted.upsert(&with("c", &["s1".into(), "s64".into()])), Err(TooManySkills("s64".into())));
+        roster.put(&with("d", &skills[10..12])).expect("known skills");
+        let index = roster.build();
+        assert_eq!(index.len(), 3);
+        assert_eq!(index.nearest(116.4, 39.9, "s63", 5, 100.0).0.len(), 1, "b alone has s63");
+    }
+
+    #[test]
+    fn a_roster_keeps_whoever_is_put_again_after_a_remove() {
+        let mut roster = RosterBuilder::new();
+        for id in ["a", "b", "c"] {
+            roster.put(&v(id, 116.4, 39.9, true, &["cpr"])).expect("valid");
+        }
+        assert!(roster.remove("a") && roster.remove("b") && !roster.remove("never-put"));
+        roster.put(&v("b", 116.5, 39.9, false, &["cpr"])).expect("valid");
+        roster.put(&v("e", 116.4, 39.9, true, &["cpr"])).expect("valid");
+        assert_eq!(roster.len(), 3);
+        let index = roster.build();
+        let mut ids: Vec<String> = index.positions().into_iter().map(|p| p.id).collect();
+        ids.sort();
+        assert_eq!(ids, ["b", "c", "e"]);
+        assert_eq!(index.available(), 2, "b came back unavailable");
+        let near: Vec<String> = index.nearest(116.4, 39.9, "cpr", 5, 1000.0).0.into_iter().map(|c| c.id).collect();
+        assert_eq!(near.len(), 2, "{near:?}");
     }
 
     #[test]
