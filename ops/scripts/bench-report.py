@@ -112,6 +112,14 @@ if nats:
             say(f"| (per message JetStream stores: linkbus {lb['stored_per_event']:.1f} per event, the floor "
                 f"{js['stored_per_event']:.1f}) | {lb['events_per_second'] * lb['stored_per_event']:,.0f} vs "
                 f"{js['events_per_second'] * js['stored_per_event']:,.0f} stored/s: {per_msg:.2f} | |")
+        cpu_of = {c["target"]: c for c in cpu} if isinstance(cpu, list) else {}
+        if "linkbus" in cpu_of:
+            c = cpu_of["linkbus"]
+            others = 1e6 * (c["nats_server_cpu_seconds"] + c["bench_cpu_seconds"]) / c["events"]
+            cap = machine["cores"] * 1e6 / others
+            say(f"| (in the unpaced run nats-server and the bench process spent {others:.0f} µs of CPU per event sent to linkbus: with "
+                f"linkbus's own CPU free, {machine['cores']} cores would carry at most {cap:,.0f}/s, "
+                f"{cap / js['events_per_second']:.2f} of the floor) | | |")
     lost = sum(r["lost"] + r["duplicates"] for r in runs if r["target"] == "linkbus")
     sent = sum(r["sent"] for r in runs if r["target"] == "linkbus")
     say(f"| zero loss, exactly once | {sent:,} events sent to linkbus, **{lost}** lost or duplicated | {met(lost == 0)} |")
@@ -236,7 +244,7 @@ plot for [c=2:5] "{out}/locate.dat" using 1:c with linespoints title columnheade
 
 # --- end to end --------------------------------------------------------------------------------
 if nats:
-    say("### End to end through NATS (`linkbus bench --floor`)")
+    say("### End to end through NATS (`linkbus bench --targets …`)")
     say("")
     say("Latency from when each event was due (paced) or published (unpaced) to the first department copy "
         "(linkbus) or the forwarded copy (floors), through JetStream consumers as a department would read them.")
@@ -251,13 +259,18 @@ if nats:
                 f"{r['events_per_second']:,.0f} | {r.get('stored_per_event', float('nan')):.1f} | {r.get('stored_seconds', float('nan')):.1f} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['p999_ms']:.2f} | {l['max_ms']:.1f} |")
             dat.write(f"\"{r['target'].replace('_', ' ')} {rate}\" {r['events_per_second']} {max(l['p99_ms'], 0.001)}\n")
     say("")
-    if cpu:
-        total = cpu["seconds"] * machine["cores"]
-        say(f"CPU time over the whole `linkbus bench` ({cpu['seconds']:.0f} s wall, {total:.0f} core-seconds available): "
-            f"linkbus {cpu['linkbus_cpu_seconds']:.0f} s, nats-server {cpu['nats_server_cpu_seconds']:.0f} s, "
-            f"the bench process (generator, consumers and floor forwarders) {cpu['bench_cpu_seconds']:.0f} s; "
-            f"the rest went to the other builds on the machine. A flat perf profile of linkbus and nats-server "
-            f"meanwhile: [bench/profile.txt](bench/profile.txt).")
+    if isinstance(cpu, list):
+        say("CPU time per event of each target's unpaced run (`linkbus bench --targets <target> --rates --unpaced N`); "
+            "the ceiling is what the machine's cores could carry were that CPU time all the work. A flat perf profile "
+            "of linkbus and nats-server during linkbus's: [bench/profile.txt](bench/profile.txt).")
+        say("")
+        say("| target | events | wall s | linkbus µs | nats-server µs | bench process µs | ceiling events/s |")
+        say("|---|---|---|---|---|---|---|")
+        for c in cpu:
+            us = lambda key: 1e6 * c[key] / c["events"]
+            work = sum(us(k) for k in ("linkbus_cpu_seconds", "nats_server_cpu_seconds", "bench_cpu_seconds"))
+            say(f"| {c['target'].replace('_', ' ')} | {c['events']:,} | {c['seconds']:.0f} | {us('linkbus_cpu_seconds'):.0f} | "
+                f"{us('nats_server_cpu_seconds'):.0f} | {us('bench_cpu_seconds'):.0f} | {machine['cores'] * 1e6 / work:,.0f} |")
         say("")
     say("![end to end](bench/nats.svg)")
     say("")

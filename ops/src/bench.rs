@@ -68,8 +68,9 @@ pub struct BenchOptions {
     pub seconds: f64,
     /// Events in the unpaced run; 0 skips it.
     pub unpaced: usize,
-    /// Measure the core and JetStream floors too, at the same rates and count.
-    pub floor: bool,
+    /// Where the runs go, in this order at each rate: linkbus, and the floors to measure at the
+    /// same rates and count.
+    pub targets: Vec<Target>,
     /// After the last publish, how long to wait for outstanding events while none arrives.
     pub wait: Duration,
     /// Seed of the case locations and categories.
@@ -77,7 +78,7 @@ pub struct BenchOptions {
 }
 
 /// Where a run's events go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     /// A running linkbus: ingest in, departments' and decisions' streams out.
@@ -170,13 +171,9 @@ pub async fn bench(url: &str, region: &Region, options: &BenchOptions) -> anyhow
     let client = &crate::service::connect(url, Duration::from_secs(5)).await?;
     let workload = Workload::new(region, options.seed)?;
     let prefix = format!("bench-{}", Timestamp::now().as_millisecond());
-    let mut targets = vec![Target::Linkbus];
-    let floors = if options.floor {
-        targets.extend([Target::CoreFloor, Target::JetstreamFloor]);
-        Some(floor::Floors::start(url).await?)
-    } else {
-        None
-    };
+    let targets = &options.targets;
+    let floors =
+        if targets.iter().any(|t| *t != Target::Linkbus) { Some(floor::Floors::start(url).await?) } else { None };
     let mut plans: Vec<Option<u32>> = options.rates.iter().map(|r| Some(*r)).collect();
     if options.unpaced > 0 {
         plans.push(None);
@@ -190,7 +187,7 @@ pub async fn bench(url: &str, region: &Region, options: &BenchOptions) -> anyhow
                 Some(rate) => (f64::from(rate) * options.seconds).round().max(1.0) as usize,
                 None => options.unpaced,
             };
-            for &target in &targets {
+            for &target in targets {
                 run_number += 1;
                 let run = Run { target, rate, count, first, prefix: format!("{prefix}-{run_number}") };
                 first += count;
@@ -245,7 +242,8 @@ impl Workload {
     /// Event `id`, the `n`th of the whole bench: its ingest subject and JSON. Each time round the
     /// cycle moves the point a centimetre east, so that no two events of a bench share a place:
     /// each is a distinct incident (with `lifecycle.merge_distance_m = 0`, none is merged as a
-    /// duplicate).
+    /// duplicate; a later bench against the same linkbus takes the same places again, at other
+    /// instants, so add `merge_window_secs = 0` there).
     fn event(&self, id: String, n: usize) -> anyhow::Result<(String, Bytes)> {
         let (system, category, at) = &self.cases[n % self.cases.len()];
         let location = Location { lon: at.lon + (n / self.cases.len()) as f64 * 1e-7, lat: at.lat };

@@ -14,7 +14,7 @@ use linkbus_geo_data::Region;
 use linkbus_geo_data::validate::Tolerances;
 
 use crate::api;
-use crate::bench::{self, BenchOptions};
+use crate::bench::{self, BenchOptions, Target};
 use crate::client;
 use crate::config::Config;
 use crate::deadletter;
@@ -233,12 +233,12 @@ enum Command {
         accept: bool,
     },
     /// Load-test a running linkbus through NATS: paced and unpaced runs, latency to the
-    /// departments, exactly-once check, and the raw NATS floor (exit code 5 on loss or duplicate).
+    /// departments, exactly-once check, and the raw NATS floors (exit code 5 on loss or duplicate).
     Bench {
         #[command(flatten)]
         common: Common,
-        /// Paced runs, events per second.
-        #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 50_000])]
+        /// Paced runs, events per second; `--rates` alone runs none.
+        #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [1_000, 10_000, 50_000])]
         rates: Vec<u32>,
         /// Seconds each paced run publishes for.
         #[arg(long, default_value_t = 5.0)]
@@ -246,9 +246,10 @@ enum Command {
         /// Events in the unpaced (maximum throughput) run; 0 skips it.
         #[arg(long, default_value_t = 50_000)]
         unpaced: usize,
-        /// Also run the raw NATS floor (core and JetStream forwarders) at the same rates.
-        #[arg(long)]
-        floor: bool,
+        /// Where the runs go, in this order at each rate: linkbus, and the raw NATS floors (the
+        /// core and the JetStream forwarder) measured at the same rates and count.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Target::Linkbus])]
+        targets: Vec<Target>,
         /// After a run's last publish, seconds to wait for outstanding events while none arrives.
         #[arg(long, default_value_t = 60)]
         wait_secs: u64,
@@ -564,11 +565,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let client = common.connect().await?;
             watch::watch(&client, &subjects, count).await?;
         }
-        Command::Bench { common, rates, seconds, unpaced, floor, wait_secs, seed, json } => {
+        Command::Bench { common, rates, seconds, unpaced, targets, wait_secs, seed, json } => {
             let config = common.config()?;
             let region = Region::load(&config.region.dir)
                 .with_context(|| format!("loading region {}", config.region.dir.display()))?;
-            let options = BenchOptions { rates, seconds, unpaced, floor, wait: Duration::from_secs(wait_secs), seed };
+            let options = BenchOptions { rates, seconds, unpaced, targets, wait: Duration::from_secs(wait_secs), seed };
             let report = bench::bench(&common.bench_url()?, &region, &options).await?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);

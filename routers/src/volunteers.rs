@@ -356,8 +356,12 @@ impl RosterBuilder {
             }
             index.available += usize::from(slot.available);
         }
-        index.everyone = bulk_load(everyone);
-        index.qualified = qualified.into_iter().map(bulk_load).collect();
+        // The tree of everyone on a thread of its own, the skill trees meanwhile on this one.
+        (index.everyone, index.qualified) = std::thread::scope(|scope| {
+            let everyone = scope.spawn(|| bulk_load(everyone));
+            let qualified = qualified.into_iter().map(bulk_load).collect();
+            (everyone.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), qualified)
+        });
         index
     }
 }

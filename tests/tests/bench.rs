@@ -8,7 +8,14 @@ use linkbus_tests::{TestBus, WAIT, sf_region};
 async fn a_small_bench_routes_every_event_exactly_once_and_measures_the_floors() {
     let bus = TestBus::start().await;
     let service = bus.service(&bus.config()).await;
-    let options = BenchOptions { rates: vec![200], seconds: 1.0, unpaced: 300, floor: true, wait: WAIT, seed: 1 };
+    let options = BenchOptions {
+        rates: vec![200],
+        seconds: 1.0,
+        unpaced: 300,
+        targets: vec![Target::Linkbus, Target::CoreFloor, Target::JetstreamFloor],
+        wait: WAIT,
+        seed: 1,
+    };
 
     let report = tokio::time::timeout(4 * WAIT, bench::bench(&bus.server.url(), &sf_region(), &options))
         .await
