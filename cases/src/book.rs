@@ -39,9 +39,9 @@ use index::BookIndex;
 /// Opening them concurrently is safe: each `case.<id>.routed` creates its record with a
 /// create-if-absent (a second delivery of the same case finds it and changes nothing), and the
 /// duplicate check that follows runs one at a time (`merging`) after the record is cached.
-/// Measured (`ops/scripts/bench`, 50,000 cases unpaced, release): one at a time the last record
-/// was stored 70 s after the start, 64 at once 58 s — both far behind routing, for a cause not
-/// yet found; in a debug build the flood fault test was faster one at a time (38 s vs 51–65 s).
+/// Measured (`ops/scripts/bench`, release): at 64 the last of 250,000 records of a 50 k/s run
+/// was stored as the departments got their copies (58.5 s); in a debug build the flood fault
+/// test was faster one at a time (38 s vs 51–65 s), for a cause not found.
 pub const OPEN_IN_FLIGHT: usize = 64;
 
 /// Changes of case records held for subscribers ([`CaseBook::subscribe`]) not yet read by them.
