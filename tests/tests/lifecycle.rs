@@ -1,5 +1,6 @@
 //! The closed loop against a real nats-server: departments accept, reject, resolve over NATS
-//! request/reply; deadlines escalate (once, across a restart and across replicas); duplicates
+//! request/reply; deadlines escalate (once, across a restart and across replicas); two replicas
+//! changing one case at once agree on it; duplicates
 //! merge and split; a "not solved" rating reopens; volunteers decline, cascade, accept, and the
 //! hourly cap holds.
 
@@ -118,6 +119,34 @@ async fn an_unaccepted_case_escalates_on_time_once_across_a_restart_and_two_repl
     assert_eq!(a.cases.get("lc-late").map(|r| r.escalations), Some(1));
     let assigned = read_stream(&bus.js, STREAM_ROUTED, "routed.dept.sf-311.sewer_issues", 1).await;
     assert_eq!(assigned.len(), 1);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn two_replicas_agree_on_a_case_changed_through_both_at_once() {
+    let bus = TestBus::start().await;
+    let config = quick(&bus, 3600);
+    let (a, b) = (bus.service(&config).await, bus.service(&config).await);
+    publish_case(&bus.js, &case("lc-both", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1)).await;
+    wait_for_case(&a, "lc-both", "routed", |r| r.state == CaseState::Routed).await;
+    assert!(department_action(&bus.client, "puc-sewer-ops", "lc-both", Action::Accept {}).await.ok);
+    // Progress notes at once: the queue group spreads them over both replicas, whose writes race
+    // on the record's revision, and each replica's follower brings it the other's.
+    const NOTES: usize = 16;
+    let notes = (0..NOTES).map(|n| {
+        department_action(&bus.client, "puc-sewer-ops", "lc-both", Action::Progress { note: format!("step {n}") })
+    });
+    for reply in futures::future::join_all(notes).await {
+        assert!(reply.ok, "{reply:?}");
+    }
+    // Both end at the last record stored, whatever order the answers and the followers came in.
+    let all = |r: &linkbus_bus::wire::CaseRecord| r.timeline.len() == 2 + NOTES;
+    let (ra, rb) =
+        (wait_for_case(&a, "lc-both", "every note", all).await, wait_for_case(&b, "lc-both", "every note", all).await);
+    assert_eq!(ra, rb);
+    let progress = read_stream(&bus.js, STREAM_CASES, "case.lc-both.progress", NOTES).await;
+    assert_eq!(progress.len(), NOTES, "each note on the timeline stream once");
     a.stop().await;
     b.stop().await;
 }
