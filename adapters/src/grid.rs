@@ -289,7 +289,8 @@ impl GridReport {
 }
 
 /// What became of one report: its case, or why not.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "GridRowOutcome")]
 #[serde(untagged)]
 pub enum Outcome {
     /// Taken.
@@ -311,7 +312,8 @@ pub enum Outcome {
 }
 
 /// The answer to a batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "GridBatchResult")]
 pub struct BatchResult {
     /// Rows taken (new or duplicate).
     pub accepted: usize,

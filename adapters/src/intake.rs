@@ -81,14 +81,15 @@ pub enum Message {
 }
 
 /// The answer to an accepted message: what became of each case it concerns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "AdapterReceipt")]
 pub struct Receipt {
     /// One entry per case.
     pub cases: Vec<CaseReceipt>,
 }
 
 /// What became of one case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CaseReceipt {
     /// The case id (derived from the source and its own id).
     pub case_id: String,

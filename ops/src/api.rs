@@ -1035,6 +1035,8 @@ pub fn openapi() -> Value {
     let stats_list = out.subschema_for::<DepartmentStatsList>();
     let error_body = out.subschema_for::<ErrorBody>();
     let ready_body = out.subschema_for::<ReadyBody>();
+    let receipt = out.subschema_for::<linkbus_adapters::intake::Receipt>();
+    let grid_batch = out.subschema_for::<linkbus_adapters::grid::BatchResult>();
     let mut schemas = out.take_definitions(true);
     let mut into = settings().for_deserialize().into_generator();
     let action = into.subschema_for::<Action>();
@@ -1063,13 +1065,14 @@ pub fn openapi() -> Value {
     let forbidden_cases =
         |more: &str| error(&format!("A source key, which may use only `/api/requests/…`{more} (`forbidden`)."));
 
-    json!({
+    let adapters = adapter_paths(&receipt, &grid_batch, &error_body);
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "linkbus closed-loop API",
             "version": env!("CARGO_PKG_VERSION"),
             "summary": "Cases routed by linkbus: read them, act on them (accept, reject, progress, resolve, close, reassign, cancel, escalations), and let residents follow up and rate.",
-            "description": "Every endpoint but `/healthz`, `/readyz`, `/metrics` and this document takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`, those of the CloudEvents source it speaks for (`[[api.keys]] source`), and post to its adapter (`docs/adapters.md`). Webhook deliveries and department figures are read with a dispatcher or operator key, or a department key for its own. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `invalid` 409 (the case's state refuses the action) or 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503.",
+            "description": "Every endpoint but `/healthz`, `/readyz`, `/metrics`, this document, the commercial order webhooks (signed instead) and Open311 (its `api_key`) takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`, those of the CloudEvents source it speaks for (`[[api.keys]] source`), and post to its adapter (`docs/adapters.md`). Webhook deliveries and department figures are read with a dispatcher or operator key, or a department key for its own. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `invalid` 409 (the case's state refuses the action) or 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
         },
         "security": [ { "bearer": [] } ],
@@ -1247,6 +1250,118 @@ pub fn openapi() -> Value {
                 }
             }
         }
+    });
+    if let (Some(paths), Value::Object(adapters)) = (document["paths"].as_object_mut(), adapters) {
+        paths.extend(adapters);
+    }
+    document
+}
+
+/// The source-system adapters' HTTP routes, served beside the API where `[adapters.*]` enables
+/// them. Their formats are foreign (CAP XML, a CAD system's JSON, signed order webhooks, grid
+/// batches, Open311's forms) and `docs/adapters.md` describes them; these entries say where they
+/// are, who may call them, and what they answer.
+fn adapter_paths(receipt: &schemars::Schema, grid_batch: &schemars::Schema, error_body: &schemars::Schema) -> Value {
+    let json_body = |description: &str, schema: &schemars::Schema| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
+    let error = |description: &str| json_body(description, error_body);
+    let text = |media: &[&str], description: &str| {
+        let content: serde_json::Map<String, Value> =
+            media.iter().map(|m| ((*m).to_owned(), json!({ "schema": { "type": "string" } }))).collect();
+        json!({ "required": true, "description": description, "content": content })
+    };
+    // What CAP, CAD and order events answer, and the refusals particular to each.
+    let answers = |more: serde_json::Map<String, Value>| {
+        let mut responses = serde_json::Map::new();
+        responses.insert(
+            "202".into(),
+            json_body(
+                "Reported: a new case (`reported`), or one already reported (`duplicate`: still one case).",
+                receipt,
+            ),
+        );
+        responses.insert(
+            "200".into(),
+            json_body(
+                "An update, resolution or cancellation of the source's earlier case, with its state afterwards.",
+                receipt,
+            ),
+        );
+        responses.insert("400".into(), error("Not readable (`malformed`); kept in the adapter's dead letters."));
+        responses.insert("413".into(), error("A body over 256 KiB (`too_large`)."));
+        responses.insert("415".into(), error("Another content type (`unsupported_media_type`)."));
+        responses.insert(
+            "422".into(),
+            error("Readable but refused (`invalid`): the reason says which rule; kept in the adapter's dead letters."),
+        );
+        responses.insert("503".into(), error("NATS unavailable (`unavailable`): send again."));
+        responses.extend(more);
+        Value::Object(responses)
+    };
+    let intake = |name: &str, section: &str, request: Value, more: serde_json::Map<String, Value>| {
+        json!({ "post": {
+            "operationId": format!("adapter{name}"),
+            "summary": format!("The {name} adapter: see docs/adapters.md#{section}."),
+            "description": "Present only where the adapter is configured. Refusals are kept in `deadletter.adapter_<adapter>` with the reason.",
+            "requestBody": request,
+            "responses": answers(more)
+        }})
+    };
+    let keyed = |source: &str| -> serde_json::Map<String, Value> {
+        [
+            ("401".to_owned(), error("No key, an unknown one, or not a source key (`unauthorized`).")),
+            ("403".to_owned(), error(&format!("A source key of another source than `{source}` (`forbidden`)."))),
+        ]
+        .into_iter()
+        .collect()
+    };
+    let mut cad = keyed("/cad");
+    cad.insert("404".into(), error("An update or cancellation of an incident linkbus has no case for (`not_found`)."));
+    cad.insert("409".into(), error("An update of a cancelled incident (`conflict`)."));
+    let commerce: serde_json::Map<String, Value> = [
+        ("401".to_owned(), error("An unknown platform, no or a wrong `Linkbus-Signature`, or a `Linkbus-Timestamp` more than 5 minutes off (`unauthorized`).")),
+        ("404".to_owned(), error("A status change of an order linkbus has no case for (`not_found`).")),
+        ("409".to_owned(), error("A `Linkbus-Delivery` id seen in the last 10 minutes (a replay), or a status change of a closed case (`conflict`).")),
+    ]
+    .into_iter()
+    .collect();
+    let open311 = |param: &str, summary: &str| json!({ "summary": summary, "parameters": [ { "name": param, "in": "path", "required": true, "description": "With the format's extension: `.json` or `.xml`.", "schema": { "type": "string" } } ], "description": "Open311 GeoReport v2 (docs/adapters.md#public-service-open311-georeport-v2): `{resource}` is `services.json`, `services.xml`, `requests.json` or `requests.xml`; `api_key` (form, query string or `Authorization: Bearer`) is a source key of the Open311 adapter's source, or for reading a dispatcher's or operator's. Answers and errors are the spec's, in the format the extension names (errors: a list of `{code, description}`: 400 a field missing or out of range, 403 no or a wrong key, 404 unknown, 405 another method, 413 over 64 KiB, 415 not a form, 429 over the per-address limit, 503 NATS unavailable).", "security": [] });
+    json!({
+        "/api/adapters/cap": intake("Cap", "emergency-cap-12", text(&["application/cap+xml", "application/xml", "text/xml"], "An OASIS CAP 1.2 alert; `Alert`/`Update`/`Cancel` with `references` act on the source's earlier case."), keyed("/cap")),
+        "/api/adapters/cad": intake("Cad", "emergency-cad-incidents", text(&["application/json"], "A CAD incident (`kind` `new`, `update` or `cancel`)."), cad),
+        "/api/adapters/commerce/{platform}/orders": {
+            "post": {
+                "operationId": "adapterCommerceOrder",
+                "summary": "A commercial platform's order event, signed (`Linkbus-Timestamp`, `Linkbus-Signature`, `Linkbus-Delivery`): see docs/adapters.md#commercial-order-webhooks.",
+                "description": "Present only where `[[adapters.commerce.platforms]]` are configured. `created` opens the case `commerce-<platform>-<order_id>`; `accepted` and `in_progress` are recorded on its timeline; `delivered` and `completed` resolve it; `cancelled` withdraws it.",
+                "security": [],
+                "parameters": [ { "name": "platform", "in": "path", "required": true, "description": "The platform's id in `[[adapters.commerce.platforms]]`.", "schema": { "type": "string" } } ],
+                "requestBody": text(&["application/json"], "The order event (JSON)."),
+                "responses": answers(commerce)
+            }
+        },
+        "/api/adapters/grid/batch": {
+            "post": {
+                "operationId": "adapterGridBatch",
+                "summary": "A batch of grid-management reports: a CSV file or JSON lines, one report per row (docs/adapters.md#management-grid-reports).",
+                "description": "Present only where `[adapters.grid]` is configured. Each row is taken or refused on its own; refused rows are kept in `deadletter.adapter_grid`. At most `max_batch_bytes` (8 MiB) and `max_batch_rows` (10,000).",
+                "requestBody": text(&["text/csv", "application/x-ndjson"], "A header row and one report per row (CSV), or one JSON report per line."),
+                "responses": {
+                    "200": json_body("Each row's case, or why it was refused.", grid_batch),
+                    "400": error("The body could not be read (`invalid`)."),
+                    "401": error("No key, or an unknown one (`unauthorized`)."),
+                    "403": error("Not the grid system's source key (`forbidden`)."),
+                    "413": error("Over `max_batch_bytes` (`too_large`)."),
+                    "415": error("Neither `text/csv` nor `application/x-ndjson` (`invalid`)."),
+                    "422": error("Not a batch at all, e.g. no header row or over `max_batch_rows` (`invalid`).")
+                }
+            }
+        },
+        "/open311/v2/{resource}": {
+            "get": open311("resource", "Open311: the services, or requests by id or filters (`start_date`, `end_date`, `status`, `service_code`)."),
+            "post": open311("resource", "Open311: a new service request (`requests.json` or `requests.xml`, `application/x-www-form-urlencoded`); 201 with `service_request_id`.")
+        },
+        "/open311/v2/services/{code}": { "get": open311("code", "Open311: one service's definition (`{code}.json` or `{code}.xml`).") },
+        "/open311/v2/requests/{id}": { "get": open311("id", "Open311: one request as linkbus knows it (`{id}.json` or `{id}.xml`).") }
     })
 }
 
