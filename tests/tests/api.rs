@@ -384,9 +384,12 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     // The cases endpoints, from the same address, are not.
     assert_eq!(api.call(Method::GET, CASE, "/api/cases/api-sewer-1", Some(DISPATCHER), None).await.0, 200);
 
-    // Every documented operation answered 200 at least once.
+    // Every documented operation of the closed loop answered 200 at least once. The adapters'
+    // routes exist only where `[adapters.*]` configures them; their own tests (adapters_emergency,
+    // open311, grid) exercise them, not against the document.
     let seen = api.seen.lock().expect("lock").clone();
-    for (template, item) in api.doc["paths"].as_object().expect("paths") {
+    let adapter = |template: &str| template.starts_with("/api/adapters/") || template.starts_with("/open311/");
+    for (template, item) in api.doc["paths"].as_object().expect("paths").iter().filter(|(t, _)| !adapter(t)) {
         for method in item.as_object().expect("operations").keys() {
             assert!(
                 seen.contains(&(template.clone(), method.clone(), 200)),
