@@ -310,15 +310,7 @@ impl RosterBuilder {
         match index.by_id.get(v.id.as_str()) {
             Some(&n) => index.slots[n as usize] = Some(slot),
             None => {
-                let n = match index.free.pop() {
-                    Some(n) => n,
-                    None => {
-                        index.slots.push(None);
-                        (index.slots.len() - 1) as u32
-                    }
-                };
-                index.by_id.insert(Arc::clone(&slot.id), n);
-                index.slots[n as usize] = Some(slot);
+                index.claim_slot(slot);
             }
         }
         Ok(())
@@ -326,21 +318,7 @@ impl RosterBuilder {
 
     /// Forgets a volunteer put before (a key deleted); false when unknown.
     pub fn remove(&mut self, id: &str) -> bool {
-        let index = &mut self.index;
-        let Some(n) = index.by_id.remove(id) else { return false };
-        index.slots[n as usize] = None;
-        index.free.push(n);
-        true
-    }
-
-    /// Volunteers put and not removed.
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    /// True when nobody was put, or everyone put was removed.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.index.release_slot(id).is_some()
     }
 
     /// The index of everyone put and not removed, its trees bulk-loaded.
@@ -472,22 +450,14 @@ impl VolunteerIndex {
         }
         let xyz = geodesy::unit_vector(v.location.lon, v.location.lat);
         let Some(&n) = self.by_id.get(v.id.as_str()) else {
-            let new = Slot { id: Arc::from(v.id.as_str()), xyz, available: v.available, skills };
-            let n = match self.free.pop() {
-                Some(n) => n,
-                None => {
-                    self.slots.push(None);
-                    (self.slots.len() - 1) as u32
-                }
-            };
+            let n = self.claim_slot(Slot { id: Arc::from(v.id.as_str()), xyz, available: v.available, skills });
+            let new = self.slots[n as usize].as_ref().expect("a slot just claimed is filled");
             self.everyone.insert(Anyone::new(xyz, new.tag(n)));
             let who = Who::new(n, &new.id);
             for bit in bits(new.searchable()) {
                 self.qualified[bit].insert(Qualified::new(xyz, who));
             }
             self.available += usize::from(new.available);
-            self.by_id.insert(Arc::clone(&new.id), n);
-            self.slots[n as usize] = Some(new);
             return Ok(());
         };
         let slot = self.slots[n as usize].as_mut().expect("a known volunteer has a slot");
@@ -516,8 +486,8 @@ impl VolunteerIndex {
 
     /// Forgets a volunteer; false when unknown.
     pub fn remove(&mut self, id: &str) -> bool {
-        let Some(n) = self.by_id.remove(id) else { return false };
-        if let Some(old) = self.slots[n as usize].take() {
+        let Some((n, old)) = self.release_slot(id) else { return false };
+        if let Some(old) = old {
             let removed = self.everyone.remove(&Anyone::new(old.xyz, old.tag(n)));
             debug_assert!(removed.is_some(), "volunteer {id} was not in the tree of everyone");
             for bit in bits(old.searchable()) {
@@ -526,8 +496,30 @@ impl VolunteerIndex {
             }
             self.available -= usize::from(old.available);
         }
-        self.free.push(n);
         true
+    }
+
+    /// Gives a volunteer not yet known a slot (one freed before, or a new one at the end) and
+    /// maps its id there; its number.
+    fn claim_slot(&mut self, slot: Slot) -> u32 {
+        let n = match self.free.pop() {
+            Some(n) => n,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_id.insert(Arc::clone(&slot.id), n);
+        self.slots[n as usize] = Some(slot);
+        n
+    }
+
+    /// Forgets where a volunteer was: its slot's number and what it held (`None` when unknown).
+    fn release_slot(&mut self, id: &str) -> Option<(u32, Option<Slot>)> {
+        let n = self.by_id.remove(id)?;
+        let old = self.slots[n as usize].take();
+        self.free.push(n);
+        Some((n, old))
     }
 
     /// The `k` nearest available volunteers with `skill` within `radius_m` of a point, nearest
@@ -743,8 +735,8 @@ mod tests {
         assert!(roster.remove("a") && roster.remove("b") && !roster.remove("never-put"));
         roster.put(&v("b", 116.5, 39.9, false, &["cpr"])).expect("valid");
         roster.put(&v("e", 116.4, 39.9, true, &["cpr"])).expect("valid");
-        assert_eq!(roster.len(), 3);
         let index = roster.build();
+        assert_eq!(index.len(), 3);
         let mut ids: Vec<String> = index.positions().into_iter().map(|p| p.id).collect();
         ids.sort();
         assert_eq!(ids, ["b", "c", "e"]);
