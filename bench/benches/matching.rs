@@ -36,7 +36,8 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use geo::{BoundingRect, Coord, LineString, MultiPolygon, Polygon};
 use linkbus_bench::synthetic::{
-    self, CATEGORIES, REGION_AREA, SKILLS, category_id, departments, grid, points, rng, volunteer_box, volunteers,
+    self, CATEGORIES, REGION_AREA, SKILLS, VERTICES, category_id, departments, grid, points, rng, volunteer_box,
+    volunteers,
 };
 use linkbus_bus::wire::{Circle, JurisdictionLevel, Location, VolunteerChoice, VolunteerStatus};
 use linkbus_routers::areas;
@@ -52,8 +53,6 @@ const QUERIES: usize = 1024;
 const K: usize = 5;
 const RADIUS_M: f64 = 3_000.0;
 const BORDER_TOLERANCE_M: f64 = 100.0;
-/// Vertices of a synthetic community unless a case says otherwise.
-const VERTICES: usize = 64;
 
 /// Endlessly cycles through `items` (not empty).
 fn cycle<'a, T>(items: &'a [T]) -> impl FnMut() -> &'a T {

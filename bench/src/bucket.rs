@@ -17,7 +17,7 @@ use linkbus_routers::{Router, RoutingParams};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::decisions::{VERTICES, status_mb};
+use crate::decisions::status_mb;
 use crate::synthetic;
 
 /// Publishes awaiting acks while filling the bucket.
@@ -146,7 +146,7 @@ pub async fn run(
 /// loaded; `expected` is how many there should be.
 pub async fn follow(url: &str, communities: usize, expected: usize) -> anyhow::Result<FollowerReport> {
     let rss_before_mb = status_mb("VmRSS")?;
-    let region = synthetic::region(synthetic::grid(communities, VERTICES));
+    let region = synthetic::region(synthetic::grid(communities, synthetic::VERTICES));
 
     let started = Instant::now();
     let client = async_nats::connect(url).await.context("connecting")?;

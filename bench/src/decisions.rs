@@ -29,8 +29,6 @@ use crate::synthetic;
 
 /// Distinct cases a run cycles through.
 const CASES: usize = 65_536;
-/// Vertices of each synthetic community.
-pub(crate) const VERTICES: usize = 64;
 
 /// Percentiles of a histogram of nanoseconds, in microseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -84,7 +82,7 @@ pub struct City {
 impl City {
     /// `communities` communities of 64 vertices and `volunteers` volunteers.
     pub fn new(communities: usize, volunteers: usize) -> anyhow::Result<Self> {
-        let grid = synthetic::grid(communities, VERTICES);
+        let grid = synthetic::grid(communities, synthetic::VERTICES);
         let (min, max) = (grid.min, grid.max);
         let region = synthetic::region(grid);
         let roster = synthetic::volunteers(volunteers);
@@ -178,7 +176,7 @@ pub struct StartUpReport {
 /// buffer (as a KV snapshot would arrive), so that dropping it gives its memory back.
 pub fn start_up(communities: usize, volunteers: usize) -> anyhow::Result<StartUpReport> {
     let rss_before_mb = status_mb("VmRSS")?;
-    let region: Region = synthetic::region(synthetic::grid(communities, VERTICES));
+    let region: Region = synthetic::region(synthetic::grid(communities, synthetic::VERTICES));
     let json = roster_json(volunteers)?;
 
     let started = Instant::now();

@@ -11,7 +11,8 @@
 //! same sample ranked by degrees is counted too, to show why geography is used.
 //!
 //! Besides the round trips, each run reads the CPU time of the PostgreSQL backends serving its
-//! connections (`pg_backend_pid()`, then `/proc/<pid>/schedstat` before and after), so that
+//! connections (`pg_backend_pid()`, then `/proc/<pid>/stat`'s user and system time before and after,
+//! [`cpu::process_seconds`]), so that
 //! PostGIS is compared per CPU-second as linkbus is: a round trip also waits on the client, the
 //! socket and the scheduler, and a server can serve other clients meanwhile. Only where the
 //! server runs on this host (as `ops/scripts/bench`'s throwaway cluster does).
@@ -33,8 +34,6 @@ use crate::cpu;
 use crate::decisions::Percentiles;
 use crate::synthetic;
 
-/// Vertices of each synthetic community.
-const VERTICES: usize = 64;
 /// Rows per COPY chunk.
 const CHUNK: usize = 10_000;
 
@@ -132,7 +131,7 @@ struct Question {
 
 /// Loads the city, checks PostGIS against linkbus, and times it.
 pub async fn run(options: &PostgisOptions) -> anyhow::Result<PostgisReport> {
-    let grid = synthetic::grid(options.communities, VERTICES);
+    let grid = synthetic::grid(options.communities, synthetic::VERTICES);
     let (min, max) = (grid.min, grid.max);
     let region = synthetic::region(grid);
     let roster = synthetic::volunteers(options.volunteers);

@@ -22,6 +22,9 @@ const HALF_SIDE: f64 = 0.25;
 pub const SKILLS: [&str; 5] = ["first_aid", "elderly_care", "cleanup", "translation", "driving"];
 /// Categories in [`categories`].
 pub const CATEGORIES: usize = 30;
+/// Vertices of each community of the synthetic city the benchmarks route in (the lookup
+/// benchmarks also try more).
+pub const VERTICES: usize = 64;
 /// The region's area code, where the city-wide department's rule applies.
 pub const REGION_AREA: &str = "beijing-synthetic";
 
