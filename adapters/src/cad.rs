@@ -18,7 +18,7 @@
 //! ```
 
 use jiff::Timestamp;
-use linkbus_bus::wire::{self, Action, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
+use linkbus_wire::{self as wire, Action, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
 use serde::Deserialize;
 
 use crate::intake::{IntakeError, Message};
@@ -49,7 +49,7 @@ impl Default for CadConfig {
 }
 
 fn default_subject() -> String {
-    linkbus_bus::subjects::CAD_INCIDENTS.to_owned()
+    linkbus_wire::subjects::CAD_INCIDENTS.to_owned()
 }
 
 /// What happened to the incident.

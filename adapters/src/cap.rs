@@ -28,7 +28,7 @@
 //! (kept in the alert, not enforced).
 
 use jiff::Timestamp;
-use linkbus_bus::wire::{self, Action, Area, CaseReport, Circle, CloudEvent, Contact, Location, SourceSystem};
+use linkbus_wire::{self as wire, Action, Area, CaseReport, Circle, CloudEvent, Contact, Location, SourceSystem};
 use serde::Deserialize;
 
 use crate::intake::Message;
@@ -63,7 +63,7 @@ impl Default for CapConfig {
 }
 
 fn default_subject() -> String {
-    linkbus_bus::subjects::CAP_ALERTS.to_owned()
+    linkbus_wire::subjects::CAP_ALERTS.to_owned()
 }
 
 /// Why an alert was refused.
@@ -376,7 +376,7 @@ fn new_case(alert: &Alert, config: &CapConfig, marker: Option<(&str, &str)>) -> 
         ));
     }
     area.validate("area").map_err(|e| bad(e.to_string()))?;
-    let location = linkbus_routers::areas::centre(&area)
+    let location = linkbus_matching::areas::centre(&area)
         .ok_or_else(|| CapError::NotRouted("the area has no extent: linkbus cannot place the alert".into()))?;
     let mut flags = Vec::new();
     let category = category(info, &config.categories, &mut flags);

@@ -26,8 +26,8 @@ use async_nats::jetstream::{self, kv};
 use axum::http::HeaderMap;
 use jiff::Timestamp;
 use linkbus_bus::nats;
-use linkbus_bus::wire::{self, Action, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
 use linkbus_cases::webhooks::{self, HEADER_SIGNATURE, HEADER_TIMESTAMP, TIMESTAMP_TOLERANCE};
+use linkbus_wire::{self as wire, Action, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 

@@ -37,7 +37,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use futures::StreamExt;
 use jiff::Timestamp;
-use linkbus_bus::wire::{self, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
+use linkbus_wire::{self as wire, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -50,7 +50,7 @@ use crate::web::{self, BodyError};
 /// the event id prefix (`grid-<report_id>`).
 pub const STAGE: &str = "grid";
 /// The subject single reports arrive on.
-pub const SUBJECT: &str = linkbus_bus::subjects::GRID_REPORT;
+pub const SUBJECT: &str = linkbus_wire::subjects::GRID_REPORT;
 /// The HTTP path of batch uploads.
 pub const BATCH_PATH: &str = "/api/adapters/grid/batch";
 /// Largest single report over NATS, bytes.

@@ -43,10 +43,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use jiff::Timestamp;
 use linkbus_bus::nats::{self, DeadLetter};
-use linkbus_bus::subjects;
-use linkbus_bus::wire::{self, Action, Actor, ActorKind, CaseRecord, CaseReport, CaseState, CloudEvent};
 use linkbus_cases::book::{ActError, CaseBook, CaseFilter};
 use linkbus_cases::lifecycle::Refused;
+use linkbus_wire::subjects;
+use linkbus_wire::{self as wire, Action, Actor, ActorKind, CaseRecord, CaseReport, CaseState, CloudEvent};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
@@ -500,7 +500,7 @@ async fn post_order(
     body: Body,
 ) -> Response {
     let (bytes, read) = read_body(&headers, body).await;
-    let path = format!("/api/adapters/commerce/{}/orders", nats::truncated(platform.clone(), 64));
+    let path = format!("/api/adapters/commerce/{}/orders", linkbus_wire::truncated(platform.clone(), 64));
     let result = async {
         read?;
         let platforms = http

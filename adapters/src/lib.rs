@@ -28,10 +28,10 @@ pub mod sf311;
 pub mod vocabulary;
 pub mod web;
 
-/// Cuts a text field to the bus's limit ([`linkbus_bus::wire::MAX_TEXT_LEN`]) on a character
+/// Cuts a text field to the bus's limit ([`linkbus_wire::MAX_TEXT_LEN`]) on a character
 /// boundary: sources' long texts are kept, shortened, rather than refused.
 pub fn clip(text: String) -> String {
-    linkbus_bus::nats::truncated(text, linkbus_bus::wire::MAX_TEXT_LEN)
+    linkbus_wire::truncated(text, linkbus_wire::MAX_TEXT_LEN)
 }
 
 /// Checks an adapter's configured CloudEvents `source` (a URI reference starting with `/`, at

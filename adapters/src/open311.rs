@@ -37,7 +37,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::Bytes;
 use jiff::Timestamp;
-use linkbus_bus::wire::{self, CaseRecord, CaseReport, CaseState, CloudEvent, Contact, Datum, Location, SourceSystem};
+use linkbus_wire::{
+    self as wire, CaseRecord, CaseReport, CaseState, CloudEvent, Contact, Datum, Location, SourceSystem,
+};
 use percent_encoding::percent_decode;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};

@@ -11,7 +11,7 @@ use std::io::Read;
 use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
-use linkbus_bus::wire::{self, CaseReport, CloudEvent, Location, SourceSystem};
+use linkbus_wire::{self as wire, CaseReport, CloudEvent, Location, SourceSystem};
 use serde::Deserialize;
 
 /// The CloudEvents `source` of SF 311 cases.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use linkbus_bus::wire::is_category;
+use linkbus_wire::is_category;
 use serde::Deserialize;
 
 /// Flag set on a report whose source category was not in the map.

@@ -39,12 +39,12 @@ use linkbus_bench::synthetic::{
     self, CATEGORIES, REGION_AREA, SKILLS, VERTICES, category_id, departments, grid, points, rng, volunteer_box,
     volunteers,
 };
-use linkbus_bus::wire::{Circle, JurisdictionLevel, Location, VolunteerChoice, VolunteerStatus};
-use linkbus_routers::areas;
-use linkbus_routers::communities::CommunityIndex;
-use linkbus_routers::departments::{Chosen, DepartmentRules};
-use linkbus_routers::geodesy::haversine_m;
-use linkbus_routers::{Router, RoutingParams, VolunteerIndex};
+use linkbus_matching::areas;
+use linkbus_matching::communities::CommunityIndex;
+use linkbus_matching::departments::{Chosen, DepartmentRules};
+use linkbus_matching::geodesy::haversine_m;
+use linkbus_matching::{Router, RoutingParams, VolunteerIndex};
+use linkbus_wire::{Circle, JurisdictionLevel, Location, VolunteerChoice, VolunteerStatus};
 use rand::RngExt;
 
 /// Seeded queries each case cycles through, so that no case times one lucky point.
@@ -188,7 +188,7 @@ fn community_locate(c: &mut Criterion) {
         boundary: MultiPolygon::new(vec![Polygon::new(LineString::new(ring), vec![])]),
     };
     let queries = points(6, QUERIES, Coord { x: 116.33, y: 39.83 }, Coord { x: 116.47, y: 39.97 });
-    for (name, max) in [("cut", linkbus_routers::communities::MAX_PIECE_VERTICES), ("whole", usize::MAX)] {
+    for (name, max) in [("cut", linkbus_matching::communities::MAX_PIECE_VERTICES), ("whole", usize::MAX)] {
         let index = CommunityIndex::with_max_piece_vertices(vec![big.clone()], BORDER_TOLERANCE_M, max);
         group.bench_function(BenchmarkId::new(format!("big_{name}"), n), |b| {
             let mut next = cycle(&queries);
@@ -391,7 +391,7 @@ fn decide(c: &mut Criterion) {
             (router, index, cases)
         });
         let mut next = cycle(cases);
-        let offers = linkbus_routers::OfferLedger::new();
+        let offers = linkbus_matching::OfferLedger::new();
         b.iter(|| black_box(router.decide(black_box(next()), index, &offers, 0)));
     });
     group.finish();
@@ -404,9 +404,9 @@ fn broadcast_area(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("circle_2km", n), |b| {
             let (index, queries) = setup.get_or_insert_with(|| {
                 let grid = grid(n, VERTICES);
-                let queries: Vec<linkbus_bus::wire::Area> = points(5, QUERIES, grid.min, grid.max)
+                let queries: Vec<linkbus_wire::Area> = points(5, QUERIES, grid.min, grid.max)
                     .into_iter()
-                    .map(|(lon, lat)| linkbus_bus::wire::Area {
+                    .map(|(lon, lat)| linkbus_wire::Area {
                         polygons: vec![],
                         circles: vec![Circle { center: Location { lon, lat }, radius_m: 2_000.0 }],
                     })

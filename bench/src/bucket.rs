@@ -12,8 +12,8 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use linkbus_bus::nats::{self, BUCKET_VOLUNTEERS, StreamSettings};
 use linkbus_bus::server::{NatsServer, ServerConfig};
+use linkbus_matching::{Router, RoutingParams};
 use linkbus_routers::service::{self, RouterState};
-use linkbus_routers::{Router, RoutingParams};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -162,7 +162,7 @@ pub async fn follow(url: &str, communities: usize, expected: usize) -> anyhow::R
         ended = follower => anyhow::bail!("the volunteer follower stopped: {:?}", ended?),
     }
     let seconds = started.elapsed().as_secs_f64();
-    let loaded = service::read(&state.volunteers).len();
+    let loaded = linkbus_bus::sync::read(&state.volunteers).len();
     anyhow::ensure!(loaded == expected, "{loaded} volunteers loaded, {expected} expected");
     drop(region);
     let rss_mb = status_mb("VmRSS")?;

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
-use linkbus_bus::wire::{CaseReport, Location, VolunteerStatus};
+use linkbus_bus::sync::write;
 use linkbus_geo_data::Region;
-use linkbus_routers::service::{RouterState, write};
-use linkbus_routers::{OfferLedger, Router, RoutingParams, VolunteerIndex};
+use linkbus_matching::{OfferLedger, Router, RoutingParams, VolunteerIndex};
+use linkbus_routers::service::RouterState;
+use linkbus_wire::{CaseReport, Location, VolunteerStatus};
 use rand::RngExt as _;
 use serde::Serialize;
 

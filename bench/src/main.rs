@@ -1,12 +1,18 @@
 //! `linkbus-bench`: the decision-latency harness, start-up through nats-server and the PostGIS
 //! baseline, each printing one JSON report on stdout (`ops/scripts/bench` turns them into
-//! `docs/BENCHMARKS.md`'s tables).
+//! `docs/BENCHMARKS.md`'s tables), and `load`, the load generator that drives a running linkbus.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use linkbus_bench::load::{self, BenchOptions, Target};
 use linkbus_bench::postgis::{self, PostgisOptions};
 use linkbus_bench::{bucket, decisions};
+use linkbus_geo_data::Region;
 
 /// linkbus benchmarks beyond criterion.
 #[derive(Debug, Parser)]
@@ -18,6 +24,38 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Load-test a running linkbus through NATS: paced and unpaced runs, latency to the
+    /// departments, exactly-once check, and the raw NATS floors (exit code 5 on loss or duplicate).
+    Load {
+        /// The running linkbus's NATS (without credentials: meant for a test deployment).
+        #[arg(long, env = "LINKBUS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        /// The region that linkbus routes with: the cases are placed in its communities.
+        #[arg(long, default_value = "geo-data/beijing")]
+        region: PathBuf,
+        /// Paced runs, events per second; `--rates` alone runs none.
+        #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [1_000, 10_000, 50_000])]
+        rates: Vec<u32>,
+        /// Seconds each paced run publishes for.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Events in the unpaced (maximum throughput) run; 0 skips it.
+        #[arg(long, default_value_t = 50_000)]
+        unpaced: usize,
+        /// Where the runs go, in this order at each rate: linkbus, and the raw NATS floors (the
+        /// core and the JetStream forwarder) measured at the same rates and count.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Target::Linkbus])]
+        targets: Vec<Target>,
+        /// After a run's last publish, seconds to wait for outstanding events while none arrives.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+        /// Seed of the case locations and categories.
+        #[arg(long, default_value_t = 8)]
+        seed: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start-up time and resident memory with a city's data (run it in a fresh process).
     StartUp {
         /// Communities.
@@ -108,10 +146,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match run(Cli::parse().command) {
-        Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
-        }
+        Ok(code) => code,
         Err(e) => {
             eprintln!("linkbus-bench: {e:#}");
             ExitCode::FAILURE
@@ -119,8 +154,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<String> {
-    Ok(match command {
+/// Runs one command, printing its report on stdout.
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let json = match command {
+        Command::Load { nats_url, region, rates, seconds, unpaced, targets, wait_secs, seed, json } => {
+            let options = BenchOptions { rates, seconds, unpaced, targets, wait: Duration::from_secs(wait_secs), seed };
+            let region = Region::load(&region).with_context(|| format!("loading region {}", region.display()))?;
+            let report = runtime()?.block_on(load::bench(&nats_url, &region, &options))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{report}");
+            }
+            // Exit code 5: linkbus lost or duplicated an event.
+            return Ok(if report.linkbus_exactly_once() { ExitCode::SUCCESS } else { ExitCode::from(5) });
+        }
         Command::StartUp { communities, volunteers } => {
             serde_json::to_string(&decisions::start_up(communities, volunteers)?)?
         }
@@ -148,7 +196,9 @@ fn run(command: Command) -> anyhow::Result<String> {
             let options = PostgisOptions { conninfo, communities, volunteers, verify, decisions, clients };
             serde_json::to_string(&runtime()?.block_on(postgis::run(&options))?)?
         }
-    })
+    };
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

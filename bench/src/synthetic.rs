@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use geo::{Coord, LineString, MultiPolygon, Polygon};
 use jiff::Timestamp;
-use linkbus_bus::wire::{CaseReport, Datum, JurisdictionLevel, Location, SourceSystem, VolunteerStatus};
 use linkbus_geo_data::{Area, Category, Community, Department, Departments, Duty, Manifest, Region};
+use linkbus_wire::{CaseReport, Datum, JurisdictionLevel, Location, SourceSystem, VolunteerStatus};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

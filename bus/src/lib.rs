@@ -1,20 +1,17 @@
-//! The bus: what travels between linkbus components, and how it travels over NATS.
+//! The bus: how linkbus messages travel over NATS. What they are is `linkbus-wire`.
 //!
-//! - [`wire`]: the CloudEvents envelope and every payload (case reports, routed cases,
-//!   volunteer offers and status), with their validation.
-//! - [`decode`]: bytes from `ingest.…` to a checked case event, or a [`decode::Rejection`]
-//!   that says why.
-//! - [`subjects`]: the subject names, built in one place.
+//! - [`metrics`]: a stage's series of `linkbus_deadletters_total`.
 //! - [`nats`]: stream and bucket provisioning, publishing with `Nats-Msg-Id`, dead letters.
 //! - [`pull`]: the consuming loop of a pull consumer, with a bounded read-ahead that a shutdown
 //!   hands back at once (routers and the case book both use it).
+//! - [`sync`]: lock helpers that survive a poisoned lock.
 //! - [`server`]: the embedded `nats-server` child used when no NATS URL is configured.
 //!
-//! This crate knows nothing of geography; routing lives in `linkbus-routers`.
+//! This crate knows nothing of geography; routing lives in `linkbus-matching` and
+//! `linkbus-routers`.
 
-pub mod decode;
+pub mod metrics;
 pub mod nats;
 pub mod pull;
 pub mod server;
-pub mod subjects;
-pub mod wire;
+pub mod sync;

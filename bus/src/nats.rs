@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::subjects;
+use linkbus_wire::subjects;
 
 /// Stream of case reports (`ingest.>`).
 pub const STREAM_INGEST: &str = "LINKBUS_INGEST";
@@ -410,19 +410,7 @@ async fn publish_with(
 /// value is cut at 1 KiB, on a character boundary.
 fn header_safe(value: &str) -> String {
     let out: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    truncated(out, 1024)
-}
-
-/// `text` cut to at most `max` bytes, on a character boundary.
-pub fn truncated(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
-    text
+    linkbus_wire::truncated(out, 1024)
 }
 
 #[cfg(test)]

@@ -18,12 +18,13 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use linkbus_bus::nats::{self, DeadLetter};
 use linkbus_bus::pull;
-use linkbus_bus::subjects;
-use linkbus_bus::wire::{
-    self, Action, ActionReply, ActionRequest, Actor, ActorKind, CaseAssigned, CaseEvent, CaseRecord, CaseState,
-    CloudEvent, OfferClosed, RoutedCase, VolunteerAnswer, VolunteerAssignment, VolunteerOffer,
+use linkbus_bus::sync::read;
+use linkbus_wire::subjects;
+use linkbus_wire::{
+    self as wire, Action, ActionReply, ActionRequest, Actor, ActorKind, CaseAssigned, CaseEvent, CaseRecord,
+    CaseReport, CaseState, CloudEvent, OfferClosed, RoutedCase, VolunteerAnswer, VolunteerAssignment, VolunteerChoice,
+    VolunteerOffer,
 };
-use linkbus_routers::service::{RouterState, read};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -165,10 +166,19 @@ pub struct CaseBook {
     /// (CloudEvents source, the source's own id) of each record's own report → its case id.
     by_source: RwLock<HashMap<(String, String), String>>,
     ladder: Ladder,
-    router: Arc<RouterState>,
+    volunteers: Arc<dyn NextVolunteers>,
     config: BookConfig,
     metrics: CaseMetrics,
     changes: broadcast::Sender<CaseRecord>,
+}
+
+/// What the case book asks of the matching in force: the next volunteers to offer a case to when
+/// one declines or an offer expires. The service answers it from the router's live index.
+pub trait NextVolunteers: Send + Sync + 'static {
+    /// The nearest available volunteers with `skill` for `case` at `now`, leaving out those in
+    /// `already` (offered it before).
+    fn next_volunteers(&self, case: &CaseReport, skill: &str, already: &[&str], now: Timestamp)
+    -> Vec<VolunteerChoice>;
 }
 
 impl std::fmt::Debug for CaseBook {
@@ -178,32 +188,18 @@ impl std::fmt::Debug for CaseBook {
 }
 
 impl CaseBook {
-    /// Opens the book and starts its loops (until `shutdown`); returns once the bucket is read.
-    /// Its metrics are registered nowhere (see [`CaseBook::start_with_metrics`]).
+    /// Opens the book and starts its loops (until `shutdown`), counting into `metrics`; returns
+    /// once the bucket is read. Escalations climb `ladder`; declined and expired offers go on to
+    /// the volunteers `volunteers` names.
     pub async fn start(
         js: jetstream::Context,
-        router: Arc<RouterState>,
-        config: BookConfig,
-        shutdown: CancellationToken,
-    ) -> Result<(Arc<Self>, Vec<tokio::task::JoinHandle<()>>), ActError> {
-        Self::start_with_metrics(js, router, config, CaseMetrics::unregistered(), shutdown).await
-    }
-
-    /// [`CaseBook::start`], counting into `metrics`.
-    pub async fn start_with_metrics(
-        js: jetstream::Context,
-        router: Arc<RouterState>,
+        ladder: Ladder,
+        volunteers: Arc<dyn NextVolunteers>,
         config: BookConfig,
         metrics: CaseMetrics,
         shutdown: CancellationToken,
     ) -> Result<(Arc<Self>, Vec<tokio::task::JoinHandle<()>>), ActError> {
         let store = js.get_key_value(nats::BUCKET_CASES).await.map_err(store_err)?;
-        let matching = router.router();
-        let departments = matching.departments();
-        let ladder = Ladder::new(
-            departments.departments().iter().map(|d| (d.id.clone(), d.parent.clone())),
-            &departments.departments()[departments.catch_all()].id,
-        );
         let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
         let book = Arc::new(Self {
             js,
@@ -213,7 +209,7 @@ impl CaseBook {
             merging: tokio::sync::Mutex::new(()),
             by_source: RwLock::new(HashMap::new()),
             ladder,
-            router,
+            volunteers,
             config,
             metrics,
             changes,
@@ -348,9 +344,7 @@ impl CaseBook {
 
     fn next_volunteers(&self, r: &CaseRecord, already: &[&str], now: Timestamp) -> Vec<wire::VolunteerChoice> {
         let Some(skill) = r.decision.volunteer_search.skill.as_deref() else { return vec![] };
-        let volunteers = read(&self.router.volunteers);
-        let offers = read(&self.router.offers);
-        self.router.router().volunteers_for(&r.case, skill, &volunteers, &offers, now.as_second(), already).0
+        self.volunteers.next_volunteers(&r.case, skill, already, now)
     }
 
     async fn load(&self, case_id: &str) -> Result<(Stored, u64), ActError> {

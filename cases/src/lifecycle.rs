@@ -18,11 +18,11 @@
 use std::collections::HashMap;
 
 use jiff::{SignedDuration, Timestamp};
-use linkbus_bus::wire::{
+use linkbus_matching::geodesy;
+use linkbus_wire::{
     Action, Actor, ActorKind, AssignmentReason, CaseRecord, CaseState, OfferState, OfferStatus, Rating, ReportRef,
     RoutedCase, TimelineEntry, VolunteerChoice,
 };
-use linkbus_routers::geodesy;
 
 /// Deadlines for one priority.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -729,7 +729,7 @@ fn escalate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use linkbus_bus::wire::{
+    use linkbus_wire::{
         CaseReport, CommunityMatch, CommunityOutcome, Decision, DepartmentChoice, DepartmentRule, JurisdictionLevel,
         Location, SourceSystem, VolunteerSearch,
     };
@@ -758,7 +758,7 @@ mod tests {
             source_id: id.into(),
             reported_at: t(0),
             flags: vec![],
-            datum: linkbus_bus::wire::Datum::Wgs84,
+            datum: linkbus_wire::Datum::Wgs84,
             received_location: None,
             area: None,
         };
@@ -776,7 +776,7 @@ mod tests {
             fallbacks: vec![choice("dispatch"), choice("desk")],
             volunteers: volunteers
                 .iter()
-                .map(|(v, d)| linkbus_bus::wire::VolunteerChoice { id: v.to_string(), distance_m: *d })
+                .map(|(v, d)| linkbus_wire::VolunteerChoice { id: v.to_string(), distance_m: *d })
                 .collect(),
             volunteer_search: VolunteerSearch {
                 skill: Some("first_aid".into()),
@@ -834,7 +834,7 @@ mod tests {
 
     #[test]
     fn actions_refuse_unknown_fields_even_without_fields_of_their_own() {
-        let ok: linkbus_bus::wire::ActionRequest =
+        let ok: linkbus_wire::ActionRequest =
             serde_json::from_str(r#"{"case_id": "c1", "action": "accept"}"#).expect("accept");
         assert_eq!(ok.action, Action::Accept {});
         for bad in [
@@ -844,7 +844,7 @@ mod tests {
             r#"{"case_id": "c1", "action": "explode"}"#,
             r#"{"action": "accept"}"#,
         ] {
-            assert!(serde_json::from_str::<linkbus_bus::wire::ActionRequest>(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<linkbus_wire::ActionRequest>(bad).is_err(), "{bad}");
         }
     }
 
@@ -946,13 +946,13 @@ mod tests {
         let r = open(&routed("c1", &[("v1", 100.0), ("v2", 200.0)]), t(0), &p);
         let out = answer(&r, "v1", false, t(5), &p, |already| {
             assert_eq!(already, ["v1", "v2"]);
-            vec![linkbus_bus::wire::VolunteerChoice { id: "v3".into(), distance_m: 300.0 }]
+            vec![linkbus_wire::VolunteerChoice { id: "v3".into(), distance_m: 300.0 }]
         })
         .expect("decline");
         assert_eq!(out.effects, [Effect::Offer { volunteer_id: "v3".into(), distance_m: 300.0 }]);
         // v2 never answers: at its expiry the next one is asked.
         let out = tick(&out.record, t(120), &p, &ladder(), |_| {
-            vec![linkbus_bus::wire::VolunteerChoice { id: "v4".into(), distance_m: 400.0 }]
+            vec![linkbus_wire::VolunteerChoice { id: "v4".into(), distance_m: 400.0 }]
         })
         .expect("expiry");
         assert!(out.effects.contains(&Effect::CloseOffer { volunteer_id: "v2".into(), reason: "expired" }));
@@ -980,7 +980,7 @@ mod tests {
         assert!(!is_duplicate(&first, &drill, &p.merge), "a drill never merges with a real report");
         let mut broadcast = second_routed.clone();
         let ring = vec![first.case.location; 4];
-        broadcast.case.area = Some(linkbus_bus::wire::Area { polygons: vec![ring], circles: vec![] });
+        broadcast.case.area = Some(linkbus_wire::Area { polygons: vec![ring], circles: vec![] });
         assert!(!is_duplicate(&first, &broadcast, &p.merge), "a broadcast merges with nothing");
         let second = open(&second_routed, t(1), &p);
         let (primary, merged) = merge(&first, &second, t(2));

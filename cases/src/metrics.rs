@@ -17,8 +17,8 @@
 //! the stage durations and escalations, offers whose status changed give the offer outcomes.
 
 use jiff::Timestamp;
-use linkbus_bus::wire::{CaseRecord, OfferStatus};
-use linkbus_routers::metrics::DeadLetterCounter;
+use linkbus_bus::metrics::DeadLetterCounter;
+use linkbus_wire::{CaseRecord, OfferStatus};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::webhooks;
@@ -178,7 +178,7 @@ impl CaseMetrics {
 }
 
 /// When the last entry of one of `events` happened.
-fn last_of(timeline: &[linkbus_bus::wire::TimelineEntry], events: &[&str]) -> Option<Timestamp> {
+fn last_of(timeline: &[linkbus_wire::TimelineEntry], events: &[&str]) -> Option<Timestamp> {
     timeline.iter().rev().find(|e| events.contains(&e.event.as_str())).map(|e| e.at)
 }
 
@@ -196,7 +196,7 @@ impl WebhookMetrics {
 #[cfg(test)]
 mod tests {
     use jiff::SignedDuration;
-    use linkbus_bus::wire::{Action, Actor, ActorKind, CloudEvent, RoutedCase};
+    use linkbus_wire::{Action, Actor, ActorKind, CloudEvent, RoutedCase};
     use prometheus::Encoder;
 
     use super::*;

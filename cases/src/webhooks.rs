@@ -82,8 +82,8 @@ use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use jiff::{SignedDuration, Timestamp};
 use linkbus_bus::nats::{self, DeadLetter, StreamSettings};
-use linkbus_bus::subjects;
-use linkbus_bus::wire::is_token;
+use linkbus_wire::is_token;
+use linkbus_wire::subjects;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::Sha256;
@@ -838,7 +838,7 @@ fn one_line(text: &str) -> String {
 }
 
 fn bounded(text: String) -> String {
-    nats::truncated(text, MAX_ERROR_LEN)
+    linkbus_wire::truncated(text, MAX_ERROR_LEN)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use geo::{MultiPolygon, Point};
-use linkbus_bus::wire::{self, JurisdictionLevel, SourceSystem, VolunteerStatus};
+use linkbus_wire::{self as wire, JurisdictionLevel, SourceSystem, VolunteerStatus};
 use serde::{Deserialize, Serialize};
 
 /// `manifest.toml`: what the region is and where each file came from.

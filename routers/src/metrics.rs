@@ -17,10 +17,11 @@
 //! registered here (the router is the first stage that dead-letters) and shared with the later
 //! stages through [`RouterMetrics::deadletters`].
 
-use linkbus_bus::wire::{CommunityOutcome, Decision, DepartmentRule, SourceSystem};
+use linkbus_bus::metrics::DeadLetterCounter;
+use linkbus_wire::{CommunityOutcome, Decision, DepartmentRule, SourceSystem};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-/// Reason codes of `deadletter.ingest` ([`linkbus_bus::decode::Rejection::code`]).
+/// Reason codes of `deadletter.ingest` ([`linkbus_wire::decode::Rejection::code`]).
 pub const INGEST_REASONS: [&str; 5] = ["too_large", "malformed", "unsupported", "invalid", "subject_mismatch"];
 /// Reason codes of `deadletter.volunteers`.
 pub const VOLUNTEER_REASONS: [&str; 2] = ["malformed", "invalid"];
@@ -211,35 +212,10 @@ impl Routed {
     }
 }
 
-/// The `linkbus_deadletters_total` series of one stage, resolved once for its known reason
-/// codes (so they show as 0 before the first dead letter, and alerts see them rise).
-#[derive(Debug, Clone)]
-pub struct DeadLetterCounter {
-    stage: &'static str,
-    vec: IntCounterVec,
-    known: Vec<(&'static str, IntCounter)>,
-}
-
-impl DeadLetterCounter {
-    /// The series of `stage` for each of `reasons`.
-    pub fn new(vec: &IntCounterVec, stage: &'static str, reasons: &[&'static str]) -> Self {
-        let known = reasons.iter().map(|r| (*r, vec.with_label_values(&[stage, r]))).collect();
-        Self { stage, vec: vec.clone(), known }
-    }
-
-    /// Counts one dead letter with reason `code` (a code not listed at creation is resolved now).
-    pub fn inc(&self, code: &str) {
-        match self.known.iter().find(|(r, _)| *r == code) {
-            Some((_, counter)) => counter.inc(),
-            None => self.vec.with_label_values(&[self.stage, code]).inc(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use linkbus_bus::decode::Rejection;
-    use linkbus_bus::wire::Invalid;
+    use linkbus_wire::Invalid;
+    use linkbus_wire::decode::Rejection;
     use prometheus::Encoder;
 
     use super::*;

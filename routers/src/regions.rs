@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::service::RouterState;
-use crate::{Router, RoutingParams};
+use linkbus_matching::{Router, RoutingParams};
 
 /// The KV bucket of region versions.
 pub const BUCKET_REGIONS: &str = "linkbus_regions";

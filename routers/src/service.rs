@@ -20,16 +20,17 @@ use async_nats::jetstream::{self, AckKind, consumer, kv};
 use bytes::Bytes;
 use futures::{StreamExt, TryFutureExt, future};
 use jiff::Timestamp;
-use linkbus_bus::decode::decode_case_report;
 use linkbus_bus::nats::{self, BusError, DeadLetter};
 use linkbus_bus::pull;
-use linkbus_bus::subjects;
-use linkbus_bus::wire::{self, CaseReport, CloudEvent, RoutedCase, VolunteerOffer, VolunteerStatus};
+use linkbus_bus::sync::{read, write};
+use linkbus_wire::decode::decode_case_report;
+use linkbus_wire::subjects;
+use linkbus_wire::{self as wire, CaseReport, CloudEvent, RoutedCase, VolunteerOffer, VolunteerStatus};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::{Routed, RouterMetrics};
-use crate::{OfferLedger, RosterBuilder, Router, VolunteerIndex};
+use linkbus_matching::{OfferLedger, RosterBuilder, Router, VolunteerIndex};
 
 /// How often [`run`] samples its consumer's backlog and the volunteers on duty.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -174,17 +175,6 @@ impl RouterState {
         };
         self.metrics.set_volunteers(known, available);
     }
-}
-
-/// Reads a lock, even one a panicking thread left poisoned (the data stays consistent: every
-/// writer replaces whole entries).
-pub fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Writes a lock, even a poisoned one (see [`read`]).
-pub fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Follows the offers stream into `state.offers` until `shutdown`, starting an hour back, so

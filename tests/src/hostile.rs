@@ -7,11 +7,11 @@
 //! `[[bin]]` in `fuzz/Cargo.toml`.
 
 use jiff::Timestamp;
-use linkbus_bus::decode::decode_case_report;
-use linkbus_bus::wire::{
+use linkbus_cases::lifecycle::{self, Ladder, Policy};
+use linkbus_wire::decode::decode_case_report;
+use linkbus_wire::{
     ActionRequest, Actor, ActorKind, CaseRecord, CloudEvent, RoutedCase, VolunteerAnswer, VolunteerStatus,
 };
-use linkbus_cases::lifecycle::{self, Ladder, Policy};
 
 /// A check: any bytes in, a panic only for a bug.
 pub type Check = fn(&[u8]);
@@ -78,8 +78,8 @@ pub fn volunteer_answer(data: &[u8]) {
 /// parser and the lifecycle, and a rating as `POST /api/requests/{source_id}/rating` decodes it.
 pub fn api_bodies(data: &[u8]) {
     let Some((who, body)) = data.split_first() else { return };
-    let _ = serde_json::from_slice::<linkbus::api::RatingRequest>(body);
-    if let Ok(action) = linkbus::api::parse_action(body) {
+    let _ = serde_json::from_slice::<linkbus_http::api::RatingRequest>(body);
+    if let Ok(action) = linkbus_http::api::parse_action(body) {
         act_on_every_record(*who, &action);
     }
 }
@@ -91,7 +91,7 @@ pub fn volunteer_status(data: &[u8]) {
     if status.validate().is_err() {
         return;
     }
-    let mut index = linkbus_routers::VolunteerIndex::new();
+    let mut index = linkbus_matching::VolunteerIndex::new();
     if index.upsert(&status).is_ok() {
         assert_eq!(index.len(), 1);
         let _ = index.nearest(status.location.lon, status.location.lat, "first_aid", 5, 3_000.0);
@@ -268,14 +268,14 @@ pub fn grid_rows(data: &[u8]) {
         let Ok(report) = row.report else { continue };
         if let Ok(event) = report.event(&config, now()) {
             event.data.validate().expect("an adapted grid report is a valid case");
-            assert_eq!(event.data.system, linkbus_bus::wire::SourceSystem::Management);
+            assert_eq!(event.data.system, linkbus_wire::SourceSystem::Management);
             assert!(event.id.starts_with("grid-"), "{}", event.id);
             assert_eq!(event.source, config.source);
         }
     }
 }
 
-fn act_on_every_record(who: u8, action: &linkbus_bus::wire::Action) {
+fn act_on_every_record(who: u8, action: &linkbus_wire::Action) {
     let (policy, ladder) = (Policy::default(), ladder());
     for record in records() {
         let _ = lifecycle::act(&record, &actor(who), action, now(), &policy, &ladder);

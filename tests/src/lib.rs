@@ -17,8 +17,8 @@ use jiff::Timestamp;
 use linkbus::config::Config;
 use linkbus::service::Service;
 use linkbus_bus::server::{NatsServer, ServerConfig};
-use linkbus_bus::wire::{self, CaseReport, CloudEvent, Location, SourceSystem};
 use linkbus_geo_data::Region;
+use linkbus_wire::{self as wire, CaseReport, CloudEvent, Location, SourceSystem};
 
 pub mod hostile;
 pub mod load;
@@ -110,7 +110,7 @@ pub fn case(id: &str, system: SourceSystem, category: &str, lon: f64, lat: f64) 
 
 /// Publishes a case event to its ingest subject with `Nats-Msg-Id` = its id; waits for the ack.
 pub async fn publish_case(js: &jetstream::Context, event: &CloudEvent<CaseReport>) -> jetstream::publish::PublishAck {
-    let subject = linkbus_bus::subjects::ingest(event.data.system, &event.data.category);
+    let subject = linkbus_wire::subjects::ingest(event.data.system, &event.data.category);
     publish_raw(js, &subject, &event.id, serde_json::to_vec(event).expect("serialise").into()).await
 }
 
@@ -213,7 +213,7 @@ pub async fn department_action(
 ) -> wire::ActionReply {
     let request = wire::ActionRequest { case_id: case_id.to_owned(), action };
     let body = serde_json::to_vec(&request).expect("json");
-    let reply = tokio::time::timeout(WAIT, client.request(linkbus_bus::subjects::action(department), body.into()))
+    let reply = tokio::time::timeout(WAIT, client.request(linkbus_wire::subjects::action(department), body.into()))
         .await
         .expect("a reply in time")
         .expect("request");
@@ -230,7 +230,7 @@ pub async fn volunteer_answer(
     let answer = wire::VolunteerAnswer { case_id: case_id.to_owned(), accept };
     let body = serde_json::to_vec(&answer).expect("json");
     let reply =
-        tokio::time::timeout(WAIT, client.request(linkbus_bus::subjects::volunteer_answer(volunteer), body.into()))
+        tokio::time::timeout(WAIT, client.request(linkbus_wire::subjects::volunteer_answer(volunteer), body.into()))
             .await
             .expect("a reply in time")
             .expect("request");

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use linkbus_bus::nats::{BUCKET_CASES, STREAM_CASES, STREAM_ROUTED};
-use linkbus_bus::subjects;
-use linkbus_bus::wire::{self, CaseReport, CaseState, CloudEvent, RoutedCase, SourceSystem};
+use linkbus_wire::subjects;
+use linkbus_wire::{self as wire, CaseReport, CaseState, CloudEvent, RoutedCase, SourceSystem};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -8,8 +8,8 @@
 use std::collections::{BTreeSet, HashSet};
 
 use jiff::Timestamp;
-use linkbus_bus::wire::CaseRecord;
-use linkbus_routers::geodesy;
+use linkbus_matching::geodesy;
+use linkbus_wire::CaseRecord;
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
 
@@ -102,7 +102,7 @@ impl BookIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use linkbus_bus::wire::{CaseState, RoutedCase};
+    use linkbus_wire::{CaseState, RoutedCase};
 
     fn stored(id: &str, lon: f64, lat: f64) -> Stored {
         let routed: RoutedCase = serde_json::from_value(serde_json::json!({

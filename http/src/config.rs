@@ -1,0 +1,101 @@
+//! `[api]` and `[console]` of the configuration file: the HTTP surface's own settings, which the
+//! `linkbus` binary's configuration embeds.
+
+use serde::Deserialize;
+
+/// `[api]`: the HTTP API of the closed loop ([`crate::api`], described by `docs/openapi.json`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address the API listens on, an IP and a port (`0.0.0.0:8080` for every interface); empty:
+    /// no API. Port 0 picks a free one (printed by `linkbus up`).
+    pub listen: String,
+    /// Requests per minute each client IP may make to the resident endpoints (`/api/requests/…`),
+    /// on top of their key, so even a leaked key cannot read or rate requests in bulk by guessing
+    /// source ids; more are answered 429.
+    pub public_rate_per_minute: u32,
+    /// Who may call the API (every endpoint but `/healthz`, `/readyz`, `/metrics` and
+    /// `/api/openapi.json` takes a key).
+    /// Only SHA-256 hashes of the keys are configured (`linkbus api hash-key`), so this file holds
+    /// no secret.
+    pub keys: Vec<ApiKey>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into(), public_rate_per_minute: 60, keys: vec![] }
+    }
+}
+
+/// `[console]`: the dispatcher console, served by `linkbus up` at `/` of the API's address.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console (it needs the API: `[api].listen` set).
+    pub enabled: bool,
+    /// A base map's tile URL template (`https://tiles.example.org/{z}/{x}/{y}.png`); empty: no
+    /// base map, only the region's community boundaries (the console works offline).
+    pub tile_url: String,
+    /// The attribution the tile provider requires, shown on the map.
+    pub tile_attribution: String,
+    /// Hours a console login lasts (a shift); then the dispatcher enters their key again.
+    pub session_hours: u32,
+    /// Mark the session cookie `Secure` (sent over HTTPS only): set it when the console is
+    /// reached through a TLS-terminating proxy.
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tile_url: String::new(),
+            tile_attribution: String::new(),
+            session_hours: 12,
+            secure_cookie: false,
+        }
+    }
+}
+
+/// One API key (`[[api.keys]]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// What the holder may do.
+    pub role: ApiRole,
+    /// The dispatcher's name (recorded in the timeline of what they do), the department's id (the
+    /// cases it sees and acts on), the operator's name, or the source system's name (logged with
+    /// the ratings it relays).
+    pub id: String,
+    /// SHA-256 of the key, 64 hex digits (`linkbus api hash-key KEY`).
+    pub sha256: String,
+    /// For a source key: the CloudEvents `source` of the system it speaks for (`/open311`,
+    /// `/grid`, `/sf311`…); it submits reports as that source and reads and rates that source's
+    /// requests only. Default `/<id>`.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+impl ApiKey {
+    /// The CloudEvents `source` a source key speaks for.
+    pub fn source(&self) -> String {
+        self.source.clone().unwrap_or_else(|| format!("/{}", self.id))
+    }
+}
+
+/// What an API key allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiRole {
+    /// Reads every case and acts on any (reassign, cancel, close, acknowledge escalations, split);
+    /// reads residents' follow-ups and records the ratings they give by phone (回访).
+    Dispatcher,
+    /// Reads the cases it has or had, and accepts, rejects, progresses, resolves and closes them;
+    /// not the residents' endpoints.
+    Department,
+    /// Reads every case and residents' follow-ups; acts on none.
+    Operator,
+    /// A source system relaying its residents' follow-ups and ratings (their 12345/311 app): may
+    /// read the public view of a request and rate it (`/api/requests/…`); nothing else.
+    Source,
+}

@@ -1,0 +1,458 @@
+//! The configuration file (`linkbus.toml`): one TOML file, every field optional with the default
+//! shown in `ops/linkbus.example.toml`; `LINKBUS_NATS_URL` overrides the NATS URL,
+//! `LINKBUS_NATS_PASSWORD` and `LINKBUS_NATS_TOKEN` its credentials, and CLI flags
+//! override what changes per run.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use linkbus_adapters::cad::CadConfig;
+use linkbus_adapters::cap::CapConfig;
+use linkbus_adapters::commerce::CommerceConfig;
+use linkbus_adapters::grid::GridConfig;
+use linkbus_adapters::intake::AdapterSettings;
+use linkbus_adapters::open311::Open311Config;
+use linkbus_bus::nats::StreamSettings;
+use linkbus_cases::book::BookConfig;
+use linkbus_cases::lifecycle::{Deadlines, MergePolicy, Policy};
+use linkbus_cases::webhooks::WebhookConfig;
+use linkbus_http::config::{ApiConfig, ConsoleConfig};
+use linkbus_matching::RoutingParams;
+use linkbus_routers::service::ServiceConfig;
+use serde::Deserialize;
+
+use crate::nats_access::{NatsAuth, NatsTls};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where NATS is, or how to run the embedded server.
+    pub nats: NatsConfig,
+    /// Which region's data to route with.
+    pub region: RegionConfig,
+    /// Matching parameters.
+    pub routing: RoutingParams,
+    /// How the router consumes.
+    pub router: RouterConfig,
+    /// The closed loop: deadlines, volunteer offers, duplicate merging.
+    pub lifecycle: LifecycleConfig,
+    /// `[[webhooks]]`: departments without NATS that receive their cases by signed HTTP POST.
+    pub webhooks: Vec<WebhookConfig>,
+    /// The HTTP API: where it listens and who may use it.
+    pub api: ApiConfig,
+    /// The dispatcher console served with the API (`docs/console.md`).
+    pub console: ConsoleConfig,
+    /// Source-system adapters (`docs/adapters.md`).
+    pub adapters: AdaptersConfig,
+}
+
+/// `[adapters]`: one table per source-system adapter. Every adapter runs unless its table says
+/// `enabled = false` (the commerce adapter serves orders once a platform is configured).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaptersConfig {
+    /// `[adapters.open311]`: the Open311 GeoReport v2 API at `/open311/v2/`.
+    pub open311: Open311Config,
+    /// `[adapters.grid]`: grid-management reports on `adapter.grid.report` and batch uploads.
+    pub grid: GridConfig,
+    /// `[adapters.cap]`: CAP 1.2 alerts over HTTP and NATS (`linkbus_adapters::cap`).
+    pub cap: CapConfig,
+    /// `[adapters.cad]`: dispatch-system incidents over HTTP and NATS (`linkbus_adapters::cad`).
+    pub cad: CadConfig,
+    /// `[adapters.commerce]`: signed order webhooks of commercial platforms
+    /// (`linkbus_adapters::commerce`).
+    pub commerce: CommerceConfig,
+}
+
+impl AdaptersConfig {
+    /// The CAP, CAD and commerce adapters `linkbus_adapters::intake::Adapters::start` runs;
+    /// `max_report_bytes` is the routers' `[router] max_payload_bytes`.
+    pub fn settings(&self, max_report_bytes: usize) -> AdapterSettings {
+        let commerce = &self.commerce;
+        AdapterSettings {
+            cap: Some(self.cap.clone()).filter(|c| c.enabled),
+            cad: Some(self.cad.clone()).filter(|c| c.enabled),
+            commerce: Some(commerce.clone()).filter(|c| c.enabled && !c.platforms.is_empty()),
+            max_report_bytes,
+        }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        self.open311.validate().map_err(|e| anyhow::anyhow!("adapters.open311.{e}"))?;
+        self.grid.validate().map_err(|e| anyhow::anyhow!("adapters.grid.{e}"))?;
+        self.cap.categories.validate().map_err(|e| anyhow::anyhow!("adapters.cap.categories: {e}"))?;
+        self.cad.categories.validate().map_err(|e| anyhow::anyhow!("adapters.cad.categories: {e}"))?;
+        self.commerce.validate().map_err(|e| anyhow::anyhow!("adapters.commerce: {e}"))
+    }
+}
+
+/// Accept and resolve deadlines for one priority, seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineConfig {
+    /// A department must accept (签收) within this many seconds, or the case escalates.
+    pub accept_secs: u64,
+    /// The accepting department must resolve within this many seconds, or the case escalates.
+    pub resolve_secs: u64,
+}
+
+/// `[lifecycle]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Deadlines by priority, from 1 (life-threatening) to 4 (low).
+    pub deadlines: [DeadlineConfig; 4],
+    /// Seconds a volunteer has to answer an offer before it goes to the next nearest.
+    pub offer_timeout_secs: u64,
+    /// Reports at most this far apart (metres)…
+    pub merge_distance_m: f64,
+    /// …and this far apart in time (seconds), of compatible categories, are one incident.
+    pub merge_window_secs: u64,
+    /// Groups of categories that describe the same kind of incident (a category always matches
+    /// itself), e.g. `[["fire", "smoke"]]`.
+    pub merge_groups: Vec<Vec<String>>,
+    /// Milliseconds between looks for due deadlines and offers.
+    pub tick_ms: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        let policy = Policy::default();
+        let secs = |d: jiff::SignedDuration| d.as_secs().max(0) as u64;
+        Self {
+            deadlines: policy
+                .deadlines
+                .map(|d| DeadlineConfig { accept_secs: secs(d.accept), resolve_secs: secs(d.resolve) }),
+            offer_timeout_secs: secs(policy.offer_timeout),
+            merge_distance_m: policy.merge.distance_m,
+            merge_window_secs: secs(policy.merge.window),
+            merge_groups: policy.merge.groups,
+            tick_ms: 250,
+        }
+    }
+}
+
+/// `[nats]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// URL of an existing NATS server or cluster (comma-separated for several). Unset: linkbus
+    /// starts and supervises its own nats-server. `LINKBUS_NATS_URL` overrides it.
+    pub url: Option<String>,
+    /// Data folder of the embedded nats-server (JetStream files, log).
+    pub embedded_data_dir: PathBuf,
+    /// Client port of the embedded server on 127.0.0.1; 0 lets it pick a free one.
+    pub embedded_port: u16,
+    /// Replicas of each stream: 1 on one server, 3 in a three-node cluster.
+    pub replicas: usize,
+    /// Seconds within which a re-sent event id is dropped as a duplicate.
+    pub duplicate_window_secs: u64,
+    /// Days messages are kept in the streams.
+    pub retention_days: u64,
+    /// Seconds between the client's pings to the server. A connection that answers none of
+    /// three in a row (a link that went silent without closing: a black hole) is given up and
+    /// the client reconnects, so it is noticed within about three intervals.
+    pub ping_interval_secs: u64,
+    /// `[nats.auth]`: credentials for `url` (see `ops/src/nats_access.rs`).
+    pub auth: NatsAuth,
+    /// `[nats.tls]`: TLS for `url`.
+    pub tls: NatsTls,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            embedded_data_dir: PathBuf::from(".linkbus/nats"),
+            embedded_port: 4222,
+            replicas: 1,
+            duplicate_window_secs: 600,
+            retention_days: 7,
+            ping_interval_secs: 10,
+            auth: NatsAuth::default(),
+            tls: NatsTls::default(),
+        }
+    }
+}
+
+/// `[region]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegionConfig {
+    /// Region folder (see `geo-data/README.md`).
+    pub dir: PathBuf,
+    /// At start-up, fill an empty volunteers bucket from the region's roster, if it ships one.
+    pub seed_volunteers: bool,
+    /// Follow the region's versions published with `linkbus geo publish` (KV bucket
+    /// `linkbus_regions`): each new one is checked, built aside and swapped in without pausing
+    /// routing; one that fails is refused and the old one stays.
+    pub follow_published: bool,
+}
+
+impl Default for RegionConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("geo-data/beijing"), seed_volunteers: true, follow_published: true }
+    }
+}
+
+/// `[router]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Durable consumer name shared by every router process.
+    pub durable: String,
+    /// Seconds JetStream waits for an ack before redelivering a case to a router.
+    pub ack_wait_secs: u64,
+    /// Cases handed out but not yet acked, across all routers.
+    pub max_ack_pending: i64,
+    /// Largest case report accepted, bytes; bigger ones are dead-lettered.
+    pub max_payload_bytes: usize,
+    /// Cases this process routes concurrently.
+    pub max_in_flight: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        let s = ServiceConfig::default();
+        Self {
+            durable: s.durable,
+            ack_wait_secs: s.ack_wait.as_secs(),
+            max_ack_pending: s.max_ack_pending,
+            max_payload_bytes: s.max_payload,
+            max_in_flight: s.max_in_flight,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a file, or the defaults when `path` is `None`; then applies `LINKBUS_NATS_URL`.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                Self::parse(&text).with_context(|| format!("invalid configuration {}", path.display()))?
+            }
+            None => Self::default(),
+        };
+        if let Some(url) = std::env::var("LINKBUS_NATS_URL").ok().filter(|u| !u.trim().is_empty()) {
+            config.nats.url = Some(url);
+        }
+        config.nats.auth.apply_env();
+        config.nats.auth.check()?;
+        Ok(config)
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let r = &self.routing;
+        anyhow::ensure!(
+            r.border_tolerance_m.is_finite() && r.border_tolerance_m >= 0.0,
+            "routing.border_tolerance_m must be >= 0"
+        );
+        anyhow::ensure!(
+            r.volunteer_radius_m.is_finite() && r.volunteer_radius_m > 0.0,
+            "routing.volunteer_radius_m must be > 0"
+        );
+        anyhow::ensure!(r.volunteers_k <= 100, "routing.volunteers_k must be at most 100");
+        anyhow::ensure!(r.max_offers_per_hour >= 1, "routing.max_offers_per_hour must be at least 1");
+        for rule in &r.priority_rules {
+            anyhow::ensure!(
+                (1..=4).contains(&rule.priority),
+                "routing.priority_rules {}: priority must be 1-4",
+                rule.name
+            );
+        }
+        let q = &self.router;
+        anyhow::ensure!(q.ack_wait_secs >= 1, "router.ack_wait_secs must be at least 1");
+        anyhow::ensure!(q.max_in_flight >= 1, "router.max_in_flight must be at least 1");
+        anyhow::ensure!(
+            q.max_ack_pending >= q.max_in_flight as i64,
+            "router.max_ack_pending must be >= router.max_in_flight"
+        );
+        anyhow::ensure!(
+            (1024..=8 * 1024 * 1024).contains(&q.max_payload_bytes),
+            "router.max_payload_bytes must be 1 KiB to 8 MiB"
+        );
+        anyhow::ensure!((1..=5).contains(&self.nats.replicas), "nats.replicas must be 1 to 5");
+        anyhow::ensure!(self.nats.duplicate_window_secs >= 1, "nats.duplicate_window_secs must be at least 1");
+        anyhow::ensure!(self.nats.ping_interval_secs >= 1, "nats.ping_interval_secs must be at least 1");
+        self.nats.auth.check()?;
+        self.nats.tls.check()?;
+        let l = &self.lifecycle;
+        for (n, d) in l.deadlines.iter().enumerate() {
+            anyhow::ensure!(
+                d.accept_secs >= 1 && d.resolve_secs >= 1,
+                "lifecycle.deadlines[{n}] (priority {}): deadlines must be at least 1 second",
+                n + 1
+            );
+        }
+        anyhow::ensure!(l.offer_timeout_secs >= 1, "lifecycle.offer_timeout_secs must be at least 1");
+        for w in &self.webhooks {
+            w.validate().map_err(|e| anyhow::anyhow!("webhooks ({}): {e}", w.department))?;
+        }
+        anyhow::ensure!(
+            l.merge_distance_m.is_finite() && l.merge_distance_m >= 0.0,
+            "lifecycle.merge_distance_m must be >= 0"
+        );
+        anyhow::ensure!((10..=60_000).contains(&l.tick_ms), "lifecycle.tick_ms must be 10 to 60000");
+        self.adapters.check()?;
+        self.check_api()
+    }
+
+    fn check_api(&self) -> anyhow::Result<()> {
+        let a = &self.api;
+        if !a.listen.is_empty() {
+            a.listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| anyhow::anyhow!("api.listen must be an IP and a port, e.g. 127.0.0.1:8080, or empty"))?;
+        }
+        anyhow::ensure!(a.public_rate_per_minute >= 1, "api.public_rate_per_minute must be at least 1");
+        let mut seen = std::collections::HashSet::new();
+        for (n, key) in a.keys.iter().enumerate() {
+            anyhow::ensure!(!key.id.trim().is_empty(), "api.keys[{n}]: id must not be empty");
+            anyhow::ensure!(
+                key.sha256.len() == 64 && key.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "api.keys[{n}] ({}): sha256 must be 64 hex digits (`linkbus api hash-key KEY`), never the key itself",
+                key.id
+            );
+            anyhow::ensure!(
+                seen.insert(key.sha256.to_ascii_lowercase()),
+                "api.keys[{n}] ({}): the same key is configured twice",
+                key.id
+            );
+        }
+        Ok(())
+    }
+
+    /// Matching parameters.
+    pub fn routing_params(&self) -> RoutingParams {
+        self.routing.clone()
+    }
+
+    /// Stream settings.
+    pub fn stream_settings(&self) -> StreamSettings {
+        StreamSettings {
+            duplicate_window: Duration::from_secs(self.nats.duplicate_window_secs),
+            max_age: Duration::from_secs(self.nats.retention_days * 24 * 3600),
+            replicas: self.nats.replicas,
+        }
+    }
+
+    /// The case book's settings; `source` names this process in the events it emits.
+    pub fn book_config(&self, source: String) -> BookConfig {
+        let l = &self.lifecycle;
+        let secs = |s: u64| jiff::SignedDuration::from_secs(s as i64);
+        BookConfig {
+            policy: Policy {
+                deadlines: l
+                    .deadlines
+                    .map(|d| Deadlines { accept: secs(d.accept_secs), resolve: secs(d.resolve_secs) }),
+                offer_timeout: secs(l.offer_timeout_secs),
+                merge: MergePolicy {
+                    distance_m: l.merge_distance_m,
+                    window: secs(l.merge_window_secs),
+                    groups: l.merge_groups.clone(),
+                },
+            },
+            tick: Duration::from_millis(l.tick_ms),
+            source,
+            ..BookConfig::default()
+        }
+    }
+
+    /// Router service settings; `source` names this process in the events it emits.
+    pub fn service_config(&self, source: String) -> ServiceConfig {
+        ServiceConfig {
+            durable: self.router.durable.clone(),
+            ack_wait: Duration::from_secs(self.router.ack_wait_secs),
+            max_ack_pending: self.router.max_ack_pending,
+            max_payload: self.router.max_payload_bytes,
+            max_in_flight: self.router.max_in_flight,
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use linkbus_http::config::ApiRole;
+
+    use super::*;
+
+    #[test]
+    fn example_file_parses_to_the_defaults() {
+        let text = include_str!("../../ops/linkbus.example.toml");
+        let parsed = Config::parse(text).expect("example parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn adapters_parse_and_are_checked() {
+        let text = "[adapters.cap]\n[adapters.cap.categories]\nmap = { \"Flood Warning\" = \"sewer_issues\" }\n\
+                    [adapters.cad]\nsubject = \"cad.in\"\n\
+                    [[adapters.commerce.platforms]]\nid = \"meals\"\nsecret = \"s\"\n";
+        let config = Config::parse(text).expect("adapters parse");
+        assert_eq!(config.adapters.cad.subject, "cad.in");
+        assert!(config.adapters.settings(1024).commerce.is_some(), "a platform configured: commerce runs");
+        let off = Config::parse("[adapters.cap]\nenabled = false\n").expect("parses");
+        assert!(off.adapters.settings(1024).cap.is_none() && off.adapters.settings(1024).cad.is_some());
+        assert!(off.adapters.settings(1024).commerce.is_none(), "no platform: no commerce routes");
+        assert_eq!(config.adapters.cap.subject, "adapter.cap");
+        let unsigned = "[[adapters.commerce.platforms]]\nid = \"meals\"\n";
+        assert!(Config::parse(unsigned).expect_err("no secret").to_string().contains("secret"));
+        assert!(Config::parse("[adapters.cap.categories]\nmap = { a = \"Fire!\" }\n").is_err());
+    }
+
+    #[test]
+    fn unknown_and_bad_fields_are_refused() {
+        assert!(Config::parse("[routing]\nborder_tolerance = 3\n").is_err());
+        let err = Config::parse("[routing]\nvolunteer_radius_m = -1\n").expect_err("negative radius");
+        assert!(err.to_string().contains("volunteer_radius_m"), "{err}");
+    }
+
+    #[test]
+    fn adapter_tables_are_checked() {
+        let config = Config::parse("[adapters.open311]\nsource = \"/sf-311\"\npublic_reads = true\n").expect("parses");
+        assert_eq!((config.adapters.open311.source.as_str(), config.adapters.open311.public_reads), ("/sf-311", true));
+        assert!(!config.adapters.grid.categories.map.is_empty(), "the shipped map stays when the table is absent");
+        for (bad, names) in [
+            ("[adapters.open311]\npriority = 9\n", "adapters.open311.priority"),
+            ("[adapters.open311]\nsource = \"open311\"\n", "adapters.open311.source"),
+            ("[adapters.grid.categories]\nmap = { \"component:0101\" = \"Sewer!\" }\n", "adapters.grid.categories"),
+            ("[adapters.grid.categories]\nmap = { \"manhole\" = \"sewer_issues\" }\n", "adapters.grid.categories"),
+            ("[adapters.grid]\nmax_batch_rows = 0\n", "adapters.grid.max_batch_rows"),
+        ] {
+            let err = format!("{:#}", Config::parse(bad).expect_err(bad));
+            assert!(err.contains(names), "{bad}: {err}");
+        }
+        assert!(Config::parse("[adapters.telegraph]\n").is_err(), "unknown adapters are refused");
+    }
+
+    #[test]
+    fn api_keys_are_hashes_and_listen_is_an_address() {
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let ok = format!(
+            "[api]\nlisten = \"\"\n[[api.keys]]\nrole = \"department\"\nid = \"puc-sewer-ops\"\nsha256 = \"{hash}\"\n"
+        );
+        let config = Config::parse(&ok).expect("a hashed key parses");
+        assert_eq!(config.api.keys[0].role, ApiRole::Department);
+        let plain = ok.replace(hash, "my-secret-key");
+        let err = Config::parse(&plain).expect_err("a plaintext key");
+        assert!(err.to_string().contains("sha256"), "{err}");
+        let twice = format!("{ok}[[api.keys]]\nrole = \"operator\"\nid = \"ops\"\nsha256 = \"{hash}\"\n");
+        assert!(Config::parse(&twice).is_err());
+        assert!(Config::parse("[api]\nlisten = \"localhost\"\n").is_err());
+        assert!(Config::parse("[api]\npublic_rate_per_minute = 0\n").is_err());
+        assert!(Config::parse("[[api.keys]]\nrole = \"admin\"\nid = \"x\"\nsha256 = \"00\"\n").is_err());
+        let source = ok.replace("\"department\"", "\"source\"");
+        assert_eq!(Config::parse(&source).expect("a source key parses").api.keys[0].role, ApiRole::Source);
+    }
+}

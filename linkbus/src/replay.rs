@@ -1,0 +1,254 @@
+//! `linkbus replay FILE`: publishes a data file's cases to a running linkbus, paced or as fast
+//! as JetStream takes them, then waits for each to come out routed (`case.<id>.routed`) or
+//! dead-lettered, and reports the count of each and the end-to-end throughput.
+//!
+//! Formats, by extension: `.csv` is an SF 311 export (`linkbus_adapters::sf311`); `.jsonl` /
+//! `.ndjson` holds one `org.linkbus.case.reported` CloudEvent per line. A record the adapter
+//! cannot turn into a case is published to `deadletter.adapter` with the reason, and counted.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use linkbus_adapters::sf311;
+use linkbus_bus::nats::{self, DeadLetter};
+use linkbus_wire::subjects;
+use linkbus_wire::{CaseReport, CloudEvent};
+use serde::Serialize;
+
+/// How to replay.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Cases per second; `None` publishes as fast as JetStream acknowledges.
+    pub rate: Option<f64>,
+    /// How long to wait, after the last publish, for outcomes still outstanding.
+    pub wait: Duration,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// What became of a replay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReplaySummary {
+    /// Records read from the file.
+    pub records: usize,
+    /// Records the adapter refused (sent to `deadletter.adapter`).
+    pub refused_by_adapter: usize,
+    /// Cases published and stored as new.
+    pub published: usize,
+    /// Cases JetStream already had (same event id within the duplicate window): not routed again.
+    pub duplicates: usize,
+    /// Published cases seen routed.
+    pub routed: usize,
+    /// Published cases the router dead-lettered.
+    pub dead_lettered: usize,
+    /// Published cases with no outcome by the end of the wait.
+    pub missing: usize,
+    /// Seconds from the first publish to the last outcome.
+    pub seconds: f64,
+    /// `published / seconds`: cases per second end to end through NATS.
+    pub cases_per_second: f64,
+}
+
+enum Item {
+    Case(Box<CloudEvent<CaseReport>>),
+    Refused { reason: String, raw: String, record: usize },
+}
+
+fn load(path: &Path) -> anyhow::Result<Vec<Item>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    let items = match ext.as_str() {
+        "csv" => sf311::read(std::io::BufReader::new(file))
+            .map(|r| match r {
+                Ok(c) => Item::Case(Box::new(c.event)),
+                Err(e) => Item::Refused { reason: e.to_string(), raw: e.raw, record: e.record },
+            })
+            .collect(),
+        "jsonl" | "ndjson" => {
+            let text = std::io::read_to_string(file).with_context(|| format!("cannot read {}", path.display()))?;
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(n, line)| match serde_json::from_str::<CloudEvent<CaseReport>>(line) {
+                    Ok(ev) => Item::Case(Box::new(ev)),
+                    Err(e) => {
+                        Item::Refused { reason: format!("line {}: {e}", n + 1), raw: line.to_owned(), record: n + 1 }
+                    }
+                })
+                .collect()
+        }
+        other => anyhow::bail!("{}: unknown format {other:?} (expected .csv for SF 311, or .jsonl)", path.display()),
+    };
+    Ok(items)
+}
+
+/// Replays `path` into the bus on `client`.
+pub async fn replay(
+    client: &async_nats::Client,
+    path: &Path,
+    options: &ReplayOptions,
+) -> anyhow::Result<ReplaySummary> {
+    let items = load(path)?;
+    let js = jetstream::new(client.clone());
+    let mut summary = ReplaySummary { records: items.len(), ..Default::default() };
+
+    // Subscribe before publishing, so no outcome can be missed.
+    let mut routed_sub = client.subscribe(subjects::case_event("*", "routed")).await?;
+    let mut dead_sub = client.subscribe(subjects::deadletter("ingest")).await?;
+    client.flush().await?;
+
+    let bar = if options.progress { ProgressBar::new(items.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} cases  {per_sec}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+
+    let started = Instant::now();
+    let mut pending: HashSet<String> = HashSet::new();
+    let mut acks = FuturesUnordered::new();
+    let mut last_outcome = started;
+
+    for (n, item) in items.into_iter().enumerate() {
+        if let Some(rate) = options.rate {
+            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        match item {
+            Item::Case(event) => {
+                let subject = subjects::ingest(event.data.system, &event.data.category);
+                let payload = Bytes::from(serde_json::to_vec(&*event)?);
+                // Pending from before the publish: the outcome can arrive before the ack does.
+                pending.insert(event.id.clone());
+                let ack = nats::publish(&js, subject, &event.id, payload).await?;
+                let id = event.id;
+                acks.push(async move { (id, ack.await) });
+            }
+            Item::Refused { reason, raw, record } => {
+                let msg_id = format!("adapter:{}:{record}", path.display());
+                let letter = DeadLetter {
+                    stage: "adapter",
+                    reason: &reason,
+                    code: "invalid",
+                    original_subject: &path.display().to_string(),
+                    original_msg_id: None,
+                    msg_id: &msg_id,
+                    payload: Bytes::from(raw),
+                };
+                nats::publish_deadletter(&js, letter).await?.await?;
+                summary.refused_by_adapter += 1;
+                bar.inc(1);
+            }
+        }
+        // Keep at most a few thousand publishes unacknowledged.
+        while acks.len() >= 4096 {
+            collect_ack(acks.next().await, &mut summary, &mut pending, &bar)?;
+        }
+        drain_outcomes(&mut routed_sub, &mut dead_sub, &mut pending, &mut summary, &bar, &mut last_outcome);
+    }
+    while let Some(result) = acks.next().await {
+        collect_ack(Some(result), &mut summary, &mut pending, &bar)?;
+    }
+
+    let deadline = tokio::time::Instant::now() + options.wait;
+    while !pending.is_empty() {
+        tokio::select! {
+            Some(msg) = routed_sub.next() => outcome(&msg, true, &mut pending, &mut summary, &bar, &mut last_outcome),
+            Some(msg) = dead_sub.next() => outcome(&msg, false, &mut pending, &mut summary, &bar, &mut last_outcome),
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    drain_outcomes(&mut routed_sub, &mut dead_sub, &mut pending, &mut summary, &bar, &mut last_outcome);
+    bar.finish_and_clear();
+    summary.missing = pending.len();
+    summary.seconds = last_outcome.duration_since(started).as_secs_f64();
+    if summary.seconds > 0.0 {
+        summary.cases_per_second = summary.published as f64 / summary.seconds;
+    }
+    Ok(summary)
+}
+
+type AckResult = (String, Result<jetstream::publish::PublishAck, jetstream::context::PublishError>);
+
+fn collect_ack(
+    result: Option<AckResult>,
+    summary: &mut ReplaySummary,
+    pending: &mut HashSet<String>,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let Some((id, ack)) = result else { return Ok(()) };
+    let ack = ack.with_context(|| format!("JetStream did not store case {id}"))?;
+    if ack.duplicate {
+        summary.duplicates += 1;
+        pending.remove(&id);
+        bar.inc(1);
+    } else {
+        summary.published += 1;
+    }
+    Ok(())
+}
+
+fn drain_outcomes(
+    routed: &mut async_nats::Subscriber,
+    dead: &mut async_nats::Subscriber,
+    pending: &mut HashSet<String>,
+    summary: &mut ReplaySummary,
+    bar: &ProgressBar,
+    last: &mut Instant,
+) {
+    use futures::FutureExt;
+    while let Some(Some(msg)) = routed.next().now_or_never() {
+        outcome(&msg, true, pending, summary, bar, last);
+    }
+    while let Some(Some(msg)) = dead.next().now_or_never() {
+        outcome(&msg, false, pending, summary, bar, last);
+    }
+}
+
+/// Counts one outcome message if it is about a case this replay sent. A routed case is named
+/// by its subject `case.<id>.routed`; a dead letter by its original `Nats-Msg-Id` header.
+fn outcome(
+    msg: &async_nats::Message,
+    routed: bool,
+    pending: &mut HashSet<String>,
+    summary: &mut ReplaySummary,
+    bar: &ProgressBar,
+    last: &mut Instant,
+) {
+    let id = if routed {
+        msg.subject.split('.').nth(1).map(str::to_owned)
+    } else {
+        msg.headers.as_ref().and_then(|h| h.get(nats::HEADER_ORIGINAL_ID)).map(|v| v.as_str().to_owned())
+    };
+    if id.is_some_and(|id| pending.remove(&id)) {
+        if routed {
+            summary.routed += 1;
+        } else {
+            summary.dead_lettered += 1;
+        }
+        bar.inc(1);
+        *last = Instant::now();
+    }
+}
+
+impl std::fmt::Display for ReplaySummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "records read          {}", self.records)?;
+        writeln!(f, "refused by adapter    {}  (kept on deadletter.adapter)", self.refused_by_adapter)?;
+        writeln!(f, "published             {}", self.published)?;
+        writeln!(
+            f,
+            "already on the bus    {}  (same event id within the duplicate window: not routed again)",
+            self.duplicates
+        )?;
+        writeln!(f, "routed                {}", self.routed)?;
+        writeln!(f, "dead-lettered         {}  (kept on deadletter.ingest)", self.dead_lettered)?;
+        writeln!(f, "missing               {}", self.missing)?;
+        write!(f, "end to end            {:.0} cases/s over {:.2} s", self.cases_per_second, self.seconds)
+    }
+}

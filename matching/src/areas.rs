@@ -1,0 +1,111 @@
+//! Which communities a broadcast's area touches: the area's polygons and circles (a circle as a
+//! 64-sided polygon on the sphere) against every community's boundary, bounding boxes first,
+//! then an exact intersection test. Linear in the communities, which is fine for alerts (rare,
+//! and a city holds thousands of communities, not millions).
+
+use geo::{BoundingRect, Destination, Haversine, Intersects, LineString, MultiPolygon, Point, Polygon, Rect};
+use linkbus_wire::{Area, Location};
+
+use crate::communities::CommunityIndex;
+
+/// Sides of the polygon a circle is drawn as; its edges are within 0.12 % of the radius.
+const CIRCLE_SIDES: usize = 64;
+
+/// The area as geo polygons (circles drawn as polygons).
+pub fn shapes(area: &Area) -> MultiPolygon<f64> {
+    let ring = |points: &[Location]| LineString::from(points.iter().map(|p| (p.lon, p.lat)).collect::<Vec<_>>());
+    let mut polygons: Vec<Polygon<f64>> = area.polygons.iter().map(|r| Polygon::new(ring(r), vec![])).collect();
+    for c in &area.circles {
+        let centre = Point::new(c.center.lon, c.center.lat);
+        let mut vertices: Vec<(f64, f64)> = (0..CIRCLE_SIDES)
+            .map(|i| {
+                let p = Haversine.destination(centre, 360.0 * i as f64 / CIRCLE_SIDES as f64, c.radius_m);
+                (p.x(), p.y())
+            })
+            .collect();
+        vertices.push(vertices[0]);
+        polygons.push(Polygon::new(LineString::from(vertices), vec![]));
+    }
+    MultiPolygon::new(polygons)
+}
+
+/// Indexes (into [`CommunityIndex::communities`]) of the communities whose boundary the area
+/// intersects (overlaps, contains, lies within or touches), in id order.
+pub fn communities_touching(index: &CommunityIndex, area: &Area) -> Vec<usize> {
+    let shapes = shapes(area);
+    let Some(bounds) = shapes.bounding_rect() else { return vec![] };
+    let mut hits: Vec<usize> = index
+        .communities()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.boundary.bounding_rect().is_some_and(|b: Rect<f64>| b.intersects(&bounds)))
+        .filter(|(_, c)| c.boundary.intersects(&shapes))
+        .map(|(n, _)| n)
+        .collect();
+    let all = index.communities();
+    hits.sort_by(|a, b| all[*a].id.cmp(&all[*b].id));
+    hits
+}
+
+/// The centre of an area's bounding box: where a broadcast is placed on a map (and what its
+/// `location` is set to by adapters).
+pub fn centre(area: &Area) -> Option<Location> {
+    let b = shapes(area).bounding_rect()?;
+    Some(Location { lon: (b.min().x + b.max().x) / 2.0, lat: (b.min().y + b.max().y) / 2.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::polygon;
+    use linkbus_geo_data::{Area as District, Community};
+    use linkbus_wire::Circle;
+
+    fn square(id: &str, x0: f64) -> Community {
+        Community {
+            id: id.into(),
+            name: id.into(),
+            sub_district: None,
+            district: District { code: "d".into(), name: "d".into() },
+            boundary: MultiPolygon::new(vec![polygon![
+                (x: x0, y: 0.0), (x: x0 + 0.01, y: 0.0), (x: x0 + 0.01, y: 0.01), (x: x0, y: 0.01), (x: x0, y: 0.0)
+            ]]),
+        }
+    }
+
+    fn loc(lon: f64, lat: f64) -> Location {
+        Location { lon, lat }
+    }
+
+    /// Three squares in a row: a, b, c.
+    fn index() -> CommunityIndex {
+        CommunityIndex::new(vec![square("c", 0.02), square("a", 0.0), square("b", 0.01)], 0.0)
+    }
+
+    fn ids(index: &CommunityIndex, hits: Vec<usize>) -> Vec<String> {
+        hits.into_iter().map(|n| index.communities()[n].id.clone()).collect()
+    }
+
+    #[test]
+    fn polygon_over_two_of_three() {
+        let idx = index();
+        let ring = vec![loc(0.005, 0.002), loc(0.015, 0.002), loc(0.015, 0.008), loc(0.005, 0.008), loc(0.005, 0.002)];
+        let area = Area { polygons: vec![ring], circles: vec![] };
+        assert_eq!(ids(&idx, communities_touching(&idx, &area)), ["a", "b"]);
+        let c = centre(&area).expect("centre");
+        assert!((c.lon - 0.01).abs() < 1e-12 && (c.lat - 0.005).abs() < 1e-12);
+    }
+
+    #[test]
+    fn circle_inside_one_and_far_away() {
+        let idx = index();
+        // 200 m around the middle of c: inside c only.
+        let inside = Area { polygons: vec![], circles: vec![Circle { center: loc(0.025, 0.005), radius_m: 200.0 }] };
+        assert_eq!(ids(&idx, communities_touching(&idx, &inside)), ["c"]);
+        // 2 km around the middle of b reaches all three (each is about 1.1 km wide).
+        let wide = Area { polygons: vec![], circles: vec![Circle { center: loc(0.015, 0.005), radius_m: 2_000.0 }] };
+        assert_eq!(ids(&idx, communities_touching(&idx, &wide)), ["a", "b", "c"]);
+        let far = Area { polygons: vec![], circles: vec![Circle { center: loc(1.0, 1.0), radius_m: 1_000.0 }] };
+        assert!(communities_touching(&idx, &far).is_empty());
+    }
+}

@@ -1,0 +1,511 @@
+//! The emergency and commercial adapters end to end, over real HTTP and a real nats-server with
+//! an in-process service: a CAP 1.2 flood warning over the Mission Creek basin is broadcast to
+//! every community its polygon touches (the list checked against an independent computation),
+//! and its Update and Cancel act on it; an Exercise is marked; hostile CAP documents (a
+//! billion-laughs DTD, 10 MB, invalid UTF-8, lat 91, NaN) get a 4xx and a dead letter, over HTTP
+//! and NATS. A CAD incident is opened, updated and cancelled by its incident id. A commerce
+//! platform's signed order opens a case and its status changes move it; unsigned, badly signed,
+//! stale and replayed deliveries are refused. The same message twice is one case throughout. A
+//! `linkbus up` process configured from TOML takes all three.
+
+use jiff::Timestamp;
+use linkbus::config::{AdaptersConfig, Config};
+use linkbus::service::Service;
+use linkbus_adapters::cad::CadConfig;
+use linkbus_adapters::cap::{self, CapConfig};
+use linkbus_adapters::commerce::{CommerceConfig, PlatformConfig};
+use linkbus_adapters::vocabulary::CategoryMap;
+use linkbus_bus::nats::{HEADER_REASON, HEADER_REASON_CODE, STREAM_DEADLETTER, STREAM_ROUTED};
+use linkbus_cases::webhooks;
+use linkbus_http::api;
+use linkbus_http::config::{ApiKey, ApiRole};
+use linkbus_tests::{TestBus, WAIT, header, read_stream, sf_region, wait_for_case};
+use linkbus_wire::{CaseRecord, CaseState};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The warning centre's key (role source).
+const CENTRE: &str = "k-sfdem-warning-centre-41c7e2a9";
+/// The dispatch (CAD) system's source key (source `/cad`).
+const DISPATCH: &str = "k-sfdem-cad-5e0b71d3";
+/// A department's key: not a source key.
+const DEPARTMENT: &str = "k-puc-sewer-ops-7d30b1e4c9a2";
+/// The meal platform's signing secret.
+const MEALS_SECRET: &str = "meals-shared-secret-8f2c51d0";
+/// A realistic flood warning (Mission Creek basin polygon).
+const FLOOD: &str = include_str!("../../adapters/tests/data/cap_flood_warning.xml");
+/// The communities the flood polygon touches, computed independently (ray casting and segment
+/// crossings over the region's GeoJSON, not the router's code).
+const FLOODED: [&str; 4] = ["mission", "mission-bay", "potrero-hill", "south-of-market"];
+
+struct Setup {
+    bus: TestBus,
+    service: Service,
+    base: String,
+    http: reqwest::Client,
+    stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        let bus = TestBus::start().await;
+        let mut config: Config = bus.config();
+        config.api.listen = "127.0.0.1:0".into();
+        let key = |role, id: &str, key: &str, source: Option<&str>| ApiKey {
+            role,
+            id: id.into(),
+            sha256: api::hash_key(key),
+            source: source.map(str::to_owned),
+        };
+        config.api.keys = vec![
+            key(ApiRole::Source, "sfdem", CENTRE, Some("/cap")),
+            key(ApiRole::Source, "sfdem-cad", DISPATCH, Some("/cad")),
+            key(ApiRole::Department, "puc-sewer-ops", DEPARTMENT, None),
+        ];
+        config.adapters = AdaptersConfig {
+            cap: CapConfig {
+                categories: CategoryMap::from_pairs([("Flood Warning", "sewer_issues"), ("Fire", "fire")]),
+                ..Default::default()
+            },
+            cad: CadConfig { categories: CategoryMap::from_pairs([("STRUCTURE FIRE", "fire")]), ..Default::default() },
+            commerce: CommerceConfig {
+                platforms: vec![PlatformConfig {
+                    id: "meals".into(),
+                    secret: MEALS_SECRET.into(),
+                    categories: CategoryMap::from_pairs([("meal_delivery", "elderly_assistance")]),
+                    priority: 3,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let service = bus.service(&config).await;
+        let listener = tokio::net::TcpListener::bind(&config.api.listen).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = linkbus::up::api_app(&config, &sf_region(), &service).expect("app");
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(api::serve(listener, app, stop.clone().cancelled_owned()));
+        let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+        Self { bus, service, base: format!("http://{addr}"), http, stop, server }
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        key: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let mut request =
+            self.http.post(format!("{}{path}", self.base)).header("content-type", content_type).body(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("a response");
+        let status = response.status().as_u16();
+        let body = response.bytes().await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body))))
+    }
+
+    /// A request declaring a 10 MB body, over a raw connection, sending none of it: the server
+    /// must answer from the `Content-Length` alone. (Sending the 10 MB too races the server's
+    /// early answer and close against the client's writes: a broken pipe, not a test.)
+    async fn declare_ten_megabytes(&self, path: &str) -> (u16, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {CENTRE}\r\n\
+             Content-Type: application/cap+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            10 * 1024 * 1024
+        );
+        stream.write_all(head.as_bytes()).await.expect("send the head");
+        let mut response = Vec::new();
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("answered in time").expect("read");
+        let text = String::from_utf8_lossy(&response);
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    async fn cap(&self, xml: impl Into<reqwest::Body>) -> (u16, Value) {
+        self.post("/api/adapters/cap", "application/cap+xml", Some(CENTRE), xml).await
+    }
+
+    /// A NATS request to an adapter subject; the JSON reply.
+    async fn request(&self, subject: &str, payload: impl Into<bytes::Bytes>) -> Value {
+        let reply = tokio::time::timeout(WAIT, self.bus.client.request(subject.to_owned(), payload.into()))
+            .await
+            .expect("a reply in time")
+            .expect("request");
+        serde_json::from_slice(&reply.payload).expect("a JSON reply")
+    }
+
+    async fn routed(&self, case_id: &str) -> CaseRecord {
+        wait_for_case(&self.service, case_id, "routed", |_| true).await
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(WAIT, self.server).await;
+        self.service.stop().await;
+    }
+}
+
+/// `FLOOD` as another message of the same sender: a new identifier, this `msgType`, referencing
+/// the flood warning.
+fn follow_up(msg_type: &str, identifier: &str, headline: &str) -> String {
+    FLOOD
+        .replace(
+            "<msgType>Alert</msgType>",
+            &format!(
+                "<msgType>{msg_type}</msgType><references>sfdem@sfgov.org,SFDEM-2026-1127-FLOOD-01,2026-11-27T06:00:00-08:00</references>"
+            ),
+        )
+        .replace("SFDEM-2026-1127-FLOOD-01</identifier>", &format!("{identifier}</identifier>"))
+        .replace("Flood warning: Mission Creek, SoMa and Mission Bay streets flooding", headline)
+}
+
+fn events(record: &CaseRecord, event: &str) -> usize {
+    record.timeline.iter().filter(|e| e.event == event).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_flood_warning_is_broadcast_then_updated_and_cancelled() {
+    let s = Setup::start().await;
+    let case_id = cap::case_id("sfdem@sfgov.org", "SFDEM-2026-1127-FLOOD-01");
+
+    let (status, receipt) = s.cap(FLOOD).await;
+    assert_eq!(status, 202, "{receipt}");
+    assert_eq!(receipt["cases"], json!([{"case_id": case_id, "outcome": "reported"}]));
+    let record = s.routed(&case_id).await;
+    let broadcast: Vec<&str> = record.decision.broadcast.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(broadcast, FLOODED, "{:#?}", record.decision.explanation);
+    assert_eq!(record.case.category, "sewer_issues");
+    assert_eq!(record.priority, 1, "Severe, Immediate and Observed");
+    assert!(record.departments.contains(&"puc-sewer-ops".to_owned()));
+    for community in FLOODED {
+        let copies = read_stream(&s.bus.js, STREAM_ROUTED, &format!("routed.community.{community}"), 1).await;
+        assert_eq!(copies.len(), 1, "routed.community.{community}");
+    }
+
+    // The same alert again: still one case.
+    let (status, receipt) = s.cap(FLOOD).await;
+    assert_eq!((status, receipt["cases"][0]["outcome"].clone()), (202, json!("duplicate")));
+    assert_eq!(read_stream(&s.bus.js, STREAM_ROUTED, "routed.community.potrero-hill", 2).await.len(), 1);
+
+    // An Update over NATS, twice: recorded once on the referenced case, state unchanged.
+    let update = follow_up("Update", "SFDEM-2026-1127-FLOOD-02", "Flood warning extended to 18:00");
+    let reply = s.request("adapter.cap", update.clone()).await;
+    assert_eq!(reply["cases"], json!([{"case_id": case_id, "outcome": "updated", "state": "routed"}]), "{reply}");
+    s.request("adapter.cap", update).await;
+    let record = s.service.cases.get(&case_id).expect("the case");
+    assert_eq!(events(&record, "source_updated"), 1);
+    let entry = record.timeline.iter().find(|e| e.event == "source_updated").expect("the update");
+    assert_eq!(
+        (entry.actor.id.as_str(), entry.note.as_deref()),
+        (cap::SOURCE, Some("CAP Update SFDEM-2026-1127-FLOOD-02: Flood warning extended to 18:00"))
+    );
+
+    // Another sender may not cancel it; the sender's Cancel withdraws it.
+    let foreign = follow_up("Cancel", "X-1", "all clear")
+        .replace("<references>sfdem@sfgov.org,", "<references>prank@example.org,");
+    let (status, error) = s.cap(foreign).await;
+    assert_eq!((status, error["code"].clone()), (422, json!("invalid")), "{error}");
+    let (status, receipt) = s.cap(follow_up("Cancel", "SFDEM-2026-1127-FLOOD-03", "Water receding: all clear")).await;
+    assert_eq!((status, receipt["cases"][0]["state"].clone()), (200, json!("cancelled")), "{receipt}");
+    assert_eq!(s.service.cases.get(&case_id).expect("the case").state, CaseState::Cancelled);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_exercise_is_marked_and_reaches_every_station() {
+    let s = Setup::start().await;
+    let drill = FLOOD
+        .replace("<status>Actual</status>", "<status>Exercise</status>")
+        .replace("<event>Flood Warning</event>", "<event>Urban fire drill</event>")
+        .replace("<category>Met</category>", "<category>Fire</category>")
+        .replace("SFDEM-2026-1127-FLOOD-01", "SFDEM-DRILL-7");
+    let reply = s.request("adapter.cap", drill).await;
+    let case_id = cap::case_id("sfdem@sfgov.org", "SFDEM-DRILL-7");
+    assert_eq!(reply["cases"][0]["case_id"], json!(case_id), "{reply}");
+    let record = s.routed(&case_id).await;
+    assert!(record.case.flags.contains(&"exercise".to_owned()), "{:?}", record.case.flags);
+    assert!(record.case.description.as_deref().is_some_and(|d| d.starts_with("EXERCISE: ")));
+    assert_eq!(record.case.category, "fire", "the CAP category code Fire, since the event is not mapped");
+    assert!(record.decision.volunteers.is_empty(), "a broadcast offers nothing to volunteers at its centre");
+    for station in ["sffd-station-1", "sffd-station-37", "sffd-station-4", "sffd-station-7"] {
+        assert!(record.departments.contains(&station.to_owned()), "{station} in {:?}", record.departments);
+    }
+    s.stop().await;
+}
+
+/// The flood warning's polygon, as written in it.
+const POLYGON: &str =
+    "37.7600,-122.4150 37.7600,-122.3950 37.7700,-122.3900 37.7750,-122.4000 37.7700,-122.4150 37.7600,-122.4150";
+
+/// A closed ring of `n` vertices around the Mission, as CAP `lat,lon` pairs.
+fn big_ring(n: usize) -> String {
+    let pairs: Vec<String> = (0..n)
+        .map(|i| {
+            let a = std::f64::consts::TAU * i as f64 / n as f64;
+            format!("{:.6},{:.6}", 37.76 + 0.01 * a.sin(), -122.415 + 0.01 * a.cos())
+        })
+        .collect();
+    format!("{} {}", pairs.join(" "), pairs[0])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_cap_documents_are_refused_and_dead_lettered() {
+    let s = Setup::start().await;
+    let laughs = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">]>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>&lol2;</identifier></alert>"#;
+    let mut utf8 = FLOOD.as_bytes().to_vec();
+    utf8.extend_from_slice(b"<!-- \xff\xfe -->");
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("billion laughs", laughs.into(), 400, "malformed"),
+        ("invalid UTF-8", utf8, 400, "malformed"),
+        ("lat 91", FLOOD.replacen("37.7600,-122.4150", "91.0,-122.4150", 2).into(), 422, "invalid"),
+        ("NaN", FLOOD.replacen("37.7600,-122.4150", "NaN,-122.4150", 2).into(), 422, "invalid"),
+        (
+            "no identifier",
+            FLOOD.replace("<identifier>SFDEM-2026-1127-FLOOD-01</identifier>", "").into(),
+            422,
+            "invalid",
+        ),
+        ("3000 vertices: a case over the bus's 64 KiB", FLOOD.replace(POLYGON, &big_ring(3000)).into(), 422, "invalid"),
+    ];
+    for (what, body, status, code) in &cases {
+        let (got, error) = s.cap(body.clone()).await;
+        assert_eq!((got, error["code"].clone()), (*status, json!(code)), "{what}: {error}");
+        assert!(error["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: a reason");
+        if *code == "invalid" && what.starts_with("3000") {
+            assert!(error["error"].as_str().is_some_and(|e| e.contains("limit for a report")), "{error}");
+        }
+    }
+    let (status, error) = s.declare_ten_megabytes("/api/adapters/cap").await;
+    assert_eq!((status, error["code"].clone()), (413, json!("too_large")), "10 MB: {error}");
+    let (status, _) = s.post("/api/adapters/cap", "application/cap+xml", None, FLOOD).await;
+    assert_eq!(status, 401, "no key");
+    let (status, _) = s.post("/api/adapters/cap", "application/cap+xml", Some(DEPARTMENT), FLOOD).await;
+    assert_eq!(status, 401, "a department key is not a source key");
+    let (status, error) = s.post("/api/adapters/cap", "application/cap+xml", Some(DISPATCH), FLOOD).await;
+    assert_eq!((status, error["code"].clone()), (403, json!("forbidden")), "the CAD system's key is not CAP's");
+    let (status, _) = s.post("/api/adapters/cap", "application/json", Some(CENTRE), FLOOD).await;
+    assert_eq!(status, 415);
+    // Over NATS: the reason in the reply and in the dead letter.
+    let reply = s.request("adapter.cap", laughs).await;
+    assert_eq!(reply["code"], "malformed", "{reply}");
+
+    let letters = read_stream(&s.bus.js, STREAM_DEADLETTER, "deadletter.adapter_cap", cases.len() + 6).await;
+    assert_eq!(letters.len(), cases.len() + 6, "every refusal is kept");
+    let laughs_letter = letters.iter().find(|m| m.payload.as_ref() == laughs.as_bytes()).expect("the DTD kept as sent");
+    assert_eq!(header(laughs_letter, HEADER_REASON_CODE).as_deref(), Some("malformed"));
+    assert!(
+        header(laughs_letter, HEADER_REASON).is_some_and(|r| r.to_lowercase().contains("dtd")),
+        "a reason naming the DTD"
+    );
+    assert!(s.service.cases.list(&Default::default()).is_empty(), "no case from any of them");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cad_incident_is_opened_updated_and_cancelled_by_its_id() {
+    let s = Setup::start().await;
+    let new = json!({
+        "kind": "new", "incident_id": "F26-112701", "type": "STRUCTURE FIRE", "priority": 1,
+        "lon": -122.4194, "lat": 37.7599, "address": "2400 Mission St",
+        "narrative": "Smoke from 2nd floor, elderly resident inside", "flags": ["persons_trapped"]
+    });
+    let (status, receipt) = s.post("/api/adapters/cad", "application/json", Some(DISPATCH), new.to_string()).await;
+    assert_eq!((status, receipt["cases"][0]["case_id"].clone()), (202, json!("cad-F26-112701")), "{receipt}");
+    let (_, again) = s.post("/api/adapters/cad", "application/json", Some(DISPATCH), new.to_string()).await;
+    assert_eq!(again["cases"][0]["outcome"], "duplicate");
+    let record = s.routed("cad-F26-112701").await;
+    assert_eq!(
+        (record.case.category.as_str(), record.departments.clone()),
+        ("fire", vec!["sffd-station-7".to_owned()])
+    );
+
+    let update = json!({"kind": "update", "incident_id": "F26-112701", "narrative": "2nd alarm; E7 and T7 on scene"});
+    let reply = s.request("adapter.cad", update.to_string()).await;
+    assert_eq!(reply["cases"][0]["outcome"], "updated", "{reply}");
+    let unknown = json!({"kind": "update", "incident_id": "F26-999", "narrative": "?"});
+    assert_eq!(s.request("adapter.cad", unknown.to_string()).await["code"], "not_found");
+    let cancel = json!({"kind": "cancel", "incident_id": "F26-112701", "narrative": "duplicate of F26-112699"});
+    let (status, receipt) = s.post("/api/adapters/cad", "application/json", Some(DISPATCH), cancel.to_string()).await;
+    assert_eq!((status, receipt["cases"][0]["state"].clone()), (200, json!("cancelled")), "{receipt}");
+    let record = s.service.cases.get("cad-F26-112701").expect("the case");
+    assert_eq!((events(&record, "source_updated"), events(&record, "cancelled")), (1, 1));
+    let (status, _) = s.post("/api/adapters/cad", "application/json", Some(DISPATCH), update.to_string()).await;
+    assert_eq!(status, 200, "the update delivered again: already recorded, answered the same");
+    let late = json!({"kind": "update", "incident_id": "F26-112701", "narrative": "E7 returning"});
+    let (status, error) = s.post("/api/adapters/cad", "application/json", Some(DISPATCH), late.to_string()).await;
+    assert_eq!((status, error["code"].clone()), (409, json!("conflict")), "a cancelled case takes no new update");
+
+    let bad = json!({"kind": "new", "incident_id": "F26-3", "type": "STRUCTURE FIRE", "priority": 1, "lon": 181.0, "lat": 37.7});
+    let (status, error) = s.post("/api/adapters/cad", "application/json", Some(DISPATCH), bad.to_string()).await;
+    assert_eq!((status, error["code"].clone()), (422, json!("invalid")), "{error}");
+    let letters = read_stream(&s.bus.js, STREAM_DEADLETTER, "deadletter.adapter_cad", 3).await;
+    assert_eq!(letters.len(), 3, "unknown incident, update after cancel, lon 181");
+    s.stop().await;
+}
+
+/// Posts an order event signed at `timestamp` with `secret` (no signature when `None`).
+async fn order(s: &Setup, body: &Value, delivery: &str, timestamp: i64, secret: Option<&str>) -> (u16, Value) {
+    let body = body.to_string();
+    let mut request = s
+        .http
+        .post(format!("{}/api/adapters/commerce/meals/orders", s.base))
+        .header("content-type", "application/json")
+        .header("Linkbus-Delivery", delivery)
+        .body(body.clone());
+    if let Some(secret) = secret {
+        request = request
+            .header(webhooks::HEADER_TIMESTAMP, timestamp.to_string())
+            .header(webhooks::HEADER_SIGNATURE, webhooks::sign(secret.as_bytes(), timestamp, body.as_bytes()));
+    }
+    let response = request.send().await.expect("a response");
+    let status = response.status().as_u16();
+    (status, serde_json::from_slice(&response.bytes().await.expect("body")).expect("a JSON body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_orders_open_and_move_a_case_and_forgeries_are_refused() {
+    let s = Setup::start().await;
+    let now = Timestamp::now().as_second();
+    let created = json!({
+        "order_id": "M-20261127-0042", "status": "created", "service": "meal_delivery",
+        "location": {"lon": -122.4143, "lat": 37.7543}, "datum": "gcj02",
+        "address": "3200 24th St", "customer": {"name": "Mrs. Wong", "phone": "+1-415-555-0142"},
+        "note": "lunch for one, soft diet", "flags": ["elderly_alone"]
+    });
+    let (status, receipt) = order(&s, &created, "d-1", now, Some(MEALS_SECRET)).await;
+    assert_eq!((status, receipt["cases"][0]["case_id"].clone()), (202, json!("commerce-meals-M-20261127-0042")));
+    let record = s.routed("commerce-meals-M-20261127-0042").await;
+    assert_eq!(record.case.category, "elderly_assistance");
+    assert!(record.case.received_location.is_some(), "GCJ-02 converted, the original kept");
+
+    let (status, error) = order(&s, &created, "d-1", now, Some(MEALS_SECRET)).await;
+    assert_eq!((status, error["code"].clone()), (409, json!("conflict")), "replayed delivery id");
+    let (status, error) = order(&s, &created, "d-2", now, None).await;
+    assert_eq!((status, error["code"].clone()), (401, json!("unauthorized")), "unsigned");
+    let (status, _) = order(&s, &created, "d-3", now, Some("not-the-secret")).await;
+    assert_eq!(status, 401, "bad signature");
+    let (status, error) = order(&s, &created, "d-4", now - 600, Some(MEALS_SECRET)).await;
+    assert!(status == 401 && error["error"].as_str().is_some_and(|e| e.contains("stale")), "{error}");
+    let (status, error) = order(&s, &created, "d-5", now + 600, Some(MEALS_SECRET)).await;
+    assert!(status == 401 && error["error"].as_str().is_some_and(|e| e.contains("future")), "{error}");
+
+    let accepted = json!({"order_id": "M-20261127-0042", "status": "accepted", "note": "kitchen B"});
+    let (status, receipt) = order(&s, &accepted, "d-6", now, Some(MEALS_SECRET)).await;
+    assert_eq!((status, receipt["cases"][0]["outcome"].clone()), (200, json!("updated")), "{receipt}");
+    let delivered = json!({"order_id": "M-20261127-0042", "status": "delivered", "note": "handed over at 12:10"});
+    let (status, receipt) = order(&s, &delivered, "d-7", now, Some(MEALS_SECRET)).await;
+    assert_eq!((status, receipt["cases"][0]["state"].clone()), (200, json!("resolved")), "{receipt}");
+    let record = s.service.cases.get("commerce-meals-M-20261127-0042").expect("the case");
+    assert_eq!(record.state, CaseState::Resolved);
+    let by = record.timeline.iter().find(|e| e.event == "resolved").map(|e| e.actor.id.clone());
+    assert_eq!(by.as_deref(), Some("/commerce/meals"));
+    assert_eq!(s.service.cases.list(&Default::default()).len(), 1, "one case");
+    let letters = read_stream(&s.bus.js, STREAM_DEADLETTER, "deadletter.adapter_commerce", 5).await;
+    assert_eq!(letters.len(), 5, "replay, unsigned, bad signature, stale, future");
+    let mut text = Vec::new();
+    prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &s.service.metrics.registry().gather(), &mut text)
+        .expect("metrics encode");
+    let text = String::from_utf8(text).expect("utf-8");
+    for series in [
+        r#"linkbus_adapter_messages_total{adapter="commerce",outcome="reported"} 1"#,
+        r#"linkbus_adapter_messages_total{adapter="commerce",outcome="updated"} 2"#,
+        r#"linkbus_adapter_messages_total{adapter="commerce",outcome="refused"} 5"#,
+        r#"linkbus_deadletters_total{reason="unauthorized",stage="adapter_commerce"} 4"#,
+        r#"linkbus_deadletters_total{reason="conflict",stage="adapter_commerce"} 1"#,
+    ] {
+        assert!(text.contains(series), "{series} in\n{text}");
+    }
+    s.stop().await;
+}
+
+/// A `linkbus up` process configured from TOML as docs/adapters.md shows takes a CAP alert and a
+/// signed order over HTTP and a CAD incident over NATS, and routes all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkbus_up_takes_cap_cad_and_orders_as_configured() {
+    let bus = TestBus::start().await;
+    let config = linkbus_tests::write_config(
+        bus.dir.path(),
+        &format!(
+            "[nats]\nurl = \"{}\"\n[region]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+             [[api.keys]]\nrole = \"source\"\nid = \"sfdem\"\nsource = \"/cap\"\nsha256 = \"{}\"\n\
+             [adapters.cap.categories]\nmap = {{ \"Flood Warning\" = \"sewer_issues\" }}\n\
+             [adapters.cad.categories]\nmap = {{ \"STRUCTURE FIRE\" = \"fire\" }}\n\
+             [[adapters.commerce.platforms]]\nid = \"meals\"\nsecret_env = \"LINKBUS_TEST_MEALS_SECRET\"\n\
+             categories = {{ map = {{ meal_delivery = \"elderly_assistance\" }} }}\n",
+            bus.server.url(),
+            linkbus_tests::sf_region_dir().display(),
+            api::hash_key(CENTRE)
+        ),
+    );
+    let (mut up, announced) = linkbus_tests::start_up(
+        std::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
+            .args(["up", "--config"])
+            .arg(&config)
+            .env("LINKBUS_TEST_MEALS_SECRET", MEALS_SECRET)
+            .env_remove("LINKBUS_NATS_URL"),
+    );
+    let addr = announced.api().to_owned();
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+
+    let response = http
+        .post(format!("http://{addr}/api/adapters/cap"))
+        .bearer_auth(CENTRE)
+        .header("content-type", "application/cap+xml")
+        .body(FLOOD)
+        .send()
+        .await
+        .expect("CAP answered");
+    assert_eq!(response.status().as_u16(), 202);
+    let body = json!({"order_id": "M-1", "status": "created", "service": "meal_delivery",
+                      "location": {"lon": -122.4143, "lat": 37.7543}})
+    .to_string();
+    let ts = Timestamp::now().as_second();
+    let response = http
+        .post(format!("http://{addr}/api/adapters/commerce/meals/orders"))
+        .header("content-type", "application/json")
+        .header(webhooks::HEADER_TIMESTAMP, ts.to_string())
+        .header(webhooks::HEADER_SIGNATURE, webhooks::sign(MEALS_SECRET.as_bytes(), ts, body.as_bytes()))
+        .header("Linkbus-Delivery", "up-1")
+        .body(body)
+        .send()
+        .await
+        .expect("order answered");
+    assert_eq!(response.status().as_u16(), 202);
+    let cad = json!({"kind": "new", "incident_id": "F26-9", "type": "STRUCTURE FIRE", "priority": 1,
+                     "lon": -122.4194, "lat": 37.7599});
+    let reply = tokio::time::timeout(WAIT, bus.client.request("adapter.cad", cad.to_string().into()))
+        .await
+        .expect("a reply in time")
+        .expect("request");
+    let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON");
+    assert_eq!(reply["cases"][0]["case_id"], "cad-F26-9", "{reply}");
+
+    for (filter, what) in [
+        ("routed.community.potrero-hill", "the flood broadcast"),
+        ("routed.dept.sffd-station-7.fire", "the CAD fire"),
+        ("routed.dept.sf-das.elderly_assistance", "the meal order"),
+    ] {
+        assert_eq!(read_stream(&bus.js, STREAM_ROUTED, filter, 1).await.len(), 1, "{what} on {filter}");
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(up.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let status = tokio::time::timeout(WAIT, tokio::task::spawn_blocking(move || up.wait()))
+        .await
+        .expect("linkbus up stops in time")
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "linkbus up exited with {status}");
+}

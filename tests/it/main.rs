@@ -1,0 +1,24 @@
+//! The end-to-end tests, as one test binary (one link of every linkbus crate instead of one per
+//! file): each module tests one area against real nats-servers, a real browser or real processes
+//! that it starts itself. Run one area with `cargo test -p linkbus-tests --test it <module>::`.
+
+mod adapters_emergency;
+mod api;
+mod bench;
+mod cluster;
+mod console;
+mod deadletter;
+mod faults;
+mod geo;
+mod grid;
+mod hostile_input;
+mod lifecycle;
+mod metrics;
+mod open311;
+mod permissions;
+mod processes;
+mod reload;
+mod routing;
+mod scenario;
+mod sf311;
+mod webhooks;

@@ -1,0 +1,192 @@
+//! Decoding and validating what arrives on `ingest.…`: bytes in, a checked case event or a
+//! [`Rejection`] that says, in words and as a short code, why it was refused.
+
+use crate as wire;
+use crate::subjects;
+use crate::{CaseReport, CloudEvent, SourceSystem};
+
+/// Why an ingest message was refused. The `Display` text is what the dead letter's reason
+/// header says; [`Rejection::code`] is a short, fixed label for metrics and filtering.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    /// Bigger than the configured limit.
+    #[error("payload of {size} bytes exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// Payload size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not JSON, or JSON not of the event's shape (missing field, wrong type, unknown field…).
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    /// A CloudEvents attribute the bus does not accept.
+    #[error("unsupported event: {0}")]
+    Unsupported(String),
+    /// A field out of range or badly formed.
+    #[error("invalid {0}")]
+    Invalid(#[from] wire::Invalid),
+    /// The subject does not agree with the event.
+    #[error("subject {subject:?} does not match the event: {reason}")]
+    SubjectMismatch {
+        /// The subject it arrived on.
+        subject: String,
+        /// What disagrees.
+        reason: String,
+    },
+}
+
+impl Rejection {
+    /// A short fixed label: `too_large`, `malformed`, `unsupported`, `invalid`, `subject_mismatch`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "too_large",
+            Self::Malformed(_) => "malformed",
+            Self::Unsupported(_) => "unsupported",
+            Self::Invalid(_) => "invalid",
+            Self::SubjectMismatch { .. } => "subject_mismatch",
+        }
+    }
+}
+
+/// Decodes and validates a case report that arrived on `subject`.
+pub fn decode_case_report(
+    subject: &str,
+    payload: &[u8],
+    max_bytes: usize,
+) -> Result<CloudEvent<CaseReport>, Rejection> {
+    if payload.len() > max_bytes {
+        return Err(Rejection::TooLarge { size: payload.len(), limit: max_bytes });
+    }
+    let mut event: CloudEvent<CaseReport> =
+        serde_json::from_slice(payload).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    if event.specversion != wire::SPEC_VERSION {
+        return Err(Rejection::Unsupported(format!("specversion {:?}, expected \"1.0\"", event.specversion)));
+    }
+    if event.ty != wire::TYPE_CASE_REPORTED {
+        return Err(Rejection::Unsupported(format!("type {:?}, expected {:?}", event.ty, wire::TYPE_CASE_REPORTED)));
+    }
+    if event.datacontenttype != wire::JSON {
+        return Err(Rejection::Unsupported(format!(
+            "datacontenttype {:?}, expected {:?}",
+            event.datacontenttype,
+            wire::JSON
+        )));
+    }
+    if !wire::is_event_id(&event.id) {
+        return Err(wire::Invalid {
+            field: "id".into(),
+            reason: format!("must be 1-{} ASCII letters, digits, '-', '_' or ':'", wire::MAX_ID_LEN),
+        }
+        .into());
+    }
+    if event.source.is_empty() || event.source.len() > 256 {
+        return Err(wire::Invalid { field: "source".into(), reason: "must be 1-256 characters".into() }.into());
+    }
+    event.data.validate()?;
+    check_subject(subject, &event.data)?;
+    event.data.convert_to_wgs84();
+    Ok(event)
+}
+
+fn check_subject(subject: &str, case: &CaseReport) -> Result<(), Rejection> {
+    let mismatch = |reason: String| Rejection::SubjectMismatch { subject: subject.to_owned(), reason };
+    let (system, category) =
+        subjects::parse_ingest(subject).ok_or_else(|| mismatch("expected ingest.<system>.<category>".into()))?;
+    if SourceSystem::parse(system) != Some(case.system) {
+        return Err(mismatch(format!("data.system is {}", case.system)));
+    }
+    if category != case.category {
+        return Err(mismatch(format!("data.category is {}", case.category)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event() -> serde_json::Value {
+        json!({
+            "specversion": "1.0", "id": "sf311-1", "source": "/sf311",
+            "type": "org.linkbus.case.reported", "time": "2024-01-01T00:00:00Z",
+            "datacontenttype": "application/json",
+            "data": {
+                "system": "public_service", "category": "sewer_issues", "priority": 3,
+                "location": {"lon": -122.4, "lat": 37.77}, "source_id": "1",
+                "reported_at": "2024-01-01T00:00:00Z"
+            }
+        })
+    }
+
+    const SUBJECT: &str = "ingest.public_service.sewer_issues";
+
+    fn decode(v: &serde_json::Value) -> Result<CloudEvent<CaseReport>, Rejection> {
+        decode_case_report(SUBJECT, v.to_string().as_bytes(), 64 * 1024)
+    }
+
+    #[test]
+    fn accepts_a_good_event() {
+        let ev = decode(&event()).expect("valid");
+        assert_eq!(ev.data.category, "sewer_issues");
+    }
+
+    #[test]
+    fn converts_chinese_datums_and_keeps_what_arrived() {
+        let mut v = event();
+        v["data"]["location"] = json!({"lon": 116.41024449916938, "lat": 39.91640428150164});
+        v["data"]["datum"] = json!("gcj02");
+        let ev = decode(&v).expect("valid");
+        assert!((ev.data.location.lon - 116.404).abs() < 1e-8 && (ev.data.location.lat - 39.915).abs() < 1e-8);
+        assert_eq!(ev.data.datum, wire::Datum::Wgs84);
+        let received = ev.data.received_location.expect("kept");
+        assert_eq!((received.datum, received.lon), (wire::Datum::Gcj02, 116.41024449916938));
+
+        let mut v = event();
+        v["data"]["received_location"] = json!({"datum": "gcj02", "lon": 1.0, "lat": 1.0});
+        assert_eq!(decode(&v).expect_err("forged").code(), "invalid");
+        let mut v = event();
+        v["data"]["datum"] = json!("nad27");
+        assert_eq!(decode(&v).expect_err("unknown datum").code(), "malformed");
+    }
+
+    #[test]
+    fn refuses_each_kind_of_bad_input_with_its_reason() {
+        let mut v = event();
+        v["data"]["location"]["lat"] = json!(91.0);
+        let err = decode(&v).expect_err("lat 91");
+        assert_eq!(err.code(), "invalid");
+        assert!(err.to_string().contains("data.location.lat"), "{err}");
+
+        let mut v = event();
+        v["data"].as_object_mut().expect("object").remove("category");
+        let err = decode(&v).expect_err("missing category");
+        assert_eq!(err.code(), "malformed");
+        assert!(err.to_string().contains("missing field `category`"), "{err}");
+
+        let err = decode_case_report(SUBJECT, br#"{"lat": NaN}"#, 1024).expect_err("NaN");
+        assert_eq!(err.code(), "malformed");
+
+        let err = decode_case_report(SUBJECT, &vec![b' '; 2048], 1024).expect_err("too big");
+        assert_eq!(err, Rejection::TooLarge { size: 2048, limit: 1024 });
+
+        let err = decode_case_report("ingest.emergency.sewer_issues", event().to_string().as_bytes(), 1 << 16)
+            .expect_err("subject");
+        assert_eq!(err.code(), "subject_mismatch");
+
+        let mut v = event();
+        v["id"] = json!("a.b");
+        assert_eq!(decode(&v).expect_err("dotted id").code(), "invalid");
+
+        let mut v = event();
+        v["specversion"] = json!("0.3");
+        assert_eq!(decode(&v).expect_err("old spec").code(), "unsupported");
+
+        let deep = "[".repeat(10_000);
+        assert_eq!(decode_case_report(SUBJECT, deep.as_bytes(), 1 << 16).expect_err("deep").code(), "malformed");
+
+        let err = decode_case_report(SUBJECT, b"\xff\xfe{}", 1024).expect_err("not utf-8");
+        assert_eq!(err.code(), "malformed");
+    }
+}

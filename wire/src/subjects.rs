@@ -1,0 +1,105 @@
+//! Subject names: one function per kind of subject, so that no other code formats them.
+//!
+//! ```text
+//! ingest.<system>.<category>          case reports from source systems
+//! routed.dept.<department>.<category> routed cases, per department
+//! routed.community.<community>        routed cases, per community
+//! volunteer.<id>.offer                offers to one volunteer
+//! volunteer.<id>.offer_closed         that offer is closed (taken, expired, case closed)
+//! volunteer.<id>.answer               the volunteer's answer (request/reply)
+//! action.<department>                 a department's action on a case (request/reply)
+//! adapter.grid.report                 a grid-management report (request/reply), see linkbus-adapters
+//! case.<case_id>.<event>              case timeline (routed, …)
+//! deadletter.<stage>                  rejected input, original bytes + reason headers
+//! ```
+
+use crate::SourceSystem;
+
+/// Every ingest subject.
+pub const INGEST_ALL: &str = "ingest.>";
+/// Every routed subject.
+pub const ROUTED_ALL: &str = "routed.>";
+/// Every volunteer offer.
+pub const OFFERS: &str = "volunteer.*.offer";
+/// Every notice that an offer closed.
+pub const OFFERS_CLOSED: &str = "volunteer.*.offer_closed";
+/// Every case timeline event.
+pub const CASES_ALL: &str = "case.>";
+/// Every dead letter.
+pub const DEADLETTER_ALL: &str = "deadletter.>";
+/// Every source-system adapter's NATS subject (the service listens on all of them).
+pub const ADAPTER_ALL: &str = "adapter.>";
+/// Grid-management reports, one JSON report a message (the grid adapter answers requests).
+pub const GRID_REPORT: &str = "adapter.grid.report";
+/// CAP 1.2 alerts, raw XML (the CAP adapter's default subject).
+pub const CAP_ALERTS: &str = "adapter.cap";
+/// CAD incident messages, JSON (the CAD adapter's default subject).
+pub const CAD_INCIDENTS: &str = "adapter.cad";
+
+/// `ingest.<system>.<category>`
+pub fn ingest(system: SourceSystem, category: &str) -> String {
+    format!("ingest.{system}.{category}")
+}
+
+/// Splits `ingest.<system>.<category>` into its tokens, if it has that shape.
+pub fn parse_ingest(subject: &str) -> Option<(&str, &str)> {
+    let mut parts = subject.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("ingest"), Some(system), Some(category), None) => Some((system, category)),
+        _ => None,
+    }
+}
+
+/// `routed.dept.<department>.<category>`
+pub fn routed_department(department: &str, category: &str) -> String {
+    format!("routed.dept.{department}.{category}")
+}
+
+/// `routed.community.<community>`
+pub fn routed_community(community: &str) -> String {
+    format!("routed.community.{community}")
+}
+
+/// `volunteer.<id>.offer`
+pub fn volunteer_offer(volunteer: &str) -> String {
+    format!("volunteer.{volunteer}.offer")
+}
+
+/// `volunteer.<id>.offer_closed`
+pub fn volunteer_offer_closed(volunteer: &str) -> String {
+    format!("volunteer.{volunteer}.offer_closed")
+}
+
+/// `volunteer.<id>.answer`: a volunteer's answer, as a request.
+pub fn volunteer_answer(volunteer: &str) -> String {
+    format!("volunteer.{volunteer}.answer")
+}
+
+/// `action.<department>`: a department's action on a case, as a request.
+pub fn action(department: &str) -> String {
+    format!("action.{department}")
+}
+
+/// `case.<case_id>.<event>`
+pub fn case_event(case_id: &str, event: &str) -> String {
+    format!("case.{case_id}.{event}")
+}
+
+/// `deadletter.<stage>`
+pub fn deadletter(stage: &str) -> String {
+    format!("deadletter.{stage}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_round_trips() {
+        let s = ingest(SourceSystem::PublicService, "sewer_issues");
+        assert_eq!(s, "ingest.public_service.sewer_issues");
+        assert_eq!(parse_ingest(&s), Some(("public_service", "sewer_issues")));
+        assert_eq!(parse_ingest("ingest.a.b.c"), None);
+        assert_eq!(parse_ingest("routed.a.b"), None);
+    }
+}
