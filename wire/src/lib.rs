@@ -5,10 +5,19 @@
 //! and `case.<id>.routed`, a [`VolunteerOffer`] on `volunteer.<id>.offer`. Volunteers' live
 //! state is a [`VolunteerStatus`] stored in a JetStream KV bucket. `docs/wire.md` explains the
 //! contract for clients in other languages; `docs/schemas/` holds the JSON Schemas generated
-//! from these types by `bus/tests/schemas.rs` (`UPDATE_SCHEMAS=1 cargo test -p linkbus-bus --test schemas`).
+//! from these types by `wire/tests/schemas.rs` (`UPDATE_SCHEMAS=1 cargo test -p linkbus-wire --test schemas`).
+//!
+//! Besides the payloads (here and in `lifecycle`, re-exported):
+//! - [`decode`]: bytes from `ingest.…` to a checked case event, or a [`decode::Rejection`]
+//!   that says why;
+//! - [`subjects`]: the subject names, built in one place;
+//! - [`http_error`]: the one error body of every HTTP endpoint.
+//!
+//! Nothing here does I/O: this crate is what every other one, and any client, can depend on.
 
 mod datum;
 pub mod decode;
+pub mod http_error;
 mod lifecycle;
 pub mod subjects;
 
