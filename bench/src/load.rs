@@ -59,7 +59,7 @@ const POINTS: usize = 1024;
 /// Latencies are recorded in microseconds up to this (10 minutes).
 const MAX_LATENCY_US: u64 = 600_000_000;
 
-/// What a `linkbus bench` does.
+/// What a `linkbus-bench load` does.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     /// Paced runs, events per second.
@@ -151,7 +151,7 @@ impl RunReport {
     }
 }
 
-/// Every run of a `linkbus bench`.
+/// Every run of a `linkbus-bench load`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct BenchReport {
     /// In the order they ran.

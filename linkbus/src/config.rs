@@ -155,7 +155,7 @@ pub struct NatsConfig {
     /// three in a row (a link that went silent without closing: a black hole) is given up and
     /// the client reconnects, so it is noticed within about three intervals.
     pub ping_interval_secs: u64,
-    /// `[nats.auth]`: credentials for `url` (see `ops/src/nats_access.rs`).
+    /// `[nats.auth]`: credentials for `url` (see `linkbus/src/nats_access.rs`).
     pub auth: NatsAuth,
     /// `[nats.tls]`: TLS for `url`.
     pub tls: NatsTls,

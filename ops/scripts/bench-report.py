@@ -244,7 +244,7 @@ plot for [c=2:5] "{out}/locate.dat" using 1:c with linespoints title columnheade
 
 # --- end to end --------------------------------------------------------------------------------
 if nats:
-    say("### End to end through NATS (`linkbus bench --targets …`)")
+    say("### End to end through NATS (`linkbus-bench load --targets …`)")
     say("")
     say("Latency from when each event was due (paced) or published (unpaced) to the first department copy "
         "(linkbus) or the forwarded copy (floors), through JetStream consumers as a department would read them.")
@@ -260,7 +260,7 @@ if nats:
             dat.write(f"\"{r['target'].replace('_', ' ')} {rate}\" {r['events_per_second']} {max(l['p99_ms'], 0.001)}\n")
     say("")
     if isinstance(cpu, list):
-        say("CPU time per event of each target's unpaced run (`linkbus bench --targets <target> --rates --unpaced N`); "
+        say("CPU time per event of each target's unpaced run (`linkbus-bench load --targets <target> --rates --unpaced N`); "
             "the ceiling is what the machine's cores could carry were that CPU time all the work. A flat perf profile "
             "of linkbus and nats-server during linkbus's: [bench/profile.txt](bench/profile.txt).")
         say("")

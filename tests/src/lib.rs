@@ -1,6 +1,6 @@
 //! End-to-end tests of linkbus against a real nats-server started by each test.
 //!
-//! The tests live in `tests/tests/`; this library holds what they share: a [`TestBus`] (a fresh
+//! The tests live in `tests/it/`; this library holds what they share: a [`TestBus`] (a fresh
 //! nats-server in a temporary folder plus a client), the San Francisco region, case builders,
 //! and readers that count what the streams hold; [`load`] (steady load and the audit of what
 //! became of it) and [`proxy`] (a TCP proxy to cut a connection) serve the fault tests;

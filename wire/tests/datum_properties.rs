@@ -1,4 +1,4 @@
-//! Property tests of the datum conversion (`Datum`, bus/src/wire/datum.rs): for any point where
+//! Property tests of the datum conversion (`Datum`, wire/src/datum.rs): for any point where
 //! the Chinese datums apply, and any other, WGS-84 → datum → WGS-84 comes back within a metre,
 //! and no conversion moves a point further than its datum's offset.
 

@@ -3,7 +3,7 @@
 //!
 //! - The schemas are generated here from [`linkbus_bus::wire`] with schemars, then tightened
 //!   with what serde cannot say (the fixed CloudEvents attributes, id and category syntax,
-//!   priority and coordinate ranges). `UPDATE_SCHEMAS=1 cargo test -p linkbus-bus --test schemas`
+//!   priority and coordinate ranges). `UPDATE_SCHEMAS=1 cargo test -p linkbus-wire --test schemas`
 //!   rewrites the files; without it the test fails when a committed file differs.
 //! - Each example must validate against its schema, deserialize into its Rust type and
 //!   serialize back to the same JSON; the report must pass the router's own decoder; the routed
@@ -378,7 +378,7 @@ fn committed_schemas_match_the_code() {
     assert!(
         stale.is_empty(),
         "docs/schemas/ is out of date with bus/src/wire/:\n  {}\n\
-         Regenerate with `UPDATE_SCHEMAS=1 cargo test -p linkbus-bus --test schemas`, review the diff \
+         Regenerate with `UPDATE_SCHEMAS=1 cargo test -p linkbus-wire --test schemas`, review the diff \
          and commit it (and update docs/wire.md and docs/examples/ if the contract changed).",
         stale.join("\n  ")
     );

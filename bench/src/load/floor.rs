@@ -1,4 +1,4 @@
-//! The raw NATS floor of `linkbus bench`: two forwarders that do nothing but decode a case
+//! The raw NATS floor of `linkbus-bench load`: two forwarders that do nothing but decode a case
 //! report's JSON and encode it again, so that what linkbus adds on top of NATS can be told from
 //! what NATS itself costs on the same machine in the same run.
 //!
@@ -11,7 +11,7 @@
 //!   one output per event where linkbus stores three or more (decision, department, community,
 //!   offers).
 //!
-//! The forwarders run in the `linkbus bench` process, each on a connection of its own; their
+//! The forwarders run in the `linkbus-bench load` process, each on a connection of its own; their
 //! streams are created at the start and deleted at the end.
 
 use std::time::Duration;
