@@ -94,6 +94,39 @@ struct Asset {
 /// The console's files, embedded at build time.
 const ASSETS: &[Asset] = &[
     Asset { path: "app.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../console/app.js") },
+    Asset { path: "api.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../console/api.js") },
+    Asset {
+        path: "board.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../console/board.js"),
+    },
+    Asset {
+        path: "cases.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../console/cases.js"),
+    },
+    Asset {
+        path: "detail.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../console/detail.js"),
+    },
+    Asset { path: "dom.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../console/dom.js") },
+    Asset {
+        path: "events.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../console/events.js"),
+    },
+    Asset {
+        path: "i18n.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../console/i18n.js"),
+    },
+    Asset { path: "map.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../console/map.js") },
+    Asset {
+        path: "state.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../console/state.js"),
+    },
     Asset { path: "app.css", content_type: "text/css; charset=utf-8", body: include_bytes!("../console/app.css") },
     Asset {
         path: "vendor/leaflet/leaflet.js",

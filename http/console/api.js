@@ -1,0 +1,26 @@
+// The server's JSON endpoints: one call that sends the session's CSRF token with every request
+// that changes something and turns an error answer into an exception.
+import { state } from './state.js';
+
+/**
+ * Calls `path` and resolves to its JSON body (null when empty). `options.method` defaults to GET;
+ * `options.body`, when given, is sent as JSON. Any other method carries the session's CSRF token
+ * (`X-Linkbus-Csrf`). A status that is not 2xx rejects with an Error whose message is the error
+ * body's `error` (`{error, code}`, the same on every endpoint), else the status text, and whose
+ * `status` is the HTTP status.
+ */
+export async function api(path, options = {}) {
+  const headers = Object.assign({ accept: 'application/json' }, options.headers || {});
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  if (options.method && options.method !== 'GET' && state.session) headers['x-linkbus-csrf'] = state.session.csrf;
+  const response = await fetch(path, { method: options.method || 'GET', headers, body: options.body === undefined ? undefined : JSON.stringify(options.body), credentials: 'same-origin' });
+  const text = await response.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch (_) { body = { error: text }; }
+  if (!response.ok) {
+    const error = new Error(body?.error || response.statusText);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}

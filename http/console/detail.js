@@ -1,0 +1,124 @@
+// The case detail beside the map: a case opened from the board or the map, read whole with
+// GET /api/cases/{id} (routing, reports, timeline), and the dispatcher's actions on it
+// (POST /api/cases/{id}/actions).
+import { api } from './api.js';
+import { categoryName, renderRows } from './board.js';
+import { $, esc, option } from './dom.js';
+import { eventName, fmtTime, stateName, t, token } from './i18n.js';
+import { clearRouting, drawRouting } from './map.js';
+import { state } from './state.js';
+
+/** Wires the panel's buttons and Escape; an action refused because the session ended calls
+ * `showLogin()`. */
+export function initDetail(showLogin) {
+  const send = (body) => act(body, showLogin);
+  $('detail-body').addEventListener('click', (e) => {
+    const b = e.target.closest('button');
+    if (!b || !state.detail) return;
+    if (b.dataset.split) send({ action: 'split', report_id: b.dataset.split });
+    else if (b.dataset.act === 'ack') send({ action: 'acknowledge_escalation' });
+    else if (b.dataset.act === 'reassign') send({ action: 'reassign', department: $('reassign-to').value, reason: $('reassign-reason').value || 'reassigned by dispatcher' });
+    else if (b.dataset.act === 'close') { const note = $('close-note').value; send(note ? { action: 'close', note } : { action: 'close' }); }
+  });
+  $('detail-close').onclick = closeDetail;
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && state.detail) closeDetail(); });
+}
+
+/** Opens case `id`: marks its row, reads it, shows it and draws its routing centred on the map. */
+export async function select(id) {
+  state.selected = id;
+  renderRows();
+  try {
+    state.detail = await api('/api/cases/' + encodeURIComponent(id));
+    renderDetail(state.detail);
+    drawRouting(state.detail, true);
+  } catch (err) {
+    $('detail').hidden = false;
+    $('detail-head').innerHTML = `<p class="error">${esc(err.message)}</p>`;
+    $('detail-actions').innerHTML = ''; $('detail-actions').linkbusHtml = ''; $('detail-rest').innerHTML = '';
+  }
+}
+
+/** Reads the opened case again (it changed, or the stream was down) and shows it, if one is open. */
+export async function refreshDetail() {
+  if (!state.detail) return;
+  try { state.detail = await api('/api/cases/' + encodeURIComponent(state.detail.case_id)); renderDetail(state.detail); drawRouting(state.detail, false); } catch (_) { /* kept */ }
+}
+
+function closeDetail() {
+  state.detail = null; state.selected = null; $('detail').hidden = true; clearRouting(); renderRows();
+}
+
+function ruleText(rule) {
+  return rule.kind === 'jurisdiction' ? t('rule_jurisdiction', token('level_', rule.level), rule.area) : t('rule_catch_all', rule.reason);
+}
+function outcomeText(m) {
+  if (m.outcome === 'nearest') return t('outcome_nearest', Math.round(m.distance_m || 0));
+  return t('outcome_' + m.outcome);
+}
+
+/** Shows case `r` (as GET /api/cases/{id} answers it) in the page's language. */
+export function renderDetail(r) {
+  const d = r.decision, vs = d.volunteer_search;
+  const dispatcher = state.session.role === 'dispatcher';
+  const primaryId = r.case_id;
+  const deadline = r.accept_by || r.resolve_by;
+  const deptName = (id) => state.region.departments.find((x) => x.id === id)?.name || id;
+  const reports = r.reports.map((rep) => `<li>${esc(rep.source_id)} <span class="badge">${esc(t('system_' + rep.system))}</span> ${esc(rep.category)} · ${esc(fmtTime(rep.reported_at, true))}` +
+    (dispatcher && rep.report_id !== primaryId ? ` <button type="button" data-split="${esc(rep.report_id)}">${esc(t('split'))}</button>` : '') + '</li>').join('');
+  // The offers as they stand, else whom the routing chose.
+  const offers = (r.offers || []).length
+    ? r.offers.map((o) => `<li>${esc(t('offer', o.volunteer_id))}: ${esc(token('offer_', o.status))} · ${Math.round(o.distance_m)} m</li>`).join('')
+    : d.volunteers.map((v) => `<li>${esc(v.id)} · ${Math.round(v.distance_m)} m</li>`).join('');
+  const passed = vs.skill ? `<p>${esc(t('passed_over', vs.skipped_unavailable, vs.skipped_skill, vs.skipped_capped, vs.examined, `${Math.round(vs.radius_m)} m`))}</p>` : `<p>${esc(t('no_volunteers'))}</p>`;
+  const timeline = r.timeline.map((e) => `<li><time>${esc(fmtTime(e.at, true))}</time>${esc(eventName(e.event))} · ${esc(token('actor_', e.actor.kind))} ${esc(e.actor.id)}${e.department ? ' → ' + esc(e.department) : ''}${e.note ? ': ' + esc(e.note) : ''}</li>`).join('');
+  const deptOptions = state.region.departments.map((x) => option(x.id, x.name)).join('');
+  const open = r.state !== 'closed' && r.state !== 'cancelled';
+  const actions = !dispatcher ? `<p>${esc(t('read_only'))}</p>` : `<div class="actions">` +
+    (r.escalation_open ? `<button type="button" class="primary" data-act="ack">${esc(t('ack'))}</button>` : '') +
+    (open ? `<select id="reassign-to">${deptOptions}</select><input id="reassign-reason" placeholder="${esc(t('reason'))}"><button type="button" data-act="reassign">${esc(t('reassign'))}</button>` : '') +
+    (open ? `<input id="close-note" placeholder="${esc(t('note'))}"><button type="button" data-act="close">${esc(t('close'))}</button>` : '') +
+    `</div>`;
+  // The actions are rewritten only when they change (another case, another state), so what a
+  // dispatcher is typing survives the case's live updates.
+  const box = $('detail-actions'), sameCase = $('detail').dataset.caseId === r.case_id;
+  if (!sameCase) $('action-msg').textContent = '';
+  if (!sameCase || box.linkbusHtml !== actions) { box.innerHTML = actions; box.linkbusHtml = actions; }
+  $('detail-head').innerHTML =
+    `<h2>${esc(categoryName(r.case.category))} <span class="badge s-${r.state}" id="detail-state" data-state="${esc(r.state)}">${esc(stateName(r.state))}</span>` +
+    (r.escalation_open ? ` <span class="badge esc">${esc(t('escalated'))}</span>` : '') + `</h2>` +
+    `<dl class="kv"><dt>ID</dt><dd>${esc(r.case_id)}</dd>` +
+    `<dt>${esc(t('source_ids'))}</dt><dd id="detail-source-ids">${esc(r.reports.map((x) => x.source_id).join(', ') || r.case.source_id)}</dd>` +
+    `<dt>${esc(t('address'))}</dt><dd>${esc(r.case.address || '')}</dd>` +
+    `<dt>${esc(t('description'))}</dt><dd>${esc(r.case.description || '')}</dd>` +
+    `<dt>${esc(t('reported'))}</dt><dd>${esc(fmtTime(r.case.reported_at, true))}</dd>` +
+    `<dt>${esc(t('deadline'))}</dt><dd>${esc(fmtTime(deadline, true))}</dd>` +
+    `<dt>${esc(t('departments'))}</dt><dd>${esc((r.accepted_by ? [r.accepted_by] : r.departments).map(deptName).join(', '))}</dd></dl>`;
+  $('detail-rest').innerHTML =
+    `<h3>${esc(t('routing'))}</h3><dl class="kv">` +
+    `<dt>${esc(t('community'))}</dt><dd>${esc(d.community.community?.name || '')} (${esc(outcomeText(d.community))})</dd>` +
+    `<dt>${esc(t('departments'))}</dt><dd>${d.departments.map((x) => `${esc(x.name)}: ${esc(ruleText(x.rule))}`).join('<br>')}</dd>` +
+    `<dt>${esc(t('fallbacks'))}</dt><dd>${d.fallbacks.map((x) => esc(x.name)).join(', ')}</dd>` +
+    (d.facility ? `<dt>${esc(t('facility'))}</dt><dd>${esc(d.facility.name)} · ${Math.round(d.facility.distance_m)} m</dd>` : '') +
+    `</dl><h3>${esc(t('volunteers'))}</h3><ul>${offers}</ul>${passed}` +
+    `<h3>${esc(t('explanation'))}</h3><ul class="explanation" id="detail-explanation">${d.explanation.map((l) => `<li>${esc(l)}</li>`).join('')}</ul>` +
+    `<h3>${esc(t('reports'))} (${r.reports.length})</h3><ul>${reports}</ul>` +
+    `<h3>${esc(t('timeline'))}</h3><ul class="timeline">${timeline}</ul>`;
+  $('detail').hidden = false;
+  $('detail').dataset.caseId = r.case_id;
+}
+
+/** Sends the dispatcher's action `body` on the opened case and shows the case as it now stands;
+ * `showLogin()` if the session has ended. */
+async function act(body, showLogin) {
+  const id = state.detail.case_id;
+  try {
+    state.detail = await api(`/api/cases/${encodeURIComponent(id)}/actions`, { method: 'POST', body });
+    renderDetail(state.detail);
+    $('action-msg').textContent = t('done');
+  } catch (err) {
+    const msg = $('action-msg');
+    if (msg) msg.textContent = t('refused', err.message);
+    if (err.status === 401) showLogin();
+  }
+}

@@ -1,0 +1,111 @@
+// The console's words in English and Chinese (zh-CN), and times and spans as the region shows
+// them: in its own time zone, whatever the browser's.
+import { state } from './state.js';
+
+/** Every string the page shows, by language and key; `{0}`, `{1}` … are filled by `t`. A key a
+ * language lacks falls back to English; names the server sends as tokens (states, systems, levels,
+ * offers, actors) are translated where the language has them (`token`). */
+const I18N = {
+  en: {
+    connecting: 'connecting…', live: 'live', reconnecting: 'reconnecting…', sign_in: 'Sign in', sign_out: 'Sign out',
+    sign_in_title: 'Dispatcher console', sign_in_hint: 'Enter your dispatcher key.', bad_key: 'The key was refused: {0}',
+    all_states: 'All states', all_priorities: 'All priorities', all_systems: 'All systems', all_communities: 'All communities',
+    all_departments: 'All departments', priority_n: 'Priority {0}', shown: '{0} of {1} cases', no_community: 'no community',
+    due_in: 'due in {0}', overdue: 'overdue {0}', reports_n: '{0} reports', escalated: 'escalated', merged: 'merged',
+    source_ids: 'Source ids', timeline: 'Timeline', routing: 'Routing', explanation: 'Explanation', actions: 'Actions',
+    community: 'Community', departments: 'Departments', fallbacks: 'Fall-backs', volunteers: 'Volunteers offered',
+    passed_over: 'Passed over: {0} unavailable, {1} without the skill, {2} at their hourly cap ({3} examined within {4}).',
+    no_volunteers: 'No volunteers called for.', state: 'State', category: 'Category', address: 'Address', description: 'Description',
+    reported: 'Reported', deadline: 'Deadline', reports: 'Reports', ack: 'Acknowledge escalation', reassign: 'Reassign', close: 'Close case',
+    split: 'Split out', reason: 'reason', note: 'note', done: 'Done.', refused: 'Refused: {0}', read_only: 'Operators only watch.',
+    outcome_inside: 'inside', outcome_on_border: 'on a border', outcome_nearest: 'nearest, {0} m outside', outcome_unmatched: 'no community matched',
+    rule_jurisdiction: '{0} rule for {1}', rule_catch_all: 'catch-all: {0}', facility: 'Nearest facility', layer_cases: 'Cases',
+    layer_volunteers: 'Volunteers on duty', layer_communities: 'Communities', legend_esc: 'escalated', legend_open: 'not accepted',
+    legend_vol: 'volunteer on duty', offer: 'offer {0}',
+    state_reported: 'reported', state_routed: 'routed', state_accepted: 'accepted', state_rejected: 'rejected',
+    state_in_progress: 'in progress', state_resolved: 'resolved', state_closed: 'closed', state_cancelled: 'cancelled',
+    system_emergency: 'emergency', system_commercial: 'commercial', system_public_service: 'public service', system_management: 'management',
+  },
+  'zh-CN': {
+    connecting: '连接中…', live: '实时', reconnecting: '重新连接中…', sign_in: '登录', sign_out: '退出',
+    sign_in_title: '调度台', sign_in_hint: '请输入调度员密钥。', bad_key: '密钥被拒绝：{0}',
+    all_states: '全部状态', all_priorities: '全部优先级', all_systems: '全部来源', all_communities: '全部社区',
+    all_departments: '全部部门', priority_n: '优先级 {0}', shown: '显示 {0} / 共 {1} 件', no_community: '无社区',
+    due_in: '剩余 {0}', overdue: '已超时 {0}', reports_n: '{0} 条报告', escalated: '已升级', merged: '已合并',
+    source_ids: '来源编号', timeline: '时间线', routing: '派单依据', explanation: '说明', actions: '操作',
+    community: '社区', departments: '责任部门', fallbacks: '后备部门', volunteers: '已邀请志愿者',
+    passed_over: '跳过：{0} 人不在岗，{1} 人无此技能，{2} 人已达每小时上限（在 {4} 内检查 {3} 人）。',
+    no_volunteers: '此类事件无需志愿者。', state: '状态', category: '类别', address: '地址', description: '描述',
+    reported: '上报时间', deadline: '时限', reports: '报告', ack: '确认升级', reassign: '改派', close: '结案',
+    split: '拆分', reason: '原因', note: '备注', done: '已完成。', refused: '被拒绝：{0}', read_only: '值班观察员只能查看。',
+    outcome_inside: '位于社区内', outcome_on_border: '位于边界上', outcome_nearest: '最近社区，界外 {0} 米', outcome_unmatched: '未匹配到社区',
+    rule_jurisdiction: '{0}级规则：{1}', rule_catch_all: '兜底：{0}', facility: '最近设施', layer_cases: '事件',
+    layer_volunteers: '在岗志愿者', layer_communities: '社区边界', legend_esc: '已升级', legend_open: '未签收',
+    legend_vol: '在岗志愿者', offer: '邀请 {0}',
+    state_reported: '已上报', state_routed: '待签收', state_accepted: '已签收', state_rejected: '已退回',
+    state_in_progress: '处理中', state_resolved: '已办结', state_closed: '已结案', state_cancelled: '已撤销',
+    system_emergency: '应急', system_commercial: '商业服务', system_public_service: '公共服务', system_management: '社区管理',
+    level_community: '社区', level_sub_district: '街道', level_district: '区', level_region: '全市',
+    offer_offered: '已邀请', offer_accepted: '已接受', offer_declined: '已拒绝', offer_expired: '已过期', offer_withdrawn: '已撤回',
+    actor_system: '系统', actor_department: '部门', actor_dispatcher: '调度员', actor_volunteer: '志愿者', actor_resident: '居民',
+  },
+};
+
+/** Every timeline event the case book writes (`TimelineEntry.event`, wire/src/lifecycle.rs) and
+ * its name in each language that has one; elsewhere the event is shown as it is (so English shows
+ * `closed`, `volunteer_offered` …). */
+const TIMELINE_EVENTS = {
+  routed: { 'zh-CN': '已派单' },
+  accepted: { 'zh-CN': '签收' },
+  rejected: { 'zh-CN': '退回' },
+  rerouted: { 'zh-CN': '转派下一部门' },
+  reassigned: { 'zh-CN': '改派' },
+  escalated: { 'zh-CN': '升级' },
+  escalation_acknowledged: { 'zh-CN': '确认升级' },
+  progress: { 'zh-CN': '处理进展' },
+  resolved: { 'zh-CN': '办结' },
+  closed: { 'zh-CN': '结案' },
+  cancelled: { 'zh-CN': '撤销' },
+  rated: { 'zh-CN': '评价' },
+  reopened: { 'zh-CN': '重新打开' },
+  report_merged: { 'zh-CN': '合并报告' },
+  merged: { 'zh-CN': '并入其他事件' },
+  split: { 'zh-CN': '拆分' },
+  source_updated: {},
+  volunteer_offered: { 'zh-CN': '邀请志愿者' },
+  volunteer_accepted: { 'zh-CN': '志愿者接受' },
+  volunteer_declined: { 'zh-CN': '志愿者拒绝' },
+  volunteer_expired: { 'zh-CN': '志愿者未响应' },
+};
+
+/** The string `key` in the page's language with `{n}` replaced by `args[n]`. */
+export const t = (key, ...args) => (I18N[state.lang][key] ?? I18N.en[key] ?? key).replace(/\{(\d)\}/g, (_, n) => args[n] ?? '');
+
+/** A token the server sends (`prefix` + `value`, e.g. `state_` + `routed`): translated where the
+ * language has it, else as it is. */
+export function token(prefix, value) { return I18N[state.lang][prefix + value] ?? value; }
+
+/** A case state's name. */
+export function stateName(s) { return t('state_' + s); }
+
+/** A timeline event's name in the page's language. */
+export function eventName(event) { return TIMELINE_EVENTS[event]?.[state.lang] ?? event; }
+
+/** The region's time zone (IANA name), or undefined (the browser's) before the region is read. */
+export function tz() { return state.region?.time_zone || undefined; }
+
+/** An ISO time as HH:MM:SS in the region's zone, with MM-DD before it when `withDate`; '' for none. */
+export function fmtTime(iso, withDate) {
+  if (!iso) return '';
+  const opts = { timeZone: tz(), hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false };
+  if (withDate) Object.assign(opts, { month: '2-digit', day: '2-digit' });
+  return new Intl.DateTimeFormat(state.lang, opts).format(new Date(iso));
+}
+
+/** A span of `ms` (its sign ignored) as M:SS, or H:MM:SS from an hour. */
+export function fmtSpan(ms) {
+  const s = Math.floor(Math.abs(ms) / 1000);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  const two = (n) => String(n).padStart(2, '0');
+  return h > 0 ? `${h}:${two(m)}:${two(sec)}` : `${m}:${two(sec)}`;
+}

@@ -1,0 +1,198 @@
+// The map (Leaflet, loaded as a classic script before the modules: the global `L`): the region's
+// community boundaries, the live cases as dots on one canvas, the volunteers on duty, and the
+// routing of the opened case (its community, the volunteers offered, the nearest facility).
+import { api } from './api.js';
+import { isDone, matches, rank } from './cases.js';
+import { $, esc } from './dom.js';
+import { t } from './i18n.js';
+import { state } from './state.js';
+
+const L = window.L;
+/** Dot fill by priority. */
+const COLORS = { 1: '#d7263d', 2: '#f46036', 3: '#e2b100', 4: '#3f88c5' };
+
+/** The map's own objects, made by `initMap`; no other module touches them. */
+const view = {
+  /** The Leaflet map, or null before `initMap`. */
+  map: null,
+  /** The one canvas every case and volunteer dot is drawn on. */
+  canvas: null,
+  /** The community boundaries (SVG, so each path is a `.community` element). */
+  communityLayer: null,
+  /** The case dots that pass the filters. */
+  caseLayer: null,
+  /** The volunteers on duty. */
+  volunteerLayer: null,
+  /** The opened case's routing: ring, lines to the volunteers offered, facility. */
+  routeLayer: null,
+  /** Each case's dot by case id, whether the filters show it or not. */
+  markers: new Map(),
+  /** Each community's boundary layer by community id. */
+  communityShapes: new Map(),
+  /** The zoom level the dots are sized for. */
+  zoom: 0,
+  /** The layer switcher, rebuilt with the language. */
+  layers: null,
+  /** The legend, rebuilt with the language. */
+  legend: null,
+  /** The volunteers by id as /console/volunteers last answered (null before): where each is. */
+  volunteers: null,
+  /** The volunteers on duty and where, as last drawn: a refresh that changes nothing draws nothing. */
+  onDuty: '',
+  /** Opens a case: what a click on its dot does (given to `initMap`). */
+  select: null,
+};
+
+/** Draws the region (its communities, `geojson`) and makes the layers; `select(id)` opens a case
+ * whose dot is clicked. */
+export function initMap(geojson, select) {
+  const map = view.map = L.map('map', { preferCanvas: true, zoomSnap: 0.25 });
+  view.canvas = L.canvas({ padding: 0.3 });
+  view.select = select;
+  if (state.region.tile_url) L.tileLayer(state.region.tile_url, { attribution: state.region.tile_attribution, maxZoom: 19 }).addTo(map);
+  view.communityLayer = L.geoJSON(geojson, {
+    renderer: L.svg(),
+    style: () => ({ color: '#4a5b6c', weight: 1, fillColor: '#8fa3b8', fillOpacity: 0.06, className: 'community' }),
+    onEachFeature: (feature, layer) => {
+      view.communityShapes.set(feature.properties.id, layer);
+      layer.bindTooltip(feature.properties.name, { sticky: true, className: 'community-label' });
+    },
+  }).addTo(map);
+  view.caseLayer = L.layerGroup().addTo(map);
+  view.volunteerLayer = L.layerGroup().addTo(map);
+  view.routeLayer = L.layerGroup().addTo(map);
+  // Dots grow as the map zooms in: at the whole city, thousands of cases stay readable.
+  map.on('zoomend', () => {
+    view.zoom = map.getZoom();
+    for (const m of view.markers.values()) m.setStyle(markerStyle(m.caseRef));
+  });
+  const b = state.region.bounds;
+  if (b) map.fitBounds(b); else map.fitBounds(view.communityLayer.getBounds());
+  view.zoom = map.getZoom();
+  L.control.scale().addTo(map);
+  view.layers = L.control.layers(null, {}, { collapsed: true }).addTo(map);
+  buildLegend();
+}
+
+/** The legend and the layer switcher, in the page's language. */
+export function buildLegend() {
+  const map = view.map;
+  if (!map) return;
+  if (view.legend) view.legend.remove();
+  view.legend = L.control({ position: 'bottomleft' });
+  view.legend.onAdd = () => {
+    const div = L.DomUtil.create('div', 'legend');
+    div.innerHTML = [1, 2, 3, 4].map((p) => `<i class="p${p}"></i>${esc(t('priority_n', p))}`).join('<br>') +
+      `<br><i class="ring"></i>${esc(t('legend_esc'))}<br><i class="ring-open"></i>${esc(t('legend_open'))}<br><i class="vol"></i>${esc(t('legend_vol'))}`;
+    return div;
+  };
+  view.legend.addTo(map);
+  view.layers.remove();
+  view.layers = L.control.layers(null, { [t('layer_communities')]: view.communityLayer, [t('layer_cases')]: view.caseLayer, [t('layer_volunteers')]: view.volunteerLayer }, { collapsed: true }).addTo(map);
+}
+
+/** A case dot's look: colour by priority, ringed while escalated or not accepted, faded once done,
+ * larger as the map zooms in. */
+function markerStyle(c) {
+  const done = isDone(c);
+  const open = rank(c) === 1;
+  return {
+    renderer: view.canvas, radius: (c.priority === 1 ? 2 : 0) + (view.zoom >= 14 ? 6 : view.zoom >= 13 ? 5 : 4),
+    fillColor: COLORS[c.priority] || '#888', fillOpacity: done ? 0.25 : 0.9,
+    color: c.escalation_open ? '#b5179e' : open ? '#1d2733' : '#ffffff', weight: c.escalation_open ? 3 : open ? 1.5 : 1,
+    opacity: done ? 0.4 : 1,
+  };
+}
+
+/** Case `c`'s dot as it now stands: made, moved and restyled, or removed once merged away. */
+export function updateMarker(c) {
+  const existing = view.markers.get(c.id);
+  if (c.merged_into) {
+    if (existing) { view.caseLayer.removeLayer(existing); view.markers.delete(c.id); }
+    return;
+  }
+  if (existing) {
+    existing.setLatLng([c.lat, c.lon]);
+    existing.setStyle(markerStyle(c));
+    existing.caseRef = c;
+    return;
+  }
+  const m = L.circleMarker([c.lat, c.lon], markerStyle(c));
+  m.caseRef = c;
+  m.on('click', () => view.select(c.id));
+  view.markers.set(c.id, m);
+  view.caseLayer.addLayer(m);
+}
+
+/** The dots after a `reset`: those of cases gone removed, every other one updated. */
+export function syncMarkers() {
+  for (const [id, m] of view.markers) if (!state.cases.has(id)) { view.caseLayer.removeLayer(m); view.markers.delete(id); }
+  for (const c of state.cases.values()) updateMarker(c);
+}
+
+/** Shows the dots of the cases that pass the filters `f`, and only those. */
+export function applyMarkerFilter(f) {
+  for (const [id, m] of view.markers) {
+    const c = state.cases.get(id);
+    const show = c && matches(c, f);
+    const shown = view.caseLayer.hasLayer(m);
+    if (show && !shown) view.caseLayer.addLayer(m); else if (!show && shown) view.caseLayer.removeLayer(m);
+  }
+}
+
+/** Reads the volunteers and redraws those on duty if they changed. */
+export async function loadVolunteers() {
+  try {
+    const { volunteers } = await api('/console/volunteers');
+    view.volunteers = new Map(volunteers.map((v) => [v.id, v]));
+    const onDuty = volunteers.filter((v) => v.available).map((v) => `${v.id}@${v.lon},${v.lat}`).join(';');
+    if (onDuty === view.onDuty) return; // unchanged: no redraw
+    view.onDuty = onDuty;
+    view.volunteerLayer.clearLayers();
+    for (const v of volunteers) {
+      if (!v.available) continue;
+      view.volunteerLayer.addLayer(L.circleMarker([v.lat, v.lon], { renderer: view.canvas, radius: 2, stroke: false, fillColor: '#2a9d8f', fillOpacity: 0.6, interactive: false }));
+    }
+  } catch (_) { /* shown again on the next refresh */ }
+}
+
+/** Highlights the community `communityId` (none for null). */
+function highlight(communityId) {
+  for (const [id, layer] of view.communityShapes) {
+    layer.setStyle(id === communityId ? { color: '#b5179e', weight: 3, fillOpacity: 0.15, fillColor: '#b5179e' } : { color: '#4a5b6c', weight: 1, fillOpacity: 0.06, fillColor: '#8fa3b8' });
+  }
+}
+
+/** Draws the routing of the opened case `r` (as GET /api/cases/{id} answers): its community, a
+ * line to each volunteer offered with the distance, the nearest facility; `pan` centres the case. */
+export function drawRouting(r, pan) {
+  view.routeLayer.clearLayers();
+  highlight(r.community?.id);
+  const here = [r.case.location.lat, r.case.location.lon];
+  view.routeLayer.addLayer(L.circleMarker(here, { radius: 12, color: '#b5179e', weight: 2, fill: false, interactive: false }));
+  const offered = new Map();
+  for (const v of r.decision.volunteers) offered.set(v.id, v.distance_m);
+  for (const o of r.offers || []) offered.set(o.volunteer_id, o.distance_m);
+  for (const [id, distance] of offered) {
+    const v = view.volunteers?.get(id);
+    if (!v) continue;
+    view.routeLayer.addLayer(L.polyline([here, [v.lat, v.lon]], { color: '#2a9d8f', weight: 2, dashArray: '4 4' }).bindTooltip(`${id}: ${Math.round(distance)} m`, { permanent: true, direction: 'center' }));
+    view.routeLayer.addLayer(L.circleMarker([v.lat, v.lon], { radius: 5, color: '#2a9d8f', fillColor: '#fff', fillOpacity: 1, weight: 2 }));
+  }
+  const f = r.decision.facility;
+  if (f) view.routeLayer.addLayer(L.circleMarker([f.location.lat, f.location.lon], { radius: 6, color: '#3f88c5', weight: 2 }).bindTooltip(`${f.name} · ${Math.round(f.distance_m)} m`));
+  // Centre it in what the detail panel leaves visible of the map.
+  if (pan) view.map.panTo(view.map.unproject(view.map.project(here).add([($('detail').offsetWidth + 20) / 2, 0])), { animate: false });
+}
+
+/** Removes the routing drawn by `drawRouting`. */
+export function clearRouting() {
+  view.routeLayer.clearLayers();
+  highlight(null);
+}
+
+/** The ids of the cases whose dots the map shows (for the tests). */
+export function mapCaseIds() { return [...view.markers.keys()].filter((id) => view.caseLayer.hasLayer(view.markers.get(id))); }
+
+/** How many community boundaries are drawn (for the tests). */
+export function communityCount() { return view.communityShapes.size; }
