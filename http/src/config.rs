@@ -99,3 +99,15 @@ pub enum ApiRole {
     /// read the public view of a request and rate it (`/api/requests/…`); nothing else.
     Source,
 }
+
+impl ApiRole {
+    /// The role as the configuration writes it (and as logs and the console show it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dispatcher => "dispatcher",
+            Self::Department => "department",
+            Self::Operator => "operator",
+            Self::Source => "source",
+        }
+    }
+}

@@ -1,15 +1,70 @@
-//! The HTTP surface of linkbus, served by `linkbus up` on `[api].listen`.
+//! The HTTP surface of linkbus, served by `linkbus up` on `[api].listen`: [`app`] assembles it,
+//! [`serve`] serves it.
 //!
-//! - [`api`]: the closed loop's API (cases, actions, residents' follow-ups and ratings, webhook
-//!   deliveries, figures), its keys and roles, its one error body, the residents' rate limit,
-//!   the OpenAPI document, and `/healthz`, `/readyz`, `/metrics`;
-//! - [`console`]: the dispatcher console (sign-in session, live events over SSE, the embedded
-//!   page and its assets under `console/`);
+//! - [`api`]: the closed loop's endpoints (cases, residents' follow-ups and ratings, webhook
+//!   deliveries and department figures, `/healthz`, `/readyz`, `/metrics`), one module each;
+//! - [`console`]: the dispatcher console (sign-in, live events over SSE, the embedded page and
+//!   its assets under `http/console/`, the board's data);
+//! - [`state`]: [`state::ApiState`], what the API's handlers share, and the traits through which
+//!   it reaches the case book, the webhook records and the service's readiness;
+//! - [`auth`]: keys, the [`auth::Principal`] a request is made by, console sessions;
+//! - [`error`]: [`error::ApiError`], every refusal, answered as the one wire error body;
+//!   [`error::Error`], why the surface could not be built;
+//! - `rate_limit`: the residents' per-address token buckets;
+//! - [`openapi`]: the OpenAPI document (`/api/openapi.json`, `docs/openapi.json`);
 //! - [`config`]: `[api]` and `[console]` of the configuration file.
 //!
-//! The source-system adapters' routes are built by `linkbus-adapters` and merged in
-//! ([`api::ApiState::with_adapters`]).
+//! Modules depend downwards only, so none is reached back by what it uses: `config`, `error` and
+//! `rate_limit` use nothing of this crate; `auth` uses `config` and `error`; `console` uses `auth` (sessions are
+//! signed there, and its handlers take their own state, so it needs nothing of the API's);
+//! `state` uses `auth`, `rate_limit` and `console` (it holds the console to serve); `api` uses
+//! `state`; `openapi` uses `api`'s types; this file assembles them all. The source-system
+//! adapters' routes are built by `linkbus-adapters` and merged in
+//! ([`state::ApiState::with_adapters`]).
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod console;
+pub mod error;
+pub mod openapi;
+pub(crate) mod rate_limit;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+
+use crate::error::{ApiError, MAX_BODY};
+use crate::state::ApiState;
+
+/// Everything served on `[api].listen`: the API, the OpenAPI document, the console (404 where it
+/// is off) and the adapters' routes.
+pub fn app(state: ApiState) -> Router {
+    let console = console::routes(state.console.clone(), state.auth.clone());
+    api::routes(&state)
+        .route("/api/openapi.json", get(openapi::serve))
+        .merge(console)
+        .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/openapi.json".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state.clone())
+        .merge(state.adapters)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in progress finish.
+/// Client addresses are passed to the handlers (the residents' rate limit is per address).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

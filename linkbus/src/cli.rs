@@ -24,7 +24,7 @@ use crate::route::Offline;
 use crate::service;
 use crate::up::{self, UpOptions};
 use crate::watch;
-use linkbus_http::api;
+use linkbus_http::auth;
 
 /// linkbus: links a community's emergency, commercial, public-service and management systems
 /// over NATS, routing each case to its community, department and nearby volunteers.
@@ -650,7 +650,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     "warning: a key shorter than 32 characters is easy to guess; `openssl rand -hex 32` makes a good one"
                 );
             }
-            println!("{}", api::hash_key(&key));
+            println!("{}", auth::hash_key(&key));
         }
     }
     Ok(ExitCode::SUCCESS)

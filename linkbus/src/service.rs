@@ -28,7 +28,7 @@ use tracing::{info, warn};
 use crate::config::{Config, NatsConfig};
 use crate::metrics::{Metrics, NatsMetrics};
 use crate::nats_access;
-use linkbus_http::api::Readiness;
+use linkbus_http::state::Readiness;
 
 /// How long start-up waits for JetStream to create a stream, bucket or consumer…
 const PROVISIONING_TIMEOUT: Duration = Duration::from_secs(10);

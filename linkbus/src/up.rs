@@ -20,9 +20,9 @@ use crate::metrics::Metrics;
 use crate::replay::{self, ReplayOptions};
 use crate::service::{self, Service};
 use crate::simulate;
-use linkbus_http::api;
 use linkbus_http::config::ApiRole;
 use linkbus_http::console::Console;
+use linkbus_http::state::ApiState;
 
 /// What `up` was asked to do besides running.
 #[derive(Debug, Clone, Default)]
@@ -237,17 +237,17 @@ async fn serve_api(
     };
     let addr = listener.local_addr().context("reading the API's address")?;
     info!(%addr, keys = config.api.keys.len(), "HTTP API listening");
-    Ok((addr, tokio::spawn(api::serve(listener, api::app(state), stop.cancelled_owned()))))
+    Ok((addr, tokio::spawn(linkbus_http::serve(listener, linkbus_http::app(state), stop.cancelled_owned()))))
 }
 
 /// The HTTP API of `svc` as `linkbus up` serves it, without the console: the closed loop's
 /// endpoints and the source-system adapters' routes.
 pub fn api_app(config: &Config, region: &Region, svc: &Service) -> anyhow::Result<axum::Router> {
-    Ok(api::app(api_state(config, region, svc)?))
+    Ok(linkbus_http::app(api_state(config, region, svc)?))
 }
 
-fn api_state(config: &Config, region: &Region, svc: &Service) -> anyhow::Result<api::ApiState> {
-    let state = api::ApiState::new(svc.cases.clone(), &config.api)?
+fn api_state(config: &Config, region: &Region, svc: &Service) -> anyhow::Result<ApiState> {
+    let state = ApiState::new(svc.cases.clone(), &config.api)?
         .with_deliveries(Arc::new(svc.js.clone()))
         .with_metrics(svc.metrics.registry().clone())
         .with_readiness(svc.readiness());

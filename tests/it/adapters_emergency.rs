@@ -17,7 +17,7 @@ use linkbus_adapters::commerce::{CommerceConfig, PlatformConfig};
 use linkbus_adapters::vocabulary::CategoryMap;
 use linkbus_bus::nats::{HEADER_REASON, HEADER_REASON_CODE, STREAM_DEADLETTER, STREAM_ROUTED};
 use linkbus_cases::webhooks;
-use linkbus_http::api;
+use linkbus_http::auth;
 use linkbus_http::config::{ApiKey, ApiRole};
 use linkbus_tests::{TestBus, WAIT, header, read_stream, sf_region, wait_for_case};
 use linkbus_wire::{CaseRecord, CaseState};
@@ -56,7 +56,7 @@ impl Setup {
         let key = |role, id: &str, key: &str, source: Option<&str>| ApiKey {
             role,
             id: id.into(),
-            sha256: api::hash_key(key),
+            sha256: auth::hash_key(key),
             source: source.map(str::to_owned),
         };
         config.api.keys = vec![
@@ -87,7 +87,7 @@ impl Setup {
         let addr = listener.local_addr().expect("addr");
         let app = linkbus::up::api_app(&config, &sf_region(), &service).expect("app");
         let stop = CancellationToken::new();
-        let server = tokio::spawn(api::serve(listener, app, stop.clone().cancelled_owned()));
+        let server = tokio::spawn(linkbus_http::serve(listener, app, stop.clone().cancelled_owned()));
         let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
         Self { bus, service, base: format!("http://{addr}"), http, stop, server }
     }
@@ -447,7 +447,7 @@ async fn linkbus_up_takes_cap_cad_and_orders_as_configured() {
              categories = {{ map = {{ meal_delivery = \"elderly_assistance\" }} }}\n",
             bus.server.url(),
             linkbus_tests::sf_region_dir().display(),
-            api::hash_key(CENTRE)
+            auth::hash_key(CENTRE)
         ),
     );
     let (mut up, announced) = linkbus_tests::start_up(

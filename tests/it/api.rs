@@ -17,8 +17,10 @@ use jiff::Timestamp;
 use linkbus::config::Config;
 use linkbus::service::Service;
 use linkbus_cases::webhooks::{self, WebhookConfig};
-use linkbus_http::api::{self, ApiState};
+use linkbus_http::auth::hash_key;
 use linkbus_http::config::{ApiKey, ApiRole};
+use linkbus_http::openapi;
+use linkbus_http::state::ApiState;
 use linkbus_tests::{TestBus, WAIT, case, publish_case, wait_for_case};
 use linkbus_wire::{self as wire, CaseState, SourceSystem};
 use reqwest::Method;
@@ -125,7 +127,7 @@ fn strict(schema: &mut Value) {
 
 /// The test keys, as `[[api.keys]]` holds them.
 fn keys() -> Vec<ApiKey> {
-    let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: api::hash_key(key), source: None };
+    let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: hash_key(key), source: None };
     vec![
         key(ApiRole::Dispatcher, "ada", DISPATCHER),
         key(ApiRole::Department, "puc-sewer-ops", SEWER),
@@ -147,12 +149,12 @@ async fn serve(config: &Config, service: &Service) -> (Api, CancellationToken, J
         .with_metrics(service.metrics.registry().clone())
         .with_readiness(service.readiness());
     let stop = CancellationToken::new();
-    let server = tokio::spawn(api::serve(listener, api::app(state), stop.clone().cancelled_owned()));
+    let server = tokio::spawn(linkbus_http::serve(listener, linkbus_http::app(state), stop.clone().cancelled_owned()));
     let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
     let base = format!("http://{addr}");
     let served = http.get(format!("{base}/api/openapi.json")).send().await.expect("openapi");
     let doc: Value = serde_json::from_slice(&served.bytes().await.expect("body")).expect("JSON");
-    assert_eq!(doc, api::openapi(), "the server serves the generated document");
+    assert_eq!(doc, openapi::document(), "the server serves the generated document");
     assert_eq!(doc["openapi"], "3.1.0");
     (Api { base, http, doc, seen: Mutex::default() }, stop, server)
 }
@@ -281,7 +283,7 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     assert_eq!(accepted["event"], "accepted");
     assert_eq!(accepted["actor"], json!({"kind": "department", "id": "puc-sewer-ops"}));
     let (status, error) = act(accept.clone()).await;
-    assert_eq!((status, error["code"].clone()), (409, json!("invalid")), "accepting twice");
+    assert_eq!((status, error["code"].clone()), (409, json!("conflict")), "accepting twice");
     let (status, error) = act(json!({"action": "accept", "by": "someone"})).await;
     assert_eq!((status, error["code"].clone()), (422, json!("invalid")));
     let (status, record) = act(json!({"action": "progress", "note": "crew on site"})).await;
@@ -421,7 +423,7 @@ async fn linkbus_up_serves_the_api_and_stops_it_on_sigterm() {
              [api]\nlisten = \"127.0.0.1:0\"\n[[api.keys]]\nrole = \"operator\"\nid = \"olga\"\nsha256 = \"{}\"\n",
             dir.path().join("nats").display(),
             linkbus_tests::sf_region_dir().display(),
-            api::hash_key(OPERATOR)
+            hash_key(OPERATOR)
         ),
     );
     let (mut up, announced) = linkbus_tests::start_up(
@@ -445,7 +447,7 @@ async fn linkbus_up_serves_the_api_and_stops_it_on_sigterm() {
     assert_eq!(get("/healthz", None).await, (200, bytes::Bytes::from_static(b"ok")));
     let (status, doc) = get("/api/openapi.json", None).await;
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_slice::<Value>(&doc).expect("JSON"), api::openapi());
+    assert_eq!(serde_json::from_slice::<Value>(&doc).expect("JSON"), openapi::document());
     assert_eq!(get("/api/cases", None).await.0, 401);
     assert_eq!(get("/api/cases", Some(OPERATOR)).await.0, 200);
 

@@ -43,7 +43,7 @@ impl Linkbus {
 
     /// [`Linkbus::start`], with `extra` appended to the configuration.
     fn start_with(bus: &TestBus, dir: &std::path::Path, port: u16, extra: &str) -> Self {
-        let hash = |key: &str| linkbus_http::api::hash_key(key);
+        let hash = |key: &str| linkbus_http::auth::hash_key(key);
         let config = linkbus_tests::write_config(
             dir,
             &format!(
@@ -565,8 +565,8 @@ async fn console_sessions_are_signed_and_acting_needs_the_csrf_token() {
              [[api.keys]]\nrole = \"department\"\nid = \"dpw-ops-queue\"\nsha256 = \"{}\"\n\
              [console]\ntile_url = \"https://{{s}}.tiles.example.org/{{z}}/{{x}}/{{y}}.png\"\n\
              tile_attribution = \"© Example Tiles\"\n",
-            linkbus_http::api::hash_key(OPERATOR),
-            linkbus_http::api::hash_key(DEPARTMENT)
+            linkbus_http::auth::hash_key(OPERATOR),
+            linkbus_http::auth::hash_key(DEPARTMENT)
         ),
     );
     let base = linkbus.base.trim_end_matches('/').to_owned();

@@ -8,7 +8,7 @@ use linkbus::config::Config;
 use linkbus::service::Service;
 use linkbus_adapters::grid::{BATCH_PATH, BatchResult, Outcome, SUBJECT};
 use linkbus_bus::nats;
-use linkbus_http::api;
+use linkbus_http::auth;
 use linkbus_http::config::{ApiKey, ApiRole};
 use linkbus_tests::{TestBus, WAIT, header, read_stream, sf_region, wait_for_case};
 use linkbus_wire::SourceSystem;
@@ -24,7 +24,7 @@ fn keys() -> Vec<ApiKey> {
     let key = |id: &str, key: &str, source: &str| ApiKey {
         role: ApiRole::Source,
         id: id.into(),
-        sha256: api::hash_key(key),
+        sha256: auth::hash_key(key),
         source: Some(source.into()),
     };
     vec![key("grid-centre", PATROL, "/grid"), key("sf-311-app", APP, "/open311")]
@@ -35,7 +35,7 @@ async fn serve(config: &Config, service: &Service) -> (String, CancellationToken
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let app = linkbus::up::api_app(config, &sf_region(), service).expect("app");
     let stop = CancellationToken::new();
-    tokio::spawn(api::serve(listener, app, stop.clone().cancelled_owned()));
+    tokio::spawn(linkbus_http::serve(listener, app, stop.clone().cancelled_owned()));
     (base, stop)
 }
 

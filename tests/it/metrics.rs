@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use linkbus::metrics::Metrics;
 use linkbus::service::{self, Service};
-use linkbus_http::api::{self, ApiState};
+use linkbus_http::state::ApiState;
 use linkbus_tests::{
     TestBus, WAIT, case, department_action, publish_case, publish_raw, repo_root, sf_region, volunteer_answer,
     wait_for_case,
@@ -153,7 +153,7 @@ async fn a_running_linkbus_exposes_valid_metrics_that_move_and_readyz_follows_na
         .with_metrics(service.metrics.registry().clone())
         .with_readiness(service.readiness());
     let stop = CancellationToken::new();
-    let server = tokio::spawn(api::serve(listener, api::app(state), stop.clone().cancelled_owned()));
+    let server = tokio::spawn(linkbus_http::serve(listener, linkbus_http::app(state), stop.clone().cancelled_owned()));
     let http = Http {
         base: format!("http://{addr}"),
         client: reqwest::Client::builder().timeout(WAIT).build().expect("client"),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use linkbus::config::Config;
 use linkbus::service::Service;
 use linkbus_bus::nats;
-use linkbus_http::api;
+use linkbus_http::auth;
 use linkbus_http::config::{ApiKey, ApiRole};
 use linkbus_tests::{TestBus, WAIT, department_action, header, read_stream, sf_region, wait_for_case};
 use linkbus_wire::{self as wire, Datum, SourceSystem};
@@ -30,7 +30,7 @@ fn keys() -> Vec<ApiKey> {
     let key = |role, id: &str, key: &str, source: Option<&str>| ApiKey {
         role,
         id: id.into(),
-        sha256: api::hash_key(key),
+        sha256: auth::hash_key(key),
         source: source.map(str::to_owned),
     };
     vec![
@@ -46,7 +46,7 @@ async fn serve(config: &Config, service: &Service) -> (String, CancellationToken
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let app = linkbus::up::api_app(config, &sf_region(), service).expect("app");
     let stop = CancellationToken::new();
-    tokio::spawn(api::serve(listener, app, stop.clone().cancelled_owned()));
+    tokio::spawn(linkbus_http::serve(listener, app, stop.clone().cancelled_owned()));
     (base, stop)
 }
 

@@ -1,0 +1,166 @@
+//! `/api/cases…`: dispatchers, departments and operators list and read cases; dispatchers and
+//! departments act on them, as the lifecycle allows (`linkbus_cases::lifecycle`, which records
+//! the actor in the timeline).
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use linkbus_cases::book::involves;
+use linkbus_wire::{self as wire, Action, Actor, ActorKind, CaseRecord};
+use schemars::JsonSchema;
+use serde::Serialize;
+use tracing::{debug, info};
+
+use super::query::parse_list_query;
+use crate::auth::Principal;
+use crate::config::ApiRole;
+use crate::error::ApiError;
+use crate::state::ApiState;
+
+/// Who may use `/api/cases…` (a source key may not).
+const CASE_ROLES: &[ApiRole] = &[ApiRole::Dispatcher, ApiRole::Department, ApiRole::Operator];
+
+/// `GET /api/cases`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CaseList {
+    /// The cases, newest first.
+    pub cases: Vec<CaseRecord>,
+    /// True when more cases matched than `limit`.
+    pub more: bool,
+}
+
+/// `GET /api/cases`: a department key lists only the cases its department has or had, whatever
+/// the filters.
+pub(super) async fn list_cases(
+    State(state): State<ApiState>,
+    principal: Principal,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<axum::Json<CaseList>, ApiError> {
+    principal.require(CASE_ROLES, "list cases")?;
+    let Query(pairs) = query.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let (mut filter, limit) = parse_list_query(&pairs)?;
+    let asked = filter.department.clone();
+    if let Some(own) = principal.department() {
+        filter.department = Some(own.to_owned());
+    }
+    let mut cases = state.cases.list(&filter);
+    if let Some(asked) = asked.filter(|_| principal.department().is_some()) {
+        cases.retain(|r| involves(r, &asked));
+    }
+    let more = cases.len() > limit;
+    cases.truncate(limit);
+    debug!(role = principal.role.as_str(), actor = %principal.id, count = cases.len(), "cases listed");
+    Ok(axum::Json(CaseList { cases, more }))
+}
+
+/// The case, if `principal` may see it: 404 when there is none, 403 when it is another
+/// department's.
+fn visible(state: &ApiState, principal: &Principal, case_id: &str) -> Result<CaseRecord, ApiError> {
+    let record = state.cases.get(case_id).ok_or_else(|| ApiError::NotFound(format!("no case {case_id}")))?;
+    match principal.department() {
+        Some(own) if !involves(&record, own) => Err(ApiError::Forbidden(format!("case {case_id} is not {own}'s"))),
+        _ => Ok(record),
+    }
+}
+
+/// `GET /api/cases/{id}`.
+pub(super) async fn get_case(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<axum::Json<CaseRecord>, ApiError> {
+    principal.require(CASE_ROLES, "read cases")?;
+    let record = visible(&state, &principal, &id).inspect_err(|e| {
+        info!(role = principal.role.as_str(), actor = %principal.id, case_id = %id, refused = ?e.code(), "case read refused");
+    })?;
+    info!(role = principal.role.as_str(), actor = %principal.id, case_id = %id, "case read");
+    Ok(axum::Json(record))
+}
+
+/// `POST /api/cases/{id}/actions`: a [`wire::Action`] as the key's department or dispatcher.
+pub(super) async fn act(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<CaseRecord>, ApiError> {
+    principal.require(&[ApiRole::Dispatcher, ApiRole::Department], "act on cases")?;
+    let action = parse_action(&body?)?;
+    let result = act_as(&state, &principal, &id, &action).await;
+    match &result {
+        Ok(r) => info!(
+            role = principal.role.as_str(),
+            actor = %principal.id,
+            action = action.name(),
+            case_id = %id,
+            state = r.state.as_str(),
+            "case action done"
+        ),
+        Err(e) => info!(
+            role = principal.role.as_str(),
+            actor = %principal.id,
+            action = action.name(),
+            case_id = %id,
+            refused = %e,
+            "case action refused"
+        ),
+    }
+    result.map(axum::Json)
+}
+
+async fn act_as(state: &ApiState, principal: &Principal, id: &str, action: &Action) -> Result<CaseRecord, ApiError> {
+    let actor = match principal.role {
+        ApiRole::Operator => return Err(ApiError::Forbidden("operator keys are read-only".into())),
+        ApiRole::Source => return Err(ApiError::Forbidden("source keys may only use /api/requests/…".into())),
+        ApiRole::Department => {
+            // Not another department's case, whatever the action (a merged case would otherwise
+            // answer 409 and tell where it went).
+            visible(state, principal, id)?;
+            Actor { kind: ActorKind::Department, id: principal.id.clone() }
+        }
+        ApiRole::Dispatcher => Actor { kind: ActorKind::Dispatcher, id: principal.id.clone() },
+    };
+    Ok(state.cases.act(id, &actor, action).await?)
+}
+
+/// The action in a request body (also fuzzed: `fuzz/`, target `api_bodies`). Unknown fields are
+/// refused by serde, on every variant (those without fields are empty struct variants,
+/// `Accept {}`, for that).
+pub fn parse_action(body: &[u8]) -> Result<Action, ApiError> {
+    let action: Action = serde_json::from_slice(body).map_err(|e| ApiError::Invalid(format!("not an action: {e}")))?;
+    check_texts(&action)?;
+    Ok(action)
+}
+
+/// Refuses text fields longer than the bus accepts in a report.
+pub(super) fn check_texts(action: &Action) -> Result<(), ApiError> {
+    let texts: Vec<&str> = match action {
+        Action::Reject { reason } | Action::Cancel { reason } => vec![reason],
+        Action::Progress { note } | Action::Resolve { note } | Action::Update { note } => vec![note],
+        Action::Close { note } => note.iter().map(String::as_str).collect(),
+        Action::Reassign { department, reason } => vec![department, reason],
+        Action::Split { report_id } => vec![report_id],
+        Action::Rate { comment, .. } => comment.iter().map(String::as_str).collect(),
+        Action::Accept {} | Action::AcknowledgeEscalation {} => vec![],
+    };
+    match texts.iter().find(|t| t.len() > wire::MAX_TEXT_LEN) {
+        Some(_) => Err(ApiError::Invalid(format!("a text field is longer than {} bytes", wire::MAX_TEXT_LEN))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_without_fields_refuse_unknown_fields() {
+        assert_eq!(parse_action(br#"{"action":"accept"}"#), Ok(Action::Accept {}));
+        assert_eq!(parse_action(br#"{"action":"acknowledge_escalation"}"#), Ok(Action::AcknowledgeEscalation {}));
+        for body in [&br#"{"action":"accept","x":1}"#[..], br#"{"action":"acknowledge_escalation","note":"x"}"#] {
+            let error = parse_action(body).expect_err("an unknown field");
+            assert!(matches!(&error, ApiError::Invalid(m) if m.contains("unknown field")), "{error:?}");
+        }
+    }
+}

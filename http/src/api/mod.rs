@@ -1,0 +1,78 @@
+//! The HTTP API of the closed loop, served by `linkbus up` on `[api].listen`.
+//!
+//! | endpoint | who | what | module |
+//! |---|---|---|---|
+//! | `GET /api/cases` | dispatcher, department or operator key | cases, newest first, filtered by `state`, `community`, `department`, `system`, `since`, `until`, `limit` | `cases` |
+//! | `GET /api/cases/{id}` | dispatcher, department or operator key | one case: timeline, decision and its explanation, reports, offers, ratings | `cases` |
+//! | `POST /api/cases/{id}/actions` | dispatcher or department key | a [`linkbus_wire::Action`] (`{"action": "accept"}`…); answers the updated case | `cases` |
+//! | `GET /api/requests/{source_id}` | source, dispatcher or operator key (rate-limited) | a resident's follow-up by the source system's id: a reduced, public view | `residents` |
+//! | `POST /api/requests/{source_id}/rating` | source or dispatcher key (rate-limited) | the resident's rating; `solved: false` reopens the case | `residents` |
+//! | `GET /api/webhooks/{department}/deliveries` | dispatcher, operator or that department's key | the department's webhook delivery records, newest first (`limit`) | `oversight` |
+//! | `GET /api/stats/departments` | dispatcher, operator or department key | per-department figures for dashboards; a department key gets its own row only | `oversight` |
+//! | `GET /healthz` | anyone | `ok` | `operations` |
+//! | `GET /readyz` | anyone | 200 `{"ready": true}` when NATS is connected, the streams exist and the region is loaded ([`crate::state::Readiness`]); 503 with the reason otherwise | `operations` |
+//! | `GET /metrics` | anyone | the Prometheus metrics ([`crate::state::ApiState::with_metrics`]), text format 0.0.4 | `operations` |
+//! | `GET /api/openapi.json` | anyone | the OpenAPI 3.1 document (committed as `docs/openapi.json`) | [`crate::openapi`] |
+//! | `POST /api/adapters/cap`, `/api/adapters/cad` | source key | a CAP 1.2 alert / a CAD incident message | `linkbus_adapters::intake` |
+//! | `POST /api/adapters/commerce/{platform}/orders` | the platform's HMAC signature | an order event | `linkbus_adapters::commerce` |
+//!
+//! **Keys** ([`crate::auth`]). `Authorization: Bearer <key>`; the configuration holds only
+//! SHA-256 hashes of the keys (`[[api.keys]]`, [`crate::auth::hash_key`]). A department key sees
+//! only the cases its department has or had ([`linkbus_cases::book::involves`]) and acts as that
+//! department; a dispatcher key sees everything and acts as that dispatcher; an operator key only
+//! reads; a source key may only use the residents' endpoints and the adapters. A key whose role
+//! may not use an endpoint gets 403. What may be done to a case is the lifecycle's decision
+//! (`linkbus_cases::lifecycle`), which records the actor in the timeline. A request without an
+//! `Authorization` header may instead carry the dispatcher console's session cookie (and, to
+//! change anything, its CSRF token): see [`crate::console`].
+//!
+//! **Residents** reach linkbus through their source system's app (a 12345/311 app), which relays
+//! their follow-ups and ratings with its source key (as Open311 requires an `api_key`); source ids
+//! are sequential, so these endpoints are not open to anyone who guesses one, and they are
+//! rate-limited per client IP (`[api].public_rate_per_minute`, `rate_limit`) so a leaked
+//! key cannot walk the source ids quickly. A dispatcher may read a follow-up and record a rating
+//! taken by phone (回访); a department key may do neither.
+//!
+//! **Adapters.** The source-system adapters' routes (Open311 at `/open311/v2/`, the grid batch
+//! upload, CAP, CAD and commerce at `/api/adapters/…`) are merged in
+//! ([`crate::state::ApiState::with_adapters`]); they take the same keys and rate limit through
+//! [`linkbus_adapters::intake::Gate`], and are described in `docs/adapters.md`.
+//!
+//! **Errors** ([`crate::error::ApiError`]) are a [`linkbus_wire::http_error::ErrorBody`],
+//! `{"error": "…", "code": "…"}`: `unauthorized` 401, `forbidden` 403, `not_found` 404,
+//! `conflict` 409 (the case's state refuses the action), `invalid` 422 (the request is
+//! malformed), `too_large` 413, `rate_limited` 429, `unavailable` 503 (the case store; try
+//! again).
+
+mod cases;
+mod operations;
+mod oversight;
+mod query;
+mod residents;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use self::cases::{CaseList, parse_action};
+pub use self::operations::{ReadyBody, render};
+pub use self::oversight::{DeliveryList, DepartmentStatsList};
+pub(crate) use self::query::{DEFAULT_LIMIT, MAX_LIMIT};
+pub use self::residents::{PublicCase, PublicEntry, RatingRequest};
+use crate::state::ApiState;
+
+#[cfg(test)]
+pub(crate) use self::operations::METRICS_CONTENT_TYPE;
+
+/// The API's routes (the residents' behind their rate limit), on `state`.
+pub(crate) fn routes(state: &ApiState) -> Router<ApiState> {
+    Router::new()
+        .route("/healthz", get(operations::healthz))
+        .route("/readyz", get(operations::readyz))
+        .route("/metrics", get(operations::metrics))
+        .route("/api/cases", get(cases::list_cases))
+        .route("/api/cases/{id}", get(cases::get_case))
+        .route("/api/cases/{id}/actions", post(cases::act))
+        .route("/api/webhooks/{department}/deliveries", get(oversight::list_deliveries))
+        .route("/api/stats/departments", get(oversight::department_stats))
+        .merge(residents::routes(state))
+}

@@ -1,0 +1,204 @@
+//! What the console's handlers share: the [`Console`], started once with the service, and the
+//! keys and sessions to check callers with ([`ConsoleState`]).
+
+use std::sync::Arc;
+
+use async_nats::jetstream::kv;
+use axum::body::Bytes;
+use axum::extract::FromRef;
+use linkbus_cases::book::CaseBook;
+use linkbus_geo_data::Region;
+use linkbus_routers::service::RouterState;
+use prometheus::{IntCounterVec, IntGauge, Opts};
+use rand::Rng as _;
+use tokio_util::sync::CancellationToken;
+
+use super::board::{communities_geojson, region_info};
+use crate::auth::session::{CONSOLE_ROLES, Sessions};
+use crate::auth::{Auth, Principal};
+use crate::config::ConsoleConfig;
+use crate::error::{ApiError, Error};
+
+/// The KV bucket holding the console's session secret.
+pub const BUCKET_CONSOLE: &str = "linkbus_console";
+/// The key of the session secret in [`BUCKET_CONSOLE`].
+const SECRET_KEY: &str = "session-secret";
+/// Content Security Policy of the page without a base map: everything from this origin only.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// What the console serves besides the API: the region as the map draws it, the live cases, the
+/// volunteers, and the session secret.
+pub struct Console {
+    pub(super) metrics: ConsoleMetrics,
+    pub(super) book: Arc<CaseBook>,
+    pub(super) router: Arc<RouterState>,
+    pub(super) region: Bytes,
+    pub(super) communities: Bytes,
+    pub(super) sessions: Arc<Sessions>,
+    pub(super) config: ConsoleConfig,
+    pub(super) csp: String,
+    pub(super) stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Console {
+    /// The console for a running service: reads (or makes, the first time) the session secret in
+    /// `store`, the [`BUCKET_CONSOLE`] bucket, and registers its metrics in `registry`. Its event
+    /// streams end when `stop` is cancelled.
+    pub async fn start(
+        registry: &prometheus::Registry,
+        store: &kv::Store,
+        book: Arc<CaseBook>,
+        router: Arc<RouterState>,
+        region: &Region,
+        console: &ConsoleConfig,
+        stop: CancellationToken,
+    ) -> Result<Self, Error> {
+        let secret = session_secret(store).await?;
+        let csp = match tile_origin(&console.tile_url) {
+            Some(origin) => CSP.replace("img-src 'self' data:", &format!("img-src 'self' data: {origin}")),
+            None => CSP.to_owned(),
+        };
+        Ok(Self {
+            metrics: ConsoleMetrics::new(registry).map_err(Error::Metrics)?,
+            book,
+            router,
+            region: Bytes::from(region_info(region, console).to_string()),
+            communities: Bytes::from(communities_geojson(region).to_string()),
+            sessions: Arc::new(Sessions::new(secret)),
+            config: console.clone(),
+            csp,
+            stop,
+        })
+    }
+
+    /// What signs and checks this console's session cookies: the API takes them in place of a
+    /// key ([`crate::state::ApiState::with_console`]).
+    pub(crate) fn sessions(&self) -> Arc<Sessions> {
+        self.sessions.clone()
+    }
+}
+
+/// `linkbus_console_*`: open event streams, sign-ins.
+#[derive(Debug, Clone)]
+pub(super) struct ConsoleMetrics {
+    pub(super) streams: IntGauge,
+    pub(super) sign_ins: IntCounterVec,
+}
+
+impl ConsoleMetrics {
+    fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let streams =
+            IntGauge::new("linkbus_console_event_streams", "Consoles following live cases (open event streams).")?;
+        let sign_ins = IntCounterVec::new(
+            Opts::new("linkbus_console_sign_ins_total", "Console sign-ins, by outcome (ok, refused)."),
+            &["outcome"],
+        )?;
+        for outcome in ["ok", "refused"] {
+            sign_ins.with_label_values(&[outcome]);
+        }
+        registry.register(Box::new(streams.clone()))?;
+        registry.register(Box::new(sign_ins.clone()))?;
+        Ok(Self { streams, sign_ins })
+    }
+}
+
+/// The session secret in `store`, made now if there is none yet (the first replica to write it
+/// wins; the others read it).
+async fn session_secret(store: &kv::Store) -> Result<[u8; 32], Error> {
+    let mut fresh = [0u8; 32];
+    rand::rng().fill_bytes(&mut fresh);
+    match store.create(SECRET_KEY, Bytes::copy_from_slice(&fresh)).await {
+        Ok(_) => return Ok(fresh),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+        Err(source) => return Err(Error::StoreSecret { bucket: BUCKET_CONSOLE, source }),
+    }
+    let stored = store
+        .get(SECRET_KEY)
+        .await
+        .map_err(|source| Error::ReadSecret { bucket: BUCKET_CONSOLE, source })?
+        .ok_or(Error::SecretVanished { bucket: BUCKET_CONSOLE })?;
+    <[u8; 32]>::try_from(stored.as_ref()).map_err(|_| Error::SecretLength { bucket: BUCKET_CONSOLE, len: stored.len() })
+}
+
+/// `scheme://host[:port]` of a tile URL template, for the Content Security Policy.
+fn tile_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next().filter(|h| !h.is_empty())?;
+    let ok = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]{}".contains(c));
+    if !(matches!(scheme, "http" | "https") && ok(host)) {
+        return None;
+    }
+    // A placeholder such as `{s}` (sub-domains) may stand for anything: `*` in the policy.
+    let mut origin = format!("{scheme}://");
+    let mut in_placeholder = false;
+    for c in host.chars() {
+        match c {
+            '{' => in_placeholder = true,
+            '}' if in_placeholder => {
+                in_placeholder = false;
+                origin.push('*');
+            }
+            _ if in_placeholder => {}
+            c => origin.push(c),
+        }
+    }
+    Some(origin)
+}
+
+/// The state of the console's routes: the console, if it is served here (its routes answer 404
+/// where it is not), and the keys and sessions callers are checked with.
+#[derive(Clone)]
+pub(super) struct ConsoleState {
+    pub(super) console: Option<Arc<Console>>,
+    pub(super) auth: Auth,
+}
+
+impl ConsoleState {
+    /// The console, or 404 where it is off.
+    pub(super) fn console(&self) -> Result<&Console, ApiError> {
+        self.console.as_deref().ok_or_else(|| ApiError::NotFound("the console is off here ([console].enabled)".into()))
+    }
+}
+
+impl FromRef<ConsoleState> for Auth {
+    fn from_ref(state: &ConsoleState) -> Self {
+        state.auth.clone()
+    }
+}
+
+/// 403 unless the principal may watch every case.
+pub(super) fn require_console(principal: &Principal) -> Result<(), ApiError> {
+    if CONSOLE_ROLES.contains(&principal.role) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("only dispatcher and operator keys may use the console".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_origins_are_checked() {
+        assert_eq!(
+            tile_origin("https://tiles.example.org/{z}/{x}/{y}.png").as_deref(),
+            Some("https://tiles.example.org")
+        );
+        assert_eq!(tile_origin("http://10.1.2.3:8080/t/{z}/{x}/{y}.png").as_deref(), Some("http://10.1.2.3:8080"));
+        assert_eq!(
+            tile_origin("https://{s}.tile.example.org/{z}/{x}/{y}.png").as_deref(),
+            Some("https://*.tile.example.org")
+        );
+        assert_eq!(tile_origin(""), None);
+        assert_eq!(tile_origin("javascript:alert(1)"), None);
+        assert_eq!(tile_origin("https://evil.org; script-src *"), None);
+    }
+}

@@ -1,0 +1,388 @@
+//! The OpenAPI 3.1 document of the HTTP API, served at `/api/openapi.json` and committed as
+//! `docs/openapi.json` (a test checks the two agree; `UPDATE_OPENAPI=1` rewrites the file).
+//!
+//! Its schemas are generated from the Rust types: responses as they serialize, request bodies as
+//! they deserialize, the error body from [`linkbus_wire::http_error::ErrorBody`], the one every
+//! endpoint answers with. The paths and their prose are written here.
+
+use std::sync::LazyLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use linkbus_wire::http_error::ErrorBody;
+use linkbus_wire::{Action, CaseRecord};
+use schemars::generate::SchemaSettings;
+use serde_json::{Value, json};
+
+use crate::api::{
+    CaseList, DEFAULT_LIMIT, DeliveryList, DepartmentStatsList, MAX_LIMIT, PublicCase, RatingRequest, ReadyBody,
+};
+
+/// `GET /api/openapi.json`: [`document`], rendered once.
+pub(crate) async fn serve() -> Response {
+    static DOCUMENT: LazyLock<String> = LazyLock::new(|| document().to_string());
+    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT.as_str()).into_response()
+}
+
+/// The OpenAPI 3.1 document of the API and of the adapters' routes.
+pub fn document() -> Value {
+    let settings = || SchemaSettings::draft2020_12().with(|s| s.definitions_path = "/components/schemas".into());
+    let mut out = settings().for_serialize().into_generator();
+    let case_list = out.subschema_for::<CaseList>();
+    let case_record = out.subschema_for::<CaseRecord>();
+    let public_case = out.subschema_for::<PublicCase>();
+    let delivery_list = out.subschema_for::<DeliveryList>();
+    let stats_list = out.subschema_for::<DepartmentStatsList>();
+    let error_body = out.subschema_for::<ErrorBody>();
+    let ready_body = out.subschema_for::<ReadyBody>();
+    let receipt = out.subschema_for::<linkbus_adapters::intake::Receipt>();
+    let grid_batch = out.subschema_for::<linkbus_adapters::grid::BatchResult>();
+    let mut schemas = out.take_definitions(true);
+    let mut into = settings().for_deserialize().into_generator();
+    let action = into.subschema_for::<Action>();
+    let rating = into.subschema_for::<RatingRequest>();
+    for (name, schema) in into.take_definitions(true) {
+        match schemas.get(&name) {
+            Some(existing) if *existing != schema => {
+                panic!("schema {name} differs between requests and responses: name one of them")
+            }
+            _ => {
+                schemas.insert(name, schema);
+            }
+        }
+    }
+
+    let body = |description: &str, schema: &schemars::Schema| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
+    let error = |description: &str| body(description, &error_body);
+    let unauthorized = error("No `Authorization: Bearer <key>` header, or an unknown key (`unauthorized`).");
+    let not_found = |what: &str| error(&format!("No such {what} (`not_found`)."));
+    let rate_limited =
+        error("Too many requests from this address (`rate_limited`); `Retry-After` says in how many seconds to retry.");
+    let too_large = error("The body is larger than 64 KiB (`too_large`).");
+    let unavailable = error("The case store is unavailable (`unavailable`); try again.");
+    let id_param = |name: &str, description: &str| json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": "string" } });
+    let query = |name: &str, description: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema });
+    let forbidden_cases =
+        |more: &str| error(&format!("A source key, which may use only `/api/requests/…`{more} (`forbidden`)."));
+
+    let adapters = adapter_paths(&receipt, &grid_batch, &error_body);
+    let mut document = json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "linkbus closed-loop API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "summary": "Cases routed by linkbus: read them, act on them (accept, reject, progress, resolve, close, reassign, cancel, escalations), and let residents follow up and rate.",
+            "description": "Every endpoint but `/healthz`, `/readyz`, `/metrics`, this document, the commercial order webhooks (signed instead) and Open311 (its `api_key`) takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`, those of the CloudEvents source it speaks for (`[[api.keys]] source`), and post to its adapter (`docs/adapters.md`). Webhook deliveries and department figures are read with a dispatcher or operator key, or a department key for its own. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `conflict` 409 (the case's state refuses the action), `invalid` 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503; the adapters' routes also answer `malformed` 400 and `unsupported_media_type` 415.",
+            "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
+        },
+        "security": [ { "bearer": [] } ],
+        "paths": {
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "summary": "Liveness: `ok`.",
+                    "security": [],
+                    "responses": {
+                        "200": { "description": "Serving.", "content": { "text/plain": { "schema": { "const": "ok" } } } }
+                    }
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "summary": "Readiness: NATS connected, every stream and bucket present, the region loaded.",
+                    "security": [],
+                    "responses": {
+                        "200": body("Ready.", &ready_body),
+                        "503": body("Not ready; `reason` says why.", &ready_body)
+                    }
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics, text format 0.0.4 (`docs/operations.md` lists them).",
+                    "security": [],
+                    "responses": {
+                        "200": { "description": "The metrics.", "content": { "text/plain": { "schema": { "type": "string" } } } }
+                    }
+                }
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document.",
+                    "security": [],
+                    "responses": {
+                        "200": { "description": "The OpenAPI 3.1 document.", "content": { "application/json": { "schema": { "type": "object" } } } }
+                    }
+                }
+            },
+            "/api/cases": {
+                "get": {
+                    "operationId": "listCases",
+                    "summary": "Cases, newest first.",
+                    "description": "Every filter given must match. A department key lists only cases its department has or had, whatever the filters.",
+                    "parameters": [
+                        query("state", "In this state.", json!({ "$ref": "#/components/schemas/CaseState" })),
+                        query("community", "In this community (id, e.g. `mission`).", json!({ "type": "string" })),
+                        query("department", "Involving this department (responsible, accepted or rejected it).", json!({ "type": "string" })),
+                        query("system", "Reported by this kind of system.", json!({ "$ref": "#/components/schemas/SourceSystem" })),
+                        query("since", "Created at or after (RFC 3339).", json!({ "type": "string", "format": "date-time" })),
+                        query("until", "Created before (RFC 3339).", json!({ "type": "string", "format": "date-time" })),
+                        query("limit", "At most this many.", json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT })),
+                    ],
+                    "responses": {
+                        "200": body("The matching cases.", &case_list),
+                        "401": unauthorized,
+                        "403": forbidden_cases(""),
+                        "422": error("An unknown or malformed query parameter (`invalid`).")
+                    }
+                }
+            },
+            "/api/cases/{id}": {
+                "get": {
+                    "operationId": "getCase",
+                    "summary": "One case: timeline, decision with its explanation, reports, offers, ratings.",
+                    "parameters": [ id_param("id", "The case id.") ],
+                    "responses": {
+                        "200": body("The case.", &case_record),
+                        "401": unauthorized,
+                        "403": forbidden_cases(", or the case is another department's"),
+                        "404": not_found("case")
+                    }
+                }
+            },
+            "/api/cases/{id}/actions": {
+                "post": {
+                    "operationId": "actOnCase",
+                    "summary": "An action on a case, as the key's department or dispatcher.",
+                    "description": "Departments accept or reject cases they are responsible for, and progress, resolve and close those they accepted; dispatchers reassign, cancel, close, acknowledge escalations and split merged reports. Notes of `progress`, `resolve` and `close` are shown to the reporter.",
+                    "parameters": [ id_param("id", "The case id.") ],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": action } } },
+                    "responses": {
+                        "200": body("Done: the case afterwards.", &case_record),
+                        "401": unauthorized,
+                        "403": error("This key may not do this to this case (`forbidden`): an operator or source key, another department's case, or an action the role may not take."),
+                        "404": not_found("case"),
+                        "409": error("The case's state or the loop's rules refuse it (`conflict`), e.g. accepting a case already accepted."),
+                        "413": too_large,
+                        "422": error("The body is not an action (`invalid`)."),
+                        "503": unavailable
+                    }
+                }
+            },
+            "/api/requests/{source_id}": {
+                "get": {
+                    "operationId": "followUp",
+                    "summary": "A resident's follow-up of their request, by the source system's id.",
+                    "description": "Relayed by the resident's source system (its app) with a source key; a dispatcher or operator key may read it too, a department key may not. Rate-limited per client address as well (`[api].public_rate_per_minute`).",
+                    "security": [ { "bearer": [] } ],
+                    "parameters": [ id_param("source_id", "The request's id in the system it was reported to.") ],
+                    "responses": {
+                        "200": body("The public view of the case.", &public_case),
+                        "401": unauthorized,
+                        "403": error("A department key (`forbidden`): only source, dispatcher and operator keys read requests."),
+                        "404": not_found("request"),
+                        "429": rate_limited
+                    }
+                }
+            },
+            "/api/requests/{source_id}/rating": {
+                "post": {
+                    "operationId": "rate",
+                    "summary": "The resident's rating of a resolved or closed request; `solved: false` reopens it.",
+                    "description": "Relayed by the resident's source system (its app) with a source key, or recorded by a dispatcher who called the resident back (回访). Recorded in the timeline as the resident's (`resident`/`reporter`); the relaying key is logged. Rate-limited per client address as well (`[api].public_rate_per_minute`).",
+                    "security": [ { "bearer": [] } ],
+                    "parameters": [ id_param("source_id", "The request's id in the system it was reported to.") ],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": rating } } },
+                    "responses": {
+                        "200": body("Rated: the public view afterwards.", &public_case),
+                        "401": unauthorized,
+                        "403": error("A department or operator key (`forbidden`): only source and dispatcher keys rate."),
+                        "404": not_found("request"),
+                        "409": error("The case is not resolved or closed (`conflict`)."),
+                        "413": too_large,
+                        "422": error("The body is not a rating (`invalid`)."),
+                        "429": rate_limited,
+                        "503": unavailable
+                    }
+                }
+            },
+            "/api/webhooks/{department}/deliveries": {
+                "get": {
+                    "operationId": "listWebhookDeliveries",
+                    "summary": "A department's webhook deliveries, newest first: one record per message, with its status (`delivering`, `delivered`, `failed`), attempts and last error.",
+                    "description": "Dispatcher and operator keys read any department's; a department key only its own.",
+                    "parameters": [
+                        id_param("department", "The department id (1–64 ASCII letters, digits, `-` or `_`)."),
+                        query("limit", "At most this many.", json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT })),
+                    ],
+                    "responses": {
+                        "200": body("The deliveries (none if the department has no webhook).", &delivery_list),
+                        "401": unauthorized,
+                        "403": error("A source key, or another department's key (`forbidden`)."),
+                        "422": error("Not a department id, or an unknown or malformed query parameter (`invalid`)."),
+                        "503": error("The webhook delivery records are unavailable (`unavailable`); try again.")
+                    }
+                }
+            },
+            "/api/stats/departments": {
+                "get": {
+                    "operationId": "departmentStats",
+                    "summary": "How each department handles its cases, for dashboards: cases, acceptances, rejections, ratings, average score, reopen rate.",
+                    "description": "Dispatcher and operator keys get every department that has or had a case; a department key only its own row.",
+                    "responses": {
+                        "200": body("One row per department.", &stats_list),
+                        "401": unauthorized,
+                        "403": error("A source key (`forbidden`).")
+                    }
+                }
+            }
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key configured (as its SHA-256) under `[[api.keys]]`."
+                }
+            }
+        }
+    });
+    if let (Some(paths), Value::Object(adapters)) = (document["paths"].as_object_mut(), adapters) {
+        paths.extend(adapters);
+    }
+    document
+}
+
+/// The source-system adapters' HTTP routes, served beside the API where `[adapters.*]` enables
+/// them. Their formats are foreign (CAP XML, a CAD system's JSON, signed order webhooks, grid
+/// batches, Open311's forms) and `docs/adapters.md` describes them; these entries say where they
+/// are, who may call them, and what they answer.
+fn adapter_paths(receipt: &schemars::Schema, grid_batch: &schemars::Schema, error_body: &schemars::Schema) -> Value {
+    let json_body = |description: &str, schema: &schemars::Schema| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
+    let error = |description: &str| json_body(description, error_body);
+    let text = |media: &[&str], description: &str| {
+        let content: serde_json::Map<String, Value> =
+            media.iter().map(|m| ((*m).to_owned(), json!({ "schema": { "type": "string" } }))).collect();
+        json!({ "required": true, "description": description, "content": content })
+    };
+    // What CAP, CAD and order events answer, and the refusals particular to each.
+    let answers = |more: serde_json::Map<String, Value>| {
+        let mut responses = serde_json::Map::new();
+        responses.insert(
+            "202".into(),
+            json_body(
+                "Reported: a new case (`reported`), or one already reported (`duplicate`: still one case).",
+                receipt,
+            ),
+        );
+        responses.insert(
+            "200".into(),
+            json_body(
+                "An update, resolution or cancellation of the source's earlier case, with its state afterwards.",
+                receipt,
+            ),
+        );
+        responses.insert("400".into(), error("Not readable (`malformed`); kept in the adapter's dead letters."));
+        responses.insert("413".into(), error("A body over 256 KiB (`too_large`)."));
+        responses.insert("415".into(), error("Another content type (`unsupported_media_type`)."));
+        responses.insert(
+            "422".into(),
+            error("Readable but refused (`invalid`): the reason says which rule; kept in the adapter's dead letters."),
+        );
+        responses.insert("503".into(), error("NATS unavailable (`unavailable`): send again."));
+        responses.extend(more);
+        Value::Object(responses)
+    };
+    let intake = |name: &str, section: &str, request: Value, more: serde_json::Map<String, Value>| {
+        json!({ "post": {
+            "operationId": format!("adapter{name}"),
+            "summary": format!("The {name} adapter: see docs/adapters.md#{section}."),
+            "description": "Present only where the adapter is configured. Refusals are kept in `deadletter.adapter_<adapter>` with the reason.",
+            "requestBody": request,
+            "responses": answers(more)
+        }})
+    };
+    let keyed = |source: &str| -> serde_json::Map<String, Value> {
+        [
+            ("401".to_owned(), error("No key, an unknown one, or not a source key (`unauthorized`).")),
+            ("403".to_owned(), error(&format!("A source key of another source than `{source}` (`forbidden`)."))),
+        ]
+        .into_iter()
+        .collect()
+    };
+    let mut cad = keyed("/cad");
+    cad.insert("404".into(), error("An update or cancellation of an incident linkbus has no case for (`not_found`)."));
+    cad.insert("409".into(), error("An update of a cancelled incident (`conflict`)."));
+    let commerce: serde_json::Map<String, Value> = [
+        ("401".to_owned(), error("An unknown platform, no or a wrong `Linkbus-Signature`, or a `Linkbus-Timestamp` more than 5 minutes off (`unauthorized`).")),
+        ("404".to_owned(), error("A status change of an order linkbus has no case for (`not_found`).")),
+        ("409".to_owned(), error("A `Linkbus-Delivery` id seen in the last 10 minutes (a replay), or a status change of a closed case (`conflict`).")),
+    ]
+    .into_iter()
+    .collect();
+    let open311 = |param: &str, summary: &str| json!({ "summary": summary, "parameters": [ { "name": param, "in": "path", "required": true, "description": "With the format's extension: `.json` or `.xml`.", "schema": { "type": "string" } } ], "description": "Open311 GeoReport v2 (docs/adapters.md#public-service-open311-georeport-v2): `{resource}` is `services.json`, `services.xml`, `requests.json` or `requests.xml`; `api_key` (form, query string or `Authorization: Bearer`) is a source key of the Open311 adapter's source, or for reading a dispatcher's or operator's. Answers and errors are the spec's, in the format the extension names (errors: a list of `{code, description}`: 400 a field missing or out of range, 403 no or a wrong key, 404 unknown, 405 another method, 413 over 64 KiB, 415 not a form, 429 over the per-address limit, 503 NATS unavailable).", "security": [] });
+    json!({
+        "/api/adapters/cap": intake("Cap", "emergency-cap-12", text(&["application/cap+xml", "application/xml", "text/xml"], "An OASIS CAP 1.2 alert; `Alert`/`Update`/`Cancel` with `references` act on the source's earlier case."), keyed("/cap")),
+        "/api/adapters/cad": intake("Cad", "emergency-cad-incidents", text(&["application/json"], "A CAD incident (`kind` `new`, `update` or `cancel`)."), cad),
+        "/api/adapters/commerce/{platform}/orders": {
+            "post": {
+                "operationId": "adapterCommerceOrder",
+                "summary": "A commercial platform's order event, signed (`Linkbus-Timestamp`, `Linkbus-Signature`, `Linkbus-Delivery`): see docs/adapters.md#commercial-order-webhooks.",
+                "description": "Present only where `[[adapters.commerce.platforms]]` are configured. `created` opens the case `commerce-<platform>-<order_id>`; `accepted` and `in_progress` are recorded on its timeline; `delivered` and `completed` resolve it; `cancelled` withdraws it.",
+                "security": [],
+                "parameters": [ { "name": "platform", "in": "path", "required": true, "description": "The platform's id in `[[adapters.commerce.platforms]]`.", "schema": { "type": "string" } } ],
+                "requestBody": text(&["application/json"], "The order event (JSON)."),
+                "responses": answers(commerce)
+            }
+        },
+        "/api/adapters/grid/batch": {
+            "post": {
+                "operationId": "adapterGridBatch",
+                "summary": "A batch of grid-management reports: a CSV file or JSON lines, one report per row (docs/adapters.md#management-grid-reports).",
+                "description": "Present only where `[adapters.grid]` is configured. Each row is taken or refused on its own; refused rows are kept in `deadletter.adapter_grid`. At most `max_batch_bytes` (8 MiB) and `max_batch_rows` (10,000).",
+                "requestBody": text(&["text/csv", "application/x-ndjson"], "A header row and one report per row (CSV), or one JSON report per line."),
+                "responses": {
+                    "200": json_body("Each row's case, or why it was refused.", grid_batch),
+                    "400": error("The body could not be read (`invalid`)."),
+                    "401": error("No key, or an unknown one (`unauthorized`)."),
+                    "403": error("Not the grid system's source key (`forbidden`)."),
+                    "413": error("Over `max_batch_bytes` (`too_large`)."),
+                    "415": error("Neither `text/csv` nor `application/x-ndjson` (`invalid`)."),
+                    "422": error("Not a batch at all, e.g. no header row or over `max_batch_rows` (`invalid`).")
+                }
+            }
+        },
+        "/open311/v2/{resource}": {
+            "get": open311("resource", "Open311: the services, or requests by id or filters (`start_date`, `end_date`, `status`, `service_code`)."),
+            "post": open311("resource", "Open311: a new service request (`requests.json` or `requests.xml`, `application/x-www-form-urlencoded`); 201 with `service_request_id`.")
+        },
+        "/open311/v2/services/{code}": { "get": open311("code", "Open311: one service's definition (`{code}.json` or `{code}.xml`).") },
+        "/open311/v2/requests/{id}": { "get": open311("id", "Open311: one request as linkbus knows it (`{id}.json` or `{id}.xml`).") }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_openapi_document_matches_the_code() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        let mut generated = serde_json::to_string_pretty(&document()).expect("json");
+        generated.push('\n');
+        if std::env::var_os("UPDATE_OPENAPI").is_some_and(|v| v == "1") {
+            std::fs::write(&path, &generated).expect("write docs/openapi.json");
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/openapi.json is out of date with http/src/openapi.rs; regenerate it with \
+             `UPDATE_OPENAPI=1 cargo test -p linkbus-http --lib openapi::tests::committed_openapi_document_matches_the_code`"
+        );
+    }
+}
