@@ -7,6 +7,9 @@
 //! timeline, `close` resolves it and `cancel` withdraws it (source updates: only the CAD's own
 //! cases).
 //!
+//! [`CadConfig`] (`[adapters.cad]`) is also the format its running adapter reads: a [`Keyed`]
+//! adapter ([`crate::messages`]).
+//!
 //! ```json
 //! {"kind": "new", "incident_id": "F26-112701", "type": "STRUCTURE FIRE", "priority": 1,
 //!  "lon": -122.4148, "lat": 37.7605, "datum": "wgs84", "address": "2400 Mission St",
@@ -17,11 +20,17 @@
 //! {"kind": "cancel", "incident_id": "F26-112701", "narrative": "duplicate call"}
 //! ```
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use jiff::Timestamp;
 use linkbus_wire::{self as wire, Action, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
 use serde::Deserialize;
 
+use crate::adapter::{Adapter, AdapterConfig, BuildContext, BuildError, ConfigError, check_categories};
 use crate::intake::{IntakeError, Message};
+use crate::kind::AdapterKind;
+use crate::messages::{Keyed, KeyedFormat};
 use crate::vocabulary::CategoryMap;
 
 /// The CloudEvents `source` of CAD cases, and the source actor of their updates.
@@ -50,6 +59,44 @@ impl Default for CadConfig {
 
 fn default_subject() -> String {
     linkbus_wire::subjects::CAD_INCIDENTS.to_owned()
+}
+
+impl AdapterConfig for CadConfig {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Cad
+    }
+
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_categories(AdapterKind::Cad, "categories", &self.categories)
+    }
+
+    fn category_maps(&self) -> Vec<&CategoryMap> {
+        vec![&self.categories]
+    }
+
+    fn build<'a>(&'a self, cx: &'a BuildContext) -> BoxFuture<'a, Result<Arc<dyn Adapter>, BuildError>> {
+        let adapter: Arc<dyn Adapter> = Arc::new(Keyed::new(self.clone(), cx));
+        Box::pin(std::future::ready(Ok(adapter)))
+    }
+}
+
+impl KeyedFormat for CadConfig {
+    const KIND: AdapterKind = AdapterKind::Cad;
+    const SOURCE: &'static str = SOURCE;
+    const ROUTE: &'static str = "/api/adapters/cad";
+    const CONTENT_TYPES: &'static [&'static str] = &["application/json"];
+
+    fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    fn read(&self, bytes: &[u8]) -> Result<Message, IntakeError> {
+        to_intake(bytes, self)
+    }
 }
 
 /// What happened to the incident.
@@ -114,9 +161,9 @@ pub fn case_id(incident_id: &str) -> String {
 
 /// What a CAD message (the raw bytes) asks.
 pub fn to_intake(bytes: &[u8], config: &CadConfig) -> Result<Message, IntakeError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| IntakeError::Malformed(format!("not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(bytes).map_err(IntakeError::NotUtf8)?;
     let message: CadMessage =
-        serde_json::from_str(text).map_err(|e| IntakeError::Malformed(format!("not a CAD message: {e}")))?;
+        serde_json::from_str(text).map_err(|source| IntakeError::Json { what: "a CAD message", source })?;
     message_intake(message, config, Timestamp::now())
 }
 
@@ -161,13 +208,15 @@ fn message_intake(m: CadMessage, config: &CadConfig, now: Timestamp) -> Result<M
         flags,
         area: None,
     };
-    report.validate().map_err(|e| IntakeError::Invalid(e.to_string()))?;
+    report.validate().map_err(IntakeError::Report)?;
     let event = CloudEvent::new(id, SOURCE, wire::TYPE_CASE_REPORTED, Some(m.incident_id), report.reported_at, report);
     Ok(Message::Report(Box::new(event)))
 }
 
 #[cfg(test)]
 mod tests {
+    use linkbus_wire::http_error::ErrorCode;
+
     use super::*;
 
     fn config() -> CadConfig {
@@ -196,11 +245,15 @@ mod tests {
         assert!(event.data.flags.contains(&"unmapped_category".to_owned()));
         let lat91 =
             br#"{"kind":"new","incident_id":"F26-3","type":"STRUCTURE FIRE","priority":1,"lon":-122.41,"lat":91}"#;
-        assert!(matches!(to_intake(lat91, &config()), Err(IntakeError::Invalid(m)) if m.contains("lat")));
-        assert!(matches!(to_intake(b"\xff\xfe{", &config()), Err(IntakeError::Malformed(m)) if m.contains("UTF-8")));
+        let refused = |bytes: &[u8]| {
+            let e = to_intake(bytes, &config()).expect_err("refused");
+            (e.code(), e.to_string())
+        };
+        assert!(matches!(refused(lat91), (ErrorCode::Invalid, m) if m.contains("lat")));
+        assert!(matches!(refused(b"\xff\xfe{"), (ErrorCode::Malformed, m) if m.contains("UTF-8")));
         let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(matches!(to_intake(nested.as_bytes(), &config()), Err(IntakeError::Malformed(_))));
+        assert!(matches!(refused(nested.as_bytes()), (ErrorCode::Malformed, _)));
         let nan = br#"{"kind":"new","incident_id":"F26-4","type":"STRUCTURE FIRE","priority":1,"lon":NaN,"lat":37.7}"#;
-        assert!(matches!(to_intake(nan, &config()), Err(IntakeError::Malformed(_))));
+        assert!(matches!(refused(nan), (ErrorCode::Malformed, _)));
     }
 }

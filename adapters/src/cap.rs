@@ -21,17 +21,28 @@
 //!   mistakes them for real ones; `Draft` and `System` alerts, and `msgType` `Ack` / `Error`, are
 //!   refused (not for routing).
 //!
+//! [`CapConfig`] (`[adapters.cap]`) is also the format its running adapter reads: a
+//! [`Keyed`] adapter, taking alerts on `POST /api/adapters/cap` and the NATS subject
+//! `adapter.cap` ([`crate::messages`]).
+//!
 //! Left out, on purpose: XML digital signatures and encryption (CAP's optional
 //! `<Signature>`/`<EncryptedData>`; senders authenticate with a source key instead), `resource`
 //! (attachments: not fetched), `geocode`-only areas (they need a geocode table, e.g. FIPS/SAME,
 //! that the region data does not have), `altitude`/`ceiling`, and `effective`/`onset`/`expires`
 //! (kept in the alert, not enforced).
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use jiff::Timestamp;
+use linkbus_wire::http_error::ErrorCode;
 use linkbus_wire::{self as wire, Action, Area, CaseReport, Circle, CloudEvent, Contact, Location, SourceSystem};
 use serde::Deserialize;
 
-use crate::intake::Message;
+use crate::adapter::{Adapter, AdapterConfig, BuildContext, BuildError, ConfigError, check_categories};
+use crate::intake::{IntakeError, Message};
+use crate::kind::AdapterKind;
+use crate::messages::{Keyed, KeyedFormat};
 use crate::vocabulary::CategoryMap;
 
 /// The CAP 1.2 XML namespace.
@@ -66,12 +77,53 @@ fn default_subject() -> String {
     linkbus_wire::subjects::CAP_ALERTS.to_owned()
 }
 
+impl AdapterConfig for CapConfig {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Cap
+    }
+
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_categories(AdapterKind::Cap, "categories", &self.categories)
+    }
+
+    fn category_maps(&self) -> Vec<&CategoryMap> {
+        vec![&self.categories]
+    }
+
+    fn build<'a>(&'a self, cx: &'a BuildContext) -> BoxFuture<'a, Result<Arc<dyn Adapter>, BuildError>> {
+        let adapter: Arc<dyn Adapter> = Arc::new(Keyed::new(self.clone(), cx));
+        Box::pin(std::future::ready(Ok(adapter)))
+    }
+}
+
+impl KeyedFormat for CapConfig {
+    const KIND: AdapterKind = AdapterKind::Cap;
+    const SOURCE: &'static str = SOURCE;
+    const ROUTE: &'static str = "/api/adapters/cap";
+    const CONTENT_TYPES: &'static [&'static str] = &["application/cap+xml", "application/xml", "text/xml"];
+
+    fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    fn read(&self, bytes: &[u8]) -> Result<Message, IntakeError> {
+        Ok(to_intake(&parse(bytes)?, self)?)
+    }
+}
+
 /// Why an alert was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CapError {
+    /// Not UTF-8.
+    #[error("not acceptable XML: not UTF-8: {0}")]
+    NotUtf8(#[source] std::str::Utf8Error),
     /// Not well-formed XML, or XML with a DTD (entity declarations are never expanded).
     #[error("not acceptable XML: {0}")]
-    Xml(String),
+    Xml(#[source] roxmltree::Error),
     /// Well-formed, but not a valid CAP 1.2 alert.
     #[error("not a valid CAP 1.2 alert: {0}")]
     Invalid(String),
@@ -81,13 +133,18 @@ pub enum CapError {
 }
 
 impl CapError {
-    /// A short fixed label for dead letters: `malformed`, `invalid`, `not_routed`.
-    pub fn code(&self) -> &'static str {
+    /// The code of this refusal: `malformed` for what is not XML, else `invalid`.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Xml(_) => "malformed",
-            Self::Invalid(_) => "invalid",
-            Self::NotRouted(_) => "not_routed",
+            Self::NotUtf8(_) | Self::Xml(_) => ErrorCode::Malformed,
+            Self::Invalid(_) | Self::NotRouted(_) => ErrorCode::Invalid,
         }
+    }
+}
+
+impl From<CapError> for IntakeError {
+    fn from(e: CapError) -> Self {
+        IntakeError::Adapter { code: e.code(), source: Box::new(e) }
     }
 }
 
@@ -158,9 +215,9 @@ const CERTAINTY: &[&str] = &["Observed", "Likely", "Possible", "Unlikely", "Unkn
 
 /// Parses and validates a CAP 1.2 alert.
 pub fn parse(bytes: &[u8]) -> Result<Alert, CapError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| CapError::Xml(format!("not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(bytes).map_err(CapError::NotUtf8)?;
     let options = roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: MAX_NODES, ..Default::default() };
-    let doc = roxmltree::Document::parse_with_options(text, options).map_err(|e| CapError::Xml(e.to_string()))?;
+    let doc = roxmltree::Document::parse_with_options(text, options).map_err(CapError::Xml)?;
     let root = doc.root_element();
     if root.tag_name().name() != "alert" || root.tag_name().namespace() != Some(NAMESPACE) {
         return Err(bad(format!("the root element must be <alert xmlns=\"{NAMESPACE}\">")));

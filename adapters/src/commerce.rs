@@ -19,25 +19,45 @@
 //! of its `service`, id `commerce:<platform>:<order_id>`); later statuses update that case as
 //! source updates: `accepted` and `in_progress` are recorded on its timeline, `delivered` and
 //! `completed` resolve it, `cancelled` withdraws it.
+//!
+//! [`CommerceConfig`] (`[adapters.commerce]`) builds the running [`Commerce`] adapter; its
+//! messages are taken as CAP's and CAD's are ([`crate::messages`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::post;
+use bytes::Bytes;
+use futures::future::BoxFuture;
 use jiff::Timestamp;
 use linkbus_bus::nats;
 use linkbus_cases::webhooks::{self, HEADER_SIGNATURE, HEADER_TIMESTAMP, TIMESTAMP_TOLERANCE};
+use linkbus_wire::http_error::ErrorCode;
 use linkbus_wire::{self as wire, Action, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::intake::{DELIVERY_MEMORY, IntakeError, Message, claim_once};
+use crate::adapter::{Adapter, AdapterConfig, BuildContext, BuildError, ConfigError, RouteContext, check_categories};
+use crate::intake::{IntakeError, Message, Receipt};
+use crate::kind::AdapterKind;
+use crate::messages::{Messages, content_type_is, read_body};
 use crate::vocabulary::CategoryMap;
 
 /// Header with the platform's id of this delivery (for replay detection).
 pub const HEADER_DELIVERY: &str = "Linkbus-Delivery";
 /// KV bucket of the delivery ids received in the last [`DELIVERY_MEMORY`].
 pub const BUCKET_DELIVERIES: &str = "linkbus_commerce_deliveries";
+/// How long a delivery id is remembered: past it the timestamp is stale anyway.
+pub const DELIVERY_MEMORY: Duration = Duration::from_secs(10 * 60);
+/// The route orders are posted to.
+pub const ROUTE: &str = "/api/adapters/commerce/{platform}/orders";
 
 /// `[adapters.commerce]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -88,21 +108,46 @@ impl std::fmt::Debug for PlatformConfig {
     }
 }
 
-impl CommerceConfig {
+impl AdapterConfig for CommerceConfig {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Commerce
+    }
+
+    /// On unless `enabled = false`, and only once a platform is configured.
+    fn enabled(&self) -> bool {
+        self.enabled && !self.platforms.is_empty()
+    }
+
     /// Checks every platform: id, secret (reading `secret_env`), categories, priority.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         for p in &self.platforms {
+            let field = |name: &str| format!("platforms[{:?}].{name}", p.id);
             if !wire::is_token(&p.id, 64, b"-_") {
-                return Err(format!("platform {:?}: id must be 1-64 ASCII letters, digits, '-' or '_'", p.id));
+                return Err(ConfigError::field(
+                    AdapterKind::Commerce,
+                    field("id"),
+                    "must be 1-64 ASCII letters, digits, '-' or '_'",
+                ));
             }
             webhooks::resolve_secret(&p.secret, p.secret_env.as_deref())
-                .map_err(|e| format!("platform {}: {e}", p.id))?;
-            p.categories.validate().map_err(|e| format!("platform {} categories: {e}", p.id))?;
+                .map_err(|reason| ConfigError::field(AdapterKind::Commerce, field("secret"), reason))?;
+            check_categories(AdapterKind::Commerce, &field("categories"), &p.categories)?;
             if !(1..=4).contains(&p.priority) {
-                return Err(format!("platform {}: priority must be 1-4", p.id));
+                return Err(ConfigError::field(AdapterKind::Commerce, field("priority"), "must be 1-4"));
             }
         }
         Ok(())
+    }
+
+    fn category_maps(&self) -> Vec<&CategoryMap> {
+        self.platforms.iter().map(|p| &p.categories).collect()
+    }
+
+    fn build<'a>(&'a self, cx: &'a BuildContext) -> BoxFuture<'a, Result<Arc<dyn Adapter>, BuildError>> {
+        Box::pin(async move {
+            let adapter: Arc<dyn Adapter> = Arc::new(Commerce::open(self, cx).await?);
+            Ok(adapter)
+        })
     }
 }
 
@@ -141,7 +186,7 @@ pub struct OrderEvent {
 }
 
 /// The configured platforms with their secrets read: what checks a request's signature and
-/// reads its order, all without the bus ([`Platforms`] adds the delivery-id memory).
+/// reads its order, all without the bus ([`Commerce`] adds the delivery-id memory).
 pub struct Senders {
     platforms: HashMap<String, (PlatformConfig, Vec<u8>)>,
 }
@@ -154,11 +199,13 @@ impl std::fmt::Debug for Senders {
 
 impl Senders {
     /// Checks `config` and reads the secrets.
-    pub fn new(config: &CommerceConfig) -> Result<Self, String> {
-        config.validate().map_err(|e| format!("[adapters.commerce]: {e}"))?;
+    pub fn new(config: &CommerceConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
         let mut platforms = HashMap::new();
         for p in &config.platforms {
-            let secret = webhooks::resolve_secret(&p.secret, p.secret_env.as_deref())?;
+            let secret = webhooks::resolve_secret(&p.secret, p.secret_env.as_deref()).map_err(|reason| {
+                ConfigError::field(AdapterKind::Commerce, format!("platforms[{:?}].secret", p.id), reason)
+            })?;
             platforms.insert(p.id.clone(), (p.clone(), secret.into_bytes()));
         }
         Ok(Self { platforms })
@@ -196,59 +243,100 @@ impl Senders {
         let Some((config, _)) = self.platforms.get(platform) else {
             return Err(IntakeError::Unauthorized("unknown platform".into()));
         };
-        let text = std::str::from_utf8(body).map_err(|e| IntakeError::Malformed(format!("not UTF-8: {e}")))?;
+        let text = std::str::from_utf8(body).map_err(IntakeError::NotUtf8)?;
         let order: OrderEvent =
-            serde_json::from_str(text).map_err(|e| IntakeError::Malformed(format!("not an order event: {e}")))?;
+            serde_json::from_str(text).map_err(|source| IntakeError::Json { what: "an order event", source })?;
         order_intake(platform, config, order, now)
     }
 }
 
-/// The configured platforms ([`Senders`]) and the delivery-id memory.
-pub struct Platforms {
+/// The running commerce adapter: the configured platforms ([`Senders`]) and the delivery-id
+/// memory.
+pub struct Commerce {
     senders: Senders,
     deliveries: kv::Store,
+    messages: Messages,
 }
 
-impl Platforms {
+impl std::fmt::Debug for Commerce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commerce").field("senders", &self.senders).finish_non_exhaustive()
+    }
+}
+
+impl Commerce {
     /// Reads the secrets and opens (creating if needed) the delivery bucket.
-    pub async fn open(js: &jetstream::Context, config: &CommerceConfig) -> Result<Self, String> {
+    async fn open(config: &CommerceConfig, cx: &BuildContext) -> Result<Self, BuildError> {
         let senders = Senders::new(config)?;
-        nats::provision_bucket(
-            js,
-            BUCKET_DELIVERIES,
-            "commerce webhook deliveries already received",
-            DELIVERY_MEMORY,
-            1,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let deliveries = js.get_key_value(BUCKET_DELIVERIES).await.map_err(|e| e.to_string())?;
-        Ok(Self { senders, deliveries })
+        let about = "commerce webhook deliveries already received";
+        nats::provision_bucket(&cx.js, BUCKET_DELIVERIES, about, DELIVERY_MEMORY, 1)
+            .await
+            .map_err(|source| BuildError::Bus { adapter: AdapterKind::Commerce, source })?;
+        let deliveries = cx.js.get_key_value(BUCKET_DELIVERIES).await.map_err(|source| BuildError::Bucket {
+            adapter: AdapterKind::Commerce,
+            bucket: BUCKET_DELIVERIES,
+            source,
+        })?;
+        Ok(Self { senders, deliveries, messages: Messages::new(cx, AdapterKind::Commerce) })
     }
 
-    /// Checks the signature and timestamp of a request from `platform`; its delivery key
-    /// ([`Senders::verify`]).
-    pub fn verify(&self, platform: &str, headers: &HeaderMap, body: &[u8], now: i64) -> Result<String, IntakeError> {
-        self.senders.verify(platform, headers, body, now)
-    }
-
-    /// Records the delivery; 409 if it was already received.
-    pub async fn claim(&self, delivery: &str) -> Result<(), IntakeError> {
-        claim_once(&self.deliveries, delivery).await
+    /// Records the delivery; 409 if it was already received. The KV `create` fails if the key
+    /// exists, which is what detects a replay across every linkbus replica.
+    async fn claim(&self, delivery: &str) -> Result<(), IntakeError> {
+        match self.deliveries.create(delivery, Bytes::from_static(b"1")).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(IntakeError::Replayed),
+            Err(e) => Err(IntakeError::DeliveryStore(e)),
+        }
     }
 
     /// Forgets a delivery that could not be processed (the bus was unavailable), so the
     /// platform's retry is not taken for a replay.
-    pub async fn release(&self, delivery: &str) {
+    async fn release(&self, delivery: &str) {
         if let Err(e) = self.deliveries.delete(delivery).await {
             tracing::warn!(error = %e, "cannot forget a commerce delivery id");
         }
     }
 
-    /// What an order event from `platform` asks ([`Senders::to_intake`], received now).
-    pub fn to_intake(&self, platform: &str, body: &[u8]) -> Result<Message, IntakeError> {
-        self.senders.to_intake(platform, body, Timestamp::now())
+    /// Takes an order posted by `platform`: signature, content type, order, delivery id, then
+    /// the message.
+    async fn take(&self, platform: &str, headers: &HeaderMap, bytes: &[u8]) -> Result<Receipt, IntakeError> {
+        let now = Timestamp::now();
+        let delivery = self.senders.verify(platform, headers, bytes, now.as_second())?;
+        content_type_is(headers, &["application/json"])?;
+        let message = self.senders.to_intake(platform, bytes, now)?;
+        self.claim(&delivery).await?;
+        let taken = self.messages.take(message).await;
+        if taken.as_ref().is_err_and(|e| e.code() == ErrorCode::Unavailable) {
+            self.release(&delivery).await;
+        }
+        taken
     }
+}
+
+impl Adapter for Commerce {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Commerce
+    }
+
+    fn routes(self: Arc<Self>, _cx: &RouteContext<'_>) -> Router {
+        Router::new().route(ROUTE, post(post_order)).with_state(self)
+    }
+}
+
+async fn post_order(
+    State(commerce): State<Arc<Commerce>>,
+    Path(platform): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (bytes, received) = read_body(&headers, body).await;
+    let route = format!("/api/adapters/commerce/{}/orders", wire::truncated(platform.clone(), 64));
+    let result = match received {
+        Ok(()) => commerce.take(&platform, &headers, &bytes).await,
+        Err(e) => Err(e),
+    };
+    commerce.messages.answer(&route, bytes, result).await
 }
 
 /// The CloudEvents `source` of a platform's cases (and the source actor of its updates).
@@ -267,7 +355,7 @@ fn order_intake(
     order: OrderEvent,
     now: Timestamp,
 ) -> Result<Message, IntakeError> {
-    let invalid = |why: String| IntakeError::Invalid(why);
+    let invalid = IntakeError::Invalid;
     if order.order_id.trim().is_empty() || order.order_id.len() > 96 {
         return Err(invalid("order_id must be 1-96 characters".into()));
     }
@@ -310,7 +398,7 @@ fn order_intake(
         flags,
         area: None,
     };
-    report.validate().map_err(|e| invalid(e.to_string()))?;
+    report.validate().map_err(IntakeError::Report)?;
     let event = CloudEvent::new(
         id,
         &source(platform),
@@ -359,8 +447,7 @@ mod tests {
             Ok(Message::Act { action: Action::Cancel { .. }, .. })
         ));
         assert!(matches!(order(r#"{"order_id":"M-1","status":"lost"}"#), Err(IntakeError::Invalid(_))));
-        assert!(
-            matches!(order(r#"{"order_id":"M-1","status":"created","service":"x","location":{"lon":0,"lat":91}}"#), Err(IntakeError::Invalid(m)) if m.contains("lat"))
-        );
+        let lat91 = order(r#"{"order_id":"M-1","status":"created","service":"x","location":{"lon":0,"lat":91}}"#);
+        assert!(matches!(lat91, Err(e) if e.code() == ErrorCode::Invalid && e.to_string().contains("lat")));
     }
 }

@@ -31,24 +31,32 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Request, StatusCode};
+use axum::http::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::future::BoxFuture;
 use jiff::Timestamp;
+use linkbus_wire::http_error::ErrorCode;
 use linkbus_wire::{self as wire, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::adapter::{
+    self, Adapter, AdapterConfig, BuildContext, BuildError, ConfigError, RouteContext, Routed, check_categories,
+    check_source_and_priority,
+};
 use crate::intake::{Caller, Gate, Intake, IntakeError, PendingSubmit, event_id};
+use crate::kind::AdapterKind;
 use crate::vocabulary::CategoryMap;
 use crate::web::{self, BodyError};
 
-/// The adapter's name: its metrics' label, its dead letters' stage (`deadletter.adapter_grid`) and
-/// the event id prefix (`grid-<report_id>`).
-pub const STAGE: &str = "grid";
+/// The event id prefix (`grid-<report_id>`).
+const PREFIX: &str = "grid";
+/// NATS queue group of the report listener: replicas share the reports.
+pub const QUEUE_GROUP: &str = "linkbus-grid";
 /// The subject single reports arrive on.
 pub const SUBJECT: &str = linkbus_wire::subjects::GRID_REPORT;
 /// The HTTP path of batch uploads.
@@ -116,21 +124,92 @@ const DEFAULT_CLASSES: &[(&str, &str)] = &[
     ("event:06", "general_requests"),             // 其他事件 other
 ];
 
-impl GridConfig {
-    /// Checks the values; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        crate::check_source_and_priority(&self.source, self.priority)?;
+impl AdapterConfig for GridConfig {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Grid
+    }
+
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_source_and_priority(AdapterKind::Grid, &self.source, self.priority)?;
         if !(1024..=64 * 1024 * 1024).contains(&self.max_batch_bytes) {
-            return Err("max_batch_bytes must be 1 KiB to 64 MiB".into());
+            return Err(ConfigError::field(AdapterKind::Grid, "max_batch_bytes", "must be 1 KiB to 64 MiB"));
         }
         if self.max_batch_rows == 0 {
-            return Err("max_batch_rows must be at least 1".into());
+            return Err(ConfigError::field(AdapterKind::Grid, "max_batch_rows", "must be at least 1"));
         }
         if let Some(bad) = self.categories.map.keys().find(|k| parse_code(k).is_none()) {
-            return Err(format!("categories: {bad:?} is not component:<code> or event:<code> (2 or 4 digits)"));
+            let reason = format!("{bad:?} is not component:<code> or event:<code> (2 or 4 digits)");
+            return Err(ConfigError::field(AdapterKind::Grid, "categories", reason));
         }
-        self.categories.validate().map_err(|e| format!("categories: {e}"))
+        check_categories(AdapterKind::Grid, "categories", &self.categories)
     }
+
+    fn category_maps(&self) -> Vec<&CategoryMap> {
+        vec![&self.categories]
+    }
+
+    fn build<'a>(&'a self, cx: &'a BuildContext) -> BoxFuture<'a, Result<Arc<dyn Adapter>, BuildError>> {
+        let grid: Arc<dyn Adapter> =
+            Arc::new(Grid { config: self.clone(), intake: cx.intake.for_adapter(AdapterKind::Grid) });
+        Box::pin(std::future::ready(Ok(grid)))
+    }
+}
+
+/// Why a grid report, or a row of a batch, was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A report over NATS larger than [`MAX_REPORT`].
+    #[error("the report is larger than {MAX_REPORT} bytes")]
+    TooLarge,
+    /// A CSV row that is not UTF-8.
+    #[error("the row is not UTF-8")]
+    NotUtf8(#[source] csv::FromUtf8Error),
+    /// A CSV row that cannot be read.
+    #[error("unreadable CSV row: {0}")]
+    Row(#[source] csv::Error),
+    /// A CSV row that is not a report.
+    #[error("not a grid report: {0}")]
+    Csv(#[source] csv::Error),
+    /// JSON that is not a report.
+    #[error("not a grid report: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A field out of its range; the message names it.
+    #[error("{0}")]
+    Field(String),
+    /// A report whose case the bus would refuse.
+    #[error("{0}")]
+    Report(#[source] wire::Invalid),
+}
+
+impl ReportError {
+    /// The dead letter's reason code: `malformed` for what cannot be read as a report, `invalid`
+    /// for a report that cannot be a case.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::TooLarge | Self::NotUtf8(_) | Self::Row(_) | Self::Csv(_) | Self::Json(_) => ErrorCode::Malformed,
+            Self::Field(_) | Self::Report(_) => ErrorCode::Invalid,
+        }
+    }
+}
+
+/// Why a batch was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The CSV file has no readable header.
+    #[error("the CSV header cannot be read: {0}")]
+    Header(#[source] csv::Error),
+    /// More rows than `max_batch_rows`.
+    #[error("{rows} rows; at most {max} in one batch")]
+    TooManyRows {
+        /// Rows in the batch.
+        rows: usize,
+        /// The configured limit.
+        max: usize,
+    },
 }
 
 /// What a grid report found: a component (部件) or an event (事件).
@@ -222,29 +301,30 @@ fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 impl GridReport {
     /// The case event of this report, or what is wrong with it.
-    pub fn event(&self, config: &GridConfig, now: Timestamp) -> Result<CloudEvent<CaseReport>, String> {
+    pub fn event(&self, config: &GridConfig, now: Timestamp) -> Result<CloudEvent<CaseReport>, ReportError> {
+        let field = |reason: String| ReportError::Field(reason);
         let report_id = self.report_id.trim();
         if report_id.is_empty() || report_id.len() > 256 || report_id.chars().any(char::is_control) {
-            return Err("report_id must be 1-256 characters, no control characters".into());
+            return Err(field("report_id must be 1-256 characters, no control characters".into()));
         }
         let code = self.code.trim();
         let key = format!("{}:{code}", self.kind.as_str());
         if parse_code(&key).is_none() {
-            return Err(format!("code {code:?}: a 4-digit subclass or 2-digit major class, e.g. 0101"));
+            return Err(field(format!("code {code:?}: a 4-digit subclass or 2-digit major class, e.g. 0101")));
         }
         let location = Location { lon: self.lon, lat: self.lat };
-        location.validate("location").map_err(|e| format!("{}: {}", e.field, e.reason))?;
+        location.validate("location").map_err(ReportError::Report)?;
         let datum = match &self.datum {
             None => Datum::Wgs84,
-            Some(d) => Datum::parse(d).ok_or_else(|| format!("datum {d:?}: wgs84, gcj02 or bd09"))?,
+            Some(d) => Datum::parse(d).ok_or_else(|| field(format!("datum {d:?}: wgs84, gcj02 or bd09")))?,
         };
         let priority = self.priority.unwrap_or(config.priority);
         if !(1..=4).contains(&priority) {
-            return Err(format!("priority {priority}: 1 to 4"));
+            return Err(field(format!("priority {priority}: 1 to 4")));
         }
         let reported_at = match &self.reported_at {
             None => now,
-            Some(t) => t.trim().parse().map_err(|_| format!("reported_at {t:?} is not an RFC 3339 time"))?,
+            Some(t) => t.trim().parse().map_err(|_| field(format!("reported_at {t:?} is not an RFC 3339 time")))?,
         };
         let mut flags = Vec::new();
         let major = format!("{}:{}", self.kind.as_str(), &code[..2]);
@@ -276,9 +356,9 @@ impl GridReport {
             flags,
             area: None,
         };
-        report.validate().map_err(|e| e.to_string())?;
+        report.validate().map_err(ReportError::Report)?;
         Ok(CloudEvent::new(
-            event_id(STAGE, report_id),
+            event_id(PREFIX, report_id),
             &config.source,
             wire::TYPE_CASE_REPORTED,
             Some(report_id.to_owned()),
@@ -354,14 +434,14 @@ pub struct ReadRow {
     /// 1-based: the data row after the CSV header, or the line of JSON lines (blank ones counted).
     pub row: usize,
     /// The report, or why the row is not one.
-    pub report: Result<GridReport, String>,
+    pub report: Result<GridReport, ReportError>,
     /// The row as received (its cells joined by commas for CSV), for the dead letter.
     pub raw: Bytes,
 }
 
 /// Reads every row of a batch; a bad row is an error for that row alone. `Err` when the file as
 /// a whole cannot be read (no CSV header).
-pub fn read_rows(body: &[u8], format: BatchFormat) -> Result<Vec<ReadRow>, String> {
+pub fn read_rows(body: &[u8], format: BatchFormat) -> Result<Vec<ReadRow>, BatchError> {
     match format {
         BatchFormat::JsonLines => Ok(body
             .split(|&b| b == b'\n')
@@ -369,33 +449,30 @@ pub fn read_rows(body: &[u8], format: BatchFormat) -> Result<Vec<ReadRow>, Strin
             .filter(|(_, line)| !line.trim_ascii().is_empty())
             .map(|(n, line)| ReadRow {
                 row: n + 1,
-                report: serde_json::from_slice(line).map_err(|e| format!("not a grid report: {e}")),
+                report: serde_json::from_slice(line).map_err(ReportError::Json),
                 raw: Bytes::copy_from_slice(line),
             })
             .collect()),
         BatchFormat::Csv => {
             let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(body);
-            let headers = reader.headers().map_err(|e| format!("the CSV header cannot be read: {e}"))?.clone();
+            let headers = reader.headers().map_err(BatchError::Header)?.clone();
             let mut rows = Vec::new();
             for (n, record) in reader.into_byte_records().enumerate() {
                 let row = n + 1;
                 let (report, raw) = match record {
                     Ok(record) => {
                         let raw = record.iter().collect::<Vec<_>>().join(&b","[..]);
-                        let report = std::str::from_utf8(record.as_slice())
-                            .map_err(|_| "the row is not UTF-8".to_owned())
-                            .and_then(|_| {
-                                let strings = csv::StringRecord::from_byte_record(record.clone())
-                                    .map_err(|_| "the row is not UTF-8".to_owned())?;
-                                let mut report: GridReport = strings
-                                    .deserialize(Some(&headers))
-                                    .map_err(|e| format!("not a grid report: {e}"))?;
+                        let report = csv::StringRecord::from_byte_record(record)
+                            .map_err(ReportError::NotUtf8)
+                            .and_then(|strings| {
+                                let mut report: GridReport =
+                                    strings.deserialize(Some(&headers)).map_err(ReportError::Csv)?;
                                 blank_is_none(&mut report);
                                 Ok(report)
                             });
                         (report, Bytes::from(raw))
                     }
-                    Err(e) => (Err(format!("unreadable CSV row: {e}")), Bytes::new()),
+                    Err(e) => (Err(ReportError::Row(e)), Bytes::new()),
                 };
                 rows.push(ReadRow { row, report, raw });
             }
@@ -420,7 +497,7 @@ fn blank_is_none(report: &mut GridReport) {
     }
 }
 
-/// The grid adapter: its configuration and what it needs of linkbus.
+/// The running grid adapter: its configuration and what it needs of linkbus.
 pub struct Grid {
     config: GridConfig,
     intake: Intake,
@@ -433,35 +510,21 @@ impl std::fmt::Debug for Grid {
 }
 
 impl Grid {
-    /// The adapter for `config`; `intake` is the service's (this adapter names its own stage).
-    pub fn new(config: GridConfig, intake: Intake) -> Self {
-        Self { config, intake: intake.for_adapter(STAGE) }
-    }
-
     /// Takes one report (its raw bytes, for the dead letter): its case, or the refusal.
-    async fn take(&self, row: usize, report: Result<GridReport, String>, raw: Bytes, origin: &str) -> Outcome {
-        match self.convert(report, Timestamp::now()) {
+    async fn take(&self, row: usize, report: Result<GridReport, ReportError>, raw: Bytes, origin: &str) -> Outcome {
+        match report.and_then(|r| r.event(&self.config, Timestamp::now())) {
             Ok(event) => match self.intake.submit(&event).await {
                 Ok(s) => Outcome::Accepted { row, case_id: s.case_id, duplicate: s.duplicate },
                 Err(e) => self.bus_down(row, e),
             },
-            Err((code, error)) => self.refuse(row, code, error, raw, origin).await,
+            Err(e) => self.refuse(row, e, raw, origin).await,
         }
     }
 
-    /// The event of a report that could be read; else the dead-letter code and the reason.
-    fn convert(
-        &self,
-        report: Result<GridReport, String>,
-        now: Timestamp,
-    ) -> Result<CloudEvent<CaseReport>, (&'static str, String)> {
-        let report = report.map_err(|e| ("malformed", e))?;
-        report.event(&self.config, now).map_err(|e| ("invalid", e))
-    }
-
-    async fn refuse(&self, row: usize, code: &str, error: String, raw: Bytes, origin: &str) -> Outcome {
+    async fn refuse(&self, row: usize, e: ReportError, raw: Bytes, origin: &str) -> Outcome {
+        let error = e.to_string();
         let reason = if row == 0 { error.clone() } else { format!("row {row}: {error}") };
-        self.intake.dead_letter(code, &reason, origin, raw).await;
+        self.intake.dead_letter(e.code(), &reason, origin, raw).await;
         Outcome::Refused { row, error }
     }
 
@@ -472,16 +535,16 @@ impl Grid {
 
     /// Takes a batch: every row converted, the good ones published back to back with at most
     /// [`PIPELINE`] acknowledgements outstanding, the bad ones dead-lettered.
-    pub async fn batch(&self, body: &[u8], format: BatchFormat, origin: &str) -> Result<BatchResult, String> {
+    pub async fn batch(&self, body: &[u8], format: BatchFormat, origin: &str) -> Result<BatchResult, BatchError> {
         let rows = read_rows(body, format)?;
         if rows.len() > self.config.max_batch_rows {
-            return Err(format!("{} rows; at most {} in one batch", rows.len(), self.config.max_batch_rows));
+            return Err(BatchError::TooManyRows { rows: rows.len(), max: self.config.max_batch_rows });
         }
         let now = Timestamp::now();
         let mut pending = VecDeque::with_capacity(PIPELINE);
         let mut outcomes = Vec::with_capacity(rows.len());
         for ReadRow { row, report, raw } in rows {
-            let outcome = match self.convert(report, now) {
+            let outcome = match report.and_then(|r| r.event(&self.config, now)) {
                 Ok(event) => match self.intake.submit_pending(&event).await {
                     Ok(p) => {
                         if pending.len() == PIPELINE {
@@ -492,7 +555,7 @@ impl Grid {
                     }
                     Err(e) => Some(self.bus_down(row, e)),
                 },
-                Err((code, error)) => Some(self.refuse(row, code, error, raw, origin).await),
+                Err(e) => Some(self.refuse(row, e, raw, origin).await),
             };
             outcomes.push(outcome);
         }
@@ -507,12 +570,6 @@ impl Grid {
         Ok(result)
     }
 
-    /// Subscribes to `adapter.grid.report` in a queue group, so replicas share the reports; hand
-    /// the subscription to [`Grid::serve`].
-    pub async fn subscribe(client: &async_nats::Client) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
-        client.queue_subscribe(SUBJECT, "linkbus-grid".into()).await
-    }
-
     /// Waits for one published row's acknowledgement and records its outcome.
     async fn settle(&self, next: Option<(usize, usize, PendingSubmit)>, outcomes: &mut [Option<Outcome>]) {
         let Some((row, at, p)) = next else { return };
@@ -522,84 +579,90 @@ impl Grid {
         });
     }
 
-    /// Serves the reports of `reports` until `shutdown`: each message one report, answered when
-    /// it is a request.
-    pub async fn serve(
-        self: Arc<Self>,
-        client: async_nats::Client,
-        mut reports: async_nats::Subscriber,
-        shutdown: CancellationToken,
-    ) {
-        while let Some(msg) = tokio::select! { _ = shutdown.cancelled() => None, m = reports.next() => m } {
-            let report = if msg.payload.len() > MAX_REPORT {
-                Err(format!("the report is larger than {MAX_REPORT} bytes"))
-            } else {
-                serde_json::from_slice::<GridReport>(&msg.payload).map_err(|e| format!("not a grid report: {e}"))
-            };
-            let outcome = self.take(0, report, msg.payload.clone(), SUBJECT).await;
-            if let Some(reply) = msg.reply {
-                let answer = match &outcome {
-                    Outcome::Accepted { case_id, duplicate, .. } => {
-                        serde_json::json!({ "case_id": case_id, "duplicate": duplicate })
-                    }
-                    Outcome::Refused { error, .. } => serde_json::json!({ "error": error }),
-                };
-                if let Err(e) = client.publish(reply, answer.to_string().into()).await {
-                    warn!(error = %e, "cannot answer a grid report");
-                }
+    /// Takes one report received over NATS; the answer: `{"case_id", "duplicate"}` or
+    /// `{"error"}`.
+    async fn reply(&self, msg: async_nats::Message) -> Bytes {
+        let report = if msg.payload.len() > MAX_REPORT {
+            Err(ReportError::TooLarge)
+        } else {
+            serde_json::from_slice::<GridReport>(&msg.payload).map_err(ReportError::Json)
+        };
+        let answer = match self.take(0, report, msg.payload.clone(), SUBJECT).await {
+            Outcome::Accepted { case_id, duplicate, .. } => {
+                serde_json::json!({ "case_id": case_id, "duplicate": duplicate })
+            }
+            Outcome::Refused { error, .. } => serde_json::json!({ "error": error }),
+        };
+        Bytes::from(answer.to_string())
+    }
+
+    /// Takes a batch upload from a source key speaking for this adapter's source.
+    async fn upload(&self, gate: &dyn Gate, request: Request<Body>) -> Result<BatchResult, IntakeError> {
+        match web::bearer(request.headers()).map(|key| gate.caller(&key)) {
+            Some(Some(Caller::Source(s))) if s == self.config.source => {}
+            None | Some(None) => {
+                return Err(IntakeError::Unauthorized("a source key (Authorization: Bearer) is required".into()));
+            }
+            Some(Some(_)) => {
+                return Err(IntakeError::Forbidden("only the grid system's source key may upload".into()));
+            }
+        }
+        let origin = format!("POST {BATCH_PATH}");
+        let media = web::media_type(request.headers());
+        let body = match web::read_body(request).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                let e = IntakeError::TooLarge { limit: self.config.max_batch_bytes };
+                self.intake.refuse(&e, &origin, Bytes::new()).await;
+                return Err(e);
+            }
+            Err(e) => return Err(IntakeError::Adapter { code: ErrorCode::Malformed, source: Box::new(e) }),
+        };
+        // Dead-lettered as `malformed` (what was sent is not a batch), answered 415.
+        let Some(format) = BatchFormat::of(&media) else {
+            let reason = format!("content type {media:?}: send text/csv or application/x-ndjson");
+            self.intake.dead_letter(ErrorCode::Malformed, &reason, &origin, body).await;
+            return Err(IntakeError::UnsupportedMediaType(reason));
+        };
+        match self.batch(&body, format, &origin).await {
+            Ok(result) => Ok(result),
+            Err(e) => {
+                self.intake.dead_letter(ErrorCode::Malformed, &e.to_string(), &origin, body).await;
+                Err(IntakeError::Adapter { code: ErrorCode::Invalid, source: Box::new(e) })
             }
         }
     }
+}
+
+impl Adapter for Grid {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Grid
+    }
 
     /// The batch upload route.
-    pub fn routes(self: Arc<Self>, gate: Arc<dyn Gate>) -> Router {
+    fn routes(self: Arc<Self>, cx: &RouteContext<'_>) -> Router {
         let limit = self.config.max_batch_bytes;
-        Router::new().route(BATCH_PATH, post(upload)).layer(DefaultBodyLimit::max(limit)).with_state((self, gate))
+        let state = (self, cx.gate.clone());
+        Router::new().route(BATCH_PATH, post(upload)).layer(DefaultBodyLimit::max(limit)).with_state(state)
+    }
+
+    /// Takes the reports of `adapter.grid.report`, one per message, answered when it is a request.
+    fn listen(
+        self: Arc<Self>,
+        client: async_nats::Client,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, Result<Option<JoinHandle<()>>, BuildError>> {
+        Box::pin(adapter::listen(AdapterKind::Grid, client, SUBJECT.to_owned(), QUEUE_GROUP, shutdown, move |msg| {
+            let grid = self.clone();
+            async move { grid.reply(msg).await }
+        }))
     }
 }
 
-/// An error answer of the batch upload, in the API's `{"error", "code"}` shape.
-fn refusal(status: StatusCode, code: &str, error: &str) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": error, "code": code }))).into_response()
-}
-
-async fn upload(State((grid, gate)): State<(Arc<Grid>, Arc<dyn Gate>)>, request: Request<Body>) -> Response {
-    let headers = request.headers().clone();
-    match web::bearer(&headers).map(|key| gate.caller(&key)) {
-        Some(Some(Caller::Source(s))) if s == grid.config.source => {}
-        None | Some(None) => {
-            return refusal(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a source key (Authorization: Bearer) is required",
-            );
-        }
-        Some(Some(_)) => {
-            return refusal(StatusCode::FORBIDDEN, "forbidden", "only the grid system's source key may upload");
-        }
-    }
-    let origin = format!("POST {BATCH_PATH}");
-    let body = match web::read_body(request).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => {
-            let reason = format!("the batch is larger than {} bytes", grid.config.max_batch_bytes);
-            grid.intake.dead_letter("too_large", &reason, &origin, Bytes::new()).await;
-            return refusal(StatusCode::PAYLOAD_TOO_LARGE, "too_large", &reason);
-        }
-        Err(BodyError::Broken(e)) => return refusal(StatusCode::BAD_REQUEST, "invalid", &e),
-    };
-    let media = web::media_type(&headers);
-    let Some(format) = BatchFormat::of(&media) else {
-        let reason = format!("content type {media:?}: send text/csv or application/x-ndjson");
-        grid.intake.dead_letter("malformed", &reason, &origin, body).await;
-        return refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid", &reason);
-    };
-    match grid.batch(&body, format, &origin).await {
+async fn upload(State((grid, gate)): State<Routed<Grid>>, request: Request<Body>) -> Response {
+    match grid.upload(gate.as_ref(), request).await {
         Ok(result) => axum::Json(result).into_response(),
-        Err(reason) => {
-            grid.intake.dead_letter("malformed", &reason, &origin, body).await;
-            refusal(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &reason)
-        }
+        Err(e) => e.into_response(),
     }
 }
 
@@ -609,7 +672,7 @@ mod tests {
 
     fn report(json: &str) -> Result<CloudEvent<CaseReport>, String> {
         let r: GridReport = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        r.event(&GridConfig::default(), Timestamp::UNIX_EPOCH)
+        r.event(&GridConfig::default(), Timestamp::UNIX_EPOCH).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -662,7 +725,11 @@ mod tests {
     fn hostile_json_is_refused_not_a_crash() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let rows = read_rows(deep.as_bytes(), BatchFormat::JsonLines).expect("lines");
-        assert!(rows[0].report.as_ref().is_err_and(|e| e.contains("not a grid report")), "{:?}", rows[0].report);
+        assert!(
+            rows[0].report.as_ref().is_err_and(|e| e.to_string().contains("not a grid report")),
+            "{:?}",
+            rows[0].report
+        );
         let deep = format!(r#"{{"report_id":{}"x"{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
         let rows = read_rows(deep.as_bytes(), BatchFormat::JsonLines).expect("lines");
         assert!(rows[0].report.is_err(), "deeply nested");
@@ -684,7 +751,10 @@ mod tests {
         assert_eq!(rows.len(), 4);
         let converted: Vec<Result<String, String>> = rows
             .into_iter()
-            .map(|r| r.report.and_then(|g| g.event(&GridConfig::default(), Timestamp::now())).map(|e| e.id))
+            .map(|r| {
+                let event = r.report.and_then(|g| g.event(&GridConfig::default(), Timestamp::now()));
+                event.map(|e| e.id).map_err(|e| e.to_string())
+            })
             .collect();
         assert_eq!(converted[0], Ok("grid-GX-1".into()));
         assert!(converted[1].as_ref().is_err_and(|e| e.contains("NaN")), "{converted:?}");
@@ -692,6 +762,6 @@ mod tests {
         assert_eq!(converted[3], Ok("grid-GX-4".into()));
         let bad_utf8 = b"report_id,kind,code,lon,lat\nGX-\xff,event,0102,1,2\n";
         let rows = read_rows(bad_utf8, BatchFormat::Csv).expect("header");
-        assert!(rows[0].report.as_ref().is_err_and(|e| e.contains("UTF-8")));
+        assert!(rows[0].report.as_ref().is_err_and(|e| e.to_string().contains("UTF-8")));
     }
 }

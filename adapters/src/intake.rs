@@ -1,68 +1,39 @@
-//! What every adapter shares once a foreign message is understood.
+//! What every adapter shares once a foreign message is understood; it knows no adapter.
 //!
 //! - [`Intake`]: publishes a case event on `ingest.<system>.<category>` under its source-derived
 //!   id ([`event_id`]; JetStream drops a re-sent id within its duplicate window, and
 //!   [`Intake::submit`] first asks the case book, so a report sent again later still finds its
-//!   case), keeps what an adapter refused in `deadletter.adapter_<name>` with the reason, and
-//!   counts both ([`AdapterMetrics`]).
+//!   case), applies a source's update to its own case ([`Intake::act`]), keeps what an adapter
+//!   refused in `deadletter.adapter_<name>` with the reason, and counts all of it
+//!   ([`AdapterMetrics`]). The case book is reached through [`CaseStore`].
+//! - [`Message`] and [`Receipt`]: what a CAP, CAD or commerce message asks (a new case, or a
+//!   source update of the source's own earlier case) and the answer to it.
 //! - [`Gate`]: what HTTP adapters ask of the API serving them: who a key belongs to
 //!   ([`Caller`]; a source key speaks for one CloudEvents source) and whether a client may make
 //!   another request.
-//! - [`IntakeError`]: why a message was refused, each mapping to an HTTP status and a code.
-//! - [`Adapters`]: the CAP, CAD and commerce adapters, whose messages are a new case or a source
-//!   update ([`Message::Act`]: an update, withdrawal or completion of the source's own earlier
-//!   case, applied to the case book as an action of a `source` actor); served over HTTP
-//!   ([`Adapters::router`]) and NATS ([`Adapters::start`]).
-//!
-//! | route | body | auth |
-//! |---|---|---|
-//! | `POST /api/adapters/cap` | CAP 1.2 XML (`application/cap+xml`, `application/xml`, `text/xml`) | `Authorization: Bearer <source key of /cap>` |
-//! | `POST /api/adapters/cad` | a [`cad::CadMessage`] (JSON) | `Authorization: Bearer <source key of /cad>` |
-//! | `POST /api/adapters/commerce/{platform}/orders` | a [`commerce::OrderEvent`] (JSON) | HMAC signature ([`commerce`]) |
-//!
-//! Answers: `202` with a [`Receipt`] for a new case (routing follows), `200` with a [`Receipt`]
-//! for a source update, else an [`ErrorBody`] with `400` (malformed: not XML/JSON, not UTF-8),
-//! `401` (no or bad key or signature, stale timestamp), `403` (another source's key or case), `404` (no
-//! such case yet), `409` (the case's state refuses it, or a replayed delivery), `413` (over
-//! 256 KiB), `415` (wrong content type), `422` (valid syntax, invalid content) or `503` (the bus
-//! is unavailable; retry). Open311 and grid answer in their own formats ([`crate::open311`],
-//! [`crate::grid`]).
+//! - [`IntakeError`]: why a message was refused, each variant with one [`ErrorCode`] (its HTTP
+//!   status, and its dead letter's reason code); answered as the one [`ErrorBody`] of linkbus.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use bytes::Bytes;
-use futures::StreamExt;
-use jiff::Timestamp;
-use linkbus_bus::nats::{self, DeadLetter};
-use linkbus_cases::book::{ActError, CaseBook, CaseFilter};
+use linkbus_bus::nats::{self, BusError, DeadLetter};
+use linkbus_cases::book::{ActError, CaseStore};
 use linkbus_cases::lifecycle::Refused;
+use linkbus_wire::http_error::{ErrorBody, ErrorCode};
 use linkbus_wire::subjects;
-use linkbus_wire::{self as wire, Action, Actor, ActorKind, CaseRecord, CaseReport, CaseState, CloudEvent};
+use linkbus_wire::{self as wire, Action, Actor, CaseRecord, CaseReport, CaseState, CloudEvent};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use crate::cad::{self, CadConfig};
-use crate::cap::{self, CapConfig};
-use crate::commerce::{self, CommerceConfig};
+use crate::kind::AdapterKind;
 use crate::metrics::AdapterMetrics;
-use crate::web;
-
-/// Largest message accepted, bytes (HTTP body or NATS payload).
-pub const MAX_BODY: usize = 256 * 1024;
-/// NATS queue group of the adapter listeners: replicas share the messages.
-pub const QUEUE_GROUP: &str = "linkbus-adapters";
 
 /// What a CAP, CAD or commerce message asks linkbus to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,467 +72,137 @@ pub struct CaseReceipt {
     pub state: Option<CaseState>,
 }
 
-/// Why a message was refused; each maps to an HTTP status and a `code`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// Why a message was refused; each variant has one [`ErrorCode`] ([`IntakeError::code`]).
+#[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     /// No or unknown key, bad signature, stale timestamp (401).
     #[error("{0}")]
     Unauthorized(String),
-    /// Not parseable: not UTF-8, not XML / JSON, a DTD (400).
+    /// A key speaking for another source (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Not readable: the body broke off, a required header is missing (400).
     #[error("{0}")]
     Malformed(String),
-    /// Larger than [`MAX_BODY`] (413).
-    #[error("the message is larger than {MAX_BODY} bytes")]
-    TooLarge,
+    /// Not UTF-8 (400).
+    #[error("not UTF-8: {0}")]
+    NotUtf8(#[source] std::str::Utf8Error),
+    /// Not the JSON the adapter takes (400); `what` names it, e.g. `a CAD message`.
+    #[error("not {what}: {source}")]
+    Json {
+        /// What was expected.
+        what: &'static str,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An adapter's own reason, with its code: e.g. a CAP alert its parser refuses (400
+    /// `malformed` or 422 `invalid`).
+    #[error("{source}")]
+    Adapter {
+        /// The code it answers with.
+        code: ErrorCode,
+        /// The adapter's error (e.g. [`crate::cap::CapError`]).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Larger than the route or subject takes (413).
+    #[error("the message is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit, bytes.
+        limit: usize,
+    },
     /// Wrong `Content-Type` (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// Parseable but invalid, or valid but not routable (422).
     #[error("{0}")]
     Invalid(String),
+    /// A case report the bus would refuse (422).
+    #[error("{0}")]
+    Report(#[source] wire::Invalid),
     /// The case a source update names does not exist (yet) (404).
+    #[error("no case {case_id} (yet): a report just sent may still be routing; retry")]
+    NoCase {
+        /// The case named.
+        case_id: String,
+    },
+    /// The case's rules refuse the source update: another source's case (403), or its state
+    /// does not allow it (409).
+    #[error("case {case_id}: {source}")]
+    Refused {
+        /// The case named.
+        case_id: String,
+        /// The rule.
+        #[source]
+        source: Refused,
+    },
+    /// The delivery was already received (409).
+    #[error("this delivery was already received (replayed delivery id)")]
+    Replayed,
+    /// The case store is unavailable; retry (503).
+    #[error("the case store is unavailable: {0}")]
+    CaseStore(#[source] ActError),
+    /// The delivery-id store is unavailable; retry (503).
+    #[error("the delivery store is unavailable: {0}")]
+    DeliveryStore(#[source] kv::CreateError),
+    /// The event could not be encoded (503).
+    #[error("encoding the event: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The bus refused the publish; retry (503).
     #[error("{0}")]
-    NotFound(String),
-    /// The case is another source's (403).
-    #[error("{0}")]
-    Forbidden(String),
-    /// The case's state refuses the update, or the delivery was already received (409).
-    #[error("{0}")]
-    Conflict(String),
-    /// The bus or the case store is unavailable; retry (503).
-    #[error("{0}")]
-    Unavailable(String),
+    Bus(#[source] BusError),
+    /// JetStream did not acknowledge the report; retry (503).
+    #[error("publish to {subject} not acknowledged: {source}")]
+    NotAcknowledged {
+        /// The subject published on.
+        subject: String,
+        /// JetStream's error.
+        #[source]
+        source: jetstream::context::PublishError,
+    },
 }
 
 impl IntakeError {
-    /// The HTTP status and the short code (also the dead letter's reason code).
-    pub fn status(&self) -> (StatusCode, &'static str) {
+    /// The code of this refusal: its HTTP status, and its dead letter's reason code.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
-            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::Forbidden(_) | Self::Refused { source: Refused::Forbidden(_), .. } => ErrorCode::Forbidden,
+            Self::Malformed(_) | Self::NotUtf8(_) | Self::Json { .. } => ErrorCode::Malformed,
+            Self::Adapter { code, .. } => *code,
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            Self::Invalid(_) | Self::Report(_) => ErrorCode::Invalid,
+            Self::NoCase { .. } => ErrorCode::NotFound,
+            Self::Refused { source: Refused::Invalid(_), .. } | Self::Replayed => ErrorCode::Conflict,
+            Self::CaseStore(_)
+            | Self::DeliveryStore(_)
+            | Self::Encode(_)
+            | Self::Bus(_)
+            | Self::NotAcknowledged { .. } => ErrorCode::Unavailable,
         }
     }
-}
 
-impl From<cap::CapError> for IntakeError {
-    fn from(e: cap::CapError) -> Self {
+    /// What the case book's refusal of `case_id`'s update means for the sender.
+    pub fn from_act(case_id: &str, e: ActError) -> Self {
         match e {
-            cap::CapError::Xml(_) => Self::Malformed(e.to_string()),
-            cap::CapError::Invalid(_) | cap::CapError::NotRouted(_) => Self::Invalid(e.to_string()),
+            ActError::NotFound(_) => Self::NoCase { case_id: case_id.to_owned() },
+            ActError::Refused(source) => Self::Refused { case_id: case_id.to_owned(), source },
+            store @ ActError::Store(_) => Self::CaseStore(store),
         }
     }
-}
 
-impl From<ActError> for IntakeError {
-    fn from(e: ActError) -> Self {
-        match e {
-            ActError::NotFound(id) => {
-                Self::NotFound(format!("no case {id} (yet): a report just sent may still be routing; retry"))
-            }
-            ActError::Refused(Refused::Forbidden(why)) => Self::Forbidden(why),
-            ActError::Refused(Refused::Invalid(why)) => Self::Conflict(why),
-            ActError::Store(why) => Self::Unavailable(format!("the case store is unavailable: {why}")),
-        }
+    /// The body answered for this refusal (over HTTP, and as a NATS reply).
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody { error: self.to_string(), code: self.code() }
     }
-}
-
-/// The body of every refusal, as the rest of the HTTP API answers them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// What went wrong, for people.
-    pub error: String,
-    /// What went wrong, for programs: `unauthorized`, `malformed`, `too_large`,
-    /// `unsupported_media_type`, `invalid`, `not_found`, `forbidden`, `conflict`, `unavailable`.
-    pub code: String,
 }
 
 impl IntoResponse for IntakeError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status();
-        (status, axum::Json(ErrorBody { error: self.to_string(), code: code.to_owned() })).into_response()
-    }
-}
-
-/// The running CAP, CAD and commerce adapters of one linkbus process, and the [`Intake`] every
-/// adapter (Open311 and grid too) publishes through.
-pub struct Adapters {
-    intake: Intake,
-    cases: Arc<CaseBook>,
-    cap: Option<CapConfig>,
-    cad: Option<CadConfig>,
-    commerce: Option<commerce::Platforms>,
-    max_report_bytes: usize,
-}
-
-impl std::fmt::Debug for Adapters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Adapters")
-            .field("cap", &self.cap.is_some())
-            .field("cad", &self.cad.is_some())
-            .field("commerce", &self.commerce.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Which of the CAP, CAD and commerce adapters run (`None`: off, from `enabled = false`).
-#[derive(Debug, Clone, Default)]
-pub struct AdapterSettings {
-    /// CAP alerts.
-    pub cap: Option<CapConfig>,
-    /// CAD incidents.
-    pub cad: Option<CadConfig>,
-    /// Commerce order webhooks.
-    pub commerce: Option<CommerceConfig>,
-    /// The largest case report the routers accept (`[router] max_payload_bytes`): a message
-    /// whose case would be larger is refused here, not dead-lettered after a 202.
-    pub max_report_bytes: usize,
-}
-
-impl Adapters {
-    /// Starts the configured CAP and CAD adapters' NATS listeners (until `shutdown`), publishing
-    /// through `intake` and applying source updates to `cases`; the HTTP routes come from
-    /// [`Adapters::router`].
-    pub async fn start(
-        js: &jetstream::Context,
-        client: async_nats::Client,
-        cases: Arc<CaseBook>,
-        intake: Intake,
-        settings: AdapterSettings,
-        shutdown: CancellationToken,
-    ) -> Result<(Arc<Self>, Vec<JoinHandle<()>>), String> {
-        let commerce = match &settings.commerce {
-            Some(config) => Some(commerce::Platforms::open(js, config).await?),
-            None => None,
-        };
-        let adapters = Arc::new(Self {
-            intake,
-            cases,
-            cap: settings.cap,
-            cad: settings.cad,
-            commerce,
-            max_report_bytes: settings.max_report_bytes,
-        });
-        let mut tasks = Vec::new();
-        let listeners = [
-            adapters.cap.as_ref().map(|c| (Kind::Cap, c.subject.clone())),
-            adapters.cad.as_ref().map(|c| (Kind::Cad, c.subject.clone())),
-        ];
-        for (kind, subject) in listeners.into_iter().flatten() {
-            let subscriber = client
-                .queue_subscribe(subject.clone(), QUEUE_GROUP.to_owned())
-                .await
-                .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
-            info!(adapter = kind.name(), %subject, "adapter listening on NATS");
-            let (adapters, client, shutdown) = (adapters.clone(), client.clone(), shutdown.clone());
-            tasks.push(tokio::spawn(async move { adapters.listen(kind, client, subscriber, shutdown).await }));
-        }
-        Ok((adapters, tasks))
-    }
-
-    /// The intake every adapter publishes through (Open311 and grid take it from here).
-    pub fn intake(&self) -> &Intake {
-        &self.intake
-    }
-
-    async fn listen(
-        &self,
-        kind: Kind,
-        client: async_nats::Client,
-        mut subscriber: async_nats::Subscriber,
-        shutdown: CancellationToken,
-    ) {
-        loop {
-            let msg = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                msg = subscriber.next() => match msg { Some(m) => m, None => break },
-            };
-            let reply = match self.handle(kind, &msg.payload).await {
-                Ok(receipt) => serde_json::to_vec(&receipt),
-                Err(e) => {
-                    self.dead_letter(kind, &msg.subject, msg.payload.clone(), &e).await;
-                    serde_json::to_vec(&ErrorBody { error: e.to_string(), code: e.status().1.to_owned() })
-                }
-            };
-            if let (Some(to), Ok(body)) = (msg.reply.clone(), reply)
-                && let Err(e) = client.publish(to, body.into()).await
-            {
-                warn!(adapter = kind.name(), error = %e, "cannot reply to a NATS request");
-            }
-        }
-        let _ = subscriber.unsubscribe().await;
-    }
-
-    /// A CAP or CAD message as received over NATS or HTTP.
-    async fn handle(&self, kind: Kind, payload: &[u8]) -> Result<Receipt, IntakeError> {
-        if payload.len() > MAX_BODY {
-            return Err(IntakeError::TooLarge);
-        }
-        let message = match kind {
-            Kind::Cap => {
-                let config = self.cap.as_ref().ok_or_else(|| IntakeError::NotFound("CAP is not configured".into()))?;
-                cap::to_intake(&cap::parse(payload)?, config)?
-            }
-            Kind::Cad => {
-                let config = self.cad.as_ref().ok_or_else(|| IntakeError::NotFound("CAD is not configured".into()))?;
-                cad::to_intake(payload, config)?
-            }
-            Kind::Commerce => return Err(IntakeError::NotFound("commerce orders come over HTTP only".into())),
-        };
-        self.submit(kind, message).await
-    }
-
-    /// Does what a message asks: publishes its case through the [`Intake`] (counted `reported`
-    /// or `duplicate`), or applies its source update to the case book (counted `updated`).
-    async fn submit(&self, kind: Kind, message: Message) -> Result<Receipt, IntakeError> {
-        match message {
-            Message::Report(event) => {
-                let size = serde_json::to_vec(&event).map(|b| b.len()).unwrap_or(usize::MAX);
-                if size > self.max_report_bytes {
-                    return Err(IntakeError::Invalid(format!(
-                        "the case would be {size} bytes, over the bus's {}-byte limit for a report: too many area \
-                         vertices or too much text",
-                        self.max_report_bytes
-                    )));
-                }
-                let submitted = self.intake.for_adapter(kind.name()).submit(&event).await?;
-                let outcome = if submitted.duplicate { "duplicate" } else { "reported" };
-                Ok(Receipt {
-                    cases: vec![CaseReceipt { case_id: submitted.case_id, outcome: outcome.into(), state: None }],
-                })
-            }
-            Message::Act { source, case_ids, action } => {
-                let actor = Actor { kind: ActorKind::Source, id: source };
-                let outcome = match &action {
-                    Action::Cancel { .. } => "cancelled",
-                    Action::Resolve { .. } => "resolved",
-                    _ => "updated",
-                };
-                let mut cases = Vec::with_capacity(case_ids.len());
-                for case_id in case_ids {
-                    let record = self.cases.act(&case_id, &actor, &action).await?;
-                    self.intake.metrics.report(kind.name(), "updated");
-                    cases.push(CaseReceipt { case_id, outcome: outcome.into(), state: Some(record.state) });
-                }
-                Ok(Receipt { cases })
-            }
-        }
-    }
-
-    /// Keeps a refused message in `deadletter.adapter_<name>` with the reason, and counts it.
-    async fn dead_letter(&self, kind: Kind, subject: &str, payload: Bytes, error: &IntakeError) {
-        let reason = error.to_string();
-        self.intake.for_adapter(kind.name()).dead_letter(error.status().1, &reason, subject, payload).await;
-    }
-
-    /// The HTTP routes of the configured adapters; `gate` says whose the Bearer keys of CAP and
-    /// CAD senders are (commerce platforms sign instead). Bodies up to [`MAX_BODY`].
-    pub fn router<S: Clone + Send + Sync + 'static>(self: &Arc<Self>, gate: Arc<dyn Gate>) -> Router<S> {
-        let http = Http { adapters: self.clone(), gate };
-        let mut router = Router::new();
-        if self.cap.is_some() {
-            router = router.route("/api/adapters/cap", post(post_cap));
-        }
-        if self.cad.is_some() {
-            router = router.route("/api/adapters/cad", post(post_cad));
-        }
-        if self.commerce.is_some() {
-            router = router.route("/api/adapters/commerce/{platform}/orders", post(post_order));
-        }
-        router.with_state(http)
-    }
-}
-
-/// Which adapter, for metrics, dead letters and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Cap,
-    Cad,
-    Commerce,
-}
-
-impl Kind {
-    /// The metrics' `adapter` label; dead letters go to `deadletter.adapter_<name>`.
-    fn name(self) -> &'static str {
-        match self {
-            Self::Cap => "cap",
-            Self::Cad => "cad",
-            Self::Commerce => "commerce",
-        }
-    }
-}
-
-#[derive(Clone)]
-struct Http {
-    adapters: Arc<Adapters>,
-    gate: Arc<dyn Gate>,
-}
-
-impl Http {
-    /// A CAP or CAD sender must present a source key speaking for that adapter's source
-    /// (`/cap`, `/cad`): a source key reaches only its own system's cases.
-    fn authorize(&self, headers: &HeaderMap, source: &str) -> Result<(), IntakeError> {
-        let key = web::bearer(headers).ok_or_else(|| {
-            IntakeError::Unauthorized("an Authorization: Bearer <source key> header is required".into())
-        })?;
-        match self.gate.caller(&key) {
-            Some(Caller::Source(s)) if s == source => Ok(()),
-            Some(Caller::Source(s)) => {
-                Err(IntakeError::Forbidden(format!("this key speaks for source {s:?}, not {source:?}")))
-            }
-            Some(_) => Err(IntakeError::Unauthorized("only a source key may submit source messages".into())),
-            None => Err(IntakeError::Unauthorized("unknown API key".into())),
-        }
-    }
-
-    /// Answers a message: the receipt (202 for a new case, 200 for an update), or the refusal,
-    /// dead-lettered with the bytes received.
-    async fn answer(&self, kind: Kind, path: &str, body: Bytes, result: Result<Receipt, IntakeError>) -> Response {
-        match result {
-            Ok(receipt) => {
-                let new = receipt.cases.iter().any(|c| c.state.is_none());
-                let status = if new { StatusCode::ACCEPTED } else { StatusCode::OK };
-                (status, axum::Json(receipt)).into_response()
-            }
-            Err(e) => {
-                self.adapters.dead_letter(kind, path, body, &e).await;
-                e.into_response()
-            }
-        }
-    }
-}
-
-/// Reads a body of at most [`MAX_BODY`] bytes. A `Content-Length` over it is refused at once,
-/// without reading a byte; a body that turns out longer is refused when it passes the limit.
-async fn read_body(headers: &HeaderMap, body: Body) -> (Bytes, Result<(), IntakeError>) {
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return (Bytes::new(), Err(IntakeError::TooLarge));
-    }
-    match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => (bytes, Ok(())),
-        Err(e) => {
-            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            let error = if too_large {
-                IntakeError::TooLarge
-            } else {
-                IntakeError::Malformed(format!("cannot read the body: {e}"))
-            };
-            (Bytes::new(), Err(error))
-        }
-    }
-}
-
-fn content_type_is(headers: &HeaderMap, accepted: &[&str]) -> Result<(), IntakeError> {
-    let given = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let essence = given.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    if accepted.contains(&essence.as_str()) {
-        Ok(())
-    } else {
-        Err(IntakeError::UnsupportedMediaType(format!("Content-Type {given:?}: expected {}", accepted.join(" or "))))
-    }
-}
-
-async fn post_cap(State(http): State<Http>, headers: HeaderMap, body: Body) -> Response {
-    let (bytes, read) = read_body(&headers, body).await;
-    let result = async {
-        http.authorize(&headers, cap::SOURCE)?;
-        content_type_is(&headers, &["application/cap+xml", "application/xml", "text/xml"])?;
-        read?;
-        http.adapters.handle(Kind::Cap, &bytes).await
-    }
-    .await;
-    http.answer(Kind::Cap, "/api/adapters/cap", bytes, result).await
-}
-
-async fn post_cad(State(http): State<Http>, headers: HeaderMap, body: Body) -> Response {
-    let (bytes, read) = read_body(&headers, body).await;
-    let result = async {
-        http.authorize(&headers, cad::SOURCE)?;
-        content_type_is(&headers, &["application/json"])?;
-        read?;
-        http.adapters.handle(Kind::Cad, &bytes).await
-    }
-    .await;
-    http.answer(Kind::Cad, "/api/adapters/cad", bytes, result).await
-}
-
-async fn post_order(
-    State(http): State<Http>,
-    Path(platform): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let (bytes, read) = read_body(&headers, body).await;
-    let path = format!("/api/adapters/commerce/{}/orders", linkbus_wire::truncated(platform.clone(), 64));
-    let result = async {
-        read?;
-        let platforms = http
-            .adapters
-            .commerce
-            .as_ref()
-            .ok_or_else(|| IntakeError::NotFound("commerce is not configured".into()))?;
-        let now = Timestamp::now().as_second();
-        let delivery = platforms.verify(&platform, &headers, &bytes, now)?;
-        content_type_is(&headers, &["application/json"])?;
-        let message = platforms.to_intake(&platform, &bytes)?;
-        platforms.claim(&delivery).await?;
-        let submitted = http.adapters.submit(Kind::Commerce, message).await;
-        if matches!(submitted, Err(IntakeError::Unavailable(_))) {
-            platforms.release(&delivery).await;
-        }
-        submitted
-    }
-    .await;
-    http.answer(Kind::Commerce, &path, bytes, result).await
-}
-
-/// How long a commerce delivery id is remembered: past it the timestamp is stale anyway.
-pub const DELIVERY_MEMORY: Duration = Duration::from_secs(10 * 60);
-
-/// A KV store keyed by delivery: `create` fails if the key exists, which is what detects a
-/// replay across every linkbus replica.
-pub(crate) async fn claim_once(store: &kv::Store, key: &str) -> Result<(), IntakeError> {
-    match store.create(key, Bytes::from_static(b"1")).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-            Err(IntakeError::Conflict("this delivery was already received (replayed delivery id)".into()))
-        }
-        Err(e) => Err(IntakeError::Unavailable(format!("the delivery store is unavailable: {e}"))),
-    }
-}
-
-/// What adapters need to know of the case book: the case a source's own id became.
-pub trait CaseLookup: Send + Sync + 'static {
-    /// One case, by its id.
-    fn get(&self, case_id: &str) -> Option<CaseRecord>;
-    /// The case of the report `source_id` from the CloudEvents `source` (the merged-into case for
-    /// a merged report).
-    fn by_source_id(&self, source: &str, source_id: &str) -> Option<CaseRecord>;
-    /// Every case whose first report came from `source`, newest first.
-    fn of_source(&self, source: &str) -> Vec<CaseRecord>;
-}
-
-impl CaseLookup for CaseBook {
-    fn get(&self, case_id: &str) -> Option<CaseRecord> {
-        CaseBook::get(self, case_id)
-    }
-
-    fn by_source_id(&self, source: &str, source_id: &str) -> Option<CaseRecord> {
-        CaseBook::by_source_id(self, Some(source), source_id)
-    }
-
-    fn of_source(&self, source: &str) -> Vec<CaseRecord> {
-        let mut all = CaseBook::list(self, &CaseFilter::default());
-        all.retain(|r| r.reports.first().is_some_and(|first| first.source == source));
-        all
+        let status = StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.body())).into_response()
     }
 }
 
@@ -610,14 +251,14 @@ pub fn digest_id(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))[..16].to_owned()
 }
 
-/// Publishes adapters' reports and dead letters, and counts them.
+/// Publishes adapters' reports and dead letters, applies their source updates, and counts them.
 #[derive(Clone)]
 pub struct Intake {
     js: jetstream::Context,
-    cases: Arc<dyn CaseLookup>,
+    cases: Arc<dyn CaseStore>,
     metrics: AdapterMetrics,
-    /// The adapter's name: the metrics' `adapter` label; its dead letters go to
-    /// `deadletter.adapter_<name>`.
+    /// The adapter's name ([`AdapterKind::name`]): the metrics' `adapter` label; its dead letters go
+    /// to `deadletter.adapter_<name>`.
     adapter: &'static str,
 }
 
@@ -628,19 +269,20 @@ impl std::fmt::Debug for Intake {
 }
 
 impl Intake {
-    /// Publishes on `js`, asking `cases` for reports already known, counting into `metrics`.
-    pub fn new(js: jetstream::Context, cases: Arc<dyn CaseLookup>, metrics: AdapterMetrics) -> Self {
+    /// Publishes on `js`, asking `cases` for reports already known, counting into `metrics`;
+    /// each adapter takes its own with [`Intake::for_adapter`].
+    pub fn new(js: jetstream::Context, cases: Arc<dyn CaseStore>, metrics: AdapterMetrics) -> Self {
         Self { js, cases, metrics, adapter: "adapter" }
     }
 
-    /// This intake for one adapter, by its name (`open311`, `grid`): its metrics' label, and its
-    /// dead letters' stage `adapter_<name>`.
-    pub fn for_adapter(&self, adapter: &'static str) -> Self {
-        Self { adapter, ..self.clone() }
+    /// This intake for one adapter: its metrics' label, and its dead letters' stage
+    /// `adapter_<name>`.
+    pub fn for_adapter(&self, kind: AdapterKind) -> Self {
+        Self { adapter: kind.name(), ..self.clone() }
     }
 
     /// The case book this intake asks.
-    pub fn cases(&self) -> &dyn CaseLookup {
+    pub fn cases(&self) -> &dyn CaseStore {
         self.cases.as_ref()
     }
 
@@ -662,23 +304,35 @@ impl Intake {
             metrics: self.metrics.clone(),
             adapter: self.adapter,
         };
-        if let Some(known) = self.cases.by_source_id(&event.source, &event.data.source_id) {
+        if let Some(known) = self.cases.by_source_id(Some(&event.source), &event.data.source_id) {
             debug!(case_id = %known.case_id, "report already has a case");
             return Ok(pending(subject, None));
         }
-        let payload = Bytes::from(
-            serde_json::to_vec(event).map_err(|e| IntakeError::Unavailable(format!("encoding the event: {e}")))?,
-        );
-        let ack = nats::publish(&self.js, subject.clone(), &event.id, payload)
-            .await
-            .map_err(|e| IntakeError::Unavailable(e.to_string()))?;
+        let payload = Bytes::from(serde_json::to_vec(event).map_err(IntakeError::Encode)?);
+        let ack = nats::publish(&self.js, subject.clone(), &event.id, payload).await.map_err(IntakeError::Bus)?;
         Ok(pending(subject, Some(ack)))
     }
 
-    /// Keeps refused input in `deadletter.adapter_<name>` with the reason and its short `code`
-    /// (`too_large`, `malformed`, `invalid`); `original` says where it came from (a subject, or
+    /// Applies a source's update `action` to its case `case_id`, as the `source` actor `source`
+    /// (the case book refuses another source's case); counted `updated`.
+    pub async fn act(&self, case_id: &str, source: &str, action: &Action) -> Result<CaseRecord, IntakeError> {
+        let actor = Actor { kind: wire::ActorKind::Source, id: source.to_owned() };
+        let record = self.cases.act(case_id, &actor, action).await.map_err(|e| IntakeError::from_act(case_id, e))?;
+        self.metrics.report(self.adapter, "updated");
+        Ok(record)
+    }
+
+    /// Keeps a refused message in `deadletter.adapter_<name>` with the refusal as its reason and
+    /// its code as the reason code; `original` says where it came from (a subject or a route).
+    pub async fn refuse(&self, error: &IntakeError, original: &str, payload: Bytes) {
+        self.dead_letter(error.code(), &error.to_string(), original, payload).await;
+    }
+
+    /// Keeps refused input in `deadletter.adapter_<name>` with the reason and its `code`
+    /// (`too_large`, `malformed`, `invalid`…); `original` says where it came from (a subject, or
     /// `POST /open311/v2/requests.json`). Failing to, it logs: the sender has its error either way.
-    pub async fn dead_letter(&self, code: &str, reason: &str, original: &str, payload: Bytes) {
+    pub async fn dead_letter(&self, code: ErrorCode, reason: &str, original: &str, payload: Bytes) {
+        let code = code.as_str();
         let stage = format!("adapter_{}", self.adapter);
         let stage = stage.as_str();
         self.metrics.dead_letter(self.adapter, stage, code);
@@ -721,11 +375,7 @@ impl PendingSubmit {
         let duplicate = match self.ack {
             None => true,
             Some(ack) => {
-                ack.await
-                    .map_err(|e| {
-                        IntakeError::Unavailable(format!("publish to {} not acknowledged: {e}", self.subject))
-                    })?
-                    .duplicate
+                ack.await.map_err(|source| IntakeError::NotAcknowledged { subject: self.subject, source })?.duplicate
             }
         };
         self.metrics.report(self.adapter, if duplicate { "duplicate" } else { "reported" });
@@ -745,5 +395,14 @@ mod tests {
         assert!(wire::is_event_id(&odd));
         assert_eq!(odd, event_id("grid", "巡查/2026.001"), "stable");
         assert_ne!(odd, event_id("grid", "巡查/2026.002"));
+    }
+
+    #[test]
+    fn case_book_refusals_keep_their_codes() {
+        let code = |e: ActError| IntakeError::from_act("cad-1", e).code();
+        assert_eq!(code(ActError::NotFound("cad-1".into())), ErrorCode::NotFound);
+        assert_eq!(code(ActError::Refused(Refused::Forbidden("not yours".into()))), ErrorCode::Forbidden);
+        assert_eq!(code(ActError::Refused(Refused::Invalid("cancelled".into()))), ErrorCode::Conflict);
+        assert_eq!(code(ActError::Store("down".into())), ErrorCode::Unavailable);
     }
 }

@@ -6,14 +6,13 @@
 //!
 //! and their dead letters in `linkbus_deadletters_total` (stages `adapter_<adapter>`, reasons the
 //! refusal codes: `too_large`, `malformed`, `invalid`, and for CAP, CAD and commerce those of
-//! [`IntakeError::status`](crate::intake::IntakeError::status)), registered by the router's
+//! [`IntakeError::code`](crate::intake::IntakeError::code)), registered by the router's
 //! metrics. Registered once per process (`linkbus`'s `Metrics::register_service`): a second
 //! registration fails.
 
 use prometheus::{IntCounterVec, Opts, Registry};
 
-/// The `adapter` label's values.
-const ADAPTERS: [&str; 5] = [crate::open311::STAGE, crate::grid::STAGE, "cap", "cad", "commerce"];
+use crate::kind::AdapterKind;
 
 /// The `outcome` label's values.
 const OUTCOMES: [&str; 4] = ["reported", "duplicate", "updated", "refused"];
@@ -39,9 +38,9 @@ impl AdapterMetrics {
         )?;
         registry.register(Box::new(reports.clone()))?;
         // Every series exists from the start (at 0), so rates and alerts see the first report.
-        for adapter in ADAPTERS {
+        for adapter in AdapterKind::ALL {
             for outcome in OUTCOMES {
-                reports.with_label_values(&[adapter, outcome]);
+                reports.with_label_values(&[adapter.name(), outcome]);
             }
         }
         Ok(Self { reports, deadletters: deadletters.clone() })

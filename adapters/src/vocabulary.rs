@@ -38,6 +38,22 @@ impl Default for CategoryMap {
     }
 }
 
+/// A category map whose targets are not all bus categories.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    /// The `unknown` category is not a bus category.
+    #[error("unknown = {0:?} is not a bus category (lowercase letters, digits, '_')")]
+    Unknown(String),
+    /// An entry maps to something that is not a bus category.
+    #[error("{from:?} = {to:?}: not a bus category (lowercase letters, digits, '_')")]
+    Target {
+        /// The source's value.
+        from: String,
+        /// What it maps to.
+        to: String,
+    },
+}
+
 /// The bus category a foreign value maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapped {
@@ -54,12 +70,12 @@ impl CategoryMap {
     }
 
     /// Checks that every target is a valid bus category; the error names the offending entry.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), MapError> {
         if !is_category(&self.unknown) {
-            return Err(format!("unknown = {:?} is not a bus category (lowercase letters, digits, '_')", self.unknown));
+            return Err(MapError::Unknown(self.unknown.clone()));
         }
         match self.map.iter().find(|(_, to)| !is_category(to)) {
-            Some((from, to)) => Err(format!("{from:?} = {to:?}: not a bus category (lowercase letters, digits, '_')")),
+            Some((from, to)) => Err(MapError::Target { from: from.clone(), to: to.clone() }),
             None => Ok(()),
         }
     }
@@ -106,7 +122,7 @@ mod tests {
     #[test]
     fn refuses_targets_that_are_not_categories() {
         assert!(CategoryMap::from_pairs([("a", "fire")]).validate().is_ok());
-        let err = CategoryMap::from_pairs([("a", "Fire!")]).validate().expect_err("bad target");
+        let err = CategoryMap::from_pairs([("a", "Fire!")]).validate().expect_err("bad target").to_string();
         assert!(err.contains("\"a\""), "{err}");
         let map: CategoryMap = toml::from_str("unknown = \"X\"").expect("toml");
         assert!(map.validate().is_err());

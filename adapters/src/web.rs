@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, FromRequest};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use bytes::Bytes;
@@ -38,13 +39,15 @@ pub fn media_type(headers: &HeaderMap) -> String {
 }
 
 /// A body that could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     /// Larger than the route's `DefaultBodyLimit` (the body is not kept: it could be anything up
     /// to the client's patience).
+    #[error("the body is larger than the route takes")]
     TooLarge,
     /// The connection failed while reading.
-    Broken(String),
+    #[error("cannot read the body: {0}")]
+    Broken(#[source] BytesRejection),
 }
 
 /// Reads the whole body of `request`, at most the route's `DefaultBodyLimit`.
@@ -52,7 +55,7 @@ pub async fn read_body(request: Request<Body>) -> Result<Bytes, BodyError> {
     match Bytes::from_request(request, &()).await {
         Ok(bytes) => Ok(bytes),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(BodyError::TooLarge),
-        Err(e) => Err(BodyError::Broken(e.body_text())),
+        Err(e) => Err(BodyError::Broken(e)),
     }
 }
 

@@ -7,12 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use linkbus_adapters::cad::CadConfig;
-use linkbus_adapters::cap::CapConfig;
-use linkbus_adapters::commerce::CommerceConfig;
-use linkbus_adapters::grid::GridConfig;
-use linkbus_adapters::intake::AdapterSettings;
-use linkbus_adapters::open311::Open311Config;
+pub use linkbus_adapters::registry::AdaptersConfig;
 use linkbus_bus::nats::StreamSettings;
 use linkbus_cases::book::BookConfig;
 use linkbus_cases::lifecycle::{Deadlines, MergePolicy, Policy};
@@ -46,46 +41,6 @@ pub struct Config {
     pub console: ConsoleConfig,
     /// Source-system adapters (`docs/adapters.md`).
     pub adapters: AdaptersConfig,
-}
-
-/// `[adapters]`: one table per source-system adapter. Every adapter runs unless its table says
-/// `enabled = false` (the commerce adapter serves orders once a platform is configured).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AdaptersConfig {
-    /// `[adapters.open311]`: the Open311 GeoReport v2 API at `/open311/v2/`.
-    pub open311: Open311Config,
-    /// `[adapters.grid]`: grid-management reports on `adapter.grid.report` and batch uploads.
-    pub grid: GridConfig,
-    /// `[adapters.cap]`: CAP 1.2 alerts over HTTP and NATS (`linkbus_adapters::cap`).
-    pub cap: CapConfig,
-    /// `[adapters.cad]`: dispatch-system incidents over HTTP and NATS (`linkbus_adapters::cad`).
-    pub cad: CadConfig,
-    /// `[adapters.commerce]`: signed order webhooks of commercial platforms
-    /// (`linkbus_adapters::commerce`).
-    pub commerce: CommerceConfig,
-}
-
-impl AdaptersConfig {
-    /// The CAP, CAD and commerce adapters `linkbus_adapters::intake::Adapters::start` runs;
-    /// `max_report_bytes` is the routers' `[router] max_payload_bytes`.
-    pub fn settings(&self, max_report_bytes: usize) -> AdapterSettings {
-        let commerce = &self.commerce;
-        AdapterSettings {
-            cap: Some(self.cap.clone()).filter(|c| c.enabled),
-            cad: Some(self.cad.clone()).filter(|c| c.enabled),
-            commerce: Some(commerce.clone()).filter(|c| c.enabled && !c.platforms.is_empty()),
-            max_report_bytes,
-        }
-    }
-
-    fn check(&self) -> anyhow::Result<()> {
-        self.open311.validate().map_err(|e| anyhow::anyhow!("adapters.open311.{e}"))?;
-        self.grid.validate().map_err(|e| anyhow::anyhow!("adapters.grid.{e}"))?;
-        self.cap.categories.validate().map_err(|e| anyhow::anyhow!("adapters.cap.categories: {e}"))?;
-        self.cad.categories.validate().map_err(|e| anyhow::anyhow!("adapters.cad.categories: {e}"))?;
-        self.commerce.validate().map_err(|e| anyhow::anyhow!("adapters.commerce: {e}"))
-    }
 }
 
 /// Accept and resolve deadlines for one priority, seconds.
@@ -303,7 +258,7 @@ impl Config {
             "lifecycle.merge_distance_m must be >= 0"
         );
         anyhow::ensure!((10..=60_000).contains(&l.tick_ms), "lifecycle.tick_ms must be 10 to 60000");
-        self.adapters.check()?;
+        self.adapters.validate()?;
         self.check_api()
     }
 
@@ -383,6 +338,7 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use linkbus_adapters::adapter::AdapterConfig as _;
     use linkbus_http::config::ApiRole;
 
     use super::*;
@@ -401,10 +357,10 @@ mod tests {
                     [[adapters.commerce.platforms]]\nid = \"meals\"\nsecret = \"s\"\n";
         let config = Config::parse(text).expect("adapters parse");
         assert_eq!(config.adapters.cad.subject, "cad.in");
-        assert!(config.adapters.settings(1024).commerce.is_some(), "a platform configured: commerce runs");
+        assert!(config.adapters.commerce.enabled(), "a platform configured: commerce runs");
         let off = Config::parse("[adapters.cap]\nenabled = false\n").expect("parses");
-        assert!(off.adapters.settings(1024).cap.is_none() && off.adapters.settings(1024).cad.is_some());
-        assert!(off.adapters.settings(1024).commerce.is_none(), "no platform: no commerce routes");
+        assert!(!off.adapters.cap.enabled() && off.adapters.cad.enabled());
+        assert!(!off.adapters.commerce.enabled(), "no platform: no commerce routes");
         assert_eq!(config.adapters.cap.subject, "adapter.cap");
         let unsigned = "[[adapters.commerce.platforms]]\nid = \"meals\"\n";
         assert!(Config::parse(unsigned).expect_err("no secret").to_string().contains("secret"));

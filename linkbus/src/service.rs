@@ -10,7 +10,8 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use linkbus_adapters::intake::{Adapters, Intake};
+use linkbus_adapters::intake::Intake;
+use linkbus_adapters::registry::Adapters;
 use linkbus_bus::nats;
 use linkbus_cases::book::{CaseBook, NextVolunteers};
 use linkbus_cases::lifecycle::Ladder;
@@ -293,7 +294,7 @@ impl Service {
         }
         let intake = Intake::new(js.clone(), cases.clone(), adapter_metrics);
         let (adapters, adapter_tasks) =
-            crate::adapters::start(config, &js, client.clone(), cases.clone(), intake, shutdown.clone()).await?;
+            crate::adapters::start(config, &js, client.clone(), intake, shutdown.clone()).await?;
         tasks.extend(adapter_tasks);
         let router = router_service::run(js.clone(), state.clone(), config.service_config(source), shutdown.clone());
         tasks.push(tokio::spawn(async move {

@@ -174,7 +174,7 @@ async fn a_patrol_batch_and_a_nats_report_become_management_cases() {
 
     // Not CSV nor JSON lines; too big.
     let (status, error) = upload(&base, Some(PATROL), "text/plain", b"hello".to_vec()).await;
-    assert_eq!((status, error["code"].clone()), (415, json!("invalid")));
+    assert_eq!((status, error["code"].clone()), (415, json!("unsupported_media_type")));
     let (status, error) = upload(&base, Some(PATROL), "text/csv", vec![b'a'; 10 * 1024 * 1024]).await;
     assert_eq!((status, error["code"].clone()), (413, json!("too_large")));
 

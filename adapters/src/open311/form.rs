@@ -1,0 +1,340 @@
+//! What a resident posts to `POST requests`: the form as read ([`parse_form`]), the fields
+//! linkbus takes from it ([`Posted`]), and the case event it becomes, or why it cannot
+//! ([`RequestError`]).
+
+use jiff::Timestamp;
+use linkbus_wire::{self as wire, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
+use percent_encoding::percent_decode;
+
+use super::config::Open311Config;
+use crate::intake::{digest_id, event_id};
+
+/// The event id prefix of Open311 requests (`open311-<id>`).
+pub(super) const PREFIX: &str = "open311";
+/// Longest `description`, characters (the spec's limit).
+pub const MAX_DESCRIPTION: usize = 4000;
+/// Most `attribute[…]` fields a request may carry.
+pub const MAX_ATTRIBUTES: usize = 32;
+
+/// Why a posted request cannot be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The form is not UTF-8 once percent-decoded.
+    #[error("the form is not UTF-8 (after percent-decoding)")]
+    NotUtf8(#[source] std::str::Utf8Error),
+    /// A field is missing, given twice, too long or out of range; the message names it.
+    #[error("{0}")]
+    Field(String),
+    /// `lat` or `long` is not a number.
+    #[error("{field} {text:?} is not a number")]
+    NotANumber {
+        /// `lat` or `long`.
+        field: &'static str,
+        /// What was posted.
+        text: String,
+        /// The parser's error.
+        #[source]
+        source: std::num::ParseFloatError,
+    },
+    /// A request whose case the bus would refuse.
+    #[error("{0}")]
+    Report(#[source] wire::Invalid),
+}
+
+/// The fields of a posted request that linkbus reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Posted {
+    service_code: String,
+    lat: Option<String>,
+    long: Option<String>,
+    address_string: Option<String>,
+    address_id: Option<String>,
+    datum: Option<String>,
+    description: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+    media_url: Option<String>,
+    device_id: Option<String>,
+    pub(super) account_id: Option<String>,
+    attributes: Vec<(String, String)>,
+    /// Every field but `api_key`, sorted: what the request id is a digest of.
+    canonical: Vec<(String, String)>,
+}
+
+/// Fields the spec defines that linkbus accepts and ignores.
+const IGNORED: &[&str] = &["api_key", "jurisdiction_id"];
+
+impl Posted {
+    pub(super) fn read(pairs: &[(String, String)]) -> Result<Self, RequestError> {
+        let mut p = Posted::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, value) in pairs {
+            if let Some(code) = name.strip_prefix("attribute[") {
+                let code = code.strip_suffix("[]").unwrap_or(code).strip_suffix(']').unwrap_or_default();
+                if code.is_empty() || code.len() > 64 || value.len() > 512 {
+                    return Err(RequestError::Field(format!(
+                        "{name}: an attribute is attribute[code]=value, code ≤ 64 and value ≤ 512 bytes"
+                    )));
+                }
+                if p.attributes.len() == MAX_ATTRIBUTES {
+                    return Err(RequestError::Field(format!("more than {MAX_ATTRIBUTES} attributes")));
+                }
+                p.attributes.push((code.to_owned(), value.clone()));
+                continue;
+            }
+            if seen.contains(&name.as_str()) {
+                return Err(RequestError::Field(format!("{name} is given twice")));
+            }
+            seen.push(name);
+            let slot = match name.as_str() {
+                "service_code" => {
+                    p.service_code = value.trim().to_owned();
+                    continue;
+                }
+                "lat" => &mut p.lat,
+                "long" => &mut p.long,
+                "address_string" => &mut p.address_string,
+                "address_id" => &mut p.address_id,
+                "datum" => &mut p.datum,
+                "description" => &mut p.description,
+                "first_name" => &mut p.first_name,
+                "last_name" => &mut p.last_name,
+                "phone" => &mut p.phone,
+                "email" => &mut p.email,
+                "media_url" => &mut p.media_url,
+                "device_id" => &mut p.device_id,
+                "account_id" => &mut p.account_id,
+                // Unknown fields are let through, as the spec's servers do (clients add their own).
+                _ => continue,
+            };
+            *slot = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+        }
+        p.canonical = pairs.iter().filter(|(k, _)| !IGNORED.contains(&k.as_str())).cloned().collect();
+        p.canonical.sort();
+        Ok(p)
+    }
+
+    /// The request id: a digest of what was posted.
+    fn request_id(&self) -> String {
+        let mut text = Vec::new();
+        for (k, v) in &self.canonical {
+            text.extend_from_slice(k.as_bytes());
+            text.push(b'=');
+            text.extend_from_slice(v.as_bytes());
+            text.push(0);
+        }
+        digest_id(&text)
+    }
+
+    /// The case event, or what is wrong with the request.
+    pub(super) fn event(&self, config: &Open311Config, now: Timestamp) -> Result<CloudEvent<CaseReport>, RequestError> {
+        if self.service_code.is_empty() || self.service_code.len() > 64 {
+            return Err(RequestError::Field("service_code is required (at most 64 bytes)".into()));
+        }
+        let (lat, long) = match (&self.lat, &self.long) {
+            (Some(lat), Some(long)) => (lat, long),
+            (None, None) if self.address_string.is_some() || self.address_id.is_some() => {
+                return Err(RequestError::Field(
+                    "lat and long are required: linkbus routes by location and does not geocode address_string or \
+                     address_id"
+                        .into(),
+                ));
+            }
+            _ => return Err(RequestError::Field("lat and long are required".into())),
+        };
+        let number = |field: &'static str, text: &str| {
+            text.parse::<f64>().map_err(|source| RequestError::NotANumber { field, text: text.to_owned(), source })
+        };
+        let location = Location { lon: number("long", long)?, lat: number("lat", lat)? };
+        if !location.lat.is_finite() || !(-90.0..=90.0).contains(&location.lat) {
+            return Err(RequestError::Field(format!("lat {lat} is not a latitude in [-90, 90]")));
+        }
+        if !location.lon.is_finite() || !(-180.0..=180.0).contains(&location.lon) {
+            return Err(RequestError::Field(format!("long {long} is not a longitude in [-180, 180]")));
+        }
+        let datum = match &self.datum {
+            None => Datum::Wgs84,
+            Some(d) => {
+                Datum::parse(d).ok_or_else(|| RequestError::Field(format!("datum {d:?}: wgs84, gcj02 or bd09")))?
+            }
+        };
+        if self.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
+            return Err(RequestError::Field(format!("description is longer than {MAX_DESCRIPTION} characters")));
+        }
+        for (name, value) in [
+            ("first_name", &self.first_name),
+            ("last_name", &self.last_name),
+            ("phone", &self.phone),
+            ("email", &self.email),
+            ("device_id", &self.device_id),
+            ("account_id", &self.account_id),
+            ("address_string", &self.address_string),
+        ] {
+            if value.as_ref().is_some_and(|v| v.len() > 256) {
+                return Err(RequestError::Field(format!("{name} is longer than 256 bytes")));
+            }
+        }
+        if let Some(url) = &self.media_url {
+            let lower = url.to_ascii_lowercase();
+            if url.len() > 2048 || !(lower.starts_with("https://") || lower.starts_with("http://")) {
+                return Err(RequestError::Field("media_url must be an http(s) URL of at most 2048 bytes".into()));
+            }
+        }
+        let mut flags = Vec::new();
+        let category = if config.region_services && wire::is_category(&self.service_code) {
+            let mapped = config.categories.map(&self.service_code);
+            if mapped.known { mapped.category } else { self.service_code.clone() }
+        } else {
+            config.categories.map_flagged(&self.service_code, &mut flags)
+        };
+        let mut description = self.description.clone().unwrap_or_default();
+        if let Some(url) = &self.media_url {
+            description.push_str(&format!("\nMedia: {url}"));
+        }
+        if !self.attributes.is_empty() {
+            let list: Vec<String> = self.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            description.push_str(&format!("\nAttributes: {}", list.join("; ")));
+        }
+        let name = match (&self.first_name, &self.last_name) {
+            (Some(f), Some(l)) => Some(format!("{f} {l}")),
+            (Some(n), None) | (None, Some(n)) => Some(n.clone()),
+            (None, None) => None,
+        };
+        let reporter = (name.is_some() || self.phone.is_some()).then(|| Contact { name, phone: self.phone.clone() });
+        let request_id = self.request_id();
+        let report = CaseReport {
+            system: SourceSystem::PublicService,
+            category,
+            priority: config.priority,
+            location,
+            datum,
+            received_location: None,
+            address: self.address_string.clone(),
+            reporter,
+            description: Some(description.trim().to_owned()).filter(|d| !d.is_empty()),
+            source_id: request_id.clone(),
+            reported_at: now,
+            flags,
+            area: None,
+        };
+        report.validate().map_err(RequestError::Report)?;
+        Ok(CloudEvent::new(
+            event_id(PREFIX, &request_id),
+            &config.source,
+            wire::TYPE_CASE_REPORTED,
+            Some(request_id),
+            now,
+            report,
+        ))
+    }
+}
+
+/// The first value of field `name` in a form, if it decodes (the rest of the form may not).
+pub(super) fn form_value(body: &[u8], name: &str) -> Option<String> {
+    body.split(|&b| b == b'&').find_map(|part| {
+        let mut halves = part.splitn(2, |&b| b == b'=');
+        let field = halves.next()?;
+        (field == name.as_bytes()).then(|| decode_component(halves.next().unwrap_or_default()).ok())?
+    })
+}
+
+/// Reads `application/x-www-form-urlencoded` pairs (also a query string): `+` is a space,
+/// percent-escapes are decoded, and the result must be UTF-8.
+pub fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, RequestError> {
+    body.split(|&b| b == b'&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut halves = part.splitn(2, |&b| b == b'=');
+            let name = decode_component(halves.next().unwrap_or_default())?;
+            let value = decode_component(halves.next().unwrap_or_default())?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// One name or value of a form: `+` is a space, percent-escapes decoded, UTF-8 required.
+fn decode_component(part: &[u8]) -> Result<String, RequestError> {
+    let spaced: Vec<u8> = part.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    percent_decode(&spaced).decode_utf8().map(|s| s.into_owned()).map_err(RequestError::NotUtf8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(form: &str) -> Vec<(String, String)> {
+        parse_form(form.as_bytes()).expect("form")
+    }
+
+    const FORM: &str = "api_key=xyz&jurisdiction_id=sf&service_code=POTHOLE&lat=37.7599&long=-122.4194\
+        &address_string=19th+%26+Guerrero&email=a%40example.org&device_id=d1&account_id=7\
+        &first_name=Ada&last_name=L&phone=555-0100&description=Deep+hole%2C+bikes+swerve\
+        &media_url=https%3A%2F%2Fexample.org%2Fp.jpg&attribute%5BSIZE%5D=large&attribute%5BWHERE%5D%5B%5D=lane";
+
+    #[test]
+    fn a_spec_form_becomes_a_public_service_case() {
+        let posted = Posted::read(&pairs(FORM)).expect("read");
+        let event = posted.event(&Open311Config::default(), Timestamp::UNIX_EPOCH).expect("event");
+        let r = &event.data;
+        assert_eq!((r.system, r.category.as_str()), (SourceSystem::PublicService, "street_defects"));
+        assert_eq!((r.location.lat, r.location.lon), (37.7599, -122.4194));
+        assert_eq!(r.address.as_deref(), Some("19th & Guerrero"));
+        assert_eq!(r.reporter, Some(Contact { name: Some("Ada L".into()), phone: Some("555-0100".into()) }));
+        let description = r.description.as_deref().expect("description");
+        assert!(description.starts_with("Deep hole, bikes swerve\nMedia: https://example.org/p.jpg"), "{description}");
+        assert!(description.ends_with("Attributes: SIZE=large; WHERE=lane"), "{description}");
+        assert_eq!(event.id, format!("open311-{}", r.source_id));
+        assert!(r.flags.is_empty());
+        // The same request with another key is the same request.
+        let again = Posted::read(&pairs(&FORM.replace("api_key=xyz", "api_key=other"))).expect("read");
+        assert_eq!(again.request_id(), posted.request_id());
+        let other = Posted::read(&pairs(&FORM.replace("lane", "kerb"))).expect("read");
+        assert_ne!(other.request_id(), posted.request_id());
+    }
+
+    #[test]
+    fn codes_map_to_categories_or_the_flagged_catch_all() {
+        let config = Open311Config::default();
+        let category = |code: &str| {
+            let form = format!("service_code={code}&lat=37.7&long=-122.4");
+            let event = Posted::read(&pairs(&form)).expect("read").event(&config, Timestamp::UNIX_EPOCH);
+            let event = event.expect("event");
+            (event.data.category, event.data.flags)
+        };
+        assert_eq!(category("SEWER"), ("sewer_issues".into(), vec![]));
+        assert_eq!(category("sewer_issues"), ("sewer_issues".into(), vec![]), "a region category as code");
+        assert_eq!(category("UFO-SIGHTING"), ("uncategorized".into(), vec!["unmapped_category".into()]));
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        let config = Open311Config::default();
+        let refused = |form: &str| -> String {
+            match Posted::read(&pairs(form)) {
+                Err(e) => e.to_string(),
+                Ok(p) => p.event(&config, Timestamp::UNIX_EPOCH).expect_err(form).to_string(),
+            }
+        };
+        assert!(refused("lat=37.7&long=-122.4").contains("service_code"));
+        assert!(refused("service_code=SEWER&lat=91&long=-122.4").contains("lat 91"));
+        assert!(refused("service_code=SEWER&lat=37&long=181").contains("long 181"));
+        assert!(refused("service_code=SEWER&lat=NaN&long=-122.4").contains("lat NaN"));
+        assert!(refused("service_code=SEWER&lat=abc&long=-122.4").contains("not a number"));
+        assert!(refused("service_code=SEWER&address_string=1+Main+St").contains("does not geocode"));
+        assert!(refused("service_code=SEWER&lat=37&long=-122&datum=osgb36").contains("datum"));
+        assert!(refused("service_code=SEWER&lat=37&long=-122&lat=38").contains("twice"));
+        assert!(refused("service_code=SEWER&lat=37&long=-122&media_url=javascript:x").contains("media_url"));
+        let long = format!("service_code=SEWER&lat=37&long=-122&description={}", "x".repeat(4001));
+        assert!(refused(&long).contains("description"));
+        assert!(parse_form(b"a=%FF%FE").expect_err("not UTF-8").to_string().contains("UTF-8"));
+    }
+
+    #[test]
+    fn gcj02_coordinates_are_taken_with_their_datum() {
+        let form = "service_code=SEWER&lat=39.9087&long=116.3975&datum=gcj02";
+        let event = Posted::read(&pairs(form)).expect("read").event(&Open311Config::default(), Timestamp::UNIX_EPOCH);
+        assert_eq!(event.expect("event").data.datum, Datum::Gcj02);
+    }
+}
