@@ -11,62 +11,14 @@ use axum::Router;
 use axum::extract::FromRef;
 use futures::future::BoxFuture;
 use linkbus_adapters::intake::{Caller, Gate};
-use linkbus_cases::book::{ActError, CaseBook, CaseFilter, DepartmentStats};
+use linkbus_cases::book::CaseStore;
 use linkbus_cases::webhooks::{self, Delivery, WebhookError};
-use linkbus_wire::{Action, Actor, CaseRecord};
 
 use crate::auth::Auth;
 use crate::config::{ApiConfig, ApiRole};
 use crate::console::Console;
 use crate::error::Error;
 use crate::rate_limit::RateLimiter;
-
-/// What the API needs of the case book (implemented by [`CaseBook`]).
-pub trait Cases: Send + Sync + 'static {
-    /// Cases matching `filter`, newest first.
-    fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord>;
-    /// One case.
-    fn get(&self, case_id: &str) -> Option<CaseRecord>;
-    /// The case a report with this source-system id belongs to, from the CloudEvents `source`
-    /// given (`None`: from any source).
-    fn by_source_id(&self, source: Option<&str>, source_id: &str) -> Option<CaseRecord>;
-    /// Applies an action by `actor`; the updated case.
-    fn act<'a>(
-        &'a self,
-        case_id: &'a str,
-        actor: &'a Actor,
-        action: &'a Action,
-    ) -> BoxFuture<'a, Result<CaseRecord, ActError>>;
-    /// Per-department handling figures, by department id.
-    fn department_stats(&self) -> Vec<DepartmentStats>;
-}
-
-impl Cases for CaseBook {
-    fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord> {
-        CaseBook::list(self, filter)
-    }
-
-    fn get(&self, case_id: &str) -> Option<CaseRecord> {
-        CaseBook::get(self, case_id)
-    }
-
-    fn by_source_id(&self, source: Option<&str>, source_id: &str) -> Option<CaseRecord> {
-        CaseBook::by_source_id(self, source, source_id)
-    }
-
-    fn act<'a>(
-        &'a self,
-        case_id: &'a str,
-        actor: &'a Actor,
-        action: &'a Action,
-    ) -> BoxFuture<'a, Result<CaseRecord, ActError>> {
-        Box::pin(CaseBook::act(self, case_id, actor, action))
-    }
-
-    fn department_stats(&self) -> Vec<DepartmentStats> {
-        CaseBook::department_stats(self)
-    }
-}
 
 /// What the API needs of the webhooks' delivery records (implemented for a JetStream context by
 /// [`webhooks::deliveries`]).
@@ -92,7 +44,7 @@ pub trait Readiness: Send + Sync + 'static {
 /// readiness, the console, the adapters' routes).
 #[derive(Clone)]
 pub struct ApiState {
-    pub(crate) cases: Arc<dyn Cases>,
+    pub(crate) cases: Arc<dyn CaseStore>,
     pub(crate) deliveries: Option<Arc<dyn Deliveries>>,
     pub(crate) auth: Auth,
     limiter: Arc<RateLimiter>,
@@ -110,7 +62,7 @@ impl std::fmt::Debug for ApiState {
 
 impl ApiState {
     /// The state for `cases` with the keys and limits of `config`.
-    pub fn new(cases: Arc<dyn Cases>, config: &ApiConfig) -> Result<Self, Error> {
+    pub fn new(cases: Arc<dyn CaseStore>, config: &ApiConfig) -> Result<Self, Error> {
         Ok(Self {
             cases,
             deliveries: None,

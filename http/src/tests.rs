@@ -11,7 +11,7 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, StatusCode, header};
 use futures::future::BoxFuture;
 use jiff::Timestamp;
-use linkbus_cases::book::{ActError, CaseFilter, DepartmentStats, involves};
+use linkbus_cases::book::{ActError, CaseFilter, CaseStore, DepartmentStats, involves};
 use linkbus_cases::lifecycle::{self, Ladder, Policy};
 use linkbus_cases::webhooks::{Delivery, DeliveryStatus, WebhookError};
 use linkbus_wire::{self as wire, Action, Actor, CaseRecord, CloudEvent, Contact, RoutedCase};
@@ -24,7 +24,7 @@ use crate::auth::hash_key;
 use crate::config::{ApiConfig, ApiKey, ApiRole};
 use crate::error::MAX_BODY;
 use crate::openapi;
-use crate::state::{ApiState, Cases, Deliveries, Readiness};
+use crate::state::{ApiState, Deliveries, Readiness};
 
 /// The case book without NATS: the lifecycle on records in memory.
 struct Memory {
@@ -32,7 +32,7 @@ struct Memory {
     ladder: Ladder,
 }
 
-impl Cases for Memory {
+impl CaseStore for Memory {
     fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord> {
         let records = self.records.lock().expect("lock");
         records
