@@ -425,7 +425,7 @@ impl CaseBook {
             let id = format!("{}:t{n}", r.case_id);
             let event = CaseEvent { case_id: r.case_id.clone(), state: r.state, entry: entry.clone() };
             let ev = CloudEvent::new(id.clone(), source, wire::TYPE_CASE_EVENT, Some(r.case_id.clone()), now, event);
-            out.push(outgoing(subjects::case_event(&r.case_id, &entry.event), id, &ev));
+            out.push(outgoing(subjects::case_event(&r.case_id, entry.event.as_str()), id, &ev));
         }
         for effect in &outcome.effects {
             match effect {
@@ -906,4 +906,36 @@ fn stats_of<'a>(stats: &'a mut HashMap<String, DepartmentStats>, department: &st
     stats
         .entry(department.to_owned())
         .or_insert_with(|| DepartmentStats { department: department.to_owned(), ..Default::default() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use linkbus_wire::TimelineEvent;
+
+    #[test]
+    fn a_record_with_an_event_this_version_does_not_know_is_read_moved_and_stored_back_with_it() {
+        // As a newer replica would store it during a rolling upgrade.
+        let mut record: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/examples/case-record.json")).expect("the example");
+        let timeline = record["timeline"].as_array_mut().expect("a timeline");
+        let mut newer = timeline[1].clone();
+        newer["event"] = "evacuation_ordered".into();
+        timeline.push(newer);
+        let value = serde_json::json!({ "record": record });
+
+        let stored: Stored = serde_json::from_value(value.clone()).expect("the follower can read it");
+        assert_eq!(serde_json::to_value(&stored).expect("serialises"), value, "read and written back unchanged");
+        let unknown = TimelineEvent::Other("evacuation_ordered".into());
+        assert_eq!(stored.record.timeline.last().map(|e| &e.event), Some(&unknown));
+
+        let department = Actor { kind: ActorKind::Department, id: "puc-sewer-ops".into() };
+        let progress = Action::Progress { note: "crew on site".into() };
+        let ladder = Ladder::new([("puc-sewer-ops".to_owned(), None)], "puc-sewer-ops");
+        let now = stored.record.updated_at + jiff::SignedDuration::from_secs(60);
+        let moved = lifecycle::act(&stored.record, &department, &progress, now, &Policy::default(), &ladder)
+            .expect("a transition on it");
+        let events: Vec<&str> = moved.record.timeline.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(events, ["routed", "accepted", "evacuation_ordered", "progress"]);
+    }
 }

@@ -21,7 +21,7 @@ use jiff::{SignedDuration, Timestamp};
 use linkbus_matching::geodesy;
 use linkbus_wire::{
     Action, Actor, ActorKind, AssignmentReason, CaseRecord, CaseState, OfferState, OfferStatus, Rating, ReportRef,
-    RoutedCase, TimelineEntry, VolunteerChoice,
+    RoutedCase, TimelineEntry, TimelineEvent, VolunteerChoice,
 };
 
 /// Deadlines for one priority.
@@ -153,17 +153,24 @@ pub enum Refused {
     Invalid(String),
 }
 
-fn entry(now: Timestamp, event: &str, actor: &Actor, department: Option<&str>, note: Option<String>) -> TimelineEntry {
-    TimelineEntry {
-        at: now,
-        event: event.to_owned(),
-        actor: actor.clone(),
-        department: department.map(str::to_owned),
-        note,
-    }
+fn entry(
+    now: Timestamp,
+    event: TimelineEvent,
+    actor: &Actor,
+    department: Option<&str>,
+    note: Option<String>,
+) -> TimelineEntry {
+    TimelineEntry { at: now, event, actor: actor.clone(), department: department.map(str::to_owned), note }
 }
 
-fn log(r: &mut CaseRecord, now: Timestamp, event: &str, actor: &Actor, department: Option<&str>, note: Option<String>) {
+fn log(
+    r: &mut CaseRecord,
+    now: Timestamp,
+    event: TimelineEvent,
+    actor: &Actor,
+    department: Option<&str>,
+    note: Option<String>,
+) {
     r.timeline.push(entry(now, event, actor, department, note));
     r.updated_at = now;
 }
@@ -209,7 +216,7 @@ pub fn open(routed: &RoutedCase, now: Timestamp, policy: &Policy) -> CaseRecord 
         offers,
         ratings: vec![],
         reopened: 0,
-        timeline: vec![entry(now, "routed", &Actor::system(), None, Some(note))],
+        timeline: vec![entry(now, TimelineEvent::Routed, &Actor::system(), None, Some(note))],
         created_at: now,
         updated_at: now,
     }
@@ -258,14 +265,14 @@ pub fn merge(primary: &CaseRecord, report: &CaseRecord, now: Timestamp) -> (Outc
     let mut p = primary.clone();
     p.reports.extend(report.reports.iter().cloned());
     let note = format!("{} ({} {})", report.case_id, report.case.system, report.case.source_id);
-    log(&mut p, now, "report_merged", &system, None, Some(note));
+    log(&mut p, now, TimelineEvent::ReportMerged, &system, None, Some(note));
 
     let mut r = report.clone();
     r.state = CaseState::Cancelled;
     r.merged_into = Some(primary.case_id.clone());
     r.accept_by = None;
     r.resolve_by = None;
-    log(&mut r, now, "merged", &system, None, Some(format!("same incident as {}", primary.case_id)));
+    log(&mut r, now, TimelineEvent::Merged, &system, None, Some(format!("same incident as {}", primary.case_id)));
     let last = r.timeline.len() - 1;
     let mut effects: Vec<Effect> =
         r.departments.iter().map(|d| Effect::Notify { department: d.clone(), entry: last }).collect();
@@ -287,7 +294,7 @@ pub fn split(
     }
     let mut p = primary.clone();
     p.reports.retain(|r| r.report_id != report.case_id);
-    log(&mut p, now, "split", actor, None, Some(format!("{} is its own case again", report.case_id)));
+    log(&mut p, now, TimelineEvent::Split, actor, None, Some(format!("{} is its own case again", report.case_id)));
 
     let mut r = report.clone();
     r.merged_into = None;
@@ -295,7 +302,7 @@ pub fn split(
     r.accepted_by = None;
     r.departments = r.decision.departments.iter().map(|c| c.id.clone()).collect();
     r.accept_by = Some(now + policy.deadlines(r.priority).accept);
-    log(&mut r, now, "split", actor, None, Some(format!("split out of {}", primary.case_id)));
+    log(&mut r, now, TimelineEvent::Split, actor, None, Some(format!("split out of {}", primary.case_id)));
     let effects = r
         .departments
         .iter()
@@ -331,7 +338,7 @@ pub fn act(
             r.accepted_by = dept.map(str::to_owned);
             r.accept_by = None;
             r.resolve_by = Some(now + policy.deadlines(r.priority).resolve);
-            log(&mut r, now, "accepted", actor, dept, None);
+            log(&mut r, now, TimelineEvent::Accepted, actor, dept, None);
         }
         Action::Reject { reason } => {
             if state != CaseState::Routed {
@@ -341,7 +348,7 @@ pub fn act(
             let d = dept.unwrap_or_default().to_owned();
             r.departments.retain(|x| *x != d);
             r.rejected_by.push(d.clone());
-            log(&mut r, now, "rejected", actor, Some(&d), Some(reason.to_owned()));
+            log(&mut r, now, TimelineEvent::Rejected, actor, Some(&d), Some(reason.to_owned()));
             if r.departments.is_empty() {
                 reroute(&mut r, now, policy, &mut effects);
             }
@@ -351,7 +358,14 @@ pub fn act(
                 return invalid("report progress on");
             }
             r.state = CaseState::InProgress;
-            log(&mut r, now, "progress", actor, dept, Some(required(note, "progress needs a note")?.to_owned()));
+            log(
+                &mut r,
+                now,
+                TimelineEvent::Progress,
+                actor,
+                dept,
+                Some(required(note, "progress needs a note")?.to_owned()),
+            );
         }
         Action::Resolve { note } => {
             let from_source =
@@ -362,7 +376,14 @@ pub fn act(
             r.accept_by = None;
             r.state = CaseState::Resolved;
             r.resolve_by = None;
-            log(&mut r, now, "resolved", actor, dept, Some(required(note, "resolve needs a note")?.to_owned()));
+            log(
+                &mut r,
+                now,
+                TimelineEvent::Resolved,
+                actor,
+                dept,
+                Some(required(note, "resolve needs a note")?.to_owned()),
+            );
             if from_source {
                 effects.extend(withdraw_offers(&mut r, "case_closed"));
             }
@@ -375,7 +396,7 @@ pub fn act(
             r.state = CaseState::Closed;
             r.accept_by = None;
             r.resolve_by = None;
-            log(&mut r, now, "closed", actor, dept, note.clone());
+            log(&mut r, now, TimelineEvent::Closed, actor, dept, note.clone());
             effects.extend(withdraw_offers(&mut r, "case_closed"));
         }
         Action::Cancel { reason } => {
@@ -385,14 +406,28 @@ pub fn act(
             r.state = CaseState::Cancelled;
             r.accept_by = None;
             r.resolve_by = None;
-            log(&mut r, now, "cancelled", actor, None, Some(required(reason, "cancel needs a reason")?.to_owned()));
+            log(
+                &mut r,
+                now,
+                TimelineEvent::Cancelled,
+                actor,
+                None,
+                Some(required(reason, "cancel needs a reason")?.to_owned()),
+            );
             effects.extend(withdraw_offers(&mut r, "case_closed"));
         }
         Action::Update { note } => {
             if !state.is_open() {
                 return invalid("update");
             }
-            log(&mut r, now, "source_updated", actor, None, Some(required(note, "update needs a note")?.to_owned()));
+            log(
+                &mut r,
+                now,
+                TimelineEvent::SourceUpdated,
+                actor,
+                None,
+                Some(required(note, "update needs a note")?.to_owned()),
+            );
         }
         Action::Reassign { department, reason } => {
             if !state.is_open() {
@@ -408,7 +443,7 @@ pub fn act(
             r.resolve_by = None;
             r.escalation_open = false;
             let note = Some(required(reason, "reassign needs a reason")?.to_owned());
-            log(&mut r, now, "reassigned", actor, Some(department), note);
+            log(&mut r, now, TimelineEvent::Reassigned, actor, Some(department), note);
             effects.push(Effect::Assign { department: department.clone(), reason: AssignmentReason::Reassigned });
         }
         Action::AcknowledgeEscalation {} => {
@@ -416,7 +451,7 @@ pub fn act(
                 return Err(Refused::Invalid("no open escalation to acknowledge".into()));
             }
             r.escalation_open = false;
-            log(&mut r, now, "escalation_acknowledged", actor, None, None);
+            log(&mut r, now, TimelineEvent::EscalationAcknowledged, actor, None, None);
         }
         Action::Split { .. } => return Err(Refused::Invalid("split is done on the merged case".into())),
         Action::Rate { score, solved, comment } => {
@@ -429,7 +464,7 @@ pub fn act(
             let department = r.accepted_by.clone();
             r.ratings.push(Rating { score: *score, solved: *solved, comment: comment.clone(), department, at: now });
             let note = format!("{score}/5, {}", if *solved { "solved" } else { "not solved" });
-            log(&mut r, now, "rated", actor, None, Some(note));
+            log(&mut r, now, TimelineEvent::Rated, actor, None, Some(note));
             if !solved {
                 reopen(&mut r, now, policy, &mut effects);
             }
@@ -445,9 +480,9 @@ pub fn is_repeat(record: &CaseRecord, actor: &Actor, action: &Action) -> bool {
         return false;
     }
     let (event, note) = match action {
-        Action::Update { note } => ("source_updated", note),
-        Action::Cancel { reason } => ("cancelled", reason),
-        Action::Resolve { note } => ("resolved", note),
+        Action::Update { note } => (TimelineEvent::SourceUpdated, note),
+        Action::Cancel { reason } => (TimelineEvent::Cancelled, reason),
+        Action::Resolve { note } => (TimelineEvent::Resolved, note),
         _ => return false,
     };
     record.timeline.iter().any(|e| e.actor == *actor && e.event == event && e.note.as_deref() == Some(note.trim()))
@@ -513,7 +548,7 @@ fn reroute(r: &mut CaseRecord, now: Timestamp, policy: &Policy, effects: &mut Ve
             let department = r.candidates.remove(n);
             r.departments = vec![department.clone()];
             r.accept_by = Some(now + policy.deadlines(r.priority).accept);
-            log(r, now, "rerouted", &Actor::system(), Some(&department), None);
+            log(r, now, TimelineEvent::Rerouted, &Actor::system(), Some(&department), None);
             effects.push(Effect::Assign { department, reason: AssignmentReason::Rerouted });
         }
         None => {
@@ -521,7 +556,7 @@ fn reroute(r: &mut CaseRecord, now: Timestamp, policy: &Policy, effects: &mut Ve
             r.accept_by = None;
             r.escalation_open = true;
             let note = Some("every candidate department rejected it: dispatchers must act".to_owned());
-            log(r, now, "escalated", &Actor::system(), None, note);
+            log(r, now, TimelineEvent::Escalated, &Actor::system(), None, note);
             r.escalations += 1;
         }
     }
@@ -534,13 +569,13 @@ fn reopen(r: &mut CaseRecord, now: Timestamp, policy: &Policy, effects: &mut Vec
         Some(department) => {
             r.state = CaseState::Accepted;
             r.resolve_by = Some(now + deadlines.resolve);
-            log(r, now, "reopened", &Actor::system(), Some(&department), None);
+            log(r, now, TimelineEvent::Reopened, &Actor::system(), Some(&department), None);
             effects.push(Effect::Assign { department, reason: AssignmentReason::Reopened });
         }
         None => {
             r.state = CaseState::Routed;
             r.accept_by = Some(now + deadlines.accept);
-            log(r, now, "reopened", &Actor::system(), None, None);
+            log(r, now, TimelineEvent::Reopened, &Actor::system(), None, None);
             for department in r.departments.clone() {
                 effects.push(Effect::Assign { department, reason: AssignmentReason::Reopened });
             }
@@ -588,11 +623,11 @@ pub fn answer(
     if accept {
         r.offers[n].status = OfferStatus::Accepted;
         let note = Some(format!("{:.0} m away", r.offers[n].distance_m));
-        log(&mut r, now, "volunteer_accepted", &volunteer, None, note);
+        log(&mut r, now, TimelineEvent::VolunteerAccepted, &volunteer, None, note);
         effects.extend(withdraw_offers(&mut r, "taken"));
     } else {
         r.offers[n].status = OfferStatus::Declined;
-        log(&mut r, now, "volunteer_declined", &volunteer, None, None);
+        log(&mut r, now, TimelineEvent::VolunteerDeclined, &volunteer, None, None);
         cascade(&mut r, now, policy, next, &mut effects);
     }
     Ok(Outcome { record: r, effects })
@@ -626,7 +661,7 @@ fn cascade(
             expires_at: now + policy.offer_timeout,
         });
         let note = Some(format!("{:.0} m away", v.distance_m));
-        log(r, now, "volunteer_offered", &Actor::system(), None, note);
+        log(r, now, TimelineEvent::VolunteerOffered, &Actor::system(), None, note);
         effects.push(Effect::Offer { volunteer_id: v.id, distance_m: v.distance_m });
     }
 }
@@ -660,7 +695,7 @@ pub fn tick(
         expired = true;
     }
     if expired {
-        log(&mut r, now, "volunteer_expired", &system, None, None);
+        log(&mut r, now, TimelineEvent::VolunteerExpired, &system, None, None);
         cascade(&mut r, now, policy, next, &mut effects);
     }
 
@@ -708,7 +743,7 @@ fn escalate(
     if up.is_empty() {
         set_deadline(r, None);
         let note = Some(format!("{why}; top of the ladder reached: dispatchers must act"));
-        log(r, now, "escalated", &Actor::system(), None, note);
+        log(r, now, TimelineEvent::Escalated, &Actor::system(), None, note);
         return;
     }
     set_deadline(r, Some(now + deadline));
@@ -716,7 +751,7 @@ fn escalate(
         log(
             r,
             now,
-            "escalated",
+            TimelineEvent::Escalated,
             &Actor::system(),
             Some(&department),
             Some(format!("{why}; escalated to {department}")),

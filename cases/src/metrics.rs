@@ -18,7 +18,7 @@
 
 use jiff::Timestamp;
 use linkbus_bus::metrics::DeadLetterCounter;
-use linkbus_wire::{CaseRecord, OfferStatus};
+use linkbus_wire::{CaseRecord, OfferStatus, TimelineEntry, TimelineEvent};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::webhooks;
@@ -145,14 +145,20 @@ impl CaseMetrics {
         let new = after.timeline.get(before.timeline.len()..).unwrap_or_default();
         for (n, entry) in new.iter().enumerate() {
             let earlier = &after.timeline[..before.timeline.len() + n];
-            match entry.event.as_str() {
-                "accepted" => {
-                    if let Some(from) = last_of(earlier, &["routed", "reopened", "rerouted", "reassigned"]) {
+            match entry.event {
+                TimelineEvent::Accepted => {
+                    let waiting = [
+                        TimelineEvent::Routed,
+                        TimelineEvent::Reopened,
+                        TimelineEvent::Rerouted,
+                        TimelineEvent::Reassigned,
+                    ];
+                    if let Some(from) = last_of(earlier, &waiting) {
                         self.routed_to_accepted_seconds.observe(seconds(from, entry.at));
                     }
                 }
-                "resolved" => {
-                    if let Some(from) = last_of(earlier, &["accepted"]) {
+                TimelineEvent::Resolved => {
+                    if let Some(from) = last_of(earlier, &[TimelineEvent::Accepted]) {
                         self.accepted_to_resolved_seconds.observe(seconds(from, entry.at));
                     }
                 }
@@ -178,8 +184,8 @@ impl CaseMetrics {
 }
 
 /// When the last entry of one of `events` happened.
-fn last_of(timeline: &[linkbus_wire::TimelineEntry], events: &[&str]) -> Option<Timestamp> {
-    timeline.iter().rev().find(|e| events.contains(&e.event.as_str())).map(|e| e.at)
+fn last_of(timeline: &[TimelineEntry], events: &[TimelineEvent]) -> Option<Timestamp> {
+    timeline.iter().rev().find(|e| events.contains(&e.event)).map(|e| e.at)
 }
 
 fn seconds(from: Timestamp, to: Timestamp) -> f64 {

@@ -89,26 +89,6 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 /// Token buckets kept before idle (full) ones are dropped.
 const MAX_BUCKETS: usize = 10_000;
-/// Timeline events a resident sees (others, and any future event, stay internal).
-const PUBLIC_EVENTS: &[&str] = &[
-    "routed",
-    "accepted",
-    "rejected",
-    "rerouted",
-    "reassigned",
-    "escalated",
-    "progress",
-    "resolved",
-    "closed",
-    "cancelled",
-    "rated",
-    "reopened",
-    "report_merged",
-    "split",
-    "volunteer_accepted",
-];
-/// Events whose note a resident sees: what the department tells the reporter.
-const PUBLIC_NOTES: &[&str] = &["progress", "resolved", "closed"];
 /// Who may use `/api/cases…` (a source key may not).
 const CASE_ROLES: &[ApiRole] = &[ApiRole::Dispatcher, ApiRole::Department, ApiRole::Operator];
 /// Who may read a resident's follow-up.
@@ -556,11 +536,11 @@ impl PublicCase {
         let timeline = r
             .timeline
             .iter()
-            .filter(|e| PUBLIC_EVENTS.contains(&e.event.as_str()))
+            .filter(|e| e.event.is_public())
             .map(|e| PublicEntry {
                 at: e.at,
-                event: e.event.clone(),
-                note: if PUBLIC_NOTES.contains(&e.event.as_str()) { e.note.clone() } else { None },
+                event: e.event.to_string(),
+                note: if e.event.note_is_public() { e.note.clone() } else { None },
             })
             .collect();
         Self {

@@ -1,9 +1,9 @@
 //! The JSON Schemas in `docs/schemas/` and the examples in `docs/examples/`, held to the Rust
 //! wire types so the docs cannot drift from the code.
 //!
-//! - The schemas are generated here from [`linkbus_bus::wire`] with schemars, then tightened
+//! - The schemas are generated here from [`linkbus_wire`] with schemars, then tightened
 //!   with what serde cannot say (the fixed CloudEvents attributes, id and category syntax,
-//!   priority and coordinate ranges). `UPDATE_SCHEMAS=1 cargo test -p linkbus-bus --test schemas`
+//!   priority and coordinate ranges). `UPDATE_SCHEMAS=1 cargo test -p linkbus-wire --test schemas`
 //!   rewrites the files; without it the test fails when a committed file differs.
 //! - Each example must validate against its schema, deserialize into its Rust type and
 //!   serialize back to the same JSON; the report must pass the router's own decoder; the routed
@@ -377,8 +377,8 @@ fn committed_schemas_match_the_code() {
     }
     assert!(
         stale.is_empty(),
-        "docs/schemas/ is out of date with bus/src/wire/:\n  {}\n\
-         Regenerate with `UPDATE_SCHEMAS=1 cargo test -p linkbus-bus --test schemas`, review the diff \
+        "docs/schemas/ is out of date with wire/src/:\n  {}\n\
+         Regenerate with `UPDATE_SCHEMAS=1 cargo test -p linkbus-wire --test schemas`, review the diff \
          and commit it (and update docs/wire.md and docs/examples/ if the contract changed).",
         stale.join("\n  ")
     );
@@ -498,7 +498,11 @@ fn the_closed_loop_examples_tell_one_story() {
     assert_eq!(event.id, format!("{case_id}:t1"));
     assert_eq!((event.subject.as_ref(), &event.source, event.time), (Some(case_id), &book_source, accepted.at));
     assert_eq!((&event.data.case_id, event.data.state, &event.data.entry), (case_id, record.state, accepted));
-    assert_eq!(subjects::case_event(case_id, &accepted.event), "case.sf311-4292128.accepted", "wire.md names it");
+    assert_eq!(
+        subjects::case_event(case_id, accepted.event.as_str()),
+        "case.sf311-4292128.accepted",
+        "wire.md names it"
+    );
 
     // The other history: puc-sewer-ops rejects with the example request instead, and the case
     // goes to its only fallback, the catch-all.
