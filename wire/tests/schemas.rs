@@ -10,7 +10,7 @@
 //!   event must be the one the router builds for the report, and the offer must fit the
 //!   volunteer whose status is the status example. The closed-loop examples (case record,
 //!   timeline event, assignment, action request and reply, volunteer answer, closed offer) must
-//!   tell one story with them, with the ids and deadlines the case book (`cases/src/book.rs`)
+//!   tell one story with them, with the ids and deadlines the case book (`cases/src/book/`)
 //!   gives.
 //! - Bad messages must be refused by the schema *and* by the Rust side, so neither is looser.
 
@@ -42,7 +42,7 @@ const CATEGORY_PATTERN: &str = "^[a-z0-9_]{1,64}$";
 const VOLUNTEER_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 /// Department ids (see `linkbus_geo_data::model::is_id`).
 const DEPARTMENT_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
-/// Texts the case book requires (reasons, notes): not blank (see `cases::lifecycle::required`).
+/// Texts the case book requires (reasons, notes): not blank (see `required` in `cases/src/lifecycle/actions.rs`).
 const NOT_BLANK_PATTERN: &str = "\\S";
 /// The payload limit the router applies by default (`ServiceConfig::max_payload`).
 const MAX_PAYLOAD: usize = 64 * 1024;
