@@ -33,6 +33,7 @@ use tracing::{info, warn};
 
 use error::store_err;
 use index::BookIndex;
+use requests::Requests;
 
 use crate::lifecycle::Ladder;
 use crate::metrics::CaseMetrics;
@@ -102,8 +103,8 @@ impl CaseBook {
             .await
             .map_err(|_| ActError::Store("timed out reading the cases bucket".into()))?;
         tasks.push(spawn("opener", Box::pin(book.clone().open_routed(shutdown.clone()))));
-        tasks.push(spawn("actions", Box::pin(book.clone().serve_actions(shutdown.clone()))));
-        tasks.push(spawn("answers", Box::pin(book.clone().serve_answers(shutdown.clone()))));
+        tasks.push(spawn("actions", Box::pin(book.clone().serve(Requests::Actions, shutdown.clone()))));
+        tasks.push(spawn("answers", Box::pin(book.clone().serve(Requests::Answers, shutdown.clone()))));
         tasks.push(spawn("ticker", Box::pin(book.clone().tick_loop(shutdown))));
         info!(cases = read(&book.cache).len(), "case book open");
         Ok((book, tasks))

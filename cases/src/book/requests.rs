@@ -14,44 +14,61 @@ use tracing::warn;
 use super::error::{ActError, store_err};
 use super::handle::CaseBook;
 
+/// The requests the case book answers over NATS.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Requests {
+    /// Departments' actions on `action.<department>`.
+    Actions,
+    /// Volunteers' answers on `volunteer.<id>.answer`.
+    Answers,
+}
+
 impl CaseBook {
-    /// Answers departments' action requests on `action.<department>`.
-    pub(super) async fn serve_actions(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ActError> {
+    /// Answers `requests` until `shutdown`, in the queue group every replica shares.
+    pub(super) async fn serve(
+        self: Arc<Self>,
+        requests: Requests,
+        shutdown: CancellationToken,
+    ) -> Result<(), ActError> {
         let client = self.js.client();
-        let mut requests =
-            client.queue_subscribe(subjects::action("*"), "linkbus-cases".into()).await.map_err(store_err)?;
-        while let Some(msg) = tokio::select! { _ = shutdown.cancelled() => None, m = requests.next() => m } {
-            let Some(department) = msg.subject.split('.').nth(1).map(str::to_owned) else { continue };
-            let actor = Actor { kind: ActorKind::Department, id: department };
-            let reply = match serde_json::from_slice::<ActionRequest>(&msg.payload) {
-                Ok(req) => match self.act(&req.case_id, &actor, &req.action).await {
-                    Ok(r) => done(r, None),
-                    Err(e) => self.refusal(&req.case_id, e),
-                },
-                Err(e) => self.malformed("action", &msg, &format!("not an action request: {e}")).await,
+        let subject = match requests {
+            Requests::Actions => subjects::action("*"),
+            Requests::Answers => subjects::volunteer_answer("*"),
+        };
+        let mut incoming = client.queue_subscribe(subject, "linkbus-cases".into()).await.map_err(store_err)?;
+        while let Some(msg) = tokio::select! { _ = shutdown.cancelled() => None, m = incoming.next() => m } {
+            // The department's or the volunteer's id.
+            let Some(id) = msg.subject.split('.').nth(1).map(str::to_owned) else { continue };
+            let reply = match requests {
+                Requests::Actions => self.action(id, &msg).await,
+                Requests::Answers => self.volunteer_answer(id, &msg).await,
             };
             respond(&client, &msg, &reply).await;
         }
         Ok(())
     }
 
-    /// Answers volunteers' answers on `volunteer.<id>.answer`.
-    pub(super) async fn serve_answers(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ActError> {
-        let client = self.js.client();
-        let mut requests =
-            client.queue_subscribe(subjects::volunteer_answer("*"), "linkbus-cases".into()).await.map_err(store_err)?;
-        while let Some(msg) = tokio::select! { _ = shutdown.cancelled() => None, m = requests.next() => m } {
-            let Some(volunteer) = msg.subject.split('.').nth(1).map(str::to_owned) else { continue };
-            let reply = match serde_json::from_slice::<VolunteerAnswer>(&msg.payload) {
-                Ok(answer) => match self.answer(&volunteer, &answer).await {
-                    Ok((r, assignment)) => done(r, assignment),
-                    Err(e) => self.refusal(&answer.case_id, e),
-                },
-                Err(e) => self.malformed("answer", &msg, &format!("not a volunteer answer: {e}")).await,
-            };
-            respond(&client, &msg, &reply).await;
+    /// A department's action request on `action.<department>`.
+    async fn action(&self, department: String, msg: &async_nats::Message) -> ActionReply {
+        let actor = Actor { kind: ActorKind::Department, id: department };
+        match serde_json::from_slice::<ActionRequest>(&msg.payload) {
+            Ok(req) => match self.act(&req.case_id, &actor, &req.action).await {
+                Ok(r) => done(r, None),
+                Err(e) => self.refusal(&req.case_id, e),
+            },
+            Err(e) => self.malformed("action", msg, &format!("not an action request: {e}")).await,
         }
-        Ok(())
+    }
+
+    /// A volunteer's answer on `volunteer.<id>.answer`.
+    async fn volunteer_answer(&self, volunteer: String, msg: &async_nats::Message) -> ActionReply {
+        match serde_json::from_slice::<VolunteerAnswer>(&msg.payload) {
+            Ok(answer) => match self.answer(&volunteer, &answer).await {
+                Ok((r, assignment)) => done(r, assignment),
+                Err(e) => self.refusal(&answer.case_id, e),
+            },
+            Err(e) => self.malformed("answer", msg, &format!("not a volunteer answer: {e}")).await,
+        }
     }
 
     /// A request that is not what its subject takes: kept on `deadletter.<stage>`, and the
