@@ -3,7 +3,8 @@
 use jiff::Timestamp;
 use linkbus_wire::{
     Action, Actor, ActorKind, AssignmentReason, CaseRecord, CaseReport, CaseState, CommunityMatch, CommunityOutcome,
-    Decision, DepartmentChoice, DepartmentRule, JurisdictionLevel, Location, RoutedCase, SourceSystem, VolunteerSearch,
+    Decision, DepartmentChoice, DepartmentRule, JurisdictionLevel, Location, OfferStatus, RoutedCase, SourceSystem,
+    VolunteerChoice, VolunteerSearch,
 };
 
 use super::*;
@@ -285,4 +286,170 @@ fn a_not_solved_rating_reopens_the_case() {
     let resolved = act(&out.record, &dept("station"), &Action::Resolve { note: "really".into() }, t(4), &p, &ladder());
     let resolved = resolved.expect("resolve again").record;
     assert!(matches!(act(&resolved, &resident, &bad, t(5), &p, &ladder()), Err(Refused::Invalid(_))));
+}
+
+fn dispatcher() -> Actor {
+    Actor { kind: ActorKind::Dispatcher, id: "li".into() }
+}
+
+fn volunteer(id: &str, distance_m: f64) -> VolunteerChoice {
+    VolunteerChoice { id: id.into(), distance_m }
+}
+
+#[test]
+fn a_dispatcher_reassigns_an_open_case_to_a_known_department_with_a_fresh_deadline() {
+    let (p, l) = (policy(), ladder());
+    let r = open(&routed("c1", &[]), t(0), &p);
+    let reassign = |department: &str| Action::Reassign { department: department.into(), reason: "closer".into() };
+    let out = act(&r, &dispatcher(), &reassign("battalion"), t(10), &p, &l).expect("reassign");
+    assert_eq!((out.record.state, out.record.departments.clone()), (CaseState::Routed, vec!["battalion".to_owned()]));
+    assert_eq!((out.record.accept_by, out.record.escalation_open), (Some(t(310)), false));
+    assert_eq!(out.effects, [Effect::Assign { department: "battalion".into(), reason: AssignmentReason::Reassigned }]);
+    let err = act(&r, &dispatcher(), &reassign("nowhere"), t(10), &p, &l).expect_err("unknown department");
+    assert!(err.to_string().contains("no department"), "{err}");
+    let closed = act(&r, &dispatcher(), &Action::Close { note: None }, t(11), &p, &l).expect("close").record;
+    assert!(matches!(act(&closed, &dispatcher(), &reassign("battalion"), t(12), &p, &l), Err(Refused::Invalid(_))));
+}
+
+#[test]
+fn when_every_candidate_rejects_the_dispatchers_acknowledge_the_one_escalation() {
+    let (p, l) = (policy(), ladder());
+    let r = open(&routed("c1", &[]), t(0), &p);
+    let ack = Action::AcknowledgeEscalation {};
+    assert!(matches!(act(&r, &dispatcher(), &ack, t(1), &p, &l), Err(Refused::Invalid(_))), "nothing to acknowledge");
+    let reject = |r: &CaseRecord, d: &str, at: i64| {
+        act(r, &dept(d), &Action::Reject { reason: "not ours".into() }, t(at), &p, &l).expect("reject").record
+    };
+    let r = reject(&r, "station", 5);
+    assert_eq!(r.accept_by, Some(t(305)), "the next candidate gets a full accept deadline");
+    let r = reject(&reject(&r, "dispatch", 6), "desk", 7);
+    assert_eq!((r.state, r.escalations, r.escalation_open), (CaseState::Rejected, 1, true));
+    let r = act(&r, &dispatcher(), &ack, t(8), &p, &l).expect("acknowledge").record;
+    assert!(!r.escalation_open);
+}
+
+#[test]
+fn refusals_say_whether_the_case_or_the_action_is_not_the_actors() {
+    let (p, l) = (policy(), ladder());
+    let r = open(&routed("c1", &[]), t(0), &p);
+    let cancel = Action::Cancel { reason: "x".into() };
+    let own = act(&r, &dept("station"), &cancel, t(1), &p, &l).expect_err("departments do not cancel");
+    assert!(own.to_string().contains("a department may not cancel"), "{own}");
+    let other = act(&r, &dept("desk"), &Action::Accept {}, t(1), &p, &l).expect_err("not desk's");
+    assert!(other.to_string().contains("is not desk's"), "{other}");
+    // Only the source resolves a case nobody accepted.
+    let resolve = Action::Resolve { note: "x".into() };
+    assert!(matches!(act(&r, &dispatcher(), &resolve, t(1), &p, &l), Err(Refused::Invalid(_))));
+}
+
+#[test]
+fn a_source_cancel_or_resolve_delivered_twice_is_a_repeat() {
+    let (p, l) = (policy(), ladder());
+    let r = open(&routed("c1", &[]), t(0), &p);
+    let source = Actor { kind: ActorKind::Source, id: "/test".into() };
+    for action in [Action::Cancel { reason: "hoax".into() }, Action::Resolve { note: "delivered".into() }] {
+        assert!(!is_repeat(&r, &source, &action));
+        let done = act(&r, &source, &action, t(1), &p, &l).expect("its own case").record;
+        assert!(is_repeat(&done, &source, &action), "{action:?}");
+    }
+}
+
+#[test]
+fn only_open_offers_and_due_deadlines_count_and_an_offer_expiry_escalates_nothing() {
+    let (p, l) = (policy(), ladder());
+    let r = open(&routed("c1", &[("v1", 100.0), ("v2", 200.0)]), t(0), &p);
+    assert_eq!(r.offers[0].expires_at, t(120));
+    let taken = answer(&r, "v1", true, t(5), &p, |_| vec![]).expect("accept").record;
+    assert_eq!(next_due(&taken), Some(t(300)), "answered and withdrawn offers are not due");
+    // Offers expire before the accept deadline: the case is not escalated at their expiry…
+    let expired = tick(&r, t(120), &p, &l, |_| vec![]).expect("expiry");
+    assert_eq!((expired.record.escalations, expired.record.departments.len()), (0, 1));
+    // …nor, once accepted, before the resolve deadline.
+    let accepted = act(&r, &dept("station"), &Action::Accept {}, t(10), &p, &l).expect("accept").record;
+    let expired = tick(&accepted, t(120), &p, &l, |_| vec![]).expect("expiry");
+    assert_eq!((expired.record.escalations, expired.record.resolve_by), (0, Some(t(10 + 4 * 3600))));
+}
+
+#[test]
+fn the_cascade_offers_only_up_to_k_only_with_a_skill_and_never_a_taken_case() {
+    let p = policy();
+    let three = |_: &[&str]| vec![volunteer("v3", 300.0), volunteer("v4", 400.0), volunteer("v5", 500.0)];
+    let r = open(&routed("c1", &[("v1", 100.0), ("v2", 200.0)]), t(0), &p);
+    let out = answer(&r, "v1", false, t(5), &p, three).expect("decline");
+    assert_eq!(out.effects, [Effect::Offer { volunteer_id: "v3".into(), distance_m: 300.0 }], "k = 2: one more");
+
+    // More offers open than k (the router offered three, k is one): none more, after a decline too.
+    let mut more_than_k = open(&routed("c2", &[("v1", 100.0), ("v2", 200.0), ("v0", 250.0)]), t(0), &p);
+    more_than_k.decision.volunteer_search.k = 1;
+    let out = answer(&more_than_k, "v1", false, t(5), &p, three).expect("decline");
+    assert!(out.effects.is_empty(), "v2 and v0 are still open: k = 1 is passed");
+
+    let mut no_skill = r.clone();
+    no_skill.decision.volunteer_search.skill = None;
+    assert!(answer(&no_skill, "v1", false, t(5), &p, three).expect("decline").effects.is_empty());
+
+    let mut taken = r.clone();
+    taken.offers[1].status = OfferStatus::Accepted;
+    assert!(answer(&taken, "v1", false, t(5), &p, three).expect("decline").effects.is_empty());
+}
+
+#[test]
+fn an_offer_withdrawn_because_the_case_ended_is_not_called_taken() {
+    let (p, l) = (policy(), ladder());
+    let r = open(&routed("c1", &[("v1", 100.0)]), t(0), &p);
+    let cancelled = act(&r, &dispatcher(), &Action::Cancel { reason: "hoax".into() }, t(1), &p, &l).expect("cancel");
+    let err = answer(&cancelled.record, "v1", true, t(2), &p, |_| vec![]).expect_err("closed");
+    assert!(err.to_string().contains("no longer open"), "{err}");
+}
+
+#[test]
+fn only_the_same_open_incident_under_another_id_is_a_duplicate() {
+    let mut p = policy();
+    let first = open(&routed("a", &[]), t(0), &p);
+    let mut smoke = routed("b", &[]);
+    smoke.case.category = "smoke".into();
+    assert!(!is_duplicate(&first, &smoke, &p.merge), "fire and smoke are not grouped");
+    p.merge.groups = vec![vec!["smoke".into(), "gas".into()]];
+    assert!(!is_duplicate(&first, &smoke, &p.merge), "a group must hold both categories");
+    p.merge.groups = vec![vec!["fire".into(), "smoke".into()]];
+    assert!(is_duplicate(&first, &smoke, &p.merge));
+
+    assert!(!is_duplicate(&first, &routed("a", &[]), &p.merge), "a case is not its own duplicate");
+    let mut merged = first.clone();
+    merged.merged_into = Some("z".into());
+    assert!(!is_duplicate(&merged, &smoke, &p.merge), "a merged report is not a case");
+    let mut closed = first.clone();
+    closed.state = CaseState::Closed;
+    assert!(!is_duplicate(&closed, &smoke, &p.merge), "a closed case takes no more reports");
+}
+
+#[test]
+fn a_split_leaves_the_primary_its_own_report_and_routes_the_other_afresh() {
+    let p = policy();
+    let first = open(&routed("a", &[]), t(0), &p);
+    let second = open(&routed("b", &[]), t(1), &p);
+    let (primary, merged) = merge(&first, &second, t(2));
+    let (primary, revived) = split(&primary.record, &merged.record, &dispatcher(), t(4), &p).expect("split");
+    let reports: Vec<&str> = primary.record.reports.iter().map(|r| r.report_id.as_str()).collect();
+    assert_eq!(reports, ["a"]);
+    assert_eq!(revived.record.accept_by, Some(t(304)));
+}
+
+#[test]
+fn a_reopened_case_gets_a_fresh_deadline_from_whoever_has_it() {
+    let (p, l) = (policy(), ladder());
+    let resident = Actor { kind: ActorKind::Resident, id: "reporter".into() };
+    let not_solved = Action::Rate { score: 1, solved: false, comment: None };
+    let r = open(&routed("c1", &[]), t(0), &p);
+    let accepted = act(&r, &dept("station"), &Action::Accept {}, t(1), &p, &l).expect("accept").record;
+    let resolved =
+        act(&accepted, &dept("station"), &Action::Resolve { note: "done".into() }, t(2), &p, &l).expect("resolve");
+    let reopened = act(&resolved.record, &resident, &not_solved, t(3), &p, &l).expect("rate").record;
+    assert_eq!(reopened.resolve_by, Some(t(3 + 4 * 3600)));
+    // Resolved at the source before any department accepted: back to the responsible ones.
+    let source = Actor { kind: ActorKind::Source, id: "/test".into() };
+    let resolved = act(&r, &source, &Action::Resolve { note: "delivered".into() }, t(2), &p, &l).expect("resolve");
+    let reopened = act(&resolved.record, &resident, &not_solved, t(3), &p, &l).expect("rate");
+    assert_eq!((reopened.record.state, reopened.record.accept_by), (CaseState::Routed, Some(t(303))));
+    assert_eq!(reopened.effects, [Effect::Assign { department: "station".into(), reason: AssignmentReason::Reopened }]);
 }
