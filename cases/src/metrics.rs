@@ -6,7 +6,7 @@
 //! | `linkbus_cases_accepted_to_resolved_seconds` | histogram | |
 //! | `linkbus_cases_volunteer_offers_total` | counter | `outcome`: `sent`, `accepted`, `declined`, `expired`, `withdrawn` |
 //! | `linkbus_cases_escalations_total` | counter | |
-//! | `linkbus_webhook_deliveries_total` | counter | `outcome`: `delivered`, `retried`, `failed` |
+//! | `linkbus_webhook_deliveries_total` | counter | `outcome`: `delivered`, `retried`, `failed` (resolved by [`WebhookMetrics`]) |
 //!
 //! and the closed loop's stages of `linkbus_deadletters_total` (registered by
 //! `linkbus_routers::metrics`): `cases`, `action`, `answer` (`malformed`) and `webhook`
@@ -18,10 +18,10 @@
 
 use jiff::Timestamp;
 use linkbus_bus::metrics::DeadLetterCounter;
-use linkbus_wire::{CaseRecord, OfferStatus};
+use linkbus_wire::{CaseRecord, OfferStatus, TimelineEntry, TimelineEvent};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
-use crate::webhooks;
+use crate::webhooks::WebhookMetrics;
 
 /// Buckets of routed → accepted: departments accept within seconds to hours.
 const ACCEPT_BUCKETS: [f64; 14] =
@@ -49,18 +49,6 @@ pub struct CaseMetrics {
     pub(crate) deadletter_cases: DeadLetterCounter,
     pub(crate) deadletter_action: DeadLetterCounter,
     pub(crate) deadletter_answer: DeadLetterCounter,
-}
-
-/// `linkbus_webhook_deliveries_total`, resolved per outcome; cheap to clone into each webhook.
-#[derive(Debug, Clone)]
-pub struct WebhookMetrics {
-    /// The receiver answered 2xx.
-    pub delivered: IntCounter,
-    /// An attempt failed; another is scheduled.
-    pub retried: IntCounter,
-    /// Given up after the last attempt (and dead-lettered).
-    pub failed: IntCounter,
-    pub(crate) deadletter: DeadLetterCounter,
 }
 
 impl CaseMetrics {
@@ -115,12 +103,7 @@ impl CaseMetrics {
             offers_expired: offer("expired"),
             offers_withdrawn: offer("withdrawn"),
             escalations,
-            webhooks: WebhookMetrics {
-                delivered: deliveries.with_label_values(&["delivered"]),
-                retried: deliveries.with_label_values(&["retried"]),
-                failed: deliveries.with_label_values(&["failed"]),
-                deadletter: DeadLetterCounter::new(deadletters, webhooks::STAGE, &[webhooks::REASON_CODE]),
-            },
+            webhooks: WebhookMetrics::new(&deliveries, deadletters),
             deadletter_cases: malformed("cases"),
             deadletter_action: malformed("action"),
             deadletter_answer: malformed("answer"),
@@ -145,14 +128,20 @@ impl CaseMetrics {
         let new = after.timeline.get(before.timeline.len()..).unwrap_or_default();
         for (n, entry) in new.iter().enumerate() {
             let earlier = &after.timeline[..before.timeline.len() + n];
-            match entry.event.as_str() {
-                "accepted" => {
-                    if let Some(from) = last_of(earlier, &["routed", "reopened", "rerouted", "reassigned"]) {
+            match entry.event {
+                TimelineEvent::Accepted => {
+                    let waiting = [
+                        TimelineEvent::Routed,
+                        TimelineEvent::Reopened,
+                        TimelineEvent::Rerouted,
+                        TimelineEvent::Reassigned,
+                    ];
+                    if let Some(from) = last_of(earlier, &waiting) {
                         self.routed_to_accepted_seconds.observe(seconds(from, entry.at));
                     }
                 }
-                "resolved" => {
-                    if let Some(from) = last_of(earlier, &["accepted"]) {
+                TimelineEvent::Resolved => {
+                    if let Some(from) = last_of(earlier, &[TimelineEvent::Accepted]) {
                         self.accepted_to_resolved_seconds.observe(seconds(from, entry.at));
                     }
                 }
@@ -178,19 +167,12 @@ impl CaseMetrics {
 }
 
 /// When the last entry of one of `events` happened.
-fn last_of(timeline: &[linkbus_wire::TimelineEntry], events: &[&str]) -> Option<Timestamp> {
-    timeline.iter().rev().find(|e| events.contains(&e.event.as_str())).map(|e| e.at)
+fn last_of(timeline: &[TimelineEntry], events: &[TimelineEvent]) -> Option<Timestamp> {
+    timeline.iter().rev().find(|e| events.contains(&e.event)).map(|e| e.at)
 }
 
 fn seconds(from: Timestamp, to: Timestamp) -> f64 {
     to.duration_since(from).as_secs_f64().max(0.0)
-}
-
-impl WebhookMetrics {
-    /// Metrics registered nowhere.
-    pub fn unregistered() -> Self {
-        CaseMetrics::unregistered().webhooks
-    }
 }
 
 #[cfg(test)]

@@ -94,17 +94,158 @@ impl Actor {
     }
 }
 
+/// What happened to a case: the `event` of a [`TimelineEntry`], and the last token of the subject
+/// `case.<id>.<event>` it is published on. On the wire, the snake_case name (`volunteer_offered`).
+///
+/// Newer linkbus versions may add events: a reader keeps an event it does not know and passes
+/// over it. linkbus reads one as [`TimelineEvent::Other`], name kept, so that during a rolling
+/// upgrade a record written by a newer replica stays readable here, and a transition made here
+/// stores that entry back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(transform = any_known_or_other)]
+pub enum TimelineEvent {
+    /// The router gave the case to its departments (and offered it to volunteers); the note
+    /// names them. Always the first entry.
+    Routed,
+    /// A responsible department took it (签收).
+    Accepted,
+    /// A responsible department refused it (退回); the note is its reason.
+    Rejected,
+    /// After every responsible department rejected it, linkbus gave it to the next candidate.
+    Rerouted,
+    /// The accepting department reported work under way; the note tells the reporter what.
+    Progress,
+    /// The department (or the source system) says it is solved; the note says how.
+    Resolved,
+    /// Done; the note, if any, is the closing note.
+    Closed,
+    /// Withdrawn by a dispatcher or the source system; the note is why.
+    Cancelled,
+    /// A deadline was missed, or every candidate rejected it: the case went up the department
+    /// ladder (one entry per department reached) or, at the top, to the dispatchers.
+    Escalated,
+    /// A dispatcher acknowledged the open escalation.
+    EscalationAcknowledged,
+    /// A dispatcher gave the case to another department; the note is why.
+    Reassigned,
+    /// Another report of the same incident was folded into this case; the note names it.
+    ReportMerged,
+    /// This report was folded into another case (named in the note) and cancelled.
+    Merged,
+    /// A dispatcher undid a wrong merge (on both the case and the report split out of it).
+    Split,
+    /// The reporter rated the handling; the note is the score and whether it is solved.
+    Rated,
+    /// The reporter said it is not solved: back to the department that resolved it.
+    Reopened,
+    /// The source system that reported the case said something changed; the note is what.
+    SourceUpdated,
+    /// A declined or expired offer was passed on to the next nearest volunteer.
+    VolunteerOffered,
+    /// A volunteer took the case; the note is how far away they were.
+    VolunteerAccepted,
+    /// A volunteer said no.
+    VolunteerDeclined,
+    /// Offers went unanswered in time.
+    VolunteerExpired,
+    /// An event this version does not know (a newer one wrote it), its name kept. Never one of
+    /// the names above: those always read as their own variant.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl TimelineEvent {
+    /// The wire name, e.g. `volunteer_offered`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Routed => "routed",
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+            Self::Rerouted => "rerouted",
+            Self::Progress => "progress",
+            Self::Resolved => "resolved",
+            Self::Closed => "closed",
+            Self::Cancelled => "cancelled",
+            Self::Escalated => "escalated",
+            Self::EscalationAcknowledged => "escalation_acknowledged",
+            Self::Reassigned => "reassigned",
+            Self::ReportMerged => "report_merged",
+            Self::Merged => "merged",
+            Self::Split => "split",
+            Self::Rated => "rated",
+            Self::Reopened => "reopened",
+            Self::SourceUpdated => "source_updated",
+            Self::VolunteerOffered => "volunteer_offered",
+            Self::VolunteerAccepted => "volunteer_accepted",
+            Self::VolunteerDeclined => "volunteer_declined",
+            Self::VolunteerExpired => "volunteer_expired",
+            Self::Other(name) => name,
+        }
+    }
+
+    /// Whether a resident following up their report sees this event. What the case went
+    /// through, not who handled it internally: offers to volunteers but the accepted one,
+    /// escalation acknowledgements, merges seen from the merged report and source updates stay
+    /// internal, as does any event this build does not know.
+    pub fn is_public(&self) -> bool {
+        matches!(
+            self,
+            Self::Routed
+                | Self::Accepted
+                | Self::Rejected
+                | Self::Rerouted
+                | Self::Reassigned
+                | Self::Escalated
+                | Self::Progress
+                | Self::Resolved
+                | Self::Closed
+                | Self::Cancelled
+                | Self::Rated
+                | Self::Reopened
+                | Self::ReportMerged
+                | Self::Split
+                | Self::VolunteerAccepted
+        )
+    }
+
+    /// Whether a resident sees the note of this event: what the department tells the reporter.
+    /// Other notes (reasons for rejecting, department names, distances) stay internal.
+    pub fn note_is_public(&self) -> bool {
+        matches!(self, Self::Progress | Self::Resolved | Self::Closed)
+    }
+}
+
+/// A known name matches both its own `const` and [`TimelineEvent::Other`]'s plain string, so
+/// the alternatives schemars lists as `oneOf` are `anyOf`: any string is read, the known ones
+/// are listed with what they mean.
+fn any_known_or_other(schema: &mut schemars::Schema) {
+    if let Some(alternatives) = schema.remove("oneOf") {
+        schema.insert("anyOf".into(), alternatives);
+    }
+}
+
+impl std::fmt::Display for TimelineEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with a wire name, e.g. `entry.event == "escalated"`.
+impl PartialEq<&str> for TimelineEvent {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One line of a case's timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TimelineEntry {
     /// When.
     #[schemars(schema_with = "timestamp_schema")]
     pub at: Timestamp,
-    /// What happened: `routed`, `accepted`, `rejected`, `rerouted`, `progress`, `resolved`,
-    /// `closed`, `cancelled`, `escalated`, `escalation_acknowledged`, `reassigned`,
-    /// `report_merged`, `merged`, `split`, `rated`, `reopened`, `source_updated`, `volunteer_offered`,
-    /// `volunteer_accepted`, `volunteer_declined`, `volunteer_expired`.
-    pub event: String,
+    /// What happened.
+    pub event: TimelineEvent,
     /// Who.
     pub actor: Actor,
     /// The department concerned, if any.

@@ -1,7 +1,7 @@
 //! The JSON Schemas in `docs/schemas/` and the examples in `docs/examples/`, held to the Rust
 //! wire types so the docs cannot drift from the code.
 //!
-//! - The schemas are generated here from [`linkbus_bus::wire`] with schemars, then tightened
+//! - The schemas are generated here from [`linkbus_wire`] with schemars, then tightened
 //!   with what serde cannot say (the fixed CloudEvents attributes, id and category syntax,
 //!   priority and coordinate ranges). `UPDATE_SCHEMAS=1 cargo test -p linkbus-wire --test schemas`
 //!   rewrites the files; without it the test fails when a committed file differs.
@@ -10,7 +10,7 @@
 //!   event must be the one the router builds for the report, and the offer must fit the
 //!   volunteer whose status is the status example. The closed-loop examples (case record,
 //!   timeline event, assignment, action request and reply, volunteer answer, closed offer) must
-//!   tell one story with them, with the ids and deadlines the case book (`cases/src/book.rs`)
+//!   tell one story with them, with the ids and deadlines the case book (`cases/src/book/`)
 //!   gives.
 //! - Bad messages must be refused by the schema *and* by the Rust side, so neither is looser.
 
@@ -42,7 +42,7 @@ const CATEGORY_PATTERN: &str = "^[a-z0-9_]{1,64}$";
 const VOLUNTEER_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 /// Department ids (see `linkbus_geo_data::model::is_id`).
 const DEPARTMENT_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
-/// Texts the case book requires (reasons, notes): not blank (see `cases::lifecycle::required`).
+/// Texts the case book requires (reasons, notes): not blank (see `required` in `cases/src/lifecycle/actions.rs`).
 const NOT_BLANK_PATTERN: &str = "\\S";
 /// The payload limit the router applies by default (`ServiceConfig::max_payload`).
 const MAX_PAYLOAD: usize = 64 * 1024;
@@ -377,7 +377,7 @@ fn committed_schemas_match_the_code() {
     }
     assert!(
         stale.is_empty(),
-        "docs/schemas/ is out of date with bus/src/wire/:\n  {}\n\
+        "docs/schemas/ is out of date with wire/src/:\n  {}\n\
          Regenerate with `UPDATE_SCHEMAS=1 cargo test -p linkbus-wire --test schemas`, review the diff \
          and commit it (and update docs/wire.md and docs/examples/ if the contract changed).",
         stale.join("\n  ")
@@ -498,7 +498,11 @@ fn the_closed_loop_examples_tell_one_story() {
     assert_eq!(event.id, format!("{case_id}:t1"));
     assert_eq!((event.subject.as_ref(), &event.source, event.time), (Some(case_id), &book_source, accepted.at));
     assert_eq!((&event.data.case_id, event.data.state, &event.data.entry), (case_id, record.state, accepted));
-    assert_eq!(subjects::case_event(case_id, &accepted.event), "case.sf311-4292128.accepted", "wire.md names it");
+    assert_eq!(
+        subjects::case_event(case_id, accepted.event.as_str()),
+        "case.sf311-4292128.accepted",
+        "wire.md names it"
+    );
 
     // The other history: puc-sewer-ops rejects with the example request instead, and the case
     // goes to its only fallback, the catch-all.

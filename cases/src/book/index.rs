@@ -13,7 +13,7 @@ use linkbus_wire::CaseRecord;
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
 
-use super::Stored;
+use super::stored::Stored;
 use crate::lifecycle;
 
 /// An open case at its place: a unit vector (see [`geodesy::unit_vector`]) and its id.
@@ -102,6 +102,7 @@ impl BookIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::book::outbox::Outgoing;
     use linkbus_wire::{CaseState, RoutedCase};
 
     fn stored(id: &str, lon: f64, lat: f64) -> Stored {
@@ -147,7 +148,7 @@ mod tests {
         let mut closed = a.clone();
         closed.record.state = CaseState::Closed;
         closed.record.accept_by = None;
-        closed.outbox.push(super::super::Outgoing { subject: "s".into(), msg_id: "m".into(), body: "{}".into() });
+        closed.outbox.push(Outgoing { subject: "s".into(), msg_id: "m".into(), body: "{}".into() });
         index.update(Some(&a), &closed);
         assert_eq!(index.open_near(116.40, 39.90, 200.0).collect::<Vec<_>>(), ["b"]);
         assert_eq!(index.due_by(due).len(), 2);

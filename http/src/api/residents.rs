@@ -27,26 +27,6 @@ use crate::config::ApiRole;
 use crate::error::ApiError;
 use crate::state::ApiState;
 
-/// Timeline events a resident sees (others, and any future event, stay internal).
-const PUBLIC_EVENTS: &[&str] = &[
-    "routed",
-    "accepted",
-    "rejected",
-    "rerouted",
-    "reassigned",
-    "escalated",
-    "progress",
-    "resolved",
-    "closed",
-    "cancelled",
-    "rated",
-    "reopened",
-    "report_merged",
-    "split",
-    "volunteer_accepted",
-];
-/// Events whose note a resident sees: what the department tells the reporter.
-const PUBLIC_NOTES: &[&str] = &["progress", "resolved", "closed"];
 /// Who may read a resident's follow-up.
 const FOLLOW_UP_ROLES: &[ApiRole] = &[ApiRole::Source, ApiRole::Dispatcher, ApiRole::Operator];
 /// Who may rate for a resident: their source system's app, or a dispatcher calling them back.
@@ -96,11 +76,11 @@ impl PublicCase {
         let timeline = r
             .timeline
             .iter()
-            .filter(|e| PUBLIC_EVENTS.contains(&e.event.as_str()))
+            .filter(|e| e.event.is_public())
             .map(|e| PublicEntry {
                 at: e.at,
-                event: e.event.clone(),
-                note: if PUBLIC_NOTES.contains(&e.event.as_str()) { e.note.clone() } else { None },
+                event: e.event.to_string(),
+                note: if e.event.note_is_public() { e.note.clone() } else { None },
             })
             .collect();
         Self {

@@ -1,0 +1,86 @@
+//! Duplicate reports of one incident: detecting them, folding one into the case opened first,
+//! and a dispatcher's split undoing it.
+
+use jiff::Timestamp;
+use linkbus_matching::geodesy;
+use linkbus_wire::{Actor, AssignmentReason, CaseRecord, CaseState, RoutedCase, TimelineEvent};
+
+use super::offers::withdraw_offers;
+use super::outcome::{Effect, Outcome, Refused, log};
+use super::policy::{MergePolicy, Policy};
+
+/// Flags that mark a report as a drill: such a report is never merged with a real one.
+const DRILL_FLAGS: [&str; 2] = ["exercise", "test"];
+
+/// True when `routed` reports the same incident as the open case `existing`: compatible
+/// category, close in space and time. A broadcast (a report with an area, e.g. a flood warning)
+/// is not an incident at a point and merges with nothing; a drill (`exercise`/`test` flag) merges
+/// only with a drill.
+pub fn is_duplicate(existing: &CaseRecord, routed: &RoutedCase, policy: &MergePolicy) -> bool {
+    if !existing.state.is_open() || existing.merged_into.is_some() || existing.case_id == routed.case_id {
+        return false;
+    }
+    let (a, b) = (&existing.case, &routed.case);
+    let drill = |flags: &[String]| flags.iter().any(|f| DRILL_FLAGS.contains(&f.as_str()));
+    if a.area.is_some() || b.area.is_some() || drill(&a.flags) != drill(&b.flags) {
+        return false;
+    }
+    let compatible =
+        a.category == b.category || policy.groups.iter().any(|g| g.contains(&a.category) && g.contains(&b.category));
+    compatible
+        && geodesy::haversine_m(a.location.lon, a.location.lat, b.location.lon, b.location.lat) <= policy.distance_m
+        && (a.reported_at - b.reported_at).abs() <= policy.window
+}
+
+/// Folds the duplicate `report` (already opened as its own record) into `primary`: the primary
+/// lists it, the report's record is cancelled as merged, and its departments are told.
+pub fn merge(primary: &CaseRecord, report: &CaseRecord, now: Timestamp) -> (Outcome, Outcome) {
+    let system = Actor::system();
+    let mut p = primary.clone();
+    p.reports.extend(report.reports.iter().cloned());
+    let note = format!("{} ({} {})", report.case_id, report.case.system, report.case.source_id);
+    log(&mut p, now, TimelineEvent::ReportMerged, &system, None, Some(note));
+
+    let mut r = report.clone();
+    r.state = CaseState::Cancelled;
+    r.merged_into = Some(primary.case_id.clone());
+    r.accept_by = None;
+    r.resolve_by = None;
+    log(&mut r, now, TimelineEvent::Merged, &system, None, Some(format!("same incident as {}", primary.case_id)));
+    let last = r.timeline.len() - 1;
+    let mut effects: Vec<Effect> =
+        r.departments.iter().map(|d| Effect::Notify { department: d.clone(), entry: last }).collect();
+    effects.extend(withdraw_offers(&mut r, "case_closed"));
+    (Outcome { record: p, effects: vec![] }, Outcome { record: r, effects })
+}
+
+/// Undoes a merge: `report_id` leaves `primary`, and its own record (`report`) is routed again to
+/// the departments its decision named.
+pub fn split(
+    primary: &CaseRecord,
+    report: &CaseRecord,
+    actor: &Actor,
+    now: Timestamp,
+    policy: &Policy,
+) -> Result<(Outcome, Outcome), Refused> {
+    if report.merged_into.as_deref() != Some(primary.case_id.as_str()) {
+        return Err(Refused::Invalid(format!("{} is not merged into {}", report.case_id, primary.case_id)));
+    }
+    let mut p = primary.clone();
+    p.reports.retain(|r| r.report_id != report.case_id);
+    log(&mut p, now, TimelineEvent::Split, actor, None, Some(format!("{} is its own case again", report.case_id)));
+
+    let mut r = report.clone();
+    r.merged_into = None;
+    r.state = CaseState::Routed;
+    r.accepted_by = None;
+    r.departments = r.decision.departments.iter().map(|c| c.id.clone()).collect();
+    r.accept_by = Some(now + policy.deadlines(r.priority).accept);
+    log(&mut r, now, TimelineEvent::Split, actor, None, Some(format!("split out of {}", primary.case_id)));
+    let effects = r
+        .departments
+        .iter()
+        .map(|d| Effect::Assign { department: d.clone(), reason: AssignmentReason::Split })
+        .collect();
+    Ok((Outcome { record: p, effects: vec![] }, Outcome { record: r, effects }))
+}
