@@ -49,6 +49,21 @@ pub enum Skip {
     AlreadyOffered,
 }
 
+/// The account of a search for `skill` (`None`: none called for) of `k` volunteers within
+/// `radius_m` that has looked at nobody yet.
+pub(crate) fn unsearched(skill: Option<&str>, k: usize, radius_m: f64) -> VolunteerSearch {
+    VolunteerSearch {
+        skill: skill.map(str::to_owned),
+        k,
+        radius_m,
+        examined: 0,
+        skipped_unavailable: 0,
+        skipped_skill: 0,
+        skipped_capped: 0,
+        reached_radius: false,
+    }
+}
+
 /// The live volunteer index.
 #[derive(Debug, Clone, Default)]
 pub struct VolunteerIndex {
@@ -206,16 +221,7 @@ impl VolunteerIndex {
         radius_m: f64,
         skip: impl Fn(&str) -> Option<Skip>,
     ) -> (Vec<VolunteerChoice>, VolunteerSearch) {
-        let mut search = VolunteerSearch {
-            skill: Some(skill.to_owned()),
-            k,
-            radius_m,
-            examined: 0,
-            skipped_unavailable: 0,
-            skipped_skill: 0,
-            skipped_capped: 0,
-            reached_radius: false,
-        };
+        let mut search = unsearched(Some(skill), k, radius_m);
         let mut chosen = Vec::with_capacity(k);
         // A skill nobody ever had: nobody qualifies, and there is no need to look.
         let Some(bit) = self.slots.bit_of(skill) else { return (chosen, search) };
@@ -267,19 +273,10 @@ impl VolunteerIndex {
 #[cfg(test)]
 mod tests {
     use foldhash::HashMap;
-    use linkbus_wire::Location;
 
     use super::super::slots::INLINE_ID;
+    use super::super::testing::v;
     use super::*;
-
-    fn v(id: &str, lon: f64, lat: f64, available: bool, skills: &[&str]) -> VolunteerStatus {
-        VolunteerStatus {
-            id: id.into(),
-            location: Location { lon, lat },
-            available,
-            skills: skills.iter().map(|s| s.to_string()).collect(),
-        }
-    }
 
     #[test]
     fn filters_ranks_and_follows_updates() {
@@ -378,16 +375,7 @@ mod tests {
         radius_m: f64,
         skip: &HashMap<String, Skip>,
     ) -> (Vec<(String, f64)>, VolunteerSearch) {
-        let mut search = VolunteerSearch {
-            skill: Some(skill.to_owned()),
-            k,
-            radius_m,
-            examined: 0,
-            skipped_unavailable: 0,
-            skipped_skill: 0,
-            skipped_capped: 0,
-            reached_radius: false,
-        };
+        let mut search = unsearched(Some(skill), k, radius_m);
         if !known_skill || k == 0 {
             return (vec![], search);
         }

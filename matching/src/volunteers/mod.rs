@@ -20,9 +20,12 @@ mod index;
 mod ledger;
 mod roster;
 mod slots;
+#[cfg(test)]
+mod testing;
 mod tree;
 mod walk;
 
+pub(crate) use index::unsearched;
 pub use index::{Skip, VolunteerIndex, VolunteerPosition};
 pub use ledger::OfferLedger;
 pub use roster::RosterBuilder;

@@ -77,18 +77,8 @@ impl VolunteerIndex {
 
 #[cfg(test)]
 mod tests {
-    use linkbus_wire::Location;
-
+    use super::super::testing::v;
     use super::*;
-
-    fn v(id: &str, lon: f64, lat: f64, available: bool, skills: &[&str]) -> VolunteerStatus {
-        VolunteerStatus {
-            id: id.into(),
-            location: Location { lon, lat },
-            available,
-            skills: skills.iter().map(|s| s.to_string()).collect(),
-        }
-    }
 
     #[test]
     fn a_roster_refuses_the_65th_skill_as_upserting_would() {

@@ -208,12 +208,7 @@ mod tests {
     use super::*;
 
     fn status(id: &str, skills: &[&str]) -> VolunteerStatus {
-        VolunteerStatus {
-            id: id.into(),
-            location: linkbus_wire::Location { lon: 116.4, lat: 39.9 },
-            available: true,
-            skills: skills.iter().map(|s| s.to_string()).collect(),
-        }
+        super::super::testing::v(id, 116.4, 39.9, true, skills)
     }
 
     fn claim(slots: &mut Slots, id: &str) -> u32 {
