@@ -170,6 +170,8 @@ pub(super) fn within<'a, D>(
 mod tests {
     use rand::{RngExt, SeedableRng};
 
+    use rstar::Envelope;
+
     use super::*;
 
     type Entry = GeomWithData<Point, u32>;
@@ -190,10 +192,15 @@ mod tests {
         out
     }
 
+    /// Squared distance as rstar computes it: the oracle's, apart from the walks'.
+    fn rstar_distance_2(a: &Point, b: &Point) -> f64 {
+        rstar::PointDistance::distance_2(a, b)
+    }
+
     /// Every entry within `max_2` of `query`, nearest first, ties by number: the oracle.
     fn brute_force(entries: &[Entry], query: &Point, max_2: f64) -> Vec<(u32, f64)> {
         let mut all: Vec<(u32, f64)> =
-            entries.iter().map(|e| (e.data, distance_2(e.geom(), query))).filter(|(_, d)| *d <= max_2).collect();
+            entries.iter().map(|e| (e.data, rstar_distance_2(e.geom(), query))).filter(|(_, d)| *d <= max_2).collect();
         all.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         all
     }
@@ -228,7 +235,7 @@ mod tests {
             assert_eq!(got, want, "query {n}, bound {max_2}");
             // Each distance is the one rstar itself computes.
             for (entry, d) in walk.by_ref() {
-                assert_eq!(d, rstar::PointDistance::distance_2(entry, &query));
+                assert_eq!(d, rstar_distance_2(entry.geom(), &query));
             }
             assert_eq!(walk.pruned(), want.len() < entries.len(), "query {n}, bound {max_2}");
         }
@@ -265,8 +272,8 @@ mod tests {
         let entries = points(50, 7);
         let tree = RTree::bulk_load(entries.clone());
         let query = *entries[0].geom();
-        let farthest = entries.iter().map(|e| distance_2(e.geom(), &query)).fold(0.0, f64::max);
-        let at_farthest = entries.iter().filter(|e| distance_2(e.geom(), &query) == farthest).count();
+        let farthest = entries.iter().map(|e| rstar_distance_2(e.geom(), &query)).fold(0.0, f64::max);
+        let at_farthest = entries.iter().filter(|e| rstar_distance_2(e.geom(), &query) == farthest).count();
         // Exactly as far as the farthest: nothing lies beyond.
         let mut walk = Nearest::new(&tree, query, farthest);
         assert_eq!(walk.by_ref().count(), entries.len());
@@ -292,10 +299,61 @@ mod tests {
         }
         // An entry exactly at the reach is within it; an empty tree has nothing.
         let query = *entries[0].geom();
-        let reach = distance_2(entries[1].geom(), &query);
+        let reach = rstar_distance_2(entries[1].geom(), &query);
         let mut at_reach = false;
         within(&tree, &query, reach, |n| at_reach |= *n == 1);
         assert!(at_reach);
         within(&RTree::<Entry>::new(), &query, 4.0, |n| panic!("visited {n} in an empty tree"));
+    }
+
+    /// Every node below `node` (itself included).
+    fn parents<'a>(node: &'a ParentNode<Entry>, out: &mut Vec<&'a ParentNode<Entry>>) {
+        out.push(node);
+        for child in node.children() {
+            if let RTreeNode::Parent(parent) = child {
+                parents(parent, out);
+            }
+        }
+    }
+
+    #[test]
+    fn a_box_is_as_far_as_its_nearest_point_and_no_farther_than_what_it_holds() {
+        let entries = points(2_000, 10);
+        let tree = RTree::bulk_load(entries.clone());
+        let mut nodes = Vec::new();
+        parents(tree.root(), &mut nodes);
+        assert!(nodes.len() > 20, "a tree of several levels");
+        let held: Vec<Vec<&Entry>> =
+            nodes.iter().map(|n| entries.iter().filter(|e| n.envelope().contains_point(e.geom())).collect()).collect();
+        let mut inside = 0;
+        for query in points(50, 11).iter().chain(&entries[..50]) {
+            let query = *query.geom();
+            for (node, held) in nodes.iter().zip(&held) {
+                let envelope = node.envelope();
+                let (lower, upper) = (envelope.lower(), envelope.upper());
+                let nearest = [0, 1, 2].map(|i| query[i].clamp(lower[i], upper[i]));
+                let d = box_distance_2(node, &query);
+                assert_eq!(d, rstar_distance_2(&nearest, &query), "{envelope:?}");
+                inside += usize::from(d == 0.0);
+                assert!(held.iter().all(|entry| d <= rstar_distance_2(entry.geom(), &query)));
+            }
+        }
+        assert!(inside > 0, "some queries fall inside some boxes");
+    }
+
+    #[test]
+    fn the_queue_orders_by_distance_alone() {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        let tree = RTree::bulk_load(points(10, 12));
+        let node = &tree.root().children()[0];
+        let queued = |distance_2| Queued { distance_2, node };
+        assert_eq!(queued(1.0).cmp(&queued(2.0)), Less);
+        assert_eq!(queued(2.0).partial_cmp(&queued(1.0)), Some(Greater));
+        assert_eq!(queued(1.0).partial_cmp(&queued(1.0)), Some(Equal));
+        assert!(queued(1.0) == queued(1.0) && queued(1.0) != queued(2.0));
+        // As the heap pops them: least first.
+        let mut heap: BinaryHeap<_> = [3.0, 0.5, 2.0, 0.0].map(|d| Reverse(queued(d))).into_iter().collect();
+        let popped: Vec<f64> = std::iter::from_fn(|| heap.pop().map(|Reverse(q)| q.distance_2)).collect();
+        assert_eq!(popped, [0.0, 0.5, 2.0, 3.0]);
     }
 }
