@@ -291,4 +291,131 @@ mod tests {
         assert!(idx.near(0.0098, 0.002, 20.0, 0).is_empty());
         assert!(idx.near(0.002, 0.002, 30.0, 0).is_empty());
     }
+
+    /// A `width` × `height` rectangle from the origin with `per_side` vertices on each side,
+    /// every other one a little inside (so that no cut can merge them, as it merges collinear
+    /// ones): its bounding box is the rectangle's.
+    fn dense_rectangle(width: f64, height: f64, per_side: usize) -> Polygon<f64> {
+        let corners = [(0.0, 0.0), (width, 0.0), (width, height), (0.0, height), (0.0, 0.0)];
+        let mut ring = Vec::new();
+        for pair in corners.windows(2) {
+            let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+            // Inward: to the left of the edge, the ring running anticlockwise.
+            let (nx, ny) = (-(y1 - y0).signum(), (x1 - x0).signum());
+            for i in 0..per_side {
+                let (t, dent) = (i as f64 / per_side as f64, if i % 2 == 1 { 1e-5 } else { 0.0 });
+                ring.push(geo::coord! { x: x0 + t * (x1 - x0) + dent * nx, y: y0 + t * (y1 - y0) + dent * ny });
+            }
+        }
+        ring.push(ring[0]);
+        Polygon::new(geo::LineString::new(ring), vec![])
+    }
+
+    /// The bounding boxes of what `split` cuts `polygon` into, in order, rounded to 1e-9°
+    /// (a cut moves vertices by about 1e-11°).
+    fn split_boxes(polygon: &Polygon<f64>, max_vertices: usize, cuts: usize) -> Vec<[f64; 4]> {
+        let mut out = Vec::new();
+        split(polygon, max_vertices, cuts, &mut out);
+        let round = |v: f64| (v * 1e9).round() / 1e9;
+        out.iter()
+            .map(|piece| {
+                let rect = piece.bounding_rect().expect("a piece is not empty");
+                [rect.min().x, rect.min().y, rect.max().x, rect.max().y].map(round)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_cut_halves_the_longer_side_and_a_square_across_its_width() {
+        let wide = dense_rectangle(0.02, 0.01, 100);
+        assert_eq!(split_boxes(&wide, 4, 1), [[0.0, 0.0, 0.01, 0.01], [0.01, 0.0, 0.02, 0.01]]);
+        let tall = dense_rectangle(0.01, 0.02, 100);
+        assert_eq!(split_boxes(&tall, 4, 1), [[0.0, 0.0, 0.01, 0.01], [0.0, 0.01, 0.01, 0.02]]);
+        let square = dense_rectangle(0.02, 0.02, 100);
+        assert_eq!(split_boxes(&square, 4, 1), [[0.0, 0.0, 0.01, 0.02], [0.01, 0.0, 0.02, 0.02]]);
+        // Twice: the halves of a 4:1 one are 2:1, each cut across its width in turn.
+        assert_eq!(
+            split_boxes(&dense_rectangle(0.04, 0.01, 100), 4, 2),
+            [[0.0, 0.0, 0.01, 0.01], [0.01, 0.0, 0.02, 0.01], [0.02, 0.0, 0.03, 0.01], [0.03, 0.0, 0.04, 0.01]]
+        );
+    }
+
+    #[test]
+    fn a_part_is_cut_only_while_it_has_more_vertices_than_allowed_and_cuts_are_left() {
+        let rectangle = dense_rectangle(0.02, 0.01, 100);
+        let n = rectangle.coords_count();
+        assert_eq!(split_boxes(&rectangle, n, MAX_CUTS).len(), 1, "exactly as many vertices as allowed");
+        assert_eq!(split_boxes(&rectangle, n - 1, MAX_CUTS).len(), 2, "one too many");
+        assert_eq!(split_boxes(&rectangle, 4, 0).len(), 1, "no cut left");
+        assert_eq!(split_boxes(&rectangle, 4, 3).len(), 8, "three cuts, however many vertices remain");
+        // Small parts are left whole, however many cuts are allowed.
+        assert_eq!(index().pieces(), 2);
+        assert!(index().pieces.iter().all(|piece| !piece.cut));
+    }
+
+    #[test]
+    fn the_pieces_of_a_part_cover_it_exactly_and_say_they_are_cuts() {
+        use geo::Area as _;
+        let rectangle = dense_rectangle(0.02, 0.01, 400);
+        let idx = CommunityIndex::new(vec![community("long", rectangle.clone())], 0.0);
+        assert!(idx.pieces() > 4, "{} pieces", idx.pieces());
+        assert!(idx.pieces.iter().all(|piece| piece.cut && piece.polygon.coords_count() <= MAX_PIECE_VERTICES));
+        let area: f64 = idx.pieces.iter().map(|piece| piece.polygon.unsigned_area()).sum();
+        assert!((area - rectangle.unsigned_area()).abs() < 1e-12, "{area}");
+        // On the first cut, at x = 0.01, and on later ones: inside the part, as the whole says.
+        for (lon, lat) in [(0.01, 0.003), (0.005, 0.007), (0.01, 0.005)] {
+            assert_eq!(idx.locate(lon, lat), Located::Inside(0), "({lon}, {lat})");
+        }
+    }
+
+    #[test]
+    fn the_index_keeps_its_communities_and_tolerance() {
+        let idx = index();
+        assert_eq!(idx.tolerance_m(), 100.0);
+        assert_eq!(idx.communities().iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["left", "right"]);
+    }
+
+    #[test]
+    fn near_reaches_a_boundary_exactly_at_the_radius_but_not_with_none() {
+        let idx = index();
+        // South-east of the right square's corner (0.02, 0), about 31 m away.
+        let d = idx.near(0.0202, -0.0002, 40.0, 0)[0].1;
+        assert!((d - 31.4).abs() < 0.1, "{d}");
+        assert_eq!(idx.near(0.0202, -0.0002, d, 0), [(1, d)]);
+        // On the shared edge, the other side is 0 m away, yet a radius of 0 looks nowhere.
+        assert_eq!(idx.near(0.01, 0.005, 0.0, 0), []);
+        assert_eq!(idx.near(0.01, 0.005, 1.0, 0), [(1, 0.0)]);
+    }
+
+    #[test]
+    fn nearest_communities_at_the_same_distance_come_in_id_order_once_each() {
+        let west =
+            polygon![(x: 0.0, y: 0.0), (x: 0.01, y: 0.0), (x: 0.01, y: 0.01), (x: 0.0, y: 0.01), (x: 0.0, y: 0.0)];
+        let east =
+            polygon![(x: 0.01, y: 0.0), (x: 0.02, y: 0.0), (x: 0.02, y: 0.01), (x: 0.01, y: 0.01), (x: 0.01, y: 0.0)];
+        // Both named either way round, so that the id order is once west to east, once not.
+        for (west_id, east_id) in [("a", "b"), ("b", "a")] {
+            let communities = vec![community(west_id, west.clone()), community(east_id, east.clone())];
+            let idx = CommunityIndex::new(communities, 200.0);
+            // South of the corner they share: both are as far.
+            match idx.locate(0.01, -0.0005) {
+                Located::Nearest(hits) => {
+                    let ids: Vec<&str> = hits.iter().map(|h| idx.communities()[h.0].id.as_str()).collect();
+                    assert_eq!(ids, ["a", "b"]);
+                    assert_eq!(hits[0].1, hits[1].1);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A community cut into pieces is listed once, at its nearest piece's distance.
+        let long = CommunityIndex::new(vec![community("long", dense_rectangle(0.02, 0.01, 400))], 200.0);
+        assert!(long.pieces() > 4);
+        match long.locate(0.01, -0.001) {
+            Located::Nearest(hits) => {
+                assert_eq!(hits.len(), 1, "{hits:?}");
+                assert!((hits[0].1 - 111.2).abs() < 0.5, "{hits:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

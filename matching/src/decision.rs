@@ -15,7 +15,7 @@ use crate::areas;
 use crate::communities::{CommunityIndex, Located};
 use crate::departments::{Chosen, DepartmentRules};
 use crate::facilities::FacilityIndex;
-use crate::volunteers::{OfferLedger, Skip, VolunteerIndex};
+use crate::volunteers::{self, OfferLedger, Skip, VolunteerIndex};
 
 /// Tunables of the matching: the `[routing]` section of the service's configuration.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -228,17 +228,7 @@ impl Router {
                 } else {
                     format!("Category {} calls for no volunteers.", case.category)
                 });
-                let search = VolunteerSearch {
-                    skill: None,
-                    k: self.params.volunteers_k,
-                    radius_m: self.params.volunteer_radius_m,
-                    examined: 0,
-                    skipped_unavailable: 0,
-                    skipped_skill: 0,
-                    skipped_capped: 0,
-                    reached_radius: false,
-                };
-                (vec![], search)
+                (vec![], volunteers::unsearched(None, self.params.volunteers_k, self.params.volunteer_radius_m))
             }
         };
         let facility =

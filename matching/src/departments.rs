@@ -139,13 +139,6 @@ mod tests {
             },
             "city",
         );
-        let community = |id: &str, sub: Option<&str>, district: &str| Community {
-            id: id.into(),
-            name: id.into(),
-            sub_district: sub.map(|s| Area { code: s.into(), name: s.into() }),
-            district: Area { code: district.into(), name: district.into() },
-            boundary: MultiPolygon::new(vec![]),
-        };
         let by = |c: &Community| match rules.choose("fire", Some(c)) {
             Chosen::ByRule { level, departments, .. } => {
                 (level, departments.iter().map(|d| rules.departments()[*d].id.clone()).collect::<Vec<_>>())
@@ -162,5 +155,84 @@ mod tests {
         assert_eq!(rules.choose("flood", Some(&community("c1", None, "d1"))), Chosen::CatchAll);
         assert_eq!(rules.choose("fire", None), Chosen::CatchAll);
         assert_eq!(rules.departments()[rules.catch_all()].id, "desk");
+    }
+
+    fn community(id: &str, sub: Option<&str>, district: &str) -> Community {
+        Community {
+            id: id.into(),
+            name: id.into(),
+            sub_district: sub.map(|s| Area { code: s.into(), name: s.into() }),
+            district: Area { code: district.into(), name: district.into() },
+            boundary: MultiPolygon::new(vec![]),
+        }
+    }
+
+    /// The ladder as (level, area, department ids).
+    fn ladder(
+        rules: &DepartmentRules,
+        category: &str,
+        c: Option<&Community>,
+    ) -> Vec<(JurisdictionLevel, String, Vec<String>)> {
+        rules
+            .ladder(category, c)
+            .map(|chosen| match chosen {
+                Chosen::ByRule { level, area, departments } => {
+                    (level, area.to_owned(), departments.iter().map(|d| rules.departments()[*d].id.clone()).collect())
+                }
+                Chosen::CatchAll => panic!("a ladder has rules only"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_ladder_lists_every_level_with_a_rule_most_specific_first() {
+        let both = Department {
+            duties: vec![
+                Duty {
+                    categories: vec!["fire".into(), "flood".into()],
+                    level: JurisdictionLevel::District,
+                    areas: vec!["d1".into(), "d1".into()],
+                },
+                Duty { categories: vec!["fire".into()], level: JurisdictionLevel::District, areas: vec!["d1".into()] },
+            ],
+            ..dept("both", JurisdictionLevel::District, "d1")
+        };
+        let rules = DepartmentRules::new(
+            Departments {
+                catch_all: "desk".into(),
+                departments: vec![
+                    dept("city", JurisdictionLevel::Region, "city"),
+                    dept("station", JurisdictionLevel::Community, "c1"),
+                    both,
+                    dept("desk", JurisdictionLevel::Region, "elsewhere"),
+                    dept("street", JurisdictionLevel::SubDistrict, "s1"),
+                ],
+            },
+            "city",
+        );
+        let c1 = community("c1", Some("s1"), "d1");
+        let level =
+            |level, area: &str, ids: &[&str]| (level, area.to_owned(), ids.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            ladder(&rules, "fire", Some(&c1)),
+            [
+                level(JurisdictionLevel::Community, "c1", &["station"]),
+                level(JurisdictionLevel::SubDistrict, "s1", &["street"]),
+                // Listed by two duties and twice in one: there once.
+                level(JurisdictionLevel::District, "d1", &["both"]),
+                level(JurisdictionLevel::Region, "city", &["city"]),
+            ]
+        );
+        assert_eq!(ladder(&rules, "flood", Some(&c1)), [level(JurisdictionLevel::District, "d1", &["both"])]);
+        // No sub-district: that rung is skipped, not matched by some other area.
+        assert_eq!(
+            ladder(&rules, "fire", Some(&community("c2", None, "d2"))),
+            [level(JurisdictionLevel::Region, "city", &["city"])]
+        );
+        assert_eq!(ladder(&rules, "fire", None), []);
+        assert_eq!(ladder(&rules, "theft", Some(&c1)), []);
+        // The catch-all is found wherever it is listed.
+        assert_eq!((rules.catch_all(), rules.departments()[rules.catch_all()].id.as_str()), (3, "desk"));
+        assert_eq!(rules.choose("theft", Some(&c1)), Chosen::CatchAll);
     }
 }
