@@ -11,6 +11,7 @@ mod deadletter;
 mod faults;
 mod geo;
 mod grid;
+mod http_limits;
 mod hostile_input;
 mod lifecycle;
 mod metrics;
