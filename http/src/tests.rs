@@ -153,6 +153,7 @@ fn state(rate_per_minute: u32) -> ApiState {
             ApiKey { source: Some("/sf311".into()), ..key(ApiRole::Source, "sf311-app", SOURCE) },
             key(ApiRole::Source, "other-app", OTHER_SOURCE),
         ],
+        ..ApiConfig::default()
     };
     ApiState::new(Arc::new(memory), &config).expect("state")
 }

@@ -1,5 +1,12 @@
-//! The HTTP surface under load and abuse, on a real nats-server and real sockets.
+//! The HTTP surface under load and abuse, on a real nats-server and real sockets: more idle
+//! connections than the API allows (and than `linkbus up` has file descriptors for) do not keep
+//! `/readyz` or the API from answering, and the cap is logged and counted; a connection that sends
+//! no request head, or a body too slowly, is closed or answered 503 in time.
 
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use linkbus::config::Config;
@@ -7,7 +14,7 @@ use linkbus::service::Service;
 use linkbus_bus::nats;
 use linkbus_http::auth::hash_key;
 use linkbus_http::config::{ApiKey, ApiRole};
-use linkbus_tests::{TestBus, WAIT, sf_region};
+use linkbus_tests::{Running, TestBus, WAIT, sf_region, sf_region_dir};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +32,158 @@ async fn serve(config: &Config, service: &Service) -> (String, CancellationToken
     let stop = CancellationToken::new();
     tokio::spawn(linkbus_http::serve(listener, app, stop.clone().cancelled_owned()));
     (base, stop)
+}
+
+/// Serves the API of `service` within `[api]`'s limits, as `linkbus up` does; its base URL and
+/// the registry its server counts into.
+async fn serve_limited(config: &Config, service: &Service) -> (String, CancellationToken, prometheus::Registry) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = linkbus::up::api_app(config, &sf_region(), service).expect("app");
+    let registry = prometheus::Registry::new();
+    let server = linkbus_http::Server::new(linkbus_http::server::Limits::of(&config.api), &registry).expect("server");
+    let stop = CancellationToken::new();
+    tokio::spawn(server.serve(listener, app, stop.clone().cancelled_owned()));
+    (base, stop, registry)
+}
+
+/// `linkbus up` on `bus` with at most `open_files` file descriptors (`ulimit -n`), the API on a
+/// free port with `api` appended to its `[api]`; its API address and every line of its stderr.
+fn start_linkbus(
+    bus: &TestBus,
+    dir: &std::path::Path,
+    open_files: u32,
+    api: &str,
+) -> (Running, String, Arc<Mutex<Vec<String>>>) {
+    let config = linkbus_tests::write_config(
+        dir,
+        &format!(
+            "[nats]\nurl = \"{}\"\n[region]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{api}\n\
+             [[api.keys]]\nrole = \"dispatcher\"\nid = \"ada\"\nsha256 = \"{}\"\n",
+            bus.server.url(),
+            sf_region_dir().display(),
+            hash_key(DISPATCHER),
+        ),
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("ulimit -n {open_files} && exec \"$0\" \"$@\"")])
+        .arg(env!("CARGO_BIN_EXE_linkbus-under-test"))
+        .args(["up", "--config"])
+        .arg(&config)
+        .env_remove("LINKBUS_NATS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("linkbus up starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let kept = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("linkbus is up") {
+                let _ = tx.send(line.clone());
+            }
+            kept.lock().expect("lock").push(line);
+        }
+    });
+    let running = Running(child);
+    let announced = linkbus_tests::Announcement(rx.recv_timeout(WAIT).expect("linkbus up announces that it is up"));
+    let api = announced.api().to_owned();
+    (running, api, lines)
+}
+
+/// The value of an unlabelled metric (or of one label set, written as in the text format).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics"))
+}
+
+/// The finding: with 1,024 open files, about 1,100 idle keyless connections stopped `/readyz`, the
+/// adapters and the console. Here `linkbus up` has 256 open files and allows 100 connections;
+/// 400 idle connections are opened (more than both), and `/readyz` and the API still answer at
+/// once: each new connection closes an idle one. The cap is logged and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_limit_do_not_lock_out_readyz_and_the_api() {
+    let bus = TestBus::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A header timeout longer than the test: the idle connections are held, not timed out.
+    let (_linkbus, api, log) = start_linkbus(&bus, dir.path(), 256, "max_connections = 100\nheader_timeout_secs = 300");
+    let addr: std::net::SocketAddr = api.parse().expect("an address");
+    // A server out of file descriptors stops accepting, and connections beyond the kernel's
+    // backlog then time out: those are left out.
+    let idle: Vec<TcpStream> =
+        (0..400).filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()).collect();
+    assert!(idle.len() >= 300, "only {} idle connections", idle.len());
+    // Let the server accept them all (the kernel holds them in the backlog until then).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+    let ready = http.get(format!("http://{api}/readyz")).send().await.expect("/readyz answers");
+    assert_eq!(ready.status(), 200);
+    let cases =
+        http.get(format!("http://{api}/api/cases")).bearer_auth(DISPATCHER).send().await.expect("the API answers");
+    assert_eq!(cases.status(), 200);
+    let metrics = http.get(format!("http://{api}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metric(&metrics, "linkbus_http_connections_open") <= 100.0, "{metrics}");
+    assert!(metric(&metrics, "linkbus_http_connections_evicted_total") >= 300.0, "{metrics}");
+    assert_eq!(metric(&metrics, "linkbus_http_connections_refused_total"), 0.0);
+    assert!(
+        log.lock().expect("lock").iter().any(|l| l.contains("HTTP connection limit reached")),
+        "reaching the cap is logged"
+    );
+    // The oldest idle connections were closed by the server.
+    let mut first = &idle[0];
+    first.set_read_timeout(Some(WAIT)).expect("timeout");
+    assert_eq!(first.read(&mut [0u8; 16]).expect("closed, not reset"), 0, "the first idle connection was closed");
+    drop(idle);
+}
+
+/// A connection that sends no request head, or only part of one, is closed after
+/// `header_timeout_secs`, and so is a keep-alive connection idle that long after its answer; a
+/// request whose body trickles in is answered 503 after `request_timeout_secs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_slow_clients_are_timed_out() {
+    let bus = TestBus::start().await;
+    let mut config = bus.config();
+    config.api.keys = keys();
+    config.api.header_timeout_secs = 1;
+    config.api.request_timeout_secs = 1;
+    let service = bus.service(&config).await;
+    let (base, stop, registry) = serve_limited(&config, &service).await;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let closed_within = |mut stream: TcpStream, what: &str| {
+        let started = Instant::now();
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_secs(4), "{what}: closed after {waited:?}");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let silent = TcpStream::connect(&addr).expect("connect");
+    assert_eq!(closed_within(silent, "a silent connection"), "");
+    let mut partial = TcpStream::connect(&addr).expect("connect");
+    partial.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("write");
+    closed_within(partial, "a partial request head");
+    let mut kept_alive = TcpStream::connect(&addr).expect("connect");
+    kept_alive.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let answer = closed_within(kept_alive, "an idle keep-alive connection");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut slow = TcpStream::connect(&addr).expect("connect");
+    let head = format!(
+        "POST /api/cases/x/actions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {DISPATCHER}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"action\""
+    );
+    slow.write_all(head.as_bytes()).expect("write");
+    let answer = closed_within(slow, "a body sent too slowly");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let metrics = linkbus_http::api::render(&registry);
+    assert!(metric(&metrics, "linkbus_http_timeouts_total{kind=\"header\"}") >= 3.0, "{metrics}");
+    assert_eq!(metric(&metrics, "linkbus_http_timeouts_total{kind=\"request\"}"), 1.0, "{metrics}");
+    stop.cancel();
+    service.stop().await;
 }
 
 /// The committed example record (accepted, in the Mission) as case `id`, created `age` ago, in
@@ -101,11 +260,7 @@ async fn listing_cost() {
         times.push(list("/api/cases?limit=1".into()).await);
     }
     times.sort();
-    println!(
-        "GET /api/cases?limit=1, 3000 cases, 200 sequential: median {:?}, p90 {:?}",
-        times[100],
-        times[180]
-    );
+    println!("GET /api/cases?limit=1, 3000 cases, 200 sequential: median {:?}, p90 {:?}", times[100], times[180]);
     let parallel = futures::future::join_all((0..50).map(|_| list("/api/cases?limit=1".into())));
     let health = async {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -115,11 +270,7 @@ async fn listing_cost() {
     };
     let (mut parallel, health) = tokio::join!(parallel, health);
     parallel.sort();
-    println!(
-        "50 in parallel: median {:?}, slowest {:?}; /healthz meanwhile {health:?}",
-        parallel[25],
-        parallel[49]
-    );
+    println!("50 in parallel: median {:?}, slowest {:?}; /healthz meanwhile {health:?}", parallel[25], parallel[49]);
     stop.cancel();
     service.stop().await;
 }
