@@ -139,7 +139,7 @@ impl ApiKey {
 }
 
 /// What an API key allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiRole {
     /// Reads every case and acts on any (reassign, cancel, close, acknowledge escalations, split);

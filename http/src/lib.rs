@@ -54,7 +54,7 @@ pub fn app(state: ApiState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/openapi.json".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state.clone())
-        .merge(state.adapters)
+        .merge(state.adapters.clone().layer(axum::middleware::from_fn_with_state(state, state::with_caller)))
 }
 
 pub use server::{Server, serve};

@@ -371,20 +371,30 @@ async fn source_keys_may_not_use_the_cases_endpoints() {
 }
 
 #[tokio::test]
-async fn residents_are_rate_limited_per_address() {
+async fn residents_are_rate_limited_per_key_and_keyless_requests_per_address() {
     let app = app(state(2));
     let from = |ip: [u8; 4]| app.clone().layer(MockConnectInfo(SocketAddr::from((ip, 4000))));
     let (one, two) = (from([192, 0, 2, 1]), from([192, 0, 2, 2]));
     for _ in 0..2 {
         assert_eq!(call(&one, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await.0, StatusCode::OK);
     }
-    // A (leaked) key does not lift the limit.
-    let third = call(&one, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await;
+    // A (leaked) key does not go faster than its budget, from any address.
+    let third = call(&two, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await;
     assert_error(&third, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Requests without a valid key spend their address's budget, not a key's: the dispatcher on
+    // the same address still gets through.
+    for key in [None, Some("not-a-key")] {
+        let refused = call(&one, Method::GET, "/api/requests/4292128", key, None).await;
+        assert_error(&refused, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let keyless = call(&one, Method::GET, "/api/requests/4292128", None, None).await;
+    assert_error(&keyless, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     let rating = json!({"score": 5, "solved": true});
     let rate = call(&one, Method::POST, "/api/requests/4292128/rating", Some(DISPATCHER), Some(rating)).await;
-    assert_error(&rate, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-    assert_eq!(call(&two, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await.0, StatusCode::OK);
+    assert_error(&rate, StatusCode::CONFLICT, "conflict");
+    // Another address without a key has its own budget.
+    let elsewhere = call(&two, Method::GET, "/api/requests/4292128", None, None).await;
+    assert_error(&elsewhere, StatusCode::UNAUTHORIZED, "unauthorized");
     // The cases endpoints are not limited.
     assert_eq!(call(&one, Method::GET, CASE, Some(DISPATCHER), None).await.0, StatusCode::OK);
 }

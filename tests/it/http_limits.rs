@@ -19,9 +19,25 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const DISPATCHER: &str = "k-limits-dispatcher-2b7d9f1e4c6a8035";
+/// The city's 311 app: the Open311 adapter's source key.
+const APP: &str = "k-limits-open311-app-8e4c2a6f0b1d3957";
 
 fn keys() -> Vec<ApiKey> {
-    vec![ApiKey { role: ApiRole::Dispatcher, id: "ada".into(), sha256: hash_key(DISPATCHER), source: None }]
+    vec![
+        ApiKey { role: ApiRole::Dispatcher, id: "ada".into(), sha256: hash_key(DISPATCHER), source: None },
+        ApiKey {
+            role: ApiRole::Source,
+            id: "sf-311-app".into(),
+            sha256: hash_key(APP),
+            source: Some("/open311".into()),
+        },
+    ]
+}
+
+/// An Open311 request form (GeoReport v2), with `key` as its `api_key` if given.
+fn open311_form(key: Option<&str>) -> String {
+    let key = key.map(|k| format!("api_key={k}&")).unwrap_or_default();
+    format!("{key}service_code=SEWER&lat=37.7599673&long=-122.4236412&description=Sewer+backing+up")
 }
 
 /// Serves the API of `service` as `linkbus up` does, on a real socket; its base URL.
@@ -184,6 +200,106 @@ async fn silent_and_slow_clients_are_timed_out() {
     assert_eq!(metric(&metrics, "linkbus_http_timeouts_total{kind=\"request\"}"), 1.0, "{metrics}");
     stop.cancel();
     service.stop().await;
+}
+
+/// The finding: 70 requests without a key made a valid source key's follow-up and its Open311
+/// POST answer 429, as the residents' limit ran per address before the key was looked at. Now a
+/// key has its own budget, and requests without a valid one share their address's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_requests_cannot_spend_a_keys_budget() {
+    let bus = TestBus::start().await;
+    let mut config = bus.config();
+    config.api.keys = keys();
+    let service = bus.service(&config).await;
+    let (base, stop, _) = serve_limited(&config, &service).await;
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let post = |form: String, bearer: Option<&str>| {
+        let mut request = http
+            .post(format!("{base}/open311/v2/requests.json"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form);
+        if let Some(key) = bearer {
+            request = request.bearer_auth(key);
+        }
+        async move { request.send().await.expect("answer").status().as_u16() }
+    };
+    let follow_up = |key: Option<&str>| {
+        let mut request = http.get(format!("{base}/api/requests/4292128"));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        async move { request.send().await.expect("answer").status().as_u16() }
+    };
+    let mut statuses = Vec::new();
+    for n in 0..70 {
+        statuses.push(match n % 3 {
+            0 => follow_up(None).await,
+            1 => follow_up(Some("guess")).await,
+            _ => post(open311_form(Some("guess")), None).await,
+        });
+    }
+    assert!(statuses[..60].iter().all(|s| [401, 403].contains(s)), "{statuses:?}");
+    assert!(statuses[60..].iter().all(|&s| s == 429), "the keyless budget is spent: {statuses:?}");
+    // The source key's follow-up and its Open311 posts (key in the form, or in the header).
+    assert_eq!(follow_up(Some(APP)).await, 404, "no such request, not 429");
+    assert_eq!(post(open311_form(Some(APP)), None).await, 201);
+    assert_eq!(post(open311_form(None), Some(APP)).await, 201);
+    // Still refused without a key.
+    assert_eq!(post(open311_form(None), None).await, 429);
+    stop.cancel();
+    service.stop().await;
+}
+
+/// The finding: `POST /api/cases/%3E/actions` (and `a.*.%3E`) answered 503 "case store is
+/// unavailable", as the id went to the bucket as a key. What cannot be a case id is 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_case_id_is_not_found_not_unavailable() {
+    let bus = TestBus::start().await;
+    let mut config = bus.config();
+    config.api.keys = keys();
+    let service = bus.service(&config).await;
+    let (base, stop, _) = serve_limited(&config, &service).await;
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    for id in ["%3E", "a.*.%3E", "a.b", "%2A", &"x".repeat(200)] {
+        let act = http
+            .post(format!("{base}/api/cases/{id}/actions"))
+            .bearer_auth(DISPATCHER)
+            .header("content-type", "application/json")
+            .body(r#"{"action": "accept"}"#)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(act.status(), 404, "POST /api/cases/{id}/actions");
+        let body: Value = serde_json::from_slice(&act.bytes().await.expect("body")).expect("an error body");
+        assert_eq!(body["code"], "not_found");
+        let read = http.get(format!("{base}/api/cases/{id}")).bearer_auth(DISPATCHER).send().await.expect("answer");
+        assert_eq!(read.status(), 404, "GET /api/cases/{id}");
+    }
+    stop.cancel();
+    service.stop().await;
+}
+
+/// `linkbus config check` warns of an API other machines can reach without a TLS proxy in front.
+#[test]
+fn config_check_warns_of_an_api_reachable_without_tls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let check = |api: &str| {
+        let config = linkbus_tests::write_config(
+            dir.path(),
+            &format!("[region]\ndir = \"{}\"\n[api]\n{api}\n", sf_region_dir().display()),
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
+            .args(["config", "check"])
+            .arg(&config)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let warned = check("listen = \"0.0.0.0:8080\"");
+    assert!(warned.contains("warning: api.listen = \"0.0.0.0:8080\" is reachable from other machines"), "{warned}");
+    assert!(!check("listen = \"127.0.0.1:8080\"").contains("api.listen"));
+    assert!(!check("listen = \"0.0.0.0:8080\"\nbehind_tls_proxy = true").contains("api.listen"));
 }
 
 /// The committed example record (accepted, in the Mission) as case `id`, created `age` ago, in

@@ -54,9 +54,23 @@ pub(super) async fn list_cases(
     Ok(axum::Json(CaseList { cases, more }))
 }
 
+/// 404 for what cannot be a case id (`>`, `a.*.>`: the case book's bucket would refuse it as a
+/// key and the answer would be a 503).
+fn check_case_id(case_id: &str) -> Result<(), ApiError> {
+    if wire::is_event_id(case_id) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no case {case_id:?}: a case id is 1-{} ASCII letters, digits, '-', '_' or ':'",
+            wire::MAX_ID_LEN
+        )))
+    }
+}
+
 /// The case, if `principal` may see it: 404 when there is none, 403 when it is another
 /// department's.
 fn visible(state: &ApiState, principal: &Principal, case_id: &str) -> Result<CaseRecord, ApiError> {
+    check_case_id(case_id)?;
     let record = state.cases.get(case_id).ok_or_else(|| ApiError::NotFound(format!("no case {case_id}")))?;
     match principal.department() {
         Some(own) if !involves(&record, own) => Err(ApiError::Forbidden(format!("case {case_id} is not {own}'s"))),
@@ -86,6 +100,7 @@ pub(super) async fn act(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<CaseRecord>, ApiError> {
     principal.require(&[ApiRole::Dispatcher, ApiRole::Department], "act on cases")?;
+    check_case_id(&id)?;
     let action = parse_action(&body?)?;
     let result = act_as(&state, &principal, &id, &action).await;
     match &result {

@@ -1,6 +1,6 @@
 //! `/api/requests/{source_id}…`: a resident's follow-up and rating, relayed by their source
 //! system's app with its source key (or, for a rating taken by phone, a dispatcher's), by the
-//! request's id in that system; rate-limited per client address on top of the key.
+//! request's id in that system; rate-limited per key (per client address without one).
 //!
 //! Residents get a reduced view ([`PublicCase`]): the state and a timeline of event names, no
 //! contact details, no volunteer or department ids, notes only of `progress`, `resolved` and
@@ -14,7 +14,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use jiff::Timestamp;
-use linkbus_adapters::intake::Gate as _;
 use linkbus_adapters::web;
 use linkbus_wire::{Action, Actor, ActorKind, CaseRecord, CaseState};
 use schemars::{JsonSchema, SchemaGenerator};
@@ -122,15 +121,15 @@ pub(super) fn routes(state: &ApiState) -> Router<ApiState> {
         .route_layer(middleware::from_fn_with_state(state.clone(), limit))
 }
 
-/// The residents' rate limit: one token bucket per client address, before the key is looked at
-/// (a leaked key does not lift it).
+/// The residents' rate limit: one token bucket per key holder, and one per client address for
+/// requests without a valid key (which cannot spend a key's; see [`crate::state`]).
 async fn limit(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let ip = web::client_ip(&request);
-    match state.admit(ip) {
+    let budget = state.budget(request.headers(), web::client_ip(&request));
+    match state.spend(budget.clone()) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
-            debug!(%ip, "resident request rate-limited");
-            ApiError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64 }.into_response()
+            debug!(?budget, "resident request rate-limited");
+            ApiError::rate_limited(wait).into_response()
         }
     }
 }
