@@ -11,7 +11,7 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, StatusCode, header};
 use futures::future::BoxFuture;
 use jiff::Timestamp;
-use linkbus_cases::book::{ActError, CaseFilter, CaseStore, DepartmentStats, involves};
+use linkbus_cases::book::{ActError, CaseFilter, CaseStore, DepartmentStats};
 use linkbus_cases::lifecycle::{self, Ladder, Policy};
 use linkbus_cases::webhooks::{Delivery, DeliveryStatus, WebhookError};
 use linkbus_wire::{self as wire, Action, Actor, CaseRecord, CloudEvent, Contact, RoutedCase};
@@ -35,12 +35,7 @@ struct Memory {
 impl CaseStore for Memory {
     fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord> {
         let records = self.records.lock().expect("lock");
-        records
-            .values()
-            .filter(|r| filter.department.as_ref().is_none_or(|d| involves(r, d)))
-            .filter(|r| filter.state.is_none_or(|s| s == r.state))
-            .cloned()
-            .collect()
+        records.values().filter(|r| filter.matches(r)).cloned().collect()
     }
 
     fn get(&self, case_id: &str) -> Option<CaseRecord> {

@@ -338,6 +338,115 @@ async fn store_records(bus: &TestBus, service: &Service, records: &[Value]) {
     }
 }
 
+/// `GET /api/cases` a page at a time: each page the next after its cursor, no case twice or
+/// left out. Closed cases leave the hot set `closed_retention_secs` after their last change (at
+/// once, those read at start long after): gone from the default listing, still read by id, by
+/// `state=closed` and `archived=true`, by their source's id, and counted in the department
+/// figures; a late rating that reopens one brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_follow_their_cursor_and_closed_cases_leave_the_hot_set_not_the_book() {
+    const SF311_APP: &str = "k-limits-sf311-app-5c3e7a9b1d2f4680";
+    let bus = TestBus::start().await;
+    let mut config = bus.config();
+    config.api.keys = keys();
+    config.api.keys.push(ApiKey {
+        role: ApiRole::Source,
+        id: "sf311-app".into(),
+        sha256: hash_key(SF311_APP),
+        source: Some("/sf311".into()),
+    });
+    config.lifecycle.closed_retention_secs = 2;
+    let service = bus.service(&config).await;
+    let day = Duration::from_secs(24 * 3600);
+    let mut records: Vec<Value> =
+        (0..5).map(|n| record(&format!("open-{n}"), Duration::from_secs(60 + n), "accepted")).collect();
+    records.push(record("closed-long-ago", 2 * day, "closed"));
+    records.push(record("closed-just-now", Duration::ZERO, "closed"));
+    store_records(&bus, &service, &records).await;
+    let (base, stop, _) = serve_limited(&config, &service).await;
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let get = |path: String, key: &'static str| {
+        let request = http.get(format!("{base}{path}")).bearer_auth(key).send();
+        async move {
+            let response = request.await.expect("answer");
+            let status = response.status().as_u16();
+            (status, serde_json::from_slice::<Value>(&response.bytes().await.expect("body")).unwrap_or(Value::Null))
+        }
+    };
+    let listed = |list: &Value| -> Vec<String> {
+        list["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .map(|c| c["case_id"].as_str().expect("an id").to_owned())
+            .collect()
+    };
+
+    // Pages of two: newest first, each after the last one's cursor.
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = get(format!("/api/cases?state=accepted&limit=2{cursor}"), DISPATCHER).await;
+        assert_eq!(status, 200, "{page}");
+        pages.push(listed(&page));
+        match page["next"].as_str() {
+            Some(next) => {
+                assert_eq!(page["more"], true);
+                cursor = format!("&cursor={next}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, [vec!["open-0", "open-1"], vec!["open-2", "open-3"], vec!["open-4"]]);
+    let (status, bad) = get("/api/cases?cursor=nonsense".into(), DISPATCHER).await;
+    assert_eq!((status, bad["code"].as_str()), (422, Some("invalid")));
+
+    // The case closed long ago left memory when it was read; the one closed now leaves within
+    // seconds.
+    let (_, all) = get("/api/cases".into(), DISPATCHER).await;
+    assert!(!listed(&all).contains(&"closed-long-ago".to_owned()), "{all}");
+    assert!(listed(&all).contains(&"closed-just-now".to_owned()), "{all}");
+    let deadline = Instant::now() + WAIT;
+    while service.cases.get("closed-just-now").is_some() {
+        assert!(Instant::now() < deadline, "the closed case never left memory");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, all) = get("/api/cases".into(), DISPATCHER).await;
+    assert_eq!(listed(&all), ["open-0", "open-1", "open-2", "open-3", "open-4"]);
+    // Not lost: by a filter that asks for them, by id, by the source's id, in the figures.
+    let (_, closed) = get("/api/cases?state=closed".into(), DISPATCHER).await;
+    assert_eq!(listed(&closed), ["closed-just-now", "closed-long-ago"]);
+    let (_, everything) = get("/api/cases?archived=true&limit=3".into(), DISPATCHER).await;
+    assert_eq!(listed(&everything), ["closed-just-now", "open-0", "open-1"]);
+    let (status, one) = get("/api/cases/closed-long-ago".into(), DISPATCHER).await;
+    assert_eq!((status, one["state"].as_str()), (200, Some("closed")));
+    let (status, follow_up) = get("/api/requests/closed-long-ago".into(), SF311_APP).await;
+    assert_eq!((status, follow_up["state"].as_str()), (200, Some("closed")), "{follow_up}");
+    let (_, stats) = get("/api/stats/departments".into(), DISPATCHER).await;
+    assert_eq!(stats["departments"][0]["cases"], 7, "{stats}");
+
+    // A rating that says it is not solved reopens it: back in memory and in the listing.
+    let rated = http
+        .post(format!("{base}/api/requests/closed-long-ago/rating"))
+        .bearer_auth(SF311_APP)
+        .header("content-type", "application/json")
+        .body(r#"{"score": 1, "solved": false}"#)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(rated.status(), 200);
+    assert!(service.cases.get("closed-long-ago").is_some_and(|r| r.state.is_open()));
+    let (_, all) = get("/api/cases".into(), DISPATCHER).await;
+    assert!(listed(&all).contains(&"closed-long-ago".to_owned()), "{all}");
+    let (_, stats) = get("/api/stats/departments".into(), DISPATCHER).await;
+    assert_eq!(
+        (stats["departments"][0]["cases"].as_u64(), stats["departments"][0]["not_solved"].as_u64()),
+        (Some(7), Some(1))
+    );
+    stop.cancel();
+    service.stop().await;
+}
+
 /// What `GET /api/cases?limit=1` costs with 3,000 cases in the book (printed: `cargo test -p
 /// linkbus-tests --test it -- http_limits::listing_cost --ignored --nocapture`), and how
 /// `/healthz` fares while 50 such requests run at once.

@@ -145,7 +145,8 @@ async fn follow_up(
     principal.require(FOLLOW_UP_ROLES, "read residents' requests")?;
     let record = state
         .cases
-        .by_source_id(principal.source.as_deref(), &source_id)
+        .fetch_by_source_id(principal.source.as_deref(), &source_id)
+        .await?
         .ok_or_else(|| ApiError::NotFound("no such request".into()))?;
     debug!(case_id = %record.case_id, role = principal.role.as_str(), relayed_by = %principal.id, "resident follow-up");
     Ok(axum::Json(PublicCase::of(&record)))
@@ -170,7 +171,8 @@ async fn rate(
     check_texts(&action)?;
     let record = state
         .cases
-        .by_source_id(principal.source.as_deref(), &source_id)
+        .fetch_by_source_id(principal.source.as_deref(), &source_id)
+        .await?
         .ok_or_else(|| ApiError::NotFound("no such request".into()))?;
     let resident = Actor { kind: ActorKind::Resident, id: "reporter".into() };
     let result = state.cases.act(&record.case_id, &resident, &action).await.map_err(ApiError::from);

@@ -9,14 +9,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use jiff::Timestamp;
-use linkbus_cases::book::{CaseBook, CaseFilter};
+use linkbus_cases::book::CaseBook;
 use linkbus_wire::CaseRecord;
 use prometheus::IntGauge;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::info;
 
-use super::board::{CaseSummary, live_cases};
+use super::board::{CaseSummary, is_live, live_cases};
 use super::state::{ConsoleState, require_console};
 use crate::auth::Principal;
 use crate::auth::session::cookie;
@@ -99,7 +99,7 @@ pub(super) async fn events(
 
 fn reset_event(book: &CaseBook) -> Event {
     let now = Timestamp::now();
-    let body = json!({ "cases": live_cases(book.list(&CaseFilter::default()), now, MAX_LIVE), "now": now });
+    let body = json!({ "cases": live_cases(book.list_where(|r| is_live(r, now)), now, MAX_LIVE), "now": now });
     Event::default().event("reset").data(body.to_string())
 }
 
