@@ -40,27 +40,41 @@ fn open311_form(key: Option<&str>) -> String {
     format!("{key}service_code=SEWER&lat=37.7599673&long=-122.4236412&description=Sewer+backing+up")
 }
 
-/// Serves the API of `service` as `linkbus up` does, on a real socket; its base URL.
-async fn serve(config: &Config, service: &Service) -> (String, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = linkbus::up::api_app(config, &sf_region(), service).expect("app");
-    let stop = CancellationToken::new();
-    tokio::spawn(linkbus_http::serve(listener, app, stop.clone().cancelled_owned()));
-    (base, stop)
+/// A service on a fresh bus with the test keys (and `tune` applied to its configuration), its
+/// API served on a real socket within `[api]`'s limits, as `linkbus up` serves it.
+struct Served {
+    bus: TestBus,
+    service: Service,
+    base: String,
+    stop: CancellationToken,
+    /// What its HTTP server counts into.
+    registry: prometheus::Registry,
+    http: reqwest::Client,
 }
 
-/// Serves the API of `service` within `[api]`'s limits, as `linkbus up` does; its base URL and
-/// the registry its server counts into.
-async fn serve_limited(config: &Config, service: &Service) -> (String, CancellationToken, prometheus::Registry) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = linkbus::up::api_app(config, &sf_region(), service).expect("app");
-    let registry = prometheus::Registry::new();
-    let server = linkbus_http::Server::new(linkbus_http::server::Limits::of(&config.api), &registry).expect("server");
-    let stop = CancellationToken::new();
-    tokio::spawn(server.serve(listener, app, stop.clone().cancelled_owned()));
-    (base, stop, registry)
+impl Served {
+    async fn start(tune: impl FnOnce(&mut Config)) -> Self {
+        let bus = TestBus::start().await;
+        let mut config = bus.config();
+        config.api.keys = keys();
+        tune(&mut config);
+        let service = bus.service(&config).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = linkbus::up::api_app(&config, &sf_region(), &service).expect("app");
+        let registry = prometheus::Registry::new();
+        let limits = linkbus_http::server::Limits::of(&config.api);
+        let server = linkbus_http::Server::new(limits, &registry).expect("server");
+        let stop = CancellationToken::new();
+        tokio::spawn(server.serve(listener, app, stop.clone().cancelled_owned()));
+        let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+        Self { bus, service, base, stop, registry, http }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.service.stop().await;
+    }
 }
 
 /// `linkbus up` on `bus` with at most `open_files` file descriptors (`ulimit -n`), the API on a
@@ -161,14 +175,12 @@ async fn idle_connections_beyond_the_limit_do_not_lock_out_readyz_and_the_api() 
 /// request whose body trickles in is answered 503 after `request_timeout_secs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_slow_clients_are_timed_out() {
-    let bus = TestBus::start().await;
-    let mut config = bus.config();
-    config.api.keys = keys();
-    config.api.header_timeout_secs = 1;
-    config.api.request_timeout_secs = 1;
-    let service = bus.service(&config).await;
-    let (base, stop, registry) = serve_limited(&config, &service).await;
-    let addr = base.trim_start_matches("http://").to_owned();
+    let served = Served::start(|config| {
+        config.api.header_timeout_secs = 1;
+        config.api.request_timeout_secs = 1;
+    })
+    .await;
+    let addr = served.base.trim_start_matches("http://").to_owned();
     let closed_within = |mut stream: TcpStream, what: &str| {
         let started = Instant::now();
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -195,11 +207,10 @@ async fn silent_and_slow_clients_are_timed_out() {
     slow.write_all(head.as_bytes()).expect("write");
     let answer = closed_within(slow, "a body sent too slowly");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    let metrics = linkbus_http::api::render(&registry);
+    let metrics = linkbus_http::api::render(&served.registry);
     assert!(metric(&metrics, "linkbus_http_timeouts_total{kind=\"header\"}") >= 3.0, "{metrics}");
     assert_eq!(metric(&metrics, "linkbus_http_timeouts_total{kind=\"request\"}"), 1.0, "{metrics}");
-    stop.cancel();
-    service.stop().await;
+    served.stop().await;
 }
 
 /// The finding: 70 requests without a key made a valid source key's follow-up and its Open311
@@ -207,12 +218,8 @@ async fn silent_and_slow_clients_are_timed_out() {
 /// key has its own budget, and requests without a valid one share their address's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_requests_cannot_spend_a_keys_budget() {
-    let bus = TestBus::start().await;
-    let mut config = bus.config();
-    config.api.keys = keys();
-    let service = bus.service(&config).await;
-    let (base, stop, _) = serve_limited(&config, &service).await;
-    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let served = Served::start(|_| {}).await;
+    let (base, http) = (&served.base, &served.http);
     let post = |form: String, bearer: Option<&str>| {
         let mut request = http
             .post(format!("{base}/open311/v2/requests.json"))
@@ -246,20 +253,15 @@ async fn keyless_requests_cannot_spend_a_keys_budget() {
     assert_eq!(post(open311_form(None), Some(APP)).await, 201);
     // Still refused without a key.
     assert_eq!(post(open311_form(None), None).await, 429);
-    stop.cancel();
-    service.stop().await;
+    served.stop().await;
 }
 
 /// The finding: `POST /api/cases/%3E/actions` (and `a.*.%3E`) answered 503 "case store is
 /// unavailable", as the id went to the bucket as a key. What cannot be a case id is 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_case_id_is_not_found_not_unavailable() {
-    let bus = TestBus::start().await;
-    let mut config = bus.config();
-    config.api.keys = keys();
-    let service = bus.service(&config).await;
-    let (base, stop, _) = serve_limited(&config, &service).await;
-    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let served = Served::start(|_| {}).await;
+    let (base, http) = (&served.base, &served.http);
     for id in ["%3E", "a.*.%3E", "a.b", "%2A", &"x".repeat(200)] {
         let act = http
             .post(format!("{base}/api/cases/{id}/actions"))
@@ -275,8 +277,7 @@ async fn an_invalid_case_id_is_not_found_not_unavailable() {
         let read = http.get(format!("{base}/api/cases/{id}")).bearer_auth(DISPATCHER).send().await.expect("answer");
         assert_eq!(read.status(), 404, "GET /api/cases/{id}");
     }
-    stop.cancel();
-    service.stop().await;
+    served.stop().await;
 }
 
 /// `linkbus config check` warns of an API other machines can reach without a TLS proxy in front.
@@ -323,7 +324,8 @@ fn record(id: &str, age: Duration, state: &str) -> Value {
 
 /// Writes `records` straight into the case book's bucket (as another replica would have stored
 /// them) and waits until the book holds the last one.
-async fn store_records(bus: &TestBus, service: &Service, records: &[Value]) {
+async fn store_records(served: &Served, records: &[Value]) {
+    let (bus, service) = (&served.bus, &served.service);
     let store = bus.js.get_key_value(nats::BUCKET_CASES).await.expect("the cases bucket");
     for r in records {
         let id = r["case_id"].as_str().expect("an id");
@@ -346,25 +348,23 @@ async fn store_records(bus: &TestBus, service: &Service, records: &[Value]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_follow_their_cursor_and_closed_cases_leave_the_hot_set_not_the_book() {
     const SF311_APP: &str = "k-limits-sf311-app-5c3e7a9b1d2f4680";
-    let bus = TestBus::start().await;
-    let mut config = bus.config();
-    config.api.keys = keys();
-    config.api.keys.push(ApiKey {
-        role: ApiRole::Source,
-        id: "sf311-app".into(),
-        sha256: hash_key(SF311_APP),
-        source: Some("/sf311".into()),
-    });
-    config.lifecycle.closed_retention_secs = 2;
-    let service = bus.service(&config).await;
+    let served = Served::start(|config| {
+        config.api.keys.push(ApiKey {
+            role: ApiRole::Source,
+            id: "sf311-app".into(),
+            sha256: hash_key(SF311_APP),
+            source: Some("/sf311".into()),
+        });
+        config.lifecycle.closed_retention_secs = 2;
+    })
+    .await;
+    let (base, http, service) = (&served.base, &served.http, &served.service);
     let day = Duration::from_secs(24 * 3600);
     let mut records: Vec<Value> =
         (0..5).map(|n| record(&format!("open-{n}"), Duration::from_secs(60 + n), "accepted")).collect();
     records.push(record("closed-long-ago", 2 * day, "closed"));
     records.push(record("closed-just-now", Duration::ZERO, "closed"));
-    store_records(&bus, &service, &records).await;
-    let (base, stop, _) = serve_limited(&config, &service).await;
-    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    store_records(&served, &records).await;
     let get = |path: String, key: &'static str| {
         let request = http.get(format!("{base}{path}")).bearer_auth(key).send();
         async move {
@@ -443,8 +443,7 @@ async fn pages_follow_their_cursor_and_closed_cases_leave_the_hot_set_not_the_bo
         (stats["departments"][0]["cases"].as_u64(), stats["departments"][0]["not_solved"].as_u64()),
         (Some(7), Some(1))
     );
-    stop.cancel();
-    service.stop().await;
+    served.stop().await;
 }
 
 /// What `GET /api/cases?limit=1` costs with 3,000 cases in the book (printed: `cargo test -p
@@ -453,10 +452,8 @@ async fn pages_follow_their_cursor_and_closed_cases_leave_the_hot_set_not_the_bo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run it by name"]
 async fn listing_cost() {
-    let bus = TestBus::start().await;
-    let mut config = bus.config();
-    config.api.keys = keys();
-    let service = bus.service(&config).await;
+    let served = Served::start(|_| {}).await;
+    let (base, http) = (&served.base, &served.http);
     let records: Vec<Value> = (0..3000)
         .map(|i| {
             let state = match i % 3 {
@@ -467,9 +464,7 @@ async fn listing_cost() {
             record(&format!("load-{i:05}"), Duration::from_secs(3000 - i), state)
         })
         .collect();
-    store_records(&bus, &service, &records).await;
-    let (base, stop) = serve(&config, &service).await;
-    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    store_records(&served, &records).await;
     let list = |path: String| {
         let request = http.get(format!("{base}{path}")).bearer_auth(DISPATCHER);
         async move {
@@ -496,6 +491,5 @@ async fn listing_cost() {
     let (mut parallel, health) = tokio::join!(parallel, health);
     parallel.sort();
     println!("50 in parallel: median {:?}, slowest {:?}; /healthz meanwhile {health:?}", parallel[25], parallel[49]);
-    stop.cancel();
-    service.stop().await;
+    served.stop().await;
 }
