@@ -5,7 +5,8 @@
 //!   volunteers' answers and the offer cascade, the reporter's rating and reopening.
 //! - [`book`]: the case book — records in the `linkbus_cases` KV bucket moved by
 //!   revision-checked updates, the loops that open records for routed cases, serve department
-//!   and volunteer requests over NATS, and fire deadlines; the handle the HTTP API uses.
+//!   and volunteer requests over NATS, and fire deadlines; the hot set kept in memory and the
+//!   listing index; the handle the HTTP API uses.
 //! - [`webhooks`]: delivery of department cases to departments without NATS.
 //! - [`metrics`]: the loop's Prometheus metrics (stage durations, offers, escalations, webhook
 //!   deliveries, its dead letters).

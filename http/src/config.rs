@@ -10,10 +10,27 @@ pub struct ApiConfig {
     /// Address the API listens on, an IP and a port (`0.0.0.0:8080` for every interface); empty:
     /// no API. Port 0 picks a free one (printed by `linkbus up`).
     pub listen: String,
-    /// Requests per minute each client IP may make to the resident endpoints (`/api/requests/…`),
-    /// on top of their key, so even a leaked key cannot read or rate requests in bulk by guessing
-    /// source ids; more are answered 429.
+    /// Requests per minute to the resident endpoints (`/api/requests/…`, and the Open311
+    /// adapter's): each key gets this budget (so even a leaked key cannot read or rate requests in
+    /// bulk by guessing source ids), and requests without a valid key share one per client IP (so
+    /// they cannot spend a key's); more are answered 429.
     pub public_rate_per_minute: u32,
+    /// Connections open at once, at most. At the limit a new connection closes the connection
+    /// that has waited longest without a request in progress (one that never sent one first); if
+    /// every connection has a request in progress, the new one is answered 503 and closed. Keep
+    /// it well under the process's open-file limit (`LimitNOFILE` in the systemd unit).
+    pub max_connections: usize,
+    /// Seconds a connection has to send a complete request head, from when it opens or its
+    /// previous answer ends: also how long an idle keep-alive connection is kept. Then it is
+    /// closed.
+    pub header_timeout_secs: u64,
+    /// Seconds a request has for its body to arrive and its answer to start; else it is answered
+    /// 503. (The console's live event stream is not cut: its answer starts at once.)
+    pub request_timeout_secs: u64,
+    /// A TLS-terminating proxy is in front of `listen`, so keys and session cookies cross the
+    /// network encrypted: set it to silence `linkbus config check`'s warning about a `listen`
+    /// that is not a loopback address.
+    pub behind_tls_proxy: bool,
     /// Who may call the API (every endpoint but `/healthz`, `/readyz`, `/metrics` and
     /// `/api/openapi.json` takes a key).
     /// Only SHA-256 hashes of the keys are configured (`linkbus api hash-key`), so this file holds
@@ -23,7 +40,41 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), public_rate_per_minute: 60, keys: vec![] }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_rate_per_minute: 60,
+            max_connections: 512,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
+            behind_tls_proxy: false,
+            keys: vec![],
+        }
+    }
+}
+
+impl ApiConfig {
+    /// What `linkbus config check` warns of: a `listen` reachable from other machines without a
+    /// TLS proxy declared in front (keys and session cookies would cross the network in clear).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.listen.is_empty() && !self.behind_tls_proxy && !is_loopback(&self.listen) {
+            out.push(format!(
+                "api.listen = {:?} is reachable from other machines, and no TLS proxy is declared in front \
+                 (api.behind_tls_proxy): API keys and console session cookies would cross the network in \
+                 clear; put a TLS-terminating proxy in front (and set console.secure_cookie), or listen on \
+                 127.0.0.1",
+                self.listen
+            ));
+        }
+        out
+    }
+}
+
+/// True when `listen` (`IP:port`, or `localhost:port`) is a loopback address.
+fn is_loopback(listen: &str) -> bool {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => listen.rsplit_once(':').is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
     }
 }
 
@@ -43,6 +94,9 @@ pub struct ConsoleConfig {
     /// Mark the session cookie `Secure` (sent over HTTPS only): set it when the console is
     /// reached through a TLS-terminating proxy.
     pub secure_cookie: bool,
+    /// Sign-in attempts per minute, at most, from each client IP and with each key tried (right
+    /// or wrong); more are answered 429, so keys cannot be guessed quickly.
+    pub sign_in_per_minute: u32,
 }
 
 impl Default for ConsoleConfig {
@@ -53,6 +107,7 @@ impl Default for ConsoleConfig {
             tile_attribution: String::new(),
             session_hours: 12,
             secure_cookie: false,
+            sign_in_per_minute: 60,
         }
     }
 }
@@ -84,7 +139,7 @@ impl ApiKey {
 }
 
 /// What an API key allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiRole {
     /// Reads every case and acts on any (reassign, cancel, close, acknowledge escalations, split);
@@ -108,6 +163,25 @@ impl ApiRole {
             Self::Department => "department",
             Self::Operator => "operator",
             Self::Source => "source",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_beyond_loopback_without_tls_is_warned_of() {
+        let warned = |listen: &str, behind_tls_proxy: bool| {
+            !ApiConfig { listen: listen.into(), behind_tls_proxy, ..ApiConfig::default() }.warnings().is_empty()
+        };
+        for quiet in ["127.0.0.1:8080", "[::1]:8080", "localhost:8080", ""] {
+            assert!(!warned(quiet, false), "{quiet}");
+        }
+        for loud in ["0.0.0.0:8080", "10.1.2.3:80", "[::]:8080", "api.example.org:8080"] {
+            assert!(warned(loud, false), "{loud}");
+            assert!(!warned(loud, true), "{loud} behind a TLS proxy");
         }
     }
 }

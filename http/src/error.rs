@@ -38,8 +38,9 @@ pub enum ApiError {
     /// 413 `too_large`: a body over [`MAX_BODY`].
     #[error("the body is larger than {MAX_BODY} bytes")]
     TooLarge,
-    /// 429 `rate_limited`: too many resident requests from this address.
-    #[error("too many requests from this address; retry in {retry_after_secs} s")]
+    /// 429 `rate_limited`: too many resident requests with this key (or from this address,
+    /// without one), or console sign-ins from this address or with this key.
+    #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited {
         /// Seconds until the next request is allowed.
         retry_after_secs: u64,
@@ -51,6 +52,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 429, to retry after `wait` (whole seconds, at least one).
+    pub(crate) fn rate_limited(wait: std::time::Duration) -> Self {
+        Self::RateLimited { retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64 }
+    }
+
     /// The body's `code`.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -121,6 +127,12 @@ pub enum Error {
     /// The console's metrics could not be registered (a name already taken in the registry).
     #[error("registering the console's metrics")]
     Metrics(#[source] prometheus::Error),
+    /// The console's sign-outs could not be read from its bucket in time.
+    #[error("reading the console's sign-outs from bucket {bucket}: timed out")]
+    SignOuts {
+        /// The KV bucket.
+        bucket: &'static str,
+    },
     /// The console's session secret could not be stored in its bucket.
     #[error("storing the console's session secret in bucket {bucket}")]
     StoreSecret {

@@ -1,5 +1,5 @@
 //! The HTTP surface of linkbus, served by `linkbus up` on `[api].listen`: [`app`] assembles it,
-//! [`serve`] serves it.
+//! [`Server`] serves it.
 //!
 //! - [`api`]: the closed loop's endpoints (cases, residents' follow-ups and ratings, webhook
 //!   deliveries and department figures, `/healthz`, `/readyz`, `/metrics`), one module each;
@@ -10,13 +10,15 @@
 //! - [`auth`]: keys, the [`auth::Principal`] a request is made by, console sessions;
 //! - [`error`]: [`error::ApiError`], every refusal, answered as the one wire error body;
 //!   [`error::Error`], why the surface could not be built;
-//! - `rate_limit`: the residents' per-address token buckets;
+//! - `rate_limit`: token buckets (the residents' per key or address, the console's sign-ins);
+//! - [`server`]: serving on a socket within `[api]`'s limits (timeouts, a connection cap);
 //! - [`openapi`]: the OpenAPI document (`/api/openapi.json`, `docs/openapi.json`);
 //! - [`config`]: `[api]` and `[console]` of the configuration file.
 //!
 //! Modules depend downwards only, so none is reached back by what it uses: `config`, `error` and
-//! `rate_limit` use nothing of this crate; `auth` uses `config` and `error`; `console` uses `auth` (sessions are
-//! signed there, and its handlers take their own state, so it needs nothing of the API's);
+//! `rate_limit` use nothing of this crate; `server` and `auth` use `config` and `error`;
+//! `console` uses `auth` (sessions are signed there, and its handlers take their own state, so it
+//! needs nothing of the API's);
 //! `state` uses `auth`, `rate_limit` and `console` (it holds the console to serve); `api` uses
 //! `state`; `openapi` uses `api`'s types; this file assembles them all. The source-system
 //! adapters' routes are built by `linkbus-adapters` and merged in
@@ -29,13 +31,11 @@ pub mod console;
 pub mod error;
 pub mod openapi;
 pub(crate) mod rate_limit;
+pub mod server;
 pub mod state;
 
 #[cfg(test)]
 mod tests;
-
-use std::future::Future;
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -54,17 +54,7 @@ pub fn app(state: ApiState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/openapi.json".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state.clone())
-        .merge(state.adapters)
+        .merge(state.adapters.clone().layer(axum::middleware::from_fn_with_state(state, state::with_caller)))
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in progress finish.
-/// Client addresses are passed to the handlers (the residents' rate limit is per address).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-}
+pub use server::{Server, serve};

@@ -56,10 +56,13 @@ pub fn document() -> Value {
     let error = |description: &str| body(description, &error_body);
     let unauthorized = error("No `Authorization: Bearer <key>` header, or an unknown key (`unauthorized`).");
     let not_found = |what: &str| error(&format!("No such {what} (`not_found`)."));
-    let rate_limited =
-        error("Too many requests from this address (`rate_limited`); `Retry-After` says in how many seconds to retry.");
+    let rate_limited = error(
+        "Too many requests with this key, or from this address without a valid key (`rate_limited`); `Retry-After` says in how many seconds to retry.",
+    );
     let too_large = error("The body is larger than 64 KiB (`too_large`).");
-    let unavailable = error("The case store is unavailable (`unavailable`); try again.");
+    let unavailable = error(
+        "The case store is unavailable, or the request took longer than `[api].request_timeout_secs` (`unavailable`); try again.",
+    );
     let id_param = |name: &str, description: &str| json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": "string" } });
     let query = |name: &str, description: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema });
     let forbidden_cases =
@@ -72,7 +75,7 @@ pub fn document() -> Value {
             "title": "linkbus closed-loop API",
             "version": env!("CARGO_PKG_VERSION"),
             "summary": "Cases routed by linkbus: read them, act on them (accept, reject, progress, resolve, close, reassign, cancel, escalations), and let residents follow up and rate.",
-            "description": "Every endpoint but `/healthz`, `/readyz`, `/metrics`, this document, the commercial order webhooks (signed instead) and Open311 (its `api_key`) takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`, those of the CloudEvents source it speaks for (`[[api.keys]] source`), and post to its adapter (`docs/adapters.md`). Webhook deliveries and department figures are read with a dispatcher or operator key, or a department key for its own. Every action is recorded in the case's timeline with its actor. Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `conflict` 409 (the case's state refuses the action), `invalid` 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503; the adapters' routes also answer `malformed` 400 and `unsupported_media_type` 415.",
+            "description": "Every endpoint but `/healthz`, `/readyz`, `/metrics`, this document, the commercial order webhooks (signed instead) and Open311 (its `api_key`) takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`, those of the CloudEvents source it speaks for (`[[api.keys]] source`), and post to its adapter (`docs/adapters.md`). Webhook deliveries and department figures are read with a dispatcher or operator key, or a department key for its own. Every action is recorded in the case's timeline with its actor. The server closes a connection that sends no complete request head within `[api].header_timeout_secs` (an idle keep-alive connection too), answers 503 to a request whose body and answer take longer than `[api].request_timeout_secs`, and holds at most `[api].max_connections` (closing the longest-idle one for a new one). Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `conflict` 409 (the case's state refuses the action), `invalid` 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503; the adapters' routes also answer `malformed` 400 and `unsupported_media_type` 415.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
         },
         "security": [ { "bearer": [] } ],
@@ -121,8 +124,8 @@ pub fn document() -> Value {
             "/api/cases": {
                 "get": {
                     "operationId": "listCases",
-                    "summary": "Cases, newest first.",
-                    "description": "Every filter given must match. A department key lists only cases its department has or had, whatever the filters.",
+                    "summary": "Cases, newest first, a page at a time.",
+                    "description": "Every filter given must match. A department key lists only cases its department has or had, whatever the filters. A page costs what it returns; `next` is the `cursor` of the next page (same filters). Closed and cancelled cases leave the hot set `[lifecycle].closed_retention_secs` after their last change: they are listed only when asked for (`state=closed`, `state=cancelled` or `archived=true`), and are still read by id.",
                     "parameters": [
                         query("state", "In this state.", json!({ "$ref": "#/components/schemas/CaseState" })),
                         query("community", "In this community (id, e.g. `mission`).", json!({ "type": "string" })),
@@ -130,13 +133,16 @@ pub fn document() -> Value {
                         query("system", "Reported by this kind of system.", json!({ "$ref": "#/components/schemas/SourceSystem" })),
                         query("since", "Created at or after (RFC 3339).", json!({ "type": "string", "format": "date-time" })),
                         query("until", "Created before (RFC 3339).", json!({ "type": "string", "format": "date-time" })),
+                        query("archived", "Also closed and cancelled cases that left the hot set (read from the case book's bucket).", json!({ "type": "boolean", "default": false })),
+                        query("cursor", "Start after this: the `next` of the previous page.", json!({ "type": "string" })),
                         query("limit", "At most this many.", json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT })),
                     ],
                     "responses": {
                         "200": body("The matching cases.", &case_list),
                         "401": unauthorized,
                         "403": forbidden_cases(""),
-                        "422": error("An unknown or malformed query parameter (`invalid`).")
+                        "422": error("An unknown or malformed query parameter (`invalid`)."),
+                        "503": unavailable
                     }
                 }
             },
@@ -149,7 +155,8 @@ pub fn document() -> Value {
                         "200": body("The case.", &case_record),
                         "401": unauthorized,
                         "403": forbidden_cases(", or the case is another department's"),
-                        "404": not_found("case")
+                        "404": not_found("case (or not a case id)"),
+                        "503": unavailable
                     }
                 }
             },
@@ -164,7 +171,7 @@ pub fn document() -> Value {
                         "200": body("Done: the case afterwards.", &case_record),
                         "401": unauthorized,
                         "403": error("This key may not do this to this case (`forbidden`): an operator or source key, another department's case, or an action the role may not take."),
-                        "404": not_found("case"),
+                        "404": not_found("case (or not a case id)"),
                         "409": error("The case's state or the loop's rules refuse it (`conflict`), e.g. accepting a case already accepted."),
                         "413": too_large,
                         "422": error("The body is not an action (`invalid`)."),
@@ -176,7 +183,7 @@ pub fn document() -> Value {
                 "get": {
                     "operationId": "followUp",
                     "summary": "A resident's follow-up of their request, by the source system's id.",
-                    "description": "Relayed by the resident's source system (its app) with a source key; a dispatcher or operator key may read it too, a department key may not. Rate-limited per client address as well (`[api].public_rate_per_minute`).",
+                    "description": "Relayed by the resident's source system (its app) with a source key; a dispatcher or operator key may read it too, a department key may not. Rate-limited per key, and per client address for requests without a valid key (`[api].public_rate_per_minute`).",
                     "security": [ { "bearer": [] } ],
                     "parameters": [ id_param("source_id", "The request's id in the system it was reported to.") ],
                     "responses": {
@@ -184,7 +191,8 @@ pub fn document() -> Value {
                         "401": unauthorized,
                         "403": error("A department key (`forbidden`): only source, dispatcher and operator keys read requests."),
                         "404": not_found("request"),
-                        "429": rate_limited
+                        "429": rate_limited,
+                        "503": unavailable
                     }
                 }
             },
@@ -192,7 +200,7 @@ pub fn document() -> Value {
                 "post": {
                     "operationId": "rate",
                     "summary": "The resident's rating of a resolved or closed request; `solved: false` reopens it.",
-                    "description": "Relayed by the resident's source system (its app) with a source key, or recorded by a dispatcher who called the resident back (回访). Recorded in the timeline as the resident's (`resident`/`reporter`); the relaying key is logged. Rate-limited per client address as well (`[api].public_rate_per_minute`).",
+                    "description": "Relayed by the resident's source system (its app) with a source key, or recorded by a dispatcher who called the resident back (回访). Recorded in the timeline as the resident's (`resident`/`reporter`); the relaying key is logged. Rate-limited per key, and per client address for requests without a valid key (`[api].public_rate_per_minute`).",
                     "security": [ { "bearer": [] } ],
                     "parameters": [ id_param("source_id", "The request's id in the system it was reported to.") ],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": rating } } },
@@ -324,7 +332,7 @@ fn adapter_paths(receipt: &schemars::Schema, grid_batch: &schemars::Schema, erro
     ]
     .into_iter()
     .collect();
-    let open311 = |param: &str, summary: &str| json!({ "summary": summary, "parameters": [ { "name": param, "in": "path", "required": true, "description": "With the format's extension: `.json` or `.xml`.", "schema": { "type": "string" } } ], "description": "Open311 GeoReport v2 (docs/adapters.md#public-service-open311-georeport-v2): `{resource}` is `services.json`, `services.xml`, `requests.json` or `requests.xml`; `api_key` (form, query string or `Authorization: Bearer`) is a source key of the Open311 adapter's source, or for reading a dispatcher's or operator's. Answers and errors are the spec's, in the format the extension names (errors: a list of `{code, description}`: 400 a field missing or out of range, 403 no or a wrong key, 404 unknown, 405 another method, 413 over 64 KiB, 415 not a form, 429 over the per-address limit, 503 NATS unavailable).", "security": [] });
+    let open311 = |param: &str, summary: &str| json!({ "summary": summary, "parameters": [ { "name": param, "in": "path", "required": true, "description": "With the format's extension: `.json` or `.xml`.", "schema": { "type": "string" } } ], "description": "Open311 GeoReport v2 (docs/adapters.md#public-service-open311-georeport-v2): `{resource}` is `services.json`, `services.xml`, `requests.json` or `requests.xml`; `api_key` (form, query string or `Authorization: Bearer`) is a source key of the Open311 adapter's source, or for reading a dispatcher's or operator's. Answers and errors are the spec's, in the format the extension names (errors: a list of `{code, description}`: 400 a field missing or out of range, 403 no or a wrong key, 404 unknown, 405 another method, 413 over 64 KiB, 415 not a form, 429 over the rate limit (per key; per address without a valid key), 503 NATS unavailable).", "security": [] });
     json!({
         "/api/adapters/cap": intake("Cap", "emergency-cap-12", text(&["application/cap+xml", "application/xml", "text/xml"], "An OASIS CAP 1.2 alert; `Alert`/`Update`/`Cancel` with `references` act on the source's earlier case."), keyed("/cap")),
         "/api/adapters/cad": intake("Cad", "emergency-cad-incidents", text(&["application/json"], "A CAD incident (`kind` `new`, `update` or `cancel`)."), cad),

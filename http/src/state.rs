@@ -1,6 +1,15 @@
 //! What every handler of the API shares: [`ApiState`] and its builder, and the traits through
 //! which it reaches the rest of linkbus ([`Cases`], [`Deliveries`], [`Readiness`]; traits so the
-//! handlers can be tested without NATS).
+//! handlers can be tested without NATS); and the residents' rate limit, which the adapters share
+//! through [`Gate`].
+//!
+//! **Whose budget** a resident request spends ([`Budget`]): its key holder's (a key, or a console
+//! session), or, without a valid key, its client address's. So requests without a key cannot
+//! spend a key's budget, and a leaked key still cannot go faster than its own. The Open311
+//! adapter asks [`Gate::admit`] with the address alone, before it reads its form: the adapters'
+//! routes are therefore served inside [`with_caller`], which finds the request's key first (the
+//! `Authorization` header, an `api_key` in the query string or in a form body) and leaves its
+//! budget where `admit` finds it (a task-local for the request).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,17 +17,47 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use axum::Router;
-use axum::extract::FromRef;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRef, Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use linkbus_adapters::intake::{Caller, Gate};
+use linkbus_adapters::{open311, web};
 use linkbus_cases::book::CaseStore;
 use linkbus_cases::webhooks::{self, Delivery, WebhookError};
 
-use crate::auth::Auth;
+use crate::auth::session::cookie;
+use crate::auth::{Auth, Principal};
 use crate::config::{ApiConfig, ApiRole};
 use crate::console::Console;
 use crate::error::Error;
 use crate::rate_limit::RateLimiter;
+
+/// The most of a form body read to find its `api_key` (the Open311 adapter takes no more).
+const FORM_KEY_MAX: usize = open311::MAX_BODY;
+
+/// Whose rate-limit budget a resident request spends.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Budget {
+    /// A key holder's (by role and id): a valid key, or a console session.
+    Holder(ApiRole, String),
+    /// A client address's: no valid key.
+    Address(IpAddr),
+}
+
+impl Budget {
+    fn of(principal: Option<Principal>, ip: IpAddr) -> Self {
+        principal.map_or(Self::Address(ip), |p| Self::Holder(p.role, p.id))
+    }
+}
+
+tokio::task_local! {
+    /// The budget of the adapter request being served ([`with_caller`]), for [`Gate::admit`].
+    static ADAPTER_BUDGET: Budget;
+}
 
 /// What the API needs of the webhooks' delivery records (implemented for a JetStream context by
 /// [`webhooks::deliveries`]).
@@ -47,7 +86,7 @@ pub struct ApiState {
     pub(crate) cases: Arc<dyn CaseStore>,
     pub(crate) deliveries: Option<Arc<dyn Deliveries>>,
     pub(crate) auth: Auth,
-    limiter: Arc<RateLimiter>,
+    limiter: Arc<RateLimiter<Budget>>,
     pub(crate) metrics: prometheus::Registry,
     pub(crate) readiness: Option<Arc<dyn Readiness>>,
     pub(crate) console: Option<Arc<Console>>,
@@ -67,7 +106,7 @@ impl ApiState {
             cases,
             deliveries: None,
             auth: Auth::new(config)?,
-            limiter: Arc::new(RateLimiter::new(config.public_rate_per_minute.max(1))),
+            limiter: Arc::new(RateLimiter::new(config.public_rate_per_minute)),
             metrics: prometheus::Registry::new(),
             readiness: None,
             console: None,
@@ -126,7 +165,87 @@ impl Gate for ApiState {
         })
     }
 
+    /// Spends the budget [`with_caller`] found for this request (the address's where it found
+    /// none, or outside it).
     fn admit(&self, ip: IpAddr) -> Result<(), Duration> {
-        self.limiter.check(ip, Instant::now())
+        let budget = ADAPTER_BUDGET.try_with(Budget::clone).unwrap_or(Budget::Address(ip));
+        self.spend(budget)
     }
+}
+
+impl ApiState {
+    /// Takes one resident request out of `budget`, or says how long until there is room.
+    pub(crate) fn spend(&self, budget: Budget) -> Result<(), Duration> {
+        self.limiter.check(budget, Instant::now())
+    }
+
+    /// The budget of a request to the residents' endpoints: its key's, else its console
+    /// session's, else its address's.
+    pub(crate) fn budget(&self, headers: &HeaderMap, ip: IpAddr) -> Budget {
+        let principal = match web::bearer(headers) {
+            Some(key) => self.auth.principal(&key),
+            None if !headers.contains_key(header::AUTHORIZATION) => {
+                cookie(headers).and_then(|value| self.auth.session(value)).map(|s| s.principal)
+            }
+            None => None,
+        };
+        Budget::of(principal, ip)
+    }
+}
+
+/// Serves an adapter's request with its [`Budget`] where [`Gate::admit`] finds it: the key of its
+/// `Authorization` header, of `api_key` in its query string, or of `api_key` in its form body (a
+/// POST of `application/x-www-form-urlencoded`, read up to [`FORM_KEY_MAX`] and handed on
+/// unchanged); the address's without a valid one.
+pub(crate) async fn with_caller(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let ip = web::client_ip(&request);
+    let query_key = || {
+        let query = request.uri().query()?;
+        let pairs = open311::parse_form(query.as_bytes()).ok()?;
+        pairs.into_iter().find_map(|(name, value)| (name == "api_key").then_some(value))
+    };
+    let (request, key) = match web::bearer(request.headers()).or_else(query_key) {
+        Some(key) => (request, Some(key)),
+        None => form_key(request).await,
+    };
+    let budget = Budget::of(key.and_then(|k| state.auth.principal(&k)), ip);
+    ADAPTER_BUDGET.scope(budget, next.run(request)).await
+}
+
+/// The `api_key` of a form body, and the request with its body as it was.
+async fn form_key(request: Request) -> (Request, Option<String>) {
+    let is_form =
+        request.method() == Method::POST && web::media_type(request.headers()) == "application/x-www-form-urlencoded";
+    if !is_form {
+        return (request, None);
+    }
+    let (parts, mut body) = request.into_parts();
+    let mut read = Vec::new();
+    let mut failed = None;
+    let complete = loop {
+        if read.len() > FORM_KEY_MAX {
+            break false;
+        }
+        let frame = std::future::poll_fn(|cx| hyper::body::Body::poll_frame(std::pin::Pin::new(&mut body), cx)).await;
+        match frame {
+            Some(Ok(frame)) => read.extend_from_slice(&frame.into_data().unwrap_or_default()),
+            Some(Err(e)) => {
+                failed = Some(e);
+                break false;
+            }
+            None => break true,
+        }
+    };
+    let key = complete
+        .then(|| {
+            open311::parse_form(&read).ok()?.into_iter().find_map(|(name, value)| (name == "api_key").then_some(value))
+        })
+        .flatten();
+    let read = Bytes::from(read);
+    let body = match (complete, failed) {
+        (true, _) => Body::from(read),
+        (false, Some(e)) => Body::from_stream(futures::stream::iter([Ok(read), Err(e)])),
+        (false, None) => Body::from_stream(futures::stream::once(async { Ok(read) }).chain(body.into_data_stream())),
+    };
+    (Request::from_parts(parts, body), key)
 }

@@ -11,7 +11,7 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, StatusCode, header};
 use futures::future::BoxFuture;
 use jiff::Timestamp;
-use linkbus_cases::book::{ActError, CaseFilter, CaseStore, DepartmentStats, involves};
+use linkbus_cases::book::{ActError, CaseFilter, CaseStore, DepartmentStats};
 use linkbus_cases::lifecycle::{self, Ladder, Policy};
 use linkbus_cases::webhooks::{Delivery, DeliveryStatus, WebhookError};
 use linkbus_wire::{self as wire, Action, Actor, CaseRecord, CloudEvent, Contact, RoutedCase};
@@ -35,12 +35,7 @@ struct Memory {
 impl CaseStore for Memory {
     fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord> {
         let records = self.records.lock().expect("lock");
-        records
-            .values()
-            .filter(|r| filter.department.as_ref().is_none_or(|d| involves(r, d)))
-            .filter(|r| filter.state.is_none_or(|s| s == r.state))
-            .cloned()
-            .collect()
+        records.values().filter(|r| filter.matches(r)).cloned().collect()
     }
 
     fn get(&self, case_id: &str) -> Option<CaseRecord> {
@@ -153,6 +148,7 @@ fn state(rate_per_minute: u32) -> ApiState {
             ApiKey { source: Some("/sf311".into()), ..key(ApiRole::Source, "sf311-app", SOURCE) },
             key(ApiRole::Source, "other-app", OTHER_SOURCE),
         ],
+        ..ApiConfig::default()
     };
     ApiState::new(Arc::new(memory), &config).expect("state")
 }
@@ -370,20 +366,30 @@ async fn source_keys_may_not_use_the_cases_endpoints() {
 }
 
 #[tokio::test]
-async fn residents_are_rate_limited_per_address() {
+async fn residents_are_rate_limited_per_key_and_keyless_requests_per_address() {
     let app = app(state(2));
     let from = |ip: [u8; 4]| app.clone().layer(MockConnectInfo(SocketAddr::from((ip, 4000))));
     let (one, two) = (from([192, 0, 2, 1]), from([192, 0, 2, 2]));
     for _ in 0..2 {
         assert_eq!(call(&one, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await.0, StatusCode::OK);
     }
-    // A (leaked) key does not lift the limit.
-    let third = call(&one, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await;
+    // A (leaked) key does not go faster than its budget, from any address.
+    let third = call(&two, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await;
     assert_error(&third, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Requests without a valid key spend their address's budget, not a key's: the dispatcher on
+    // the same address still gets through.
+    for key in [None, Some("not-a-key")] {
+        let refused = call(&one, Method::GET, "/api/requests/4292128", key, None).await;
+        assert_error(&refused, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let keyless = call(&one, Method::GET, "/api/requests/4292128", None, None).await;
+    assert_error(&keyless, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     let rating = json!({"score": 5, "solved": true});
     let rate = call(&one, Method::POST, "/api/requests/4292128/rating", Some(DISPATCHER), Some(rating)).await;
-    assert_error(&rate, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-    assert_eq!(call(&two, Method::GET, "/api/requests/4292128", Some(SOURCE), None).await.0, StatusCode::OK);
+    assert_error(&rate, StatusCode::CONFLICT, "conflict");
+    // Another address without a key has its own budget.
+    let elsewhere = call(&two, Method::GET, "/api/requests/4292128", None, None).await;
+    assert_error(&elsewhere, StatusCode::UNAUTHORIZED, "unauthorized");
     // The cases endpoints are not limited.
     assert_eq!(call(&one, Method::GET, CASE, Some(DISPATCHER), None).await.0, StatusCode::OK);
 }

@@ -594,7 +594,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 region.departments.departments.len(),
                 region.categories.len()
             );
-            for warning in crate::adapters::check(&config.adapters, &region) {
+            for warning in config.api.warnings().into_iter().chain(crate::adapters::check(&config.adapters, &region)) {
                 eprintln!("warning: {warning}");
             }
         }

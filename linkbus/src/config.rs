@@ -70,6 +70,10 @@ pub struct LifecycleConfig {
     pub merge_groups: Vec<Vec<String>>,
     /// Milliseconds between looks for due deadlines and offers.
     pub tick_ms: u64,
+    /// Seconds a closed or cancelled case stays in memory (the hot set: the console, default
+    /// listings) after its last change; then it is read from the bucket when asked for (by id,
+    /// or a listing of closed, cancelled or archived cases). Nothing is deleted.
+    pub closed_retention_secs: u64,
 }
 
 impl Default for LifecycleConfig {
@@ -85,6 +89,7 @@ impl Default for LifecycleConfig {
             merge_window_secs: secs(policy.merge.window),
             merge_groups: policy.merge.groups,
             tick_ms: 250,
+            closed_retention_secs: BookConfig::default().closed_retention.as_secs(),
         }
     }
 }
@@ -318,6 +323,7 @@ impl Config {
                 },
             },
             tick: Duration::from_millis(l.tick_ms),
+            closed_retention: Duration::from_secs(l.closed_retention_secs),
             source,
             ..BookConfig::default()
         }

@@ -22,6 +22,7 @@ use crate::service::{self, Service};
 use crate::simulate;
 use linkbus_http::config::ApiRole;
 use linkbus_http::console::Console;
+use linkbus_http::server::Limits;
 use linkbus_http::state::ApiState;
 
 /// What `up` was asked to do besides running.
@@ -237,7 +238,9 @@ async fn serve_api(
     };
     let addr = listener.local_addr().context("reading the API's address")?;
     info!(%addr, keys = config.api.keys.len(), "HTTP API listening");
-    Ok((addr, tokio::spawn(linkbus_http::serve(listener, linkbus_http::app(state), stop.cancelled_owned()))))
+    let server = linkbus_http::Server::new(Limits::of(&config.api), svc.metrics.registry())
+        .context("registering the HTTP server's metrics")?;
+    Ok((addr, tokio::spawn(server.serve(listener, linkbus_http::app(state), stop.cancelled_owned()))))
 }
 
 /// The HTTP API of `svc` as `linkbus up` serves it, without the console: the closed loop's

@@ -696,8 +696,155 @@ async fn console_sessions_are_signed_and_acting_needs_the_csrf_token() {
     assert!(metrics.contains("linkbus_console_sign_ins_total{outcome=\"refused\"} 2"), "{metrics}");
     assert!(metrics.contains("linkbus_console_event_streams 0"), "{metrics}");
 
-    // Signing out clears the cookie.
-    let out = http.delete(format!("{base}/console/session")).header("cookie", &cookie).send().await.expect("answer");
+    // Signing out takes the session's CSRF token (no other page signs a dispatcher out), ends the
+    // session on the server and clears the cookie.
+    let sign_out = |csrf: Option<&str>| {
+        let mut request = http.delete(format!("{base}/console/session")).header("cookie", &cookie);
+        if let Some(csrf) = csrf {
+            request = request.header("x-linkbus-csrf", csrf);
+        }
+        request.send()
+    };
+    assert_eq!(sign_out(None).await.expect("answer").status(), 403);
+    let out = sign_out(Some(&csrf)).await.expect("answer");
     assert_eq!(out.status(), 204);
     assert!(out.headers().get("set-cookie").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("Max-Age=0")));
+    assert_eq!(get("/api/cases/session-1", &cookie).await.expect("answer").status(), 401);
+}
+
+/// The session secret as another process on the machine could read it from NATS (the finding of
+/// issue 16, section 2), and a dispatcher's cookie signed with it as `linkbus` signs one, issued
+/// at `issued` (unix seconds) in `generation`.
+async fn forge_cookie(bus: &TestBus, key: &str, id: &str, issued: i64, generation: u64) -> String {
+    use hmac::Mac as _;
+    let bucket = bus.js.get_key_value("linkbus_console").await.expect("the console's bucket");
+    let secret = bucket.get("session-secret").await.expect("read").expect("a secret");
+    let holder = format!("dispatcher.{}", hex::encode(id));
+    let signed =
+        format!("linkbus-console-session-2|{holder}|{issued}|{generation}|{}", linkbus_http::auth::hash_key(key));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret).expect("any key");
+    mac.update(signed.as_bytes());
+    format!("linkbus_session={holder}.{issued}.{generation}.{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The same forged in the cookie format before issue 16, whose expiry was the cookie's own:
+/// `expires=4102444800` (2100) was accepted.
+async fn forge_old_cookie(bus: &TestBus, key: &str, id: &str, expires: i64) -> String {
+    use hmac::Mac as _;
+    let bucket = bus.js.get_key_value("linkbus_console").await.expect("the console's bucket");
+    let secret = bucket.get("session-secret").await.expect("read").expect("a secret");
+    let id_hex = hex::encode(id);
+    let signed = format!("linkbus-console-session|dispatcher|{id_hex}|{expires}|{}", linkbus_http::auth::hash_key(key));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret).expect("any key");
+    mac.update(signed.as_bytes());
+    format!("linkbus_session=dispatcher.{id_hex}.{expires}.{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Issue 16: a session's expiry is the server's, not the cookie's (a cookie forged with the
+/// secret to end in 2100 is refused); signing out on one replica ends the session on every
+/// replica (its open event stream too), and it stays ended; sign-in is rate-limited per client
+/// address and per key tried: the 61st attempt in a minute is 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_sessions_end_on_the_server_and_sign_in_is_rate_limited() {
+    let bus = TestBus::start().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir"));
+    let (a, b) = (Linkbus::start(&bus, dir_a.path(), free_port()), Linkbus::start(&bus, dir_b.path(), free_port()));
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let sign_in = |base: &str, key: &str| {
+        http.post(format!("{base}console/session"))
+            .header("content-type", "application/json")
+            .body(json!({ "key": key }).to_string())
+            .send()
+    };
+    let status = |base: &str, cookie: &str| {
+        let request = http.get(format!("{base}api/cases")).header("cookie", cookie).send();
+        async move { request.await.expect("answer").status().as_u16() }
+    };
+
+    // Forged with the secret: an expiry of 2100 in the old format, an issue time in 2100 in the
+    // new one. Neither is a session; one issued now is (the secret must stay secret).
+    let old = forge_old_cookie(&bus, DISPATCHER, "dana", 4_102_444_800).await;
+    assert_eq!(status(&a.base, &old).await, 401, "a cookie's own expiry is not taken");
+    let far = forge_cookie(&bus, DISPATCHER, "dana", 4_102_444_800, 0).await;
+    assert_eq!(status(&a.base, &far).await, 401, "a session issued in the future is forged");
+    let now = jiff::Timestamp::now().as_second();
+    let stale = forge_cookie(&bus, DISPATCHER, "dana", now - 12 * 3600, 0).await;
+    assert_eq!(status(&a.base, &stale).await, 401, "session_hours after it was issued, it is over");
+    let current = forge_cookie(&bus, DISPATCHER, "dana", now, 0).await;
+    assert_eq!(status(&a.base, &current).await, 200);
+
+    // Signed in on A, the session works on B …
+    let response = sign_in(&a.base, DISPATCHER).await.expect("answer");
+    assert_eq!(response.status(), 200);
+    let cookie =
+        response.headers()["set-cookie"].to_str().expect("ASCII").split(';').next().expect("a cookie").to_owned();
+    let session: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("a session");
+    let expires: jiff::Timestamp = session["expires_at"].as_str().expect("an expiry").parse().expect("a time");
+    assert!((expires.as_second() - now - 12 * 3600).abs() < 60, "session_hours from now: {expires}");
+    assert_eq!(status(&b.base, &cookie).await, 200);
+    let mut stream =
+        http.get(format!("{}console/events", b.base)).header("cookie", &cookie).send().await.expect("a stream");
+    assert_eq!(stream.status(), 200);
+    assert!(stream.chunk().await.expect("read").is_some_and(|c| c.starts_with(b"retry") || c.starts_with(b"event")));
+
+    // … until it signs out on A: then on neither, and its event stream on B ends.
+    let out = http
+        .delete(format!("{}console/session", a.base))
+        .header("cookie", &cookie)
+        .header("x-linkbus-csrf", session["csrf"].as_str().expect("csrf"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(out.status(), 204);
+    assert_eq!(status(&a.base, &cookie).await, 401, "signed out here");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while status(&b.base, &cookie).await != 401 {
+        assert!(tokio::time::Instant::now() < deadline, "the other replica still takes the signed-out session");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ended = tokio::time::timeout(WAIT, async { while stream.chunk().await.expect("read").is_some() {} });
+    ended.await.expect("the event stream ends with its session");
+    // Every session of that dispatcher ended with it (a forged one too); signing in again works.
+    assert_eq!(status(&a.base, &current).await, 401);
+    let again = sign_in(&b.base, DISPATCHER).await.expect("answer");
+    assert_eq!(again.status(), 200);
+    let renewed =
+        again.headers()["set-cookie"].to_str().expect("ASCII").split(';').next().expect("a cookie").to_owned();
+    assert_eq!(status(&a.base, &renewed).await, 200);
+    // A restarted replica remembers the sign-out.
+    drop(a);
+    let a = Linkbus::start(&bus, dir_a.path(), free_port());
+    assert_eq!(status(&a.base, &cookie).await, 401, "still signed out after a restart");
+    assert_eq!(status(&a.base, &renewed).await, 200);
+
+    // 60 sign-in attempts a minute from one address, wrong keys: the 61st is 429 …
+    let from = |last: u8| {
+        reqwest::Client::builder()
+            .timeout(WAIT)
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .expect("client")
+    };
+    let attempt = |client: &reqwest::Client, key: &str| {
+        let request = client
+            .post(format!("{}console/session", b.base))
+            .header("content-type", "application/json")
+            .body(json!({ "key": key }).to_string())
+            .send();
+        async move { request.await.expect("answer").status().as_u16() }
+    };
+    let guesser = from(2);
+    for n in 0..60 {
+        assert_eq!(attempt(&guesser, &format!("guess-{n}")).await, 401, "attempt {}", n + 1);
+    }
+    assert_eq!(attempt(&guesser, "guess-60").await, 429, "the 61st attempt from one address");
+    // … and 60 with one key, from any addresses.
+    let (three, four) = (from(3), from(4));
+    for n in 0..60 {
+        assert_eq!(attempt(if n % 2 == 0 { &three } else { &four }, "the-same-guess").await, 401);
+    }
+    assert_eq!(attempt(&from(5), "the-same-guess").await, 429, "the 61st attempt with one key");
+    assert_eq!(attempt(&from(5), DISPATCHER).await, 200, "another key from another address");
+    let metrics = http.get(format!("{}metrics", b.base)).send().await.expect("answer").text().await.expect("text");
+    assert!(metrics.contains("linkbus_console_sign_ins_total{outcome=\"rate_limited\"} 2"), "{metrics}");
 }

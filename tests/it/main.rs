@@ -12,6 +12,7 @@ mod faults;
 mod geo;
 mod grid;
 mod hostile_input;
+mod http_limits;
 mod lifecycle;
 mod metrics;
 mod open311;

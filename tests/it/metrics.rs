@@ -250,6 +250,8 @@ async fn a_running_linkbus_exposes_valid_metrics_that_move_and_readyz_follows_na
 fn exported() -> (BTreeSet<String>, BTreeSet<String>) {
     let metrics = Metrics::new().expect("metrics");
     let _registered = metrics.register_service().expect("registers");
+    // `linkbus up` registers the HTTP server's when it serves the API.
+    linkbus_http::Server::new(linkbus_http::server::Limits::default(), metrics.registry()).expect("the HTTP server's");
     metrics.region_loaded(&sf_region());
     let mut families = BTreeSet::new();
     let mut series = BTreeSet::new();

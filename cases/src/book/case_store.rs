@@ -1,30 +1,61 @@
 //! [`CaseStore`]: what the rest of linkbus asks of the case book, as a trait.
 
+use std::cmp::Reverse;
+
+use futures::future::BoxFuture;
 use linkbus_wire::{Action, Actor, CaseRecord};
 
 use super::error::ActError;
 use super::handle::CaseBook;
-use super::read::CaseFilter;
+use super::read::{CaseFilter, CasePage, Cursor};
 use super::stats::DepartmentStats;
 
 /// What the rest of linkbus asks of the case book: the HTTP API (cases, residents' follow-ups,
 /// figures) and the adapters (a source's own cases, its updates to them). One trait, implemented
-/// by [`CaseBook`], so each of them is tested against an in-memory fake without NATS.
+/// by [`CaseBook`], so each of them is tested against an in-memory fake without NATS (the
+/// methods with a default are answered from the others there).
 pub trait CaseStore: Send + Sync + 'static {
-    /// Cases matching `filter`, newest first.
+    /// Cases in memory matching `filter`, newest first.
     fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord>;
-    /// One case.
+    /// One case in memory.
     fn get(&self, case_id: &str) -> Option<CaseRecord>;
     /// The case a report with this source-system id belongs to, from the CloudEvents `source`
     /// given (`None`: from any source); see [`CaseBook::by_source_id`].
     fn by_source_id(&self, source: Option<&str>, source_id: &str) -> Option<CaseRecord>;
+    /// A page of the cases matching `filter` after `after`; see [`CaseBook::page`].
+    fn page<'a>(
+        &'a self,
+        filter: &'a CaseFilter,
+        after: Option<&'a Cursor>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<CasePage, ActError>> {
+        let mut cases: Vec<CaseRecord> =
+            self.list(filter).into_iter().filter(|r| after.is_none_or(|c| c.precedes(r))).collect();
+        cases.sort_by(|a, b| (Reverse(a.created_at), &a.case_id).cmp(&(Reverse(b.created_at), &b.case_id)));
+        let last = limit.checked_sub(1).and_then(|i| cases.get(i)).filter(|_| cases.len() > limit);
+        let next = last.map(Cursor::after);
+        cases.truncate(limit);
+        Box::pin(std::future::ready(Ok(CasePage { cases, next })))
+    }
+    /// One case, in memory or not; see [`CaseBook::fetch`].
+    fn fetch<'a>(&'a self, case_id: &'a str) -> BoxFuture<'a, Result<Option<CaseRecord>, ActError>> {
+        Box::pin(std::future::ready(Ok(self.get(case_id))))
+    }
+    /// [`CaseStore::by_source_id`], in memory or not; see [`CaseBook::fetch_by_source_id`].
+    fn fetch_by_source_id<'a>(
+        &'a self,
+        source: Option<&'a str>,
+        source_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CaseRecord>, ActError>> {
+        Box::pin(std::future::ready(Ok(self.by_source_id(source, source_id))))
+    }
     /// Applies an action by `actor`; the updated case.
     fn act<'a>(
         &'a self,
         case_id: &'a str,
         actor: &'a Actor,
         action: &'a Action,
-    ) -> futures::future::BoxFuture<'a, Result<CaseRecord, ActError>>;
+    ) -> BoxFuture<'a, Result<CaseRecord, ActError>>;
     /// Per-department handling figures, by department id.
     fn department_stats(&self) -> Vec<DepartmentStats>;
 }
@@ -42,12 +73,33 @@ impl CaseStore for CaseBook {
         CaseBook::by_source_id(self, source, source_id)
     }
 
+    fn page<'a>(
+        &'a self,
+        filter: &'a CaseFilter,
+        after: Option<&'a Cursor>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<CasePage, ActError>> {
+        Box::pin(CaseBook::page(self, filter, after, limit))
+    }
+
+    fn fetch<'a>(&'a self, case_id: &'a str) -> BoxFuture<'a, Result<Option<CaseRecord>, ActError>> {
+        Box::pin(CaseBook::fetch(self, case_id))
+    }
+
+    fn fetch_by_source_id<'a>(
+        &'a self,
+        source: Option<&'a str>,
+        source_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CaseRecord>, ActError>> {
+        Box::pin(CaseBook::fetch_by_source_id(self, source, source_id))
+    }
+
     fn act<'a>(
         &'a self,
         case_id: &'a str,
         actor: &'a Actor,
         action: &'a Action,
-    ) -> futures::future::BoxFuture<'a, Result<CaseRecord, ActError>> {
+    ) -> BoxFuture<'a, Result<CaseRecord, ActError>> {
         Box::pin(CaseBook::act(self, case_id, actor, action))
     }
 

@@ -1,4 +1,5 @@
-//! How the case book runs: its rules, its durable consumer, its tick, its CloudEvents source.
+//! How the case book runs: its rules, its durable consumer, its tick, its CloudEvents source, how
+//! long closed cases stay in memory.
 
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ pub struct BookConfig {
     pub tick: Duration,
     /// The CloudEvents `source` of the events the loop emits.
     pub source: String,
+    /// How long a closed or cancelled case stays in memory (the hot set) after its last change;
+    /// then it is read from the bucket when asked for (see the book's `archive` module).
+    pub closed_retention: Duration,
 }
 
 impl Default for BookConfig {
@@ -24,6 +28,7 @@ impl Default for BookConfig {
             durable: "linkbus-cases".into(),
             tick: Duration::from_millis(250),
             source: "/linkbus/cases".into(),
+            closed_retention: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -4,12 +4,19 @@
 //! are (an R-tree of unit vectors, searched within the merge distance). With a city's history in
 //! the book, a scan per routed case or per tick would grow with every case ever opened; these
 //! grow with what is open.
+//!
+//! And, over every record, in memory or archived (only in the bucket, see [`BookIndex::archive`]):
+//! the listing order (newest first, then by id: `GET /api/cases`) with what a filter needs of each
+//! record ([`Listed`]), so a page costs what it returns; the closed and cancelled records still in
+//! memory by their last change (what leaves memory first); and the departments' figures
+//! ([`Tally`]), added to and taken from as records change, never recounted.
 
-use std::collections::{BTreeSet, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use jiff::Timestamp;
 use linkbus_matching::geodesy;
-use linkbus_wire::CaseRecord;
+use linkbus_wire::{CaseRecord, CaseState, SourceSystem};
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
 
@@ -19,12 +26,73 @@ use crate::lifecycle;
 /// An open case at its place: a unit vector (see [`geodesy::unit_vector`]) and its id.
 type Place = GeomWithData<[f64; 3], String>;
 
+/// A record's place in a listing: newest first, then by id.
+pub(super) type ListKey = (Reverse<Timestamp>, String);
+
+/// What a listing's filter and the departments' figures need of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Listed {
+    pub(super) state: CaseState,
+    pub(super) community: Option<String>,
+    /// Departments that have or had it (responsible, accepted or rejected it), once each.
+    pub(super) involved: Vec<String>,
+    pub(super) accepted_by: Option<String>,
+    pub(super) rejected_by: Vec<String>,
+    /// The kinds of system its reports came from.
+    pub(super) systems: Vec<SourceSystem>,
+    pub(super) merged: bool,
+    /// Each rating's department, score and whether it said solved.
+    pub(super) ratings: Vec<(Option<String>, u8, bool)>,
+}
+
+impl Listed {
+    pub(super) fn of(r: &CaseRecord) -> Self {
+        let mut involved: Vec<String> =
+            r.departments.iter().chain(&r.rejected_by).chain(&r.accepted_by).cloned().collect();
+        involved.sort_unstable();
+        involved.dedup();
+        let mut systems: Vec<SourceSystem> = r.reports.iter().map(|rep| rep.system).collect();
+        systems.dedup();
+        Self {
+            state: r.state,
+            community: r.community.as_ref().map(|c| c.id.clone()),
+            involved,
+            accepted_by: r.accepted_by.clone(),
+            rejected_by: r.rejected_by.clone(),
+            systems,
+            merged: r.merged_into.is_some(),
+            ratings: r.ratings.iter().map(|g| (g.department.clone(), g.score, g.solved)).collect(),
+        }
+    }
+}
+
+/// One department's figures, over every record that is not merged into another.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Tally {
+    pub(super) cases: usize,
+    pub(super) accepted: usize,
+    pub(super) rejected: usize,
+    pub(super) ratings: usize,
+    pub(super) not_solved: usize,
+    pub(super) score_sum: u64,
+}
+
+impl Tally {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// What the indexes hold of one record, derived from it alone.
 #[derive(Debug, Clone, PartialEq)]
 struct Keys {
     due: Option<Timestamp>,
     unsent: bool,
     place: Option<[f64; 3]>,
+    /// When it was last changed, if it is closed or cancelled.
+    done: Option<Timestamp>,
+    listing: ListKey,
+    listed: Listed,
 }
 
 impl Keys {
@@ -34,6 +102,9 @@ impl Keys {
             due: lifecycle::next_due(r),
             unsent: !stored.outbox.is_empty(),
             place: mergeable(r).then(|| geodesy::unit_vector(r.case.location.lon, r.case.location.lat)),
+            done: (!r.state.is_open()).then_some(r.updated_at),
+            listing: (Reverse(r.created_at), r.case_id.clone()),
+            listed: Listed::of(r),
         }
     }
 }
@@ -49,10 +120,19 @@ pub(super) struct BookIndex {
     due: BTreeSet<(Timestamp, String)>,
     unsent: HashSet<String>,
     open: RTree<Place>,
+    /// Every record, in memory or archived, in listing order.
+    listed: BTreeMap<ListKey, Listed>,
+    /// The closed and cancelled records in memory, by their last change.
+    done: BTreeSet<(Timestamp, String)>,
+    /// The archived records (in the bucket only): their listing place and bucket revision.
+    archived: HashMap<String, (ListKey, u64)>,
+    /// Each department's figures.
+    tallies: HashMap<String, Tally>,
 }
 
 impl BookIndex {
-    /// Follows a record from `old` (none when new to the book) to `new`.
+    /// Follows a record from `old` (none when new to memory) to `new`. A record that comes back
+    /// from the archive is first taken out of it ([`BookIndex::unarchive`]).
     pub(super) fn update(&mut self, old: Option<&Stored>, new: &Stored) {
         let id = &new.record.case_id;
         let after = Keys::of(new);
@@ -61,15 +141,7 @@ impl BookIndex {
             return;
         }
         if let Some(before) = before {
-            if let Some(due) = before.due {
-                self.due.remove(&(due, id.clone()));
-            }
-            if before.unsent {
-                self.unsent.remove(id);
-            }
-            if let Some(at) = before.place {
-                self.open.remove(&Place::new(at, id.clone()));
-            }
+            self.remove(id, &before);
         }
         if let Some(due) = after.due {
             self.due.insert((due, id.clone()));
@@ -80,6 +152,113 @@ impl BookIndex {
         if let Some(at) = after.place {
             self.open.insert(Place::new(at, id.clone()));
         }
+        if let Some(done) = after.done {
+            self.done.insert((done, id.clone()));
+        }
+        self.count(&after.listed, true);
+        self.listed.insert(after.listing, after.listed);
+    }
+
+    /// Takes what `keys` put in the indexes out of them.
+    fn remove(&mut self, id: &str, keys: &Keys) {
+        if let Some(due) = keys.due {
+            self.due.remove(&(due, id.to_owned()));
+        }
+        if keys.unsent {
+            self.unsent.remove(id);
+        }
+        if let Some(at) = keys.place {
+            self.open.remove(&Place::new(at, id.to_owned()));
+        }
+        if let Some(done) = keys.done {
+            self.done.remove(&(done, id.to_owned()));
+        }
+        if let Some(listed) = self.listed.remove(&keys.listing) {
+            self.count(&listed, false);
+        }
+    }
+
+    /// Adds a record's part of the departments' figures (or takes it away).
+    fn count(&mut self, listed: &Listed, add: bool) {
+        if listed.merged {
+            return;
+        }
+        let step = |n: &mut usize, by: bool| {
+            if by {
+                *n = if add { *n + 1 } else { n.saturating_sub(1) };
+            }
+        };
+        let mut touched: Vec<&str> = listed.involved.iter().map(String::as_str).collect();
+        for d in &listed.involved {
+            let t = self.tallies.entry(d.clone()).or_default();
+            step(&mut t.cases, true);
+            step(&mut t.accepted, listed.accepted_by.as_ref() == Some(d));
+            step(&mut t.rejected, listed.rejected_by.contains(d));
+        }
+        for (department, score, solved) in &listed.ratings {
+            let Some(d) = department else { continue };
+            let t = self.tallies.entry(d.clone()).or_default();
+            step(&mut t.ratings, true);
+            step(&mut t.not_solved, !solved);
+            t.score_sum =
+                if add { t.score_sum + u64::from(*score) } else { t.score_sum.saturating_sub(u64::from(*score)) };
+            touched.push(d);
+        }
+        for d in touched {
+            if self.tallies.get(d).is_some_and(Tally::is_empty) {
+                self.tallies.remove(d);
+            }
+        }
+    }
+
+    /// Leaves a record (just taken out of memory, stored at `revision`) in the listing and the
+    /// figures only: it is read from the bucket when asked for.
+    pub(super) fn archive(&mut self, stored: &Stored, revision: u64) {
+        let keys = Keys::of(stored);
+        let id = &stored.record.case_id;
+        if let Some(done) = keys.done {
+            self.done.remove(&(done, id.clone()));
+        }
+        self.archived.insert(id.clone(), (keys.listing, revision));
+    }
+
+    /// Takes a record out of the archive, to be followed in memory at `revision`: false when the
+    /// archive holds it at that revision or a later one (then it stays there).
+    pub(super) fn unarchive(&mut self, id: &str, revision: u64) -> bool {
+        match self.archived.get(id) {
+            Some((_, archived)) if *archived >= revision => false,
+            Some(_) => {
+                if let Some((listing, _)) = self.archived.remove(id)
+                    && let Some(listed) = self.listed.remove(&listing)
+                {
+                    self.count(&listed, false);
+                }
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// The bucket revision of an archived record.
+    pub(super) fn archived_revision(&self, id: &str) -> Option<u64> {
+        self.archived.get(id).map(|(_, revision)| *revision)
+    }
+
+    /// Closed and cancelled records in memory last changed before `cutoff`, oldest first.
+    pub(super) fn done_before(&self, cutoff: Timestamp) -> Vec<String> {
+        self.done.iter().take_while(|(at, _)| *at < cutoff).map(|(_, id)| id.clone()).collect()
+    }
+
+    /// Every record from just after `after` on, in listing order, and whether it is archived.
+    pub(super) fn listing(&self, after: Option<&ListKey>) -> impl Iterator<Item = (&ListKey, &Listed, bool)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, |key| Excluded(key.clone()));
+        self.listed.range((from, Unbounded)).map(|(key, listed)| (key, listed, self.archived.contains_key(&key.1)))
+    }
+
+    /// Each department's figures.
+    pub(super) fn tallies(&self) -> &HashMap<String, Tally> {
+        &self.tallies
     }
 
     /// The cases due at or before `now`, soonest first.
@@ -159,5 +338,64 @@ mod tests {
         sent.outbox.clear();
         index.update(Some(&closed), &sent);
         assert_eq!(index.unsent().count(), 0);
+    }
+
+    fn ids<'a>(listing: impl Iterator<Item = (&'a ListKey, &'a Listed, bool)>) -> Vec<(String, bool)> {
+        listing.map(|((_, id), _, archived)| (id.clone(), archived)).collect()
+    }
+
+    #[test]
+    fn lists_newest_first_and_keeps_archived_records_listed_and_counted() {
+        let mut index = BookIndex::default();
+        let mut records = Vec::new();
+        for (n, id) in ["a", "b", "c"].into_iter().enumerate() {
+            let mut s = stored(id, 116.40 + n as f64 * 0.01, 39.90);
+            s.record.created_at += jiff::SignedDuration::from_secs(n as i64);
+            s.record.departments = vec!["d1".into()];
+            index.update(None, &s);
+            records.push(s);
+        }
+        let owned = |pairs: &[(&str, bool)]| pairs.iter().map(|(id, a)| (id.to_string(), *a)).collect::<Vec<_>>();
+        assert_eq!(ids(index.listing(None)), owned(&[("c", false), ("b", false), ("a", false)]));
+        let after_c = (Reverse(records[2].record.created_at), "c".to_owned());
+        assert_eq!(ids(index.listing(Some(&after_c))), owned(&[("b", false), ("a", false)]));
+        assert_eq!(index.tallies()["d1"].cases, 3);
+
+        // a: accepted, rated, closed; then out of memory. Still listed, still counted.
+        let mut closed = records[0].clone();
+        closed.record.accepted_by = Some("d1".into());
+        closed.record.state = CaseState::Closed;
+        closed.record.accept_by = None;
+        closed.record.ratings.push(linkbus_wire::Rating {
+            score: 4,
+            solved: false,
+            comment: None,
+            department: Some("d1".into()),
+            at: closed.record.updated_at,
+        });
+        index.update(Some(&records[0]), &closed);
+        let figures = index.tallies()["d1"];
+        assert_eq!(
+            (figures.cases, figures.accepted, figures.ratings, figures.not_solved, figures.score_sum),
+            (3, 1, 1, 1, 4)
+        );
+        let later = closed.record.updated_at + jiff::SignedDuration::from_secs(1);
+        assert_eq!(index.done_before(later), ["a"]);
+        index.archive(&closed, 5);
+        assert!(index.done_before(later).is_empty());
+        assert_eq!(ids(index.listing(None)), owned(&[("c", false), ("b", false), ("a", true)]));
+        assert_eq!((index.archived_revision("a"), index.tallies()["d1"]), (Some(5), figures));
+
+        // An older revision stays archived; a newer one comes back to memory, counted once.
+        assert!(!index.unarchive("a", 5));
+        assert!(index.unarchive("a", 6));
+        index.update(None, &closed);
+        assert_eq!(ids(index.listing(None)), owned(&[("c", false), ("b", false), ("a", false)]));
+        assert_eq!(index.tallies()["d1"], figures);
+        // Merged into another: no longer counted for the department.
+        let mut merged = records[1].clone();
+        merged.record.merged_into = Some("c".into());
+        index.update(Some(&records[1]), &merged);
+        assert_eq!(index.tallies()["d1"].cases, 2);
     }
 }

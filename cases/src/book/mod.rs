@@ -13,11 +13,13 @@
 //! - `outbox`: the messages a transition sends; `stored`: the bucket's value per case and its
 //!   key; `index`: what is due, unsent and open where;
 //! - `handle`: the [`CaseBook`] itself and the [`NextVolunteers`] it asks;
+//! - `archive`: the hot set, closed cases leaving memory after `closed_retention`;
 //! - `store`: revision-checked transitions, the in-memory copy, publishing outboxes;
-//! - `read`: listing and lookups ([`CaseFilter`], [`involves`]); `stats`: [`DepartmentStats`];
+//! - `read`: listing by pages and lookups, in memory or from the bucket ([`CaseFilter`],
+//!   [`Cursor`], [`CasePage`], [`involves`]); `stats`: [`DepartmentStats`];
 //! - `actions`: acting on a case and answering offers;
 //! - the loops: `opening` (a record per routed case, merging duplicates), `requests` (NATS
-//!   requests from departments and volunteers), `deadlines` (the ticker);
+//!   requests from departments and volunteers), `deadlines` (the ticker), and `archive`'s sweep;
 //! - `case_store`: [`CaseStore`], the trait the API and the adapters take the book as;
 //! - here: [`CaseBook::start`], which starts them.
 
@@ -40,6 +42,7 @@ use crate::lifecycle::Ladder;
 use crate::metrics::CaseMetrics;
 
 mod actions;
+mod archive;
 mod case_store;
 mod config;
 mod deadlines;
@@ -59,7 +62,7 @@ pub use config::BookConfig;
 pub use error::ActError;
 pub use handle::{CaseBook, NextVolunteers};
 pub use opening::OPEN_IN_FLIGHT;
-pub use read::{CaseFilter, involves};
+pub use read::{CaseFilter, CasePage, Cursor, involves};
 pub use stats::DepartmentStats;
 
 /// Changes of case records held for subscribers ([`CaseBook::subscribe`]) not yet read by them.
@@ -108,7 +111,8 @@ impl CaseBook {
         tasks.push(spawn("opener", Box::pin(book.clone().open_routed(shutdown.clone()))));
         tasks.push(spawn("actions", Box::pin(book.clone().serve(Requests::Actions, shutdown.clone()))));
         tasks.push(spawn("answers", Box::pin(book.clone().serve(Requests::Answers, shutdown.clone()))));
-        tasks.push(spawn("ticker", Box::pin(book.clone().tick_loop(shutdown))));
+        tasks.push(spawn("ticker", Box::pin(book.clone().tick_loop(shutdown.clone()))));
+        tasks.push(spawn("archiver", Box::pin(book.clone().archive_loop(shutdown))));
         info!(cases = read(&book.cache).len(), "case book open");
         Ok((book, tasks))
     }

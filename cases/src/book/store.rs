@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
+use jiff::Timestamp;
 use linkbus_bus::nats;
 use linkbus_bus::sync::read;
 use linkbus_wire::CaseRecord;
@@ -70,19 +71,32 @@ impl CaseBook {
         if old.is_some_and(|old| old.revision >= revision) {
             return;
         }
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        if old.is_none() && !index.unarchive(&stored.record.case_id, revision) {
+            return;
+        }
         let old = old.map(|c| &c.stored);
-        self.index.write().unwrap_or_else(|p| p.into_inner()).update(old, &stored);
+        index.update(old, &stored);
         let changed = old.is_none_or(|old| old.record != stored.record);
         if changed && self.changes.receiver_count() > 0 {
             // No receiver is not an error: nobody is watching.
             let _ = self.changes.send(stored.record.clone());
         }
+        if self.archivable(&stored, Timestamp::now()) {
+            // Read at start-up (or changed by another replica) long after it was closed.
+            cache.remove(&stored.record.case_id);
+            index.archive(&stored, revision);
+            return;
+        }
         cache.insert(stored.record.case_id.clone(), Cached { stored, revision });
     }
 
-    /// Whether the cache holds the record under bucket key `key` at `revision` or later.
+    /// Whether the cache (or the archive) holds the record under bucket key `key` at `revision`
+    /// or later.
     pub(super) fn has_revision(&self, key: &str, revision: u64) -> bool {
-        read(&self.cache).get(&case_id_of(key)).is_some_and(|c| c.revision >= revision)
+        let id = case_id_of(key);
+        read(&self.cache).get(&id).map(|c| c.revision).or_else(|| read(&self.index).archived_revision(&id))
+            >= Some(revision)
     }
 
     /// Publishes `outbox`, then removes what was published from the stored record. What fails

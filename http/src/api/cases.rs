@@ -28,10 +28,16 @@ pub struct CaseList {
     pub cases: Vec<CaseRecord>,
     /// True when more cases matched than `limit`.
     pub more: bool,
+    /// Where the next page starts, when more matched: pass it as `cursor` (with the same
+    /// filters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// `GET /api/cases`: a department key lists only the cases its department has or had, whatever
-/// the filters.
+/// the filters. A page costs what it returns (the case book walks its listing order from the
+/// cursor); closed and cancelled cases that left memory are listed when asked for (`state`
+/// closed or cancelled, or `archived=true`).
 pub(super) async fn list_cases(
     State(state): State<ApiState>,
     principal: Principal,
@@ -39,25 +45,32 @@ pub(super) async fn list_cases(
 ) -> Result<axum::Json<CaseList>, ApiError> {
     principal.require(CASE_ROLES, "list cases")?;
     let Query(pairs) = query.map_err(|e| ApiError::Invalid(e.body_text()))?;
-    let (mut filter, limit) = parse_list_query(&pairs)?;
-    let asked = filter.department.clone();
-    if let Some(own) = principal.department() {
-        filter.department = Some(own.to_owned());
-    }
-    let mut cases = state.cases.list(&filter);
-    if let Some(asked) = asked.filter(|_| principal.department().is_some()) {
-        cases.retain(|r| involves(r, &asked));
-    }
-    let more = cases.len() > limit;
-    cases.truncate(limit);
+    let (mut filter, cursor, limit) = parse_list_query(&pairs)?;
+    filter.visible_to = principal.department().map(str::to_owned);
+    let page = state.cases.page(&filter, cursor.as_ref(), limit).await?;
+    let (cases, next) = (page.cases, page.next.map(|c| c.to_string()));
     debug!(role = principal.role.as_str(), actor = %principal.id, count = cases.len(), "cases listed");
-    Ok(axum::Json(CaseList { cases, more }))
+    Ok(axum::Json(CaseList { cases, more: next.is_some(), next }))
+}
+
+/// 404 for what cannot be a case id (`>`, `a.*.>`: the case book's bucket would refuse it as a
+/// key and the answer would be a 503).
+fn check_case_id(case_id: &str) -> Result<(), ApiError> {
+    if wire::is_event_id(case_id) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no case {case_id:?}: a case id is 1-{} ASCII letters, digits, '-', '_' or ':'",
+            wire::MAX_ID_LEN
+        )))
+    }
 }
 
 /// The case, if `principal` may see it: 404 when there is none, 403 when it is another
-/// department's.
-fn visible(state: &ApiState, principal: &Principal, case_id: &str) -> Result<CaseRecord, ApiError> {
-    let record = state.cases.get(case_id).ok_or_else(|| ApiError::NotFound(format!("no case {case_id}")))?;
+/// department's. One that left the case book's memory is read from its bucket.
+async fn visible(state: &ApiState, principal: &Principal, case_id: &str) -> Result<CaseRecord, ApiError> {
+    check_case_id(case_id)?;
+    let record = state.cases.fetch(case_id).await?.ok_or_else(|| ApiError::NotFound(format!("no case {case_id}")))?;
     match principal.department() {
         Some(own) if !involves(&record, own) => Err(ApiError::Forbidden(format!("case {case_id} is not {own}'s"))),
         _ => Ok(record),
@@ -71,7 +84,7 @@ pub(super) async fn get_case(
     Path(id): Path<String>,
 ) -> Result<axum::Json<CaseRecord>, ApiError> {
     principal.require(CASE_ROLES, "read cases")?;
-    let record = visible(&state, &principal, &id).inspect_err(|e| {
+    let record = visible(&state, &principal, &id).await.inspect_err(|e| {
         info!(role = principal.role.as_str(), actor = %principal.id, case_id = %id, refused = ?e.code(), "case read refused");
     })?;
     info!(role = principal.role.as_str(), actor = %principal.id, case_id = %id, "case read");
@@ -86,6 +99,7 @@ pub(super) async fn act(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<CaseRecord>, ApiError> {
     principal.require(&[ApiRole::Dispatcher, ApiRole::Department], "act on cases")?;
+    check_case_id(&id)?;
     let action = parse_action(&body?)?;
     let result = act_as(&state, &principal, &id, &action).await;
     match &result {
@@ -116,7 +130,7 @@ async fn act_as(state: &ApiState, principal: &Principal, id: &str, action: &Acti
         ApiRole::Department => {
             // Not another department's case, whatever the action (a merged case would otherwise
             // answer 409 and tell where it went).
-            visible(state, principal, id)?;
+            visible(state, principal, id).await?;
             Actor { kind: ActorKind::Department, id: principal.id.clone() }
         }
         ApiRole::Dispatcher => Actor { kind: ActorKind::Dispatcher, id: principal.id.clone() },

@@ -1,6 +1,6 @@
 //! The query strings of the listing endpoints: every parameter known, none given twice.
 
-use linkbus_cases::book::CaseFilter;
+use linkbus_cases::book::{CaseFilter, Cursor};
 use linkbus_wire as wire;
 use serde_json::Value;
 
@@ -11,9 +11,10 @@ pub(crate) const DEFAULT_LIMIT: usize = 100;
 /// The largest `limit`.
 pub(crate) const MAX_LIMIT: usize = 1000;
 
-/// The filter and `limit` of `GET /api/cases`.
-pub(crate) fn parse_list_query(pairs: &[(String, String)]) -> Result<(CaseFilter, usize), ApiError> {
+/// The filter, `cursor` and `limit` of `GET /api/cases`.
+pub(crate) fn parse_list_query(pairs: &[(String, String)]) -> Result<(CaseFilter, Option<Cursor>, usize), ApiError> {
     let mut filter = CaseFilter::default();
+    let mut cursor = None;
     let mut limit = None;
     let mut seen = Vec::new();
     for (name, value) in pairs {
@@ -36,6 +37,8 @@ pub(crate) fn parse_list_query(pairs: &[(String, String)]) -> Result<(CaseFilter
             }
             "since" => filter.since = Some(value.parse().map_err(|_| bad("not an RFC 3339 time"))?),
             "until" => filter.until = Some(value.parse().map_err(|_| bad("not an RFC 3339 time"))?),
+            "archived" => filter.archived = value.parse().map_err(|_| bad("true or false"))?,
+            "cursor" => cursor = Some(value.parse::<Cursor>().map_err(|e| ApiError::Invalid(format!("cursor: {e}")))?),
             "limit" => {
                 let n: usize = value.parse().map_err(|_| bad("not a number"))?;
                 if !(1..=MAX_LIMIT).contains(&n) {
@@ -45,12 +48,13 @@ pub(crate) fn parse_list_query(pairs: &[(String, String)]) -> Result<(CaseFilter
             }
             _ => {
                 return Err(ApiError::Invalid(format!(
-                    "unknown query parameter {name}; known: state, community, department, system, since, until, limit"
+                    "unknown query parameter {name}; known: state, community, department, system, since, until, \
+                     archived, cursor, limit"
                 )));
             }
         }
     }
-    Ok((filter, limit.unwrap_or(DEFAULT_LIMIT)))
+    Ok((filter, cursor, limit.unwrap_or(DEFAULT_LIMIT)))
 }
 
 /// The `limit` of a query that takes nothing else.

@@ -1,6 +1,6 @@
 //! `/api/requests/{source_id}…`: a resident's follow-up and rating, relayed by their source
 //! system's app with its source key (or, for a rating taken by phone, a dispatcher's), by the
-//! request's id in that system; rate-limited per client address on top of the key.
+//! request's id in that system; rate-limited per key (per client address without one).
 //!
 //! Residents get a reduced view ([`PublicCase`]): the state and a timeline of event names, no
 //! contact details, no volunteer or department ids, notes only of `progress`, `resolved` and
@@ -14,7 +14,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use jiff::Timestamp;
-use linkbus_adapters::intake::Gate as _;
 use linkbus_adapters::web;
 use linkbus_wire::{Action, Actor, ActorKind, CaseRecord, CaseState};
 use schemars::{JsonSchema, SchemaGenerator};
@@ -122,15 +121,15 @@ pub(super) fn routes(state: &ApiState) -> Router<ApiState> {
         .route_layer(middleware::from_fn_with_state(state.clone(), limit))
 }
 
-/// The residents' rate limit: one token bucket per client address, before the key is looked at
-/// (a leaked key does not lift it).
+/// The residents' rate limit: one token bucket per key holder, and one per client address for
+/// requests without a valid key (which cannot spend a key's; see [`crate::state`]).
 async fn limit(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let ip = web::client_ip(&request);
-    match state.admit(ip) {
+    let budget = state.budget(request.headers(), web::client_ip(&request));
+    match state.spend(budget.clone()) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
-            debug!(%ip, "resident request rate-limited");
-            ApiError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64 }.into_response()
+            debug!(?budget, "resident request rate-limited");
+            ApiError::rate_limited(wait).into_response()
         }
     }
 }
@@ -146,7 +145,8 @@ async fn follow_up(
     principal.require(FOLLOW_UP_ROLES, "read residents' requests")?;
     let record = state
         .cases
-        .by_source_id(principal.source.as_deref(), &source_id)
+        .fetch_by_source_id(principal.source.as_deref(), &source_id)
+        .await?
         .ok_or_else(|| ApiError::NotFound("no such request".into()))?;
     debug!(case_id = %record.case_id, role = principal.role.as_str(), relayed_by = %principal.id, "resident follow-up");
     Ok(axum::Json(PublicCase::of(&record)))
@@ -171,7 +171,8 @@ async fn rate(
     check_texts(&action)?;
     let record = state
         .cases
-        .by_source_id(principal.source.as_deref(), &source_id)
+        .fetch_by_source_id(principal.source.as_deref(), &source_id)
+        .await?
         .ok_or_else(|| ApiError::NotFound("no such request".into()))?;
     let resident = Actor { kind: ActorKind::Resident, id: "reporter".into() };
     let result = state.cases.act(&record.case_id, &resident, &action).await.map_err(ApiError::from);

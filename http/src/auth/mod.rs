@@ -3,7 +3,7 @@
 //!
 //! - `key`: the keys as configured (only their SHA-256, [`hash_key`]), and the [`Principal`]
 //!   a presented key stands for, compared with every configured hash in constant time.
-//! - `session`: the dispatcher console's signed session cookie and its CSRF token.
+//! - `session`: the dispatcher console's signed session cookie, its CSRF token, sign-outs.
 //! - [`Auth`]: both together, and the [`Principal`] extractor of every handler that takes one:
 //!   `Authorization: Bearer <key>` (read by [`linkbus_adapters::web::bearer`], as the adapters
 //!   read it), or, without that header, the console's session cookie (and, to change anything,
@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{Method, header};
+use axum::http::{HeaderMap, Method, header};
 use jiff::Timestamp;
 use linkbus_adapters::web;
 
 use self::key::{Key, find};
 pub use self::key::{Principal, hash_key};
-use self::session::{CSRF_HEADER, Sessions, cookie};
+use self::session::{Session, Sessions, cookie, csrf_token};
 use crate::config::ApiConfig;
 use crate::error::{ApiError, Error};
 
@@ -71,9 +71,9 @@ impl Auth {
         find(&self.keys, presented).map(|key| (key.principal(), key.hash))
     }
 
-    /// The principal of the session cookie `value`, and its expiry (unix seconds): `None` unless
-    /// sessions are served here and it is genuine, unexpired and its key still configured.
-    pub(crate) fn session(&self, value: &str) -> Option<(Principal, i64)> {
+    /// The session of the cookie `value`: `None` unless sessions are served here and it is
+    /// genuine, unexpired, not signed out, and its key still configured.
+    pub(crate) fn session(&self, value: &str) -> Option<Session> {
         self.sessions.as_deref()?.verify(value, &self.keys, Timestamp::now().as_second())
     }
 
@@ -85,20 +85,24 @@ impl Auth {
         let (Some(sessions), Some(value)) = (self.sessions.as_deref(), cookie(&parts.headers)) else {
             return Ok(None);
         };
-        let (principal, _) = self
+        let session = self
             .session(value)
             .ok_or_else(|| ApiError::Unauthorized("the console session has ended; sign in again".into()))?;
         if !matches!(parts.method, Method::GET | Method::HEAD) {
-            let token = parts
-                .headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| ApiError::Forbidden("a console request must carry X-Linkbus-Csrf".into()))?;
-            if !sessions.csrf_matches(value, token) {
-                return Err(ApiError::Forbidden("the X-Linkbus-Csrf token does not match the session".into()));
-            }
+            check_csrf(sessions, value, &parts.headers)?;
         }
-        Ok(Some(principal))
+        Ok(Some(session.principal))
+    }
+}
+
+/// 403 unless `headers` carry the CSRF token of the session cookie `value`.
+pub(crate) fn check_csrf(sessions: &Sessions, value: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token =
+        csrf_token(headers).ok_or_else(|| ApiError::Forbidden("a console request must carry X-Linkbus-Csrf".into()))?;
+    if sessions.csrf_matches(value, token) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("the X-Linkbus-Csrf token does not match the session".into()))
     }
 }
 

@@ -146,15 +146,17 @@ impl CaseSummary {
     }
 }
 
+/// Whether the board shows a case at `now`: open (and not merged into another), or closed or
+/// cancelled within the last hour.
+pub(super) fn is_live(r: &CaseRecord, now: Timestamp) -> bool {
+    r.merged_into.is_none() && (r.state.is_open() || r.updated_at >= now - RECENT_DONE)
+}
+
 /// The cases a console shows, of `records`: every open one (merged reports are shown by their
 /// primary) and those closed or cancelled within the last hour; at most `max`, most recently
 /// changed first.
 pub fn live_cases(records: Vec<CaseRecord>, now: Timestamp, max: usize) -> Vec<CaseSummary> {
-    let recent = now - RECENT_DONE;
-    let mut live: Vec<CaseRecord> = records
-        .into_iter()
-        .filter(|r| r.merged_into.is_none() && (r.state.is_open() || r.updated_at >= recent))
-        .collect();
+    let mut live: Vec<CaseRecord> = records.into_iter().filter(|r| is_live(r, now)).collect();
     live.sort_by_key(|r| std::cmp::Reverse(r.updated_at));
     live.truncate(max);
     live.iter().map(CaseSummary::of).collect()

@@ -9,14 +9,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use jiff::Timestamp;
-use linkbus_cases::book::{CaseBook, CaseFilter};
+use linkbus_cases::book::CaseBook;
 use linkbus_wire::CaseRecord;
 use prometheus::IntGauge;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::info;
 
-use super::board::{CaseSummary, live_cases};
+use super::board::{CaseSummary, is_live, live_cases};
 use super::state::{ConsoleState, require_console};
 use crate::auth::Principal;
 use crate::auth::session::cookie;
@@ -52,18 +52,28 @@ pub(super) async fn events(
     require_console(&principal)?;
     let console = state.console.clone().ok_or_else(|| ApiError::NotFound("the console is off here".into()))?;
     info!(role = ?principal.role, actor = %principal.id, "console watching");
-    // A stream opened with a session ends with it: the page then reconnects, is refused, and asks
-    // to sign in again.
-    let session_left = match headers.contains_key(header::AUTHORIZATION) {
+    // A stream opened with a session ends with it, when it expires or is signed out: the page
+    // then reconnects, is refused, and asks to sign in again.
+    let session = match headers.contains_key(header::AUTHORIZATION) {
         true => None,
-        false => cookie(&headers).and_then(|value| state.auth.session(value)).map(|(_, expires)| {
-            Duration::from_secs(u64::try_from(expires - Timestamp::now().as_second()).unwrap_or_default())
-        }),
+        false => cookie(&headers).and_then(|value| Some((value.to_owned(), state.auth.session(value)?))),
     };
+    let (auth, mut raised) = (state.auth.clone(), console.sessions.raised());
     let session_ended = async move {
-        match session_left {
-            Some(left) => tokio::time::sleep(left).await,
-            None => std::future::pending().await,
+        let Some((value, session)) = session else { return std::future::pending().await };
+        let left =
+            Duration::from_secs(u64::try_from(session.expires - Timestamp::now().as_second()).unwrap_or_default());
+        let signed_out = async {
+            while raised.changed().await.is_ok() {
+                if auth.session(&value).is_none() {
+                    return;
+                }
+            }
+            std::future::pending().await
+        };
+        tokio::select! {
+            () = tokio::time::sleep(left) => {}
+            () = signed_out => {}
         }
     };
     // Subscribe before reading the book, so no change falls between the two.
@@ -89,7 +99,7 @@ pub(super) async fn events(
 
 fn reset_event(book: &CaseBook) -> Event {
     let now = Timestamp::now();
-    let body = json!({ "cases": live_cases(book.list(&CaseFilter::default()), now, MAX_LIVE), "now": now });
+    let body = json!({ "cases": live_cases(book.list_where(|r| is_live(r, now)), now, MAX_LIVE), "now": now });
     Event::default().event("reset").data(body.to_string())
 }
 

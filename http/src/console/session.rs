@@ -1,5 +1,8 @@
 //! `/console/session`: signing in with a dispatcher's or operator's key (the cookie and its CSRF
-//! token are made by [`crate::auth::session`]), who is signed in, signing out.
+//! token are made by [`crate::auth::session`]), rate-limited per client address and per key
+//! tried; who is signed in; signing out, which ends the session on every replica.
+
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -8,12 +11,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use tracing::info;
 
 use super::state::{Console, ConsoleState, require_console};
-use crate::auth::Principal;
-use crate::auth::session::{COOKIE, cookie};
+use crate::auth::check_csrf;
+use crate::auth::session::{COOKIE, Session, cookie};
 use crate::error::ApiError;
+use crate::rate_limit::ClientIp;
 
 /// `GET /console/session` and the answer to signing in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,12 +40,12 @@ struct Login {
     key: String,
 }
 
-fn session_info(console: &Console, principal: &Principal, value: &str, expires: i64) -> SessionInfo {
+fn session_info(console: &Console, session: &Session, value: &str) -> SessionInfo {
     SessionInfo {
-        role: principal.role.as_str().to_owned(),
-        id: principal.id.clone(),
+        role: session.principal.role.as_str().to_owned(),
+        id: session.principal.id.clone(),
         csrf: console.sessions.csrf(value),
-        expires_at: Timestamp::from_second(expires).unwrap_or(Timestamp::MAX),
+        expires_at: Timestamp::from_second(session.expires).unwrap_or(Timestamp::MAX),
     }
 }
 
@@ -53,13 +58,22 @@ fn set_cookie(console: &Console, value: &str, max_age: i64) -> Result<(header::H
     Ok((header::SET_COOKIE, value))
 }
 
-/// `POST /console/session`: `{"key": "…"}` of a dispatcher or operator; sets the cookie.
+/// `POST /console/session`: `{"key": "…"}` of a dispatcher or operator; sets the cookie. At most
+/// `[console].sign_in_per_minute` attempts from each address, and with each key tried.
 pub(super) async fn login(
     State(state): State<ConsoleState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let console = state.console()?;
+    let now = Instant::now();
+    let limited = |wait: Duration| {
+        info!(%ip, "console sign-in rate-limited");
+        console.metrics.sign_ins.with_label_values(&["rate_limited"]).inc();
+        ApiError::rate_limited(wait)
+    };
+    console.sign_ins_by_ip.check(ip, now).map_err(limited)?;
     // JSON only: a cross-site form cannot send it without the browser asking this origin first.
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -69,6 +83,8 @@ pub(super) async fn login(
         return Err(ApiError::Invalid("sign in with a JSON body {\"key\": \"…\"}".into()));
     }
     let login: Login = serde_json::from_slice(&body?).map_err(|e| ApiError::Invalid(format!("not a sign-in: {e}")))?;
+    let tried: [u8; 32] = Sha256::digest(login.key.trim().as_bytes()).into();
+    console.sign_ins_by_key.check(tried, now).map_err(limited)?;
     let refused = &console.metrics.sign_ins.with_label_values(&["refused"]);
     let (principal, hash) = state.auth.principal_with_hash(login.key.trim()).ok_or_else(|| {
         info!("console sign-in refused: unknown key");
@@ -80,27 +96,35 @@ pub(super) async fn login(
         refused.inc();
     })?;
     console.metrics.sign_ins.with_label_values(&["ok"]).inc();
-    let max_age = i64::from(console.config.session_hours.max(1)) * 3600;
-    let expires = Timestamp::now().as_second() + max_age;
-    let value = console.sessions.issue(&principal, &hash, expires);
-    let set_cookie = set_cookie(console, &value, max_age)?;
+    let (value, session) = console.sessions.issue(&principal, &hash, Timestamp::now().as_second());
+    let set_cookie = set_cookie(console, &value, console.sessions.lifetime())?;
     info!(role = principal.role.as_str(), actor = %principal.id, "console sign-in");
-    Ok(([set_cookie], axum::Json(session_info(console, &principal, &value, expires))).into_response())
+    Ok(([set_cookie], axum::Json(session_info(console, &session, &value))).into_response())
 }
 
 /// `GET /console/session`: who is signed in, and the CSRF token for actions.
 pub(super) async fn whoami(State(state): State<ConsoleState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let console = state.console()?;
     let value = cookie(&headers).ok_or_else(|| ApiError::Unauthorized("not signed in".into()))?;
-    let (principal, expires) = state
+    let session = state
         .auth
         .session(value)
         .ok_or_else(|| ApiError::Unauthorized("the console session has ended; sign in again".into()))?;
-    Ok(axum::Json(session_info(console, &principal, value, expires)).into_response())
+    Ok(axum::Json(session_info(console, &session, value)).into_response())
 }
 
-/// `DELETE /console/session`: signs out (clears the cookie).
-pub(super) async fn logout(State(state): State<ConsoleState>) -> Result<Response, ApiError> {
+/// `DELETE /console/session`: signs out. A current session (with its CSRF token, so no other
+/// page can sign a dispatcher out) is ended on the server, with every other session of its key
+/// holder; the cookie is cleared either way.
+pub(super) async fn logout(State(state): State<ConsoleState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let console = state.console()?;
+    if let Some(value) = cookie(&headers)
+        && let Some(session) = state.auth.session(value)
+    {
+        check_csrf(&console.sessions, value, &headers)?;
+        console.sign_out(&session).await?;
+        let principal = &session.principal;
+        info!(role = principal.role.as_str(), actor = %principal.id, "console sign-out");
+    }
     Ok((StatusCode::NO_CONTENT, [set_cookie(console, "", 0)?]).into_response())
 }

@@ -1,28 +1,38 @@
 //! What the console's handlers share: the [`Console`], started once with the service, and the
 //! keys and sessions to check callers with ([`ConsoleState`]).
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use axum::body::Bytes;
 use axum::extract::FromRef;
+use linkbus_bus::nats::{self, BucketFollower};
 use linkbus_cases::book::CaseBook;
 use linkbus_geo_data::Region;
 use linkbus_routers::service::RouterState;
 use prometheus::{IntCounterVec, IntGauge, Opts};
 use rand::Rng as _;
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use super::board::{communities_geojson, region_info};
-use crate::auth::session::{CONSOLE_ROLES, Sessions};
+use crate::auth::session::{CONSOLE_ROLES, Session, Sessions};
 use crate::auth::{Auth, Principal};
 use crate::config::ConsoleConfig;
 use crate::error::{ApiError, Error};
+use crate::rate_limit::RateLimiter;
 
-/// The KV bucket holding the console's session secret.
+/// The KV bucket holding the console's session secret and its key holders' sign-outs.
 pub const BUCKET_CONSOLE: &str = "linkbus_console";
 /// The key of the session secret in [`BUCKET_CONSOLE`].
 const SECRET_KEY: &str = "session-secret";
+/// The keys of the key holders' session generations in [`BUCKET_CONSOLE`]:
+/// `signed-out.<role>.<hex id>`, the generation in decimal (see [`crate::auth::session`]).
+const SIGNED_OUT: &str = "signed-out";
+/// How long starting waits for the sign-outs to be read.
+const SIGN_OUTS_WAIT: Duration = Duration::from_secs(60);
 /// Content Security Policy of the page without a base map: everything from this origin only.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
@@ -36,6 +46,11 @@ pub struct Console {
     pub(super) region: Bytes,
     pub(super) communities: Bytes,
     pub(super) sessions: Arc<Sessions>,
+    /// [`BUCKET_CONSOLE`]: sign-outs are written there.
+    store: kv::Store,
+    /// Sign-in attempts per client address, and per key tried (its SHA-256).
+    pub(super) sign_ins_by_ip: RateLimiter<IpAddr>,
+    pub(super) sign_ins_by_key: RateLimiter<[u8; 32]>,
     pub(super) config: ConsoleConfig,
     pub(super) csp: String,
     pub(super) stop: CancellationToken,
@@ -49,7 +64,8 @@ impl std::fmt::Debug for Console {
 
 impl Console {
     /// The console for a running service: reads (or makes, the first time) the session secret in
-    /// `store`, the [`BUCKET_CONSOLE`] bucket, and registers its metrics in `registry`. Its event
+    /// `store`, the [`BUCKET_CONSOLE`] bucket, follows the sign-outs kept there (until `stop`;
+    /// returns once those there are read), and registers its metrics in `registry`. Its event
     /// streams end when `stop` is cancelled.
     pub async fn start(
         registry: &prometheus::Registry,
@@ -61,6 +77,16 @@ impl Console {
         stop: CancellationToken,
     ) -> Result<Self, Error> {
         let secret = session_secret(store).await?;
+        let sessions = Arc::new(Sessions::new(secret, console.session_hours));
+        let read = CancellationToken::new();
+        let (follow_store, follower, ready, until) =
+            (store.clone(), SignOuts(sessions.clone()), read.clone(), stop.clone());
+        tokio::spawn(async move {
+            nats::follow_bucket_with(&follow_store, &format!("{SIGNED_OUT}.>"), &ready, &until, follower).await;
+        });
+        tokio::time::timeout(SIGN_OUTS_WAIT, read.cancelled())
+            .await
+            .map_err(|_| Error::SignOuts { bucket: BUCKET_CONSOLE })?;
         let csp = match tile_origin(&console.tile_url) {
             Some(origin) => CSP.replace("img-src 'self' data:", &format!("img-src 'self' data: {origin}")),
             None => CSP.to_owned(),
@@ -71,7 +97,10 @@ impl Console {
             router,
             region: Bytes::from(region_info(region, console).to_string()),
             communities: Bytes::from(communities_geojson(region).to_string()),
-            sessions: Arc::new(Sessions::new(secret)),
+            sessions,
+            store: store.clone(),
+            sign_ins_by_ip: RateLimiter::new(console.sign_in_per_minute),
+            sign_ins_by_key: RateLimiter::new(console.sign_in_per_minute),
             config: console.clone(),
             csp,
             stop,
@@ -82,6 +111,61 @@ impl Console {
     /// key ([`crate::state::ApiState::with_console`]).
     pub(crate) fn sessions(&self) -> Arc<Sessions> {
         self.sessions.clone()
+    }
+
+    /// Ends `session` and every other session of its key holder, on every replica: raises the
+    /// holder's generation in the bucket (revision-checked, so two sign-outs at once both count),
+    /// then here at once (the other replicas follow the bucket).
+    pub(super) async fn sign_out(&self, session: &Session) -> Result<(), ApiError> {
+        let key = format!("{SIGNED_OUT}.{}", session.holder);
+        let unavailable = |e: &dyn std::fmt::Display| {
+            ApiError::Unavailable(format!("the session could not be ended (the console's bucket: {e}); try again"))
+        };
+        for _ in 0..16 {
+            let entry = self.store.entry(&key).await.map_err(|e| unavailable(&e))?;
+            let stored =
+                entry.as_ref().filter(|e| e.operation == kv::Operation::Put).and_then(|e| generation(&e.value));
+            let next = stored.unwrap_or(0).max(session.generation) + 1;
+            let value = Bytes::from(next.to_string());
+            let written = match &entry {
+                Some(entry) => match self.store.update(&key, value, entry.revision).await {
+                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                    written => written.map(|_| ()).map_err(|e| unavailable(&e)),
+                },
+                None => match self.store.create(&key, value).await {
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+                    written => written.map(|_| ()).map_err(|e| unavailable(&e)),
+                },
+            };
+            written?;
+            self.sessions.raise(&session.holder, next);
+            return Ok(());
+        }
+        Err(ApiError::Unavailable("the session could not be ended (signed out elsewhere meanwhile); try again".into()))
+    }
+}
+
+/// A session generation as the bucket stores it.
+fn generation(value: &[u8]) -> Option<u64> {
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
+}
+
+/// Follows the sign-outs of [`BUCKET_CONSOLE`] into [`Sessions`].
+struct SignOuts(Arc<Sessions>);
+
+impl BucketFollower for SignOuts {
+    fn apply(&mut self, entry: kv::Entry) -> impl std::future::Future<Output = ()> + Send {
+        let holder = entry.key.strip_prefix(SIGNED_OUT).and_then(|k| k.strip_prefix('.'));
+        match (holder, generation(&entry.value)) {
+            (Some(holder), Some(generation)) if entry.operation == kv::Operation::Put => {
+                self.0.raise(holder, generation);
+            }
+            _ if entry.operation == kv::Operation::Put => {
+                warn!(key = %entry.key, "unreadable console sign-out; ignored");
+            }
+            _ => {}
+        }
+        std::future::ready(())
     }
 }
 
@@ -97,10 +181,10 @@ impl ConsoleMetrics {
         let streams =
             IntGauge::new("linkbus_console_event_streams", "Consoles following live cases (open event streams).")?;
         let sign_ins = IntCounterVec::new(
-            Opts::new("linkbus_console_sign_ins_total", "Console sign-ins, by outcome (ok, refused)."),
+            Opts::new("linkbus_console_sign_ins_total", "Console sign-ins, by outcome (ok, refused, rate_limited)."),
             &["outcome"],
         )?;
-        for outcome in ["ok", "refused"] {
+        for outcome in ["ok", "refused", "rate_limited"] {
             sign_ins.with_label_values(&[outcome]);
         }
         registry.register(Box::new(streams.clone()))?;
