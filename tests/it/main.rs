@@ -21,4 +21,5 @@ mod reload;
 mod routing;
 mod scenario;
 mod sf311;
+mod volunteer_status;
 mod webhooks;
