@@ -13,6 +13,7 @@ mod geo;
 mod grid;
 mod hostile_input;
 mod lifecycle;
+mod merge_replicas;
 mod metrics;
 mod open311;
 mod permissions;
