@@ -1,19 +1,26 @@
 //! Order webhooks of commercial platforms (elderly meal delivery, home repair, domestic help):
 //! `POST /api/adapters/commerce/{platform}/orders` with an [`OrderEvent`] in JSON.
 //!
-//! **Signed** like linkbus's own outgoing webhooks (`linkbus_cases::webhooks`), with the
-//! platform's shared secret from `[[adapters.commerce.platforms]]`:
+//! **Signed** with the platform's shared secret from `[[adapters.commerce.platforms]]`, over the
+//! timestamp, the delivery id and the body ([`sign`]):
 //!
 //! ```text
 //! Linkbus-Timestamp: 1795766400                (unix seconds, when the platform sent it)
-//! Linkbus-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>
-//! Linkbus-Delivery: <the platform's unique id of this delivery>
+//! Linkbus-Delivery: <the platform's unique id of this delivery: 1-256 visible ASCII, no '.'>
+//! Linkbus-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<delivery>.<body>")>
 //! ```
 //!
+//! The delivery id is signed so that a captured request cannot be replayed under a new one:
+//! within the timestamp window a replay keeps its delivery id, and that id is remembered for
+//! longer than the window lasts. (linkbus's own outgoing webhooks, `linkbus_cases::webhooks`,
+//! sign `"<timestamp>.<body>"` with the same HMAC; a platform's signer differs from it only by
+//! the delivery id and its `.`.)
+//!
 //! Refused: no signature or timestamp (401), a signature that does not match (401, compared in
-//! constant time), a timestamp more than 5 minutes old or ahead (401, saying which), a delivery
-//! id already received within 10 minutes (409, remembered in the JetStream KV bucket
-//! `linkbus_commerce_deliveries` so every replica sees it), an unknown platform (401).
+//! constant time), a timestamp more than 5 minutes old or ahead (401, saying which), no or a
+//! badly formed delivery id (400), a delivery id already received within [`DELIVERY_MEMORY`]
+//! (409, remembered in the JetStream KV bucket `linkbus_commerce_deliveries` so every replica
+//! sees it), an unknown platform (401).
 //!
 //! **Statuses**: `created` opens a case (`commercial` system, category from the platform's map
 //! of its `service`, id `commerce:<platform>:<order_id>`); later statuses update that case as
@@ -50,12 +57,16 @@ use crate::kind::AdapterKind;
 use crate::messages::{Messages, content_type_is, read_body};
 use crate::vocabulary::CategoryMap;
 
-/// Header with the platform's id of this delivery (for replay detection).
+/// Header with the platform's id of this delivery (signed, and remembered to refuse replays).
 pub const HEADER_DELIVERY: &str = "Linkbus-Delivery";
+/// Longest delivery id accepted, bytes.
+pub const MAX_DELIVERY_LEN: usize = 256;
 /// KV bucket of the delivery ids received in the last [`DELIVERY_MEMORY`].
 pub const BUCKET_DELIVERIES: &str = "linkbus_commerce_deliveries";
-/// How long a delivery id is remembered: past it the timestamp is stale anyway.
-pub const DELIVERY_MEMORY: Duration = Duration::from_secs(10 * 60);
+/// How long a delivery id is remembered: longer than a signed request stays on time (a
+/// timestamp up to 5 minutes ahead is accepted until it is 5 minutes old: 10 minutes), so
+/// within its window a replay always finds its delivery id.
+pub const DELIVERY_MEMORY: Duration = Duration::from_secs(11 * 60);
 /// The route orders are posted to.
 pub const ROUTE: &str = "/api/adapters/commerce/{platform}/orders";
 
@@ -211,8 +222,8 @@ impl Senders {
         Ok(Self { platforms })
     }
 
-    /// Checks the signature and timestamp of a request from `platform` at `now` (unix seconds);
-    /// its delivery key.
+    /// Checks the signature, timestamp and delivery id of a request from `platform` at `now`
+    /// (unix seconds); its delivery key.
     pub fn verify(&self, platform: &str, headers: &HeaderMap, body: &[u8], now: i64) -> Result<String, IntakeError> {
         let unauthorized = |why: &str| Err(IntakeError::Unauthorized(why.to_owned()));
         let Some((_, secret)) = self.platforms.get(platform) else { return unauthorized("unknown platform") };
@@ -228,12 +239,16 @@ impl Senders {
         if ts > now + tolerance {
             return unauthorized("Linkbus-Timestamp is more than 5 minutes in the future");
         }
-        if !webhooks::verify(secret, timestamp, body, signature, now) {
-            return unauthorized("bad signature: expected sha256=<hex HMAC-SHA256 of \"<timestamp>.<body>\">");
-        }
-        let Some(delivery) = header(HEADER_DELIVERY).filter(|d| !d.is_empty() && d.len() <= 256) else {
-            return Err(IntakeError::Malformed("a Linkbus-Delivery header (1-256 characters) is required".into()));
+        let Some(delivery) = header(HEADER_DELIVERY).filter(|d| is_delivery_id(d)) else {
+            return Err(IntakeError::Malformed(
+                "a Linkbus-Delivery header (1-256 visible ASCII characters, no '.') is required".into(),
+            ));
         };
+        if !webhooks::verify(secret, timestamp, &signed_bytes(delivery, body), signature, now) {
+            return unauthorized(
+                "bad signature: expected sha256=<hex HMAC-SHA256 of \"<timestamp>.<delivery>.<body>\">",
+            );
+        }
         let digest = hex::encode(Sha256::digest(delivery.as_bytes()));
         Ok(format!("{platform}.{}", &digest[..32]))
     }
@@ -339,6 +354,27 @@ async fn post_order(
     commerce.messages.answer(&route, bytes, result).await
 }
 
+/// `Linkbus-Signature` of a platform's request: `sha256=` and the lowercase hex HMAC-SHA256,
+/// keyed with `secret`, of `"<timestamp>.<delivery>.<body>"` (what [`Senders::verify`] checks).
+pub fn sign(secret: &[u8], timestamp: i64, delivery: &str, body: &[u8]) -> String {
+    webhooks::sign(secret, timestamp, &signed_bytes(delivery, body))
+}
+
+/// What follows `"<timestamp>."` in the signed bytes: `"<delivery>.<body>"`. A delivery id has
+/// no `.` ([`is_delivery_id`]), so where it ends is never in doubt.
+fn signed_bytes(delivery: &str, body: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(delivery.len() + 1 + body.len());
+    bytes.extend_from_slice(delivery.as_bytes());
+    bytes.push(b'.');
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// A well-formed delivery id: 1-[`MAX_DELIVERY_LEN`] visible ASCII characters other than `.`.
+pub fn is_delivery_id(delivery: &str) -> bool {
+    (1..=MAX_DELIVERY_LEN).contains(&delivery.len()) && delivery.bytes().all(|b| b.is_ascii_graphic() && b != b'.')
+}
+
 /// The CloudEvents `source` of a platform's cases (and the source actor of its updates).
 pub fn source(platform: &str) -> String {
     format!("/commerce/{platform}")
@@ -426,6 +462,41 @@ mod tests {
 
     fn order(json: &str) -> Result<Message, IntakeError> {
         order_intake("meals", &platform(), serde_json::from_str(json).expect("json"), Timestamp::UNIX_EPOCH)
+    }
+
+    fn signed_headers(timestamp: i64, delivery: &str, signature: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_TIMESTAMP, timestamp.into());
+        headers.insert(HEADER_DELIVERY, delivery.parse().expect("a header value"));
+        headers.insert(HEADER_SIGNATURE, signature.parse().expect("a header value"));
+        headers
+    }
+
+    #[test]
+    fn the_delivery_id_is_signed_so_a_replay_under_a_new_one_is_refused() {
+        let senders = Senders::new(&CommerceConfig { platforms: vec![platform()], ..Default::default() }).expect("ok");
+        let (now, body) = (1_795_766_400, br#"{"order_id":"M-1","status":"accepted"}"#.as_slice());
+        let signature = sign(b"s3cret", now, "d-1", body);
+        let key = senders.verify("meals", &signed_headers(now, "d-1", &signature), body, now).expect("signed");
+        assert!(key.starts_with("meals."));
+        for (delivery, what) in [("d-2", "another delivery id"), ("d-1x", "a longer one")] {
+            let replayed = senders.verify("meals", &signed_headers(now, delivery, &signature), body, now);
+            assert!(matches!(replayed, Err(IntakeError::Unauthorized(ref e)) if e.contains("bad signature")), "{what}");
+        }
+        // Signed as linkbus's outgoing webhooks are (no delivery id): not a platform's signature.
+        let unsigned_delivery = webhooks::sign(b"s3cret", now, body);
+        let old = senders.verify("meals", &signed_headers(now, "d-1", &unsigned_delivery), body, now);
+        assert!(matches!(old, Err(IntakeError::Unauthorized(_))));
+        // Where the delivery id ends is never in doubt: it has no '.'.
+        let dotted =
+            senders.verify("meals", &signed_headers(now, "d.1", &sign(b"s3cret", now, "d.1", body)), body, now);
+        assert!(matches!(dotted, Err(IntakeError::Malformed(_))));
+        assert!(is_delivery_id("evt_01J9Z-3:x") && !is_delivery_id("") && !is_delivery_id(&"d".repeat(257)));
+    }
+
+    #[test]
+    fn the_delivery_memory_outlasts_the_timestamp_window() {
+        assert!(DELIVERY_MEMORY > 2 * TIMESTAMP_TOLERANCE);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Start-up through a real nats-server: the volunteers bucket filled with a city's volunteers,
 //! then a fresh process timed from connecting to having them all loaded, as the service takes
-//! them ([`linkbus_routers::service::follow_volunteers`]: the bucket's stream read, each entry
+//! them ([`linkbus_routers::volunteers::follow_volunteers`]: the bucket's stream read, each entry
 //! parsed and checked, the index bulk-loaded), with its resident memory then.
 
 use std::collections::VecDeque;
@@ -13,7 +13,8 @@ use futures::StreamExt;
 use linkbus_bus::nats::{self, BUCKET_VOLUNTEERS, StreamSettings};
 use linkbus_bus::server::{NatsServer, ServerConfig};
 use linkbus_matching::{Router, RoutingParams};
-use linkbus_routers::service::{self, RouterState};
+use linkbus_routers::service::RouterState;
+use linkbus_routers::volunteers;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -156,7 +157,7 @@ pub async fn follow(url: &str, communities: usize, expected: usize) -> anyhow::R
     let router_seconds = started.elapsed().as_secs_f64() - connect_seconds;
     let state = RouterState::new(router);
     let (ready, shutdown) = (CancellationToken::new(), CancellationToken::new());
-    let follower = tokio::spawn(service::follow_volunteers(js, state.clone(), ready.clone(), shutdown.clone()));
+    let follower = tokio::spawn(volunteers::follow_volunteers(js, state.clone(), ready.clone(), shutdown.clone()));
     tokio::select! {
         _ = ready.cancelled() => {}
         ended = follower => anyhow::bail!("the volunteer follower stopped: {:?}", ended?),

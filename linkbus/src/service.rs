@@ -225,7 +225,8 @@ impl Service {
         let ready = CancellationToken::new();
         let mut tasks = Vec::new();
 
-        let follower = router_service::follow_volunteers(js.clone(), state.clone(), ready.clone(), shutdown.clone());
+        let follower =
+            linkbus_routers::volunteers::follow_volunteers(js.clone(), state.clone(), ready.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = follower.await {
                 warn!(error = %e, "volunteer follower stopped");

@@ -136,6 +136,12 @@ impl Router {
         &self.departments
     }
 
+    /// The skills the region's categories call for (a skill once per category that names it):
+    /// the only skills a volunteer search can ask for.
+    pub fn volunteer_skills(&self) -> impl Iterator<Item = &str> {
+        self.categories.values().filter_map(|c| c.volunteer_skill.as_deref())
+    }
+
     /// Routes one (validated) case; `offers` and `now` (unix seconds) apply the hourly cap.
     pub fn decide(&self, case: &CaseReport, volunteers: &VolunteerIndex, offers: &OfferLedger, now: i64) -> Decision {
         let (lon, lat) = (case.location.lon, case.location.lat);

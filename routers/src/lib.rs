@@ -2,7 +2,8 @@
 //! decisions.
 //!
 //! - [`service`]: the durable JetStream consumer that decodes, routes, publishes and acks, and
-//!   the follower that keeps the volunteer index in step with the KV bucket;
+//!   the state a router process shares ([`service::RouterState`]);
+//! - [`volunteers`]: the follower that keeps the volunteer index in step with the KV bucket;
 //! - [`regions`]: region versions in a KV bucket, and their live reload into the service;
 //! - [`metrics`]: the router's Prometheus metrics (cases, outcomes, decision time, backlog,
 //!   volunteers on duty, dead letters).
@@ -10,3 +11,4 @@
 pub mod metrics;
 pub mod regions;
 pub mod service;
+pub mod volunteers;

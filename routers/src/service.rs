@@ -5,7 +5,8 @@
 //! `Nats-Msg-Id`s make the retry a no-op where the first try got through. What cannot be
 //! decoded goes to `deadletter.ingest` with the reason and the original bytes, then is acked.
 //!
-//! [`follow_volunteers`] keeps a [`VolunteerIndex`] in step with the volunteers KV bucket.
+//! [`crate::volunteers::follow_volunteers`] keeps the [`VolunteerIndex`] of [`RouterState`] in
+//! step with the volunteers KV bucket.
 //!
 //! What it does is counted in [`RouterState::metrics`] ([`crate::metrics`]); every 5 s [`run`]
 //! also samples its consumer's backlog and the volunteers on duty into gauges.
@@ -25,12 +26,12 @@ use linkbus_bus::pull;
 use linkbus_bus::sync::{read, write};
 use linkbus_wire::decode::decode_case_report;
 use linkbus_wire::subjects;
-use linkbus_wire::{self as wire, CaseReport, CloudEvent, RoutedCase, VolunteerOffer, VolunteerStatus};
+use linkbus_wire::{self as wire, CaseReport, CloudEvent, RoutedCase, VolunteerOffer};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::{Routed, RouterMetrics};
-use linkbus_matching::{OfferLedger, RosterBuilder, Router, VolunteerIndex};
+use linkbus_matching::{OfferLedger, Router, VolunteerIndex};
 
 /// How often [`run`] samples its consumer's backlog and the volunteers on duty.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -110,7 +111,7 @@ pub struct RouterStats {
 pub struct RouterState {
     /// The matching in force; [`RouterState::swap_router`] replaces it (live reload).
     router: RwLock<Arc<Router>>,
-    /// Volunteers, updated by [`follow_volunteers`].
+    /// Volunteers, updated by [`crate::volunteers::follow_volunteers`].
     pub volunteers: RwLock<VolunteerIndex>,
     /// Offers of the last hour, updated by [`follow_offers`].
     pub offers: RwLock<OfferLedger>,
@@ -523,109 +524,6 @@ async fn publish_all(js: &jetstream::Context, outputs: Vec<(String, String, Byte
 fn to_bytes<T: serde::Serialize>(value: &T) -> Bytes {
     // The wire types are plain structs with string keys: serialising them to a Vec cannot fail.
     Bytes::from(serde_json::to_vec(value).expect("wire types always serialise"))
-}
-
-/// Follows the volunteers bucket into `state.volunteers` until `shutdown`: first every current
-/// entry, gathered as the index keeps it and bulk-loaded in one go ([`RosterBuilder`]), then each
-/// change as it happens, one at a time. `ready` is cancelled once the current entries are
-/// loaded. A value that is not a valid [`VolunteerStatus`] (or whose id differs from its key, or
-/// that would bring a 65th distinct skill) is dead-lettered on `deadletter.volunteers` and
-/// changes nothing.
-pub async fn follow_volunteers(
-    js: jetstream::Context,
-    state: Arc<RouterState>,
-    ready: CancellationToken,
-    shutdown: CancellationToken,
-) -> Result<(), ServiceError> {
-    let store = js.get_key_value(nats::BUCKET_VOLUNTEERS).await.map_err(|e| ServiceError::Volunteers(e.into()))?;
-    let follower = VolunteerFollower { js: &js, state: &state, roster: RosterBuilder::new() };
-    nats::follow_bucket_with(&store, ">", &ready, &shutdown, follower).await;
-    Ok(())
-}
-
-/// Follows the volunteers bucket for [`follow_volunteers`].
-struct VolunteerFollower<'a> {
-    js: &'a jetstream::Context,
-    state: &'a RouterState,
-    /// The bucket's current content, gathered until it is all in.
-    roster: RosterBuilder,
-}
-
-impl nats::BucketFollower for VolunteerFollower<'_> {
-    async fn snapshot_entry(&mut self, entry: kv::Entry) {
-        match entry.operation {
-            kv::Operation::Delete | kv::Operation::Purge => {
-                self.roster.remove(&entry.key);
-            }
-            kv::Operation::Put => {
-                let taken =
-                    parse_volunteer(&entry).and_then(|v| self.roster.put(&v).map_err(|e| ("invalid", e.to_string())));
-                if let Err((code, reason)) = taken {
-                    refuse_volunteer(self.js, self.state, &entry, code, &reason).await;
-                    return;
-                }
-            }
-        }
-        self.state.stats.volunteer_updates.fetch_add(1, Ordering::Relaxed);
-    }
-
-    async fn caught_up(&mut self) {
-        let started = Instant::now();
-        let index = std::mem::take(&mut self.roster).build();
-        let known = index.len();
-        *write(&self.state.volunteers) = index;
-        info!(volunteers = known, load_ms = started.elapsed().as_secs_f64() * 1e3, "volunteers bulk-loaded");
-    }
-
-    async fn apply(&mut self, entry: kv::Entry) {
-        apply_volunteer(self.js, self.state, &entry).await;
-    }
-}
-
-/// The volunteer a put entry holds, or why it is refused (code, reason).
-fn parse_volunteer(entry: &kv::Entry) -> Result<VolunteerStatus, (&'static str, String)> {
-    serde_json::from_slice::<VolunteerStatus>(&entry.value)
-        .map_err(|e| ("malformed", e.to_string()))
-        .and_then(|v| v.validate().map(|_| v).map_err(|e| ("invalid", e.to_string())))
-        .and_then(|v| {
-            if v.id == entry.key {
-                Ok(v)
-            } else {
-                Err(("invalid", format!("id {:?} differs from key {:?}", v.id, entry.key)))
-            }
-        })
-}
-
-async fn apply_volunteer(js: &jetstream::Context, state: &RouterState, entry: &kv::Entry) {
-    let stats = &state.stats;
-    match entry.operation {
-        kv::Operation::Delete | kv::Operation::Purge => {
-            write(&state.volunteers).remove(&entry.key);
-            stats.volunteer_updates.fetch_add(1, Ordering::Relaxed);
-        }
-        kv::Operation::Put => {
-            let applied = parse_volunteer(entry)
-                .and_then(|v| write(&state.volunteers).upsert(&v).map_err(|e| ("invalid", e.to_string())));
-            match applied {
-                Ok(()) => {
-                    stats.volunteer_updates.fetch_add(1, Ordering::Relaxed);
-                }
-                Err((code, reason)) => refuse_volunteer(js, state, entry, code, &reason).await,
-            }
-        }
-    }
-}
-
-/// Counts, logs and dead-letters a refused volunteer entry.
-async fn refuse_volunteer(js: &jetstream::Context, state: &RouterState, entry: &kv::Entry, code: &str, reason: &str) {
-    state.stats.volunteer_rejected.fetch_add(1, Ordering::Relaxed);
-    warn!(key = %entry.key, reason, "volunteer update refused");
-    match dead_letter_entry(js, nats::BUCKET_VOLUNTEERS, "volunteers", code, reason, entry).await {
-        Ok(()) => state.metrics.deadletter_volunteers(code),
-        Err(e) => {
-            warn!(key = %entry.key, error = %e, "could not dead-letter a refused volunteer update")
-        }
-    }
 }
 
 /// Keeps a refused entry of KV `bucket` in `deadletter.<stage>`: its value as it was, its key as

@@ -5,7 +5,7 @@
 //! billion-laughs DTD, 10 MB, invalid UTF-8, lat 91, NaN) get a 4xx and a dead letter, over HTTP
 //! and NATS. A CAD incident is opened, updated and cancelled by its incident id. A commerce
 //! platform's signed order opens a case and its status changes move it; unsigned, badly signed,
-//! stale and replayed deliveries are refused. The same message twice is one case throughout. A
+//! stale and replayed deliveries are refused, a captured one replayed under a new delivery id too. The same message twice is one case throughout. A
 //! `linkbus up` process configured from TOML takes all three.
 
 use jiff::Timestamp;
@@ -13,7 +13,7 @@ use linkbus::config::{AdaptersConfig, Config};
 use linkbus::service::Service;
 use linkbus_adapters::cad::CadConfig;
 use linkbus_adapters::cap::{self, CapConfig};
-use linkbus_adapters::commerce::{CommerceConfig, PlatformConfig};
+use linkbus_adapters::commerce::{self, CommerceConfig, PlatformConfig};
 use linkbus_adapters::vocabulary::CategoryMap;
 use linkbus_bus::nats::{HEADER_REASON, HEADER_REASON_CODE, STREAM_DEADLETTER, STREAM_ROUTED};
 use linkbus_cases::webhooks;
@@ -366,9 +366,10 @@ async fn order(s: &Setup, body: &Value, delivery: &str, timestamp: i64, secret: 
         .header("Linkbus-Delivery", delivery)
         .body(body.clone());
     if let Some(secret) = secret {
-        request = request
-            .header(webhooks::HEADER_TIMESTAMP, timestamp.to_string())
-            .header(webhooks::HEADER_SIGNATURE, webhooks::sign(secret.as_bytes(), timestamp, body.as_bytes()));
+        request = request.header(webhooks::HEADER_TIMESTAMP, timestamp.to_string()).header(
+            webhooks::HEADER_SIGNATURE,
+            commerce::sign(secret.as_bytes(), timestamp, delivery, body.as_bytes()),
+        );
     }
     let response = request.send().await.expect("a response");
     let status = response.status().as_u16();
@@ -431,6 +432,63 @@ async fn signed_orders_open_and_move_a_case_and_forgeries_are_refused() {
     s.stop().await;
 }
 
+/// A captured order, replayed with a new `Linkbus-Delivery`, is refused within the timestamp
+/// window: the delivery id is part of what is signed (issue 16, section 6). The platform's own
+/// request goes through once; each replay gets 401 with the one error body, is dead-lettered
+/// with the reason `bad signature` and counted, and the case's timeline has the update once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_order_replayed_with_a_new_delivery_id_is_refused() {
+    let s = Setup::start().await;
+    let now = Timestamp::now().as_second();
+    let created = json!({"order_id": "M-7", "status": "created", "service": "meal_delivery",
+                         "location": {"lon": -122.4143, "lat": 37.7543}});
+    assert_eq!(order(&s, &created, "r-1", now, Some(MEALS_SECRET)).await.0, 202);
+    s.routed("commerce-meals-M-7").await;
+    let accepted = json!({"order_id": "M-7", "status": "accepted", "note": "kitchen B"}).to_string();
+    // What an eavesdropper captured: the platform's signed request, headers and body.
+    let captured = signed(&accepted, "r-2", now, MEALS_SECRET);
+    let send = |delivery: &'static str| {
+        let (timestamp, signature) = (captured.0.clone(), captured.1.clone());
+        s.http
+            .post(format!("{}/api/adapters/commerce/meals/orders", s.base))
+            .header("content-type", "application/json")
+            .header(webhooks::HEADER_TIMESTAMP, timestamp)
+            .header(webhooks::HEADER_SIGNATURE, signature)
+            .header("Linkbus-Delivery", delivery)
+            .body(accepted.clone())
+            .send()
+    };
+    assert_eq!(send("r-2").await.expect("answered").status().as_u16(), 200, "the platform's own request");
+    for delivery in ["r-2-replayed", "r-3"] {
+        let response = send(delivery).await.expect("answered");
+        let status = response.status().as_u16();
+        let body: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("the one error body");
+        assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")), "replay as {delivery}: {body}");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("bad signature")), "{body}");
+    }
+    let record = s.service.cases.get("commerce-meals-M-7").expect("the case");
+    assert_eq!(events(&record, "source_updated"), 1, "the update applied once: {:?}", record.timeline);
+    // The same bytes refused for the same reason are one dead letter; the counter counts both.
+    let letters = read_stream(&s.bus.js, STREAM_DEADLETTER, "deadletter.adapter_commerce", 1).await;
+    assert_eq!(letters.len(), 1, "the replay kept once");
+    let reason = header(&letters[0], HEADER_REASON).unwrap_or_default();
+    let code = header(&letters[0], HEADER_REASON_CODE).unwrap_or_default();
+    assert_eq!(code, "unauthorized", "{reason}");
+    assert!(reason.contains("bad signature"), "{reason}");
+    let mut text = Vec::new();
+    prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &s.service.metrics.registry().gather(), &mut text)
+        .expect("metrics encode");
+    let text = String::from_utf8(text).expect("utf-8");
+    let series = r#"linkbus_deadletters_total{reason="unauthorized",stage="adapter_commerce"} 2"#;
+    assert!(text.contains(series), "{series} in\n{text}");
+    s.stop().await;
+}
+
+/// The `Linkbus-Timestamp` and `Linkbus-Signature` a platform sends with `body` and `delivery`.
+fn signed(body: &str, delivery: &str, timestamp: i64, secret: &str) -> (String, String) {
+    (timestamp.to_string(), commerce::sign(secret.as_bytes(), timestamp, delivery, body.as_bytes()))
+}
+
 /// A `linkbus up` process configured from TOML as docs/adapters.md shows takes a CAP alert and a
 /// signed order over HTTP and a CAD incident over NATS, and routes all three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -477,7 +535,7 @@ async fn linkbus_up_takes_cap_cad_and_orders_as_configured() {
         .post(format!("http://{addr}/api/adapters/commerce/meals/orders"))
         .header("content-type", "application/json")
         .header(webhooks::HEADER_TIMESTAMP, ts.to_string())
-        .header(webhooks::HEADER_SIGNATURE, webhooks::sign(MEALS_SECRET.as_bytes(), ts, body.as_bytes()))
+        .header(webhooks::HEADER_SIGNATURE, commerce::sign(MEALS_SECRET.as_bytes(), ts, "up-1", body.as_bytes()))
         .header("Linkbus-Delivery", "up-1")
         .body(body)
         .send()

@@ -161,15 +161,16 @@ pub fn open311_form(data: &[u8]) {
 /// The input: a first byte, then `Name: value` header lines, a blank line and the body (no blank
 /// line: all body, no headers). The first byte picks the platform (bit 7: configured `meals` or
 /// unknown) and the signature (the rest, mod 3): as given; signed with the platform's secret over
-/// the given `Linkbus-Timestamp` (or now, if none parses); or signed with another secret.
-/// Accepted means signed with the secret, a timestamp within 5 minutes and a delivery id; a
-/// request signed so, at now, with a delivery id, is accepted. A read order is a valid case of
+/// the given `Linkbus-Timestamp` (or now, if none parses) and `Linkbus-Delivery`; or signed with
+/// another secret. Accepted means signed with the secret over the timestamp, the delivery id and
+/// the body, a timestamp within 5 minutes and a delivery id (1-256 characters, no `.`); a request
+/// signed so, at now, with a delivery id of visible ASCII without `.`, is accepted. A read order is a valid case of
 /// that platform or a source update of its case.
 pub fn commerce_webhook(data: &[u8]) {
     use axum::http::{HeaderMap, HeaderName, HeaderValue};
     use linkbus_adapters::commerce::{self, HEADER_DELIVERY, Senders};
     use linkbus_adapters::intake::{IntakeError, Message};
-    use linkbus_cases::webhooks::{self, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+    use linkbus_cases::webhooks::{HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
     const SECRET: &str = "s3cret";
     static SENDERS: std::sync::OnceLock<Senders> = std::sync::OnceLock::new();
@@ -210,26 +211,33 @@ pub fn commerce_webhook(data: &[u8]) {
             headers.insert(HEADER_TIMESTAMP, HeaderValue::from(now.as_second()));
             now.as_second()
         });
-        let signature = webhooks::sign(secret.as_bytes(), timestamp, body);
+        let delivery = text(&headers, HEADER_DELIVERY).unwrap_or_default();
+        let signature = commerce::sign(secret.as_bytes(), timestamp, &delivery, body);
         headers.insert(HEADER_SIGNATURE, HeaderValue::from_str(&signature).expect("a header value"));
     }
     let verified = senders.verify(platform, &headers, body, now.as_second());
     let timestamp = text(&headers, HEADER_TIMESTAMP).unwrap_or_default();
     let on_time = timestamp.parse::<i64>().is_ok_and(|ts| ts.abs_diff(now.as_second()) <= 300);
-    let delivery = text(&headers, HEADER_DELIVERY).is_some_and(|d| !d.is_empty() && d.len() <= 256);
+    let delivery = text(&headers, HEADER_DELIVERY).filter(|d| !d.is_empty() && d.len() <= 256 && !d.contains('.'));
     if let Ok(key) = &verified {
         assert_eq!(platform, "meals", "only a configured platform is accepted");
-        assert!(on_time && delivery, "accepted: a timestamp within 5 minutes and a delivery id");
+        assert!(on_time && delivery.is_some(), "accepted: a timestamp within 5 minutes and a delivery id");
         let signature = text(&headers, HEADER_SIGNATURE).unwrap_or_default();
         let ts: i64 = timestamp.parse().expect("checked");
         assert!(
-            signature.eq_ignore_ascii_case(&webhooks::sign(SECRET.as_bytes(), ts, body)),
-            "accepted: signed with the platform's secret"
+            signature.eq_ignore_ascii_case(&commerce::sign(
+                SECRET.as_bytes(),
+                ts,
+                delivery.as_deref().unwrap_or(""),
+                body
+            )),
+            "accepted: signed with the platform's secret over the timestamp, delivery id and body"
         );
         assert!(key.starts_with("meals.") && key.len() == "meals.".len() + 32, "delivery key {key:?}");
     }
     let canonical = timestamp.parse::<i64>().is_ok_and(|ts| ts.to_string() == timestamp);
-    if platform == "meals" && signer == Some(SECRET) && on_time && canonical && delivery {
+    let printable = delivery.as_deref().is_some_and(|d| d.bytes().all(|b| b.is_ascii_graphic()));
+    if platform == "meals" && signer == Some(SECRET) && on_time && canonical && printable {
         assert!(verified.is_ok(), "signed with the secret at now, with a delivery id: {verified:?}");
     }
     match senders.to_intake(platform, body, now) {

@@ -27,6 +27,10 @@ pub struct CaseBook {
     pub(super) index: RwLock<BookIndex>,
     /// Held while looking for a new case's duplicates and merging them.
     pub(super) merging: tokio::sync::Mutex<()>,
+    /// The bucket revision the follower has brought the cache up to (`opening` waits on it).
+    pub(super) followed: tokio::sync::watch::Sender<u64>,
+    /// The bucket of the merge lock every replica shares, once opened (`opening`).
+    pub(super) merge_lock: tokio::sync::OnceCell<kv::Store>,
     /// (CloudEvents source, the source's own id) of each record's own report → its case id.
     pub(super) by_source: RwLock<HashMap<(String, String), String>>,
     /// The departments' escalation ladder.

@@ -88,6 +88,8 @@ impl CaseBook {
             cache: RwLock::new(HashMap::new()),
             index: RwLock::new(BookIndex::default()),
             merging: tokio::sync::Mutex::new(()),
+            followed: tokio::sync::watch::Sender::new(0),
+            merge_lock: tokio::sync::OnceCell::new(),
             by_source: RwLock::new(HashMap::new()),
             ladder,
             volunteers,

@@ -142,7 +142,8 @@ impl CaseBook {
         }
     }
 
-    /// Follows the bucket into the cache; `ready` once the current content is in.
+    /// Follows the bucket into the cache, noting in `followed` how far; `ready` once the current
+    /// content is in.
     pub(super) async fn follow(
         self: Arc<Self>,
         ready: CancellationToken,
@@ -155,6 +156,11 @@ impl CaseBook {
                     Err(e) => warn!(key = %entry.key, error = %e, "unreadable case record"),
                 }
             }
+            self.followed.send_if_modified(|followed| {
+                let later = entry.revision > *followed;
+                *followed = (*followed).max(entry.revision);
+                later
+            });
             std::future::ready(())
         })
         .await;

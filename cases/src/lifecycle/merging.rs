@@ -32,6 +32,16 @@ pub fn is_duplicate(existing: &CaseRecord, routed: &RoutedCase, policy: &MergePo
         && (a.reported_at - b.reported_at).abs() <= policy.window
 }
 
+/// Of the open records of one incident, the one the others are merged into: a record that has
+/// taken in other reports already stays the primary; else the one opened first (then the
+/// smallest id, so that every replica deciding on the same records picks the same one).
+pub fn primary<'a>(group: impl IntoIterator<Item = &'a CaseRecord>) -> Option<&'a CaseRecord> {
+    group.into_iter().min_by(|a, b| {
+        let order = |r: &'a CaseRecord| (r.reports.len() <= 1, r.created_at, r.case_id.as_str());
+        order(a).cmp(&order(b))
+    })
+}
+
 /// Folds the duplicate `report` (already opened as its own record) into `primary`: the primary
 /// lists it, the report's record is cancelled as merged, and its departments are told.
 pub fn merge(primary: &CaseRecord, report: &CaseRecord, now: Timestamp) -> (Outcome, Outcome) {
@@ -83,4 +93,28 @@ pub fn split(
         .map(|d| Effect::Assign { department: d.clone(), reason: AssignmentReason::Split })
         .collect();
     Ok((Outcome { record: p, effects: vec![] }, Outcome { record: r, effects }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, created_at: i64, reports: usize) -> CaseRecord {
+        let mut r: CaseRecord =
+            serde_json::from_str(include_str!("../../../docs/examples/case-record.json")).expect("the example");
+        r.case_id = id.into();
+        r.created_at = Timestamp::from_second(created_at).expect("a time");
+        let own = r.reports[0].clone();
+        r.reports = vec![own; reports];
+        r
+    }
+
+    #[test]
+    fn the_primary_is_the_case_that_took_in_reports_else_the_first_opened_else_the_smallest_id() {
+        let (a, b, c) = (record("a", 20, 1), record("b", 10, 1), record("c", 10, 1));
+        assert_eq!(primary([&a, &b, &c]).map(|p| p.case_id.as_str()), Some("b"), "opened first, then by id");
+        let taken_in = record("d", 30, 3);
+        assert_eq!(primary([&a, &taken_in, &b]).map(|p| p.case_id.as_str()), Some("d"), "already a primary");
+        assert!(primary(std::iter::empty::<&CaseRecord>()).is_none());
+    }
 }
