@@ -8,6 +8,7 @@ mod bench;
 mod cluster;
 mod console;
 mod deadletter;
+mod embedded;
 mod faults;
 mod geo;
 mod grid;
