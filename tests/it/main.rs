@@ -17,6 +17,7 @@ mod lifecycle;
 mod metrics;
 mod open311;
 mod permissions;
+mod powercut;
 mod processes;
 mod reload;
 mod routing;
