@@ -1,7 +1,8 @@
-//! `linkbus up`: the whole service. Connects to the configured NATS, or starts and supervises
-//! an embedded nats-server (restarted if it dies); runs the router and the case book; serves the
-//! HTTP API on `[api].listen`; optionally replays a file through it or drives the simulated feed; stops cleanly on ctrl-c or
-//! SIGTERM (the API first, letting requests in progress finish, then the service).
+//! `linkbus up`: the whole service. Connects to the configured NATS, or starts and supervises an
+//! embedded nats-server (restarted if it dies; its users and keys: [`crate::embedded`]); runs the
+//! router and the case book; serves the HTTP API on `[api].listen`; optionally replays a file
+//! through it or drives the simulated feed; stops cleanly on ctrl-c or SIGTERM (the API first,
+//! letting requests in progress finish, then the service).
 
 use std::path::PathBuf;
 use std::sync::Arc;
