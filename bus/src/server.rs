@@ -407,8 +407,8 @@ fn conf_path(dir: &Path) -> PathBuf {
     dir.join("nats-server.conf")
 }
 
-/// Creates `dir` (and its parents) and makes it `0700`.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
+/// Creates `dir` (and its parents) and makes it `0700`: only its user may enter.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     #[cfg(unix)]
     {
@@ -437,8 +437,14 @@ fn terminate(pid: u32) {
 async fn stop_leftover(dir: &Path, conf: &Path) -> Option<u32> {
     let pid = running_pid(dir)?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let conf = conf.as_os_str().as_encoded_bytes();
-    if !cmdline.split(|b| *b == 0).any(|arg| arg == conf) {
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+    let conf = std::fs::canonicalize(conf).ok()?;
+    // An argument naming our configuration, relative to the process's folder or absolute.
+    let names_conf = |arg: &[u8]| {
+        let arg = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(arg));
+        std::fs::canonicalize(cwd.join(arg)).is_ok_and(|p| p == conf)
+    };
+    if !cmdline.split(|b| *b == 0).any(names_conf) {
         return None;
     }
     tracing::warn!(pid, dir = %dir.display(), "a nats-server is still running from this data folder (its linkbus died); stopping it");

@@ -40,7 +40,8 @@ pub fn write_users(data_dir: &Path, region: &Region) -> anyhow::Result<PathBuf> 
     let auth = data_dir.join("auth");
     let keys = auth.join("nkeys");
     for dir in [data_dir, &auth, &keys] {
-        private_dir(dir)?;
+        server::private_dir(dir)
+            .with_context(|| format!("cannot make {} a folder only this user may enter", dir.display()))?;
     }
     let options = AuthOptions { out: auth.clone(), operators: vec!["ops".to_owned()], volunteers: false };
     let roles = nats_auth::roles(region, &options)?;
@@ -126,18 +127,6 @@ fn same_endpoint(a: &str, b: &str) -> bool {
         Some((host.to_owned(), port.parse::<u16>().ok()?))
     };
     !b.contains(',') && endpoint(a).is_some_and(|a| endpoint(b).is_some_and(|b| a == b && a.0 == "127.0.0.1"))
-}
-
-/// Creates `dir` and makes it `0700`.
-fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} private", dir.display()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -30,6 +30,15 @@ fn config(dir: &Path, port: u16) -> PathBuf {
     )
 }
 
+/// A temporary folder, a configuration in it on a free fixed port, and the data folder.
+fn on_a_fixed_port() -> (tempfile::TempDir, PathBuf, PathBuf, u16) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = linkbus_tests::nats_process::free_port();
+    let config = config(dir.path(), port);
+    let data = dir.path().join("nats");
+    (dir, config, data, port)
+}
+
 fn up(config: &Path) -> (Running, linkbus_tests::Announcement, Vec<String>) {
     linkbus_tests::start_up_logged(linkbus().args(["up", "--config"]).arg(config))
 }
@@ -111,15 +120,7 @@ async fn the_embedded_server_refuses_clients_without_a_key_and_the_subcommands_f
             .spawn()
             .expect("linkbus watch starts"),
     );
-    let watch_err = watch.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(watch_err).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let said = rx.recv_timeout(WAIT).expect("linkbus watch says it is watching");
+    let said = linkbus_tests::stderr_lines(&mut watch).recv_timeout(WAIT).expect("linkbus watch says it is watching");
     assert!(said.starts_with("watching"), "{said}");
 
     let reported = report(&config, "emb-1");
@@ -175,10 +176,7 @@ impl WaitOrKill for std::process::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_linkbus_up_takes_its_nats_server_along_and_starts_again_on_the_same_folder() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = linkbus_tests::nats_process::free_port();
-    let config = config(dir.path(), port);
-    let data = dir.path().join("nats");
+    let (_dir, config, data, port) = on_a_fixed_port();
     let (mut first, announced, _) = up(&config);
     assert!(announced.nats_url().ends_with(&format!(":{port}")), "{}", announced.0);
     let reported = report(&config, "kill-1");
@@ -205,10 +203,7 @@ async fn a_killed_linkbus_up_takes_its_nats_server_along_and_starts_again_on_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_server_left_running_from_the_data_folder_is_stopped_at_the_next_start() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = linkbus_tests::nats_process::free_port();
-    let config = config(dir.path(), port);
-    let data = dir.path().join("nats");
+    let (_dir, config, data, port) = on_a_fixed_port();
     let (first, _, _) = up(&config);
     sigterm_and_wait(first);
 

@@ -122,7 +122,6 @@ fn sigkill(pid: u32) {
 
 /// Starts `linkbus up`; `None` if it exits before saying it is up.
 fn try_up(config: &Path) -> Option<(Running, String)> {
-    use std::io::BufRead as _;
     let mut up = Running(
         Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
             .args(["up", "--config"])
@@ -132,13 +131,7 @@ fn try_up(config: &Path) -> Option<(Running, String)> {
             .spawn()
             .expect("linkbus up starts"),
     );
-    let stderr = up.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = linkbus_tests::stderr_lines(&mut up);
     let deadline = Instant::now() + WAIT * 2;
     let mut said = Vec::new();
     while Instant::now() < deadline {

@@ -297,21 +297,24 @@ pub fn start_up(command: &mut std::process::Command) -> (Running, Announcement) 
     (up, announcement)
 }
 
-/// [`start_up`], with the lines `linkbus up` wrote to stderr before its announcement.
-pub fn start_up_logged(command: &mut std::process::Command) -> (Running, Announcement, Vec<String>) {
+/// The lines a child writes to its piped stderr, read to the end on a thread of their own (so the
+/// child never blocks on a full pipe).
+pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
     use std::io::BufRead as _;
-    let mut up = Running(command.stderr(std::process::Stdio::piped()).spawn().expect("linkbus up starts"));
-    let stderr = up.stderr.take().expect("stderr");
+    let stderr = child.stderr.take().expect("stderr is piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut announced = false;
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !announced {
-                announced = line.contains("linkbus is up");
-                let _ = tx.send(line);
-            }
+            let _ = tx.send(line);
         }
     });
+    rx
+}
+
+/// [`start_up`], with the lines `linkbus up` wrote to stderr before its announcement.
+pub fn start_up_logged(command: &mut std::process::Command) -> (Running, Announcement, Vec<String>) {
+    let mut up = Running(command.stderr(std::process::Stdio::piped()).spawn().expect("linkbus up starts"));
+    let rx = stderr_lines(&mut up);
     let deadline = std::time::Instant::now() + WAIT;
     let mut before = Vec::new();
     loop {
@@ -344,8 +347,8 @@ impl std::ops::DerefMut for Running {
 }
 
 impl Drop for Running {
-    /// SIGTERM first, so `linkbus up` stops its embedded nats-server too (a SIGKILL would orphan
-    /// it); SIGKILL after 10 s.
+    /// SIGTERM first, so `linkbus up` finishes and stops its embedded nats-server itself (after a
+    /// SIGKILL the kernel's parent-death signal stops it); SIGKILL after 10 s.
     fn drop(&mut self) {
         if !matches!(self.0.try_wait(), Ok(None)) {
             return;
