@@ -8,7 +8,9 @@ set -euo pipefail
 
 LINKBUS=${LINKBUS:-target/release/linkbus}
 API=${LINKBUS_API:-http://127.0.0.1:8080}
-export LINKBUS_NATS_URL=${LINKBUS_NATS_URL:-nats://127.0.0.1:4222}
+# The linkbus commands below find the embedded nats-server (and their key) in the data folder
+# this configuration names; LINKBUS_NATS_URL, when set, names the server's URL instead.
+export LINKBUS_CONFIG=${LINKBUS_CONFIG:-docs/scenario-119.toml}
 DISPATCHER_KEY=${DISPATCHER_KEY:-scenario-dispatcher-key}
 SOURCE_KEY=${SOURCE_KEY:-scenario-source-key}
 CALL=$(date +%s)

@@ -73,14 +73,13 @@ impl Common {
     }
 
     /// Connects to a running linkbus's NATS: the configured URL with `[nats.auth]`/`[nats.tls]`,
-    /// or the embedded server's default port without credentials.
+    /// or the embedded server running from `[nats] embedded_data_dir` with the local tools' key
+    /// (see [`crate::embedded`]).
     async fn connect(&self) -> anyhow::Result<async_nats::Client> {
         let config = self.config()?;
         let patience = Duration::from_secs(5);
-        match &config.nats.url {
-            Some(url) => service::connect_configured(url, &config.nats, patience, None).await,
-            None => service::connect(&format!("nats://127.0.0.1:{}", config.nats.embedded_port), patience).await,
-        }
+        let (url, nats) = crate::embedded::client_settings(&config.nats, patience).await?;
+        service::connect_configured(&url, &nats, patience, None).await
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 pub use linkbus_adapters::registry::AdaptersConfig;
 use linkbus_bus::nats::StreamSettings;
+use linkbus_bus::server::SyncPolicy;
 use linkbus_cases::book::BookConfig;
 use linkbus_cases::lifecycle::{Deadlines, MergePolicy, Policy};
 use linkbus_cases::webhooks::WebhookConfig;
@@ -103,8 +104,19 @@ pub struct NatsConfig {
     pub url: Option<String>,
     /// Data folder of the embedded nats-server (JetStream files, log).
     pub embedded_data_dir: PathBuf,
-    /// Client port of the embedded server on 127.0.0.1; 0 lets it pick a free one.
+    /// Client port of the embedded server on 127.0.0.1; 0 lets it pick a free one. When another
+    /// process holds it (Debian's nats-server package runs a system server on 4222), the embedded
+    /// server takes a free port, says which, and the `linkbus` subcommands find it in the data
+    /// folder.
     pub embedded_port: u16,
+    /// When the embedded server syncs JetStream's files to disk, before it acknowledges a message:
+    /// `"always"` (the default) syncs every write, so a report acknowledged to its source survives
+    /// a power cut, at a cost in throughput (docs/BENCHMARKS.md); `"interval:<n>ms|s|m"` syncs at
+    /// that interval, faster, and a power cut (not a process crash) loses the reports acknowledged
+    /// in the last interval. Needs nats-server 2.10.25 or newer. A cluster sets this in its own
+    /// nats-server.conf (`ops/deploy/nats-server.conf`).
+    #[serde(deserialize_with = "from_str")]
+    pub sync: SyncPolicy,
     /// Replicas of each stream: 1 on one server, 3 in a three-node cluster.
     pub replicas: usize,
     /// Seconds within which a re-sent event id is dropped as a duplicate.
@@ -127,6 +139,7 @@ impl Default for NatsConfig {
             url: None,
             embedded_data_dir: PathBuf::from(".linkbus/nats"),
             embedded_port: 4222,
+            sync: SyncPolicy::Always,
             replicas: 1,
             duplicate_window_secs: 600,
             retention_days: 7,
@@ -135,6 +148,16 @@ impl Default for NatsConfig {
             tls: NatsTls::default(),
         }
     }
+}
+
+/// Deserializes a value from its text form ([`std::str::FromStr`]).
+fn from_str<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
 }
 
 /// `[region]`
@@ -371,6 +394,15 @@ mod tests {
         let unsigned = "[[adapters.commerce.platforms]]\nid = \"meals\"\n";
         assert!(Config::parse(unsigned).expect_err("no secret").to_string().contains("secret"));
         assert!(Config::parse("[adapters.cap.categories]\nmap = { a = \"Fire!\" }\n").is_err());
+    }
+
+    #[test]
+    fn the_sync_policy_is_always_unless_configured() {
+        assert_eq!(Config::default().nats.sync, SyncPolicy::Always);
+        let lazy = Config::parse("[nats]\nsync = \"interval:250ms\"\n").expect("an interval parses");
+        assert_eq!(lazy.nats.sync, SyncPolicy::Interval(Duration::from_millis(250)));
+        let err = format!("{:#}", Config::parse("[nats]\nsync = \"never\"\n").expect_err("never"));
+        assert!(err.contains("always"), "{err}");
     }
 
     #[test]

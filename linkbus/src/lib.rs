@@ -3,6 +3,7 @@
 //! - [`cli`]: argument parsing and dispatch;
 //! - [`client`]: `linkbus report | act | answer`, what source systems, departments and volunteers send;
 //! - [`config`]: the TOML configuration (`ops/linkbus.example.toml`);
+//! - [`embedded`]: the embedded nats-server's users and keys, and how the subcommands find it;
 //! - [`nats_access`]: `[nats.auth]` / `[nats.tls]`, the credentials every NATS connection uses;
 //! - [`nats_auth`]: `linkbus nats-auth`, the nats-server users and permissions of a deployment;
 //! - [`deadletter`]: `linkbus deadletter list | replay`, for operators;
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod deadletter;
+pub mod embedded;
 pub mod geo_tools;
 pub mod grid_upload;
 pub mod metrics;

@@ -18,8 +18,9 @@ pub const ENV_PASSWORD: &str = "LINKBUS_NATS_PASSWORD";
 /// Environment variable that supplies (or overrides) `[nats.auth] token`.
 pub const ENV_TOKEN: &str = "LINKBUS_NATS_TOKEN";
 
-/// `[nats.auth]`: who linkbus is to the NATS server. All empty: it connects without credentials
-/// (the embedded server, which listens on loopback only, asks for none).
+/// `[nats.auth]`: who linkbus is to the NATS server at `[nats] url`. All empty: it connects
+/// without credentials. The embedded server needs none of this: linkbus makes its users and
+/// finds their keys in its data folder (`crate::embedded`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsAuth {

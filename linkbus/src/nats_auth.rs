@@ -229,7 +229,7 @@ pub fn generate(region: &Region, options: &AuthOptions) -> anyhow::Result<AuthRe
 }
 
 /// One user's entry: a comment with its name, its public key and its permissions.
-fn write_user(text: &mut String, role: &Role, public_key: &str) {
+pub(crate) fn write_user(text: &mut String, role: &Role, public_key: &str) {
     let p = role.permissions();
     let list = |subjects: &[String]| {
         let quoted: Vec<String> = subjects.iter().map(|s| serde_json::Value::from(s.as_str()).to_string()).collect();
@@ -247,7 +247,7 @@ fn write_user(text: &mut String, role: &Role, public_key: &str) {
 
 /// The public key of the seed in `path`, made and written (owner-only) if the file is absent;
 /// and whether it was made now.
-fn user_key(path: &Path) -> anyhow::Result<(String, bool)> {
+pub(crate) fn user_key(path: &Path) -> anyhow::Result<(String, bool)> {
     if path.exists() {
         let seed = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let pair = nkeys::KeyPair::from_seed(seed.trim())

@@ -1,7 +1,8 @@
-//! `linkbus up`: the whole service. Connects to the configured NATS, or starts and supervises
-//! an embedded nats-server (restarted if it dies); runs the router and the case book; serves the
-//! HTTP API on `[api].listen`; optionally replays a file through it or drives the simulated feed; stops cleanly on ctrl-c or
-//! SIGTERM (the API first, letting requests in progress finish, then the service).
+//! `linkbus up`: the whole service. Connects to the configured NATS, or starts and supervises an
+//! embedded nats-server (restarted if it dies; its users and keys: [`crate::embedded`]); runs the
+//! router and the case book; serves the HTTP API on `[api].listen`; optionally replays a file
+//! through it or drives the simulated feed; stops cleanly on ctrl-c or SIGTERM (the API first,
+//! letting requests in progress finish, then the service).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,24 +55,17 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
     // Bound first, so a taken port stops `up` before anything else starts.
     let api_listener = bind_api(&config).await?;
     let mut server = None;
-    let url = match &config.nats.url {
-        Some(url) => url.clone(),
+    let (url, nats) = match &config.nats.url {
+        Some(url) => (url.clone(), config.nats.clone()),
         None => {
-            let mut server_config = ServerConfig::new(&config.nats.embedded_data_dir);
-            server_config.port = Some(config.nats.embedded_port).filter(|p| *p != 0);
-            let s = NatsServer::start(server_config).await.context("starting the embedded nats-server")?;
-            info!(url = %s.url(), log = %s.log_file().display(), "embedded nats-server started");
+            let s = start_embedded(&config, &region).await?;
             let url = s.url();
             server = Some(s);
-            url
+            (url, crate::embedded::service_settings(&config.nats))
         }
     };
     let metrics = Metrics::new().context("creating the metrics")?;
-    // The embedded server asks for no credentials; `[nats.auth]`/`[nats.tls]` are for `[nats].url`.
-    let embedded =
-        crate::config::NatsConfig { ping_interval_secs: config.nats.ping_interval_secs, ..Default::default() };
-    let nats = if server.is_some() { &embedded } else { &config.nats };
-    let client = service::connect_configured(&url, nats, Duration::from_secs(30), Some(&metrics.nats)).await?;
+    let client = service::connect_configured(&url, &nats, Duration::from_secs(30), Some(&metrics.nats)).await?;
     let source = format!("/linkbus/router/{}", std::process::id());
     let svc = Service::start_with_metrics(&config, &region, client.clone(), source, metrics).await?;
     let api_stop = CancellationToken::new();
@@ -185,6 +179,38 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
     }
     eprintln!("stopped");
     Ok(())
+}
+
+/// Starts the embedded nats-server: its users written, the configured sync policy, the configured
+/// port unless another process holds it.
+async fn start_embedded(config: &Config, region: &Region) -> anyhow::Result<NatsServer> {
+    let data = &config.nats.embedded_data_dir;
+    let authorization = crate::embedded::write_users(data, region).context("writing the embedded server's users")?;
+    let mut server_config = ServerConfig::new(data);
+    server_config.port = Some(config.nats.embedded_port).filter(|p| *p != 0);
+    server_config.sync = Some(config.nats.sync);
+    server_config.authorization = Some(authorization);
+    let s = NatsServer::start(server_config).await.context("starting the embedded nats-server")?;
+    if let Some(pid) = s.stopped_leftover() {
+        warn!(pid, "stopped a nats-server left running from {} by a linkbus that died", data.display());
+    }
+    if let Some(taken) = s.port_taken() {
+        eprintln!(
+            "127.0.0.1:{taken} ([nats] embedded_port) is taken by another process, so the embedded nats-server \
+             listens on {} instead; `linkbus` commands with this configuration find it. (Debian's nats-server \
+             package runs a system server on 4222: `systemctl disable --now nats-server` stops it; or set \
+             [nats] embedded_port.)",
+            s.url()
+        );
+    }
+    info!(
+        url = %s.url(),
+        sync = %config.nats.sync,
+        log = %s.log_file().display(),
+        keys = %data.join("auth/nkeys").display(),
+        "embedded nats-server started; clients need a key from its data folder"
+    );
+    Ok(s)
 }
 
 /// How long stopping waits for requests to the API in progress.

@@ -10,6 +10,9 @@ pub async fn watch(client: &async_nats::Client, subjects: &[String], limit: Opti
     for s in subjects {
         subs.push(client.subscribe(s.clone()).await?);
     }
+    // Said once the server has the subscriptions, so a script can publish after this line.
+    client.flush().await?;
+    eprintln!("watching {}", subjects.join(" "));
     let mut all = futures::stream::select_all(subs);
     let mut seen = 0;
     loop {

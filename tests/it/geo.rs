@@ -276,8 +276,8 @@ async fn linkbus_up_defaults_to_beijing_and_simulates_plainly() {
         }
         simulated |= line.starts_with("SIMULATED feed: made-up cases");
     }
-    let client = linkbus::service::connect(&url.expect("url"), WAIT).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
+    assert!(url.is_some(), "the URL is printed");
+    let js = async_nats::jetstream::new(linkbus_tests::connect_embedded(&dir.path().join("nats")).await);
     let routed = read_stream(&js, linkbus_bus::nats::STREAM_CASES, "case.*.routed", 5).await;
     assert!(routed.len() >= 5, "only {} routed", routed.len());
     for msg in &routed {

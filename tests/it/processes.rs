@@ -207,11 +207,9 @@ async fn up_restarts_its_embedded_nats_server_when_it_dies_and_keeps_routing() {
             sf_region_dir().display()
         ),
     );
-    let (mut up, announced) =
+    let (mut up, _) =
         linkbus_tests::start_up(linkbus_command().args(["up", "--config"]).arg(&config).env_remove("LINKBUS_NATS_URL"));
-    let url = announced.nats_url().to_owned();
-    let client = linkbus::service::connect(&url, WAIT).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(linkbus_tests::connect_embedded(&data).await);
 
     let mission = |id: &str| {
         linkbus_tests::case(id, linkbus_wire::SourceSystem::PublicService, "sewer_issues", -122.4194, 37.7599)

@@ -32,6 +32,7 @@ fn the_119_scenario_runs_as_written_against_linkbus_up() {
         .current_dir(repo_root())
         .arg("docs/scenario-119.sh")
         .env("LINKBUS", bin)
+        .env("LINKBUS_CONFIG", &config_path)
         .env("LINKBUS_NATS_URL", &nats)
         .env("LINKBUS_API", &api)
         .output()

@@ -197,6 +197,15 @@ pub async fn wait_for_messages(js: &jetstream::Context, stream: &str, n: u64, wi
     }
 }
 
+/// A client of the embedded nats-server that a `linkbus up` runs from `data_dir`, with the key of
+/// the local tools from that folder (the server refuses clients without one), as the `linkbus`
+/// subcommands connect.
+pub async fn connect_embedded(data_dir: &std::path::Path) -> async_nats::Client {
+    let nats = linkbus::config::NatsConfig { embedded_data_dir: data_dir.to_owned(), ..Default::default() };
+    let (url, nats) = linkbus::embedded::client_settings(&nats, WAIT).await.expect("the embedded server is running");
+    linkbus::service::connect_configured(&url, &nats, WAIT, None).await.expect("connects with the local tools' key")
+}
+
 /// Writes a configuration file for `linkbus` processes on this bus.
 pub fn write_config(dir: &std::path::Path, extra: &str) -> PathBuf {
     let path = dir.join("linkbus.toml");
@@ -284,19 +293,40 @@ impl Announcement {
 /// Spawns `linkbus up` from `command` with stderr piped, reads its stderr to the end on a thread
 /// (so the child never blocks on a full pipe), and waits up to [`WAIT`] for its announcement.
 pub fn start_up(command: &mut std::process::Command) -> (Running, Announcement) {
+    let (up, announcement, _) = start_up_logged(command);
+    (up, announcement)
+}
+
+/// The lines a child writes to its piped stderr, read to the end on a thread of their own (so the
+/// child never blocks on a full pipe).
+pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
     use std::io::BufRead as _;
-    let mut up = Running(command.stderr(std::process::Stdio::piped()).spawn().expect("linkbus up starts"));
-    let stderr = up.stderr.take().expect("stderr");
+    let stderr = child.stderr.take().expect("stderr is piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("linkbus is up") {
-                let _ = tx.send(line);
-            }
+            let _ = tx.send(line);
         }
     });
-    let line = rx.recv_timeout(WAIT).expect("linkbus up announces that it is up");
-    (up, Announcement(line))
+    rx
+}
+
+/// [`start_up`], with the lines `linkbus up` wrote to stderr before its announcement.
+pub fn start_up_logged(command: &mut std::process::Command) -> (Running, Announcement, Vec<String>) {
+    let mut up = Running(command.stderr(std::process::Stdio::piped()).spawn().expect("linkbus up starts"));
+    let rx = stderr_lines(&mut up);
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut before = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("linkbus up did not announce that it is up; it said:\n{}", before.join("\n")));
+        if line.contains("linkbus is up") {
+            return (up, Announcement(line), before);
+        }
+        before.push(line);
+    }
 }
 
 /// A `linkbus` child process that is stopped if the test ends without stopping it (a failing
@@ -317,8 +347,8 @@ impl std::ops::DerefMut for Running {
 }
 
 impl Drop for Running {
-    /// SIGTERM first, so `linkbus up` stops its embedded nats-server too (a SIGKILL would orphan
-    /// it); SIGKILL after 10 s.
+    /// SIGTERM first, so `linkbus up` finishes and stops its embedded nats-server itself (after a
+    /// SIGKILL the kernel's parent-death signal stops it); SIGKILL after 10 s.
     fn drop(&mut self) {
         if !matches!(self.0.try_wait(), Ok(None)) {
             return;
