@@ -2,6 +2,8 @@
 //!
 //! - [`metrics`]: a stage's series of `linkbus_deadletters_total`.
 //! - [`nats`]: stream and bucket provisioning, publishing with `Nats-Msg-Id`, dead letters.
+//! - [`storage`]: the byte limits of the streams and buckets, and what a publish refused for
+//!   lack of storage says (`/readyz`'s "storage refused").
 //! - [`pull`]: the consuming loop of a pull consumer, with a bounded read-ahead that a shutdown
 //!   hands back at once (routers and the case book both use it).
 //! - [`sync`]: lock helpers that survive a poisoned lock.
@@ -14,4 +16,5 @@ pub mod metrics;
 pub mod nats;
 pub mod pull;
 pub mod server;
+pub mod storage;
 pub mod sync;

@@ -21,4 +21,6 @@ mod reload;
 mod routing;
 mod scenario;
 mod sf311;
+mod storage;
+mod trust_ids;
 mod webhooks;
