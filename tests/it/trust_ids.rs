@@ -225,10 +225,19 @@ async fn a_public_service_source_cannot_take_over_a_fire() {
         .expect("publish")
         .await
         .expect("its own subject: stored");
-    let letter = ingest_dead_letter(&s.service.js, "cad-F26-200001").await;
-    assert_eq!(header(&letter, HEADER_REASON_CODE).as_deref(), Some("foreign_id"));
+    // Once the router has handled it (routed it, or refused it)…
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while s.service.cases.get("cad-F26-200001").is_none()
+        && !read_stream(&s.service.js, STREAM_DEADLETTER, "deadletter.ingest", 0)
+            .await
+            .iter()
+            .any(|m| header(m, HEADER_ORIGINAL_ID).as_deref() == Some("cad-F26-200001"))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the router never handled the forgery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
-    // Then the real fire: routed as the CAD reported it, to the fire station.
+    // …the real fire: routed as the CAD reported it, to the fire station.
     let (status, receipt) = s.cad_fire("F26-200001").await;
     assert_eq!((status, receipt["cases"][0]["outcome"].as_str()), (202, Some("reported")), "{receipt}");
     let (status, record) = s.case("cad-F26-200001").await;
@@ -237,6 +246,8 @@ async fn a_public_service_source_cannot_take_over_a_fire() {
     assert_eq!(record["case"]["system"], "emergency");
     assert_eq!(record["departments"], json!(["sffd-station-7"]));
     assert_eq!(record["reports"].as_array().map(Vec::len), Some(1), "the forgery is no report of it");
+    let letter = ingest_dead_letter(&s.service.js, "cad-F26-200001").await;
+    assert_eq!(header(&letter, HEADER_REASON_CODE).as_deref(), Some("foreign_id"));
     assert_eq!(metric(&s.service, "linkbus_deadletters_total{reason=\"foreign_id\",stage=\"ingest\"}"), 1.0);
     s.stop().await;
 }
