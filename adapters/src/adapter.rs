@@ -68,6 +68,8 @@ pub struct BuildContext {
     /// The largest case report the routers accept (`[router] max_payload_bytes`): a message
     /// whose case would be larger is refused at the door, not dead-lettered after a 202.
     pub max_report_bytes: usize,
+    /// Replicas and byte limits of the buckets an adapter makes (commerce's delivery ids).
+    pub streams: linkbus_bus::nats::StreamSettings,
 }
 
 /// What the API gives every adapter's routes.

@@ -284,7 +284,7 @@ impl Commerce {
     async fn open(config: &CommerceConfig, cx: &BuildContext) -> Result<Self, BuildError> {
         let senders = Senders::new(config)?;
         let about = "commerce webhook deliveries already received";
-        nats::provision_bucket(&cx.js, BUCKET_DELIVERIES, about, DELIVERY_MEMORY, 1)
+        nats::provision_bucket(&cx.js, BUCKET_DELIVERIES, about, DELIVERY_MEMORY, &cx.streams)
             .await
             .map_err(|source| BuildError::Bus { adapter: AdapterKind::Commerce, source })?;
         let deliveries = cx.js.get_key_value(BUCKET_DELIVERIES).await.map_err(|source| BuildError::Bucket {

@@ -5,7 +5,10 @@
 //!   [`Intake::submit`] first asks the case book, so a report sent again later still finds its
 //!   case), applies a source's update to its own case ([`Intake::act`]), keeps what an adapter
 //!   refused in `deadletter.adapter_<name>` with the reason, and counts all of it
-//!   ([`AdapterMetrics`]). The case book is reached through [`CaseStore`].
+//!   ([`AdapterMetrics`]). The case book is reached through [`CaseStore`]. A report is answered
+//!   `duplicate` only when the case it would open exists with the same origin (system, source,
+//!   source id): an id JetStream already holds for another message is refused
+//!   ([`IntakeError::IdReserved`], [`IntakeError::IdTaken`]), never passed off as this report's.
 //! - [`Message`] and [`Receipt`]: what a CAP, CAD or commerce message asks (a new case, or a
 //!   source update of the source's own earlier case) and the answer to it.
 //! - [`Gate`]: what HTTP adapters ask of the API serving them: who a key belongs to
@@ -23,6 +26,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use linkbus_bus::nats::{self, BusError, DeadLetter};
+use linkbus_bus::storage::StorageHealth;
 use linkbus_cases::book::{ActError, CaseStore};
 use linkbus_cases::lifecycle::Refused;
 use linkbus_wire::http_error::{ErrorBody, ErrorCode};
@@ -140,6 +144,27 @@ pub enum IntakeError {
     /// The delivery was already received (409).
     #[error("this delivery was already received (replayed delivery id)")]
     Replayed,
+    /// JetStream already holds the case's id for another message, which has not become a case
+    /// (409): a report sent before that is still being routed, or a message that reserved the
+    /// id without being this report.
+    #[error(
+        "event id {case_id} is reserved by another message on the bus, which did not become a case within \
+         {settle_secs} s; this report was not routed. If you sent it before, it may still be routing: look it up later"
+    )]
+    IdReserved {
+        /// The case id.
+        case_id: String,
+        /// How long the case book was given.
+        settle_secs: u64,
+    },
+    /// The case's id belongs to a case of another origin (409).
+    #[error("case {case_id} exists, but from another report ({other}); this report was not routed")]
+    IdTaken {
+        /// The case id.
+        case_id: String,
+        /// Whose report opened it.
+        other: String,
+    },
     /// The case store is unavailable; retry (503).
     #[error("the case store is unavailable: {0}")]
     CaseStore(#[source] ActError),
@@ -175,12 +200,25 @@ impl IntakeError {
             Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             Self::Invalid(_) | Self::Report(_) => ErrorCode::Invalid,
             Self::NoCase { .. } => ErrorCode::NotFound,
-            Self::Refused { source: Refused::Invalid(_), .. } | Self::Replayed => ErrorCode::Conflict,
+            Self::Refused { source: Refused::Invalid(_), .. }
+            | Self::Replayed
+            | Self::IdReserved { .. }
+            | Self::IdTaken { .. } => ErrorCode::Conflict,
             Self::CaseStore(_)
             | Self::DeliveryStore(_)
             | Self::Encode(_)
             | Self::Bus(_)
             | Self::NotAcknowledged { .. } => ErrorCode::Unavailable,
+        }
+    }
+
+    /// The reason code of this refusal's dead letter: [`IntakeError::code`]'s, but `id_reserved`
+    /// and `id_taken` for ids that are not this report's.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            Self::IdReserved { .. } => "id_reserved",
+            Self::IdTaken { .. } => "id_taken",
+            other => other.code().as_str(),
         }
     }
 
@@ -257,6 +295,8 @@ pub struct Intake {
     js: jetstream::Context,
     cases: Arc<dyn CaseStore>,
     metrics: AdapterMetrics,
+    /// Told of publishes refused for lack of storage (and of those stored since).
+    storage: StorageHealth,
     /// The adapter's name ([`AdapterKind::name`]): the metrics' `adapter` label; its dead letters go
     /// to `deadletter.adapter_<name>`.
     adapter: &'static str,
@@ -268,11 +308,22 @@ impl std::fmt::Debug for Intake {
     }
 }
 
+/// How long a report JetStream calls a duplicate waits for the case book to show the case its
+/// id names (the earlier copy may still be routing) before it is refused as
+/// [`IntakeError::IdReserved`].
+pub const DUPLICATE_SETTLE: Duration = Duration::from_secs(5);
+
 impl Intake {
-    /// Publishes on `js`, asking `cases` for reports already known, counting into `metrics`;
-    /// each adapter takes its own with [`Intake::for_adapter`].
-    pub fn new(js: jetstream::Context, cases: Arc<dyn CaseStore>, metrics: AdapterMetrics) -> Self {
-        Self { js, cases, metrics, adapter: "adapter" }
+    /// Publishes on `js`, asking `cases` for reports already known, counting into `metrics`,
+    /// telling `storage` of refusals for lack of storage; each adapter takes its own with
+    /// [`Intake::for_adapter`].
+    pub fn new(
+        js: jetstream::Context,
+        cases: Arc<dyn CaseStore>,
+        metrics: AdapterMetrics,
+        storage: StorageHealth,
+    ) -> Self {
+        Self { js, cases, metrics, storage, adapter: "adapter" }
     }
 
     /// This intake for one adapter: its metrics' label, and its dead letters' stage
@@ -294,22 +345,23 @@ impl Intake {
     }
 
     /// [`Intake::submit`] without waiting for the acknowledgement, so a batch can be published
-    /// back to back and its acknowledgements awaited after.
+    /// back to back and its acknowledgements awaited after. A case already opened for this
+    /// report's source and source id that is not this report's (another system's, or under
+    /// another id) refuses it ([`IntakeError::IdTaken`]).
     pub async fn submit_pending(&self, event: &CloudEvent<CaseReport>) -> Result<PendingSubmit, IntakeError> {
         let subject = subjects::ingest(event.data.system, &event.data.category);
-        let pending = |subject, ack| PendingSubmit {
-            case_id: event.id.clone(),
-            subject,
-            ack,
-            metrics: self.metrics.clone(),
-            adapter: self.adapter,
-        };
+        let origin = Origin::of(event);
+        let pending = |subject, ack| PendingSubmit { subject, ack, origin: origin.clone(), intake: self.clone() };
         if let Some(known) = self.cases.by_source_id(Some(&event.source), &event.data.source_id) {
             debug!(case_id = %known.case_id, "report already has a case");
+            origin.holds(&known)?;
             return Ok(pending(subject, None));
         }
         let payload = Bytes::from(serde_json::to_vec(event).map_err(IntakeError::Encode)?);
-        let ack = nats::publish(&self.js, subject.clone(), &event.id, payload).await.map_err(IntakeError::Bus)?;
+        let ack = nats::publish(&self.js, subject.clone(), &event.id, payload).await.map_err(|e| {
+            self.storage.observe_error(&e);
+            IntakeError::Bus(e)
+        })?;
         Ok(pending(subject, Some(ack)))
     }
 
@@ -323,16 +375,19 @@ impl Intake {
     }
 
     /// Keeps a refused message in `deadletter.adapter_<name>` with the refusal as its reason and
-    /// its code as the reason code; `original` says where it came from (a subject or a route).
+    /// its [`IntakeError::reason_code`]; `original` says where it came from (a subject or a route).
     pub async fn refuse(&self, error: &IntakeError, original: &str, payload: Bytes) {
-        self.dead_letter(error.code(), &error.to_string(), original, payload).await;
+        self.keep(error.reason_code(), &error.to_string(), original, payload).await;
     }
 
     /// Keeps refused input in `deadletter.adapter_<name>` with the reason and its `code`
     /// (`too_large`, `malformed`, `invalid`…); `original` says where it came from (a subject, or
     /// `POST /open311/v2/requests.json`). Failing to, it logs: the sender has its error either way.
     pub async fn dead_letter(&self, code: ErrorCode, reason: &str, original: &str, payload: Bytes) {
-        let code = code.as_str();
+        self.keep(code.as_str(), reason, original, payload).await;
+    }
+
+    async fn keep(&self, code: &str, reason: &str, original: &str, payload: Bytes) {
         let stage = format!("adapter_{}", self.adapter);
         let stage = stage.as_str();
         self.metrics.dead_letter(self.adapter, stage, code);
@@ -355,31 +410,108 @@ impl Intake {
         };
         match nats::store_deadletter(&self.js, letter).await {
             Ok(()) => debug!(stage, code, reason, "dead-lettered"),
-            Err(e) => warn!(stage, code, reason, error = %e, "could not keep refused input in a dead letter"),
+            Err(e) => {
+                self.storage.observe_error(&e);
+                warn!(stage, code, reason, error = %e, "could not keep refused input in a dead letter")
+            }
         }
+    }
+}
+
+/// Who sent a report: its case id, kind of system, CloudEvents source and source-system id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    case_id: String,
+    system: wire::SourceSystem,
+    source: String,
+    source_id: String,
+}
+
+impl Origin {
+    fn of(event: &CloudEvent<CaseReport>) -> Self {
+        Self {
+            case_id: event.id.clone(),
+            system: event.data.system,
+            source: event.source.clone(),
+            source_id: event.data.source_id.clone(),
+        }
+    }
+
+    /// `Ok` when `record` holds this report (as its first report or a merged one), else
+    /// [`IntakeError::IdTaken`] naming whose report it holds.
+    fn holds(&self, record: &CaseRecord) -> Result<(), IntakeError> {
+        let mine = |r: &wire::ReportRef| {
+            r.report_id == self.case_id
+                && r.system == self.system
+                && r.source == self.source
+                && r.source_id == self.source_id
+        };
+        if record.reports.iter().any(mine) {
+            return Ok(());
+        }
+        let theirs = record.reports.iter().find(|r| r.report_id == self.case_id).or(record.reports.first());
+        let other = theirs.map_or_else(
+            || "unknown".to_owned(),
+            |r| format!("{} from {}, its id {:?}", r.system, r.source, r.source_id),
+        );
+        Err(IntakeError::IdTaken { case_id: record.case_id.clone(), other })
     }
 }
 
 /// A report published (or found known) whose acknowledgement is still to come.
 pub struct PendingSubmit {
-    case_id: String,
     subject: String,
     ack: Option<jetstream::context::PublishAckFuture>,
-    metrics: AdapterMetrics,
-    adapter: &'static str,
+    origin: Origin,
+    intake: Intake,
 }
 
 impl PendingSubmit {
-    /// Waits for JetStream to store the report; says whether it was a duplicate.
+    /// Waits for JetStream to store the report; says whether it was a duplicate: one whose case
+    /// exists with the same origin (waiting up to [`DUPLICATE_SETTLE`] for the case book to
+    /// show it). A duplicate id without such a case is refused.
     pub async fn wait(self) -> Result<Submitted, IntakeError> {
+        let intake = &self.intake;
         let duplicate = match self.ack {
             None => true,
-            Some(ack) => {
-                ack.await.map_err(|source| IntakeError::NotAcknowledged { subject: self.subject, source })?.duplicate
-            }
+            Some(ack) => match ack.await {
+                Ok(ack) => {
+                    intake.storage.stored(&self.subject);
+                    ack.duplicate
+                }
+                Err(source) => {
+                    intake.storage.observe(&self.subject, &source);
+                    return Err(IntakeError::NotAcknowledged { subject: self.subject, source });
+                }
+            },
         };
-        self.metrics.report(self.adapter, if duplicate { "duplicate" } else { "reported" });
-        Ok(Submitted { case_id: self.case_id, duplicate })
+        if duplicate {
+            self.origin.settle(intake.cases.as_ref()).await?;
+        }
+        intake.metrics.report(intake.adapter, if duplicate { "duplicate" } else { "reported" });
+        Ok(Submitted { case_id: self.origin.case_id, duplicate })
+    }
+}
+
+impl Origin {
+    /// Waits (up to [`DUPLICATE_SETTLE`]) for the case this report's id names: `Ok` once it
+    /// shows with this origin; [`IntakeError::IdTaken`] with another;
+    /// [`IntakeError::IdReserved`] if it never shows.
+    async fn settle(&self, cases: &dyn CaseStore) -> Result<(), IntakeError> {
+        let deadline = tokio::time::Instant::now() + DUPLICATE_SETTLE;
+        loop {
+            let found = cases.get(&self.case_id).or_else(|| cases.by_source_id(Some(&self.source), &self.source_id));
+            if let Some(record) = found {
+                return self.holds(&record);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(IntakeError::IdReserved {
+                    case_id: self.case_id.clone(),
+                    settle_secs: DUPLICATE_SETTLE.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

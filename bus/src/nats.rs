@@ -1,6 +1,11 @@
-//! NATS and JetStream plumbing: the streams the bus needs, provisioned idempotently, and the
-//! publishing conventions every component follows (`Nats-Msg-Id` from the event id, dead
-//! letters that keep the original bytes with the reason in headers).
+//! NATS and JetStream plumbing: the streams the bus needs, provisioned idempotently with their
+//! byte limits ([`StorageLimits`]), and the publishing conventions every component follows
+//! (`Nats-Msg-Id` from the event id, dead letters that keep the original bytes, or a bounded
+//! excerpt of oversized ones, with the reason in headers).
+//!
+//! Case reports arrive on one stream per kind of source system ([`ingest_stream`]): JetStream
+//! drops a repeated `Nats-Msg-Id` within a stream's duplicate window whatever the subject, so a
+//! system allowed to publish on `ingest.<system>.>` only can reserve ids in its own stream only.
 
 use std::time::Duration;
 
@@ -12,22 +17,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use linkbus_wire::subjects;
+use linkbus_wire::{SourceSystem, subjects};
 
-/// Stream of case reports (`ingest.>`).
-pub const STREAM_INGEST: &str = "LINKBUS_INGEST";
-/// Stream of routed cases (`routed.>`).
-pub const STREAM_ROUTED: &str = "LINKBUS_ROUTED";
-/// Stream of volunteer offers (`volunteer.*.offer`).
-pub const STREAM_OFFERS: &str = "LINKBUS_OFFERS";
-/// Stream of case timeline events (`case.>`).
-pub const STREAM_CASES: &str = "LINKBUS_CASES";
-/// Stream of dead letters (`deadletter.>`).
-pub const STREAM_DEADLETTER: &str = "LINKBUS_DEADLETTER";
-/// KV bucket of volunteers' live state, keyed by volunteer id.
-pub const BUCKET_VOLUNTEERS: &str = "linkbus_volunteers";
-/// KV bucket of case records, keyed by case id (`:` written as `=`, which KV keys allow).
-pub const BUCKET_CASES: &str = "linkbus_cases";
+pub use crate::limits::StorageLimits;
+pub use crate::names::*;
 
 /// Header naming the pipeline stage that refused a dead letter.
 pub const HEADER_STAGE: &str = "Linkbus-Stage";
@@ -39,6 +32,39 @@ pub const HEADER_REASON_CODE: &str = "Linkbus-Reason-Code";
 pub const HEADER_ORIGINAL_SUBJECT: &str = "Linkbus-Original-Subject";
 /// Header with the original message's `Nats-Msg-Id`, when it had one.
 pub const HEADER_ORIGINAL_ID: &str = "Linkbus-Original-Msg-Id";
+/// Header with the original message's size, bytes, on a dead letter that keeps an excerpt.
+pub const HEADER_ORIGINAL_SIZE: &str = "Linkbus-Original-Size";
+/// Header with the stream that still holds the original of an excerpt…
+pub const HEADER_ORIGINAL_STREAM: &str = "Linkbus-Original-Stream";
+/// …and its sequence there.
+pub const HEADER_ORIGINAL_SEQUENCE: &str = "Linkbus-Original-Seq";
+/// How much of an oversized message a dead letter keeps.
+pub const EXCERPT_BYTES: usize = 4 * 1024;
+
+/// The ingest stream of `system`'s case reports.
+pub fn ingest_stream(system: SourceSystem) -> &'static str {
+    match system {
+        SourceSystem::Emergency => STREAM_INGEST_EMERGENCY,
+        SourceSystem::Commercial => STREAM_INGEST_COMMERCIAL,
+        SourceSystem::PublicService => STREAM_INGEST_PUBLIC_SERVICE,
+        SourceSystem::Management => STREAM_INGEST_MANAGEMENT,
+    }
+}
+
+/// The stream of linkbus's that stores what is published on `subject`, if any.
+pub fn stream_of(subject: &str) -> Option<String> {
+    let (first, rest) = subject.split_once('.')?;
+    let stream = match first {
+        "ingest" => ingest_stream(SourceSystem::parse(rest.split('.').next()?)?),
+        "routed" => STREAM_ROUTED,
+        "case" => STREAM_CASES,
+        "deadletter" => STREAM_DEADLETTER,
+        "volunteer" if subject.ends_with(".offer") || subject.ends_with(".offer_closed") => STREAM_OFFERS,
+        "$KV" => return rest.split('.').next().map(|bucket| format!("KV_{bucket}")),
+        _ => return None,
+    };
+    Some(stream.to_owned())
+}
 
 /// How the bus's streams are set up.
 #[derive(Debug, Clone)]
@@ -49,14 +75,18 @@ pub struct StreamSettings {
     pub max_age: Duration,
     /// Replicas per stream (1 on a single server, 3 in a cluster).
     pub replicas: usize,
+    /// Byte limits of every stream and bucket.
+    pub storage: StorageLimits,
 }
 
 impl Default for StreamSettings {
+    /// Ten minutes' duplicate window, a week's retention, one replica, the default limits.
     fn default() -> Self {
         Self {
             duplicate_window: Duration::from_secs(10 * 60),
             max_age: Duration::from_secs(7 * 24 * 3600),
             replicas: 1,
+            storage: StorageLimits::default(),
         }
     }
 }
@@ -73,6 +103,31 @@ pub enum BusError {
         #[source]
         source: async_nats::Error,
     },
+    /// JetStream has no room to reserve a stream's or bucket's byte limit.
+    #[error(
+        "cannot provision {name} with its limit of {mib} MiB ([storage]): JetStream has not that much room left \
+         (its max_file_store, less what the other streams reserve). Lower the limits in [storage], or give \
+         JetStream a larger store; see docs/operations.md, \"Storage\" ({source})"
+    )]
+    NoRoom {
+        /// Stream or bucket name.
+        name: String,
+        /// Its limit, MiB.
+        mib: i64,
+        /// The JetStream error.
+        #[source]
+        source: async_nats::Error,
+    },
+    /// The single ingest stream of earlier versions still holds reports no router acknowledged.
+    #[error(
+        "stream {LEGACY_STREAM_INGEST} (of an earlier linkbus) still holds {unrouted} case reports no router has \
+         acknowledged: run the earlier version until linkbus_router_ingest_backlog_messages is 0, then start this \
+         one, which replaces it with one stream per kind of source system"
+    )]
+    LegacyIngest {
+        /// Reports not acknowledged by a router.
+        unrouted: u64,
+    },
     /// A publish was refused or not acknowledged.
     #[error("publish to {subject} failed: {source}")]
     Publish {
@@ -84,31 +139,76 @@ pub enum BusError {
     },
 }
 
-/// Creates or updates every stream and bucket the bus uses. Safe to call from every process at
-/// every start: the result is the same however many times it runs.
+impl BusError {
+    fn provision(name: &str, limit: i64, source: impl Into<async_nats::Error>) -> Self {
+        let source = source.into();
+        let no_room = std::iter::successors(Some(&*source as &(dyn std::error::Error + 'static)), |e| e.source())
+            .filter_map(|e| e.downcast_ref::<jetstream::Error>())
+            .any(|e| e.error_code() == jetstream::ErrorCode::STORAGE_RESOURCES_EXCEEDED);
+        if no_room {
+            Self::NoRoom { name: name.to_owned(), mib: limit / (1024 * 1024), source }
+        } else {
+            Self::Provision { name: name.to_owned(), source }
+        }
+    }
+}
+
+/// Creates or updates every stream and bucket the bus uses, each with its byte limit. Safe to
+/// call from every process at every start: the result is the same however many times it runs.
+///
+/// A stream at its limit refuses new messages (`DiscardPolicy::New`: nothing a reader has not
+/// read is ever dropped to make room) but offers and dead letters, which drop their oldest (an
+/// offer lives minutes; refused input must never block routing). The single ingest stream of
+/// earlier versions is deleted first once its routers have acknowledged all of it.
 pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), BusError> {
-    let streams = [
-        (STREAM_INGEST, &[subjects::INGEST_ALL][..], "case reports from source systems"),
-        (STREAM_ROUTED, &[subjects::ROUTED_ALL], "routed cases, per department and community"),
-        (STREAM_OFFERS, &[subjects::OFFERS, subjects::OFFERS_CLOSED], "offers to volunteers and their closing"),
-        (STREAM_CASES, &[subjects::CASES_ALL], "case timeline events"),
-        (STREAM_DEADLETTER, &[subjects::DEADLETTER_ALL], "refused input with the reason"),
-    ];
-    for (name, filters, description) in streams {
+    retire_legacy_ingest(js).await?;
+    let ingest_subjects = SourceSystem::ALL.map(|s| format!("ingest.{s}.>"));
+    let mut streams: Vec<(&str, Vec<String>, String, stream::DiscardPolicy)> = SourceSystem::ALL
+        .into_iter()
+        .zip(ingest_subjects)
+        .map(|(system, subject)| {
+            let description = format!("case reports from {system} systems");
+            (ingest_stream(system), vec![subject], description, stream::DiscardPolicy::New)
+        })
+        .collect();
+    let owned = |filters: &[&str]| filters.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    streams.extend([
+        (
+            STREAM_ROUTED,
+            owned(&[subjects::ROUTED_ALL]),
+            "routed cases, per department and community".to_owned(),
+            stream::DiscardPolicy::New,
+        ),
+        (
+            STREAM_OFFERS,
+            owned(&[subjects::OFFERS, subjects::OFFERS_CLOSED]),
+            "offers to volunteers and their closing".to_owned(),
+            stream::DiscardPolicy::Old,
+        ),
+        (STREAM_CASES, owned(&[subjects::CASES_ALL]), "case timeline events".to_owned(), stream::DiscardPolicy::New),
+        (
+            STREAM_DEADLETTER,
+            owned(&[subjects::DEADLETTER_ALL]),
+            "refused input with the reason".to_owned(),
+            stream::DiscardPolicy::Old,
+        ),
+    ]);
+    for (name, filters, description, discard) in streams {
+        let max_bytes = settings.storage.stream_bytes(name);
         let config = stream::Config {
             name: name.to_owned(),
             description: Some(format!("linkbus: {description}")),
-            subjects: filters.iter().map(|s| s.to_string()).collect(),
+            subjects: filters,
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             duplicate_window: settings.duplicate_window,
             max_age: settings.max_age,
+            max_bytes,
+            discard,
             num_replicas: settings.replicas,
             ..Default::default()
         };
-        js.create_or_update_stream(config)
-            .await
-            .map_err(|e| BusError::Provision { name: name.to_owned(), source: e.into() })?;
+        js.create_or_update_stream(config).await.map_err(|e| BusError::provision(name, max_bytes, e))?;
     }
     let buckets = [
         (BUCKET_VOLUNTEERS, "volunteers' live position, availability and skills"),
@@ -116,13 +216,48 @@ pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Re
     ];
     for (bucket, description) in buckets {
         // Live state: kept until replaced or deleted, however old.
-        provision_bucket(js, bucket, description, Duration::ZERO, settings.replicas).await?;
+        provision_bucket(js, bucket, description, Duration::ZERO, settings).await?;
     }
     Ok(())
 }
 
+/// Deletes the single ingest stream of earlier versions ([`LEGACY_STREAM_INGEST`], `ingest.>`,
+/// whose subjects the per-system streams take over) if it exists and its durable consumers (the
+/// routers') have acknowledged every message; refuses to start while it holds reports not
+/// routed yet, or any at all when no durable consumer read it.
+async fn retire_legacy_ingest(js: &jetstream::Context) -> Result<(), BusError> {
+    let legacy_err = |e: async_nats::Error| BusError::Provision { name: LEGACY_STREAM_INGEST.to_owned(), source: e };
+    let stream = match js.get_stream(LEGACY_STREAM_INGEST).await {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(js)
+            if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            return Ok(());
+        }
+        Err(e) => return Err(legacy_err(e.into())),
+    };
+    let mut unrouted = None::<u64>;
+    let mut consumers = stream.consumers();
+    while let Some(info) = consumers.next().await {
+        let info = info.map_err(|e| legacy_err(e.into()))?;
+        if info.config.durable_name.is_some() {
+            let behind = info.num_pending + info.num_ack_pending as u64;
+            unrouted = Some(unrouted.unwrap_or(0).max(behind));
+        }
+    }
+    let unrouted = unrouted.unwrap_or(stream.cached_info().state.messages);
+    if unrouted > 0 {
+        return Err(BusError::LegacyIngest { unrouted });
+    }
+    js.delete_stream(LEGACY_STREAM_INGEST).await.map_err(|e| legacy_err(e.into()))?;
+    tracing::info!(stream = LEGACY_STREAM_INGEST, "deleted the single ingest stream of an earlier version: all routed");
+    Ok(())
+}
+
 /// Creates or updates a KV bucket (one value per key; values older than `max_age` expire, none
-/// when it is zero) by its backing stream `KV_<bucket>`,
+/// when it is zero; at most [`StorageLimits::bucket_bytes`], then new keys are refused) by its
+/// backing stream `KV_<bucket>`, with `settings`' replicas,
 /// configured as async-nats's `create_key_value` would: that call first queries the account and
 /// cannot parse the reply of nats-server 2.9 (Debian's version).
 pub async fn provision_bucket(
@@ -130,25 +265,25 @@ pub async fn provision_bucket(
     bucket: &str,
     description: &str,
     max_age: Duration,
-    replicas: usize,
+    settings: &StreamSettings,
 ) -> Result<(), BusError> {
+    let max_bytes = settings.storage.bucket_bytes(bucket);
     let config = stream::Config {
         name: format!("KV_{bucket}"),
         description: Some(format!("linkbus: {description}")),
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
         max_age,
+        max_bytes,
         storage: stream::StorageType::File,
         allow_rollup: true,
         deny_delete: true,
         allow_direct: true,
         discard: stream::DiscardPolicy::New,
-        num_replicas: replicas,
+        num_replicas: settings.replicas,
         ..Default::default()
     };
-    js.create_or_update_stream(config)
-        .await
-        .map_err(|e| BusError::Provision { name: bucket.to_owned(), source: e.into() })?;
+    js.create_or_update_stream(config).await.map_err(|e| BusError::provision(bucket, max_bytes, e))?;
     Ok(())
 }
 
@@ -357,6 +492,36 @@ pub async fn publish(
 /// Publishes a dead letter: the original bytes as the payload, the reason in headers.
 /// `msg_id` makes a retried dead letter a duplicate, not a second copy.
 pub async fn publish_deadletter(js: &jetstream::Context, letter: DeadLetter<'_>) -> Result<PublishAckFuture, BusError> {
+    let headers = deadletter_headers(&letter);
+    publish_with(js, subjects::deadletter(letter.stage), headers, letter.payload).await
+}
+
+/// Where a message that is still in a stream is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Stored<'a> {
+    /// The stream.
+    pub stream: &'a str,
+    /// Its sequence there.
+    pub sequence: u64,
+}
+
+/// Publishes a dead letter of an oversized message that `original` still holds: the first
+/// [`EXCERPT_BYTES`] of it as the payload, its size and where it is stored in headers, so that
+/// it is never stored twice (`linkbus deadletter replay` reads it back from there).
+pub async fn publish_deadletter_excerpt(
+    js: &jetstream::Context,
+    letter: DeadLetter<'_>,
+    original: Stored<'_>,
+) -> Result<PublishAckFuture, BusError> {
+    let mut headers = deadletter_headers(&letter);
+    headers.insert(HEADER_ORIGINAL_SIZE, letter.payload.len().to_string().as_str());
+    headers.insert(HEADER_ORIGINAL_STREAM, original.stream);
+    headers.insert(HEADER_ORIGINAL_SEQUENCE, original.sequence.to_string().as_str());
+    let excerpt = letter.payload.slice(..letter.payload.len().min(EXCERPT_BYTES));
+    publish_with(js, subjects::deadletter(letter.stage), headers, excerpt).await
+}
+
+fn deadletter_headers(letter: &DeadLetter<'_>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", letter.msg_id);
     headers.insert(HEADER_STAGE, letter.stage);
@@ -366,7 +531,7 @@ pub async fn publish_deadletter(js: &jetstream::Context, letter: DeadLetter<'_>)
     if let Some(id) = letter.original_msg_id {
         headers.insert(HEADER_ORIGINAL_ID, header_safe(id).as_str());
     }
-    publish_with(js, subjects::deadletter(letter.stage), headers, letter.payload).await
+    headers
 }
 
 /// Publishes a dead letter ([`publish_deadletter`]) and waits until JetStream has stored it.
@@ -415,7 +580,22 @@ fn header_safe(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::header_safe;
+    use super::*;
+
+    #[test]
+    fn every_subject_maps_to_its_stream() {
+        assert_eq!(stream_of("ingest.emergency.fire").as_deref(), Some(STREAM_INGEST_EMERGENCY));
+        assert_eq!(stream_of("ingest.public_service.x").as_deref(), Some(STREAM_INGEST_PUBLIC_SERVICE));
+        assert_eq!(stream_of("ingest.nowhere.x"), None);
+        assert_eq!(stream_of("routed.dept.a.b").as_deref(), Some(STREAM_ROUTED));
+        assert_eq!(stream_of("volunteer.v1.offer").as_deref(), Some(STREAM_OFFERS));
+        assert_eq!(stream_of("volunteer.v1.answer"), None);
+        assert_eq!(stream_of("$KV.linkbus_cases.x").as_deref(), Some("KV_linkbus_cases"));
+        assert_eq!(stream_of("deadletter.ingest").as_deref(), Some(STREAM_DEADLETTER));
+        for system in SourceSystem::ALL {
+            assert_eq!(stream_of(&subjects::ingest(system, "x")).as_deref(), Some(ingest_stream(system)));
+        }
+    }
 
     #[test]
     fn header_values_are_one_bounded_line() {

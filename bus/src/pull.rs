@@ -9,6 +9,9 @@
 //! durable at once; naked while the request was open, it would come back to this one), and
 //! returns once the handlers under way have finished (each acks or naks its own message).
 //!
+//! [`consume_all`] does the same for several consumers sharing the handlers, in an [`Order`]:
+//! the routers consume the four ingest streams so, emergency reports first.
+//!
 //! Why not async-nats's `consumer.stream()`: that keeps pull requests open ahead of time and
 //! re-issues them as it is read, so what it has buffered cannot be handed back — naking it on
 //! shutdown made the stream pull more while it was drained; left alone, it stays unacknowledged
@@ -18,7 +21,10 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 
+use std::task::Poll;
+
 use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::consumer::pull::Batch;
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -56,6 +62,16 @@ pub struct Consumed {
     pub pulls: u64,
 }
 
+/// In which order [`consume_all`] starts the messages it holds from several consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// The first consumer's first, then the second's…: a message of an earlier consumer starts
+    /// at the next free handler, ahead of every message of a later one.
+    Priority,
+    /// In the order they arrived, whatever the consumer.
+    Arrival,
+}
+
 /// Pulls from `consumer` and runs `handle` on each message within `limits` until `shutdown`;
 /// then hands back what was pulled but not started (see the module's doc) and returns once every
 /// handler has finished. `handle` acks or naks its message itself.
@@ -69,78 +85,148 @@ where
     F: FnMut(Message) -> Fut,
     Fut: Future<Output = ()>,
 {
+    consume_all(std::slice::from_ref(consumer), limits, Order::Arrival, shutdown, |_, msg| handle(msg)).await
+}
+
+/// One consumer of [`consume_all`]: what it holds and its open pull request.
+struct Source<'a> {
+    consumer: &'a PullConsumer,
+    /// Pulled, not started: with the order of arrival across every source.
+    held: VecDeque<(u64, Message)>,
+    batch: Option<Batch>,
+    retry_at: Option<Instant>,
+}
+
+/// [`consume`] of several consumers at once, sharing `limits.in_flight` handlers, each with its
+/// own read-ahead of `limits.ahead`, started in `order`; `handle` is given the index of the
+/// consumer a message came from. With [`Order::Priority`] a message of the first consumer waits
+/// for one handler to finish, however many of the others' are held.
+pub async fn consume_all<F, Fut>(
+    consumers: &[PullConsumer],
+    limits: Limits,
+    order: Order,
+    shutdown: &CancellationToken,
+    mut handle: F,
+) -> Consumed
+where
+    F: FnMut(usize, Message) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let in_flight = limits.in_flight.max(1);
     // Ask again once half the read-ahead is free (or, without read-ahead, a handler is).
     let refill_at = limits.ahead.div_ceil(2).max(1);
     let mut done = Consumed::default();
-    let mut held: VecDeque<Message> = VecDeque::new();
+    let mut sources: Vec<Source<'_>> = consumers
+        .iter()
+        .map(|consumer| Source { consumer, held: VecDeque::new(), batch: None, retry_at: None })
+        .collect();
+    let mut arrivals = 0u64;
     let mut running = FuturesUnordered::new();
-    let mut batch = None;
-    let mut retry_at: Option<Instant> = None;
     let mut stop_by: Option<Instant> = None;
     loop {
         while running.len() < in_flight && !shutdown.is_cancelled() {
-            let Some(msg) = held.pop_front() else { break };
+            let Some(next) = next_to_start(&sources, order) else { break };
+            let Some((_, msg)) = sources[next].held.pop_front() else { break };
             done.handled += 1;
-            running.push(handle(msg));
+            running.push(handle(next, msg));
         }
+        let open = sources.iter().any(|s| s.batch.is_some());
         if shutdown.is_cancelled() {
             if stop_by.is_none() {
                 stop_by = Some(Instant::now() + PULL_EXPIRES + Duration::from_secs(2));
             }
-            // Handed back only once the open pull request has ended: a message naked while it
-            // is open would come straight back to it.
-            if batch.is_none() {
-                for msg in held.drain(..) {
-                    hand_back(&msg, &mut done).await;
+            // Handed back only once the open pull requests have ended: a message naked while
+            // one is open would come straight back to it.
+            if !open {
+                for source in &mut sources {
+                    for (_, msg) in source.held.drain(..) {
+                        hand_back(&msg, &mut done).await;
+                    }
                 }
                 if running.is_empty() {
                     return done;
                 }
             }
-        } else if batch.is_none() && retry_at.is_none_or(|at| at <= Instant::now()) {
-            retry_at = None;
+        } else {
             // Of a full batch, the first `free` start at once (no message is held while a
-            // handler is free); so held never exceeds `ahead`.
+            // handler is free); so what a source holds never exceeds `ahead`.
             let free = in_flight - running.len();
-            let want = (limits.ahead + free).saturating_sub(held.len());
-            if want >= refill_at {
-                match consumer.batch().max_messages(want).expires(PULL_EXPIRES).messages().await {
+            for source in sources.iter_mut().filter(|s| s.batch.is_none()) {
+                if source.retry_at.is_some_and(|at| at > Instant::now()) {
+                    continue;
+                }
+                source.retry_at = None;
+                let want = (limits.ahead + free).saturating_sub(source.held.len());
+                if want < refill_at {
+                    continue;
+                }
+                match source.consumer.batch().max_messages(want).expires(PULL_EXPIRES).messages().await {
                     Ok(b) => {
                         done.pulls += 1;
-                        batch = Some(b);
+                        source.batch = Some(b);
                     }
                     Err(e) => {
                         warn!(error = %e, "cannot pull; asking again shortly");
-                        retry_at = Some(Instant::now() + RETRY_AFTER);
+                        source.retry_at = Some(Instant::now() + RETRY_AFTER);
                     }
                 }
             }
         }
         let stopping = shutdown.is_cancelled();
+        let open = sources.iter().any(|s| s.batch.is_some());
+        let retry_at = sources.iter().filter_map(|s| s.retry_at).min();
         tokio::select! {
             _ = shutdown.cancelled(), if !stopping => {}
             Some(()) = running.next(), if !running.is_empty() => {}
-            msg = async { batch.as_mut().expect("guarded").next().await }, if batch.is_some() => match msg {
-                Some(Ok(msg)) => held.push_back(msg),
+            (i, msg) = next_pulled(&mut sources), if open => match msg {
+                Some(Ok(msg)) => {
+                    arrivals += 1;
+                    sources[i].held.push_back((arrivals, msg));
+                }
                 Some(Err(e)) => {
                     // The server ended the request (e.g. a leader change); async-nats ends the
                     // batch after an error.
                     warn!(error = %e, "pull request ended with an error; asking again shortly");
-                    batch = None;
-                    retry_at = Some(Instant::now() + RETRY_AFTER);
+                    sources[i].batch = None;
+                    sources[i].retry_at = Some(Instant::now() + RETRY_AFTER);
                 }
-                None => batch = None,
+                None => sources[i].batch = None,
             },
             _ = sleep_until(retry_at), if retry_at.is_some() && !stopping => {}
-            _ = sleep_until(stop_by), if stopping && batch.is_some() => {
-                // The server did not end the request in time; what it might still bring stays
+            _ = sleep_until(stop_by), if stopping && open => {
+                // The server did not end the requests in time; what they might still bring stays
                 // unacknowledged until the ack wait.
                 warn!("the open pull request did not end in time; stopping without it");
-                batch = None;
+                for source in &mut sources {
+                    source.batch = None;
+                }
             }
         }
     }
+}
+
+/// The source whose held message starts next, in `order`.
+fn next_to_start(sources: &[Source<'_>], order: Order) -> Option<usize> {
+    let holding = sources.iter().enumerate().filter_map(|(i, s)| s.held.front().map(|(arrival, _)| (i, *arrival)));
+    match order {
+        Order::Priority => holding.map(|(i, _)| i).next(),
+        Order::Arrival => holding.min_by_key(|(_, arrival)| *arrival).map(|(i, _)| i),
+    }
+}
+
+/// The next message any open pull request brings (the first sources' first), with its source.
+async fn next_pulled(sources: &mut [Source<'_>]) -> (usize, Option<Result<Message, async_nats::Error>>) {
+    futures::future::poll_fn(|cx| {
+        for (i, source) in sources.iter_mut().enumerate() {
+            if let Some(batch) = source.batch.as_mut()
+                && let Poll::Ready(msg) = batch.poll_next_unpin(cx)
+            {
+                return Poll::Ready((i, msg));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Naks `msg` without delay, so the consumer hands it to another subscriber at once.

@@ -62,7 +62,12 @@ pub async fn start(
     intake: Intake,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(Arc<Adapters>, Vec<JoinHandle<()>>)> {
-    let cx = BuildContext { intake, js: js.clone(), max_report_bytes: config.router.max_payload_bytes };
+    let cx = BuildContext {
+        intake,
+        js: js.clone(),
+        max_report_bytes: config.router.max_payload_bytes,
+        streams: config.stream_settings(),
+    };
     let adapters = Adapters::build(&config.adapters, &cx).await.context("starting the adapters")?;
     let tasks = adapters.listen(&client, &shutdown).await.context("starting the adapters' listeners")?;
     client.flush().await.context("subscribing the adapters' listeners")?;

@@ -496,7 +496,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let dir = dir.unwrap_or(config.region.dir.clone());
             let client = common.connect().await?;
             let js = async_nats::jetstream::new(client);
-            let store = linkbus_routers::regions::open_bucket(&js, config.nats.replicas).await?;
+            let store = linkbus_routers::regions::open_bucket(&js, &config.stream_settings()).await?;
             let current = linkbus_routers::regions::publish_region(&store, &dir).await?;
             println!(
                 "published {} version {} (in force from {})",
@@ -613,6 +613,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Deadletter { common, command } => {
+            let settings = common.config()?.stream_settings();
             let client = common.connect().await?;
             let js = async_nats::jetstream::new(client);
             match command {
@@ -626,7 +627,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     }
                 }
                 DeadletterCommand::Replay { filter } => {
-                    let summary = deadletter::replay(&js, &filter.into()).await?;
+                    let summary = deadletter::replay(&js, &filter.into(), &settings).await?;
                     println!("{summary}");
                     if !summary.failed.is_empty() {
                         return Ok(ExitCode::from(3));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 pub use linkbus_adapters::registry::AdaptersConfig;
-use linkbus_bus::nats::StreamSettings;
+use linkbus_bus::nats::{StorageLimits, StreamSettings};
 use linkbus_bus::server::SyncPolicy;
 use linkbus_cases::book::BookConfig;
 use linkbus_cases::lifecycle::{Deadlines, MergePolicy, Policy};
@@ -16,6 +16,8 @@ use linkbus_cases::webhooks::WebhookConfig;
 use linkbus_http::config::{ApiConfig, ConsoleConfig};
 use linkbus_matching::RoutingParams;
 use linkbus_routers::service::ServiceConfig;
+use linkbus_wire::SourceSystem;
+use linkbus_wire::claims::{Claims, SystemClaims, Unclaimed};
 use serde::Deserialize;
 
 use crate::nats_access::{NatsAuth, NatsTls};
@@ -26,6 +28,10 @@ use crate::nats_access::{NatsAuth, NatsTls};
 pub struct Config {
     /// Where NATS is, or how to run the embedded server.
     pub nats: NatsConfig,
+    /// How many bytes each stream and bucket may hold.
+    pub storage: StorageLimits,
+    /// Which event ids and sources each kind of source system may publish.
+    pub ingest: IngestConfig,
     /// Which region's data to route with.
     pub region: RegionConfig,
     /// Matching parameters.
@@ -160,6 +166,54 @@ where
     text.parse().map_err(serde::de::Error::custom)
 }
 
+/// `[ingest]`: the id prefixes and CloudEvents sources each kind of source system may publish
+/// on its `ingest.<system>.>` subjects, besides those of linkbus's own adapters (see
+/// `linkbus_wire::claims`; docs/wire.md, "Who may issue which ids").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// An id prefix or a source no system claims: "refuse" it (dead letter `unknown_id` or
+    /// `unknown_source`), or "accept" it from any system (for development only: then any
+    /// publisher may squat such ids in its own stream).
+    pub unclaimed: Unclaimed,
+    /// Whether every system may publish the synthetic feeds' ids and sources (`sim-…` from
+    /// `/linkbus/simulated-feed`, `bench-…` from `/linkbus-bench`): `linkbus up --simulate` and
+    /// `linkbus-bench load` need it; a production deployment may turn it off.
+    pub synthetic_feeds: bool,
+    /// Emergency systems' own publishers (110/119/120 gateways publishing directly on NATS).
+    pub emergency: SystemClaims,
+    /// Commercial services' own publishers.
+    pub commercial: SystemClaims,
+    /// Public services' own publishers (a 12345 app, a social-assistance system).
+    pub public_service: SystemClaims,
+    /// Management systems' own publishers.
+    pub management: SystemClaims,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            unclaimed: Unclaimed::Refuse,
+            synthetic_feeds: true,
+            emergency: SystemClaims::default(),
+            commercial: SystemClaims::default(),
+            public_service: SystemClaims::default(),
+            management: SystemClaims::default(),
+        }
+    }
+}
+
+impl IngestConfig {
+    fn of(&self, system: SourceSystem) -> &SystemClaims {
+        match system {
+            SourceSystem::Emergency => &self.emergency,
+            SourceSystem::Commercial => &self.commercial,
+            SourceSystem::PublicService => &self.public_service,
+            SourceSystem::Management => &self.management,
+        }
+    }
+}
+
 /// `[region]`
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -194,6 +248,10 @@ pub struct RouterConfig {
     pub max_payload_bytes: usize,
     /// Cases this process routes concurrently.
     pub max_in_flight: usize,
+    /// Start held emergency reports before any other (then commercial, public service,
+    /// management), so that a flood of one kind cannot delay a 119 call; false: in the order
+    /// they arrived.
+    pub emergency_first: bool,
 }
 
 impl Default for RouterConfig {
@@ -205,6 +263,7 @@ impl Default for RouterConfig {
             max_ack_pending: s.max_ack_pending,
             max_payload_bytes: s.max_payload,
             max_in_flight: s.max_in_flight,
+            emergency_first: s.emergency_first,
         }
     }
 }
@@ -267,6 +326,10 @@ impl Config {
         anyhow::ensure!((1..=5).contains(&self.nats.replicas), "nats.replicas must be 1 to 5");
         anyhow::ensure!(self.nats.duplicate_window_secs >= 1, "nats.duplicate_window_secs must be at least 1");
         anyhow::ensure!(self.nats.ping_interval_secs >= 1, "nats.ping_interval_secs must be at least 1");
+        self.storage.check().map_err(anyhow::Error::msg)?;
+        for system in SourceSystem::ALL {
+            self.ingest.of(system).validate().map_err(|e| anyhow::anyhow!("ingest.{system}.{e}"))?;
+        }
         self.nats.auth.check()?;
         self.nats.tls.check()?;
         let l = &self.lifecycle;
@@ -326,7 +389,21 @@ impl Config {
             duplicate_window: Duration::from_secs(self.nats.duplicate_window_secs),
             max_age: Duration::from_secs(self.nats.retention_days * 24 * 3600),
             replicas: self.nats.replicas,
+            storage: self.storage,
         }
+    }
+
+    /// Who may publish which ids: linkbus's own adapters' (with the sources configured for the
+    /// Open311 and grid adapters), the synthetic feeds' if allowed, and `[ingest]`'s.
+    pub fn claims(&self) -> Claims {
+        let mut claims = Claims::built_in(self.ingest.synthetic_feeds).with_unclaimed(self.ingest.unclaimed);
+        for system in SourceSystem::ALL {
+            claims.add(system, self.ingest.of(system));
+        }
+        let adapter_source = |source: &str| SystemClaims { id_prefixes: vec![], sources: vec![source.to_owned()] };
+        claims.add(SourceSystem::PublicService, &adapter_source(&self.adapters.open311.source));
+        claims.add(SourceSystem::Management, &adapter_source(&self.adapters.grid.source));
+        claims
     }
 
     /// The case book's settings; `source` names this process in the events it emits.
@@ -361,6 +438,8 @@ impl Config {
             max_payload: self.router.max_payload_bytes,
             max_in_flight: self.router.max_in_flight,
             source,
+            claims: self.claims(),
+            emergency_first: self.router.emergency_first,
         }
     }
 }

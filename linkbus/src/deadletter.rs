@@ -8,10 +8,12 @@
 //!   once the cause is fixed (a limit raised, a receiver back, a mapping added). Each replay is
 //!   recorded in the KV bucket [`BUCKET_REPLAYS`] under the dead letter's sequence, and a dead
 //!   letter recorded there is not replayed again: running the same replay twice sends nothing the
-//!   second time. The replay's `Nats-Msg-Id` is derived from that sequence too, so a replay
-//!   interrupted between publishing and recording is dropped by JetStream when it is run again
-//!   (within the duplicate window). An input refused again goes back to the dead letters, as a
-//!   new one with the new reason.
+//!   second time. The replay's `Nats-Msg-Id` is derived from that sequence too
+//!   (`<original Nats-Msg-Id>:replay:<sequence>`, which the router takes as the event's own id),
+//!   so a replay interrupted between publishing and recording is dropped by JetStream when it is
+//!   run again (within the duplicate window). An input refused again goes back to the dead
+//!   letters, as a new one with the new reason. A dead letter that keeps only an excerpt of an
+//!   oversized message is replayed from the original, read back from the stream that holds it.
 
 use std::time::Duration;
 
@@ -21,8 +23,8 @@ use async_nats::jetstream::{self, consumer, kv};
 use futures::StreamExt;
 use jiff::Timestamp;
 use linkbus_bus::nats::{
-    self, HEADER_ORIGINAL_ID, HEADER_ORIGINAL_SUBJECT, HEADER_REASON, HEADER_REASON_CODE, HEADER_STAGE,
-    STREAM_DEADLETTER,
+    self, HEADER_ORIGINAL_ID, HEADER_ORIGINAL_SEQUENCE, HEADER_ORIGINAL_SIZE, HEADER_ORIGINAL_STREAM,
+    HEADER_ORIGINAL_SUBJECT, HEADER_REASON, HEADER_REASON_CODE, HEADER_STAGE, STREAM_DEADLETTER, StreamSettings,
 };
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +82,9 @@ pub struct Letter {
     pub original_msg_id: Option<String>,
     /// Size of the original bytes.
     pub size: usize,
+    /// Where the original is kept when the dead letter holds only an excerpt of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excerpt_of: Option<(String, u64)>,
     /// When and where it was replayed, if it was.
     pub replayed: Option<Replayed>,
     /// The original bytes.
@@ -169,7 +174,9 @@ async fn read(js: &jetstream::Context, filter: &Filter, replays: Option<&kv::Sto
             reason: header(HEADER_REASON).unwrap_or_default(),
             subject: header(HEADER_ORIGINAL_SUBJECT).unwrap_or_default(),
             original_msg_id: header(HEADER_ORIGINAL_ID),
-            size: msg.payload.len(),
+            size: header(HEADER_ORIGINAL_SIZE).and_then(|s| s.parse().ok()).unwrap_or(msg.payload.len()),
+            excerpt_of: header(HEADER_ORIGINAL_STREAM)
+                .zip(header(HEADER_ORIGINAL_SEQUENCE).and_then(|s| s.parse().ok())),
             replayed: match replays {
                 Some(store) => replay_record(store, sequence).await?,
                 None => None,
@@ -187,9 +194,13 @@ async fn read(js: &jetstream::Context, filter: &Filter, replays: Option<&kv::Sto
 }
 
 /// Sends every dead letter matching `filter` that was not replayed before to its original
-/// subject, and records each replay.
-pub async fn replay(js: &jetstream::Context, filter: &Filter) -> anyhow::Result<ReplaySummary> {
-    nats::provision_bucket(js, BUCKET_REPLAYS, "dead letters replayed by an operator", Duration::ZERO, 1)
+/// subject, and records each replay (in a bucket made with `settings`).
+pub async fn replay(
+    js: &jetstream::Context,
+    filter: &Filter,
+    settings: &StreamSettings,
+) -> anyhow::Result<ReplaySummary> {
+    nats::provision_bucket(js, BUCKET_REPLAYS, "dead letters replayed by an operator", Duration::ZERO, settings)
         .await
         .context("creating the replay record bucket")?;
     let store = js.get_key_value(BUCKET_REPLAYS).await.context("opening the replay record bucket")?;
@@ -204,10 +215,18 @@ pub async fn replay(js: &jetstream::Context, filter: &Filter) -> anyhow::Result<
             summary.failed.push((letter.sequence, "the dead letter does not say where it arrived".into()));
             continue;
         }
+        let payload = match original(js, &letter).await {
+            Ok(payload) => payload,
+            Err(e) => {
+                summary.failed.push((letter.sequence, format!("{e:#}")));
+                continue;
+            }
+        };
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("deadletter:{}:replay", letter.sequence).as_str());
+        let of = letter.original_msg_id.as_deref().unwrap_or("deadletter");
+        headers.insert("Nats-Msg-Id", format!("{of}:replay:{}", letter.sequence).as_str());
         headers.insert(HEADER_REPLAY_OF, letter.sequence.to_string().as_str());
-        let sent = match js.publish_with_headers(letter.subject.clone(), headers, letter.payload.clone()).await {
+        let sent = match js.publish_with_headers(letter.subject.clone(), headers, payload).await {
             Ok(ack) => ack.await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
@@ -227,6 +246,18 @@ pub async fn replay(js: &jetstream::Context, filter: &Filter) -> anyhow::Result<
         summary.replayed += 1;
     }
     Ok(summary)
+}
+
+/// The bytes a replay sends: the dead letter's, or, when it keeps an excerpt, the original's,
+/// read back from the stream that holds it.
+async fn original(js: &jetstream::Context, letter: &Letter) -> anyhow::Result<bytes::Bytes> {
+    let Some((stream, sequence)) = &letter.excerpt_of else { return Ok(letter.payload.clone()) };
+    let held = js.get_stream(stream).await.with_context(|| format!("opening {stream}, which holds the original"))?;
+    let message = held
+        .get_raw_message(*sequence)
+        .await
+        .with_context(|| format!("the original ({stream} #{sequence}) is no longer stored: only an excerpt is kept"))?;
+    Ok(message.payload)
 }
 
 /// The replay record bucket, if it exists (it does once anything was replayed; a NATS failure

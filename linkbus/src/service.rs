@@ -68,7 +68,7 @@ where
 
 /// The dispatcher console's bucket (its session secret), made the first time.
 pub(crate) async fn console_bucket(js: &jetstream::Context, config: &Config) -> anyhow::Result<kv::Store> {
-    let replicas = config.stream_settings().replicas;
+    let settings = config.stream_settings();
     let provisioning = provisioning(js);
     idempotent("provisioning the console's bucket", || {
         nats::provision_bucket(
@@ -76,7 +76,7 @@ pub(crate) async fn console_bucket(js: &jetstream::Context, config: &Config) -> 
             BUCKET_CONSOLE,
             "the dispatcher console's session secret",
             Duration::ZERO,
-            replicas,
+            &settings,
         )
     })
     .await?;
@@ -278,8 +278,7 @@ impl Service {
 
         if config.region.follow_published {
             let store =
-                idempotent("opening the region versions", || regions::open_bucket(&provisioning, config.nats.replicas))
-                    .await?;
+                idempotent("opening the region versions", || regions::open_bucket(&provisioning, &settings)).await?;
             idempotent("archiving the region version", || regions::archive(&store, region)).await?;
             let process_metrics = metrics.clone();
             let follow = regions::follow_region(
@@ -293,7 +292,7 @@ impl Service {
             );
             tasks.push(tokio::spawn(follow));
         }
-        let intake = Intake::new(js.clone(), cases.clone(), adapter_metrics);
+        let intake = Intake::new(js.clone(), cases.clone(), adapter_metrics, state.metrics.storage.clone());
         let (adapters, adapter_tasks) =
             crate::adapters::start(config, &js, client.clone(), intake, shutdown.clone()).await?;
         tasks.extend(adapter_tasks);
@@ -306,8 +305,8 @@ impl Service {
         Ok(Self { client, js, state, cases, adapters, metrics, shutdown, tasks })
     }
 
-    /// What `/readyz` asks of this service: NATS connected, every stream and bucket present, the
-    /// region loaded.
+    /// What `/readyz` asks of this service: NATS connected, no publish refused lately for lack of
+    /// storage ("storage refused"), every stream and bucket present, the region loaded.
     pub fn readiness(&self) -> Arc<dyn Readiness> {
         Arc::new(Probe { client: self.client.clone(), js: self.js.clone(), state: self.state.clone() })
     }
@@ -327,7 +326,7 @@ impl Service {
         // async-nats's `drain` only asks for a drain and returns: a process exiting right after
         // it could lose acks still in the client's buffer (and leave cases to the ack wait). A
         // JetStream request answered means the server has read everything sent before it.
-        match tokio::time::timeout(STOP_ROUND_TRIP_TIMEOUT, self.js.get_stream(nats::STREAM_INGEST)).await {
+        match tokio::time::timeout(STOP_ROUND_TRIP_TIMEOUT, self.js.get_stream(nats::STREAM_CASES)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => warn!(error = %e, "the last acks may not have reached NATS"),
             Err(_) => {
@@ -361,8 +360,12 @@ impl Readiness for Probe {
                 async_nats::connection::State::Pending => return Err("NATS is not connected: reconnecting".into()),
                 async_nats::connection::State::Disconnected => return Err("NATS is not connected".into()),
             }
+            self.state.metrics.storage.verdict()?;
             let streams = [
-                nats::STREAM_INGEST.to_owned(),
+                nats::STREAM_INGEST_EMERGENCY.to_owned(),
+                nats::STREAM_INGEST_COMMERCIAL.to_owned(),
+                nats::STREAM_INGEST_PUBLIC_SERVICE.to_owned(),
+                nats::STREAM_INGEST_MANAGEMENT.to_owned(),
                 nats::STREAM_ROUTED.to_owned(),
                 nats::STREAM_OFFERS.to_owned(),
                 nats::STREAM_CASES.to_owned(),

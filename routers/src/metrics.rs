@@ -11,6 +11,7 @@
 //! | `linkbus_router_volunteers` | gauge | `state`: `available`, `unavailable` |
 //! | `linkbus_router_region_swaps_total` | counter | |
 //! | `linkbus_deadletters_total` | counter | `stage`, `reason` (fixed codes) |
+//! | `linkbus_bus_storage_refused_total` | counter | `stream` (the bus's streams, `other`) |
 //!
 //! Every labelled series is resolved once, here, into a handle: counting a routed case is a few
 //! atomic additions, with no label lookup and no allocation. `linkbus_deadletters_total` is
@@ -18,11 +19,12 @@
 //! stages through [`RouterMetrics::deadletters`].
 
 use linkbus_bus::metrics::DeadLetterCounter;
+use linkbus_bus::storage::StorageHealth;
 use linkbus_wire::{CommunityOutcome, Decision, DepartmentRule, SourceSystem};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Reason codes of `deadletter.ingest` ([`linkbus_wire::decode::Rejection::code`]).
-pub const INGEST_REASONS: [&str; 5] = ["too_large", "malformed", "unsupported", "invalid", "subject_mismatch"];
+pub const INGEST_REASONS: [&str; 11] = linkbus_wire::decode::REJECTION_CODES;
 /// Reason codes of `deadletter.volunteers`.
 pub const VOLUNTEER_REASONS: [&str; 2] = ["malformed", "invalid"];
 
@@ -56,6 +58,9 @@ pub struct RouterMetrics {
     deadletter_regions: DeadLetterCounter,
     /// Region versions swapped in by live reload.
     pub region_swaps: IntCounter,
+    /// Publishes refused for lack of storage (`linkbus_bus_storage_refused_total`), shared with
+    /// the adapters' intake and asked by `/readyz`.
+    pub storage: StorageHealth,
 }
 
 impl RouterMetrics {
@@ -124,6 +129,8 @@ impl RouterMetrics {
         )?;
         registry.register(Box::new(deadletters.clone()))?;
         registry.register(Box::new(region_swaps.clone()))?;
+        let storage_refused = StorageHealth::counter()?;
+        registry.register(Box::new(storage_refused.clone()))?;
         Ok(Self {
             cases: SourceSystem::ALL.map(|s| cases.with_label_values(&[s.as_str()])),
             community: ["inside", "on_border", "nearest", "unmatched", "near_border"]
@@ -139,6 +146,7 @@ impl RouterMetrics {
             deadletter_regions: DeadLetterCounter::new(&deadletters, "regions", &["invalid"]),
             region_swaps,
             deadletters,
+            storage: StorageHealth::new(storage_refused),
         })
     }
 
@@ -229,6 +237,8 @@ mod tests {
             Rejection::Unsupported(String::new()),
             Rejection::Invalid(invalid),
             Rejection::SubjectMismatch { subject: String::new(), reason: String::new() },
+            Rejection::MsgIdMismatch { msg_id: None, id: String::new() },
+            Rejection::IdTaken { id: String::new(), other: String::new() },
         ];
         for r in rejections {
             assert!(INGEST_REASONS.contains(&r.code()), "{} is not in INGEST_REASONS", r.code());
@@ -254,6 +264,8 @@ mod tests {
             "linkbus_deadletters_total{reason=\"invalid\",stage=\"volunteers\"} 0",
             "linkbus_router_volunteers{state=\"unavailable\"} 3",
             "linkbus_router_decision_duration_seconds_count 0",
+            "linkbus_deadletters_total{reason=\"foreign_id\",stage=\"ingest\"} 0",
+            "linkbus_bus_storage_refused_total{stream=\"LINKBUS_INGEST_EMERGENCY\"} 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

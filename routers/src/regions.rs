@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
-use linkbus_bus::nats;
+use linkbus_bus::nats::{self, StreamSettings};
 use linkbus_geo_data::{Region, files};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -97,9 +97,9 @@ pub fn current_key(region: &str) -> String {
     format!("{region}.current")
 }
 
-/// Opens the bucket, creating it if needed.
-pub async fn open_bucket(js: &jetstream::Context, replicas: usize) -> Result<kv::Store, RegionVersionError> {
-    nats::provision_bucket(js, BUCKET_REGIONS, "region data versions", Duration::ZERO, replicas)
+/// Opens the bucket, creating it if needed (with `settings`' replicas and byte limit).
+pub async fn open_bucket(js: &jetstream::Context, settings: &StreamSettings) -> Result<kv::Store, RegionVersionError> {
+    nats::provision_bucket(js, BUCKET_REGIONS, "region data versions", Duration::ZERO, settings)
         .await
         .map_err(bucket_err)?;
     js.get_key_value(BUCKET_REGIONS).await.map_err(bucket_err)

@@ -1,9 +1,14 @@
-//! The router service: a durable JetStream pull consumer on the ingest stream, shared by every
-//! router process (JetStream hands each message to one of them). Each message is decoded,
-//! routed and published to its output subjects; it is acked only once JetStream has stored all
-//! of those, so a router that dies mid-message leaves it to be redelivered, and the outputs'
-//! `Nats-Msg-Id`s make the retry a no-op where the first try got through. What cannot be
-//! decoded goes to `deadletter.ingest` with the reason and the original bytes, then is acked.
+//! The router service: a durable JetStream pull consumer on each of the four ingest streams
+//! (one per kind of source system), shared by every router process (JetStream hands each
+//! message to one of them), emergency reports started first ([`ServiceConfig::emergency_first`]).
+//! Each message is decoded, checked against its system's claims (its `Nats-Msg-Id` is its id;
+//! its id and source are its system's: [`linkbus_wire::claims`]), routed and published to its
+//! output subjects; it is acked only once JetStream has stored all of those, so a router that
+//! dies mid-message leaves it to be redelivered, and the outputs' `Nats-Msg-Id`s make the retry a
+//! no-op where the first try got through. What cannot be decoded or is not its system's to send
+//! goes to `deadletter.ingest` with the reason and the original bytes (a bounded excerpt of an
+//! oversized one), then is acked; so does a report whose id was already routed for another
+//! report (`id_taken`), which would otherwise take that case over.
 //!
 //! [`crate::volunteers::follow_volunteers`] keeps the [`VolunteerIndex`] of [`RouterState`] in
 //! step with the volunteers KV bucket.
@@ -23,10 +28,12 @@ use futures::{StreamExt, TryFutureExt, future};
 use jiff::Timestamp;
 use linkbus_bus::nats::{self, BusError, DeadLetter};
 use linkbus_bus::pull;
+use linkbus_bus::storage::StorageHealth;
 use linkbus_bus::sync::{read, write};
-use linkbus_wire::decode::decode_case_report;
+use linkbus_wire::claims::Claims;
+use linkbus_wire::decode::{Rejection, decode_ingest};
 use linkbus_wire::subjects;
-use linkbus_wire::{self as wire, CaseReport, CloudEvent, RoutedCase, VolunteerOffer};
+use linkbus_wire::{self as wire, CaseReport, CloudEvent, RoutedCase, SourceSystem, VolunteerOffer};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -51,6 +58,11 @@ pub struct ServiceConfig {
     pub max_in_flight: usize,
     /// The `source` of events this router emits, e.g. `/linkbus/router/host-1`.
     pub source: String,
+    /// Which id prefixes and sources each kind of source system may issue.
+    pub claims: Claims,
+    /// Start emergency reports before any other held (then commercial, public service,
+    /// management); false: in the order they arrived.
+    pub emergency_first: bool,
 }
 
 impl Default for ServiceConfig {
@@ -62,6 +74,8 @@ impl Default for ServiceConfig {
             max_payload: 64 * 1024,
             max_in_flight: 256,
             source: "/linkbus/router".into(),
+            claims: Claims::default(),
+            emergency_first: true,
         }
     }
 }
@@ -238,57 +252,63 @@ pub async fn follow_offers(
     }
 }
 
-/// Consumes the ingest stream until `shutdown` ([`pull::consume`]: at most `max_in_flight`
-/// cases routed at once and as many read ahead), then hands back what it read ahead, finishes
-/// what is in flight and returns.
+/// Consumes the four ingest streams until `shutdown` ([`pull::consume_all`]: at most
+/// `max_in_flight` cases routed at once, as many read ahead from each stream, emergency first
+/// unless told otherwise), then hands back what it read ahead, finishes what is in flight and
+/// returns.
 pub async fn run(
     js: jetstream::Context,
     state: Arc<RouterState>,
     config: ServiceConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
-    let consumer_err = |source: async_nats::Error| ServiceError::Consumer {
-        stream: nats::STREAM_INGEST.into(),
-        durable: config.durable.clone(),
-        source,
-    };
-    let stream = js.get_stream(nats::STREAM_INGEST).await.map_err(|e| consumer_err(e.into()))?;
-    let consumer: consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            &config.durable,
-            consumer::pull::Config {
-                durable_name: Some(config.durable.clone()),
-                description: Some("linkbus routers".into()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: config.ack_wait,
-                max_ack_pending: config.max_ack_pending,
-                filter_subject: subjects::INGEST_ALL.into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| consumer_err(e.into()))?;
+    let mut consumers = Vec::with_capacity(nats::INGEST_STREAMS.len());
+    for name in nats::INGEST_STREAMS {
+        let consumer_err = |source: async_nats::Error| ServiceError::Consumer {
+            stream: name.into(),
+            durable: config.durable.clone(),
+            source,
+        };
+        let stream = js.get_stream(name).await.map_err(|e| consumer_err(e.into()))?;
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                &config.durable,
+                consumer::pull::Config {
+                    durable_name: Some(config.durable.clone()),
+                    description: Some("linkbus routers".into()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: config.ack_wait,
+                    max_ack_pending: config.max_ack_pending,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| consumer_err(e.into()))?;
+        consumers.push(consumer);
+    }
     let cases = js.get_stream(nats::STREAM_CASES).await.map_err(|e| ServiceError::Consumer {
         stream: nats::STREAM_CASES.into(),
         durable: config.durable.clone(),
         source: e.into(),
     })?;
     let worker = Worker { js: &js, cases: &cases, state: &state, config: &config };
-    info!(durable = %config.durable, "router consuming {}", nats::STREAM_INGEST);
+    info!(durable = %config.durable, emergency_first = config.emergency_first, "router consuming the ingest streams");
 
-    let sampler = tokio::spawn(sample(consumer.clone(), state.clone(), shutdown.clone()));
+    let sampler = tokio::spawn(sample(consumers.clone(), state.clone(), shutdown.clone()));
     // A batch read ahead, as many as are routed at once: on shutdown it is handed back at once
     // (naked without delay) for another router, not left unacknowledged until the ack wait.
     let limits = pull::Limits { in_flight: config.max_in_flight.max(1), ahead: config.max_in_flight.max(1) };
-    let done = pull::consume(&consumer, limits, &shutdown, |msg| worker.handle(msg)).await;
+    let order = if config.emergency_first { pull::Order::Priority } else { pull::Order::Arrival };
+    let done = pull::consume_all(&consumers, limits, order, &shutdown, |_, msg| worker.handle(msg)).await;
     let _ = sampler.await;
     info!(handled = done.handled, handed_back = done.handed_back, "router stopped");
     Ok(())
 }
 
-/// Every [`SAMPLE_EVERY`] until `shutdown`: the consumer's backlog (pending plus handed out but
-/// not acked; the last value stays while NATS cannot say) and the volunteers on duty.
-async fn sample(mut consumer: consumer::PullConsumer, state: Arc<RouterState>, shutdown: CancellationToken) {
+/// Every [`SAMPLE_EVERY`] until `shutdown`: the consumers' backlog (pending plus handed out but
+/// not acked, over the four streams; the last value stays while NATS cannot say) and the
+/// volunteers on duty.
+async fn sample(mut consumers: Vec<consumer::PullConsumer>, state: Arc<RouterState>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -297,13 +317,23 @@ async fn sample(mut consumer: consumer::PullConsumer, state: Arc<RouterState>, s
             _ = tick.tick() => {}
         }
         state.sample_volunteers();
-        match tokio::time::timeout(SAMPLE_EVERY, consumer.info()).await {
-            Ok(Ok(info)) => {
-                let backlog = info.num_pending.saturating_add(info.num_ack_pending as u64);
-                state.metrics.backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
-            }
-            Ok(Err(e)) => debug!(error = %e, "cannot read the router consumer's backlog"),
-            Err(_) => debug!("reading the router consumer's backlog timed out"),
+        let mut backlog = Some(0u64);
+        for consumer in &mut consumers {
+            let behind = match tokio::time::timeout(SAMPLE_EVERY, consumer.info()).await {
+                Ok(Ok(info)) => Some(info.num_pending.saturating_add(info.num_ack_pending as u64)),
+                Ok(Err(e)) => {
+                    debug!(error = %e, "cannot read a router consumer's backlog");
+                    None
+                }
+                Err(_) => {
+                    debug!("reading a router consumer's backlog timed out");
+                    None
+                }
+            };
+            backlog = backlog.zip(behind).map(|(sum, behind)| sum.saturating_add(behind));
+        }
+        if let Some(backlog) = backlog {
+            state.metrics.backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
         }
     }
 }
@@ -319,15 +349,23 @@ struct Worker<'a> {
 impl Worker<'_> {
     async fn handle(&self, msg: jetstream::Message) {
         let (js, state, config) = (self.js, self.state, self.config);
-        let outcome = match decode_case_report(&msg.subject, &msg.payload, config.max_payload) {
+        let msg_id = msg.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str());
+        let outcome = match decode_ingest(&msg.subject, msg_id, &msg.payload, config.max_payload, &config.claims) {
             Ok(event) => {
                 let redelivered = msg.info().map_or(true, |i| i.delivered > 1);
-                route(js, self.cases, state, config, event, redelivered).await.map(Handled::Routed)
+                route(js, self.cases, state, config, event, redelivered).await
             }
-            Err(rejection) => dead_letter(js, &msg, &rejection.to_string(), rejection.code()).await.map(|_| {
-                state.metrics.deadletter_ingest(rejection.code());
-                Handled::DeadLettered
-            }),
+            Err(rejection) => Ok(Handled::Refused(rejection)),
+        };
+        let outcome = match outcome {
+            Ok(Handled::Refused(rejection)) => {
+                warn!(subject = %msg.subject, msg_id, code = rejection.code(), reason = %rejection, "ingest message refused");
+                dead_letter(js, &msg, &rejection).await.map(|()| {
+                    state.metrics.deadletter_ingest(rejection.code());
+                    Handled::DeadLettered
+                })
+            }
+            other => other,
         };
         match outcome {
             Ok(handled) => match msg.ack().await {
@@ -341,7 +379,7 @@ impl Worker<'_> {
                             m.ingest_to_routed_seconds.observe(waited.as_seconds_f64().max(0.0));
                         }
                     }
-                    Handled::DeadLettered => {
+                    Handled::DeadLettered | Handled::Refused(_) => {
                         state.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                     }
                 },
@@ -349,6 +387,7 @@ impl Worker<'_> {
             },
             Err(e) => {
                 state.stats.retried.fetch_add(1, Ordering::Relaxed);
+                state.metrics.storage.observe_error(&e);
                 warn!(error = %e, subject = %msg.subject, "publishing failed; leaving the message for redelivery");
                 let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
             }
@@ -360,39 +399,46 @@ impl Worker<'_> {
 enum Handled {
     /// Routed, as the stored decision says.
     Routed(Routed),
+    /// Refused: to be dead-lettered.
+    Refused(Rejection),
     /// Dead-lettered.
     DeadLettered,
 }
 
-/// Publishes a refused ingest message to `deadletter.ingest`, keyed by its stream sequence so a
-/// retry is a duplicate (by a hash of subject and bytes, should the sequence be unknown).
-async fn dead_letter(
-    js: &jetstream::Context,
-    msg: &jetstream::Message,
-    reason: &str,
-    code: &str,
-) -> Result<(), BusError> {
+/// Publishes a refused ingest message to `deadletter.ingest`, keyed by its stream and sequence
+/// (never by its own `Nats-Msg-Id`, which it may have had no right to) so a retry is a
+/// duplicate (by a hash of subject and bytes, should they be unknown). An oversized message is
+/// kept as an excerpt pointing at its original, which the ingest stream still holds.
+async fn dead_letter(js: &jetstream::Context, msg: &jetstream::Message, rejection: &Rejection) -> Result<(), BusError> {
     let original_msg_id = msg.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str());
-    debug!(subject = %msg.subject, reason, "dead-lettering");
-    let msg_id = match msg.info() {
-        Ok(info) => format!("ingest:{}", info.stream_sequence),
-        Err(_) => {
+    let info = msg.info().ok();
+    let msg_id = match &info {
+        Some(info) => format!("ingest:{}:{}", info.stream, info.stream_sequence),
+        None => {
             use std::hash::{Hash, Hasher};
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
             (msg.subject.as_str(), &msg.payload[..]).hash(&mut hasher);
             format!("ingest:hash:{:016x}", hasher.finish())
         }
     };
+    let reason = rejection.to_string();
     let letter = DeadLetter {
         stage: "ingest",
-        reason,
-        code,
+        reason: &reason,
+        code: rejection.code(),
         original_subject: &msg.subject,
         original_msg_id,
         msg_id: &msg_id,
         payload: msg.payload.clone(),
     };
-    nats::publish_deadletter(js, letter).await?.await.map_err(|e| publish_err("deadletter.ingest", e))?;
+    let ack = match (&info, rejection) {
+        (Some(info), Rejection::TooLarge { .. }) => {
+            let original = nats::Stored { stream: info.stream, sequence: info.stream_sequence };
+            nats::publish_deadletter_excerpt(js, letter, original).await?
+        }
+        _ => nats::publish_deadletter(js, letter).await?,
+    };
+    ack.await.map_err(|e| publish_err("deadletter.ingest", e))?;
     Ok(())
 }
 
@@ -407,7 +453,9 @@ fn publish_err(subject: &str, e: impl Into<async_nats::Error>) -> BusError {
 /// outputs follow. A case seen before (redelivered after its router died or a publish failed,
 /// or whose decision JetStream reports as a duplicate) reuses the stored decision, so every
 /// retry republishes the same bytes under the same `Nats-Msg-Id`s and JetStream keeps one copy
-/// of each: one decision per case, however often it is retried.
+/// of each: one decision per case, however often it is retried. A stored decision of another
+/// report (another system, source or source id under the same id) is not this one's to reuse:
+/// the report is refused (`id_taken`) rather than take that case over.
 async fn route(
     js: &jetstream::Context,
     cases: &jetstream::stream::Stream,
@@ -415,8 +463,9 @@ async fn route(
     config: &ServiceConfig,
     event: CloudEvent<CaseReport>,
     redelivered: bool,
-) -> Result<Routed, BusError> {
+) -> Result<Handled, BusError> {
     let timeline = subjects::case_event(&event.id, "routed");
+    let origin = Origin::of(&event);
     let stored = if redelivered { stored_decision(cases, &timeline).await? } else { None };
     let (routed, body) = match stored {
         Some(stored) => stored,
@@ -445,8 +494,32 @@ async fn route(
             }
         }
     };
-    publish_all(js, fan_out(&routed, &body)).await?;
-    Ok(Routed::of(routed.data.case.system, &routed.data.decision))
+    let holder = Origin::of_routed(&routed.data);
+    if holder != origin {
+        let other = format!("{} from {}, its id {:?}", holder.system, holder.source, holder.source_id);
+        return Ok(Handled::Refused(Rejection::IdTaken { id: routed.data.case_id.clone(), other }));
+    }
+    publish_all(js, &state.metrics.storage, fan_out(&routed, &body)).await?;
+    state.metrics.storage.stored(&timeline);
+    Ok(Handled::Routed(Routed::of(routed.data.case.system, &routed.data.decision)))
+}
+
+/// Who sent a report: a stored decision is reused only for the same.
+#[derive(Debug, PartialEq, Eq)]
+struct Origin {
+    system: SourceSystem,
+    source: String,
+    source_id: String,
+}
+
+impl Origin {
+    fn of(event: &CloudEvent<CaseReport>) -> Self {
+        Self { system: event.data.system, source: event.source.clone(), source_id: event.data.source_id.clone() }
+    }
+
+    fn of_routed(routed: &RoutedCase) -> Self {
+        Self { system: routed.case.system, source: routed.source.clone(), source_id: routed.case.source_id.clone() }
+    }
 }
 
 /// The decision already stored for a case, if a previous delivery got that far.
@@ -511,13 +584,22 @@ fn fan_out(routed: &CloudEvent<RoutedCase>, body: &Bytes) -> Vec<(String, String
     outputs
 }
 
-async fn publish_all(js: &jetstream::Context, outputs: Vec<(String, String, Bytes)>) -> Result<(), BusError> {
+/// Publishes every output and waits until all are stored (each stream that stores one is
+/// known to `storage` to take messages again).
+async fn publish_all(
+    js: &jetstream::Context,
+    storage: &StorageHealth,
+    outputs: Vec<(String, String, Bytes)>,
+) -> Result<(), BusError> {
     let mut acks = Vec::with_capacity(outputs.len());
     for (subject, msg_id, payload) in outputs {
         let ack = nats::publish(js, subject.clone(), &msg_id, payload).await?;
-        acks.push(ack.into_future().map_err(move |e| publish_err(&subject, e)));
+        let failed = subject.clone();
+        acks.push(ack.into_future().map_ok(move |_| subject).map_err(move |e| publish_err(&failed, e)));
     }
-    future::try_join_all(acks).await?;
+    for subject in future::try_join_all(acks).await? {
+        storage.stored(&subject);
+    }
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use linkbus::config::Config;
 use linkbus::nats_auth::{self, AuthOptions};
 use linkbus_adapters::sf311;
-use linkbus_bus::nats::{STREAM_CASES, STREAM_INGEST, STREAM_ROUTED, StreamSettings};
+use linkbus_bus::nats::{STREAM_CASES, STREAM_INGEST_PUBLIC_SERVICE, STREAM_ROUTED, StreamSettings};
 use linkbus_tests::nats_process::{NatsProcess, free_ports};
 use linkbus_tests::{Running, WAIT, repo_root, sf_region, sf_region_dir};
 use linkbus_wire::{CaseReport, CloudEvent};
@@ -234,7 +234,7 @@ async fn wait_both_pulling(js: &jetstream::Context, durable: &str, within: Durat
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let waiting = match js
-            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(durable, STREAM_INGEST)
+            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(durable, STREAM_INGEST_PUBLIC_SERVICE)
             .await
         {
             Ok(mut consumer) => consumer.info().await.map(|i| i.num_waiting).unwrap_or(0),

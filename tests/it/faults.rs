@@ -21,7 +21,7 @@ use async_nats::jetstream::{self, consumer};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use futures::StreamExt;
-use linkbus_bus::nats::{STREAM_CASES, STREAM_INGEST, STREAM_ROUTED};
+use linkbus_bus::nats::{STREAM_CASES, STREAM_INGEST_PUBLIC_SERVICE, STREAM_ROUTED};
 use linkbus_cases::webhooks::WebhookConfig;
 use linkbus_tests::load::{self, Acceptor, Load, Outcome, audit};
 use linkbus_tests::proxy::Proxy;
@@ -514,7 +514,7 @@ async fn sigterm_mid_load_hands_back_what_was_not_started_and_a_replacement_rout
     // What the stopped router and case book were handed and did not ack: the messages they handed
     // back (naked without delay, waiting for the next consumer) — nothing else, as the
     // replacement below shows by routing everything at once despite the hour's ack wait.
-    let unacked_router = ack_pending(&bus, STREAM_INGEST, "linkbus-routers").await;
+    let unacked_router = ack_pending(&bus, STREAM_INGEST_PUBLIC_SERVICE, "linkbus-routers").await;
     let unacked_book = ack_pending(&bus, STREAM_CASES, "linkbus-cases").await;
     let log = bus.dir.path().join("router-1").join("linkbus.log");
     let handed_back = logged(&log, "router stopped", "handed_back").expect("the router logs what it handed back");

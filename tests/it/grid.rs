@@ -125,14 +125,14 @@ async fn a_patrol_batch_and_a_nats_report_become_management_cases() {
     assert_eq!(rubbish.case.category, "street_and_sidewalk_cleaning");
     let burst = wait_for_case(&service, "grid-GX-0003", "routed", |_| true).await;
     assert_eq!(burst.case.category, "sewer_issues", "a subclass mapped on its own");
-    let ingested = read_stream(&bus.js, nats::STREAM_INGEST, "ingest.management.>", 3).await;
+    let ingested = read_stream(&bus.js, nats::STREAM_INGEST_MANAGEMENT, "ingest.management.>", 3).await;
     assert_eq!(ingested.len(), 3);
 
     // The same file again: every good row a duplicate, nothing new on the bus.
     let (status, answer) = upload(&base, Some(PATROL), "text/csv", batch()).await;
     assert_eq!(status, 200);
     assert_eq!((answer["accepted"].clone(), answer["duplicates"].clone()), (json!(3), json!(3)), "{answer}");
-    assert_eq!(read_stream(&bus.js, nats::STREAM_INGEST, "ingest.management.>", 3).await.len(), 3);
+    assert_eq!(read_stream(&bus.js, nats::STREAM_INGEST_MANAGEMENT, "ingest.management.>", 3).await.len(), 3);
 
     // JSON lines, one unknown class: routed to the catch-all, flagged.
     let lines = concat!(

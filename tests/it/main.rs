@@ -25,5 +25,7 @@ mod reload;
 mod routing;
 mod scenario;
 mod sf311;
+mod storage;
+mod trust_ids;
 mod volunteer_status;
 mod webhooks;

@@ -187,7 +187,8 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!(record.reports[0].source, "/open311");
     let description = record.case.description.clone().unwrap_or_default();
     assert!(description.contains("smells bad") && description.contains("photos.example.org"), "{description}");
-    let ingested = read_stream(&bus.js, nats::STREAM_INGEST, "ingest.public_service.sewer_issues", 1).await;
+    let ingested =
+        read_stream(&bus.js, nats::STREAM_INGEST_PUBLIC_SERVICE, "ingest.public_service.sewer_issues", 1).await;
     assert_eq!(ingested.iter().filter(|m| header(m, "Nats-Msg-Id").as_deref() == Some(case_id.as_str())).count(), 1);
     let routed = read_stream(&bus.js, nats::STREAM_ROUTED, "routed.dept.puc-sewer-ops.sewer_issues", 1).await;
     assert!(routed.iter().any(|m| String::from_utf8_lossy(&m.payload).contains(&case_id)));
@@ -219,7 +220,7 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!(doc.root_element().tag_name().name(), "service_requests");
     let again = doc.root_element().children().find(|n| n.has_tag_name("request")).expect("<request>");
     assert_eq!(child_text(again, "service_request_id"), Some(id.clone()));
-    let ingested = read_stream(&bus.js, nats::STREAM_INGEST, "ingest.>", 1).await;
+    let ingested = read_stream(&bus.js, nats::STREAM_INGEST_PUBLIC_SERVICE, "ingest.public_service.>", 1).await;
     assert_eq!(ingested.iter().filter(|m| header(m, "Nats-Msg-Id").as_deref() == Some(case_id.as_str())).count(), 1);
 
     // The department accepts, then resolves: the status follows, in XML too.

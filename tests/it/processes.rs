@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use linkbus_adapters::sf311;
-use linkbus_bus::nats::{STREAM_CASES, STREAM_INGEST};
+use linkbus_bus::nats::{STREAM_CASES, STREAM_INGEST_PUBLIC_SERVICE};
 use linkbus_tests::{
     Running, TestBus, WAIT, publish_case, read_stream, repo_root, sf_region_dir, stream_messages, wait_for_messages,
     write_config,
@@ -40,7 +40,7 @@ async fn a_router_killed_mid_stream_loses_no_case_and_routes_none_twice() {
         publish_case(&bus.js, case).await;
     }
     let total = cases.len() as u64;
-    assert_eq!(stream_messages(&bus.js, STREAM_INGEST).await, total);
+    assert_eq!(stream_messages(&bus.js, STREAM_INGEST_PUBLIC_SERVICE).await, total);
 
     let mut first = Running(
         linkbus_command().arg("up").arg("--config").arg(&config).stderr(Stdio::null()).spawn().expect("router starts"),

@@ -63,7 +63,7 @@ async fn a_published_version_is_swapped_in_under_load_losing_no_case_and_mixing_
 
     let dir = tempfile::tempdir().expect("temp dir");
     sf_v2(dir.path());
-    let store = regions::open_bucket(&bus.js, 1).await.expect("bucket");
+    let store = regions::open_bucket(&bus.js, &Default::default()).await.expect("bucket");
     let current = regions::publish_region(&store, dir.path()).await.expect("publish");
     assert_eq!(current.version, "2026.11.28");
     until("the new version is in force", || state.router().geo_version() == V2).await;

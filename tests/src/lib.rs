@@ -64,13 +64,15 @@ impl TestBus {
         Self { server, client, js, dir }
     }
 
-    /// Test configuration: this bus's URL, the SF region, and short ack waits so redelivery
-    /// after a crash happens within seconds.
+    /// Test configuration: this bus's URL, the SF region, short ack waits so redelivery
+    /// after a crash happens within seconds, and the test cases' ids and source ([`case`]'s
+    /// `/tests`, which no system claims) accepted from every system.
     pub fn config(&self) -> Config {
         let mut config = Config::default();
         config.nats.url = Some(self.server.url());
         config.region.dir = sf_region_dir();
         config.router.ack_wait_secs = 2;
+        config.ingest.unclaimed = linkbus_wire::claims::Unclaimed::Accept;
         config
     }
 
@@ -206,10 +208,11 @@ pub async fn connect_embedded(data_dir: &std::path::Path) -> async_nats::Client 
     linkbus::service::connect_configured(&url, &nats, WAIT, None).await.expect("connects with the local tools' key")
 }
 
-/// Writes a configuration file for `linkbus` processes on this bus.
+/// Writes a configuration file for `linkbus` processes on this bus: `extra`, with the test
+/// cases' ids and source ([`case`]'s) accepted from every system (`[ingest] unclaimed`).
 pub fn write_config(dir: &std::path::Path, extra: &str) -> PathBuf {
     let path = dir.join("linkbus.toml");
-    std::fs::write(&path, extra).expect("write config");
+    std::fs::write(&path, format!("[ingest]\nunclaimed = \"accept\"\n\n{extra}")).expect("write config");
     path
 }
 

@@ -1,7 +1,13 @@
 //! Decoding and validating what arrives on `ingest.…`: bytes in, a checked case event or a
 //! [`Rejection`] that says, in words and as a short code, why it was refused.
+//!
+//! [`decode_ingest`] is what the router runs: besides the report itself it checks that the
+//! message's `Nats-Msg-Id` is the event id and that the id and the source belong to the
+//! subject's system ([`crate::claims`]), so that no system can reserve or take over another's
+//! case ids.
 
 use crate as wire;
+use crate::claims::{ClaimError, Claims};
 use crate::subjects;
 use crate::{CaseReport, CloudEvent, SourceSystem};
 
@@ -34,10 +40,33 @@ pub enum Rejection {
         /// What disagrees.
         reason: String,
     },
+    /// The `Nats-Msg-Id` (the id JetStream deduplicates on) is not the event id: the message
+    /// reserved an id other than its own.
+    #[error("Nats-Msg-Id {msg_id:?} is not the event id {id:?}")]
+    MsgIdMismatch {
+        /// The message's `Nats-Msg-Id`, if it had one.
+        msg_id: Option<String>,
+        /// The event id.
+        id: String,
+    },
+    /// The id (or the `Nats-Msg-Id`) or the source is not the subject's system's to issue.
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+    /// The id was already routed for another report (another source, source id or system): a
+    /// second report under it would take that case over.
+    #[error("id {id:?} was already routed for another report ({other})")]
+    IdTaken {
+        /// The event id.
+        id: String,
+        /// Whose report holds it.
+        other: String,
+    },
 }
 
 impl Rejection {
-    /// A short fixed label: `too_large`, `malformed`, `unsupported`, `invalid`, `subject_mismatch`.
+    /// A short fixed label: `too_large`, `malformed`, `unsupported`, `invalid`, `subject_mismatch`,
+    /// `msg_id_mismatch`, `foreign_id`, `unknown_id`, `foreign_source`, `unknown_source`,
+    /// `id_taken`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::TooLarge { .. } => "too_large",
@@ -45,7 +74,67 @@ impl Rejection {
             Self::Unsupported(_) => "unsupported",
             Self::Invalid(_) => "invalid",
             Self::SubjectMismatch { .. } => "subject_mismatch",
+            Self::MsgIdMismatch { .. } => "msg_id_mismatch",
+            Self::Claim(e) => e.code(),
+            Self::IdTaken { .. } => "id_taken",
         }
+    }
+}
+
+/// Every [`Rejection::code`], for metrics that show each at zero before the first.
+pub const REJECTION_CODES: [&str; 11] = [
+    "too_large",
+    "malformed",
+    "unsupported",
+    "invalid",
+    "subject_mismatch",
+    "msg_id_mismatch",
+    "foreign_id",
+    "unknown_id",
+    "foreign_source",
+    "unknown_source",
+    "id_taken",
+];
+
+/// Decodes and validates a case report that arrived on `subject` under `Nats-Msg-Id: msg_id`,
+/// and checks that it may be published there: a `Nats-Msg-Id` of another system's id is refused
+/// before the body is read (an attempt to reserve it: `foreign_id`); then the report
+/// ([`decode_case_report`]); then its `Nats-Msg-Id` must be its id (`msg_id_mismatch`), or
+/// `<id>:replay:<n>` for an operator's replay of a dead letter; then its id's prefix and its
+/// source must be claimed by the subject's system ([`Claims::check`]).
+pub fn decode_ingest(
+    subject: &str,
+    msg_id: Option<&str>,
+    payload: &[u8],
+    max_bytes: usize,
+    claims: &Claims,
+) -> Result<CloudEvent<CaseReport>, Rejection> {
+    if payload.len() > max_bytes {
+        return Err(Rejection::TooLarge { size: payload.len(), limit: max_bytes });
+    }
+    let system = subjects::parse_ingest(subject).and_then(|(system, _)| SourceSystem::parse(system));
+    if let (Some(system), Some(msg_id)) = (system, msg_id)
+        && let Err(foreign @ ClaimError::ForeignId { .. }) = claims.check_id(system, msg_id)
+    {
+        return Err(foreign.into());
+    }
+    let event = decode_case_report(subject, payload, max_bytes)?;
+    if !msg_id.is_some_and(|m| is_msg_id_of(m, &event.id)) {
+        return Err(Rejection::MsgIdMismatch { msg_id: msg_id.map(str::to_owned), id: event.id });
+    }
+    claims.check(event.data.system, &event.id, &event.source)?;
+    Ok(event)
+}
+
+/// True when `msg_id` is `id`, or `<id>:replay:<digits>` (an operator's replay of a dead letter,
+/// under an id of its own so that JetStream does not drop it as the original's duplicate).
+pub fn is_msg_id_of(msg_id: &str, id: &str) -> bool {
+    match msg_id.strip_prefix(id) {
+        Some("") => true,
+        Some(rest) => {
+            rest.strip_prefix(":replay:").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        }
+        None => false,
     }
 }
 
@@ -188,5 +277,41 @@ mod tests {
 
         let err = decode_case_report(SUBJECT, b"\xff\xfe{}", 1024).expect_err("not utf-8");
         assert_eq!(err.code(), "malformed");
+    }
+
+    fn ingest(subject: &str, msg_id: Option<&str>, v: &serde_json::Value) -> Result<CloudEvent<CaseReport>, Rejection> {
+        decode_ingest(subject, msg_id, v.to_string().as_bytes(), 64 * 1024, &Claims::default())
+    }
+
+    #[test]
+    fn ids_are_bound_to_the_message_and_to_the_system() {
+        ingest(SUBJECT, Some("sf311-1"), &event()).expect("its own id, its own system");
+        ingest(SUBJECT, Some("sf311-1:replay:17"), &event()).expect("an operator's replay");
+        for msg_id in [None, Some("sf311-2"), Some("sf311-1:replay:"), Some("sf311-1:x"), Some("sf311-10")] {
+            let err = ingest(SUBJECT, msg_id, &event()).expect_err("another message id");
+            assert_eq!(err.code(), "msg_id_mismatch", "{msg_id:?}: {err}");
+        }
+        // Reserving a CAD incident's id from 12345: refused as such, whatever the body.
+        let squat = decode_ingest(SUBJECT, Some("cad-F26-200002"), b"{}", 1024, &Claims::default());
+        assert_eq!(squat.expect_err("squat").code(), "foreign_id");
+        let garbage = decode_ingest(SUBJECT, Some("sf311-9"), b"{}", 1024, &Claims::default());
+        assert_eq!(garbage.expect_err("own garbage").code(), "malformed");
+        // Taking one over: a valid report under a CAD id and source, from 12345.
+        let mut v = event();
+        v["id"] = json!("cad-F26-200001");
+        let err = ingest(SUBJECT, Some("cad-F26-200001"), &v).expect_err("takeover");
+        assert_eq!(err.code(), "foreign_id");
+        let mut v = event();
+        v["source"] = json!("/cad");
+        assert_eq!(ingest(SUBJECT, Some("sf311-1"), &v).expect_err("foreign source").code(), "foreign_source");
+        let mut v = event();
+        v["id"] = json!("app-1");
+        assert_eq!(ingest(SUBJECT, Some("app-1"), &v).expect_err("unclaimed").code(), "unknown_id");
+        let mut v = event();
+        v["source"] = json!("/app");
+        assert_eq!(ingest(SUBJECT, Some("sf311-1"), &v).expect_err("unclaimed").code(), "unknown_source");
+        for code in REJECTION_CODES {
+            assert_eq!(REJECTION_CODES.iter().filter(|c| **c == code).count(), 1);
+        }
     }
 }

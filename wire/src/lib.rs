@@ -10,11 +10,13 @@
 //! Besides the payloads (here and in `lifecycle`, re-exported):
 //! - [`decode`]: bytes from `ingest.…` to a checked case event, or a [`decode::Rejection`]
 //!   that says why;
+//! - [`claims`]: which id prefixes and sources each kind of source system may issue;
 //! - [`subjects`]: the subject names, built in one place;
 //! - [`http_error`]: the one error body of every HTTP endpoint.
 //!
 //! Nothing here does I/O: this crate is what every other one, and any client, can depend on.
 
+pub mod claims;
 mod datum;
 pub mod decode;
 pub mod http_error;

@@ -206,7 +206,8 @@ impl CaseBook {
                 let cases = self.store.status().await.map_err(store_err)?;
                 let replicas = cases.info.config.num_replicas.max(1);
                 let about = "the case books' merge lock (duplicate reports are merged one decision at a time)";
-                nats::provision_bucket(&self.js, BUCKET_MERGE_LOCK, about, LOCK_LEASE, replicas)
+                let settings = nats::StreamSettings { replicas, ..nats::StreamSettings::default() };
+                nats::provision_bucket(&self.js, BUCKET_MERGE_LOCK, about, LOCK_LEASE, &settings)
                     .await
                     .map_err(|e| ActError::Store(e.to_string()))?;
                 self.js.get_key_value(BUCKET_MERGE_LOCK).await.map_err(store_err)

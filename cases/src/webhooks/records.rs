@@ -87,7 +87,7 @@ fn optional_timestamp_schema(_: &mut schemars::SchemaGenerator) -> schemars::Sch
 /// bucket with the default settings if it is missing.
 pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), WebhookError> {
     let description = "webhook delivery records, per department and routed message";
-    nats::provision_bucket(js, BUCKET_DELIVERIES, description, settings.max_age, settings.replicas)
+    nats::provision_bucket(js, BUCKET_DELIVERIES, description, settings.max_age, settings)
         .await
         .map_err(|e| WebhookError::Bucket { bucket: BUCKET_DELIVERIES.into(), source: e.into() })
 }

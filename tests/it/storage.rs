@@ -1,0 +1,1 @@
+//! Storage limits (issue 16, section 4).
