@@ -8,8 +8,9 @@ use serde::Deserialize;
 use crate::names;
 
 /// The byte limits of the bus's streams and buckets, in MiB (`[storage]`). The defaults hold a
-/// week (`[nats] retention_days`) of a city of about ten million people: 100,000 cases a day,
-/// with the message sizes measured in docs/operations.md ("Storage"); 14 GiB in all.
+/// week (`[nats] retention_days`) of a city of about four million people, 40,000 cases a day,
+/// and a million volunteers, with the message sizes measured in docs/operations.md ("Storage"):
+/// 10.5 GiB in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageLimits {
@@ -38,14 +39,14 @@ pub struct StorageLimits {
 impl Default for StorageLimits {
     fn default() -> Self {
         Self {
-            ingest_mib: 512,
-            routed_mib: 4096,
-            cases_mib: 4096,
+            ingest_mib: 256,
+            routed_mib: 2048,
+            cases_mib: 3072,
             offers_mib: 512,
-            deadletter_mib: 512,
+            deadletter_mib: 256,
             case_records_mib: 3072,
-            volunteers_mib: 768,
-            small_bucket_mib: 128,
+            volunteers_mib: 512,
+            small_bucket_mib: 64,
         }
     }
 }
@@ -120,12 +121,12 @@ mod tests {
         let limits = StorageLimits::default();
         assert!(limits.check().is_ok());
         for stream in names::INGEST_STREAMS {
-            assert_eq!(limits.stream_bytes(stream), 512 * MIB as i64);
+            assert_eq!(limits.stream_bytes(stream), 256 * MIB as i64);
         }
         assert_eq!(limits.stream_bytes("SOMEONE_ELSES"), -1);
         assert_eq!(limits.bucket_bytes(names::BUCKET_CASES), 3072 * MIB as i64);
-        assert_eq!(limits.bucket_bytes("linkbus_console"), 128 * MIB as i64);
-        assert_eq!(limits.total_bytes(), 15104 * MIB);
+        assert_eq!(limits.bucket_bytes("linkbus_console"), 64 * MIB as i64);
+        assert_eq!(limits.total_bytes() + 5 * limits.small_bucket_mib * MIB, 10_816 * MIB, "10.5 GiB");
         assert!(StorageLimits { routed_mib: 0, ..limits }.check().expect_err("zero").contains("routed_mib"));
     }
 }

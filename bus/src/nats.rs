@@ -142,9 +142,14 @@ pub enum BusError {
 impl BusError {
     fn provision(name: &str, limit: i64, source: impl Into<async_nats::Error>) -> Self {
         let source = source.into();
-        let no_room = std::iter::successors(Some(&*source as &(dyn std::error::Error + 'static)), |e| e.source())
-            .filter_map(|e| e.downcast_ref::<jetstream::Error>())
-            .any(|e| e.error_code() == jetstream::ErrorCode::STORAGE_RESOURCES_EXCEEDED);
+        let no_room =
+            std::iter::successors(Some(&*source as &(dyn std::error::Error + 'static)), |e| e.source()).any(|e| {
+                let code = match e.downcast_ref::<jetstream::context::CreateStreamError>().map(|e| e.kind()) {
+                    Some(jetstream::context::CreateStreamErrorKind::JetStream(js)) => Some(js.error_code()),
+                    _ => e.downcast_ref::<jetstream::Error>().map(jetstream::Error::error_code),
+                };
+                code == Some(jetstream::ErrorCode::STORAGE_RESOURCES_EXCEEDED)
+            });
         if no_room {
             Self::NoRoom { name: name.to_owned(), mib: limit / (1024 * 1024), source }
         } else {

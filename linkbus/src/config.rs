@@ -485,6 +485,27 @@ mod tests {
     }
 
     #[test]
+    fn ingest_claims_add_to_the_adapters_own() {
+        let text = "[ingest.public_service]\nid_prefixes = [\"app12345\"]\nsources = [\"/app-12345/\"]\n\
+                    [adapters.open311]\nsource = \"/sf-311\"\n";
+        let claims = Config::parse(text).expect("parses").claims();
+        let public = SourceSystem::PublicService;
+        assert_eq!(claims.check(public, "app12345-1", "/app-12345/beijing"), Ok(()));
+        assert_eq!(claims.check(public, "open311-1", "/sf-311"), Ok(()), "the adapter's configured source");
+        assert_eq!(claims.check(public, "sf311-1", "/sf311"), Ok(()), "the built-in ones stay");
+        assert_eq!(claims.check(SourceSystem::Emergency, "app12345-1", "/cad").expect_err("").code(), "foreign_id");
+        assert_eq!(claims.check(public, "x-1", "/sf311").expect_err("").code(), "unknown_id");
+        let open = Config::parse("[ingest]\nunclaimed = \"accept\"\nsynthetic_feeds = false\n").expect("parses");
+        assert_eq!(open.claims().check(public, "x-1", "/x"), Ok(()));
+        assert!(open.claims().check(public, "sim-1", "/sf311").is_ok(), "unclaimed once synthetic feeds are off");
+        let err =
+            format!("{:#}", Config::parse("[ingest.emergency]\nid_prefixes = [\"cad-119\"]\n").expect_err("a dash"));
+        assert!(err.contains("ingest.emergency.id_prefixes"), "{err}");
+        assert!(Config::parse("[storage]\nrouted_mib = 0\n").is_err());
+        assert!(Config::parse("[ingest]\nunclaimed = \"maybe\"\n").is_err());
+    }
+
+    #[test]
     fn unknown_and_bad_fields_are_refused() {
         assert!(Config::parse("[routing]\nborder_tolerance = 3\n").is_err());
         let err = Config::parse("[routing]\nvolunteer_radius_m = -1\n").expect_err("negative radius");

@@ -8,7 +8,7 @@
 //! |-----------------------|----------------------------------------------------------------------|
 //! | `linkbus`             | everything the service does: JetStream API, its streams and buckets, |
 //! |                       | serve `action.*` and `volunteer.*.answer`, reply to requests         |
-//! | `source-<system>`     | publish `ingest.<system>.>` and its adapters' subjects (`adapter.cap`/`.cad`, `adapter.grid.report`) |
+//! | `source-<system>`     | publish `ingest.<system>.>` (stored in its system's own stream, `LINKBUS_INGEST_<SYSTEM>`, so the ids it may reserve are its own) and its adapters' subjects (`adapter.cap`/`.cad`, `adapter.grid.report`) |
 //! | `dept-<id>`           | pull from its durable `dept-<id>` on `LINKBUS_ROUTED` and ack,       |
 //! |                       | subscribe `routed.dept.<id>.>`, request `action.<id>`                 |
 //! | `volunteer-<id>`      | subscribe its offers, request `volunteer.<id>.answer`, put its KV key |

@@ -46,7 +46,8 @@ pub struct RouterMetrics {
     pub decision_seconds: Histogram,
     /// From the ingest message's JetStream timestamp to the routed case's outputs stored.
     pub ingest_to_routed_seconds: Histogram,
-    /// Messages of the router's durable consumer not yet acked: pending plus handed out.
+    /// Messages of the routers' durable consumers (one per ingest stream) not yet acked: pending
+    /// plus handed out.
     pub backlog: IntGauge,
     volunteers_available: IntGauge,
     volunteers_unavailable: IntGauge,
@@ -100,7 +101,7 @@ impl RouterMetrics {
         )?;
         let backlog = IntGauge::new(
             "linkbus_router_ingest_backlog_messages",
-            "Ingest messages the routers' durable consumer has not acknowledged yet (pending plus in flight); sampled every second.",
+            "Ingest messages the routers' durable consumers (one per ingest stream) have not acknowledged yet (pending plus in flight); sampled every second.",
         )?;
         let volunteers = IntGaugeVec::new(
             Opts::new(
