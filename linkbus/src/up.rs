@@ -42,6 +42,9 @@ pub struct UpOptions {
 
 /// Runs until ctrl-c / SIGTERM (or the replay ends, if asked).
 pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
+    // First, so that a SIGTERM during start-up stops linkbus cleanly once it is up.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
     let region =
         Region::load(&config.region.dir).with_context(|| format!("loading region {}", config.region.dir.display()))?;
     info!(
@@ -129,7 +132,7 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
     let mut last_routed = 0;
     loop {
         tokio::select! {
-            _ = shutdown_signal() => break,
+            _ = &mut shutdown => break,
             _ = stop.cancelled() => break,
             exited = async { match server.as_mut() { Some(s) => s.exited().await, None => std::future::pending().await } } => {
                 warn!(status = ?exited, "embedded nats-server exited; restarting it");
@@ -284,25 +287,33 @@ fn api_state(config: &Config, region: &Region, svc: &Service) -> anyhow::Result<
     Ok(state.with_adapters(adapters))
 }
 
-/// Resolves on ctrl-c or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on ctrl-c (SIGINT) or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal that arrives in between (during start-up, or
+/// while the main loop is busy) is kept, not lost, and no longer kills the process unhandled.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
