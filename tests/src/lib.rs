@@ -73,6 +73,7 @@ impl TestBus {
         config.region.dir = sf_region_dir();
         config.router.ack_wait_secs = 2;
         config.ingest.unclaimed = linkbus_wire::claims::Unclaimed::Accept;
+        config.storage = test_storage();
         config
     }
 
@@ -212,8 +213,37 @@ pub async fn connect_embedded(data_dir: &std::path::Path) -> async_nats::Client 
 /// cases' ids and source ([`case`]'s) accepted from every system (`[ingest] unclaimed`).
 pub fn write_config(dir: &std::path::Path, extra: &str) -> PathBuf {
     let path = dir.join("linkbus.toml");
-    std::fs::write(&path, format!("[ingest]\nunclaimed = \"accept\"\n\n{extra}")).expect("write config");
+    let storage = test_storage();
+    let text = format!(
+        "[ingest]\nunclaimed = \"accept\"\n\n[storage]\ningest_mib = {}\nrouted_mib = {}\ncases_mib = {}\n\
+         offers_mib = {}\ndeadletter_mib = {}\ncase_records_mib = {}\nvolunteers_mib = {}\nsmall_bucket_mib = {}\n\n{extra}",
+        storage.ingest_mib,
+        storage.routed_mib,
+        storage.cases_mib,
+        storage.offers_mib,
+        storage.deadletter_mib,
+        storage.case_records_mib,
+        storage.volunteers_mib,
+        storage.small_bucket_mib,
+    );
+    std::fs::write(&path, text).expect("write config");
     path
+}
+
+/// Byte limits for a test's streams and buckets: JetStream reserves each limit against its
+/// store (75 % of the free disk by default) when the stream is made, so the defaults, sized for a
+/// city (10.5 GiB), would make every test depend on the free disk of the machine it runs on.
+pub fn test_storage() -> linkbus_bus::limits::StorageLimits {
+    linkbus_bus::limits::StorageLimits {
+        ingest_mib: 64,
+        routed_mib: 256,
+        cases_mib: 256,
+        offers_mib: 64,
+        deadletter_mib: 64,
+        case_records_mib: 256,
+        volunteers_mib: 64,
+        small_bucket_mib: 16,
+    }
 }
 
 /// Sends a department's action as a NATS request on `action.<department>` and returns the reply.
