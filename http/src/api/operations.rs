@@ -17,9 +17,11 @@ pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charse
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct ReadyBody {
-    /// True when NATS is connected, every stream and bucket exists and the region is loaded.
+    /// True when NATS is connected, JetStream stores what linkbus publishes (no "storage
+    /// refused"), every stream and bucket exists and the region is loaded.
     pub ready: bool,
-    /// Why not, when not ready.
+    /// Why not, when not ready, e.g. "NATS is not connected" or "storage refused: JetStream
+    /// refuses messages to LINKBUS_INGEST_EMERGENCY (maximum bytes exceeded …)".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
