@@ -128,8 +128,10 @@ async fn each_role_may_do_its_part_and_nothing_else() {
     let err = service::connect_configured(&url, &config.nats, WAIT, None).await.expect_err("unknown key refused");
     assert!(format!("{err:#}").contains("refused the credentials"), "{err:#}");
 
-    // The service, under its own user, as `linkbus up` would connect.
+    // The service, under its own user, as `linkbus up` would connect; the test's cases (`perm-…`
+    // from `/tests`) are no system's ids: accepted (trust_ids:: tests the claims).
     config.region.dir = sf_region_dir();
+    config.ingest.unclaimed = linkbus_wire::claims::Unclaimed::Accept;
     config.nats.auth = auth_for(&auth_dir, &Role::Service);
     let client = service::connect_configured(&url, &config.nats, WAIT, None).await.expect("the service connects");
     let service = Service::start(&config, &region, client, "/linkbus/perm".into()).await.expect("service starts");
