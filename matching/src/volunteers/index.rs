@@ -300,6 +300,7 @@ mod tests {
         assert_eq!(got.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["near-busy", "far"]);
         assert_eq!(idx.nearest(-122.4, 37.7749, "unknown_skill", 2, 2_000.0).0, vec![]);
         assert_eq!(idx.len(), 4);
+        assert!(!idx.is_empty() && VolunteerIndex::new().is_empty());
 
         let mut positions = idx.positions();
         positions.sort_by(|a, b| a.id.cmp(&b.id));

@@ -10,7 +10,8 @@
 //! - `walk`: the walks over rstar's nodes that its API lacks: nearest first within a bound,
 //!   and every entry within a distance;
 //! - `tree`: the R-tree upkeep rstar lacks: a bulk load with even leaves, a move in place;
-//! - `ledger`: the [`OfferLedger`] of offers in the last hour.
+//! - `ledger`: the [`OfferLedger`] of offers in the last hour;
+//! - `testing` (tests only): a volunteer's status in one line.
 //!
 //! They depend on one another in one direction only: `walk` on nothing of the index, `tree` on
 //! `walk`'s point, `slots` on `walk`'s point, `index` on `slots`, `tree` and `walk`, `roster`
