@@ -8,9 +8,10 @@ use serde::Deserialize;
 use crate::names;
 
 /// The byte limits of the bus's streams and buckets, in MiB (`[storage]`). The defaults hold a
-/// week (`[nats] retention_days`) of a city of about four million people, 40,000 cases a day,
+/// week (`[nats] retention_days`) of a city of about two million people, 20,000 cases a day,
 /// and a million volunteers, with the message sizes measured in docs/operations.md ("Storage"):
-/// 10.5 GiB in all.
+/// 4.5 GiB in all (what a laptop can reserve too: nats-server reserves them in 75 % of the
+/// disk's free space when it has no `max_file_store`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageLimits {
@@ -39,14 +40,14 @@ pub struct StorageLimits {
 impl Default for StorageLimits {
     fn default() -> Self {
         Self {
-            ingest_mib: 256,
-            routed_mib: 2048,
-            cases_mib: 3072,
-            offers_mib: 512,
-            deadletter_mib: 256,
-            case_records_mib: 3072,
+            ingest_mib: 128,
+            routed_mib: 1024,
+            cases_mib: 1024,
+            offers_mib: 256,
+            deadletter_mib: 128,
+            case_records_mib: 1024,
             volunteers_mib: 512,
-            small_bucket_mib: 64,
+            small_bucket_mib: 32,
         }
     }
 }
@@ -121,12 +122,12 @@ mod tests {
         let limits = StorageLimits::default();
         assert!(limits.check().is_ok());
         for stream in names::INGEST_STREAMS {
-            assert_eq!(limits.stream_bytes(stream), 256 * MIB as i64);
+            assert_eq!(limits.stream_bytes(stream), 128 * MIB as i64);
         }
         assert_eq!(limits.stream_bytes("SOMEONE_ELSES"), -1);
-        assert_eq!(limits.bucket_bytes(names::BUCKET_CASES), 3072 * MIB as i64);
-        assert_eq!(limits.bucket_bytes("linkbus_console"), 64 * MIB as i64);
-        assert_eq!(limits.total_bytes() + 5 * limits.small_bucket_mib * MIB, 10_816 * MIB, "10.5 GiB");
+        assert_eq!(limits.bucket_bytes(names::BUCKET_CASES), 1024 * MIB as i64);
+        assert_eq!(limits.bucket_bytes("linkbus_console"), 32 * MIB as i64);
+        assert_eq!(limits.total_bytes() + 5 * limits.small_bucket_mib * MIB, 4_640 * MIB, "4.5 GiB");
         assert!(StorageLimits { routed_mib: 0, ..limits }.check().expect_err("zero").contains("routed_mib"));
     }
 }

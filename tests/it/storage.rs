@@ -73,7 +73,7 @@ async fn a_full_stream_says_storage_refused_and_recovers_once_space_is_freed() {
     let server = NatsProcess::start(&conf, port, &[], &dir.path().join("nats-server.log")).await;
     let region = sf_region();
 
-    // The default limits (10.5 GiB) do not fit in 64 MiB: start-up says so and what to do.
+    // The default limits (4.5 GiB) do not fit in 64 MiB: start-up says so and what to do.
     let mut config = Config::default();
     config.nats.url = Some(server.url());
     config.region.dir = sf_region_dir();
