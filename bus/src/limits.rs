@@ -95,16 +95,18 @@ impl StorageLimits {
         })
     }
 
-    /// What the bus's streams and its two large buckets reserve together, bytes, per replica
-    /// (the small buckets come on top: at most five of [`StorageLimits::small_bucket_mib`]).
-    pub fn total_bytes(&self) -> u64 {
+    /// Everything linkbus reserves in a JetStream store, bytes, per replica: the streams, the two
+    /// large buckets and the five small ones. An embedded server's `max_file_store` must be at
+    /// least this (and the disk must hold it).
+    pub fn reserved_bytes(&self) -> u64 {
         (4 * self.ingest_mib
             + self.routed_mib
             + self.cases_mib
             + self.offers_mib
             + self.deadletter_mib
             + self.case_records_mib
-            + self.volunteers_mib)
+            + self.volunteers_mib
+            + 5 * self.small_bucket_mib)
             .saturating_mul(MIB)
     }
 }
@@ -127,7 +129,7 @@ mod tests {
         assert_eq!(limits.stream_bytes("SOMEONE_ELSES"), -1);
         assert_eq!(limits.bucket_bytes(names::BUCKET_CASES), 1024 * MIB as i64);
         assert_eq!(limits.bucket_bytes("linkbus_console"), 32 * MIB as i64);
-        assert_eq!(limits.total_bytes() + 5 * limits.small_bucket_mib * MIB, 4_640 * MIB, "4.5 GiB");
+        assert_eq!(limits.reserved_bytes(), 4_640 * MIB, "4.5 GiB");
         assert!(StorageLimits { routed_mib: 0, ..limits }.check().expect_err("zero").contains("routed_mib"));
     }
 }
