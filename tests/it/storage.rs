@@ -11,43 +11,16 @@ use std::time::Duration;
 
 use linkbus::config::Config;
 use linkbus::service::{self, Service};
-use linkbus_adapters::cad::CadConfig;
-use linkbus_adapters::vocabulary::CategoryMap;
 use linkbus_bus::nats::{self, StorageLimits};
-use linkbus_http::auth;
-use linkbus_http::config::{ApiKey, ApiRole};
 use linkbus_tests::nats_process::{NatsProcess, free_port};
 use linkbus_tests::{WAIT, case, publish_case, sf_region, sf_region_dir, wait_for_case};
 use linkbus_wire::SourceSystem;
-use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// The CAD system's source key (source `/cad`).
-const DISPATCH: &str = "k-sfdem-cad-5e0b71d3";
-/// Mission District, San Francisco.
-const MISSION: (f64, f64) = (-122.4194, 37.7599);
+use crate::trust_ids::{MISSION, cad_config, cad_key, post_fire};
+
 /// The store: 64 MiB.
 const STORE: u64 = 64 * 1024 * 1024;
-
-/// Posts CAD incident `incident` with a long narrative; the status and body.
-async fn post_fire(http: &reqwest::Client, base: &str, incident: &str) -> (u16, Value) {
-    let fire = json!({
-        "kind": "new", "incident_id": incident, "type": "STRUCTURE FIRE", "priority": 1,
-        "lon": MISSION.0, "lat": MISSION.1, "address": "2400 Mission St",
-        "narrative": "smoke on every floor, residents evacuating; ".repeat(90),
-    });
-    let response = http
-        .post(format!("{base}/api/adapters/cad"))
-        .bearer_auth(DISPATCH)
-        .header("content-type", "application/json")
-        .body(fire.to_string())
-        .send()
-        .await
-        .expect("a response");
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes))))
-}
 
 async fn get(http: &reqwest::Client, url: String) -> (u16, String) {
     let response = http.get(url).send().await.expect("a response");
@@ -96,14 +69,8 @@ async fn a_full_stream_says_storage_refused_and_recovers_once_space_is_freed() {
     assert!(config.storage.reserved_bytes() < STORE);
     config.ingest.unclaimed = linkbus_wire::claims::Unclaimed::Accept;
     config.api.listen = "127.0.0.1:0".into();
-    config.api.keys = vec![ApiKey {
-        role: ApiRole::Source,
-        id: "sfdem-cad".into(),
-        sha256: auth::hash_key(DISPATCH),
-        source: Some("/cad".into()),
-    }];
-    config.adapters.cad =
-        CadConfig { categories: CategoryMap::from_pairs([("STRUCTURE FIRE", "fire")]), ..Default::default() };
+    config.api.keys = vec![cad_key()];
+    config.adapters.cad = cad_config();
     let client = service::connect(&server.url(), WAIT).await.expect("connects");
     let service = Service::start(&config, &region, client, "/linkbus/storage".into()).await.expect("service starts");
     let listener = tokio::net::TcpListener::bind(&config.api.listen).await.expect("bind");
@@ -115,9 +82,10 @@ async fn a_full_stream_says_storage_refused_and_recovers_once_space_is_freed() {
     assert_eq!(get(&http, format!("{base}/readyz")).await.0, 200);
 
     // Fires until the emergency stream (1 MiB) is full.
+    let narrative = "smoke on every floor, residents evacuating; ".repeat(90);
     let mut posted = 0;
     let (status, error) = loop {
-        let (status, body) = post_fire(&http, &base, &format!("F26-{posted:06}")).await;
+        let (status, body) = post_fire(&http, &base, &format!("F26-{posted:06}"), &narrative).await;
         if status != 202 {
             break (status, body);
         }
@@ -157,7 +125,7 @@ async fn a_full_stream_says_storage_refused_and_recovers_once_space_is_freed() {
     let purged = stream.purge().sequence(routers + 1).await.expect("purged");
     assert!(purged.purged as usize >= posted / 2, "{} of {posted} purged", purged.purged);
 
-    let (status, receipt) = post_fire(&http, &base, "F26-999999").await;
+    let (status, receipt) = post_fire(&http, &base, "F26-999999", "one more").await;
     assert_eq!((status, receipt["cases"][0]["outcome"].as_str()), (202, Some("reported")), "{receipt}");
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {

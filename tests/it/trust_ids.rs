@@ -31,11 +31,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The CAD system's source key (source `/cad`).
-const DISPATCH: &str = "k-sfdem-cad-5e0b71d3";
+pub(crate) const DISPATCH: &str = "k-sfdem-cad-5e0b71d3";
 /// A dispatcher's key.
 const DISPATCHER: &str = "k-dispatcher-li-8a41c2";
 /// Mission District, San Francisco: fire station 7's.
-const MISSION: (f64, f64) = (-122.4194, 37.7599);
+pub(crate) const MISSION: (f64, f64) = (-122.4194, 37.7599);
 /// Far from it: the Sunset.
 const SUNSET: (f64, f64) = (-122.4862, 37.7534);
 
@@ -74,18 +74,11 @@ impl Locked {
         config.region.dir = sf_region_dir();
         config.router.ack_wait_secs = 2;
         config.api.listen = "127.0.0.1:0".into();
-        let key = |role, id: &str, key: &str, source: Option<&str>| ApiKey {
-            role,
-            id: id.into(),
-            sha256: auth::hash_key(key),
-            source: source.map(str::to_owned),
-        };
         config.api.keys = vec![
-            key(ApiRole::Source, "sfdem-cad", DISPATCH, Some("/cad")),
-            key(ApiRole::Dispatcher, "li", DISPATCHER, None),
+            cad_key(),
+            ApiKey { role: ApiRole::Dispatcher, id: "li".into(), sha256: auth::hash_key(DISPATCHER), source: None },
         ];
-        config.adapters.cad =
-            CadConfig { categories: CategoryMap::from_pairs([("STRUCTURE FIRE", "fire")]), ..Default::default() };
+        config.adapters.cad = cad_config();
         let client = service::connect_configured(&server.url(), &config.nats, WAIT, None).await.expect("connects");
         let service = Service::start(&config, &region, client, "/linkbus/trust".into()).await.expect("service starts");
         let listener = tokio::net::TcpListener::bind(&config.api.listen).await.expect("bind");
@@ -107,22 +100,7 @@ impl Locked {
 
     /// The CAD system posts a new incident.
     async fn cad_fire(&self, incident: &str) -> (u16, Value) {
-        let fire = json!({
-            "kind": "new", "incident_id": incident, "type": "STRUCTURE FIRE", "priority": 1,
-            "lon": MISSION.0, "lat": MISSION.1, "address": "2400 Mission St",
-            "narrative": "Smoke from 2nd floor, elderly resident inside", "flags": ["persons_trapped"]
-        });
-        let response = self
-            .http
-            .post(format!("{}/api/adapters/cad", self.base))
-            .bearer_auth(DISPATCH)
-            .header("content-type", "application/json")
-            .body(fire.to_string())
-            .send()
-            .await
-            .expect("a response");
-        let status = response.status().as_u16();
-        (status, json_body(response).await)
+        post_fire(&self.http, &self.base, incident, "Smoke from 2nd floor, elderly resident inside").await
     }
 
     /// `GET /api/cases/<id>` as a dispatcher: the status and the record, once routed.
@@ -149,6 +127,41 @@ impl Locked {
         let _ = tokio::time::timeout(WAIT, self.api).await;
         self.service.stop().await;
     }
+}
+
+/// The CAD system's source key, as configured.
+pub(crate) fn cad_key() -> ApiKey {
+    ApiKey {
+        role: ApiRole::Source,
+        id: "sfdem-cad".into(),
+        sha256: auth::hash_key(DISPATCH),
+        source: Some("/cad".into()),
+    }
+}
+
+/// The CAD adapter, taking structure fires.
+pub(crate) fn cad_config() -> CadConfig {
+    CadConfig { categories: CategoryMap::from_pairs([("STRUCTURE FIRE", "fire")]), ..Default::default() }
+}
+
+/// The CAD system posts incident `incident`, a structure fire at `MISSION`, to the API at
+/// `base`: the status and the body.
+pub(crate) async fn post_fire(http: &reqwest::Client, base: &str, incident: &str, narrative: &str) -> (u16, Value) {
+    let fire = json!({
+        "kind": "new", "incident_id": incident, "type": "STRUCTURE FIRE", "priority": 1,
+        "lon": MISSION.0, "lat": MISSION.1, "address": "2400 Mission St",
+        "narrative": narrative, "flags": ["persons_trapped"]
+    });
+    let response = http
+        .post(format!("{base}/api/adapters/cad"))
+        .bearer_auth(DISPATCH)
+        .header("content-type", "application/json")
+        .body(fire.to_string())
+        .send()
+        .await
+        .expect("a response");
+    let status = response.status().as_u16();
+    (status, json_body(response).await)
 }
 
 async fn json_body(response: reqwest::Response) -> Value {
@@ -181,6 +194,14 @@ async fn ingest_dead_letter(js: &jetstream::Context, msg_id: &str) -> jetstream:
 fn metric(service: &Service, series: &str) -> f64 {
     let text = linkbus_http::api::render(service.metrics.registry());
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+}
+
+/// Checks that each of `codes` was counted once as a dead letter of `stage`.
+fn counted_once(service: &Service, stage: &str, codes: &[&str]) {
+    for code in codes {
+        let series = format!("linkbus_deadletters_total{{reason=\"{code}\",stage=\"{stage}\"}}");
+        assert_eq!(metric(service, &series), 1.0, "{series}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,10 +331,8 @@ async fn each_refusal_has_its_own_reason_code_and_is_counted() {
 
     let (status, _) = s.case("sf311-900").await;
     assert_eq!(status, 200, "a report of its own is routed");
-    for code in ["msg_id_mismatch", "foreign_id", "unknown_id", "foreign_source", "unknown_source", "id_taken"] {
-        let series = format!("linkbus_deadletters_total{{reason=\"{code}\",stage=\"ingest\"}}");
-        assert_eq!(metric(&s.service, &series), 1.0, "{series}");
-    }
+    let codes = ["msg_id_mismatch", "foreign_id", "unknown_id", "foreign_source", "unknown_source", "id_taken"];
+    counted_once(&s.service, "ingest", &codes);
     s.stop().await;
 }
 
@@ -350,10 +369,7 @@ async fn the_cad_adapter_says_duplicate_only_of_its_own_case() {
     let letters = read_stream(&s.service.js, STREAM_DEADLETTER, "deadletter.adapter_cad", 2).await;
     let codes: Vec<String> = letters.iter().filter_map(|m| header(m, HEADER_REASON_CODE)).collect();
     assert_eq!(codes, ["id_reserved", "id_taken"]);
-    for code in ["id_reserved", "id_taken"] {
-        let series = format!("linkbus_deadletters_total{{reason=\"{code}\",stage=\"adapter_cad\"}}");
-        assert_eq!(metric(&s.service, &series), 1.0, "{series}");
-    }
+    counted_once(&s.service, "adapter_cad", &["id_reserved", "id_taken"]);
     s.stop().await;
 }
 
