@@ -106,15 +106,27 @@ impl CaseBook {
                 }
             })
         };
-        tasks.push(spawn("follower", Box::pin(book.clone().follow(ready.clone(), shutdown.clone()))));
+        // The follower outlives the book's writers: an opening waits for it to reach the
+        // record it stored, also while the opener finishes its cases in flight at shutdown.
+        let writers_done = CancellationToken::new();
+        tasks.push(spawn("follower", Box::pin(book.clone().follow(ready.clone(), writers_done.clone()))));
         tokio::time::timeout(Duration::from_secs(60), ready.cancelled())
             .await
-            .map_err(|_| ActError::Store("timed out reading the cases bucket".into()))?;
-        tasks.push(spawn("opener", Box::pin(book.clone().open_routed(shutdown.clone()))));
-        tasks.push(spawn("actions", Box::pin(book.clone().serve(Requests::Actions, shutdown.clone()))));
-        tasks.push(spawn("answers", Box::pin(book.clone().serve(Requests::Answers, shutdown.clone()))));
-        tasks.push(spawn("ticker", Box::pin(book.clone().tick_loop(shutdown.clone()))));
-        tasks.push(spawn("archiver", Box::pin(book.clone().archive_loop(shutdown))));
+            .map_err(|_| {
+                writers_done.cancel();
+                ActError::Store("timed out reading the cases bucket".into())
+            })?;
+        let writers = [
+            spawn("opener", Box::pin(book.clone().open_routed(shutdown.clone()))),
+            spawn("actions", Box::pin(book.clone().serve(Requests::Actions, shutdown.clone()))),
+            spawn("answers", Box::pin(book.clone().serve(Requests::Answers, shutdown.clone()))),
+            spawn("ticker", Box::pin(book.clone().tick_loop(shutdown.clone()))),
+            spawn("archiver", Box::pin(book.clone().archive_loop(shutdown))),
+        ];
+        tasks.push(tokio::spawn(async move {
+            futures::future::join_all(writers).await;
+            writers_done.cancel();
+        }));
         info!(cases = read(&book.cache).len(), "case book open");
         Ok((book, tasks))
     }
