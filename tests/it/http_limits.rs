@@ -157,7 +157,9 @@ async fn idle_connections_beyond_the_limit_do_not_lock_out_readyz_and_the_api() 
     assert_eq!(cases.status(), 200);
     let metrics = http.get(format!("http://{api}/metrics")).send().await.expect("metrics").text().await.expect("text");
     assert!(metric(&metrics, "linkbus_http_connections_open") <= 100.0, "{metrics}");
-    assert!(metric(&metrics, "linkbus_http_connections_evicted_total") >= 300.0, "{metrics}");
+    // Each connection beyond the cap closed an idle one (some of the 400 may not have connected).
+    let evicted = metric(&metrics, "linkbus_http_connections_evicted_total");
+    assert!(evicted >= (idle.len() - 100) as f64, "{} idle connections, {evicted} evicted", idle.len());
     assert_eq!(metric(&metrics, "linkbus_http_connections_refused_total"), 0.0);
     assert!(
         log.lock().expect("lock").iter().any(|l| l.contains("HTTP connection limit reached")),
