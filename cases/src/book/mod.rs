@@ -110,12 +110,10 @@ impl CaseBook {
         // record it stored, also while the opener finishes its cases in flight at shutdown.
         let writers_done = CancellationToken::new();
         tasks.push(spawn("follower", Box::pin(book.clone().follow(ready.clone(), writers_done.clone()))));
-        tokio::time::timeout(Duration::from_secs(60), ready.cancelled())
-            .await
-            .map_err(|_| {
-                writers_done.cancel();
-                ActError::Store("timed out reading the cases bucket".into())
-            })?;
+        tokio::time::timeout(Duration::from_secs(60), ready.cancelled()).await.map_err(|_| {
+            writers_done.cancel();
+            ActError::Store("timed out reading the cases bucket".into())
+        })?;
         let writers = [
             spawn("opener", Box::pin(book.clone().open_routed(shutdown.clone()))),
             spawn("actions", Box::pin(book.clone().serve(Requests::Actions, shutdown.clone()))),
