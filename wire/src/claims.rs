@@ -303,8 +303,12 @@ mod tests {
     fn claims_are_checked() {
         let bad = SystemClaims { id_prefixes: vec!["cad-119".into()], sources: vec![] };
         assert!(bad.validate().is_err());
-        let bad = SystemClaims { id_prefixes: vec![], sources: vec!["cad".into()] };
-        assert!(bad.validate().is_err());
+        let source = |s: &str| SystemClaims { id_prefixes: vec!["cad".into()], sources: vec![s.into()] };
+        assert!(source("cad").validate().is_err(), "no leading '/'");
+        assert!(source("/my cad").validate().is_err(), "a space");
+        let longest = format!("/{}", "c".repeat(255));
+        assert!(source(&longest).validate().is_ok(), "256 characters");
+        assert!(source(&format!("{longest}c")).validate().is_err(), "257 characters");
         assert_eq!(prefix("cad-119-1"), Some("cad"));
         assert_eq!(prefix("cad"), None);
     }
