@@ -22,22 +22,22 @@ use linkbus_tests::{Running, TestBus, WAIT, case, department_action, publish_cas
 use linkbus_wire::{Action, SourceSystem};
 use serde_json::{Value, json};
 
-const DISPATCHER: &str = "k-console-dispatcher-7c2e91d04ab35f68";
+pub(crate) const DISPATCHER: &str = "k-console-dispatcher-7c2e91d04ab35f68";
 const DISPATCHER_2: &str = "k-console-dispatcher-2-19e4c7a05b3d86f2";
 
 /// A free TCP port on the loopback interface.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// `linkbus up` on `bus` with two dispatcher keys, serving the API and the console on `port`.
-struct Linkbus {
+pub(crate) struct Linkbus {
     _process: Running,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Linkbus {
-    fn start(bus: &TestBus, dir: &std::path::Path, port: u16) -> Self {
+    pub(crate) fn start(bus: &TestBus, dir: &std::path::Path, port: u16) -> Self {
         Self::start_with(bus, dir, port, "")
     }
 
@@ -71,13 +71,13 @@ impl Linkbus {
 /// chromedriver in a process group of its own, with every Chromium it starts: on drop (a test
 /// that ends, or fails) the whole group gets SIGTERM (SIGKILL after 10 s), so no browser outlives
 /// the test.
-struct Driver {
+pub(crate) struct Driver {
     process: std::process::Child,
     url: String,
 }
 
 impl Driver {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         use std::os::unix::process::CommandExt as _;
         let binary = std::env::var("LINKBUS_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
         assert!(
@@ -102,7 +102,7 @@ impl Driver {
     }
 
     /// A fresh headless Chromium with its own profile (so its own cookies).
-    async fn browser(&self, profile: &std::path::Path) -> Client {
+    pub(crate) async fn browser(&self, profile: &std::path::Path) -> Client {
         let chromium = std::env::var("LINKBUS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
@@ -140,8 +140,34 @@ impl Drop for Driver {
     }
 }
 
+/// What a console test starts with: a bus, `linkbus up` on it (`Linkbus::start`), chromedriver,
+/// and the folder of the configuration and the browsers' profiles. The fields drop in order: the
+/// browsers first, then `linkbus up`, then the bus.
+pub(crate) struct Setup {
+    pub(crate) driver: Driver,
+    pub(crate) linkbus: Linkbus,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) bus: TestBus,
+}
+
+impl Setup {
+    pub(crate) async fn start() -> Self {
+        let bus = TestBus::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let linkbus = Linkbus::start(&bus, dir.path(), free_port());
+        Self { driver: Driver::start(), linkbus, dir, bus }
+    }
+
+    /// A fresh Chromium with the profile `profile`, signed in with `key`.
+    pub(crate) async fn signed_in(&self, profile: &str, key: &str) -> Client {
+        let browser = self.driver.browser(&self.dir.path().join(profile)).await;
+        sign_in(&browser, &self.linkbus.base, key).await;
+        browser
+    }
+}
+
 /// Opens the console and signs in with `key`; returns once the region's boundaries are drawn.
-async fn sign_in(browser: &Client, base: &str, key: &str) {
+pub(crate) async fn sign_in(browser: &Client, base: &str, key: &str) {
     browser.goto(base).await.expect("the console loads");
     let field = browser.wait().at_most(WAIT).for_element(Locator::Id("login-key")).await.expect("a sign-in form");
     field.send_keys(key).await.expect("type the key");
@@ -150,7 +176,7 @@ async fn sign_in(browser: &Client, base: &str, key: &str) {
 }
 
 /// Evaluates `script` (a function body) until it returns something other than `null`/`false`.
-async fn until(browser: &Client, what: &str, script: &str, args: Vec<Value>) -> Value {
+pub(crate) async fn until(browser: &Client, what: &str, script: &str, args: Vec<Value>) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let value = browser.execute(script, args.clone()).await.expect("script runs");
@@ -163,7 +189,7 @@ async fn until(browser: &Client, what: &str, script: &str, args: Vec<Value>) -> 
 }
 
 /// Waits until the board and the map of `browser` show `case_id`.
-async fn shows_case(browser: &Client, case_id: &str) {
+pub(crate) async fn shows_case(browser: &Client, case_id: &str) {
     browser
         .wait()
         .at_most(WAIT)
@@ -219,11 +245,19 @@ async fn publish_many(bus: &TestBus, prefix: &str, points: &[(f64, f64)]) -> Vec
 
 /// A case as the API gives it to a dispatcher.
 async fn read_case(linkbus: &Linkbus, case_id: &str) -> Value {
+    find_case(linkbus, case_id).await.unwrap_or_else(|| panic!("no case {case_id}"))
+}
+
+/// A case as the API gives it to a dispatcher; None while there is none (404).
+pub(crate) async fn find_case(linkbus: &Linkbus, case_id: &str) -> Option<Value> {
     let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
     let response =
         http.get(format!("{}api/cases/{case_id}", linkbus.base)).bearer_auth(DISPATCHER).send().await.expect("answer");
+    if response.status() == 404 {
+        return None;
+    }
     assert_eq!(response.status(), 200, "case {case_id}");
-    serde_json::from_slice(&response.bytes().await.expect("body")).expect("a record")
+    Some(serde_json::from_slice(&response.bytes().await.expect("body")).expect("a record"))
 }
 
 /// Where screenshots of a test run go: the target folder's scratch space.
@@ -507,12 +541,8 @@ async fn console_reconnects_after_linkbus_restarts_and_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_with_a_thousand_live_cases() {
     const N: usize = 1000;
-    let bus = TestBus::start().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let linkbus = Linkbus::start(&bus, dir.path(), free_port());
-    let driver = Driver::start();
-    let browser = driver.browser(&dir.path().join("profile")).await;
-    sign_in(&browser, &linkbus.base, DISPATCHER).await;
+    let setup = Setup::start().await;
+    let browser = setup.signed_in("profile", DISPATCHER).await;
 
     // Arriving live, one SSE event each, while the board scrolls: frame times meanwhile.
     browser
@@ -522,7 +552,7 @@ async fn console_with_a_thousand_live_cases() {
     let started = std::time::Instant::now();
     let points = points(N);
     assert_eq!(points.len(), N);
-    publish_many(&bus, "load", &points).await;
+    publish_many(&setup.bus, "load", &points).await;
     until(&browser, "every case", "return window.linkbusConsole.caseCount() === 1000", vec![]).await;
     let live_secs = started.elapsed().as_secs_f64();
     let frames_live = until(&browser, "the frame times", "return window.framesWhileArriving || null", vec![]).await;
