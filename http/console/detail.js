@@ -10,6 +10,13 @@ import { clearRouting, drawRouting } from './map.js';
 import { caseRecord } from './record.js';
 import { state } from './state.js';
 
+/** Priorities at or above this one (1 = life-threatening) ask before they are closed or
+ * cancelled. */
+const CONFIRM_PRIORITY = 2;
+
+/** An action that waits for the dispatcher's confirmation: `{caseId, body}`, or null. */
+let pending = null;
+
 /** Wires the panel's buttons and Escape; an action refused because the session ended calls
  * `showLogin()`. */
 export function initDetail(showLogin) {
@@ -19,11 +26,52 @@ export function initDetail(showLogin) {
     if (!b || !state.detail) return;
     if (b.dataset.split) send({ action: 'split', report_id: b.dataset.split });
     else if (b.dataset.act === 'ack') send({ action: 'acknowledge_escalation' });
-    else if (b.dataset.act === 'reassign') send({ action: 'reassign', department: $('reassign-to').value, reason: $('reassign-reason').value || 'reassigned by dispatcher' });
-    else if (b.dataset.act === 'close') { const note = $('close-note').value; send(note ? { action: 'close', note } : { action: 'close' }); }
+    else if (b.dataset.act === 'reassign') {
+      const department = $('reassign-to').value, reason = $('reassign-reason').value.trim();
+      if (!department) refuse('reassign-to', 'need_department');
+      else if (!reason) refuse('reassign-reason', 'need_reason');
+      else send({ action: 'reassign', department, reason });
+    } else if (b.dataset.act === 'cancel') {
+      const reason = $('cancel-reason').value.trim();
+      if (!reason) refuse('cancel-reason', 'need_reason');
+      else confirmFirst({ action: 'cancel', reason }, send);
+    } else if (b.dataset.act === 'close') {
+      const note = $('close-note').value.trim();
+      confirmFirst(note ? { action: 'close', note } : { action: 'close' }, send);
+    } else if (b.dataset.act === 'confirm' && pending) {
+      const { body } = pending;
+      setPending(null);
+      send(body);
+    } else if (b.dataset.act === 'unconfirm') setPending(null);
   });
   $('detail-close').onclick = closeDetail;
   document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && state.detail) closeDetail(); });
+}
+
+/** Says why an action was not sent (`key`, a string of i18n.js) and puts the cursor on the field
+ * `fieldId` that lacks something. */
+function refuse(fieldId, key) {
+  $('action-msg').textContent = t(key);
+  $(fieldId).focus();
+}
+
+/** Sends `body` (a close or a cancel) at once, or, for a case of priority 1 or 2, asks first. */
+function confirmFirst(body, send) {
+  if (state.detail.priority <= CONFIRM_PRIORITY) setPending({ caseId: state.detail.case_id, body });
+  else send(body);
+}
+
+/** Shows the question for the action `p` waits on (`{caseId, body}`), or none for null. */
+function setPending(p) {
+  pending = p;
+  const box = $('action-confirm');
+  if (!p) { box.hidden = true; box.innerHTML = ''; return; }
+  const cancel = p.body.action === 'cancel';
+  const question = cancel ? t('confirm_cancel', state.detail.priority, p.body.reason) : t('confirm_close', state.detail.priority);
+  box.innerHTML = `<p>${esc(question)}</p><button type="button" class="danger" data-act="confirm">${esc(t(cancel ? 'confirm_yes_cancel' : 'confirm_yes_close'))}</button>` +
+    ` <button type="button" data-act="unconfirm">${esc(t('confirm_no'))}</button>`;
+  box.hidden = false;
+  $('action-msg').textContent = '';
 }
 
 /** Opens case `id`: marks its row, reads it, shows it and draws its routing centred on the map. */
@@ -48,6 +96,7 @@ export async function refreshDetail() {
 }
 
 function closeDetail() {
+  setPending(null);
   state.detail = null; state.selected = null; $('detail').hidden = true; clearRouting(); renderRows();
 }
 
@@ -64,16 +113,18 @@ const communityName = (id) => state.region.communities.find((c) => c.id === id)?
 /** Names joined with commas, or "none" for no names. */
 const names = (list) => esc(list.length ? list.join(', ') : t('none'));
 
-/** The dispatcher's actions on case `r` (HTML): acknowledge, reassign and close while it is
- * open. */
+/** The dispatcher's actions on case `r` (HTML): acknowledge, reassign, cancel and close while it
+ * is open. Reassign starts with no department chosen; reassign and cancel need a reason. */
 function actionsHtml(r) {
   if (state.session.role !== 'dispatcher') return `<p>${esc(t('read_only'))}</p>`;
   const open = r.state !== 'closed' && r.state !== 'cancelled';
-  const deptOptions = state.region.departments.map((x) => option(x.id, x.name)).join('');
+  const departments = [...state.region.departments].sort((a, b) => a.name.localeCompare(b.name));
+  const deptOptions = option('', t('choose_department')) + departments.map((x) => option(x.id, x.name)).join('');
   return `<div class="actions">` +
     (r.escalation_open ? `<button type="button" class="primary" data-act="ack">${esc(t('ack'))}</button>` : '') +
-    (open ? `<select id="reassign-to">${deptOptions}</select><input id="reassign-reason" placeholder="${esc(t('reason'))}"><button type="button" data-act="reassign">${esc(t('reassign'))}</button>` : '') +
-    (open ? `<input id="close-note" placeholder="${esc(t('note'))}"><button type="button" data-act="close">${esc(t('close'))}</button>` : '') +
+    (open ? `<span class="action"><select id="reassign-to" required>${deptOptions}</select><input id="reassign-reason" required placeholder="${esc(t('reason_required'))}"><button type="button" data-act="reassign">${esc(t('reassign'))}</button></span>` : '') +
+    (open ? `<span class="action"><input id="cancel-reason" required placeholder="${esc(t('reason_required'))}"><button type="button" data-act="cancel">${esc(t('cancel_case'))}</button></span>` : '') +
+    (open ? `<span class="action"><input id="close-note" placeholder="${esc(t('note'))}"><button type="button" data-act="close">${esc(t('close'))}</button></span>` : '') +
     `</div>`;
 }
 
@@ -98,6 +149,7 @@ export function renderDetail(r) {
   // dispatcher is typing survives the case's live updates.
   const box = $('detail-actions'), sameCase = $('detail').dataset.caseId === r.case_id;
   if (!sameCase) $('action-msg').textContent = '';
+  if (pending && (pending.caseId !== r.case_id || !actions.includes(`data-act="${pending.body.action}"`))) setPending(null);
   if (!sameCase || box.linkbusHtml !== actions) { box.innerHTML = actions; box.linkbusHtml = actions; }
   const community = d.community;
   $('detail-head').innerHTML =

@@ -140,6 +140,19 @@ impl Drop for Driver {
     }
 }
 
+/// Watches the page from now on: what it reports as errors (`error` and `unhandledrejection`
+/// events, `console.error`) in `window.linkbusErrors`, and every POST it sends (`{url, body}`) in
+/// `window.linkbusPosts`, so a test can tell that something was not sent.
+const WATCH: &str = "window.linkbusErrors = []; window.linkbusPosts = []; \
+    window.addEventListener('error', (e) => window.linkbusErrors.push(String(e.message))); \
+    window.addEventListener('unhandledrejection', (e) => window.linkbusErrors.push(String(e.reason?.message ?? e.reason))); \
+    const error = console.error; \
+    console.error = (...args) => { window.linkbusErrors.push(args.map(String).join(' ')); error.apply(console, args); }; \
+    const fetch = window.fetch; \
+    window.fetch = (url, options) => { \
+      if (options?.method === 'POST') window.linkbusPosts.push({ url: String(url), body: JSON.parse(options.body || 'null') }); \
+      return fetch(url, options); };";
+
 /// What a console test starts with: a bus, `linkbus up` on it (`Linkbus::start`), chromedriver,
 /// and the folder of the configuration and the browsers' profiles. The fields drop in order: the
 /// browsers first, then `linkbus up`, then the bus.
@@ -158,10 +171,12 @@ impl Setup {
         Self { driver: Driver::start(), linkbus, dir, bus }
     }
 
-    /// A fresh Chromium with the profile `profile`, signed in with `key`.
+    /// A fresh Chromium with the profile `profile`, signed in with `key`, watched (`WATCH`) until
+    /// the page is loaded again.
     pub(crate) async fn signed_in(&self, profile: &str, key: &str) -> Client {
         let browser = self.driver.browser(&self.dir.path().join(profile)).await;
         sign_in(&browser, &self.linkbus.base, key).await;
+        browser.execute(WATCH, vec![]).await.expect("watch the page");
         browser
     }
 }
