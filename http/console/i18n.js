@@ -27,6 +27,7 @@ const I18N = {
     need_department: 'Choose the department to reassign to.', need_reason: 'A reason is required.',
     confirm_close: 'Close this priority {0} case?', confirm_cancel: 'Cancel this priority {0} case? Reason: {1}',
     confirm_yes_close: 'Yes, close it', confirm_yes_cancel: 'Yes, cancel it', confirm_no: 'No, keep it open',
+    span_days: '{0}d {1}h',
     state_reported: 'reported', state_routed: 'routed', state_accepted: 'accepted', state_rejected: 'rejected',
     state_in_progress: 'in progress', state_resolved: 'resolved', state_closed: 'closed', state_cancelled: 'cancelled',
     system_emergency: 'emergency', system_commercial: 'commercial', system_public_service: 'public service', system_management: 'management',
@@ -52,6 +53,7 @@ const I18N = {
     need_department: '请选择改派的部门。', need_reason: '请填写原因。',
     confirm_close: '确定结案这件优先级 {0} 的事件？', confirm_cancel: '确定撤销这件优先级 {0} 的事件？原因：{1}',
     confirm_yes_close: '确定结案', confirm_yes_cancel: '确定撤销', confirm_no: '不，保留',
+    span_days: '{0}天{1}时',
     state_reported: '已上报', state_routed: '待签收', state_accepted: '已签收', state_rejected: '已退回',
     state_in_progress: '处理中', state_resolved: '已办结', state_closed: '已结案', state_cancelled: '已撤销',
     system_emergency: '应急', system_commercial: '商业服务', system_public_service: '公共服务', system_management: '社区管理',
@@ -112,10 +114,12 @@ export function fmtTime(iso, withDate) {
   return new Intl.DateTimeFormat(state.lang, opts).format(new Date(iso));
 }
 
-/** A span of `ms` (its sign ignored) as M:SS, or H:MM:SS from an hour. */
+/** A span of `ms` (its sign ignored) as M:SS, H:MM:SS from an hour, and from a day in days and
+ * hours in the page's language ("2d 23h", "2天23时"): a 72-hour deadline is not "71:59:43". */
 export function fmtSpan(ms) {
   const s = Math.floor(Math.abs(ms) / 1000);
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  const d = Math.floor(s / 86400), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
   const two = (n) => String(n).padStart(2, '0');
+  if (d > 0) return t('span_days', d, h % 24);
   return h > 0 ? `${h}:${two(m)}:${two(sec)}` : `${m}:${two(sec)}`;
 }

@@ -6,7 +6,8 @@
 //! one console changes the case's state in the other; two reports of one incident are one row with
 //! both reports, split apart from the detail; a case every department rejected is on top of the
 //! board, escalated, until a dispatcher acknowledges it; the console reconnects after `linkbus up`
-//! restarts and shows what was published meanwhile; a screenshot with live cases is saved under
+//! restarts and shows what was published meanwhile; a countdown over a day reads in days and hours
+//! ("due in 2d 23h", "剩余 2天23时"); a screenshot with live cases is saved under
 //! the target folder (`UPDATE_SCREENSHOT=1` also writes `docs/console.png`). With 1,000 live cases
 //! it measures how long the page takes to apply them and its frame times while scrolling the board
 //! (printed; `docs/console.md` reports them).
@@ -550,6 +551,45 @@ async fn console_reconnects_after_linkbus_restarts_and_catches_up() {
     shows_case(&browser, "during-restart").await;
     shows_case(&browser, "before-restart").await;
     assert!(browser.find(Locator::Css("#login[hidden]")).await.is_ok(), "the page asked to sign in again");
+    browser.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn countdowns_over_a_day_read_in_days_and_hours() {
+    let setup = Setup::start().await;
+    let browser = setup.signed_in("profile", DISPATCHER).await;
+    // Priority 3, accepted: 72 hours to resolve. Priority 4, routed: 4 hours to accept.
+    let sewer = case("due-sewer", SourceSystem::PublicService, "sewer_issues", -122.4194, 37.7599);
+    let mut lights = case("due-lights", SourceSystem::PublicService, "streetlights", -122.4330, 37.7840);
+    lights.data.priority = 4;
+    publish_case(&setup.bus.js, &sewer).await;
+    publish_case(&setup.bus.js, &lights).await;
+    shows_case(&browser, "due-sewer").await;
+    shows_case(&browser, "due-lights").await;
+    let reply = department_action(&setup.bus.client, "puc-sewer-ops", "due-sewer", Action::Accept {}).await;
+    assert!(reply.ok, "{reply:?}");
+    // The countdown of a row, once it shows `state` and its text contains `word`.
+    let due = |id: &str, state: &str, word: &str| {
+        format!(
+            "const row = document.querySelector('#board-rows .row[data-case-id=\"{id}\"]'); \
+             const due = row && row.querySelector('.badge.s-{state}') && row.querySelector('.due').textContent; \
+             return due && due.includes('{word}') && due"
+        )
+    };
+    let sewer_due =
+        until(&browser, "the accepted sewer's countdown", &due("due-sewer", "accepted", "due in"), vec![]).await;
+    // 72 hours less the moments since it was accepted: 3d 0h within the first second, then 2d 23h.
+    let sewer_due = sewer_due.as_str().expect("text");
+    assert!(["due in 3d 0h", "due in 2d 23h"].contains(&sewer_due), "{sewer_due}");
+    let lights_due =
+        until(&browser, "the street light's countdown", &due("due-lights", "routed", "due in"), vec![]).await;
+    let lights_due = lights_due.as_str().expect("text");
+    assert!(lights_due.starts_with("due in 3:59:") && lights_due.len() == "due in 3:59:00".len(), "{lights_due}");
+
+    browser.find(Locator::Id("lang")).await.expect("language button").click().await.expect("switch");
+    let sewer_due = until(&browser, "the countdown in Chinese", &due("due-sewer", "accepted", "剩余"), vec![]).await;
+    let sewer_due = sewer_due.as_str().expect("text");
+    assert!(["剩余 3天0时", "剩余 2天23时"].contains(&sewer_due), "{sewer_due}");
     browser.close().await.expect("close");
 }
 
