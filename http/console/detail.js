@@ -1,12 +1,21 @@
 // The case detail beside the map: a case opened from the board or the map, read whole with
 // GET /api/cases/{id} (routing, reports, timeline), and the dispatcher's actions on it
-// (POST /api/cases/{id}/actions).
+// (POST /api/cases/{id}/actions). Every record read is made whole first (`caseRecord`): the
+// server leaves out empty lists and absent objects.
 import { api } from './api.js';
 import { categoryName, renderRows } from './board.js';
 import { $, esc, option } from './dom.js';
 import { eventName, fmtTime, stateName, t, token } from './i18n.js';
 import { clearRouting, drawRouting } from './map.js';
+import { caseRecord } from './record.js';
 import { state } from './state.js';
+
+/** Priorities at or above this one (1 = life-threatening) ask before they are closed or
+ * cancelled. */
+const CONFIRM_PRIORITY = 2;
+
+/** An action that waits for the dispatcher's confirmation: `{caseId, body}`, or null. */
+let pending = null;
 
 /** Wires the panel's buttons and Escape; an action refused because the session ended calls
  * `showLogin()`. */
@@ -17,11 +26,52 @@ export function initDetail(showLogin) {
     if (!b || !state.detail) return;
     if (b.dataset.split) send({ action: 'split', report_id: b.dataset.split });
     else if (b.dataset.act === 'ack') send({ action: 'acknowledge_escalation' });
-    else if (b.dataset.act === 'reassign') send({ action: 'reassign', department: $('reassign-to').value, reason: $('reassign-reason').value || 'reassigned by dispatcher' });
-    else if (b.dataset.act === 'close') { const note = $('close-note').value; send(note ? { action: 'close', note } : { action: 'close' }); }
+    else if (b.dataset.act === 'reassign') {
+      const department = $('reassign-to').value, reason = $('reassign-reason').value.trim();
+      if (!department) refuse('reassign-to', 'need_department');
+      else if (!reason) refuse('reassign-reason', 'need_reason');
+      else send({ action: 'reassign', department, reason });
+    } else if (b.dataset.act === 'cancel') {
+      const reason = $('cancel-reason').value.trim();
+      if (!reason) refuse('cancel-reason', 'need_reason');
+      else confirmFirst({ action: 'cancel', reason }, send);
+    } else if (b.dataset.act === 'close') {
+      const note = $('close-note').value.trim();
+      confirmFirst(note ? { action: 'close', note } : { action: 'close' }, send);
+    } else if (b.dataset.act === 'confirm' && pending) {
+      const { body } = pending;
+      setPending(null);
+      send(body);
+    } else if (b.dataset.act === 'unconfirm') setPending(null);
   });
   $('detail-close').onclick = closeDetail;
   document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && state.detail) closeDetail(); });
+}
+
+/** Says why an action was not sent (`key`, a string of i18n.js) and puts the cursor on the field
+ * `fieldId` that lacks something. */
+function refuse(fieldId, key) {
+  $('action-msg').textContent = t(key);
+  $(fieldId).focus();
+}
+
+/** Sends `body` (a close or a cancel) at once, or, for a case of priority 1 or 2, asks first. */
+function confirmFirst(body, send) {
+  if (state.detail.priority <= CONFIRM_PRIORITY) setPending({ caseId: state.detail.case_id, body });
+  else send(body);
+}
+
+/** Shows the question for the action `p` waits on (`{caseId, body}`), or none for null. */
+function setPending(p) {
+  pending = p;
+  const box = $('action-confirm');
+  if (!p) { box.hidden = true; box.innerHTML = ''; return; }
+  const cancel = p.body.action === 'cancel';
+  const question = cancel ? t('confirm_cancel', state.detail.priority, p.body.reason) : t('confirm_close', state.detail.priority);
+  box.innerHTML = `<p>${esc(question)}</p><button type="button" class="danger" data-act="confirm">${esc(t(cancel ? 'confirm_yes_cancel' : 'confirm_yes_close'))}</button>` +
+    ` <button type="button" data-act="unconfirm">${esc(t('confirm_no'))}</button>`;
+  box.hidden = false;
+  $('action-msg').textContent = '';
 }
 
 /** Opens case `id`: marks its row, reads it, shows it and draws its routing centred on the map. */
@@ -29,7 +79,7 @@ export async function select(id) {
   state.selected = id;
   renderRows();
   try {
-    state.detail = await api('/api/cases/' + encodeURIComponent(id));
+    state.detail = caseRecord(await api('/api/cases/' + encodeURIComponent(id)));
     renderDetail(state.detail);
     drawRouting(state.detail, true);
   } catch (err) {
@@ -42,50 +92,69 @@ export async function select(id) {
 /** Reads the opened case again (it changed, or the stream was down) and shows it, if one is open. */
 export async function refreshDetail() {
   if (!state.detail) return;
-  try { state.detail = await api('/api/cases/' + encodeURIComponent(state.detail.case_id)); renderDetail(state.detail); drawRouting(state.detail, false); } catch (_) { /* kept */ }
+  try { state.detail = caseRecord(await api('/api/cases/' + encodeURIComponent(state.detail.case_id))); renderDetail(state.detail); drawRouting(state.detail, false); } catch (_) { /* kept */ }
 }
 
 function closeDetail() {
+  setPending(null);
   state.detail = null; state.selected = null; $('detail').hidden = true; clearRouting(); renderRows();
 }
 
 function ruleText(rule) {
-  return rule.kind === 'jurisdiction' ? t('rule_jurisdiction', token('level_', rule.level), rule.area) : t('rule_catch_all', rule.reason);
+  if (rule?.kind === 'jurisdiction') return t('rule_jurisdiction', token('level_', rule.level), rule.area);
+  if (rule?.kind === 'catch_all') return t('rule_catch_all', rule.reason || '');
+  return token('rule_', rule?.kind || '');
 }
 function outcomeText(m) {
-  if (m.outcome === 'nearest') return t('outcome_nearest', Math.round(m.distance_m || 0));
+  if (m.outcome === 'nearest' || m.outcome === 'near_border') return t('outcome_' + m.outcome, Math.round(m.distance_m || 0));
   return t('outcome_' + m.outcome);
 }
+const communityName = (id) => state.region.communities.find((c) => c.id === id)?.name || id;
+/** Names joined with commas, or "none" for no names. */
+const names = (list) => esc(list.length ? list.join(', ') : t('none'));
 
-/** Shows case `r` (as GET /api/cases/{id} answers it) in the page's language. */
+/** The dispatcher's actions on case `r` (HTML): acknowledge, reassign, cancel and close while it
+ * is open. Reassign starts with no department chosen; reassign and cancel need a reason. */
+function actionsHtml(r) {
+  if (state.session.role !== 'dispatcher') return `<p>${esc(t('read_only'))}</p>`;
+  const open = r.state !== 'closed' && r.state !== 'cancelled';
+  const departments = [...state.region.departments].sort((a, b) => a.name.localeCompare(b.name));
+  const deptOptions = option('', t('choose_department')) + departments.map((x) => option(x.id, x.name)).join('');
+  return `<div class="actions">` +
+    (r.escalation_open ? `<button type="button" class="primary" data-act="ack">${esc(t('ack'))}</button>` : '') +
+    (open ? `<span class="action"><select id="reassign-to" required>${deptOptions}</select><input id="reassign-reason" required placeholder="${esc(t('reason_required'))}"><button type="button" data-act="reassign">${esc(t('reassign'))}</button></span>` : '') +
+    (open ? `<span class="action"><input id="cancel-reason" required placeholder="${esc(t('reason_required'))}"><button type="button" data-act="cancel">${esc(t('cancel_case'))}</button></span>` : '') +
+    (open ? `<span class="action"><input id="close-note" placeholder="${esc(t('note'))}"><button type="button" data-act="close">${esc(t('close'))}</button></span>` : '') +
+    `</div>`;
+}
+
+/** Shows case `r` (as GET /api/cases/{id} answers it, made whole by `caseRecord`) in the page's
+ * language. */
 export function renderDetail(r) {
   const d = r.decision, vs = d.volunteer_search;
   const dispatcher = state.session.role === 'dispatcher';
   const primaryId = r.case_id;
   const deadline = r.accept_by || r.resolve_by;
   const deptName = (id) => state.region.departments.find((x) => x.id === id)?.name || id;
-  const reports = r.reports.map((rep) => `<li>${esc(rep.source_id)} <span class="badge">${esc(t('system_' + rep.system))}</span> ${esc(rep.category)} · ${esc(fmtTime(rep.reported_at, true))}` +
+  const reports = r.reports.map((rep) => `<li>${esc(rep.source_id)} <span class="badge">${esc(t('system_' + rep.system))}</span> ${esc(categoryName(rep.category))} · ${esc(fmtTime(rep.reported_at, true))}` +
     (dispatcher && rep.report_id !== primaryId ? ` <button type="button" data-split="${esc(rep.report_id)}">${esc(t('split'))}</button>` : '') + '</li>').join('');
   // The offers as they stand, else whom the routing chose.
-  const offers = (r.offers || []).length
-    ? r.offers.map((o) => `<li>${esc(t('offer', o.volunteer_id))}: ${esc(token('offer_', o.status))} · ${Math.round(o.distance_m)} m</li>`).join('')
-    : d.volunteers.map((v) => `<li>${esc(v.id)} · ${Math.round(v.distance_m)} m</li>`).join('');
+  const offers = r.offers.length
+    ? r.offers.map((o) => `<li>${esc(t('offer', o.volunteer_id))}: ${esc(token('offer_', o.status))} · ${Math.round(o.distance_m || 0)} m</li>`).join('')
+    : d.volunteers.map((v) => `<li>${esc(v.id)} · ${Math.round(v.distance_m || 0)} m</li>`).join('');
   const passed = vs.skill ? `<p>${esc(t('passed_over', vs.skipped_unavailable, vs.skipped_skill, vs.skipped_capped, vs.examined, `${Math.round(vs.radius_m)} m`))}</p>` : `<p>${esc(t('no_volunteers'))}</p>`;
   const timeline = r.timeline.map((e) => `<li><time>${esc(fmtTime(e.at, true))}</time>${esc(eventName(e.event))} · ${esc(token('actor_', e.actor.kind))} ${esc(e.actor.id)}${e.department ? ' → ' + esc(e.department) : ''}${e.note ? ': ' + esc(e.note) : ''}</li>`).join('');
-  const deptOptions = state.region.departments.map((x) => option(x.id, x.name)).join('');
-  const open = r.state !== 'closed' && r.state !== 'cancelled';
-  const actions = !dispatcher ? `<p>${esc(t('read_only'))}</p>` : `<div class="actions">` +
-    (r.escalation_open ? `<button type="button" class="primary" data-act="ack">${esc(t('ack'))}</button>` : '') +
-    (open ? `<select id="reassign-to">${deptOptions}</select><input id="reassign-reason" placeholder="${esc(t('reason'))}"><button type="button" data-act="reassign">${esc(t('reassign'))}</button>` : '') +
-    (open ? `<input id="close-note" placeholder="${esc(t('note'))}"><button type="button" data-act="close">${esc(t('close'))}</button>` : '') +
-    `</div>`;
+  const actions = actionsHtml(r);
   // The actions are rewritten only when they change (another case, another state), so what a
   // dispatcher is typing survives the case's live updates.
   const box = $('detail-actions'), sameCase = $('detail').dataset.caseId === r.case_id;
   if (!sameCase) $('action-msg').textContent = '';
+  if (pending && (pending.caseId !== r.case_id || !actions.includes(`data-act="${pending.body.action}"`))) setPending(null);
   if (!sameCase || box.linkbusHtml !== actions) { box.innerHTML = actions; box.linkbusHtml = actions; }
+  const community = d.community;
   $('detail-head').innerHTML =
-    `<h2>${esc(categoryName(r.case.category))} <span class="badge s-${r.state}" id="detail-state" data-state="${esc(r.state)}">${esc(stateName(r.state))}</span>` +
+    `<h2>${esc(categoryName(r.case.category))} <span class="badge s-${esc(r.state)}" id="detail-state" data-state="${esc(r.state)}">${esc(stateName(r.state))}</span>` +
+    ` <span class="prio p${esc(r.priority)}" id="detail-priority" title="${esc(t('priority_n', r.priority))}">${esc(r.priority)}</span>` +
     (r.escalation_open ? ` <span class="badge esc">${esc(t('escalated'))}</span>` : '') + `</h2>` +
     `<dl class="kv"><dt>ID</dt><dd>${esc(r.case_id)}</dd>` +
     `<dt>${esc(t('source_ids'))}</dt><dd id="detail-source-ids">${esc(r.reports.map((x) => x.source_id).join(', ') || r.case.source_id)}</dd>` +
@@ -96,13 +165,15 @@ export function renderDetail(r) {
     `<dt>${esc(t('departments'))}</dt><dd>${esc((r.accepted_by ? [r.accepted_by] : r.departments).map(deptName).join(', '))}</dd></dl>`;
   $('detail-rest').innerHTML =
     `<h3>${esc(t('routing'))}</h3><dl class="kv">` +
-    `<dt>${esc(t('community'))}</dt><dd>${esc(d.community.community?.name || '')} (${esc(outcomeText(d.community))})</dd>` +
-    `<dt>${esc(t('departments'))}</dt><dd>${d.departments.map((x) => `${esc(x.name)}: ${esc(ruleText(x.rule))}`).join('<br>')}</dd>` +
-    `<dt>${esc(t('fallbacks'))}</dt><dd>${d.fallbacks.map((x) => esc(x.name)).join(', ')}</dd>` +
-    (d.facility ? `<dt>${esc(t('facility'))}</dt><dd>${esc(d.facility.name)} · ${Math.round(d.facility.distance_m)} m</dd>` : '') +
-    `</dl><h3>${esc(t('volunteers'))}</h3><ul>${offers}</ul>${passed}` +
+    `<dt>${esc(t('community'))}</dt><dd id="detail-community">${esc(community.community?.name || t('no_community'))} (${esc(outcomeText(community))})</dd>` +
+    (community.candidates.length ? `<dt>${esc(t('candidates'))}</dt><dd>${names(community.candidates.map(communityName))}</dd>` : '') +
+    (d.broadcast.length ? `<dt>${esc(t('broadcast'))}</dt><dd id="detail-broadcast">${names(d.broadcast.map((c) => c.name))}</dd>` : '') +
+    `<dt>${esc(t('departments'))}</dt><dd id="detail-rules">${d.departments.map((x) => `${esc(x.name)}: ${esc(ruleText(x.rule))}`).join('<br>')}</dd>` +
+    `<dt>${esc(t('fallbacks'))}</dt><dd id="detail-fallbacks">${names(d.fallbacks.map((x) => x.name))}</dd>` +
+    (d.facility ? `<dt>${esc(t('facility'))}</dt><dd>${esc(d.facility.name)} · ${Math.round(d.facility.distance_m || 0)} m</dd>` : '') +
+    `</dl><h3>${esc(t('volunteers'))}</h3><ul id="detail-volunteers">${offers}</ul>${passed}` +
     `<h3>${esc(t('explanation'))}</h3><ul class="explanation" id="detail-explanation">${d.explanation.map((l) => `<li>${esc(l)}</li>`).join('')}</ul>` +
-    `<h3>${esc(t('reports'))} (${r.reports.length})</h3><ul>${reports}</ul>` +
+    `<h3>${esc(t('reports'))} (${r.reports.length})</h3><ul id="detail-reports">${reports}</ul>` +
     `<h3>${esc(t('timeline'))}</h3><ul class="timeline">${timeline}</ul>`;
   $('detail').hidden = false;
   $('detail').dataset.caseId = r.case_id;
@@ -113,7 +184,7 @@ export function renderDetail(r) {
 async function act(body, showLogin) {
   const id = state.detail.case_id;
   try {
-    state.detail = await api(`/api/cases/${encodeURIComponent(id)}/actions`, { method: 'POST', body });
+    state.detail = caseRecord(await api(`/api/cases/${encodeURIComponent(id)}/actions`, { method: 'POST', body }));
     renderDetail(state.detail);
     $('action-msg').textContent = t('done');
   } catch (err) {

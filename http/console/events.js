@@ -9,6 +9,7 @@ import { refreshDetail } from './detail.js';
 import { $ } from './dom.js';
 import { t } from './i18n.js';
 import { syncMarkers, updateMarker } from './map.js';
+import { caseSummary } from './record.js';
 import { state } from './state.js';
 
 /** The stream's own bookkeeping; no other module touches it. */
@@ -40,7 +41,7 @@ export function connect(signedOut) {
   stream.source = source;
   source.addEventListener('reset', (e) => { stream.resetPending = JSON.parse(e.data); stream.queue = []; setLive('on'); schedule(); });
   source.addEventListener('case', (e) => {
-    const c = JSON.parse(e.data);
+    const c = caseSummary(JSON.parse(e.data));
     if (!state.arrived.has(c.id)) state.arrived.set(c.id, Date.now()); // when each case first reached the page
     stream.queue.push(c);
     schedule();
@@ -76,7 +77,7 @@ function flush() {
     stream.resetPending = null;
     state.skew = new Date(reset.now).getTime() - Date.now();
     state.cases = new Map();
-    for (const c of reset.cases) state.cases.set(c.id, c);
+    for (const c of reset.cases) state.cases.set(c.id, caseSummary(c));
     syncMarkers();
     state.dirty = true;
     orderAndRender();

@@ -17,11 +17,17 @@ const I18N = {
     passed_over: 'Passed over: {0} unavailable, {1} without the skill, {2} at their hourly cap ({3} examined within {4}).',
     no_volunteers: 'No volunteers called for.', state: 'State', category: 'Category', address: 'Address', description: 'Description',
     reported: 'Reported', deadline: 'Deadline', reports: 'Reports', ack: 'Acknowledge escalation', reassign: 'Reassign', close: 'Close case',
-    split: 'Split out', reason: 'reason', note: 'note', done: 'Done.', refused: 'Refused: {0}', read_only: 'Operators only watch.',
+    split: 'Split out', note: 'note', done: 'Done.', refused: 'Refused: {0}', read_only: 'Operators only watch.',
     outcome_inside: 'inside', outcome_on_border: 'on a border', outcome_nearest: 'nearest, {0} m outside', outcome_unmatched: 'no community matched',
     rule_jurisdiction: '{0} rule for {1}', rule_catch_all: 'catch-all: {0}', facility: 'Nearest facility', layer_cases: 'Cases',
     layer_volunteers: 'Volunteers on duty', layer_communities: 'Communities', legend_esc: 'escalated', legend_open: 'not accepted',
     legend_vol: 'volunteer on duty', offer: 'offer {0}',
+    outcome_near_border: 'near a border, {0} m from another community', candidates: 'Candidates', broadcast: 'Broadcast to', none: 'none',
+    cancel_case: 'Cancel case', choose_department: '— choose a department —', reason_required: 'reason (required)',
+    need_department: 'Choose the department to reassign to.', need_reason: 'A reason is required.',
+    confirm_close: 'Close this priority {0} case?', confirm_cancel: 'Cancel this priority {0} case? Reason: {1}',
+    confirm_yes_close: 'Yes, close it', confirm_yes_cancel: 'Yes, cancel it', confirm_no: 'No, keep it open',
+    span_days: '{0}d {1}h',
     state_reported: 'reported', state_routed: 'routed', state_accepted: 'accepted', state_rejected: 'rejected',
     state_in_progress: 'in progress', state_resolved: 'resolved', state_closed: 'closed', state_cancelled: 'cancelled',
     system_emergency: 'emergency', system_commercial: 'commercial', system_public_service: 'public service', system_management: 'management',
@@ -37,11 +43,17 @@ const I18N = {
     passed_over: '跳过：{0} 人不在岗，{1} 人无此技能，{2} 人已达每小时上限（在 {4} 内检查 {3} 人）。',
     no_volunteers: '此类事件无需志愿者。', state: '状态', category: '类别', address: '地址', description: '描述',
     reported: '上报时间', deadline: '时限', reports: '报告', ack: '确认升级', reassign: '改派', close: '结案',
-    split: '拆分', reason: '原因', note: '备注', done: '已完成。', refused: '被拒绝：{0}', read_only: '值班观察员只能查看。',
+    split: '拆分', note: '备注', done: '已完成。', refused: '被拒绝：{0}', read_only: '值班观察员只能查看。',
     outcome_inside: '位于社区内', outcome_on_border: '位于边界上', outcome_nearest: '最近社区，界外 {0} 米', outcome_unmatched: '未匹配到社区',
     rule_jurisdiction: '{0}级规则：{1}', rule_catch_all: '兜底：{0}', facility: '最近设施', layer_cases: '事件',
     layer_volunteers: '在岗志愿者', layer_communities: '社区边界', legend_esc: '已升级', legend_open: '未签收',
     legend_vol: '在岗志愿者', offer: '邀请 {0}',
+    outcome_near_border: '靠近边界，距其他社区 {0} 米', candidates: '候选社区', broadcast: '广播至', none: '无',
+    cancel_case: '撤销事件', choose_department: '— 选择部门 —', reason_required: '原因（必填）',
+    need_department: '请选择改派的部门。', need_reason: '请填写原因。',
+    confirm_close: '确定结案这件优先级 {0} 的事件？', confirm_cancel: '确定撤销这件优先级 {0} 的事件？原因：{1}',
+    confirm_yes_close: '确定结案', confirm_yes_cancel: '确定撤销', confirm_no: '不，保留',
+    span_days: '{0}天{1}时',
     state_reported: '已上报', state_routed: '待签收', state_accepted: '已签收', state_rejected: '已退回',
     state_in_progress: '处理中', state_resolved: '已办结', state_closed: '已结案', state_cancelled: '已撤销',
     system_emergency: '应急', system_commercial: '商业服务', system_public_service: '公共服务', system_management: '社区管理',
@@ -102,10 +114,12 @@ export function fmtTime(iso, withDate) {
   return new Intl.DateTimeFormat(state.lang, opts).format(new Date(iso));
 }
 
-/** A span of `ms` (its sign ignored) as M:SS, or H:MM:SS from an hour. */
+/** A span of `ms` (its sign ignored) as M:SS, H:MM:SS from an hour, and from a day in days and
+ * hours in the page's language ("2d 23h", "2天23时"): a 72-hour deadline is not "71:59:43". */
 export function fmtSpan(ms) {
   const s = Math.floor(Math.abs(ms) / 1000);
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  const d = Math.floor(s / 86400), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
   const two = (n) => String(n).padStart(2, '0');
+  if (d > 0) return t('span_days', d, h % 24);
   return h > 0 ? `${h}:${two(m)}:${two(sec)}` : `${m}:${two(sec)}`;
 }

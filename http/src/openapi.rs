@@ -174,7 +174,7 @@ pub fn document() -> Value {
                         "404": not_found("case (or not a case id)"),
                         "409": error("The case's state or the loop's rules refuse it (`conflict`), e.g. accepting a case already accepted."),
                         "413": too_large,
-                        "422": error("The body is not an action (`invalid`)."),
+                        "422": error("The body is not an action, or a reason, note or department the action requires is blank (`invalid`): e.g. a `cancel` or `reassign` without a reason."),
                         "503": unavailable
                     }
                 }

@@ -2,7 +2,8 @@
 //! list and read everything; a department reads and moves its own cases and is refused another's;
 //! keys are required; a resident, through their source system's app (a source key), follows up by
 //! the source system's id, sees no personal data, and reopens the case by rating it unsolved; a
-//! department key may not use the residents' endpoints, a source key may not use the cases'. A
+//! department key may not use the residents' endpoints, a source key may not use the cases'; a
+//! blank reason (reassign, cancel) or note (progress) is refused as invalid. A
 //! department's webhook deliveries are visible to dispatchers and to that department, and the
 //! per-department figures count its acceptances. Every response is validated against the OpenAPI
 //! document the server serves (generated from the Rust types, committed as `docs/openapi.json`):
@@ -254,6 +255,21 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     let (status, _) =
         api.call(Method::POST, ACT, "/api/cases/api-sewer-1/actions", Some(DISPATCHER), Some(accept.clone())).await;
     assert_eq!(status, 403);
+    // Reassigning or cancelling needs a reason: a blank one is refused as invalid (422), before the
+    // case book is asked, and the case is as it was.
+    let as_it_was = service.cases.get("api-sewer-1").expect("record");
+    for (body, action) in [
+        (json!({"action": "reassign", "department": "dpw-ops-queue", "reason": ""}), "reassign"),
+        (json!({"action": "reassign", "department": "dpw-ops-queue", "reason": " \t "}), "reassign"),
+        (json!({"action": "cancel", "reason": ""}), "cancel"),
+        (json!({"action": "cancel", "reason": "   "}), "cancel"),
+    ] {
+        let (status, error) =
+            api.call(Method::POST, ACT, "/api/cases/api-sewer-1/actions", Some(DISPATCHER), Some(body)).await;
+        assert_eq!((status, error["code"].clone()), (422, json!("invalid")), "{action}: {error}");
+        assert_eq!(error["error"], format!("{action} needs a reason: it is blank"));
+    }
+    assert_eq!(service.cases.get("api-sewer-1").expect("record"), as_it_was);
 
     // An operator reads, and only reads.
     assert_eq!(api.call(Method::GET, CASE, "/api/cases/api-sewer-1", Some(OPERATOR), None).await.0, 200);
@@ -284,6 +300,8 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     assert_eq!(accepted["actor"], json!({"kind": "department", "id": "puc-sewer-ops"}));
     let (status, error) = act(accept.clone()).await;
     assert_eq!((status, error["code"].clone()), (409, json!("conflict")), "accepting twice");
+    let (status, error) = act(json!({"action": "progress", "note": ""})).await;
+    assert_eq!((status, error["code"].clone()), (422, json!("invalid")), "a blank note: {error}");
     let (status, error) = act(json!({"action": "accept", "by": "someone"})).await;
     assert_eq!((status, error["code"].clone()), (422, json!("invalid")));
     let (status, record) = act(json!({"action": "progress", "note": "crew on site"})).await;

@@ -6,7 +6,8 @@
 //! one console changes the case's state in the other; two reports of one incident are one row with
 //! both reports, split apart from the detail; a case every department rejected is on top of the
 //! board, escalated, until a dispatcher acknowledges it; the console reconnects after `linkbus up`
-//! restarts and shows what was published meanwhile; a screenshot with live cases is saved under
+//! restarts and shows what was published meanwhile; a countdown over a day reads in days and hours
+//! ("due in 2d 23h", "剩余 2天23时"); a screenshot with live cases is saved under
 //! the target folder (`UPDATE_SCREENSHOT=1` also writes `docs/console.png`). With 1,000 live cases
 //! it measures how long the page takes to apply them and its frame times while scrolling the board
 //! (printed; `docs/console.md` reports them).
@@ -22,22 +23,22 @@ use linkbus_tests::{Running, TestBus, WAIT, case, department_action, publish_cas
 use linkbus_wire::{Action, SourceSystem};
 use serde_json::{Value, json};
 
-const DISPATCHER: &str = "k-console-dispatcher-7c2e91d04ab35f68";
+pub(crate) const DISPATCHER: &str = "k-console-dispatcher-7c2e91d04ab35f68";
 const DISPATCHER_2: &str = "k-console-dispatcher-2-19e4c7a05b3d86f2";
 
 /// A free TCP port on the loopback interface.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// `linkbus up` on `bus` with two dispatcher keys, serving the API and the console on `port`.
-struct Linkbus {
+pub(crate) struct Linkbus {
     _process: Running,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Linkbus {
-    fn start(bus: &TestBus, dir: &std::path::Path, port: u16) -> Self {
+    pub(crate) fn start(bus: &TestBus, dir: &std::path::Path, port: u16) -> Self {
         Self::start_with(bus, dir, port, "")
     }
 
@@ -71,13 +72,13 @@ impl Linkbus {
 /// chromedriver in a process group of its own, with every Chromium it starts: on drop (a test
 /// that ends, or fails) the whole group gets SIGTERM (SIGKILL after 10 s), so no browser outlives
 /// the test.
-struct Driver {
+pub(crate) struct Driver {
     process: std::process::Child,
     url: String,
 }
 
 impl Driver {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         use std::os::unix::process::CommandExt as _;
         let binary = std::env::var("LINKBUS_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
         assert!(
@@ -102,7 +103,7 @@ impl Driver {
     }
 
     /// A fresh headless Chromium with its own profile (so its own cookies).
-    async fn browser(&self, profile: &std::path::Path) -> Client {
+    pub(crate) async fn browser(&self, profile: &std::path::Path) -> Client {
         let chromium = std::env::var("LINKBUS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
@@ -140,8 +141,49 @@ impl Drop for Driver {
     }
 }
 
+/// Watches the page from now on: what it reports as errors (`error` and `unhandledrejection`
+/// events, `console.error`) in `window.linkbusErrors`, and every POST it sends (`{url, body}`) in
+/// `window.linkbusPosts`, so a test can tell that something was not sent.
+const WATCH: &str = "window.linkbusErrors = []; window.linkbusPosts = []; \
+    window.addEventListener('error', (e) => window.linkbusErrors.push(String(e.message))); \
+    window.addEventListener('unhandledrejection', (e) => window.linkbusErrors.push(String(e.reason?.message ?? e.reason))); \
+    const error = console.error; \
+    console.error = (...args) => { window.linkbusErrors.push(args.map(String).join(' ')); error.apply(console, args); }; \
+    const fetch = window.fetch; \
+    window.fetch = (url, options) => { \
+      if (options?.method === 'POST') window.linkbusPosts.push({ url: String(url), body: JSON.parse(options.body || 'null') }); \
+      return fetch(url, options); };";
+
+/// What a console test starts with: a bus, `linkbus up` on it (`Linkbus::start`), chromedriver,
+/// and the folder of the configuration and the browsers' profiles. The fields drop in order: the
+/// browsers first, then `linkbus up`, then the bus.
+pub(crate) struct Setup {
+    pub(crate) driver: Driver,
+    pub(crate) linkbus: Linkbus,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) bus: TestBus,
+}
+
+impl Setup {
+    pub(crate) async fn start() -> Self {
+        let bus = TestBus::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let linkbus = Linkbus::start(&bus, dir.path(), free_port());
+        Self { driver: Driver::start(), linkbus, dir, bus }
+    }
+
+    /// A fresh Chromium with the profile `profile`, signed in with `key`, watched (`WATCH`) until
+    /// the page is loaded again.
+    pub(crate) async fn signed_in(&self, profile: &str, key: &str) -> Client {
+        let browser = self.driver.browser(&self.dir.path().join(profile)).await;
+        sign_in(&browser, &self.linkbus.base, key).await;
+        browser.execute(WATCH, vec![]).await.expect("watch the page");
+        browser
+    }
+}
+
 /// Opens the console and signs in with `key`; returns once the region's boundaries are drawn.
-async fn sign_in(browser: &Client, base: &str, key: &str) {
+pub(crate) async fn sign_in(browser: &Client, base: &str, key: &str) {
     browser.goto(base).await.expect("the console loads");
     let field = browser.wait().at_most(WAIT).for_element(Locator::Id("login-key")).await.expect("a sign-in form");
     field.send_keys(key).await.expect("type the key");
@@ -150,7 +192,7 @@ async fn sign_in(browser: &Client, base: &str, key: &str) {
 }
 
 /// Evaluates `script` (a function body) until it returns something other than `null`/`false`.
-async fn until(browser: &Client, what: &str, script: &str, args: Vec<Value>) -> Value {
+pub(crate) async fn until(browser: &Client, what: &str, script: &str, args: Vec<Value>) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let value = browser.execute(script, args.clone()).await.expect("script runs");
@@ -163,7 +205,7 @@ async fn until(browser: &Client, what: &str, script: &str, args: Vec<Value>) -> 
 }
 
 /// Waits until the board and the map of `browser` show `case_id`.
-async fn shows_case(browser: &Client, case_id: &str) {
+pub(crate) async fn shows_case(browser: &Client, case_id: &str) {
     browser
         .wait()
         .at_most(WAIT)
@@ -219,11 +261,19 @@ async fn publish_many(bus: &TestBus, prefix: &str, points: &[(f64, f64)]) -> Vec
 
 /// A case as the API gives it to a dispatcher.
 async fn read_case(linkbus: &Linkbus, case_id: &str) -> Value {
+    find_case(linkbus, case_id).await.unwrap_or_else(|| panic!("no case {case_id}"))
+}
+
+/// A case as the API gives it to a dispatcher; None while there is none (404).
+pub(crate) async fn find_case(linkbus: &Linkbus, case_id: &str) -> Option<Value> {
     let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
     let response =
         http.get(format!("{}api/cases/{case_id}", linkbus.base)).bearer_auth(DISPATCHER).send().await.expect("answer");
+    if response.status() == 404 {
+        return None;
+    }
     assert_eq!(response.status(), 200, "case {case_id}");
-    serde_json::from_slice(&response.bytes().await.expect("body")).expect("a record")
+    Some(serde_json::from_slice(&response.bytes().await.expect("body")).expect("a record"))
 }
 
 /// Where screenshots of a test run go: the target folder's scratch space.
@@ -505,14 +555,49 @@ async fn console_reconnects_after_linkbus_restarts_and_catches_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn countdowns_over_a_day_read_in_days_and_hours() {
+    let setup = Setup::start().await;
+    let browser = setup.signed_in("profile", DISPATCHER).await;
+    // Priority 3, accepted: 72 hours to resolve. Priority 4, routed: 4 hours to accept.
+    let sewer = case("due-sewer", SourceSystem::PublicService, "sewer_issues", -122.4194, 37.7599);
+    let mut lights = case("due-lights", SourceSystem::PublicService, "streetlights", -122.4330, 37.7840);
+    lights.data.priority = 4;
+    publish_case(&setup.bus.js, &sewer).await;
+    publish_case(&setup.bus.js, &lights).await;
+    shows_case(&browser, "due-sewer").await;
+    shows_case(&browser, "due-lights").await;
+    let reply = department_action(&setup.bus.client, "puc-sewer-ops", "due-sewer", Action::Accept {}).await;
+    assert!(reply.ok, "{reply:?}");
+    // The countdown of a row, once it shows `state` and its text contains `word`.
+    let due = |id: &str, state: &str, word: &str| {
+        format!(
+            "const row = document.querySelector('#board-rows .row[data-case-id=\"{id}\"]'); \
+             const due = row && row.querySelector('.badge.s-{state}') && row.querySelector('.due').textContent; \
+             return due && due.includes('{word}') && due"
+        )
+    };
+    let sewer_due =
+        until(&browser, "the accepted sewer's countdown", &due("due-sewer", "accepted", "due in"), vec![]).await;
+    // 72 hours less the moments since it was accepted: 3d 0h within the first second, then 2d 23h.
+    let sewer_due = sewer_due.as_str().expect("text");
+    assert!(["due in 3d 0h", "due in 2d 23h"].contains(&sewer_due), "{sewer_due}");
+    let lights_due =
+        until(&browser, "the street light's countdown", &due("due-lights", "routed", "due in"), vec![]).await;
+    let lights_due = lights_due.as_str().expect("text");
+    assert!(lights_due.starts_with("due in 3:59:") && lights_due.len() == "due in 3:59:00".len(), "{lights_due}");
+
+    browser.find(Locator::Id("lang")).await.expect("language button").click().await.expect("switch");
+    let sewer_due = until(&browser, "the countdown in Chinese", &due("due-sewer", "accepted", "剩余"), vec![]).await;
+    let sewer_due = sewer_due.as_str().expect("text");
+    assert!(["剩余 3天0时", "剩余 2天23时"].contains(&sewer_due), "{sewer_due}");
+    browser.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_with_a_thousand_live_cases() {
     const N: usize = 1000;
-    let bus = TestBus::start().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let linkbus = Linkbus::start(&bus, dir.path(), free_port());
-    let driver = Driver::start();
-    let browser = driver.browser(&dir.path().join("profile")).await;
-    sign_in(&browser, &linkbus.base, DISPATCHER).await;
+    let setup = Setup::start().await;
+    let browser = setup.signed_in("profile", DISPATCHER).await;
 
     // Arriving live, one SSE event each, while the board scrolls: frame times meanwhile.
     browser
@@ -522,7 +607,7 @@ async fn console_with_a_thousand_live_cases() {
     let started = std::time::Instant::now();
     let points = points(N);
     assert_eq!(points.len(), N);
-    publish_many(&bus, "load", &points).await;
+    publish_many(&setup.bus, "load", &points).await;
     until(&browser, "every case", "return window.linkbusConsole.caseCount() === 1000", vec![]).await;
     let live_secs = started.elapsed().as_secs_f64();
     let frames_live = until(&browser, "the frame times", "return window.framesWhileArriving || null", vec![]).await;

@@ -7,6 +7,8 @@ mod api;
 mod bench;
 mod cluster;
 mod console;
+mod console_actions;
+mod console_shapes;
 mod deadletter;
 mod embedded;
 mod faults;
