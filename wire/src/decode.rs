@@ -314,4 +314,27 @@ mod tests {
             assert_eq!(REJECTION_CODES.iter().filter(|c| **c == code).count(), 1);
         }
     }
+
+    #[test]
+    fn limits_hold_at_their_bounds() {
+        let body = event().to_string();
+        let exact = body.len();
+        decode_case_report(SUBJECT, body.as_bytes(), exact).expect("exactly at the size limit");
+        let err = decode_case_report(SUBJECT, body.as_bytes(), exact - 1).expect_err("a byte over");
+        assert_eq!(err, Rejection::TooLarge { size: exact, limit: exact - 1 });
+        decode_ingest(SUBJECT, Some("sf311-1"), body.as_bytes(), exact, &Claims::default()).expect("at the limit");
+        // Too large is said first, before the id is looked at: an oversized message is kept as an
+        // excerpt, whatever id it claims.
+        let err = decode_ingest(SUBJECT, Some("cad-F26-1"), body.as_bytes(), exact - 1, &Claims::default());
+        assert_eq!(err.expect_err("too large").code(), "too_large");
+
+        let mut v = event();
+        v["source"] = json!(format!("/{}", "s".repeat(255)));
+        decode_case_report(SUBJECT, v.to_string().as_bytes(), 1 << 16).expect("a source of 256 characters");
+        v["source"] = json!(format!("/{}", "s".repeat(256)));
+        let err = decode_case_report(SUBJECT, v.to_string().as_bytes(), 1 << 16).expect_err("257 characters");
+        assert!(err.to_string().contains("source"), "{err}");
+        v["source"] = json!("");
+        assert_eq!(decode(&v).expect_err("an empty source").code(), "invalid");
+    }
 }
