@@ -103,7 +103,6 @@ impl Actor {
 /// stores that entry back unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-#[schemars(transform = any_known_or_other)]
 pub enum TimelineEvent {
     /// The router gave the case to its departments (and offered it to volunteers); the note
     /// names them. Always the first entry.
@@ -213,15 +212,6 @@ impl TimelineEvent {
     /// Other notes (reasons for rejecting, department names, distances) stay internal.
     pub fn note_is_public(&self) -> bool {
         matches!(self, Self::Progress | Self::Resolved | Self::Closed)
-    }
-}
-
-/// A known name matches both its own `const` and [`TimelineEvent::Other`]'s plain string, so
-/// the alternatives schemars lists as `oneOf` are `anyOf`: any string is read, the known ones
-/// are listed with what they mean.
-fn any_known_or_other(schema: &mut schemars::Schema) {
-    if let Some(alternatives) = schema.remove("oneOf") {
-        schema.insert("anyOf".into(), alternatives);
     }
 }
 
@@ -517,6 +507,19 @@ impl Action {
             Self::Rate { .. } => "rate",
         }
     }
+
+    /// The text field this action requires that is blank (`department`, `reason` or `note`), if
+    /// any: such an action is refused whatever the case's state.
+    pub fn blank_required(&self) -> Option<&'static str> {
+        let blank = |text: &str| text.trim().is_empty();
+        match self {
+            Self::Reject { reason } | Self::Cancel { reason } => blank(reason).then_some("reason"),
+            Self::Progress { note } | Self::Resolve { note } | Self::Update { note } => blank(note).then_some("note"),
+            Self::Reassign { department, .. } if blank(department) => Some("department"),
+            Self::Reassign { reason, .. } => blank(reason).then_some("reason"),
+            _ => None,
+        }
+    }
 }
 
 /// A department's request on `action.<department>`: the action on one of its cases, e.g.
@@ -600,4 +603,39 @@ pub struct OfferClosed {
 
 fn optional_timestamp_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": ["string", "null"], "format": "date-time" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blank_required_field_is_named() {
+        let (text, blank) = ("closer".to_owned(), " \n".to_owned());
+        assert_eq!(Action::Reject { reason: blank.clone() }.blank_required(), Some("reason"));
+        assert_eq!(Action::Cancel { reason: text.clone() }.blank_required(), None);
+        assert_eq!(Action::Resolve { note: blank.clone() }.blank_required(), Some("note"));
+        assert_eq!(Action::Progress { note: text.clone() }.blank_required(), None);
+        let reassign =
+            |department: &str, reason: &str| Action::Reassign { department: department.into(), reason: reason.into() };
+        assert_eq!(reassign("", "closer").blank_required(), Some("department"));
+        assert_eq!(reassign("dpw", " ").blank_required(), Some("reason"));
+        assert_eq!(reassign("dpw", "closer").blank_required(), None);
+        assert_eq!(Action::Close { note: None }.blank_required(), None, "a close needs no note");
+        assert_eq!(Action::Accept {}.blank_required(), None);
+        assert_eq!(reassign("dpw", "closer").name(), "reassign");
+    }
+
+    #[test]
+    fn states_and_events_read_as_their_wire_names() {
+        for state in [CaseState::Routed, CaseState::InProgress, CaseState::Closed] {
+            let json = serde_json::to_value(state).expect("serializes");
+            assert_eq!(json.as_str(), Some(state.as_str()));
+        }
+        assert!(CaseState::Resolved.is_open() && !CaseState::Closed.is_open() && !CaseState::Cancelled.is_open());
+        assert!(TimelineEvent::Escalated == "escalated" && TimelineEvent::Escalated != "closed");
+        // Any string is read as an event (the untagged `Other`): the schema says anyOf, not oneOf.
+        let schema = serde_json::to_value(schemars::schema_for!(TimelineEvent)).expect("a schema");
+        assert!(schema.get("anyOf").is_some() && schema.get("oneOf").is_none(), "{schema}");
+    }
 }

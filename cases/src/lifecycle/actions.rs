@@ -23,6 +23,9 @@ pub fn act(
         return Err(Refused::Invalid(format!("case {} was merged into {primary}; act on that case", record.case_id)));
     }
     authorize(record, actor, action)?;
+    if let Some(field) = action.blank_required() {
+        return Err(Refused::Invalid(format!("{} needs a {field}", action.name())));
+    }
     let mut r = record.clone();
     let mut effects = Vec::new();
     let dept = (actor.kind == ActorKind::Department).then_some(actor.id.as_str());
@@ -43,7 +46,7 @@ pub fn act(
             if state != CaseState::Routed {
                 return invalid("reject");
             }
-            let reason = required(reason, "reject needs a reason")?;
+            let reason = reason.trim();
             let d = dept.unwrap_or_default().to_owned();
             r.departments.retain(|x| *x != d);
             r.rejected_by.push(d.clone());
@@ -57,14 +60,7 @@ pub fn act(
                 return invalid("report progress on");
             }
             r.state = CaseState::InProgress;
-            log(
-                &mut r,
-                now,
-                TimelineEvent::Progress,
-                actor,
-                dept,
-                Some(required(note, "progress needs a note")?.to_owned()),
-            );
+            log(&mut r, now, TimelineEvent::Progress, actor, dept, Some(note.trim().to_owned()));
         }
         Action::Resolve { note } => {
             let from_source =
@@ -75,14 +71,7 @@ pub fn act(
             r.accept_by = None;
             r.state = CaseState::Resolved;
             r.resolve_by = None;
-            log(
-                &mut r,
-                now,
-                TimelineEvent::Resolved,
-                actor,
-                dept,
-                Some(required(note, "resolve needs a note")?.to_owned()),
-            );
+            log(&mut r, now, TimelineEvent::Resolved, actor, dept, Some(note.trim().to_owned()));
             if from_source {
                 effects.extend(withdraw_offers(&mut r, "case_closed"));
             }
@@ -105,28 +94,14 @@ pub fn act(
             r.state = CaseState::Cancelled;
             r.accept_by = None;
             r.resolve_by = None;
-            log(
-                &mut r,
-                now,
-                TimelineEvent::Cancelled,
-                actor,
-                None,
-                Some(required(reason, "cancel needs a reason")?.to_owned()),
-            );
+            log(&mut r, now, TimelineEvent::Cancelled, actor, None, Some(reason.trim().to_owned()));
             effects.extend(withdraw_offers(&mut r, "case_closed"));
         }
         Action::Update { note } => {
             if !state.is_open() {
                 return invalid("update");
             }
-            log(
-                &mut r,
-                now,
-                TimelineEvent::SourceUpdated,
-                actor,
-                None,
-                Some(required(note, "update needs a note")?.to_owned()),
-            );
+            log(&mut r, now, TimelineEvent::SourceUpdated, actor, None, Some(note.trim().to_owned()));
         }
         Action::Reassign { department, reason } => {
             if !state.is_open() {
@@ -141,7 +116,7 @@ pub fn act(
             r.accept_by = Some(now + policy.deadlines(r.priority).accept);
             r.resolve_by = None;
             r.escalation_open = false;
-            let note = Some(required(reason, "reassign needs a reason")?.to_owned());
+            let note = Some(reason.trim().to_owned());
             log(&mut r, now, TimelineEvent::Reassigned, actor, Some(department), note);
             effects.push(Effect::Assign { department: department.clone(), reason: AssignmentReason::Reassigned });
         }
@@ -183,11 +158,6 @@ pub fn is_repeat(record: &CaseRecord, actor: &Actor, action: &Action) -> bool {
         _ => return false,
     };
     record.timeline.iter().any(|e| e.actor == *actor && e.event == event && e.note.as_deref() == Some(note.trim()))
-}
-
-fn required<'a>(text: &'a str, message: &str) -> Result<&'a str, Refused> {
-    let text = text.trim();
-    if text.is_empty() { Err(Refused::Invalid(message.to_owned())) } else { Ok(text) }
 }
 
 fn authorize(r: &CaseRecord, actor: &Actor, action: &Action) -> Result<(), Refused> {

@@ -152,13 +152,7 @@ pub fn parse_action(body: &[u8]) -> Result<Action, ApiError> {
 /// department), and text fields longer than the bus accepts in a report: 422 before the case book
 /// is asked, whatever the case's state.
 pub(super) fn check_texts(action: &Action) -> Result<(), ApiError> {
-    let required: Vec<(&str, &str)> = match action {
-        Action::Reject { reason } | Action::Cancel { reason } => vec![("reason", reason)],
-        Action::Progress { note } | Action::Resolve { note } | Action::Update { note } => vec![("note", note)],
-        Action::Reassign { department, reason } => vec![("department", department), ("reason", reason)],
-        _ => vec![],
-    };
-    if let Some((field, _)) = required.iter().find(|(_, text)| text.trim().is_empty()) {
+    if let Some(field) = action.blank_required() {
         return Err(ApiError::Invalid(format!("{} needs a {field}: it is blank", action.name())));
     }
     let texts: Vec<&str> = match action {
