@@ -17,7 +17,7 @@ import { initDetail, renderDetail, select } from './detail.js';
 import { $ } from './dom.js';
 import { connect, disconnect, invalidate, setLive } from './events.js';
 import { fmtTime, t, tz } from './i18n.js';
-import { buildLegend, communityCount, initMap, loadVolunteers, mapCaseIds } from './map.js';
+import { buildLegend, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds } from './map.js';
 import { serverNow, state } from './state.js';
 
 /** Writes every text of the page in the page's language. */
@@ -95,6 +95,7 @@ window.linkbusConsole = {
   state: (id) => state.cases.get(id)?.state,
   arrivedAt: (id) => state.arrived.get(id) ?? null,
   measureFrames,
+  dotPoint,
 };
 
 start();
