@@ -74,6 +74,14 @@ async fn seen(browser: &Client) -> Value {
     browser.execute(SEEN, vec![]).await.expect("what the page announced")
 }
 
+/// Waits until the page has made `n` notifications and the last is shown; then what it announced.
+async fn notified(browser: &Client, n: usize) -> Value {
+    let script =
+        "const notes = window.linkbusNotes; return notes.length === arguments[0] && notes[notes.length - 1].shown";
+    until(browser, &format!("notification {n} shown"), script, vec![json!(n)]).await;
+    seen(browser).await
+}
+
 /// A console whose notifications are granted, signed in, recording notifications and sound, with
 /// alerts turned on by a click (a user gesture, as the browser requires for sound).
 async fn alerting(setup: &Setup) -> Client {
@@ -144,14 +152,7 @@ async fn a_new_p1_alerts_once_a_p3_does_not_and_p1_is_drawn_on_top() {
     .await;
     let fire = reply["cases"][0]["case_id"].as_str().expect("a case id").to_owned();
     shows_case(&browser, &fire).await;
-    until(
-        &browser,
-        "the fire's notification shown",
-        "return window.linkbusNotes.length === 1 && window.linkbusNotes[0].shown",
-        vec![],
-    )
-    .await;
-    let after = seen(&browser).await;
+    let after = notified(&browser, 1).await;
     let note = &after["notes"][0];
     assert_eq!(note["title"], "New priority 1 case", "{after}");
     let body = note["body"].as_str().expect("a body");
@@ -181,14 +182,7 @@ async fn a_new_p1_alerts_once_a_p3_does_not_and_p1_is_drawn_on_top() {
     // The CAD's "2nd alarm": announced once, with what changed.
     let reply = cad(bus, json!({"kind": "update", "incident_id": "F26-9", "narrative": "2nd alarm"})).await;
     assert_eq!(reply["cases"][0]["outcome"], "updated", "{reply}");
-    until(
-        &browser,
-        "the update's notification",
-        "return window.linkbusNotes.length === 2 && window.linkbusNotes[1].shown",
-        vec![],
-    )
-    .await;
-    let updated = seen(&browser).await;
+    let updated = notified(&browser, 2).await;
     assert_eq!(updated["notes"][1]["title"], "Priority 1 case updated by its source", "{updated}");
     assert!(updated["notes"][1]["body"].as_str().expect("body").ends_with("\nCAD F26-9: 2nd alarm"), "{updated}");
     assert_eq!(updated["sounds"], 4 + 3, "{updated}");
@@ -237,7 +231,7 @@ async fn an_escalated_p2_alerts_and_shows_the_time_since_it_was_reported() {
     event.data.address = Some("300 Haight St".into());
     publish_case(&bus.js, &event).await;
     shows_case(&browser, "alert-esc").await;
-    until(&browser, "the new case's notification", "return window.linkbusNotes.length === 1", vec![]).await;
+    notified(&browser, 1).await;
     for _ in 0..5 {
         let record = find_case(linkbus, "alert-esc").await.expect("the case");
         if record["state"] == "rejected" {
@@ -251,8 +245,7 @@ async fn an_escalated_p2_alerts_and_shows_the_time_since_it_was_reported() {
         assert!(reply.ok, "{reply:?}");
     }
     page_case(&browser, "alert-esc", "rejected").await;
-    until(&browser, "the escalation's notification", "return window.linkbusNotes.length === 2", vec![]).await;
-    let shown = seen(&browser).await;
+    let shown = notified(&browser, 2).await;
     assert_eq!(shown["notes"][0]["title"], "新的优先级 2 事件", "{shown}");
     assert_eq!(shown["notes"][1]["title"], "优先级 2 事件已升级", "{shown}");
     assert!(shown["notes"][1]["body"].as_str().expect("body").ends_with(" · 300 Haight St"), "{shown}");
