@@ -30,6 +30,8 @@ const alerts = {
   raised: new Set(),
   /** Whether the first `reset` was seen: until then every case was there before the page. */
   baseline: false,
+  /** The server's time of the last `reset` (ms). */
+  resetAt: 0,
   /** Alerts found in this frame and not yet announced. */
   pending: [],
   /** What was announced, oldest first (for the tests): `{kind, id, priority, sound, notified}`. */
@@ -147,11 +149,18 @@ export function noticeChange(old, c) {
   }
 }
 
-/** A `reset` applied: the first is the baseline (nothing alerts); a later one (after a
- * reconnection) alerts what changed meanwhile. `previous` is the cases before it. */
-export function noticeReset(previous) {
+/** A `reset` sent at `now` (the server's ISO time) applied: the first is the baseline (nothing
+ * alerts); a later one (after a reconnection) alerts what changed meanwhile. `previous` is the
+ * cases before it. A case the page lacked but made before the last `reset` is not new: that
+ * `reset` left it out (it holds the 5,000 cases changed last). */
+export function noticeReset(previous, now) {
+  const resetAt = alerts.resetAt;
+  alerts.resetAt = Date.parse(now);
   if (!alerts.baseline) { alerts.baseline = true; return; }
-  for (const c of state.cases.values()) noticeChange(previous.get(c.id), c);
+  for (const c of state.cases.values()) {
+    const old = previous.get(c.id);
+    if (old || Date.parse(c.created_at) >= resetAt) noticeChange(old, c);
+  }
 }
 
 /** Sounds and notifies the alerts noticed this frame: one sound (for the most urgent), a

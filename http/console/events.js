@@ -87,7 +87,7 @@ function flush() {
     const previous = state.cases;
     state.cases = new Map();
     for (const c of reset.cases) state.cases.set(c.id, caseSummary(c));
-    noticeReset(previous);
+    noticeReset(previous, reset.now);
     syncMarkers();
     state.dirty = true;
     orderAndRender();
