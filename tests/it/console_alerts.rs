@@ -267,3 +267,37 @@ async fn an_escalated_p2_alerts_and_shows_the_time_since_it_was_reported() {
     assert_eq!(shown["errors"], json!([]), "the page reported errors");
     browser.close().await.expect("close the browser");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p1_that_came_while_reconnecting_alerts_once_after() {
+    let bus = TestBus::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let setup = Setup { driver: Driver::start(), linkbus: Linkbus::start(&bus, dir.path(), port), dir, bus };
+    let browser = alerting(&setup).await;
+    let Setup { driver: _driver, linkbus, dir, bus } = setup;
+    let mut live = case("alert-live", SourceSystem::Emergency, "fire", -122.4194, 37.7599);
+    live.data.priority = 1;
+    publish_case(&bus.js, &live).await;
+    shows_case(&browser, "alert-live").await;
+    assert_eq!(notified(&browser, 1).await["alerts"], json!([["new", "alert-live"]]));
+
+    drop(linkbus); // SIGTERM: the event stream ends; the page reconnects by itself.
+    until(&browser, "the page to notice", "return document.getElementById('live').classList.contains('off')", vec![])
+        .await;
+    let mut meanwhile = case("alert-meanwhile", SourceSystem::Emergency, "medical_emergency", -122.4862, 37.7694);
+    meanwhile.data.priority = 1;
+    publish_case(&bus.js, &meanwhile).await;
+    let _linkbus = Linkbus::start(&bus, dir.path(), port);
+
+    // The `reset` after reconnecting holds both: only the one the page had not seen alerts.
+    shows_case(&browser, "alert-meanwhile").await;
+    let after = notified(&browser, 2).await;
+    assert_eq!(after["alerts"], json!([["new", "alert-live"], ["new", "alert-meanwhile"]]), "{after}");
+    assert_eq!(
+        (after["sounds"].clone(), after["title"].clone()),
+        (json!(1 + 3 + 3), json!("(2 P1) Dispatcher console"))
+    );
+    assert_eq!(after["errors"], json!([]), "the page reported errors");
+    browser.close().await.expect("close the browser");
+}
