@@ -6,6 +6,12 @@
 //! `Notification` and `AudioContext` in subclasses that record each notification (title, body,
 //! shown) and each oscillator started, and otherwise do what the real ones do. Nothing here waits
 //! for a time to pass: each check waits for the page to show a state, then asserts what it did.
+//!
+//! A new P1 is announced (notification with category and address, title, counter, pinned strip,
+//! beeps), one there before the page is not, a P3 is not and is drawn under a P1 at the same
+//! place, a source's update of a P1 is announced once; an escalated P2 is announced (in Chinese)
+//! and shows the time since its report; a P1 that came while the page reconnected is announced
+//! once after, and not the one announced before.
 
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, Locator};
