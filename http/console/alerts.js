@@ -1,7 +1,7 @@
 // Urgent things announce themselves. A new or escalated priority 1–2 case, one raised to priority
-// 1–2, and a source's update of one (a CAD "2nd alarm", `source_updated` on the timeline) make a
-// sound (made with the Web Audio API, no audio file) and a desktop notification (Notification API,
-// with the dispatcher's permission, asked for by the "enable alerts" button and remembered). Only
+// 1 or 2, and a source's update of one (a CAD "2nd alarm", `source_updated` on the timeline) make
+// a sound (made with the Web Audio API, no audio file) and a desktop notification (Notification
+// API, with the dispatcher's permission, asked for by the "enable alerts" button and remembered). Only
 // what happens while the page is open alerts: the cases of the first `reset` were there before,
 // and each alert is raised once (by case and event), however often its event arrives. The header
 // counts what is urgent (P1 open · escalated · overdue · unaccepted), the document's title shows
@@ -18,6 +18,8 @@ const URGENT = 2;
 const MAX_NOTIFICATIONS = 3;
 /** At most this many P1 cases pinned above the board; a last chip says how many more. */
 const MAX_PINNED = 3;
+/** The announcements kept for the tests (the last ones). */
+const MAX_LOG = 500;
 
 /** The alerts' own bookkeeping; no other module touches it. */
 const alerts = {
@@ -139,7 +141,7 @@ export function noticeChange(old, c) {
   if (!old) found.push(['new', `new:${c.id}`]);
   else {
     if (c.escalation_open && !old.escalation_open) found.push(['escalated', `escalated:${c.id}:${c.updated_at}`]);
-    if (old.priority > URGENT) found.push(['raised', `raised:${c.id}:${c.priority}`]);
+    if (c.priority < old.priority) found.push(['raised', `raised:${c.id}:${c.priority}`]);
     if (c.source_update && c.source_update.at !== old.source_update?.at) found.push(['update', `update:${c.id}:${c.source_update.at}`]);
   }
   for (const [kind, key] of found) {
@@ -176,6 +178,7 @@ export function announce() {
     const notified = alerts.on && i < MAX_NOTIFICATIONS && notify(kind, c);
     alerts.log.push({ kind, id: c.id, priority: c.priority, sound: sound && i === 0, notified });
   });
+  if (alerts.log.length > MAX_LOG) alerts.log.splice(0, alerts.log.length - MAX_LOG);
   if (alerts.on && found.length > MAX_NOTIFICATIONS) notifyMore(found.length - MAX_NOTIFICATIONS);
 }
 
