@@ -11,13 +11,14 @@
 // Modules: state.js (the shared state) · i18n.js (words, times) · api.js (HTTP) · events.js (the
 // stream and the per-frame update) · cases.js (filter and order) · board.js · map.js · detail.js ·
 // dom.js. This one signs in and out, switches the language, and wires the views together.
+import { alertLog, initAlerts, renderAlertsButton, renderUrgent } from './alerts.js';
 import { api } from './api.js';
 import { fillFilters, initBoard, measureFrames, renderRows } from './board.js';
 import { initDetail, renderDetail, select } from './detail.js';
 import { $ } from './dom.js';
 import { connect, disconnect, invalidate, setLive } from './events.js';
 import { fmtTime, t, tz } from './i18n.js';
-import { buildLegend, communityCount, initMap, loadVolunteers, mapCaseIds } from './map.js';
+import { buildLegend, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds } from './map.js';
 import { serverNow, state } from './state.js';
 
 /** Writes every text of the page in the page's language. */
@@ -28,6 +29,7 @@ function applyLanguage() {
   $('login-key').placeholder = t('sign_in_hint');
   if (state.region) { fillFilters(); buildLegend(); }
   setLive(state.live);
+  renderAlertsButton();
   invalidate();
   if (state.detail) renderDetail(state.detail);
 }
@@ -82,9 +84,11 @@ function tick() {
   $('clock').textContent = fmtTime(new Date(serverNow()).toISOString(), true);
   $('clock').title = tz() || '';
   renderRows();
+  renderUrgent();
 }
 
 initDetail(showLogin);
+initAlerts(select);
 
 // Hooks for tests and measurements.
 window.linkbusConsole = {
@@ -95,6 +99,8 @@ window.linkbusConsole = {
   state: (id) => state.cases.get(id)?.state,
   arrivedAt: (id) => state.arrived.get(id) ?? null,
   measureFrames,
+  alerts: alertLog,
+  dotPoint,
 };
 
 start();

@@ -1,6 +1,6 @@
 // The case board beside the map: the filters, the order, and the rows. It is virtualised: only
 // the rows in view (and a few more) exist in the page, so 1,000+ live cases stay smooth.
-import { STATES, SYSTEMS, compare, matches, rank } from './cases.js';
+import { STATES, SYSTEMS, compare, isDone, matches, rank } from './cases.js';
 import { $, esc, option } from './dom.js';
 import { fmtSpan, stateName, t } from './i18n.js';
 import { applyMarkerFilter } from './map.js';
@@ -62,8 +62,10 @@ function communityName(id) { return state.region.communities.find((c) => c.id ==
 /** A category's name in the region, else its id. */
 export function categoryName(id) { return state.region.categories.find((c) => c.id === id)?.name || id; }
 
-function due(c) {
-  if (!c.deadline) return ['', false];
+/** A case's countdown as `[text, overdue]`: the deadline that runs, else (at the top of the
+ * escalation ladder, where none runs) the time since it was reported; '' once done. */
+export function dueText(c) {
+  if (!c.deadline) return isDone(c) ? ['', false] : [t('since', fmtSpan(serverNow() - Date.parse(c.created_at))), false];
   const left = Date.parse(c.deadline) - serverNow();
   return left >= 0 ? [t('due_in', fmtSpan(left)), false] : [t('overdue', fmtSpan(left)), true];
 }
@@ -71,7 +73,7 @@ function rowClass(c) {
   return ['row', c.escalation_open ? 'escalated' : rank(c) === 1 ? 'unaccepted' : '', c.id === state.selected ? 'selected' : ''].join(' ');
 }
 function rowInner(c) {
-  const [dueText, overdue] = due(c);
+  const [due, overdue] = dueText(c);
   const merged = c.source_ids.length > 1 ? ` <span class="badge merged">${esc(t('reports_n', c.source_ids.length))}</span>` : '';
   const escBadge = c.escalation_open ? ` <span class="badge esc">${esc(t('escalated'))}</span>` : '';
   const dept = c.accepted_by || c.departments.join(', ');
@@ -79,7 +81,7 @@ function rowInner(c) {
     `<span class="title">${esc(categoryName(c.category))} · ${esc(communityName(c.community) || t('no_community'))}${merged}${escBadge}</span>` +
     `<span class="badge s-${c.state}">${esc(stateName(c.state))}</span>` +
     `<span class="sub">${esc(c.source_ids[0])} · ${esc(dept)}</span>` +
-    `<span class="due${overdue ? ' overdue' : ''}">${esc(dueText)}</span>`;
+    `<span class="due${overdue ? ' overdue' : ''}">${esc(due)}</span>`;
 }
 
 /** Writes the rows in view. Their elements are kept and only what changed is written, so a row

@@ -20,10 +20,13 @@ export function matches(c, f) {
     (!f.department || c.departments.includes(f.department) || c.accepted_by === f.department);
 }
 
+/** Whether no department has accepted case `c` yet (reported, routed or rejected). */
+export function isUnaccepted(c) { return c.state === 'routed' || c.state === 'rejected' || c.state === 'reported'; }
+
 /** The board's group of a case: 0 escalated, 1 not accepted by anyone, 2 being handled, 3 done. */
 export function rank(c) {
   if (c.escalation_open) return 0;
-  if (c.state === 'routed' || c.state === 'rejected' || c.state === 'reported') return 1;
+  if (isUnaccepted(c)) return 1;
   return DONE.has(c.state) ? 3 : 2;
 }
 

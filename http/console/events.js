@@ -3,6 +3,7 @@
 // frame, to the cases, the map, the board and the opened case. When the stream drops the browser
 // reconnects by itself and the next `reset` catches up; a refused stream asks whether the session
 // still holds.
+import { announce, noticeChange, noticeReset, renderUrgent } from './alerts.js';
 import { api } from './api.js';
 import { orderAndRender } from './board.js';
 import { refreshDetail } from './detail.js';
@@ -20,7 +21,7 @@ const stream = {
   queue: [],
   /** A `reset` not yet applied (`{cases, now}`), or null. */
   resetPending: null,
-  /** The animation frame requested to apply them, or 0 when none is. */
+  /** The animation frame (in a hidden page, the timer) requested to apply them, or 0 when none is. */
   frame: 0,
 };
 
@@ -62,7 +63,14 @@ export function disconnect() {
   if (stream.source) { stream.source.close(); stream.source = null; }
 }
 
-function schedule() { if (!stream.frame) stream.frame = requestAnimationFrame(flush); }
+/** Applies what arrived at the next animation frame; a hidden page gets none, so there a timer
+ * does it (within a second): the alerts of a console in a background tab still sound. */
+function schedule() {
+  if (!stream.frame) stream.frame = document.hidden ? setTimeout(flush, 0) : requestAnimationFrame(flush);
+}
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden && stream.frame) { cancelAnimationFrame(stream.frame); stream.frame = 0; schedule(); }
+});
 
 /** Orders and redraws the board at the next frame (filters or language changed). */
 export function invalidate() { state.dirty = true; schedule(); }
@@ -76,8 +84,10 @@ function flush() {
     const reset = stream.resetPending;
     stream.resetPending = null;
     state.skew = new Date(reset.now).getTime() - Date.now();
+    const previous = state.cases;
     state.cases = new Map();
     for (const c of reset.cases) state.cases.set(c.id, caseSummary(c));
+    noticeReset(previous, reset.now);
     syncMarkers();
     state.dirty = true;
     orderAndRender();
@@ -90,6 +100,7 @@ function flush() {
     for (const c of batch) {
       const old = state.cases.get(c.id);
       if (old && Date.parse(old.updated_at) > Date.parse(c.updated_at)) continue; // an older copy arriving late
+      noticeChange(old, c);
       if (c.merged_into) state.cases.delete(c.id); else state.cases.set(c.id, c);
       updateMarker(c);
     }
@@ -101,4 +112,6 @@ function flush() {
   } else if (state.dirty) {
     orderAndRender();
   }
+  announce();
+  renderUrgent();
 }

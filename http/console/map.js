@@ -41,6 +41,8 @@ const view = {
   onDuty: '',
   /** Opens a case: what a click on its dot does (given to `initMap`). */
   select: null,
+  /** A dot was added to the canvas since the open P1 dots were last brought to its top. */
+  p1Below: false,
 };
 
 /** Draws the region (its communities, `geojson`) and makes the layers; `select(id)` opens a case
@@ -112,6 +114,7 @@ export function updateMarker(c) {
     return;
   }
   if (existing) {
+    if (isP1(c) && !isP1(existing.caseRef)) view.p1Below = true;
     existing.setLatLng([c.lat, c.lon]);
     existing.setStyle(markerStyle(c));
     existing.caseRef = c;
@@ -122,6 +125,18 @@ export function updateMarker(c) {
   m.on('click', () => view.select(c.id));
   view.markers.set(c.id, m);
   view.caseLayer.addLayer(m);
+  view.p1Below = true;
+}
+
+/** Whether case `c`'s dot is drawn above every other: priority 1 and open. */
+const isP1 = (c) => c.priority === 1 && !isDone(c);
+
+/** Brings the open P1 dots to the top of the canvas (drawn last), if a dot was added above them:
+ * a red dot is never hidden under a later yellow one or a volunteer. */
+function raiseP1() {
+  if (!view.p1Below) return;
+  view.p1Below = false;
+  for (const m of view.markers.values()) if (isP1(m.caseRef) && view.caseLayer.hasLayer(m)) m.bringToFront();
 }
 
 /** The dots after a `reset`: those of cases gone removed, every other one updated. */
@@ -136,8 +151,9 @@ export function applyMarkerFilter(f) {
     const c = state.cases.get(id);
     const show = c && matches(c, f);
     const shown = view.caseLayer.hasLayer(m);
-    if (show && !shown) view.caseLayer.addLayer(m); else if (!show && shown) view.caseLayer.removeLayer(m);
+    if (show && !shown) { view.caseLayer.addLayer(m); view.p1Below = true; } else if (!show && shown) view.caseLayer.removeLayer(m);
   }
+  raiseP1();
 }
 
 /** Reads the volunteers and redraws those on duty if they changed. */
@@ -153,6 +169,8 @@ export async function loadVolunteers() {
       if (!v.available) continue;
       view.volunteerLayer.addLayer(L.circleMarker([v.lat, v.lon], { renderer: view.canvas, radius: 2, stroke: false, fillColor: '#2a9d8f', fillOpacity: 0.6, interactive: false }));
     }
+    view.p1Below = true;
+    raiseP1();
   } catch (_) { /* shown again on the next refresh */ }
 }
 
@@ -193,6 +211,14 @@ export function clearRouting() {
 
 /** The ids of the cases whose dots the map shows (for the tests). */
 export function mapCaseIds() { return [...view.markers.keys()].filter((id) => view.caseLayer.hasLayer(view.markers.get(id))); }
+
+/** Where case `id`'s dot is in the window (client pixels), or null without one (for the tests). */
+export function dotPoint(id) {
+  const m = view.markers.get(id);
+  if (!m) return null;
+  const p = view.map.latLngToContainerPoint(m.getLatLng()), box = view.map.getContainer().getBoundingClientRect();
+  return { x: box.left + p.x, y: box.top + p.y };
+}
 
 /** How many community boundaries are drawn (for the tests). */
 export function communityCount() { return view.communityShapes.size; }

@@ -43,7 +43,7 @@ impl Linkbus {
     }
 
     /// [`Linkbus::start`], with `extra` appended to the configuration.
-    fn start_with(bus: &TestBus, dir: &std::path::Path, port: u16, extra: &str) -> Self {
+    pub(crate) fn start_with(bus: &TestBus, dir: &std::path::Path, port: u16, extra: &str) -> Self {
         let hash = |key: &str| linkbus_http::auth::hash_key(key);
         let config = linkbus_tests::write_config(
             dir,

@@ -8,6 +8,7 @@ mod bench;
 mod cluster;
 mod console;
 mod console_actions;
+mod console_alerts;
 mod console_shapes;
 mod deadletter;
 mod embedded;

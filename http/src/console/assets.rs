@@ -25,6 +25,7 @@ macro_rules! asset {
 /// imports, the styles, and Leaflet (a classic script that sets `window.L`).
 pub(super) const ASSETS: &[Asset] = &[
     asset!("app.js", JS),
+    asset!("alerts.js", JS),
     asset!("api.js", JS),
     asset!("board.js", JS),
     asset!("cases.js", JS),

@@ -4,7 +4,7 @@
 
 use jiff::Timestamp;
 use linkbus_geo_data::Region;
-use linkbus_wire::{CaseRecord, CaseState, SourceSystem};
+use linkbus_wire::{CaseRecord, CaseState, SourceSystem, TimelineEvent};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -104,6 +104,20 @@ pub struct CaseSummary {
     /// its report).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+    /// The source's last update of the case (`source_updated` on the timeline, e.g. a CAD "2nd
+    /// alarm"), if any: the page alerts once per update of an urgent case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_update: Option<SourceUpdate>,
+}
+
+/// A source's update of a case, as the board's summary carries the last one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceUpdate {
+    /// When it was recorded (identifies it: the page alerts once per update).
+    pub at: Timestamp,
+    /// What the source said changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl CaseSummary {
@@ -142,6 +156,12 @@ impl CaseSummary {
             created_at: r.created_at,
             updated_at: r.updated_at,
             merged_into: r.merged_into.clone(),
+            source_update: r
+                .timeline
+                .iter()
+                .rev()
+                .find(|e| e.event == TimelineEvent::SourceUpdated)
+                .map(|e| SourceUpdate { at: e.at, note: e.note.clone() }),
         }
     }
 }
@@ -194,6 +214,24 @@ mod tests {
         assert_eq!(summary.systems, [SourceSystem::Emergency, SourceSystem::PublicService]);
         r.state = CaseState::Closed;
         assert_eq!(CaseSummary::of(&r).deadline, None);
+    }
+
+    #[test]
+    fn a_summary_carries_the_sources_last_update() {
+        let mut r = example();
+        assert_eq!(CaseSummary::of(&r).source_update, None);
+        let entry = |at: Timestamp, note: &str| linkbus_wire::TimelineEntry {
+            at,
+            event: TimelineEvent::SourceUpdated,
+            actor: linkbus_wire::Actor { kind: linkbus_wire::ActorKind::Source, id: "cad".into() },
+            department: None,
+            note: Some(note.into()),
+        };
+        let later = r.updated_at + jiff::SignedDuration::from_secs(60);
+        r.timeline.push(entry(r.updated_at, "2nd alarm"));
+        r.timeline.push(entry(later, "3rd alarm"));
+        let update = CaseSummary::of(&r).source_update.expect("the last update");
+        assert_eq!((update.at, update.note.as_deref()), (later, Some("3rd alarm")));
     }
 
     #[test]
