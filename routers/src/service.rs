@@ -350,7 +350,15 @@ impl Worker<'_> {
     async fn handle(&self, msg: jetstream::Message) {
         let (js, state, config) = (self.js, self.state, self.config);
         let msg_id = msg.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str());
-        let outcome = match decode_ingest(&msg.subject, msg_id, &msg.payload, config.max_payload, &config.claims) {
+        // CloudEvents' binary mode on NATS puts the attributes in `ce-` headers; linkbus reads
+        // the structured mode only, and says so rather than fail on the body.
+        let binary = msg.headers.as_ref().is_some_and(|h| h.get("ce-specversion").is_some());
+        let decoded = if binary {
+            Err(Rejection::binary_mode())
+        } else {
+            decode_ingest(&msg.subject, msg_id, &msg.payload, config.max_payload, &config.claims)
+        };
+        let outcome = match decoded {
             Ok(event) => {
                 let redelivered = msg.info().map_or(true, |i| i.delivered > 1);
                 route(js, self.cases, state, config, event, redelivered).await
@@ -473,7 +481,7 @@ async fn route(
             let case_id = event.id;
             let decision = state.decide(&event.data);
             let now = Timestamp::now();
-            let routed = CloudEvent::new(
+            let mut routed = CloudEvent::new(
                 format!("{case_id}:routed"),
                 &config.source,
                 wire::TYPE_CASE_ROUTED,
@@ -481,6 +489,8 @@ async fn route(
                 now,
                 RoutedCase { case_id, source: event.source, case: event.data, decision, routed_at: now },
             );
+            // The report's extension attributes (a trace context) go with everything about it.
+            routed.extensions = event.extensions;
             let body = to_bytes(&routed);
             let ack = nats::publish(js, timeline.clone(), &routed.id, body.clone())
                 .await?
@@ -571,7 +581,7 @@ fn fan_out(routed: &CloudEvent<RoutedCase>, body: &Bytes) -> Vec<(String, String
             skill: skill.clone(),
         };
         let id = format!("{case_id}:offer:{}", v.id);
-        let ev = CloudEvent::new(
+        let mut ev = CloudEvent::new(
             id.clone(),
             &routed.source,
             wire::TYPE_VOLUNTEER_OFFER,
@@ -579,6 +589,7 @@ fn fan_out(routed: &CloudEvent<RoutedCase>, body: &Bytes) -> Vec<(String, String
             routed.time,
             offer,
         );
+        ev.extensions = routed.extensions.clone();
         outputs.push((subjects::volunteer_offer(&v.id), id, to_bytes(&ev)));
     }
     outputs

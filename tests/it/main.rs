@@ -5,6 +5,7 @@
 mod adapters_emergency;
 mod api;
 mod bench;
+mod cloudevents_sdk;
 mod cluster;
 mod console;
 mod console_actions;

@@ -6,6 +6,8 @@
 //! subject's system ([`crate::claims`]), so that no system can reserve or take over another's
 //! case ids.
 
+use std::collections::BTreeMap;
+
 use crate as wire;
 use crate::claims::{ClaimError, Claims};
 use crate::subjects;
@@ -64,6 +66,15 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// A CloudEvent in binary content mode (attributes as `ce-` headers): not read.
+    pub fn binary_mode() -> Self {
+        Self::Unsupported(
+            "binary content mode (ce- headers): send the event in structured mode, the whole CloudEvent as \
+             the JSON body"
+                .into(),
+        )
+    }
+
     /// A short fixed label: `too_large`, `malformed`, `unsupported`, `invalid`, `subject_mismatch`,
     /// `msg_id_mismatch`, `foreign_id`, `unknown_id`, `foreign_source`, `unknown_source`,
     /// `id_taken`.
@@ -138,6 +149,53 @@ pub fn is_msg_id_of(msg_id: &str, id: &str) -> bool {
     }
 }
 
+/// The most extension attributes a report may carry.
+pub const MAX_EXTENSIONS: usize = 16;
+/// The longest string value of an extension attribute (a W3C `tracestate` is at most 512).
+pub const MAX_EXTENSION_LEN: usize = 1024;
+/// The longest `dataschema`.
+const MAX_DATASCHEMA_LEN: usize = 2048;
+
+/// Whether `media_type` says JSON: `application/json` or a `+json` type, parameters allowed
+/// (`application/json; charset=utf-8`), in any case.
+fn is_json_media_type(media_type: &str) -> bool {
+    let essence = media_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == wire::JSON || essence.split_once('/').is_some_and(|(_, sub)| sub.ends_with("+json"))
+}
+
+/// Checks a report's extension attributes as CloudEvents 1.0 names them: at most
+/// [`MAX_EXTENSIONS`], each named by 1-20 lowercase ASCII letters and digits, with a string (at
+/// most [`MAX_EXTENSION_LEN`] bytes), integer or boolean value (`null` is refused: an attribute
+/// is either there or not).
+pub fn check_extensions(extensions: &BTreeMap<String, serde_json::Value>) -> Result<(), Rejection> {
+    let invalid = |field: String, reason: String| Err(wire::Invalid { field, reason }.into());
+    if extensions.len() > MAX_EXTENSIONS {
+        return invalid("extensions".into(), format!("{} attributes, at most {MAX_EXTENSIONS}", extensions.len()));
+    }
+    for (name, value) in extensions {
+        let well_named =
+            (1..=20).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !well_named {
+            let shown: String = name.chars().take(40).collect();
+            return invalid(
+                "extensions".into(),
+                format!("{shown:?} is not an attribute name: 1-20 lowercase letters and digits"),
+            );
+        }
+        let fits = match value {
+            serde_json::Value::String(s) => s.len() <= MAX_EXTENSION_LEN,
+            serde_json::Value::Bool(_) => true,
+            serde_json::Value::Number(n) => n.is_i64(),
+            _ => false,
+        };
+        if !fits {
+            let reason = format!("must be a string of at most {MAX_EXTENSION_LEN} bytes, an integer or a boolean");
+            return invalid(name.clone(), reason);
+        }
+    }
+    Ok(())
+}
+
 /// Decodes and validates a case report that arrived on `subject`.
 pub fn decode_case_report(
     subject: &str,
@@ -155,13 +213,18 @@ pub fn decode_case_report(
     if event.ty != wire::TYPE_CASE_REPORTED {
         return Err(Rejection::Unsupported(format!("type {:?}, expected {:?}", event.ty, wire::TYPE_CASE_REPORTED)));
     }
-    if event.datacontenttype != wire::JSON {
+    if !is_json_media_type(&event.datacontenttype) {
         return Err(Rejection::Unsupported(format!(
             "datacontenttype {:?}, expected {:?}",
             event.datacontenttype,
             wire::JSON
         )));
     }
+    if event.dataschema.as_ref().is_some_and(|s| s.is_empty() || s.len() > MAX_DATASCHEMA_LEN) {
+        let reason = format!("must be a URI of 1-{MAX_DATASCHEMA_LEN} characters");
+        return Err(wire::Invalid { field: "dataschema".into(), reason }.into());
+    }
+    check_extensions(&event.extensions)?;
     if !wire::is_event_id(&event.id) {
         return Err(wire::Invalid {
             field: "id".into(),
@@ -312,6 +375,45 @@ mod tests {
         assert_eq!(ingest(SUBJECT, Some("sf311-1"), &v).expect_err("unclaimed").code(), "unknown_source");
         for code in REJECTION_CODES {
             assert_eq!(REJECTION_CODES.iter().filter(|c| **c == code).count(), 1);
+        }
+    }
+
+    #[test]
+    fn extension_attributes_follow_the_cloudevents_naming_rules() {
+        let ext = |pairs: &[(&str, serde_json::Value)]| {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect::<BTreeMap<_, _>>()
+        };
+        let trace = json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        check_extensions(&ext(&[("traceparent", trace), ("seq2", json!(7)), ("sampled", json!(true))]))
+            .expect("a string, an integer and a boolean");
+        check_extensions(&ext(&[(&"a".repeat(20), json!("x"))])).expect("a name of 20");
+        for bad in [
+            ext(&[(&"a".repeat(21), json!("x"))]),
+            ext(&[("", json!("x"))]),
+            ext(&[("traceParent", json!("x"))]),
+            ext(&[("trace_parent", json!("x"))]),
+            ext(&[("rate", json!(0.5))]),
+            ext(&[("gone", serde_json::Value::Null)]),
+            ext(&[("list", json!(["a"]))]),
+            ext(&[("note", json!("x".repeat(MAX_EXTENSION_LEN + 1)))]),
+        ] {
+            assert_eq!(check_extensions(&bad).expect_err("refused").code(), "invalid", "{bad:?}");
+        }
+        check_extensions(&ext(&[("note", json!("x".repeat(MAX_EXTENSION_LEN)))])).expect("the longest value");
+        let many = |n: usize| (0..n).map(|i| (format!("x{i}"), json!(i))).collect::<BTreeMap<_, _>>();
+        check_extensions(&many(MAX_EXTENSIONS)).expect("as many as allowed");
+        assert_eq!(check_extensions(&many(MAX_EXTENSIONS + 1)).expect_err("one too many").code(), "invalid");
+        assert_eq!(Rejection::binary_mode().code(), "unsupported");
+        assert!(Rejection::binary_mode().to_string().contains("structured mode"));
+    }
+
+    #[test]
+    fn media_types_of_json_are_json() {
+        for json in ["application/json", "Application/JSON", "application/json; charset=utf-8", "application/ld+json"] {
+            assert!(is_json_media_type(json), "{json}");
+        }
+        for other in ["text/plain", "application/jsonx", "json", "application/xml; x=+json", ""] {
+            assert!(!is_json_media_type(other), "{other}");
         }
     }
 

@@ -26,6 +26,8 @@ pub mod subjects;
 pub use datum::Datum;
 pub use lifecycle::*;
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -48,9 +50,9 @@ pub const JSON: &str = "application/json";
 /// The longest event id accepted (it is also the case id and part of subjects).
 pub const MAX_ID_LEN: usize = 128;
 
-/// A CloudEvents 1.0 event in JSON structured mode.
+/// A CloudEvents 1.0 event in JSON structured mode. Attributes it does not name are extension
+/// attributes ([`CloudEvent::extensions`]); the ingest decoder checks them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CloudEvent<T> {
     /// Always `"1.0"`.
     pub specversion: String,
@@ -69,10 +71,25 @@ pub struct CloudEvent<T> {
     /// When it happened (RFC 3339).
     #[schemars(schema_with = "timestamp_schema")]
     pub time: Timestamp,
-    /// Always `application/json`.
+    /// `application/json` on everything linkbus emits. A report without one is read as JSON (the
+    /// CloudEvents JSON format says so); media-type parameters (`; charset=utf-8`) are allowed.
+    #[serde(default = "json_media_type")]
     pub datacontenttype: String,
+    /// URI of the schema `data` follows, if the producer names one (`null` reads as unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataschema: Option<String>,
     /// The payload.
     pub data: T,
+    /// Extension attributes, e.g. the distributed-tracing extension's `traceparent` and
+    /// `tracestate`: names of 1-20 lowercase letters and digits, values strings, integers or
+    /// booleans (checked on ingest: [`decode::check_extensions`]). linkbus keeps a report's and
+    /// forwards them on the routed copies and offers of its case.
+    #[serde(flatten)]
+    pub extensions: BTreeMap<String, serde_json::Value>,
+}
+
+fn json_media_type() -> String {
+    JSON.to_owned()
 }
 
 impl<T> CloudEvent<T> {
@@ -86,7 +103,9 @@ impl<T> CloudEvent<T> {
             subject,
             time,
             datacontenttype: JSON.to_owned(),
+            dataschema: None,
             data,
+            extensions: BTreeMap::new(),
         }
     }
 }

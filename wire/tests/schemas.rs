@@ -212,13 +212,28 @@ fn generate<T: JsonSchema>() -> Value {
     SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<T>().to_value()
 }
 
+/// `application/json` or a `+json` media type, parameters allowed (lowercase here; the decoder
+/// reads media types in any case, as RFC 9110 says).
+const JSON_MEDIA_TYPE_PATTERN: &str = "^(application/json|[a-z0-9.+-]+/[a-z0-9.+-]*\\+json)( *;.*)?$";
+
 /// The schema of a `CloudEvent<T>` whose fixed attributes are pinned to their only values.
 fn cloud_event<T: JsonSchema>(ty: &str, id_pattern: &str, description: &str) -> Value {
     let mut schema = generate::<CloudEvent<T>>();
     schema["description"] = json!(description);
     constrain(&mut schema, "specversion", json!({ "const": wire::SPEC_VERSION }));
     constrain(&mut schema, "type", json!({ "const": ty }));
-    constrain(&mut schema, "datacontenttype", json!({ "const": wire::JSON }));
+    // A report may name any JSON media type, or none (read as JSON); linkbus emits only this one.
+    let content_type = if ty == wire::TYPE_CASE_REPORTED {
+        json!({ "pattern": JSON_MEDIA_TYPE_PATTERN })
+    } else {
+        json!({ "const": wire::JSON })
+    };
+    constrain(&mut schema, "datacontenttype", content_type);
+    constrain(&mut schema, "dataschema", json!({ "minLength": 1, "maxLength": 2048 }));
+    // Extension attributes: CloudEvents' naming rule, and the values linkbus keeps.
+    schema["propertyNames"] = json!({ "pattern": "^[a-z0-9]{1,20}$" });
+    schema["additionalProperties"] =
+        json!({ "type": ["string", "integer", "boolean"], "maxLength": linkbus_wire::decode::MAX_EXTENSION_LEN });
     constrain(&mut schema, "id", json!({ "pattern": id_pattern }));
     constrain(&mut schema, "source", json!({ "minLength": 1 }));
     tighten(&mut schema);
@@ -586,7 +601,10 @@ fn bad_reports() -> Vec<(&'static str, &'static str, Option<Value>, &'static str
         ("missing time", "/time", None, "malformed"),
         ("priority as a string", "/data/priority", Some(json!("3")), "malformed"),
         ("unknown data field", "/data/severity", Some(json!("minor")), "malformed"),
-        ("unknown envelope attribute", "/traceparent", Some(json!("00-0af7-b7ad-01")), "malformed"),
+        ("extension attribute with capitals", "/traceParent", Some(json!("00-0af7-b7ad-01")), "invalid"),
+        ("extension attribute of an object", "/trace", Some(json!({ "id": 1 })), "invalid"),
+        ("extension attribute of 1,025 bytes", "/note", Some(json!("x".repeat(1025))), "invalid"),
+        ("empty dataschema", "/dataschema", Some(json!("")), "invalid"),
         ("unknown system", "/data/system", Some(json!("311")), "malformed"),
         ("time without an offset", "/time", Some(json!("2014-12-11T08:01:02")), "malformed"),
         ("specversion 0.3", "/specversion", Some(json!("0.3")), "unsupported"),
@@ -618,6 +636,35 @@ fn schemas_and_code_refuse_the_same_bad_reports() {
         let rejection = decode_case_report(SUBJECT, &bytes, MAX_PAYLOAD)
             .expect_err(&format!("the router accepts a report with {what}"));
         assert_eq!(rejection.code(), code, "{what}: {rejection}");
+    }
+}
+
+/// What the official CloudEvents SDKs send by default, and what the spec allows besides: both the
+/// schema and the router take it.
+#[test]
+fn schemas_and_code_accept_what_cloudevents_producers_send() {
+    let validator = validator(&(kind("case-reported").schema)());
+    const SUBJECT: &str = "ingest.public_service.sewer_issues";
+    let good = example("case-reported");
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let variants = [
+        ("no datacontenttype", "/datacontenttype", None),
+        ("a charset parameter", "/datacontenttype", Some(json!("application/json; charset=utf-8"))),
+        ("a +json media type", "/datacontenttype", Some(json!("application/cloudevents+json"))),
+        ("dataschema null", "/dataschema", Some(Value::Null)),
+        ("a dataschema", "/dataschema", Some(json!("https://example.org/schemas/report.json"))),
+        ("a trace context", "/traceparent", Some(json!(traceparent))),
+        ("an integer extension", "/sequence", Some(json!(42))),
+    ];
+    for (what, at, value) in variants {
+        let message = edit(&good, at, value);
+        assert!(validator.is_valid(&message), "the case-reported schema refuses a report with {what}");
+        let bytes = serde_json::to_vec(&message).expect("serialise");
+        let event = decode_case_report(SUBJECT, &bytes, MAX_PAYLOAD)
+            .unwrap_or_else(|e| panic!("the router refuses a report with {what}: {e}"));
+        if what == "a trace context" {
+            assert_eq!(event.extensions["traceparent"], traceparent, "kept");
+        }
     }
 }
 
