@@ -438,5 +438,11 @@ mod tests {
         assert!(err.to_string().contains("source"), "{err}");
         v["source"] = json!("");
         assert_eq!(decode(&v).expect_err("an empty source").code(), "invalid");
+
+        let mut v = event();
+        v["dataschema"] = json!(format!("https://e.org/{}", "s".repeat(MAX_DATASCHEMA_LEN - 14)));
+        decode(&v).expect("a dataschema of the longest length");
+        v["dataschema"] = json!(format!("https://e.org/{}", "s".repeat(MAX_DATASCHEMA_LEN - 13)));
+        assert_eq!(decode(&v).expect_err("a character longer").code(), "invalid");
     }
 }
