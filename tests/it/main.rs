@@ -8,6 +8,7 @@ mod bench;
 mod cluster;
 mod console;
 mod console_actions;
+mod console_search;
 mod console_shapes;
 mod deadletter;
 mod embedded;
