@@ -167,3 +167,80 @@ fn repeats_are_near_or_at_the_same_address_within_the_window() {
     let no_place = index.repeats("broadcast", REPEAT_RADIUS_M, window).expect("held");
     assert!(no_place.is_empty(), "a broadcast has no place, and its address is its own");
 }
+
+/// The resident set of this process, bytes (Linux), for the measurement below.
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|pages| pages.parse::<usize>().ok()).unwrap_or(0) * 4096
+}
+
+/// What the index costs at 100,000 cases: memory per case, and the time of each kind of query
+/// (printed: `cargo test -p linkbus-cases --lib -- search::tests::search_cost --ignored
+/// --nocapture`; numbers in docs/BENCHMARKS.md). Keys as a Beijing book holds them: a case id, a
+/// 12345 source id, an address in one of 16 districts, a two- or three-character name, a mobile.
+#[test]
+#[ignore = "a measurement; run it by name"]
+fn search_cost_at_100k_cases() {
+    const N: usize = 100_000;
+    let districts = [
+        "东城",
+        "西城",
+        "朝阳",
+        "丰台",
+        "石景山",
+        "海淀",
+        "门头沟",
+        "房山",
+        "通州",
+        "顺义",
+        "昌平",
+        "大兴",
+        "怀柔",
+        "平谷",
+        "密云",
+        "延庆",
+    ];
+    let surnames = ["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴"];
+    let given = ["芳", "伟", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军"];
+    let at: Timestamp = "2026-11-28T00:00:00Z".parse().expect("a time");
+    let before = resident_bytes();
+    let started = std::time::Instant::now();
+    let mut index = SearchIndex::default();
+    for n in 0..N {
+        let id = format!("bj12345-{n:08}");
+        let source = format!("GD{:010}", 2026_000_000 + n);
+        let keys = SearchKeys {
+            ids: vec![fold(&id), fold(&source)],
+            parts: vec!["bj12345".into(), format!("{n:08}")],
+            address: Some(fold(&format!("北京市{}区第{}街{}号院{}号楼", districts[n % 16], n % 997, n % 89, n % 13))),
+            name: Some(format!("{}{}", surnames[n % 10], given[(n / 10) % 10])),
+            phone: Some(format!("13{:09}", (n * 7919) % 1_000_000_000)),
+            place: Some(geodesy::unit_vector(116.0 + (n % 1000) as f64 * 0.001, 39.6 + (n / 1000) as f64 * 0.008)),
+        };
+        index.set(&(Reverse(at + SignedDuration::from_secs(n as i64)), id), keys);
+    }
+    let built = started.elapsed();
+    let bytes = resident_bytes().saturating_sub(before);
+    println!("{N} cases indexed in {built:?}; resident set grew {} MB, {} bytes a case", bytes >> 20, bytes / N);
+    let time = |label: &str, text: &str| {
+        let query = q(text);
+        let runs = 20;
+        let started = std::time::Instant::now();
+        let mut found = 0;
+        for _ in 0..runs {
+            found = index.find(&query).len();
+        }
+        println!("{label:<40} {text:<16} {found:>6} found, {:?} a query", started.elapsed() / runs);
+    };
+    time("source id, whole", "GD2026054321");
+    time("case id, a part", "00054321");
+    time("phone, whole", "13 000 380 159");
+    time("phone, last four digits", "8000");
+    time("name", "王芳");
+    time("address, a street", "朝阳区第500街");
+    time("address, a district (a 16th of all)", "朝阳区");
+    let window = SignedDuration::from_hours(24 * REPEAT_DAYS);
+    let started = std::time::Instant::now();
+    let repeats = index.repeats("bj12345-00054321", REPEAT_RADIUS_M, window).map_or(0, |r| r.len());
+    println!("repeats of one case: {repeats} in {:?}", started.elapsed());
+}
