@@ -71,6 +71,16 @@ pub fn document() -> Value {
     let forbidden_cases =
         |more: &str| error(&format!("A source key, which may use only `/api/requests/…`{more} (`forbidden`)."));
 
+    // The answers of an endpoint about one case, `ok` when it is found and visible.
+    let of_one_case = |ok: Value| {
+        json!({
+            "200": ok,
+            "401": unauthorized,
+            "403": forbidden_cases(", or the case is another department's"),
+            "404": not_found("case (or not a case id)"),
+            "503": unavailable
+        })
+    };
     let adapters = adapter_paths(&receipt, &grid_batch, &error_body);
     let mut document = json!({
         "openapi": "3.1.0",
@@ -155,13 +165,7 @@ pub fn document() -> Value {
                     "operationId": "getCase",
                     "summary": "One case: timeline, decision with its explanation, reports, offers, ratings.",
                     "parameters": [ id_param("id", "The case id.") ],
-                    "responses": {
-                        "200": body("The case.", &case_record),
-                        "401": unauthorized,
-                        "403": forbidden_cases(", or the case is another department's"),
-                        "404": not_found("case (or not a case id)"),
-                        "503": unavailable
-                    }
+                    "responses": of_one_case(body("The case.", &case_record))
                 }
             },
             "/api/cases/{id}/repeats": {
@@ -170,13 +174,7 @@ pub fn document() -> Value {
                     "summary": "Repeat reports: other cases at the same place or address.",
                     "description": format!("The other cases reported within `radius_m` (50 m) of the case or at the same address (compared folded: case, spaces and punctuation aside), created within `days` (90) of it either way; newest first, at most {MAX_REPEATS}, closed and archived ones included. From the case book's index. A department key gets only its own cases among them."),
                     "parameters": [ id_param("id", "The case id.") ],
-                    "responses": {
-                        "200": body("The repeats.", &repeat_list),
-                        "401": unauthorized,
-                        "403": forbidden_cases(", or the case is another department's"),
-                        "404": not_found("case (or not a case id)"),
-                        "503": unavailable
-                    }
+                    "responses": of_one_case(body("The repeats.", &repeat_list))
                 }
             },
             "/api/cases/{id}/actions": {

@@ -342,6 +342,13 @@ async fn store_records(served: &Served, records: &[Value]) {
     }
 }
 
+/// `GET {base}{path}` with `key`: the status and the JSON body (null if none).
+async fn get_json(http: &reqwest::Client, base: &str, path: String, key: &str) -> (u16, Value) {
+    let response = http.get(format!("{base}{path}")).bearer_auth(key).send().await.expect("answer");
+    let status = response.status().as_u16();
+    (status, serde_json::from_slice::<Value>(&response.bytes().await.expect("body")).unwrap_or(Value::Null))
+}
+
 /// `GET /api/cases` a page at a time: each page the next after its cursor, no case twice or
 /// left out. Closed cases leave the hot set `closed_retention_secs` after their last change (at
 /// once, those read at start long after): gone from the default listing, still read by id, by
@@ -367,14 +374,7 @@ async fn pages_follow_their_cursor_and_closed_cases_leave_the_hot_set_not_the_bo
     records.push(record("closed-long-ago", 2 * day, "closed"));
     records.push(record("closed-just-now", Duration::ZERO, "closed"));
     store_records(&served, &records).await;
-    let get = |path: String, key: &'static str| {
-        let request = http.get(format!("{base}{path}")).bearer_auth(key).send();
-        async move {
-            let response = request.await.expect("answer");
-            let status = response.status().as_u16();
-            (status, serde_json::from_slice::<Value>(&response.bytes().await.expect("body")).unwrap_or(Value::Null))
-        }
-    };
+    let get = |path: String, key: &'static str| get_json(http, base, path, key);
     let listed = |list: &Value| -> Vec<String> {
         list["cases"]
             .as_array()
@@ -539,14 +539,7 @@ async fn search_finds_cases_by_ids_phone_and_address_archived_ones_too_but_not_a
     )
     .await;
     assert!(service.cases.get("search-old").is_none(), "closed two days ago: it left memory when read");
-    let get = |path: String, key: &'static str| {
-        let request = http.get(format!("{base}{path}")).bearer_auth(key).send();
-        async move {
-            let response = request.await.expect("answer");
-            let status = response.status().as_u16();
-            (status, serde_json::from_slice::<Value>(&response.bytes().await.expect("body")).unwrap_or(Value::Null))
-        }
-    };
+    let get = |path: String, key: &'static str| get_json(http, base, path, key);
     let found = |path: &str, key: &'static str| {
         let answer = get(path.to_owned(), key);
         async move {

@@ -20,7 +20,7 @@
 //! and reversed (a suffix is a prefix of the reversed digits); addresses and names by character
 //! bigrams (any script, no word breaks needed for Chinese), whose candidates are checked against
 //! the record's keys; places in an R-tree and addresses folded whole, for repeats. Each record is
-//! a small number (a `u32`) in these sets, its id and keys kept once. About 1 KB a case (see
+//! a small number (a `u32`) in these sets, its id and keys kept once. About 1.7 KB a case (see
 //! `docs/BENCHMARKS.md`), for every case ever opened: the bucket is never scanned to search.
 
 use std::cmp::Reverse;

@@ -86,6 +86,8 @@ fn keys_match_ids_by_prefix_texts_inside_and_phones_at_either_end() {
     for no in ["042", "sr-78", "建国门", "wong", "0013", "800", "99138000", "138001380001"] {
         assert!(!keys.matches(&q(no)), "{no}");
     }
+    // Parts of two characters or more that are not ids themselves.
+    assert_eq!(SearchKeys::of(&record("abc", "SR-7", None, None, None)).parts, ["sr"]);
     let bare = SearchKeys::of(&record("x1", "y1", None, None, None));
     assert!(!bare.matches(&q("8000")));
     assert_eq!((bare.address, bare.name, bare.phone), (None, None, None));
@@ -103,6 +105,8 @@ fn the_index_finds_what_the_keys_match_in_listing_order_and_follows_changes() {
         index.set(&listing(r), SearchKeys::of(r));
     }
     assert_eq!(index.len(), 3);
+    assert_eq!(index.grams[&('建', '国')].len(), 2, "indexed by bigram, each its own");
+    assert_eq!((index.phones.len(), index.phones_reversed.len(), index.places.size()), (3, 3, 3));
     assert_eq!(ids(&index.find(&q("sr-100"))), ["a-1"]);
     assert_eq!(ids(&index.find(&q("SR"))), ["b-2", "a-1"], "newest first");
     assert_eq!(ids(&index.find(&q("建国路"))), ["c-3", "a-1"]);
@@ -122,6 +126,11 @@ fn the_index_finds_what_the_keys_match_in_listing_order_and_follows_changes() {
     moved.case.address = Some("西城区金融街".into());
     index.set(&listing(&moved), SearchKeys::of(&moved));
     assert_eq!(index.len(), 3);
+    // Its old keys are out of the sets, not only filtered out of the answers.
+    assert_eq!((index.phones.len(), index.phones_reversed.len(), index.places.size()), (3, 3, 3));
+    assert!(!index.phones.iter().any(|(phone, _)| phone == "13800138000"));
+    assert_eq!(index.grams[&('建', '国')].len(), 1);
+    assert_eq!(index.addresses.len(), 3);
     assert!(index.find(&q("13800138000")).is_empty());
     assert_eq!(ids(&index.find(&q("建国路"))), ["c-3"]);
     assert_eq!(ids(&index.find(&q("2222"))), ["a-1"]);
@@ -215,7 +224,7 @@ fn search_cost_at_100k_cases() {
             address: Some(fold(&format!("北京市{}区第{}街{}号院{}号楼", districts[n % 16], n % 997, n % 89, n % 13))),
             name: Some(format!("{}{}", surnames[n % 10], given[(n / 10) % 10])),
             phone: Some(format!("13{:09}", (n * 7919) % 1_000_000_000)),
-            place: Some(geodesy::unit_vector(116.0 + (n % 1000) as f64 * 0.001, 39.6 + (n / 1000) as f64 * 0.008)),
+            place: Some(geodesy::unit_vector(116.0 + (n % 1000) as f64 * 0.0002, 39.6 + (n / 1000) as f64 * 0.008)),
         };
         index.set(&(Reverse(at + SignedDuration::from_secs(n as i64)), id), keys);
     }
@@ -234,7 +243,7 @@ fn search_cost_at_100k_cases() {
     };
     time("source id, whole", "GD2026054321");
     time("case id, a part", "00054321");
-    time("phone, whole", "13 000 380 159");
+    time("phone, whole", "134 3016 7999");
     time("phone, last four digits", "8000");
     time("name", "王芳");
     time("address, a street", "朝阳区第500街");
