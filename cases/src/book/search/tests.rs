@@ -217,7 +217,7 @@ fn search_cost_at_100k_cases() {
     let mut index = SearchIndex::default();
     for n in 0..N {
         let id = format!("bj12345-{n:08}");
-        let source = format!("GD{:010}", 2026_000_000 + n);
+        let source = format!("GD{:010}", 2_026_000_000 + n);
         let keys = SearchKeys {
             ids: vec![fold(&id), fold(&source)],
             parts: vec!["bj12345".into(), format!("{n:08}")],
