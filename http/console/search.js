@@ -2,7 +2,8 @@
 //
 // The field asks GET /api/cases?q= (the case book's index over case and source ids, address, the
 // reporter's name and phone; closed cases that left memory too) once typing pauses, and lists
-// what it finds under the field, newest first; a click opens the case. `/#case/<id>` opens a case
+// what it finds under the field, newest first; a click opens the case and folds the list away
+// (focusing the field again shows it). `/#case/<id>` opens a case
 // on load and whenever the hash changes to it; the detail offers that link (detail.js).
 import { api } from './api.js';
 import { categoryName } from './board.js';
@@ -33,8 +34,9 @@ export function initSearch() {
   });
   $('search-results').addEventListener('click', (e) => {
     const item = e.target.closest('[data-case]');
-    if (item) openCase(item.dataset.case);
+    if (item) { show(null); openCase(item.dataset.case); }
   });
+  input.addEventListener('focus', () => { if (input.value.trim() && $('search-results').hidden) run(); });
   window.addEventListener('hashchange', openFromHash);
 }
 
