@@ -382,6 +382,7 @@ mod tests {
             let mut s = stored(id, 116.40 + n as f64 * 0.01, 39.90);
             s.record.created_at += jiff::SignedDuration::from_secs(n as i64);
             s.record.departments = vec!["d1".into()];
+            s.record.case.address = Some(format!("建国路{n}号"));
             index.update(None, &s);
             records.push(s);
         }
@@ -413,6 +414,13 @@ mod tests {
         assert_eq!(index.done_before(later), ["a"]);
         index.archive(&closed, 5);
         assert!(index.done_before(later).is_empty());
+        // Still found by a search, in listing order, and its row says it is archived.
+        let street = SearchQuery::parse("建国路").expect("a query");
+        let hits = index.search(&street);
+        assert_eq!(ids(index.rows(&hits, None)), owned(&[("c", false), ("b", false), ("a", true)]));
+        assert_eq!(ids(index.rows(&hits, Some(&hits[0]))), owned(&[("b", false), ("a", true)]));
+        let window = jiff::SignedDuration::from_hours(24);
+        assert_eq!(index.repeats("a", 5000.0, window).map(|r| r.len()), Some(2));
         assert_eq!(ids(index.listing(None)), owned(&[("c", false), ("b", false), ("a", true)]));
         assert_eq!((index.archived_revision("a"), index.tallies()["d1"]), (Some(5), figures));
 
@@ -421,6 +429,7 @@ mod tests {
         assert!(index.unarchive("a", 6));
         index.update(None, &closed);
         assert_eq!(ids(index.listing(None)), owned(&[("c", false), ("b", false), ("a", false)]));
+        assert_eq!(index.search(&street).len(), 3, "found once, not twice");
         assert_eq!(index.tallies()["d1"], figures);
         // Merged into another: no longer counted for the department.
         let mut merged = records[1].clone();
