@@ -19,6 +19,7 @@ import { $ } from './dom.js';
 import { connect, disconnect, invalidate, setLive } from './events.js';
 import { fmtTime, t, tz } from './i18n.js';
 import { buildLegend, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds } from './map.js';
+import { initSearch, openFromHash } from './search.js';
 import { serverNow, state } from './state.js';
 
 /** Writes every text of the page in the page's language. */
@@ -72,11 +73,13 @@ async function open() {
     initMap(await api('/console/region/communities'), select);
     fillFilters();
     initBoard(select, invalidate);
+    initSearch();
     setInterval(tick, 1000);
     setInterval(loadVolunteers, 15000);
   }
   loadVolunteers();
   connect(showLogin);
+  openFromHash();
 }
 
 /** Every second: the clock in the region's zone, and the visible rows' countdowns. */

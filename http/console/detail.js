@@ -1,6 +1,7 @@
-// The case detail beside the map: a case opened from the board or the map, read whole with
-// GET /api/cases/{id} (routing, reports, timeline), and the dispatcher's actions on it
-// (POST /api/cases/{id}/actions). Every record read is made whole first (`caseRecord`): the
+// The case detail beside the map: a case opened from the board, the map, the search or its link
+// (`/#case/<id>`), read whole with GET /api/cases/{id} (routing, reports, timeline; the caller and
+// their flags), its repeat reports at the same place or address (GET /api/cases/{id}/repeats),
+// and the dispatcher's actions on it (POST /api/cases/{id}/actions). Every record read is made whole first (`caseRecord`): the
 // server leaves out empty lists and absent objects.
 import { api } from './api.js';
 import { categoryName, renderRows } from './board.js';
@@ -16,6 +17,10 @@ const CONFIRM_PRIORITY = 2;
 
 /** An action that waits for the dispatcher's confirmation: `{caseId, body}`, or null. */
 let pending = null;
+
+/** The opened case's repeats as GET /api/cases/{id}/repeats answered: `{caseId, cases, radius_m,
+ * days}`, `{caseId, error}` when refused, or null while they are read. */
+let repeats = null;
 
 /** Wires the panel's buttons and Escape; an action refused because the session ended calls
  * `showLogin()`. */
@@ -78,15 +83,48 @@ function setPending(p) {
 export async function select(id) {
   state.selected = id;
   renderRows();
+  repeats = null;
   try {
     state.detail = caseRecord(await api('/api/cases/' + encodeURIComponent(id)));
     renderDetail(state.detail);
     drawRouting(state.detail, true);
+    loadRepeats(id);
   } catch (err) {
     $('detail').hidden = false;
     $('detail-head').innerHTML = `<p class="error">${esc(err.message)}</p>`;
     $('detail-actions').innerHTML = ''; $('detail-actions').linkbusHtml = ''; $('detail-rest').innerHTML = '';
   }
+}
+
+/** Reads the repeats of case `id` and shows them, if it is still the one open. */
+async function loadRepeats(id) {
+  let answer;
+  try { answer = await api(`/api/cases/${encodeURIComponent(id)}/repeats`); } catch (err) { answer = { error: err.message }; }
+  if (state.detail?.case_id !== id) return;
+  repeats = { caseId: id, ...answer };
+  renderDetail(state.detail);
+}
+
+/** The repeats of case `r` (HTML): the other cases at its place or address, each with its link. */
+function repeatsHtml(r) {
+  if (!repeats || repeats.caseId !== r.case_id) return `<h3>${esc(t('repeats'))}</h3><p>…</p>`;
+  if (repeats.error) return `<h3>${esc(t('repeats'))}</h3><p class="error">${esc(t('refused', repeats.error))}</p>`;
+  const items = repeats.cases.map((x) => caseRecord(x)).map((x) => `<li data-case="${esc(x.case_id)}"><a href="#case/${esc(encodeURIComponent(x.case_id))}">${esc(x.reports.map((p) => p.source_id).join(', ') || x.case.source_id)}</a>` +
+    ` ${esc(categoryName(x.case.category))} <span class="badge s-${esc(x.state)}">${esc(stateName(x.state))}</span> · ${esc(fmtTime(x.created_at, true))} · ${esc(x.case.address || '')}</li>`).join('');
+  return `<h3>${esc(t('repeats'))} (${repeats.cases.length})</h3><p class="muted">${esc(t('repeats_rule', Math.round(repeats.radius_m), repeats.days))}</p>` +
+    `<ul id="detail-repeats">${items || `<li>${esc(t('none'))}</li>`}</ul>`;
+}
+
+/** The caller and who is at risk (HTML rows of the head's list): name and phone (a `tel:` link)
+ * for dispatchers, the flags translated for everyone. */
+function callerHtml(r) {
+  const who = r.case.reporter || {};
+  const caller = state.session.role === 'dispatcher' && (who.name || who.phone)
+    ? `<dt>${esc(t('caller'))}</dt><dd id="detail-caller">${esc(who.name || '')}${who.name && who.phone ? ' · ' : ''}` +
+      (who.phone ? `<a href="tel:${esc(who.phone.replace(/[^\d+]/g, ''))}">${esc(who.phone)}</a>` : '') + '</dd>'
+    : '';
+  const flags = (r.case.flags || []).map((f) => `<span class="badge flag" data-flag="${esc(f)}">${esc(token('flag_', f))}</span>`).join(' ');
+  return caller + (flags ? `<dt>${esc(t('flags'))}</dt><dd id="detail-flags">${flags}</dd>` : '');
 }
 
 /** Reads the opened case again (it changed, or the stream was down) and shows it, if one is open. */
@@ -156,9 +194,9 @@ export function renderDetail(r) {
     `<h2>${esc(categoryName(r.case.category))} <span class="badge s-${esc(r.state)}" id="detail-state" data-state="${esc(r.state)}">${esc(stateName(r.state))}</span>` +
     ` <span class="prio p${esc(r.priority)}" id="detail-priority" title="${esc(t('priority_n', r.priority))}">${esc(r.priority)}</span>` +
     (r.escalation_open ? ` <span class="badge esc">${esc(t('escalated'))}</span>` : '') + `</h2>` +
-    `<dl class="kv"><dt>ID</dt><dd>${esc(r.case_id)}</dd>` +
+    `<dl class="kv"><dt>ID</dt><dd>${esc(r.case_id)} <a id="detail-link" href="#case/${esc(encodeURIComponent(r.case_id))}" title="${esc(t('case_link'))}">${esc(t('case_link'))}</a></dd>` +
     `<dt>${esc(t('source_ids'))}</dt><dd id="detail-source-ids">${esc(r.reports.map((x) => x.source_id).join(', ') || r.case.source_id)}</dd>` +
-    `<dt>${esc(t('address'))}</dt><dd>${esc(r.case.address || '')}</dd>` +
+    `<dt>${esc(t('address'))}</dt><dd>${esc(r.case.address || '')}</dd>` + callerHtml(r) +
     `<dt>${esc(t('description'))}</dt><dd>${esc(r.case.description || '')}</dd>` +
     `<dt>${esc(t('reported'))}</dt><dd>${esc(fmtTime(r.case.reported_at, true))}</dd>` +
     `<dt>${esc(t('deadline'))}</dt><dd>${esc(fmtTime(deadline, true))}</dd>` +
@@ -173,7 +211,7 @@ export function renderDetail(r) {
     (d.facility ? `<dt>${esc(t('facility'))}</dt><dd>${esc(d.facility.name)} · ${Math.round(d.facility.distance_m || 0)} m</dd>` : '') +
     `</dl><h3>${esc(t('volunteers'))}</h3><ul id="detail-volunteers">${offers}</ul>${passed}` +
     `<h3>${esc(t('explanation'))}</h3><ul class="explanation" id="detail-explanation">${d.explanation.map((l) => `<li>${esc(l)}</li>`).join('')}</ul>` +
-    `<h3>${esc(t('reports'))} (${r.reports.length})</h3><ul id="detail-reports">${reports}</ul>` +
+    `<h3>${esc(t('reports'))} (${r.reports.length})</h3><ul id="detail-reports">${reports}</ul>` + repeatsHtml(r) +
     `<h3>${esc(t('timeline'))}</h3><ul class="timeline">${timeline}</ul>`;
   $('detail').hidden = false;
   $('detail').dataset.caseId = r.case_id;

@@ -15,8 +15,10 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use crate::api::{
-    CaseList, DEFAULT_LIMIT, DeliveryList, DepartmentStatsList, MAX_LIMIT, PublicCase, RatingRequest, ReadyBody,
+    CaseList, DEFAULT_LIMIT, DeliveryList, DepartmentStatsList, MAX_LIMIT, MAX_REPEATS, PublicCase, RatingRequest,
+    ReadyBody, RepeatList,
 };
+use linkbus_cases::book::{MAX_QUERY_CHARS, MIN_PHONE_DIGITS, MIN_QUERY_CHARS};
 
 /// `GET /api/openapi.json`: [`document`], rendered once.
 pub(crate) async fn serve() -> Response {
@@ -30,6 +32,7 @@ pub fn document() -> Value {
     let mut out = settings().for_serialize().into_generator();
     let case_list = out.subschema_for::<CaseList>();
     let case_record = out.subschema_for::<CaseRecord>();
+    let repeat_list = out.subschema_for::<RepeatList>();
     let public_case = out.subschema_for::<PublicCase>();
     let delivery_list = out.subschema_for::<DeliveryList>();
     let stats_list = out.subschema_for::<DepartmentStatsList>();
@@ -68,6 +71,16 @@ pub fn document() -> Value {
     let forbidden_cases =
         |more: &str| error(&format!("A source key, which may use only `/api/requests/…`{more} (`forbidden`)."));
 
+    // The answers of an endpoint about one case, `ok` when it is found and visible.
+    let of_one_case = |ok: Value| {
+        json!({
+            "200": ok,
+            "401": unauthorized,
+            "403": forbidden_cases(", or the case is another department's"),
+            "404": not_found("case (or not a case id)"),
+            "503": unavailable
+        })
+    };
     let adapters = adapter_paths(&receipt, &grid_batch, &error_body);
     let mut document = json!({
         "openapi": "3.1.0",
@@ -125,8 +138,9 @@ pub fn document() -> Value {
                 "get": {
                     "operationId": "listCases",
                     "summary": "Cases, newest first, a page at a time.",
-                    "description": "Every filter given must match. A department key lists only cases its department has or had, whatever the filters. A page costs what it returns; `next` is the `cursor` of the next page (same filters). Closed and cancelled cases leave the hot set `[lifecycle].closed_retention_secs` after their last change: they are listed only when asked for (`state=closed`, `state=cancelled` or `archived=true`), and are still read by id.",
+                    "description": "Every filter given must match. A department key lists only cases its department has or had, whatever the filters. A page costs what it returns; `next` is the `cursor` of the next page (same filters). Closed and cancelled cases leave the hot set `[lifecycle].closed_retention_secs` after their last change: they are listed only when asked for (`state=closed`, `state=cancelled`, `archived=true`, or a search `q`), and are still read by id.",
                     "parameters": [
+                        query("q", &format!("A search, from the case book's index (not a scan), over every case ever opened, closed and archived ones included: the case id, its reports' event and source ids (a prefix of the id or of a part between `-`, `:` or spaces), the address and the reporter's name (anywhere inside); and, for a query of digits only, the reporter's phone (the whole number, how it starts or how it ends, at least {MIN_PHONE_DIGITS} digits: `138-0013 8000` and `8000` find `13800138000`). Case, spaces and punctuation aside, full-width ASCII as ASCII. {MIN_QUERY_CHARS} to {MAX_QUERY_CHARS} characters with at least {MIN_QUERY_CHARS} letters or digits, else 422. A department key finds only its own cases."), json!({ "type": "string", "minLength": MIN_QUERY_CHARS, "maxLength": MAX_QUERY_CHARS })),
                         query("state", "In this state.", json!({ "$ref": "#/components/schemas/CaseState" })),
                         query("community", "In this community (id, e.g. `mission`).", json!({ "type": "string" })),
                         query("department", "Involving this department (responsible, accepted or rejected it).", json!({ "type": "string" })),
@@ -151,13 +165,16 @@ pub fn document() -> Value {
                     "operationId": "getCase",
                     "summary": "One case: timeline, decision with its explanation, reports, offers, ratings.",
                     "parameters": [ id_param("id", "The case id.") ],
-                    "responses": {
-                        "200": body("The case.", &case_record),
-                        "401": unauthorized,
-                        "403": forbidden_cases(", or the case is another department's"),
-                        "404": not_found("case (or not a case id)"),
-                        "503": unavailable
-                    }
+                    "responses": of_one_case(body("The case.", &case_record))
+                }
+            },
+            "/api/cases/{id}/repeats": {
+                "get": {
+                    "operationId": "caseRepeats",
+                    "summary": "Repeat reports: other cases at the same place or address.",
+                    "description": format!("The other cases reported within `radius_m` (50 m) of the case or at the same address (compared folded: case, spaces and punctuation aside), created within `days` (90) of it either way; newest first, at most {MAX_REPEATS}, closed and archived ones included. From the case book's index. A department key gets only its own cases among them."),
+                    "parameters": [ id_param("id", "The case id.") ],
+                    "responses": of_one_case(body("The repeats.", &repeat_list))
                 }
             },
             "/api/cases/{id}/actions": {

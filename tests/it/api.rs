@@ -392,6 +392,18 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     let reopened = service.cases.get("api-sewer-1").expect("record");
     assert_eq!((reopened.state, reopened.reopened), (CaseState::Accepted, 1));
 
+    // A search and the repeats, as documented: the two cases share a place.
+    let (status, found) = api.call(Method::GET, LIST, "/api/cases?q=api-sewer-1", Some(DISPATCHER), None).await;
+    assert_eq!((status, ids(&found)), (200, vec!["api-sewer-1".to_owned()]), "{found}");
+    let (status, error) = api.call(Method::GET, LIST, "/api/cases?q=-", Some(DISPATCHER), None).await;
+    assert_eq!((status, error["code"].clone()), (422, json!("invalid")), "{error}");
+    const REPEATS: &str = "/api/cases/{id}/repeats";
+    let (status, repeats) =
+        api.call(Method::GET, REPEATS, "/api/cases/api-sewer-1/repeats", Some(DISPATCHER), None).await;
+    assert_eq!((status, ids(&repeats)), (200, vec!["api-clean-1".to_owned()]), "{repeats}");
+    let (status, _) = api.call(Method::GET, REPEATS, "/api/cases/api-sewer-1/repeats", Some(DPW), None).await;
+    assert_eq!(status, 403, "another department's case");
+
     // Residents' requests are rate-limited per address, keyed as they are.
     let mut limited = None;
     for _ in 0..=PUBLIC_RATE {

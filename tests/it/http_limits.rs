@@ -342,6 +342,13 @@ async fn store_records(served: &Served, records: &[Value]) {
     }
 }
 
+/// `GET {base}{path}` with `key`: the status and the JSON body (null if none).
+async fn get_json(http: &reqwest::Client, base: &str, path: String, key: &str) -> (u16, Value) {
+    let response = http.get(format!("{base}{path}")).bearer_auth(key).send().await.expect("answer");
+    let status = response.status().as_u16();
+    (status, serde_json::from_slice::<Value>(&response.bytes().await.expect("body")).unwrap_or(Value::Null))
+}
+
 /// `GET /api/cases` a page at a time: each page the next after its cursor, no case twice or
 /// left out. Closed cases leave the hot set `closed_retention_secs` after their last change (at
 /// once, those read at start long after): gone from the default listing, still read by id, by
@@ -367,14 +374,7 @@ async fn pages_follow_their_cursor_and_closed_cases_leave_the_hot_set_not_the_bo
     records.push(record("closed-long-ago", 2 * day, "closed"));
     records.push(record("closed-just-now", Duration::ZERO, "closed"));
     store_records(&served, &records).await;
-    let get = |path: String, key: &'static str| {
-        let request = http.get(format!("{base}{path}")).bearer_auth(key).send();
-        async move {
-            let response = request.await.expect("answer");
-            let status = response.status().as_u16();
-            (status, serde_json::from_slice::<Value>(&response.bytes().await.expect("body")).unwrap_or(Value::Null))
-        }
-    };
+    let get = |path: String, key: &'static str| get_json(http, base, path, key);
     let listed = |list: &Value| -> Vec<String> {
         list["cases"]
             .as_array()
@@ -493,5 +493,108 @@ async fn listing_cost() {
     let (mut parallel, health) = tokio::join!(parallel, health);
     parallel.sort();
     println!("50 in parallel: median {:?}, slowest {:?}; /healthz meanwhile {health:?}", parallel[25], parallel[49]);
+    served.stop().await;
+}
+
+/// `GET /api/cases?q=`: a search by a source's id, by a phone's digits (punctuated, or only the
+/// last four) and by address finds the case from the book's index, a closed case that left
+/// memory too (read from the bucket); a department finds only its own cases, and its repeats
+/// are only its own; a query too long, or without two letters or digits, is refused (422).
+/// `GET /api/cases/{id}/repeats` lists the other cases at the same place or address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_cases_by_ids_phone_and_address_archived_ones_too_but_not_another_departments() {
+    const SEWER: &str = "k-search-sewer-3a5c7e9b1d2f4608";
+    const DPW: &str = "k-search-dpw-8f6d4b2a0c9e7153";
+    let served = Served::start(|config| {
+        for (id, key) in [("puc-sewer-ops", SEWER), ("dpw-ops-queue", DPW)] {
+            config.api.keys.push(ApiKey {
+                role: ApiRole::Department,
+                id: id.into(),
+                sha256: hash_key(key),
+                source: None,
+            });
+        }
+        config.lifecycle.closed_retention_secs = 2;
+    })
+    .await;
+    let (base, http, service) = (&served.base, &served.http, &served.service);
+    let caller = |id: &str, age: Duration, state: &str, department: &str, source_id: &str, phone: &str| {
+        let mut r = record(id, age, state);
+        r["case"]["source_id"] = source_id.into();
+        r["reports"][0]["source_id"] = source_id.into();
+        r["case"]["address"] = "朝阳区建国路88号".into();
+        r["case"]["reporter"] = json!({ "name": "王芳", "phone": phone });
+        r["departments"] = json!([department]);
+        r["accepted_by"] = department.into();
+        r
+    };
+    let day = Duration::from_secs(24 * 3600);
+    store_records(
+        &served,
+        &[
+            caller("search-old", 2 * day, "closed", "puc-sewer-ops", "SR-2026-0007", "135 1111 2222"),
+            caller("search-dpw", Duration::from_secs(120), "accepted", "dpw-ops-queue", "SR-2026-0099", "13900008000"),
+            caller("search-a", Duration::from_secs(60), "accepted", "puc-sewer-ops", "SR-2026-0042", "13800138000"),
+        ],
+    )
+    .await;
+    assert!(service.cases.get("search-old").is_none(), "closed two days ago: it left memory when read");
+    let get = |path: String, key: &'static str| get_json(http, base, path, key);
+    let found = |path: &str, key: &'static str| {
+        let answer = get(path.to_owned(), key);
+        async move {
+            let (status, list) = answer.await;
+            assert_eq!(status, 200, "{list}");
+            let cases = list["cases"].as_array().expect("cases");
+            cases.iter().map(|c| c["case_id"].as_str().expect("an id").to_owned()).collect::<Vec<_>>()
+        }
+    };
+
+    // A dispatcher: by the source's id (its parts too), the phone whole and punctuated, its last
+    // four digits, the address; the archived case among them.
+    assert_eq!(found("/api/cases?q=SR-2026-0042", DISPATCHER).await, ["search-a"]);
+    assert_eq!(found("/api/cases?q=sr%202026%200042", DISPATCHER).await, ["search-a"]);
+    assert_eq!(found("/api/cases?q=138-0013%208000", DISPATCHER).await, ["search-a"]);
+    assert_eq!(found("/api/cases?q=8000", DISPATCHER).await, ["search-a", "search-dpw"]);
+    assert_eq!(found("/api/cases?q=2222", DISPATCHER).await, ["search-old"], "archived, found by phone");
+    assert_eq!(found("/api/cases?q=0007", DISPATCHER).await, ["search-old"], "archived, found by source id");
+    assert_eq!(found("/api/cases?q=建国路88", DISPATCHER).await, ["search-a", "search-dpw", "search-old"]);
+    assert_eq!(found("/api/cases?q=建国路88&state=accepted&limit=1", DISPATCHER).await, ["search-a"]);
+    let (_, page) = get("/api/cases?q=建国路88&limit=2".into(), DISPATCHER).await;
+    let next = page["next"].as_str().expect("a next page");
+    assert_eq!(found(&format!("/api/cases?q=建国路88&limit=2&cursor={next}"), DISPATCHER).await, ["search-old"]);
+    assert!(found("/api/cases?q=13800138001", DISPATCHER).await.is_empty());
+
+    // A department: its own cases only, whatever it searches.
+    assert_eq!(found("/api/cases?q=8000", SEWER).await, ["search-a"]);
+    assert!(found("/api/cases?q=SR-2026-0099", SEWER).await.is_empty(), "another department's case");
+    assert_eq!(found("/api/cases?q=SR-2026-0099", DPW).await, ["search-dpw"]);
+    assert_eq!(found("/api/cases?q=2222", SEWER).await, ["search-old"]);
+
+    // Refused: too long, nothing to search for.
+    for q in ["x".repeat(65), " - ".into(), "a".into()] {
+        let (status, error) = get(format!("/api/cases?q={q}"), DISPATCHER).await;
+        assert_eq!((status, error["code"].as_str()), (422, Some("invalid")), "{q:?}: {error}");
+        assert!(error["error"].as_str().is_some_and(|e| e.starts_with("q: not a search")), "{error}");
+    }
+
+    // Repeats: the same address and place, within 90 days; a department sees only its own.
+    let repeats = |id: &str, key: &'static str| {
+        let answer = get(format!("/api/cases/{id}/repeats"), key);
+        async move {
+            let (status, list) = answer.await;
+            let ids: Vec<String> = list["cases"]
+                .as_array()
+                .map(|cases| cases.iter().map(|c| c["case_id"].as_str().expect("an id").to_owned()).collect())
+                .unwrap_or_default();
+            (status, ids, list)
+        }
+    };
+    let (status, ids, list) = repeats("search-a", DISPATCHER).await;
+    assert_eq!((status, ids), (200, vec!["search-dpw".to_owned(), "search-old".to_owned()]), "{list}");
+    assert_eq!((list["radius_m"].as_f64(), list["days"].as_i64()), (Some(50.0), Some(90)));
+    assert_eq!(repeats("search-a", SEWER).await.1, ["search-old"]);
+    assert_eq!(repeats("search-a", DPW).await.0, 403);
+    assert_eq!(repeats("search-none", DISPATCHER).await.0, 404);
     served.stop().await;
 }

@@ -49,6 +49,17 @@ pub trait CaseStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<CaseRecord>, ActError>> {
         Box::pin(std::future::ready(Ok(self.by_source_id(source, source_id))))
     }
+    /// The repeats of a case visible through `filter`; see [`CaseBook::repeats`] (the default
+    /// knows none: an empty list for a case [`CaseStore::get`] finds).
+    fn repeats<'a>(
+        &'a self,
+        case_id: &'a str,
+        filter: &'a CaseFilter,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<CaseRecord>>, ActError>> {
+        let _ = (filter, limit);
+        Box::pin(std::future::ready(Ok(self.get(case_id).map(|_| Vec::new()))))
+    }
     /// Applies an action by `actor`; the updated case.
     fn act<'a>(
         &'a self,
@@ -92,6 +103,15 @@ impl CaseStore for CaseBook {
         source_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CaseRecord>, ActError>> {
         Box::pin(CaseBook::fetch_by_source_id(self, source, source_id))
+    }
+
+    fn repeats<'a>(
+        &'a self,
+        case_id: &'a str,
+        filter: &'a CaseFilter,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<CaseRecord>>, ActError>> {
+        Box::pin(CaseBook::repeats(self, case_id, filter, limit))
     }
 
     fn act<'a>(

@@ -20,14 +20,14 @@ use linkbus_wire::{CaseRecord, CaseState, SourceSystem};
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
 
+use super::search::{SearchIndex, SearchKeys, SearchQuery};
 use super::stored::Stored;
 use crate::lifecycle;
 
 /// An open case at its place: a unit vector (see [`geodesy::unit_vector`]) and its id.
 type Place = GeomWithData<[f64; 3], String>;
 
-/// A record's place in a listing: newest first, then by id.
-pub(super) type ListKey = (Reverse<Timestamp>, String);
+pub(super) use super::search::ListKey;
 
 /// What a listing's filter and the departments' figures need of a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +93,7 @@ struct Keys {
     done: Option<Timestamp>,
     listing: ListKey,
     listed: Listed,
+    search: SearchKeys,
 }
 
 impl Keys {
@@ -105,6 +106,7 @@ impl Keys {
             done: (!r.state.is_open()).then_some(r.updated_at),
             listing: (Reverse(r.created_at), r.case_id.clone()),
             listed: Listed::of(r),
+            search: SearchKeys::of(r),
         }
     }
 }
@@ -128,7 +130,12 @@ pub(super) struct BookIndex {
     archived: HashMap<String, (ListKey, u64)>,
     /// Each department's figures.
     tallies: HashMap<String, Tally>,
+    /// Every record's search keys (ids, address, reporter, place).
+    search: SearchIndex,
 }
+
+/// A record's row in a listing: its place, what a filter reads of it, and whether it is archived.
+pub(super) type Row<'a> = (&'a ListKey, &'a Listed, bool);
 
 impl BookIndex {
     /// Follows a record from `old` (none when new to memory) to `new`. A record that comes back
@@ -156,6 +163,7 @@ impl BookIndex {
             self.done.insert((done, id.clone()));
         }
         self.count(&after.listed, true);
+        self.search.set(&after.listing, after.search);
         self.listed.insert(after.listing, after.listed);
     }
 
@@ -250,10 +258,32 @@ impl BookIndex {
     }
 
     /// Every record from just after `after` on, in listing order, and whether it is archived.
-    pub(super) fn listing(&self, after: Option<&ListKey>) -> impl Iterator<Item = (&ListKey, &Listed, bool)> {
+    pub(super) fn listing(&self, after: Option<&ListKey>) -> impl Iterator<Item = Row<'_>> {
         use std::ops::Bound::{Excluded, Unbounded};
         let from = after.map_or(Unbounded, |key| Excluded(key.clone()));
         self.listed.range((from, Unbounded)).map(|(key, listed)| (key, listed, self.archived.contains_key(&key.1)))
+    }
+
+    /// The records `q` finds (in memory or archived), in listing order: see [`SearchIndex::find`].
+    pub(super) fn search(&self, q: &SearchQuery) -> Vec<ListKey> {
+        self.search.find(q)
+    }
+
+    /// The rows of `keys` (in listing order) from just after `after` on.
+    pub(super) fn rows<'a>(
+        &'a self,
+        keys: &'a [ListKey],
+        after: Option<&'a ListKey>,
+    ) -> impl Iterator<Item = Row<'a>> + 'a {
+        keys.iter()
+            .filter(move |key| after.is_none_or(|after| *key > after))
+            .filter_map(|key| self.listed.get_key_value(key))
+            .map(|(key, listed)| (key, listed, self.archived.contains_key(&key.1)))
+    }
+
+    /// The records reported near the case `id` or at its address: see [`SearchIndex::repeats`].
+    pub(super) fn repeats(&self, id: &str, radius_m: f64, window: jiff::SignedDuration) -> Option<Vec<ListKey>> {
+        self.search.repeats(id, radius_m, window)
     }
 
     /// Each department's figures.
@@ -352,6 +382,7 @@ mod tests {
             let mut s = stored(id, 116.40 + n as f64 * 0.01, 39.90);
             s.record.created_at += jiff::SignedDuration::from_secs(n as i64);
             s.record.departments = vec!["d1".into()];
+            s.record.case.address = Some(format!("建国路{n}号"));
             index.update(None, &s);
             records.push(s);
         }
@@ -383,6 +414,13 @@ mod tests {
         assert_eq!(index.done_before(later), ["a"]);
         index.archive(&closed, 5);
         assert!(index.done_before(later).is_empty());
+        // Still found by a search, in listing order, and its row says it is archived.
+        let street = SearchQuery::parse("建国路").expect("a query");
+        let hits = index.search(&street);
+        assert_eq!(ids(index.rows(&hits, None)), owned(&[("c", false), ("b", false), ("a", true)]));
+        assert_eq!(ids(index.rows(&hits, Some(&hits[0]))), owned(&[("b", false), ("a", true)]));
+        let window = jiff::SignedDuration::from_hours(24);
+        assert_eq!(index.repeats("a", 5000.0, window).map(|r| r.len()), Some(2));
         assert_eq!(ids(index.listing(None)), owned(&[("c", false), ("b", false), ("a", true)]));
         assert_eq!((index.archived_revision("a"), index.tallies()["d1"]), (Some(5), figures));
 
@@ -391,6 +429,7 @@ mod tests {
         assert!(index.unarchive("a", 6));
         index.update(None, &closed);
         assert_eq!(ids(index.listing(None)), owned(&[("c", false), ("b", false), ("a", false)]));
+        assert_eq!(index.search(&street).len(), 3, "found once, not twice");
         assert_eq!(index.tallies()["d1"], figures);
         // Merged into another: no longer counted for the department.
         let mut merged = records[1].clone();

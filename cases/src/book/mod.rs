@@ -11,7 +11,8 @@
 //! One concept per module; each uses only those listed before it, never one after:
 //! - `error`: [`ActError`]; `config`: [`BookConfig`];
 //! - `outbox`: the messages a transition sends; `stored`: the bucket's value per case and its
-//!   key; `index`: what is due, unsent and open where;
+//!   key; `search`: finding a case by its ids, address, reporter or phone, and its repeats
+//!   ([`SearchQuery`]); `index`: what is due, unsent and open where, the listing, the search;
 //! - `handle`: the [`CaseBook`] itself and the [`NextVolunteers`] it asks;
 //! - `archive`: the hot set, closed cases leaving memory after `closed_retention`;
 //! - `store`: revision-checked transitions, the in-memory copy, publishing outboxes;
@@ -53,6 +54,7 @@ mod opening;
 mod outbox;
 mod read;
 mod requests;
+mod search;
 mod stats;
 mod store;
 mod stored;
@@ -63,6 +65,7 @@ pub use error::ActError;
 pub use handle::{CaseBook, NextVolunteers};
 pub use opening::OPEN_IN_FLIGHT;
 pub use read::{CaseFilter, CasePage, Cursor, involves};
+pub use search::{MAX_QUERY_CHARS, MIN_PHONE_DIGITS, MIN_QUERY_CHARS, REPEAT_DAYS, REPEAT_RADIUS_M, SearchQuery};
 pub use stats::DepartmentStats;
 
 /// Changes of case records held for subscribers ([`CaseBook::subscribe`]) not yet read by them.

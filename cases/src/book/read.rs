@@ -14,7 +14,9 @@ use tokio::sync::broadcast;
 
 use super::error::ActError;
 use super::handle::CaseBook;
-use super::index::{ListKey, Listed};
+use super::index::BookIndex;
+use super::index::{ListKey, Listed, Row};
+use super::search::{REPEAT_DAYS, REPEAT_RADIUS_M, SearchKeys, SearchQuery};
 
 /// Archived records a page reads from the bucket at once.
 const ARCHIVE_READS: usize = 16;
@@ -42,15 +44,21 @@ pub struct CaseFilter {
     /// `closed` or `cancelled` includes them anyway.
     #[serde(default)]
     pub archived: bool,
+    /// Found by this search ([`SearchQuery`]: ids, address, reporter's name or phone), in memory
+    /// or not: a search includes the cases that left memory, and reads them from the bucket.
+    #[serde(skip)]
+    pub text: Option<SearchQuery>,
 }
 
 impl CaseFilter {
     /// True when the record matches.
     pub fn matches(&self, r: &CaseRecord) -> bool {
         self.matches_listed(r.created_at, &Listed::of(r))
+            && self.text.as_ref().is_none_or(|q| SearchKeys::of(r).matches(q))
     }
 
-    /// True when a record created at `created_at`, as the index lists it, matches.
+    /// True when a record created at `created_at`, as the index lists it, matches, but for
+    /// `text` (the rows a search gives are those it found: [`CaseFilter::rows`]).
     pub(super) fn matches_listed(&self, created_at: Timestamp, r: &Listed) -> bool {
         let involves = |d: &String| r.involved.contains(d);
         self.state.is_none_or(|s| s == r.state)
@@ -64,7 +72,20 @@ impl CaseFilter {
 
     /// Whether the cases that left memory are asked for.
     fn wants_archived(&self) -> bool {
-        self.archived || matches!(self.state, Some(CaseState::Closed | CaseState::Cancelled))
+        self.archived || self.text.is_some() || matches!(self.state, Some(CaseState::Closed | CaseState::Cancelled))
+    }
+
+    /// The rows to filter from just after `after` on: every record, or those `hits` (the
+    /// search's) names.
+    fn rows<'a>(
+        index: &'a BookIndex,
+        hits: Option<&'a [ListKey]>,
+        after: Option<&'a ListKey>,
+    ) -> Box<dyn Iterator<Item = Row<'a>> + 'a> {
+        match hits {
+            Some(keys) => Box::new(index.rows(keys, after)),
+            None => Box::new(index.listing(after)),
+        }
     }
 }
 
@@ -136,8 +157,8 @@ impl CaseBook {
     pub fn list(&self, filter: &CaseFilter) -> Vec<CaseRecord> {
         let cache = read(&self.cache);
         let index = read(&self.index);
-        index
-            .listing(None)
+        let hits = filter.text.as_ref().map(|q| index.search(q));
+        CaseFilter::rows(&index, hits.as_deref(), None)
             .filter(|(key, listed, archived)| !archived && filter.matches_listed(key.0.0, listed))
             .filter_map(|(key, _, _)| cache.get(&key.1))
             .map(|c| c.stored.record.clone())
@@ -171,7 +192,8 @@ impl CaseBook {
             let mut found: Vec<(ListKey, Option<CaseRecord>)> = Vec::new();
             let mut more = false;
             let after = after.map(Cursor::key);
-            for (key, listed, archived) in index.listing(after.as_ref()) {
+            let hits = filter.text.as_ref().map(|q| index.search(q));
+            for (key, listed, archived) in CaseFilter::rows(&index, hits.as_deref(), after.as_ref()) {
                 if (archived && !wants_archived) || !filter.matches_listed(key.0.0, listed) {
                     continue;
                 }
@@ -190,8 +212,20 @@ impl CaseBook {
             }
             (found, more)
         };
-        // Those archived read from the bucket, a few at a time; one gone meanwhile is left out.
-        let read_back: Vec<(ListKey, Option<CaseRecord>)> = futures::stream::iter(found)
+        let read_back = self.read_back(found).await?;
+        let last = read_back.last().map(|(key, _)| key.clone());
+        let cases = read_back.into_iter().filter_map(|(_, r)| r).collect();
+        let next = last.filter(|_| more).map(|(Reverse(created_at), case_id)| Cursor { created_at, case_id });
+        Ok(CasePage { cases, next })
+    }
+
+    /// `found` with those not in memory (`None`) read from the bucket, a few at a time; one gone
+    /// meanwhile stays `None`.
+    async fn read_back(
+        &self,
+        found: Vec<(ListKey, Option<CaseRecord>)>,
+    ) -> Result<Vec<(ListKey, Option<CaseRecord>)>, ActError> {
+        futures::stream::iter(found)
             .map(|(key, in_memory)| async move {
                 if in_memory.is_some() {
                     return Ok((key, in_memory));
@@ -204,11 +238,36 @@ impl CaseBook {
             })
             .buffered(ARCHIVE_READS)
             .try_collect()
-            .await?;
-        let last = read_back.last().map(|(key, _)| key.clone());
-        let cases = read_back.into_iter().filter_map(|(_, r)| r).collect();
-        let next = last.filter(|_| more).map(|(Reverse(created_at), case_id)| Cursor { created_at, case_id });
-        Ok(CasePage { cases, next })
+            .await
+    }
+
+    /// The other cases reported within [`REPEAT_RADIUS_M`] of the case `case_id` or at the same
+    /// address (folded), created within [`REPEAT_DAYS`] of it either way, that match `filter`
+    /// (a department's `visible_to`): at most `limit`, newest first, in memory or read from the
+    /// bucket. From the book's search index, never a scan; `None` when there is no such case.
+    pub async fn repeats(
+        &self,
+        case_id: &str,
+        filter: &CaseFilter,
+        limit: usize,
+    ) -> Result<Option<Vec<CaseRecord>>, ActError> {
+        let found = {
+            let cache = read(&self.cache);
+            let index = read(&self.index);
+            let window = jiff::SignedDuration::from_hours(24 * REPEAT_DAYS);
+            let Some(keys) = index.repeats(case_id, REPEAT_RADIUS_M, window) else { return Ok(None) };
+            let found: Vec<(ListKey, Option<CaseRecord>)> = index
+                .rows(&keys, None)
+                .filter(|(key, listed, _)| filter.matches_listed(key.0.0, listed))
+                .filter_map(|(key, _, archived)| match archived {
+                    true => Some((key.clone(), None)),
+                    false => cache.get(&key.1).map(|c| (key.clone(), Some(c.stored.record.clone()))),
+                })
+                .take(limit)
+                .collect();
+            found
+        };
+        Ok(Some(self.read_back(found).await?.into_iter().filter_map(|(_, r)| r).collect()))
     }
 
     /// Every change of a case record from now on, whichever replica made it (records as the

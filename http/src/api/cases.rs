@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use linkbus_cases::book::involves;
+use linkbus_cases::book::{CaseFilter, REPEAT_DAYS, REPEAT_RADIUS_M, involves};
 use linkbus_wire::{self as wire, Action, Actor, ActorKind, CaseRecord};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -35,7 +35,7 @@ pub struct CaseList {
 }
 
 /// `GET /api/cases`: a department key lists only the cases its department has or had, whatever
-/// the filters. A page costs what it returns (the case book walks its listing order from the
+/// the filters (a search too: `q` finds none of another department's cases). A page costs what it returns (the case book walks its listing order from the
 /// cursor); closed and cancelled cases that left memory are listed when asked for (`state`
 /// closed or cancelled, or `archived=true`).
 pub(super) async fn list_cases(
@@ -51,6 +51,43 @@ pub(super) async fn list_cases(
     let (cases, next) = (page.cases, page.next.map(|c| c.to_string()));
     debug!(role = principal.role.as_str(), actor = %principal.id, count = cases.len(), "cases listed");
     Ok(axum::Json(CaseList { cases, more: next.is_some(), next }))
+}
+
+/// The most repeats `GET /api/cases/{id}/repeats` answers.
+pub(crate) const MAX_REPEATS: usize = 50;
+
+/// `GET /api/cases/{id}/repeats`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RepeatList {
+    /// The other cases reported within `radius_m` of the case or at the same address (folded:
+    /// case, spaces and punctuation aside), created within `days` of it either way; newest
+    /// first, at most 50, only those the key may see.
+    pub cases: Vec<CaseRecord>,
+    /// How near is the same place, metres.
+    pub radius_m: f64,
+    /// How many days apart, either way.
+    pub days: i64,
+}
+
+/// `GET /api/cases/{id}/repeats`: repeat reports at the case's place or address (12345 work
+/// spots repeat complaints by them), from the case book's search index. A department key gets
+/// only its own cases among them, and 403 for another department's case.
+pub(super) async fn repeats(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<axum::Json<RepeatList>, ApiError> {
+    principal.require(CASE_ROLES, "read cases")?;
+    visible(&state, &principal, &id).await?;
+    let filter = CaseFilter { visible_to: principal.department().map(str::to_owned), ..CaseFilter::default() };
+    let cases = state
+        .cases
+        .repeats(&id, &filter, MAX_REPEATS)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no case {id}")))?;
+    debug!(role = principal.role.as_str(), actor = %principal.id, case_id = %id, count = cases.len(), "repeats listed");
+    Ok(axum::Json(RepeatList { cases, radius_m: REPEAT_RADIUS_M, days: REPEAT_DAYS }))
 }
 
 /// 404 for what cannot be a case id (`>`, `a.*.>`: the case book's bucket would refuse it as a

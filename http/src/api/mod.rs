@@ -2,7 +2,8 @@
 //!
 //! | endpoint | who | what | module |
 //! |---|---|---|---|
-//! | `GET /api/cases` | dispatcher, department or operator key | cases, newest first, filtered by `state`, `community`, `department`, `system`, `since`, `until`, `limit` | `cases` |
+//! | `GET /api/cases` | dispatcher, department or operator key | cases, newest first, filtered by `q` (a search over ids, address, reporter's name and phone, closed cases included), `state`, `community`, `department`, `system`, `since`, `until`, `limit` | `cases` |
+//! | `GET /api/cases/{id}/repeats` | dispatcher, department or operator key | other reports within 50 m or at the same address, 90 days either way | `cases` |
 //! | `GET /api/cases/{id}` | dispatcher, department or operator key | one case: timeline, decision and its explanation, reports, offers, ratings | `cases` |
 //! | `POST /api/cases/{id}/actions` | dispatcher or department key | a [`linkbus_wire::Action`] (`{"action": "accept"}`…); answers the updated case | `cases` |
 //! | `GET /api/requests/{source_id}` | source, dispatcher or operator key (rate-limited) | a resident's follow-up by the source system's id: a reduced, public view | `residents` |
@@ -53,7 +54,8 @@ mod residents;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use self::cases::{CaseList, parse_action};
+pub(crate) use self::cases::MAX_REPEATS;
+pub use self::cases::{CaseList, RepeatList, parse_action};
 pub use self::operations::{ReadyBody, render};
 pub use self::oversight::{DeliveryList, DepartmentStatsList};
 pub(crate) use self::query::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -72,6 +74,7 @@ pub(crate) fn routes(state: &ApiState) -> Router<ApiState> {
         .route("/api/cases", get(cases::list_cases))
         .route("/api/cases/{id}", get(cases::get_case))
         .route("/api/cases/{id}/actions", post(cases::act))
+        .route("/api/cases/{id}/repeats", get(cases::repeats))
         .route("/api/webhooks/{department}/deliveries", get(oversight::list_deliveries))
         .route("/api/stats/departments", get(oversight::department_stats))
         .merge(residents::routes(state))

@@ -1,6 +1,6 @@
 //! The query strings of the listing endpoints: every parameter known, none given twice.
 
-use linkbus_cases::book::{CaseFilter, Cursor};
+use linkbus_cases::book::{CaseFilter, Cursor, SearchQuery};
 use linkbus_wire as wire;
 use serde_json::Value;
 
@@ -11,7 +11,7 @@ pub(crate) const DEFAULT_LIMIT: usize = 100;
 /// The largest `limit`.
 pub(crate) const MAX_LIMIT: usize = 1000;
 
-/// The filter, `cursor` and `limit` of `GET /api/cases`.
+/// The filter, `cursor` and `limit` of `GET /api/cases` (`q`: a [`SearchQuery`]).
 pub(crate) fn parse_list_query(pairs: &[(String, String)]) -> Result<(CaseFilter, Option<Cursor>, usize), ApiError> {
     let mut filter = CaseFilter::default();
     let mut cursor = None;
@@ -37,6 +37,10 @@ pub(crate) fn parse_list_query(pairs: &[(String, String)]) -> Result<(CaseFilter
             }
             "since" => filter.since = Some(value.parse().map_err(|_| bad("not an RFC 3339 time"))?),
             "until" => filter.until = Some(value.parse().map_err(|_| bad("not an RFC 3339 time"))?),
+            "q" => {
+                filter.text =
+                    Some(SearchQuery::parse(value).map_err(|e| ApiError::Invalid(format!("q: not a search: {e}")))?)
+            }
             "archived" => filter.archived = value.parse().map_err(|_| bad("true or false"))?,
             "cursor" => cursor = Some(value.parse::<Cursor>().map_err(|e| ApiError::Invalid(format!("cursor: {e}")))?),
             "limit" => {
@@ -48,8 +52,8 @@ pub(crate) fn parse_list_query(pairs: &[(String, String)]) -> Result<(CaseFilter
             }
             _ => {
                 return Err(ApiError::Invalid(format!(
-                    "unknown query parameter {name}; known: state, community, department, system, since, until, \
-                     archived, cursor, limit"
+                    "unknown query parameter {name}; known: q, state, community, department, system, since, \
+                     until, archived, cursor, limit"
                 )));
             }
         }

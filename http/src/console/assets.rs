@@ -35,6 +35,7 @@ pub(super) const ASSETS: &[Asset] = &[
     asset!("i18n.js", JS),
     asset!("map.js", JS),
     asset!("record.js", JS),
+    asset!("search.js", JS),
     asset!("state.js", JS),
     asset!("app.css", CSS),
     asset!("vendor/leaflet/leaflet.js", JS),
