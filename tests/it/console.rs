@@ -340,15 +340,13 @@ async fn console_shows_live_cases_and_actions_reach_every_console() {
         .click()
         .await
         .expect("open");
-    let explanation = a
-        .wait()
+    a.wait()
         .at_most(WAIT)
         .for_element(Locator::Css("#detail:not([hidden]) #detail-explanation"))
         .await
-        .expect("the case opens")
-        .text()
-        .await
-        .expect("text");
+        .expect("the case opens");
+    let explanation = a.execute("return document.getElementById('detail-explanation').innerText", vec![]).await;
+    let explanation = explanation.expect("explanation").as_str().expect("text").to_owned();
     assert!(explanation.contains("is inside community Mission"), "{explanation}");
     assert!(explanation.contains("dpw-ops-queue"), "{explanation}");
     let source_ids = a.find(Locator::Id("detail-source-ids")).await.expect("source ids").text().await.expect("text");
@@ -372,7 +370,9 @@ async fn console_shows_live_cases_and_actions_reach_every_console() {
         vec![],
     )
     .await;
-    let timeline = a.find(Locator::Css("#detail .timeline")).await.expect("timeline").text().await.expect("text");
+    // Read in one step: the detail is drawn again when its repeats arrive.
+    let timeline = a.execute("return document.querySelector('#detail .timeline').innerText", vec![]).await;
+    let timeline = timeline.expect("timeline").as_str().expect("text").to_owned();
     assert!(timeline.contains("closed · dispatcher dana: duplicate of a phone call"), "{timeline}");
     // Times are the region's (San Francisco's), not the machine's or the browser's.
     let record = read_case(&linkbus, "console-1").await;
