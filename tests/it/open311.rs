@@ -276,12 +276,13 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     let (_, open) = client.get_json(&format!("/open311/v2/requests.json?status=open&api_key={APP}")).await;
     assert!(!open.as_array().expect("list").iter().any(|r| r["service_request_id"] == json!(id)));
 
-    // Reading takes a key of this source, a dispatcher's or an operator's; not another source's.
-    let (status, content_type, body) = client.get(&format!("/open311/v2/requests/{id}.json")).await;
-    assert_spec_error(status, &content_type, &body, 403, "api_key");
-    let (status, content_type, body) = client.get(&format!("/open311/v2/requests/{id}.xml?api_key={GRID}")).await;
-    assert_spec_error(status, &content_type, &body, 403, "may not read");
-    assert_eq!(client.get_json(&format!("/open311/v2/requests/{id}.json?api_key={DISPATCHER}")).await.0, 200);
+    // Reading needs no key, as GeoReport v2 says, and shows nothing of the reporter.
+    let (status, _, body) = client.get(&format!("/open311/v2/requests/{id}.json")).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    for private in ["Lovelace", "555-0100", "resident@example.org", "ios-3f2a"] {
+        assert!(!text.contains(private), "{private} in a public read: {text}");
+    }
     // The residents' follow-up endpoint is scoped the same way.
     let follow_up = |key: &'static str| {
         let http = client.http.clone();
@@ -291,18 +292,13 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!(follow_up(APP).await, 200);
     assert_eq!(follow_up(GRID).await, 404, "another source's key does not find Open311's request");
 
-    // An unknown service code is taken, routed to the catch-all, flagged (and the key may come
-    // in the query string, as a few clients send it).
+    // A service code the server does not offer is 404, as GeoReport v2 says (and the key may
+    // come in the query string, as a few clients send it).
     let posted =
         form("UFO_SIGHTING", "37.7793", "-122.4193", "Lights+over+City+Hall").replace(&format!("api_key={APP}&"), "");
-    let (status, _, body) = client.post(&format!("/open311/v2/requests.json?api_key={APP}"), FORM, posted).await;
-    assert_eq!(status, 201);
-    let created: Value = serde_json::from_slice(&body).expect("JSON");
-    let unknown_id = format!("open311-{}", created[0]["service_request_id"].as_str().expect("id"));
-    let record = wait_for_case(&service, &unknown_id, "routed", |_| true).await;
-    assert_eq!(record.case.category, "uncategorized");
-    assert_eq!(record.case.flags, ["unmapped_category"]);
-    assert_eq!(record.departments, ["sf-311"], "the catch-all");
+    let (status, content_type, body) =
+        client.post(&format!("/open311/v2/requests.json?api_key={APP}"), FORM, posted).await;
+    assert_spec_error(status, &content_type, &body, 404, "UFO_SIGHTING");
 
     // A 12345 app posting GCJ-02 coordinates: converted, and the case says so.
     let posted = format!("{}&datum=gcj02", form("STREETLIGHT", "37.7610", "-122.4350", "Lamp+out"));
@@ -326,6 +322,7 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
     let mut config = bus.config();
     config.api.keys = keys();
     config.api.public_rate_per_minute = 30;
+    config.adapters.open311.public_reads = false;
     let service = bus.service(&config).await;
     let (base, stop) = serve(&config, &service).await;
     let client = Client { base, http: reqwest::Client::builder().timeout(WAIT).build().expect("client") };
@@ -377,6 +374,15 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
         let (status, content_type, answer) = client.post("/open311/v2/requests.json", FORM, body).await;
         assert_spec_error(status, &content_type, &answer, 403, mentions);
     }
+    // With public_reads off, reading takes a key of this source, a dispatcher's or an
+    // operator's; not another source's.
+    let (status, content_type, body) = client.get("/open311/v2/requests/nope.json").await;
+    assert_spec_error(status, &content_type, &body, 403, "api_key");
+    let (status, content_type, body) = client.get(&format!("/open311/v2/requests/nope.xml?api_key={GRID}")).await;
+    assert_spec_error(status, &content_type, &body, 403, "may not read");
+    let (status, content_type, body) =
+        client.get(&format!("/open311/v2/requests/nope.json?api_key={DISPATCHER}")).await;
+    assert_spec_error(status, &content_type, &body, 404, "nope");
     let (status, content_type, body) = client.get("/open311/v2/discovery.txt").await;
     assert_spec_error(status, &content_type, &body, 404, "json or .xml");
     let (status, content_type, body) = client.get("/open311/v2/tokens.xml").await;

@@ -14,16 +14,17 @@ pub struct Open311Config {
     /// The CloudEvents `source` of its requests; a source key must speak for it (`[[api.keys]]`
     /// `source`) to post, and may read only its requests.
     pub source: String,
-    /// `service_code` → bus category. A code not in the map (nor a region category) is still
-    /// taken: routed as the map's `unknown` category, flagged `unmapped_category`.
+    /// `service_code` → bus category. A code not in the map (nor a region category, with
+    /// `region_services`) is answered 404, as GeoReport v2 says.
     pub categories: CategoryMap,
     /// Also offer every public-service category of the region as a service, its id as the code.
     pub region_services: bool,
     /// The priority of its cases, 1 (life-threatening) to 4 (low); the routing's priority rules
     /// may raise it.
     pub priority: u8,
-    /// Answer `GET requests…` without a key (as most public 311 servers do). Off: a source,
-    /// dispatcher or operator key is needed, as for `/api/requests/…`.
+    /// Answer `GET requests…` without a key, as GeoReport v2 says (the answers carry no
+    /// reporter's name, phone or email). Off: a source, dispatcher or operator key is needed, as
+    /// for `/api/requests/…`.
     pub public_reads: bool,
     /// The `service_notice` of every request: what the resident can expect.
     pub service_notice: String,
@@ -37,7 +38,7 @@ impl Default for Open311Config {
             categories: CategoryMap::from_pairs(DEFAULT_SERVICES.iter().copied()),
             region_services: true,
             priority: 3,
-            public_reads: false,
+            public_reads: true,
             service_notice: "Routed to the responsible department of your community, which must accept it \
                              within the deadline of its priority."
                 .into(),

@@ -128,8 +128,18 @@ impl Posted {
         digest_id(&text)
     }
 
-    /// The case event, or what is wrong with the request.
-    pub(super) fn event(&self, config: &Open311Config, now: Timestamp) -> Result<CloudEvent<CaseReport>, RequestError> {
+    /// The service code posted.
+    pub(super) fn service_code(&self) -> &str {
+        &self.service_code
+    }
+
+    /// The case event in `category` (the posted service's), or what is wrong with the request.
+    pub(super) fn event(
+        &self,
+        config: &Open311Config,
+        category: &str,
+        now: Timestamp,
+    ) -> Result<CloudEvent<CaseReport>, RequestError> {
         if self.service_code.is_empty() || self.service_code.len() > 64 {
             return Err(RequestError::Field("service_code is required (at most 64 bytes)".into()));
         }
@@ -182,13 +192,6 @@ impl Posted {
                 return Err(RequestError::Field("media_url must be an http(s) URL of at most 2048 bytes".into()));
             }
         }
-        let mut flags = Vec::new();
-        let category = if config.region_services && wire::is_category(&self.service_code) {
-            let mapped = config.categories.map(&self.service_code);
-            if mapped.known { mapped.category } else { self.service_code.clone() }
-        } else {
-            config.categories.map_flagged(&self.service_code, &mut flags)
-        };
         let mut description = self.description.clone().unwrap_or_default();
         if let Some(url) = &self.media_url {
             description.push_str(&format!("\nMedia: {url}"));
@@ -206,7 +209,7 @@ impl Posted {
         let request_id = self.request_id();
         let report = CaseReport {
             system: SourceSystem::PublicService,
-            category,
+            category: category.to_owned(),
             priority: config.priority,
             location,
             datum,
@@ -216,7 +219,7 @@ impl Posted {
             description: Some(description.trim().to_owned()).filter(|d| !d.is_empty()),
             source_id: request_id.clone(),
             reported_at: now,
-            flags,
+            flags: vec![],
             area: None,
         };
         report.validate().map_err(RequestError::Report)?;
@@ -276,7 +279,7 @@ mod tests {
     #[test]
     fn a_spec_form_becomes_a_public_service_case() {
         let posted = Posted::read(&pairs(FORM)).expect("read");
-        let event = posted.event(&Open311Config::default(), Timestamp::UNIX_EPOCH).expect("event");
+        let event = posted.event(&Open311Config::default(), "street_defects", Timestamp::UNIX_EPOCH).expect("event");
         let r = &event.data;
         assert_eq!((r.system, r.category.as_str()), (SourceSystem::PublicService, "street_defects"));
         assert_eq!((r.location.lat, r.location.lon), (37.7599, -122.4194));
@@ -295,26 +298,12 @@ mod tests {
     }
 
     #[test]
-    fn codes_map_to_categories_or_the_flagged_catch_all() {
-        let config = Open311Config::default();
-        let category = |code: &str| {
-            let form = format!("service_code={code}&lat=37.7&long=-122.4");
-            let event = Posted::read(&pairs(&form)).expect("read").event(&config, Timestamp::UNIX_EPOCH);
-            let event = event.expect("event");
-            (event.data.category, event.data.flags)
-        };
-        assert_eq!(category("SEWER"), ("sewer_issues".into(), vec![]));
-        assert_eq!(category("sewer_issues"), ("sewer_issues".into(), vec![]), "a region category as code");
-        assert_eq!(category("UFO-SIGHTING"), ("uncategorized".into(), vec!["unmapped_category".into()]));
-    }
-
-    #[test]
     fn bad_requests_say_what_is_wrong() {
         let config = Open311Config::default();
         let refused = |form: &str| -> String {
             match Posted::read(&pairs(form)) {
                 Err(e) => e.to_string(),
-                Ok(p) => p.event(&config, Timestamp::UNIX_EPOCH).expect_err(form).to_string(),
+                Ok(p) => p.event(&config, "sewer_issues", Timestamp::UNIX_EPOCH).expect_err(form).to_string(),
             }
         };
         assert!(refused("lat=37.7&long=-122.4").contains("service_code"));
@@ -334,7 +323,8 @@ mod tests {
     #[test]
     fn gcj02_coordinates_are_taken_with_their_datum() {
         let form = "service_code=SEWER&lat=39.9087&long=116.3975&datum=gcj02";
-        let event = Posted::read(&pairs(form)).expect("read").event(&Open311Config::default(), Timestamp::UNIX_EPOCH);
+        let posted = Posted::read(&pairs(form)).expect("read");
+        let event = posted.event(&Open311Config::default(), "sewer_issues", Timestamp::UNIX_EPOCH);
         assert_eq!(event.expect("event").data.datum, Datum::Gcj02);
     }
 }

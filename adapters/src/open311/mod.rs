@@ -15,9 +15,11 @@
 //! encoded, out of range) is also kept in `deadletter.adapter_open311` with the reason.
 //!
 //! **Keys.** `api_key` (the form field, a query parameter, or `Authorization: Bearer`) is an API
-//! key of the linkbus configuration: a source key speaking for this adapter's source may post
-//! and read; dispatcher and operator keys may read. Reading without a key is refused unless
-//! `public_reads` is set. Posting and reading take from the residents' per-address rate limit.
+//! key of the linkbus configuration: a source key speaking for this adapter's source may post.
+//! Reading needs no key, as the spec says (the answers carry no reporter data); with
+//! `public_reads = false` it takes this source's key, a dispatcher's or an operator's. Posting
+//! and reading take from the residents' per-address rate limit. A `service_code` not among the
+//! services is answered 404, as the spec says.
 //!
 //! **Ids.** The `service_request_id` is a digest of what was posted (every field but
 //! `api_key`), so the same request posted twice (a double tap, a retry after a timeout) is one
@@ -427,7 +429,20 @@ async fn post_request(o: &Served, format: Format, request: Request<Body>) -> Res
         Ok(posted) => posted,
         Err(e) => return Err(refuse(ErrorCode::Invalid, Open311Error::bad(e.to_string())).await),
     };
-    let event = match posted.event(&o.config, Timestamp::now()) {
+    // GeoReport v2: a service_code the server does not offer is 404, not taken as something else.
+    // (A missing code is the form's fault, 400, said by `event`.)
+    let code = posted.service_code();
+    let service = o.services.iter().find(|s| s.service_code == code);
+    if service.is_none() && !code.is_empty() {
+        let shown: String = code.chars().take(64).collect();
+        let e = Open311Error::new(
+            StatusCode::NOT_FOUND,
+            format!("service_code {shown:?} not found (GET services lists them)"),
+        );
+        return Err(refuse(ErrorCode::Invalid, e).await);
+    }
+    let category = service.map_or("", |s| s.keywords.as_str());
+    let event = match posted.event(&o.config, category, Timestamp::now()) {
         Ok(event) => event,
         Err(e) => return Err(refuse(ErrorCode::Invalid, Open311Error::bad(e.to_string())).await),
     };
