@@ -18,7 +18,7 @@ import { initDetail, renderDetail, select } from './detail.js';
 import { $ } from './dom.js';
 import { connect, disconnect, invalidate, setLive } from './events.js';
 import { fmtTime, t, tz } from './i18n.js';
-import { buildLegend, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds } from './map.js';
+import { buildLegend, clusterList, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, shownLabels, zoomToCommunity } from './map.js';
 import { serverNow, state } from './state.js';
 
 /** Writes every text of the page in the page's language. */
@@ -72,6 +72,7 @@ async function open() {
     initMap(await api('/console/region/communities'), select);
     fillFilters();
     initBoard(select, invalidate);
+    $('f-community').addEventListener('change', () => zoomToCommunity($('f-community').value));
     setInterval(tick, 1000);
     setInterval(loadVolunteers, 15000);
   }
@@ -101,6 +102,9 @@ window.linkbusConsole = {
   measureFrames,
   alerts: alertLog,
   dotPoint,
+  mapView,
+  mapLabels: shownLabels,
+  clusters: clusterList,
 };
 
 start();

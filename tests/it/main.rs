@@ -9,6 +9,7 @@ mod cluster;
 mod console;
 mod console_actions;
 mod console_alerts;
+mod console_map;
 mod console_shapes;
 mod deadletter;
 mod embedded;
