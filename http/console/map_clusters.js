@@ -1,7 +1,8 @@
 // Dense case dots as clusters while the map is zoomed out: the shown dots are grouped by a grid of
 // `CELL`-pixel squares at the map's zoom, and a square holding `MIN` or more is drawn as one
 // bubble (on the dots' canvas, in the colour of its most urgent case) with the count written on
-// it; a click on a bubble zooms to its cases. An open priority 1 case is counted in its square's
+// it (a plain element in one pane, not a marker each: one composited layer, not one a bubble);
+// a click on a bubble zooms to its cases. An open priority 1 case is counted in its square's
 // bubble but keeps its own dot, drawn above the bubble (map.js raises it): it is never hidden.
 // From `CLUSTER_ZOOM` on, every dot is drawn.
 const L = window.L;
@@ -21,9 +22,9 @@ const clusters = {
   canvas: null,
   /** The bubbles. */
   layer: null,
-  /** The counts written on the bubbles. */
-  countLayer: null,
-  /** Each square's bubble by its key: `{bubble, label, n, fill, members}`. */
+  /** The pane the counts are written in. */
+  pane: null,
+  /** Each square's bubble by its key: `{bubble, label, at, n, fill, members}`. */
   cells: new Map(),
 };
 
@@ -31,10 +32,21 @@ const clusters = {
 export function initClusters(map, canvas) {
   clusters.map = map;
   clusters.canvas = canvas;
-  map.createPane('clusterCounts').style.zIndex = 450; // above the dots' canvas (400)
-  map.getPane('clusterCounts').style.pointerEvents = 'none';
+  clusters.pane = map.createPane('clusterCounts');
+  clusters.pane.style.zIndex = 450; // above the dots' canvas (400)
+  clusters.pane.style.pointerEvents = 'none';
   clusters.layer = L.layerGroup().addTo(map);
-  clusters.countLayer = L.layerGroup().addTo(map);
+  // The counts stand at layer points: hidden while the map zooms, placed again once the view is
+  // reset (the bubbles are made anew at `zoomend`).
+  map.on('zoomstart', () => { clusters.pane.hidden = true; });
+  map.on('viewreset zoomend', () => { for (const cell of clusters.cells.values()) place(cell); clusters.pane.hidden = false; });
+}
+
+/** Writes a bubble's count at its place. */
+function place(cell) {
+  const p = clusters.map.latLngToLayerPoint(cell.at);
+  cell.label.style.left = `${Math.round(p.x) - 22}px`;
+  cell.label.style.top = `${Math.round(p.y) - 8}px`;
 }
 
 /** Groups `markers` (the dots that pass the filters; each with its case, `caseRef`) and draws the
@@ -73,17 +85,20 @@ export function clusterMarkers(markers, keep, color, urgency) {
     if (!cell) {
       const bubble = L.circleMarker(at, { renderer: clusters.canvas, radius: 12, color: '#ffffff', weight: 2, fillOpacity: 0.85, fillColor: fill });
       bubble.on('click', () => map.fitBounds(L.latLngBounds(cell.members.map((m) => m.getLatLng())), { maxZoom: CLUSTER_ZOOM, padding: [40, 40] }));
-      const label = L.marker(at, { pane: 'clusterCounts', interactive: false, keyboard: false, icon: countIcon(n) });
-      cell = { bubble, label, n, fill, members };
+      const label = document.createElement('div');
+      label.className = 'cluster-count';
+      label.textContent = String(n);
+      cell = { bubble, label, at, n, fill, members };
       clusters.cells.set(key, cell);
       clusters.layer.addLayer(bubble);
-      clusters.countLayer.addLayer(label);
+      clusters.pane.appendChild(label);
       added = true;
     } else {
       cell.bubble.setLatLng(at);
-      cell.label.setLatLng(at);
-      if (cell.n !== n) cell.label.setIcon(countIcon(n));
+      if (cell.n !== n) cell.label.textContent = String(n);
     }
+    cell.at = at;
+    place(cell);
     if (cell.n !== n || cell.fill !== fill || !cell.sized) {
       cell.bubble.setStyle({ fillColor: fill, radius: 10 + 4 * Math.log10(n) });
       cell.sized = true;
@@ -93,15 +108,10 @@ export function clusterMarkers(markers, keep, color, urgency) {
   for (const [key, cell] of clusters.cells) {
     if (seen.has(key)) continue;
     clusters.layer.removeLayer(cell.bubble);
-    clusters.countLayer.removeLayer(cell.label);
+    cell.label.remove();
     clusters.cells.delete(key);
   }
   return { hidden, added };
-}
-
-/** The count on a bubble. */
-function countIcon(n) {
-  return L.divIcon({ className: 'cluster-count', html: String(n), iconSize: [44, 16], iconAnchor: [22, 8] });
 }
 
 /** The bubbles drawn, `{n, lat, lon}` each (for the tests). */
