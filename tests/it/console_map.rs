@@ -2,11 +2,11 @@
 //! on the Beijing region (2,322 社区 in 332 街道 and 16 districts), the page in Chinese (the harness
 //! of `console.rs`): at the region's zoom the districts' names are written on the map and no
 //! community's; filtering the board by a community zooms to it and its name (short: `多福巷社区`
-//! for `多福巷社区居委会`) is written; opening a case from the board zooms the map to it (centred in
-//! what the detail panel leaves visible); the "whole region" button (全域) returns to the region;
-//! 500 cases near one another are drawn at the region's zoom as a few clusters whose counts add up
-//! to 500, with the P1 among them still drawn on top. Nothing waits for a time to pass: each check
-//! waits for the page to show a state.
+//! for `多福巷社区居委会`) is written, and zoomed out with the "−" button the 街道's; opening a
+//! case from the board zooms the map to it (centred in what the detail panel leaves visible); the
+//! "whole region" button (全域) returns to the region; 500 cases near one another are drawn at the
+//! region's zoom as a few clusters whose counts add up to 500, with the P1 among them still drawn
+//! on top. Nothing waits for a time to pass: each check waits for the page to show a state.
 
 use fantoccini::{Client, Locator};
 use linkbus_tests::{TestBus, case, publish_case, repo_root};
@@ -77,19 +77,17 @@ fn point(v: &Value) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_follow_the_zoom_from_districts_to_communities() {
     let page = Beijing::start().await;
-    let districts: std::collections::BTreeSet<String> =
-        linkbus_geo_data::Region::load(repo_root().join("geo-data/beijing"))
-            .expect("Beijing loads")
-            .communities
-            .iter()
-            .map(|c| c.district.name.clone())
-            .collect();
+    let beijing = linkbus_geo_data::Region::load(repo_root().join("geo-data/beijing")).expect("Beijing loads");
+    let districts: std::collections::BTreeSet<&str> =
+        beijing.communities.iter().map(|c| c.district.name.as_str()).collect();
+    let sub_districts: std::collections::BTreeSet<&str> =
+        beijing.communities.iter().filter_map(|c| c.sub_district.as_ref()).map(|s| s.name.as_str()).collect();
 
     // The whole region: districts' names only, most of the 16, none written over another.
     let labels = page.labels().await;
     assert!(labels.iter().all(|(level, _)| level == "district"), "{labels:?}");
     assert!(labels.len() >= 8, "{labels:?}");
-    assert!(labels.iter().all(|(_, text)| districts.contains(text)), "{labels:?}");
+    assert!(labels.iter().all(|(_, text)| districts.contains(text.as_str())), "{labels:?}");
     assert!(!labels.iter().any(|(_, text)| text.contains("社区")), "{labels:?}");
     screenshot(&page.browser, "console-map-region.png").await;
 
@@ -120,6 +118,36 @@ async fn names_follow_the_zoom_from_districts_to_communities() {
     assert!(south < Some(lat) && Some(lat) < north && west < Some(lon) && Some(lon) < east, "{view}");
     assert!(view["zoom"].as_f64() >= Some(14.0), "{view}");
     screenshot(&page.browser, "console-map-community.png").await;
+
+    // Zoomed out with the map's "−" button to below the communities' zoom: the 街道's names,
+    // each a Beijing sub-district's (shortened: `东华门街道` for `东华门街道办事处`).
+    let zoom_out = page.browser.find(Locator::Css(".leaflet-control-zoom-out")).await.expect("the − button");
+    let mut zoom = view["zoom"].as_f64().expect("zoom");
+    while zoom >= 12.0 {
+        zoom_out.click().await.expect("zoom out");
+        let now = until(
+            &page.browser,
+            "the map zoomed out",
+            // A click while Leaflet still animates the last zoom is ignored: wait for its end.
+            "const z = window.linkbusConsole.mapView().zoom; \
+             return z < arguments[0] && !document.querySelector('.leaflet-zoom-anim') && z",
+            vec![json!(zoom)],
+        )
+        .await;
+        zoom = now.as_f64().expect("zoom");
+    }
+    let labels = until(
+        &page.browser,
+        "the sub-districts' names",
+        "const l = window.linkbusConsole.mapLabels(); return l.length > 0 && l.every((x) => x.level === 'sub_district') && l",
+        vec![],
+    )
+    .await;
+    let texts: Vec<&str> = labels.as_array().expect("a list").iter().filter_map(|l| l["text"].as_str()).collect();
+    assert!(texts.len() >= 5, "at zoom {zoom}: {texts:?}");
+    for text in &texts {
+        assert!(sub_districts.iter().any(|name| name.starts_with(text)), "{text} is no 街道 of Beijing: {texts:?}");
+    }
     page.browser.close().await.expect("close");
 }
 
