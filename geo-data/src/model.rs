@@ -359,6 +359,21 @@ fn feature_collection(path: &Path) -> Result<geojson::FeatureCollection, GeoData
     read(path)?.parse().map_err(|e| parse_err(path, e))
 }
 
+/// Each community's centre as the region's communities file gives it (the `centre` property,
+/// `[lon, lat]`: Beijing's and Shenzhen's registry centres, each inside its community's cell), by
+/// community id; empty where the file has none.
+pub fn given_centres(region: &Region) -> Result<HashMap<String, Point<f64>>, GeoDataError> {
+    let fc = feature_collection(&region.dir.join(files::COMMUNITIES))?;
+    Ok(fc
+        .features
+        .iter()
+        .filter_map(|f| {
+            let centre = f.property("centre")?.as_array()?;
+            Some((feature_string(f, "id")?, Point::new(centre.first()?.as_f64()?, centre.get(1)?.as_f64()?)))
+        })
+        .collect())
+}
+
 /// Reads communities from a GeoJSON FeatureCollection of Polygon/MultiPolygon features.
 pub fn load_communities(path: &Path) -> Result<Vec<Community>, GeoDataError> {
     let fc = feature_collection(path)?;

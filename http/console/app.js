@@ -18,7 +18,7 @@ import { initDetail, renderDetail, select } from './detail.js';
 import { $ } from './dom.js';
 import { connect, disconnect, invalidate, setLive } from './events.js';
 import { fmtTime, t, tz } from './i18n.js';
-import { buildLegend, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds } from './map.js';
+import { buildLegend, clusterList, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, shownLabels, zoomToCommunity } from './map.js';
 import { initSearch, openFromHash } from './search.js';
 import { serverNow, state } from './state.js';
 
@@ -74,6 +74,7 @@ async function open() {
     fillFilters();
     initBoard(select, invalidate);
     initSearch();
+    $('f-community').addEventListener('change', () => zoomToCommunity($('f-community').value));
     setInterval(tick, 1000);
     setInterval(loadVolunteers, 15000);
   }
@@ -104,6 +105,9 @@ window.linkbusConsole = {
   measureFrames,
   alerts: alertLog,
   dotPoint,
+  mapView,
+  mapLabels: shownLabels,
+  clusters: clusterList,
 };
 
 start();

@@ -1,15 +1,23 @@
 // The map (Leaflet, loaded as a classic script before the modules: the global `L`): the region's
-// community boundaries, the live cases as dots on one canvas, the volunteers on duty, and the
-// routing of the opened case (its community, the volunteers offered, the nearest facility).
+// community boundaries, the areas' names (map_labels.js), the live cases as dots on one canvas,
+// clustered while zoomed out (map_clusters.js), the volunteers on duty, and the routing of the
+// opened case (its community, the volunteers offered, the nearest facility), zoomed to.
 import { api } from './api.js';
 import { isDone, matches, rank } from './cases.js';
 import { $, esc } from './dom.js';
 import { t } from './i18n.js';
+import { CLUSTER_ZOOM, clusterMarkers, initClusters } from './map_clusters.js';
+import { initLabels } from './map_labels.js';
 import { state } from './state.js';
+
+export { clusterList } from './map_clusters.js';
+export { shownLabels } from './map_labels.js';
 
 const L = window.L;
 /** Dot fill by priority. */
 const COLORS = { 1: '#d7263d', 2: '#f46036', 3: '#e2b100', 4: '#3f88c5' };
+/** The zoom an opened case is shown at, at least (its dot drawn, not clustered). */
+const FOCUS_ZOOM = Math.max(16, CLUSTER_ZOOM);
 
 /** The map's own objects, made by `initMap`; no other module touches them. */
 const view = {
@@ -35,6 +43,8 @@ const view = {
   layers: null,
   /** The legend, rebuilt with the language. */
   legend: null,
+  /** The "whole region" button, rebuilt with the language. */
+  wholeRegion: null,
   /** The volunteers by id as /console/volunteers last answered (null before): where each is. */
   volunteers: null,
   /** The volunteers on duty and where, as last drawn: a refresh that changes nothing draws nothing. */
@@ -63,23 +73,44 @@ export function initMap(geojson, select) {
   view.caseLayer = L.layerGroup().addTo(map);
   view.volunteerLayer = L.layerGroup().addTo(map);
   view.routeLayer = L.layerGroup().addTo(map);
-  // Dots grow as the map zooms in: at the whole city, thousands of cases stay readable.
+  initClusters(map, view.canvas);
+  // Dots grow as the map zooms in: at the whole city, thousands of cases stay readable; the
+  // clusters are made anew for the zoom.
   map.on('zoomend', () => {
     view.zoom = map.getZoom();
     for (const m of view.markers.values()) m.setStyle(markerStyle(m.caseRef));
+    recluster();
   });
-  const b = state.region.bounds;
-  if (b) map.fitBounds(b); else map.fitBounds(view.communityLayer.getBounds());
+  fitRegion();
   view.zoom = map.getZoom();
+  initLabels(map, state.region, geojson);
   L.control.scale().addTo(map);
   view.layers = L.control.layers(null, {}, { collapsed: true }).addTo(map);
   buildLegend();
 }
 
-/** The legend and the layer switcher, in the page's language. */
+/** Shows the whole region. */
+function fitRegion() {
+  view.map.fitBounds(state.region.bounds || view.communityLayer.getBounds(), { animate: false });
+}
+
+/** The legend, the layer switcher and the "whole region" button, in the page's language. */
 export function buildLegend() {
   const map = view.map;
   if (!map) return;
+  if (view.wholeRegion) view.wholeRegion.remove();
+  view.wholeRegion = L.control({ position: 'topleft' });
+  view.wholeRegion.onAdd = () => {
+    const button = L.DomUtil.create('button', 'whole-region');
+    button.type = 'button';
+    button.id = 'whole-region';
+    button.textContent = t('whole_region');
+    button.title = t('whole_region_hint');
+    L.DomEvent.disableClickPropagation(button);
+    button.onclick = fitRegion;
+    return button;
+  };
+  view.wholeRegion.addTo(map);
   if (view.legend) view.legend.remove();
   view.legend = L.control({ position: 'bottomleft' });
   view.legend.onAdd = () => {
@@ -122,10 +153,9 @@ export function updateMarker(c) {
   }
   const m = L.circleMarker([c.lat, c.lon], markerStyle(c));
   m.caseRef = c;
+  m.shown = true;
   m.on('click', () => view.select(c.id));
-  view.markers.set(c.id, m);
-  view.caseLayer.addLayer(m);
-  view.p1Below = true;
+  view.markers.set(c.id, m); // drawn by the next `recluster`, unless a cluster hides it
 }
 
 /** Whether case `c`'s dot is drawn above every other: priority 1 and open. */
@@ -145,13 +175,24 @@ export function syncMarkers() {
   for (const c of state.cases.values()) updateMarker(c);
 }
 
-/** Shows the dots of the cases that pass the filters `f`, and only those. */
+/** Shows the cases that pass the filters `f`, and only those. */
 export function applyMarkerFilter(f) {
   for (const [id, m] of view.markers) {
     const c = state.cases.get(id);
-    const show = c && matches(c, f);
-    const shown = view.caseLayer.hasLayer(m);
-    if (show && !shown) { view.caseLayer.addLayer(m); view.p1Below = true; } else if (!show && shown) view.caseLayer.removeLayer(m);
+    m.shown = Boolean(c && matches(c, f));
+  }
+  recluster();
+}
+
+/** Draws the dots shown (`shown`) that no cluster hides, and the clusters; open P1 dots on top. */
+function recluster() {
+  const shown = [];
+  for (const m of view.markers.values()) if (m.shown) shown.push(m);
+  const { hidden, added } = clusterMarkers(shown, isP1, (c) => COLORS[c.priority] || '#888', (c) => c.priority + (isDone(c) ? 10 : 0));
+  if (added) view.p1Below = true;
+  for (const m of view.markers.values()) {
+    const want = m.shown && !hidden.has(m), drawn = view.caseLayer.hasLayer(m);
+    if (want && !drawn) { view.caseLayer.addLayer(m); view.p1Below = true; } else if (!want && drawn) view.caseLayer.removeLayer(m);
   }
   raiseP1();
 }
@@ -199,8 +240,20 @@ export function drawRouting(r, pan) {
   }
   const f = r.decision.facility;
   if (f) view.routeLayer.addLayer(L.circleMarker([f.location.lat, f.location.lon], { radius: 6, color: '#3f88c5', weight: 2 }).bindTooltip(`${f.name} · ${Math.round(f.distance_m)} m`));
-  // Centre it in what the detail panel leaves visible of the map.
-  if (pan) view.map.panTo(view.map.unproject(view.map.project(here).add([($('detail').offsetWidth + 20) / 2, 0])), { animate: false });
+  if (pan) focus(here);
+}
+
+/** Zooms in to `here` (to `FOCUS_ZOOM`, or closer if already), centred in what the detail panel
+ * leaves visible of the map. */
+function focus(here) {
+  const map = view.map, zoom = Math.max(map.getZoom(), FOCUS_ZOOM);
+  map.setView(map.unproject(map.project(here, zoom).add([($('detail').offsetWidth + 20) / 2, 0]), zoom), zoom, { animate: false });
+}
+
+/** Zooms to the community `id` (the board's filter), if it has a boundary. */
+export function zoomToCommunity(id) {
+  const layer = view.communityShapes.get(id);
+  if (layer) view.map.fitBounds(layer.getBounds(), { padding: [40, 40], maxZoom: FOCUS_ZOOM, animate: false });
 }
 
 /** Removes the routing drawn by `drawRouting`. */
@@ -209,8 +262,17 @@ export function clearRouting() {
   highlight(null);
 }
 
-/** The ids of the cases whose dots the map shows (for the tests). */
-export function mapCaseIds() { return [...view.markers.keys()].filter((id) => view.caseLayer.hasLayer(view.markers.get(id))); }
+/** The ids of the cases the map shows, as dots or in clusters (for the tests). */
+export function mapCaseIds() { return [...view.markers.keys()].filter((id) => view.markers.get(id).shown); }
+
+/** The map's view (for the tests): its zoom, the region's zoom, what it shows (`[[s, w], [n, e]]`),
+ * and the point centred in what the detail panel leaves visible (`focus`, `[lat, lon]`). */
+export function mapView() {
+  const map = view.map, b = map.getBounds(), size = map.getSize();
+  const panel = $('detail').hidden ? 0 : $('detail').offsetWidth + 20;
+  const f = map.containerPointToLatLng([(size.x - panel) / 2, size.y / 2]);
+  return { zoom: map.getZoom(), regionZoom: map.getBoundsZoom(state.region.bounds || view.communityLayer.getBounds()), bounds: [[b.getSouth(), b.getWest()], [b.getNorth(), b.getEast()]], focus: [f.lat, f.lng] };
+}
 
 /** Where case `id`'s dot is in the window (client pixels), or null without one (for the tests). */
 export function dotPoint(id) {

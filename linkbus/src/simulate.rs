@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use geo::InteriorPoint;
 use jiff::Timestamp;
 use linkbus_adapters::sf311;
-use linkbus_geo_data::{Region, files};
+use linkbus_geo_data::Region;
 use linkbus_wire::{Datum, Location, SourceSystem};
 use rand::{RngExt, SeedableRng};
 use tokio_util::sync::CancellationToken;
@@ -132,17 +132,9 @@ impl Simulator {
 
 /// Each community's centre: the `centre` property when the file has one, else a point inside.
 fn centres(region: &Region) -> anyhow::Result<Vec<(String, Location)>> {
-    let path = region.dir.join(files::COMMUNITIES);
-    let fc: geojson::FeatureCollection =
-        std::fs::read_to_string(&path)?.parse().with_context(|| format!("{} is not GeoJSON", path.display()))?;
-    let given: std::collections::HashMap<String, Location> = fc
-        .features
-        .iter()
-        .filter_map(|f| {
-            let id = f.property("id")?.as_str()?.to_owned();
-            let centre = f.property("centre")?.as_array()?;
-            Some((id, Location { lon: centre.first()?.as_f64()?, lat: centre.get(1)?.as_f64()? }))
-        })
+    let given: std::collections::HashMap<String, Location> = linkbus_geo_data::given_centres(region)?
+        .into_iter()
+        .map(|(id, p)| (id, Location { lon: p.x(), lat: p.y() }))
         .collect();
     Ok(region
         .communities

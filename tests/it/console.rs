@@ -44,6 +44,17 @@ impl Linkbus {
 
     /// [`Linkbus::start`], with `extra` appended to the configuration.
     pub(crate) fn start_with(bus: &TestBus, dir: &std::path::Path, port: u16, extra: &str) -> Self {
+        Self::start_in(bus, dir, port, &sf_region_dir(), extra)
+    }
+
+    /// [`Linkbus::start_with`], on the region in `region_dir`.
+    pub(crate) fn start_in(
+        bus: &TestBus,
+        dir: &std::path::Path,
+        port: u16,
+        region_dir: &std::path::Path,
+        extra: &str,
+    ) -> Self {
         let hash = |key: &str| linkbus_http::auth::hash_key(key);
         let config = linkbus_tests::write_config(
             dir,
@@ -52,7 +63,7 @@ impl Linkbus {
                  [[api.keys]]\nrole = \"dispatcher\"\nid = \"dana\"\nsha256 = \"{}\"\n\
                  [[api.keys]]\nrole = \"dispatcher\"\nid = \"li.wei\"\nsha256 = \"{}\"\n{extra}",
                 bus.server.url(),
-                sf_region_dir().display(),
+                region_dir.display(),
                 hash(DISPATCHER),
                 hash(DISPATCHER_2),
             ),

@@ -67,7 +67,7 @@ const SEEN: &str = "const counts = {}; \
 
 /// The colour a dispatcher sees at case `id`'s dot: the topmost canvas pixel there that is not
 /// transparent (`[r, g, b, a]`), or null.
-const PIXEL: &str = "const at = window.linkbusConsole.dotPoint(arguments[0]); if (!at) return null; \
+pub(crate) const PIXEL: &str = "const at = window.linkbusConsole.dotPoint(arguments[0]); if (!at) return null; \
     for (const el of document.elementsFromPoint(at.x, at.y)) { \
       if (el.tagName !== 'CANVAS') continue; \
       const box = el.getBoundingClientRect(); \

@@ -34,6 +34,8 @@ pub(super) const ASSETS: &[Asset] = &[
     asset!("events.js", JS),
     asset!("i18n.js", JS),
     asset!("map.js", JS),
+    asset!("map_clusters.js", JS),
+    asset!("map_labels.js", JS),
     asset!("record.js", JS),
     asset!("search.js", JS),
     asset!("state.js", JS),

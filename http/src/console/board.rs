@@ -14,7 +14,8 @@ use crate::config::ConsoleConfig;
 const RECENT_DONE: jiff::SignedDuration = jiff::SignedDuration::from_secs(3600);
 
 /// `GET /console/region`: what the page needs to know of the region.
-pub(super) fn region_info(region: &Region, config: &ConsoleConfig) -> Value {
+/// `labels` are the communities' label points and sizes ([`super::labels::community_labels`]).
+pub(super) fn region_info(region: &Region, config: &ConsoleConfig, labels: &[(geo::Point<f64>, f64)]) -> Value {
     use geo::BoundingRect as _;
     let bounds = region
         .communities
@@ -36,23 +37,30 @@ pub(super) fn region_info(region: &Region, config: &ConsoleConfig) -> Value {
         "departments": region.departments.departments.iter().map(|d| json!({ "id": d.id, "name": d.name })).collect::<Vec<_>>(),
         "categories": region.categories.iter().map(|c| json!({ "id": c.id, "name": c.name })).collect::<Vec<_>>(),
         "communities": region.communities.iter().map(|c| json!({ "id": c.id, "name": c.name })).collect::<Vec<_>>(),
+        "areas": super::labels::area_labels(region, labels),
         "tile_url": config.tile_url,
         "tile_attribution": config.tile_attribution,
     })
 }
 
 /// `GET /console/region/communities`: every community's boundary, a GeoJSON FeatureCollection
-/// whose features carry `id`, `name` and `district`.
-pub(super) fn communities_geojson(region: &Region) -> Value {
+/// whose features carry `id`, `name`, `district`, `sub_district` (or null), `label` (`[lat, lon]`)
+/// and `size_m` (the square root of its area, metres) of `labels`.
+pub(super) fn communities_geojson(region: &Region, labels: &[(geo::Point<f64>, f64)]) -> Value {
     let features: Vec<Value> = region
         .communities
         .iter()
-        .map(|c| {
+        .zip(labels)
+        .map(|(c, (label, size))| {
             let geometry = geojson::Geometry::new(geojson::GeometryValue::from(&c.boundary));
             json!({
                 "type": "Feature",
                 "id": c.id,
-                "properties": { "id": c.id, "name": c.name, "district": c.district.name },
+                "properties": {
+                    "id": c.id, "name": c.name, "district": c.district.name,
+                    "sub_district": c.sub_district.as_ref().map(|s| &s.name),
+                    "label": [label.y(), label.x()], "size_m": size.round(),
+                },
                 "geometry": geometry,
             })
         })

@@ -31,6 +31,7 @@
 mod assets;
 mod board;
 mod events;
+mod labels;
 mod page;
 mod session;
 mod state;

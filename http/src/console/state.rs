@@ -91,12 +91,13 @@ impl Console {
             Some(origin) => CSP.replace("img-src 'self' data:", &format!("img-src 'self' data: {origin}")),
             None => CSP.to_owned(),
         };
+        let labels = super::labels::community_labels(region);
         Ok(Self {
             metrics: ConsoleMetrics::new(registry).map_err(Error::Metrics)?,
             book,
             router,
-            region: Bytes::from(region_info(region, console).to_string()),
-            communities: Bytes::from(communities_geojson(region).to_string()),
+            region: Bytes::from(region_info(region, console, &labels).to_string()),
+            communities: Bytes::from(communities_geojson(region, &labels).to_string()),
             sessions,
             store: store.clone(),
             sign_ins_by_ip: RateLimiter::new(console.sign_in_per_minute),
