@@ -7,6 +7,7 @@ mod api;
 mod bench;
 mod cluster;
 mod console;
+mod console_delivery;
 mod deadletter;
 mod embedded;
 mod faults;

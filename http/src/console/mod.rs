@@ -4,7 +4,7 @@
 //!
 //! | endpoint | who | what | module |
 //! |---|---|---|---|
-//! | `GET /`, `GET /console/assets/{file}` | anyone | the page and its scripts, styles and Leaflet | `page`, `assets` |
+//! | `GET /`, `GET /console/assets/[{version}/]{file}` | anyone | the page and its scripts, styles and Leaflet, compressed and cached | `page`, `assets`, `delivery` |
 //! | `POST /console/session` | a dispatcher or operator key in the body | signs in: sets the session cookie, answers [`SessionInfo`] | `session` |
 //! | `GET /console/session` | session | who is signed in, and the CSRF token for actions | `session` |
 //! | `DELETE /console/session` | anyone | signs out (clears the cookie) | `session` |
@@ -30,6 +30,7 @@
 
 mod assets;
 mod board;
+mod delivery;
 mod events;
 mod page;
 mod session;

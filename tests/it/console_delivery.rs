@@ -1,0 +1,263 @@
+//! How the dispatcher console's page travels, against a real `linkbus up` (Beijing, its own
+//! nats-server) with a plain HTTP client that decodes nothing itself: a sign-in's page load
+//! fetches what a browser fetches (the page, every script and style it names or imports, the
+//! sign-in, the region, its boundaries, the volunteers and the first event of the live stream),
+//! once asking for no compression, once with `Accept-Encoding: gzip, br` as browsers send, once
+//! with gzip alone, and once more as a browser that has the first load in its cache (revalidating
+//! what it must, fetching nothing marked immutable). Each compressed body decodes to the same
+//! bytes as the uncompressed one, carries `Vary: Accept-Encoding`, an `ETag` that answers `304`
+//! on `If-None-Match`, and the scripts and styles are named in a versioned folder and immutable.
+//! The bytes transferred (headers and bodies) are printed for docs/console.md.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::process::Command;
+
+use linkbus_tests::{Running, WAIT, repo_root};
+
+const DISPATCHER: &str = "k-delivery-dispatcher-5d8e1c0a7f3b9264";
+
+/// `linkbus up` on Beijing with its own nats-server in `dir`, one dispatcher key; its base URL.
+fn start_beijing(dir: &std::path::Path) -> (Running, String) {
+    let config = linkbus_tests::write_config(
+        dir,
+        &format!(
+            "[nats]\nembedded_data_dir = \"{}\"\nembedded_port = 0\n[region]\ndir = \"{}\"\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n[[api.keys]]\nrole = \"dispatcher\"\nid = \"dana\"\nsha256 = \"{}\"\n",
+            dir.join("nats").display(),
+            repo_root().join("geo-data/beijing").display(),
+            linkbus_http::auth::hash_key(DISPATCHER),
+        ),
+    );
+    let (process, announced) = linkbus_tests::start_up(
+        Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
+            .args(["up", "--config"])
+            .arg(&config)
+            .env_remove("LINKBUS_NATS_URL"),
+    );
+    let base = format!("http://{}", announced.console());
+    (process, base)
+}
+
+/// One response as it came over the wire.
+struct Fetched {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    /// The body as sent (compressed, if it was).
+    raw: Vec<u8>,
+    /// Status line, headers and body, bytes.
+    transferred: usize,
+}
+
+impl Fetched {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body decoded from its `Content-Encoding`.
+    fn decoded(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self.header("content-encoding") {
+            None => out.clone_from(&self.raw),
+            Some("gzip") => {
+                flate2::read::GzDecoder::new(&self.raw[..]).read_to_end(&mut out).expect("gzip decodes");
+            }
+            Some("br") => {
+                brotli::Decompressor::new(&self.raw[..], 4096).read_to_end(&mut out).expect("brotli decodes");
+            }
+            Some(other) => panic!("unexpected content-encoding {other}"),
+        }
+        out
+    }
+}
+
+/// What a browser sends with each request of one load.
+#[derive(Clone, Copy)]
+struct Browser<'a> {
+    accept_encoding: Option<&'a str>,
+    /// The first load's responses, by path: their `ETag`s go in `If-None-Match`, and what was
+    /// marked immutable is not asked for again.
+    cache: Option<&'a BTreeMap<String, Fetched>>,
+}
+
+async fn fetch(http: &reqwest::Client, base: &str, path: &str, browser: Browser<'_>) -> Option<Fetched> {
+    let cached = browser.cache.and_then(|c| c.get(path));
+    if cached.is_some_and(|c| c.header("cache-control").is_some_and(|v| v.contains("immutable"))) {
+        return None;
+    }
+    let mut request = if path == "/console/session" {
+        http.post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "key": DISPATCHER }).to_string())
+    } else {
+        http.get(format!("{base}{path}")).bearer_auth(DISPATCHER)
+    };
+    if let Some(accept) = browser.accept_encoding {
+        request = request.header("accept-encoding", accept);
+    }
+    if let Some(etag) = cached.and_then(|c| c.header("etag")) {
+        request = request.header("if-none-match", etag);
+    }
+    let mut response = request.send().await.expect("an answer");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let mut raw = Vec::new();
+    // The live stream never ends: read up to the end of its first event (the `reset`).
+    while let Some(chunk) = response.chunk().await.expect("the body").map(|c| c.to_vec()) {
+        raw.extend_from_slice(&chunk);
+        if path == "/console/events" && raw.windows(2).any(|w| w == b"\n\n") {
+            break;
+        }
+    }
+    let head: usize = 17 + headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>();
+    Some(Fetched { status, transferred: head + raw.len(), headers, raw })
+}
+
+/// The console files a module or style sheet at `path` loads: its relative imports.
+fn imports(path: &str, text: &str) -> Vec<String> {
+    let folder = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    text.split(['\'', '"'])
+        .filter(|s| s.starts_with("./") && s.ends_with(".js"))
+        .map(|s| format!("{folder}{}", &s[2..]))
+        .collect()
+}
+
+/// Every response of one sign-in's page load, by path.
+async fn page_load(http: &reqwest::Client, base: &str, browser: Browser<'_>) -> BTreeMap<String, Fetched> {
+    let mut loaded = BTreeMap::new();
+    let page = fetch(http, base, "/", browser).await.expect("the page is always asked for");
+    let first = browser.cache.and_then(|c| c.get("/")).unwrap_or(&page);
+    let text = String::from_utf8(first.decoded()).expect("the page is UTF-8");
+    let mut queue: Vec<String> =
+        text.split('"').filter(|s| s.starts_with("/console/assets/")).map(str::to_owned).collect();
+    loaded.insert("/".to_owned(), page);
+    while let Some(path) = queue.pop() {
+        if loaded.contains_key(&path) {
+            continue;
+        }
+        let known = browser.cache.and_then(|c| c.get(&path));
+        let got = fetch(http, base, &path, browser).await;
+        let body = match (&got, known) {
+            (Some(got), _) if got.status == 200 => got.decoded(),
+            (_, Some(known)) => known.decoded(),
+            _ => panic!("{path}: neither fetched nor cached"),
+        };
+        if path.ends_with(".js") {
+            queue.extend(imports(&path, &String::from_utf8_lossy(&body)));
+        }
+        if let Some(got) = got {
+            loaded.insert(path, got);
+        } else {
+            loaded.insert(path, Fetched { status: 0, headers: Default::default(), raw: Vec::new(), transferred: 0 });
+        }
+    }
+    for path in
+        ["/console/session", "/console/region", "/console/region/communities", "/console/volunteers", "/console/events"]
+    {
+        let got = fetch(http, base, path, browser).await.expect("data is always asked for");
+        loaded.insert(path.to_owned(), got);
+    }
+    loaded
+}
+
+fn total(load: &BTreeMap<String, Fetched>) -> usize {
+    load.values().map(|f| f.transferred).sum()
+}
+
+fn report(name: &str, load: &BTreeMap<String, Fetched>) {
+    let requests = load.values().filter(|f| f.status != 0).count();
+    println!("{name}: {} bytes in {requests} requests", total(load));
+    for (path, f) in load {
+        println!(
+            "  {path}: {} {} bytes{}",
+            f.status,
+            f.transferred,
+            f.header("content-encoding").map(|e| format!(" ({e})")).unwrap_or_default()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_transfers_compressed_files_and_a_second_load_revalidates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_up, base) = start_beijing(dir.path());
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+
+    let plain = page_load(&http, &base, Browser { accept_encoding: None, cache: None }).await;
+    let compressed =
+        page_load(&http, &base, Browser { accept_encoding: Some("gzip, deflate, br, zstd"), cache: None }).await;
+    let gzip = page_load(&http, &base, Browser { accept_encoding: Some("gzip"), cache: None }).await;
+    report("uncompressed", &plain);
+    report("gzip, br", &compressed);
+    report("gzip", &gzip);
+
+    assert!(
+        plain.keys().any(|p| p.ends_with("/app.js")) && plain.keys().any(|p| p.ends_with("/detail.js")),
+        "{:?}",
+        plain.keys()
+    );
+    for (path, sent) in &plain {
+        assert_eq!(sent.status, 200, "{path}");
+        assert_eq!(sent.header("content-encoding"), None, "{path}: not asked for compression");
+    }
+    for (load, coding) in [(&compressed, "br"), (&gzip, "gzip")] {
+        assert_eq!(load.keys().collect::<Vec<_>>(), plain.keys().collect::<Vec<_>>());
+        for (path, sent) in load {
+            let same = &plain[path];
+            if path == "/console/session" || path == "/console/events" {
+                continue;
+            }
+            if path == "/console/volunteers" {
+                // Positions move; the same shape is enough.
+                assert_eq!(sent.header("content-encoding"), Some(coding), "{path}");
+                assert!(serde_json::from_slice::<serde_json::Value>(&sent.decoded()).is_ok(), "{path}");
+                continue;
+            }
+            assert_eq!(sent.decoded(), same.decoded(), "{path}: decodes to the same bytes");
+            assert_eq!(sent.header("content-encoding"), Some(coding), "{path}: compressed");
+            assert!(sent.raw.len() < same.raw.len(), "{path}: smaller");
+            assert!(
+                sent.header("vary").is_some_and(|v| v.to_ascii_lowercase().contains("accept-encoding")),
+                "{path}: Vary"
+            );
+            assert!(sent.header("etag").is_some(), "{path}: an ETag");
+            if let Some(file) = path.strip_prefix("/console/assets/") {
+                let version = file.split('/').next().unwrap_or_default();
+                assert!(
+                    version.len() == 12 && version.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{path}: the page names its files in a versioned folder"
+                );
+                assert!(sent.header("cache-control").is_some_and(|c| c.contains("immutable")), "{path}");
+            } else {
+                assert!(sent.header("cache-control").is_some_and(|c| c.contains("no-cache")), "{path}");
+            }
+        }
+    }
+    assert!(total(&compressed) * 3 < total(&plain), "{} vs {}", total(&compressed), total(&plain));
+
+    let again =
+        page_load(&http, &base, Browser { accept_encoding: Some("gzip, deflate, br, zstd"), cache: Some(&compressed) })
+            .await;
+    report("second load", &again);
+    for path in ["/", "/console/region", "/console/region/communities"] {
+        assert_eq!(again[path].status, 304, "{path}: revalidated");
+        assert!(again[path].raw.is_empty() && again[path].header("etag").is_some(), "{path}");
+    }
+    assert!(
+        again.iter().filter(|(p, _)| p.starts_with("/console/assets/")).all(|(_, f)| f.status == 0),
+        "cached for good"
+    );
+    assert!(total(&again) * 5 < total(&compressed), "{} vs {}", total(&again), total(&compressed));
+
+    // The files are still served under their plain names (revalidated each time), and a stale
+    // ETag gets the body.
+    let plain_name =
+        fetch(&http, &base, "/console/assets/app.js", Browser { accept_encoding: Some("br"), cache: None })
+            .await
+            .expect("fetched");
+    assert_eq!(plain_name.status, 200);
+    assert_eq!(plain_name.header("cache-control"), Some("no-cache"));
+    let stale =
+        http.get(format!("{base}/")).header("if-none-match", "\"0000000000000000\"").send().await.expect("answer");
+    assert_eq!(stale.status(), 200);
+}
