@@ -10,7 +10,7 @@
 //! The bytes transferred (headers and bodies) are printed for docs/console.md.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::process::Command;
 
 use linkbus_tests::{Running, WAIT, repo_root};
@@ -19,13 +19,19 @@ const DISPATCHER: &str = "k-delivery-dispatcher-5d8e1c0a7f3b9264";
 
 /// `linkbus up` on Beijing with its own nats-server in `dir`, one dispatcher key; its base URL.
 fn start_beijing(dir: &std::path::Path) -> (Running, String) {
+    start_region(dir, "beijing", &[])
+}
+
+/// `linkbus up` on region `region` (a folder of `geo-data/`) with its own nats-server in
+/// `dir/nats`, one dispatcher key, `args` added; its base URL.
+fn start_region(dir: &std::path::Path, region: &str, args: &[&str]) -> (Running, String) {
     let config = linkbus_tests::write_config(
         dir,
         &format!(
             "[nats]\nembedded_data_dir = \"{}\"\nembedded_port = 0\n[region]\ndir = \"{}\"\n\
              [api]\nlisten = \"127.0.0.1:0\"\n[[api.keys]]\nrole = \"dispatcher\"\nid = \"dana\"\nsha256 = \"{}\"\n",
             dir.join("nats").display(),
-            repo_root().join("geo-data/beijing").display(),
+            repo_root().join("geo-data").join(region).display(),
             linkbus_http::auth::hash_key(DISPATCHER),
         ),
     );
@@ -33,6 +39,8 @@ fn start_beijing(dir: &std::path::Path) -> (Running, String) {
         Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
             .args(["up", "--config"])
             .arg(&config)
+            .args(args)
+            .current_dir(repo_root())
             .env_remove("LINKBUS_NATS_URL"),
     );
     let base = format!("http://{}", announced.console());
@@ -60,7 +68,11 @@ impl Fetched {
         match self.header("content-encoding") {
             None => out.clone_from(&self.raw),
             Some("gzip") => {
-                flate2::read::GzDecoder::new(&self.raw[..]).read_to_end(&mut out).expect("gzip decodes");
+                // What is decoded so far: the live stream is cut after its first event.
+                let mut decoder = flate2::write::GzDecoder::new(Vec::new());
+                decoder.write_all(&self.raw).expect("gzip decodes");
+                decoder.flush().expect("gzip decodes");
+                out = std::mem::take(decoder.get_mut());
             }
             Some("br") => {
                 brotli::Decompressor::new(&self.raw[..], 4096).read_to_end(&mut out).expect("brotli decodes");
@@ -101,16 +113,17 @@ async fn fetch(http: &reqwest::Client, base: &str, path: &str, browser: Browser<
     let mut response = request.send().await.expect("an answer");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let mut raw = Vec::new();
+    let head: usize = 17 + headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>();
+    let mut fetched = Fetched { status, transferred: head, headers, raw: Vec::new() };
     // The live stream never ends: read up to the end of its first event (the `reset`).
     while let Some(chunk) = response.chunk().await.expect("the body").map(|c| c.to_vec()) {
-        raw.extend_from_slice(&chunk);
-        if path == "/console/events" && raw.windows(2).any(|w| w == b"\n\n") {
+        fetched.raw.extend_from_slice(&chunk);
+        if path == "/console/events" && fetched.decoded().windows(2).any(|w| w == b"\n\n") {
             break;
         }
     }
-    let head: usize = 17 + headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>();
-    Some(Fetched { status, transferred: head + raw.len(), headers, raw })
+    fetched.transferred += fetched.raw.len();
+    Some(fetched)
 }
 
 /// The console files a module or style sheet at `path` loads: its relative imports.
@@ -160,6 +173,15 @@ async fn page_load(http: &reqwest::Client, base: &str, browser: Browser<'_>) -> 
     loaded
 }
 
+/// The ids of the cases in the first event of a live stream, a `reset`.
+fn reset_cases(events: &Fetched) -> Vec<String> {
+    let text = String::from_utf8(events.decoded()).expect("UTF-8");
+    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).expect("a reset with data");
+    let reset: serde_json::Value = serde_json::from_str(data).expect("JSON");
+    let cases = reset["cases"].as_array().expect("cases");
+    cases.iter().map(|c| c["id"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
 fn total(load: &BTreeMap<String, Fetched>) -> usize {
     load.values().map(|f| f.transferred).sum()
 }
@@ -204,7 +226,12 @@ async fn a_sign_in_transfers_compressed_files_and_a_second_load_revalidates() {
         assert_eq!(load.keys().collect::<Vec<_>>(), plain.keys().collect::<Vec<_>>());
         for (path, sent) in load {
             let same = &plain[path];
-            if path == "/console/session" || path == "/console/events" {
+            if path == "/console/session" {
+                continue;
+            }
+            if path == "/console/events" {
+                assert_eq!(sent.header("content-encoding"), Some("gzip"), "{path}: gzipped as a stream");
+                assert_eq!(reset_cases(sent), reset_cases(same), "{path}");
                 continue;
             }
             if path == "/console/volunteers" {
@@ -260,4 +287,69 @@ async fn a_sign_in_transfers_compressed_files_and_a_second_load_revalidates() {
     let stale =
         http.get(format!("{base}/")).header("if-none-match", "\"0000000000000000\"").send().await.expect("answer");
     assert_eq!(stale.status(), 200);
+}
+
+/// The live stream with every San Francisco case of the 311 sample: its first event (every live
+/// case) is gzipped, and a case published later still reaches the open stream at once (each
+/// event is flushed, not held for more to compress).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_is_gzipped_event_by_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_up, base) =
+        start_region(dir.path(), "san-francisco", &["--replay", "geo-data/san-francisco/sf311-cases-sample.csv"]);
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let plain = Browser { accept_encoding: None, cache: None };
+    // Until the replay is in: two resets a second apart with the same cases.
+    let deadline = std::time::Instant::now() + 4 * WAIT;
+    let mut last = Vec::new();
+    let identity = loop {
+        let events = fetch(&http, &base, "/console/events", plain).await.expect("fetched");
+        let cases = reset_cases(&events);
+        if !cases.is_empty() && cases.len() == last.len() {
+            break events;
+        }
+        assert!(std::time::Instant::now() < deadline, "the replay did not settle: {} cases", cases.len());
+        last = cases;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+
+    let mut response = http
+        .get(format!("{base}/console/events"))
+        .bearer_auth(DISPATCHER)
+        .header("accept-encoding", "gzip, deflate, br, zstd")
+        .send()
+        .await
+        .expect("an answer");
+    let headers = response.headers().clone();
+    let mut gzipped = Fetched { status: 200, headers, raw: Vec::new(), transferred: 0 };
+    while !gzipped.decoded().windows(2).any(|w| w == b"\n\n") {
+        gzipped.raw.extend(next_chunk(&mut response).await);
+    }
+    assert_eq!(gzipped.header("content-encoding"), Some("gzip"));
+    assert!(gzipped.header("vary").is_some_and(|v| v.contains("accept-encoding")));
+    assert_eq!(reset_cases(&gzipped), last, "the same cases");
+    println!(
+        "reset with {} cases: {} bytes uncompressed, {} gzipped",
+        last.len(),
+        identity.raw.len(),
+        gzipped.raw.len()
+    );
+    assert!(gzipped.raw.len() * 4 < identity.raw.len());
+
+    let nats = linkbus_tests::connect_embedded(&dir.path().join("nats")).await;
+    let js = async_nats::jetstream::new(nats);
+    let id = "sf311-delivery-1";
+    let report = linkbus_tests::case(id, linkbus_wire::SourceSystem::PublicService, "graffiti", -122.4194, 37.7749);
+    linkbus_tests::publish_case(&js, &report).await;
+    let arrived = tokio::time::timeout(WAIT, async {
+        while !String::from_utf8_lossy(&gzipped.decoded()).contains(&format!("\"id\":\"{id}\"")) {
+            gzipped.raw.extend(next_chunk(&mut response).await);
+        }
+    })
+    .await;
+    assert!(arrived.is_ok(), "the new case reached the gzipped stream");
+}
+
+async fn next_chunk(response: &mut reqwest::Response) -> Vec<u8> {
+    response.chunk().await.expect("the body").expect("the stream goes on").to_vec()
 }

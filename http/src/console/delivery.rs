@@ -10,14 +10,16 @@
 //! them there, the ES modules import one another by relative paths (`./board.js`) and so stay in
 //! that folder, and a changed file changes the folder; so they are sent `immutable` for a year and
 //! a second load asks for none of them. The volunteers' positions change, so they are compressed
-//! per request, quickly ([`compress_now`]).
+//! per request, quickly ([`compress_now`]). The live events are gzipped as a stream
+//! ([`gzip_stream`]), each event flushed as it goes.
 
 use std::io::Write as _;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
 use sha2::{Digest, Sha256};
 
 /// A response body's encoding (`Content-Encoding`).
@@ -134,6 +136,49 @@ pub(super) async fn compress_now(headers: &HeaderMap, content_type: &'static str
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     response
+}
+
+/// `response`, a stream of events, gzipped if `headers` take gzip (brotli is not used here: its
+/// encoder keeps a window of megabytes per open stream): each chunk is compressed with what came
+/// before as its dictionary and flushed at once, so an event reaches the page as soon as it is
+/// made. The first event, every live case, shrinks the most.
+pub(super) fn gzip_stream(headers: &HeaderMap, response: Response) -> Response {
+    let takes_gzip = Coding::negotiate(&only_gzip(headers)) == Coding::Gzip;
+    let (mut parts, body) = response.into_parts();
+    parts.headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if !takes_gzip {
+        return Response::from_parts(parts, body);
+    }
+    parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    // Level 3: the stream is compressed per connection as it goes.
+    let encoder = Arc::new(Mutex::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(3))));
+    let compressed = body.into_data_stream().then(move |chunk| {
+        let encoder = encoder.clone();
+        async move {
+            let chunk = chunk?;
+            let out = tokio::task::spawn_blocking(move || {
+                let mut encoder = encoder.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                encoder.write_all(&chunk)?;
+                encoder.flush()?;
+                Ok::<_, std::io::Error>(Bytes::from(std::mem::take(encoder.get_mut())))
+            })
+            .await
+            .map_err(axum::Error::new)?;
+            out.map_err(axum::Error::new)
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(compressed))
+}
+
+/// The `Accept-Encoding` of `headers` with brotli struck out.
+fn only_gzip(headers: &HeaderMap) -> HeaderMap {
+    let mut only = HeaderMap::new();
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        only.append(header::ACCEPT_ENCODING, value.clone());
+    }
+    only.append(header::ACCEPT_ENCODING, HeaderValue::from_static("br;q=0"));
+    only
 }
 
 /// A body that does not change while the service runs, with each encoding made once and its
