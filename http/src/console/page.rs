@@ -1,6 +1,8 @@
 //! The page and what it loads once: its files, the region, the communities' boundaries and the
 //! volunteers' positions.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
@@ -8,7 +10,7 @@ use linkbus_bus::sync::read;
 use serde_json::json;
 
 use super::assets;
-use super::delivery::compress_now;
+use super::delivery::{Compressed, compress_now};
 use super::state::{Console, ConsoleState, require_console};
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -57,14 +59,24 @@ pub(super) async fn asset(
 
 const JSON: &str = "application/json";
 
+/// The region's data chosen by `which` for a console user, revalidated by its `ETag`.
+async fn region_data(
+    state: &ConsoleState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    which: fn(&Console) -> &Arc<Compressed>,
+) -> Result<Response, ApiError> {
+    require_console(principal)?;
+    Ok(which(state.console()?).respond(headers, JSON, PRIVATE_REVALIDATE).await)
+}
+
 /// `GET /console/region`: name, time zone, departments, categories, bounds, base map.
 pub(super) async fn region(
     State(state): State<ConsoleState>,
     principal: Principal,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_console(&principal)?;
-    Ok(state.console()?.region.respond(&headers, JSON, PRIVATE_REVALIDATE).await)
+    region_data(&state, &principal, &headers, |c| &c.region).await
 }
 
 /// `GET /console/region/communities`: GeoJSON.
@@ -73,8 +85,7 @@ pub(super) async fn communities(
     principal: Principal,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_console(&principal)?;
-    Ok(state.console()?.communities.respond(&headers, JSON, PRIVATE_REVALIDATE).await)
+    region_data(&state, &principal, &headers, |c| &c.communities).await
 }
 
 /// `GET /console/volunteers`: every volunteer's position, availability and skills (they move,
