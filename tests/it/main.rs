@@ -18,6 +18,7 @@ mod http_limits;
 mod lifecycle;
 mod merge_replicas;
 mod metrics;
+mod one_region;
 mod open311;
 mod permissions;
 mod powercut;
