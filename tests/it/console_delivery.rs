@@ -353,3 +353,105 @@ async fn the_live_stream_is_gzipped_event_by_event() {
 async fn next_chunk(response: &mut reqwest::Response) -> Vec<u8> {
     response.chunk().await.expect("the body").expect("the stream goes on").to_vec()
 }
+
+/// chromedriver (and every Chromium it starts) in a process group of its own, stopped with the
+/// whole group when dropped.
+struct Chromedriver {
+    group: Running,
+    url: String,
+}
+
+impl Chromedriver {
+    fn start() -> Self {
+        use std::os::unix::process::CommandExt as _;
+        let binary = std::env::var("LINKBUS_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port").port();
+        let child = Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{binary}: {e}; run ops/scripts/ensure-test-tools"));
+        let up = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < up, "chromedriver did not listen");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { group: Running(child), url: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.group.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// What headless Chromium's Resource Timing says of the page's load so far: bytes on the wire
+/// (`transferSize`: headers and the body as sent; 0 from the cache) and the bodies decoded.
+async fn chromium_bytes(browser: &fantoccini::Client) -> (u64, u64, u64) {
+    let script =
+        "const all = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')];
+                  return [all.reduce((n, e) => n + e.transferSize, 0), all.reduce((n, e) => n + e.decodedBodySize, 0),
+                          all.filter(e => e.transferSize > 0).length];";
+    let value = browser.execute(script, vec![]).await.expect("script runs");
+    let n = |i: usize| value[i].as_u64().unwrap_or_default();
+    (n(0), n(1), n(2))
+}
+
+/// Waits until the page has loaded the region's boundaries and the volunteers.
+async fn loaded(browser: &fantoccini::Client) {
+    let script = "const names = performance.getEntriesByType('resource').map(e => e.name);
+                  return ['/console/region/communities', '/console/volunteers'].every(p => names.some(n => n.endsWith(p)))
+                         && !document.getElementById('app').hidden;";
+    let deadline = std::time::Instant::now() + WAIT;
+    while browser.execute(script, vec![]).await.expect("script runs") != serde_json::Value::Bool(true) {
+        assert!(std::time::Instant::now() < deadline, "the console did not load");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The same sign-in in headless Chromium: what its Resource Timing entries say was transferred
+/// (the live stream is not among them: an open EventSource has no entry), then on a second
+/// visit with the cache of the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_signs_in_with_compressed_files_and_comes_back_from_its_cache() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_up, base) = start_beijing(dir.path());
+    let driver = Chromedriver::start();
+    let chromium = std::env::var("LINKBUS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let profile = dir.path().join("profile");
+    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": { "binary": chromium, "args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--window-size=1400,900",
+            format!("--user-data-dir={}", profile.display()) ] },
+    }))
+    .expect("capabilities");
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let browser =
+        fantoccini::ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.expect("a session");
+
+    browser.goto(&base).await.expect("the page");
+    let key =
+        browser.wait().at_most(WAIT).for_element(fantoccini::Locator::Id("login-key")).await.expect("the sign-in form");
+    key.send_keys(DISPATCHER).await.expect("typed");
+    browser.find(fantoccini::Locator::Id("login-submit")).await.expect("button").click().await.expect("clicked");
+    loaded(&browser).await;
+    let (first, decoded, requests) = chromium_bytes(&browser).await;
+    // Signed in by its cookie now: a second visit, as the next morning.
+    browser.goto("about:blank").await.expect("away");
+    browser.goto(&base).await.expect("the page again");
+    loaded(&browser).await;
+    let (second, _, requests_again) = chromium_bytes(&browser).await;
+    println!(
+        "Chromium sign-in: {first} bytes transferred in {requests} requests ({decoded} decoded); \
+         second visit: {second} bytes in {requests_again} requests"
+    );
+    browser.close().await.expect("closed");
+    assert!(first * 4 < decoded, "compressed: {first} transferred for {decoded} decoded");
+    assert!(second * 4 < first, "from the cache: {second} vs {first}");
+}

@@ -55,7 +55,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(console: Option<Arc<Conso
         .route("/console/assets/{*path}", get(page::asset))
         .route("/console/session", get(session::whoami).post(session::login).delete(session::logout))
         .route("/console/region", get(page::region))
-        .route("/console/region/communities", get(page::communities))
+        .route("/console/region/communities", get(page::region))
         .route("/console/volunteers", get(page::volunteers))
         .route("/console/events", get(events::events))
         .with_state(ConsoleState { console, auth })

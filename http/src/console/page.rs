@@ -1,16 +1,14 @@
 //! The page and what it loads once: its files, the region, the communities' boundaries and the
 //! volunteers' positions.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::Response;
 use linkbus_bus::sync::read;
 use serde_json::json;
 
 use super::assets;
-use super::delivery::{Compressed, compress_now};
+use super::delivery::compress_now;
 use super::state::{Console, ConsoleState, require_console};
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -59,33 +57,18 @@ pub(super) async fn asset(
 
 const JSON: &str = "application/json";
 
-/// The region's data chosen by `which` for a console user, revalidated by its `ETag`.
-async fn region_data(
-    state: &ConsoleState,
-    principal: &Principal,
-    headers: &HeaderMap,
-    which: fn(&Console) -> &Arc<Compressed>,
-) -> Result<Response, ApiError> {
-    require_console(principal)?;
-    Ok(which(state.console()?).respond(headers, JSON, PRIVATE_REVALIDATE).await)
-}
-
-/// `GET /console/region`: name, time zone, departments, categories, bounds, base map.
+/// `GET /console/region` (name, time zone, departments, categories, bounds, base map) and
+/// `GET /console/region/communities` (the boundaries, GeoJSON): made once, revalidated by `ETag`.
 pub(super) async fn region(
     State(state): State<ConsoleState>,
     principal: Principal,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    region_data(&state, &principal, &headers, |c| &c.region).await
-}
-
-/// `GET /console/region/communities`: GeoJSON.
-pub(super) async fn communities(
-    State(state): State<ConsoleState>,
-    principal: Principal,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    region_data(&state, &principal, &headers, |c| &c.communities).await
+    require_console(&principal)?;
+    let console = state.console()?;
+    let data = if uri.path().ends_with("/communities") { &console.communities } else { &console.region };
+    Ok(data.respond(&headers, JSON, PRIVATE_REVALIDATE).await)
 }
 
 /// `GET /console/volunteers`: every volunteer's position, availability and skills (they move,
