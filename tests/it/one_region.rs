@@ -142,4 +142,26 @@ fn each_region_has_its_own_data_folder_by_default() {
     assert!(stderr(&bj).contains("published             20"), "{}", stderr(&bj));
     assert!(dir.path().join(".linkbus/nats-beijing/jetstream").is_dir());
     assert!(!dir.path().join(".linkbus/nats").exists(), "no folder shared by the regions");
+
+    // With San Francisco running, a `linkbus` command configured for Beijing (the default
+    // region) finds the only server running, as the quick start's `linkbus watch` does.
+    let (_sf, _) = linkbus_tests::start_up(
+        linkbus(&config, &sf_region_dir(), &[]).current_dir(dir.path()).env("LINKBUS_NATS_SERVER", &server),
+    );
+    let tool = |region: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
+            .args(["deadletter", "--config"])
+            .arg(&config)
+            .arg("--region")
+            .arg(region)
+            .arg("list")
+            .current_dir(dir.path())
+            .env_remove("LINKBUS_NATS_URL")
+            .output()
+            .expect("linkbus deadletter runs")
+    };
+    let listed = tool(&beijing());
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed = tool(&sf_region_dir());
+    assert!(listed.status.success(), "{}", stderr(&listed));
 }
