@@ -266,7 +266,8 @@ async fn a_sign_in_transfers_compressed_files_and_a_second_load_revalidates() {
         page_load(&http, &base, Browser { accept_encoding: Some("gzip, deflate, br, zstd"), cache: Some(&compressed) })
             .await;
     report("second load", &again);
-    for path in ["/", "/console/region", "/console/region/communities"] {
+    // No volunteer moved meanwhile: their positions revalidate too.
+    for path in ["/", "/console/region", "/console/region/communities", "/console/volunteers"] {
         assert_eq!(again[path].status, 304, "{path}: revalidated");
         assert!(again[path].raw.is_empty() && again[path].header("etag").is_some(), "{path}");
     }
@@ -274,7 +275,7 @@ async fn a_sign_in_transfers_compressed_files_and_a_second_load_revalidates() {
         again.iter().filter(|(p, _)| p.starts_with("/console/assets/")).all(|(_, f)| f.status == 0),
         "cached for good"
     );
-    assert!(total(&again) * 5 < total(&compressed), "{} vs {}", total(&again), total(&compressed));
+    assert!(total(&again) * 20 < total(&compressed), "{} vs {}", total(&again), total(&compressed));
 
     // The files are still served under their plain names (revalidated each time), and a stale
     // ETag gets the body.
@@ -453,5 +454,5 @@ async fn chromium_signs_in_with_compressed_files_and_comes_back_from_its_cache()
     );
     browser.close().await.expect("closed");
     assert!(first * 4 < decoded, "compressed: {first} transferred for {decoded} decoded");
-    assert!(second * 4 < first, "from the cache: {second} vs {first}");
+    assert!(second * 20 < first, "from the cache: {second} vs {first}");
 }

@@ -10,7 +10,7 @@
 //! them there, the ES modules import one another by relative paths (`./board.js`) and so stay in
 //! that folder, and a changed file changes the folder; so they are sent `immutable` for a year and
 //! a second load asks for none of them. The volunteers' positions change, so they are compressed
-//! per request, quickly ([`compress_now`]). The live events are gzipped as a stream
+//! per request, quickly, with an `ETag` of that moment's bytes ([`compress_now`]). The live events are gzipped as a stream
 //! ([`gzip_stream`]), each event flushed as it goes.
 
 use std::io::Write as _;
@@ -115,27 +115,11 @@ pub(super) fn compress(body: &[u8], coding: Coding, effort: Effort) -> Bytes {
     }
 }
 
-/// `body` in the encoding `headers` ask for, compressed now off the async threads: for what
-/// changes between requests.
+/// `body`, which changes between requests, in the encoding `headers` ask for, compressed now off
+/// the async threads, quickly; `304` if their `If-None-Match` names it (it did not change).
 pub(super) async fn compress_now(headers: &HeaderMap, content_type: &'static str, body: Bytes) -> Response {
-    let coding = Coding::negotiate(headers);
-    let (body, coding) = match coding {
-        Coding::Identity => (body, coding),
-        _ => {
-            let compressed = tokio::task::spawn_blocking(move || compress(&body, coding, Effort::PerRequest))
-                .await
-                .unwrap_or_default();
-            (compressed, coding)
-        }
-    };
-    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    if let Some(name) = coding.name() {
-        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(name));
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-    response
+    let fresh = Arc::new(Compressed { effort: Effort::PerRequest, ..Compressed::unmade(body, true) });
+    fresh.respond(headers, content_type, "private, no-cache").await
 }
 
 /// `response`, a stream of events, gzipped if `headers` take gzip (brotli is not used here: its
@@ -192,13 +176,26 @@ pub(super) struct Compressed {
     hash: String,
     gzip: OnceLock<Bytes>,
     brotli: OnceLock<Bytes>,
+    /// How hard each encoding is worked for.
+    effort: Effort,
 }
 
 impl Compressed {
     /// `body`, compressed when asked for if `compressible`.
     pub(super) fn new(body: Bytes, compressible: bool) -> Arc<Self> {
+        Arc::new(Self::unmade(body, compressible))
+    }
+
+    fn unmade(body: Bytes, compressible: bool) -> Self {
         let hash = hex::encode(&Sha256::digest(&body)[..8]);
-        Arc::new(Self { identity: body, compressible, hash, gzip: OnceLock::new(), brotli: OnceLock::new() })
+        Self {
+            identity: body,
+            compressible,
+            hash,
+            gzip: OnceLock::new(),
+            brotli: OnceLock::new(),
+            effort: Effort::Once,
+        }
     }
 
     /// The uncompressed bytes.
@@ -220,7 +217,7 @@ impl Compressed {
     pub(super) fn warm(&self) {
         for coding in [Coding::Gzip, Coding::Brotli] {
             if let Some(cell) = self.cell(coding) {
-                cell.get_or_init(|| compress(&self.identity, coding, Effort::Once));
+                cell.get_or_init(|| compress(&self.identity, coding, self.effort));
             }
         }
     }
@@ -235,7 +232,7 @@ impl Compressed {
                 let this = self.clone();
                 let made = tokio::task::spawn_blocking(move || {
                     this.cell(coding)
-                        .map(|cell| cell.get_or_init(|| compress(&this.identity, coding, Effort::Once)).clone())
+                        .map(|cell| cell.get_or_init(|| compress(&this.identity, coding, this.effort)).clone())
                 })
                 .await;
                 match made {
