@@ -300,13 +300,14 @@ async fn the_live_stream_is_gzipped_event_by_event() {
         start_region(dir.path(), "san-francisco", &["--replay", "geo-data/san-francisco/sf311-cases-sample.csv"]);
     let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
     let plain = Browser { accept_encoding: None, cache: None };
-    // Until the replay is in: two resets a second apart with the same cases.
+    // Until the replay is in (4,980 live cases once duplicates are merged): two resets a second
+    // apart with the same cases.
     let deadline = std::time::Instant::now() + 4 * WAIT;
     let mut last = Vec::new();
     let identity = loop {
         let events = fetch(&http, &base, "/console/events", plain).await.expect("fetched");
         let cases = reset_cases(&events);
-        if !cases.is_empty() && cases.len() == last.len() {
+        if cases.len() >= 4_900 && cases == last {
             break events;
         }
         assert!(std::time::Instant::now() < deadline, "the replay did not settle: {} cases", cases.len());
@@ -314,7 +315,9 @@ async fn the_live_stream_is_gzipped_event_by_event() {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     };
 
-    let mut response = http
+    // The stream is read for as long as the test needs: no timeout for the whole response.
+    let streaming = reqwest::Client::builder().connect_timeout(WAIT).build().expect("client");
+    let mut response = streaming
         .get(format!("{base}/console/events"))
         .bearer_auth(DISPATCHER)
         .header("accept-encoding", "gzip, deflate, br, zstd")
@@ -352,7 +355,8 @@ async fn the_live_stream_is_gzipped_event_by_event() {
 }
 
 async fn next_chunk(response: &mut reqwest::Response) -> Vec<u8> {
-    response.chunk().await.expect("the body").expect("the stream goes on").to_vec()
+    let chunk = tokio::time::timeout(WAIT, response.chunk()).await.expect("more of the stream in time");
+    chunk.expect("the body").expect("the stream goes on").to_vec()
 }
 
 /// chromedriver (and every Chromium it starts) in a process group of its own, stopped with the

@@ -98,9 +98,11 @@ impl Console {
         // Compress what every sign-in loads now, aside, rather than at the first sign-in.
         let warm = [region_json.clone(), communities.clone(), super::assets::index().clone()];
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             for body in warm.iter().chain(super::assets::encoded()) {
                 body.warm();
             }
+            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "console files compressed");
         });
         Ok(Self {
             metrics: ConsoleMetrics::new(registry).map_err(Error::Metrics)?,
