@@ -73,12 +73,14 @@ impl Common {
     }
 
     /// Connects to a running linkbus's NATS: the configured URL with `[nats.auth]`/`[nats.tls]`,
-    /// or the embedded server running from `[nats] embedded_data_dir` with the local tools' key
+    /// or the embedded server running from `[nats] embedded_data_dir` (by default the region's
+    /// `.linkbus/nats-<region id>`) with the local tools' key
     /// (see [`crate::embedded`]).
     async fn connect(&self) -> anyhow::Result<async_nats::Client> {
         let config = self.config()?;
         let patience = Duration::from_secs(5);
-        let (url, nats) = crate::embedded::client_settings(&config.nats, patience).await?;
+        let data = crate::embedded::client_data_dir(&config.nats, &config.region.dir)?;
+        let (url, nats) = crate::embedded::client_settings(&config.nats, &data, patience).await?;
         service::connect_configured(&url, &nats, patience, None).await
     }
 }

@@ -108,8 +108,11 @@ pub struct NatsConfig {
     /// URL of an existing NATS server or cluster (comma-separated for several). Unset: linkbus
     /// starts and supervises its own nats-server. `LINKBUS_NATS_URL` overrides it.
     pub url: Option<String>,
-    /// Data folder of the embedded nats-server (JetStream files, log).
-    pub embedded_data_dir: PathBuf,
+    /// Data folder of the embedded nats-server (JetStream files, log, its users' keys). Unset
+    /// (the default): `.linkbus/nats-<region id>`, a folder per region, so regions run one after
+    /// another on this machine never share a bus (a bus holds one region's cases: `linkbus up`
+    /// refuses one made for another region).
+    pub embedded_data_dir: Option<PathBuf>,
     /// Client port of the embedded server on 127.0.0.1; 0 lets it pick a free one. When another
     /// process holds it (Debian's nats-server package runs a system server on 4222), the embedded
     /// server takes a free port, says which, and the `linkbus` subcommands find it in the data
@@ -143,7 +146,7 @@ impl Default for NatsConfig {
     fn default() -> Self {
         Self {
             url: None,
-            embedded_data_dir: PathBuf::from(".linkbus/nats"),
+            embedded_data_dir: None,
             embedded_port: 4222,
             sync: SyncPolicy::Always,
             replicas: 1,
@@ -154,6 +157,23 @@ impl Default for NatsConfig {
             tls: NatsTls::default(),
         }
     }
+}
+
+impl NatsConfig {
+    /// The embedded nats-server's data folder for region `region_id`: `embedded_data_dir`, or
+    /// the region's own, [`default_data_dir`].
+    pub fn data_dir_for(&self, region_id: &str) -> PathBuf {
+        self.embedded_data_dir.clone().unwrap_or_else(|| default_data_dir(region_id))
+    }
+}
+
+/// Where the folders of the embedded nats-servers are by default (relative to the working
+/// directory), one `nats-<region id>` per region.
+pub const DEFAULT_DATA_PARENT: &str = ".linkbus";
+
+/// The default data folder of region `region_id`'s embedded nats-server: `.linkbus/nats-<id>`.
+pub fn default_data_dir(region_id: &str) -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_PARENT).join(format!("nats-{region_id}"))
 }
 
 /// Deserializes a value from its text form ([`std::str::FromStr`]).

@@ -12,7 +12,10 @@
 //!
 //! [`client_settings`] is how a subcommand connects: with no URL configured, to the server running
 //! from `[nats] embedded_data_dir` (on whatever port it took) as `local-tools`; with a URL, as
-//! configured, unless the URL is that running server's and no credentials are configured.
+//! configured, unless the URL is that running server's and no credentials are configured. With no
+//! `embedded_data_dir`, each region's server has a folder of its own, `.linkbus/nats-<region id>`;
+//! a subcommand takes the configured region's (`[region] dir`, `--region`) if it runs, else the
+//! only one running ([`client_data_dir`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,7 +25,7 @@ use anyhow::Context as _;
 use linkbus_bus::server;
 use linkbus_geo_data::Region;
 
-use crate::config::NatsConfig;
+use crate::config::{DEFAULT_DATA_PARENT, NatsConfig, default_data_dir};
 use crate::nats_access::NatsAuth;
 use crate::nats_auth::{self, AuthOptions, Role};
 
@@ -65,13 +68,13 @@ pub fn write_users(data_dir: &Path, region: &Region) -> anyhow::Result<PathBuf> 
     Ok(conf)
 }
 
-/// How `linkbus up` connects to its embedded server: as the service user, `[nats]`'s other
-/// settings kept.
-pub fn service_settings(nats: &NatsConfig) -> NatsConfig {
+/// How `linkbus up` connects to its embedded server running from `data_dir`: as the service
+/// user, `[nats]`'s other settings kept.
+pub fn service_settings(nats: &NatsConfig, data_dir: &Path) -> NatsConfig {
     NatsConfig {
         url: None,
         auth: NatsAuth {
-            nkey_seed_file: Some(seed_file(&nats.embedded_data_dir, nats_auth::SERVICE_USER)),
+            nkey_seed_file: Some(seed_file(data_dir, nats_auth::SERVICE_USER)),
             inbox_prefix: Some(Role::Service.inbox_prefix()),
             ..NatsAuth::default()
         },
@@ -80,10 +83,66 @@ pub fn service_settings(nats: &NatsConfig) -> NatsConfig {
     }
 }
 
+/// The region id in `region_dir/manifest.toml`, read alone (loading a whole region takes seconds).
+fn region_id(region_dir: &Path) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let text = std::fs::read_to_string(region_dir.join(linkbus_geo_data::files::MANIFEST)).ok()?;
+    toml::from_str::<Id>(&text).ok().map(|m| m.id)
+}
+
+/// The default folders (`.linkbus/nats-*`) an embedded nats-server runs from now.
+fn running_defaults() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(DEFAULT_DATA_PARENT) else { return Vec::new() };
+    let mut running: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("nats-"))
+        .map(|e| e.path())
+        .filter(|dir| server::running_url(dir).is_some())
+        .collect();
+    running.sort();
+    running
+}
+
+/// The data folder of the embedded server a subcommand connects to: `[nats] embedded_data_dir`;
+/// without it, the folder of the region in `region_dir` if its server runs, else the only
+/// default folder whose server runs, else the region's (to wait for).
+pub fn client_data_dir(nats: &NatsConfig, region_dir: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &nats.embedded_data_dir {
+        return Ok(dir.clone());
+    }
+    let ours = region_id(region_dir).map(|id| default_data_dir(&id));
+    if let Some(ours) = ours.as_ref().filter(|dir| server::running_url(dir).is_some()) {
+        return Ok(ours.clone());
+    }
+    match running_defaults().as_slice() {
+        [only] => Ok(only.clone()),
+        [] => ours.with_context(|| {
+            format!(
+                "cannot read the region id from {}: name the region (--region NAME or [region] dir) or the \
+                 data folder ([nats] embedded_data_dir)",
+                region_dir.join(linkbus_geo_data::files::MANIFEST).display()
+            )
+        }),
+        several => anyhow::bail!(
+            "embedded nats-servers of several regions are running ({}) and none is the configured region's \
+             ({}): say which with --region NAME",
+            several.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+            region_dir.display()
+        ),
+    }
+}
+
 /// Where a `linkbus` subcommand connects and with which settings: see the module's map. With no
-/// URL configured, waits up to `patience` for the embedded server to be running.
-pub async fn client_settings(nats: &NatsConfig, patience: Duration) -> anyhow::Result<(String, NatsConfig)> {
-    let data = &nats.embedded_data_dir;
+/// URL configured, waits up to `patience` for the embedded server running from `data` (see
+/// [`client_data_dir`]).
+pub async fn client_settings(
+    nats: &NatsConfig,
+    data: &Path,
+    patience: Duration,
+) -> anyhow::Result<(String, NatsConfig)> {
     let seed = seed_file(data, LOCAL_TOOLS);
     let local = || NatsConfig {
         auth: NatsAuth { nkey_seed_file: Some(seed.clone()), ..NatsAuth::default() },
@@ -103,8 +162,9 @@ pub async fn client_settings(nats: &NatsConfig, patience: Duration) -> anyhow::R
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "no embedded nats-server is running from {} ([nats] embedded_data_dir): start `linkbus up` \
-             with this configuration, or give the NATS URL (--nats-url, LINKBUS_NATS_URL or [nats] url)",
+            "no embedded nats-server is running from {} ([nats] embedded_data_dir, by default \
+             .linkbus/nats-<region id>): start `linkbus up` with this configuration and region, or give the \
+             NATS URL (--nats-url, LINKBUS_NATS_URL or [nats] url)",
             data.display()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -216,6 +216,17 @@ impl Service {
         // slowly while replicas start together; it is idempotent, so it may wait longer.
         let provisioning = provisioning(&js);
         let settings = config.stream_settings();
+        // First: a bus that holds another region's cases is refused before anything is routed.
+        let regions_store =
+            idempotent("opening the region versions", || regions::open_bucket(&provisioning, &settings)).await?;
+        let claimed = idempotent("checking the bus's region", || async {
+            match regions::claim_bus(&regions_store, region).await {
+                Err(e @ regions::RegionVersionError::OtherRegion { .. }) => Ok(Err(e)),
+                other => other.map(Ok),
+            }
+        })
+        .await?;
+        claimed?;
         idempotent("provisioning streams", || nats::provision(&provisioning, &settings)).await?;
         if config.region.seed_volunteers {
             seed_volunteers(&provisioning, region).await?;
@@ -277,8 +288,7 @@ impl Service {
         }
 
         if config.region.follow_published {
-            let store =
-                idempotent("opening the region versions", || regions::open_bucket(&provisioning, &settings)).await?;
+            let store = regions_store;
             idempotent("archiving the region version", || regions::archive(&store, region)).await?;
             let process_metrics = metrics.clone();
             let follow = regions::follow_region(

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use linkbus_bus::server::{NatsServer, ServerConfig};
 use linkbus_geo_data::Region;
+use linkbus_routers::regions::RegionVersionError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -58,19 +59,40 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
     // Bound first, so a taken port stops `up` before anything else starts.
     let api_listener = bind_api(&config).await?;
     let mut server = None;
+    let data = config.nats.data_dir_for(&region.manifest.id);
     let (url, nats) = match &config.nats.url {
         Some(url) => (url.clone(), config.nats.clone()),
         None => {
-            let s = start_embedded(&config, &region).await?;
+            let s = start_embedded(&config, &region, &data).await?;
             let url = s.url();
             server = Some(s);
-            (url, crate::embedded::service_settings(&config.nats))
+            (url, crate::embedded::service_settings(&config.nats, &data))
         }
     };
     let metrics = Metrics::new().context("creating the metrics")?;
     let client = service::connect_configured(&url, &nats, Duration::from_secs(30), Some(&metrics.nats)).await?;
     let source = format!("/linkbus/router/{}", std::process::id());
-    let svc = Service::start_with_metrics(&config, &region, client.clone(), source, metrics).await?;
+    let svc = match Service::start_with_metrics(&config, &region, client.clone(), source, metrics).await {
+        Ok(svc) => svc,
+        Err(e) => {
+            let other = e.downcast_ref::<RegionVersionError>().and_then(|e| match e {
+                RegionVersionError::OtherRegion { bus, .. } => Some(bus.clone()),
+                _ => None,
+            });
+            if let Some(mut s) = server {
+                s.stop(Duration::from_secs(10)).await;
+            }
+            return Err(match (other, &config.nats.url) {
+                (Some(bus), None) => anyhow::anyhow!(
+                    "refusing to start on the embedded nats-server's data folder {data}: {e}; to throw {bus}'s cases \
+                     away, delete {data}",
+                    data = data.display()
+                ),
+                (Some(_), Some(url)) => anyhow::anyhow!("refusing to start on NATS {url}: {e}"),
+                (None, _) => e,
+            });
+        }
+    };
     let api_stop = CancellationToken::new();
     let api = match api_listener {
         Some(listener) => Some(serve_api(listener, &config, &region, &svc, api_stop.clone()).await?),
@@ -94,6 +116,10 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
     );
 
     let stop = CancellationToken::new();
+    let afresh = match &config.nats.url {
+        None => format!("remove the data folder {} to watch them routed afresh", data.display()),
+        Some(_) => "replay after the duplicate window to watch them routed afresh".to_owned(),
+    };
     let replay_task = options.replay.clone().map(|path| {
         let client = client.clone();
         let stop = stop.clone();
@@ -105,10 +131,7 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
                 Ok(summary) => {
                     eprintln!("{summary}");
                     if summary.duplicates > 0 && summary.published == 0 {
-                        eprintln!(
-                            "every case was already on the bus (replayed within the duplicate window); \
-                             remove the data folder (.linkbus/) to watch them routed afresh"
-                        );
+                        eprintln!("every case was already on the bus (replayed within the duplicate window); {afresh}");
                     }
                 }
                 Err(e) => error!(error = format!("{e:#}"), "replay failed"),
@@ -186,8 +209,7 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
 
 /// Starts the embedded nats-server: its users written, the configured sync policy, the configured
 /// port unless another process holds it.
-async fn start_embedded(config: &Config, region: &Region) -> anyhow::Result<NatsServer> {
-    let data = &config.nats.embedded_data_dir;
+async fn start_embedded(config: &Config, region: &Region, data: &std::path::Path) -> anyhow::Result<NatsServer> {
     let authorization = crate::embedded::write_users(data, region).context("writing the embedded server's users")?;
     let mut server_config = ServerConfig::new(data);
     server_config.port = Some(config.nats.embedded_port).filter(|p| *p != 0);

@@ -8,6 +8,10 @@
 //! - `<region>.<version>.index`: the files and their chunk counts ([`VersionIndex`]);
 //! - `<region>.current`: the version in force ([`Current`]), written last.
 //!
+//! - `bus-region`: the region this bus's cases are routed against ([`BusRegion`]), written by
+//!   the first router to start on it; [`claim_bus`] refuses to start a router of another region
+//!   there, so one region's cases never reach another region's routers or console.
+//!
 //! Versions are never overwritten, and each router archives the version it starts with
 //! ([`archive`]), so a past case can be re-run against the version it was routed with
 //! ([`load_version`]). [`follow_region`] watches `<region>.current` in every
@@ -66,6 +70,28 @@ pub enum RegionVersionError {
     /// A version string that cannot be part of a key.
     #[error("version {0:?} must be letters, digits, '.', '-', '_'")]
     BadVersion(String),
+    /// The bus holds another region's cases.
+    #[error(
+        "this bus holds the cases of region {bus} ({bus_name}){since}, and this linkbus is for region {ours} \
+         ({ours_name}): starting would route {ours}'s reports against the wrong map and show {bus}'s cases on \
+         {ours}'s console. Give each region a bus of its own: with the embedded nats-server, leave [nats] \
+         embedded_data_dir unset (each region gets .linkbus/nats-<region id>) or give it a folder of its own; \
+         with a NATS URL, another server or JetStream account. To run {bus} here again, start linkbus with \
+         its region (--region {bus})",
+        since = .since.as_ref().map(|s| format!(", routed there since {s}")).unwrap_or_default()
+    )]
+    OtherRegion {
+        /// The region the bus was made for.
+        bus: String,
+        /// Its name.
+        bus_name: String,
+        /// When it claimed the bus, if known.
+        since: Option<String>,
+        /// The region of this linkbus.
+        ours: String,
+        /// Its name.
+        ours_name: String,
+    },
 }
 
 fn bucket_err(e: impl std::fmt::Display) -> RegionVersionError {
@@ -90,6 +116,79 @@ pub struct Current {
 
 fn version_ok(v: &str) -> bool {
     !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The key of [`BusRegion`] in [`BUCKET_REGIONS`] (no region's key: theirs all hold a `.`).
+pub const BUS_REGION_KEY: &str = "bus-region";
+
+/// `bus-region`: the region whose cases this bus holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusRegion {
+    /// Region id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// When a router of it first started on this bus (RFC 3339).
+    pub since: String,
+}
+
+/// Checks that the bus of `store` is `region`'s, and claims it if it is no region's yet: refuses
+/// ([`RegionVersionError::OtherRegion`]) a bus claimed by another region, or one that holds
+/// another region's archived versions (a bus used before claims existed). Safe for replicas
+/// starting together: the claim is created once, and whoever loses the race checks the winner's.
+pub async fn claim_bus(store: &kv::Store, region: &Region) -> Result<(), RegionVersionError> {
+    let ours = BusRegion {
+        id: region.manifest.id.clone(),
+        name: region.manifest.name.clone(),
+        since: jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+    };
+    let other = |bus: BusRegion| RegionVersionError::OtherRegion {
+        bus: bus.id,
+        bus_name: bus.name,
+        since: Some(bus.since).filter(|s| !s.is_empty()),
+        ours: ours.id.clone(),
+        ours_name: ours.name.clone(),
+    };
+    for _ in 0..2 {
+        if let Some(value) = store.get(BUS_REGION_KEY).await.map_err(bucket_err)? {
+            let bus: BusRegion = serde_json::from_slice(&value)
+                .map_err(|e| bucket_err(format!("{BUS_REGION_KEY} is not a region claim ({e})")))?;
+            return if bus.id == ours.id { Ok(()) } else { Err(other(bus)) };
+        }
+        if let Some(id) = archived_regions(store).await?.into_iter().find(|id| *id != ours.id) {
+            return Err(other(BusRegion {
+                name: format!("its versions are archived here as {id}.*"),
+                id,
+                since: String::new(),
+            }));
+        }
+        let value = serde_json::to_vec(&ours).map_err(bucket_err)?;
+        match store.create(BUS_REGION_KEY, value.into()).await {
+            Ok(_) => {
+                info!(region = %ours.id, "this bus now holds the cases of region {}", ours.id);
+                return Ok(());
+            }
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(bucket_err(e)),
+        }
+    }
+    Err(bucket_err(format!("{BUS_REGION_KEY} was claimed and then removed while starting; start again")))
+}
+
+/// The regions whose versions are archived in the bucket (`<region>.<version>.index`).
+async fn archived_regions(store: &kv::Store) -> Result<Vec<String>, RegionVersionError> {
+    use futures::TryStreamExt as _;
+    let keys: Vec<String> = store.keys().await.map_err(bucket_err)?.try_collect().await.map_err(bucket_err)?;
+    let mut regions: Vec<String> = keys
+        .iter()
+        .filter(|k| k.ends_with(".index"))
+        .filter_map(|k| k.split_once('.').map(|(region, _)| region.to_owned()))
+        .collect();
+    regions.sort();
+    regions.dedup();
+    Ok(regions)
 }
 
 /// The key of `<region>.current`.

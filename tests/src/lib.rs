@@ -204,8 +204,9 @@ pub async fn wait_for_messages(js: &jetstream::Context, stream: &str, n: u64, wi
 /// the local tools from that folder (the server refuses clients without one), as the `linkbus`
 /// subcommands connect.
 pub async fn connect_embedded(data_dir: &std::path::Path) -> async_nats::Client {
-    let nats = linkbus::config::NatsConfig { embedded_data_dir: data_dir.to_owned(), ..Default::default() };
-    let (url, nats) = linkbus::embedded::client_settings(&nats, WAIT).await.expect("the embedded server is running");
+    let nats = linkbus::config::NatsConfig::default();
+    let (url, nats) =
+        linkbus::embedded::client_settings(&nats, data_dir, WAIT).await.expect("the embedded server is running");
     linkbus::service::connect_configured(&url, &nats, WAIT, None).await.expect("connects with the local tools' key")
 }
 

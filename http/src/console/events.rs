@@ -17,6 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::info;
 
 use super::board::{CaseSummary, is_live, live_cases};
+use super::delivery::gzip_stream;
 use super::state::{ConsoleState, require_console};
 use crate::auth::Principal;
 use crate::auth::session::cookie;
@@ -94,7 +95,8 @@ pub(super) async fn events(
         .take_until(session_ended);
     let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
     // Proxies that buffer responses (nginx) would hold the events back.
-    Ok(([(HeaderName::from_static("x-accel-buffering"), "no")], sse).into_response())
+    let response = ([(HeaderName::from_static("x-accel-buffering"), "no")], sse).into_response();
+    Ok(gzip_stream(&headers, response))
 }
 
 fn reset_event(book: &CaseBook) -> Event {

@@ -4,7 +4,7 @@
 //!
 //! | endpoint | who | what | module |
 //! |---|---|---|---|
-//! | `GET /`, `GET /console/assets/{file}` | anyone | the page and its scripts, styles and Leaflet | `page`, `assets` |
+//! | `GET /`, `GET /console/assets/[{version}/]{file}` | anyone | the page and its scripts, styles and Leaflet, compressed and cached | `page`, `assets`, `delivery` |
 //! | `POST /console/session` | a dispatcher or operator key in the body | signs in: sets the session cookie, answers [`SessionInfo`] | `session` |
 //! | `GET /console/session` | session | who is signed in, and the CSRF token for actions | `session` |
 //! | `DELETE /console/session` | anyone | signs out (clears the cookie) | `session` |
@@ -30,6 +30,7 @@
 
 mod assets;
 mod board;
+mod delivery;
 mod events;
 mod labels;
 mod page;
@@ -55,7 +56,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(console: Option<Arc<Conso
         .route("/console/assets/{*path}", get(page::asset))
         .route("/console/session", get(session::whoami).post(session::login).delete(session::logout))
         .route("/console/region", get(page::region))
-        .route("/console/region/communities", get(page::communities))
+        .route("/console/region/communities", get(page::region))
         .route("/console/volunteers", get(page::volunteers))
         .route("/console/events", get(events::events))
         .with_state(ConsoleState { console, auth })

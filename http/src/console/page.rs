@@ -1,19 +1,27 @@
 //! The page and what it loads once: its files, the region, the communities' boundaries and the
 //! volunteers' positions.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::response::Response;
 use linkbus_bus::sync::read;
 use serde_json::json;
 
-use super::assets::{ASSETS, INDEX};
+use super::assets;
+use super::delivery::compress_now;
 use super::state::{Console, ConsoleState, require_console};
 use crate::auth::Principal;
 use crate::error::ApiError;
 
-/// Headers every file of the page carries.
+/// How long a browser keeps a file named under this build's version folder: a year, never
+/// revalidated (another build names its files in another folder).
+const FOR_GOOD: &str = "public, max-age=31536000, immutable";
+/// What a browser revalidates each time (the page; a file asked for outside the version folder).
+const REVALIDATE: &str = "no-cache";
+/// The region's data: revalidated each time, kept by this browser only.
+const PRIVATE_REVALIDATE: &str = "private, no-cache";
+
+/// Headers every file of the page carries (the caching ones are set by `delivery`).
 fn protect(console: &Console, response: &mut Response) {
     let headers = response.headers_mut();
     if let Ok(csp) = HeaderValue::from_str(&console.csp) {
@@ -22,47 +30,59 @@ fn protect(console: &Console, response: &mut Response) {
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
 }
 
-/// `GET /`.
-pub(super) async fn index(State(state): State<ConsoleState>) -> Result<Response, ApiError> {
+/// `GET /`: the page, naming its files in this build's version folder.
+pub(super) async fn index(State(state): State<ConsoleState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let console = state.console()?;
-    let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX).into_response();
+    let mut response = assets::index().respond(&headers, "text/html; charset=utf-8", REVALIDATE).await;
     protect(console, &mut response);
     Ok(response)
 }
 
-/// `GET /console/assets/{file}`.
-pub(super) async fn asset(State(state): State<ConsoleState>, Path(path): Path<String>) -> Result<Response, ApiError> {
+/// `GET /console/assets/{file}` and `GET /console/assets/{version}/{file}`.
+pub(super) async fn asset(
+    State(state): State<ConsoleState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let console = state.console()?;
-    let asset =
-        ASSETS.iter().find(|a| a.path == path).ok_or_else(|| ApiError::NotFound(format!("no console file {path}")))?;
-    let mut response = ([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response();
+    let (asset, encoded, versioned) =
+        assets::find(&path).ok_or_else(|| ApiError::NotFound(format!("no console file {path}")))?;
+    let caching = if versioned { FOR_GOOD } else { REVALIDATE };
+    let mut response = encoded.respond(&headers, asset.content_type, caching).await;
     protect(console, &mut response);
     Ok(response)
 }
 
-fn json_response(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
+const JSON: &str = "application/json";
 
-/// `GET /console/region`: name, time zone, departments, categories, bounds, base map.
-pub(super) async fn region(State(state): State<ConsoleState>, principal: Principal) -> Result<Response, ApiError> {
-    require_console(&principal)?;
-    Ok(json_response(state.console()?.region.clone()))
-}
-
-/// `GET /console/region/communities`: GeoJSON.
-pub(super) async fn communities(State(state): State<ConsoleState>, principal: Principal) -> Result<Response, ApiError> {
-    require_console(&principal)?;
-    Ok(json_response(state.console()?.communities.clone()))
-}
-
-/// `GET /console/volunteers`: every volunteer's position, availability and skills.
-pub(super) async fn volunteers(State(state): State<ConsoleState>, principal: Principal) -> Result<Response, ApiError> {
+/// `GET /console/region` (name, time zone, departments, categories, bounds, base map) and
+/// `GET /console/region/communities` (the boundaries, GeoJSON): made once, revalidated by `ETag`.
+pub(super) async fn region(
+    State(state): State<ConsoleState>,
+    principal: Principal,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     require_console(&principal)?;
     let console = state.console()?;
-    let volunteers = read(&console.router.volunteers).positions();
-    Ok(axum::Json(json!({ "volunteers": volunteers })).into_response())
+    let data = if uri.path().ends_with("/communities") { &console.communities } else { &console.region };
+    Ok(data.respond(&headers, JSON, PRIVATE_REVALIDATE).await)
+}
+
+/// `GET /console/volunteers`: every volunteer's position, availability and skills (they move,
+/// so compressed per request).
+pub(super) async fn volunteers(
+    State(state): State<ConsoleState>,
+    principal: Principal,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_console(&principal)?;
+    let console = state.console()?;
+    let body = {
+        let volunteers = read(&console.router.volunteers).positions();
+        json!({ "volunteers": volunteers }).to_string()
+    };
+    Ok(compress_now(&headers, JSON, body.into()).await)
 }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::board::{communities_geojson, region_info};
+use super::delivery::Compressed;
 use crate::auth::session::{CONSOLE_ROLES, Session, Sessions};
 use crate::auth::{Auth, Principal};
 use crate::config::ConsoleConfig;
@@ -43,8 +44,9 @@ pub struct Console {
     pub(super) metrics: ConsoleMetrics,
     pub(super) book: Arc<CaseBook>,
     pub(super) router: Arc<RouterState>,
-    pub(super) region: Bytes,
-    pub(super) communities: Bytes,
+    /// `/console/region` and `/console/region/communities`, compressed once.
+    pub(super) region: Arc<Compressed>,
+    pub(super) communities: Arc<Compressed>,
     pub(super) sessions: Arc<Sessions>,
     /// [`BUCKET_CONSOLE`]: sign-outs are written there.
     store: kv::Store,
@@ -92,12 +94,23 @@ impl Console {
             None => CSP.to_owned(),
         };
         let labels = super::labels::community_labels(region);
+        let region_json = Compressed::new(Bytes::from(region_info(region, console, &labels).to_string()), true);
+        let communities = Compressed::new(Bytes::from(communities_geojson(region, &labels).to_string()), true);
+        // Compress what every sign-in loads now, aside, rather than at the first sign-in.
+        let warm = [region_json.clone(), communities.clone(), super::assets::index().clone()];
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            for body in warm.iter().chain(super::assets::encoded()) {
+                body.warm();
+            }
+            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "console files compressed");
+        });
         Ok(Self {
             metrics: ConsoleMetrics::new(registry).map_err(Error::Metrics)?,
             book,
             router,
-            region: Bytes::from(region_info(region, console, &labels).to_string()),
-            communities: Bytes::from(communities_geojson(region, &labels).to_string()),
+            region: region_json,
+            communities,
             sessions,
             store: store.clone(),
             sign_ins_by_ip: RateLimiter::new(console.sign_in_per_minute),
