@@ -79,8 +79,12 @@ impl Common {
     async fn connect(&self) -> anyhow::Result<async_nats::Client> {
         let config = self.config()?;
         let patience = Duration::from_secs(5);
-        let data = crate::embedded::client_data_dir(&config.nats, &config.region.dir)?;
-        let (url, nats) = crate::embedded::client_settings(&config.nats, &data, patience).await?;
+        let data = crate::embedded::client_data_dir(&config.nats, &config.region.dir);
+        let (url, nats) = match (&config.nats.url, data) {
+            // A URL and no embedded server's folder to find local keys in: as configured.
+            (Some(url), Err(_)) => (url.clone(), config.nats.clone()),
+            (_, data) => crate::embedded::client_settings(&config.nats, &data?, patience).await?,
+        };
         service::connect_configured(&url, &nats, patience, None).await
     }
 }
