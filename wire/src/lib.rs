@@ -22,9 +22,11 @@ pub mod decode;
 pub mod http_error;
 mod lifecycle;
 pub mod subjects;
+mod trace;
 
 pub use datum::Datum;
 pub use lifecycle::*;
+pub use trace::{TRACEPARENT, TRACESTATE, TraceContext, is_traceparent};
 
 use std::collections::BTreeMap;
 

@@ -381,6 +381,11 @@ pub struct CaseRecord {
     /// When it last changed.
     #[schemars(schema_with = "timestamp_schema")]
     pub updated_at: Timestamp,
+    /// The W3C trace context its first report came with (a merged case keeps its primary's);
+    /// set as `traceparent`/`tracestate` on every event linkbus emits about it. Absent in
+    /// records written before traces were kept, and for reports without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::TraceContext>,
 }
 
 /// The `data` of timeline events on `case.<id>.<event>`: what happened and the state after.

@@ -19,7 +19,7 @@ use linkbus_bus::nats::{self, DeadLetter};
 use linkbus_bus::pull;
 use linkbus_bus::sync::read;
 use linkbus_wire::subjects;
-use linkbus_wire::{CaseRecord, CloudEvent, RoutedCase};
+use linkbus_wire::{CaseRecord, CloudEvent, RoutedCase, TraceContext};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -80,7 +80,7 @@ impl CaseBook {
     /// case), then acks it; naks it for a retry in a second when the store failed.
     async fn open_msg(&self, msg: jetstream::Message) {
         let done = match serde_json::from_slice::<CloudEvent<RoutedCase>>(&msg.payload) {
-            Ok(ev) => self.open_one(&ev.data).await,
+            Ok(ev) => self.open_one(&ev.data, TraceContext::from_extensions(&ev.extensions)).await,
             Err(e) => {
                 // Not written by a router: keep it where operators look, then move on.
                 let letter = DeadLetter {
@@ -110,9 +110,11 @@ impl CaseBook {
         }
     }
 
-    async fn open_one(&self, routed: &RoutedCase) -> Result<(), ActError> {
+    /// Opens the record of `routed`, keeping the `trace` its routed event carried.
+    async fn open_one(&self, routed: &RoutedCase, trace: Option<TraceContext>) -> Result<(), ActError> {
         let now = Timestamp::now();
-        let record = lifecycle::open(routed, now, &self.config.policy);
+        let mut record = lifecycle::open(routed, now, &self.config.policy);
+        record.trace = trace;
         let stored = Stored { record, outbox: vec![] };
         let body = Bytes::from(serde_json::to_vec(&stored).map_err(|e| ActError::Store(e.to_string()))?);
         let revision = match self.store.create(key(&routed.case_id), body).await {

@@ -25,7 +25,8 @@ pub(super) fn messages(source: &str, before: &CaseRecord, outcome: &Outcome) -> 
     for (n, entry) in r.timeline.iter().enumerate().skip(before.timeline.len().max(1)) {
         let id = format!("{}:t{n}", r.case_id);
         let event = CaseEvent { case_id: r.case_id.clone(), state: r.state, entry: entry.clone() };
-        let ev = CloudEvent::new(id.clone(), source, wire::TYPE_CASE_EVENT, Some(r.case_id.clone()), now, event);
+        let ev =
+            traced(CloudEvent::new(id.clone(), source, wire::TYPE_CASE_EVENT, Some(r.case_id.clone()), now, event), r);
         out.push(outgoing(subjects::case_event(&r.case_id, entry.event.as_str()), id, &ev));
     }
     for effect in &outcome.effects {
@@ -38,15 +39,19 @@ pub(super) fn messages(source: &str, before: &CaseRecord, outcome: &Outcome) -> 
                     reason: *reason,
                     record: r.clone(),
                 };
-                let ev =
-                    CloudEvent::new(id.clone(), source, wire::TYPE_CASE_ASSIGNED, Some(r.case_id.clone()), now, data);
+                let ev = traced(
+                    CloudEvent::new(id.clone(), source, wire::TYPE_CASE_ASSIGNED, Some(r.case_id.clone()), now, data),
+                    r,
+                );
                 out.push(outgoing(subjects::routed_department(department, &r.case.category), id, &ev));
             }
             Effect::Notify { department, entry } => {
                 let id = format!("{}:notify:{department}:{entry}", r.case_id);
                 let event = CaseEvent { case_id: r.case_id.clone(), state: r.state, entry: r.timeline[*entry].clone() };
-                let ev =
-                    CloudEvent::new(id.clone(), source, wire::TYPE_CASE_EVENT, Some(r.case_id.clone()), now, event);
+                let ev = traced(
+                    CloudEvent::new(id.clone(), source, wire::TYPE_CASE_EVENT, Some(r.case_id.clone()), now, event),
+                    r,
+                );
                 out.push(outgoing(subjects::routed_department(department, &r.case.category), id, &ev));
             }
             Effect::Offer { volunteer_id, distance_m } => {
@@ -63,13 +68,16 @@ pub(super) fn messages(source: &str, before: &CaseRecord, outcome: &Outcome) -> 
                     distance_m: *distance_m,
                     skill: r.decision.volunteer_search.skill.clone().unwrap_or_default(),
                 };
-                let ev = CloudEvent::new(
-                    id.clone(),
-                    source,
-                    wire::TYPE_VOLUNTEER_OFFER,
-                    Some(r.case_id.clone()),
-                    now,
-                    offer,
+                let ev = traced(
+                    CloudEvent::new(
+                        id.clone(),
+                        source,
+                        wire::TYPE_VOLUNTEER_OFFER,
+                        Some(r.case_id.clone()),
+                        now,
+                        offer,
+                    ),
+                    r,
                 );
                 out.push(outgoing(subjects::volunteer_offer(volunteer_id), id, &ev));
             }
@@ -80,13 +88,24 @@ pub(super) fn messages(source: &str, before: &CaseRecord, outcome: &Outcome) -> 
                     volunteer_id: volunteer_id.clone(),
                     reason: (*reason).to_owned(),
                 };
-                let ev =
-                    CloudEvent::new(id.clone(), source, wire::TYPE_OFFER_CLOSED, Some(r.case_id.clone()), now, data);
+                let ev = traced(
+                    CloudEvent::new(id.clone(), source, wire::TYPE_OFFER_CLOSED, Some(r.case_id.clone()), now, data),
+                    r,
+                );
                 out.push(outgoing(subjects::volunteer_offer_closed(volunteer_id), id, &ev));
             }
         }
     }
     out
+}
+
+/// Every event about a case carries its trace (`traceparent`, `tracestate`), so a tracing system
+/// joins it to the report's trace.
+fn traced<T>(mut event: CloudEvent<T>, record: &CaseRecord) -> CloudEvent<T> {
+    if let Some(trace) = &record.trace {
+        trace.set_on(&mut event.extensions);
+    }
+    event
 }
 
 fn outgoing<T: Serialize>(subject: String, msg_id: String, event: &CloudEvent<T>) -> Outgoing {

@@ -50,6 +50,7 @@ pub fn open(routed: &RoutedCase, now: Timestamp, policy: &Policy) -> CaseRecord 
         timeline: vec![entry(now, TimelineEvent::Routed, &Actor::system(), None, Some(note))],
         created_at: now,
         updated_at: now,
+        trace: None,
     }
 }
 
