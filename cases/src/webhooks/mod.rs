@@ -21,6 +21,8 @@
 //! Linkbus-Timestamp: 1733932862
 //! Linkbus-Signature: sha256=3f1c…(64 lowercase hex digits)
 //! Linkbus-Attempt: 1
+//! traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+//! tracestate: congo=t61rcWkgMzE
 //!
 //! {"specversion":"1.0","id":"sf311-4292128:routed","type":"org.linkbus.case.routed",…}
 //! ```
@@ -42,6 +44,11 @@
 //!   the configured backoff (1 s, 5 s, 30 s, 2 min, 10 min, 30 min, then hourly by default; 12
 //!   attempts). Only the status matters; at most 4 KiB of the response body is read, for the
 //!   delivery record.
+//! - **Trace context**: when the case has a W3C trace (its report came with one: a
+//!   `traceparent` CloudEvent attribute or an adapter's `traceparent` request header), the
+//!   `traceparent` header (and `tracestate`, when there is one) is the event's own
+//!   `traceparent`/`tracestate` attribute, the same on every delivery about the case: continue
+//!   the trace from it in your HTTP server's tracing. Absent otherwise.
 //! - **Order** is not guaranteed: a message waiting for a retry does not hold back the next one.
 //!
 //! In Python, for instance:

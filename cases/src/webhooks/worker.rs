@@ -10,7 +10,7 @@ use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use linkbus_bus::metrics::DeadLetterCounter;
 use linkbus_bus::nats::{self, DeadLetter, StreamSettings};
-use linkbus_wire::subjects;
+use linkbus_wire::{TRACEPARENT, TRACESTATE, TraceContext, subjects};
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -311,9 +311,15 @@ impl Worker<'_> {
         attempt: i64,
     ) -> Result<u16, Failure> {
         let signature = sign(self.secret, timestamp, &msg.payload);
-        let sent = self
-            .client
-            .post(self.url.clone())
+        let mut request = self.client.post(self.url.clone());
+        // W3C Trace Context: the event's trace, for the receiver's HTTP tracing.
+        if let Some(trace) = TraceContext::from_event_json(&msg.payload) {
+            request = request.header(TRACEPARENT, trace.traceparent);
+            if let Some(state) = trace.tracestate {
+                request = request.header(TRACESTATE, state);
+            }
+        }
+        let sent = request
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .header(HEADER_WEBHOOK_ID, webhook_id)
             .header(HEADER_TIMESTAMP, timestamp.to_string())
