@@ -14,6 +14,9 @@
 //! - [`Gate`]: what HTTP adapters ask of the API serving them: who a key belongs to
 //!   ([`Caller`]; a source key speaks for one CloudEvents source) and whether a client may make
 //!   another request.
+//! - [`with_trace`]: the HTTP adapters' W3C Trace Context: a valid `traceparent` (and
+//!   `tracestate`) request header becomes those extension attributes of the reports the request
+//!   submits; an invalid one is ignored, as the W3C spec says.
 //! - [`IntakeError`]: why a message was refused, each variant with one [`ErrorCode`] (its HTTP
 //!   status, and its dead letter's reason code); answered as the one [`ErrorBody`] of linkbus.
 
@@ -22,7 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use linkbus_bus::nats::{self, BusError, DeadLetter};
@@ -31,13 +36,37 @@ use linkbus_cases::book::{ActError, CaseStore};
 use linkbus_cases::lifecycle::Refused;
 use linkbus_wire::http_error::{ErrorBody, ErrorCode};
 use linkbus_wire::subjects;
-use linkbus_wire::{self as wire, Action, Actor, CaseRecord, CaseReport, CaseState, CloudEvent};
+use linkbus_wire::{self as wire, Action, Actor, CaseRecord, CaseReport, CaseState, CloudEvent, TraceContext};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use crate::kind::AdapterKind;
 use crate::metrics::AdapterMetrics;
+
+tokio::task_local! {
+    /// The trace of the HTTP request being served, set by [`with_trace`].
+    static REQUEST_TRACE: Option<TraceContext>;
+}
+
+/// Middleware for every adapter's routes: serves the request with the trace of its
+/// `traceparent`/`tracestate` headers, which [`Intake::submit_pending`] sets on the reports it
+/// publishes (unless a report already has a `traceparent`).
+pub async fn with_trace(request: Request, next: Next) -> Response {
+    let trace = request_trace(request.headers());
+    REQUEST_TRACE.scope(trace, next.run(request)).await
+}
+
+/// The trace of a request's headers; an invalid `traceparent` is ignored with a debug log.
+pub fn request_trace(headers: &HeaderMap) -> Option<TraceContext> {
+    let parent = headers.get(wire::TRACEPARENT)?;
+    let state = headers.get(wire::TRACESTATE).and_then(|v| v.to_str().ok());
+    let trace = parent.to_str().ok().and_then(|p| TraceContext::parse(p, state));
+    if trace.is_none() {
+        debug!(traceparent = ?parent, "ignoring an invalid traceparent header");
+    }
+    trace
+}
 
 /// What a CAP, CAD or commerce message asks linkbus to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -357,7 +386,16 @@ impl Intake {
             origin.holds(&known)?;
             return Ok(pending(subject, None));
         }
-        let payload = Bytes::from(serde_json::to_vec(event).map_err(IntakeError::Encode)?);
+        let trace = REQUEST_TRACE.try_with(Clone::clone).ok().flatten();
+        let payload = match trace.filter(|_| !event.extensions.contains_key(wire::TRACEPARENT)) {
+            Some(trace) => {
+                let mut traced = event.clone();
+                trace.set_on(&mut traced.extensions);
+                serde_json::to_vec(&traced)
+            }
+            None => serde_json::to_vec(event),
+        };
+        let payload = Bytes::from(payload.map_err(IntakeError::Encode)?);
         let ack = nats::publish(&self.js, subject.clone(), &event.id, payload).await.map_err(|e| {
             self.storage.observe_error(&e);
             IntakeError::Bus(e)
@@ -518,6 +556,22 @@ impl Origin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_trace_is_its_valid_traceparent_header_and_an_invalid_one_is_ignored() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut headers = HeaderMap::new();
+        assert_eq!(request_trace(&headers), None);
+        headers.insert("tracestate", "congo=t61rcWkgMzE".parse().expect("header"));
+        assert_eq!(request_trace(&headers), None, "a tracestate alone is no trace");
+        headers.insert("traceparent", good.parse().expect("header"));
+        let trace = request_trace(&headers).expect("traced");
+        assert_eq!((trace.traceparent.as_str(), trace.tracestate.as_deref()), (good, Some("congo=t61rcWkgMzE")));
+        headers.insert("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01".parse().expect("h"));
+        assert_eq!(request_trace(&headers), None);
+        headers.insert("traceparent", axum::http::HeaderValue::from_bytes(b"00-\xff").expect("h"));
+        assert_eq!(request_trace(&headers), None);
+    }
 
     #[test]
     fn event_ids_are_the_source_id_when_they_can_be_and_a_digest_otherwise() {

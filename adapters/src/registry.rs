@@ -19,6 +19,7 @@ use crate::cad::CadConfig;
 use crate::cap::CapConfig;
 use crate::commerce::CommerceConfig;
 use crate::grid::GridConfig;
+use crate::intake;
 use crate::open311::Open311Config;
 
 /// `[adapters]`: one table per source-system adapter. Every adapter runs unless its table says
@@ -85,8 +86,12 @@ impl Adapters {
         Ok(tasks)
     }
 
-    /// Every running adapter's HTTP routes.
+    /// Every running adapter's HTTP routes, each request served with its W3C trace context
+    /// ([`intake::with_trace`]).
     pub fn routes(&self, cx: &RouteContext<'_>) -> Router {
-        self.running.iter().fold(Router::new(), |router, adapter| router.merge(adapter.clone().routes(cx)))
+        self.running
+            .iter()
+            .fold(Router::new(), |router, adapter| router.merge(adapter.clone().routes(cx)))
+            .layer(axum::middleware::from_fn(intake::with_trace))
     }
 }
