@@ -143,6 +143,19 @@ mod tests {
     }
 
     #[test]
+    fn a_record_written_before_traces_were_kept_reads_and_one_with_a_trace_round_trips() {
+        let old = include_str!("../../docs/examples/case-record.json");
+        assert!(!old.contains("\"trace\""), "the example predates traces");
+        let mut record: crate::CaseRecord = serde_json::from_str(old).expect("an old record reads");
+        assert_eq!(record.trace, None);
+        assert!(!serde_json::to_string(&record).expect("json").contains("\"trace\""), "none is not written");
+        record.trace = TraceContext::parse(GOOD, None);
+        let json = serde_json::to_string(&record).expect("json");
+        let back: crate::CaseRecord = serde_json::from_str(&json).expect("reads");
+        assert_eq!(back.trace, record.trace);
+    }
+
+    #[test]
     fn extensions_round_trip() {
         let mut ext = BTreeMap::new();
         ext.insert("other".to_owned(), json!(1));
