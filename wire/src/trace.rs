@@ -135,10 +135,10 @@ mod tests {
         assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(TraceContext::parse(GOOD, Some("  ")).expect("valid").tracestate, None);
         assert_eq!(
-            TraceContext::parse(GOOD, Some(&"a".repeat(MAX_TRACESTATE))).expect("valid").tracestate.map(|s| s.len()),
-            Some(MAX_TRACESTATE)
+            TraceContext::parse(GOOD, Some(&"a".repeat(8224))).expect("valid").tracestate.map(|s| s.len()),
+            Some(8224)
         );
-        assert_eq!(TraceContext::parse(GOOD, Some(&"a".repeat(MAX_TRACESTATE + 1))).expect("valid").tracestate, None);
+        assert_eq!(TraceContext::parse(GOOD, Some(&"a".repeat(8225))).expect("valid").tracestate, None);
         assert_eq!(TraceContext::parse("00-zz", Some("congo=1")), None);
     }
 
