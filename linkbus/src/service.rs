@@ -59,6 +59,9 @@ where
             Ok(value) => return Ok(value),
             Err(e) if attempt < PROVISIONING_ATTEMPTS => {
                 warn!(error = format!("{e:#}"), attempt, "{what} failed; trying again");
+                // A stream just made in a cluster answers "no responders" until its leader is
+                // elected: give it a moment, longer each time (1 s, 2 s, 3 s).
+                tokio::time::sleep(Duration::from_secs(attempt.into())).await;
                 attempt += 1;
             }
             Err(e) => return Err(e.context(format!("{what} ({attempt} attempts)"))),
