@@ -1,14 +1,14 @@
 //! The full routing decision for one case: community, department(s), volunteers, and the
-//! explanation in sentences. Pure and synchronous: the same inputs give the same decision.
-
-use std::fmt::{self, Write as _};
+//! explanation as reasons (rendered in English for the decision's sentences). Pure and
+//! synchronous: the same inputs give the same decision.
 
 use foldhash::HashMap;
 
 use linkbus_geo_data::{Category, Community, Department, Region};
+use linkbus_wire::explain::{self, CatchAllCause, Lang, Named, Place, Reason, Trigger};
 use linkbus_wire::{
     Area, CaseReport, CommunityMatch, CommunityOutcome, CommunityRef, Decision, DepartmentChoice, DepartmentRule,
-    JurisdictionLevel, VolunteerChoice, VolunteerSearch,
+    Location, VolunteerChoice, VolunteerSearch,
 };
 
 use crate::areas;
@@ -55,12 +55,12 @@ pub struct PriorityRule {
 }
 
 impl PriorityRule {
-    fn fires(&self, case: &CaseReport) -> Option<String> {
+    fn fires(&self, case: &CaseReport) -> Option<Trigger> {
         if self.categories.contains(&case.category) {
-            return Some(format!("category {}", case.category));
+            return Some(Trigger::Category(case.category.clone()));
         }
         let flag = case.flags.iter().find(|f| self.flags.contains(f))?;
-        Some(format!("flag {flag}"))
+        Some(Trigger::Flag(flag.clone()))
     }
 }
 
@@ -145,8 +145,9 @@ impl Router {
     /// Routes one (validated) case; `offers` and `now` (unix seconds) apply the hourly cap.
     pub fn decide(&self, case: &CaseReport, volunteers: &VolunteerIndex, offers: &OfferLedger, now: i64) -> Decision {
         let (lon, lat) = (case.location.lon, case.location.lat);
-        let mut explanation = Vec::with_capacity(4);
-        let priority = self.priority(case, &mut explanation);
+        let at = Location { lon, lat };
+        let mut reasons = Vec::with_capacity(4);
+        let priority = self.priority(case, &mut reasons);
 
         let located = self.communities.locate(lon, lat);
         let all = self.communities.communities();
@@ -156,48 +157,37 @@ impl Router {
         };
         let (community, community_match) = match &located {
             Located::Inside(c) if !near.is_empty() => {
-                let mut why = format!(
-                    "({lon:.6}, {lat:.6}) is inside community {} but within {:.0} m of the border of ",
-                    Describe(&all[*c]),
-                    self.params.ambiguous_border_m,
-                );
-                for (n, (o, d)) in near.iter().enumerate() {
-                    let and = if n == 0 { "" } else { " and " };
-                    let _ = write!(why, "{and}{} ({d:.0} m away)", Describe(&all[*o]));
-                }
-                why.push_str(": ambiguous; chose the one containing it.");
-                explanation.push(why);
+                reasons.push(Reason::NearBorder {
+                    at,
+                    community: place(&all[*c]),
+                    within_m: self.params.ambiguous_border_m,
+                    near: near.iter().map(|(o, d)| (place(&all[*o]), *d)).collect(),
+                });
                 let ids = std::iter::once(*c).chain(near.iter().map(|n| n.0)).map(|i| all[i].id.clone()).collect();
                 (Some(&all[*c]), matched(CommunityOutcome::NearBorder, &all[*c], Some(near[0].1), ids))
             }
             Located::Inside(c) => {
-                explanation.push(format!("({lon:.6}, {lat:.6}) is inside community {}.", Describe(&all[*c])));
+                reasons.push(Reason::Inside { at, community: place(&all[*c]) });
                 (Some(&all[*c]), matched(CommunityOutcome::Inside, &all[*c], None, vec![]))
             }
             Located::OnBorder(cs) => {
                 let ids: Vec<String> = cs.iter().map(|c| all[*c].id.clone()).collect();
-                explanation.push(format!(
-                    "({lon:.6}, {lat:.6}) lies on the boundary of {}; chose {} (first by id).",
-                    ids.join(", "),
-                    Describe(&all[cs[0]])
-                ));
+                reasons.push(Reason::OnBorder { at, communities: ids.clone(), chosen: place(&all[cs[0]]) });
                 (Some(&all[cs[0]]), matched(CommunityOutcome::OnBorder, &all[cs[0]], None, ids))
             }
             Located::Nearest(hits) => {
                 let (c, d) = hits[0];
                 let ids = if hits.len() > 1 { hits.iter().map(|(c, _)| all[*c].id.clone()).collect() } else { vec![] };
-                explanation.push(format!(
-                    "({lon:.6}, {lat:.6}) is outside every community; the nearest, {}, is {d:.0} m away, within the {:.0} m tolerance.",
-                    Describe(&all[c]),
-                    self.communities.tolerance_m()
-                ));
+                reasons.push(Reason::Nearest {
+                    at,
+                    community: place(&all[c]),
+                    distance_m: d,
+                    tolerance_m: self.communities.tolerance_m(),
+                });
                 (Some(&all[c]), matched(CommunityOutcome::Nearest, &all[c], Some(d), ids))
             }
             Located::Unmatched => {
-                explanation.push(format!(
-                    "({lon:.6}, {lat:.6}) is outside every community and more than {:.0} m from any: unmatched.",
-                    self.communities.tolerance_m()
-                ));
+                reasons.push(Reason::Unmatched { at, tolerance_m: self.communities.tolerance_m() });
                 let none = CommunityMatch {
                     outcome: CommunityOutcome::Unmatched,
                     community: None,
@@ -209,14 +199,14 @@ impl Router {
         };
 
         let category = self.categories.get(&case.category);
-        let (mut departments, fallbacks) = self.departments_for(case, category, community, &mut explanation);
+        let (mut departments, fallbacks) = self.departments_for(case, category, community, &mut reasons);
         if self.params.notify_both_near_border {
             for (other, d) in &near {
-                self.notify_near_border(case, &all[*other], *d, &mut departments, &mut explanation);
+                self.notify_near_border(case, &all[*other], *d, &mut departments, &mut reasons);
             }
         }
         let broadcast = match &case.area {
-            Some(area) => self.broadcast(case, area, &mut departments, &mut explanation),
+            Some(area) => self.broadcast(case, area, &mut departments, &mut reasons),
             None => vec![],
         };
 
@@ -225,14 +215,23 @@ impl Router {
         let (volunteers, volunteer_search) = match skill {
             Some(skill) => {
                 let (chosen, search) = self.volunteers_for(case, skill, volunteers, offers, now, &[]);
-                explanation.push(explain_volunteers(&chosen, &search, skill));
+                reasons.push(Reason::Volunteers {
+                    skill: skill.to_owned(),
+                    offered: chosen.len(),
+                    nearest_m: chosen.first().map(|v| v.distance_m),
+                    radius_m: search.radius_m,
+                    skipped_unavailable: search.skipped_unavailable,
+                    skipped_skill: search.skipped_skill,
+                    skipped_capped: search.skipped_capped,
+                    radius_exhausted: !chosen.is_empty() && chosen.len() < search.k && search.reached_radius,
+                });
                 (chosen, search)
             }
             None => {
-                explanation.push(if case.area.is_some() {
-                    "A broadcast over an area: no volunteer offers.".to_owned()
+                reasons.push(if case.area.is_some() {
+                    Reason::NoVolunteersForBroadcast
                 } else {
-                    format!("Category {} calls for no volunteers.", case.category)
+                    Reason::NoVolunteersForCategory { category: case.category.clone() }
                 });
                 (vec![], volunteers::unsearched(None, self.params.volunteers_k, self.params.volunteer_radius_m))
             }
@@ -250,7 +249,8 @@ impl Router {
             volunteers,
             volunteer_search,
             facility,
-            explanation,
+            explanation: reasons.iter().map(|r| r.render(Lang::En, &explain::Ids)).collect(),
+            reasons,
         }
     }
 
@@ -293,22 +293,16 @@ impl Router {
         other: &Community,
         distance_m: f64,
         departments: &mut Vec<DepartmentChoice>,
-        explanation: &mut Vec<String>,
+        reasons: &mut Vec<Reason>,
     ) {
         let Some(chosen) = self.departments.ladder(&case.category, Some(other)).next() else {
             return;
         };
         let all = self.departments.departments();
-        let added: Vec<String> = Self::add_by_rule(all, chosen, departments)
-            .into_iter()
-            .map(|d| format!("{} ({})", all[d].name, all[d].id))
-            .collect();
+        let added: Vec<Named> =
+            Self::add_by_rule(all, chosen, departments).into_iter().map(|d| named(&all[d])).collect();
         if !added.is_empty() {
-            explanation.push(format!(
-                "Also notified {}: the case is {distance_m:.0} m from {} and the rule is to notify both sides of a border.",
-                added.join(" and "),
-                Describe(other)
-            ));
+            reasons.push(Reason::AlsoNotified { departments: added, distance_m, community: place(other) });
         }
     }
 
@@ -340,7 +334,7 @@ impl Router {
         case: &CaseReport,
         area: &Area,
         departments: &mut Vec<DepartmentChoice>,
-        explanation: &mut Vec<String>,
+        reasons: &mut Vec<Reason>,
     ) -> Vec<CommunityRef> {
         let all = self.communities.communities();
         let touched = areas::communities_touching(&self.communities, area);
@@ -350,31 +344,23 @@ impl Router {
             let chosen = self.departments.choose(&case.category, Some(&all[*c]));
             added.extend(Self::add_by_rule(rules, chosen, departments).into_iter().map(|d| rules[d].id.clone()));
         }
-        let ids: Vec<&str> = touched.iter().map(|c| all[*c].id.as_str()).collect();
-        explanation.push(if ids.is_empty() {
-            "Broadcast: the alert's area touches no community of the region.".to_owned()
-        } else {
-            format!(
-                "Broadcast: the alert's area touches {} communit{} ({}){}.",
-                ids.len(),
-                if ids.len() == 1 { "y" } else { "ies" },
-                ids.join(", "),
-                if added.is_empty() { String::new() } else { format!("; also sent to {}", added.join(", ")) }
-            )
-        });
+        let communities = touched.iter().map(|c| all[*c].id.clone()).collect();
+        reasons.push(Reason::Broadcast { communities, also: added });
         touched.iter().map(|c| community_ref(&all[*c])).collect()
     }
 
-    fn priority(&self, case: &CaseReport, explanation: &mut Vec<String>) -> u8 {
+    fn priority(&self, case: &CaseReport, reasons: &mut Vec<Reason>) -> u8 {
         let mut priority = case.priority;
         for rule in &self.params.priority_rules {
             if rule.priority < priority
-                && let Some(why) = rule.fires(case)
+                && let Some(trigger) = rule.fires(case)
             {
-                explanation.push(format!(
-                    "Priority raised from {priority} to {} by rule {}: {why}.",
-                    rule.priority, rule.name
-                ));
+                reasons.push(Reason::PriorityRaised {
+                    from: priority,
+                    to: rule.priority,
+                    rule: rule.name.clone(),
+                    trigger,
+                });
                 priority = rule.priority;
             }
         }
@@ -386,7 +372,7 @@ impl Router {
         case: &CaseReport,
         category: Option<&Category>,
         community: Option<&Community>,
-        explanation: &mut Vec<String>,
+        reasons: &mut Vec<Reason>,
     ) -> (Vec<DepartmentChoice>, Vec<DepartmentChoice>) {
         let all = self.departments.departments();
         let choice = |d: usize, rule: DepartmentRule| DepartmentChoice {
@@ -396,39 +382,33 @@ impl Router {
         };
         let mut levels = self.departments.ladder(&case.category, community);
         let catch_all = self.departments.catch_all();
-        let catch_all_reason = || {
-            if category.is_none() {
-                format!("category {} is not in this region's vocabulary", case.category)
-            } else if community.is_none() {
-                "the location matched no community".to_owned()
-            } else {
-                format!("no department handles {} there", case.category)
-            }
-        };
         let chosen = match levels.next() {
             Some(Chosen::ByRule { level, area, departments }) => {
-                let mut why = String::with_capacity(128);
-                for (n, d) in departments.iter().enumerate() {
-                    let and = if n == 0 { "" } else { " and " };
-                    let _ = write!(why, "{and}{} ({})", all[*d].name, all[*d].id);
-                }
-                let _ = write!(
-                    why,
-                    " handle{} {} in {} {area}, the most specific jurisdiction with a rule.",
-                    if departments.len() == 1 { "s" } else { "" },
-                    case.category,
-                    level_name(level)
-                );
-                explanation.push(why);
+                reasons.push(Reason::Jurisdiction {
+                    departments: departments.iter().map(|d| named(&all[*d])).collect(),
+                    category: case.category.clone(),
+                    level,
+                    area: area.to_owned(),
+                });
                 departments
                     .iter()
                     .map(|d| choice(*d, DepartmentRule::Jurisdiction { level, area: area.to_owned() }))
                     .collect()
             }
             _ => {
-                let reason = catch_all_reason();
-                explanation
-                    .push(format!("Sent to the catch-all {} ({}): {reason}.", all[catch_all].name, all[catch_all].id));
+                let cause = if category.is_none() {
+                    CatchAllCause::UnknownCategory
+                } else if community.is_none() {
+                    CatchAllCause::NoCommunity
+                } else {
+                    CatchAllCause::NoDepartment
+                };
+                reasons.push(Reason::CatchAll {
+                    department: named(&all[catch_all]),
+                    cause,
+                    category: case.category.clone(),
+                });
+                let reason = explain::catch_all_cause(cause, &case.category);
                 vec![choice(catch_all, DepartmentRule::CatchAll { reason })]
             }
         };
@@ -451,17 +431,19 @@ impl Router {
     }
 }
 
-/// A community as the explanation names it: name (id), sub-district, district.
-struct Describe<'a>(&'a Community);
-
-impl fmt::Display for Describe<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = self.0;
-        match &c.sub_district {
-            Some(s) => write!(f, "{} ({}), {}, {}", c.name, c.id, s.name, c.district.name),
-            None => write!(f, "{} ({}), {}", c.name, c.id, c.district.name),
-        }
+/// A community as the explanation names it.
+fn place(c: &Community) -> Place {
+    Place {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        sub_district: c.sub_district.as_ref().map(|s| s.name.clone()),
+        district: c.district.name.clone(),
     }
+}
+
+/// A department as the explanation names it.
+fn named(d: &Department) -> Named {
+    Named { id: d.id.clone(), name: d.name.clone() }
 }
 
 fn matched(
@@ -480,39 +462,6 @@ fn community_ref(c: &Community) -> CommunityRef {
         sub_district: c.sub_district.as_ref().map(|s| s.code.clone()),
         district: c.district.code.clone(),
     }
-}
-
-fn level_name(level: JurisdictionLevel) -> &'static str {
-    match level {
-        JurisdictionLevel::Community => "community",
-        JurisdictionLevel::SubDistrict => "sub-district",
-        JurisdictionLevel::District => "district",
-        JurisdictionLevel::Region => "region",
-    }
-}
-
-fn explain_volunteers(chosen: &[VolunteerChoice], s: &VolunteerSearch, skill: &str) -> String {
-    let mut why = String::with_capacity(160);
-    let _ = match chosen {
-        [] => write!(why, "No available volunteer with skill {skill} within {:.0} m; ", s.radius_m),
-        [first, ..] => write!(
-            why,
-            "Offered to {} volunteer{} with skill {skill} within {:.0} m (nearest {:.0} m); ",
-            chosen.len(),
-            if chosen.len() == 1 { "" } else { "s" },
-            s.radius_m,
-            first.distance_m,
-        ),
-    };
-    let _ = write!(why, "passed over {} unavailable, {} without the skill", s.skipped_unavailable, s.skipped_skill);
-    if s.skipped_capped > 0 {
-        let _ = write!(why, ", {} alerted too often this hour", s.skipped_capped);
-    }
-    if !chosen.is_empty() && chosen.len() < s.k && s.reached_radius {
-        why.push_str("; no more within the radius");
-    }
-    why.push('.');
-    why
 }
 
 #[cfg(test)]

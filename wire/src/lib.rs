@@ -10,6 +10,7 @@
 //! Besides the payloads (here and in `lifecycle`, re-exported):
 //! - [`decode`]: bytes from `ingest.…` to a checked case event, or a [`decode::Rejection`]
 //!   that says why;
+//! - [`explain`]: a decision's explanation as data, rendered in English or Chinese;
 //! - [`claims`]: which id prefixes and sources each kind of source system may issue;
 //! - [`subjects`]: the subject names, built in one place;
 //! - [`http_error`]: the one error body of every HTTP endpoint.
@@ -19,6 +20,7 @@
 pub mod claims;
 mod datum;
 pub mod decode;
+pub mod explain;
 pub mod http_error;
 mod lifecycle;
 pub mod subjects;
@@ -557,8 +559,12 @@ pub struct Decision {
     /// station for a cardiac arrest), told to the volunteer who accepts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facility: Option<FacilityChoice>,
-    /// The same decision in sentences, for people.
+    /// The same decision in English sentences, for people.
     pub explanation: Vec<String>,
+    /// The explanation as data, a line each, for readers to render in their own language
+    /// ([`explain::Reason::render`]); absent from decisions made before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<explain::Reason>,
 }
 
 /// A facility near a case.

@@ -65,6 +65,7 @@ fn routed(id: &str, volunteers: &[(&str, f64)]) -> RoutedCase {
         },
         facility: None,
         explanation: vec![],
+        reasons: vec![],
     };
     RoutedCase { case_id: id.into(), source: "/test".into(), case, decision, routed_at: t(0) }
 }
