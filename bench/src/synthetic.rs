@@ -184,8 +184,14 @@ pub fn volunteer_box() -> (Coord, Coord) {
 /// - `station-j`: communities 10j..10j+10, community i for category i % 10 (one rule each);
 /// - `desk`: the catch-all.
 pub fn departments(grid: &Grid) -> Departments {
-    let department =
-        |id: String, duties: Vec<Duty>| Department { name: id.clone(), id, parent: None, contact: None, duties };
+    let department = |id: String, duties: Vec<Duty>| Department {
+        name: id.clone(),
+        names: Default::default(),
+        id,
+        parent: None,
+        contact: None,
+        duties,
+    };
     let duty = |category: usize, level: JurisdictionLevel, area: String| Duty {
         categories: vec![category_id(category)],
         level,
@@ -227,6 +233,7 @@ pub fn categories() -> Vec<Category> {
         .map(|i| Category {
             id: category_id(i),
             name: format!("Category {i}"),
+            names: Default::default(),
             system: SourceSystem::ALL[i % 4],
             priority: (i % 4 + 1) as u8,
             volunteer_skill: (i % 6 != 5).then(|| SKILLS[i % 5].to_owned()),

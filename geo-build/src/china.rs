@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use spade::{DelaunayTriangulation, Point2, Triangulation};
 
 use crate::sf::{self, FeatureOut};
+use crate::vocabulary;
 
 /// Coordinates are written rounded to this many decimal degrees (1e-6° ≈ 0.1 m).
 const ROUND: f64 = 1e6;
@@ -546,49 +547,29 @@ const STREET_OFFICE: &[&str] = &[
     "tree_maintenance",
 ];
 
-/// The categories: the SF 311 ids with Chinese labels, then the emergency ones.
+/// The categories: the SF 311 ids, then the emergency ones, named in Chinese (and English).
 fn categories() -> Vec<Category> {
-    let c = |id: &str, name: &str, system, priority, skill: Option<&str>| Category {
-        id: id.into(),
-        name: name.into(),
-        system,
-        priority,
-        volunteer_skill: skill.map(str::to_owned),
-        facility_kind: None,
-    };
-    let public = |id: &str, name: &str| c(id, name, SourceSystem::PublicService, 3, sf::skill_for_311(id));
-    vec![
-        public("311_external_request", "外部转办 (311 External Request)"),
-        public("abandoned_vehicle", "僵尸车 (Abandoned Vehicle)"),
-        public("blocked_street_or_sidewalk", "占道 (Blocked Street or SideWalk)"),
-        public("catch_basin_maintenance", "雨水口维护 (Catch Basin Maintenance)"),
-        public("color_curb", "路缘标线 (Color Curb)"),
-        public("damaged_property", "公物损坏 (Damaged Property)"),
-        public("dpw_volunteer_programs", "志愿服务项目 (DPW Volunteer Programs)"),
-        public("general_requests", "一般诉求 (General Requests)"),
-        public("graffiti_private_property", "私有财产涂鸦 (Graffiti Private Property)"),
-        public("graffiti_public_property", "公共设施涂鸦 (Graffiti Public Property)"),
-        public("illegal_postings", "小广告 (Illegal Postings)"),
-        public("interdepartmental_request", "部门间转办 (Interdepartmental Request)"),
-        public("litter_receptacles", "垃圾桶 (Litter Receptacles)"),
-        public("muni_feedback", "公交意见 (SF: MUNI Feedback)"),
-        public("noise_report", "噪音扰民 (Noise Report)"),
-        public("rec_and_park_requests", "公园绿地 (Rec and Park Requests)"),
-        public("residential_building_request", "住宅楼诉求 (Residential Building Request)"),
-        public("sewer_issues", "排水管道 (Sewer Issues)"),
-        public("sfha_requests", "公租房报修 (SF: SFHA Requests)"),
-        public("sidewalk_or_curb", "人行道 (Sidewalk or Curb)"),
-        public("sign_repair", "标识牌维修 (Sign Repair)"),
-        public("street_and_sidewalk_cleaning", "街道保洁 (Street and Sidewalk Cleaning)"),
-        public("street_defects", "道路破损 (Street Defects)"),
-        public("streetlights", "路灯 (Streetlights)"),
-        public("temporary_sign_request", "临时标志 (Temporary Sign Request)"),
-        public("tree_maintenance", "树木养护 (Tree Maintenance)"),
-        c("fire", "火灾 (119)", SourceSystem::Emergency, 1, Some("first_aid")),
-        c("cardiac_arrest", "心脏骤停 (120)", SourceSystem::Emergency, 1, Some("cpr")),
-        c("medical_emergency", "急病 (120)", SourceSystem::Emergency, 2, Some("first_aid")),
-        c("elderly_assistance", "老人求助", SourceSystem::PublicService, 2, Some("elderly_care")),
-    ]
+    vocabulary::CATEGORIES
+        .iter()
+        .map(|&(id, en, zh)| {
+            let (system, priority, skill) = match id {
+                "fire" => (SourceSystem::Emergency, 1, Some("first_aid")),
+                "cardiac_arrest" => (SourceSystem::Emergency, 1, Some("cpr")),
+                "medical_emergency" => (SourceSystem::Emergency, 2, Some("first_aid")),
+                "elderly_assistance" => (SourceSystem::PublicService, 2, Some("elderly_care")),
+                _ => (SourceSystem::PublicService, 3, sf::skill_for_311(id)),
+            };
+            Category {
+                id: id.into(),
+                name: zh.into(),
+                names: vocabulary::other_name("en", en),
+                system,
+                priority,
+                volunteer_skill: skill.map(str::to_owned),
+                facility_kind: None,
+            }
+        })
+        .collect()
 }
 
 fn departments(spec: &RegionSpec, registry: &Registry, communities: &[Community]) -> Departments {
@@ -603,30 +584,41 @@ fn departments(spec: &RegionSpec, registry: &Registry, communities: &[Community]
         communities.iter().filter_map(|c| c.sub_district.as_ref()).map(|s| s.code.as_str()).collect();
     let mapped_districts: BTreeMap<&str, &str> =
         communities.iter().map(|c| (c.district.code.as_str(), c.district.name.as_str())).collect();
+    // `spec.name` is "北京市 Beijing": the Chinese name, then the English one.
+    let (city_zh, city_en) = spec.name.split_once(' ').unwrap_or((&spec.name, &spec.name));
     let mut out = vec![Department {
         id: catch_all.clone(),
-        name: format!("{} 12345 市民服务热线 (dispatch desk)", spec.name),
+        name: format!("{city_zh}12345市民服务热线"),
+        names: vocabulary::other_name("en", &format!("{city_en} 12345 citizen service hotline (dispatch desk)")),
         parent: None,
         contact: Some("12345".into()),
         duties: vec![],
     }];
     for (adcode, name) in &mapped_districts {
-        let dept = |kind: &str, label: &str, contact: &str, categories: &[&str]| Department {
+        let dept = |kind: &str, (zh, en): (&str, &str), contact: &str, categories: &[&str]| Department {
             id: format!("{kind}-{adcode}"),
-            name: format!("{name}{label}"),
+            name: format!("{name}{zh}"),
+            names: vocabulary::other_name("en", &format!("{name} {en}")),
             parent: Some(catch_all.clone()),
             contact: Some(contact.into()),
             duties: vec![duty(categories, JurisdictionLevel::District, adcode)],
         };
-        out.push(dept("fire", "消防救援支队", "119", &["fire"]));
-        out.push(dept("police", "公安分局", "110", &["noise_report", "abandoned_vehicle"]));
-        out.push(dept("health", "卫生健康委员会 (120 急救)", "120", &["cardiac_arrest", "medical_emergency"]));
-        out.push(dept("civil", "民政局", "12345", &["elderly_assistance"]));
+        out.push(dept("fire", ("消防救援支队", "Fire and Rescue Detachment"), "119", &["fire"]));
+        out.push(dept(
+            "police",
+            ("公安分局", "Public Security Sub-bureau"),
+            "110",
+            &["noise_report", "abandoned_vehicle"],
+        ));
+        let health = ("卫生健康委员会（120急救）", "Health Commission (120 ambulance)");
+        out.push(dept("health", health, "120", &["cardiac_arrest", "medical_emergency"]));
+        out.push(dept("civil", ("民政局", "Civil Affairs Bureau"), "12345", &["elderly_assistance"]));
     }
     for town in registry.towns.values().filter(|t| mapped_towns.contains(t.code.as_str())) {
         out.push(Department {
             id: format!("jd-{}", town.code),
             name: town.name.clone(),
+            names: vocabulary::other_name("en", &format!("{} office", town.name)),
             parent: Some(catch_all.clone()),
             contact: None,
             duties: vec![duty(STREET_OFFICE, JurisdictionLevel::SubDistrict, &town.code)],

@@ -11,3 +11,4 @@
 
 pub mod china;
 pub mod sf;
+mod vocabulary;

@@ -20,6 +20,8 @@ use geo::InteriorPoint;
 use linkbus_adapters::{category_token, sf311};
 use linkbus_geo_data::{Category, Community, Department, Departments, Duty, FileSource, Manifest, files};
 use linkbus_matching::communities::{CommunityIndex, Located};
+
+use crate::vocabulary;
 use linkbus_wire::{JurisdictionLevel, Location, SourceSystem, VolunteerStatus};
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
@@ -165,6 +167,7 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
         .map(|(id, label)| Category {
             id: id.clone(),
             name: label.clone(),
+            names: vocabulary::chinese(id).map(|zh| vocabulary::other_name("zh-CN", zh)).unwrap_or_default(),
             system: SourceSystem::PublicService,
             priority: 3,
             volunteer_skill: skill_for_311(id).map(str::to_owned),
@@ -172,18 +175,20 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
         })
         .collect();
     let emergency = [
-        ("fire", "Fire (119)", 1, "first_aid"),
-        ("cardiac_arrest", "Cardiac arrest (120)", 1, "cpr"),
-        ("medical_emergency", "Medical emergency (120)", 2, "first_aid"),
-        ("elderly_assistance", "Elderly person needs help", 2, "elderly_care"),
+        ("fire", 1, "first_aid"),
+        ("cardiac_arrest", 1, "cpr"),
+        ("medical_emergency", 2, "first_aid"),
+        ("elderly_assistance", 2, "elderly_care"),
     ];
-    for (id, name, priority, skill) in emergency {
+    for (id, priority, skill) in emergency {
+        let (_, name, zh) = vocabulary::CATEGORIES.iter().find(|(c, _, _)| *c == id).expect("in the vocabulary");
         let system = if id == "elderly_assistance" { SourceSystem::PublicService } else { SourceSystem::Emergency };
         // Every SFFD station carries an AED; the data has no AED registry, so stations stand in.
         let facility_kind = (id == "cardiac_arrest").then(|| "fire_station".to_owned());
         categories.push(Category {
             id: id.into(),
-            name: name.into(),
+            name: (*name).into(),
+            names: vocabulary::other_name("zh-CN", zh),
             system,
             priority,
             volunteer_skill: Some(skill.into()),
@@ -206,6 +211,7 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
         Department {
             id: CATCH_ALL.into(),
             name: "SF311 Customer Service Center (dispatch desk)".into(),
+            names: BTreeMap::new(),
             parent: None,
             contact: Some("311".into()),
             duties: vec![],
@@ -213,6 +219,7 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
         Department {
             id: FIRE_DISPATCH.into(),
             name: "SFFD Division of Emergency Communications".into(),
+            names: BTreeMap::new(),
             parent: None,
             contact: Some("911".into()),
             duties: vec![Duty {
@@ -224,6 +231,7 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
         Department {
             id: "sf-das".into(),
             name: "SF Department of Disability and Aging Services".into(),
+            names: BTreeMap::new(),
             parent: Some(CATCH_ALL.into()),
             contact: None,
             duties: vec![Duty {
@@ -237,6 +245,7 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
         departments.push(Department {
             id: id.clone(),
             name: name.clone(),
+            names: BTreeMap::new(),
             parent: Some(CATCH_ALL.into()),
             contact: None,
             duties: duties.remove(id).unwrap_or_default(),
@@ -252,6 +261,7 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
         departments.push(Department {
             id: station.id.clone(),
             name: station.name.clone(),
+            names: BTreeMap::new(),
             parent: Some(FIRE_DISPATCH.into()),
             contact: None,
             duties,

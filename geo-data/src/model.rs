@@ -1,4 +1,4 @@
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use geo::{MultiPolygon, Point};
@@ -85,8 +85,11 @@ pub struct Duty {
 pub struct Department {
     /// Id, a subject token: cases reach it on `routed.dept.<id>.<category>`.
     pub id: String,
-    /// Display name.
+    /// Display name, in the region's language.
     pub name: String,
+    /// The name in other languages, by BCP 47 tag (`en`, `zh-CN`), for readers in them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub names: BTreeMap<String, String>,
     /// Department a case escalates to when this one does not act.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
@@ -114,8 +117,11 @@ pub struct Departments {
 pub struct Category {
     /// Id, as on the bus.
     pub id: String,
-    /// Display name.
+    /// Display name, in the region's language.
     pub name: String,
+    /// The name in other languages, by BCP 47 tag (`en`, `zh-CN`), for readers in them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub names: BTreeMap<String, String>,
     /// The kind of source system it usually comes from.
     pub system: SourceSystem,
     /// Default priority, 1–4.

@@ -117,6 +117,7 @@ mod tests {
         Department {
             id: id.into(),
             name: id.into(),
+            names: Default::default(),
             parent: None,
             contact: None,
             duties: vec![Duty { categories: vec!["fire".into()], level, areas: vec![area.into()] }],
