@@ -10,7 +10,8 @@ import { state } from './state.js';
  * `status` is the HTTP status.
  */
 export async function api(path, options = {}) {
-  const headers = Object.assign({ accept: 'application/json' }, options.headers || {});
+  // Explanations come back in the page's language (the server renders them from their reasons).
+  const headers = Object.assign({ accept: 'application/json', 'accept-language': state.lang }, options.headers || {});
   if (options.body !== undefined) headers['content-type'] = 'application/json';
   if (options.method && options.method !== 'GET' && state.session) headers['x-linkbus-csrf'] = state.session.csrf;
   const response = await fetch(path, { method: options.method || 'GET', headers, body: options.body === undefined ? undefined : JSON.stringify(options.body), credentials: 'same-origin' });

@@ -2,7 +2,7 @@
 // the rows in view (and a few more) exist in the page, so 1,000+ live cases stay smooth.
 import { STATES, SYSTEMS, compare, isDone, matches, rank } from './cases.js';
 import { $, esc, option } from './dom.js';
-import { fmtSpan, stateName, t } from './i18n.js';
+import { fmtSpan, localName, stateName, t } from './i18n.js';
 import { applyMarkerFilter } from './map.js';
 import { serverNow, state } from './state.js';
 
@@ -37,7 +37,7 @@ export function fillFilters() {
   fillSelect('f-priority', t('all_priorities'), [1, 2, 3, 4].map((p) => [String(p), t('priority_n', p)]));
   fillSelect('f-system', t('all_systems'), SYSTEMS.map((s) => [s, t('system_' + s)]));
   fillSelect('f-community', t('all_communities'), state.region.communities.map((c) => [c.id, c.name]).sort((a, b) => a[1].localeCompare(b[1])));
-  fillSelect('f-department', t('all_departments'), state.region.departments.map((d) => [d.id, d.name]).sort((a, b) => a[1].localeCompare(b[1])));
+  fillSelect('f-department', t('all_departments'), state.region.departments.map((d) => [d.id, localName(d)]).sort((a, b) => a[1].localeCompare(b[1])));
 }
 
 function filters() {
@@ -60,7 +60,7 @@ export function orderAndRender() {
 function communityName(id) { return state.region.communities.find((c) => c.id === id)?.name; }
 
 /** A category's name in the region, else its id. */
-export function categoryName(id) { return state.region.categories.find((c) => c.id === id)?.name || id; }
+export function categoryName(id) { return localName(state.region.categories.find((c) => c.id === id)) || id; }
 
 /** A case's countdown as `[text, overdue]`: the deadline that runs, else (at the top of the
  * escalation ladder, where none runs) the time since it was reported; '' once done. */

@@ -6,7 +6,7 @@
 import { api } from './api.js';
 import { categoryName, renderRows } from './board.js';
 import { $, esc, option } from './dom.js';
-import { eventName, fmtTime, stateName, t, token } from './i18n.js';
+import { eventName, fmtTime, localName, stateName, t, token } from './i18n.js';
 import { clearRouting, drawRouting } from './map.js';
 import { caseRecord } from './record.js';
 import { state } from './state.js';
@@ -138,11 +138,18 @@ function closeDetail() {
   state.detail = null; state.selected = null; $('detail').hidden = true; clearRouting(); renderRows();
 }
 
-function ruleText(rule) {
-  if (rule?.kind === 'jurisdiction') return t('rule_jurisdiction', token('level_', rule.level), rule.area);
-  if (rule?.kind === 'catch_all') return t('rule_catch_all', rule.reason || '');
+/** Why a department was chosen: a jurisdiction's rule (its area by name), or the catch-all and
+ * why (from the decision's reasons, in the page's language; else the English words it carries). */
+function ruleText(rule, reasons) {
+  if (rule?.kind === 'jurisdiction') return t('rule_jurisdiction', token('level_', rule.level), areaName(rule.area));
+  if (rule?.kind === 'catch_all') {
+    const cause = reasons.find((r) => r.code === 'catch_all')?.cause;
+    return t('rule_catch_all', cause ? t('catch_all_' + cause) : rule.reason || '');
+  }
   return token('rule_', rule?.kind || '');
 }
+/** A district's, sub-district's or community's name by its code (the code where none is known). */
+const areaName = (code) => state.region.areas?.find((a) => a.code === code)?.name || communityName(code);
 function outcomeText(m) {
   if (m.outcome === 'nearest' || m.outcome === 'near_border') return t('outcome_' + m.outcome, Math.round(m.distance_m || 0));
   return t('outcome_' + m.outcome);
@@ -156,8 +163,8 @@ const names = (list) => esc(list.length ? list.join(', ') : t('none'));
 function actionsHtml(r) {
   if (state.session.role !== 'dispatcher') return `<p>${esc(t('read_only'))}</p>`;
   const open = r.state !== 'closed' && r.state !== 'cancelled';
-  const departments = [...state.region.departments].sort((a, b) => a.name.localeCompare(b.name));
-  const deptOptions = option('', t('choose_department')) + departments.map((x) => option(x.id, x.name)).join('');
+  const departments = state.region.departments.map((x) => [x.id, localName(x)]).sort((a, b) => a[1].localeCompare(b[1]));
+  const deptOptions = option('', t('choose_department')) + departments.map(([id, name]) => option(id, name)).join('');
   return `<div class="actions">` +
     (r.escalation_open ? `<button type="button" class="primary" data-act="ack">${esc(t('ack'))}</button>` : '') +
     (open ? `<span class="action"><select id="reassign-to" required>${deptOptions}</select><input id="reassign-reason" required placeholder="${esc(t('reason_required'))}"><button type="button" data-act="reassign">${esc(t('reassign'))}</button></span>` : '') +
@@ -173,7 +180,7 @@ export function renderDetail(r) {
   const dispatcher = state.session.role === 'dispatcher';
   const primaryId = r.case_id;
   const deadline = r.accept_by || r.resolve_by;
-  const deptName = (id) => state.region.departments.find((x) => x.id === id)?.name || id;
+  const deptName = (id) => localName(state.region.departments.find((x) => x.id === id)) || id;
   const reports = r.reports.map((rep) => `<li>${esc(rep.source_id)} <span class="badge">${esc(t('system_' + rep.system))}</span> ${esc(categoryName(rep.category))} · ${esc(fmtTime(rep.reported_at, true))}` +
     (dispatcher && rep.report_id !== primaryId ? ` <button type="button" data-split="${esc(rep.report_id)}">${esc(t('split'))}</button>` : '') + '</li>').join('');
   // The offers as they stand, else whom the routing chose.
@@ -206,8 +213,8 @@ export function renderDetail(r) {
     `<dt>${esc(t('community'))}</dt><dd id="detail-community">${esc(community.community?.name || t('no_community'))} (${esc(outcomeText(community))})</dd>` +
     (community.candidates.length ? `<dt>${esc(t('candidates'))}</dt><dd>${names(community.candidates.map(communityName))}</dd>` : '') +
     (d.broadcast.length ? `<dt>${esc(t('broadcast'))}</dt><dd id="detail-broadcast">${names(d.broadcast.map((c) => c.name))}</dd>` : '') +
-    `<dt>${esc(t('departments'))}</dt><dd id="detail-rules">${d.departments.map((x) => `${esc(x.name)}: ${esc(ruleText(x.rule))}`).join('<br>')}</dd>` +
-    `<dt>${esc(t('fallbacks'))}</dt><dd id="detail-fallbacks">${names(d.fallbacks.map((x) => x.name))}</dd>` +
+    `<dt>${esc(t('departments'))}</dt><dd id="detail-rules">${d.departments.map((x) => `${esc(deptName(x.id))}: ${esc(ruleText(x.rule, d.reasons))}`).join('<br>')}</dd>` +
+    `<dt>${esc(t('fallbacks'))}</dt><dd id="detail-fallbacks">${names(d.fallbacks.map((x) => deptName(x.id)))}</dd>` +
     (d.facility ? `<dt>${esc(t('facility'))}</dt><dd>${esc(d.facility.name)} · ${Math.round(d.facility.distance_m || 0)} m</dd>` : '') +
     `</dl><h3>${esc(t('volunteers'))}</h3><ul id="detail-volunteers">${offers}</ul>${passed}` +
     `<h3>${esc(t('explanation'))}</h3><ul class="explanation" id="detail-explanation">${d.explanation.map((l) => `<li>${esc(l)}</li>`).join('')}</ul>` +

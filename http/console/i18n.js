@@ -19,7 +19,9 @@ const I18N = {
     reported: 'Reported', deadline: 'Deadline', reports: 'Reports', ack: 'Acknowledge escalation', reassign: 'Reassign', close: 'Close case',
     split: 'Split out', note: 'note', done: 'Done.', refused: 'Refused: {0}', read_only: 'Operators only watch.',
     outcome_inside: 'inside', outcome_on_border: 'on a border', outcome_nearest: 'nearest, {0} m outside', outcome_unmatched: 'no community matched',
-    rule_jurisdiction: '{0} rule for {1}', rule_catch_all: 'catch-all: {0}', facility: 'Nearest facility', layer_cases: 'Cases',
+    rule_jurisdiction: '{0} rule for {1}', rule_catch_all: 'catch-all: {0}',
+    catch_all_unknown_category: 'the category is not in this region\'s list', catch_all_no_community: 'the location matched no community',
+    catch_all_no_department: 'no department handles the category there', facility: 'Nearest facility', layer_cases: 'Cases',
     layer_volunteers: 'Volunteers on duty', layer_communities: 'Communities', legend_esc: 'escalated', legend_open: 'not accepted',
     legend_vol: 'volunteer on duty', offer: 'offer {0}',
     whole_region: 'Whole region', whole_region_hint: 'Show the whole region',
@@ -61,7 +63,9 @@ const I18N = {
     reported: '上报时间', deadline: '时限', reports: '报告', ack: '确认升级', reassign: '改派', close: '结案',
     split: '拆分', note: '备注', done: '已完成。', refused: '被拒绝：{0}', read_only: '值班观察员只能查看。',
     outcome_inside: '位于社区内', outcome_on_border: '位于边界上', outcome_nearest: '最近社区，界外 {0} 米', outcome_unmatched: '未匹配到社区',
-    rule_jurisdiction: '{0}级规则：{1}', rule_catch_all: '兜底：{0}', facility: '最近设施', layer_cases: '事件',
+    rule_jurisdiction: '{0}级规则：{1}', rule_catch_all: '兜底：{0}',
+    catch_all_unknown_category: '类别不在本区域的类别表中', catch_all_no_community: '位置未匹配到任何社区',
+    catch_all_no_department: '该处没有部门负责此类别', facility: '最近设施', layer_cases: '事件',
     layer_volunteers: '在岗志愿者', layer_communities: '社区边界', legend_esc: '已升级', legend_open: '未签收',
     legend_vol: '在岗志愿者', offer: '邀请 {0}',
     whole_region: '全域', whole_region_hint: '显示整个区域',
@@ -128,6 +132,10 @@ export const t = (key, ...args) => (I18N[state.lang][key] ?? I18N.en[key] ?? key
 /** A token the server sends (`prefix` + `value`, e.g. `state_` + `routed`): translated where the
  * language has it, else as it is. */
 export function token(prefix, value) { return I18N[state.lang][prefix + value] ?? value; }
+
+/** A category's or department's name (as the region lists it) in the page's language: its
+ * `names` entry for the language, else the region's own name. */
+export function localName(thing) { return thing?.names?.[state.lang] ?? thing?.name; }
 
 /** A case state's name. */
 export function stateName(s) { return t('state_' + s); }

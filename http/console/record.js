@@ -23,6 +23,7 @@ function decision(d) {
     volunteer_search: { skill: null, examined: 0, skipped_unavailable: 0, skipped_skill: 0, skipped_capped: 0, radius_m: 0, ...search },
     facility: d.facility || null,
     explanation: list(d.explanation),
+    reasons: list(d.reasons),
   };
 }
 

@@ -12,11 +12,13 @@
 //!   [`error::Error`], why the surface could not be built;
 //! - `rate_limit`: token buckets (the residents' per key or address, the console's sign-ins);
 //! - [`server`]: serving on a socket within `[api]`'s limits (timeouts, a connection cap);
+//! - [`names`]: the region's names per language and the reader's (`Accept-Language`), for
+//!   explanations written in it;
 //! - [`openapi`]: the OpenAPI document (`/api/openapi.json`, `docs/openapi.json`);
 //! - [`config`]: `[api]` and `[console]` of the configuration file.
 //!
-//! Modules depend downwards only, so none is reached back by what it uses: `config`, `error` and
-//! `rate_limit` use nothing of this crate; `server` and `auth` use `config` and `error`;
+//! Modules depend downwards only, so none is reached back by what it uses: `config`, `error`, `names`
+//! and `rate_limit` use nothing of this crate; `server` and `auth` use `config` and `error`;
 //! `console` uses `auth` (sessions are signed there, and its handlers take their own state, so it
 //! needs nothing of the API's);
 //! `state` uses `auth`, `rate_limit` and `console` (it holds the console to serve); `api` uses
@@ -29,6 +31,7 @@ pub mod auth;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod names;
 pub mod openapi;
 pub(crate) mod rate_limit;
 pub mod server;

@@ -68,6 +68,7 @@ pub fn document() -> Value {
     );
     let id_param = |name: &str, description: &str| json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": "string" } });
     let query = |name: &str, description: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema });
+    let language = json!({ "name": "Accept-Language", "in": "header", "required": false, "description": "The language of the decision's `explanation`: any `zh` tag reads Chinese, any `en` tag English, with the region's names of categories, departments and areas (rendered from the decision's `reasons`; the answer's `Content-Language` says which). Without it, the English sentences stored with the decision.", "schema": { "type": "string" } });
     let forbidden_cases =
         |more: &str| error(&format!("A source key, which may use only `/api/requests/…`{more} (`forbidden`)."));
 
@@ -164,7 +165,7 @@ pub fn document() -> Value {
                 "get": {
                     "operationId": "getCase",
                     "summary": "One case: timeline, decision with its explanation, reports, offers, ratings.",
-                    "parameters": [ id_param("id", "The case id.") ],
+                    "parameters": [ id_param("id", "The case id."), language ],
                     "responses": of_one_case(body("The case.", &case_record))
                 }
             },
@@ -182,7 +183,7 @@ pub fn document() -> Value {
                     "operationId": "actOnCase",
                     "summary": "An action on a case, as the key's department or dispatcher.",
                     "description": "Departments accept or reject cases they are responsible for, and progress, resolve and close those they accepted; dispatchers reassign, cancel, close, acknowledge escalations and split merged reports. Notes of `progress`, `resolve` and `close` are shown to the reporter.",
-                    "parameters": [ id_param("id", "The case id.") ],
+                    "parameters": [ id_param("id", "The case id."), language ],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": action } } },
                     "responses": {
                         "200": body("Done: the case afterwards.", &case_record),

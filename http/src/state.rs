@@ -34,6 +34,7 @@ use crate::auth::{Auth, Principal};
 use crate::config::{ApiConfig, ApiRole};
 use crate::console::Console;
 use crate::error::Error;
+use crate::names::RegionNames;
 use crate::rate_limit::RateLimiter;
 
 /// The most of a form body read to find its `api_key` (the Open311 adapter takes no more).
@@ -91,6 +92,7 @@ pub struct ApiState {
     pub(crate) readiness: Option<Arc<dyn Readiness>>,
     pub(crate) console: Option<Arc<Console>>,
     pub(crate) adapters: Router,
+    pub(crate) names: Option<Arc<RegionNames>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -111,6 +113,7 @@ impl ApiState {
             readiness: None,
             console: None,
             adapters: Router::new(),
+            names: None,
         })
     }
 
@@ -123,6 +126,13 @@ impl ApiState {
     /// Answers `/readyz` with `probe` (without, `/readyz` answers 503: nothing to be ready).
     pub fn with_readiness(mut self, probe: Arc<dyn Readiness>) -> Self {
         self.readiness = Some(probe);
+        self
+    }
+
+    /// Writes case explanations in the reader's language with the region's names (without,
+    /// the stored English sentences).
+    pub fn with_region_names(mut self, names: Arc<RegionNames>) -> Self {
+        self.names = Some(names);
         self
     }
 

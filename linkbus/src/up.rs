@@ -24,6 +24,7 @@ use crate::service::{self, Service};
 use crate::simulate;
 use linkbus_http::config::ApiRole;
 use linkbus_http::console::Console;
+use linkbus_http::names::RegionNames;
 use linkbus_http::server::Limits;
 use linkbus_http::state::ApiState;
 
@@ -304,7 +305,8 @@ fn api_state(config: &Config, region: &Region, svc: &Service) -> anyhow::Result<
     let state = ApiState::new(svc.cases.clone(), &config.api)?
         .with_deliveries(Arc::new(svc.js.clone()))
         .with_metrics(svc.metrics.registry().clone())
-        .with_readiness(svc.readiness());
+        .with_readiness(svc.readiness())
+        .with_region_names(Arc::new(RegionNames::new(region)));
     let adapters = crate::adapters::routes(&config.adapters, region, &svc.adapters, Arc::new(state.clone()));
     Ok(state.with_adapters(adapters))
 }

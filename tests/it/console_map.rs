@@ -20,16 +20,16 @@ use crate::console_alerts::PIXEL;
 const DUOFUXIANG: (&str, f64, f64) = ("110101001001", 116.406901, 39.921554);
 
 /// `linkbus up` on Beijing, chromedriver, and a Chromium signed in with the page in Chinese.
-struct Beijing {
-    browser: Client,
+pub(crate) struct Beijing {
+    pub(crate) browser: Client,
     _driver: Driver,
-    _linkbus: Linkbus,
+    pub(crate) linkbus: Linkbus,
     _dir: tempfile::TempDir,
-    bus: TestBus,
+    pub(crate) bus: TestBus,
 }
 
 impl Beijing {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let bus = TestBus::start().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let linkbus = Linkbus::start_in(&bus, dir.path(), free_port(), &repo_root().join("geo-data/beijing"), "");
@@ -39,7 +39,7 @@ impl Beijing {
         browser.find(Locator::Id("lang")).await.expect("the language button").click().await.expect("中文");
         until(&browser, "the page in Chinese", "return document.documentElement.lang === 'zh-CN'", vec![]).await;
         until(&browser, "names on the map", "return window.linkbusConsole.mapLabels().length > 0", vec![]).await;
-        Self { browser, _driver: driver, _linkbus: linkbus, _dir: dir, bus }
+        Self { browser, _driver: driver, linkbus, _dir: dir, bus }
     }
 
     async fn view(&self) -> Value {

@@ -10,6 +10,7 @@ mod cluster;
 mod console;
 mod console_actions;
 mod console_alerts;
+mod console_chinese;
 mod console_delivery;
 mod console_map;
 mod console_search;

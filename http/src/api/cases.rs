@@ -5,7 +5,10 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use linkbus_cases::book::{CaseFilter, REPEAT_DAYS, REPEAT_RADIUS_M, involves};
+use linkbus_wire::explain::Lang;
 use linkbus_wire::{self as wire, Action, Actor, ActorKind, CaseRecord};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -15,6 +18,7 @@ use super::query::parse_list_query;
 use crate::auth::Principal;
 use crate::config::ApiRole;
 use crate::error::ApiError;
+use crate::names::reader_lang;
 use crate::state::ApiState;
 
 /// Who may use `/api/cases…` (a source key may not).
@@ -119,13 +123,42 @@ pub(super) async fn get_case(
     State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<axum::Json<CaseRecord>, ApiError> {
+    headers: HeaderMap,
+) -> Result<InReaderLanguage, ApiError> {
     principal.require(CASE_ROLES, "read cases")?;
     let record = visible(&state, &principal, &id).await.inspect_err(|e| {
         info!(role = principal.role.as_str(), actor = %principal.id, case_id = %id, refused = ?e.code(), "case read refused");
     })?;
     info!(role = principal.role.as_str(), actor = %principal.id, case_id = %id, "case read");
-    Ok(axum::Json(record))
+    Ok(InReaderLanguage::new(&state, &headers, record))
+}
+
+/// A case record answered in the reader's language: its explanation rendered from its reasons
+/// as `Accept-Language` asks (English or Chinese, naming the region's things in it), said in
+/// `Content-Language`; without the header, or for a language not written, the stored English
+/// sentences.
+pub(super) struct InReaderLanguage(CaseRecord, Option<Lang>);
+
+impl InReaderLanguage {
+    fn new(state: &ApiState, headers: &HeaderMap, mut record: CaseRecord) -> Self {
+        let lang = reader_lang(headers).filter(|_| state.names.is_some());
+        if let (Some(names), Some(lang)) = (&state.names, lang) {
+            names.localize(&mut record, lang);
+        }
+        Self(record, lang)
+    }
+}
+
+impl IntoResponse for InReaderLanguage {
+    fn into_response(self) -> Response {
+        let mut response = axum::Json(self.0).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::VARY, HeaderValue::from_static("accept-language"));
+        if let Some(lang) = self.1 {
+            headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.tag()));
+        }
+        response
+    }
 }
 
 /// `POST /api/cases/{id}/actions`: a [`wire::Action`] as the key's department or dispatcher.
@@ -133,8 +166,9 @@ pub(super) async fn act(
     State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<axum::Json<CaseRecord>, ApiError> {
+) -> Result<InReaderLanguage, ApiError> {
     principal.require(&[ApiRole::Dispatcher, ApiRole::Department], "act on cases")?;
     check_case_id(&id)?;
     let action = parse_action(&body?)?;
@@ -157,7 +191,7 @@ pub(super) async fn act(
             "case action refused"
         ),
     }
-    result.map(axum::Json)
+    result.map(|record| InReaderLanguage::new(&state, &headers, record))
 }
 
 async fn act_as(state: &ApiState, principal: &Principal, id: &str, action: &Action) -> Result<CaseRecord, ApiError> {

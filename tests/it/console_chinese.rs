@@ -1,0 +1,89 @@
+//! Chinese throughout: a Beijing case opened in the console with the page in Chinese reads in
+//! Chinese — its routing explanation (rendered by the API from the decision's reasons), the rules
+//! and departments that chose it, its category and its community — in a real headless Chromium
+//! against a real `linkbus up` on the Beijing region (the harness of `console_map.rs`). The API
+//! answers the same case in the language `Accept-Language` asks for, and without it the English
+//! sentences stored with the decision.
+
+use linkbus_tests::{WAIT, case, publish_case};
+use linkbus_wire::SourceSystem;
+use serde_json::Value;
+
+use crate::console::{DISPATCHER, shows_case};
+use crate::console_map::Beijing;
+use crate::console_shapes::open;
+
+/// 多福巷社区居委会 (东华门街道, 东城区), at its registry centre.
+const DUOFUXIANG: (f64, f64) = (116.406901, 39.921554);
+
+/// The words of two or more Latin letters in `text`: what an English sentence leaves behind.
+fn latin_words(text: &str) -> Vec<&str> {
+    text.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| w.len() >= 2).collect()
+}
+
+/// `GET /api/cases/{id}` with `Accept-Language: lang` (none when empty): its `Content-Language`
+/// and the decision's explanation.
+async fn explanation(base: &str, case_id: &str, lang: &str) -> (Option<String>, Vec<String>) {
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let mut request = http.get(format!("{base}api/cases/{case_id}")).bearer_auth(DISPATCHER);
+    if !lang.is_empty() {
+        request = request.header("accept-language", lang);
+    }
+    let response = request.send().await.expect("an answer");
+    assert_eq!(response.status(), 200);
+    let language = response.headers().get("content-language").map(|v| v.to_str().expect("ascii").to_owned());
+    let record: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("a record");
+    let lines = record["decision"]["explanation"].as_array().expect("explanation").iter();
+    (language, lines.map(|l| l.as_str().expect("a line").to_owned()).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_beijing_case_reads_in_chinese() {
+    let beijing = Beijing::start().await;
+    let (lon, lat) = DUOFUXIANG;
+    // A cardiac arrest reported at priority 3: raised by the life-threatening rule, offered to
+    // volunteers who know CPR, sent to the district's health commission.
+    let arrest = case("bj-arrest", SourceSystem::Emergency, "cardiac_arrest", lon, lat);
+    // A street defect: the 街道 office's, a sub-district rule.
+    let defect = case("bj-defect", SourceSystem::PublicService, "street_defects", lon + 0.001, lat);
+    // A category Beijing does not know: the 12345 desk takes it.
+    let unknown = case("bj-unknown", SourceSystem::PublicService, "unlisted_hazard", lon, lat + 0.001);
+    // Far outside the city: no community, the desk again.
+    let outside = case("bj-outside", SourceSystem::PublicService, "streetlights", 118.9, 41.9);
+    for event in [&arrest, &defect, &unknown, &outside] {
+        publish_case(&beijing.bus.js, event).await;
+    }
+    for id in ["bj-arrest", "bj-defect", "bj-unknown", "bj-outside"] {
+        shows_case(&beijing.browser, id).await;
+        let shown = open(&beijing.browser, id).await;
+        assert!(shown.get("error").is_none(), "case {id} does not open: {shown}");
+        // An unknown category has no name to show but its id.
+        let unnamed = if id == "bj-unknown" { "unlisted_hazard" } else { "" };
+        for part in ["explanation", "rules", "fallbacks", "community"] {
+            let text = shown[part].as_str().unwrap_or_default().replace(unnamed, "");
+            assert!(latin_words(&text).is_empty(), "case {id}'s {part} is not all Chinese: {text}");
+        }
+        assert!(!shown["explanation"].as_str().unwrap_or_default().is_empty(), "case {id}: no explanation");
+        let head = beijing
+            .browser
+            .execute("return document.getElementById('detail-head').textContent", vec![])
+            .await
+            .expect("the detail's head");
+        let head = head.as_str().unwrap_or_default();
+        assert!(!head.replace(unnamed, "").contains('_'), "case {id}'s category is shown by its id: {head}");
+    }
+
+    // The API: Chinese when asked, English with the region's names when asked, and the stored
+    // English sentences when nothing is asked.
+    let base = &beijing.linkbus.base;
+    let (language, zh) = explanation(base, "bj-arrest", "zh-CN,zh;q=0.9").await;
+    assert_eq!(language.as_deref(), Some("zh-CN"));
+    assert!(zh.iter().any(|l| l.contains("优先级由 3 级提升为 1 级")), "{zh:?}");
+    assert!(zh.iter().all(|l| latin_words(l).is_empty()), "{zh:?}");
+    let (language, en) = explanation(base, "bj-arrest", "en-US,en;q=0.9").await;
+    assert_eq!(language.as_deref(), Some("en"));
+    assert!(en.iter().any(|l| l.contains("category Cardiac arrest")), "{en:?}");
+    let (language, stored) = explanation(base, "bj-arrest", "").await;
+    assert_eq!(language, None);
+    assert!(stored.iter().any(|l| l.contains("category cardiac_arrest")), "{stored:?}");
+}
