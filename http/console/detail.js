@@ -185,10 +185,10 @@ export function renderDetail(r) {
     (dispatcher && rep.report_id !== primaryId ? ` <button type="button" data-split="${esc(rep.report_id)}">${esc(t('split'))}</button>` : '') + '</li>').join('');
   // The offers as they stand, else whom the routing chose.
   const offers = r.offers.length
-    ? r.offers.map((o) => `<li>${esc(t('offer', o.volunteer_id))}: ${esc(token('offer_', o.status))} · ${Math.round(o.distance_m || 0)} m</li>`).join('')
-    : d.volunteers.map((v) => `<li>${esc(v.id)} · ${Math.round(v.distance_m || 0)} m</li>`).join('');
-  const passed = vs.skill ? `<p>${esc(t('passed_over', vs.skipped_unavailable, vs.skipped_skill, vs.skipped_capped, vs.examined, `${Math.round(vs.radius_m)} m`))}</p>` : `<p>${esc(t('no_volunteers'))}</p>`;
-  const timeline = r.timeline.map((e) => `<li><time>${esc(fmtTime(e.at, true))}</time>${esc(eventName(e.event))} · ${esc(token('actor_', e.actor.kind))} ${esc(e.actor.id)}${e.department ? ' → ' + esc(e.department) : ''}${e.note ? ': ' + esc(e.note) : ''}</li>`).join('');
+    ? r.offers.map((o) => `<li>${esc(t('offer', o.volunteer_id))}: ${esc(token('offer_', o.status))} · ${esc(t('metres', Math.round(o.distance_m || 0)))}</li>`).join('')
+    : d.volunteers.map((v) => `<li>${esc(v.id)} · ${esc(t('metres', Math.round(v.distance_m || 0)))}</li>`).join('');
+  const passed = vs.skill ? `<p>${esc(t('passed_over', vs.skipped_unavailable, vs.skipped_skill, vs.skipped_capped, vs.examined, t('metres', Math.round(vs.radius_m))))}</p>` : `<p>${esc(t('no_volunteers'))}</p>`;
+  const timeline = r.timeline.map((e) => `<li><time>${esc(fmtTime(e.at, true))}</time>${esc(eventName(e.event))} · ${esc(token('actor_', e.actor.kind))} ${esc(e.actor.id)}${e.department ? ' → ' + esc(deptName(e.department)) : ''}${e.note ? ': ' + esc(e.note) : ''}</li>`).join('');
   const actions = actionsHtml(r);
   // The actions are rewritten only when they change (another case, another state), so what a
   // dispatcher is typing survives the case's live updates.
@@ -215,7 +215,7 @@ export function renderDetail(r) {
     (d.broadcast.length ? `<dt>${esc(t('broadcast'))}</dt><dd id="detail-broadcast">${names(d.broadcast.map((c) => c.name))}</dd>` : '') +
     `<dt>${esc(t('departments'))}</dt><dd id="detail-rules">${d.departments.map((x) => `${esc(deptName(x.id))}: ${esc(ruleText(x.rule, d.reasons))}`).join('<br>')}</dd>` +
     `<dt>${esc(t('fallbacks'))}</dt><dd id="detail-fallbacks">${names(d.fallbacks.map((x) => deptName(x.id)))}</dd>` +
-    (d.facility ? `<dt>${esc(t('facility'))}</dt><dd>${esc(d.facility.name)} · ${Math.round(d.facility.distance_m || 0)} m</dd>` : '') +
+    (d.facility ? `<dt>${esc(t('facility'))}</dt><dd>${esc(d.facility.name)} · ${esc(t('metres', Math.round(d.facility.distance_m || 0)))}</dd>` : '') +
     `</dl><h3>${esc(t('volunteers'))}</h3><ul id="detail-volunteers">${offers}</ul>${passed}` +
     `<h3>${esc(t('explanation'))}</h3><ul class="explanation" id="detail-explanation">${d.explanation.map((l) => `<li>${esc(l)}</li>`).join('')}</ul>` +
     `<h3>${esc(t('reports'))} (${r.reports.length})</h3><ul id="detail-reports">${reports}</ul>` + repeatsHtml(r) +

@@ -1,6 +1,7 @@
 //! The region's names in each language the API writes, and the reader's language: a case's
-//! explanation is rendered from its decision's reasons ([`linkbus_wire::explain`]) in the
-//! language `Accept-Language` asks for, with the categories, departments and areas named in it.
+//! explanation and linkbus's own timeline notes are rendered from their data
+//! ([`linkbus_wire::explain`]) in the language `Accept-Language` asks for, with the categories,
+//! departments and areas named in it.
 
 use std::collections::HashMap;
 
@@ -79,15 +80,20 @@ impl RegionNames {
         }
     }
 
-    /// Writes `record`'s explanation in `lang`, when its decision has reasons (a decision made
-    /// before reasons existed keeps its English sentences).
+    /// Writes `record`'s explanation and linkbus's own timeline notes in `lang`, from their
+    /// reasons and system notes (what was recorded before those existed stays in English; what
+    /// people wrote stays as they wrote it).
     pub fn localize(&self, record: &mut CaseRecord, lang: Lang) {
-        let reasons = &record.decision.reasons;
-        if reasons.is_empty() {
-            return;
-        }
         let names = self.names(lang);
-        record.decision.explanation = reasons.iter().map(|r| r.render(lang, names)).collect();
+        let reasons = &record.decision.reasons;
+        if !reasons.is_empty() {
+            record.decision.explanation = reasons.iter().map(|r| r.render(lang, names)).collect();
+        }
+        for entry in &mut record.timeline {
+            if let Some(note) = &entry.system_note {
+                entry.note = Some(note.render(lang, names));
+            }
+        }
     }
 }
 

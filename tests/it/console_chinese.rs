@@ -1,6 +1,7 @@
 //! Chinese throughout: a Beijing case opened in the console with the page in Chinese reads in
 //! Chinese — its routing explanation (rendered by the API from the decision's reasons), the rules
-//! and departments that chose it, its category and its community — in a real headless Chromium
+//! and departments that chose it, its category, its community and linkbus's own notes on its
+//! timeline (from their system notes) — in a real headless Chromium
 //! against a real `linkbus up` on the Beijing region (the harness of `console_map.rs`). The API
 //! answers the same case in the language `Accept-Language` asks for, and without it the English
 //! sentences stored with the decision.
@@ -64,6 +65,18 @@ async fn a_beijing_case_reads_in_chinese() {
             assert!(latin_words(&text).is_empty(), "case {id}'s {part} is not all Chinese: {text}");
         }
         assert!(!shown["explanation"].as_str().unwrap_or_default().is_empty(), "case {id}: no explanation");
+        // The timeline: linkbus's own notes in Chinese, departments by name; only the actor
+        // `linkbus` and the cases' ids are Latin.
+        let timeline = beijing
+            .browser
+            .execute("return document.querySelector('#detail .timeline').textContent", vec![])
+            .await
+            .expect("the timeline");
+        let timeline = timeline.as_str().unwrap_or_default();
+        let ids = ["linkbus", "bj", "arrest", "defect", "unknown", "outside"];
+        let english: Vec<&str> = latin_words(timeline).into_iter().filter(|w| !ids.contains(w)).collect();
+        assert!(english.is_empty(), "case {id}'s timeline is not all Chinese: {timeline}");
+        assert!(timeline.contains("派至"), "case {id}'s routing note: {timeline}");
         let head = beijing
             .browser
             .execute("return document.getElementById('detail-head').textContent", vec![])

@@ -1,18 +1,20 @@
-//! A routing decision's explanation as data, and its sentences in each reader's language.
+//! A routing decision's explanation and linkbus's own timeline notes as data, and their
+//! sentences in each reader's language.
 //!
 //! The router records what it did as [`Reason`]s (a `code` and its parameters) on
-//! [`crate::Decision::reasons`]; [`Reason::render`] turns one into a sentence in English or
-//! Chinese, naming categories, departments and areas through a [`Names`] lookup where the reader
-//! has one (the HTTP API has the region's names; without one, ids are shown). The English
-//! sentences without names are also kept as [`crate::Decision::explanation`], the field readers
-//! of earlier versions know.
+//! [`crate::Decision::reasons`], the case book what it did on a timeline entry as a
+//! [`SystemNote`] ([`crate::TimelineEntry::system_note`]); `render` turns either into a sentence
+//! in English or Chinese, naming categories, departments and areas through a [`Names`] lookup
+//! where the reader has one (the HTTP API has the region's names; without one, ids are shown).
+//! The English sentences without names are also kept, as [`crate::Decision::explanation`] and
+//! the entry's `note`, the fields readers of earlier versions know.
 
 use std::fmt::{self, Write as _};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{JurisdictionLevel, Location};
+use crate::{JurisdictionLevel, Location, SourceSystem};
 
 /// A language the explanations are written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -478,6 +480,131 @@ impl Reason {
     }
 }
 
+/// Which deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Overdue {
+    /// The case was not accepted in time.
+    NotAccepted,
+    /// The case was not resolved in time.
+    NotResolved,
+}
+
+/// What linkbus itself wrote on a timeline entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum SystemNote {
+    /// The case was routed to departments (by id) and offered to volunteers.
+    Routed {
+        /// The departments, by id.
+        departments: Vec<String>,
+        /// How many volunteers were offered it.
+        offered: usize,
+    },
+    /// A deadline passed: the case went up the ladder, or reached its top.
+    Escalated {
+        /// Which deadline.
+        overdue: Overdue,
+        /// The department it went to (the entry's department); none at the top of the ladder,
+        /// where dispatchers must act.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
+    /// This report was merged into another case.
+    SameIncident {
+        /// That case's id.
+        primary: String,
+    },
+    /// Another report was merged into this case.
+    ReportMerged {
+        /// The report's id.
+        report: String,
+        /// The kind of system that sent it.
+        system: SourceSystem,
+        /// The source system's own id.
+        source_id: String,
+    },
+    /// A merged report was split off this case.
+    OwnCaseAgain {
+        /// The report's id.
+        report: String,
+    },
+    /// This report was split out of the case it had been merged into.
+    SplitOutOf {
+        /// That case's id.
+        primary: String,
+    },
+    /// A volunteer's distance from the case.
+    Away {
+        /// Metres.
+        distance_m: f64,
+    },
+    /// The resident's rating.
+    Rated {
+        /// 1–5.
+        score: u8,
+        /// Whether the resident says it was solved.
+        solved: bool,
+    },
+}
+
+impl SystemNote {
+    /// The note in `lang`, naming departments through `names`.
+    pub fn render(&self, lang: Lang, names: &dyn Names) -> String {
+        let department = |id: &str| names.department(id).unwrap_or(id).to_owned();
+        let zh = lang == Lang::ZhCn;
+        match self {
+            Self::Routed { departments, offered } => {
+                let (and, to) = if zh { ("、", "派至") } else { (", ", "to ") };
+                let mut out =
+                    format!("{to}{}", departments.iter().map(|d| department(d)).collect::<Vec<_>>().join(and));
+                if *offered > 0 {
+                    out.push_str(&if zh {
+                        format!("；已邀请 {offered} 名志愿者")
+                    } else {
+                        format!("; offered to {offered} volunteers")
+                    });
+                }
+                out
+            }
+            Self::Escalated { overdue, to } => {
+                let why = match (overdue, zh) {
+                    (Overdue::NotAccepted, false) => "not accepted in time",
+                    (Overdue::NotResolved, false) => "not resolved in time",
+                    (Overdue::NotAccepted, true) => "未按时签收",
+                    (Overdue::NotResolved, true) => "未按时办结",
+                };
+                match (to, zh) {
+                    (Some(d), false) => format!("{why}; escalated to {}", department(d)),
+                    (Some(d), true) => format!("{why}；已升级至{}", department(d)),
+                    (None, false) => format!("{why}; top of the ladder reached: dispatchers must act"),
+                    (None, true) => format!("{why}；已到最高一级：须由调度员处理"),
+                }
+            }
+            Self::SameIncident { primary } if zh => format!("与 {primary} 为同一事件"),
+            Self::SameIncident { primary } => format!("same incident as {primary}"),
+            Self::ReportMerged { report, system, source_id } if zh => {
+                let system = match system {
+                    SourceSystem::Emergency => "应急",
+                    SourceSystem::Commercial => "商业服务",
+                    SourceSystem::PublicService => "公共服务",
+                    SourceSystem::Management => "社区管理",
+                };
+                format!("{report}（{system} {source_id}）")
+            }
+            Self::ReportMerged { report, system, source_id } => format!("{report} ({system} {source_id})"),
+            Self::OwnCaseAgain { report } if zh => format!("{report} 重新成为独立事件"),
+            Self::OwnCaseAgain { report } => format!("{report} is its own case again"),
+            Self::SplitOutOf { primary } if zh => format!("已从 {primary} 拆分出来"),
+            Self::SplitOutOf { primary } => format!("split out of {primary}"),
+            Self::Away { distance_m } if zh => format!("相距 {distance_m:.0} 米"),
+            Self::Away { distance_m } => format!("{distance_m:.0} m away"),
+            Self::Rated { score, solved } if zh => format!("{score}/5，{}", if *solved { "已解决" } else { "未解决" }),
+            Self::Rated { score, solved } => format!("{score}/5, {}", if *solved { "solved" } else { "not solved" }),
+        }
+    }
+}
+
 /// The English words for why the catch-all took a case, as [`crate::DepartmentRule::CatchAll`]
 /// records them.
 pub fn catch_all_cause(cause: CatchAllCause, category: &str) -> String {
@@ -750,6 +877,53 @@ mod tests {
             inside.render(Lang::ZhCn, &Ids),
             "(116.400000, 39.900000) 位于 Mission (mission), San Francisco 内。"
         );
+    }
+
+    fn every_system_note() -> Vec<SystemNote> {
+        vec![
+            SystemNote::Routed { departments: vec!["fire-110101".into()], offered: 3 },
+            SystemNote::Routed { departments: vec!["fire-110101".into(), "fire-110101".into()], offered: 0 },
+            SystemNote::Escalated { overdue: Overdue::NotAccepted, to: Some("fire-110101".into()) },
+            SystemNote::Escalated { overdue: Overdue::NotResolved, to: None },
+            SystemNote::SameIncident { primary: "110-1".into() },
+            SystemNote::ReportMerged {
+                report: "110-2".into(),
+                system: SourceSystem::PublicService,
+                source_id: "12345".into(),
+            },
+            SystemNote::OwnCaseAgain { report: "110-2".into() },
+            SystemNote::SplitOutOf { primary: "110-1".into() },
+            SystemNote::Away { distance_m: 986.4 },
+            SystemNote::Rated { score: 4, solved: true },
+            SystemNote::Rated { score: 2, solved: false },
+        ]
+    }
+
+    #[test]
+    fn system_notes_read_as_they_always_did_in_english_and_in_chinese_with_names() {
+        let english: Vec<String> = every_system_note().iter().map(|n| n.render(Lang::En, &Ids)).collect();
+        let expected = [
+            "to fire-110101; offered to 3 volunteers",
+            "to fire-110101, fire-110101",
+            "not accepted in time; escalated to fire-110101",
+            "not resolved in time; top of the ladder reached: dispatchers must act",
+            "same incident as 110-1",
+            "110-2 (public_service 12345)",
+            "110-2 is its own case again",
+            "split out of 110-1",
+            "986 m away",
+            "4/5, solved",
+            "2/5, not solved",
+        ];
+        assert_eq!(english, expected);
+        let chinese: Vec<String> = every_system_note().iter().map(|n| n.render(Lang::ZhCn, &Chinese)).collect();
+        for note in &chinese {
+            assert!(!note.chars().any(|c| c.is_ascii_alphabetic()), "{note}");
+        }
+        assert_eq!(chinese[0], "派至东城区消防救援支队；已邀请 3 名志愿者");
+        assert_eq!(chinese[2], "未按时签收；已升级至东城区消防救援支队");
+        assert_eq!(chinese[3], "未按时办结；已到最高一级：须由调度员处理");
+        assert_eq!(chinese[10], "2/5，未解决");
     }
 
     #[test]

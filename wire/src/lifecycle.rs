@@ -241,9 +241,13 @@ pub struct TimelineEntry {
     /// The department concerned, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
-    /// Reason, note or detail.
+    /// Reason, note or detail (for what linkbus wrote itself, in English).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// What linkbus wrote itself, as data, for readers in other languages
+    /// ([`crate::explain::SystemNote::render`]); absent on what people wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_note: Option<crate::explain::SystemNote>,
 }
 
 /// One report folded into a case (the first is the case's own).

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use jiff::{SignedDuration, Timestamp};
+use linkbus_wire::explain::{Overdue, SystemNote};
 use linkbus_wire::{Actor, AssignmentReason, CaseRecord, CaseState, OfferStatus, TimelineEvent, VolunteerChoice};
 
 use super::offers::cascade;
-use super::outcome::{Effect, Outcome, log};
+use super::outcome::{Effect, Outcome, log, log_noted};
 use super::policy::Policy;
 
 /// What the loop needs to know of the region's departments.
@@ -69,13 +70,13 @@ pub fn tick(
     let deadlines = policy.deadlines(r.priority);
     if r.state == CaseState::Routed && r.accept_by.is_some_and(|t| t <= now) {
         let from: Vec<String> = r.departments.clone();
-        escalate(&mut r, now, &from, "not accepted in time", deadlines.accept, ladder, &mut effects, |r, t| {
+        escalate(&mut r, now, &from, Overdue::NotAccepted, deadlines.accept, ladder, &mut effects, |r, t| {
             r.accept_by = t
         });
     }
     if matches!(r.state, CaseState::Accepted | CaseState::InProgress) && r.resolve_by.is_some_and(|t| t <= now) {
         let from: Vec<String> = r.accepted_by.iter().cloned().collect();
-        escalate(&mut r, now, &from, "not resolved in time", deadlines.resolve, ladder, &mut effects, |r, t| {
+        escalate(&mut r, now, &from, Overdue::NotResolved, deadlines.resolve, ladder, &mut effects, |r, t| {
             r.resolve_by = t
         });
     }
@@ -89,7 +90,7 @@ fn escalate(
     r: &mut CaseRecord,
     now: Timestamp,
     from: &[String],
-    why: &str,
+    overdue: Overdue,
     deadline: SignedDuration,
     ladder: &Ladder,
     effects: &mut Vec<Effect>,
@@ -109,20 +110,14 @@ fn escalate(
     r.escalation_open = true;
     if up.is_empty() {
         set_deadline(r, None);
-        let note = Some(format!("{why}; top of the ladder reached: dispatchers must act"));
-        log(r, now, TimelineEvent::Escalated, &Actor::system(), None, note);
+        let note = SystemNote::Escalated { overdue, to: None };
+        log_noted(r, now, TimelineEvent::Escalated, &Actor::system(), None, note);
         return;
     }
     set_deadline(r, Some(now + deadline));
     for department in up {
-        log(
-            r,
-            now,
-            TimelineEvent::Escalated,
-            &Actor::system(),
-            Some(&department),
-            Some(format!("{why}; escalated to {department}")),
-        );
+        let note = SystemNote::Escalated { overdue, to: Some(department.clone()) };
+        log_noted(r, now, TimelineEvent::Escalated, &Actor::system(), Some(&department), note);
         r.departments.push(department.clone());
         effects.push(Effect::Assign { department, reason: AssignmentReason::Escalated });
     }

@@ -3,10 +3,11 @@
 
 use jiff::Timestamp;
 use linkbus_matching::geodesy;
+use linkbus_wire::explain::SystemNote;
 use linkbus_wire::{Actor, AssignmentReason, CaseRecord, CaseState, RoutedCase, TimelineEvent};
 
 use super::offers::withdraw_offers;
-use super::outcome::{Effect, Outcome, Refused, log};
+use super::outcome::{Effect, Outcome, Refused, log_noted};
 use super::policy::{MergePolicy, Policy};
 
 /// Flags that mark a report as a drill: such a report is never merged with a real one.
@@ -48,15 +49,20 @@ pub fn merge(primary: &CaseRecord, report: &CaseRecord, now: Timestamp) -> (Outc
     let system = Actor::system();
     let mut p = primary.clone();
     p.reports.extend(report.reports.iter().cloned());
-    let note = format!("{} ({} {})", report.case_id, report.case.system, report.case.source_id);
-    log(&mut p, now, TimelineEvent::ReportMerged, &system, None, Some(note));
+    let note = SystemNote::ReportMerged {
+        report: report.case_id.clone(),
+        system: report.case.system,
+        source_id: report.case.source_id.clone(),
+    };
+    log_noted(&mut p, now, TimelineEvent::ReportMerged, &system, None, note);
 
     let mut r = report.clone();
     r.state = CaseState::Cancelled;
     r.merged_into = Some(primary.case_id.clone());
     r.accept_by = None;
     r.resolve_by = None;
-    log(&mut r, now, TimelineEvent::Merged, &system, None, Some(format!("same incident as {}", primary.case_id)));
+    let note = SystemNote::SameIncident { primary: primary.case_id.clone() };
+    log_noted(&mut r, now, TimelineEvent::Merged, &system, None, note);
     let last = r.timeline.len() - 1;
     let mut effects: Vec<Effect> =
         r.departments.iter().map(|d| Effect::Notify { department: d.clone(), entry: last }).collect();
@@ -78,7 +84,14 @@ pub fn split(
     }
     let mut p = primary.clone();
     p.reports.retain(|r| r.report_id != report.case_id);
-    log(&mut p, now, TimelineEvent::Split, actor, None, Some(format!("{} is its own case again", report.case_id)));
+    log_noted(
+        &mut p,
+        now,
+        TimelineEvent::Split,
+        actor,
+        None,
+        SystemNote::OwnCaseAgain { report: report.case_id.clone() },
+    );
 
     let mut r = report.clone();
     r.merged_into = None;
@@ -86,7 +99,14 @@ pub fn split(
     r.accepted_by = None;
     r.departments = r.decision.departments.iter().map(|c| c.id.clone()).collect();
     r.accept_by = Some(now + policy.deadlines(r.priority).accept);
-    log(&mut r, now, TimelineEvent::Split, actor, None, Some(format!("split out of {}", primary.case_id)));
+    log_noted(
+        &mut r,
+        now,
+        TimelineEvent::Split,
+        actor,
+        None,
+        SystemNote::SplitOutOf { primary: primary.case_id.clone() },
+    );
     let effects = r
         .departments
         .iter()

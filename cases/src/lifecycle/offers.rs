@@ -2,9 +2,10 @@
 //! or lets an offer expire; withdrawing the open offers when the case is taken or ends.
 
 use jiff::Timestamp;
+use linkbus_wire::explain::SystemNote;
 use linkbus_wire::{Actor, ActorKind, CaseRecord, OfferState, OfferStatus, TimelineEvent, VolunteerChoice};
 
-use super::outcome::{Effect, Outcome, Refused, log};
+use super::outcome::{Effect, Outcome, Refused, log, log_noted};
 use super::policy::Policy;
 
 /// Withdraws the offers still open, telling each volunteer why (`taken`, `case_closed`).
@@ -47,8 +48,8 @@ pub fn answer(
     let mut effects = Vec::new();
     if accept {
         r.offers[n].status = OfferStatus::Accepted;
-        let note = Some(format!("{:.0} m away", r.offers[n].distance_m));
-        log(&mut r, now, TimelineEvent::VolunteerAccepted, &volunteer, None, note);
+        let note = SystemNote::Away { distance_m: r.offers[n].distance_m };
+        log_noted(&mut r, now, TimelineEvent::VolunteerAccepted, &volunteer, None, note);
         effects.extend(withdraw_offers(&mut r, "taken"));
     } else {
         r.offers[n].status = OfferStatus::Declined;
@@ -85,8 +86,8 @@ pub(super) fn cascade(
             offered_at: now,
             expires_at: now + policy.offer_timeout,
         });
-        let note = Some(format!("{:.0} m away", v.distance_m));
-        log(r, now, TimelineEvent::VolunteerOffered, &Actor::system(), None, note);
+        let note = SystemNote::Away { distance_m: v.distance_m };
+        log_noted(r, now, TimelineEvent::VolunteerOffered, &Actor::system(), None, note);
         effects.push(Effect::Offer { volunteer_id: v.id, distance_m: v.distance_m });
     }
 }

@@ -1,9 +1,10 @@
 //! The record of a newly routed case.
 
 use jiff::Timestamp;
+use linkbus_wire::explain::SystemNote;
 use linkbus_wire::{Actor, CaseRecord, CaseState, OfferState, OfferStatus, ReportRef, RoutedCase, TimelineEvent};
 
-use super::outcome::entry;
+use super::outcome::entry_noted;
 use super::policy::Policy;
 
 /// The record of a newly routed case: waiting for its departments to accept, its volunteers to
@@ -22,11 +23,7 @@ pub fn open(routed: &RoutedCase, now: Timestamp, policy: &Policy) -> CaseRecord 
             expires_at: now + policy.offer_timeout,
         })
         .collect::<Vec<_>>();
-    let note = format!(
-        "to {}{}",
-        departments.join(", "),
-        if offers.is_empty() { String::new() } else { format!("; offered to {} volunteers", offers.len()) }
-    );
+    let note = SystemNote::Routed { departments: departments.clone(), offered: offers.len() };
     CaseRecord {
         case_id: routed.case_id.clone(),
         state: CaseState::Routed,
@@ -47,7 +44,7 @@ pub fn open(routed: &RoutedCase, now: Timestamp, policy: &Policy) -> CaseRecord 
         offers,
         ratings: vec![],
         reopened: 0,
-        timeline: vec![entry(now, TimelineEvent::Routed, &Actor::system(), None, Some(note))],
+        timeline: vec![entry_noted(now, TimelineEvent::Routed, &Actor::system(), None, note)],
         created_at: now,
         updated_at: now,
         trace: None,

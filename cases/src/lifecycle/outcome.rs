@@ -2,6 +2,7 @@
 //! [`Effect`]), or why it was refused ([`Refused`]); and the timeline entries it writes.
 
 use jiff::Timestamp;
+use linkbus_wire::explain::{self, Lang, SystemNote};
 use linkbus_wire::{Actor, AssignmentReason, CaseRecord, TimelineEntry, TimelineEvent};
 
 /// A message the loop wants sent once the new record is stored.
@@ -65,7 +66,29 @@ pub(super) fn entry(
     department: Option<&str>,
     note: Option<String>,
 ) -> TimelineEntry {
-    TimelineEntry { at: now, event, actor: actor.clone(), department: department.map(str::to_owned), note }
+    TimelineEntry {
+        at: now,
+        event,
+        actor: actor.clone(),
+        department: department.map(str::to_owned),
+        note,
+        system_note: None,
+    }
+}
+
+/// A timeline entry written at `now` with linkbus's own `note`: as data, and in English.
+pub(super) fn entry_noted(
+    now: Timestamp,
+    event: TimelineEvent,
+    actor: &Actor,
+    department: Option<&str>,
+    note: SystemNote,
+) -> TimelineEntry {
+    TimelineEntry {
+        note: Some(note.render(Lang::En, &explain::Ids)),
+        system_note: Some(note),
+        ..entry(now, event, actor, department, None)
+    }
 }
 
 /// Appends an entry to the timeline; the record changed at `now`.
@@ -78,5 +101,18 @@ pub(super) fn log(
     note: Option<String>,
 ) {
     r.timeline.push(entry(now, event, actor, department, note));
+    r.updated_at = now;
+}
+
+/// Appends an entry with linkbus's own `note` to the timeline; the record changed at `now`.
+pub(super) fn log_noted(
+    r: &mut CaseRecord,
+    now: Timestamp,
+    event: TimelineEvent,
+    actor: &Actor,
+    department: Option<&str>,
+    note: SystemNote,
+) {
+    r.timeline.push(entry_noted(now, event, actor, department, note));
     r.updated_at = now;
 }

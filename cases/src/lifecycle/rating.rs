@@ -1,9 +1,10 @@
 //! The reporter's verdict (回访 / 评价) and reopening a case they say is not solved.
 
 use jiff::Timestamp;
+use linkbus_wire::explain::SystemNote;
 use linkbus_wire::{Actor, AssignmentReason, CaseRecord, CaseState, Rating, TimelineEvent};
 
-use super::outcome::{Effect, Refused, log};
+use super::outcome::{Effect, Refused, log, log_noted};
 use super::policy::Policy;
 
 /// Records the reporter's `rating` of a resolved or closed case; "not solved" reopens it.
@@ -19,8 +20,7 @@ pub(super) fn rate(
         return Err(Refused::Invalid(format!("score {score} is not 1-5")));
     }
     r.ratings.push(rating);
-    let note = format!("{score}/5, {}", if solved { "solved" } else { "not solved" });
-    log(r, now, TimelineEvent::Rated, actor, None, Some(note));
+    log_noted(r, now, TimelineEvent::Rated, actor, None, SystemNote::Rated { score, solved });
     if !solved {
         reopen(r, now, policy, effects);
     }

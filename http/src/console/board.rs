@@ -234,6 +234,7 @@ mod tests {
             actor: linkbus_wire::Actor { kind: linkbus_wire::ActorKind::Source, id: "cad".into() },
             department: None,
             note: Some(note.into()),
+            system_note: None,
         };
         let later = r.updated_at + jiff::SignedDuration::from_secs(60);
         r.timeline.push(entry(r.updated_at, "2nd alarm"));
