@@ -14,7 +14,7 @@
 import { alertLog, initAlerts, renderAlertsButton, renderUrgent } from './alerts.js';
 import { api } from './api.js';
 import { fillFilters, initBoard, measureFrames, renderRows } from './board.js';
-import { initDetail, renderDetail, select } from './detail.js';
+import { initDetail, refreshDetail, renderDetail, select } from './detail.js';
 import { $ } from './dom.js';
 import { connect, disconnect, invalidate, setLive } from './events.js';
 import { fmtTime, t, tz } from './i18n.js';
@@ -32,7 +32,8 @@ function applyLanguage() {
   setLive(state.live);
   renderAlertsButton();
   invalidate();
-  if (state.detail) renderDetail(state.detail);
+  // The explanation and linkbus's notes are written by the server in the language asked for.
+  if (state.detail) { renderDetail(state.detail); refreshDetail(); }
 }
 
 async function start() {

@@ -60,6 +60,9 @@ export function orderAndRender() {
 function communityName(id) { return state.region.communities.find((c) => c.id === id)?.name; }
 
 /** A category's name in the region, else its id. */
+/** A department's name in the page's language, by id (the id where the region has none). */
+export function departmentName(id) { return localName(state.region.departments.find((d) => d.id === id)) || id; }
+
 export function categoryName(id) { return localName(state.region.categories.find((c) => c.id === id)) || id; }
 
 /** A case's countdown as `[text, overdue]`: the deadline that runs, else (at the top of the
@@ -76,7 +79,7 @@ function rowInner(c) {
   const [due, overdue] = dueText(c);
   const merged = c.source_ids.length > 1 ? ` <span class="badge merged">${esc(t('reports_n', c.source_ids.length))}</span>` : '';
   const escBadge = c.escalation_open ? ` <span class="badge esc">${esc(t('escalated'))}</span>` : '';
-  const dept = c.accepted_by || c.departments.join(', ');
+  const dept = (c.accepted_by ? [c.accepted_by] : c.departments).map(departmentName).join(', ');
   return `<span class="prio p${c.priority}">${c.priority}</span>` +
     `<span class="title">${esc(categoryName(c.category))} · ${esc(communityName(c.community) || t('no_community'))}${merged}${escBadge}</span>` +
     `<span class="badge s-${c.state}">${esc(stateName(c.state))}</span>` +

@@ -4,7 +4,7 @@
 // and the dispatcher's actions on it (POST /api/cases/{id}/actions). Every record read is made whole first (`caseRecord`): the
 // server leaves out empty lists and absent objects.
 import { api } from './api.js';
-import { categoryName, renderRows } from './board.js';
+import { categoryName, departmentName, renderRows } from './board.js';
 import { $, esc, option } from './dom.js';
 import { eventName, fmtTime, localName, stateName, t, token } from './i18n.js';
 import { clearRouting, drawRouting } from './map.js';
@@ -180,7 +180,6 @@ export function renderDetail(r) {
   const dispatcher = state.session.role === 'dispatcher';
   const primaryId = r.case_id;
   const deadline = r.accept_by || r.resolve_by;
-  const deptName = (id) => localName(state.region.departments.find((x) => x.id === id)) || id;
   const reports = r.reports.map((rep) => `<li>${esc(rep.source_id)} <span class="badge">${esc(t('system_' + rep.system))}</span> ${esc(categoryName(rep.category))} · ${esc(fmtTime(rep.reported_at, true))}` +
     (dispatcher && rep.report_id !== primaryId ? ` <button type="button" data-split="${esc(rep.report_id)}">${esc(t('split'))}</button>` : '') + '</li>').join('');
   // The offers as they stand, else whom the routing chose.
@@ -188,7 +187,7 @@ export function renderDetail(r) {
     ? r.offers.map((o) => `<li>${esc(t('offer', o.volunteer_id))}: ${esc(token('offer_', o.status))} · ${esc(t('metres', Math.round(o.distance_m || 0)))}</li>`).join('')
     : d.volunteers.map((v) => `<li>${esc(v.id)} · ${esc(t('metres', Math.round(v.distance_m || 0)))}</li>`).join('');
   const passed = vs.skill ? `<p>${esc(t('passed_over', vs.skipped_unavailable, vs.skipped_skill, vs.skipped_capped, vs.examined, t('metres', Math.round(vs.radius_m))))}</p>` : `<p>${esc(t('no_volunteers'))}</p>`;
-  const timeline = r.timeline.map((e) => `<li><time>${esc(fmtTime(e.at, true))}</time>${esc(eventName(e.event))} · ${esc(token('actor_', e.actor.kind))} ${esc(e.actor.id)}${e.department ? ' → ' + esc(deptName(e.department)) : ''}${e.note ? ': ' + esc(e.note) : ''}</li>`).join('');
+  const timeline = r.timeline.map((e) => `<li><time>${esc(fmtTime(e.at, true))}</time>${esc(eventName(e.event))} · ${esc(token('actor_', e.actor.kind))} ${esc(e.actor.id)}${e.department ? ' → ' + esc(departmentName(e.department)) : ''}${e.note ? ': ' + esc(e.note) : ''}</li>`).join('');
   const actions = actionsHtml(r);
   // The actions are rewritten only when they change (another case, another state), so what a
   // dispatcher is typing survives the case's live updates.
@@ -207,14 +206,14 @@ export function renderDetail(r) {
     `<dt>${esc(t('description'))}</dt><dd>${esc(r.case.description || '')}</dd>` +
     `<dt>${esc(t('reported'))}</dt><dd>${esc(fmtTime(r.case.reported_at, true))}</dd>` +
     `<dt>${esc(t('deadline'))}</dt><dd>${esc(fmtTime(deadline, true))}</dd>` +
-    `<dt>${esc(t('departments'))}</dt><dd>${esc((r.accepted_by ? [r.accepted_by] : r.departments).map(deptName).join(', '))}</dd></dl>`;
+    `<dt>${esc(t('departments'))}</dt><dd>${esc((r.accepted_by ? [r.accepted_by] : r.departments).map(departmentName).join(', '))}</dd></dl>`;
   $('detail-rest').innerHTML =
     `<h3>${esc(t('routing'))}</h3><dl class="kv">` +
     `<dt>${esc(t('community'))}</dt><dd id="detail-community">${esc(community.community?.name || t('no_community'))} (${esc(outcomeText(community))})</dd>` +
     (community.candidates.length ? `<dt>${esc(t('candidates'))}</dt><dd>${names(community.candidates.map(communityName))}</dd>` : '') +
     (d.broadcast.length ? `<dt>${esc(t('broadcast'))}</dt><dd id="detail-broadcast">${names(d.broadcast.map((c) => c.name))}</dd>` : '') +
-    `<dt>${esc(t('departments'))}</dt><dd id="detail-rules">${d.departments.map((x) => `${esc(deptName(x.id))}: ${esc(ruleText(x.rule, d.reasons))}`).join('<br>')}</dd>` +
-    `<dt>${esc(t('fallbacks'))}</dt><dd id="detail-fallbacks">${names(d.fallbacks.map((x) => deptName(x.id)))}</dd>` +
+    `<dt>${esc(t('departments'))}</dt><dd id="detail-rules">${d.departments.map((x) => `${esc(departmentName(x.id))}: ${esc(ruleText(x.rule, d.reasons))}`).join('<br>')}</dd>` +
+    `<dt>${esc(t('fallbacks'))}</dt><dd id="detail-fallbacks">${names(d.fallbacks.map((x) => departmentName(x.id)))}</dd>` +
     (d.facility ? `<dt>${esc(t('facility'))}</dt><dd>${esc(d.facility.name)} · ${esc(t('metres', Math.round(d.facility.distance_m || 0)))}</dd>` : '') +
     `</dl><h3>${esc(t('volunteers'))}</h3><ul id="detail-volunteers">${offers}</ul>${passed}` +
     `<h3>${esc(t('explanation'))}</h3><ul class="explanation" id="detail-explanation">${d.explanation.map((l) => `<li>${esc(l)}</li>`).join('')}</ul>` +

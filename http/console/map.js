@@ -98,6 +98,11 @@ function fitRegion() {
 export function buildLegend() {
   const map = view.map;
   if (!map) return;
+  // Leaflet's own zoom buttons, in the page's language.
+  for (const [selector, key] of [['.leaflet-control-zoom-in', 'zoom_in'], ['.leaflet-control-zoom-out', 'zoom_out']]) {
+    const button = map.getContainer().querySelector(selector);
+    if (button) { button.title = t(key); button.setAttribute('aria-label', t(key)); }
+  }
   if (view.wholeRegion) view.wholeRegion.remove();
   view.wholeRegion = L.control({ position: 'topleft' });
   view.wholeRegion.onAdd = () => {

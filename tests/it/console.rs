@@ -441,7 +441,7 @@ async fn console_shows_live_cases_and_actions_reach_every_console() {
         .await;
     }
 
-    // Reassigned from A to another department: B's board shows the new one.
+    // Reassigned from A to another department: B's board shows the new one, by name.
     a.find(Locator::Css("#board-rows .row[data-case-id=\"dup-b\"]")).await.expect("row").click().await.expect("open");
     a.wait().at_most(WAIT).for_element(Locator::Css("#detail[data-case-id=\"dup-b\"]")).await.expect("dup-b open");
     let select = a.find(Locator::Id("reassign-to")).await.expect("a department list");
@@ -462,7 +462,7 @@ async fn console_shows_live_cases_and_actions_reach_every_console() {
         &b,
         "the reassignment in B",
         "const row = document.querySelector('#board-rows .row[data-case-id=\"dup-b\"] .sub'); \
-         return row !== null && row.textContent.includes('dpw-ops-queue')",
+         return row !== null && row.textContent.includes('DPW Ops Queue')",
         vec![],
     )
     .await;

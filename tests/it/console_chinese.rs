@@ -10,7 +10,9 @@ use linkbus_tests::{WAIT, case, publish_case};
 use linkbus_wire::SourceSystem;
 use serde_json::Value;
 
-use crate::console::{DISPATCHER, shows_case};
+use fantoccini::Locator;
+
+use crate::console::{DISPATCHER, shows_case, until};
 use crate::console_map::Beijing;
 use crate::console_shapes::open;
 
@@ -85,6 +87,26 @@ async fn a_beijing_case_reads_in_chinese() {
         let head = head.as_str().unwrap_or_default();
         assert!(!head.replace(unnamed, "").contains('_'), "case {id}'s category is shown by its id: {head}");
     }
+
+    // The board names departments, Leaflet's buttons speak Chinese, and switching the page to
+    // English brings the opened case's explanation in English.
+    let read = |script: &'static str| {
+        let browser = beijing.browser.clone();
+        async move { browser.execute(script, vec![]).await.expect("the page reads") }
+    };
+    let row =
+        read("return document.querySelector('#board-rows .row[data-case-id=\"bj-arrest\"] .sub').textContent").await;
+    assert!(row.as_str().unwrap_or_default().contains("东城区卫生健康委员会"), "{row}");
+    let zoom = read("return document.querySelector('.leaflet-control-zoom-in').title").await;
+    assert_eq!(zoom, "放大");
+    beijing.browser.find(Locator::Id("lang")).await.expect("the language button").click().await.expect("English");
+    until(
+        &beijing.browser,
+        "the explanation in English",
+        "const e = document.getElementById('detail-explanation'); return e && e.textContent.includes('is outside every community') && e.textContent;",
+        vec![],
+    )
+    .await;
 
     // The API: Chinese when asked, English with the region's names when asked, and the stored
     // English sentences when nothing is asked.
