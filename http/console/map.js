@@ -240,11 +240,11 @@ export function drawRouting(r, pan) {
   for (const [id, distance] of offered) {
     const v = view.volunteers?.get(id);
     if (!v) continue;
-    view.routeLayer.addLayer(L.polyline([here, [v.lat, v.lon]], { color: '#2a9d8f', weight: 2, dashArray: '4 4' }).bindTooltip(`${id}: ${Math.round(distance)} m`, { permanent: true, direction: 'center' }));
+    view.routeLayer.addLayer(L.polyline([here, [v.lat, v.lon]], { color: '#2a9d8f', weight: 2, dashArray: '4 4' }).bindTooltip(`${id}: ${t('metres', Math.round(distance))}`, { permanent: true, direction: 'center' }));
     view.routeLayer.addLayer(L.circleMarker([v.lat, v.lon], { radius: 5, color: '#2a9d8f', fillColor: '#fff', fillOpacity: 1, weight: 2 }));
   }
   const f = r.decision.facility;
-  if (f) view.routeLayer.addLayer(L.circleMarker([f.location.lat, f.location.lon], { radius: 6, color: '#3f88c5', weight: 2 }).bindTooltip(`${f.name} · ${Math.round(f.distance_m)} m`));
+  if (f) view.routeLayer.addLayer(L.circleMarker([f.location.lat, f.location.lon], { radius: 6, color: '#3f88c5', weight: 2 }).bindTooltip(`${f.name} · ${t('metres', Math.round(f.distance_m))}`));
   if (pan) focus(here);
 }
 

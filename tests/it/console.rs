@@ -8,7 +8,7 @@
 //! board, escalated, until a dispatcher acknowledges it; the console reconnects after `linkbus up`
 //! restarts and shows what was published meanwhile; a countdown over a day reads in days and hours
 //! ("due in 2d 23h", "剩余 2天23时"); a screenshot with live cases is saved under
-//! the target folder (`UPDATE_SCREENSHOT=1` also writes `docs/console.png`). With 1,000 live cases
+//! the target folder (`UPDATE_SCREENSHOT=1` also writes `docs/console-sf.png`). With 1,000 live cases
 //! it measures how long the page takes to apply them and its frame times while scrolling the board
 //! (printed; `docs/console.md` reports them).
 
@@ -529,7 +529,8 @@ async fn console_shows_live_cases_and_actions_reach_every_console() {
     std::fs::write(&path, &png).expect("save the screenshot");
     eprintln!("screenshot: {}", path.display());
     if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
-        std::fs::write(linkbus_tests::repo_root().join("docs/console.png"), &png).expect("write docs/console.png");
+        std::fs::write(linkbus_tests::repo_root().join("docs/console-sf.png"), &png)
+            .expect("write docs/console-sf.png");
     }
     std::fs::write(screenshot_path("console-zh.png"), b.screenshot().await.expect("screenshot")).expect("save");
 

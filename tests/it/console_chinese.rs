@@ -4,7 +4,8 @@
 //! timeline (from their system notes) — in a real headless Chromium
 //! against a real `linkbus up` on the Beijing region (the harness of `console_map.rs`). The API
 //! answers the same case in the language `Accept-Language` asks for, and without it the English
-//! sentences stored with the decision.
+//! sentences stored with the decision. `UPDATE_SCREENSHOT=1` writes the screenshot of the opened
+//! case to `docs/console.png`.
 
 use linkbus_tests::{WAIT, case, publish_case};
 use linkbus_wire::SourceSystem;
@@ -46,7 +47,9 @@ async fn a_beijing_case_reads_in_chinese() {
     let (lon, lat) = DUOFUXIANG;
     // A cardiac arrest reported at priority 3: raised by the life-threatening rule, offered to
     // volunteers who know CPR, sent to the district's health commission.
-    let arrest = case("bj-arrest", SourceSystem::Emergency, "cardiac_arrest", lon, lat);
+    let mut arrest = case("bj-arrest", SourceSystem::Emergency, "cardiac_arrest", lon, lat);
+    arrest.data.address = Some("东城区多福巷 12 号".into());
+    arrest.data.description = Some("老人在家中突然倒地，呼之不应".into());
     // A street defect: the 街道 office's, a sub-district rule.
     let defect = case("bj-defect", SourceSystem::PublicService, "street_defects", lon + 0.001, lat);
     // A category Beijing does not know: the 12345 desk takes it.
@@ -55,6 +58,14 @@ async fn a_beijing_case_reads_in_chinese() {
     let outside = case("bj-outside", SourceSystem::PublicService, "streetlights", 118.9, 41.9);
     for event in [&arrest, &defect, &unknown, &outside] {
         publish_case(&beijing.bus.js, event).await;
+    }
+    // Around them, the day's other cases of the 311 vocabulary, for the screenshot.
+    let around =
+        ["noise_report", "abandoned_vehicle", "streetlights", "tree_maintenance", "sewer_issues", "elderly_assistance"];
+    for n in 0..24 {
+        let (dx, dy) = (f64::from(n % 6) * 0.012 - 0.03, f64::from(n / 6) * 0.01 - 0.015);
+        let event = case(&format!("bj-{n}"), SourceSystem::PublicService, around[n as usize % 6], lon + dx, lat + dy);
+        publish_case(&beijing.bus.js, &event).await;
     }
     for id in ["bj-arrest", "bj-defect", "bj-unknown", "bj-outside"] {
         shows_case(&beijing.browser, id).await;
@@ -88,6 +99,16 @@ async fn a_beijing_case_reads_in_chinese() {
         assert!(!head.replace(unnamed, "").contains('_'), "case {id}'s category is shown by its id: {head}");
     }
 
+    // The screenshot of the README: the cardiac arrest opened, in Chinese.
+    let shown = open(&beijing.browser, "bj-arrest").await;
+    assert!(shown.get("error").is_none(), "{shown}");
+    let png = beijing.browser.screenshot().await.expect("a screenshot");
+    std::fs::write(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-beijing.png"), &png)
+        .expect("save the screenshot");
+    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
+        std::fs::write(linkbus_tests::repo_root().join("docs/console.png"), &png).expect("write docs/console.png");
+    }
+
     // The board names departments, Leaflet's buttons speak Chinese, and switching the page to
     // English brings the opened case's explanation in English.
     let read = |script: &'static str| {
@@ -103,7 +124,7 @@ async fn a_beijing_case_reads_in_chinese() {
     until(
         &beijing.browser,
         "the explanation in English",
-        "const e = document.getElementById('detail-explanation'); return e && e.textContent.includes('is outside every community') && e.textContent;",
+        "const e = document.getElementById('detail-explanation'); return e && e.textContent.includes('is inside community') && e.textContent;",
         vec![],
     )
     .await;
