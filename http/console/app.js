@@ -15,7 +15,7 @@ import { alertLog, initAlerts, renderAlertsButton, renderUrgent } from './alerts
 import { api } from './api.js';
 import { fillFilters, initBoard, measureFrames, renderRows } from './board.js';
 import { initDetail, refreshDetail, renderDetail, select } from './detail.js';
-import { $ } from './dom.js';
+import { $, narrow } from './dom.js';
 import { connect, disconnect, invalidate, setLive } from './events.js';
 import { fmtTime, t, tz } from './i18n.js';
 import { buildLegend, clusterList, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, shownLabels, zoomToCommunity } from './map.js';
@@ -26,6 +26,7 @@ import { serverNow, state } from './state.js';
 function applyLanguage() {
   document.documentElement.lang = state.lang;
   document.querySelectorAll('[data-i18n]').forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  document.querySelectorAll('[data-i18n-placeholder]').forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
   $('lang').textContent = state.lang === 'en' ? '中文' : 'English';
   $('login-key').placeholder = t('sign_in_hint');
   if (state.region) { fillFilters(); buildLegend(); }
@@ -76,6 +77,8 @@ async function open() {
     initBoard(select, invalidate);
     initSearch();
     $('f-community').addEventListener('change', () => zoomToCommunity($('f-community').value));
+    // 2,300 communities in Beijing: typing narrows the list and picks the first match.
+    $('f-community-find').addEventListener('input', (e) => { if (narrow($('f-community'), e.target.value)) $('f-community').dispatchEvent(new Event('change')); });
     setInterval(tick, 1000);
     setInterval(loadVolunteers, 15000);
   }

@@ -5,7 +5,7 @@
 // server leaves out empty lists and absent objects.
 import { api } from './api.js';
 import { categoryName, departmentName, renderRows } from './board.js';
-import { $, esc, option } from './dom.js';
+import { $, esc, narrow, option } from './dom.js';
 import { eventName, fmtTime, localName, stateName, t, token } from './i18n.js';
 import { clearRouting, drawRouting } from './map.js';
 import { caseRecord } from './record.js';
@@ -43,12 +43,23 @@ export function initDetail(showLogin) {
     } else if (b.dataset.act === 'close') {
       const note = $('close-note').value.trim();
       confirmFirst(note ? { action: 'close', note } : { action: 'close' }, send);
+    } else if (b.dataset.act === 'note' || b.dataset.act === 'supervise') {
+      const field = b.dataset.act === 'note' ? 'note-text' : 'supervise-note';
+      const note = $(field).value.trim();
+      if (!note) refuse(field, 'need_note');
+      else send({ action: b.dataset.act, note });
+    } else if (b.dataset.act === 'follow_up') {
+      const note = $('follow-up-note').value.trim();
+      if (!note) refuse('follow-up-note', 'need_note');
+      else send({ action: 'follow_up', reached: $('follow-up-reached').value === 'yes', note });
     } else if (b.dataset.act === 'confirm' && pending) {
       const { body } = pending;
       setPending(null);
       send(body);
     } else if (b.dataset.act === 'unconfirm') setPending(null);
   });
+  // The department list is long (400 in Beijing): typing narrows it.
+  $('detail-body').addEventListener('input', (e) => { if (e.target.id === 'reassign-find') narrow($('reassign-to'), e.target.value); });
   $('detail-close').onclick = closeDetail;
   document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && state.detail) closeDetail(); });
 }
@@ -167,9 +178,12 @@ function actionsHtml(r) {
   const deptOptions = option('', t('choose_department')) + departments.map(([id, name]) => option(id, name)).join('');
   return `<div class="actions">` +
     (r.escalation_open ? `<button type="button" class="primary" data-act="ack">${esc(t('ack'))}</button>` : '') +
-    (open ? `<span class="action"><select id="reassign-to" required>${deptOptions}</select><input id="reassign-reason" required placeholder="${esc(t('reason_required'))}"><button type="button" data-act="reassign">${esc(t('reassign'))}</button></span>` : '') +
+    (open ? `<span class="action"><input id="reassign-find" type="search" placeholder="${esc(t('find_department'))}"><select id="reassign-to" required>${deptOptions}</select><input id="reassign-reason" required placeholder="${esc(t('reason_required'))}"><button type="button" data-act="reassign">${esc(t('reassign'))}</button></span>` : '') +
+    (open ? `<span class="action"><input id="supervise-note" required placeholder="${esc(t('supervise_required'))}"><button type="button" data-act="supervise">${esc(t('supervise'))}</button></span>` : '') +
     (open ? `<span class="action"><input id="cancel-reason" required placeholder="${esc(t('reason_required'))}"><button type="button" data-act="cancel">${esc(t('cancel_case'))}</button></span>` : '') +
     (open ? `<span class="action"><input id="close-note" placeholder="${esc(t('note'))}"><button type="button" data-act="close">${esc(t('close'))}</button></span>` : '') +
+    `<span class="action"><input id="note-text" required placeholder="${esc(t('note'))}"><button type="button" data-act="note">${esc(t('add_note'))}</button></span>` +
+    `<span class="action"><select id="follow-up-reached">${option('yes', t('reached'))}${option('no', t('not_reached'))}</select><input id="follow-up-note" required placeholder="${esc(t('call_note'))}"><button type="button" data-act="follow_up">${esc(t('follow_up'))}</button></span>` +
     `</div>`;
 }
 

@@ -143,3 +143,87 @@ async fn a_beijing_case_reads_in_chinese() {
     assert_eq!(language, None);
     assert!(stored.iter().any(|l| l.contains("category cardiac_arrest")), "{stored:?}");
 }
+
+/// Types `text` into the field `id` (emptied first).
+async fn type_into(browser: &fantoccini::Client, id: &str, text: &str) {
+    let field = browser.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("no field {id}: {e}"));
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+/// Clicks the detail's button for the action `act`.
+async fn press(browser: &fantoccini::Client, act: &str) {
+    let button = format!("#detail-actions button[data-act=\"{act}\"]");
+    browser.find(Locator::Css(&button)).await.expect("the action's button").click().await.expect("click");
+}
+
+/// Waits until the opened case's timeline contains `text`.
+async fn timeline_shows(browser: &fantoccini::Client, text: &str) {
+    until(
+        browser,
+        &format!("{text} on the timeline"),
+        "const l = document.querySelector('#detail .timeline'); return l && l.textContent.includes(arguments[0]);",
+        vec![serde_json::json!(text)],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_urges_notes_and_calls_back_in_chinese() {
+    use futures::StreamExt as _;
+
+    let beijing = Beijing::start().await;
+    let browser = &beijing.browser;
+    let (lon, lat) = DUOFUXIANG;
+    // The health commission's subject, where a 督办 reaches it.
+    let mut department = beijing.bus.client.subscribe("routed.dept.health-110101.>").await.expect("subscribe");
+    let arrest = case("bj-urge", SourceSystem::Emergency, "cardiac_arrest", lon, lat);
+    publish_case(&beijing.bus.js, &arrest).await;
+    shows_case(browser, "bj-urge").await;
+    let shown = open(browser, "bj-urge").await;
+    assert!(shown.get("error").is_none(), "{shown}");
+
+    // 督办: on the timeline under the department's name, and on the department's subject.
+    press(browser, "supervise").await;
+    until(
+        browser,
+        "the note asked for",
+        "return document.getElementById('action-msg').textContent.includes('请先填写')",
+        vec![],
+    )
+    .await;
+    type_into(browser, "supervise-note", "请立即出车").await;
+    press(browser, "supervise").await;
+    timeline_shows(browser, "督办 · 调度员 dana → 东城区卫生健康委员会（120急救）: 请立即出车").await;
+    let urged = loop {
+        let message = tokio::time::timeout(WAIT, department.next()).await.expect("in time").expect("a message");
+        let event: Value = serde_json::from_slice(&message.payload).expect("an event");
+        if event["data"]["entry"]["event"] == "supervised" {
+            break event;
+        }
+    };
+    assert_eq!(urged["data"]["entry"]["note"], "请立即出车", "{urged}");
+    assert_eq!(urged["data"]["entry"]["department"], "health-110101", "{urged}");
+
+    // A note, and a call back that did not reach the reporter.
+    type_into(browser, "note-text", "已联系家属").await;
+    press(browser, "note").await;
+    timeline_shows(browser, "备注 · 调度员 dana: 已联系家属").await;
+    browser.find(Locator::Id("follow-up-reached")).await.expect("reached?").select_by_value("no").await.expect("no");
+    type_into(browser, "follow-up-note", "无人接听").await;
+    press(browser, "follow_up").await;
+    timeline_shows(browser, "回访 · 调度员 dana: 未联系上：无人接听").await;
+
+    // Pickers narrow as one types: 400 departments, 2,300 communities.
+    type_into(browser, "reassign-find", "西城区消防").await;
+    let chosen = browser.execute("return document.getElementById('reassign-to').value", vec![]).await.expect("value");
+    assert_eq!(chosen, "fire-110102");
+    type_into(browser, "f-community-find", "多福巷").await;
+    until(
+        browser,
+        "the community chosen",
+        "return document.getElementById('f-community').value === '110101001001'",
+        vec![],
+    )
+    .await;
+}

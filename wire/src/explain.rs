@@ -539,6 +539,15 @@ pub enum SystemNote {
         /// Metres.
         distance_m: f64,
     },
+    /// Every candidate department rejected the case: the dispatchers must act.
+    AllRejected,
+    /// A dispatcher called the reporter back (回访).
+    FollowUp {
+        /// Whether the reporter was reached.
+        reached: bool,
+        /// What the dispatcher wrote of the call.
+        said: String,
+    },
     /// The resident's rating.
     Rated {
         /// 1–5.
@@ -599,6 +608,12 @@ impl SystemNote {
             Self::SplitOutOf { primary } => format!("split out of {primary}"),
             Self::Away { distance_m } if zh => format!("相距 {distance_m:.0} 米"),
             Self::Away { distance_m } => format!("{distance_m:.0} m away"),
+            Self::AllRejected if zh => "所有候选部门均已退回：须由调度员处理".to_owned(),
+            Self::AllRejected => "every candidate department rejected it: dispatchers must act".to_owned(),
+            Self::FollowUp { reached, said } if zh => {
+                format!("{}：{said}", if *reached { "已联系上" } else { "未联系上" })
+            }
+            Self::FollowUp { reached, said } => format!("{}: {said}", if *reached { "reached" } else { "not reached" }),
             Self::Rated { score, solved } if zh => format!("{score}/5，{}", if *solved { "已解决" } else { "未解决" }),
             Self::Rated { score, solved } => format!("{score}/5, {}", if *solved { "solved" } else { "not solved" }),
         }
@@ -896,6 +911,8 @@ mod tests {
             SystemNote::Away { distance_m: 986.4 },
             SystemNote::Rated { score: 4, solved: true },
             SystemNote::Rated { score: 2, solved: false },
+            SystemNote::AllRejected,
+            SystemNote::FollowUp { reached: false, said: "无人接听".into() },
         ]
     }
 
@@ -914,6 +931,8 @@ mod tests {
             "986 m away",
             "4/5, solved",
             "2/5, not solved",
+            "every candidate department rejected it: dispatchers must act",
+            "not reached: 无人接听",
         ];
         assert_eq!(english, expected);
         let chinese: Vec<String> = every_system_note().iter().map(|n| n.render(Lang::ZhCn, &Chinese)).collect();

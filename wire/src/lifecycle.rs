@@ -148,6 +148,14 @@ pub enum TimelineEvent {
     VolunteerDeclined,
     /// Offers went unanswered in time.
     VolunteerExpired,
+    /// A dispatcher's note on the case; the note is it.
+    Noted,
+    /// 督办: a dispatcher urged the responsible department (the entry's) to act; the note says
+    /// what. The department is told on its subject.
+    Supervised,
+    /// 回访: a dispatcher called the reporter back; the note says whether they were reached and
+    /// what they said.
+    FollowedUp,
     /// An event this version does not know (a newer one wrote it), its name kept. Never one of
     /// the names above: those always read as their own variant.
     #[serde(untagged)]
@@ -179,6 +187,9 @@ impl TimelineEvent {
             Self::VolunteerAccepted => "volunteer_accepted",
             Self::VolunteerDeclined => "volunteer_declined",
             Self::VolunteerExpired => "volunteer_expired",
+            Self::Noted => "noted",
+            Self::Supervised => "supervised",
+            Self::FollowedUp => "followed_up",
             Self::Other(name) => name,
         }
     }
@@ -487,6 +498,25 @@ pub enum Action {
         /// The report to split out.
         report_id: String,
     },
+    /// A dispatcher's note on the timeline, the state unchanged (dispatchers only).
+    Note {
+        /// The note.
+        note: String,
+    },
+    /// 督办: urge the responsible department(s) to act, on their subject and the timeline, the
+    /// state unchanged (dispatchers only, open cases).
+    Supervise {
+        /// What is urged.
+        note: String,
+    },
+    /// 回访: the reporter was called back (dispatchers only), the state unchanged; a rating they
+    /// gave on the call is recorded with `rate` through the residents' endpoint.
+    FollowUp {
+        /// Whether the reporter was reached.
+        reached: bool,
+        /// What they said, or why they were not reached.
+        note: String,
+    },
     /// The reporter's verdict on a resolved case; `solved: false` reopens it.
     Rate {
         /// 1 to 5.
@@ -513,6 +543,9 @@ impl Action {
             Self::Reassign { .. } => "reassign",
             Self::AcknowledgeEscalation {} => "acknowledge_escalation",
             Self::Split { .. } => "split",
+            Self::Note { .. } => "note",
+            Self::Supervise { .. } => "supervise",
+            Self::FollowUp { .. } => "follow_up",
             Self::Rate { .. } => "rate",
         }
     }
@@ -523,7 +556,12 @@ impl Action {
         let blank = |text: &str| text.trim().is_empty();
         match self {
             Self::Reject { reason } | Self::Cancel { reason } => blank(reason).then_some("reason"),
-            Self::Progress { note } | Self::Resolve { note } | Self::Update { note } => blank(note).then_some("note"),
+            Self::Progress { note }
+            | Self::Resolve { note }
+            | Self::Update { note }
+            | Self::Note { note }
+            | Self::Supervise { note }
+            | Self::FollowUp { note, .. } => blank(note).then_some("note"),
             Self::Reassign { department, .. } if blank(department) => Some("department"),
             Self::Reassign { reason, .. } => blank(reason).then_some("reason"),
             _ => None,

@@ -2,11 +2,12 @@
 //! what, in which state, and what each does to the record.
 
 use jiff::Timestamp;
+use linkbus_wire::explain::SystemNote;
 use linkbus_wire::{Action, Actor, ActorKind, AssignmentReason, CaseRecord, CaseState, Rating, TimelineEvent};
 
 use super::escalation::Ladder;
 use super::offers::withdraw_offers;
-use super::outcome::{Effect, Outcome, Refused, log};
+use super::outcome::{Effect, Outcome, Refused, log, log_noted};
 use super::policy::Policy;
 use super::rating;
 
@@ -128,6 +129,25 @@ pub fn act(
             log(&mut r, now, TimelineEvent::EscalationAcknowledged, actor, None, None);
         }
         Action::Split { .. } => return Err(Refused::Invalid("split is done on the merged case".into())),
+        Action::Note { note } => log(&mut r, now, TimelineEvent::Noted, actor, None, Some(note.trim().to_owned())),
+        Action::Supervise { note } => {
+            if !state.is_open() {
+                return invalid("supervise");
+            }
+            // The department that accepted it, else those it waits on.
+            let responsible = match &r.accepted_by {
+                Some(d) => vec![d.clone()],
+                None => r.departments.clone(),
+            };
+            for department in responsible {
+                log(&mut r, now, TimelineEvent::Supervised, actor, Some(&department), Some(note.trim().to_owned()));
+                effects.push(Effect::Notify { department, entry: r.timeline.len() - 1 });
+            }
+        }
+        Action::FollowUp { reached, note } => {
+            let note = SystemNote::FollowUp { reached: *reached, said: note.trim().to_owned() };
+            log_noted(&mut r, now, TimelineEvent::FollowedUp, actor, None, note);
+        }
         Action::Rate { score, solved, comment } => {
             if !matches!(state, CaseState::Resolved | CaseState::Closed) {
                 return invalid("rate");
@@ -222,8 +242,7 @@ fn reroute(r: &mut CaseRecord, now: Timestamp, policy: &Policy, effects: &mut Ve
             r.state = CaseState::Rejected;
             r.accept_by = None;
             r.escalation_open = true;
-            let note = Some("every candidate department rejected it: dispatchers must act".to_owned());
-            log(r, now, TimelineEvent::Escalated, &Actor::system(), None, note);
+            log_noted(r, now, TimelineEvent::Escalated, &Actor::system(), None, SystemNote::AllRejected);
             r.escalations += 1;
         }
     }

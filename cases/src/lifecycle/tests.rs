@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use linkbus_wire::{
     Action, Actor, ActorKind, AssignmentReason, CaseRecord, CaseReport, CaseState, CommunityMatch, CommunityOutcome,
     Decision, DepartmentChoice, DepartmentRule, JurisdictionLevel, Location, OfferStatus, RoutedCase, SourceSystem,
-    VolunteerChoice, VolunteerSearch,
+    TimelineEvent, VolunteerChoice, VolunteerSearch,
 };
 
 use super::*;
@@ -453,4 +453,53 @@ fn a_reopened_case_gets_a_fresh_deadline_from_whoever_has_it() {
     let reopened = act(&resolved.record, &resident, &not_solved, t(3), &p, &l).expect("rate");
     assert_eq!((reopened.record.state, reopened.record.accept_by), (CaseState::Routed, Some(t(303))));
     assert_eq!(reopened.effects, [Effect::Assign { department: "station".into(), reason: AssignmentReason::Reopened }]);
+}
+
+#[test]
+fn a_dispatcher_notes_supervises_and_follows_up_without_changing_the_state() {
+    let p = policy();
+    let dispatcher = Actor { kind: ActorKind::Dispatcher, id: "li".into() };
+    let r = open(&routed("c1", &[]), t(0), &p);
+
+    // 督办 while it waits to be accepted: the department it waits on is told.
+    let urge = Action::Supervise { note: "  the resident called twice  ".into() };
+    let out = act(&r, &dispatcher, &urge, t(5), &p, &ladder()).expect("supervise");
+    let entry = out.record.timeline.last().expect("an entry");
+    assert_eq!(
+        (&entry.event, entry.department.as_deref(), entry.note.as_deref()),
+        (&TimelineEvent::Supervised, Some("station"), Some("the resident called twice"))
+    );
+    assert_eq!(out.effects, [Effect::Notify { department: "station".into(), entry: 1 }]);
+    assert_eq!((out.record.state, out.record.accept_by), (r.state, r.accept_by));
+
+    // Once accepted, only the department that accepted it.
+    let r = act(&out.record, &dept("station"), &Action::Accept {}, t(10), &p, &ladder()).expect("accept").record;
+    let out = act(&r, &dispatcher, &urge, t(20), &p, &ladder()).expect("supervise");
+    assert_eq!(out.effects, [Effect::Notify { department: "station".into(), entry: 3 }]);
+
+    // A department may neither note, supervise nor follow up.
+    for action in
+        [Action::Note { note: "x".into() }, urge.clone(), Action::FollowUp { reached: true, note: "x".into() }]
+    {
+        assert!(matches!(act(&r, &dept("station"), &action, t(30), &p, &ladder()), Err(Refused::Forbidden(_))));
+    }
+
+    // Closed: a note and a follow-up still go on the timeline, a 督办 does not.
+    let r = act(&r, &dispatcher, &Action::Close { note: None }, t(40), &p, &ladder()).expect("close").record;
+    assert!(matches!(act(&r, &dispatcher, &urge, t(50), &p, &ladder()), Err(Refused::Invalid(_))));
+    let noted = act(&r, &dispatcher, &Action::Note { note: "checked on site".into() }, t(50), &p, &ladder())
+        .expect("note")
+        .record;
+    let call = Action::FollowUp { reached: false, note: "no answer".into() };
+    let called = act(&noted, &dispatcher, &call, t(60), &p, &ladder()).expect("follow up");
+    assert!(called.effects.is_empty());
+    let entry = called.record.timeline.last().expect("an entry");
+    assert_eq!((&entry.event, entry.note.as_deref()), (&TimelineEvent::FollowedUp, Some("not reached: no answer")));
+    assert_eq!(called.record.state, CaseState::Closed);
+    let events: Vec<&str> = called.record.timeline.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(&events[events.len() - 3..], ["closed", "noted", "followed_up"]);
+
+    // Each needs its words.
+    let blank = Action::Note { note: " ".into() };
+    assert!(matches!(act(&r, &dispatcher, &blank, t(70), &p, &ladder()), Err(Refused::Invalid(_))));
 }

@@ -228,7 +228,12 @@ pub(super) fn check_texts(action: &Action) -> Result<(), ApiError> {
     }
     let texts: Vec<&str> = match action {
         Action::Reject { reason } | Action::Cancel { reason } => vec![reason],
-        Action::Progress { note } | Action::Resolve { note } | Action::Update { note } => vec![note],
+        Action::Progress { note }
+        | Action::Resolve { note }
+        | Action::Update { note }
+        | Action::Note { note }
+        | Action::Supervise { note }
+        | Action::FollowUp { note, .. } => vec![note],
         Action::Close { note } => note.iter().map(String::as_str).collect(),
         Action::Reassign { department, reason } => vec![department, reason],
         Action::Split { report_id } => vec![report_id],
