@@ -244,7 +244,12 @@ function card(v) {
     : null;
   const left = el('span', { className: 'left', 'data-expires': v.expires_at });
   countdown(left);
-  const actions = taken ? el('p', { className: 'taken' }, t('taken_by_you')) : el('div', { className: 'actions' },
+  const did = (event) => (v.updates ?? []).some((u) => u.event === event);
+  const step = (name, event) => (did(event) ? null
+    : el('button', { type: 'button', className: `step ${name}`, onclick: () => report(v.case_id, name) }, t('step_' + name)));
+  const steps = did('volunteer_handed_over') ? el('p', { className: 'taken' }, t('handed_over_done'))
+    : el('div', { className: 'actions' }, did('volunteer_arrived') ? step('handed_over', 'volunteer_handed_over') : step('arrived', 'volunteer_arrived'));
+  const actions = taken ? el('div', {}, el('p', { className: 'taken' }, t('taken_by_you')), steps) : el('div', { className: 'actions' },
     el('button', { type: 'button', className: 'accept', onclick: () => answer(v.case_id, true) }, t('accept')),
     el('button', { type: 'button', className: 'decline', onclick: () => answer(v.case_id, false) }, t('decline')));
   const updates = taken && v.updates?.length ? el('div', { className: 'updates' }, el('h3', {}, t('updates')),
@@ -255,6 +260,16 @@ function card(v) {
     el('p', { className: 'where' }, taken ? `${t('go_to')}: ` : '', v.address ?? '', v.community ? ` (${v.community})` : ''),
     v.description ? el('p', { className: 'muted' }, v.description) : null,
     facility, el('div', { className: 'map' }), actions, updates);
+}
+
+/** Reports arriving or handing over on a case taken. */
+async function report(caseId, step) {
+  try {
+    await api(`/api/volunteer/me/offers/${encodeURIComponent(caseId)}/step`, { method: 'POST', body: JSON.stringify({ step }) });
+  } catch (err) {
+    if (err.status === 401) return signOut(t('bad_key', err.message));
+    notice(t('refused', err.message), 'refused', caseId);
+  }
 }
 
 async function answer(caseId, accept) {

@@ -15,6 +15,7 @@ const I18N = {
     priority: 'Priority {0}', away: '{0} away', left: '{0} left to answer', expired: 'time is up',
     accept: 'Accept', decline: 'Decline', facility: 'Bring: {0}, {1} from the case', go_to: 'Go to',
     updates: 'Case updates', taken_by_you: 'You took this case',
+    step_arrived: 'I have arrived', step_handed_over: 'Handed over', handed_over_done: 'Handed over — thank you!',
     reason_taken: 'Another volunteer took case {0}.', reason_case_closed: 'Case {0} was closed or withdrawn.',
     reason_expired: 'The offer for case {0} expired.', reason_declined: 'You declined case {0}.',
     history: 'My history and hours', history_sum: '{0} cases taken, {1} hours', no_history: 'No offers yet.',
@@ -34,6 +35,7 @@ const I18N = {
     priority: '优先级 {0}', away: '距离 {0}', left: '剩余 {0} 可回复', expired: '已超时',
     accept: '接受', decline: '拒绝', facility: '携带：{0}，距事发点 {1}', go_to: '前往',
     updates: '事件进展', taken_by_you: '您已接受此事件',
+    step_arrived: '我已到达', step_handed_over: '已交接', handed_over_done: '已交接，谢谢您！',
     reason_taken: '事件 {0} 已由其他志愿者接受。', reason_case_closed: '事件 {0} 已关闭或撤回。',
     reason_expired: '事件 {0} 的邀请已超时。', reason_declined: '您已拒绝事件 {0}。',
     history: '我的记录与时长', history_sum: '已接受 {0} 件，{1} 小时', no_history: '暂无邀请。',
@@ -44,6 +46,7 @@ const I18N = {
     skill_cpr: '心肺复苏', skill_first_aid: '急救', skill_elderly_care: '助老', skill_cleanup: '清洁',
     event_accepted: '部门签收', event_progress: '处理中', event_resolved: '已办结', event_closed: '已关闭',
     event_cancelled: '已取消', event_volunteer_accepted: '志愿者接受', event_escalated: '已升级',
+    event_volunteer_arrived: '志愿者到达', event_volunteer_handed_over: '志愿者已交接',
     kind_aed: 'AED 除颤仪', kind_fire_station: '消防站',
   },
 };

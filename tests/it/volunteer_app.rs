@@ -206,6 +206,24 @@ async fn a_volunteer_credential_is_its_volunteer_s_only_and_revocable() {
     assert!(refused["error"].as_str().is_some_and(|e| e.contains("not offered to vol-b")), "{refused}");
     let (status, _) = setup.call(Method::POST, "api/volunteer/me/offers/va-1/answer", &b, json!({"take": true})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // a takes it; only a reports its steps, in order, over the app's API or NATS alike.
+    let (status, reply) =
+        setup.call(Method::POST, "api/volunteer/me/offers/va-1/answer", &a, json!({"accept": true})).await;
+    assert_eq!((status, reply["ok"].clone()), (StatusCode::OK, json!(true)), "{reply}");
+    let (status, refused) =
+        setup.call(Method::POST, "api/volunteer/me/offers/va-1/step", &b, json!({"step": "arrived"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let step = |step: &str| {
+        let body = json!({"case_id": "va-1", "step": step}).to_string();
+        setup.bus.client.request(linkbus_wire::subjects::volunteer_answer("vol-a"), body.into())
+    };
+    let reply: Value = serde_json::from_slice(&step("handed_over").await.expect("a reply").payload).expect("json");
+    assert!(reply["error"].as_str().is_some_and(|e| e.contains("arriving before")), "{reply}");
+    let reply: Value = serde_json::from_slice(&step("arrived").await.expect("a reply").payload).expect("json");
+    assert_eq!(reply["ok"], true, "{reply}");
+    let (status, refused) =
+        setup.call(Method::POST, "api/volunteer/me/offers/va-1/step", &a, json!({"step": "arrived"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "once: {refused}");
 
     // Throttled: at most 6 updates a minute (one was taken above).
     let mut statuses = vec![];
@@ -374,6 +392,14 @@ async fn volunteers_phones_take_a_cardiac_arrest_with_the_nearest_aed() {
         vec![],
     )
     .await;
+    // The taken case, where to go and the AED, as the phone shows it.
+    a.execute("window.scrollTo(0, document.getElementById('offers').offsetTop - 64)", vec![]).await.expect("scroll");
+    let png = a.screenshot().await.expect("screenshot");
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("volunteer.png");
+    std::fs::write(&out, &png).expect("screenshot written");
+    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
+        std::fs::write(linkbus_tests::repo_root().join("docs/volunteer.png"), &png).expect("docs/volunteer.png");
+    }
     // The dispatcher's API shows the acceptance.
     let record = case_until(&setup.linkbus, "va-ca-1", "a's acceptance", |r| {
         r["timeline"].as_array().is_some_and(|t| t.iter().any(|e| e["event"] == "volunteer_accepted"))
@@ -381,6 +407,23 @@ async fn volunteers_phones_take_a_cardiac_arrest_with_the_nearest_aed() {
     .await;
     let accepted = record["timeline"].as_array().and_then(|t| t.iter().find(|e| e["event"] == "volunteer_accepted"));
     assert_eq!(accepted.map(|e| e["actor"].clone()), Some(json!({"kind": "volunteer", "id": "vol-a"})));
+    // a arrives, then hands over; the dispatcher sees both.
+    for (button, event) in [("arrived", "volunteer_arrived"), ("handed_over", "volunteer_handed_over")] {
+        a.find(Locator::Css(&format!("article.offer[data-case-id=\"va-ca-1\"] button.step.{button}")))
+            .await
+            .unwrap_or_else(|e| panic!("a {button} button: {e}"))
+            .click()
+            .await
+            .expect("report the step");
+        case_until(&setup.linkbus, "va-ca-1", event, |r| {
+            r["timeline"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|e| e["event"] == event && e["actor"]["id"] == "vol-a"))
+        })
+        .await;
+    }
+    let done = until(&a, "handed over on a's phone", "return document.querySelector('article.offer.accepted .taken:last-of-type')?.textContent.includes('Handed over')", vec![]).await;
+    assert_eq!(done, json!(true));
     // b's open app: the offer is gone, with the reason.
     let notice = until(
         &b,
@@ -402,12 +445,6 @@ async fn volunteers_phones_take_a_cardiac_arrest_with_the_nearest_aed() {
     for browser in [&a, &b] {
         let errors = browser.execute("return window.linkbusVolunteer.errors()", vec![]).await.expect("errors");
         assert_eq!(errors, json!([]), "no script errors");
-    }
-    let png = a.screenshot().await.expect("screenshot");
-    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("volunteer.png");
-    std::fs::write(&out, &png).expect("screenshot written");
-    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
-        std::fs::write(linkbus_tests::repo_root().join("docs/volunteer.png"), &png).expect("docs/volunteer.png");
     }
 
     // A fresh phone's first load of the app: bytes on the wire and first paint.

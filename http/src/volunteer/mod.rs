@@ -10,6 +10,7 @@
 //! | `PUT /api/volunteer/me/status` | volunteer credential | on/off duty, skills, position ([`StatusUpdate`]), checked, throttled | `status` |
 //! | `GET /api/volunteer/me/offers` | volunteer credential | Server-Sent Events: `reset` (its offers), then `offer` ([`OfferView`]) per change | `offers` |
 //! | `POST /api/volunteer/me/offers/{case_id}/answer` | volunteer credential | `{"accept": bool}`, the answer `volunteer.<id>.answer` takes; answers an action reply | `offers` |
+//! | `POST /api/volunteer/me/offers/{case_id}/step` | volunteer credential | `{"step": "arrived" \| "handed_over"}` of the case it took, as `volunteer.<id>.answer` takes it | `offers` |
 //! | `GET /api/volunteer/me/history` | volunteer credential | every case offered to it, and its hours ([`History`]) | `offers` |
 //! | `GET /volunteer/`, `/volunteer/{file}` | anyone | the app: page, scripts, manifest, service worker | `assets` |
 //!
@@ -21,7 +22,8 @@
 //!
 //! **Not a second implementation.** A status is the volunteer-status value the app would put in
 //! the volunteers bucket itself (the routers follow it); an answer goes through the case book's
-//! [`CaseBook::answer`], which `volunteer.<id>.answer` also calls; the offers come from the case
+//! [`CaseBook::answer`] (a step through [`CaseBook::volunteer_step`]), which
+//! `volunteer.<id>.answer` also calls; the offers come from the case
 //! book's records, the ones it writes `volunteer.<id>.offer` and `offer_closed` from, with the
 //! record's nearest facility. Never the reporter's contact.
 
@@ -110,7 +112,7 @@ impl VolunteerMetrics {
         let requests = IntCounterVec::new(
             Opts::new(
                 "linkbus_volunteer_app_requests_total",
-                "Volunteers' app requests, by what (status, answer, credential) and outcome (ok, refused).",
+                "Volunteers' app requests, by what (status, answer, step, credential) and outcome (ok, refused).",
             ),
             &["what", "outcome"],
         )?;
@@ -154,6 +156,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(app: Option<Arc<Volunteer
         .route("/api/volunteer/me/status", put(status::update))
         .route("/api/volunteer/me/offers", get(offers::stream))
         .route("/api/volunteer/me/offers/{case_id}/answer", post(offers::answer))
+        .route("/api/volunteer/me/offers/{case_id}/step", post(offers::step))
         .route("/api/volunteer/me/history", get(offers::history))
         .route("/volunteer", get(assets::redirect))
         .route("/volunteer/", get(assets::page))

@@ -5,7 +5,8 @@
 //! A view is what the offer event carries (category, priority, place, distance, the time left)
 //! and the case's nearest facility (the AED of a cardiac arrest), the outline of the case's
 //! community for the map, and why an offer closed (`taken`, `case_closed`, `expired`, as
-//! `offer_closed` says). After accepting, the case's updates: each entry's time, event and
+//! `offer_closed` says). After accepting, it reports arriving and handing over (the lifecycle's
+//! volunteer steps), and sees the case's updates: each entry's time, event and
 //! department, never its note (notes are the departments' and dispatchers'), never the
 //! reporter.
 
@@ -23,7 +24,7 @@ use futures::StreamExt as _;
 use jiff::Timestamp;
 use linkbus_wire::{
     ActionReply, ActorKind, CaseRecord, CaseState, FacilityChoice, Location, OfferStatus, TimelineEvent,
-    VolunteerAnswer,
+    VolunteerAnswer, VolunteerStep, VolunteerStepReport,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
@@ -101,7 +102,8 @@ pub struct History {
     pub offers: Vec<OfferView>,
     /// Offers it accepted.
     pub accepted: usize,
-    /// Hours from each acceptance to the case's resolution or end (or now, while open).
+    /// Hours from each acceptance to handing over, or the case's resolution or end (or now,
+    /// while none of those).
     pub hours: f64,
 }
 
@@ -163,12 +165,16 @@ fn outline(app: &VolunteerApp, r: &CaseRecord) -> Vec<Vec<[f64; 2]>> {
     community.boundary.0.iter().map(|p| p.exterior().0.iter().map(|c| [round(c.x), round(c.y)]).collect()).collect()
 }
 
-/// Hours from `volunteer`'s acceptance of `r` to its resolution or end, or `now`.
+/// Hours from `volunteer`'s acceptance of `r` to its handing over, or the case's resolution or
+/// end, or `now`.
 fn hours(r: &CaseRecord, volunteer: &str, now: Timestamp) -> f64 {
     let Some(entries) = since_accepted(r, volunteer) else { return 0.0 };
     let ended = entries
         .iter()
-        .find(|e| matches!(e.event, TimelineEvent::Resolved | TimelineEvent::Closed | TimelineEvent::Cancelled))
+        .find(|e| {
+            matches!(e.event, TimelineEvent::Resolved | TimelineEvent::Closed | TimelineEvent::Cancelled)
+                || (e.event == TimelineEvent::VolunteerHandedOver && e.actor.id == volunteer)
+        })
         .map_or(now, |e| e.at);
     (ended.as_second() - entries[0].at.as_second()).max(0) as f64 / 3600.0
 }
@@ -274,6 +280,38 @@ pub(super) async fn answer(
     }
     .await;
     app.metrics.count("answer", &result);
+    result.map(Json)
+}
+
+/// `POST /api/volunteer/me/offers/{case_id}/step`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Step {
+    step: VolunteerStep,
+}
+
+/// `POST /api/volunteer/me/offers/{case_id}/step`: `{"step": "arrived" | "handed_over"}` of the
+/// volunteer who took the case, as on `volunteer.<id>.answer`; answers an action reply. 403 for a
+/// case it did not take, 409 out of order or repeated.
+pub(super) async fn step(
+    State(state): State<AppState>,
+    Volunteer(id): Volunteer,
+    Path(case_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ActionReply>, ApiError> {
+    let app = state.app()?;
+    let result = async {
+        if !linkbus_wire::is_event_id(&case_id) {
+            return Err(ApiError::Invalid(format!("{case_id:?} is not a case id")));
+        }
+        let Step { step } =
+            serde_json::from_slice(&body?).map_err(|e| ApiError::Invalid(format!("not a step: {e}")))?;
+        let record = app.book.volunteer_step(&id, &VolunteerStepReport { case_id, step }).await?;
+        info!(volunteer = %id, case = %record.case_id, ?step, "volunteer reported a step in the app");
+        Ok(ActionReply { ok: true, case_id: record.case_id, state: Some(record.state), error: None, assignment: None })
+    }
+    .await;
+    app.metrics.count("step", &result);
     result.map(Json)
 }
 
