@@ -232,6 +232,29 @@ async fn a_volunteer_credential_is_its_volunteer_s_only_and_revocable() {
     }
     assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
 
+    // a was sent one offer this hour, of at most 6 (the ledger follows the offers stream).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, me) = setup.call(Method::GET, "api/volunteer/me", &a, Value::Null).await;
+        if me["offers_last_hour"] == 1 {
+            assert_eq!(me["max_offers_per_hour"], 6, "{me}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a's offer is not counted: {me}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Counted: 6 statuses put, 4 refused (3 invalid, 1 over the rate); an answer each way.
+    let metrics = setup.http.get(setup.url("metrics")).send().await.expect("metrics").text().await.expect("text");
+    for series in [
+        r#"linkbus_volunteer_app_requests_total{outcome="ok",what="status"} 6"#,
+        r#"linkbus_volunteer_app_requests_total{outcome="refused",what="status"} 4"#,
+        r#"linkbus_volunteer_app_requests_total{outcome="ok",what="answer"} 1"#,
+        r#"linkbus_volunteer_app_requests_total{outcome="refused",what="step"} 2"#,
+        r#"linkbus_volunteer_app_requests_total{outcome="ok",what="credential"} 2"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+
     // Revoked: a's credential stops working at once.
     let (status, _) = setup.call(Method::DELETE, "api/volunteers/vol-a/credential", DISPATCHER, Value::Null).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -442,6 +465,10 @@ async fn volunteers_phones_take_a_cardiac_arrest_with_the_nearest_aed() {
     a.find(Locator::Id("history-load")).await.expect("history").click().await.expect("load history");
     until(&a, "a's history", "return document.querySelector('#history li[data-case-id=\"va-ca-1\"]') !== null", vec![])
         .await;
+    // 中文: b's phone in Chinese.
+    b.find(Locator::Id("lang")).await.expect("the language button").click().await.expect("switch");
+    let duty = b.find(Locator::Id("duty")).await.expect("duty").text().await.expect("text");
+    assert_eq!(duty, "离岗", "go off duty, in Chinese");
     for browser in [&a, &b] {
         let errors = browser.execute("return window.linkbusVolunteer.errors()", vec![]).await.expect("errors");
         assert_eq!(errors, json!([]), "no script errors");
@@ -464,6 +491,18 @@ async fn volunteers_phones_take_a_cardiac_arrest_with_the_nearest_aed() {
     )
     .await;
     println!("volunteer app, first load on a phone-sized headless Chromium: {measured}");
+    // Installable: the manifest, and the service worker active over the app's scope.
+    let installable = fresh
+        .execute_async(
+            "const done = arguments[0]; \
+             Promise.all([fetch(document.querySelector('link[rel=manifest]').href).then((r) => r.json()), \
+                          navigator.serviceWorker.ready]) \
+               .then(([m, sw]) => done([m.start_url, m.display, sw.scope, Boolean(sw.active)]), (e) => done(String(e)));",
+            vec![],
+        )
+        .await
+        .expect("manifest and service worker");
+    assert_eq!(installable, json!(["/volunteer/", "standalone", setup.url("volunteer/"), true]));
     for browser in [a, b, fresh] {
         browser.close().await.expect("close");
     }
