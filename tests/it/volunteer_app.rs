@@ -465,10 +465,30 @@ async fn volunteers_phones_take_a_cardiac_arrest_with_the_nearest_aed() {
     a.find(Locator::Id("history-load")).await.expect("history").click().await.expect("load history");
     until(&a, "a's history", "return document.querySelector('#history li[data-case-id=\"va-ca-1\"]') !== null", vec![])
         .await;
-    // 中文: b's phone in Chinese.
+    // b's credential is revoked: b's open app is told so and asks to sign in again.
+    let (status, _) =
+        setup.call(reqwest::Method::DELETE, "api/volunteers/vol-b/credential", DISPATCHER, Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let deadline = tokio::time::Instant::now() + WAIT + Duration::from_secs(15);
+    loop {
+        let signed_out = b
+            .execute(
+                "return !document.getElementById('login').hidden && document.getElementById('login-error').textContent",
+                vec![],
+            )
+            .await
+            .expect("script");
+        if let Some(text) = signed_out.as_str() {
+            assert!(text.contains("revoked"), "{text}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "b's app still open after its credential was revoked");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // 中文: b's sign-in page in Chinese.
     b.find(Locator::Id("lang")).await.expect("the language button").click().await.expect("switch");
-    let duty = b.find(Locator::Id("duty")).await.expect("duty").text().await.expect("text");
-    assert_eq!(duty, "离岗", "go off duty, in Chinese");
+    let title = b.find(Locator::Css("#login h1")).await.expect("title").text().await.expect("text");
+    assert_eq!(title, "志愿者登录", "the sign-in, in Chinese");
     for browser in [&a, &b] {
         let errors = browser.execute("return window.linkbusVolunteer.errors()", vec![]).await.expect("errors");
         assert_eq!(errors, json!([]), "no script errors");

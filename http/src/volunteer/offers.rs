@@ -199,10 +199,14 @@ fn reset_event(app: &VolunteerApp, volunteer: &str) -> Event {
     Event::default().event("reset").data(body.to_string())
 }
 
+/// How often an open offer stream checks that its credential still stands (besides before each
+/// event it sends).
+const RECHECK: Duration = Duration::from_secs(10);
+
 /// `GET /api/volunteer/me/offers`: a `reset` with the open offers and the open cases taken, then
 /// an `offer` per change of a case offered to the volunteer (a `reset` again if the stream fell
-/// behind). Ends when `linkbus up` stops, or at the first change after the credential is
-/// revoked.
+/// behind). Ends when `linkbus up` stops, or within [`RECHECK`] of the credential's revocation
+/// (the app then reconnects, is refused, and asks to sign in).
 pub(super) async fn stream(State(state): State<AppState>, Volunteer(id): Volunteer) -> Result<Response, ApiError> {
     let app = state.app()?.clone();
     info!(volunteer = %id, "volunteer app following its offers");
@@ -211,20 +215,31 @@ pub(super) async fn stream(State(state): State<AppState>, Volunteer(id): Volunte
     let reset = reset_event(&app, &id);
     let stop = app.stop.clone();
     let open = OpenStream::new(&app);
-    let live = futures::stream::unfold((changes, app, id, open), |(mut changes, app, id, open)| async move {
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = (changes, app, id, open, recheck);
+    let live = futures::stream::unfold(state, |(mut changes, app, id, open, mut recheck)| async move {
         loop {
-            let event = match changes.recv().await {
-                Ok(record) => match view(&app, &record, &id, true) {
-                    Some(v) => Event::default().event("offer").data(serde_json::to_string(&v).unwrap_or_default()),
-                    None => continue,
+            let event = tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(record) => match view(&app, &record, &id, true) {
+                        Some(v) => Event::default().event("offer").data(serde_json::to_string(&v).unwrap_or_default()),
+                        None => continue,
+                    },
+                    Err(RecvError::Lagged(_)) => reset_event(&app, &id),
+                    Err(RecvError::Closed) => return None,
                 },
-                Err(RecvError::Lagged(_)) => reset_event(&app, &id),
-                Err(RecvError::Closed) => return None,
+                _ = recheck.tick() => {
+                    if still_valid(&app, &id).await {
+                        continue;
+                    }
+                    return None;
+                }
             };
             if !still_valid(&app, &id).await {
                 return None;
             }
-            return Some((Ok::<_, Infallible>(event), (changes, app, id, open)));
+            return Some((Ok::<_, Infallible>(event), (changes, app, id, open, recheck)));
         }
     });
     let stream = futures::stream::once(async move { Ok(reset.retry(Duration::from_secs(2))) })
