@@ -23,7 +23,7 @@
 //! SHA-256 hashes of the keys (`[[api.keys]]`, [`crate::auth::hash_key`]). A department key sees
 //! only the cases its department has or had ([`linkbus_cases::book::involves`]) and acts as that
 //! department; a dispatcher key sees everything and acts as that dispatcher; an operator key only
-//! reads; a source key may only use the residents' endpoints and the adapters. A key whose role
+//! reads cases (both issue and revoke volunteers' app credentials); a source key may only use the residents' endpoints and the adapters. A key whose role
 //! may not use an endpoint gets 403. What may be done to a case is the lifecycle's decision
 //! (`linkbus_cases::lifecycle`), which records the actor in the timeline. A request without an
 //! `Authorization` header may instead carry the dispatcher console's session cookie (and, to
