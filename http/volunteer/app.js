@@ -92,7 +92,7 @@ function renderMe() {
   if (app.sentAt) $('position').textContent = t('position_sent', clock(new Date(app.sentAt).toISOString()), where);
   else if (!$('position').textContent) $('position').textContent = t('position_none');
   const { offers_last_hour: n, max_offers_per_hour: cap } = app.me;
-  $('cap').hidden = n < cap - 1;
+  $('cap').hidden = n === 0 || n < cap - 1;
   $('cap').textContent = n >= cap ? t('cap', n, cap) : t('cap_near', n, cap);
 }
 
@@ -207,8 +207,16 @@ function onEvent(event, data) {
   renderOffers();
 }
 
+/** The volunteer again: the hourly count changes with each offer and as the hour rolls on (the
+ * server's ledger follows the offers, so an offer just shown may count a moment later). */
+function refreshMe() {
+  if (app.credential) api('/api/volunteer/me').then((me) => { app.me = me; renderMe(); }, () => {});
+}
+setInterval(refreshMe, 20000);
+
 /** Sound and vibration for a new offer, while the app is open. */
 function alertNew() {
+  refreshMe();
   navigator.vibrate?.([300, 100, 300]);
   if (!app.audio) return;
   const osc = app.audio.createOscillator(), gain = app.audio.createGain();

@@ -54,7 +54,7 @@ fn region_with_aed(dir: &std::path::Path) {
 }
 
 /// `linkbus up` on the AED region without seeded volunteers, an operator and a department key
-/// besides the console's dispatchers.
+/// besides the console's dispatchers, and an hourly cap of one offer.
 struct Setup {
     linkbus: Linkbus,
     dir: tempfile::TempDir,
@@ -74,7 +74,8 @@ impl Setup {
         let hash = linkbus_http::auth::hash_key;
         let extra = format!(
             "[[api.keys]]\nrole = \"operator\"\nid = \"olga\"\nsha256 = \"{}\"\n\
-             [[api.keys]]\nrole = \"department\"\nid = \"sffd\"\nsha256 = \"{}\"\n",
+             [[api.keys]]\nrole = \"department\"\nid = \"sffd\"\nsha256 = \"{}\"\n\
+             [routing]\nmax_offers_per_hour = 1\n",
             hash(OPERATOR),
             hash(DEPARTMENT)
         );
@@ -232,12 +233,12 @@ async fn a_volunteer_credential_is_its_volunteer_s_only_and_revocable() {
     }
     assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
 
-    // a was sent one offer this hour, of at most 6 (the ledger follows the offers stream).
+    // a was sent one offer this hour, of at most 1 here (the ledger follows the offers stream).
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let (_, me) = setup.call(Method::GET, "api/volunteer/me", &a, Value::Null).await;
         if me["offers_last_hour"] == 1 {
-            assert_eq!(me["max_offers_per_hour"], 6, "{me}");
+            assert_eq!(me["max_offers_per_hour"], 1, "{me}");
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "a's offer is not counted: {me}");
@@ -394,6 +395,15 @@ async fn volunteers_phones_take_a_cardiac_arrest_with_the_nearest_aed() {
         assert!(text.contains("AED at 24th St BART (test)"), "the nearest AED: {text}");
         assert!(text.contains("left to answer"), "the time left: {text}");
     }
+    // One offer is the hourly cap here: the app says so.
+    let cap = until(
+        &a,
+        "the hourly cap explained",
+        "const c = document.getElementById('cap'); return !c.hidden && c.textContent",
+        vec![],
+    )
+    .await;
+    assert!(cap.as_str().is_some_and(|c| c.contains("Hourly cap reached: 1 of at most 1")), "{cap}");
     // Never the reporter's contact: the test case has one.
     let offered = a.execute("return JSON.stringify(window.linkbusVolunteer.offers())", vec![]).await.expect("offers");
     let reporter = case("x", SourceSystem::Emergency, "cardiac_arrest", 0.0, 0.0).data.reporter;
