@@ -159,8 +159,20 @@ async fn a_volunteer_credential_is_its_volunteer_s_only_and_revocable() {
     let (status, _) = setup.call(Method::POST, "api/volunteers/a.b/credential", OPERATOR, Value::Null).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let a = setup.credential("vol-a").await;
-    let (status, issued) = setup.call(Method::POST, "api/volunteers/vol-b/credential", OPERATOR, Value::Null).await;
-    assert_eq!(status, StatusCode::CREATED);
+    // The operator issues b's with the command line.
+    let base = setup.linkbus.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_linkbus-under-test"))
+            .args(["volunteer-credential", "--id", "vol-b", "--api", &base])
+            .env("LINKBUS_API_KEY", OPERATOR)
+            .output()
+            .expect("linkbus volunteer-credential runs")
+    })
+    .await
+    .expect("joined");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let issued: Value = serde_json::from_slice(&out.stdout).expect("the credential, as JSON");
+    assert_eq!((&issued["volunteer_id"], &issued["issued_by"]), (&json!("vol-b"), &json!("olga")));
     let b = issued["credential"].as_str().expect("b's credential").to_owned();
 
     let (status, me) = setup.call(Method::GET, "api/volunteer/me", &a, Value::Null).await;
