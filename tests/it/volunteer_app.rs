@@ -280,6 +280,11 @@ async fn a_volunteer_credential_is_its_volunteer_s_only_and_revocable() {
     }
     let (status, _) = setup.call(Method::GET, "api/volunteer/me", &b, Value::Null).await;
     assert_eq!(status, StatusCode::OK, "b's credential still works");
+    // A new credential replaces the old one.
+    let b2 = setup.credential("vol-b").await;
+    assert_ne!(b2, b);
+    assert_eq!(setup.call(Method::GET, "api/volunteer/me", &b, Value::Null).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(setup.call(Method::GET, "api/volunteer/me", &b2, Value::Null).await.0, StatusCode::OK);
     drop(setup.dir);
 }
 

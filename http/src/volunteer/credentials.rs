@@ -111,15 +111,26 @@ async fn stored(app: &VolunteerApp, id: &str) -> Result<Option<Stored>, ApiError
         .and_then(|e| serde_json::from_slice(&e.value).ok()))
 }
 
-/// Whether volunteer `id` still has a credential (an open offer stream ends once it is revoked;
-/// a bucket that cannot be read keeps it open).
-pub(super) async fn still_valid(app: &VolunteerApp, id: &str) -> bool {
-    !matches!(stored(app, id).await, Ok(None))
+/// The SHA-256 kept for volunteer `id`'s credential, if it has one.
+async fn kept_hash(app: &VolunteerApp, id: &str) -> Result<Option<[u8; 32]>, ApiError> {
+    let Some(stored) = stored(app, id).await? else { return Ok(None) };
+    let mut kept = [0u8; 32];
+    Ok(hex::decode_to_slice(&stored.sha256, &mut kept).is_ok().then_some(kept))
 }
 
-/// The volunteer a request's credential stands for.
+/// Whether `volunteer`'s credential still stands: not revoked, nor replaced by a new one (an open
+/// offer stream ends otherwise; a bucket that cannot be read keeps it open).
+pub(super) async fn still_valid(app: &VolunteerApp, volunteer: &Volunteer) -> bool {
+    match kept_hash(app, &volunteer.0).await {
+        Ok(Some(kept)) => constant_time_eq(&kept, &volunteer.1),
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
+/// The volunteer a request's credential stands for, and the credential's SHA-256.
 #[derive(Debug, Clone)]
-pub(crate) struct Volunteer(pub(crate) String);
+pub(crate) struct Volunteer(pub(crate) String, pub(super) [u8; 32]);
 
 impl FromRequestParts<AppState> for Volunteer {
     type Rejection = ApiError;
@@ -131,11 +142,9 @@ impl FromRequestParts<AppState> for Volunteer {
             .ok_or_else(|| ApiError::Unauthorized("an Authorization: Bearer <credential> header is required".into()))?;
         let (id, _) = presented.rsplit_once('.').ok_or_else(refused)?;
         let id = volunteer_id(id).map_err(|_| refused())?;
-        let stored = stored(app, id).await?.ok_or_else(refused)?;
-        let mut kept = [0u8; 32];
-        hex::decode_to_slice(&stored.sha256, &mut kept).map_err(|_| refused())?;
+        let kept = kept_hash(app, id).await?.ok_or_else(refused)?;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        if constant_time_eq(&kept, &digest) { Ok(Self(id.to_owned())) } else { Err(refused()) }
+        if constant_time_eq(&kept, &digest) { Ok(Self(id.to_owned(), digest)) } else { Err(refused()) }
     }
 }
 

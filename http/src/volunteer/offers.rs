@@ -205,41 +205,42 @@ const RECHECK: Duration = Duration::from_secs(10);
 
 /// `GET /api/volunteer/me/offers`: a `reset` with the open offers and the open cases taken, then
 /// an `offer` per change of a case offered to the volunteer (a `reset` again if the stream fell
-/// behind). Ends when `linkbus up` stops, or within [`RECHECK`] of the credential's revocation
-/// (the app then reconnects, is refused, and asks to sign in).
-pub(super) async fn stream(State(state): State<AppState>, Volunteer(id): Volunteer) -> Result<Response, ApiError> {
+/// behind). Ends when `linkbus up` stops, or within [`RECHECK`] of the credential's revocation or
+/// replacement (the app then reconnects, is refused, and asks to sign in).
+pub(super) async fn stream(State(state): State<AppState>, volunteer: Volunteer) -> Result<Response, ApiError> {
     let app = state.app()?.clone();
-    info!(volunteer = %id, "volunteer app following its offers");
+    info!(volunteer = %volunteer.0, "volunteer app following its offers");
     // Subscribe before reading the book, so no change falls between the two.
     let changes = app.book.subscribe();
-    let reset = reset_event(&app, &id);
+    let reset = reset_event(&app, &volunteer.0);
     let stop = app.stop.clone();
     let open = OpenStream::new(&app);
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = (changes, app, id, open, recheck);
-    let live = futures::stream::unfold(state, |(mut changes, app, id, open, mut recheck)| async move {
+    let state = (changes, app, volunteer, open, recheck);
+    let live = futures::stream::unfold(state, |(mut changes, app, volunteer, open, mut recheck)| async move {
+        let id = &volunteer.0;
         loop {
             let event = tokio::select! {
                 change = changes.recv() => match change {
-                    Ok(record) => match view(&app, &record, &id, true) {
+                    Ok(record) => match view(&app, &record, id, true) {
                         Some(v) => Event::default().event("offer").data(serde_json::to_string(&v).unwrap_or_default()),
                         None => continue,
                     },
-                    Err(RecvError::Lagged(_)) => reset_event(&app, &id),
+                    Err(RecvError::Lagged(_)) => reset_event(&app, id),
                     Err(RecvError::Closed) => return None,
                 },
                 _ = recheck.tick() => {
-                    if still_valid(&app, &id).await {
+                    if still_valid(&app, &volunteer).await {
                         continue;
                     }
                     return None;
                 }
             };
-            if !still_valid(&app, &id).await {
+            if !still_valid(&app, &volunteer).await {
                 return None;
             }
-            return Some((Ok::<_, Infallible>(event), (changes, app, id, open, recheck)));
+            return Some((Ok::<_, Infallible>(event), (changes, app, volunteer, open, recheck)));
         }
     });
     let stream = futures::stream::once(async move { Ok(reset.retry(Duration::from_secs(2))) })
@@ -278,7 +279,7 @@ struct Answer {
 /// longer open.
 pub(super) async fn answer(
     State(state): State<AppState>,
-    Volunteer(id): Volunteer,
+    Volunteer(id, _): Volunteer,
     Path(case_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ActionReply>, ApiError> {
@@ -310,7 +311,7 @@ struct Step {
 /// case it did not take, 409 out of order or repeated.
 pub(super) async fn step(
     State(state): State<AppState>,
-    Volunteer(id): Volunteer,
+    Volunteer(id, _): Volunteer,
     Path(case_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ActionReply>, ApiError> {
@@ -333,7 +334,7 @@ pub(super) async fn step(
 /// `GET /api/volunteer/me/history`.
 pub(super) async fn history(
     State(state): State<AppState>,
-    Volunteer(id): Volunteer,
+    Volunteer(id, _): Volunteer,
 ) -> Result<Json<History>, ApiError> {
     let app = state.app()?;
     let now = Timestamp::now();

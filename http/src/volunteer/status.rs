@@ -87,7 +87,7 @@ pub(super) fn community_at(app: &VolunteerApp, at: Location) -> Option<String> {
 }
 
 /// `GET /api/volunteer/me`.
-pub(super) async fn me(State(state): State<AppState>, Volunteer(id): Volunteer) -> Result<Json<Me>, ApiError> {
+pub(super) async fn me(State(state): State<AppState>, Volunteer(id, _): Volunteer) -> Result<Json<Me>, ApiError> {
     let app = state.app()?;
     let status = kept(app, &id).await?;
     let community = status.as_ref().and_then(|s| community_at(app, s.location));
@@ -108,7 +108,7 @@ pub(super) async fn me(State(state): State<AppState>, Volunteer(id): Volunteer) 
 /// status put.
 pub(super) async fn update(
     State(state): State<AppState>,
-    Volunteer(id): Volunteer,
+    Volunteer(id, _): Volunteer,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<VolunteerStatus>, ApiError> {
     let app = state.app()?;
