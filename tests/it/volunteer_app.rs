@@ -3,8 +3,8 @@
 //! status checked and throttled) over the API; and, in headless Chromium with mobile emulation
 //! (a phone's viewport, touch, a geolocation override), two volunteers go on duty, one moves, a
 //! cardiac arrest near them is offered to both with the nearest AED, one accepts, the
-//! dispatcher's API shows the acceptance and the other's open app shows the offer withdrawn with
-//! its reason. The app's transferred bytes and first paint are printed (the README reports them);
+//! dispatcher's API and console show the acceptance and the other's open app shows the offer
+//! withdrawn with its reason; the one who took it reports arriving and handing over. The app's transferred bytes and first paint are printed (the README reports them);
 //! `UPDATE_SCREENSHOT=1` writes `docs/volunteer.png`.
 //!
 //! San Francisco's region data lists fire stations, not AEDs: these tests run on a copy of it
@@ -20,7 +20,7 @@ use linkbus_wire::{Location, SourceSystem, VolunteerStatus};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::console::{DISPATCHER, Driver, Linkbus, find_case, free_port, until};
+use crate::console::{DISPATCHER, Driver, Linkbus, find_case, free_port, shows_case, sign_in, until};
 
 /// The Mission, San Francisco, and the test's AED a little north-east of it.
 const MISSION: (f64, f64) = (-122.4194, 37.7599);
@@ -457,6 +457,29 @@ async fn volunteers_phones_take_a_cardiac_arrest_with_the_nearest_aed() {
     .await;
     let accepted = record["timeline"].as_array().and_then(|t| t.iter().find(|e| e["event"] == "volunteer_accepted"));
     assert_eq!(accepted.map(|e| e["actor"].clone()), Some(json!({"kind": "volunteer", "id": "vol-a"})));
+    // And the dispatcher console: the case's offers say vol-a accepted.
+    let console = driver.browser(&setup.dir.path().join("console")).await;
+    sign_in(&console, &setup.linkbus.base, DISPATCHER).await;
+    shows_case(&console, "va-ca-1").await;
+    console
+        .find(Locator::Css("#board-rows .row[data-case-id=\"va-ca-1\"]"))
+        .await
+        .expect("the case's row")
+        .click()
+        .await
+        .expect("open the case");
+    let offers = until(
+        &console,
+        "the acceptance in the console",
+        "const d = document.querySelector('#detail[data-case-id=\"va-ca-1\"] #detail-volunteers'); \
+         return d && d.innerText.includes('vol-a') && d.innerText",
+        vec![],
+    )
+    .await;
+    let offers = offers.as_str().unwrap_or_default().to_owned();
+    let a_line = offers.lines().find(|l| l.contains("vol-a")).unwrap_or_default();
+    assert!(a_line.contains("accepted"), "the console shows vol-a's acceptance: {offers}");
+    console.close().await.expect("close the console");
     // a arrives, then hands over; the dispatcher sees both.
     for (button, event) in [("arrived", "volunteer_arrived"), ("handed_over", "volunteer_handed_over")] {
         a.find(Locator::Css(&format!("article.offer[data-case-id=\"va-ca-1\"] button.step.{button}")))
