@@ -133,6 +133,8 @@ const TIMELINE_EVENTS = {
   volunteer_accepted: { 'zh-CN': '志愿者接受' },
   volunteer_declined: { 'zh-CN': '志愿者拒绝' },
   volunteer_expired: { 'zh-CN': '志愿者未响应' },
+  volunteer_arrived: { 'zh-CN': '志愿者到达' },
+  volunteer_handed_over: { 'zh-CN': '志愿者已交接' },
 };
 
 /** The string `key` in the page's language with `{n}` replaced by `args[n]`. */

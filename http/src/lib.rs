@@ -5,6 +5,8 @@
 //!   deliveries and department figures, `/healthz`, `/readyz`, `/metrics`), one module each;
 //! - [`console`]: the dispatcher console (sign-in, live events over SSE, the embedded page and
 //!   its assets under `http/console/`, the board's data);
+//! - [`volunteer`]: the volunteers' phone app (per-volunteer credentials, status, live offers
+//!   and answers, history; its page under `http/volunteer/`);
 //! - [`state`]: [`state::ApiState`], what the API's handlers share, and the traits through which
 //!   it reaches the case book, the webhook records and the service's readiness;
 //! - [`auth`]: keys, the [`auth::Principal`] a request is made by, console sessions;
@@ -21,7 +23,8 @@
 //! and `rate_limit` use nothing of this crate; `server` and `auth` use `config` and `error`;
 //! `console` uses `auth` (sessions are signed there, and its handlers take their own state, so it
 //! needs nothing of the API's);
-//! `state` uses `auth`, `rate_limit` and `console` (it holds the console to serve); `api` uses
+//! `volunteer` uses `auth`, `rate_limit` and `console`'s compressed delivery;
+//! `state` uses `auth`, `rate_limit`, `console` and `volunteer` (it holds what it serves); `api` uses
 //! `state`; `openapi` uses `api`'s types; this file assembles them all. The source-system
 //! adapters' routes are built by `linkbus-adapters` and merged in
 //! ([`state::ApiState::with_adapters`]).
@@ -36,6 +39,7 @@ pub mod openapi;
 pub(crate) mod rate_limit;
 pub mod server;
 pub mod state;
+pub mod volunteer;
 
 #[cfg(test)]
 mod tests;
@@ -51,9 +55,11 @@ use crate::state::ApiState;
 /// is off) and the adapters' routes.
 pub fn app(state: ApiState) -> Router {
     let console = console::routes(state.console.clone(), state.auth.clone());
+    let volunteers = volunteer::routes(state.volunteers.clone(), state.auth.clone());
     api::routes(&state)
         .route("/api/openapi.json", get(openapi::serve))
         .merge(console)
+        .merge(volunteers)
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/openapi.json".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state.clone())

@@ -36,6 +36,7 @@ use crate::console::Console;
 use crate::error::Error;
 use crate::names::RegionNames;
 use crate::rate_limit::RateLimiter;
+use crate::volunteer::VolunteerApp;
 
 /// The most of a form body read to find its `api_key` (the Open311 adapter takes no more).
 const FORM_KEY_MAX: usize = open311::MAX_BODY;
@@ -91,6 +92,7 @@ pub struct ApiState {
     pub(crate) metrics: prometheus::Registry,
     pub(crate) readiness: Option<Arc<dyn Readiness>>,
     pub(crate) console: Option<Arc<Console>>,
+    pub(crate) volunteers: Option<Arc<VolunteerApp>>,
     pub(crate) adapters: Router,
     pub(crate) names: Option<Arc<RegionNames>>,
 }
@@ -112,6 +114,7 @@ impl ApiState {
             metrics: prometheus::Registry::new(),
             readiness: None,
             console: None,
+            volunteers: None,
             adapters: Router::new(),
             names: None,
         })
@@ -146,6 +149,13 @@ impl ApiState {
     /// 503).
     pub fn with_deliveries(mut self, deliveries: Arc<dyn Deliveries>) -> Self {
         self.deliveries = Some(deliveries);
+        self
+    }
+
+    /// Serves the volunteers' app and its API (`/volunteer/`, `/api/volunteer/me…`,
+    /// `/api/volunteers/{id}/credential`; without, those answer 404).
+    pub fn with_volunteers(mut self, app: Arc<VolunteerApp>) -> Self {
+        self.volunteers = Some(app);
         self
     }
 

@@ -240,6 +240,23 @@ enum Command {
         #[arg(long, env = "LINKBUS_API_KEY", hide_env_values = true)]
         key: String,
     },
+    /// Issue a volunteer a credential for the volunteers' app (printed once, as JSON), or revoke it.
+    VolunteerCredential {
+        #[command(flatten)]
+        common: Common,
+        /// The volunteer.
+        #[arg(long)]
+        id: String,
+        /// Revoke the volunteer's credential instead.
+        #[arg(long)]
+        revoke: bool,
+        /// The API's base URL; http://<[api].listen> when absent.
+        #[arg(long)]
+        api: Option<String>,
+        /// A dispatcher's or operator's key.
+        #[arg(long, env = "LINKBUS_API_KEY", hide_env_values = true)]
+        key: String,
+    },
     /// Region data tools.
     Geo {
         #[command(subcommand)]
@@ -574,6 +591,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&result)?);
             if result.rejected > 0 {
                 return Ok(ExitCode::from(4));
+            }
+        }
+        Command::VolunteerCredential { common, id, revoke, api, key } => {
+            let api = match api {
+                Some(api) => api,
+                None => format!("http://{}", common.config()?.api.listen),
+            };
+            match crate::volunteer_credential::run(&api, &key, &id, revoke).await? {
+                Some(issued) => println!("{}", serde_json::to_string(&issued)?),
+                None => eprintln!("volunteer {id}'s credential revoked"),
             }
         }
         Command::Answer { common, volunteer, case_id, accept } => {

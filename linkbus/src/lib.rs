@@ -16,6 +16,8 @@
 //! - [`simulate`]: `linkbus up --simulate`, the simulated feed for regions without public case data;
 //! - [`watch`]: `linkbus watch`, a plain subscriber;
 //! - [`geo_tools`]: `linkbus geo validate | stats | diff | rerun`;
+//! - [`volunteer_credential`]: `linkbus volunteer-credential`, a volunteer's app credential
+//!   issued or revoked through a running linkbus's API;
 //! - [`grid_upload`]: `linkbus grid-upload`, a grid-management batch posted to a running linkbus;
 
 pub mod adapters;
@@ -34,4 +36,5 @@ pub mod route;
 pub mod service;
 pub mod simulate;
 pub mod up;
+pub mod volunteer_credential;
 pub mod watch;

@@ -18,6 +18,7 @@ use linkbus_cases::lifecycle::Ladder;
 use linkbus_cases::webhooks;
 use linkbus_geo_data::Region;
 use linkbus_http::console::BUCKET_CONSOLE;
+use linkbus_http::volunteer::BUCKET_VOLUNTEER_KEYS;
 use linkbus_matching::Router;
 use linkbus_routers::regions;
 use linkbus_routers::service::{self as router_service, RouterState};
@@ -84,6 +85,29 @@ pub(crate) async fn console_bucket(js: &jetstream::Context, config: &Config) -> 
     })
     .await?;
     js.get_key_value(BUCKET_CONSOLE).await.context("opening the console's bucket")
+}
+
+/// The volunteers' credentials bucket (their app's sign-in), made the first time, and the
+/// volunteers bucket their statuses are put in.
+pub(crate) async fn volunteer_buckets(
+    js: &jetstream::Context,
+    config: &Config,
+) -> anyhow::Result<(kv::Store, kv::Store)> {
+    let settings = config.stream_settings();
+    let provisioning = provisioning(js);
+    idempotent("provisioning the volunteers' credentials bucket", || {
+        nats::provision_bucket(
+            &provisioning,
+            BUCKET_VOLUNTEER_KEYS,
+            "the volunteers' app credentials (SHA-256 only)",
+            Duration::ZERO,
+            &settings,
+        )
+    })
+    .await?;
+    let keys = js.get_key_value(BUCKET_VOLUNTEER_KEYS).await.context("opening the volunteers' credentials bucket")?;
+    let statuses = js.get_key_value(nats::BUCKET_VOLUNTEERS).await.context("opening the volunteers bucket")?;
+    Ok((statuses, keys))
 }
 
 /// The router's live volunteer index and offer ledger, as the case book asks them for the next

@@ -27,6 +27,7 @@ use linkbus_http::console::Console;
 use linkbus_http::names::RegionNames;
 use linkbus_http::server::Limits;
 use linkbus_http::state::ApiState;
+use linkbus_http::volunteer::VolunteerApp;
 
 /// What `up` was asked to do besides running.
 #[derive(Debug, Clone, Default)]
@@ -288,6 +289,10 @@ async fn serve_api(
     } else {
         state
     };
+    let (statuses, keys) = crate::service::volunteer_buckets(&svc.js, config).await?;
+    let volunteers =
+        VolunteerApp::new(svc.metrics.registry(), svc.cases.clone(), svc.state.clone(), statuses, keys, stop.clone())?;
+    let state = state.with_volunteers(Arc::new(volunteers));
     let addr = listener.local_addr().context("reading the API's address")?;
     info!(%addr, keys = config.api.keys.len(), "HTTP API listening");
     let server = linkbus_http::Server::new(Limits::of(&config.api), svc.metrics.registry())

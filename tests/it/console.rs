@@ -55,11 +55,23 @@ impl Linkbus {
         region_dir: &std::path::Path,
         extra: &str,
     ) -> Self {
+        Self::start_region(bus, dir, port, region_dir, "", extra)
+    }
+
+    /// [`Linkbus::start_in`], with `region_extra` in its `[region]` table.
+    pub(crate) fn start_region(
+        bus: &TestBus,
+        dir: &std::path::Path,
+        port: u16,
+        region_dir: &std::path::Path,
+        region_extra: &str,
+        extra: &str,
+    ) -> Self {
         let hash = |key: &str| linkbus_http::auth::hash_key(key);
         let config = linkbus_tests::write_config(
             dir,
             &format!(
-                "[nats]\nurl = \"{}\"\n[region]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n\
+                "[nats]\nurl = \"{}\"\n[region]\ndir = \"{}\"\n{region_extra}[api]\nlisten = \"127.0.0.1:{port}\"\n\
                  [[api.keys]]\nrole = \"dispatcher\"\nid = \"dana\"\nsha256 = \"{}\"\n\
                  [[api.keys]]\nrole = \"dispatcher\"\nid = \"li.wei\"\nsha256 = \"{}\"\n{extra}",
                 bus.server.url(),
@@ -115,6 +127,12 @@ impl Driver {
 
     /// A fresh headless Chromium with its own profile (so its own cookies).
     pub(crate) async fn browser(&self, profile: &std::path::Path) -> Client {
+        self.browser_with(profile, &[], json!(null)).await
+    }
+
+    /// [`Driver::browser`], with `args` added to Chromium's and `mobile` as its
+    /// `mobileEmulation` (none if null).
+    pub(crate) async fn browser_with(&self, profile: &std::path::Path, args: &[&str], mobile: Value) -> Client {
         let chromium = std::env::var("LINKBUS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
@@ -130,6 +148,14 @@ impl Driver {
                 ],
             }),
         );
+        if let Some(options) = caps.get_mut("goog:chromeOptions").and_then(Value::as_object_mut) {
+            if let Some(all) = options.get_mut("args").and_then(Value::as_array_mut) {
+                all.extend(args.iter().map(|a| json!(a)));
+            }
+            if !mobile.is_null() {
+                options.insert("mobileEmulation".into(), mobile);
+            }
+        }
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         tokio::time::timeout(WAIT, ClientBuilder::new(connector).capabilities(caps).connect(&self.url))
             .await

@@ -37,5 +37,6 @@ mod sf311;
 mod storage;
 mod trace_context;
 mod trust_ids;
+mod volunteer_app;
 mod volunteer_status;
 mod webhooks;

@@ -62,23 +62,30 @@ pub fn action_request(data: &[u8]) {
     act_on_every_record(*who, &request.action);
 }
 
-/// A volunteer's answer on `volunteer.<id>.answer` (first byte: which volunteer, offered or
-/// not), applied to a case with two offers out.
+/// A volunteer's answer, or step report, on `volunteer.<id>.answer` (first byte: which
+/// volunteer, offered or not), applied to a case with two offers out.
 pub fn volunteer_answer(data: &[u8]) {
     const VOLUNTEERS: [&str; 3] = ["sf-v00001", "sf-v00002", "sf-v09999"];
     let Some((who, payload)) = data.split_first() else { return };
-    let Ok(answer) = serde_json::from_slice::<VolunteerAnswer>(payload) else { return };
     let volunteer = VOLUNTEERS[usize::from(*who) % VOLUNTEERS.len()];
-    for record in records() {
-        let _ = lifecycle::answer(&record, volunteer, answer.accept, now(), &Policy::default(), |_| vec![]);
+    if let Ok(answer) = serde_json::from_slice::<VolunteerAnswer>(payload) {
+        for record in records() {
+            let _ = lifecycle::answer(&record, volunteer, answer.accept, now(), &Policy::default(), |_| vec![]);
+        }
+    } else if let Ok(report) = serde_json::from_slice::<linkbus_wire::VolunteerStepReport>(payload) {
+        for record in records() {
+            let _ = lifecycle::volunteer_step(&record, volunteer, report.step, now());
+        }
     }
 }
 
 /// HTTP API bodies (first byte: who calls): `POST /api/cases/{id}/actions` through the API's
-/// parser and the lifecycle, and a rating as `POST /api/requests/{source_id}/rating` decodes it.
+/// parser and the lifecycle, a rating as `POST /api/requests/{source_id}/rating` decodes it, and
+/// a volunteer's status update as `PUT /api/volunteer/me/status` does.
 pub fn api_bodies(data: &[u8]) {
     let Some((who, body)) = data.split_first() else { return };
     let _ = serde_json::from_slice::<linkbus_http::api::RatingRequest>(body);
+    let _ = serde_json::from_slice::<linkbus_http::volunteer::StatusUpdate>(body);
     if let Ok(action) = linkbus_http::api::parse_action(body) {
         act_on_every_record(*who, &action);
     }

@@ -148,6 +148,11 @@ pub enum TimelineEvent {
     VolunteerDeclined,
     /// Offers went unanswered in time.
     VolunteerExpired,
+    /// The volunteer who took the case reported arriving there.
+    VolunteerArrived,
+    /// The volunteer who took the case reported handing over (to the ambulance crew, the
+    /// department): their part is done.
+    VolunteerHandedOver,
     /// A dispatcher's note on the case; the note is it.
     Noted,
     /// 督办: a dispatcher urged the responsible department (the entry's) to act; the note says
@@ -187,6 +192,8 @@ impl TimelineEvent {
             Self::VolunteerAccepted => "volunteer_accepted",
             Self::VolunteerDeclined => "volunteer_declined",
             Self::VolunteerExpired => "volunteer_expired",
+            Self::VolunteerArrived => "volunteer_arrived",
+            Self::VolunteerHandedOver => "volunteer_handed_over",
             Self::Noted => "noted",
             Self::Supervised => "supervised",
             Self::FollowedUp => "followed_up",
@@ -622,6 +629,38 @@ pub struct VolunteerAnswer {
     pub case_id: String,
     /// Yes or no.
     pub accept: bool,
+}
+
+/// A step the volunteer who took a case reports, sent as a NATS request on
+/// `volunteer.<id>.answer` like an answer (the reply is an [`ActionReply`]), or through the
+/// volunteers' app. Recorded as `volunteer_arrived` / `volunteer_handed_over` in the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolunteerStepReport {
+    /// The case taken.
+    pub case_id: String,
+    /// What happened.
+    pub step: VolunteerStep,
+}
+
+/// A step of a volunteer who took a case: arrived, then handed over, each once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VolunteerStep {
+    /// At the case.
+    Arrived,
+    /// Handed over to the professionals; done.
+    HandedOver,
+}
+
+impl VolunteerStep {
+    /// The timeline event that records it.
+    pub fn event(self) -> TimelineEvent {
+        match self {
+            Self::Arrived => TimelineEvent::VolunteerArrived,
+            Self::HandedOver => TimelineEvent::VolunteerHandedOver,
+        }
+    }
 }
 
 /// What the accepting volunteer is told. Never anybody's contact details.

@@ -24,6 +24,7 @@ use linkbus_wire::subjects;
 use linkbus_wire::{
     self as wire, ActionReply, ActionRequest, ActorKind, AssignmentReason, CaseAssigned, CaseEvent, CaseRecord,
     CaseReport, CaseState, CloudEvent, OfferClosed, RoutedCase, VolunteerAnswer, VolunteerOffer, VolunteerStatus,
+    VolunteerStepReport,
 };
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
@@ -57,7 +58,7 @@ struct Kind {
     round_trip: fn(&Value) -> Result<Value, String>,
 }
 
-static KINDS: [Kind; 11] = [
+static KINDS: [Kind; 12] = [
     Kind { name: "case-reported", schema: case_reported_schema, round_trip: round_trip::<CloudEvent<CaseReport>> },
     Kind { name: "case-routed", schema: case_routed_schema, round_trip: round_trip::<CloudEvent<RoutedCase>> },
     Kind {
@@ -73,6 +74,7 @@ static KINDS: [Kind; 11] = [
     Kind { name: "action-request", schema: action_request_schema, round_trip: round_trip::<ActionRequest> },
     Kind { name: "action-reply", schema: action_reply_schema, round_trip: round_trip::<ActionReply> },
     Kind { name: "volunteer-answer", schema: volunteer_answer_schema, round_trip: round_trip::<VolunteerAnswer> },
+    Kind { name: "volunteer-step", schema: volunteer_step_schema, round_trip: round_trip::<VolunteerStepReport> },
 ];
 
 fn case_reported_schema() -> Value {
@@ -199,6 +201,12 @@ fn volunteer_answer_schema() -> Value {
     schema
 }
 
+fn volunteer_step_schema() -> Value {
+    let mut schema = generate::<VolunteerStepReport>();
+    tighten(&mut schema);
+    schema
+}
+
 /// The variant of `ActionRequest`'s `oneOf` whose `action` is `name`.
 fn variant<'a>(schema: &'a mut Value, name: &str) -> &'a mut Value {
     schema["oneOf"]
@@ -287,7 +295,8 @@ fn tighten(schema: &mut Value) {
         ("OfferClosed", "case_id", case_id.clone()),
         ("OfferClosed", "volunteer_id", volunteer),
         ("OfferClosed", "reason", json!({ "enum": ["taken", "expired", "case_closed"] })),
-        ("VolunteerAnswer", "case_id", case_id),
+        ("VolunteerAnswer", "case_id", case_id.clone()),
+        ("VolunteerStepReport", "case_id", case_id),
     ];
     for (definition, property, extra) in rules {
         let is_root = schema["title"] == definition;

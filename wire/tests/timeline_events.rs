@@ -13,7 +13,7 @@ fn known() -> Vec<String> {
         .iter()
         .filter_map(|alternative| alternative["const"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(names.len(), 24, "{names:?}");
+    assert_eq!(names.len(), 26, "{names:?}");
     names
 }
 

@@ -2,7 +2,9 @@
 //! split of a merged report, volunteers' answers — each a revision-checked transition.
 
 use jiff::Timestamp;
-use linkbus_wire::{self as wire, Action, Actor, ActorKind, CaseRecord, VolunteerAnswer, VolunteerAssignment};
+use linkbus_wire::{
+    self as wire, Action, Actor, ActorKind, CaseRecord, VolunteerAnswer, VolunteerAssignment, VolunteerStepReport,
+};
 
 use super::error::ActError;
 use super::handle::CaseBook;
@@ -67,6 +69,16 @@ impl CaseBook {
             facility: record.decision.facility.clone(),
         });
         Ok((record, assignment))
+    }
+
+    /// A step reported by the volunteer who took the case (see [`lifecycle::volunteer_step`]).
+    pub async fn volunteer_step(
+        &self,
+        volunteer_id: &str,
+        report: &VolunteerStepReport,
+    ) -> Result<CaseRecord, ActError> {
+        let now = Timestamp::now();
+        self.transact(&report.case_id, |r| lifecycle::volunteer_step(r, volunteer_id, report.step, now).map(Some)).await
     }
 
     /// The next volunteers to offer `r` to, passing over those `already` offered it; none when

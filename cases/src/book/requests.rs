@@ -1,5 +1,5 @@
 //! The request loops: departments' actions on `action.<department>` and volunteers' answers on
-//! `volunteer.<id>.answer`, each answered with an [`ActionReply`]; what is not a request of the
+//! `volunteer.<id>.answer` (and the steps of the volunteer who took a case), each answered with an [`ActionReply`]; what is not a request of the
 //! right shape is dead-lettered and the sender told why.
 
 use std::sync::Arc;
@@ -7,7 +7,9 @@ use std::sync::Arc;
 use futures::StreamExt;
 use linkbus_bus::nats::{self, DeadLetter};
 use linkbus_wire::subjects;
-use linkbus_wire::{ActionReply, ActionRequest, Actor, ActorKind, CaseRecord, VolunteerAnswer, VolunteerAssignment};
+use linkbus_wire::{
+    ActionReply, ActionRequest, Actor, ActorKind, CaseRecord, VolunteerAnswer, VolunteerAssignment, VolunteerStepReport,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -60,14 +62,21 @@ impl CaseBook {
         }
     }
 
-    /// A volunteer's answer on `volunteer.<id>.answer`.
+    /// A volunteer's answer on `volunteer.<id>.answer`, or a step of the volunteer who took the
+    /// case (the two shapes share no field: `accept` or `step`).
     async fn volunteer_answer(&self, volunteer: String, msg: &async_nats::Message) -> ActionReply {
         match serde_json::from_slice::<VolunteerAnswer>(&msg.payload) {
             Ok(answer) => match self.answer(&volunteer, &answer).await {
                 Ok((r, assignment)) => done(r, assignment),
                 Err(e) => self.refusal(&answer.case_id, e),
             },
-            Err(e) => self.malformed("answer", msg, &format!("not a volunteer answer: {e}")).await,
+            Err(e) => match serde_json::from_slice::<VolunteerStepReport>(&msg.payload) {
+                Ok(report) => match self.volunteer_step(&volunteer, &report).await {
+                    Ok(r) => done(r, None),
+                    Err(e) => self.refusal(&report.case_id, e),
+                },
+                Err(_) => self.malformed("answer", msg, &format!("not a volunteer answer: {e}")).await,
+            },
         }
     }
 

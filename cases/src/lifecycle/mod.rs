@@ -41,7 +41,7 @@ mod rating;
 pub use actions::{act, is_repeat};
 pub use escalation::{Ladder, next_due, tick};
 pub use merging::{is_duplicate, merge, primary, split};
-pub use offers::answer;
+pub use offers::{answer, volunteer_step};
 pub use open::{open, report_ref};
 pub use outcome::{Effect, Outcome, Refused};
 pub use policy::{Deadlines, MergePolicy, Policy};

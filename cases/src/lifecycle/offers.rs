@@ -1,9 +1,12 @@
 //! Volunteers' answers to offers and the cascade to the next nearest volunteer when one declines
-//! or lets an offer expire; withdrawing the open offers when the case is taken or ends.
+//! or lets an offer expire; withdrawing the open offers when the case is taken or ends; the steps
+//! the volunteer who took it reports (arrived, handed over).
 
 use jiff::Timestamp;
 use linkbus_wire::explain::SystemNote;
-use linkbus_wire::{Actor, ActorKind, CaseRecord, OfferState, OfferStatus, TimelineEvent, VolunteerChoice};
+use linkbus_wire::{
+    Actor, ActorKind, CaseRecord, OfferState, OfferStatus, TimelineEvent, VolunteerChoice, VolunteerStep,
+};
 
 use super::outcome::{Effect, Outcome, Refused, log, log_noted};
 use super::policy::Policy;
@@ -57,6 +60,41 @@ pub fn answer(
         cascade(&mut r, now, policy, next, &mut effects);
     }
     Ok(Outcome { record: r, effects })
+}
+
+/// A step reported by the volunteer who took the case: `arrived`, then `handed_over`, each once,
+/// while the case is open. Only the volunteer whose offer was accepted may report; the entry is
+/// theirs, with no note.
+pub fn volunteer_step(
+    record: &CaseRecord,
+    volunteer_id: &str,
+    step: VolunteerStep,
+    now: Timestamp,
+) -> Result<Outcome, Refused> {
+    let took = record.offers.iter().any(|o| o.volunteer_id == volunteer_id && o.status == OfferStatus::Accepted);
+    if !took {
+        return Err(Refused::Forbidden(format!("case {} was not taken by {volunteer_id}", record.case_id)));
+    }
+    if !record.state.is_open() {
+        return Err(Refused::Invalid(format!("the case is {}", record.state.as_str())));
+    }
+    let done = |event: TimelineEvent| {
+        record
+            .timeline
+            .iter()
+            .any(|e| e.event == event && e.actor.kind == ActorKind::Volunteer && e.actor.id == volunteer_id)
+    };
+    let event = step.event();
+    if done(event.clone()) {
+        return Err(Refused::Invalid(format!("{event} was already reported")));
+    }
+    if step == VolunteerStep::HandedOver && !done(TimelineEvent::VolunteerArrived) {
+        return Err(Refused::Invalid("report arriving before handing over".into()));
+    }
+    let mut r = record.clone();
+    let volunteer = Actor { kind: ActorKind::Volunteer, id: volunteer_id.to_owned() };
+    log(&mut r, now, event, &volunteer, None, None);
+    Ok(Outcome { record: r, effects: Vec::new() })
 }
 
 /// Offers the case to the next nearest volunteer(s) while nobody has accepted.

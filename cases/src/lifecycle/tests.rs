@@ -503,3 +503,39 @@ fn a_dispatcher_notes_supervises_and_follows_up_without_changing_the_state() {
     let blank = Action::Note { note: " ".into() };
     assert!(matches!(act(&r, &dispatcher, &blank, t(70), &p, &ladder()), Err(Refused::Invalid(_))));
 }
+
+#[test]
+fn only_the_volunteer_who_took_the_case_reports_arriving_then_handing_over_once_each() {
+    use linkbus_wire::VolunteerStep;
+    let (p, l) = (policy(), ladder());
+    let r = open(&routed("c1", &[("v1", 100.0), ("v2", 200.0)]), t(0), &p);
+    // Before anyone took it, nobody reports.
+    assert!(matches!(volunteer_step(&r, "v1", VolunteerStep::Arrived, t(1)), Err(Refused::Forbidden(_))));
+    let r = answer(&r, "v1", true, t(2), &p, |_| vec![]).expect("accept").record;
+    for (who, step) in [("v2", VolunteerStep::Arrived), ("v9", VolunteerStep::HandedOver)] {
+        let err = volunteer_step(&r, who, step, t(3)).expect_err("not theirs");
+        assert!(matches!(err, Refused::Forbidden(_)) && err.to_string().contains("not taken by"), "{err}");
+    }
+    let err = volunteer_step(&r, "v1", VolunteerStep::HandedOver, t(3)).expect_err("not there yet");
+    assert!(err.to_string().contains("arriving before"), "{err}");
+    let out = volunteer_step(&r, "v1", VolunteerStep::Arrived, t(4)).expect("arrived");
+    assert!(out.effects.is_empty());
+    let last = out.record.timeline.last().expect("an entry");
+    assert_eq!(
+        (&last.event, &last.actor, last.at),
+        (&TimelineEvent::VolunteerArrived, &Actor { kind: ActorKind::Volunteer, id: "v1".into() }, t(4))
+    );
+    assert_eq!(out.record.state, r.state, "a volunteer's step does not change the case's state");
+    let err = volunteer_step(&out.record, "v1", VolunteerStep::Arrived, t(5)).expect_err("twice");
+    assert!(err.to_string().contains("already reported"), "{err}");
+    let out = volunteer_step(&out.record, "v1", VolunteerStep::HandedOver, t(6)).expect("handed over");
+    assert_eq!(out.record.timeline.last().map(|e| &e.event), Some(&TimelineEvent::VolunteerHandedOver));
+    assert!(volunteer_step(&out.record, "v1", VolunteerStep::HandedOver, t(7)).is_err(), "once");
+    // Nothing once the case has ended.
+    let fresh =
+        answer(&open(&routed("c2", &[("v1", 100.0)]), t(0), &p), "v1", true, t(1), &p, |_| vec![]).expect("accept");
+    let cancelled =
+        act(&fresh.record, &dispatcher(), &Action::Cancel { reason: "hoax".into() }, t(2), &p, &l).expect("cancel");
+    let err = volunteer_step(&cancelled.record, "v1", VolunteerStep::Arrived, t(3)).expect_err("ended");
+    assert!(err.to_string().contains("cancelled"), "{err}");
+}

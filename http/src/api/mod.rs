@@ -10,6 +10,8 @@
 //! | `POST /api/requests/{source_id}/rating` | source or dispatcher key (rate-limited) | the resident's rating; `solved: false` reopens the case | `residents` |
 //! | `GET /api/webhooks/{department}/deliveries` | dispatcher, operator or that department's key | the department's webhook delivery records, newest first (`limit`) | `oversight` |
 //! | `GET /api/stats/departments` | dispatcher, operator or department key | per-department figures for dashboards; a department key gets its own row only | `oversight` |
+//! | `POST`, `DELETE /api/volunteers/{id}/credential` | dispatcher or operator key | issue (answered once) or revoke a volunteer's app credential | [`crate::volunteer`] |
+//! | `GET /api/volunteer/me`, `PUT /api/volunteer/me/status`, `GET /api/volunteer/me/offers` (SSE), `POST /api/volunteer/me/offers/{case_id}/answer`, `POST /api/volunteer/me/offers/{case_id}/step`, `GET /api/volunteer/me/history` | that volunteer's credential | the volunteers' app: its own status, offers, answers, steps (arrived, handed over) and hours | [`crate::volunteer`] |
 //! | `GET /healthz` | anyone | `ok` | `operations` |
 //! | `GET /readyz` | anyone | 200 `{"ready": true}` when NATS is connected, the streams exist and the region is loaded ([`crate::state::Readiness`]); 503 with the reason otherwise | `operations` |
 //! | `GET /metrics` | anyone | the Prometheus metrics ([`crate::state::ApiState::with_metrics`]), text format 0.0.4 | `operations` |
@@ -21,7 +23,7 @@
 //! SHA-256 hashes of the keys (`[[api.keys]]`, [`crate::auth::hash_key`]). A department key sees
 //! only the cases its department has or had ([`linkbus_cases::book::involves`]) and acts as that
 //! department; a dispatcher key sees everything and acts as that dispatcher; an operator key only
-//! reads; a source key may only use the residents' endpoints and the adapters. A key whose role
+//! reads cases (both issue and revoke volunteers' app credentials); a source key may only use the residents' endpoints and the adapters. A key whose role
 //! may not use an endpoint gets 403. What may be done to a case is the lifecycle's decision
 //! (`linkbus_cases::lifecycle`), which records the actor in the timeline. A request without an
 //! `Authorization` header may instead carry the dispatcher console's session cookie (and, to

@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, Method, header};
 use jiff::Timestamp;
 use linkbus_adapters::web;
 
+pub(crate) use self::key::constant_time_eq;
 use self::key::{Key, find};
 pub use self::key::{Principal, hash_key};
 use self::session::{Session, Sessions, cookie, csrf_token};

@@ -30,7 +30,7 @@
 
 mod assets;
 mod board;
-mod delivery;
+pub(crate) mod delivery;
 mod events;
 mod labels;
 mod page;
