@@ -5,6 +5,8 @@
 //!   deliveries and department figures, `/healthz`, `/readyz`, `/metrics`), one module each;
 //! - [`console`]: the dispatcher console (sign-in, live events over SSE, the embedded page and
 //!   its assets under `http/console/`, the board's data);
+//! - [`track`]: the resident's tracking page (`/track/…`: the page, its files, its QR code), its
+//!   proofs and their lockouts (its data and rating are `api`'s `/api/track/…`);
 //! - [`state`]: [`state::ApiState`], what the API's handlers share, and the traits through which
 //!   it reaches the case book, the webhook records and the service's readiness;
 //! - [`auth`]: keys, the [`auth::Principal`] a request is made by, console sessions;
@@ -19,8 +21,9 @@
 //! `rate_limit` use nothing of this crate; `server` and `auth` use `config` and `error`;
 //! `console` uses `auth` (sessions are signed there, and its handlers take their own state, so it
 //! needs nothing of the API's);
-//! `state` uses `auth`, `rate_limit` and `console` (it holds the console to serve); `api` uses
-//! `state`; `openapi` uses `api`'s types; this file assembles them all. The source-system
+//! `track` uses `console`'s file delivery and headers, `error` and `rate_limit`; `state` uses
+//! `auth`, `rate_limit`, `console` and `track` (it holds the console and the tracking page to
+//! serve); `api` uses `state` and `track`'s proofs; `openapi` uses `api`'s types; this file assembles them all. The source-system
 //! adapters' routes are built by `linkbus-adapters` and merged in
 //! ([`state::ApiState::with_adapters`]).
 
@@ -33,6 +36,7 @@ pub mod openapi;
 pub(crate) mod rate_limit;
 pub mod server;
 pub mod state;
+pub mod track;
 
 #[cfg(test)]
 mod tests;
@@ -48,9 +52,11 @@ use crate::state::ApiState;
 /// is off) and the adapters' routes.
 pub fn app(state: ApiState) -> Router {
     let console = console::routes(state.console.clone(), state.auth.clone());
+    let track = track::routes(state.track.clone());
     api::routes(&state)
         .route("/api/openapi.json", get(openapi::serve))
         .merge(console)
+        .merge(track)
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/openapi.json".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state.clone())

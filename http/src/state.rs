@@ -35,6 +35,7 @@ use crate::config::{ApiConfig, ApiRole};
 use crate::console::Console;
 use crate::error::Error;
 use crate::rate_limit::RateLimiter;
+use crate::track::Track;
 
 /// The most of a form body read to find its `api_key` (the Open311 adapter takes no more).
 const FORM_KEY_MAX: usize = open311::MAX_BODY;
@@ -90,6 +91,7 @@ pub struct ApiState {
     pub(crate) metrics: prometheus::Registry,
     pub(crate) readiness: Option<Arc<dyn Readiness>>,
     pub(crate) console: Option<Arc<Console>>,
+    pub(crate) track: Option<Arc<Track>>,
     pub(crate) adapters: Router,
 }
 
@@ -110,6 +112,7 @@ impl ApiState {
             metrics: prometheus::Registry::new(),
             readiness: None,
             console: None,
+            track: None,
             adapters: Router::new(),
         })
     }
@@ -136,6 +139,13 @@ impl ApiState {
     /// 503).
     pub fn with_deliveries(mut self, deliveries: Arc<dyn Deliveries>) -> Self {
         self.deliveries = Some(deliveries);
+        self
+    }
+
+    /// Serves the resident's tracking page (`/track/…`, `/api/track/…`; without, those answer
+    /// 404), checking its proofs with `track`.
+    pub fn with_track(mut self, track: Arc<Track>) -> Self {
+        self.track = Some(track);
         self
     }
 

@@ -304,7 +304,8 @@ fn api_state(config: &Config, region: &Region, svc: &Service) -> anyhow::Result<
     let state = ApiState::new(svc.cases.clone(), &config.api)?
         .with_deliveries(Arc::new(svc.js.clone()))
         .with_metrics(svc.metrics.registry().clone())
-        .with_readiness(svc.readiness());
+        .with_readiness(svc.readiness())
+        .with_track(svc.track.clone());
     let adapters = crate::adapters::routes(&config.adapters, region, &svc.adapters, Arc::new(state.clone()));
     Ok(state.with_adapters(adapters))
 }

@@ -115,21 +115,37 @@ impl Driver {
 
     /// A fresh headless Chromium with its own profile (so its own cookies).
     pub(crate) async fn browser(&self, profile: &std::path::Path) -> Client {
+        self.browser_with(profile, None).await
+    }
+
+    /// [`Driver::browser`] emulating a phone: 390 × 844 CSS pixels at 3×, touch events, a mobile
+    /// user agent (Chromium's `mobileEmulation`).
+    pub(crate) async fn phone(&self, profile: &std::path::Path) -> Client {
+        let phone = json!({
+            "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 3.0, "touch": true, "mobile": true },
+            "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) \
+                          Chrome/120.0 Mobile Safari/537.36",
+        });
+        self.browser_with(profile, Some(phone)).await
+    }
+
+    async fn browser_with(&self, profile: &std::path::Path, mobile: Option<Value>) -> Client {
         let chromium = std::env::var("LINKBUS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-crash-reporter", "--window-size=1600,1000", "--lang=en-US",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
+        let mut options = json!({
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-crash-reporter", "--window-size=1600,1000", "--lang=en-US",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        });
+        if let Some(mobile) = mobile {
+            options["mobileEmulation"] = mobile;
+        }
+        caps.insert("goog:chromeOptions".into(), options);
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         tokio::time::timeout(WAIT, ClientBuilder::new(connector).capabilities(caps).connect(&self.url))
             .await
@@ -288,7 +304,7 @@ pub(crate) async fn find_case(linkbus: &Linkbus, case_id: &str) -> Option<Value>
 }
 
 /// Where screenshots of a test run go: the target folder's scratch space.
-fn screenshot_path(name: &str) -> PathBuf {
+pub(crate) fn screenshot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
 }
 

@@ -35,6 +35,8 @@ mod scenario;
 mod sf311;
 mod storage;
 mod trace_context;
+mod track;
+mod track_page;
 mod trust_ids;
 mod volunteer_status;
 mod webhooks;

@@ -168,7 +168,7 @@ fn only_gzip(headers: &HeaderMap) -> HeaderMap {
 /// A body that does not change while the service runs, with each encoding made once and its
 /// `ETag`.
 #[derive(Debug)]
-pub(super) struct Compressed {
+pub(crate) struct Compressed {
     identity: Bytes,
     /// Whether compressing it pays (not for PNG).
     compressible: bool,
@@ -182,7 +182,7 @@ pub(super) struct Compressed {
 
 impl Compressed {
     /// `body`, compressed when asked for if `compressible`.
-    pub(super) fn new(body: Bytes, compressible: bool) -> Arc<Self> {
+    pub(crate) fn new(body: Bytes, compressible: bool) -> Arc<Self> {
         Arc::new(Self::unmade(body, compressible))
     }
 
@@ -262,7 +262,7 @@ impl Compressed {
     /// The response to a request with `headers`: `304` if it names this content, else the body
     /// in the encoding it takes, with `content_type` and `cache_control`; both with the `ETag`
     /// (one per encoding: `"<hash>"`, `"<hash>-gzip"`, `"<hash>-br"`) and `Vary: Accept-Encoding`.
-    pub(super) async fn respond(
+    pub(crate) async fn respond(
         self: &Arc<Self>,
         headers: &HeaderMap,
         content_type: &'static str,
