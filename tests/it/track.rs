@@ -4,8 +4,10 @@
 //! last 4 digits of the reporter's phone) shows the public view of the case through acceptance,
 //! a dispatcher's internal reassignment and resolution, with nothing of the reporter, the
 //! dispatcher's reason or other ids; a rating with the token reopens it. A wrong token or wrong
-//! digits answer exactly as an unknown case; 5 wrong digits lock the case's phone proof (its
-//! token still works), 10 misses lock the client out of everything, counted in the metrics.
+//! digits answer exactly as an unknown case; a merged neighbour's own proof shows the case
+//! handling both; 5 wrong digits from a guesser (at 127.0.0.2) lock the case's phone proof (its
+//! token still works), 10 misses lock the guesser's address out of everything but not the
+//! resident's, counted in the metrics.
 
 use linkbus::config::Config;
 use linkbus::service::Service;
@@ -111,6 +113,32 @@ async fn a_resident_tracks_a_request_by_its_token_and_guessers_are_locked_out() 
     assert_eq!(view["reports"], 1);
     assert!(view["accept_deadline"]["by"].is_string() && view["accept_deadline"].get("met").is_none(), "{view}");
 
+    // A neighbour reports the same overflow 40 m away: merged, their own token (and their own
+    // phone digits, not the first reporter's) show the case handling it, joined by 2 reports.
+    let neighbour_form = FORM.replace("lat=37.7599673", "lat=37.7603").replace("555-0100", "555-0199");
+    let response = client
+        .http
+        .post(format!("{}/open311/v2/requests.json", client.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(neighbour_form)
+        .send()
+        .await
+        .expect("posted");
+    let created: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON");
+    let neighbour = format!("open311-{}", created[0]["service_request_id"].as_str().expect("an id"));
+    let neighbour_token = created[0]["tracking_token"].as_str().expect("a token").to_owned();
+    assert_ne!(neighbour_token, token);
+    wait_for_case(&service, &neighbour, "merged", |r| r.merged_into.is_some()).await;
+    let neighbour_track = format!("/api/track/{neighbour}");
+    let (status, view, _) = client.post_json(&neighbour_track, json!({ "token": neighbour_token })).await;
+    assert_eq!((status, view["case_id"].as_str(), view["reports"].as_u64()), (200, Some(case_id.as_str()), Some(2)));
+    let (status, view, _) = client.post_json(&neighbour_track, json!({ "phone": "0199" })).await;
+    assert_eq!((status, view["case_id"].as_str()), (200, Some(case_id.as_str())));
+    let (status, _, _) = client.post_json(&neighbour_track, json!({ "phone": "0100" })).await;
+    assert_eq!(status, 404, "the first reporter's digits are not the neighbour's proof");
+    let (status, _, _) = client.post_json(&track, json!({ "token": neighbour_token })).await;
+    assert_eq!(status, 404, "the neighbour's token is not the first report's");
+
     // A dispatcher reassigns it with an internal reason; the new department accepts and resolves.
     let reassign = json!({ "action": "reassign", "department": "dpw-ops-queue", "reason": "INTERNAL-crew-short" });
     let response = client
@@ -133,8 +161,8 @@ async fn a_resident_tracks_a_request_by_its_token_and_guessers_are_locked_out() 
     assert_eq!(view["resolve_deadline"], json!({ "met": true }), "{view}");
     let events: Vec<&str> =
         view["timeline"].as_array().expect("timeline").iter().filter_map(|e| e["event"].as_str()).collect();
-    assert_eq!(events, ["routed", "reassigned", "accepted", "resolved"]);
-    assert_eq!(view["timeline"][3]["note"], "Main unblocked, street cleaned");
+    assert_eq!(events, ["routed", "report_merged", "reassigned", "accepted", "resolved"]);
+    assert_eq!(view["timeline"][4]["note"], "Main unblocked, street cleaned");
     let text = view.to_string();
     for private in ["INTERNAL-crew-short", "555", "0100", "Ada", "Lovelace", "resident@", "\"ada\""] {
         assert!(!text.contains(private), "{private} is not shown: {text}");
@@ -184,10 +212,18 @@ async fn a_resident_tracks_a_request_by_its_token_and_guessers_are_locked_out() 
         rated["timeline"].as_array().expect("timeline").iter().filter_map(|e| e["event"].as_str()).collect();
     assert!(events.ends_with(&["rated", "reopened"]), "{events:?}");
 
-    // Misses so far: 3 (the wrong token, the unknown case, the QR code). 5 wrong digits lock the
-    // case's phone proof: the right digits are refused 429, the token still works.
+    // A guesser at another address: 5 wrong digits lock the case's phone proof for everyone
+    // (the resident's right digits are refused 429), but its token still works.
+    let guesser = Http {
+        base: client.base.clone(),
+        http: reqwest::Client::builder()
+            .timeout(WAIT)
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .expect("client"),
+    };
     for n in 1..=5 {
-        let (status, _, _) = client.post_json(&track, json!({ "phone": format!("{:04}", 9000 + n) })).await;
+        let (status, _, _) = guesser.post_json(&track, json!({ "phone": format!("{:04}", 9000 + n) })).await;
         assert_eq!(status, 404, "wrong digits {n}");
     }
     let (status, _, headers) = client.post_json(&track, json!({ "phone": "0100" })).await;
@@ -197,20 +233,24 @@ async fn a_resident_tracks_a_request_by_its_token_and_guessers_are_locked_out() 
     let (status, _, _) = client.post_json(&track, json!({ "token": token })).await;
     assert_eq!(status, 200, "the token still works");
 
-    // Two more misses make 10: the client is locked out of every case, token or not.
-    for n in 0..2 {
-        let (status, _, _) = client.post_json(&format!("/api/track/open311-{n:016}"), json!({ "phone": "1234" })).await;
+    // 5 more misses make 10: the guesser is locked out of every case, even with a valid token;
+    // the resident (5 misses at its address) is not.
+    for n in 0..5 {
+        let (status, _, _) =
+            guesser.post_json(&format!("/api/track/open311-{n:016}"), json!({ "phone": "1234" })).await;
         assert_eq!(status, 404);
     }
-    let (status, error, _) = client.post_json(&track, json!({ "token": token })).await;
+    let (status, error, _) = guesser.post_json(&track, json!({ "token": token })).await;
     assert_eq!((status, error["code"].as_str()), (429, Some("rate_limited")));
+    let (status, _, _) = client.post_json(&track, json!({ "token": token })).await;
+    assert_eq!(status, 200, "another address is not locked");
 
     let (_, _, metrics) = client.get("/metrics").await;
     for line in [
         "linkbus_track_lockouts_total{scope=\"case\"} 1",
         "linkbus_track_lockouts_total{scope=\"client\"} 1",
-        "linkbus_track_views_total{proof=\"phone\"} 1",
-        "linkbus_track_refusals_total{reason=\"no_match\"} 10",
+        "linkbus_track_views_total{proof=\"phone\"} 2",
+        "linkbus_track_refusals_total{reason=\"no_match\"} 15",
         "linkbus_track_refusals_total{reason=\"locked\"} 2",
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
