@@ -133,6 +133,12 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_the_base_url_not_the_key() {
+        let shown = format!("{:?}", tracking());
+        assert!(shown.contains("https://linkbus.example.gov") && !shown.contains("7, 7"), "{shown}");
+    }
+
+    #[test]
     fn links_are_under_the_public_url_without_a_double_slash() {
         let t = tracking();
         let link = t.link("cad-1");

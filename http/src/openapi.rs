@@ -241,7 +241,7 @@ pub fn document() -> Value {
                     "operationId": "track",
                     "summary": "The resident's tracking page's data: the public view of the case handling their report.",
                     "description": "No key: the body proves the caller may see the case, with its tracking token (from the receipt's link) or the last 4 digits of its reporter's phone. A wrong proof is answered as an unknown case (404). 5 wrong phone digits lock the case's phone proof for an hour (its token still works); 10 wrong proofs lock the client address (an IPv6 /64) for an hour (429). Rate-limited per client address (`[api].public_rate_per_minute`). The page itself is `GET /track/{id}`.",
-                    "parameters": [ id_param("id", "The id of the resident's own case (the receipt's `case_id`).") ],
+                    "parameters": [ id_param("id", "The id of the resident's own case (the receipt's `case_id`), or its id in the source system (the request number).") ],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": track_request } } },
                     "responses": {
                         "200": body("The public view.", &public_case),

@@ -66,6 +66,8 @@ const linkToken = new URLSearchParams(location.search).get('t');
 let proof = linkToken ? { token: linkToken } : null;
 let shown = null;
 let score = 0;
+/** Rated from this page: the form stays hidden. */
+let rated = false;
 
 function words() {
   document.documentElement.lang = lang;
@@ -117,7 +119,7 @@ function render(c) {
     if (e.note) li.append(' — ', e.note);
     return li;
   }));
-  $('rate').hidden = !c.can_rate;
+  $('rate').hidden = !c.can_rate || rated;
 }
 
 function fail(status, body) {
@@ -193,11 +195,15 @@ $('rate').onsubmit = async (e) => {
   const comment = $('comment').value.trim();
   const c = await post(`/api/track/${encodeURIComponent(caseId)}/rating`, { ...proof, score, solved, ...(comment ? { comment } : {}) });
   if (!c) return;
+  rated = true;
   render(c);
-  $('rate').hidden = true;
   $('message').textContent = solved ? t('thanks') : t('reopened');
   $('message').hidden = false;
 };
+
+// Follows the case while the page is open: asks again each minute it is shown, and on coming back.
+setInterval(() => { if (shown && !document.hidden) load(); }, 60000);
+document.addEventListener('visibilitychange', () => { if (shown && !document.hidden) load(); });
 
 words();
 if (proof && caseId) load();

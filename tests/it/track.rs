@@ -172,6 +172,8 @@ async fn a_resident_tracks_a_request_by_its_token_and_guessers_are_locked_out() 
     // console's headers.
     let (status, by_phone, _) = client.post_json(&track, json!({ "phone": "0100" })).await;
     assert_eq!((status, by_phone["case_id"].as_str()), (200, Some(case_id.as_str())));
+    let (status, by_number, _) = client.post_json(&format!("/api/track/{id}"), json!({ "phone": "0100" })).await;
+    assert_eq!((status, by_number["case_id"].as_str()), (200, Some(case_id.as_str())), "by the request number");
     let (status, headers, svg) = client.get(&format!("/track/{case_id}/qr.svg?t={token}")).await;
     assert_eq!((status, headers["content-type"].to_str().ok()), (200, Some("image/svg+xml")));
     assert!(svg.contains("<svg") && svg.contains("<path"), "{svg}");
@@ -249,7 +251,7 @@ async fn a_resident_tracks_a_request_by_its_token_and_guessers_are_locked_out() 
     for line in [
         "linkbus_track_lockouts_total{scope=\"case\"} 1",
         "linkbus_track_lockouts_total{scope=\"client\"} 1",
-        "linkbus_track_views_total{proof=\"phone\"} 2",
+        "linkbus_track_views_total{proof=\"phone\"} 3",
         "linkbus_track_refusals_total{reason=\"no_match\"} 15",
         "linkbus_track_refusals_total{reason=\"locked\"} 2",
     ] {

@@ -271,3 +271,76 @@ pub(crate) async fn rate_as_resident(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use jiff::SignedDuration;
+    use linkbus_cases::lifecycle::{self, Policy};
+    use linkbus_wire::{CloudEvent, RoutedCase, TimelineEntry};
+
+    use super::*;
+
+    /// The documented example case, opened at `at`, its timeline then made of `events` a minute
+    /// apart.
+    fn record(at: Timestamp, events: &[&str]) -> CaseRecord {
+        let routed: CloudEvent<RoutedCase> =
+            serde_json::from_str(include_str!("../../../docs/examples/case-routed.json")).expect("example");
+        let mut r = lifecycle::open(&routed.data, at, &Policy::default());
+        let first: TimelineEntry = r.timeline[0].clone();
+        r.timeline = events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| TimelineEntry {
+                at: at + SignedDuration::from_mins(i as i64),
+                event: serde_json::from_value(serde_json::json!(event)).expect("an event"),
+                ..first.clone()
+            })
+            .collect();
+        r
+    }
+
+    #[test]
+    fn a_running_deadline_is_open_until_it_passes() {
+        let at: Timestamp = "2026-12-07T08:00:00Z".parse().expect("a time");
+        let by = at + SignedDuration::from_hours(1);
+        let r = record(at, &["routed"]);
+        assert_eq!(Deadline::of(&r, Some(by), None, "accepted", by), Some(Deadline { by: Some(by), met: None }));
+        let late = by + SignedDuration::from_secs(1);
+        assert_eq!(
+            Deadline::of(&r, Some(by), None, "accepted", late),
+            Some(Deadline { by: Some(by), met: Some(false) })
+        );
+        assert_eq!(Deadline::of(&r, None, None, "accepted", late), None, "not begun: no deadline");
+    }
+
+    #[test]
+    fn a_past_deadline_was_met_unless_the_case_escalated_on_the_way() {
+        let at: Timestamp = "2026-12-07T08:00:00Z".parse().expect("a time");
+        let met = Some(Deadline { by: None, met: Some(true) });
+        let missed = Some(Deadline { by: None, met: Some(false) });
+        let accept = |events: &[&str]| Deadline::of(&record(at, events), None, None, "accepted", at);
+        let resolve = |events: &[&str]| Deadline::of(&record(at, events), None, Some("accepted"), "resolved", at);
+        assert_eq!(accept(&["routed", "accepted"]), met);
+        assert_eq!(accept(&["routed", "escalated", "accepted"]), missed);
+        assert_eq!(accept(&["routed", "accepted", "escalated"]), met, "an escalation after it is another's");
+        assert_eq!(resolve(&["routed", "escalated", "accepted", "resolved"]), met, "only since the acceptance");
+        assert_eq!(resolve(&["routed", "accepted", "escalated", "resolved"]), missed);
+        assert_eq!(
+            resolve(&["routed", "accepted", "escalated", "resolved", "reopened", "accepted", "resolved"]),
+            met,
+            "the last resolution, since the last acceptance"
+        );
+    }
+
+    #[test]
+    fn the_public_view_counts_reports_and_escalations_and_names_the_department() {
+        let at: Timestamp = "2026-12-07T08:00:00Z".parse().expect("a time");
+        let mut r = record(at, &["routed", "escalated"]);
+        r.escalations = 1;
+        r.reports.push(r.reports[0].clone());
+        let view = PublicCase::of(&r, at);
+        assert_eq!((view.escalations, view.reports), (1, 2));
+        assert_eq!(view.department.as_deref(), Some("PUC Sewer Ops"));
+        assert_eq!(view.accept_deadline.map(|d| d.by), Some(r.accept_by));
+    }
+}

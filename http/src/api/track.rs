@@ -1,6 +1,7 @@
 //! `/api/track/{id}…`: the resident's tracking page's data and rating (the page itself is served
 //! by [`crate::track`], which says how the proofs are checked and locked). `{id}` is the id of the
-//! resident's own case (the receipt's); the answer is the residents' public view
+//! resident's own case (the receipt's), or its id in the source system (the request number a
+//! 12345 operator tells a caller); the answer is the residents' public view
 //! ([`PublicCase`]) of the case handling it (the one it was merged into, if it was). Rate-limited
 //! per client address, as the residents' endpoints are.
 
@@ -82,11 +83,30 @@ pub(super) async fn rate(
     Ok(axum::Json(PublicCase::of(&rated, Timestamp::now())))
 }
 
+/// The case whose own report is `source_id` in its source system (the number a 12345 operator
+/// gives a caller), in whichever source has one (source ids are unique only within a source: a
+/// wrong one fails the proof like any other).
+async fn by_source_id(state: &ApiState, source_id: &str) -> Result<Option<CaseRecord>, ApiError> {
+    let Some(found) = state.cases.fetch_by_source_id(None, source_id).await? else { return Ok(None) };
+    let Some(own) = found.reports.iter().find(|r| r.source_id == source_id) else { return Ok(None) };
+    if own.report_id == found.case_id {
+        return Ok(Some(found));
+    }
+    Ok(state.cases.fetch(&own.report_id).await?)
+}
+
 /// The case to show the caller at `ip` who asks for case `id` with `proof`: checked (and
 /// counted, and locked) by [`crate::track::Track::check`].
 async fn prove(state: &ApiState, id: &str, proof: &Proof, ip: std::net::IpAddr) -> Result<CaseRecord, ApiError> {
     let track = state.track.as_ref().ok_or_else(|| ApiError::NotFound("the tracking page is off".into()))?;
-    let own = if linkbus_wire::is_event_id(id) { state.cases.fetch(id).await? } else { None };
+    let own = match linkbus_wire::is_event_id(id) {
+        true => state.cases.fetch(id).await?,
+        false => None,
+    };
+    let own = match own {
+        Some(own) => Some(own),
+        None => by_source_id(state, id).await?,
+    };
     track.check(own.as_ref().map(|c| c.case_id.as_str()), own.as_ref().and_then(reporter_phone), proof, ip)?;
     let gone = || ApiError::NotFound("no such request".into());
     let own = own.ok_or_else(gone)?;
