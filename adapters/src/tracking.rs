@@ -133,6 +133,22 @@ mod tests {
     }
 
     #[test]
+    fn the_department_is_named_from_the_routing_decision() {
+        let routed: linkbus_wire::CloudEvent<linkbus_wire::RoutedCase> =
+            serde_json::from_str(include_str!("../../docs/examples/case-routed.json")).expect("example");
+        let policy = linkbus_cases::lifecycle::Policy::default();
+        let mut r = linkbus_cases::lifecycle::open(&routed.data, jiff::Timestamp::now(), &policy);
+        assert_eq!(department_name(&r).as_deref(), Some("PUC Sewer Ops"), "the one responsible");
+        r.accepted_by = Some("sf-311".into());
+        assert_eq!(department_name(&r).as_deref(), Some("SF311 Customer Service Center (dispatch desk)"), "a fallback");
+        r.accepted_by = Some("dpw-ops-queue".into());
+        assert_eq!(department_name(&r).as_deref(), Some("dpw-ops-queue"), "not in the decision: its id");
+        r.accepted_by = None;
+        r.departments.clear();
+        assert_eq!(department_name(&r), None);
+    }
+
+    #[test]
     fn debug_shows_the_base_url_not_the_key() {
         let shown = format!("{:?}", tracking());
         assert!(shown.contains("https://linkbus.example.gov") && !shown.contains("7, 7"), "{shown}");

@@ -35,7 +35,9 @@
 //! are sequential, so these endpoints are not open to anyone who guesses one, and they are
 //! rate-limited per client IP (`[api].public_rate_per_minute`, `rate_limit`) so a leaked
 //! key cannot walk the source ids quickly. A dispatcher may read a follow-up and record a rating
-//! taken by phone (回访); a department key may do neither.
+//! taken by phone (回访); a department key may do neither. A resident may also follow and rate their
+//! own request without any key on the tracking page (`/track/…`, [`crate::track`]): proved by the
+//! tracking token of their receipt or their phone's last digits, locked after repeated misses.
 //!
 //! **Adapters.** The source-system adapters' routes (Open311 at `/open311/v2/`, the grid batch
 //! upload, CAP, CAD and commerce at `/api/adapters/…`) are merged in
