@@ -198,4 +198,15 @@ mod tests {
             assert!(!warned(loud, true), "{loud} behind a TLS proxy");
         }
     }
+
+    #[test]
+    fn a_public_url_that_cannot_start_a_link_is_warned_of() {
+        let warned = |url: &str| !ApiConfig { public_url: url.into(), ..ApiConfig::default() }.warnings().is_empty();
+        for quiet in ["", "https://linkbus.example.gov", "http://10.0.0.5:8080/linkbus/"] {
+            assert!(!warned(quiet), "{quiet}");
+        }
+        for loud in ["linkbus.example.gov", "ftp://x", "https://x/?a=1", "https://x/#top", "https://x y"] {
+            assert!(warned(loud), "{loud}");
+        }
+    }
 }
