@@ -13,7 +13,7 @@ const I18N = {
     met: 'met', missed: 'missed', pending: 'open', none: '—', escalations: 'Escalated {0}× so that it is handled in time.',
     reports: 'Joined with {0} other reports of the same problem.', note: 'The department: {0}',
     not_found: 'Nothing found for this request number and proof. Check the link or the digits.',
-    locked: 'Too many wrong tries: locked. Try again in {0} minutes.', invalid: 'Please check what you entered: {0}',
+    locked: 'Too many wrong tries: locked. Try again in {0} minutes.', busy: 'Too many requests; try again in {0} seconds.', invalid: 'Please check what you entered: {0}',
     failed: 'The service could not be reached; try again.', need_score: 'Choose 1 to 5 stars and whether it is solved.',
     thanks: 'Thank you, your rating was recorded.', reopened: 'Thank you. The case was reopened and goes back to the department.',
     state_reported: 'Received', state_routed: 'Sent to the department', state_accepted: 'Accepted by the department',
@@ -39,7 +39,7 @@ const I18N = {
     met: '按时', missed: '超时', pending: '进行中', none: '—', escalations: '已升级 {0} 次，督促及时办理。',
     reports: '已与其他 {0} 件同一问题的诉求合并办理。', note: '部门答复：{0}',
     not_found: '未查到该诉求，或凭证不符。请核对链接或号码。',
-    locked: '错误次数过多，已锁定。请 {0} 分钟后再试。', invalid: '请检查输入：{0}',
+    locked: '错误次数过多，已锁定。请 {0} 分钟后再试。', busy: '请求过于频繁，请 {0} 秒后再试。', invalid: '请检查输入：{0}',
     failed: '暂时无法连接，请稍后再试。', need_score: '请选择 1–5 星并说明是否解决。',
     thanks: '感谢您的评价。', reopened: '感谢反馈。诉求已重新打开，退回部门继续办理。',
     state_reported: '已受理', state_routed: '已派单', state_accepted: '部门已签收', state_rejected: '改派中',
@@ -122,9 +122,11 @@ function render(c) {
   $('rate').hidden = !c.can_rate || rated;
 }
 
+/** Says why a request was refused: a 429 of minutes is a lockout, of seconds the rate limit. */
 function fail(status, body) {
-  const wait = Math.max(1, Math.ceil((body?.retry_after_secs ?? 3600) / 60));
-  const text = status === 404 ? t('not_found') : status === 429 ? t('locked', wait)
+  const secs = body?.retry_after_secs ?? 3600;
+  const limited = secs > 120 ? t('locked', Math.ceil(secs / 60)) : t('busy', secs);
+  const text = status === 404 ? t('not_found') : status === 429 ? limited
     : status === 422 ? t('invalid', body?.error ?? '') : t('failed');
   $('error').textContent = text;
   $('error').hidden = false;

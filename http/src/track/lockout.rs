@@ -57,9 +57,17 @@ struct Misses {
 }
 
 /// The misses of every scope.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Lockouts {
     misses: Mutex<HashMap<Scope, Misses>>,
+    /// Scopes remembered at most ([`MAX_SCOPES`]).
+    max_scopes: usize,
+}
+
+impl Default for Lockouts {
+    fn default() -> Self {
+        Self { misses: Mutex::default(), max_scopes: MAX_SCOPES }
+    }
 }
 
 impl Lockouts {
@@ -73,9 +81,9 @@ impl Lockouts {
     /// Counts a miss against `scope` at `now`; true when this miss locks it.
     pub fn miss(&self, scope: Scope, now: Instant) -> bool {
         let mut all = self.misses.lock().unwrap_or_else(|p| p.into_inner());
-        if all.len() >= MAX_SCOPES && !all.contains_key(&scope) {
+        if all.len() >= self.max_scopes && !all.contains_key(&scope) {
             all.retain(|_, m| now < m.last + LOCKOUT);
-            if all.len() >= MAX_SCOPES
+            if all.len() >= self.max_scopes
                 && let Some(oldest) = all.iter().min_by_key(|(_, m)| m.last).map(|(s, _)| s.clone())
             {
                 all.remove(&oldest);
@@ -111,6 +119,30 @@ mod tests {
         assert_eq!(lockouts.locked(&case, later), Some(LOCKOUT - Duration::from_secs(600)));
         assert_eq!(lockouts.locked(&case, t0 + LOCKOUT), None, "unlocked an hour after the last miss");
         assert_eq!(lockouts.locked(&Scope::Case("open311-2".into()), t0), None, "another case is not locked");
+    }
+
+    #[test]
+    fn past_its_size_it_forgets_expired_scopes_first_then_the_oldest() {
+        let lockouts = Lockouts { max_scopes: 2, ..Lockouts::default() };
+        let t0 = Instant::now();
+        let case = |n: u32| Scope::Case(format!("cad-{n}"));
+        let count = |scope: &Scope| lockouts.misses.lock().expect("lock").get(scope).map(|m| m.count);
+        lockouts.miss(case(1), t0);
+        lockouts.miss(case(2), t0 + Duration::from_secs(10));
+        lockouts.miss(case(2), t0 + Duration::from_secs(10));
+        assert!(!lockouts.miss(case(2), t0 + Duration::from_secs(20)), "a known scope is counted at the size");
+        assert_eq!(count(&case(2)), Some(3));
+        lockouts.miss(case(3), t0 + LOCKOUT);
+        assert_eq!((count(&case(1)), count(&case(2)), count(&case(3))), (None, Some(3), Some(1)), "case 1 expired");
+        lockouts.miss(case(4), t0 + LOCKOUT + Duration::from_secs(1));
+        assert_eq!((count(&case(2)), count(&case(3)), count(&case(4))), (None, Some(1), Some(1)), "case 2 the oldest");
+
+        let lockouts = Lockouts { max_scopes: 2, ..Lockouts::default() };
+        let count = |scope: &Scope| lockouts.misses.lock().expect("lock").get(scope).map(|m| m.count);
+        lockouts.miss(case(1), t0);
+        lockouts.miss(case(2), t0);
+        lockouts.miss(case(3), t0 + LOCKOUT);
+        assert_eq!((count(&case(1)), count(&case(2))), (None, None), "both expired, both forgotten");
     }
 
     #[test]
