@@ -94,7 +94,7 @@ function render(c) {
   $('ask').hidden = true;
   $('state').textContent = t('state_' + c.state);
   $('next').textContent = t('next_' + c.state);
-  $('category').textContent = c.category;
+  $('category').textContent = c.category_name ?? c.category;
   $('department').textContent = c.department ?? t('none');
   $('created').textContent = when(c.created_at);
   $('updated').textContent = when(c.updated_at);

@@ -329,7 +329,9 @@ impl Service {
                 warn!(error = %e, "router stopped");
             }
         }));
-        let track = Track::new(tracking, metrics.registry()).context("registering the tracking page's metrics")?;
+        let track = Track::new(tracking, metrics.registry())
+            .context("registering the tracking page's metrics")?
+            .with_region(region);
         Ok(Self { client, js, state, cases, adapters, track: Arc::new(track), metrics, shutdown, tasks })
     }
 

@@ -110,6 +110,7 @@ async fn a_resident_tracks_a_request_by_its_token_and_guessers_are_locked_out() 
     assert_eq!(status, 200, "{view}");
     assert_eq!((view["case_id"].as_str(), view["state"].as_str()), (Some(case_id.as_str()), Some("routed")));
     assert_eq!(view["department"], "PUC Sewer Ops");
+    assert_eq!(view["category_name"], "Sewer Issues");
     assert_eq!(view["reports"], 1);
     assert!(view["accept_deadline"]["by"].is_string() && view["accept_deadline"].get("met").is_none(), "{view}");
 
@@ -157,6 +158,7 @@ async fn a_resident_tracks_a_request_by_its_token_and_guessers_are_locked_out() 
     let (status, view, _) = client.post_json(&track, json!({ "token": token })).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!((view["state"].as_str(), view["can_rate"].as_bool()), (Some("resolved"), Some(true)));
+    assert_eq!(view["department"], "DPW Ops Queue", "named from the region: {view}");
     assert_eq!(view["accept_deadline"], json!({ "met": true }), "{view}");
     assert_eq!(view["resolve_deadline"], json!({ "met": true }), "{view}");
     let events: Vec<&str> =

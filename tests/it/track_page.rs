@@ -106,6 +106,7 @@ async fn a_resident_tracks_an_open311_request_on_a_phone_and_rates_it() {
         phone.refresh().await.expect("reload");
     }
     assert_eq!(text_of(&phone, "department").await, "PUC Sewer Ops");
+    assert_eq!(text_of(&phone, "category").await, "Sewer Issues");
     assert!(text_of(&phone, "next").await.contains("accepts it"));
 
     // The page's weight and first paint, as Chromium measured them.

@@ -45,6 +45,9 @@ pub struct PublicCase {
     pub state: CaseState,
     /// Its category.
     pub category: String,
+    /// The category's name in the region (the tracking page's answers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_name: Option<String>,
     /// When linkbus received it.
     #[schemars(schema_with = "timestamp_schema")]
     pub created_at: Timestamp,
@@ -133,6 +136,7 @@ impl PublicCase {
             case_id: r.case_id.clone(),
             state: r.state,
             category: r.case.category.clone(),
+            category_name: None,
             created_at: r.created_at,
             updated_at: r.updated_at,
             can_rate: matches!(r.state, CaseState::Resolved | CaseState::Closed),

@@ -17,7 +17,7 @@ use super::residents::{PublicCase, RatingRequest, rate_as_resident};
 use crate::error::ApiError;
 use crate::rate_limit::ClientIp;
 use crate::state::ApiState;
-use crate::track::{Proof, reporter_phone};
+use crate::track::{Proof, Track, reporter_phone};
 
 /// `POST /api/track/{id}`: the proof, one of the two.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -63,8 +63,8 @@ pub(super) async fn view(
 ) -> Result<axum::Json<PublicCase>, ApiError> {
     let asked: TrackRequest =
         serde_json::from_slice(&body?).map_err(|e| ApiError::Invalid(format!("not a tracking request: {e}")))?;
-    let shown = prove(&state, &id, &Proof::of(asked.token, asked.phone)?, ip).await?;
-    Ok(axum::Json(PublicCase::of(&shown, Timestamp::now())))
+    let (track, shown) = prove(&state, &id, &Proof::of(asked.token, asked.phone)?, ip).await?;
+    Ok(axum::Json(track.named(PublicCase::of(&shown, Timestamp::now()))))
 }
 
 /// `POST /api/track/{id}/rating`: the resident's rating, as `POST /api/requests/{source_id}/rating`
@@ -77,10 +77,10 @@ pub(super) async fn rate(
 ) -> Result<axum::Json<PublicCase>, ApiError> {
     let asked: TrackRating =
         serde_json::from_slice(&body?).map_err(|e| ApiError::Invalid(format!("not a rating: {e}")))?;
-    let shown = prove(&state, &id, &Proof::of(asked.token, asked.phone)?, ip).await?;
+    let (track, shown) = prove(&state, &id, &Proof::of(asked.token, asked.phone)?, ip).await?;
     let rating = RatingRequest { score: asked.score, solved: asked.solved, comment: asked.comment };
     let rated = rate_as_resident(&state, &shown, rating, "tracking-page", "resident").await?;
-    Ok(axum::Json(PublicCase::of(&rated, Timestamp::now())))
+    Ok(axum::Json(track.named(PublicCase::of(&rated, Timestamp::now()))))
 }
 
 /// The case whose own report is `source_id` in its source system (the number a 12345 operator
@@ -97,7 +97,12 @@ async fn by_source_id(state: &ApiState, source_id: &str) -> Result<Option<CaseRe
 
 /// The case to show the caller at `ip` who asks for case `id` with `proof`: checked (and
 /// counted, and locked) by [`crate::track::Track::check`].
-async fn prove(state: &ApiState, id: &str, proof: &Proof, ip: std::net::IpAddr) -> Result<CaseRecord, ApiError> {
+async fn prove<'a>(
+    state: &'a ApiState,
+    id: &str,
+    proof: &Proof,
+    ip: std::net::IpAddr,
+) -> Result<(&'a Track, CaseRecord), ApiError> {
     let track = state.track.as_ref().ok_or_else(|| ApiError::NotFound("the tracking page is off".into()))?;
     let own = match linkbus_wire::is_event_id(id) {
         true => state.cases.fetch(id).await?,
@@ -110,8 +115,9 @@ async fn prove(state: &ApiState, id: &str, proof: &Proof, ip: std::net::IpAddr) 
     track.check(own.as_ref().map(|c| c.case_id.as_str()), own.as_ref().and_then(reporter_phone), proof, ip)?;
     let gone = || ApiError::NotFound("no such request".into());
     let own = own.ok_or_else(gone)?;
-    match &own.merged_into {
-        Some(primary) => state.cases.fetch(primary).await?.ok_or_else(gone),
-        None => Ok(own),
-    }
+    let shown = match &own.merged_into {
+        Some(primary) => state.cases.fetch(primary).await?.ok_or_else(gone)?,
+        None => own,
+    };
+    Ok((track, shown))
 }

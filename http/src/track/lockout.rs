@@ -131,7 +131,7 @@ mod tests {
         lockouts.miss(case(2), t0 + Duration::from_secs(10));
         lockouts.miss(case(2), t0 + Duration::from_secs(10));
         assert!(!lockouts.miss(case(2), t0 + Duration::from_secs(20)), "a known scope is counted at the size");
-        assert_eq!(count(&case(2)), Some(3));
+        assert_eq!((count(&case(1)), count(&case(2))), (Some(1), Some(3)), "nothing forgotten for a known scope");
         lockouts.miss(case(3), t0 + LOCKOUT);
         assert_eq!((count(&case(1)), count(&case(2)), count(&case(3))), (None, Some(3), Some(1)), "case 1 expired");
         lockouts.miss(case(4), t0 + LOCKOUT + Duration::from_secs(1));

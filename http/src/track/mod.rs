@@ -28,6 +28,7 @@
 
 pub mod lockout;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
@@ -39,6 +40,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use linkbus_adapters::tracking::Tracking;
+use linkbus_geo_data::Region;
 use linkbus_wire::CaseRecord;
 use prometheus::{IntCounterVec, Opts, Registry};
 use qrcode::QrCode;
@@ -46,6 +48,7 @@ use qrcode::render::svg;
 use tracing::info;
 
 use self::lockout::{Lockouts, Scope};
+use crate::api::PublicCase;
 use crate::console::delivery::Compressed;
 use crate::console::page::protect_with;
 use crate::error::ApiError;
@@ -88,12 +91,14 @@ impl Proof {
     }
 }
 
-/// The tracking page's state: the tokens' key, the misses, the counters.
+/// The tracking page's state: the tokens' key, the misses, the counters, and the region's names
+/// of departments and categories.
 #[derive(Debug)]
 pub struct Track {
     tracking: Arc<Tracking>,
     lockouts: Lockouts,
     metrics: TrackMetrics,
+    names: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,7 +144,31 @@ impl TrackMetrics {
 impl Track {
     /// The page's state, with tokens checked by `tracking`, counting into `registry`.
     pub fn new(tracking: Arc<Tracking>, registry: &Registry) -> prometheus::Result<Self> {
-        Ok(Self { tracking, lockouts: Lockouts::default(), metrics: TrackMetrics::new(registry)? })
+        Ok(Self {
+            tracking,
+            lockouts: Lockouts::default(),
+            metrics: TrackMetrics::new(registry)?,
+            names: HashMap::new(),
+        })
+    }
+
+    /// Names departments and categories as `region` does (the case record names only the
+    /// departments its routing chose, and no category), as the region was at start-up.
+    pub fn with_region(mut self, region: &Region) -> Self {
+        let departments = region.departments.departments.iter().map(|d| (d.id.clone(), d.name.clone()));
+        let categories = region.categories.iter().map(|c| (c.id.clone(), c.name.clone()));
+        self.names = departments.chain(categories).collect();
+        self
+    }
+
+    /// `view` with the region's names: the category's, and the department's where the record
+    /// named it only by its id.
+    pub fn named(&self, mut view: PublicCase) -> PublicCase {
+        view.category_name = self.names.get(&view.category).cloned();
+        if let Some(name) = view.department.as_ref().and_then(|d| self.names.get(d)) {
+            view.department = Some(name.clone());
+        }
+        view
     }
 
     /// Lets a caller at `ip` with `proof` see case `case_id` (the caller's own case, found by the
