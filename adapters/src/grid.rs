@@ -50,6 +50,7 @@ use crate::adapter::{
 };
 use crate::intake::{Caller, Gate, Intake, IntakeError, PendingSubmit, event_id};
 use crate::kind::AdapterKind;
+use crate::tracking::TrackingLink;
 use crate::vocabulary::CategoryMap;
 use crate::web::{self, BodyError};
 
@@ -381,6 +382,9 @@ pub enum Outcome {
         case_id: String,
         /// True when it was already on the bus or in the case book: nothing new was sent.
         duplicate: bool,
+        /// The case's tracking page, for the resident.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tracking: Option<TrackingLink>,
     },
     /// Refused (and kept in `deadletter.adapter_grid`).
     Refused {
@@ -514,7 +518,7 @@ impl Grid {
     async fn take(&self, row: usize, report: Result<GridReport, ReportError>, raw: Bytes, origin: &str) -> Outcome {
         match report.and_then(|r| r.event(&self.config, Timestamp::now())) {
             Ok(event) => match self.intake.submit(&event).await {
-                Ok(s) => Outcome::Accepted { row, case_id: s.case_id, duplicate: s.duplicate },
+                Ok(s) => Outcome::Accepted { row, case_id: s.case_id, duplicate: s.duplicate, tracking: s.tracking },
                 Err(e) => self.bus_down(row, e),
             },
             Err(e) => self.refuse(row, e, raw, origin).await,
@@ -574,7 +578,7 @@ impl Grid {
     async fn settle(&self, next: Option<(usize, usize, PendingSubmit)>, outcomes: &mut [Option<Outcome>]) {
         let Some((row, at, p)) = next else { return };
         outcomes[at] = Some(match p.wait().await {
-            Ok(s) => Outcome::Accepted { row, case_id: s.case_id, duplicate: s.duplicate },
+            Ok(s) => Outcome::Accepted { row, case_id: s.case_id, duplicate: s.duplicate, tracking: s.tracking },
             Err(e) => self.bus_down(row, e),
         });
     }
@@ -588,8 +592,8 @@ impl Grid {
             serde_json::from_slice::<GridReport>(&msg.payload).map_err(ReportError::Json)
         };
         let answer = match self.take(0, report, msg.payload.clone(), SUBJECT).await {
-            Outcome::Accepted { case_id, duplicate, .. } => {
-                serde_json::json!({ "case_id": case_id, "duplicate": duplicate })
+            Outcome::Accepted { case_id, duplicate, tracking, .. } => {
+                serde_json::json!({ "case_id": case_id, "duplicate": duplicate, "tracking": tracking })
             }
             Outcome::Refused { error, .. } => serde_json::json!({ "error": error }),
         };

@@ -43,6 +43,7 @@ use tracing::{debug, warn};
 
 use crate::kind::AdapterKind;
 use crate::metrics::AdapterMetrics;
+use crate::tracking::{Tracking, TrackingLink};
 
 tokio::task_local! {
     /// The trace of the HTTP request being served, set by [`with_trace`].
@@ -103,6 +104,9 @@ pub struct CaseReceipt {
     /// The case's state after a source update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<CaseState>,
+    /// A new (or duplicate) report's tracking page, for the source to pass on to the resident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<TrackingLink>,
 }
 
 /// Why a message was refused; each variant has one [`ErrorCode`] ([`IntakeError::code`]).
@@ -300,6 +304,8 @@ pub struct Submitted {
     pub case_id: String,
     /// True when the bus or the case book already had it: nothing new was published.
     pub duplicate: bool,
+    /// Its tracking page, for the receipt (where the intake has [`Tracking`]).
+    pub tracking: Option<TrackingLink>,
 }
 
 /// The event id of a report from a source whose own id is `source_id`: `<prefix>-<source_id>`
@@ -329,6 +335,8 @@ pub struct Intake {
     /// The adapter's name ([`AdapterKind::name`]): the metrics' `adapter` label; its dead letters go
     /// to `deadletter.adapter_<name>`.
     adapter: &'static str,
+    /// Makes the tracking links of new cases' receipts (none without).
+    tracking: Option<Arc<Tracking>>,
 }
 
 impl std::fmt::Debug for Intake {
@@ -352,7 +360,12 @@ impl Intake {
         metrics: AdapterMetrics,
         storage: StorageHealth,
     ) -> Self {
-        Self { js, cases, metrics, storage, adapter: "adapter" }
+        Self { js, cases, metrics, storage, adapter: "adapter", tracking: None }
+    }
+
+    /// This intake, answering every report with its case's tracking link from `tracking`.
+    pub fn with_tracking(self, tracking: Arc<Tracking>) -> Self {
+        Self { tracking: Some(tracking), ..self }
     }
 
     /// This intake for one adapter: its metrics' label, and its dead letters' stage
@@ -527,7 +540,8 @@ impl PendingSubmit {
             self.origin.settle(intake.cases.as_ref()).await?;
         }
         intake.metrics.report(intake.adapter, if duplicate { "duplicate" } else { "reported" });
-        Ok(Submitted { case_id: self.origin.case_id, duplicate })
+        let tracking = self.intake.tracking.as_ref().map(|t| t.link(&self.origin.case_id));
+        Ok(Submitted { case_id: self.origin.case_id, duplicate, tracking })
     }
 }
 

@@ -23,6 +23,8 @@
 //!   source updates applied to the case book, dead letters, one error type answered as the one
 //!   error body of linkbus, and what HTTP adapters ask of the API serving them
 //!   ([`intake::Gate`]).
+//! - [`tracking`]: each case's tracking token and the links of its tracking page, for the
+//!   receipts (the page itself is served by `linkbus-http`).
 //! - [`vocabulary`]: a source's category vocabulary mapped to bus categories in configuration.
 //! - [`metrics`]: what the adapters count (reports by outcome, dead letters).
 //! - [`kind`]: which adapter (the metrics' label, the dead letters' stage, the table's name).
@@ -42,6 +44,7 @@ pub mod metrics;
 pub mod open311;
 pub mod registry;
 pub mod sf311;
+pub mod tracking;
 pub mod vocabulary;
 pub mod web;
 

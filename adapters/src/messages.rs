@@ -140,7 +140,12 @@ impl Messages {
                 let submitted = self.intake.submit(&event).await?;
                 let outcome = if submitted.duplicate { "duplicate" } else { "reported" };
                 Ok(Receipt {
-                    cases: vec![CaseReceipt { case_id: submitted.case_id, outcome: outcome.into(), state: None }],
+                    cases: vec![CaseReceipt {
+                        case_id: submitted.case_id,
+                        outcome: outcome.into(),
+                        state: None,
+                        tracking: submitted.tracking,
+                    }],
                 })
             }
             Message::Act { source, case_ids, action } => {
@@ -152,7 +157,12 @@ impl Messages {
                 let mut cases = Vec::with_capacity(case_ids.len());
                 for case_id in case_ids {
                     let record = self.intake.act(&case_id, &source, &action).await?;
-                    cases.push(CaseReceipt { case_id, outcome: outcome.into(), state: Some(record.state) });
+                    cases.push(CaseReceipt {
+                        case_id,
+                        outcome: outcome.into(),
+                        state: Some(record.state),
+                        tracking: None,
+                    });
                 }
                 Ok(Receipt { cases })
             }

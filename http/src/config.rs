@@ -31,6 +31,10 @@ pub struct ApiConfig {
     /// network encrypted: set it to silence `linkbus config check`'s warning about a `listen`
     /// that is not a loopback address.
     pub behind_tls_proxy: bool,
+    /// The public base URL residents reach `linkbus up` at (e.g. `https://linkbus.example.gov`):
+    /// the links to the tracking page (`/track/…`) in every receipt start with it; empty: they
+    /// are relative (`/track/…`), for the source system to complete.
+    pub public_url: String,
     /// Who may call the API (every endpoint but `/healthz`, `/readyz`, `/metrics` and
     /// `/api/openapi.json` takes a key).
     /// Only SHA-256 hashes of the keys are configured (`linkbus api hash-key`), so this file holds
@@ -47,6 +51,7 @@ impl Default for ApiConfig {
             header_timeout_secs: 10,
             request_timeout_secs: 30,
             behind_tls_proxy: false,
+            public_url: String::new(),
             keys: vec![],
         }
     }
@@ -54,7 +59,8 @@ impl Default for ApiConfig {
 
 impl ApiConfig {
     /// What `linkbus config check` warns of: a `listen` reachable from other machines without a
-    /// TLS proxy declared in front (keys and session cookies would cross the network in clear).
+    /// TLS proxy declared in front (keys and session cookies would cross the network in clear);
+    /// a `public_url` that cannot start a link.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if !self.listen.is_empty() && !self.behind_tls_proxy && !is_loopback(&self.listen) {
@@ -64,6 +70,14 @@ impl ApiConfig {
                  clear; put a TLS-terminating proxy in front (and set console.secure_cookie), or listen on \
                  127.0.0.1",
                 self.listen
+            ));
+        }
+        let url = &self.public_url;
+        let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+        if !url.is_empty() && (!scheme_ok || url.contains(['?', '#', ' '])) {
+            out.push(format!(
+                "api.public_url = {url:?} is not an http(s) base URL without a query: the tracking links in \
+                 receipts would not work"
             ));
         }
         out
@@ -182,6 +196,17 @@ mod tests {
         for loud in ["0.0.0.0:8080", "10.1.2.3:80", "[::]:8080", "api.example.org:8080"] {
             assert!(warned(loud, false), "{loud}");
             assert!(!warned(loud, true), "{loud} behind a TLS proxy");
+        }
+    }
+
+    #[test]
+    fn a_public_url_that_cannot_start_a_link_is_warned_of() {
+        let warned = |url: &str| !ApiConfig { public_url: url.into(), ..ApiConfig::default() }.warnings().is_empty();
+        for quiet in ["", "https://linkbus.example.gov", "http://10.0.0.5:8080/linkbus/"] {
+            assert!(!warned(quiet), "{quiet}");
+        }
+        for loud in ["linkbus.example.gov", "ftp://x", "https://x/?a=1", "https://x/#top", "https://x y"] {
+            assert!(warned(loud), "{loud}");
         }
     }
 }

@@ -7,6 +7,8 @@
 //!   its assets under `http/console/`, the board's data);
 //! - [`volunteer`]: the volunteers' phone app (per-volunteer credentials, status, live offers
 //!   and answers, history; its page under `http/volunteer/`);
+//! - [`track`]: the resident's tracking page (`/track/…`: the page, its files, its QR code), its
+//!   proofs and their lockouts (its data and rating are `api`'s `/api/track/…`);
 //! - [`state`]: [`state::ApiState`], what the API's handlers share, and the traits through which
 //!   it reaches the case book, the webhook records and the service's readiness;
 //! - [`auth`]: keys, the [`auth::Principal`] a request is made by, console sessions;
@@ -23,9 +25,10 @@
 //! and `rate_limit` use nothing of this crate; `server` and `auth` use `config` and `error`;
 //! `console` uses `auth` (sessions are signed there, and its handlers take their own state, so it
 //! needs nothing of the API's);
-//! `volunteer` uses `auth`, `rate_limit` and `console`'s compressed delivery;
-//! `state` uses `auth`, `rate_limit`, `console` and `volunteer` (it holds what it serves); `api` uses
-//! `state`; `openapi` uses `api`'s types; this file assembles them all. The source-system
+//! `volunteer` uses `auth`, `rate_limit` and `console`'s compressed delivery; `track` uses
+//! `console`'s file delivery and headers, `error` and `rate_limit`; `state` uses `auth`,
+//! `rate_limit`, `console`, `volunteer` and `track` (it holds what it serves); `api` uses `state`
+//! and `track`'s proofs; `openapi` uses `api`'s types; this file assembles them all. The source-system
 //! adapters' routes are built by `linkbus-adapters` and merged in
 //! ([`state::ApiState::with_adapters`]).
 
@@ -39,6 +42,7 @@ pub mod openapi;
 pub(crate) mod rate_limit;
 pub mod server;
 pub mod state;
+pub mod track;
 pub mod volunteer;
 
 #[cfg(test)]
@@ -56,10 +60,12 @@ use crate::state::ApiState;
 pub fn app(state: ApiState) -> Router {
     let console = console::routes(state.console.clone(), state.auth.clone());
     let volunteers = volunteer::routes(state.volunteers.clone(), state.auth.clone());
+    let track = track::routes(state.track.clone());
     api::routes(&state)
         .route("/api/openapi.json", get(openapi::serve))
         .merge(console)
         .merge(volunteers)
+        .merge(track)
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/openapi.json".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state.clone())

@@ -17,6 +17,8 @@ const LANGS: [Lang; 2] = [Lang::En, Lang::ZhCn];
 #[derive(Debug, Default)]
 pub struct RegionNames {
     by_lang: Vec<(Lang, LangNames)>,
+    /// As the region names them, in its own language.
+    own: LangNames,
 }
 
 /// Names in one language.
@@ -51,26 +53,36 @@ impl RegionNames {
                 areas.insert(s.code.clone(), s.name.clone());
             }
         }
-        let by_lang = LANGS
-            .iter()
-            .map(|&lang| {
-                let named = |name: &String, names: &std::collections::BTreeMap<String, String>| {
-                    names.get(lang.tag()).unwrap_or(name).clone()
-                };
-                let names = LangNames {
-                    categories: region.categories.iter().map(|c| (c.id.clone(), named(&c.name, &c.names))).collect(),
-                    departments: region
-                        .departments
-                        .departments
-                        .iter()
-                        .map(|d| (d.id.clone(), named(&d.name, &d.names)))
-                        .collect(),
-                    areas: areas.clone(),
-                };
-                (lang, names)
-            })
-            .collect();
-        Self { by_lang }
+        let in_lang = |lang: Option<Lang>| {
+            let named = |name: &String, names: &std::collections::BTreeMap<String, String>| {
+                lang.and_then(|l| names.get(l.tag())).unwrap_or(name).clone()
+            };
+            LangNames {
+                categories: region.categories.iter().map(|c| (c.id.clone(), named(&c.name, &c.names))).collect(),
+                departments: region
+                    .departments
+                    .departments
+                    .iter()
+                    .map(|d| (d.id.clone(), named(&d.name, &d.names)))
+                    .collect(),
+                areas: areas.clone(),
+            }
+        };
+        Self { by_lang: LANGS.iter().map(|&lang| (lang, in_lang(Some(lang)))).collect(), own: in_lang(None) }
+    }
+
+    /// Category `id`'s name in `lang` (`None`: the region's own language).
+    pub fn category(&self, lang: Option<Lang>, id: &str) -> Option<&str> {
+        self.lookup(lang).category(id)
+    }
+
+    /// Department `id`'s name in `lang` (`None`: the region's own language).
+    pub fn department(&self, lang: Option<Lang>, id: &str) -> Option<&str> {
+        self.lookup(lang).department(id)
+    }
+
+    fn lookup(&self, lang: Option<Lang>) -> &LangNames {
+        lang.and_then(|lang| self.by_lang.iter().find(|(l, _)| *l == lang)).map_or(&self.own, |(_, names)| names)
     }
 
     fn names(&self, lang: Lang) -> &dyn Names {

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::api::{
     CaseList, DEFAULT_LIMIT, DeliveryList, DepartmentStatsList, MAX_LIMIT, MAX_REPEATS, PublicCase, RatingRequest,
-    ReadyBody, RepeatList,
+    ReadyBody, RepeatList, TrackRating, TrackRequest,
 };
 use linkbus_cases::book::{MAX_QUERY_CHARS, MIN_PHONE_DIGITS, MIN_QUERY_CHARS};
 
@@ -58,6 +58,8 @@ pub fn document() -> Value {
         update: into.subschema_for::<crate::volunteer::StatusUpdate>(),
         ..volunteer_out
     });
+    let track_request = into.subschema_for::<TrackRequest>();
+    let track_rating = into.subschema_for::<TrackRating>();
     for (name, schema) in into.take_definitions(true) {
         match schemas.get(&name) {
             Some(existing) if *existing != schema => {
@@ -245,6 +247,41 @@ pub fn document() -> Value {
                         "413": too_large,
                         "422": error("The body is not a rating (`invalid`)."),
                         "429": rate_limited,
+                        "503": unavailable
+                    }
+                }
+            },
+            "/api/track/{id}": {
+                "post": {
+                    "operationId": "track",
+                    "summary": "The resident's tracking page's data: the public view of the case handling their report.",
+                    "description": "No key: the body proves the caller may see the case, with its tracking token (from the receipt's link) or the last 4 digits of its reporter's phone. A wrong proof is answered as an unknown case (404). 5 wrong phone digits lock the case's phone proof for an hour (its token still works); 10 wrong proofs lock the client address (an IPv6 /64) for an hour (429). Rate-limited per client address (`[api].public_rate_per_minute`). The page itself is `GET /track/{id}`.",
+                    "parameters": [ id_param("id", "The id of the resident's own case (the receipt's `case_id`), or its id in the source system (the request number).") ],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": track_request } } },
+                    "responses": {
+                        "200": body("The public view.", &public_case),
+                        "404": error("No such case, or the proof does not match it (`not_found`)."),
+                        "413": too_large,
+                        "422": error("Not a tracking request: neither or both proofs, or a malformed one (`invalid`)."),
+                        "429": error("Locked out after wrong proofs, or too many requests from this address (`rate_limited`); `Retry-After` says in how many seconds to retry."),
+                        "503": unavailable
+                    }
+                }
+            },
+            "/api/track/{id}/rating": {
+                "post": {
+                    "operationId": "trackRate",
+                    "summary": "The resident's rating from the tracking page; `solved: false` reopens the case.",
+                    "description": "Proved, counted and locked as `POST /api/track/{id}`; recorded as `POST /api/requests/{source_id}/rating` records it (the resident's, relayed by `tracking-page`).",
+                    "parameters": [ id_param("id", "The id of the resident's own case.") ],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": track_rating } } },
+                    "responses": {
+                        "200": body("Rated: the public view afterwards.", &public_case),
+                        "404": error("No such case, or the proof does not match it (`not_found`)."),
+                        "409": error("The case is not resolved or closed (`conflict`)."),
+                        "413": too_large,
+                        "422": error("Not a rating, or no single well-formed proof (`invalid`)."),
+                        "429": error("Locked out after wrong proofs, or too many requests from this address (`rate_limited`)."),
                         "503": unavailable
                     }
                 }

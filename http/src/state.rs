@@ -36,6 +36,7 @@ use crate::console::Console;
 use crate::error::Error;
 use crate::names::RegionNames;
 use crate::rate_limit::RateLimiter;
+use crate::track::Track;
 use crate::volunteer::VolunteerApp;
 
 /// The most of a form body read to find its `api_key` (the Open311 adapter takes no more).
@@ -93,6 +94,7 @@ pub struct ApiState {
     pub(crate) readiness: Option<Arc<dyn Readiness>>,
     pub(crate) console: Option<Arc<Console>>,
     pub(crate) volunteers: Option<Arc<VolunteerApp>>,
+    pub(crate) track: Option<Arc<Track>>,
     pub(crate) adapters: Router,
     pub(crate) names: Option<Arc<RegionNames>>,
 }
@@ -115,6 +117,7 @@ impl ApiState {
             readiness: None,
             console: None,
             volunteers: None,
+            track: None,
             adapters: Router::new(),
             names: None,
         })
@@ -156,6 +159,13 @@ impl ApiState {
     /// `/api/volunteers/{id}/credential`; without, those answer 404).
     pub fn with_volunteers(mut self, app: Arc<VolunteerApp>) -> Self {
         self.volunteers = Some(app);
+        self
+    }
+
+    /// Serves the resident's tracking page (`/track/…`, `/api/track/…`; without, those answer
+    /// 404), checking its proofs with `track`.
+    pub fn with_track(mut self, track: Arc<Track>) -> Self {
+        self.track = Some(track);
         self
     }
 

@@ -12,12 +12,14 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use linkbus_adapters::intake::Intake;
 use linkbus_adapters::registry::Adapters;
+use linkbus_adapters::tracking::Tracking;
 use linkbus_bus::nats;
 use linkbus_cases::book::{CaseBook, NextVolunteers};
 use linkbus_cases::lifecycle::Ladder;
 use linkbus_cases::webhooks;
 use linkbus_geo_data::Region;
-use linkbus_http::console::BUCKET_CONSOLE;
+use linkbus_http::console::{BUCKET_CONSOLE, bucket_secret};
+use linkbus_http::track::Track;
 use linkbus_http::volunteer::BUCKET_VOLUNTEER_KEYS;
 use linkbus_matching::Router;
 use linkbus_routers::regions;
@@ -70,7 +72,11 @@ where
     }
 }
 
-/// The dispatcher console's bucket (its session secret), made the first time.
+/// The key of the tracking tokens' key in the console's bucket.
+const TRACKING_KEY: &str = "tracking-secret";
+
+/// The dispatcher console's bucket (its session secret, and the tracking tokens' key), made the
+/// first time.
 pub(crate) async fn console_bucket(js: &jetstream::Context, config: &Config) -> anyhow::Result<kv::Store> {
     let settings = config.stream_settings();
     let provisioning = provisioning(js);
@@ -78,7 +84,7 @@ pub(crate) async fn console_bucket(js: &jetstream::Context, config: &Config) -> 
         nats::provision_bucket(
             &provisioning,
             BUCKET_CONSOLE,
-            "the dispatcher console's session secret",
+            "the dispatcher console's session secret and the tracking tokens' key",
             Duration::ZERO,
             &settings,
         )
@@ -205,6 +211,9 @@ pub struct Service {
     /// The source-system adapters: the intake they all publish through, and the CAP, CAD and
     /// commerce adapters (the HTTP routes are served by the API, `crate::adapters::routes`).
     pub adapters: Arc<Adapters>,
+    /// The resident's tracking page: its tokens (their key is kept in the console's bucket, so
+    /// every replica and a restart honour them), its lockouts, its metrics.
+    pub track: Arc<Track>,
     /// The registry every metric of this service is in.
     pub metrics: Metrics,
     shutdown: CancellationToken,
@@ -329,7 +338,12 @@ impl Service {
             );
             tasks.push(tokio::spawn(follow));
         }
-        let intake = Intake::new(js.clone(), cases.clone(), adapter_metrics, state.metrics.storage.clone());
+        let tracking = Arc::new(Tracking::new(
+            bucket_secret(&console_bucket(&js, config).await?, TRACKING_KEY).await?,
+            &config.api.public_url,
+        ));
+        let intake = Intake::new(js.clone(), cases.clone(), adapter_metrics, state.metrics.storage.clone())
+            .with_tracking(tracking.clone());
         let (adapters, adapter_tasks) =
             crate::adapters::start(config, &js, client.clone(), intake, shutdown.clone()).await?;
         tasks.extend(adapter_tasks);
@@ -339,7 +353,8 @@ impl Service {
                 warn!(error = %e, "router stopped");
             }
         }));
-        Ok(Self { client, js, state, cases, adapters, metrics, shutdown, tasks })
+        let track = Track::new(tracking, metrics.registry()).context("registering the tracking page's metrics")?;
+        Ok(Self { client, js, state, cases, adapters, track: Arc::new(track), metrics, shutdown, tasks })
     }
 
     /// What `/readyz` asks of this service: NATS connected, no publish refused lately for lack of

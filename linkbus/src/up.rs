@@ -311,7 +311,8 @@ fn api_state(config: &Config, region: &Region, svc: &Service) -> anyhow::Result<
         .with_deliveries(Arc::new(svc.js.clone()))
         .with_metrics(svc.metrics.registry().clone())
         .with_readiness(svc.readiness())
-        .with_region_names(Arc::new(RegionNames::new(region)));
+        .with_region_names(Arc::new(RegionNames::new(region)))
+        .with_track(svc.track.clone());
     let adapters = crate::adapters::routes(&config.adapters, region, &svc.adapters, Arc::new(state.clone()));
     Ok(state.with_adapters(adapters))
 }

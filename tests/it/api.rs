@@ -148,7 +148,8 @@ async fn serve(config: &Config, service: &Service) -> (Api, CancellationToken, J
         .expect("api state")
         .with_deliveries(Arc::new(service.js.clone()))
         .with_metrics(service.metrics.registry().clone())
-        .with_readiness(service.readiness());
+        .with_readiness(service.readiness())
+        .with_track(service.track.clone());
     let stop = CancellationToken::new();
     let server = tokio::spawn(linkbus_http::serve(listener, linkbus_http::app(state), stop.clone().cancelled_owned()));
     let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
@@ -416,6 +417,27 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     assert_eq!(limited.expect("a 429 within the bucket's size")["code"], "rate_limited");
     // The cases endpoints, from the same address, are not.
     assert_eq!(api.call(Method::GET, CASE, "/api/cases/api-sewer-1", Some(DISPATCHER), None).await.0, 200);
+
+    // The resident's tracking page, with the token the receipt would have carried (keyed by the
+    // secret in the console's bucket): its view, and a rating once the case is resolved again.
+    let secret = bus.js.get_key_value("linkbus_console").await.expect("the bucket");
+    let key = secret.get("tracking-secret").await.expect("read").expect("the tracking key");
+    let key: [u8; 32] = key.as_ref().try_into().expect("32 bytes");
+    let token = linkbus_adapters::tracking::Tracking::new(key, "").token("api-sewer-1");
+    const TRACK: &str = "/api/track/{id}";
+    const TRACK_RATE: &str = "/api/track/{id}/rating";
+    let resolve = json!({"action": "resolve", "note": "Drain cleared again"});
+    assert_eq!(api.call(Method::POST, ACT, "/api/cases/api-sewer-1/actions", Some(SEWER), Some(resolve)).await.0, 200);
+    let (status, view) =
+        api.call(Method::POST, TRACK, "/api/track/api-sewer-1", None, Some(json!({"token": token}))).await;
+    assert_eq!((status, view["state"].as_str()), (200, Some("resolved")), "{view}");
+    let (status, _) = api.call(Method::POST, TRACK, "/api/track/api-sewer-1", None, Some(json!({"token": "00"}))).await;
+    assert_eq!(status, 404);
+    let (status, _) = api.call(Method::POST, TRACK, "/api/track/api-sewer-1", None, Some(json!({}))).await;
+    assert_eq!(status, 422);
+    let rating = json!({"token": token, "score": 4, "solved": true});
+    let (status, view) = api.call(Method::POST, TRACK_RATE, "/api/track/api-sewer-1/rating", None, Some(rating)).await;
+    assert_eq!(status, 200, "{view}");
 
     // Every documented operation of the closed loop answered 200 at least once. The adapters'
     // routes exist only where `[adapters.*]` configures them; their own tests (adapters_emergency,

@@ -130,6 +130,17 @@ impl Driver {
         self.browser_with(profile, &[], json!(null)).await
     }
 
+    /// [`Driver::browser`] emulating a phone: 390 × 844 CSS pixels at 3×, touch events, a mobile
+    /// user agent (Chromium's `mobileEmulation`).
+    pub(crate) async fn phone(&self, profile: &std::path::Path) -> Client {
+        let phone = json!({
+            "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 3.0, "touch": true, "mobile": true },
+            "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) \
+                          Chrome/120.0 Mobile Safari/537.36",
+        });
+        self.browser_with(profile, &[], phone).await
+    }
+
     /// [`Driver::browser`], with `args` added to Chromium's and `mobile` as its
     /// `mobileEmulation` (none if null).
     pub(crate) async fn browser_with(&self, profile: &std::path::Path, args: &[&str], mobile: Value) -> Client {
@@ -314,7 +325,7 @@ pub(crate) async fn find_case(linkbus: &Linkbus, case_id: &str) -> Option<Value>
 }
 
 /// Where screenshots of a test run go: the target folder's scratch space.
-fn screenshot_path(name: &str) -> PathBuf {
+pub(crate) fn screenshot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
 }
 

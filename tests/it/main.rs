@@ -36,6 +36,8 @@ mod scenario;
 mod sf311;
 mod storage;
 mod trace_context;
+mod track;
+mod track_page;
 mod trust_ids;
 mod volunteer_app;
 mod volunteer_status;

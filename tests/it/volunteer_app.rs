@@ -327,16 +327,9 @@ impl WebDriverCompatibleCommand for GrantGeolocation {
 }
 
 /// A phone: 390×844 CSS pixels at 3×, touch, a mobile user agent.
-fn phone() -> Value {
-    json!({
-        "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 3.0, "touch": true, "mobile": true},
-        "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36",
-    })
-}
-
 /// A phone's Chromium at `at`, with the app open and signed in with `credential`.
 async fn phone_signed_in(driver: &Driver, setup: &Setup, profile: &str, credential: &str, at: (f64, f64)) -> Client {
-    let browser = driver.browser_with(&setup.dir.path().join(profile), &[], phone()).await;
+    let browser = driver.phone(&setup.dir.path().join(profile)).await;
     browser.goto(&setup.url("volunteer/")).await.expect("the app loads");
     browser.issue_cmd(GrantGeolocation).await.expect("geolocation granted");
     browser.issue_cmd(SetLocation(at.0, at.1)).await.expect("geolocation set");
@@ -545,7 +538,7 @@ async fn volunteers_phones_take_a_cardiac_arrest_with_the_nearest_aed() {
     }
 
     // A fresh phone's first load of the app: bytes on the wire and first paint.
-    let fresh = driver.browser_with(&setup.dir.path().join("phone-c"), &[], phone()).await;
+    let fresh = driver.phone(&setup.dir.path().join("phone-c")).await;
     fresh.goto(&setup.url("volunteer/")).await.expect("the app loads");
     fresh.wait().at_most(WAIT).for_element(Locator::Css("#login:not([hidden])")).await.expect("the sign-in form");
     let measured = until(

@@ -397,3 +397,14 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// `entry` (a receipt's answer for a new case) without its `tracking` part, which must be there:
+/// the case's tracking token and page (relative, without `[api].public_url`).
+pub fn untracked(entry: &serde_json::Value) -> serde_json::Value {
+    let mut entry = entry.clone();
+    let case_id = entry["case_id"].as_str().expect("a case id").to_owned();
+    let tracking = entry.as_object_mut().and_then(|o| o.remove("tracking")).expect("a tracking part");
+    let token = tracking["token"].as_str().expect("a tracking token");
+    assert_eq!(tracking["url"], serde_json::json!(format!("/track/{case_id}?t={token}")), "{tracking}");
+    entry
+}

@@ -21,6 +21,10 @@
 //! and reading take from the residents' per-address rate limit. A `service_code` not among the
 //! services is answered 404, as the spec says.
 //!
+//! **Tracking.** With `[api].public_url`'s tracking on, the answer to a POST also carries
+//! `tracking_token`, `tracking_url` and `tracking_qr` (extra fields, as GeoReport v2 allows): the
+//! resident's tracking page and its proof ([`crate::tracking`]).
+//!
 //! **Ids.** The `service_request_id` is a digest of what was posted (every field but
 //! `api_key`), so the same request posted twice (a double tap, a retry after a timeout) is one
 //! request and one case (`open311-<id>`).
@@ -348,10 +352,7 @@ fn view(o: &Served, own: &CaseRecord) -> RequestView {
         .find(|e| matches!(e.event.as_str(), "progress" | "resolved" | "closed") && e.note.is_some())
         .and_then(|e| e.note.clone());
     let status_notes = note.or_else(|| Some(state_words(r.state).to_owned()));
-    let agency = r.accepted_by.clone().or_else(|| r.departments.first().cloned()).map(|id| {
-        let choices = r.decision.departments.iter().chain(&r.decision.fallbacks);
-        choices.clone().find(|d| d.id == id).map_or(id, |d| d.name.clone())
-    });
+    let agency = crate::tracking::department_name(r);
     let (service_name, service_code) = o.service_of(&own.case.category);
     // Whole seconds, UTC: the w3c form every client parses (some refuse fractions).
     let time = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -460,6 +461,9 @@ async fn post_request(o: &Served, format: Format, request: Request<Body>) -> Res
         service_request_id: event.data.source_id.clone(),
         service_notice: Some(o.config.service_notice.clone()).filter(|n| !n.is_empty()),
         account_id: posted.account_id,
+        tracking_token: submitted.tracking.as_ref().map(|t| t.token.clone()),
+        tracking_url: submitted.tracking.as_ref().map(|t| t.url.clone()),
+        tracking_qr: submitted.tracking.map(|t| t.qr),
     };
     Ok(render_created(&created, format))
 }

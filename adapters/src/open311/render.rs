@@ -36,6 +36,16 @@ pub struct Created {
     pub service_notice: Option<String>,
     /// The `account_id` posted, if any.
     pub account_id: Option<String>,
+    /// The request's tracking token, the proof its tracking page asks for (an extension of the
+    /// spec, as GeoReport v2 allows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_token: Option<String>,
+    /// Its tracking page (with the token) for the resident.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_url: Option<String>,
+    /// That link as a QR code (SVG).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_qr: Option<String>,
 }
 
 /// One request as `GET requests` answers it.
@@ -176,7 +186,18 @@ pub(super) fn render_created(created: &Created, format: Format) -> Response {
             xml.open("service_requests").open("request");
             xml.field("service_request_id", Some(&created.service_request_id));
             xml.field("service_notice", created.service_notice.as_deref());
-            xml.field("account_id", created.account_id.as_deref()).close("request").close("service_requests");
+            xml.field("account_id", created.account_id.as_deref());
+            let tracking = [
+                ("tracking_token", &created.tracking_token),
+                ("tracking_url", &created.tracking_url),
+                ("tracking_qr", &created.tracking_qr),
+            ];
+            for (tag, value) in tracking {
+                if let Some(value) = value {
+                    xml.field(tag, Some(value));
+                }
+            }
+            xml.close("request").close("service_requests");
             xml_response(StatusCode::CREATED, xml)
         }
     }

@@ -8,6 +8,9 @@
 //! | `POST /api/cases/{id}/actions` | dispatcher or department key | a [`linkbus_wire::Action`] (`{"action": "accept"}`…); answers the updated case | `cases` |
 //! | `GET /api/requests/{source_id}` | source, dispatcher or operator key (rate-limited) | a resident's follow-up by the source system's id: a reduced, public view | `residents` |
 //! | `POST /api/requests/{source_id}/rating` | source or dispatcher key (rate-limited) | the resident's rating; `solved: false` reopens the case | `residents` |
+//! | `POST /api/track/{id}` | anyone with the case's tracking token or its reporter's last 4 phone digits (rate-limited, locked after misses) | the resident's tracking page's data: the same public view, of the case handling the report `{id}` | `track` |
+//! | `POST /api/track/{id}/rating` | the same | the resident's rating from the tracking page; `solved: false` reopens the case | `track` |
+//! | `GET /track`, `/track/{id}`, `/track/assets/{file}`, `/track/{id}/qr.svg` | anyone (the QR code: the token's holder) | the tracking page, its files, its link as a QR code | [`crate::track`] |
 //! | `GET /api/webhooks/{department}/deliveries` | dispatcher, operator or that department's key | the department's webhook delivery records, newest first (`limit`) | `oversight` |
 //! | `GET /api/stats/departments` | dispatcher, operator or department key | per-department figures for dashboards; a department key gets its own row only | `oversight` |
 //! | `POST`, `DELETE /api/volunteers/{id}/credential` | dispatcher or operator key | issue (answered once) or revoke a volunteer's app credential | [`crate::volunteer`] |
@@ -34,7 +37,9 @@
 //! are sequential, so these endpoints are not open to anyone who guesses one, and they are
 //! rate-limited per client IP (`[api].public_rate_per_minute`, `rate_limit`) so a leaked
 //! key cannot walk the source ids quickly. A dispatcher may read a follow-up and record a rating
-//! taken by phone (回访); a department key may do neither.
+//! taken by phone (回访); a department key may do neither. A resident may also follow and rate their
+//! own request without any key on the tracking page (`/track/…`, [`crate::track`]): proved by the
+//! tracking token of their receipt or their phone's last digits, locked after repeated misses.
 //!
 //! **Adapters.** The source-system adapters' routes (Open311 at `/open311/v2/`, the grid batch
 //! upload, CAP, CAD and commerce at `/api/adapters/…`) are merged in
@@ -52,6 +57,7 @@ mod operations;
 mod oversight;
 mod query;
 mod residents;
+mod track;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -61,7 +67,8 @@ pub use self::cases::{CaseList, RepeatList, parse_action};
 pub use self::operations::{ReadyBody, render};
 pub use self::oversight::{DeliveryList, DepartmentStatsList};
 pub(crate) use self::query::{DEFAULT_LIMIT, MAX_LIMIT};
-pub use self::residents::{PublicCase, PublicEntry, RatingRequest};
+pub use self::residents::{Deadline, PublicCase, PublicEntry, RatingRequest};
+pub use self::track::{TrackRating, TrackRequest};
 use crate::state::ApiState;
 
 #[cfg(test)]
@@ -80,4 +87,10 @@ pub(crate) fn routes(state: &ApiState) -> Router<ApiState> {
         .route("/api/webhooks/{department}/deliveries", get(oversight::list_deliveries))
         .route("/api/stats/departments", get(oversight::department_stats))
         .merge(residents::routes(state))
+        .merge(
+            Router::new()
+                .route("/api/track/{id}", post(track::view))
+                .route("/api/track/{id}/rating", post(track::rate))
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), residents::limit)),
+        )
 }

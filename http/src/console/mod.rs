@@ -33,7 +33,7 @@ mod board;
 pub(crate) mod delivery;
 mod events;
 mod labels;
-mod page;
+pub(crate) mod page;
 mod session;
 mod state;
 
@@ -45,7 +45,7 @@ use axum::routing::get;
 pub use self::board::{CaseSummary, live_cases};
 pub use self::session::SessionInfo;
 use self::state::ConsoleState;
-pub use self::state::{BUCKET_CONSOLE, Console};
+pub use self::state::{BUCKET_CONSOLE, Console, bucket_secret};
 use crate::auth::Auth;
 
 /// The console's routes, checking callers with `auth`; where `console` is `None` (the console is

@@ -23,8 +23,14 @@ const PRIVATE_REVALIDATE: &str = "private, no-cache";
 
 /// Headers every file of the page carries (the caching ones are set by `delivery`).
 fn protect(console: &Console, response: &mut Response) {
+    protect_with(&console.csp, response);
+}
+
+/// The security headers of a page and its files: the Content Security Policy `csp`, no MIME
+/// sniffing, no `Referer` (a tracking page's link carries its token), no framing.
+pub(crate) fn protect_with(csp: &str, response: &mut Response) {
     let headers = response.headers_mut();
-    if let Ok(csp) = HeaderValue::from_str(&console.csp) {
+    if let Ok(csp) = HeaderValue::from_str(csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

@@ -25,7 +25,8 @@ use crate::config::ConsoleConfig;
 use crate::error::{ApiError, Error};
 use crate::rate_limit::RateLimiter;
 
-/// The KV bucket holding the console's session secret and its key holders' sign-outs.
+/// The KV bucket holding the console's session secret and its key holders' sign-outs, and the
+/// tracking tokens' key (`linkbus_adapters::tracking`).
 pub const BUCKET_CONSOLE: &str = "linkbus_console";
 /// The key of the session secret in [`BUCKET_CONSOLE`].
 const SECRET_KEY: &str = "session-secret";
@@ -78,7 +79,7 @@ impl Console {
         console: &ConsoleConfig,
         stop: CancellationToken,
     ) -> Result<Self, Error> {
-        let secret = session_secret(store).await?;
+        let secret = bucket_secret(store, SECRET_KEY).await?;
         let sessions = Arc::new(Sessions::new(secret, console.session_hours));
         let read = CancellationToken::new();
         let (follow_store, follower, ready, until) =
@@ -207,18 +208,19 @@ impl ConsoleMetrics {
     }
 }
 
-/// The session secret in `store`, made now if there is none yet (the first replica to write it
-/// wins; the others read it).
-async fn session_secret(store: &kv::Store) -> Result<[u8; 32], Error> {
+/// The 32-byte secret under `key` in `store` (the [`BUCKET_CONSOLE`] bucket), made now if there is
+/// none yet (the first replica to write it wins; the others read it): the console's session
+/// secret, the tracking tokens' key.
+pub async fn bucket_secret(store: &kv::Store, key: &str) -> Result<[u8; 32], Error> {
     let mut fresh = [0u8; 32];
     rand::rng().fill_bytes(&mut fresh);
-    match store.create(SECRET_KEY, Bytes::copy_from_slice(&fresh)).await {
+    match store.create(key, Bytes::copy_from_slice(&fresh)).await {
         Ok(_) => return Ok(fresh),
         Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
         Err(source) => return Err(Error::StoreSecret { bucket: BUCKET_CONSOLE, source }),
     }
     let stored = store
-        .get(SECRET_KEY)
+        .get(key)
         .await
         .map_err(|source| Error::ReadSecret { bucket: BUCKET_CONSOLE, source })?
         .ok_or(Error::SecretVanished { bucket: BUCKET_CONSOLE })?;
