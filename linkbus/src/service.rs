@@ -257,7 +257,9 @@ impl Service {
             .context("timed out loading volunteers from the bucket")?;
         info!(volunteers = state.stats.volunteer_updates.load(Ordering::Relaxed), "volunteers loaded");
 
-        let book_config = config.book_config(format!("{source}/cases"));
+        let mut book_config = config.book_config(format!("{source}/cases"));
+        book_config.time_zone = jiff::tz::TimeZone::get(&region.manifest.time_zone)
+            .with_context(|| format!("the region's time zone {:?}", region.manifest.time_zone))?;
         let ladder = {
             let router = state.router();
             let departments = router.departments();

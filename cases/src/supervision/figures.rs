@@ -1,0 +1,247 @@
+//! [`Figures`]: the counters of every group key per day (in the region's time zone), each mark
+//! added to the day its case was received and taken away when the record changes; a week or month
+//! sums its days when asked. Times are kept as counts per value (to 3 significant digits), so
+//! medians and percentiles can be taken away from too.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+
+use super::mark::{Mark, Part};
+use super::{Group, Period, Ranked, RankingQuery, Row, StatsQuery};
+
+/// One key's counters on one day (or, summed, in one period).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Cell {
+    received: u64,
+    due: u64,
+    responded: u64,
+    rated: u64,
+    solved: u64,
+    satisfied: u64,
+    assignments: u64,
+    returns: u64,
+    resolved: u64,
+    reopened: u64,
+    /// Open cases by their earliest deadline.
+    deadlines: BTreeMap<Timestamp, u64>,
+    /// Cases by their seconds routed → accepted.
+    to_accept: BTreeMap<u32, u64>,
+    /// Cases by their seconds accepted → resolved.
+    to_resolve: BTreeMap<u32, u64>,
+}
+
+/// Adds `by` to `n`, or takes it away (never below 0: a mark is only taken away after it was
+/// added).
+fn step(n: &mut u64, by: u64, add: bool) {
+    *n = if add { *n + by } else { n.saturating_sub(by) };
+}
+
+/// Adds one to the count of `value` in `counts`, or takes one away (dropping what reaches 0).
+fn step_key<K: Ord + Copy>(counts: &mut BTreeMap<K, u64>, value: Option<K>, add: bool) {
+    let Some(value) = value else { return };
+    let n = counts.entry(value).or_default();
+    step(n, 1, add);
+    if *n == 0 {
+        counts.remove(&value);
+    }
+}
+
+impl Cell {
+    fn apply(&mut self, part: &Part, m: &Mark, add: bool) {
+        step(&mut self.received, 1, add);
+        step(&mut self.assignments, u64::from(part.assignments), add);
+        step(&mut self.returns, u64::from(part.returns), add);
+        if !part.outcome {
+            return;
+        }
+        step(&mut self.due, u64::from(m.due), add);
+        step(&mut self.responded, u64::from(m.due && m.responded), add);
+        step(&mut self.rated, u64::from(m.rating.is_some()), add);
+        step(&mut self.solved, u64::from(m.rating.is_some_and(|(solved, _)| solved)), add);
+        step(&mut self.satisfied, u64::from(m.rating.is_some_and(|(_, satisfied)| satisfied)), add);
+        step(&mut self.resolved, u64::from(m.resolved), add);
+        step(&mut self.reopened, u64::from(m.resolved && m.reopened), add);
+        step_key(&mut self.deadlines, m.deadline, add);
+        step_key(&mut self.to_accept, m.to_accept, add);
+        step_key(&mut self.to_resolve, m.to_resolve, add);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.received == 0
+    }
+
+    fn merge(&mut self, other: &Self) {
+        for (a, b) in [
+            (&mut self.received, other.received),
+            (&mut self.due, other.due),
+            (&mut self.responded, other.responded),
+            (&mut self.rated, other.rated),
+            (&mut self.solved, other.solved),
+            (&mut self.satisfied, other.satisfied),
+            (&mut self.assignments, other.assignments),
+            (&mut self.returns, other.returns),
+            (&mut self.resolved, other.resolved),
+            (&mut self.reopened, other.reopened),
+        ] {
+            *a += b;
+        }
+        for (mine, theirs) in [(&mut self.to_accept, &other.to_accept), (&mut self.to_resolve, &other.to_resolve)] {
+            for (v, n) in theirs {
+                *mine.entry(*v).or_default() += n;
+            }
+        }
+        for (v, n) in &other.deadlines {
+            *self.deadlines.entry(*v).or_default() += n;
+        }
+    }
+
+    fn row(&self, key: &str, period: Date, now: Timestamp) -> Row {
+        let rate = |n: u64, of: u64| (of > 0).then(|| n as f64 / of as f64);
+        Row {
+            key: key.to_owned(),
+            period: period.to_string(),
+            received: self.received,
+            due: self.due,
+            responded: self.responded,
+            response_rate: rate(self.responded, self.due),
+            rated: self.rated,
+            solved: self.solved,
+            resolution_rate: rate(self.solved, self.rated),
+            satisfied: self.satisfied,
+            satisfaction_rate: rate(self.satisfied, self.rated),
+            assignments: self.assignments,
+            returns: self.returns,
+            return_rate: rate(self.returns, self.assignments),
+            resolved: self.resolved,
+            reopened: self.reopened,
+            reopen_rate: rate(self.reopened, self.resolved),
+            overdue: self.deadlines.range(..=now).map(|(_, n)| n).sum(),
+            to_accept_median_s: quantile(&self.to_accept, 0.5),
+            to_accept_p90_s: quantile(&self.to_accept, 0.9),
+            to_resolve_median_s: quantile(&self.to_resolve, 0.5),
+            to_resolve_p90_s: quantile(&self.to_resolve, 0.9),
+        }
+    }
+}
+
+/// The nearest-rank quantile `q` of the values counted in `counts`: the value at rank ⌈q·n⌉.
+fn quantile(counts: &BTreeMap<u32, u64>, q: f64) -> Option<u32> {
+    let n: u64 = counts.values().sum();
+    let rank = ((q * n as f64).ceil() as u64).max(1);
+    let mut seen = 0;
+    counts
+        .iter()
+        .find(|(_, c)| {
+            seen += **c;
+            seen >= rank
+        })
+        .map(|(v, _)| *v)
+}
+
+/// The figures of every group key per day, over the marks added to them.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    time_zone: TimeZone,
+    pub(super) cells: BTreeMap<Group, BTreeMap<String, BTreeMap<Date, Cell>>>,
+}
+
+impl Default for Figures {
+    fn default() -> Self {
+        Self::new(TimeZone::UTC)
+    }
+}
+
+impl Figures {
+    /// No figures yet; days are counted in `time_zone` (the region's).
+    pub fn new(time_zone: TimeZone) -> Self {
+        Self { time_zone, cells: BTreeMap::new() }
+    }
+
+    /// The time zone days are counted in.
+    pub fn time_zone(&self) -> &TimeZone {
+        &self.time_zone
+    }
+
+    /// The day `at` is in, in the figures' time zone.
+    pub fn day(&self, at: Timestamp) -> Date {
+        self.time_zone.to_datetime(at).date()
+    }
+
+    /// Adds a case's mark to its groups (or, `add` false, takes it away).
+    pub fn apply(&mut self, mark: &Mark, add: bool) {
+        let day = self.day(mark.received_at);
+        for part in &mark.parts {
+            let keys = self.cells.entry(part.group).or_default();
+            let days = keys.entry(part.key.clone()).or_default();
+            let cell = days.entry(day).or_default();
+            cell.apply(part, mark, add);
+            if cell.is_empty() {
+                days.remove(&day);
+                if days.is_empty() {
+                    keys.remove(&part.key);
+                    if keys.is_empty() {
+                        self.cells.remove(&part.group);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The rows `q` asks for, by key then period.
+    pub fn rows(&self, q: &StatsQuery) -> Vec<Row> {
+        let StatsQuery { group, period, from, to, now, .. } = *q;
+        let Some(keys) = self.cells.get(&group) else { return Vec::new() };
+        let (first, last) = (period.start(from), period.end(to));
+        let mut out = Vec::new();
+        for (key, days) in keys.iter().filter(|(k, _)| q.only.as_ref().is_none_or(|only| only == *k)) {
+            let mut periods: BTreeMap<Date, Cell> = BTreeMap::new();
+            for (day, cell) in days.range(first..=last) {
+                let start = period.start(*day);
+                if (from..=to).contains(&start) {
+                    periods.entry(start).or_default().merge(cell);
+                }
+            }
+            out.extend(periods.iter().map(|(start, cell)| cell.row(key, *start, now)));
+        }
+        out
+    }
+
+    /// The ranking `q` asks for: the keys of its group in its month by its rate (best first;
+    /// ties by key; those without the rate last), each with the rate in the month before.
+    pub fn ranking(&self, q: &RankingQuery) -> Vec<Ranked> {
+        let RankingQuery { group, rate, now, .. } = *q;
+        let month = q.month.first_of_month();
+        let of = |month: Date| StatsQuery { group, period: Period::Month, from: month, to: month, now, only: None };
+        let before = month.yesterday().ok().map(Date::first_of_month);
+        let previous: BTreeMap<String, Option<f64>> = before
+            .map(|b| self.rows(&of(b)))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.key.clone(), rate.of(&r)))
+            .collect();
+        let mut ranked: Vec<Ranked> = self
+            .rows(&of(month))
+            .into_iter()
+            .map(|row| {
+                let value = rate.of(&row);
+                let previous = previous.get(&row.key).copied().flatten();
+                let change = value.zip(previous).map(|(v, p)| v - p);
+                Ranked { rank: None, value, previous, change, row }
+            })
+            .collect();
+        let better = |v: f64| if rate.lower_is_better() { v } else { -v };
+        ranked.sort_by(|a, b| match (a.value, b.value) {
+            (Some(x), Some(y)) => better(x).total_cmp(&better(y)).then_with(|| a.row.key.cmp(&b.row.key)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.row.key.cmp(&b.row.key),
+        });
+        for (i, r) in ranked.iter_mut().enumerate().filter(|(_, r)| r.value.is_some()) {
+            r.rank = Some(i + 1);
+        }
+        ranked
+    }
+}
