@@ -15,8 +15,8 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use crate::api::{
-    CaseList, DEFAULT_LIMIT, DeliveryList, DepartmentStatsList, MAX_LIMIT, MAX_REPEATS, PublicCase, RatingRequest,
-    ReadyBody, RepeatList,
+    CaseList, DEFAULT_LIMIT, DeliveryList, DepartmentStatsList, MAX_LIMIT, MAX_REPEATS, PublicCase, RankingTable,
+    RatingRequest, ReadyBody, RepeatList, StatsTable,
 };
 use linkbus_cases::book::{MAX_QUERY_CHARS, MIN_PHONE_DIGITS, MIN_QUERY_CHARS};
 
@@ -36,6 +36,8 @@ pub fn document() -> Value {
     let public_case = out.subschema_for::<PublicCase>();
     let delivery_list = out.subschema_for::<DeliveryList>();
     let stats_list = out.subschema_for::<DepartmentStatsList>();
+    let stats_table = out.subschema_for::<StatsTable>();
+    let ranking_table = out.subschema_for::<RankingTable>();
     let error_body = out.subschema_for::<ErrorBody>();
     let ready_body = out.subschema_for::<ReadyBody>();
     let receipt = out.subschema_for::<linkbus_adapters::intake::Receipt>();
@@ -261,6 +263,49 @@ pub fn document() -> Value {
                         "200": body("One row per department.", &stats_list),
                         "401": unauthorized,
                         "403": error("A source key (`forbidden`).")
+                    }
+                }
+            },
+            "/api/stats": {
+                "get": {
+                    "operationId": "supervisionStats",
+                    "summary": "The supervision figures (三率, 退单率, reopen rate, overdue, times; `docs/supervision.md`) of every key of a group, per period, for the cases received in it.",
+                    "description": "Dispatcher and operator keys read every group; a department key only `by=department`, its own rows. Days are the region's (`time_zone` in the answer). With `Accept: text/csv`, the rows as CSV (a header line, then one line per row, the fields of `Row`).",
+                    "parameters": [
+                        query("by", "Group the rows by.", json!({ "enum": ["district", "sub_district", "community", "department", "category", "system"], "default": "sub_district" })),
+                        query("period", "One row per key per day, ISO week or month.", json!({ "enum": ["day", "week", "month"], "default": "day" })),
+                        query("from", "The periods whose first day is on or after this day (`YYYY-MM-DD`); default: 30 days before `to`.", json!({ "type": "string", "format": "date" })),
+                        query("to", &format!("… and on or before this day; default: today. At most {} days after `from`.", crate::api::MAX_SPAN_DAYS), json!({ "type": "string", "format": "date" })),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The rows.",
+                            "content": {
+                                "application/json": { "schema": stats_table },
+                                "text/csv": { "schema": { "type": "string" } }
+                            }
+                        },
+                        "401": unauthorized,
+                        "403": error("A source key, or a department key asking for another group than `department` (`forbidden`)."),
+                        "422": error("An unknown group or period, a malformed day, `from` after `to` or too far before it, an unknown or repeated parameter (`invalid`).")
+                    }
+                }
+            },
+            "/api/stats/ranking": {
+                "get": {
+                    "operationId": "supervisionRanking",
+                    "summary": "The 街道 (or communities, districts) of a month ranked by a rate, best first, each with the month before and the change.",
+                    "description": "Dispatcher and operator keys. For `return_rate` and `reopen_rate` lower is better; places without the rate (nothing to divide by) come last, unranked.",
+                    "parameters": [
+                        query("rate", "Rank by this rate.", json!({ "enum": ["response_rate", "resolution_rate", "satisfaction_rate", "return_rate", "reopen_rate"], "default": "satisfaction_rate" })),
+                        query("month", "`YYYY-MM`; default: this month.", json!({ "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" })),
+                        query("by", "Rank these places.", json!({ "enum": ["sub_district", "community", "district"], "default": "sub_district" })),
+                    ],
+                    "responses": {
+                        "200": body("The ranking.", &ranking_table),
+                        "401": unauthorized,
+                        "403": error("A source or department key (`forbidden`)."),
+                        "422": error("An unknown rate or group, a malformed month, an unknown or repeated parameter (`invalid`).")
                     }
                 }
             }

@@ -10,6 +10,8 @@
 //! | `POST /api/requests/{source_id}/rating` | source or dispatcher key (rate-limited) | the resident's rating; `solved: false` reopens the case | `residents` |
 //! | `GET /api/webhooks/{department}/deliveries` | dispatcher, operator or that department's key | the department's webhook delivery records, newest first (`limit`) | `oversight` |
 //! | `GET /api/stats/departments` | dispatcher, operator or department key | per-department figures for dashboards; a department key gets its own row only | `oversight` |
+//! | `GET /api/stats` | dispatcher, operator or department key | supervision figures (`docs/supervision.md`) `by` district, sub_district, community, department, category or system, per `period` day, week or month, `from`–`to`; JSON, or CSV with `Accept: text/csv`; a department key only `by=department`, its own rows | `supervision` |
+//! | `GET /api/stats/ranking` | dispatcher or operator key | the 街道 (`by=sub_district`, or communities, districts) of a `month` ranked by a `rate`, each with the month before | `supervision` |
 //! | `GET /healthz` | anyone | `ok` | `operations` |
 //! | `GET /readyz` | anyone | 200 `{"ready": true}` when NATS is connected, the streams exist and the region is loaded ([`crate::state::Readiness`]); 503 with the reason otherwise | `operations` |
 //! | `GET /metrics` | anyone | the Prometheus metrics ([`crate::state::ApiState::with_metrics`]), text format 0.0.4 | `operations` |
@@ -50,6 +52,7 @@ mod operations;
 mod oversight;
 mod query;
 mod residents;
+mod supervision;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -60,6 +63,8 @@ pub use self::operations::{ReadyBody, render};
 pub use self::oversight::{DeliveryList, DepartmentStatsList};
 pub(crate) use self::query::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use self::residents::{PublicCase, PublicEntry, RatingRequest};
+pub(crate) use self::supervision::MAX_SPAN_DAYS;
+pub use self::supervision::{RankingTable, StatsTable};
 use crate::state::ApiState;
 
 #[cfg(test)]
@@ -77,5 +82,7 @@ pub(crate) fn routes(state: &ApiState) -> Router<ApiState> {
         .route("/api/cases/{id}/repeats", get(cases::repeats))
         .route("/api/webhooks/{department}/deliveries", get(oversight::list_deliveries))
         .route("/api/stats/departments", get(oversight::department_stats))
+        .route("/api/stats", get(supervision::stats))
+        .route("/api/stats/ranking", get(supervision::ranking))
         .merge(residents::routes(state))
 }
