@@ -15,8 +15,8 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use crate::api::{
-    CaseList, DEFAULT_LIMIT, DeliveryList, DepartmentStatsList, MAX_LIMIT, MAX_REPEATS, PublicCase, RankingTable,
-    RatingRequest, ReadyBody, RepeatList, StatsTable,
+    CaseList, DEFAULT_LIMIT, DeliveryList, DepartmentStatsList, IssueRequest, MAX_LIMIT, MAX_REASON_CHARS, MAX_REPEATS,
+    PublicCase, RankingTable, RatingRequest, ReadyBody, RepeatList, ReportList, StatsTable,
 };
 use linkbus_cases::book::{MAX_QUERY_CHARS, MIN_PHONE_DIGITS, MIN_QUERY_CHARS};
 
@@ -38,6 +38,9 @@ pub fn document() -> Value {
     let stats_list = out.subschema_for::<DepartmentStatsList>();
     let stats_table = out.subschema_for::<StatsTable>();
     let ranking_table = out.subschema_for::<RankingTable>();
+    let report = out.subschema_for::<linkbus_cases::supervision::MonthlyReport>();
+    let report_list = out.subschema_for::<ReportList>();
+    let public_report = out.subschema_for::<linkbus_cases::supervision::PublicReport>();
     let error_body = out.subschema_for::<ErrorBody>();
     let ready_body = out.subschema_for::<ReadyBody>();
     let receipt = out.subschema_for::<linkbus_adapters::intake::Receipt>();
@@ -46,6 +49,7 @@ pub fn document() -> Value {
     let mut into = settings().for_deserialize().into_generator();
     let action = into.subschema_for::<Action>();
     let rating = into.subschema_for::<RatingRequest>();
+    let issue_request = into.subschema_for::<IssueRequest>();
     for (name, schema) in into.take_definitions(true) {
         match schemas.get(&name) {
             Some(existing) if *existing != schema => {
@@ -306,6 +310,82 @@ pub fn document() -> Value {
                         "401": unauthorized,
                         "403": error("A source or department key (`forbidden`)."),
                         "422": error("An unknown rate or group, a malformed month, an unknown or repeated parameter (`invalid`).")
+                    }
+                }
+            },
+            "/api/reports": {
+                "get": {
+                    "operationId": "listReports",
+                    "summary": "The monthly reports issued: each month's versions.",
+                    "description": "Dispatcher, operator and department keys.",
+                    "responses": {
+                        "200": body("Every version, by month then version.", &report_list),
+                        "401": unauthorized,
+                        "403": error("A source key (`forbidden`)."),
+                        "503": error("The reports bucket is unavailable (`unavailable`); try again.")
+                    }
+                }
+            },
+            "/api/reports/{month}": {
+                "get": {
+                    "operationId": "getReport",
+                    "summary": "A month's report as issued: every group's rows of the month, frozen when it was issued (later events change the live figures, not the report).",
+                    "description": "Dispatcher and operator keys read all of it; a department key only its own row of `department`.",
+                    "parameters": [
+                        id_param("month", "`YYYY-MM`."),
+                        query("version", "This version; default: the latest.", json!({ "type": "integer", "minimum": 1 })),
+                    ],
+                    "responses": {
+                        "200": body("The report.", &report),
+                        "401": unauthorized,
+                        "403": error("A source key (`forbidden`)."),
+                        "404": not_found("report (of this month, or this version)"),
+                        "422": error("A malformed month or version, an unknown parameter (`invalid`)."),
+                        "503": error("The reports bucket is unavailable (`unavailable`); try again.")
+                    }
+                },
+                "post": {
+                    "operationId": "issueReport",
+                    "summary": "Issues a closed month's figures as its next version: version 1, or a correction with its reason. A version is never overwritten.",
+                    "description": "Dispatcher keys. The month must be over in the region's time zone.",
+                    "parameters": [ id_param("month", "`YYYY-MM`.") ],
+                    "requestBody": {
+                        "required": false,
+                        "description": format!("`reason` (at most {MAX_REASON_CHARS} characters): required for a correction."),
+                        "content": { "application/json": { "schema": issue_request } }
+                    },
+                    "responses": {
+                        "200": body("The version issued.", &report),
+                        "401": unauthorized,
+                        "403": error("Not a dispatcher key (`forbidden`)."),
+                        "409": error("The month is not over, or another version was issued at the same moment (`conflict`)."),
+                        "422": error("A malformed month or body, a correction without a reason, a reason too long (`invalid`)."),
+                        "503": error("The reports bucket is unavailable (`unavailable`); try again.")
+                    }
+                }
+            },
+            "/public/stats/{month}": {
+                "get": {
+                    "operationId": "publicStats",
+                    "summary": "The public export (公共信息定期发布): the month's latest report by 街道 and by category, no group with fewer than `min_count` cases, nothing about any person or case.",
+                    "description": "Anyone, where `[api.public_stats]` enables it; rate-limited per client address like the residents' endpoints. With `Accept: text/csv`, the rows of `by` as CSV.",
+                    "security": [],
+                    "parameters": [
+                        id_param("month", "`YYYY-MM`."),
+                        query("by", "The rows of the CSV.", json!({ "enum": ["sub_district", "category"], "default": "sub_district" })),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The public figures.",
+                            "content": {
+                                "application/json": { "schema": public_report },
+                                "text/csv": { "schema": { "type": "string" } }
+                            }
+                        },
+                        "404": not_found("report of this month, or the export is not enabled"),
+                        "422": error("A malformed month, an unknown parameter (`invalid`)."),
+                        "429": rate_limited,
+                        "503": error("The reports bucket is unavailable (`unavailable`); try again.")
                     }
                 }
             }

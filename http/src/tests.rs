@@ -563,3 +563,24 @@ async fn supervision_figures_come_as_csv_when_asked() {
     assert_eq!(rows.len(), 1);
     assert_eq!((&rows[0][0], &rows[0][2]), ("puc-sewer-ops", "1"));
 }
+
+#[tokio::test]
+async fn reports_are_refused_where_none_are_kept_and_the_public_export_is_opt_in() {
+    let app = app(state(60));
+    let got = call(&app, Method::GET, "/api/reports/2026-02", Some(OPERATOR), None).await;
+    assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    let got = call(&app, Method::POST, "/api/reports/2026-02", Some(OPERATOR), None).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let got = call(&app, Method::POST, "/api/reports/2026-2", Some(DISPATCHER), None).await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let got = call(&app, Method::POST, "/api/reports/2026-02", Some(DISPATCHER), Some(json!({"why": "x"}))).await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let long = json!({"reason": "x".repeat(crate::api::MAX_REASON_CHARS + 1)});
+    let got = call(&app, Method::POST, "/api/reports/2026-02", Some(DISPATCHER), Some(long)).await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let this_month = Timestamp::now().strftime("%Y-%m").to_string();
+    let got = call(&app, Method::POST, &format!("/api/reports/{this_month}"), Some(DISPATCHER), None).await;
+    assert_error(&got, StatusCode::CONFLICT, "conflict");
+    let got = call(&app, Method::GET, "/public/stats/2026-02", None, None).await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found");
+}

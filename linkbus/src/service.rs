@@ -15,6 +15,7 @@ use linkbus_adapters::registry::Adapters;
 use linkbus_bus::nats;
 use linkbus_cases::book::{CaseBook, NextVolunteers};
 use linkbus_cases::lifecycle::Ladder;
+use linkbus_cases::reports::ReportBook;
 use linkbus_cases::webhooks;
 use linkbus_geo_data::Region;
 use linkbus_http::console::BUCKET_CONSOLE;
@@ -178,6 +179,8 @@ pub struct Service {
     pub state: Arc<RouterState>,
     /// The case book (the closed loop).
     pub cases: Arc<CaseBook>,
+    /// The monthly supervision reports as issued.
+    pub reports: Arc<ReportBook>,
     /// The source-system adapters: the intake they all publish through, and the CAP, CAD and
     /// commerce adapters (the HTTP routes are served by the API, `crate::adapters::routes`).
     pub adapters: Arc<Adapters>,
@@ -282,6 +285,8 @@ impl Service {
         idempotent("provisioning department consumers", || provision_department_consumers(&provisioning, region))
             .await?;
         idempotent("provisioning webhook deliveries", || webhooks::provision(&provisioning, &settings)).await?;
+        let reports =
+            Arc::new(idempotent("opening the monthly reports", || ReportBook::open(&provisioning, &settings)).await?);
         for webhook in config.webhooks.clone() {
             let department = webhook.department.clone();
             let run = webhooks::run_with_metrics(js.clone(), webhook, case_metrics.webhooks.clone(), shutdown.clone());
@@ -317,7 +322,7 @@ impl Service {
                 warn!(error = %e, "router stopped");
             }
         }));
-        Ok(Self { client, js, state, cases, adapters, metrics, shutdown, tasks })
+        Ok(Self { client, js, state, cases, reports, adapters, metrics, shutdown, tasks })
     }
 
     /// What `/readyz` asks of this service: NATS connected, no publish refused lately for lack of

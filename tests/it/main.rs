@@ -34,6 +34,7 @@ mod routing;
 mod scenario;
 mod sf311;
 mod storage;
+mod supervision;
 mod trace_context;
 mod trust_ids;
 mod volunteer_status;

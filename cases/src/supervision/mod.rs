@@ -6,6 +6,7 @@
 //! - `mark`: [`Mark`], a record's part in the figures, derived from that record alone;
 //! - `figures`: [`Figures`], the counters per group, key and day that marks are added to and
 //!   taken from, and the queries: [`Figures::rows`] and [`Figures::ranking`];
+//! - `report`: [`MonthlyReport`], a closed month as issued, and its public part;
 //! - here: the names the API speaks — [`Group`], [`Period`], [`Rate`], [`Row`], [`Ranked`].
 
 use jiff::Timestamp;
@@ -15,11 +16,13 @@ use serde::{Deserialize, Serialize};
 
 mod figures;
 mod mark;
+mod report;
 #[cfg(test)]
 mod tests;
 
 pub use figures::Figures;
 pub use mark::Mark;
+pub use report::{MonthRows, MonthlyReport, PublicReport};
 
 /// What the rows are grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]

@@ -12,6 +12,10 @@
 //! | `GET /api/stats/departments` | dispatcher, operator or department key | per-department figures for dashboards; a department key gets its own row only | `oversight` |
 //! | `GET /api/stats` | dispatcher, operator or department key | supervision figures (`docs/supervision.md`) `by` district, sub_district, community, department, category or system, per `period` day, week or month, `from`–`to`; JSON, or CSV with `Accept: text/csv`; a department key only `by=department`, its own rows | `supervision` |
 //! | `GET /api/stats/ranking` | dispatcher or operator key | the 街道 (`by=sub_district`, or communities, districts) of a `month` ranked by a `rate`, each with the month before | `supervision` |
+//! | `GET /api/reports` | dispatcher, operator or department key | the monthly reports issued: month and version | `reports` |
+//! | `POST /api/reports/{month}` | dispatcher key | issue the closed month's figures as its next version; a correction needs `{"reason": "…"}` | `reports` |
+//! | `GET /api/reports/{month}` | dispatcher, operator or department key | the month's report, latest version or `version`; a department key its own rows only | `reports` |
+//! | `GET /public/stats/{month}` | anyone, where `[api.public_stats]` enables it (rate-limited) | the latest report by 街道 and category, groups below `min_count` left out; JSON, or CSV of `by` | `reports` |
 //! | `GET /healthz` | anyone | `ok` | `operations` |
 //! | `GET /readyz` | anyone | 200 `{"ready": true}` when NATS is connected, the streams exist and the region is loaded ([`crate::state::Readiness`]); 503 with the reason otherwise | `operations` |
 //! | `GET /metrics` | anyone | the Prometheus metrics ([`crate::state::ApiState::with_metrics`]), text format 0.0.4 | `operations` |
@@ -51,6 +55,7 @@ mod cases;
 mod operations;
 mod oversight;
 mod query;
+mod reports;
 mod residents;
 mod supervision;
 
@@ -62,6 +67,8 @@ pub use self::cases::{CaseList, RepeatList, parse_action};
 pub use self::operations::{ReadyBody, render};
 pub use self::oversight::{DeliveryList, DepartmentStatsList};
 pub(crate) use self::query::{DEFAULT_LIMIT, MAX_LIMIT};
+pub(crate) use self::reports::MAX_REASON_CHARS;
+pub use self::reports::{IssueRequest, ReportList};
 pub use self::residents::{PublicCase, PublicEntry, RatingRequest};
 pub(crate) use self::supervision::MAX_SPAN_DAYS;
 pub use self::supervision::{RankingTable, StatsTable};
@@ -84,5 +91,8 @@ pub(crate) fn routes(state: &ApiState) -> Router<ApiState> {
         .route("/api/stats/departments", get(oversight::department_stats))
         .route("/api/stats", get(supervision::stats))
         .route("/api/stats/ranking", get(supervision::ranking))
+        .route("/api/reports", get(reports::list_reports))
+        .route("/api/reports/{month}", get(reports::get_report).post(reports::issue))
+        .merge(reports::public_routes(state))
         .merge(residents::routes(state))
 }

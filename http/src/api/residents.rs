@@ -123,7 +123,7 @@ pub(super) fn routes(state: &ApiState) -> Router<ApiState> {
 
 /// The residents' rate limit: one token bucket per key holder, and one per client address for
 /// requests without a valid key (which cannot spend a key's; see [`crate::state`]).
-async fn limit(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+pub(super) async fn limit(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let budget = state.budget(request.headers(), web::client_ip(&request));
     match state.spend(budget.clone()) {
         Ok(()) => next.run(request).await,
