@@ -390,3 +390,187 @@ async fn an_issued_month_stays_as_issued_until_corrected_and_its_public_part_nam
     http.stop.cancel();
     service.stop().await;
 }
+
+/// The cost of keeping the figures, against the cost of routing, in one run: a month of cases
+/// (`SUPERVISION_CASES`, default 10⁶) over Beijing's communities, each routed by the real router,
+/// opened, accepted, resolved and rated by the lifecycle, its figures updated at each of the four
+/// changes as the case book's index does (the record's new mark added, its old one taken away);
+/// then the month's 街道 ranking and community rows, timed. A measurement, not a check: run with
+/// `cargo test -p linkbus-tests --test it supervision::cost -- --ignored --nocapture`; the
+/// numbers are in docs/BENCHMARKS.md.
+#[test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+fn cost() {
+    use std::time::Instant;
+
+    use geo::InteriorPoint as _;
+    use linkbus_cases::supervision::{Figures, Mark, RankingQuery, Rate};
+    use linkbus_geo_data::Region;
+    use linkbus_matching::{OfferLedger, Router, RoutingParams, VolunteerIndex};
+    use linkbus_wire::{CaseReport, Location, RoutedCase};
+
+    let n: usize = std::env::var("SUPERVISION_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let region = Region::load(linkbus_tests::repo_root().join("geo-data/beijing")).expect("Beijing");
+    let router = Router::new(&region, RoutingParams::default());
+    let (volunteers, offers) = (VolunteerIndex::new(), OfferLedger::new());
+    let places: Vec<Location> = region
+        .communities
+        .iter()
+        .filter_map(|c| c.boundary.interior_point())
+        .map(|p| Location { lon: p.x(), lat: p.y() })
+        .collect();
+    let tz = jiff::tz::TimeZone::get("Asia/Shanghai").expect("bundled");
+    let month = tz.to_timestamp(date(2026, 11, 1).at(0, 0, 0, 0)).expect("a time");
+    let step = SignedDuration::from_secs(30 * 86_400) / i32::try_from(n).expect("cases fit");
+    let policy = Policy::default();
+    let departments = Ladder::new(region.departments.departments.iter().map(|d| (d.id.clone(), None)), "none");
+    let mut figures = Figures::new(tz);
+    let (mut routing, mut keeping, mut changes) = (Duration::ZERO, Duration::ZERO, 0u64);
+    let mut report = CaseReport {
+        system: linkbus_wire::SourceSystem::PublicService,
+        category: String::new(),
+        priority: 3,
+        location: places[0],
+        address: None,
+        reporter: None,
+        description: None,
+        source_id: String::new(),
+        reported_at: month,
+        flags: vec![],
+        datum: linkbus_wire::Datum::Wgs84,
+        received_location: None,
+        area: None,
+    };
+    let mut keep = |old: Option<&Mark>, new: &CaseRecord, figures: &mut Figures| {
+        let started = Instant::now();
+        if let Some(old) = old {
+            figures.apply(old, false);
+        }
+        let mark = Mark::of(new).expect("not merged");
+        figures.apply(&mark, true);
+        keeping += started.elapsed();
+        changes += 1;
+        mark
+    };
+    for i in 0..n {
+        let at = month + step * i32::try_from(i).expect("cases fit");
+        report.location = places[i % places.len()];
+        report.category = region.categories[i % region.categories.len()].id.clone();
+        report.source_id = format!("bj-{i}");
+        let started = Instant::now();
+        let decision = router.decide(&report, &volunteers, &offers, at.as_second());
+        routing += started.elapsed();
+        let routed = RoutedCase {
+            case_id: report.source_id.clone(),
+            source: "/bench".into(),
+            case: report.clone(),
+            decision,
+            routed_at: at,
+        };
+        let r = lifecycle::open(&routed, at, &policy);
+        let mut mark = keep(None, &r, &mut figures);
+        let Some(department) = r.departments.first().cloned() else { continue };
+        let dept = Actor { kind: ActorKind::Department, id: department };
+        let resident = Actor { kind: ActorKind::Resident, id: "reporter".into() };
+        let mut r = r;
+        for (k, (actor, action)) in [
+            (&dept, Action::Accept {}),
+            (&dept, Action::Resolve { note: "done".into() }),
+            (&resident, Action::Rate { score: 1 + (i % 5) as u8, solved: i % 7 != 0, comment: None }),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let later = at + SignedDuration::from_secs(600 * (k as i64 + 1) + (i % 3_600) as i64);
+            r = lifecycle::act(&r, actor, &action, later, &policy, &departments).expect("allowed").record;
+            mark = keep(Some(&mark), &r, &mut figures);
+        }
+    }
+    let routed_per_s = n as f64 / routing.as_secs_f64();
+    let kept_per_s = changes as f64 / keeping.as_secs_f64();
+    let now = month + SignedDuration::from_secs(31 * 86_400);
+    let timed = |f: &dyn Fn() -> usize| {
+        let mut times: Vec<Duration> = (0..21)
+            .map(|_| {
+                let started = Instant::now();
+                std::hint::black_box(f());
+                started.elapsed()
+            })
+            .collect();
+        times.sort();
+        (times[10], f())
+    };
+    let month_day = date(2026, 11, 1);
+    let (ranking, places_ranked) = timed(&|| {
+        figures
+            .ranking(&RankingQuery { group: Group::SubDistrict, rate: Rate::SatisfactionRate, month: month_day, now })
+            .len()
+    });
+    let rows = |group, period| StatsQuery { group, period, from: month_day, to: date(2026, 11, 30), now, only: None };
+    let (communities, community_rows) = timed(&|| figures.rows(&rows(Group::Community, Period::Month)).len());
+    let (daily, daily_rows) = timed(&|| figures.rows(&rows(Group::Community, Period::Day)).len());
+    eprintln!(
+        "{n} cases over {} communities: routing {routed_per_s:.0} decisions/s ({:.1} s); figures {kept_per_s:.0} record changes/s ({changes} changes, {:.1} s), {:.1}× the routing rate\n\
+         ranking of {places_ranked} 街道 by satisfaction rate: {:.2} ms (median of 21)\n\
+         the month by community ({community_rows} rows): {:.2} ms; by community and day ({daily_rows} rows): {:.2} ms",
+        places.len(),
+        routing.as_secs_f64(),
+        keeping.as_secs_f64(),
+        kept_per_s / routed_per_s,
+        ranking.as_secs_f64() * 1e3,
+        communities.as_secs_f64() * 1e3,
+        daily.as_secs_f64() * 1e3,
+    );
+}
+
+/// The console's supervision view in Chinese: February's 街道 ranked by response rate, the
+/// hand-built Mission cases placed in Beijing's 东华门街道 (code 110101001000), read off the table
+/// as a dispatcher sees it.
+#[tokio::test]
+async fn the_console_ranks_a_streets_three_rates_in_chinese() {
+    use crate::console::{DISPATCHER as CONSOLE_DISPATCHER, Driver, Linkbus, free_port, sign_in, until};
+
+    let bus = TestBus::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let beijing = linkbus_tests::repo_root().join("geo-data/beijing");
+    let linkbus = Linkbus::start_in(&bus, dir.path(), free_port(), &beijing, "");
+    for mut r in february() {
+        if let Some(c) = r.community.as_mut().filter(|c| c.id == "mission") {
+            c.sub_district = Some("110101001000".into());
+        }
+        store(&bus, &r).await;
+    }
+    let driver = Driver::start();
+    let browser = driver.browser(&dir.path().join("profile")).await;
+    sign_in(&browser, &linkbus.base, CONSOLE_DISPATCHER).await;
+    let lang = browser.find(fantoccini::Locator::Id("lang")).await.expect("the language button");
+    if lang.text().await.expect("its text") == "中文" {
+        lang.click().await.expect("switch to Chinese");
+    }
+    browser
+        .find(fantoccini::Locator::Id("supervision"))
+        .await
+        .expect("the supervision button")
+        .click()
+        .await
+        .expect("open");
+    let choose = "const [id, value] = arguments; const el = document.getElementById(id); el.value = value; \
+                  el.dispatchEvent(new Event('change')); return true;";
+    browser.execute(choose, vec![json!("sup-rate"), json!("response_rate")]).await.expect("choose the rate");
+    browser.execute(choose, vec![json!("sup-month"), json!("2026-02")]).await.expect("choose the month");
+    let cells = until(
+        &browser,
+        "东华门街道's row",
+        "const row = document.querySelector('#sup-rows tr[data-key=\"110101001000\"]'); \
+         return row && [...row.cells].map((c) => c.textContent);",
+        vec![],
+    )
+    .await;
+    // Rank 1 of two; 4 cases; 三率: 2 of 4 in time, 2 of 3 solved, 1 of 3 satisfied; no January.
+    assert_eq!(cells, json!(["1", "东华门街道办事处", "4", "50.0%", "66.7%", "33.3%", "—"]));
+    let head = browser.execute("return document.getElementById('sup-head').textContent;", vec![]).await.expect("head");
+    for word in ["排名", "街道", "响应率", "解决率", "满意率", "较上月"] {
+        assert!(head.as_str().is_some_and(|h| h.contains(word)), "{word} in {head}");
+    }
+    browser.close().await.expect("the browser closes");
+}
