@@ -1,6 +1,6 @@
-//! [`Figures`]: the counters of every group key per day (in the region's time zone), each mark
-//! added to the day its case was received and taken away when the record changes; a week or month
-//! sums its days when asked. Times are kept as counts per value (to 3 significant digits), so
+//! [`Figures`]: the counters of every group key per day and per month (in the region's time
+//! zone), each mark added to the day and month its case was received and taken away when the
+//! record changes; a week sums its days when asked. Times are kept as counts per value (to 3 significant digits), so
 //! medians and percentiles can be taken away from too.
 
 use std::collections::BTreeMap;
@@ -100,6 +100,7 @@ impl Cell {
 
     fn row(&self, key: &str, period: Date, now: Timestamp) -> Row {
         let rate = |n: u64, of: u64| (of > 0).then(|| n as f64 / of as f64);
+        let (accept, resolve) = (median_and_p90(&self.to_accept), median_and_p90(&self.to_resolve));
         Row {
             key: key.to_owned(),
             period: period.to_string(),
@@ -119,33 +120,60 @@ impl Cell {
             reopened: self.reopened,
             reopen_rate: rate(self.reopened, self.resolved),
             overdue: self.deadlines.range(..=now).map(|(_, n)| n).sum(),
-            to_accept_median_s: quantile(&self.to_accept, 0.5),
-            to_accept_p90_s: quantile(&self.to_accept, 0.9),
-            to_resolve_median_s: quantile(&self.to_resolve, 0.5),
-            to_resolve_p90_s: quantile(&self.to_resolve, 0.9),
+            to_accept_median_s: accept[0],
+            to_accept_p90_s: accept[1],
+            to_resolve_median_s: resolve[0],
+            to_resolve_p90_s: resolve[1],
         }
     }
 }
 
-/// The nearest-rank quantile `q` of the values counted in `counts`: the value at rank ⌈q·n⌉.
-fn quantile(counts: &BTreeMap<u32, u64>, q: f64) -> Option<u32> {
+/// The nearest-rank median and 90th percentile of the values counted in `counts`: the values at
+/// ranks ⌈0.5·n⌉ and ⌈0.9·n⌉ (at least 1), in one pass after the count.
+fn median_and_p90(counts: &BTreeMap<u32, u64>) -> [Option<u32>; 2] {
     let n: u64 = counts.values().sum();
-    let rank = ((q * n as f64).ceil() as u64).max(1);
+    let rank = |q: f64| ((q * n as f64).ceil() as u64).max(1);
+    let ranks = [rank(0.5), rank(0.9)];
+    let mut out = [None; 2];
     let mut seen = 0;
-    counts
-        .iter()
-        .find(|(_, c)| {
-            seen += **c;
-            seen >= rank
-        })
-        .map(|(v, _)| *v)
+    for (value, count) in counts {
+        seen += count;
+        for (slot, rank) in out.iter_mut().zip(ranks) {
+            if slot.is_none() && seen >= rank {
+                *slot = Some(*value);
+            }
+        }
+        if out[1].is_some() {
+            break;
+        }
+    }
+    out
+}
+
+/// One key's counters per day and per month (by the period's first day): a month is read
+/// without summing its days, so rankings and reports cost one counter set per key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Keyed {
+    days: BTreeMap<Date, Cell>,
+    months: BTreeMap<Date, Cell>,
+}
+
+impl Keyed {
+    /// Applies `part` of `m` to `period`'s cell on `start`, dropping it once empty.
+    fn apply(cells: &mut BTreeMap<Date, Cell>, start: Date, part: &Part, m: &Mark, add: bool) {
+        let cell = cells.entry(start).or_default();
+        cell.apply(part, m, add);
+        if cell.is_empty() {
+            cells.remove(&start);
+        }
+    }
 }
 
 /// The figures of every group key per day, over the marks added to them.
 #[derive(Debug, Clone)]
 pub struct Figures {
     time_zone: TimeZone,
-    pub(super) cells: BTreeMap<Group, BTreeMap<String, BTreeMap<Date, Cell>>>,
+    pub(super) cells: BTreeMap<Group, BTreeMap<String, Keyed>>,
 }
 
 impl Default for Figures {
@@ -175,16 +203,17 @@ impl Figures {
         let day = self.day(mark.received_at);
         for part in &mark.parts {
             let keys = self.cells.entry(part.group).or_default();
-            let days = keys.entry(part.key.clone()).or_default();
-            let cell = days.entry(day).or_default();
-            cell.apply(part, mark, add);
-            if cell.is_empty() {
-                days.remove(&day);
-                if days.is_empty() {
-                    keys.remove(&part.key);
-                    if keys.is_empty() {
-                        self.cells.remove(&part.group);
-                    }
+            if !keys.contains_key(&part.key) {
+                // Cloned only for a key not seen yet: an update finds its keys in place.
+                keys.insert(part.key.clone(), Keyed::default());
+            }
+            let Some(keyed) = keys.get_mut(&part.key) else { continue };
+            Keyed::apply(&mut keyed.days, day, part, mark, add);
+            Keyed::apply(&mut keyed.months, day.first_of_month(), part, mark, add);
+            if keyed.days.is_empty() {
+                keys.remove(&part.key);
+                if keys.is_empty() {
+                    self.cells.remove(&part.group);
                 }
             }
         }
@@ -196,9 +225,13 @@ impl Figures {
         let Some(keys) = self.cells.get(&group) else { return Vec::new() };
         let (first, last) = (period.start(from), period.end(to));
         let mut out = Vec::new();
-        for (key, days) in keys.iter().filter(|(k, _)| q.only.as_ref().is_none_or(|only| only == *k)) {
+        for (key, keyed) in keys.iter().filter(|(k, _)| q.only.as_ref().is_none_or(|only| only == *k)) {
+            if period == Period::Month {
+                out.extend(keyed.months.range(from..=to).map(|(start, cell)| cell.row(key, *start, now)));
+                continue;
+            }
             let mut periods: BTreeMap<Date, Cell> = BTreeMap::new();
-            for (day, cell) in days.range(first..=last) {
+            for (day, cell) in keyed.days.range(first..=last) {
                 let start = period.start(*day);
                 if (from..=to).contains(&start) {
                     periods.entry(start).or_default().merge(cell);

@@ -206,9 +206,11 @@ fn a_record_that_changes_moves_its_figures_exactly() {
     moved.apply(&Mark::of(&after).expect("mark"), true);
     let fresh = figures_of(&[after], tz);
     for group in Group::ALL {
-        let day = date(2026, 3, 10);
-        let q = StatsQuery { group, period: Period::Day, from: day, to: day, now: t(300), only: None };
-        assert_eq!(moved.rows(&q), fresh.rows(&q));
+        for period in [Period::Day, Period::Week, Period::Month] {
+            let day = date(2026, 3, 10);
+            let q = StatsQuery { group, period, from: period.start(day), to: day, now: t(300), only: None };
+            assert_eq!(moved.rows(&q), fresh.rows(&q));
+        }
     }
     // Taking the last mark away leaves nothing.
     let mut empty = figures_of(std::slice::from_ref(&before), TimeZone::UTC);
