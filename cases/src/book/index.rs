@@ -171,9 +171,7 @@ impl BookIndex {
         if before.as_ref() == Some(&after) {
             return;
         }
-        if let Some(before) = before {
-            self.remove(id, &before);
-        }
+        let removed = before.and_then(|before| self.remove(id, &before));
         if let Some(due) = after.due {
             self.due.insert((due, id.clone()));
         }
@@ -187,12 +185,15 @@ impl BookIndex {
             self.done.insert((done, id.clone()));
         }
         self.count(&after.listed, true);
+        // The old mark for the new in one step: most changes move a case within its groups.
+        self.figures.replace(removed.as_ref().and_then(|l| l.mark.as_ref()), after.listed.mark.as_ref());
         self.search.set(&after.listing, after.search);
         self.listed.insert(after.listing, after.listed);
     }
 
-    /// Takes what `keys` put in the indexes out of them.
-    fn remove(&mut self, id: &str, keys: &Keys) {
+    /// Takes what `keys` put in the indexes out of them, but for the supervision figures: the
+    /// listed record taken out is handed back, its mark still counted.
+    fn remove(&mut self, id: &str, keys: &Keys) -> Option<Listed> {
         if let Some(due) = keys.due {
             self.due.remove(&(due, id.to_owned()));
         }
@@ -205,16 +206,13 @@ impl BookIndex {
         if let Some(done) = keys.done {
             self.done.remove(&(done, id.to_owned()));
         }
-        if let Some(listed) = self.listed.remove(&keys.listing) {
-            self.count(&listed, false);
-        }
+        let listed = self.listed.remove(&keys.listing)?;
+        self.count(&listed, false);
+        Some(listed)
     }
 
-    /// Adds a record's part of the departments' and the supervision figures (or takes it away).
+    /// Adds a record's part of the departments' figures (or takes it away).
     fn count(&mut self, listed: &Listed, add: bool) {
-        if let Some(mark) = &listed.mark {
-            self.figures.apply(mark, add);
-        }
         if listed.merged {
             return;
         }
@@ -267,6 +265,7 @@ impl BookIndex {
                     && let Some(listed) = self.listed.remove(&listing)
                 {
                     self.count(&listed, false);
+                    self.figures.replace(listed.mark.as_ref(), None);
                 }
                 true
             }

@@ -33,40 +33,82 @@ pub(super) struct Cell {
     to_resolve: BTreeMap<u32, u64>,
 }
 
-/// Adds `by` to `n`, or takes it away (never below 0: a mark is only taken away after it was
-/// added).
-fn step(n: &mut u64, by: u64, add: bool) {
-    *n = if add { *n + by } else { n.saturating_sub(by) };
+/// What one part of a mark adds to a cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Adds {
+    /// `received`, `assignments`, `returns`, `due`, `responded`, `rated`, `solved`, `satisfied`,
+    /// `resolved`, `reopened`, in [`Cell::counters`]' order.
+    counters: [u64; 10],
+    deadline: Option<Timestamp>,
+    to_accept: Option<u32>,
+    to_resolve: Option<u32>,
+}
+
+impl Adds {
+    fn of(part: &Part, m: &Mark) -> Self {
+        let mut adds = Self {
+            counters: [1, part.assignments.into(), part.returns.into(), 0, 0, 0, 0, 0, 0, 0],
+            ..Self::default()
+        };
+        if part.outcome {
+            let rated = m.rating.is_some();
+            let solved = m.rating.is_some_and(|(solved, _)| solved);
+            let satisfied = m.rating.is_some_and(|(_, satisfied)| satisfied);
+            let flags = [m.due, m.due && m.responded, rated, solved, satisfied, m.resolved, m.resolved && m.reopened];
+            for (n, flag) in adds.counters[3..].iter_mut().zip(flags) {
+                *n = u64::from(flag);
+            }
+            (adds.deadline, adds.to_accept, adds.to_resolve) = (m.deadline, m.to_accept, m.to_resolve);
+        }
+        adds
+    }
 }
 
 /// Adds one to the count of `value` in `counts`, or takes one away (dropping what reaches 0).
 fn step_key<K: Ord + Copy>(counts: &mut BTreeMap<K, u64>, value: Option<K>, add: bool) {
     let Some(value) = value else { return };
     let n = counts.entry(value).or_default();
-    step(n, 1, add);
+    *n = if add { *n + 1 } else { n.saturating_sub(1) };
     if *n == 0 {
         counts.remove(&value);
     }
 }
 
 impl Cell {
-    fn apply(&mut self, part: &Part, m: &Mark, add: bool) {
-        step(&mut self.received, 1, add);
-        step(&mut self.assignments, u64::from(part.assignments), add);
-        step(&mut self.returns, u64::from(part.returns), add);
-        if !part.outcome {
-            return;
+    fn counters(&mut self) -> [&mut u64; 10] {
+        [
+            &mut self.received,
+            &mut self.assignments,
+            &mut self.returns,
+            &mut self.due,
+            &mut self.responded,
+            &mut self.rated,
+            &mut self.solved,
+            &mut self.satisfied,
+            &mut self.resolved,
+            &mut self.reopened,
+        ]
+    }
+
+    /// Takes `old` away and adds `new` (either may be nothing): a value both have is left alone.
+    /// Never below 0: what is taken away was added before.
+    fn replace(&mut self, old: &Adds, new: &Adds) {
+        for (n, (o, a)) in self.counters().into_iter().zip(old.counters.iter().zip(new.counters)) {
+            *n = (*n + a).saturating_sub(*o);
         }
-        step(&mut self.due, u64::from(m.due), add);
-        step(&mut self.responded, u64::from(m.due && m.responded), add);
-        step(&mut self.rated, u64::from(m.rating.is_some()), add);
-        step(&mut self.solved, u64::from(m.rating.is_some_and(|(solved, _)| solved)), add);
-        step(&mut self.satisfied, u64::from(m.rating.is_some_and(|(_, satisfied)| satisfied)), add);
-        step(&mut self.resolved, u64::from(m.resolved), add);
-        step(&mut self.reopened, u64::from(m.resolved && m.reopened), add);
-        step_key(&mut self.deadlines, m.deadline, add);
-        step_key(&mut self.to_accept, m.to_accept, add);
-        step_key(&mut self.to_resolve, m.to_resolve, add);
+        for (counts, o, a) in [
+            (&mut self.to_accept, old.to_accept, new.to_accept),
+            (&mut self.to_resolve, old.to_resolve, new.to_resolve),
+        ] {
+            if o != a {
+                step_key(counts, o, false);
+                step_key(counts, a, true);
+            }
+        }
+        if old.deadline != new.deadline {
+            step_key(&mut self.deadlines, old.deadline, false);
+            step_key(&mut self.deadlines, new.deadline, true);
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -159,12 +201,15 @@ pub(super) struct Keyed {
 }
 
 impl Keyed {
-    /// Applies `part` of `m` to `period`'s cell on `start`, dropping it once empty.
-    fn apply(cells: &mut BTreeMap<Date, Cell>, start: Date, part: &Part, m: &Mark, add: bool) {
-        let cell = cells.entry(start).or_default();
-        cell.apply(part, m, add);
-        if cell.is_empty() {
-            cells.remove(&start);
+    /// Takes `old` from the day's and the month's cells of `day` and adds `new`, dropping a cell
+    /// once empty.
+    fn replace(&mut self, day: Date, old: &Adds, new: &Adds) {
+        for (cells, start) in [(&mut self.days, day), (&mut self.months, day.first_of_month())] {
+            let cell = cells.entry(start).or_default();
+            cell.replace(old, new);
+            if cell.is_empty() {
+                cells.remove(&start);
+            }
         }
     }
 }
@@ -200,22 +245,64 @@ impl Figures {
 
     /// Adds a case's mark to its groups (or, `add` false, takes it away).
     pub fn apply(&mut self, mark: &Mark, add: bool) {
-        let day = self.day(mark.received_at);
-        for part in &mark.parts {
-            let keys = self.cells.entry(part.group).or_default();
-            if !keys.contains_key(&part.key) {
-                // Cloned only for a key not seen yet: an update finds its keys in place.
-                keys.insert(part.key.clone(), Keyed::default());
-            }
-            let Some(keyed) = keys.get_mut(&part.key) else { continue };
-            Keyed::apply(&mut keyed.days, day, part, mark, add);
-            Keyed::apply(&mut keyed.months, day.first_of_month(), part, mark, add);
-            if keyed.days.is_empty() {
-                keys.remove(&part.key);
-                if keys.is_empty() {
-                    self.cells.remove(&part.group);
+        if add { self.replace(None, Some(mark)) } else { self.replace(Some(mark), None) }
+    }
+
+    /// Moves a case's figures from its `old` mark to its `new` one (either may be none: a new
+    /// record, one merged away). When both count under the same keys on the same day — a record
+    /// moving through its life — each cell is found once and only what changed is written.
+    pub fn replace(&mut self, old: Option<&Mark>, new: Option<&Mark>) {
+        if old == new {
+            return;
+        }
+        let same_keys = |o: &Mark, n: &Mark| {
+            o.received_at == n.received_at
+                && o.parts.len() == n.parts.len()
+                && o.parts.iter().zip(&n.parts).all(|(a, b)| a.group == b.group && a.key == b.key)
+        };
+        match (old, new) {
+            (Some(o), Some(n)) if same_keys(o, n) => {
+                let day = self.day(n.received_at);
+                for (po, pn) in o.parts.iter().zip(&n.parts) {
+                    self.update(pn, day, &Adds::of(po, o), &Adds::of(pn, n));
                 }
             }
+            _ => {
+                for (m, add) in old.map(|o| (o, false)).into_iter().chain(new.map(|n| (n, true))) {
+                    let day = self.day(m.received_at);
+                    for part in &m.parts {
+                        let (none, adds) = (Adds::default(), Adds::of(part, m));
+                        let (from, to) = if add { (&none, &adds) } else { (&adds, &none) };
+                        self.update(part, day, from, to);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces `old` by `new` in the cells of `part`'s key on `day`, dropping what empties.
+    fn update(&mut self, part: &Part, day: Date, old: &Adds, new: &Adds) {
+        let keys = self.cells.entry(part.group).or_default();
+        // One search for a key already counted (an update's); the key cloned only when new.
+        let emptied = match keys.get_mut(&part.key) {
+            Some(keyed) => {
+                keyed.replace(day, old, new);
+                keyed.days.is_empty()
+            }
+            None => {
+                let mut keyed = Keyed::default();
+                keyed.replace(day, old, new);
+                if !keyed.days.is_empty() {
+                    keys.insert(part.key.clone(), keyed);
+                }
+                false
+            }
+        };
+        if emptied {
+            keys.remove(&part.key);
+        }
+        if keys.is_empty() {
+            self.cells.remove(&part.group);
         }
     }
 

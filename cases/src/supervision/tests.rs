@@ -204,12 +204,34 @@ fn a_record_that_changes_moves_its_figures_exactly() {
     let mut moved = figures_of(std::slice::from_ref(&before), tz.clone());
     moved.apply(&Mark::of(&before).expect("mark"), false);
     moved.apply(&Mark::of(&after).expect("mark"), true);
-    let fresh = figures_of(&[after], tz);
+    let fresh = figures_of(std::slice::from_ref(&after), tz.clone());
     for group in Group::ALL {
         for period in [Period::Day, Period::Week, Period::Month] {
             let day = date(2026, 3, 10);
             let q = StatsQuery { group, period, from: period.start(day), to: day, now: t(300), only: None };
             assert_eq!(moved.rows(&q), fresh.rows(&q));
+        }
+    }
+    // In one step, within the same keys (accepted, resolved, rated) and across keys (another
+    // department takes it after a rejection).
+    let rejected = act(before.clone(), "station", Action::Reject { reason: "not ours".into() }, t(30));
+    let taken = accept(rejected, "works", t(90));
+    for after in [after, taken] {
+        let (old, new) = (Mark::of(&before).expect("mark"), Mark::of(&after).expect("mark"));
+        let mut moved = figures_of(std::slice::from_ref(&before), tz.clone());
+        moved.replace(Some(&old), Some(&new));
+        let fresh = figures_of(std::slice::from_ref(&after), tz.clone());
+        let day = date(2026, 3, 10);
+        for group in Group::ALL {
+            let q = StatsQuery {
+                group,
+                period: Period::Month,
+                from: day.first_of_month(),
+                to: day,
+                now: t(300),
+                only: None,
+            };
+            assert_eq!(moved.rows(&q), fresh.rows(&q), "{group:?}");
         }
     }
     // Taking the last mark away leaves nothing.
