@@ -3,7 +3,9 @@
 //! formula's value over HTTP; two replicas, and a replica started after the first stopped, give
 //! the same figures; a department key reads only its own rows; February's report, once issued,
 //! does not change when a late acceptance arrives, and its correction (a new version with a
-//! reason) does; the public export holds no person, no case id and no group below its threshold.
+//! reason) does; the public export holds no person, no case id and no group below its threshold;
+//! the console's supervision view, in Chinese, shows a 街道's 三率. And `cost`, an ignored
+//! measurement of keeping the figures beside routing (docs/BENCHMARKS.md).
 
 use std::time::Duration;
 
