@@ -272,7 +272,8 @@ fn rankings_put_the_best_first_with_the_month_before() {
     let old = lifecycle::tick(&old, t(-20 * 86_400 + 400), &Policy::default(), &ladder(), |_| Vec::new())
         .expect("escalates")
         .record;
-    records.extend([good, old]);
+    let old_good = accept(case("og", "e2", t(-20 * 86_400)), "station", t(-20 * 86_400 + 10));
+    records.extend([good, old, old_good]);
     let f = figures_of(&records, TimeZone::UTC);
     let response = f.ranking(&RankingQuery {
         group: Group::SubDistrict,
@@ -281,8 +282,8 @@ fn rankings_put_the_best_first_with_the_month_before() {
         now: t(0),
     });
     let order: Vec<_> = response.iter().map(|r| (r.row.key.as_str(), r.rank, r.value, r.previous)).collect();
-    assert_eq!(order, [("s-e", Some(1), Some(1.0), Some(0.0)), ("s-c", Some(2), Some(0.5), None)]);
-    assert_eq!(response[0].change, Some(1.0));
+    assert_eq!(order, [("s-e", Some(1), Some(1.0), Some(0.5)), ("s-c", Some(2), Some(0.5), None)]);
+    assert_eq!((response[0].change, response[1].change), (Some(0.5), None));
     // Fewer returns is better: s-e has none.
     let returns = f.ranking(&RankingQuery {
         group: Group::SubDistrict,
@@ -322,4 +323,42 @@ fn names_parse_back() {
         assert_eq!(Period::parse(p.as_str()), Some(p));
     }
     assert_eq!((Group::parse("street"), Rate::parse("rate"), Period::parse("year")), (None, None, None));
+}
+
+#[test]
+fn a_case_escalated_after_its_acceptance_was_still_responded_to_in_time() {
+    let r = accept(case("late", "c1", t(0)), "station", t(60));
+    // Not resolved within 4 h: escalated, after the acceptance.
+    let r = lifecycle::tick(&r, t(60 + 4 * 3_600), &Policy::default(), &ladder(), |_| Vec::new())
+        .expect("escalates")
+        .record;
+    let f = figures_of(&[r], TimeZone::UTC);
+    let row = one(&f, Group::Community, "c1", Period::Day, t(5 * 3_600));
+    assert_eq!((row.due, row.responded), (1, 1));
+}
+
+#[test]
+fn replacing_a_mark_whose_day_or_keys_moved_moves_the_figures() {
+    let before = case("x", "c1", t(0));
+    let mut later = accept(before.clone(), "station", t(60));
+    later.created_at = t(2 * 86_400);
+    let mut elsewhere = accept(before.clone(), "station", t(60));
+    elsewhere.community.as_mut().expect("a community").id = "c2".into();
+    for after in [later, elsewhere] {
+        let (old, new) = (Mark::of(&before).expect("mark"), Mark::of(&after).expect("mark"));
+        let mut moved = figures_of(std::slice::from_ref(&before), TimeZone::UTC);
+        moved.replace(Some(&old), Some(&new));
+        let fresh = figures_of(std::slice::from_ref(&after), TimeZone::UTC);
+        for group in Group::ALL {
+            let q = StatsQuery {
+                group,
+                period: Period::Day,
+                from: date(2026, 3, 1),
+                to: date(2026, 3, 31),
+                now: t(300),
+                only: None,
+            };
+            assert_eq!(moved.rows(&q), fresh.rows(&q), "{group:?}");
+        }
+    }
 }
