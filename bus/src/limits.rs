@@ -96,7 +96,7 @@ impl StorageLimits {
     }
 
     /// Everything linkbus reserves in a JetStream store, bytes, per replica: the streams, the two
-    /// large buckets and the five small ones. An embedded server's `max_file_store` must be at
+    /// large buckets and the six small ones. An embedded server's `max_file_store` must be at
     /// least this (and the disk must hold it).
     pub fn reserved_bytes(&self) -> u64 {
         (4 * self.ingest_mib
@@ -106,7 +106,7 @@ impl StorageLimits {
             + self.deadletter_mib
             + self.case_records_mib
             + self.volunteers_mib
-            + 5 * self.small_bucket_mib)
+            + 6 * self.small_bucket_mib)
             .saturating_mul(MIB)
     }
 }
@@ -129,7 +129,7 @@ mod tests {
         assert_eq!(limits.stream_bytes("SOMEONE_ELSES"), -1);
         assert_eq!(limits.bucket_bytes(names::BUCKET_CASES), 1024 * MIB as i64);
         assert_eq!(limits.bucket_bytes("linkbus_console"), 32 * MIB as i64);
-        assert_eq!(limits.reserved_bytes(), 4_640 * MIB, "4.5 GiB");
+        assert_eq!(limits.reserved_bytes(), 4_672 * MIB, "4.6 GiB");
         assert!(StorageLimits { routed_mib: 0, ..limits }.check().expect_err("zero").contains("routed_mib"));
     }
 }

@@ -8,10 +8,16 @@
 //!   and volunteer requests over NATS, and fire deadlines; the hot set kept in memory and the
 //!   listing index; the handle the HTTP API uses.
 //! - [`webhooks`]: delivery of department cases to departments without NATS.
+//! - [`supervision`]: the pure supervision figures (三率, 退单率, reopen rate, overdue, times) by
+//!   group and period, which the book's index keeps over every record (`docs/supervision.md`).
+//! - [`reports`]: the monthly reports as issued, immutable versions in the `linkbus_reports` KV
+//!   bucket.
 //! - [`metrics`]: the loop's Prometheus metrics (stage durations, offers, escalations, webhook
 //!   deliveries, its dead letters).
 
 pub mod book;
 pub mod lifecycle;
 pub mod metrics;
+pub mod reports;
+pub mod supervision;
 pub mod webhooks;

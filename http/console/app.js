@@ -10,7 +10,7 @@
 //
 // Modules: state.js (the shared state) · i18n.js (words, times) · api.js (HTTP) · events.js (the
 // stream and the per-frame update) · cases.js (filter and order) · board.js · map.js · detail.js ·
-// dom.js. This one signs in and out, switches the language, and wires the views together.
+// supervision.js (the 街道 ranking) · dom.js. This one signs in and out, switches the language, and wires the views together.
 import { alertLog, initAlerts, renderAlertsButton, renderUrgent } from './alerts.js';
 import { api } from './api.js';
 import { fillFilters, initBoard, measureFrames, renderRows } from './board.js';
@@ -20,6 +20,7 @@ import { connect, disconnect, invalidate, setLive } from './events.js';
 import { fmtTime, t, tz } from './i18n.js';
 import { buildLegend, clusterList, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, shownLabels, zoomToCommunity } from './map.js';
 import { initSearch, openFromHash } from './search.js';
+import { initSupervision, renderSupervision } from './supervision.js';
 import { serverNow, state } from './state.js';
 
 /** Writes every text of the page in the page's language. */
@@ -32,6 +33,7 @@ function applyLanguage() {
   if (state.region) { fillFilters(); buildLegend(); }
   setLive(state.live);
   renderAlertsButton();
+  renderSupervision();
   invalidate();
   // The explanation and linkbus's notes are written by the server in the language asked for.
   if (state.detail) { renderDetail(state.detail); refreshDetail(); }
@@ -97,6 +99,7 @@ function tick() {
 
 initDetail(showLogin);
 initAlerts(select);
+initSupervision();
 
 // Hooks for tests and measurements.
 window.linkbusConsole = {

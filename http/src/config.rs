@@ -40,6 +40,25 @@ pub struct ApiConfig {
     /// Only SHA-256 hashes of the keys are configured (`linkbus api hash-key`), so this file holds
     /// no secret.
     pub keys: Vec<ApiKey>,
+    /// The opt-in public export of the monthly reports (`[api.public_stats]`).
+    pub public_stats: PublicStatsConfig,
+}
+
+/// `[api.public_stats]`: whether `GET /public/stats/{month}` serves the issued monthly figures by
+/// 街道 and category to anyone, and the smallest group it shows (`docs/supervision.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublicStatsConfig {
+    /// Serve it (off unless configured).
+    pub enabled: bool,
+    /// Leave out groups with fewer cases received than this.
+    pub min_count: u64,
+}
+
+impl Default for PublicStatsConfig {
+    fn default() -> Self {
+        Self { enabled: false, min_count: 10 }
+    }
 }
 
 impl Default for ApiConfig {
@@ -53,6 +72,7 @@ impl Default for ApiConfig {
             behind_tls_proxy: false,
             public_url: String::new(),
             keys: vec![],
+            public_stats: PublicStatsConfig::default(),
         }
     }
 }

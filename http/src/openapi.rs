@@ -15,8 +15,8 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use crate::api::{
-    CaseList, DEFAULT_LIMIT, DeliveryList, DepartmentStatsList, MAX_LIMIT, MAX_REPEATS, PublicCase, RatingRequest,
-    ReadyBody, RepeatList, TrackRating, TrackRequest,
+    CaseList, DEFAULT_LIMIT, DeliveryList, DepartmentStatsList, IssueRequest, MAX_LIMIT, MAX_REASON_CHARS, MAX_REPEATS,
+    PublicCase, RankingTable, RatingRequest, ReadyBody, RepeatList, ReportList, StatsTable, TrackRating, TrackRequest,
 };
 use linkbus_cases::book::{MAX_QUERY_CHARS, MIN_PHONE_DIGITS, MIN_QUERY_CHARS};
 
@@ -36,6 +36,11 @@ pub fn document() -> Value {
     let public_case = out.subschema_for::<PublicCase>();
     let delivery_list = out.subschema_for::<DeliveryList>();
     let stats_list = out.subschema_for::<DepartmentStatsList>();
+    let stats_table = out.subschema_for::<StatsTable>();
+    let ranking_table = out.subschema_for::<RankingTable>();
+    let report = out.subschema_for::<linkbus_cases::supervision::MonthlyReport>();
+    let report_list = out.subschema_for::<ReportList>();
+    let public_report = out.subschema_for::<linkbus_cases::supervision::PublicReport>();
     let error_body = out.subschema_for::<ErrorBody>();
     let ready_body = out.subschema_for::<ReadyBody>();
     let receipt = out.subschema_for::<linkbus_adapters::intake::Receipt>();
@@ -60,6 +65,7 @@ pub fn document() -> Value {
     });
     let track_request = into.subschema_for::<TrackRequest>();
     let track_rating = into.subschema_for::<TrackRating>();
+    let issue_request = into.subschema_for::<IssueRequest>();
     for (name, schema) in into.take_definitions(true) {
         match schemas.get(&name) {
             Some(existing) if *existing != schema => {
@@ -313,6 +319,125 @@ pub fn document() -> Value {
                         "200": body("One row per department.", &stats_list),
                         "401": unauthorized,
                         "403": error("A source key (`forbidden`).")
+                    }
+                }
+            },
+            "/api/stats": {
+                "get": {
+                    "operationId": "supervisionStats",
+                    "summary": "The supervision figures (三率, 退单率, reopen rate, overdue, times; `docs/supervision.md`) of every key of a group, per period, for the cases received in it.",
+                    "description": "Dispatcher and operator keys read every group; a department key only `by=department`, its own rows. Days are the region's (`time_zone` in the answer). With `Accept: text/csv`, the rows as CSV (a header line, then one line per row, the fields of `Row`).",
+                    "parameters": [
+                        query("by", "Group the rows by.", json!({ "enum": ["district", "sub_district", "community", "department", "category", "system"], "default": "sub_district" })),
+                        query("period", "One row per key per day, ISO week or month.", json!({ "enum": ["day", "week", "month"], "default": "day" })),
+                        query("from", "The periods whose first day is on or after this day (`YYYY-MM-DD`); default: 30 days before `to`.", json!({ "type": "string", "format": "date" })),
+                        query("to", &format!("… and on or before this day; default: today. At most {} days after `from`.", crate::api::MAX_SPAN_DAYS), json!({ "type": "string", "format": "date" })),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The rows.",
+                            "content": {
+                                "application/json": { "schema": stats_table },
+                                "text/csv": { "schema": { "type": "string" } }
+                            }
+                        },
+                        "401": unauthorized,
+                        "403": error("A source key, or a department key asking for another group than `department` (`forbidden`)."),
+                        "422": error("An unknown group or period, a malformed day, `from` after `to` or too far before it, an unknown or repeated parameter (`invalid`).")
+                    }
+                }
+            },
+            "/api/stats/ranking": {
+                "get": {
+                    "operationId": "supervisionRanking",
+                    "summary": "The 街道 (or communities, districts) of a month ranked by a rate, best first, each with the month before and the change.",
+                    "description": "Dispatcher and operator keys. For `return_rate` and `reopen_rate` lower is better; places without the rate (nothing to divide by) come last, unranked.",
+                    "parameters": [
+                        query("rate", "Rank by this rate.", json!({ "enum": ["response_rate", "resolution_rate", "satisfaction_rate", "return_rate", "reopen_rate"], "default": "satisfaction_rate" })),
+                        query("month", "`YYYY-MM`; default: this month.", json!({ "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" })),
+                        query("by", "Rank these places.", json!({ "enum": ["sub_district", "community", "district"], "default": "sub_district" })),
+                    ],
+                    "responses": {
+                        "200": body("The ranking.", &ranking_table),
+                        "401": unauthorized,
+                        "403": error("A source or department key (`forbidden`)."),
+                        "422": error("An unknown rate or group, a malformed month, an unknown or repeated parameter (`invalid`).")
+                    }
+                }
+            },
+            "/api/reports": {
+                "get": {
+                    "operationId": "listReports",
+                    "summary": "The monthly reports issued: each month's versions.",
+                    "description": "Dispatcher, operator and department keys.",
+                    "responses": {
+                        "200": body("Every version, by month then version.", &report_list),
+                        "401": unauthorized,
+                        "403": error("A source key (`forbidden`)."),
+                        "503": error("The reports bucket is unavailable (`unavailable`); try again.")
+                    }
+                }
+            },
+            "/api/reports/{month}": {
+                "get": {
+                    "operationId": "getReport",
+                    "summary": "A month's report as issued: every group's rows of the month, frozen when it was issued (later events change the live figures, not the report).",
+                    "description": "Dispatcher and operator keys read all of it; a department key only its own row of `department`.",
+                    "parameters": [
+                        id_param("month", "`YYYY-MM`."),
+                        query("version", "This version; default: the latest.", json!({ "type": "integer", "minimum": 1 })),
+                    ],
+                    "responses": {
+                        "200": body("The report.", &report),
+                        "401": unauthorized,
+                        "403": error("A source key (`forbidden`)."),
+                        "404": not_found("report (of this month, or this version)"),
+                        "422": error("A malformed month or version, an unknown parameter (`invalid`)."),
+                        "503": error("The reports bucket is unavailable (`unavailable`); try again.")
+                    }
+                },
+                "post": {
+                    "operationId": "issueReport",
+                    "summary": "Issues a closed month's figures as its next version: version 1, or a correction with its reason. A version is never overwritten.",
+                    "description": "Dispatcher keys. The month must be over in the region's time zone.",
+                    "parameters": [ id_param("month", "`YYYY-MM`.") ],
+                    "requestBody": {
+                        "required": false,
+                        "description": format!("`reason` (at most {MAX_REASON_CHARS} characters): required for a correction."),
+                        "content": { "application/json": { "schema": issue_request } }
+                    },
+                    "responses": {
+                        "200": body("The version issued.", &report),
+                        "401": unauthorized,
+                        "403": error("Not a dispatcher key (`forbidden`)."),
+                        "409": error("The month is not over, or another version was issued at the same moment (`conflict`)."),
+                        "422": error("A malformed month or body, a correction without a reason, a reason too long (`invalid`)."),
+                        "503": error("The reports bucket is unavailable (`unavailable`); try again.")
+                    }
+                }
+            },
+            "/public/stats/{month}": {
+                "get": {
+                    "operationId": "publicStats",
+                    "summary": "The public export (公共信息定期发布): the month's latest report by 街道 and by category, no group with fewer than `min_count` cases, nothing about any person or case.",
+                    "description": "Anyone, where `[api.public_stats]` enables it; rate-limited per client address like the residents' endpoints. With `Accept: text/csv`, the rows of `by` as CSV.",
+                    "security": [],
+                    "parameters": [
+                        id_param("month", "`YYYY-MM`."),
+                        query("by", "The rows of the CSV.", json!({ "enum": ["sub_district", "category"], "default": "sub_district" })),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The public figures.",
+                            "content": {
+                                "application/json": { "schema": public_report },
+                                "text/csv": { "schema": { "type": "string" } }
+                            }
+                        },
+                        "404": not_found("report of this month, or the export is not enabled"),
+                        "422": error("A malformed month, an unknown parameter (`invalid`)."),
+                        "429": rate_limited,
+                        "503": error("The reports bucket is unavailable (`unavailable`); try again.")
                     }
                 }
             }

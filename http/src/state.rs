@@ -1,5 +1,5 @@
 //! What every handler of the API shares: [`ApiState`] and its builder, and the traits through
-//! which it reaches the rest of linkbus ([`Cases`], [`Deliveries`], [`Readiness`]; traits so the
+//! which it reaches the rest of linkbus ([`Cases`], [`Deliveries`], [`Reports`], [`Readiness`]; traits so the
 //! handlers can be tested without NATS); and the residents' rate limit, which the adapters share
 //! through [`Gate`].
 //!
@@ -27,11 +27,13 @@ use futures::future::BoxFuture;
 use linkbus_adapters::intake::{Caller, Gate};
 use linkbus_adapters::{open311, web};
 use linkbus_cases::book::CaseStore;
+use linkbus_cases::reports::{ReportBook, ReportError, ReportVersion};
+use linkbus_cases::supervision::MonthlyReport;
 use linkbus_cases::webhooks::{self, Delivery, WebhookError};
 
 use crate::auth::session::cookie;
 use crate::auth::{Auth, Principal};
-use crate::config::{ApiConfig, ApiRole};
+use crate::config::{ApiConfig, ApiRole, PublicStatsConfig};
 use crate::console::Console;
 use crate::error::Error;
 use crate::names::RegionNames;
@@ -75,6 +77,39 @@ impl Deliveries for jetstream::Context {
     }
 }
 
+/// What the API needs of the issued monthly reports (implemented by
+/// [`linkbus_cases::reports::ReportBook`]).
+pub trait Reports: Send + Sync + 'static {
+    /// Every version issued, by month then version.
+    fn versions(&self) -> BoxFuture<'_, Result<Vec<ReportVersion>, ReportError>>;
+    /// A month's report: `version`, or the latest.
+    fn get<'a>(
+        &'a self,
+        month: &'a str,
+        version: Option<u32>,
+    ) -> BoxFuture<'a, Result<Option<MonthlyReport>, ReportError>>;
+    /// Stores `report` as its month's next version.
+    fn issue(&self, report: MonthlyReport) -> BoxFuture<'_, Result<MonthlyReport, ReportError>>;
+}
+
+impl Reports for ReportBook {
+    fn versions(&self) -> BoxFuture<'_, Result<Vec<ReportVersion>, ReportError>> {
+        Box::pin(ReportBook::versions(self))
+    }
+
+    fn get<'a>(
+        &'a self,
+        month: &'a str,
+        version: Option<u32>,
+    ) -> BoxFuture<'a, Result<Option<MonthlyReport>, ReportError>> {
+        Box::pin(ReportBook::get(self, month, version))
+    }
+
+    fn issue(&self, report: MonthlyReport) -> BoxFuture<'_, Result<MonthlyReport, ReportError>> {
+        Box::pin(ReportBook::issue(self, report))
+    }
+}
+
 /// What `/readyz` asks (implemented by the running service, `linkbus::service::Service::readiness`).
 pub trait Readiness: Send + Sync + 'static {
     /// `Ok` when the service can do its work; else why not, in words.
@@ -88,6 +123,8 @@ pub trait Readiness: Send + Sync + 'static {
 pub struct ApiState {
     pub(crate) cases: Arc<dyn CaseStore>,
     pub(crate) deliveries: Option<Arc<dyn Deliveries>>,
+    pub(crate) reports: Option<Arc<dyn Reports>>,
+    pub(crate) public_stats: PublicStatsConfig,
     pub(crate) auth: Auth,
     limiter: Arc<RateLimiter<Budget>>,
     pub(crate) metrics: prometheus::Registry,
@@ -111,6 +148,8 @@ impl ApiState {
         Ok(Self {
             cases,
             deliveries: None,
+            reports: None,
+            public_stats: config.public_stats.clone(),
             auth: Auth::new(config)?,
             limiter: Arc::new(RateLimiter::new(config.public_rate_per_minute)),
             metrics: prometheus::Registry::new(),
@@ -166,6 +205,12 @@ impl ApiState {
     /// 404), checking its proofs with `track`.
     pub fn with_track(mut self, track: Arc<Track>) -> Self {
         self.track = Some(track);
+        self
+    }
+
+    /// Keeps and serves the monthly reports in `reports` (without, their endpoints answer 503).
+    pub fn with_reports(mut self, reports: Arc<dyn Reports>) -> Self {
+        self.reports = Some(reports);
         self
     }
 

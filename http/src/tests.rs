@@ -510,3 +510,77 @@ async fn readyz_and_metrics_answer_without_a_key() {
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("# TYPE linkbus_test_things_total counter\nlinkbus_test_things_total 1\n"), "{text}");
 }
+
+#[tokio::test]
+async fn supervision_figures_are_checked_and_a_department_reads_only_its_own() {
+    let app = app(state(60));
+    let (status, all) = call(&app, Method::GET, "/api/stats?by=department&period=month", Some(OPERATOR), None).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(all["rows"][0]["key"], "puc-sewer-ops", "{all}");
+    assert_eq!(all["rows"][0]["received"], 1, "{all}");
+    let (_, own) = call(&app, Method::GET, "/api/stats?by=department", Some(SEWER), None).await;
+    assert_eq!(own["rows"].as_array().map(Vec::len), Some(1), "{own}");
+    let (_, other) = call(&app, Method::GET, "/api/stats?by=department", Some(OTHER), None).await;
+    assert_eq!(other["rows"], json!([]), "another department's rows are not {OTHER}'s");
+    for (key, uri) in [(SEWER, "/api/stats?by=sub_district"), (SEWER, "/api/stats/ranking"), (SOURCE, "/api/stats")] {
+        assert_error(&call(&app, Method::GET, uri, Some(key), None).await, StatusCode::FORBIDDEN, "forbidden");
+    }
+    for uri in [
+        "/api/stats?by=street",
+        "/api/stats?period=year",
+        "/api/stats?from=2026-13-01",
+        "/api/stats?from=2026-03-02&to=2026-03-01",
+        "/api/stats?from=2020-01-01&to=2026-01-01",
+        "/api/stats?by=district&by=community",
+        "/api/stats?limit=3",
+        "/api/stats/ranking?rate=speed",
+        "/api/stats/ranking?month=2026-3",
+        "/api/stats/ranking?by=department",
+    ] {
+        assert_error(
+            &call(&app, Method::GET, uri, Some(DISPATCHER), None).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        );
+    }
+}
+
+#[tokio::test]
+async fn supervision_figures_come_as_csv_when_asked() {
+    let request = axum::http::Request::builder()
+        .uri("/api/stats?by=department&period=month")
+        .header(header::AUTHORIZATION, format!("Bearer {DISPATCHER}"))
+        .header(header::ACCEPT, "text/csv")
+        .body(Body::empty())
+        .expect("request");
+    let response = app(state(60)).oneshot(request).await.expect("response");
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+    let mut reader = csv::Reader::from_reader(bytes.as_ref());
+    let headers = reader.headers().expect("a header line").clone();
+    assert_eq!(headers.iter().take(3).collect::<Vec<_>>(), ["key", "period", "received"]);
+    let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!((&rows[0][0], &rows[0][2]), ("puc-sewer-ops", "1"));
+}
+
+#[tokio::test]
+async fn reports_are_refused_where_none_are_kept_and_the_public_export_is_opt_in() {
+    let app = app(state(60));
+    let got = call(&app, Method::GET, "/api/reports/2026-02", Some(OPERATOR), None).await;
+    assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    let got = call(&app, Method::POST, "/api/reports/2026-02", Some(OPERATOR), None).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let got = call(&app, Method::POST, "/api/reports/2026-2", Some(DISPATCHER), None).await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let got = call(&app, Method::POST, "/api/reports/2026-02", Some(DISPATCHER), Some(json!({"why": "x"}))).await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let long = json!({"reason": "x".repeat(crate::api::MAX_REASON_CHARS + 1)});
+    let got = call(&app, Method::POST, "/api/reports/2026-02", Some(DISPATCHER), Some(long)).await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let this_month = Timestamp::now().strftime("%Y-%m").to_string();
+    let got = call(&app, Method::POST, &format!("/api/reports/{this_month}"), Some(DISPATCHER), None).await;
+    assert_error(&got, StatusCode::CONFLICT, "conflict");
+    let got = call(&app, Method::GET, "/public/stats/2026-02", None, None).await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found");
+}

@@ -16,6 +16,7 @@ use linkbus_adapters::tracking::Tracking;
 use linkbus_bus::nats;
 use linkbus_cases::book::{CaseBook, NextVolunteers};
 use linkbus_cases::lifecycle::Ladder;
+use linkbus_cases::reports::ReportBook;
 use linkbus_cases::webhooks;
 use linkbus_geo_data::Region;
 use linkbus_http::console::{BUCKET_CONSOLE, bucket_secret};
@@ -208,6 +209,8 @@ pub struct Service {
     pub state: Arc<RouterState>,
     /// The case book (the closed loop).
     pub cases: Arc<CaseBook>,
+    /// The monthly supervision reports as issued.
+    pub reports: Arc<ReportBook>,
     /// The source-system adapters: the intake they all publish through, and the CAP, CAD and
     /// commerce adapters (the HTTP routes are served by the API, `crate::adapters::routes`).
     pub adapters: Arc<Adapters>,
@@ -290,7 +293,9 @@ impl Service {
             .context("timed out loading volunteers from the bucket")?;
         info!(volunteers = state.stats.volunteer_updates.load(Ordering::Relaxed), "volunteers loaded");
 
-        let book_config = config.book_config(format!("{source}/cases"));
+        let mut book_config = config.book_config(format!("{source}/cases"));
+        book_config.time_zone = jiff::tz::TimeZone::get(&region.manifest.time_zone)
+            .with_context(|| format!("the region's time zone {:?}", region.manifest.time_zone))?;
         let ladder = {
             let router = state.router();
             let departments = router.departments();
@@ -313,6 +318,8 @@ impl Service {
         idempotent("provisioning department consumers", || provision_department_consumers(&provisioning, region))
             .await?;
         idempotent("provisioning webhook deliveries", || webhooks::provision(&provisioning, &settings)).await?;
+        let reports =
+            Arc::new(idempotent("opening the monthly reports", || ReportBook::open(&provisioning, &settings)).await?);
         for webhook in config.webhooks.clone() {
             let department = webhook.department.clone();
             let run = webhooks::run_with_metrics(js.clone(), webhook, case_metrics.webhooks.clone(), shutdown.clone());
@@ -354,7 +361,7 @@ impl Service {
             }
         }));
         let track = Track::new(tracking, metrics.registry()).context("registering the tracking page's metrics")?;
-        Ok(Self { client, js, state, cases, adapters, track: Arc::new(track), metrics, shutdown, tasks })
+        Ok(Self { client, js, state, cases, reports, adapters, track: Arc::new(track), metrics, shutdown, tasks })
     }
 
     /// What `/readyz` asks of this service: NATS connected, no publish refused lately for lack of

@@ -309,6 +309,7 @@ pub fn api_app(config: &Config, region: &Region, svc: &Service) -> anyhow::Resul
 fn api_state(config: &Config, region: &Region, svc: &Service) -> anyhow::Result<ApiState> {
     let state = ApiState::new(svc.cases.clone(), &config.api)?
         .with_deliveries(Arc::new(svc.js.clone()))
+        .with_reports(svc.reports.clone())
         .with_metrics(svc.metrics.registry().clone())
         .with_readiness(svc.readiness())
         .with_region_names(Arc::new(RegionNames::new(region)))

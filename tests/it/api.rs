@@ -147,6 +147,7 @@ async fn serve(config: &Config, service: &Service) -> (Api, CancellationToken, J
     let state = ApiState::new(service.cases.clone(), &config.api)
         .expect("api state")
         .with_deliveries(Arc::new(service.js.clone()))
+        .with_reports(service.reports.clone())
         .with_metrics(service.metrics.registry().clone())
         .with_readiness(service.readiness())
         .with_track(service.track.clone());
@@ -176,6 +177,7 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     config.api.listen = "127.0.0.1:0".into();
     config.api.public_rate_per_minute = PUBLIC_RATE;
     config.api.keys = keys();
+    config.api.public_stats.enabled = true;
     let service = bus.service(&config).await;
 
     // The API as `linkbus up` serves it, on a real socket.
@@ -327,6 +329,27 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     );
 
     // No webhook here: no deliveries, but the endpoint answers and checks who asks.
+    // The supervision figures (tests/it/supervision.rs checks their values): as documented.
+    const FIGURES: &str = "/api/stats";
+    let (status, figures) = api.call(Method::GET, FIGURES, "/api/stats?by=department", Some(SEWER), None).await;
+    assert_eq!((status, figures["rows"][0]["key"].clone()), (200, json!("puc-sewer-ops")), "{figures}");
+    let (status, _) = api.call(Method::GET, FIGURES, "/api/stats?by=community", Some(SEWER), None).await;
+    assert_eq!(status, 403, "a department reads its own rows only");
+    let ranking = "/api/stats/ranking?by=community&rate=response_rate";
+    let (status, ranking) = api.call(Method::GET, "/api/stats/ranking", ranking, Some(OPERATOR), None).await;
+    assert_eq!((status, ranking["rows"][0]["row"]["key"].clone()), (200, json!("mission")), "{ranking}");
+    const REPORT: &str = "/api/reports/{month}";
+    let (status, report) = api.call(Method::POST, REPORT, "/api/reports/2020-01", Some(DISPATCHER), None).await;
+    assert_eq!((status, report["version"].clone()), (200, json!(1)), "{report}");
+    let (status, again) = api.call(Method::POST, REPORT, "/api/reports/2020-01", Some(DISPATCHER), None).await;
+    assert_eq!((status, again["code"].clone()), (422, json!("invalid")), "a correction without a reason");
+    assert_eq!(api.call(Method::GET, REPORT, "/api/reports/2020-01", Some(OPERATOR), None).await, (200, report));
+    assert_eq!(api.call(Method::GET, REPORT, "/api/reports/2020-02", Some(OPERATOR), None).await.0, 404);
+    let (status, list) = api.call(Method::GET, "/api/reports", "/api/reports", Some(SEWER), None).await;
+    assert_eq!((status, list["reports"].clone()), (200, json!([{"month": "2020-01", "version": 1}])));
+    let (status, public) = api.call(Method::GET, "/public/stats/{month}", "/public/stats/2020-01", None, None).await;
+    assert_eq!((status, public["sub_district"].clone()), (200, json!([])), "{public}");
+
     let hooks = "/api/webhooks/puc-sewer-ops/deliveries";
     let (status, list) = api.call(Method::GET, DELIVERIES, hooks, Some(DISPATCHER), None).await;
     assert_eq!((status, list), (200, json!({"deliveries": []})));

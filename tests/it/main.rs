@@ -35,6 +35,7 @@ mod routing;
 mod scenario;
 mod sf311;
 mod storage;
+mod supervision;
 mod trace_context;
 mod track;
 mod track_page;

@@ -3,12 +3,14 @@
 use std::cmp::Reverse;
 
 use futures::future::BoxFuture;
+use jiff::tz::TimeZone;
 use linkbus_wire::{Action, Actor, CaseRecord};
 
 use super::error::ActError;
 use super::handle::CaseBook;
 use super::read::{CaseFilter, CasePage, Cursor};
 use super::stats::DepartmentStats;
+use crate::supervision::{Figures, Mark, Ranked, RankingQuery, Row, StatsQuery};
 
 /// What the rest of linkbus asks of the case book: the HTTP API (cases, residents' follow-ups,
 /// figures) and the adapters (a source's own cases, its updates to them). One trait, implemented
@@ -69,6 +71,27 @@ pub trait CaseStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<CaseRecord, ActError>>;
     /// Per-department handling figures, by department id.
     fn department_stats(&self) -> Vec<DepartmentStats>;
+    /// The time zone of the supervision figures (the default: UTC).
+    fn time_zone(&self) -> TimeZone {
+        TimeZone::UTC
+    }
+    /// The supervision figures `q` asks for; see [`CaseBook::stats`] (the default counts the
+    /// cases in memory afresh).
+    fn stats(&self, q: &StatsQuery) -> Vec<Row> {
+        self.figures().rows(q)
+    }
+    /// The ranking `q` asks for; see [`CaseBook::ranking`].
+    fn ranking(&self, q: &RankingQuery) -> Vec<Ranked> {
+        self.figures().ranking(q)
+    }
+    /// The supervision figures of the cases in memory, counted afresh (what the defaults use).
+    fn figures(&self) -> Figures {
+        let mut figures = Figures::new(self.time_zone());
+        for mark in self.list(&CaseFilter::default()).iter().filter_map(Mark::of) {
+            figures.apply(&mark, true);
+        }
+        figures
+    }
 }
 
 impl CaseStore for CaseBook {
@@ -125,5 +148,17 @@ impl CaseStore for CaseBook {
 
     fn department_stats(&self) -> Vec<DepartmentStats> {
         CaseBook::department_stats(self)
+    }
+
+    fn time_zone(&self) -> TimeZone {
+        CaseBook::time_zone(self)
+    }
+
+    fn stats(&self, q: &StatsQuery) -> Vec<Row> {
+        CaseBook::stats(self, q)
+    }
+
+    fn ranking(&self, q: &RankingQuery) -> Vec<Ranked> {
+        CaseBook::ranking(self, q)
     }
 }

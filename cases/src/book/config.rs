@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use jiff::tz::TimeZone;
+
 use crate::lifecycle::Policy;
 
 /// How the case book runs.
@@ -19,6 +21,8 @@ pub struct BookConfig {
     /// How long a closed or cancelled case stays in memory (the hot set) after its last change;
     /// then it is read from the bucket when asked for (see the book's `archive` module).
     pub closed_retention: Duration,
+    /// The region's time zone: the supervision figures' days, weeks and months are its.
+    pub time_zone: TimeZone,
 }
 
 impl Default for BookConfig {
@@ -29,6 +33,7 @@ impl Default for BookConfig {
             tick: Duration::from_millis(250),
             source: "/linkbus/cases".into(),
             closed_retention: Duration::from_secs(24 * 3600),
+            time_zone: TimeZone::UTC,
         }
     }
 }

@@ -9,12 +9,14 @@
 //! the listing order (newest first, then by id: `GET /api/cases`) with what a filter needs of each
 //! record ([`Listed`]), so a page costs what it returns; the closed and cancelled records still in
 //! memory by their last change (what leaves memory first); and the departments' figures
-//! ([`Tally`]), added to and taken from as records change, never recounted.
+//! ([`Tally`]) and the supervision figures ([`Figures`]), added to and taken from as records
+//! change, never recounted.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use linkbus_matching::geodesy;
 use linkbus_wire::{CaseRecord, CaseState, SourceSystem};
 use rstar::RTree;
@@ -23,6 +25,7 @@ use rstar::primitives::GeomWithData;
 use super::search::{SearchIndex, SearchKeys, SearchQuery};
 use super::stored::Stored;
 use crate::lifecycle;
+use crate::supervision::{Figures, Mark};
 
 /// An open case at its place: a unit vector (see [`geodesy::unit_vector`]) and its id.
 type Place = GeomWithData<[f64; 3], String>;
@@ -43,6 +46,9 @@ pub(super) struct Listed {
     pub(super) merged: bool,
     /// Each rating's department, score and whether it said solved.
     pub(super) ratings: Vec<(Option<String>, u8, bool)>,
+    /// Its part in the supervision figures: kept in the index only ([`Listed::indexed`]), so a
+    /// record leaving memory can still be taken out of them when it changes.
+    pub(super) mark: Option<Mark>,
 }
 
 impl Listed {
@@ -62,7 +68,13 @@ impl Listed {
             systems,
             merged: r.merged_into.is_some(),
             ratings: r.ratings.iter().map(|g| (g.department.clone(), g.score, g.solved)).collect(),
+            mark: None,
         }
+    }
+
+    /// [`Listed::of`] with the record's supervision mark, as the index keeps it.
+    fn indexed(r: &CaseRecord) -> Self {
+        Self { mark: Mark::of(r), ..Self::of(r) }
     }
 }
 
@@ -105,7 +117,7 @@ impl Keys {
             place: mergeable(r).then(|| geodesy::unit_vector(r.case.location.lon, r.case.location.lat)),
             done: (!r.state.is_open()).then_some(r.updated_at),
             listing: (Reverse(r.created_at), r.case_id.clone()),
-            listed: Listed::of(r),
+            listed: Listed::indexed(r),
             search: SearchKeys::of(r),
         }
     }
@@ -132,12 +144,24 @@ pub(super) struct BookIndex {
     tallies: HashMap<String, Tally>,
     /// Every record's search keys (ids, address, reporter, place).
     search: SearchIndex,
+    /// The supervision figures over every record.
+    figures: Figures,
 }
 
 /// A record's row in a listing: its place, what a filter reads of it, and whether it is archived.
 pub(super) type Row<'a> = (&'a ListKey, &'a Listed, bool);
 
 impl BookIndex {
+    /// Empty indexes, the supervision figures counting days in `time_zone`.
+    pub(super) fn new(time_zone: TimeZone) -> Self {
+        Self { figures: Figures::new(time_zone), ..Self::default() }
+    }
+
+    /// The supervision figures over every record.
+    pub(super) fn figures(&self) -> &Figures {
+        &self.figures
+    }
+
     /// Follows a record from `old` (none when new to memory) to `new`. A record that comes back
     /// from the archive is first taken out of it ([`BookIndex::unarchive`]).
     pub(super) fn update(&mut self, old: Option<&Stored>, new: &Stored) {
@@ -147,9 +171,7 @@ impl BookIndex {
         if before.as_ref() == Some(&after) {
             return;
         }
-        if let Some(before) = before {
-            self.remove(id, &before);
-        }
+        let removed = before.and_then(|before| self.remove(id, &before));
         if let Some(due) = after.due {
             self.due.insert((due, id.clone()));
         }
@@ -163,12 +185,15 @@ impl BookIndex {
             self.done.insert((done, id.clone()));
         }
         self.count(&after.listed, true);
+        // The old mark for the new in one step: most changes move a case within its groups.
+        self.figures.replace(removed.as_ref().and_then(|l| l.mark.as_ref()), after.listed.mark.as_ref());
         self.search.set(&after.listing, after.search);
         self.listed.insert(after.listing, after.listed);
     }
 
-    /// Takes what `keys` put in the indexes out of them.
-    fn remove(&mut self, id: &str, keys: &Keys) {
+    /// Takes what `keys` put in the indexes out of them, but for the supervision figures: the
+    /// listed record taken out is handed back, its mark still counted.
+    fn remove(&mut self, id: &str, keys: &Keys) -> Option<Listed> {
         if let Some(due) = keys.due {
             self.due.remove(&(due, id.to_owned()));
         }
@@ -181,9 +206,9 @@ impl BookIndex {
         if let Some(done) = keys.done {
             self.done.remove(&(done, id.to_owned()));
         }
-        if let Some(listed) = self.listed.remove(&keys.listing) {
-            self.count(&listed, false);
-        }
+        let listed = self.listed.remove(&keys.listing)?;
+        self.count(&listed, false);
+        Some(listed)
     }
 
     /// Adds a record's part of the departments' figures (or takes it away).
@@ -240,6 +265,7 @@ impl BookIndex {
                     && let Some(listed) = self.listed.remove(&listing)
                 {
                     self.count(&listed, false);
+                    self.figures.replace(listed.mark.as_ref(), None);
                 }
                 true
             }

@@ -17,7 +17,8 @@
 //! - `archive`: the hot set, closed cases leaving memory after `closed_retention`;
 //! - `store`: revision-checked transitions, the in-memory copy, publishing outboxes;
 //! - `read`: listing by pages and lookups, in memory or from the bucket ([`CaseFilter`],
-//!   [`Cursor`], [`CasePage`], [`involves`]); `stats`: [`DepartmentStats`];
+//!   [`Cursor`], [`CasePage`], [`involves`]); `stats`: [`DepartmentStats`] and the supervision
+//!   figures the index keeps ([`crate::supervision`]);
 //! - `actions`: acting on a case and answering offers;
 //! - the loops: `opening` (a record per routed case, merging duplicates), `requests` (NATS
 //!   requests from departments and volunteers), `deadlines` (the ticker), and `archive`'s sweep;
@@ -89,7 +90,7 @@ impl CaseBook {
             js,
             store,
             cache: RwLock::new(HashMap::new()),
-            index: RwLock::new(BookIndex::default()),
+            index: RwLock::new(BookIndex::new(config.time_zone.clone())),
             merging: tokio::sync::Mutex::new(()),
             followed: tokio::sync::watch::Sender::new(0),
             merge_lock: tokio::sync::OnceCell::new(),

@@ -1,9 +1,11 @@
-//! Per-department handling figures for the dashboards, from the tallies the book's index keeps.
+//! Per-department handling figures for the dashboards, from the tallies the book's index keeps,
+//! and the supervision figures ([`crate::supervision`]) it keeps beside them.
 
 use linkbus_bus::sync::read;
 use serde::Serialize;
 
 use super::handle::CaseBook;
+use crate::supervision::{Ranked, RankingQuery, Row, StatsQuery};
 
 /// How one department handles its cases, for the dashboards.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
@@ -48,5 +50,21 @@ impl CaseBook {
             .collect();
         out.sort_by(|a, b| a.department.cmp(&b.department));
         out
+    }
+
+    /// The supervision figures `q` asks for, kept up to date as records change (by the book's
+    /// index) over every record, in memory or not.
+    pub fn stats(&self, q: &StatsQuery) -> Vec<Row> {
+        read(&self.index).figures().rows(q)
+    }
+
+    /// The ranking `q` asks for, from the same figures.
+    pub fn ranking(&self, q: &RankingQuery) -> Vec<Ranked> {
+        read(&self.index).figures().ranking(q)
+    }
+
+    /// The time zone the figures' days are counted in (the region's).
+    pub fn time_zone(&self) -> jiff::tz::TimeZone {
+        read(&self.index).figures().time_zone().clone()
     }
 }
