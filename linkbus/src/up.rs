@@ -124,7 +124,8 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
         let client = client.clone();
         let stop = stop.clone();
         let exit_after = options.exit_after_replay;
-        let replay_options = ReplayOptions { rate: options.rate, wait: Duration::from_secs(60), progress: true };
+        let replay_options =
+            ReplayOptions { rate: options.rate, wait: Duration::from_secs(60), progress: true, real_outcomes: None };
         tokio::spawn(async move {
             eprintln!("replaying {} …", path.display());
             match replay::replay(&client, &path, &replay_options).await {

@@ -2,7 +2,9 @@
 //! split of a merged report, volunteers' answers — each a revision-checked transition.
 
 use jiff::Timestamp;
-use linkbus_wire::{self as wire, Action, Actor, ActorKind, CaseRecord, VolunteerAnswer, VolunteerAssignment};
+use linkbus_wire::{
+    self as wire, Action, Actor, ActorKind, CaseRecord, ReplayRequest, VolunteerAnswer, VolunteerAssignment,
+};
 
 use super::error::ActError;
 use super::handle::CaseBook;
@@ -22,6 +24,13 @@ impl CaseBook {
             lifecycle::act(r, actor, action, now, &self.config.policy, &self.ladder).map(Some)
         })
         .await
+    }
+
+    /// Applies a replayed or simulated action at the time it happened (see [`lifecycle::replay()`]).
+    pub async fn replay(&self, req: &ReplayRequest) -> Result<CaseRecord, ActError> {
+        let now = Timestamp::now();
+        self.transact(&req.case_id, |r| lifecycle::replay(r, req, now, &self.config.policy, &self.ladder).map(Some))
+            .await
     }
 
     async fn split(&self, case_id: &str, report_id: &str, actor: &Actor) -> Result<CaseRecord, ActError> {

@@ -1,0 +1,137 @@
+//! Real and simulated outcomes against a real nats-server and service: a slice of the SF 311
+//! sample replayed with `--outcomes real` ends in the states its records say, with acceptance and
+//! closure at the records' compressed times; the simulated Beijing departments accept, reject,
+//! resolve and are rated, every entry labelled SIMULATED.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use linkbus::replay::{ReplayOptions, replay};
+use linkbus_bus::nats::STREAM_DEADLETTER;
+use linkbus_tests::{TestBus, read_stream, sf_region_dir, wait_for_case};
+use linkbus_wire::{ActorKind, CaseRecord, CaseState, TimelineEvent};
+
+/// Rows of the sample, by CaseID, and the state each must end in: resolved within a day, a
+/// duplicate, one transferred out of 311, two still open, one whose `Closed` precedes `Opened`.
+const SLICE: [(&str, CaseState); 8] = [
+    ("3600300", CaseState::Closed),
+    ("5489340", CaseState::Closed),
+    ("3449990", CaseState::Closed),
+    ("4385626", CaseState::Cancelled),
+    ("2016205", CaseState::Cancelled),
+    ("3089516", CaseState::Accepted),
+    ("5280970", CaseState::Accepted),
+    ("3786572", CaseState::Closed),
+];
+/// Real seconds per replayed second: the slice's longest case (11 h) takes 2 s.
+const SPEED: f64 = 20_000.0;
+
+/// Writes the header and the slice's rows of the sample to `dir`; returns the file and each
+/// row's `Opened` and `Closed` as the CSV has them.
+fn write_slice(dir: &std::path::Path) -> (std::path::PathBuf, HashMap<String, (String, String)>) {
+    let mut reader = csv::Reader::from_path(sf_region_dir().join("sf311-cases-sample.csv")).expect("sample");
+    let headers = reader.headers().expect("header").clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).expect("column");
+    let (id, opened, closed) = (column("CaseID"), column("Opened"), column("Closed"));
+    let path = dir.join("slice.csv");
+    let mut writer = csv::Writer::from_path(&path).expect("slice file");
+    writer.write_record(&headers).expect("write");
+    let mut times = HashMap::new();
+    for record in reader.records() {
+        let record = record.expect("record");
+        if SLICE.iter().any(|(n, _)| *n == &record[id]) {
+            writer.write_record(&record).expect("write");
+            times.insert(record[id].to_owned(), (record[opened].to_owned(), record[closed].to_owned()));
+        }
+    }
+    writer.flush().expect("flush");
+    assert_eq!(times.len(), SLICE.len(), "every row of the slice is in the sample");
+    (path, times)
+}
+
+/// `text` (`YYYY-MM-DD HH:MM:SS`) in San Francisco.
+fn local(text: &str) -> Timestamp {
+    let tz = jiff::tz::TimeZone::get("America/Los_Angeles").expect("tz");
+    tz.to_timestamp(text.parse::<jiff::civil::DateTime>().expect("a local time")).expect("a time")
+}
+
+fn entry_at(r: &CaseRecord, event: TimelineEvent) -> Option<&linkbus_wire::TimelineEntry> {
+    r.timeline.iter().find(|e| e.event == event)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sf_slice_replayed_with_real_outcomes_ends_as_its_records_at_their_compressed_times() {
+    let bus = TestBus::start().await;
+    let service = bus.service(&bus.config()).await;
+    let (path, times) = write_slice(bus.dir.path());
+    let options =
+        ReplayOptions { rate: None, wait: Duration::from_secs(60), progress: false, real_outcomes: Some(SPEED) };
+    let summary = replay(&bus.client, &path, &options).await.expect("replay");
+    println!("{summary}");
+    let outcomes = summary.outcomes.expect("outcomes replayed");
+    assert_eq!((summary.routed, outcomes.refused), (SLICE.len(), 0), "{:?}", outcomes.refusals);
+    assert_eq!(
+        (outcomes.accepted, outcomes.resolved, outcomes.withdrawn, outcomes.left_open, outcomes.closed_before_opened),
+        (8, 4, 2, 2, 1)
+    );
+
+    // The tolerance the design guarantees: the case book writes each entry at the case's opening
+    // plus the record's delay ÷ SPEED, whatever the replayer's scheduling delay; only the f64
+    // division and its rounding to nanoseconds stand between them (1 µs is 20 ms of real time).
+    let tolerance = SignedDuration::from_micros(1);
+    for (number, state) in SLICE {
+        let id = format!("sf311-{number}");
+        let r = wait_for_case(&service, &id, "its replayed outcome", |r| r.state == state).await;
+        let (opened, closed) = &times[number];
+        let accepted = entry_at(&r, TimelineEvent::Accepted).expect("accepted");
+        assert_eq!(accepted.at, r.created_at, "{id}: accepted when opened");
+        assert_eq!(r.accepted_by.as_deref(), Some(r.decision.departments[0].id.as_str()), "{id}");
+        assert!(
+            accepted.note.as_deref().is_some_and(|n| n.contains("SF 311 records no acceptance")
+                && n.contains(&format!("replayed from SF 311 record {number}, time ÷ 20000"))),
+            "{id}: {:?}",
+            accepted.note
+        );
+        let ending = match state {
+            CaseState::Closed => Some(TimelineEvent::Resolved),
+            CaseState::Cancelled => Some(TimelineEvent::Cancelled),
+            _ => None,
+        };
+        let Some(ending) = ending else {
+            assert!(closed == "NA" && r.timeline.len() == 2, "{id}: open in the record, open here: {:?}", r.timeline);
+            continue;
+        };
+        let real = (local(closed) - local(opened)).as_secs_f64().max(0.0);
+        let expected = r.created_at + SignedDuration::from_secs_f64(real / SPEED);
+        let end = entry_at(&r, ending.clone()).expect("the record's ending");
+        assert!((end.at - expected).abs() <= tolerance, "{id}: {ending:?} at {}, the record says {expected}", end.at);
+        assert!(end.note.as_deref().is_some_and(|n| n.contains("replayed from SF 311 record")), "{id}: {:?}", end.note);
+        if state == CaseState::Closed {
+            assert_eq!(entry_at(&r, TimelineEvent::Closed).map(|e| e.at), Some(end.at), "{id}: closed as resolved");
+        } else {
+            assert_eq!(
+                (end.actor.kind, end.actor.id.as_str()),
+                (ActorKind::Source, "/sf311"),
+                "{id}: SF 311 withdrew it"
+            );
+        }
+    }
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_replay_request_that_does_not_parse_is_refused_and_dead_lettered() {
+    let bus = TestBus::start().await;
+    let service = bus.service(&bus.config()).await;
+    let reply = bus
+        .client
+        .request(linkbus_wire::subjects::REPLAY_ACTION, r#"{"case_id":"x","action":"accept"}"#.into())
+        .await
+        .expect("a reply");
+    let reply: linkbus_wire::ActionReply = serde_json::from_slice(&reply.payload).expect("an action reply");
+    assert!(!reply.ok && reply.error.as_deref().is_some_and(|e| e.contains("not a replay request")), "{reply:?}");
+    let letters = read_stream(&bus.js, STREAM_DEADLETTER, "deadletter.replay", 1).await;
+    assert_eq!(letters.len(), 1);
+    service.stop().await;
+}
