@@ -120,6 +120,10 @@ enum Command {
         /// The SF 311 sample the simulated feed takes its mix and profile from.
         #[arg(long, default_value = "geo-data/san-francisco/sf311-cases-sample.csv")]
         simulate_profile: PathBuf,
+        /// Seed of the simulated cases and departments (the same seed draws the same feed);
+        /// the clock's seconds when absent.
+        #[arg(long, requires = "simulate")]
+        simulate_seed: Option<u64>,
     },
     /// Route one case (given --lon/--lat/--category) or JSON lines from stdin; no NATS needed.
     Route {
@@ -466,9 +470,9 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Up { common, replay, rate, exit_after_replay, simulate, simulate_profile } => {
+        Command::Up { common, replay, rate, exit_after_replay, simulate, simulate_profile, simulate_seed } => {
             let simulate = simulate.then_some(simulate_profile);
-            up::up(common.config()?, UpOptions { replay, rate, exit_after_replay, simulate }).await?;
+            up::up(common.config()?, UpOptions { replay, rate, exit_after_replay, simulate, simulate_seed }).await?;
         }
         Command::Route { common, lon, lat, category, priority } => {
             let config = common.config()?;

@@ -12,7 +12,7 @@
 //! | `Status` `Open` | nothing more: the case stays `accepted` | — |
 //! | `Closed` before `Opened` (55 rows of the sample) | as above, at 0, and the note says so | 0 |
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use linkbus_adapters::sf311::{self, RealOutcome};
@@ -96,62 +96,113 @@ pub struct OutcomeSummary {
     pub refusals: Vec<String>,
 }
 
-/// One replayed action: what it was and the case's state after it, or why it was refused.
-type Done = Result<(Action, CaseState), String>;
-
-/// How many refusals the summary quotes.
-const QUOTED_REFUSALS: usize = 10;
-
-/// The record outcomes of one replay, acted out as their cases come out routed.
-pub struct Enactor {
-    client: async_nats::Client,
+/// The real outcomes of one SF 311 replay, acted out as their cases come out routed.
+pub struct RealOutcomes {
+    enactor: Enactor,
     speed: f64,
-    /// Per case id: the SF case number and its outcome (or why it cannot be read).
-    plans: HashMap<String, (String, Result<RealOutcome, String>)>,
-    tasks: JoinSet<Vec<Done>>,
-    summary: OutcomeSummary,
+    closed_before_opened: usize,
+    unreadable: Vec<String>,
 }
 
-impl Enactor {
-    /// An enactor replaying at `speed` (> 0) on `client`.
+impl RealOutcomes {
+    /// Replays at `speed` (> 0) on `client`.
     pub fn new(client: async_nats::Client, speed: f64) -> Self {
-        Self {
-            client,
-            speed,
-            plans: HashMap::new(),
-            tasks: JoinSet::new(),
-            summary: OutcomeSummary { speed, ..Default::default() },
+        Self { enactor: Enactor::new(client), speed, closed_before_opened: 0, unreadable: Vec::new() }
+    }
+
+    /// Plans the record `row` of case `case_id`.
+    pub fn plan(&mut self, case_id: String, row: &sf311::Row, tz: &jiff::tz::TimeZone) {
+        match sf311::real_outcome(row, tz) {
+            Ok(outcome) => {
+                if let RealOutcome::Closed { before_opened: true, .. } = outcome {
+                    self.closed_before_opened += 1;
+                }
+                let (number, speed) = (row.case_id.trim().to_owned(), self.speed);
+                self.enactor.plan(case_id, Box::new(move |department| steps(&outcome, &number, department, speed)));
+            }
+            Err(e) => self.unreadable.push(format!("SF 311 record {}: {e}", row.case_id)),
         }
     }
 
-    /// Remembers what became of the request of case `case_id`.
-    pub fn plan(&mut self, case_id: String, row: &sf311::Row, tz: &jiff::tz::TimeZone) {
-        let outcome = sf311::real_outcome(row, tz).map_err(|e| format!("SF 311 record {}: {e}", row.case_id));
-        self.plans.insert(case_id, (row.case_id.trim().to_owned(), outcome));
+    /// See [`Enactor::routed`].
+    pub fn routed(&mut self, case_id: &str, routed: &async_nats::Message, seen: Instant) {
+        self.enactor.routed(case_id, routed, seen);
+    }
+
+    /// Waits for every case's actions, and counts what they did.
+    pub async fn finish(self) -> OutcomeSummary {
+        let tally = self.enactor.finish().await;
+        let ended = |state: CaseState| tally.ended.get(state.as_str()).copied().unwrap_or_default();
+        let mut refusals = self.unreadable.clone();
+        refusals.extend(tally.refusals);
+        refusals.truncate(QUOTED_REFUSALS);
+        OutcomeSummary {
+            speed: self.speed,
+            accepted: tally.done.get("accept").copied().unwrap_or_default(),
+            resolved: ended(CaseState::Closed),
+            withdrawn: ended(CaseState::Cancelled),
+            left_open: ended(CaseState::Accepted),
+            closed_before_opened: self.closed_before_opened,
+            unreadable: self.unreadable.len(),
+            refused: tally.refused + self.unreadable.len(),
+            refusals,
+        }
+    }
+}
+
+/// What an [`Enactor`]'s actions came to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Tally {
+    /// Actions done, by name (`accept`, `resolve`, …).
+    pub done: BTreeMap<String, usize>,
+    /// Cases whose every planned action was done, by the state they ended in.
+    pub ended: BTreeMap<String, usize>,
+    /// Actions the case book refused (and cases whose routed message named no department).
+    pub refused: usize,
+    /// The first few refusals, in words.
+    pub refusals: Vec<String>,
+}
+
+/// One replayed action: what it was and the case's state after it, or why it was refused.
+type Done = Result<(Action, CaseState), String>;
+
+/// What to do to a case, given the department it was routed to.
+pub type Plan = Box<dyn FnOnce(&str) -> Vec<Step> + Send>;
+
+/// How many refusals a summary quotes.
+const QUOTED_REFUSALS: usize = 10;
+
+/// Acts out planned actions on `replay.action` once their cases come out routed, each at the
+/// case's opening plus its step's `after_secs`.
+pub struct Enactor {
+    client: async_nats::Client,
+    plans: HashMap<String, Plan>,
+    tasks: JoinSet<Vec<Done>>,
+    tally: Tally,
+}
+
+impl Enactor {
+    /// An enactor on `client`.
+    pub fn new(client: async_nats::Client) -> Self {
+        Self { client, plans: HashMap::new(), tasks: JoinSet::new(), tally: Tally::default() }
+    }
+
+    /// Plans what to do to case `case_id` once it is routed.
+    pub fn plan(&mut self, case_id: String, plan: Plan) {
+        self.plans.insert(case_id, plan);
     }
 
     /// Case `case_id` came out routed (`routed` is its `case.<id>.routed` message), `seen` then:
-    /// starts acting out its record, if this replay has one.
+    /// starts acting out its plan as the first department it was routed to, if there is a plan.
     pub fn routed(&mut self, case_id: &str, routed: &async_nats::Message, seen: Instant) {
-        let Some((number, outcome)) = self.plans.remove(case_id) else { return };
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                self.summary.unreadable += 1;
-                self.refuse(e);
-                return;
-            }
-        };
+        let Some(plan) = self.plans.remove(case_id) else { return };
         let event = serde_json::from_slice::<linkbus_wire::CloudEvent<linkbus_wire::RoutedCase>>(&routed.payload);
         let Some(department) = event.ok().and_then(|e| e.data.decision.departments.first().map(|d| d.id.clone()))
         else {
             self.refuse(format!("case {case_id}: its routed message names no department"));
             return;
         };
-        if let RealOutcome::Closed { before_opened: true, .. } = outcome {
-            self.summary.closed_before_opened += 1;
-        }
-        let steps = steps(&outcome, &number, &department, self.speed);
+        let steps = plan(&department);
         let (client, case_id) = (self.client.clone(), case_id.to_owned());
         self.tasks.spawn(async move {
             let mut done = Vec::new();
@@ -159,7 +210,7 @@ impl Enactor {
                 tokio::time::sleep_until(seen + Duration::from_secs_f64(step.after_secs)).await;
                 let request = ReplayRequest {
                     case_id: case_id.clone(),
-                    actor: step.actor.clone(),
+                    actor: step.actor,
                     after_open_secs: step.after_secs,
                     origin: step.origin,
                     action: step.action.clone(),
@@ -180,35 +231,46 @@ impl Enactor {
     }
 
     fn refuse(&mut self, why: String) {
-        self.summary.refused += 1;
-        if self.summary.refusals.len() < QUOTED_REFUSALS {
-            self.summary.refusals.push(why);
+        self.tally.refused += 1;
+        if self.tally.refusals.len() < QUOTED_REFUSALS {
+            self.tally.refusals.push(why);
         }
     }
 
-    /// Waits for every case's actions, and counts what they did.
-    pub async fn finish(mut self) -> OutcomeSummary {
-        while let Some(joined) = self.tasks.join_next().await {
-            let results = joined.unwrap_or_else(|e| vec![Err(format!("a replay task failed: {e}"))]);
-            let (mut last, mut failed) = (None, false);
-            for result in results {
-                match result {
-                    Ok((Action::Accept {}, _)) => self.summary.accepted += 1,
-                    Ok((_, state)) => last = Some(state),
-                    Err(e) => {
-                        failed = true;
-                        self.refuse(e);
-                    }
+    fn count(&mut self, joined: Result<Vec<Done>, tokio::task::JoinError>) {
+        let results = joined.unwrap_or_else(|e| vec![Err(format!("a replay task failed: {e}"))]);
+        let (mut last, mut failed) = (None, false);
+        for result in results {
+            match result {
+                Ok((action, state)) => {
+                    *self.tally.done.entry(action.name().to_owned()).or_default() += 1;
+                    last = Some(state);
+                }
+                Err(e) => {
+                    failed = true;
+                    self.refuse(e);
                 }
             }
-            match (failed, last) {
-                (false, Some(CaseState::Closed)) => self.summary.resolved += 1,
-                (false, Some(CaseState::Cancelled)) => self.summary.withdrawn += 1,
-                (false, None) => self.summary.left_open += 1,
-                _ => {}
-            }
         }
-        self.summary
+        if let (false, Some(state)) = (failed, last) {
+            *self.tally.ended.entry(state.as_str().to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Counts the cases whose actions are all done by now, without waiting.
+    pub fn reap(&mut self) -> &Tally {
+        while let Some(joined) = self.tasks.try_join_next() {
+            self.count(joined);
+        }
+        &self.tally
+    }
+
+    /// Waits for every case's actions, and counts what they did.
+    pub async fn finish(mut self) -> Tally {
+        while let Some(joined) = self.tasks.join_next().await {
+            self.count(joined);
+        }
+        self.tally
     }
 }
 

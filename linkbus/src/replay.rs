@@ -25,7 +25,7 @@ use linkbus_wire::subjects;
 use linkbus_wire::{CaseReport, CloudEvent};
 use serde::Serialize;
 
-use crate::outcomes::{Enactor, OutcomeSummary};
+use crate::outcomes::{OutcomeSummary, RealOutcomes};
 
 /// How to replay.
 #[derive(Debug, Clone)]
@@ -118,7 +118,7 @@ pub async fn replay(
             anyhow::ensure!(speed.is_finite() && speed > 0.0, "--speed {speed}: must be a number above 0");
             let has_rows = items.iter().all(|i| matches!(i, Item::Case(_, Some(_)) | Item::Refused { .. }));
             anyhow::ensure!(has_rows, "{}: only an SF 311 .csv carries real outcomes", path.display());
-            Some(Enactor::new(client.clone(), speed))
+            Some(RealOutcomes::new(client.clone(), speed))
         }
     };
     let tz = jiff::tz::TimeZone::get(sf311::TIME_ZONE)?;
@@ -221,7 +221,7 @@ struct Tracker {
     bar: ProgressBar,
     last_outcome: Instant,
     /// With `--outcomes real`: acts out the records of the cases seen routed.
-    enactor: Option<Enactor>,
+    enactor: Option<RealOutcomes>,
 }
 
 impl Tracker {

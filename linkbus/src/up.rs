@@ -39,6 +39,8 @@ pub struct UpOptions {
     /// Drive a simulated feed with the category mix and hourly profile of this SF 311 sample
     /// (see [`crate::simulate`]); `rate` is its mean, 2 cases a second when absent.
     pub simulate: Option<PathBuf>,
+    /// Seed of the simulated feed's draws (cases and departments); the clock's seconds when absent.
+    pub simulate_seed: Option<u64>,
 }
 
 /// Runs until ctrl-c / SIGTERM (or the replay ends, if asked).
@@ -147,7 +149,9 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
         Some(sample) => {
             let profile = simulate::Profile::from_sf311(sample)?;
             let rate = options.rate.unwrap_or(2.0);
-            Some(tokio::spawn(simulate::run(client.clone(), region.clone(), profile, rate, stop.clone())))
+            let seed = options.simulate_seed.unwrap_or_else(|| jiff::Timestamp::now().as_second().unsigned_abs());
+            let feed = simulate::FeedOptions { rate, seed, speedup: simulate::SIM_SPEEDUP };
+            Some(tokio::spawn(simulate::run(client.clone(), region.clone(), profile, feed, stop.clone())))
         }
         None => None,
     };

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use linkbus::replay::{ReplayOptions, replay};
+use linkbus::simulate;
 use linkbus_bus::nats::STREAM_DEADLETTER;
-use linkbus_tests::{TestBus, read_stream, sf_region_dir, wait_for_case};
-use linkbus_wire::{ActorKind, CaseRecord, CaseState, TimelineEvent};
+use linkbus_tests::{TestBus, read_stream, repo_root, sf_region_dir, wait_for_case};
+use linkbus_wire::{ActorKind, CaseRecord, CaseState, TimelineEntry, TimelineEvent};
+use tokio_util::sync::CancellationToken;
 
 /// Rows of the sample, by CaseID, and the state each must end in: resolved within a day, a
 /// duplicate, one transferred out of 311, two still open, one whose `Closed` precedes `Opened`.
@@ -133,5 +135,57 @@ async fn a_replay_request_that_does_not_parse_is_refused_and_dead_lettered() {
     assert!(!reply.ok && reply.error.as_deref().is_some_and(|e| e.contains("not a replay request")), "{reply:?}");
     let letters = read_stream(&bus.js, STREAM_DEADLETTER, "deadletter.replay", 1).await;
     assert_eq!(letters.len(), 1);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beijing_simulated_departments_accept_send_back_resolve_and_are_rated_all_labelled() {
+    let bus = TestBus::start().await;
+    let dir = repo_root().join("geo-data/beijing");
+    let region = linkbus_geo_data::Region::load(&dir).expect("Beijing loads");
+    let mut config = bus.config();
+    config.region.dir = dir;
+    let client = linkbus::service::connect(&bus.server.url(), Duration::from_secs(10)).await.expect("connects");
+    let service = linkbus::service::Service::start(&config, &region, client, "/linkbus/test".into())
+        .await
+        .expect("service starts");
+    let profile = simulate::Profile::from_sf311(&repo_root().join("geo-data/san-francisco/sf311-cases-sample.csv"))
+        .expect("profile");
+    // 10 hours of simulated time a second: a median acceptance in 60 ms, a resolution in 0.8 s.
+    let feed = simulate::FeedOptions { rate: 40.0, seed: 7, speedup: 36_000.0 };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(simulate::run(bus.client.clone(), region, profile, feed, stop.clone()));
+
+    let simulated = |e: &TimelineEntry| e.note.as_deref().is_some_and(|n| n.contains("SIMULATED"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let seen = loop {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for r in service.cases.list_where(|r| r.case_id.starts_with("sim-")) {
+            for e in r.timeline.iter().skip(1) {
+                // Every action on a simulated case is a simulated department's or resident's.
+                assert!(simulated(e), "{}: {e:?} is not labelled SIMULATED", r.case_id);
+                let who = match e.event {
+                    TimelineEvent::Accepted | TimelineEvent::Rejected | TimelineEvent::Resolved => {
+                        ActorKind::Department
+                    }
+                    TimelineEvent::Rated => ActorKind::Resident,
+                    _ => continue,
+                };
+                assert_eq!(e.actor.kind, who, "{}: {e:?}", r.case_id);
+                *seen.entry(e.event.as_str().to_owned()).or_default() += 1;
+            }
+            for rating in &r.ratings {
+                assert!(rating.comment.as_deref().is_some_and(|c| c.starts_with("SIMULATED")), "{rating:?}");
+            }
+        }
+        if ["accepted", "rejected", "resolved", "rated"].iter().all(|e| seen.get(*e).is_some_and(|n| *n >= 3)) {
+            break seen;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for simulated answers: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("simulated departments and residents: {seen:?}");
+    stop.cancel();
+    task.await.expect("the feed stops");
     service.stop().await;
 }
