@@ -13,11 +13,13 @@
 //! | `Closed` before `Opened` (55 rows of the sample) | as above, at 0, and the note says so | 0 |
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use linkbus_adapters::sf311::{self, RealOutcome};
 use linkbus_wire::{Action, Actor, ActorKind, CaseState, ReplayRequest};
 use serde::Serialize;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -28,6 +30,10 @@ use crate::client;
 const SF311: &str = sf311::SOURCE;
 /// How long an action may wait for the case book to open its case or for its time to come.
 const PATIENCE: Duration = Duration::from_secs(30);
+/// Requests on `replay.action` in flight at once: the case book answers them one at a time per
+/// replica, so thousands due at the same instant (every acceptance at its case's opening) would
+/// wait past the request timeout. Their times do not suffer from waiting: each carries its own.
+const IN_FLIGHT: usize = 32;
 
 /// One action to replay, `after_secs` (compressed) after the case was opened.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +182,7 @@ const QUOTED_REFUSALS: usize = 10;
 /// case's opening plus its step's `after_secs`.
 pub struct Enactor {
     client: async_nats::Client,
+    in_flight: Arc<Semaphore>,
     plans: HashMap<String, Plan>,
     tasks: JoinSet<Vec<Done>>,
     tally: Tally,
@@ -184,7 +191,13 @@ pub struct Enactor {
 impl Enactor {
     /// An enactor on `client`.
     pub fn new(client: async_nats::Client) -> Self {
-        Self { client, plans: HashMap::new(), tasks: JoinSet::new(), tally: Tally::default() }
+        Self {
+            client,
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+            plans: HashMap::new(),
+            tasks: JoinSet::new(),
+            tally: Tally::default(),
+        }
     }
 
     /// Plans what to do to case `case_id` once it is routed.
@@ -203,11 +216,12 @@ impl Enactor {
             return;
         };
         let steps = plan(&department);
-        let (client, case_id) = (self.client.clone(), case_id.to_owned());
+        let (client, case_id, in_flight) = (self.client.clone(), case_id.to_owned(), self.in_flight.clone());
         self.tasks.spawn(async move {
             let mut done = Vec::new();
             for step in steps {
                 tokio::time::sleep_until(seen + Duration::from_secs_f64(step.after_secs)).await;
+                let Ok(_permit) = in_flight.acquire().await else { break };
                 let request = ReplayRequest {
                     case_id: case_id.clone(),
                     actor: step.actor,
