@@ -478,6 +478,9 @@ fn a_replayed_action_happens_at_its_own_time_and_says_where_it_comes_from() {
     let r = replay(&r, &resolve, t(100), &p, &l).expect("resolve").record;
     assert_eq!((r.state, r.timeline[2].at), (CaseState::Resolved, t(50)));
     assert_eq!(r.timeline[2].note.as_deref(), Some("Case Resolved (from the record)"));
+    let close = replayed(dept("station"), 50.0, Action::Close { note: None });
+    let closed = replay(&r, &close, t(100), &p, &l).expect("close at the same time as the last entry").record;
+    assert_eq!((closed.state, closed.timeline[3].at), (CaseState::Closed, t(50)));
     let rate = replayed(
         Actor { kind: ActorKind::Resident, id: "reporter".into() },
         60.0,
@@ -498,6 +501,9 @@ fn a_replayed_action_is_refused_in_the_future_out_of_order_or_as_a_party_that_ma
     for secs in [-1.0, f64::NAN, f64::INFINITY, MAX_AFTER_OPEN_SECS * 2.0] {
         assert!(refused(&replayed(dept("station"), secs, Action::Accept {}), 10).contains("after_open_secs"), "{secs}");
     }
+    let ten_years = 10.0 * 365.25 * 86_400.0;
+    let long_after = replayed(dept("station"), ten_years, Action::Accept {});
+    assert!(replay(&r, &long_after, t(11 * 366 * 86_400), &p, &l).is_ok(), "a record ten years long is replayed");
     let later = replay(&r, &replayed(dept("station"), 5.0, Action::Accept {}), t(10), &p, &l).expect("accept").record;
     let early = replayed(dept("station"), 4.0, Action::Resolve { note: "done".into() });
     let err = replay(&later, &early, t(10), &p, &l).expect_err("before the accept").to_string();
