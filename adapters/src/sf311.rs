@@ -316,6 +316,12 @@ mod tests {
                 notes: "Case Completed".into()
             })
         );
+        let Ok(RealOutcome::Closed { after_secs, before_opened, .. }) =
+            outcome(row("2012-12-04 15:21:00", "2012-12-04 15:21:00", "Closed", "Case Completed"))
+        else {
+            panic!("closed")
+        };
+        assert_eq!((after_secs, before_opened), (0.0, false), "closed the moment it opened is not a data error");
         assert!(outcome(row("2012-12-04 15:21:00", "NA", "Closed", "x")).is_err());
         assert!(outcome(row("2012-12-04 15:21:00", "2012-12-05 15:21:00", "Open", "x")).is_err());
         assert!(outcome(row("2012-12-04 15:21:00", "2012-12-05 15:21:00", "Pending", "x")).is_err());
