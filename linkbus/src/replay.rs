@@ -159,9 +159,9 @@ pub async fn replay(
                 let payload = Bytes::from(serde_json::to_vec(&*event)?);
                 // Pending from before the publish: the outcome can arrive before the ack does.
                 t.pending.insert(event.id.clone());
-                let ack = nats::publish(&js, subject, &event.id, payload).await?;
+                let ack = nats::publish(&js, subject.clone(), &event.id, payload.clone()).await?;
                 let id = event.id;
-                acks.push(async move { (id, ack.await) });
+                acks.push(async move { (Resend { id, subject, payload }, ack.await) });
             }
             Item::Refused { reason, raw, record } => {
                 let msg_id = format!("adapter:{}:{record}", path.display());
@@ -181,12 +181,12 @@ pub async fn replay(
         }
         // Keep at most a few thousand publishes unacknowledged.
         while acks.len() >= 4096 {
-            t.collect_ack(acks.next().await)?;
+            t.collect_ack(&js, acks.next().await).await?;
         }
         t.drain_outcomes(&mut routed_sub, &mut dead_sub);
     }
     while let Some(result) = acks.next().await {
-        t.collect_ack(Some(result))?;
+        t.collect_ack(&js, Some(result)).await?;
     }
 
     let deadline = tokio::time::Instant::now() + options.wait;
@@ -211,7 +211,19 @@ pub async fn replay(
     Ok(summary)
 }
 
-type AckResult = (String, Result<jetstream::publish::PublishAck, jetstream::context::PublishError>);
+type AckResult = (Resend, Result<jetstream::publish::PublishAck, jetstream::context::PublishError>);
+
+/// A published case, kept until JetStream acknowledges it, to publish again if it does not.
+struct Resend {
+    id: String,
+    subject: String,
+    payload: Bytes,
+}
+
+/// How many times a case whose publish was not acknowledged is published again (under the same
+/// `Nats-Msg-Id`, so a copy JetStream did store is dropped as a duplicate) before the replay
+/// gives up: a loaded server can take longer than the ack timeout.
+const REPUBLISH: usize = 3;
 
 /// A replay under way: what is counted so far, what is awaited.
 struct Tracker {
@@ -225,10 +237,22 @@ struct Tracker {
 }
 
 impl Tracker {
-    fn collect_ack(&mut self, result: Option<AckResult>) -> anyhow::Result<()> {
-        let Some((id, ack)) = result else { return Ok(()) };
+    async fn collect_ack(&mut self, js: &jetstream::Context, result: Option<AckResult>) -> anyhow::Result<()> {
+        let Some((resend, mut ack)) = result else { return Ok(()) };
+        let mut republished = false;
+        for _ in 0..REPUBLISH {
+            if ack.is_ok() {
+                break;
+            }
+            let again = nats::publish(js, resend.subject.clone(), &resend.id, resend.payload.clone()).await?;
+            ack = again.await;
+            republished = true;
+        }
+        let id = resend.id;
         let ack = ack.with_context(|| format!("JetStream did not store case {id}"))?;
-        if ack.duplicate {
+        // A duplicate after a republish is most likely this replay's own first copy, stored
+        // though its ack was lost: still awaited as routed.
+        if ack.duplicate && !republished {
             self.summary.duplicates += 1;
             self.pending.remove(&id);
             self.bar.inc(1);
