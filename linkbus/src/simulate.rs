@@ -439,6 +439,7 @@ mod tests {
         let (mut silent, mut rejected, mut accept_delays, mut resolved, mut rated, mut solved) =
             (0, 0, vec![], 0, 0, 0);
         let (mut solved_scores, mut unsolved_scores) = (vec![], vec![]);
+        let (mut resolve_gaps, mut rating_gaps) = (vec![], vec![]);
         for outcome in &drawn {
             match outcome {
                 SimulatedOutcome::Silent => silent += 1,
@@ -450,10 +451,12 @@ mod tests {
                     accept_delays.push(*accepted);
                     if let Some(at) = r {
                         assert!(at > accepted, "resolved after accepted");
+                        resolve_gaps.push(at - accepted);
                         resolved += 1;
                     }
                     if let Some((at, score, s)) = rating {
                         assert!(r.is_some_and(|r| *at > r) && (1..=5).contains(score), "rated after resolved, 1-5");
+                        rating_gaps.push(at - r.unwrap_or_default());
                         rated += 1;
                         if *s {
                             solved += 1;
@@ -473,9 +476,22 @@ mod tests {
         assert!(near(share(resolved, accepted), habits::RESOLVE), "resolved {resolved}");
         assert!(near(share(rated, resolved), habits::RATE), "rated {rated}");
         assert!(near(share(solved, rated), habits::SOLVED), "solved {solved}");
-        accept_delays.sort_by(f64::total_cmp);
-        let median = accept_delays[accepted / 2];
-        assert!((median / habits::ACCEPT_MEDIAN - 1.0).abs() < 0.1, "median accept delay {median} s");
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        for (what, delays, want) in [
+            ("accept", &mut accept_delays, habits::ACCEPT_MEDIAN),
+            ("resolve", &mut resolve_gaps, habits::RESOLVE_MEDIAN),
+            ("rating", &mut rating_gaps, habits::RATE_MEDIAN),
+        ] {
+            let got = median(delays);
+            assert!((got / want - 1.0).abs() < 0.1, "median {what} delay {got} s, not {want}");
+        }
+        // Log-normal: about 68 % within one spread of the median.
+        let (low, high) = (habits::ACCEPT_MEDIAN / habits::SIGMA.exp(), habits::ACCEPT_MEDIAN * habits::SIGMA.exp());
+        let within = accept_delays.iter().filter(|d| (low..=high).contains(*d)).count();
+        assert!((share(within, accepted) - 0.683).abs() < 0.03, "{within} of {accepted} within one spread");
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         assert!(mean(&solved_scores) > 4.0 && mean(&unsolved_scores) < 2.5, "solved cases score high, unsolved low");
 
