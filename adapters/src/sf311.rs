@@ -4,7 +4,8 @@
 //! Each row becomes a `public_service` case: the category is the `Category` column as a token,
 //! the event id `sf311-<CaseID>` (so a row replayed twice is one case), the time `Opened` read
 //! in the city's time zone (America/Los_Angeles). The columns an evaluation needs but a case does
-//! not carry (`Responsible.Agency`, `C.Neighborhood`) are kept on [`Row`].
+//! not carry (`Responsible.Agency`, `C.Neighborhood`, `Closed`, `Status`, `Status.Notes`) are
+//! kept on [`Row`]; [`real_outcome`] reads what really became of the request.
 
 use std::io::Read;
 
@@ -55,6 +56,78 @@ pub struct Row {
     /// The analysis neighborhood DataSF assigned.
     #[serde(rename = "C.Neighborhood")]
     pub neighborhood: String,
+    /// When it was closed, `YYYY-MM-DD HH:MM:SS` local time; `NA` or empty while open.
+    #[serde(rename = "Closed", default)]
+    pub closed: String,
+    /// `Open` or `Closed`.
+    #[serde(rename = "Status", default)]
+    pub status: String,
+    /// How it was closed, e.g. `Case Resolved - …`, `Case is a Duplicate`; `NA` when not said.
+    #[serde(rename = "Status.Notes", default)]
+    pub status_notes: String,
+}
+
+/// What really became of a request, by its `Status`, `Closed` and `Status.Notes`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RealOutcome {
+    /// Still open in the data (`Status` `Open`, no `Closed`).
+    Open,
+    /// Closed.
+    Closed {
+        /// Seconds from `Opened` to `Closed`, real time; 0 when the record closes before it opens.
+        after_secs: f64,
+        /// The record's `Closed` is earlier than its `Opened` (a data error): taken as closed at opening.
+        before_opened: bool,
+        /// Closed with the problem dealt with, or closed without a resolution ([`is_unresolved`]).
+        resolved: bool,
+        /// `Status.Notes`, trimmed; empty for `NA`.
+        notes: String,
+    },
+}
+
+/// `Status.Notes` openings of requests that SF 311 closed without the agency resolving anything:
+/// duplicates, invalid or meritless requests, administrative closures, requests the agency did
+/// not accept, and requests transferred out of 311 to another agency's own system.
+pub const UNRESOLVED_NOTES: [&str; 6] = [
+    "case is a duplicate",
+    "case is invalid",
+    "no merit",
+    "administrative closure",
+    "not accepted",
+    "case transferred",
+];
+
+/// Whether `notes` (a `Status.Notes`) says the request was closed without being resolved.
+pub fn is_unresolved(notes: &str) -> bool {
+    let notes = notes.trim().to_ascii_lowercase();
+    UNRESOLVED_NOTES.iter().any(|prefix| notes.starts_with(prefix))
+}
+
+/// Reads what became of `row`: open, or closed how long after it opened and how. A `Status`
+/// other than `Open` or `Closed`, a closed row without a readable `Closed`, or an open one with a
+/// `Closed` is refused with the reason.
+pub fn real_outcome(row: &Row, tz: &TimeZone) -> Result<RealOutcome, String> {
+    let closed = row.closed.trim();
+    let has_close = !(closed.is_empty() || closed.eq_ignore_ascii_case("NA"));
+    match (row.status.trim(), has_close) {
+        ("Open", false) => Ok(RealOutcome::Open),
+        ("Closed", true) => {
+            let opened = opened_at(&row.opened, tz).map_err(|e| format!("Opened {:?}: {e}", row.opened))?;
+            let closed = opened_at(closed, tz).map_err(|e| format!("Closed {closed:?}: {e}"))?;
+            let secs = (closed - opened).as_secs_f64();
+            let notes = row.status_notes.trim();
+            let notes = if notes.eq_ignore_ascii_case("NA") { "" } else { notes };
+            Ok(RealOutcome::Closed {
+                after_secs: secs.max(0.0),
+                before_opened: secs < 0.0,
+                resolved: !is_unresolved(notes),
+                notes: notes.to_owned(),
+            })
+        }
+        ("Closed", false) => Err("Status Closed without a Closed time".into()),
+        ("Open", true) => Err(format!("Status Open with a Closed time {closed:?}")),
+        (other, _) => Err(format!("Status {other:?} is neither Open nor Closed")),
+    }
 }
 
 /// A row that cannot become a case, with the record as read, for the dead letter.
@@ -160,6 +233,7 @@ pub fn convert(row: Row, record: usize, tz: &TimeZone) -> Result<Converted, RowE
     Ok(Converted { event, row })
 }
 
+/// A local `YYYY-MM-DD HH:MM:SS` in `tz`.
 fn opened_at(text: &str, tz: &TimeZone) -> Result<Timestamp, jiff::Error> {
     let local: DateTime = text.trim().parse()?;
     tz.to_timestamp(local)
@@ -188,5 +262,73 @@ mod tests {
         assert!(second.contains("record 2") && second.contains("latitude"), "{second}");
         let third = out[2].as_ref().expect_err("bad time").to_string();
         assert!(third.contains("Opened"), "{third}");
+    }
+
+    fn row(opened: &str, closed: &str, status: &str, notes: &str) -> Row {
+        let mut row = read(CSV.as_bytes()).next().and_then(Result::ok).expect("first row").row;
+        (row.opened, row.closed, row.status, row.status_notes) =
+            (opened.into(), closed.into(), status.into(), notes.into());
+        row
+    }
+
+    #[test]
+    fn real_outcomes_say_open_resolved_or_closed_unresolved_and_refuse_what_does_not_add_up() {
+        let tz = TimeZone::get(TIME_ZONE).expect("tz");
+        let outcome = |r: Row| real_outcome(&r, &tz);
+        assert_eq!(outcome(row("2012-12-04 15:21:00", "NA", "Open", "NA")), Ok(RealOutcome::Open));
+        assert_eq!(
+            outcome(row("2012-12-04 15:21:00", "2012-12-06 04:39:00", "Closed", "Case Resolved - fixed")),
+            Ok(RealOutcome::Closed {
+                after_secs: 134_280.0,
+                before_opened: false,
+                resolved: true,
+                notes: "Case Resolved - fixed".into()
+            })
+        );
+        // Across the switch to daylight saving time (2013-03-10 02:00 PST): 23 hours, not 24.
+        let Ok(RealOutcome::Closed { after_secs, notes, resolved: true, .. }) =
+            outcome(row("2013-03-09 12:00:00", "2013-03-10 12:00:00", "Closed", "NA"))
+        else {
+            panic!("closed")
+        };
+        assert_eq!((after_secs, notes.as_str()), (23.0 * 3600.0, ""));
+        for notes in [
+            "Case is a Duplicate - 123",
+            "case is invalid",
+            "NO MERIT",
+            "Administrative Closure",
+            "Not Accepted",
+            "Case Transferred -",
+        ] {
+            let Ok(RealOutcome::Closed { resolved, .. }) =
+                outcome(row("2012-12-04 15:21:00", "2012-12-04 16:21:00", "Closed", notes))
+            else {
+                panic!("closed")
+            };
+            assert!(!resolved, "{notes}");
+        }
+        assert_eq!(
+            outcome(row("2012-12-04 15:21:00", "2012-12-04 15:20:00", "Closed", "Case Completed")),
+            Ok(RealOutcome::Closed {
+                after_secs: 0.0,
+                before_opened: true,
+                resolved: true,
+                notes: "Case Completed".into()
+            })
+        );
+        let Ok(RealOutcome::Closed { after_secs, before_opened, .. }) =
+            outcome(row("2012-12-04 15:21:00", "2012-12-04 15:21:00", "Closed", "Case Completed"))
+        else {
+            panic!("closed")
+        };
+        assert_eq!((after_secs, before_opened), (0.0, false), "closed the moment it opened is not a data error");
+        assert!(outcome(row("2012-12-04 15:21:00", "NA", "Closed", "x")).is_err());
+        assert!(outcome(row("2012-12-04 15:21:00", "2012-12-05 15:21:00", "Open", "x")).is_err());
+        assert!(outcome(row("2012-12-04 15:21:00", "2012-12-05 15:21:00", "Pending", "x")).is_err());
+        assert!(
+            outcome(row("2012-12-04 15:21:00", "yesterday", "Closed", "x"))
+                .expect_err("unreadable Closed")
+                .contains("Closed")
+        );
     }
 }

@@ -49,6 +49,7 @@ pub struct CaseMetrics {
     pub(crate) deadletter_cases: DeadLetterCounter,
     pub(crate) deadletter_action: DeadLetterCounter,
     pub(crate) deadletter_answer: DeadLetterCounter,
+    pub(crate) deadletter_replay: DeadLetterCounter,
 }
 
 impl CaseMetrics {
@@ -107,6 +108,7 @@ impl CaseMetrics {
             deadletter_cases: malformed("cases"),
             deadletter_action: malformed("action"),
             deadletter_answer: malformed("answer"),
+            deadletter_replay: malformed("replay"),
         })
     }
 

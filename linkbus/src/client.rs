@@ -1,13 +1,15 @@
 //! `linkbus report | act | answer`: what a source system, a department and a volunteer send, from
-//! the command line, as any NATS client would (used by the scenario in `docs/scenario-119.md`).
+//! the command line, as any NATS client would (used by the scenario in `docs/scenario-119.md`);
+//! and [`replay_action`], the replayed and simulated actions of `linkbus replay --outcomes real`
+//! and the simulated feed.
 
 use anyhow::Context as _;
 use jiff::Timestamp;
 use linkbus_bus::nats;
 use linkbus_wire::subjects;
 use linkbus_wire::{
-    self as wire, Action, ActionReply, ActionRequest, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem,
-    VolunteerAnswer,
+    self as wire, Action, ActionReply, ActionRequest, CaseReport, CloudEvent, Contact, Datum, Location, ReplayRequest,
+    SourceSystem, VolunteerAnswer,
 };
 
 /// A case to report.
@@ -79,6 +81,31 @@ pub async fn act(
         .await
         .context("no answer from linkbus (is `linkbus up` running?)")?;
     serde_json::from_slice(&reply.payload).context("not an action reply")
+}
+
+/// Sends a replayed or simulated action on `replay.action` and returns the reply. A refusal
+/// because the case book has not opened the case yet, or because the action's time has not come
+/// on the case book's clock, is retried every 20 ms until `patience` has passed: the replayer
+/// learns of the routing as the case book does, not after it.
+pub async fn replay_action(
+    client: &async_nats::Client,
+    request: &ReplayRequest,
+    patience: std::time::Duration,
+) -> anyhow::Result<ActionReply> {
+    let body = bytes::Bytes::from(serde_json::to_vec(request)?);
+    let give_up = tokio::time::Instant::now() + patience;
+    loop {
+        let reply = client
+            .request(subjects::REPLAY_ACTION, body.clone())
+            .await
+            .context("no answer from linkbus (is `linkbus up` running?)")?;
+        let reply: ActionReply = serde_json::from_slice(&reply.payload).context("not an action reply")?;
+        let early = reply.error.as_deref().is_some_and(|e| e.starts_with("no case ") || e.starts_with("not yet"));
+        if !early || tokio::time::Instant::now() >= give_up {
+            return Ok(reply);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Sends a volunteer's answer on `volunteer.<id>.answer` and returns the reply.

@@ -13,6 +13,7 @@
 //! - [`metrics`]: the Prometheus registry and the process-level metrics (NATS connection, region);
 //! - [`route`]: `linkbus route`, offline decisions;
 //! - [`replay`]: `linkbus replay`, data files into the bus with a summary;
+//! - [`outcomes`]: `linkbus replay --outcomes real`, SF 311 requests' real acceptance and closure;
 //! - [`simulate`]: `linkbus up --simulate`, the simulated feed for regions without public case data;
 //! - [`watch`]: `linkbus watch`, a plain subscriber;
 //! - [`geo_tools`]: `linkbus geo validate | stats | diff | rerun`;
@@ -31,6 +32,7 @@ pub mod grid_upload;
 pub mod metrics;
 pub mod nats_access;
 pub mod nats_auth;
+pub mod outcomes;
 pub mod replay;
 pub mod route;
 pub mod service;

@@ -7,7 +7,8 @@
 //! | user                  | may                                                                  |
 //! |-----------------------|----------------------------------------------------------------------|
 //! | `linkbus`             | everything the service does: JetStream API, its streams and buckets, |
-//! |                       | serve `action.*` and `volunteer.*.answer`, reply to requests         |
+//! |                       | serve `action.*` and `volunteer.*.answer`, reply to requests;        |
+//! |                       | alone may send and serve `replay.action` (replayed/simulated actions) |
 //! | `source-<system>`     | publish `ingest.<system>.>` (stored in its system's own stream, `LINKBUS_INGEST_<SYSTEM>`, so the ids it may reserve are its own) and its adapters' subjects (`adapter.cap`/`.cad`, `adapter.grid.report`) |
 //! | `dept-<id>`           | pull from its durable `dept-<id>` on `LINKBUS_ROUTED` and ack,       |
 //! |                       | subscribe `routed.dept.<id>.>`, request `action.<id>`                 |
@@ -78,6 +79,8 @@ impl Role {
                     subjects::DEADLETTER_ALL.into(),
                     subjects::OFFERS.into(),
                     subjects::OFFERS_CLOSED.into(),
+                    // `linkbus replay --outcomes real` and the simulated departments.
+                    subjects::REPLAY_ACTION.into(),
                     "$JS.API.>".into(),
                     "$JS.ACK.>".into(),
                     "$JS.FC.>".into(),
@@ -86,6 +89,7 @@ impl Role {
                 subscribe: vec![
                     subjects::action("*"),
                     subjects::volunteer_answer("*"),
+                    subjects::REPLAY_ACTION.into(),
                     // `linkbus replay` (as the service) follows outcomes on plain subscriptions.
                     subjects::CASES_ALL.into(),
                     subjects::DEADLETTER_ALL.into(),
@@ -311,6 +315,13 @@ mod tests {
         let operator = Role::Operator("noc".into()).permissions();
         assert!(operator.publish.iter().all(|s| s.starts_with("$JS.API.") && !s.contains("CREATE")));
         assert!(Role::Service.permissions().allow_responses);
+        // Only the service replays actions with a time of their own.
+        let service = Role::Service.permissions();
+        assert!(service.publish.contains(&subjects::REPLAY_ACTION.to_owned()));
+        assert!(service.subscribe.contains(&subjects::REPLAY_ACTION.to_owned()));
+        for other in [dept, source, operator, Role::Volunteer("v1".into()).permissions()] {
+            assert!(other.publish.iter().all(|s| !s.starts_with("replay")), "{:?}", other.publish);
+        }
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! Formats, by extension: `.csv` is an SF 311 export (`linkbus_adapters::sf311`); `.jsonl` /
 //! `.ndjson` holds one `org.linkbus.case.reported` CloudEvent per line. A record the adapter
 //! cannot turn into a case is published to `deadletter.adapter` with the reason, and counted.
+//!
+//! With `--outcomes real` (SF 311 only) each routed case then lives what its record says — the
+//! responsible department's acceptance and closure at the record's times ÷ `--speed`, replayed
+//! on `replay.action` and marked so on the timeline (`crate::outcomes`).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -21,6 +25,8 @@ use linkbus_wire::subjects;
 use linkbus_wire::{CaseReport, CloudEvent};
 use serde::Serialize;
 
+use crate::outcomes::{OutcomeSummary, RealOutcomes};
+
 /// How to replay.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
@@ -30,6 +36,9 @@ pub struct ReplayOptions {
     pub wait: Duration,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Replay each SF 311 request's real outcome at this speed-up (real seconds per replayed
+    /// second, > 0); `None` only routes.
+    pub real_outcomes: Option<f64>,
 }
 
 /// What became of a replay.
@@ -53,11 +62,19 @@ pub struct ReplaySummary {
     pub seconds: f64,
     /// `published / seconds`: cases per second end to end through NATS.
     pub cases_per_second: f64,
+    /// With `--outcomes real`: what the replayed outcomes came to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcomes: Option<OutcomeSummary>,
 }
 
 enum Item {
-    Case(Box<CloudEvent<CaseReport>>),
-    Refused { reason: String, raw: String, record: usize },
+    /// A case, with its SF 311 row when it came from one.
+    Case(Box<CloudEvent<CaseReport>>, Option<Box<sf311::Row>>),
+    Refused {
+        reason: String,
+        raw: String,
+        record: usize,
+    },
 }
 
 fn load(path: &Path) -> anyhow::Result<Vec<Item>> {
@@ -66,7 +83,7 @@ fn load(path: &Path) -> anyhow::Result<Vec<Item>> {
     let items = match ext.as_str() {
         "csv" => sf311::read(std::io::BufReader::new(file))
             .map(|r| match r {
-                Ok(c) => Item::Case(Box::new(c.event)),
+                Ok(c) => Item::Case(Box::new(c.event), Some(Box::new(c.row))),
                 Err(e) => Item::Refused { reason: e.to_string(), raw: e.raw, record: e.record },
             })
             .collect(),
@@ -76,7 +93,7 @@ fn load(path: &Path) -> anyhow::Result<Vec<Item>> {
                 .enumerate()
                 .filter(|(_, l)| !l.trim().is_empty())
                 .map(|(n, line)| match serde_json::from_str::<CloudEvent<CaseReport>>(line) {
-                    Ok(ev) => Item::Case(Box::new(ev)),
+                    Ok(ev) => Item::Case(Box::new(ev), None),
                     Err(e) => {
                         Item::Refused { reason: format!("line {}: {e}", n + 1), raw: line.to_owned(), record: n + 1 }
                     }
@@ -95,8 +112,17 @@ pub async fn replay(
     options: &ReplayOptions,
 ) -> anyhow::Result<ReplaySummary> {
     let items = load(path)?;
+    let enactor = match options.real_outcomes {
+        None => None,
+        Some(speed) => {
+            anyhow::ensure!(speed.is_finite() && speed > 0.0, "--speed {speed}: must be a number above 0");
+            let has_rows = items.iter().all(|i| matches!(i, Item::Case(_, Some(_)) | Item::Refused { .. }));
+            anyhow::ensure!(has_rows, "{}: only an SF 311 .csv carries real outcomes", path.display());
+            Some(RealOutcomes::new(client.clone(), speed))
+        }
+    };
+    let tz = jiff::tz::TimeZone::get(sf311::TIME_ZONE)?;
     let js = jetstream::new(client.clone());
-    let mut summary = ReplaySummary { records: items.len(), ..Default::default() };
 
     // Subscribe before publishing, so no outcome can be missed.
     let mut routed_sub = client.subscribe(subjects::case_event("*", "routed")).await?;
@@ -110,9 +136,14 @@ pub async fn replay(
     );
 
     let started = Instant::now();
-    let mut pending: HashSet<String> = HashSet::new();
+    let mut t = Tracker {
+        summary: ReplaySummary { records: items.len(), ..Default::default() },
+        pending: HashSet::new(),
+        bar,
+        last_outcome: started,
+        enactor,
+    };
     let mut acks = FuturesUnordered::new();
-    let mut last_outcome = started;
 
     for (n, item) in items.into_iter().enumerate() {
         if let Some(rate) = options.rate {
@@ -120,14 +151,17 @@ pub async fn replay(
             tokio::time::sleep_until(due.into()).await;
         }
         match item {
-            Item::Case(event) => {
+            Item::Case(event, row) => {
+                if let (Some(enactor), Some(row)) = (t.enactor.as_mut(), row) {
+                    enactor.plan(event.id.clone(), &row, &tz);
+                }
                 let subject = subjects::ingest(event.data.system, &event.data.category);
                 let payload = Bytes::from(serde_json::to_vec(&*event)?);
                 // Pending from before the publish: the outcome can arrive before the ack does.
-                pending.insert(event.id.clone());
-                let ack = nats::publish(&js, subject, &event.id, payload).await?;
+                t.pending.insert(event.id.clone());
+                let ack = nats::publish(&js, subject.clone(), &event.id, payload.clone()).await?;
                 let id = event.id;
-                acks.push(async move { (id, ack.await) });
+                acks.push(async move { (Resend { id, subject, payload }, ack.await) });
             }
             Item::Refused { reason, raw, record } => {
                 let msg_id = format!("adapter:{}:{record}", path.display());
@@ -141,98 +175,123 @@ pub async fn replay(
                     payload: Bytes::from(raw),
                 };
                 nats::publish_deadletter(&js, letter).await?.await?;
-                summary.refused_by_adapter += 1;
-                bar.inc(1);
+                t.summary.refused_by_adapter += 1;
+                t.bar.inc(1);
             }
         }
         // Keep at most a few thousand publishes unacknowledged.
         while acks.len() >= 4096 {
-            collect_ack(acks.next().await, &mut summary, &mut pending, &bar)?;
+            t.collect_ack(&js, acks.next().await).await?;
         }
-        drain_outcomes(&mut routed_sub, &mut dead_sub, &mut pending, &mut summary, &bar, &mut last_outcome);
+        t.drain_outcomes(&mut routed_sub, &mut dead_sub);
     }
     while let Some(result) = acks.next().await {
-        collect_ack(Some(result), &mut summary, &mut pending, &bar)?;
+        t.collect_ack(&js, Some(result)).await?;
     }
 
     let deadline = tokio::time::Instant::now() + options.wait;
-    while !pending.is_empty() {
+    while !t.pending.is_empty() {
         tokio::select! {
-            Some(msg) = routed_sub.next() => outcome(&msg, true, &mut pending, &mut summary, &bar, &mut last_outcome),
-            Some(msg) = dead_sub.next() => outcome(&msg, false, &mut pending, &mut summary, &bar, &mut last_outcome),
+            Some(msg) = routed_sub.next() => t.outcome(&msg, true),
+            Some(msg) = dead_sub.next() => t.outcome(&msg, false),
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
-    drain_outcomes(&mut routed_sub, &mut dead_sub, &mut pending, &mut summary, &bar, &mut last_outcome);
-    bar.finish_and_clear();
-    summary.missing = pending.len();
-    summary.seconds = last_outcome.duration_since(started).as_secs_f64();
+    t.drain_outcomes(&mut routed_sub, &mut dead_sub);
+    t.bar.finish_and_clear();
+    let mut summary = t.summary;
+    summary.missing = t.pending.len();
+    summary.seconds = t.last_outcome.duration_since(started).as_secs_f64();
     if summary.seconds > 0.0 {
         summary.cases_per_second = summary.published as f64 / summary.seconds;
+    }
+    if let Some(enactor) = t.enactor {
+        summary.outcomes = Some(enactor.finish().await);
     }
     Ok(summary)
 }
 
-type AckResult = (String, Result<jetstream::publish::PublishAck, jetstream::context::PublishError>);
+type AckResult = (Resend, Result<jetstream::publish::PublishAck, jetstream::context::PublishError>);
 
-fn collect_ack(
-    result: Option<AckResult>,
-    summary: &mut ReplaySummary,
-    pending: &mut HashSet<String>,
-    bar: &ProgressBar,
-) -> anyhow::Result<()> {
-    let Some((id, ack)) = result else { return Ok(()) };
-    let ack = ack.with_context(|| format!("JetStream did not store case {id}"))?;
-    if ack.duplicate {
-        summary.duplicates += 1;
-        pending.remove(&id);
-        bar.inc(1);
-    } else {
-        summary.published += 1;
-    }
-    Ok(())
+/// A published case, kept until JetStream acknowledges it, to publish again if it does not.
+struct Resend {
+    id: String,
+    subject: String,
+    payload: Bytes,
 }
 
-fn drain_outcomes(
-    routed: &mut async_nats::Subscriber,
-    dead: &mut async_nats::Subscriber,
-    pending: &mut HashSet<String>,
-    summary: &mut ReplaySummary,
-    bar: &ProgressBar,
-    last: &mut Instant,
-) {
-    use futures::FutureExt;
-    while let Some(Some(msg)) = routed.next().now_or_never() {
-        outcome(&msg, true, pending, summary, bar, last);
-    }
-    while let Some(Some(msg)) = dead.next().now_or_never() {
-        outcome(&msg, false, pending, summary, bar, last);
-    }
+/// How many times a case whose publish was not acknowledged is published again (under the same
+/// `Nats-Msg-Id`, so a copy JetStream did store is dropped as a duplicate) before the replay
+/// gives up: a loaded server can take longer than the ack timeout.
+const REPUBLISH: usize = 3;
+
+/// A replay under way: what is counted so far, what is awaited.
+struct Tracker {
+    summary: ReplaySummary,
+    /// Cases published and not yet seen routed or dead-lettered.
+    pending: HashSet<String>,
+    bar: ProgressBar,
+    last_outcome: Instant,
+    /// With `--outcomes real`: acts out the records of the cases seen routed.
+    enactor: Option<RealOutcomes>,
 }
 
-/// Counts one outcome message if it is about a case this replay sent. A routed case is named
-/// by its subject `case.<id>.routed`; a dead letter by its original `Nats-Msg-Id` header.
-fn outcome(
-    msg: &async_nats::Message,
-    routed: bool,
-    pending: &mut HashSet<String>,
-    summary: &mut ReplaySummary,
-    bar: &ProgressBar,
-    last: &mut Instant,
-) {
-    let id = if routed {
-        msg.subject.split('.').nth(1).map(str::to_owned)
-    } else {
-        msg.headers.as_ref().and_then(|h| h.get(nats::HEADER_ORIGINAL_ID)).map(|v| v.as_str().to_owned())
-    };
-    if id.is_some_and(|id| pending.remove(&id)) {
-        if routed {
-            summary.routed += 1;
-        } else {
-            summary.dead_lettered += 1;
+impl Tracker {
+    async fn collect_ack(&mut self, js: &jetstream::Context, result: Option<AckResult>) -> anyhow::Result<()> {
+        let Some((resend, mut ack)) = result else { return Ok(()) };
+        let mut republished = false;
+        for _ in 0..REPUBLISH {
+            if ack.is_ok() {
+                break;
+            }
+            let again = nats::publish(js, resend.subject.clone(), &resend.id, resend.payload.clone()).await?;
+            ack = again.await;
+            republished = true;
         }
-        bar.inc(1);
-        *last = Instant::now();
+        let id = resend.id;
+        let ack = ack.with_context(|| format!("JetStream did not store case {id}"))?;
+        // A duplicate after a republish is most likely this replay's own first copy, stored
+        // though its ack was lost: still awaited as routed.
+        if ack.duplicate && !republished {
+            self.summary.duplicates += 1;
+            self.pending.remove(&id);
+            self.bar.inc(1);
+        } else {
+            self.summary.published += 1;
+        }
+        Ok(())
+    }
+
+    fn drain_outcomes(&mut self, routed: &mut async_nats::Subscriber, dead: &mut async_nats::Subscriber) {
+        use futures::FutureExt;
+        while let Some(Some(msg)) = routed.next().now_or_never() {
+            self.outcome(&msg, true);
+        }
+        while let Some(Some(msg)) = dead.next().now_or_never() {
+            self.outcome(&msg, false);
+        }
+    }
+
+    /// Counts one outcome message if it is about a case this replay sent. A routed case is named
+    /// by its subject `case.<id>.routed`; a dead letter by its original `Nats-Msg-Id` header.
+    fn outcome(&mut self, msg: &async_nats::Message, routed: bool) {
+        let id = if routed {
+            msg.subject.split('.').nth(1).map(str::to_owned)
+        } else {
+            msg.headers.as_ref().and_then(|h| h.get(nats::HEADER_ORIGINAL_ID)).map(|v| v.as_str().to_owned())
+        };
+        let Some(id) = id.filter(|id| self.pending.remove(id)) else { return };
+        let now = Instant::now();
+        if routed {
+            self.summary.routed += 1;
+            if let Some(enactor) = self.enactor.as_mut() {
+                enactor.routed(&id, msg, now.into());
+            }
+        } else {
+            self.summary.dead_lettered += 1;
+        }
+        self.bar.inc(1);
+        self.last_outcome = now;
     }
 }
 
@@ -249,6 +308,10 @@ impl std::fmt::Display for ReplaySummary {
         writeln!(f, "routed                {}", self.routed)?;
         writeln!(f, "dead-lettered         {}  (kept on deadletter.ingest)", self.dead_lettered)?;
         writeln!(f, "missing               {}", self.missing)?;
-        write!(f, "end to end            {:.0} cases/s over {:.2} s", self.cases_per_second, self.seconds)
+        write!(f, "end to end            {:.0} cases/s over {:.2} s", self.cases_per_second, self.seconds)?;
+        match &self.outcomes {
+            Some(outcomes) => write!(f, "\n{outcomes}"),
+            None => Ok(()),
+        }
     }
 }

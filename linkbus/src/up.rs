@@ -41,6 +41,8 @@ pub struct UpOptions {
     /// Drive a simulated feed with the category mix and hourly profile of this SF 311 sample
     /// (see [`crate::simulate`]); `rate` is its mean, 2 cases a second when absent.
     pub simulate: Option<PathBuf>,
+    /// Seed of the simulated feed's draws (cases and departments); the clock's seconds when absent.
+    pub simulate_seed: Option<u64>,
 }
 
 /// Runs until ctrl-c / SIGTERM (or the replay ends, if asked).
@@ -126,7 +128,8 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
         let client = client.clone();
         let stop = stop.clone();
         let exit_after = options.exit_after_replay;
-        let replay_options = ReplayOptions { rate: options.rate, wait: Duration::from_secs(60), progress: true };
+        let replay_options =
+            ReplayOptions { rate: options.rate, wait: Duration::from_secs(60), progress: true, real_outcomes: None };
         tokio::spawn(async move {
             eprintln!("replaying {} …", path.display());
             match replay::replay(&client, &path, &replay_options).await {
@@ -148,7 +151,9 @@ pub async fn up(config: Config, options: UpOptions) -> anyhow::Result<()> {
         Some(sample) => {
             let profile = simulate::Profile::from_sf311(sample)?;
             let rate = options.rate.unwrap_or(2.0);
-            Some(tokio::spawn(simulate::run(client.clone(), region.clone(), profile, rate, stop.clone())))
+            let seed = options.simulate_seed.unwrap_or_else(|| jiff::Timestamp::now().as_second().unsigned_abs());
+            let feed = simulate::FeedOptions { rate, seed, speedup: simulate::SIM_SPEEDUP };
+            Some(tokio::spawn(simulate::run(client.clone(), region.clone(), profile, feed, stop.clone())))
         }
         None => None,
     };

@@ -107,7 +107,8 @@ async fn the_simulated_feed_drives_routed_cases_through_a_beijing_service() {
     let profile =
         Profile::from_sf311(&repo_root().join("geo-data/san-francisco/sf311-cases-sample.csv")).expect("profile");
     let stop = tokio_util::sync::CancellationToken::new();
-    let feed = tokio::spawn(simulate::run(bus.client.clone(), region.clone(), profile, 200.0, stop.clone()));
+    let options = simulate::FeedOptions { rate: 200.0, seed: 1, speedup: simulate::SIM_SPEEDUP };
+    let feed = tokio::spawn(simulate::run(bus.client.clone(), region.clone(), profile, options, stop.clone()));
     let routed = read_stream(&bus.js, linkbus_bus::nats::STREAM_CASES, "case.*.routed", 20).await;
     stop.cancel();
     feed.await.expect("the feed stops");

@@ -185,6 +185,10 @@ async fn each_role_may_do_its_part_and_nothing_else() {
     let taken = sewer.client.request(format!("action.{other}"), "{}".into()).await;
     assert!(taken.is_err(), "no acting for another department");
     sewer.refused("publish to", &format!("action.{other}")).await;
+    // Nor dating its own actions back: replayed actions are the service's alone.
+    let backdated = sewer.client.request(wire::subjects::REPLAY_ACTION, "{}".into()).await;
+    assert!(backdated.is_err(), "no replayed actions from a department");
+    sewer.refused("publish to", wire::subjects::REPLAY_ACTION).await;
     let steal = format!("$JS.API.CONSUMER.MSG.NEXT.{STREAM_ROUTED}.dept-{other}");
     sewer.client.publish(steal.clone(), "1".into()).await.expect("sent");
     sewer.refused("publish to", &steal).await;

@@ -107,7 +107,7 @@ fn every_sf311_row_routes_to_the_community_brute_force_finds() {
 async fn every_sf311_row_is_routed_once_through_nats() {
     let bus = TestBus::start().await;
     let service = bus.service(&bus.config()).await;
-    let options = ReplayOptions { rate: None, wait: Duration::from_secs(60), progress: false };
+    let options = ReplayOptions { rate: None, wait: Duration::from_secs(60), progress: false, real_outcomes: None };
     let summary = replay(&bus.client, &sf_region_dir().join("sf311-cases-sample.csv"), &options).await.expect("replay");
     println!("SF 311 replay through NATS: {summary:?}");
     assert_eq!(summary.records, ROWS);

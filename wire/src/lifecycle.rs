@@ -593,13 +593,58 @@ impl<'de> Deserialize<'de> for ActionRequest {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let mut fields = serde_json::Map::deserialize(deserializer)?;
-        let case_id = match fields.remove("case_id") {
-            Some(serde_json::Value::String(id)) => id,
-            Some(_) => return Err(D::Error::custom("case_id must be a string")),
-            None => return Err(D::Error::missing_field("case_id")),
-        };
+        let case_id = take_field(&mut fields, "case_id").map_err(D::Error::custom)?;
         let action = Action::deserialize(serde_json::Value::Object(fields)).map_err(D::Error::custom)?;
         Ok(Self { case_id, action })
+    }
+}
+
+/// Removes the required field `name` from `fields` and reads it as a `T`.
+fn take_field<T: serde::de::DeserializeOwned>(
+    fields: &mut serde_json::Map<String, serde_json::Value>,
+    name: &'static str,
+) -> Result<T, String> {
+    let value = fields.remove(name).ok_or_else(|| format!("missing field `{name}`"))?;
+    serde_json::from_value(value).map_err(|e| format!("{name}: {e}"))
+}
+
+/// An action taken from a record of what really happened (a city's closed 311 request) or from
+/// a simulation, sent as a NATS request on `replay.action` (only the service's own user may):
+/// who did it, how long after the case was opened, and where that comes from, beside the action,
+/// e.g. `{"case_id": "sf311-1757188", "actor": {"kind": "department", "id": "dpw-bsm-queue"},
+/// "after_open_secs": 0.13428, "origin": "replayed from SF 311 record 1757188, time ÷ 1000000",
+/// "action": "resolve", "note": "Case Resolved"}`. The case book writes the timeline entry at
+/// the case's opening plus `after_open_secs` — not in the future, not before the case's last
+/// entry — and adds `origin` to its note, so figures computed from the timeline carry the
+/// record's (compressed) times and every entry says it was replayed. The reply is an
+/// [`ActionReply`]. Unknown fields are refused, as in [`ActionRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ReplayRequest {
+    /// The case.
+    pub case_id: String,
+    /// Who did it: a department, the source system or the resident (never a dispatcher, a
+    /// volunteer or linkbus); the lifecycle's rules for that party apply.
+    pub actor: Actor,
+    /// When it happened: seconds after the case was opened (its record's `created_at`).
+    pub after_open_secs: f64,
+    /// Where it comes from (1–200 characters), e.g. `replayed from SF 311 record 1757188, time ÷
+    /// 1000000` or `SIMULATED department (seed 7)`: added to the timeline entry's note.
+    pub origin: String,
+    /// What was done.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+impl<'de> Deserialize<'de> for ReplayRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = serde_json::Map::deserialize(deserializer)?;
+        let case_id = take_field(&mut fields, "case_id").map_err(D::Error::custom)?;
+        let actor = take_field(&mut fields, "actor").map_err(D::Error::custom)?;
+        let after_open_secs = take_field(&mut fields, "after_open_secs").map_err(D::Error::custom)?;
+        let origin = take_field(&mut fields, "origin").map_err(D::Error::custom)?;
+        let action = Action::deserialize(serde_json::Value::Object(fields)).map_err(D::Error::custom)?;
+        Ok(Self { case_id, actor, after_open_secs, origin, action })
     }
 }
 

@@ -75,6 +75,10 @@ pub fn volunteer_answer(volunteer: &str) -> String {
     format!("volunteer.{volunteer}.answer")
 }
 
+/// `replay.action`: a replayed or simulated action ([`crate::ReplayRequest`]), as a request;
+/// only the service's own user may send it (`linkbus replay --outcomes real`, the simulated feed).
+pub const REPLAY_ACTION: &str = "replay.action";
+
 /// `action.<department>`: a department's action on a case, as a request.
 pub fn action(department: &str) -> String {
     format!("action.{department}")

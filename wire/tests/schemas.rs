@@ -23,8 +23,8 @@ use linkbus_wire::decode::decode_case_report;
 use linkbus_wire::subjects;
 use linkbus_wire::{
     self as wire, ActionReply, ActionRequest, ActorKind, AssignmentReason, CaseAssigned, CaseEvent, CaseRecord,
-    CaseReport, CaseState, CloudEvent, OfferClosed, RoutedCase, VolunteerAnswer, VolunteerOffer, VolunteerStatus,
-    VolunteerStepReport,
+    CaseReport, CaseState, CloudEvent, OfferClosed, ReplayRequest, RoutedCase, VolunteerAnswer, VolunteerOffer,
+    VolunteerStatus, VolunteerStepReport,
 };
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
@@ -58,7 +58,7 @@ struct Kind {
     round_trip: fn(&Value) -> Result<Value, String>,
 }
 
-static KINDS: [Kind; 12] = [
+static KINDS: [Kind; 13] = [
     Kind { name: "case-reported", schema: case_reported_schema, round_trip: round_trip::<CloudEvent<CaseReport>> },
     Kind { name: "case-routed", schema: case_routed_schema, round_trip: round_trip::<CloudEvent<RoutedCase>> },
     Kind {
@@ -72,6 +72,7 @@ static KINDS: [Kind; 12] = [
     Kind { name: "case-assigned", schema: case_assigned_schema, round_trip: round_trip::<CloudEvent<CaseAssigned>> },
     Kind { name: "offer-closed", schema: offer_closed_schema, round_trip: round_trip::<CloudEvent<OfferClosed>> },
     Kind { name: "action-request", schema: action_request_schema, round_trip: round_trip::<ActionRequest> },
+    Kind { name: "replay-request", schema: replay_request_schema, round_trip: round_trip::<ReplayRequest> },
     Kind { name: "action-reply", schema: action_reply_schema, round_trip: round_trip::<ActionReply> },
     Kind { name: "volunteer-answer", schema: volunteer_answer_schema, round_trip: round_trip::<VolunteerAnswer> },
     Kind { name: "volunteer-step", schema: volunteer_step_schema, round_trip: round_trip::<VolunteerStepReport> },
@@ -163,13 +164,37 @@ fn action_request_schema() -> Value {
          \"sf311-4292128\", \"action\": \"reject\", \"reason\": \"not ours\"}. No other field. \
          The reply is an ActionReply. See docs/lifecycle.md."
     );
-    constrain(&mut schema, "case_id", json!({ "pattern": INGEST_ID_PATTERN }));
+    beside_the_action(&mut schema, &["case_id"]);
+    schema
+}
+
+fn replay_request_schema() -> Value {
+    let mut schema = generate::<ReplayRequest>();
+    schema["description"] = json!(
+        "A replayed or simulated action, sent as a NATS request on replay.action by the service's \
+         own user only (linkbus replay --outcomes real, the simulated feed), not a CloudEvent: the \
+         case, who did it, when (seconds after the case was opened), where it comes from, and the \
+         action beside them. No other field. The case book refuses a time in the future or before \
+         the case's last entry, and an actor other than a department, the source or the resident. \
+         The reply is an ActionReply. See docs/lifecycle.md."
+    );
+    beside_the_action(&mut schema, &["case_id", "actor", "after_open_secs", "origin"]);
+    constrain(&mut schema, "after_open_secs", json!({ "minimum": 0 }));
+    constrain(&mut schema, "origin", json!({ "minLength": 1, "maxLength": 200, "pattern": NOT_BLANK_PATTERN }));
+    schema
+}
+
+/// Tightens the schema of a request that carries the `fields` beside a flattened [`wire::Action`].
+fn beside_the_action(schema: &mut Value, fields: &[&str]) {
+    constrain(schema, "case_id", json!({ "pattern": INGEST_ID_PATTERN }));
     // schemars renders the flattened, internally tagged `action` as a `oneOf` of its variants
-    // next to `case_id`, and loses `deny_unknown_fields` on the way: each variant must name
-    // `case_id` and refuse everything else, as `ActionRequest`'s `Deserialize` does.
-    let variants = schema["oneOf"].as_array_mut().expect("ActionRequest's schema is a oneOf of the actions");
+    // next to the other fields, and loses `deny_unknown_fields` on the way: each variant must name
+    // those fields and refuse everything else, as the hand-written `Deserialize`s do.
+    let variants = schema["oneOf"].as_array_mut().expect("the schema is a oneOf of the actions");
     for variant in variants {
-        variant["properties"]["case_id"] = json!(true);
+        for field in fields {
+            variant["properties"][*field] = json!(true);
+        }
         variant["additionalProperties"] = json!(false);
     }
     let not_blank = || json!({ "pattern": NOT_BLANK_PATTERN });
@@ -184,9 +209,8 @@ fn action_request_schema() -> Value {
         ("rate", "score", json!({ "minimum": 1, "maximum": 5 })),
     ];
     for (action, property, extra) in rules {
-        constrain(variant(&mut schema, action), property, extra);
+        constrain(variant(schema, action), property, extra);
     }
-    schema
 }
 
 fn action_reply_schema() -> Value {
@@ -207,12 +231,12 @@ fn volunteer_step_schema() -> Value {
     schema
 }
 
-/// The variant of `ActionRequest`'s `oneOf` whose `action` is `name`.
+/// The variant of a request's `oneOf` whose `action` is `name`.
 fn variant<'a>(schema: &'a mut Value, name: &str) -> &'a mut Value {
     schema["oneOf"]
         .as_array_mut()
         .and_then(|variants| variants.iter_mut().find(|v| v["properties"]["action"]["const"] == name))
-        .unwrap_or_else(|| panic!("ActionRequest has no action {name:?}: has the wire type changed?"))
+        .unwrap_or_else(|| panic!("the request has no action {name:?}: has the wire type changed?"))
 }
 
 /// The schema schemars derives for `T`, draft 2020-12, describing what deserializes.
@@ -763,6 +787,32 @@ fn schemas_and_code_refuse_the_same_bad_requests() {
     ];
     for (what, message) in act_time {
         assert!(!requests.is_valid(&message), "the action-request schema accepts {what}");
+    }
+
+    let replays = validator(&(kind("replay-request").schema)());
+    let good = example("replay-request");
+    let bad_replays = [
+        ("an unknown field", "/occurred_at", Some(json!("2026-01-01T00:00:00Z"))),
+        ("no actor", "/actor", None),
+        ("an unknown actor kind", "/actor/kind", Some(json!("mayor"))),
+        ("no time", "/after_open_secs", None),
+        ("a time as a string", "/after_open_secs", Some(json!("0.1"))),
+        ("no origin", "/origin", None),
+        ("a resolve without a note", "/note", None),
+    ];
+    for (what, at, value) in bad_replays {
+        let message = edit(&good, at, value);
+        assert!(!replays.is_valid(&message), "the replay-request schema accepts {what}: {message}");
+        assert!(
+            serde_json::from_value::<ReplayRequest>(message.clone()).is_err(),
+            "the case book accepts a replay request with {what}: {message}"
+        );
+    }
+    // What the case book refuses only when it replays: a negative time, a blank origin.
+    for (what, at, value) in
+        [("a negative time", "/after_open_secs", json!(-1)), ("a blank origin", "/origin", json!(" "))]
+    {
+        assert!(!replays.is_valid(&edit(&good, at, Some(value))), "the replay-request schema accepts {what}");
     }
 
     let answers = validator(&(kind("volunteer-answer").schema)());

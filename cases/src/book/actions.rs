@@ -3,7 +3,8 @@
 
 use jiff::Timestamp;
 use linkbus_wire::{
-    self as wire, Action, Actor, ActorKind, CaseRecord, VolunteerAnswer, VolunteerAssignment, VolunteerStepReport,
+    self as wire, Action, Actor, ActorKind, CaseRecord, ReplayRequest, VolunteerAnswer, VolunteerAssignment,
+    VolunteerStepReport,
 };
 
 use super::error::ActError;
@@ -24,6 +25,13 @@ impl CaseBook {
             lifecycle::act(r, actor, action, now, &self.config.policy, &self.ladder).map(Some)
         })
         .await
+    }
+
+    /// Applies a replayed or simulated action at the time it happened (see [`lifecycle::replay()`]).
+    pub async fn replay(&self, req: &ReplayRequest) -> Result<CaseRecord, ActError> {
+        let now = Timestamp::now();
+        self.transact(&req.case_id, |r| lifecycle::replay(r, req, now, &self.config.policy, &self.ladder).map(Some))
+            .await
     }
 
     async fn split(&self, case_id: &str, report_id: &str, actor: &Actor) -> Result<CaseRecord, ActError> {

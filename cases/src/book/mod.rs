@@ -122,6 +122,7 @@ impl CaseBook {
             spawn("opener", Box::pin(book.clone().open_routed(shutdown.clone()))),
             spawn("actions", Box::pin(book.clone().serve(Requests::Actions, shutdown.clone()))),
             spawn("answers", Box::pin(book.clone().serve(Requests::Answers, shutdown.clone()))),
+            spawn("replays", Box::pin(book.clone().serve(Requests::Replays, shutdown.clone()))),
             spawn("ticker", Box::pin(book.clone().tick_loop(shutdown.clone()))),
             spawn("archiver", Box::pin(book.clone().archive_loop(shutdown))),
         ];

@@ -1,5 +1,6 @@
-//! The request loops: departments' actions on `action.<department>` and volunteers' answers on
-//! `volunteer.<id>.answer` (and the steps of the volunteer who took a case), each answered with an [`ActionReply`]; what is not a request of the
+//! The request loops: departments' actions on `action.<department>`, volunteers' answers on
+//! `volunteer.<id>.answer` (and the steps of the volunteer who took a case) and replayed actions on
+//! `replay.action`, each answered with an [`ActionReply`]; what is not a request of the
 //! right shape is dead-lettered and the sender told why.
 
 use std::sync::Arc;
@@ -8,7 +9,8 @@ use futures::StreamExt;
 use linkbus_bus::nats::{self, DeadLetter};
 use linkbus_wire::subjects;
 use linkbus_wire::{
-    ActionReply, ActionRequest, Actor, ActorKind, CaseRecord, VolunteerAnswer, VolunteerAssignment, VolunteerStepReport,
+    ActionReply, ActionRequest, Actor, ActorKind, CaseRecord, ReplayRequest, VolunteerAnswer, VolunteerAssignment,
+    VolunteerStepReport,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -23,6 +25,8 @@ pub(super) enum Requests {
     Actions,
     /// Volunteers' answers on `volunteer.<id>.answer`.
     Answers,
+    /// Replayed and simulated actions on `replay.action` (only the service's user may send them).
+    Replays,
 }
 
 impl CaseBook {
@@ -36,14 +40,16 @@ impl CaseBook {
         let subject = match requests {
             Requests::Actions => subjects::action("*"),
             Requests::Answers => subjects::volunteer_answer("*"),
+            Requests::Replays => subjects::REPLAY_ACTION.to_owned(),
         };
         let mut incoming = client.queue_subscribe(subject, "linkbus-cases".into()).await.map_err(store_err)?;
         while let Some(msg) = tokio::select! { _ = shutdown.cancelled() => None, m = incoming.next() => m } {
-            // The department's or the volunteer's id.
+            // The department's or the volunteer's id (`action` for a replay: the actor is inside).
             let Some(id) = msg.subject.split('.').nth(1).map(str::to_owned) else { continue };
             let reply = match requests {
                 Requests::Actions => self.action(id, &msg).await,
                 Requests::Answers => self.volunteer_answer(id, &msg).await,
+                Requests::Replays => self.replayed(&msg).await,
             };
             respond(&client, &msg, &reply).await;
         }
@@ -59,6 +65,17 @@ impl CaseBook {
                 Err(e) => self.refusal(&req.case_id, e),
             },
             Err(e) => self.malformed("action", msg, &format!("not an action request: {e}")).await,
+        }
+    }
+
+    /// A replayed or simulated action on `replay.action`.
+    async fn replayed(&self, msg: &async_nats::Message) -> ActionReply {
+        match serde_json::from_slice::<ReplayRequest>(&msg.payload) {
+            Ok(req) => match self.replay(&req).await {
+                Ok(r) => done(r, None),
+                Err(e) => self.refusal(&req.case_id, e),
+            },
+            Err(e) => self.malformed("replay", msg, &format!("not a replay request: {e}")).await,
         }
     }
 
@@ -114,6 +131,7 @@ impl CaseBook {
             match stage {
                 "action" => self.metrics.deadletter_action.inc("malformed"),
                 "answer" => self.metrics.deadletter_answer.inc("malformed"),
+                "replay" => self.metrics.deadletter_replay.inc("malformed"),
                 _ => {}
             }
         }

@@ -27,7 +27,8 @@
 //!   ([`tick`]);
 //! - `merging`: duplicate reports ([`is_duplicate`], [`merge`], [`split`]);
 //! - `actions`: departments', dispatchers', residents' and sources' actions ([`act`],
-//!   [`is_repeat`]).
+//!   [`is_repeat`]);
+//! - `replay`: an action from a record or a simulation, at the time it happened ([`replay()`]).
 
 mod actions;
 mod escalation;
@@ -37,6 +38,7 @@ mod open;
 mod outcome;
 mod policy;
 mod rating;
+mod replay;
 
 pub use actions::{act, is_repeat};
 pub use escalation::{Ladder, next_due, tick};
@@ -45,6 +47,7 @@ pub use offers::{answer, volunteer_step};
 pub use open::{open, report_ref};
 pub use outcome::{Effect, Outcome, Refused};
 pub use policy::{Deadlines, MergePolicy, Policy};
+pub use replay::{MAX_AFTER_OPEN_SECS, MAX_ORIGIN_CHARS, replay};
 
 #[cfg(test)]
 mod tests;

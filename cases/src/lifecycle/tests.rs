@@ -539,3 +539,90 @@ fn only_the_volunteer_who_took_the_case_reports_arriving_then_handing_over_once_
     let err = volunteer_step(&cancelled.record, "v1", VolunteerStep::Arrived, t(3)).expect_err("ended");
     assert!(err.to_string().contains("cancelled"), "{err}");
 }
+
+fn replayed(actor: Actor, after_open_secs: f64, action: Action) -> linkbus_wire::ReplayRequest {
+    linkbus_wire::ReplayRequest {
+        case_id: "c1".into(),
+        actor,
+        after_open_secs,
+        origin: "from the record".into(),
+        action,
+    }
+}
+
+#[test]
+fn a_replayed_action_happens_at_its_own_time_and_says_where_it_comes_from() {
+    let (p, l) = (policy(), ladder());
+    let r = open(&routed("c1", &[]), t(0), &p);
+    let accept = replayed(dept("station"), 0.25, Action::Accept {});
+    let r = replay(&r, &accept, t(100), &p, &l).expect("accept").record;
+    let at = t(0) + jiff::SignedDuration::from_millis(250);
+    assert_eq!((r.state, r.timeline[1].at, r.updated_at), (CaseState::Accepted, at, at));
+    assert_eq!(r.timeline[1].note.as_deref(), Some("from the record"));
+    assert_eq!(r.resolve_by, Some(at + p.deadlines(r.priority).resolve), "deadlines run from the replayed time");
+    let resolve = replayed(dept("station"), 50.0, Action::Resolve { note: "Case Resolved".into() });
+    let r = replay(&r, &resolve, t(100), &p, &l).expect("resolve").record;
+    assert_eq!((r.state, r.timeline[2].at), (CaseState::Resolved, t(50)));
+    assert_eq!(r.timeline[2].note.as_deref(), Some("Case Resolved (from the record)"));
+    let close = replayed(dept("station"), 50.0, Action::Close { note: None });
+    let closed = replay(&r, &close, t(100), &p, &l).expect("close at the same time as the last entry").record;
+    assert_eq!((closed.state, closed.timeline[3].at), (CaseState::Closed, t(50)));
+    let rate = replayed(
+        Actor { kind: ActorKind::Resident, id: "reporter".into() },
+        60.0,
+        Action::Rate { score: 4, solved: true, comment: None },
+    );
+    let r = replay(&r, &rate, t(60), &p, &l).expect("rate, at exactly now").record;
+    assert_eq!((r.ratings[0].at, r.timeline[3].at), (t(60), t(60)));
+}
+
+#[test]
+fn a_replayed_action_is_refused_in_the_future_out_of_order_or_as_a_party_that_may_not_replay() {
+    let (p, l) = (policy(), ladder());
+    let r = open(&routed("c1", &[]), t(0), &p);
+    let refused = |req: &linkbus_wire::ReplayRequest, now: i64| {
+        replay(&r, req, t(now), &p, &l).map(|o| o.record.state).expect_err("refused").to_string()
+    };
+    assert!(refused(&replayed(dept("station"), 10.5, Action::Accept {}), 10).starts_with("not yet"));
+    for secs in [-1.0, f64::NAN, f64::INFINITY, MAX_AFTER_OPEN_SECS * 2.0] {
+        assert!(refused(&replayed(dept("station"), secs, Action::Accept {}), 10).contains("after_open_secs"), "{secs}");
+    }
+    let ten_years = 10.0 * 365.25 * 86_400.0;
+    let long_after = replayed(dept("station"), ten_years, Action::Accept {});
+    assert!(replay(&r, &long_after, t(11 * 366 * 86_400), &p, &l).is_ok(), "a record ten years long is replayed");
+    let later = replay(&r, &replayed(dept("station"), 5.0, Action::Accept {}), t(10), &p, &l).expect("accept").record;
+    let early = replayed(dept("station"), 4.0, Action::Resolve { note: "done".into() });
+    let err = replay(&later, &early, t(10), &p, &l).expect_err("before the accept").to_string();
+    assert!(err.contains("before the case's last entry"), "{err}");
+    for kind in [ActorKind::Dispatcher, ActorKind::System, ActorKind::Volunteer] {
+        let req = replayed(Actor { kind, id: "x".into() }, 1.0, Action::Close { note: None });
+        assert!(refused(&req, 10).starts_with("forbidden"), "{kind:?}");
+    }
+    assert!(refused(&replayed(dept("other"), 1.0, Action::Accept {}), 10).starts_with("forbidden"), "not theirs");
+    let mut blank = replayed(dept("station"), 1.0, Action::Accept {});
+    blank.origin = " ".into();
+    assert!(refused(&blank, 10).contains("origin"));
+    blank.origin = "x".repeat(MAX_ORIGIN_CHARS + 1);
+    assert!(refused(&blank, 10).contains("origin"));
+    blank.origin = "x".repeat(MAX_ORIGIN_CHARS);
+    assert!(replay(&r, &blank, t(10), &p, &l).is_ok(), "{MAX_ORIGIN_CHARS} characters are fine");
+    assert!(refused(&replayed(dept("station"), 1.0, Action::Split { report_id: "c2".into() }), 10).contains("split"));
+}
+
+#[test]
+fn replay_requests_refuse_unknown_and_missing_fields() {
+    let ok: linkbus_wire::ReplayRequest = serde_json::from_str(
+        r#"{"case_id":"c1","actor":{"kind":"department","id":"station"},"after_open_secs":1.5,"origin":"o","action":"accept"}"#,
+    )
+    .expect("a replay request");
+    assert_eq!((ok.after_open_secs, ok.action), (1.5, Action::Accept {}));
+    for bad in [
+        r#"{"case_id":"c1","actor":{"kind":"department","id":"s"},"after_open_secs":1,"origin":"o","action":"accept","x":1}"#,
+        r#"{"case_id":"c1","actor":{"kind":"department","id":"s"},"origin":"o","action":"accept"}"#,
+        r#"{"case_id":"c1","actor":{"kind":"king","id":"s"},"after_open_secs":1,"origin":"o","action":"accept"}"#,
+        r#"{"case_id":"c1","actor":{"kind":"department","id":"s"},"after_open_secs":"1","origin":"o","action":"accept"}"#,
+        r#"{"actor":{"kind":"department","id":"s"},"after_open_secs":1,"origin":"o","action":"accept"}"#,
+    ] {
+        assert!(serde_json::from_str::<linkbus_wire::ReplayRequest>(bad).is_err(), "{bad}");
+    }
+}
