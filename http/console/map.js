@@ -252,7 +252,16 @@ export function drawRouting(r, pan) {
  * leaves visible of the map. */
 function focus(here) {
   const map = view.map, zoom = Math.max(map.getZoom(), FOCUS_ZOOM);
-  map.setView(map.unproject(map.project(here, zoom).add([($('detail').offsetWidth + 20) / 2, 0]), zoom), zoom, { animate: false });
+  map.setView(map.unproject(map.project(here, zoom).add([covered() / 2, 0]), zoom), zoom, { animate: false });
+}
+
+/** How much of the map's right side the detail panel covers, pixels, with a margin (none when it
+ * is closed, or, on a narrow screen, lies over the board instead). */
+function covered() {
+  const detail = $('detail');
+  if (detail.hidden) return 0;
+  const map = view.map.getContainer().getBoundingClientRect(), panel = detail.getBoundingClientRect();
+  return panel.left < map.right ? map.right - panel.left + 10 : 0;
 }
 
 /** Zooms to the community `id` (the board's filter), if it has a boundary. */
@@ -274,8 +283,7 @@ export function mapCaseIds() { return [...view.markers.keys()].filter((id) => vi
  * and the point centred in what the detail panel leaves visible (`focus`, `[lat, lon]`). */
 export function mapView() {
   const map = view.map, b = map.getBounds(), size = map.getSize();
-  const panel = $('detail').hidden ? 0 : $('detail').offsetWidth + 20;
-  const f = map.containerPointToLatLng([(size.x - panel) / 2, size.y / 2]);
+  const f = map.containerPointToLatLng([(size.x - covered()) / 2, size.y / 2]);
   return { zoom: map.getZoom(), regionZoom: map.getBoundsZoom(state.region.bounds || view.communityLayer.getBounds()), bounds: [[b.getSouth(), b.getWest()], [b.getNorth(), b.getEast()]], focus: [f.lat, f.lng] };
 }
 

@@ -196,6 +196,72 @@ async fn an_opened_case_is_zoomed_to_and_whole_region_returns() {
     page.browser.close().await.expect("close");
 }
 
+/// Where the detail panel lies against the map and the window: `{detail: [left, right], map:
+/// [left, right], width}` in client pixels.
+const PANEL: &str = "const d = document.getElementById('detail').getBoundingClientRect(), \
+    m = document.getElementById('map-wrap').getBoundingClientRect(); \
+    return !document.getElementById('detail').hidden && d.width > 0 && \
+      { detail: [d.left, d.right], map: [m.left, m.right], width: window.innerWidth };";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_narrow_screen_the_opened_case_is_whole_and_leaves_the_map_whole() {
+    let page = Beijing::start().await;
+    let (_, lon, lat) = DUOFUXIANG;
+    let event = case("map-narrow-1", SourceSystem::PublicService, "street_and_sidewalk_cleaning", lon, lat);
+    publish_case(&page.bus.js, &event).await;
+    shows_case(&page.browser, "map-narrow-1").await;
+    page.browser
+        .find(Locator::Css("#board-rows .row[data-case-id=\"map-narrow-1\"]"))
+        .await
+        .expect("its row")
+        .click()
+        .await
+        .expect("open it");
+    let px = |v: &Value| v.as_f64().expect("pixels");
+    // A wide screen: the detail over the map, inside it, and no more than half of it.
+    let wide = until(&page.browser, "the detail open", PANEL, vec![]).await;
+    let (detail, map) = (&wide["detail"], &wide["map"]);
+    assert!(px(&detail[0]) >= px(&map[0]) && px(&detail[1]) <= px(&map[1]), "{wide}");
+    assert!(px(&detail[1]) - px(&detail[0]) <= (px(&map[1]) - px(&map[0])) / 2.0, "{wide}");
+    // A street office's 1024 and 800 pixels: the whole detail in the window, none of the map
+    // under it.
+    for (width, height) in [(1024, 768), (800, 700)] {
+        page.browser.set_window_size(width, height).await.expect("resize");
+        let narrow = until(
+            &page.browser,
+            &format!("the layout at {width} px"),
+            &format!("const w = window.innerWidth; return w <= {width} && (() => {{ {PANEL} }})();"),
+            vec![],
+        )
+        .await;
+        let (detail, map) = (&narrow["detail"], &narrow["map"]);
+        assert!(px(&detail[0]) >= 0.0 && px(&detail[1]) <= px(&narrow["width"]) + 0.5, "cut off at {width}: {narrow}");
+        assert!(px(&detail[0]) >= px(&map[1]) - 0.5, "the detail covers the map at {width}: {narrow}");
+        assert!(px(&map[1]) - px(&map[0]) >= 300.0, "the map is {narrow} at {width}");
+    }
+    // Opened again at 800 pixels: centred in the whole map, which the detail no longer covers.
+    page.browser.find(Locator::Id("detail-close")).await.expect("close button").click().await.expect("close");
+    page.browser
+        .find(Locator::Css("#board-rows .row[data-case-id=\"map-narrow-1\"]"))
+        .await
+        .expect("its row")
+        .click()
+        .await
+        .expect("open it again");
+    let view = until(
+        &page.browser,
+        "the detail open again",
+        "const v = window.linkbusConsole.mapView(); return !document.getElementById('detail').hidden && v",
+        vec![],
+    )
+    .await;
+    let off = metres(point(&view["focus"]), (lat, lon));
+    assert!(off < 30.0, "the case is {off:.0} m from the middle of the map at 800 px: {view}");
+    let actions = page.browser.find(Locator::Css("#detail-actions button[data-act=\"close\"]")).await.expect("close");
+    assert!(actions.is_displayed().await.expect("shown"), "the detail's actions are reachable");
+    page.browser.close().await.expect("close");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dense_cases_cluster_at_the_regions_zoom_and_a_p1_stays_on_top() {
     const N: usize = 500;
