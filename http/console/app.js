@@ -13,12 +13,12 @@
 // supervision.js (the 街道 ranking) · dom.js. This one signs in and out, switches the language, and wires the views together.
 import { alertLog, initAlerts, renderAlertsButton, renderUrgent } from './alerts.js';
 import { api } from './api.js';
-import { fillFilters, initBoard, measureFrames, renderRows } from './board.js';
+import { fillFilters, initBoard, measureFrames, renderRows, streetCommunities } from './board.js';
 import { initDetail, refreshDetail, renderDetail, select } from './detail.js';
 import { $, narrow } from './dom.js';
 import { connect, disconnect, invalidate, setLive } from './events.js';
 import { fmtTime, t, tz } from './i18n.js';
-import { buildLegend, clusterList, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, shownLabels, zoomToCommunity } from './map.js';
+import { buildLegend, clusterList, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, shownLabels, zoomToCommunities } from './map.js';
 import { initSearch, openFromHash } from './search.js';
 import { initSupervision, renderSupervision } from './supervision.js';
 import { serverNow, state } from './state.js';
@@ -78,7 +78,8 @@ async function open() {
     fillFilters();
     initBoard(select, invalidate);
     initSearch();
-    $('f-community').addEventListener('change', () => zoomToCommunity($('f-community').value));
+    $('f-community').addEventListener('change', () => zoomToCommunities([$('f-community').value]));
+    $('f-street').addEventListener('change', () => zoomToCommunities(streetCommunities($('f-street').value)));
     // 2,300 communities in Beijing: typing narrows the list and picks the first match.
     $('f-community-find').addEventListener('input', (e) => { if (narrow($('f-community'), e.target.value)) $('f-community').dispatchEvent(new Event('change')); });
     setInterval(tick, 1000);

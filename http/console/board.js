@@ -11,7 +11,7 @@ const ROW_H = 46;
 /** Rows kept beyond each edge of the view, so a quick scroll shows no gap. */
 const OVERSCAN = 8;
 /** The filters' select elements. */
-const FILTER_IDS = ['f-state', 'f-priority', 'f-system', 'f-community', 'f-department'];
+const FILTER_IDS = ['f-state', 'f-priority', 'f-system', 'f-street', 'f-community', 'f-department'];
 
 /** Wires the board: a click or Enter on a row calls `select(id)`; a filter's change `invalidate()`. */
 export function initBoard(select, invalidate) {
@@ -36,13 +36,23 @@ export function fillFilters() {
   fillSelect('f-state', t('all_states'), STATES.map((s) => [s, stateName(s)]));
   fillSelect('f-priority', t('all_priorities'), [1, 2, 3, 4].map((p) => [String(p), t('priority_n', p)]));
   fillSelect('f-system', t('all_systems'), SYSTEMS.map((s) => [s, t('system_' + s)]));
+  const streets = (state.region.areas || []).filter((a) => a.level === 'sub_district');
+  fillSelect('f-street', t('all_streets'), streets.map((a) => [a.code, a.name]).sort((a, b) => a[1].localeCompare(b[1])));
+  $('f-street').hidden = streets.length === 0; // San Francisco has no 街道
   fillSelect('f-community', t('all_communities'), state.region.communities.map((c) => [c.id, c.name]).sort((a, b) => a[1].localeCompare(b[1])));
   fillSelect('f-department', t('all_departments'), state.region.departments.map((d) => [d.id, localName(d)]).sort((a, b) => a[1].localeCompare(b[1])));
 }
 
 function filters() {
-  return { state: $('f-state').value, priority: $('f-priority').value, system: $('f-system').value, community: $('f-community').value, department: $('f-department').value };
+  const street = $('f-street').value;
+  return {
+    state: $('f-state').value, priority: $('f-priority').value, system: $('f-system').value, community: $('f-community').value, department: $('f-department').value,
+    inStreet: street ? new Set(streetCommunities(street)) : null,
+  };
 }
+
+/** The ids of the communities of the 街道 (sub-district) `code`. */
+export function streetCommunities(code) { return state.region.communities.filter((c) => c.sub_district === code).map((c) => c.id); }
 
 /** Orders the cases that pass the filters, shows only those on the map, and writes the rows. */
 export function orderAndRender() {

@@ -13,10 +13,11 @@ const DONE = new Set(['resolved', 'closed', 'cancelled']);
 export function isDone(c) { return DONE.has(c.state); }
 
 /** Whether case `c` passes the filters `f` (each '' for any: state, priority, system, community,
- * department). */
+ * department; `inStreet`, when set, the ids of the communities of the chosen 街道). */
 export function matches(c, f) {
   return (!f.state || c.state === f.state) && (!f.priority || String(c.priority) === f.priority) &&
     (!f.system || c.systems.includes(f.system)) && (!f.community || c.community === f.community) &&
+    (!f.inStreet || f.inStreet.has(c.community)) &&
     (!f.department || c.departments.includes(f.department) || c.accepted_by === f.department);
 }
 

@@ -264,10 +264,13 @@ function covered() {
   return panel.left < map.right ? map.right - panel.left + 10 : 0;
 }
 
-/** Zooms to the community `id` (the board's filter), if it has a boundary. */
-export function zoomToCommunity(id) {
-  const layer = view.communityShapes.get(id);
-  if (layer) view.map.fitBounds(layer.getBounds(), { padding: [40, 40], maxZoom: FOCUS_ZOOM, animate: false });
+/** Zooms to the communities `ids` (the board's filter: one community, or a 街道's), those with a
+ * boundary. */
+export function zoomToCommunities(ids) {
+  const layers = ids.map((id) => view.communityShapes.get(id)).filter(Boolean);
+  if (!layers.length) return;
+  const bounds = layers.reduce((b, layer) => b.extend(layer.getBounds()), L.latLngBounds(layers[0].getBounds()));
+  view.map.fitBounds(bounds, { padding: [40, 40], maxZoom: FOCUS_ZOOM, animate: false });
 }
 
 /** Removes the routing drawn by `drawRouting`. */

@@ -308,3 +308,42 @@ async fn dense_cases_cluster_at_the_regions_zoom_and_a_p1_stays_on_top() {
     assert!(rgba[0] > 180 && rgba[1] < 100, "the fire's red is on top of its cluster: {rgba:?}");
     page.browser.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn choosing_a_street_shows_its_cases_and_zooms_to_it() {
+    let page = Beijing::start().await;
+    let (id, lon, lat) = DUOFUXIANG;
+    let beijing = linkbus_geo_data::Region::load(repo_root().join("geo-data/beijing")).expect("Beijing loads");
+    let street = beijing
+        .communities
+        .iter()
+        .find(|c| c.id == id)
+        .and_then(|c| c.sub_district.as_ref())
+        .expect("多福巷 has a 街道")
+        .code
+        .clone();
+    // One case in 东华门街道, one 8 km away in another.
+    let inside = case("street-in", SourceSystem::PublicService, "streetlights", lon, lat);
+    let outside = case("street-out", SourceSystem::PublicService, "streetlights", lon + 0.1, lat - 0.02);
+    for event in [&inside, &outside] {
+        publish_case(&page.bus.js, event).await;
+        shows_case(&page.browser, &event.id).await;
+    }
+    let region = page.view().await;
+    let select = page.browser.find(Locator::Id("f-street")).await.expect("the 街道 filter");
+    select.select_by_value(&street).await.expect("choose 东华门街道");
+    let view = until(
+        &page.browser,
+        "the board and map narrowed to the 街道",
+        "const ids = window.linkbusConsole.mapCaseIds(); const v = window.linkbusConsole.mapView(); \
+         return ids.length === 1 && ids[0] === 'street-in' && v.zoom > arguments[0] && v;",
+        vec![region["zoom"].clone()],
+    )
+    .await;
+    let (south_west, north_east) = (point(&view["bounds"][0]), point(&view["bounds"][1]));
+    assert!(
+        (south_west.0..=north_east.0).contains(&lat) && (south_west.1..=north_east.1).contains(&lon),
+        "the 街道's case is outside the map's view: {view}"
+    );
+    page.browser.close().await.expect("close");
+}

@@ -36,7 +36,7 @@ pub(super) fn region_info(region: &Region, config: &ConsoleConfig, labels: &[(ge
         "bounds": bounds,
         "departments": region.departments.departments.iter().map(|d| json!({ "id": d.id, "name": d.name, "names": d.names })).collect::<Vec<_>>(),
         "categories": region.categories.iter().map(|c| json!({ "id": c.id, "name": c.name, "names": c.names })).collect::<Vec<_>>(),
-        "communities": region.communities.iter().map(|c| json!({ "id": c.id, "name": c.name })).collect::<Vec<_>>(),
+        "communities": region.communities.iter().map(|c| json!({ "id": c.id, "name": c.name, "sub_district": c.sub_district.as_ref().map(|s| &s.code) })).collect::<Vec<_>>(),
         "areas": super::labels::area_labels(region, labels),
         "tile_url": config.tile_url,
         "tile_attribution": config.tile_attribution,
