@@ -266,6 +266,19 @@ impl Drop for OpenStream {
     }
 }
 
+/// The body of a request about case `case_id`, read as `T` (`what` it should be, for the
+/// error); 422 for an id that is no case id or a body that is not a `T`.
+fn on_case<T: serde::de::DeserializeOwned>(
+    case_id: &str,
+    body: Result<Bytes, BytesRejection>,
+    what: &str,
+) -> Result<T, ApiError> {
+    if !linkbus_wire::is_event_id(case_id) {
+        return Err(ApiError::Invalid(format!("{case_id:?} is not a case id")));
+    }
+    serde_json::from_slice(&body?).map_err(|e| ApiError::Invalid(format!("not {what}: {e}")))
+}
+
 /// `POST /api/volunteer/me/offers/{case_id}/answer`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,11 +298,7 @@ pub(super) async fn answer(
 ) -> Result<Json<ActionReply>, ApiError> {
     let app = state.app()?;
     let result = async {
-        if !linkbus_wire::is_event_id(&case_id) {
-            return Err(ApiError::Invalid(format!("{case_id:?} is not a case id")));
-        }
-        let Answer { accept } =
-            serde_json::from_slice(&body?).map_err(|e| ApiError::Invalid(format!("not an answer: {e}")))?;
+        let Answer { accept } = on_case(&case_id, body, "an answer")?;
         let (record, assignment) = app.book.answer(&id, &VolunteerAnswer { case_id, accept }).await?;
         info!(volunteer = %id, case = %record.case_id, accept, "volunteer answered in the app");
         Ok(ActionReply { ok: true, case_id: record.case_id, state: Some(record.state), error: None, assignment })
@@ -317,11 +326,7 @@ pub(super) async fn step(
 ) -> Result<Json<ActionReply>, ApiError> {
     let app = state.app()?;
     let result = async {
-        if !linkbus_wire::is_event_id(&case_id) {
-            return Err(ApiError::Invalid(format!("{case_id:?} is not a case id")));
-        }
-        let Step { step } =
-            serde_json::from_slice(&body?).map_err(|e| ApiError::Invalid(format!("not a step: {e}")))?;
+        let Step { step } = on_case(&case_id, body, "a step")?;
         let record = app.book.volunteer_step(&id, &VolunteerStepReport { case_id, step }).await?;
         info!(volunteer = %id, case = %record.case_id, ?step, "volunteer reported a step in the app");
         Ok(ActionReply { ok: true, case_id: record.case_id, state: Some(record.state), error: None, assignment: None })
