@@ -81,7 +81,8 @@ fn router_config(dir: &Path) -> std::path::PathBuf {
     let unlocked =
         format!("[nats.auth]\nnkey_seed_file = {:?}\ninbox_prefix = \"_INBOX.linkbus\"\n", seed.display().to_string());
     let path = dir.join("linkbus.toml");
-    std::fs::write(&path, shipped.replace(api, "listen = \"127.0.0.1:0\"").replace(auth, &unlocked)).expect("write");
+    let config = shipped.replace(api, "listen = \"127.0.0.1:0\"").replace(auth, &unlocked);
+    std::fs::write(&path, format!("{config}\n{}", linkbus_tests::storage_toml())).expect("write");
     path
 }
 
@@ -292,7 +293,7 @@ async fn a_three_node_cluster_with_two_routers_routes_each_case_once_through_a_n
     let js = jetstream::new(client.clone());
     // JetStream answers once the nodes have elected a meta leader; provisioning (which every
     // `linkbus up` does too, idempotently) is the real condition.
-    let settings = StreamSettings { replicas: 3, ..StreamSettings::default() };
+    let settings = StreamSettings { replicas: 3, ..linkbus_tests::test_stream_settings() };
     let deadline = tokio::time::Instant::now() + WAIT;
     while let Err(e) = linkbus_bus::nats::provision(&js, &settings).await {
         assert!(tokio::time::Instant::now() < deadline, "the cluster never served JetStream: {e}");

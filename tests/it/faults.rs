@@ -89,7 +89,7 @@ fn fault_config(bus: &TestBus) -> linkbus::config::Config {
 /// in the middle of); their ids. They are numbered from 20,000, so none is at the point of a
 /// case of the steady load (which would merge them).
 async fn backlog(bus: &TestBus, prefix: &str, n: usize) -> Vec<String> {
-    linkbus_bus::nats::provision(&bus.js, &Default::default()).await.expect("provision");
+    linkbus_bus::nats::provision(&bus.js, &linkbus_tests::test_stream_settings()).await.expect("provision");
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         let event = load::load_case(prefix, 20_000 + i);

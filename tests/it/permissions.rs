@@ -123,6 +123,7 @@ async fn each_role_may_do_its_part_and_nothing_else() {
     let stranger = dir.path().join("stranger.nk");
     std::fs::write(&stranger, nkeys::KeyPair::new_user().seed().expect("seed")).expect("write");
     let mut config = Config::default();
+    config.storage = linkbus_tests::test_storage();
     config.nats.url = Some(url.clone());
     config.nats.auth.nkey_seed_file = Some(stranger);
     let err = service::connect_configured(&url, &config.nats, WAIT, None).await.expect_err("unknown key refused");
@@ -383,7 +384,9 @@ async fn a_password_from_the_environment_overrides_the_file_and_a_wrong_one_fail
     nats.auth.user = Some("linkbus".into());
     nats.auth.password = Some("s3cret-from-env".into());
     let client = service::connect_configured(&server.url(), &nats, WAIT, None).await.expect("connects");
-    linkbus_bus::nats::provision(&jetstream::new(client), &Default::default()).await.expect("provision");
+    linkbus_bus::nats::provision(&jetstream::new(client), &linkbus_tests::test_stream_settings())
+        .await
+        .expect("provision");
 
     let report = |password: Option<&str>| {
         let mut command = linkbus_command();

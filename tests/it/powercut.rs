@@ -301,6 +301,7 @@ async fn the_cost_of_syncing() {
 
             let mut linkbus_config = linkbus::config::Config::default();
             linkbus_config.nats.url = Some(server.url());
+            linkbus_config.storage = linkbus_tests::test_storage();
             linkbus_config.region.dir = sf_region_dir();
             let service = linkbus::service::Service::start(&linkbus_config, &region, client, "/cost".into())
                 .await

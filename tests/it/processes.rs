@@ -33,7 +33,7 @@ async fn a_router_killed_mid_stream_loses_no_case_and_routes_none_twice() {
     let config = write_config(bus.dir.path(), &router_config(&bus));
 
     // A backlog of real cases waiting on the ingest stream.
-    linkbus_bus::nats::provision(&bus.js, &Default::default()).await.expect("provision");
+    linkbus_bus::nats::provision(&bus.js, &linkbus_tests::test_stream_settings()).await.expect("provision");
     let csv = std::fs::File::open(sf_region_dir().join("sf311-cases-sample.csv")).expect("csv");
     let cases: Vec<_> = sf311::read(csv).map(|c| c.expect("row").event).collect();
     for case in &cases {

@@ -1,6 +1,6 @@
 //! `docs/scenario-119.sh` runs as written against `linkbus up` started with
 //! `docs/scenario-119.toml` (its embedded nats-server and API moved to free ports and a
-//! temporary folder), and walks its case to `closed`.
+//! temporary folder, its streams given the tests' storage limits), and walks its case to `closed`.
 
 use std::process::Command;
 
@@ -15,7 +15,7 @@ fn the_119_scenario_runs_as_written_against_linkbus_up() {
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
         .replace("[nats]\n", "[nats]\nembedded_port = 0\n");
     let config_path = dir.path().join("scenario.toml");
-    std::fs::write(&config_path, config).expect("write config");
+    std::fs::write(&config_path, format!("{config}\n{}", linkbus_tests::storage_toml())).expect("write config");
 
     let bin = env!("CARGO_BIN_EXE_linkbus-under-test");
     let (_up, announced) = linkbus_tests::start_up(

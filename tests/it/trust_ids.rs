@@ -69,6 +69,7 @@ impl Locked {
         let server = NatsProcess::start(&conf, port, &[], &dir.path().join("nats-server.log")).await;
 
         let mut config = Config::default();
+        config.storage = linkbus_tests::test_storage();
         config.nats.url = Some(server.url());
         config.nats.auth = auth_for(&auth_dir, &Role::Service);
         config.region.dir = sf_region_dir();
@@ -394,13 +395,13 @@ async fn the_single_ingest_stream_of_earlier_versions_is_retired_once_routed() {
         .await
         .expect("the routers' durable");
     publish_raw(&bus.js, "ingest.public_service.sewer_issues", "sf311-1", "{}".into()).await;
-    let err = nats::provision(&bus.js, &Default::default()).await.expect_err("an unrouted report");
+    let err = nats::provision(&bus.js, &linkbus_tests::test_stream_settings()).await.expect_err("an unrouted report");
     assert!(err.to_string().contains("still holds 1 case reports no router has acknowledged"), "{err}");
 
     let mut batch = consumer.fetch().max_messages(1).messages().await.expect("fetch");
     let msg = tokio::time::timeout(WAIT, batch.next()).await.expect("in time").expect("one").expect("ok");
     msg.double_ack().await.expect("routed");
-    nats::provision(&bus.js, &Default::default()).await.expect("provisioned once all is routed");
+    nats::provision(&bus.js, &linkbus_tests::test_stream_settings()).await.expect("provisioned once all is routed");
     assert!(bus.js.get_stream(nats::LEGACY_STREAM_INGEST).await.is_err(), "the old stream is gone");
     for stream in nats::INGEST_STREAMS {
         bus.js.get_stream(stream).await.expect("a stream per system");

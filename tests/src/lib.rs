@@ -213,13 +213,21 @@ pub async fn connect_embedded(data_dir: &std::path::Path) -> async_nats::Client 
 }
 
 /// Writes a configuration file for `linkbus` processes on this bus: `extra`, with the test
-/// cases' ids and source ([`case`]'s) accepted from every system (`[ingest] unclaimed`).
+/// cases' ids and source ([`case`]'s) accepted from every system (`[ingest] unclaimed`) and the
+/// tests' storage limits ([`storage_toml`]).
 pub fn write_config(dir: &std::path::Path, extra: &str) -> PathBuf {
     let path = dir.join("linkbus.toml");
+    let text = format!("[ingest]\nunclaimed = \"accept\"\n\n{}\n{extra}", storage_toml());
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// [`test_storage`] as a `[storage]` table, for configuration files.
+pub fn storage_toml() -> String {
     let storage = test_storage();
-    let text = format!(
-        "[ingest]\nunclaimed = \"accept\"\n\n[storage]\ningest_mib = {}\nrouted_mib = {}\ncases_mib = {}\n\
-         offers_mib = {}\ndeadletter_mib = {}\ncase_records_mib = {}\nvolunteers_mib = {}\nsmall_bucket_mib = {}\n\n{extra}",
+    format!(
+        "[storage]\ningest_mib = {}\nrouted_mib = {}\ncases_mib = {}\noffers_mib = {}\ndeadletter_mib = {}\n\
+         case_records_mib = {}\nvolunteers_mib = {}\nsmall_bucket_mib = {}\n",
         storage.ingest_mib,
         storage.routed_mib,
         storage.cases_mib,
@@ -228,9 +236,13 @@ pub fn write_config(dir: &std::path::Path, extra: &str) -> PathBuf {
         storage.case_records_mib,
         storage.volunteers_mib,
         storage.small_bucket_mib,
-    );
-    std::fs::write(&path, text).expect("write config");
-    path
+    )
+}
+
+/// The default stream settings with [`test_storage`]'s limits, for a test that provisions the
+/// bus itself.
+pub fn test_stream_settings() -> linkbus_bus::nats::StreamSettings {
+    linkbus_bus::nats::StreamSettings { storage: test_storage(), ..Default::default() }
 }
 
 /// Byte limits for a test's streams and buckets: JetStream reserves each limit against its
