@@ -122,8 +122,7 @@ async fn each_role_may_do_its_part_and_nothing_else() {
     assert_eq!(anonymous.kind(), async_nats::ConnectErrorKind::AuthorizationViolation);
     let stranger = dir.path().join("stranger.nk");
     std::fs::write(&stranger, nkeys::KeyPair::new_user().seed().expect("seed")).expect("write");
-    let mut config = Config::default();
-    config.storage = linkbus_tests::test_storage();
+    let mut config = Config { storage: linkbus_tests::test_storage(), ..Default::default() };
     config.nats.url = Some(url.clone());
     config.nats.auth.nkey_seed_file = Some(stranger);
     let err = service::connect_configured(&url, &config.nats, WAIT, None).await.expect_err("unknown key refused");

@@ -68,8 +68,7 @@ impl Locked {
         std::fs::write(&conf, text).expect("server config");
         let server = NatsProcess::start(&conf, port, &[], &dir.path().join("nats-server.log")).await;
 
-        let mut config = Config::default();
-        config.storage = linkbus_tests::test_storage();
+        let mut config = Config { storage: linkbus_tests::test_storage(), ..Default::default() };
         config.nats.url = Some(server.url());
         config.nats.auth = auth_for(&auth_dir, &Role::Service);
         config.region.dir = sf_region_dir();
