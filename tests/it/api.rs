@@ -31,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Mission District, San Francisco: sewer issues go to `puc-sewer-ops`, street cleaning to
 /// `dpw-ops-queue` (with volunteers).
-const MISSION: (f64, f64) = (-122.4194, 37.7599);
+pub(super) const MISSION: (f64, f64) = (-122.4194, 37.7599);
 const DISPATCHER: &str = "k-dispatcher-5f0c3a9e61d24b7c8e1f";
-const SEWER: &str = "k-puc-sewer-ops-0b7e44c1a9d35f62";
+pub(super) const SEWER: &str = "k-puc-sewer-ops-0b7e44c1a9d35f62";
 const DPW: &str = "k-dpw-ops-queue-9d1a6c3e5b7f2048";
 const OPERATOR: &str = "k-operator-3c8e1b5d7f9a0246";
 /// The SF 311 app, relaying its residents' follow-ups and ratings.
@@ -42,8 +42,8 @@ const SOURCE: &str = "k-sf311-app-6e2d9b4a1c7f3058";
 const PUBLIC_RATE: u32 = 20;
 
 /// An HTTP client for the API that checks every response against the OpenAPI document.
-struct Api {
-    base: String,
+pub(super) struct Api {
+    pub(super) base: String,
     http: reqwest::Client,
     doc: Value,
     /// (path template, method, status) of every response seen.
@@ -127,7 +127,7 @@ fn strict(schema: &mut Value) {
 }
 
 /// The test keys, as `[[api.keys]]` holds them.
-fn keys() -> Vec<ApiKey> {
+pub(super) fn keys() -> Vec<ApiKey> {
     let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: hash_key(key), source: None };
     vec![
         key(ApiRole::Dispatcher, "ada", DISPATCHER),
@@ -141,7 +141,10 @@ fn keys() -> Vec<ApiKey> {
 
 /// Serves the API of `service` as `linkbus up` does, on a real socket, until the token is
 /// cancelled; a client for it that checks the served document is the generated one.
-async fn serve(config: &Config, service: &Service) -> (Api, CancellationToken, JoinHandle<std::io::Result<()>>) {
+pub(super) async fn serve(
+    config: &Config,
+    service: &Service,
+) -> (Api, CancellationToken, JoinHandle<std::io::Result<()>>) {
     let listener = tokio::net::TcpListener::bind(&config.api.listen).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let state = ApiState::new(service.cases.clone(), &config.api)
