@@ -65,10 +65,14 @@ pub fn document() -> Value {
         error_body: error_body.clone(),
     };
     let mut schemas = out.take_definitions(true);
-    // Written by `linkbus_adapters::open311::render::error`, the spec's shape.
+    // Open311's error list (written by `linkbus_adapters::open311`, the spec's shape) and formats.
     schemas.insert(
         "Open311Error".into(),
         json!({ "type": "object", "description": "An Open311 error.", "properties": { "code": { "type": "integer", "description": "The HTTP status." }, "description": { "type": "string", "description": "What is wrong." } }, "required": ["code", "description"] }),
+    );
+    schemas.insert(
+        "Open311Format".into(),
+        json!({ "type": "string", "enum": ["json", "xml"], "description": "An Open311 answer's format, the extension of its path." }),
     );
     let mut into = settings().for_deserialize().into_generator();
     let action = into.subschema_for::<Action>();
@@ -739,7 +743,7 @@ fn open311_paths(s: &Open311Schemas) -> Value {
     // JSON as `schema` says, or the spec's XML.
     let answer = |description: &str, schema: &Value| json!({ "description": description, "content": { "application/json": { "schema": schema }, "text/xml": { "schema": { "type": "string" } } } });
     let error = |description: &str| answer(&format!("{description} The spec's error list."), &errors);
-    let format = json!({ "name": "format", "in": "path", "required": true, "description": "The answer's format: the path's extension.", "schema": { "type": "string", "enum": ["json", "xml"] } });
+    let format = json!({ "name": "format", "in": "path", "required": true, "description": "The answer's format: the path's extension.", "schema": { "$ref": "#/components/schemas/Open311Format" } });
     let api_key = |what: &str| json!({ "name": "api_key", "in": "query", "required": false, "description": format!("An API key (or `Authorization: Bearer`): {what}"), "schema": { "type": "string" } });
     let read_key = api_key(
         "needed only where `public_reads = false`: a source key of the adapter's source, a dispatcher's or an operator's.",

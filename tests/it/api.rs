@@ -42,8 +42,8 @@ const SOURCE: &str = "k-sf311-app-6e2d9b4a1c7f3058";
 const PUBLIC_RATE: u32 = 20;
 
 /// An HTTP client for the API that checks every response against the OpenAPI document.
-pub(super) struct Api {
-    pub(super) base: String,
+struct Api {
+    base: String,
     http: reqwest::Client,
     doc: Value,
     /// (path template, method, status) of every response seen.
@@ -141,10 +141,7 @@ pub(super) fn keys() -> Vec<ApiKey> {
 
 /// Serves the API of `service` as `linkbus up` does, on a real socket, until the token is
 /// cancelled; a client for it that checks the served document is the generated one.
-pub(super) async fn serve(
-    config: &Config,
-    service: &Service,
-) -> (Api, CancellationToken, JoinHandle<std::io::Result<()>>) {
+async fn serve(config: &Config, service: &Service) -> (Api, CancellationToken, JoinHandle<std::io::Result<()>>) {
     let listener = tokio::net::TcpListener::bind(&config.api.listen).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let state = ApiState::new(service.cases.clone(), &config.api)
