@@ -4,6 +4,11 @@
 //! Its schemas are generated from the Rust types: responses as they serialize, request bodies as
 //! they deserialize, the error body from [`linkbus_wire::http_error::ErrorBody`], the one every
 //! endpoint answers with. The paths and their prose are written here.
+//!
+//! It is written for client generators too (`tests/it/openapi_clients.rs` generates a Python
+//! client and TypeScript types from it): every operation has an `operationId` and its 4xx
+//! answers, string enums are `enum`s ([`linkbus_wire::schema::string_enums`]), and the variants
+//! of tagged unions are named components (`name_variants`).
 
 use std::sync::LazyLock;
 
@@ -94,6 +99,7 @@ pub fn document() -> Value {
             }
         }
     }
+    name_variants(&mut schemas);
 
     let body = |description: &str, schema: &schemars::Schema| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
     let error = |description: &str| body(description, &error_body);
@@ -486,6 +492,35 @@ pub fn document() -> Value {
         paths.extend(volunteers);
     }
     document
+}
+
+/// Names the variants of the tagged unions: `Action`'s `{"action": "accept", …}` becomes the
+/// component `ActionAccept`, which `Action`'s `oneOf` refers to, so that client generators name
+/// their classes after it rather than by position (`ActionType0`).
+fn name_variants(schemas: &mut serde_json::Map<String, Value>) {
+    let mut named = Vec::new();
+    for (name, schema) in schemas.iter_mut() {
+        let Some(variants) = schema.get_mut("oneOf").and_then(Value::as_array_mut) else { continue };
+        for variant in variants {
+            let properties = variant.get("properties").and_then(Value::as_object);
+            let Some(tag) = properties.and_then(|p| p.values().find_map(|v| v.get("const")?.as_str())) else {
+                continue;
+            };
+            let camel: String = tag
+                .split('_')
+                .flat_map(|word| {
+                    let mut chars = word.chars();
+                    chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars)
+                })
+                .collect();
+            let variant_name = format!("{name}{camel}");
+            let reference = json!({ "$ref": format!("#/components/schemas/{variant_name}") });
+            named.push((variant_name, std::mem::replace(variant, reference)));
+        }
+    }
+    for (name, schema) in named {
+        assert!(schemas.insert(name.clone(), schema).is_none(), "schema {name} is also a variant's name");
+    }
 }
 
 /// The schemas the volunteers' endpoints answer and take.
@@ -943,5 +978,14 @@ mod tests {
         let document = document();
         walk(&document, "");
         assert!(document["components"]["schemas"]["SourceSystem"]["enum"].is_array(), "SourceSystem is an enum");
+    }
+
+    #[test]
+    fn the_variants_of_tagged_unions_are_named_components() {
+        let document = document();
+        let schemas = &document["components"]["schemas"];
+        assert_eq!(schemas["Action"]["oneOf"][0], json!({ "$ref": "#/components/schemas/ActionAccept" }));
+        assert_eq!(schemas["ActionAccept"]["properties"]["action"]["const"], "accept");
+        assert_eq!(schemas["ActionAcknowledgeEscalation"]["properties"]["action"]["const"], "acknowledge_escalation");
     }
 }

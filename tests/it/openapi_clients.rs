@@ -38,7 +38,7 @@ from linkbus_client.api.default import (
     act_on_case, get_case, list_cases, open_311_create_request, open_311_services,
 )
 from linkbus_client.models import (
-    ActionType0, CaseList, CaseRecord, CaseState, Created, ErrorBody, Open311CreateRequestBody, Open311Format,
+    ActionAccept, CaseList, CaseRecord, CaseState, Created, ErrorBody, Open311CreateRequestBody, Open311Format,
     Service, SourceSystem,
 )
 
@@ -48,9 +48,9 @@ assert isinstance(listed, CaseList), listed
 ids = [c.case_id for c in listed.cases]
 one = get_case.sync(ids[0], client=client)
 assert isinstance(one, CaseRecord), one
-after = act_on_case.sync(ids[0], client=client, body=ActionType0(action="accept"))
+after = act_on_case.sync(ids[0], client=client, body=ActionAccept(action="accept"))
 assert isinstance(after, CaseRecord), after
-again = act_on_case.sync(ids[0], client=client, body=ActionType0(action="accept"))
+again = act_on_case.sync(ids[0], client=client, body=ActionAccept(action="accept"))
 assert isinstance(again, ErrorBody), again
 
 app = Client(base_url=sys.argv[1], raise_on_unexpected_status=True)

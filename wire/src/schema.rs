@@ -112,6 +112,21 @@ mod tests {
     }
 
     #[test]
+    fn anything_more_than_an_enum_is_left_alone() {
+        let a = json!({ "const": "a", "type": "string" });
+        for alternatives in [
+            json!([{ "const": "a", "type": "string", "deprecated": true }]),
+            json!([a, { "type": "string", "pattern": "^x" }]),
+            json!([a, { "type": "string" }, { "type": "string" }]),
+            json!([a, { "type": "integer" }]),
+            json!([{ "type": "string" }]),
+        ] {
+            let schema = json!({ "anyOf": alternatives });
+            assert_eq!(transformed(schema.clone()), schema);
+        }
+    }
+
+    #[test]
     fn nested_enums_are_rewritten_and_tagged_unions_are_not() {
         let tagged = json!({ "oneOf": [
             { "type": "object", "properties": { "kind": { "const": "x", "type": "string" } } },
