@@ -123,7 +123,7 @@ async fn served_document(base: &str, dir: &Path) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_generated_python_client_lists_reads_and_accepts_a_case() {
+async fn a_generated_python_client_works_a_case_and_open311() {
     let bus = TestBus::start().await;
     let mut config = bus.config();
     let app = ApiKey {
