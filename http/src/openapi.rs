@@ -4,6 +4,11 @@
 //! Its schemas are generated from the Rust types: responses as they serialize, request bodies as
 //! they deserialize, the error body from [`linkbus_wire::http_error::ErrorBody`], the one every
 //! endpoint answers with. The paths and their prose are written here.
+//!
+//! It is written for client generators too (`tests/it/openapi_clients.rs` generates a Python
+//! client and TypeScript types from it): every operation has an `operationId` and its 4xx
+//! answers, string enums are `enum`s ([`linkbus_wire::schema::string_enums`]), and the variants
+//! of tagged unions are named components (`name_variants`).
 
 use std::sync::LazyLock;
 
@@ -28,7 +33,11 @@ pub(crate) async fn serve() -> Response {
 
 /// The OpenAPI 3.1 document of the API and of the adapters' routes.
 pub fn document() -> Value {
-    let settings = || SchemaSettings::draft2020_12().with(|s| s.definitions_path = "/components/schemas".into());
+    let settings = || {
+        SchemaSettings::draft2020_12()
+            .with(|s| s.definitions_path = "/components/schemas".into())
+            .with_transform(linkbus_wire::schema::string_enums)
+    };
     let mut out = settings().for_serialize().into_generator();
     let case_list = out.subschema_for::<CaseList>();
     let case_record = out.subschema_for::<CaseRecord>();
@@ -45,6 +54,11 @@ pub fn document() -> Value {
     let ready_body = out.subschema_for::<ReadyBody>();
     let receipt = out.subschema_for::<linkbus_adapters::intake::Receipt>();
     let grid_batch = out.subschema_for::<linkbus_adapters::grid::BatchResult>();
+    let open311_out = Open311Schemas {
+        services: out.subschema_for::<Vec<linkbus_adapters::open311::Service>>(),
+        created: out.subschema_for::<Vec<linkbus_adapters::open311::Created>>(),
+        requests: out.subschema_for::<Vec<linkbus_adapters::open311::RequestView>>(),
+    };
     let volunteer_out = VolunteerSchemas {
         issued: out.subschema_for::<crate::volunteer::Issued>(),
         me: out.subschema_for::<crate::volunteer::Me>(),
@@ -56,6 +70,15 @@ pub fn document() -> Value {
         error_body: error_body.clone(),
     };
     let mut schemas = out.take_definitions(true);
+    // Open311's error list (written by `linkbus_adapters::open311`, the spec's shape) and formats.
+    schemas.insert(
+        "Open311Error".into(),
+        json!({ "type": "object", "description": "An Open311 error.", "properties": { "code": { "type": "integer", "description": "The HTTP status." }, "description": { "type": "string", "description": "What is wrong." } }, "required": ["code", "description"] }),
+    );
+    schemas.insert(
+        "Open311Format".into(),
+        json!({ "type": "string", "enum": ["json", "xml"], "description": "An Open311 answer's format, the extension of its path." }),
+    );
     let mut into = settings().for_deserialize().into_generator();
     let action = into.subschema_for::<Action>();
     let rating = into.subschema_for::<RatingRequest>();
@@ -76,6 +99,7 @@ pub fn document() -> Value {
             }
         }
     }
+    name_variants(&mut schemas);
 
     let body = |description: &str, schema: &schemars::Schema| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
     let error = |description: &str| body(description, &error_body);
@@ -104,7 +128,7 @@ pub fn document() -> Value {
             "503": unavailable
         })
     };
-    let adapters = adapter_paths(&receipt, &grid_batch, &error_body);
+    let adapters = adapter_paths(&receipt, &grid_batch, &error_body, &open311_out);
     let mut document = json!({
         "openapi": "3.1.0",
         "info": {
@@ -114,6 +138,7 @@ pub fn document() -> Value {
             "description": "Every endpoint but `/healthz`, `/readyz`, `/metrics`, this document, the commercial order webhooks (signed instead) and Open311 (its `api_key`) takes `Authorization: Bearer <key>`; the configuration holds SHA-256 hashes of the keys (`[[api.keys]]`, `linkbus api hash-key`). A department key sees only cases its department has or had and acts as that department; a dispatcher key sees and acts on every case; an operator key only reads; a source key (a source system's app relaying its residents' follow-ups and ratings) may only read and rate requests under `/api/requests/…`, those of the CloudEvents source it speaks for (`[[api.keys]] source`), and post to its adapter (`docs/adapters.md`). Webhook deliveries and department figures are read with a dispatcher or operator key, or a department key for its own. Every action is recorded in the case's timeline with its actor. The server closes a connection that sends no complete request head within `[api].header_timeout_secs` (an idle keep-alive connection too), answers 503 to a request whose body and answer take longer than `[api].request_timeout_secs`, and holds at most `[api].max_connections` (closing the longest-idle one for a new one). Errors are `ErrorBody`: `unauthorized` 401, `forbidden` 403, `not_found` 404, `conflict` 409 (the case's state refuses the action), `invalid` 422 (malformed request), `too_large` 413, `rate_limited` 429, `unavailable` 503; the adapters' routes also answer `malformed` 400 and `unsupported_media_type` 415.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
         },
+        "servers": [ { "url": "/", "description": "The linkbus service that serves this document (`[api].listen`, e.g. `http://127.0.0.1:8080`; behind a proxy, `[api].public_url`)." } ],
         "security": [ { "bearer": [] } ],
         "paths": {
             "/healthz": {
@@ -260,6 +285,7 @@ pub fn document() -> Value {
             "/api/track/{id}": {
                 "post": {
                     "operationId": "track",
+                    "security": [],
                     "summary": "The resident's tracking page's data: the public view of the case handling their report.",
                     "description": "No key: the body proves the caller may see the case, with its tracking token (from the receipt's link) or the last 4 digits of its reporter's phone. A wrong proof is answered as an unknown case (404). 5 wrong phone digits lock the case's phone proof for an hour (its token still works); 10 wrong proofs lock the client address (an IPv6 /64) for an hour (429). Rate-limited per client address (`[api].public_rate_per_minute`). The page itself is `GET /track/{id}`.",
                     "parameters": [ id_param("id", "The id of the resident's own case (the receipt's `case_id`), or its id in the source system (the request number).") ],
@@ -277,6 +303,7 @@ pub fn document() -> Value {
             "/api/track/{id}/rating": {
                 "post": {
                     "operationId": "trackRate",
+                    "security": [],
                     "summary": "The resident's rating from the tracking page; `solved: false` reopens the case.",
                     "description": "Proved, counted and locked as `POST /api/track/{id}`; recorded as `POST /api/requests/{source_id}/rating` records it (the resident's, relayed by `tracking-page`).",
                     "parameters": [ id_param("id", "The id of the resident's own case.") ],
@@ -467,6 +494,35 @@ pub fn document() -> Value {
     document
 }
 
+/// Names the variants of the tagged unions: `Action`'s `{"action": "accept", …}` becomes the
+/// component `ActionAccept`, which `Action`'s `oneOf` refers to, so that client generators name
+/// their classes after it rather than by position (`ActionType0`).
+fn name_variants(schemas: &mut serde_json::Map<String, Value>) {
+    let mut named = Vec::new();
+    for (name, schema) in schemas.iter_mut() {
+        let Some(variants) = schema.get_mut("oneOf").and_then(Value::as_array_mut) else { continue };
+        for variant in variants {
+            let properties = variant.get("properties").and_then(Value::as_object);
+            let Some(tag) = properties.and_then(|p| p.values().find_map(|v| v.get("const")?.as_str())) else {
+                continue;
+            };
+            let camel: String = tag
+                .split('_')
+                .flat_map(|word| {
+                    let mut chars = word.chars();
+                    chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars)
+                })
+                .collect();
+            let variant_name = format!("{name}{camel}");
+            let reference = json!({ "$ref": format!("#/components/schemas/{variant_name}") });
+            named.push((variant_name, std::mem::replace(variant, reference)));
+        }
+    }
+    for (name, schema) in named {
+        assert!(schemas.insert(name.clone(), schema).is_none(), "schema {name} is also a variant's name");
+    }
+}
+
 /// The schemas the volunteers' endpoints answer and take.
 struct VolunteerSchemas {
     issued: schemars::Schema,
@@ -602,7 +658,12 @@ fn volunteer_paths(s: VolunteerSchemas) -> Value {
 /// them. Their formats are foreign (CAP XML, a CAD system's JSON, signed order webhooks, grid
 /// batches, Open311's forms) and `docs/adapters.md` describes them; these entries say where they
 /// are, who may call them, and what they answer.
-fn adapter_paths(receipt: &schemars::Schema, grid_batch: &schemars::Schema, error_body: &schemars::Schema) -> Value {
+fn adapter_paths(
+    receipt: &schemars::Schema,
+    grid_batch: &schemars::Schema,
+    error_body: &schemars::Schema,
+    open311: &Open311Schemas,
+) -> Value {
     let json_body = |description: &str, schema: &schemars::Schema| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
     let error = |description: &str| json_body(description, error_body);
     let text = |media: &[&str], description: &str| {
@@ -665,8 +726,7 @@ fn adapter_paths(receipt: &schemars::Schema, grid_batch: &schemars::Schema, erro
     ]
     .into_iter()
     .collect();
-    let open311 = |param: &str, summary: &str| json!({ "summary": summary, "parameters": [ { "name": param, "in": "path", "required": true, "description": "With the format's extension: `.json` or `.xml`.", "schema": { "type": "string" } } ], "description": "Open311 GeoReport v2 (docs/adapters.md#public-service-open311-georeport-v2): `{resource}` is `services.json`, `services.xml`, `requests.json` or `requests.xml`; `api_key` (form, query string or `Authorization: Bearer`) is a source key of the Open311 adapter's source, or for reading a dispatcher's or operator's. Answers and errors are the spec's, in the format the extension names (errors: a list of `{code, description}`: 400 a field missing or out of range, 403 no or a wrong key, 404 unknown, 405 another method, 413 over 64 KiB, 415 not a form, 429 over the rate limit (per key; per address without a valid key), 503 NATS unavailable).", "security": [] });
-    json!({
+    let mut paths = json!({
         "/api/adapters/cap": intake("Cap", "emergency-cap-12", text(&["application/cap+xml", "application/xml", "text/xml"], "An OASIS CAP 1.2 alert; `Alert`/`Update`/`Cancel` with `references` act on the source's earlier case."), keyed("/cap")),
         "/api/adapters/cad": intake("Cad", "emergency-cad-incidents", text(&["application/json"], "A CAD incident (`kind` `new`, `update` or `cancel`)."), cad),
         "/api/adapters/commerce/{platform}/orders": {
@@ -696,13 +756,151 @@ fn adapter_paths(receipt: &schemars::Schema, grid_batch: &schemars::Schema, erro
                     "422": error("Not a batch at all, e.g. no header row or over `max_batch_rows` (`invalid`).")
                 }
             }
+        }
+    });
+    if let (Some(paths), Value::Object(more)) = (paths.as_object_mut(), open311_paths(open311)) {
+        paths.extend(more);
+    }
+    paths
+}
+
+/// The schemas of the Open311 answers in JSON (the XML ones carry the same fields).
+struct Open311Schemas {
+    services: schemars::Schema,
+    created: schemars::Schema,
+    requests: schemars::Schema,
+}
+
+/// Open311 GeoReport v2 (`linkbus_adapters::open311`): one operation per resource and method, the
+/// format named by the path's extension, errors the spec's list of `{code, description}`.
+fn open311_paths(s: &Open311Schemas) -> Value {
+    let errors = json!({ "type": "array", "items": { "$ref": "#/components/schemas/Open311Error" } });
+    // JSON as `schema` says, or the spec's XML.
+    let answer = |description: &str, schema: &Value| json!({ "description": description, "content": { "application/json": { "schema": schema }, "text/xml": { "schema": { "type": "string" } } } });
+    let error = |description: &str| answer(&format!("{description} The spec's error list."), &errors);
+    let format = json!({ "name": "format", "in": "path", "required": true, "description": "The answer's format: the path's extension.", "schema": { "$ref": "#/components/schemas/Open311Format" } });
+    let api_key = |what: &str| json!({ "name": "api_key", "in": "query", "required": false, "description": format!("An API key (or `Authorization: Bearer`): {what}"), "schema": { "type": "string" } });
+    let read_key = api_key(
+        "needed only where `public_reads = false`: a source key of the adapter's source, a dispatcher's or an operator's.",
+    );
+    let code_param = json!({ "name": "service_code", "in": "path", "required": true, "description": "The service's code.", "schema": { "type": "string" } });
+    let id_param = json!({ "name": "service_request_id", "in": "path", "required": true, "description": "The request's id.", "schema": { "type": "string" } });
+    let filter = |name: &str, description: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema });
+    let forbidden = error("No `api_key`, an unknown one, or one that may not do this (403, as the spec has it).");
+    let rate_limited =
+        error("Over the residents' rate limit (per key; per address without a valid key); `Retry-After` says when.");
+    let unavailable = error("NATS is unavailable; try again.");
+    let unknown = |what: &str| error(&format!("{what}."));
+    let field = |description: &str| json!({ "type": "string", "description": description });
+    let form = json!({
+        "type": "object",
+        "description": "The spec's fields; `attribute[<code>]` fields (at most 32) are kept in the case's description.",
+        "properties": {
+            "api_key": field("A source key speaking for the adapter's source (or `Authorization: Bearer`)."),
+            "service_code": field("One of `GET services`' codes."),
+            "lat": field("Latitude, in `datum` (with `long`, or an `address_string`)."),
+            "long": field("Longitude, in `datum`."),
+            "datum": { "type": "string", "enum": ["wgs84", "gcj02", "bd09"], "default": "wgs84", "description": "An extension: the datum of `lat`/`long`." },
+            "address_string": field("The address."),
+            "address_id": field("Not kept."),
+            "description": field("What is wrong, at most 4000 characters."),
+            "first_name": field("The reporter's first name."),
+            "last_name": field("The reporter's last name."),
+            "phone": field("The reporter's phone."),
+            "email": field("The reporter's email."),
+            "media_url": field("A photo's URL (kept in the description)."),
+            "device_id": field("The app's device id."),
+            "account_id": field("The reporter's account in the app.")
         },
-        "/open311/v2/{resource}": {
-            "get": open311("resource", "Open311: the services, or requests by id or filters (`start_date`, `end_date`, `status`, `service_code`)."),
-            "post": open311("resource", "Open311: a new service request (`requests.json` or `requests.xml`, `application/x-www-form-urlencoded`); 201 with `service_request_id`.")
+        "required": ["service_code"],
+        "additionalProperties": { "type": "string" }
+    });
+    let common = "Open311 GeoReport v2 (docs/adapters.md#public-service-open311-georeport-v2), present where `[adapters.open311]` is configured.";
+    json!({
+        "/open311/v2/services.{format}": {
+            "get": {
+                "operationId": "open311Services",
+                "summary": "Open311: the services (the configured `service_code` map and the region's public-service categories).",
+                "description": common,
+                "security": [],
+                "parameters": [ format, read_key ],
+                "responses": {
+                    "200": answer("The services.", &json!(s.services)),
+                    "403": forbidden,
+                    "429": rate_limited
+                }
+            }
         },
-        "/open311/v2/services/{code}": { "get": open311("code", "Open311: one service's definition (`{code}.json` or `{code}.xml`).") },
-        "/open311/v2/requests/{id}": { "get": open311("id", "Open311: one request as linkbus knows it (`{id}.json` or `{id}.xml`).") }
+        "/open311/v2/services/{service_code}.{format}": {
+            "get": {
+                "operationId": "open311ServiceDefinition",
+                "summary": "Open311: one service's definition (no attributes: every service is `metadata=false`).",
+                "description": common,
+                "security": [],
+                "parameters": [ code_param, format ],
+                "responses": {
+                    "200": answer("The definition.", &json!({ "type": "object", "properties": { "service_code": { "type": "string" }, "attributes": { "type": "array", "items": { "type": "object" }, "maxItems": 0 } }, "required": ["service_code", "attributes"] })),
+                    "404": unknown("No such service")
+                }
+            }
+        },
+        "/open311/v2/requests.{format}": {
+            "get": {
+                "operationId": "open311Requests",
+                "summary": "Open311: requests by `service_request_id` (comma-separated), or those matching the filters, newest first (at most 1000).",
+                "description": common,
+                "security": [],
+                "parameters": [
+                    format,
+                    read_key,
+                    filter("service_request_id", "These requests (comma-separated ids); the filters are then ignored.", json!({ "type": "string" })),
+                    filter("service_code", "Of this service.", json!({ "type": "string" })),
+                    filter("start_date", "Requested at or after (RFC 3339); default: 90 days ago.", json!({ "type": "string", "format": "date-time" })),
+                    filter("end_date", "Requested before (RFC 3339).", json!({ "type": "string", "format": "date-time" })),
+                    filter("status", "`open` or `closed` (comma-separated).", json!({ "type": "string" }))
+                ],
+                "responses": {
+                    "200": answer("The requests.", &json!(s.requests)),
+                    "400": error("A malformed query or filter."),
+                    "403": forbidden,
+                    "429": rate_limited
+                }
+            },
+            "post": {
+                "operationId": "open311CreateRequest",
+                "summary": "Open311: a new service request; the same fields posted twice are one request (a digest of them is its id) and one case (`open311-<id>`).",
+                "description": common,
+                "security": [],
+                "parameters": [ format ],
+                "requestBody": { "required": true, "content": { "application/x-www-form-urlencoded": { "schema": form } } },
+                "responses": {
+                    "201": answer("Taken: the request's id (and its tracking link where tracking is on).", &json!(s.created)),
+                    "400": error("A field missing, repeated, too long or out of range; kept in `deadletter.adapter_open311`."),
+                    "403": forbidden,
+                    "404": unknown("A `service_code` not among the services"),
+                    "413": error("A body over 64 KiB."),
+                    "415": error("Not `application/x-www-form-urlencoded`."),
+                    "429": rate_limited,
+                    "503": unavailable
+                }
+            }
+        },
+        "/open311/v2/requests/{service_request_id}.{format}": {
+            "get": {
+                "operationId": "open311Request",
+                "summary": "Open311: one request, with the status linkbus knows (a list of one, as the spec has it).",
+                "description": common,
+                "security": [],
+                "parameters": [ id_param, format, read_key ],
+                "responses": {
+                    "200": answer("The request.", &json!(s.requests)),
+                    "400": error("A malformed query."),
+                    "403": forbidden,
+                    "404": unknown("No such request"),
+                    "429": rate_limited
+                }
+            }
+        }
     })
 }
 
@@ -725,5 +923,69 @@ mod tests {
             "docs/openapi.json is out of date with http/src/openapi.rs; regenerate it with \
              `UPDATE_OPENAPI=1 cargo test -p linkbus-http --lib openapi::tests::committed_openapi_document_matches_the_code`"
         );
+    }
+
+    /// What client generators need of every operation: a unique `operationId`, a success answer,
+    /// and the refusal of its key (401) where it takes one; every refusal with its body.
+    #[test]
+    fn every_operation_has_an_id_a_success_and_its_refusals() {
+        let document = document();
+        assert!(document["servers"].as_array().is_some_and(|s| !s.is_empty()), "servers");
+        let mut ids = std::collections::BTreeSet::new();
+        let mut operations = 0;
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                operations += 1;
+                let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+                assert!(ids.insert(id.to_owned()), "{method} {path}: operationId {id} twice");
+                let responses = operation["responses"].as_object();
+                let responses = responses.unwrap_or_else(|| panic!("{method} {path}: no responses"));
+                assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {path}: no success answer");
+                let keyed = operation.get("security").unwrap_or(&document["security"]).as_array().expect("security");
+                assert!(keyed.is_empty() || responses.contains_key("401"), "{method} {path}: takes a key but no 401");
+                for status in responses.keys().filter(|s| s.starts_with('4')) {
+                    assert!(
+                        responses[status]["content"]["application/json"]["schema"].is_object(),
+                        "{method} {path}: {status} has no body"
+                    );
+                }
+            }
+        }
+        assert!(operations > 30, "{operations} operations");
+    }
+
+    /// Client generators take string enums as `enum`, not as a `oneOf`/`anyOf` of `const`s
+    /// (`linkbus_wire::schema::string_enums`).
+    #[test]
+    fn string_enums_are_enums() {
+        fn walk(value: &Value, at: &str) {
+            match value {
+                Value::Object(object) => {
+                    for key in ["oneOf", "anyOf"] {
+                        let consts = object.get(key).and_then(Value::as_array).is_some_and(|alternatives| {
+                            alternatives
+                                .iter()
+                                .any(|a| a.get("const").is_some_and(Value::is_string) && a.get("properties").is_none())
+                        });
+                        assert!(!consts, "{at}: a {key} of consts");
+                    }
+                    object.iter().for_each(|(k, v)| walk(v, &format!("{at}/{k}")));
+                }
+                Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| walk(v, &format!("{at}/{i}"))),
+                _ => {}
+            }
+        }
+        let document = document();
+        walk(&document, "");
+        assert!(document["components"]["schemas"]["SourceSystem"]["enum"].is_array(), "SourceSystem is an enum");
+    }
+
+    #[test]
+    fn the_variants_of_tagged_unions_are_named_components() {
+        let document = document();
+        let schemas = &document["components"]["schemas"];
+        assert_eq!(schemas["Action"]["oneOf"][0], json!({ "$ref": "#/components/schemas/ActionAccept" }));
+        assert_eq!(schemas["ActionAccept"]["properties"]["action"]["const"], "accept");
+        assert_eq!(schemas["ActionAcknowledgeEscalation"]["properties"]["action"]["const"], "acknowledge_escalation");
     }
 }

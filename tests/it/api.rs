@@ -31,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Mission District, San Francisco: sewer issues go to `puc-sewer-ops`, street cleaning to
 /// `dpw-ops-queue` (with volunteers).
-const MISSION: (f64, f64) = (-122.4194, 37.7599);
+pub(super) const MISSION: (f64, f64) = (-122.4194, 37.7599);
 const DISPATCHER: &str = "k-dispatcher-5f0c3a9e61d24b7c8e1f";
-const SEWER: &str = "k-puc-sewer-ops-0b7e44c1a9d35f62";
+pub(super) const SEWER: &str = "k-puc-sewer-ops-0b7e44c1a9d35f62";
 const DPW: &str = "k-dpw-ops-queue-9d1a6c3e5b7f2048";
 const OPERATOR: &str = "k-operator-3c8e1b5d7f9a0246";
 /// The SF 311 app, relaying its residents' follow-ups and ratings.
@@ -127,7 +127,7 @@ fn strict(schema: &mut Value) {
 }
 
 /// The test keys, as `[[api.keys]]` holds them.
-fn keys() -> Vec<ApiKey> {
+pub(super) fn keys() -> Vec<ApiKey> {
     let key = |role, id: &str, key: &str| ApiKey { role, id: id.into(), sha256: hash_key(key), source: None };
     vec![
         key(ApiRole::Dispatcher, "ada", DISPATCHER),

@@ -27,6 +27,7 @@ mod merge_replicas;
 mod metrics;
 mod one_region;
 mod open311;
+mod openapi_clients;
 mod outcomes;
 mod permissions;
 mod powercut;

@@ -13,7 +13,8 @@
 //! - [`explain`]: a decision's explanation as data, rendered in English or Chinese;
 //! - [`claims`]: which id prefixes and sources each kind of source system may issue;
 //! - [`subjects`]: the subject names, built in one place;
-//! - [`http_error`]: the one error body of every HTTP endpoint.
+//! - [`http_error`]: the one error body of every HTTP endpoint;
+//! - [`schema`]: how the JSON Schemas of these types are written for clients (string enums).
 //!
 //! Nothing here does I/O: this crate is what every other one, and any client, can depend on.
 
@@ -23,6 +24,7 @@ pub mod decode;
 pub mod explain;
 pub mod http_error;
 mod lifecycle;
+pub mod schema;
 pub mod subjects;
 mod trace;
 

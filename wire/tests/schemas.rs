@@ -241,7 +241,11 @@ fn variant<'a>(schema: &'a mut Value, name: &str) -> &'a mut Value {
 
 /// The schema schemars derives for `T`, draft 2020-12, describing what deserializes.
 fn generate<T: JsonSchema>() -> Value {
-    SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<T>().to_value()
+    SchemaSettings::draft2020_12()
+        .with_transform(wire::schema::string_enums)
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
 }
 
 /// `application/json` or a `+json` media type, parameters allowed (lowercase here; the decoder

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::web::Xml;
 
 /// One service of `GET services`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Service {
     /// The code to post.
     pub service_code: String,
@@ -28,7 +28,7 @@ pub struct Service {
 }
 
 /// The answer to `POST requests`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Created {
     /// The request's id.
     pub service_request_id: String,
@@ -49,7 +49,7 @@ pub struct Created {
 }
 
 /// One request as `GET requests` answers it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RequestView {
     /// The id.
     pub service_request_id: String,
