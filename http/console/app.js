@@ -17,7 +17,7 @@ import { fillFilters, initBoard, measureFrames, renderRows, streetCommunities } 
 import { initDetail, refreshDetail, renderDetail, select } from './detail.js';
 import { $, narrow } from './dom.js';
 import { connect, disconnect, invalidate, setLive } from './events.js';
-import { fmtTime, t, tz } from './i18n.js';
+import { errorText, fmtTime, t, tz } from './i18n.js';
 import { buildLegend, clusterList, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, shownLabels, zoomToCommunities } from './map.js';
 import { initSearch, openFromHash } from './search.js';
 import { initSupervision, renderSupervision } from './supervision.js';
@@ -39,6 +39,9 @@ function applyLanguage() {
   if (state.detail) { renderDetail(state.detail); refreshDetail(); }
 }
 
+/** The session ended while the console was open (the stream or an action was refused with 401). */
+const sessionEnded = () => showLogin(t('session_ended'));
+
 async function start() {
   applyLanguage();
   $('lang').onclick = () => { state.lang = state.lang === 'en' ? 'zh-CN' : 'en'; localStorage.setItem('linkbus.lang', state.lang); applyLanguage(); };
@@ -49,7 +52,7 @@ async function start() {
       state.session = await api('/console/session', { method: 'POST', body: { key: $('login-key').value } });
       $('login-key').value = '';
       await open();
-    } catch (err) { $('login-error').textContent = t('bad_key', err.message); }
+    } catch (err) { $('login-error').textContent = err.code === 'unauthorized' ? t('bad_key', err.message) : errorText(err); }
   };
   $('logout').onclick = async () => {
     try { await api('/console/session', { method: 'DELETE' }); } catch (_) { /* signed out either way */ }
@@ -61,9 +64,11 @@ async function start() {
   } catch (_) { showLogin(); }
 }
 
-function showLogin() {
+/** Shows the sign-in form, saying why when `why` (a sentence) is given. */
+function showLogin(why) {
   disconnect();
   $('app').hidden = true; $('logout').hidden = true; $('login').hidden = false; $('who').textContent = '';
+  $('login-error').textContent = why || '';
   $('login-key').focus();
 }
 
@@ -86,7 +91,7 @@ async function open() {
     setInterval(loadVolunteers, 15000);
   }
   loadVolunteers();
-  connect(showLogin);
+  connect(sessionEnded);
   openFromHash();
 }
 
@@ -98,7 +103,7 @@ function tick() {
   renderUrgent();
 }
 
-initDetail(showLogin);
+initDetail(sessionEnded);
 initAlerts(select);
 initSupervision();
 
