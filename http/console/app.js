@@ -18,7 +18,7 @@ import { initDetail, refreshDetail, renderDetail, select } from './detail.js';
 import { $, narrow } from './dom.js';
 import { connect, disconnect, invalidate, setLive } from './events.js';
 import { errorText, fmtTime, t, tz } from './i18n.js';
-import { buildLegend, clusterList, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, shownLabels, zoomToCommunities } from './map.js';
+import { buildLegend, clusterList, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, panStep, shownLabels, zoomToCommunities } from './map.js';
 import { initSearch, openFromHash } from './search.js';
 import { initSupervision, renderSupervision } from './supervision.js';
 import { serverNow, state } from './state.js';
@@ -49,6 +49,8 @@ async function start() {
     e.preventDefault();
     $('login-error').textContent = '';
     try {
+      // For measuring (docs/console.md): from here to `linkbus-map-drawn` and `linkbus-cases-drawn`.
+      performance.mark('linkbus-sign-in');
       state.session = await api('/console/session', { method: 'POST', body: { key: $('login-key').value } });
       $('login-key').value = '';
       await open();
@@ -80,6 +82,7 @@ async function open() {
     state.region = await api('/console/region');
     $('region-name').textContent = state.region.name;
     initMap(await api('/console/region/communities'), select);
+    performance.mark('linkbus-map-drawn');
     fillFilters();
     initBoard(select, invalidate);
     initSearch();
@@ -116,6 +119,8 @@ window.linkbusConsole = {
   state: (id) => state.cases.get(id)?.state,
   arrivedAt: (id) => state.arrived.get(id) ?? null,
   measureFrames,
+  /** Frame times while the board scrolls and the map pans. */
+  measureFramesPanning: (ms) => measureFrames(ms, panStep),
   alerts: alertLog,
   dotPoint,
   mapView,

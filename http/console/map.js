@@ -334,5 +334,16 @@ export function dotPoint(id) {
   return { x: box.left + p.x, y: box.top + p.y };
 }
 
+/** Drags the map 6 pixels (`n`: the frame's number), as Leaflet's own dragging does: the map's
+ * pane moved and `move` fired at each frame, `moveend` (the layers redrawn, the names placed)
+ * when the drag ends, every 60 frames, turning back east or west. For measuring frame times
+ * while a dispatcher drags the map. */
+export function panStep(n) {
+  const map = view.map, pane = map.getPane('mapPane');
+  L.DomUtil.setPosition(pane, L.DomUtil.getPosition(pane).add([n % 120 < 60 ? 6 : -6, 0]));
+  map.fire('move');
+  if (n % 60 === 59) map.fire('moveend');
+}
+
 /** How many community boundaries are drawn (for the tests). */
 export function communityCount() { return view.communityShapes.size; }
