@@ -62,7 +62,7 @@ const I18N = {
     error_too_large: 'Too large: {0}', error_unsupported_media_type: 'Not a type the server takes: {0}',
     error_invalid: 'Invalid: {0}', error_rate_limited: 'Too many requests: {0}',
     error_unavailable: 'The server cannot do this now; try again: {0}', error_network: 'No answer from the server; check the connection and try again.',
-    error_unknown: 'Failed: {0}', session_ended: 'The session has ended; sign in again.',
+    error_unknown: 'Failed: {0}', session_ended: 'The session has ended; sign in again.', layers: 'Layers',
   },
   'zh-CN': {
     connecting: '连接中…', live: '实时', reconnecting: '重新连接中…', sign_in: '登录', sign_out: '退出',
@@ -119,7 +119,7 @@ const I18N = {
     error_too_large: '内容过长。', error_unsupported_media_type: '请求格式不受支持。',
     error_invalid: '操作被拒绝：填写的内容无效。', error_rate_limited: '请求过于频繁，请稍后再试。',
     error_unavailable: '服务暂时不可用，请稍后重试。', error_network: '无法连接服务器，请检查网络后重试。',
-    error_unknown: '操作失败。', session_ended: '会话已结束，请重新登录。',
+    error_unknown: '操作失败。', session_ended: '会话已结束，请重新登录。', layers: '图层',
     level_community: '社区', level_sub_district: '街道', level_district: '区', level_region: '全市',
     offer_offered: '已邀请', offer_accepted: '已接受', offer_declined: '已拒绝', offer_expired: '已过期', offer_withdrawn: '已撤回',
     actor_system: '系统', actor_department: '部门', actor_dispatcher: '调度员', actor_volunteer: '志愿者', actor_resident: '居民',

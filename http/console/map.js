@@ -130,6 +130,9 @@ export function buildLegend() {
   view.legend.addTo(map);
   view.layers.remove();
   view.layers = L.control.layers(null, { [t('layer_communities')]: view.communityLayer, [t('layer_cases')]: view.caseLayer, [t('layer_volunteers')]: view.volunteerLayer }, { collapsed: true }).addTo(map);
+  // Leaflet titles the switcher's button in English.
+  const toggle = view.layers.getContainer().querySelector('.leaflet-control-layers-toggle');
+  if (toggle) { toggle.title = t('layers'); toggle.setAttribute('aria-label', t('layers')); }
 }
 
 /** A case dot's look: colour by priority, ringed while escalated or not accepted, faded once done,

@@ -254,10 +254,13 @@ async fn refusals_and_failures_read_in_chinese() {
     assert!(shown.get("error").is_none(), "{shown}");
     // Leaflet's own buttons too.
     let titles = browser
-        .execute("return ['in', 'out'].map((b) => document.querySelector('.leaflet-control-zoom-' + b).title)", vec![])
+        .execute(
+            "return ['zoom-in', 'zoom-out', 'layers-toggle'].map((b) => document.querySelector('.leaflet-control-' + b).title)",
+            vec![],
+        )
         .await
-        .expect("the zoom buttons");
-    assert_eq!(titles, serde_json::json!(["放大", "缩小"]));
+        .expect("Leaflet's buttons");
+    assert_eq!(titles, serde_json::json!(["放大", "缩小", "图层"]));
 
     // Refused by the case book: a reassign to a department the region does not have (the picker
     // lists only those it has; the test adds one). The server's reason is English.
