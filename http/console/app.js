@@ -17,8 +17,8 @@ import { fillFilters, initBoard, measureFrames, renderRows, streetCommunities } 
 import { initDetail, refreshDetail, renderDetail, select } from './detail.js';
 import { $, narrow } from './dom.js';
 import { connect, disconnect, invalidate, setLive } from './events.js';
-import { fmtTime, t, tz } from './i18n.js';
-import { buildLegend, clusterList, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, shownLabels, zoomToCommunities } from './map.js';
+import { errorText, fmtTime, t, tz } from './i18n.js';
+import { buildLegend, clusterList, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, panStep, shownLabels, zoomToCommunities } from './map.js';
 import { initSearch, openFromHash } from './search.js';
 import { initSupervision, renderSupervision } from './supervision.js';
 import { serverNow, state } from './state.js';
@@ -39,6 +39,9 @@ function applyLanguage() {
   if (state.detail) { renderDetail(state.detail); refreshDetail(); }
 }
 
+/** The session ended while the console was open (the stream or an action was refused with 401). */
+const sessionEnded = () => showLogin(t('session_ended'));
+
 async function start() {
   applyLanguage();
   $('lang').onclick = () => { state.lang = state.lang === 'en' ? 'zh-CN' : 'en'; localStorage.setItem('linkbus.lang', state.lang); applyLanguage(); };
@@ -46,10 +49,12 @@ async function start() {
     e.preventDefault();
     $('login-error').textContent = '';
     try {
+      // For measuring (docs/console.md): from here to `linkbus-map-drawn` and `linkbus-cases-drawn`.
+      performance.mark('linkbus-sign-in');
       state.session = await api('/console/session', { method: 'POST', body: { key: $('login-key').value } });
       $('login-key').value = '';
       await open();
-    } catch (err) { $('login-error').textContent = t('bad_key', err.message); }
+    } catch (err) { $('login-error').textContent = err.code === 'unauthorized' ? t('bad_key', err.message) : errorText(err); }
   };
   $('logout').onclick = async () => {
     try { await api('/console/session', { method: 'DELETE' }); } catch (_) { /* signed out either way */ }
@@ -61,9 +66,11 @@ async function start() {
   } catch (_) { showLogin(); }
 }
 
-function showLogin() {
+/** Shows the sign-in form, saying why when `why` (a sentence) is given. */
+function showLogin(why) {
   disconnect();
   $('app').hidden = true; $('logout').hidden = true; $('login').hidden = false; $('who').textContent = '';
+  $('login-error').textContent = why || '';
   $('login-key').focus();
 }
 
@@ -75,6 +82,7 @@ async function open() {
     state.region = await api('/console/region');
     $('region-name').textContent = state.region.name;
     initMap(await api('/console/region/communities'), select);
+    performance.mark('linkbus-map-drawn');
     fillFilters();
     initBoard(select, invalidate);
     initSearch();
@@ -86,7 +94,7 @@ async function open() {
     setInterval(loadVolunteers, 15000);
   }
   loadVolunteers();
-  connect(showLogin);
+  connect(sessionEnded);
   openFromHash();
 }
 
@@ -98,7 +106,7 @@ function tick() {
   renderUrgent();
 }
 
-initDetail(showLogin);
+initDetail(sessionEnded);
 initAlerts(select);
 initSupervision();
 
@@ -111,6 +119,8 @@ window.linkbusConsole = {
   state: (id) => state.cases.get(id)?.state,
   arrivedAt: (id) => state.arrived.get(id) ?? null,
   measureFrames,
+  /** Frame times while the board scrolls and the map pans. */
+  measureFramesPanning: (ms) => measureFrames(ms, panStep),
   alerts: alertLog,
   dotPoint,
   mapView,

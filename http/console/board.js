@@ -117,9 +117,10 @@ export function renderRows() {
   state.stats.renders++;
 }
 
-/** Frame times over `ms` milliseconds while the board scrolls through every case: resolves to
- * `{frames, mean, p95, max}` (ms). For the tests and for measuring by hand. */
-export function measureFrames(ms) {
+/** Frame times over `ms` milliseconds while the board scrolls through every case, and
+ * `eachFrame(n)` (if given) does something more at the `n`th frame: resolves to `{frames, mean,
+ * p50, p95, max}` (ms). For the tests and for measuring by hand. */
+export function measureFrames(ms, eachFrame) {
   return new Promise((resolve) => {
     const list = $('board-list'), times = [];
     let last = performance.now();
@@ -127,11 +128,13 @@ export function measureFrames(ms) {
     const step = (ts) => {
       times.push(ts - last); last = ts;
       list.scrollTop = (list.scrollTop + 3 * ROW_H) % Math.max(1, list.scrollHeight - list.clientHeight);
+      eachFrame?.(times.length);
       if (ts < end) requestAnimationFrame(step);
       else {
         times.shift();
         const sorted = [...times].sort((a, b) => a - b);
-        resolve({ frames: times.length, mean: times.reduce((a, b) => a + b, 0) / Math.max(1, times.length), p95: sorted[Math.floor(sorted.length * 0.95)] || 0, max: sorted[sorted.length - 1] || 0 });
+        const at = (q) => sorted[Math.floor(sorted.length * q)] || 0;
+        resolve({ frames: times.length, mean: times.reduce((a, b) => a + b, 0) / Math.max(1, times.length), p50: at(0.5), p95: at(0.95), max: sorted[sorted.length - 1] || 0 });
       }
     };
     requestAnimationFrame((ts) => { last = ts; requestAnimationFrame(step); });

@@ -6,7 +6,7 @@
 import { api } from './api.js';
 import { categoryName, departmentName, renderRows } from './board.js';
 import { $, esc, narrow, option } from './dom.js';
-import { eventName, fmtTime, localName, stateName, t, token } from './i18n.js';
+import { errorText, eventName, fmtTime, localName, stateName, t, token } from './i18n.js';
 import { clearRouting, drawRouting } from './map.js';
 import { caseRecord } from './record.js';
 import { state } from './state.js';
@@ -102,7 +102,7 @@ export async function select(id) {
     loadRepeats(id);
   } catch (err) {
     $('detail').hidden = false;
-    $('detail-head').innerHTML = `<p class="error">${esc(err.message)}</p>`;
+    $('detail-head').innerHTML = `<p class="error" title="${esc(err.message)}">${esc(errorText(err))}</p>`;
     $('detail-actions').innerHTML = ''; $('detail-actions').linkbusHtml = ''; $('detail-rest').innerHTML = '';
   }
 }
@@ -110,7 +110,7 @@ export async function select(id) {
 /** Reads the repeats of case `id` and shows them, if it is still the one open. */
 async function loadRepeats(id) {
   let answer;
-  try { answer = await api(`/api/cases/${encodeURIComponent(id)}/repeats`); } catch (err) { answer = { error: err.message }; }
+  try { answer = await api(`/api/cases/${encodeURIComponent(id)}/repeats`); } catch (err) { answer = { error: errorText(err) }; }
   if (state.detail?.case_id !== id) return;
   repeats = { caseId: id, ...answer };
   renderDetail(state.detail);
@@ -119,7 +119,7 @@ async function loadRepeats(id) {
 /** The repeats of case `r` (HTML): the other cases at its place or address, each with its link. */
 function repeatsHtml(r) {
   if (!repeats || repeats.caseId !== r.case_id) return `<h3>${esc(t('repeats'))}</h3><p>…</p>`;
-  if (repeats.error) return `<h3>${esc(t('repeats'))}</h3><p class="error">${esc(t('refused', repeats.error))}</p>`;
+  if (repeats.error) return `<h3>${esc(t('repeats'))}</h3><p class="error">${esc(repeats.error)}</p>`;
   const items = repeats.cases.map((x) => caseRecord(x)).map((x) => `<li data-case="${esc(x.case_id)}"><a href="#case/${esc(encodeURIComponent(x.case_id))}">${esc(x.reports.map((p) => p.source_id).join(', ') || x.case.source_id)}</a>` +
     ` ${esc(categoryName(x.case.category))} <span class="badge s-${esc(x.state)}">${esc(stateName(x.state))}</span> · ${esc(fmtTime(x.created_at, true))} · ${esc(x.case.address || '')}</li>`).join('');
   return `<h3>${esc(t('repeats'))} (${repeats.cases.length})</h3><p class="muted">${esc(t('repeats_rule', Math.round(repeats.radius_m), repeats.days))}</p>` +
@@ -245,9 +245,11 @@ async function act(body, showLogin) {
     state.detail = caseRecord(await api(`/api/cases/${encodeURIComponent(id)}/actions`, { method: 'POST', body }));
     renderDetail(state.detail);
     $('action-msg').textContent = t('done');
+    $('action-msg').title = '';
   } catch (err) {
+    // The server's own words (English) on hover, for whoever can read them.
     const msg = $('action-msg');
-    if (msg) msg.textContent = t('refused', err.message);
+    if (msg) { msg.textContent = errorText(err); msg.title = err.message; }
     if (err.status === 401) showLogin();
   }
 }

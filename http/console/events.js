@@ -40,7 +40,10 @@ export function connect(signedOut) {
   setLive('connecting');
   const source = new EventSource('/console/events');
   stream.source = source;
-  source.addEventListener('reset', (e) => { stream.resetPending = JSON.parse(e.data); stream.queue = []; setLive('on'); schedule(); });
+  source.addEventListener('reset', (e) => {
+    state.stats.lastResetChars = e.data.length;
+    stream.resetPending = JSON.parse(e.data); stream.queue = []; setLive('on'); schedule();
+  });
   source.addEventListener('case', (e) => {
     const c = caseSummary(JSON.parse(e.data));
     if (!state.arrived.has(c.id)) state.arrived.set(c.id, Date.now()); // when each case first reached the page
@@ -93,6 +96,8 @@ function flush() {
     orderAndRender();
     state.stats.lastResetMs = performance.now() - started;
     state.stats.lastResetCount = reset.cases.length;
+    // For measuring: when the board and the map first held the live cases (docs/console.md).
+    if (!performance.getEntriesByName('linkbus-cases-drawn').length) performance.mark('linkbus-cases-drawn', { detail: reset.cases.length });
     if (state.detail) refreshDetail(); // it may have changed while the stream was down
   }
   if (stream.queue.length) {

@@ -55,10 +55,18 @@ const I18N = {
     supervision: 'Supervision', sup_title: 'Sub-districts ranked', sup_rank: 'Rank', sup_place: 'Sub-district', sup_received: 'Received',
     sup_response_rate: 'Response rate', sup_resolution_rate: 'Resolution rate', sup_satisfaction_rate: 'Satisfaction rate',
     sup_change: '{0}, change from last month (points)', sup_none: 'No case received in this month.',
+    // Errors: one sentence per `code` of the error body (wire/src/http_error.rs), `network` when
+    // no answer came; {0} is the server's own words (English), left out where they would be.
+    error_malformed: 'The request could not be read: {0}', error_unauthorized: 'Not signed in: {0}',
+    error_forbidden: 'Not allowed: {0}', error_not_found: 'Not found: {0}', error_conflict: 'Refused: {0}',
+    error_too_large: 'Too large: {0}', error_unsupported_media_type: 'Not a type the server takes: {0}',
+    error_invalid: 'Invalid: {0}', error_rate_limited: 'Too many requests: {0}',
+    error_unavailable: 'The server cannot do this now; try again: {0}', error_network: 'No answer from the server; check the connection and try again.',
+    error_unknown: 'Failed: {0}', session_ended: 'The session has ended; sign in again.', layers: 'Layers',
   },
   'zh-CN': {
     connecting: '连接中…', live: '实时', reconnecting: '重新连接中…', sign_in: '登录', sign_out: '退出',
-    sign_in_title: '调度台', sign_in_hint: '请输入调度员密钥。', bad_key: '密钥被拒绝：{0}',
+    sign_in_title: '调度台', sign_in_hint: '请输入调度员密钥。', bad_key: '密钥无效，被拒绝。',
     all_states: '全部状态', all_priorities: '全部优先级', all_systems: '全部来源', all_communities: '全部社区',
     all_departments: '全部部门', priority_n: '优先级 {0}', shown: '显示 {0} / 共 {1} 件', no_community: '无社区',
     due_in: '剩余 {0}', overdue: '已超时 {0}', reports_n: '{0} 条报告', escalated: '已升级', merged: '已合并',
@@ -105,6 +113,13 @@ const I18N = {
     supervision: '监督考核', sup_title: '街道排名', sup_rank: '排名', sup_place: '街道', sup_received: '受理量',
     sup_response_rate: '响应率', sup_resolution_rate: '解决率', sup_satisfaction_rate: '满意率',
     sup_change: '{0}较上月（百分点）', sup_none: '本月无受理案件。',
+    error_malformed: '请求无法解析。', error_unauthorized: '未登录或会话已结束，请重新登录。',
+    error_forbidden: '无权执行此操作。', error_not_found: '未找到，可能已被删除或编号有误。',
+    error_conflict: '操作被拒绝：事件当前状态不允许此操作，或所选对象不存在。',
+    error_too_large: '内容过长。', error_unsupported_media_type: '请求格式不受支持。',
+    error_invalid: '操作被拒绝：填写的内容无效。', error_rate_limited: '请求过于频繁，请稍后再试。',
+    error_unavailable: '服务暂时不可用，请稍后重试。', error_network: '无法连接服务器，请检查网络后重试。',
+    error_unknown: '操作失败。', session_ended: '会话已结束，请重新登录。', layers: '图层',
     level_community: '社区', level_sub_district: '街道', level_district: '区', level_region: '全市',
     offer_offered: '已邀请', offer_accepted: '已接受', offer_declined: '已拒绝', offer_expired: '已过期', offer_withdrawn: '已撤回',
     actor_system: '系统', actor_department: '部门', actor_dispatcher: '调度员', actor_volunteer: '志愿者', actor_resident: '居民',
@@ -145,6 +160,14 @@ const TIMELINE_EVENTS = {
 
 /** The string `key` in the page's language with `{n}` replaced by `args[n]`. */
 export const t = (key, ...args) => (I18N[state.lang][key] ?? I18N.en[key] ?? key).replace(/\{(\d)\}/g, (_, n) => args[n] ?? '');
+
+/** What went wrong with a call to the server (an Error of api.js) in the page's language: the
+ * sentence for its `code`, with the server's words where the language's sentence has room for
+ * them (English: the server writes English). */
+export function errorText(err) {
+  const key = 'error_' + err.code;
+  return t(key in I18N.en ? key : 'error_unknown', err.message);
+}
 
 /** A token the server sends (`prefix` + `value`, e.g. `state_` + `routed`): translated where the
  * language has it, else as it is. */

@@ -7,7 +7,7 @@ import { isDone, matches, rank } from './cases.js';
 import { $, esc } from './dom.js';
 import { t } from './i18n.js';
 import { CLUSTER_ZOOM, clusterMarkers, initClusters } from './map_clusters.js';
-import { initLabels } from './map_labels.js';
+import { initLabels, overlaps } from './map_labels.js';
 import { state } from './state.js';
 
 export { clusterList } from './map_clusters.js';
@@ -33,6 +33,8 @@ const view = {
   volunteerLayer: null,
   /** The opened case's routing: ring, lines to the volunteers offered, facility. */
   routeLayer: null,
+  /** The distance labels of the volunteers offered for the opened case (Leaflet tooltips). */
+  volunteerLabels: [],
   /** Each case's dot by case id, whether the filters show it or not. */
   markers: new Map(),
   /** Each community's boundary layer by community id. */
@@ -80,6 +82,7 @@ export function initMap(geojson, select) {
     view.zoom = map.getZoom();
     for (const m of view.markers.values()) m.setStyle(markerStyle(m.caseRef));
     recluster();
+    spreadLabels();
   });
   fitRegion();
   view.zoom = map.getZoom();
@@ -127,6 +130,9 @@ export function buildLegend() {
   view.legend.addTo(map);
   view.layers.remove();
   view.layers = L.control.layers(null, { [t('layer_communities')]: view.communityLayer, [t('layer_cases')]: view.caseLayer, [t('layer_volunteers')]: view.volunteerLayer }, { collapsed: true }).addTo(map);
+  // Leaflet titles the switcher's button in English.
+  const toggle = view.layers.getContainer().querySelector('.leaflet-control-layers-toggle');
+  if (toggle) { toggle.title = t('layers'); toggle.setAttribute('aria-label', t('layers')); }
 }
 
 /** A case dot's look: colour by priority, ringed while escalated or not accepted, faded once done,
@@ -228,9 +234,11 @@ function highlight(communityId) {
 }
 
 /** Draws the routing of the opened case `r` (as GET /api/cases/{id} answers): its community, a
- * line to each volunteer offered with the distance, the nearest facility; `pan` centres the case. */
+ * line to each volunteer offered and, beside the volunteer, who and how far (`spreadLabels`), the
+ * nearest facility; `pan` centres the case. */
 export function drawRouting(r, pan) {
   view.routeLayer.clearLayers();
+  view.volunteerLabels = [];
   highlight(r.community?.id);
   const here = [r.case.location.lat, r.case.location.lon];
   view.routeLayer.addLayer(L.circleMarker(here, { radius: 12, color: '#b5179e', weight: 2, fill: false, interactive: false }));
@@ -240,12 +248,42 @@ export function drawRouting(r, pan) {
   for (const [id, distance] of offered) {
     const v = view.volunteers?.get(id);
     if (!v) continue;
-    view.routeLayer.addLayer(L.polyline([here, [v.lat, v.lon]], { color: '#2a9d8f', weight: 2, dashArray: '4 4' }).bindTooltip(`${id}: ${t('metres', Math.round(distance))}`, { permanent: true, direction: 'center' }));
-    view.routeLayer.addLayer(L.circleMarker([v.lat, v.lon], { radius: 5, color: '#2a9d8f', fillColor: '#fff', fillOpacity: 1, weight: 2 }));
+    view.routeLayer.addLayer(L.polyline([here, [v.lat, v.lon]], { color: '#2a9d8f', weight: 2, dashArray: '4 4' }));
+    // The volunteers have no name in the console (their status carries none): their id.
+    const dot = L.circleMarker([v.lat, v.lon], { radius: 5, color: '#2a9d8f', fillColor: '#fff', fillOpacity: 1, weight: 2 })
+      .bindTooltip(`${id}: ${t('metres', Math.round(distance))}`, { permanent: true, direction: 'right', offset: [LABEL_GAP, 0], className: 'volunteer-label' });
+    view.routeLayer.addLayer(dot);
+    view.volunteerLabels.push(dot.getTooltip());
   }
   const f = r.decision.facility;
   if (f) view.routeLayer.addLayer(L.circleMarker([f.location.lat, f.location.lon], { radius: 6, color: '#3f88c5', weight: 2 }).bindTooltip(`${f.name} · ${t('metres', Math.round(f.distance_m))}`));
   if (pan) focus(here);
+  spreadLabels();
+}
+
+/** Pixels between a volunteer's dot and its label, and between two labels stacked. */
+const LABEL_GAP = 8, LABEL_SPACE = 2;
+
+/** Places each volunteer's label to the right of their dot, moved down below those above it that
+ * it would cover: volunteers a few metres apart are a few pixels apart, and their labels, written
+ * at their lines' middles or their dots, would lie on one another. Labels are placed from the
+ * highest dot down, so the stack keeps the dots' order. Again at each zoom. */
+function spreadLabels() {
+  const map = view.map, placed = [];
+  const labels = view.volunteerLabels.filter((tip) => tip.getElement())
+    .map((tip) => ({ tip, at: map.latLngToContainerPoint(tip.getLatLng()) }))
+    .sort((a, b) => a.at.y - b.at.y || a.at.x - b.at.x);
+  for (const { tip, at } of labels) {
+    const el = tip.getElement(), w = el.offsetWidth, h = el.offsetHeight;
+    const box = { x0: at.x + LABEL_GAP, x1: at.x + LABEL_GAP + w, y0: at.y - h / 2, y1: at.y + h / 2 };
+    for (let below; (below = placed.filter((b) => overlaps(box, [b]))).length;) {
+      const y0 = Math.max(...below.map((b) => b.y1)) + LABEL_SPACE;
+      box.y1 += y0 - box.y0; box.y0 = y0;
+    }
+    placed.push(box);
+    tip.options.offset = L.point(LABEL_GAP, box.y0 - (at.y - h / 2));
+    tip.update();
+  }
 }
 
 /** Zooms in to `here` (to `FOCUS_ZOOM`, or closer if already), centred in what the detail panel
@@ -276,6 +314,7 @@ export function zoomToCommunities(ids) {
 /** Removes the routing drawn by `drawRouting`. */
 export function clearRouting() {
   view.routeLayer.clearLayers();
+  view.volunteerLabels = [];
   highlight(null);
 }
 
@@ -296,6 +335,17 @@ export function dotPoint(id) {
   if (!m) return null;
   const p = view.map.latLngToContainerPoint(m.getLatLng()), box = view.map.getContainer().getBoundingClientRect();
   return { x: box.left + p.x, y: box.top + p.y };
+}
+
+/** Drags the map 6 pixels (`n`: the frame's number), as Leaflet's own dragging does: the map's
+ * pane moved and `move` fired at each frame, `moveend` (the layers redrawn, the names placed)
+ * when the drag ends, every 60 frames, turning back east or west. For measuring frame times
+ * while a dispatcher drags the map. */
+export function panStep(n) {
+  const map = view.map, pane = map.getPane('mapPane');
+  L.DomUtil.setPosition(pane, L.DomUtil.getPosition(pane).add([n % 120 < 60 ? 6 : -6, 0]));
+  map.fire('move');
+  if (n % 60 === 59) map.fire('moveend');
 }
 
 /** How many community boundaries are drawn (for the tests). */

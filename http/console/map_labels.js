@@ -74,6 +74,9 @@ function width(font, name) {
   return w;
 }
 
+/** Whether the box `box` (`{x0, x1, y0, y1}`, pixels) overlaps any of `placed`. */
+export const overlaps = (box, placed) => placed.some((b) => b.x0 < box.x1 && box.x0 < b.x1 && b.y0 < box.y1 && box.y0 < b.y1);
+
 /** Writes the names of the level the zoom calls for that are in view, skipping any that would
  * overlap one already written. */
 function placeLabels() {
@@ -89,7 +92,7 @@ function placeLabels() {
     if (!view.contains([it.lat, it.lon])) continue;
     const p = map.latLngToLayerPoint([it.lat, it.lon]), w = width(font, it.name);
     const box = { x0: p.x - w / 2, x1: p.x + w / 2, y0: p.y - LABEL_H / 2, y1: p.y + LABEL_H / 2 };
-    if (placed.some((b) => b.x0 < box.x1 && box.x0 < b.x1 && b.y0 < box.y1 && box.y0 < b.y1)) continue;
+    if (overlaps(box, placed)) continue;
     placed.push(box);
     const el = document.createElement('div');
     el.className = `map-label ${level.key}`;

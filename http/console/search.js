@@ -9,7 +9,7 @@ import { api } from './api.js';
 import { categoryName } from './board.js';
 import { select } from './detail.js';
 import { $, esc } from './dom.js';
-import { fmtTime, stateName, t } from './i18n.js';
+import { errorText, fmtTime, stateName, t } from './i18n.js';
 
 /** How long typing must pause before the field asks the server, ms. */
 const DEBOUNCE_MS = 250;
@@ -63,7 +63,7 @@ async function run() {
     const page = await api(`/api/cases?q=${encodeURIComponent(q)}&limit=${LIMIT}`);
     if (n === asked) show(page, q);
   } catch (err) {
-    if (n === asked) show({ hint: t('refused', err.message) }, q);
+    if (n === asked) show({ hint: errorText(err) }, q);
   }
 }
 

@@ -8,6 +8,8 @@ const stats = {
   lastResetMs: 0,
   /** How many cases the last `reset` held. */
   lastResetCount: 0,
+  /** How long the last `reset`'s JSON was, characters (uncompressed). */
+  lastResetChars: 0,
   /** How long the last batch of `case` events took to apply, in ms. */
   lastBatchMs: 0,
   /** How many `case` events that batch held. */

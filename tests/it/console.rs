@@ -9,8 +9,10 @@
 //! restarts and shows what was published meanwhile; a countdown over a day reads in days and hours
 //! ("due in 2d 23h", "剩余 2天23时"); a screenshot with live cases is saved under
 //! the target folder (`UPDATE_SCREENSHOT=1` also writes `docs/console-sf.png`). With 1,000 live cases
-//! it measures how long the page takes to apply them and its frame times while scrolling the board
-//! (printed; `docs/console.md` reports them).
+//! it measures how long the page takes to apply them and its frame times while scrolling the board;
+//! with 5,000 on Beijing (ignored: run it by name) its first paint, the time from signing in until
+//! the map and the cases are drawn, the bytes it transfers and its frame times while the board
+//! scrolls and the map is dragged (printed; `docs/console.md` reports them).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -680,6 +682,99 @@ async fn console_with_a_thousand_live_cases() {
         stats["lastResetMs"]
     );
     std::fs::write(screenshot_path("console-1000.png"), browser.screenshot().await.expect("screenshot")).expect("save");
+    browser.close().await.expect("close");
+}
+
+/// `n` points over central Beijing, row by row from the south-west, a grid of about 340 m by
+/// 390 m cells (so no two cases are within the merge distance of each other).
+fn beijing_points(n: usize) -> Vec<(f64, f64)> {
+    const COLUMNS: usize = 100;
+    (0..n).map(|k| (116.2 + (k % COLUMNS) as f64 * 0.004, 39.8 + (k / COLUMNS) as f64 * 0.0035)).collect()
+}
+
+/// What a page says of its load and the console's marks, ms from its navigation's start:
+/// `{paint: {first-paint, first-contentful-paint}, navigation: {responseEnd, domContentLoaded,
+/// load}, marks: {linkbus-sign-in, linkbus-map-drawn, linkbus-cases-drawn}}`.
+const TIMINGS: &str = "const n = performance.getEntriesByType('navigation')[0]; \
+    const by = (list) => Object.fromEntries(list.map((e) => [e.name, Math.round(e.startTime)])); \
+    return { paint: by(performance.getEntriesByType('paint')), \
+      navigation: { responseEnd: Math.round(n.responseEnd), domContentLoaded: Math.round(n.domContentLoadedEventEnd), \
+        load: Math.round(n.loadEventEnd) }, \
+      marks: by(performance.getEntriesByType('mark')) };";
+
+/// The numbers of docs/console.md's "5,000 live cases in Beijing": `linkbus up` on Beijing with
+/// 5,000 live cases; a Chromium with an empty cache signs in. Printed: first paint, the time from
+/// signing in until the map (2,322 boundaries) and the cases are drawn, the bytes it transferred
+/// (compressed) and the live stream's `reset` (compressed and not), the frame times while the
+/// board scrolls and the map pans; then the same page loaded again, signed in by its cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run it by name"]
+async fn console_with_five_thousand_live_cases_in_beijing() {
+    use crate::console_delivery::{Browser, chromium_bytes, fetch, reset_cases};
+    const N: usize = 5000;
+    let bus = TestBus::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let beijing = linkbus_tests::repo_root().join("geo-data/beijing");
+    let linkbus = Linkbus::start_in(&bus, dir.path(), free_port(), &beijing, "");
+    let started = std::time::Instant::now();
+    publish_many(&bus, "bj-load", &beijing_points(N)).await;
+    // Every case routed and live: the stream's first event holds them all.
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let gzip = Browser { accept_encoding: Some("gzip"), cache: None };
+    let deadline = std::time::Instant::now() + 10 * WAIT;
+    let reset = loop {
+        let events =
+            fetch(&http, linkbus.base.trim_end_matches('/'), "/console/events", gzip).await.expect("the stream");
+        if reset_cases(&events).len() == N {
+            break events;
+        }
+        assert!(std::time::Instant::now() < deadline, "linkbus did not make {N} cases live");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let live_secs = started.elapsed().as_secs_f64();
+
+    let driver = Driver::start();
+    let browser = driver.browser(&dir.path().join("profile")).await;
+    sign_in(&browser, &linkbus.base, DISPATCHER).await;
+    until(&browser, "every case", "return window.linkbusConsole.stats.lastResetCount === 5000", vec![]).await;
+    until(&browser, "the cases drawn", "return performance.getEntriesByName('linkbus-cases-drawn').length > 0", vec![])
+        .await;
+    let cold = browser.execute(TIMINGS, vec![]).await.expect("timings");
+    let (transferred, decoded, requests) = chromium_bytes(&browser).await;
+    let stats = browser.execute("return window.linkbusConsole.stats", vec![]).await.expect("stats");
+    let scrolling = browser
+        .execute_async("window.linkbusConsole.measureFrames(5000).then(arguments[0])", vec![])
+        .await
+        .expect("frame times");
+    let frames = browser
+        .execute_async("window.linkbusConsole.measureFramesPanning(5000).then(arguments[0])", vec![])
+        .await
+        .expect("frame times");
+
+    // The next morning: the same browser, signed in by its cookie, its cache warm.
+    browser.goto("about:blank").await.expect("away");
+    browser.goto(&linkbus.base).await.expect("the page again");
+    until(
+        &browser,
+        "the cases drawn again",
+        "return performance.getEntriesByName('linkbus-cases-drawn').length > 0 && window.linkbusConsole.stats.lastResetCount === 5000",
+        vec![],
+    )
+    .await;
+    let warm = browser.execute(TIMINGS, vec![]).await.expect("timings");
+    let (transferred_again, _, requests_again) = chromium_bytes(&browser).await;
+    eprintln!(
+        "console with {N} live cases in Beijing (live after {live_secs:.0} s):\n\
+         signing in, empty cache: {cold}\n  {transferred} bytes transferred in {requests} requests ({decoded} decoded), \
+         besides the live stream's reset: {} bytes gzipped ({} characters); reset applied in {} ms\n\
+         frames (ms) while the board scrolls: {scrolling}; while it scrolls and the map is dragged: {frames}\n\
+         loaded again, signed in: {warm}\n  {transferred_again} bytes transferred in {requests_again} requests",
+        reset.raw.len(),
+        stats["lastResetChars"],
+        stats["lastResetMs"],
+    );
+    std::fs::write(screenshot_path("console-beijing-5000.png"), browser.screenshot().await.expect("screenshot"))
+        .expect("save");
     browser.close().await.expect("close");
 }
 

@@ -227,3 +227,86 @@ async fn a_dispatcher_urges_notes_and_calls_back_in_chinese() {
     )
     .await;
 }
+
+/// Asserts that `text`, a message the console shows, is Chinese: some Chinese and no Latin word
+/// but those of the ids in it (`ids`).
+fn assert_chinese(what: &str, text: &str, ids: &[&str]) {
+    let english: Vec<&str> = latin_words(text).into_iter().filter(|w| !ids.contains(w)).collect();
+    assert!(english.is_empty(), "{what} is not all Chinese: {text:?}");
+    assert!(text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "{what} has no Chinese: {text:?}");
+}
+
+/// Waits until the element `id` shows a text; the text.
+async fn message(browser: &fantoccini::Client, what: &str, id: &str) -> String {
+    let script = "const e = document.getElementById(arguments[0]); return e && !e.closest('[hidden]') && e.textContent";
+    let text = until(browser, what, script, vec![serde_json::json!(id)]).await;
+    text.as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_failures_read_in_chinese() {
+    let beijing = Beijing::start().await;
+    let browser = beijing.browser.clone();
+    let (lon, lat) = DUOFUXIANG;
+    publish_case(&beijing.bus.js, &case("bj-refused", SourceSystem::PublicService, "street_defects", lon, lat)).await;
+    shows_case(&browser, "bj-refused").await;
+    let shown = open(&browser, "bj-refused").await;
+    assert!(shown.get("error").is_none(), "{shown}");
+    // Leaflet's own buttons too.
+    let titles = browser
+        .execute(
+            "return ['zoom-in', 'zoom-out', 'layers-toggle'].map((b) => document.querySelector('.leaflet-control-' + b).title)",
+            vec![],
+        )
+        .await
+        .expect("Leaflet's buttons");
+    assert_eq!(titles, serde_json::json!(["放大", "缩小", "图层"]));
+
+    // Refused by the case book: a reassign to a department the region does not have (the picker
+    // lists only those it has; the test adds one). The server's reason is English.
+    browser
+        .execute(
+            "const s = document.getElementById('reassign-to'); s.add(new Option('不存在的部门', 'no-such-department')); \
+             s.value = 'no-such-department';",
+            vec![],
+        )
+        .await
+        .expect("a department that does not exist");
+    type_into(&browser, "reassign-reason", "转交").await;
+    press(&browser, "reassign").await;
+    let refused = message(&browser, "the refusal", "action-msg").await;
+    assert_chinese("the reassign's refusal", &refused, &[]);
+
+    // Not found: a link to a case that does not exist.
+    browser.execute("location.hash = '#case/bj-missing'", vec![]).await.expect("follow the link");
+    let missing = until(
+        &browser,
+        "the missing case",
+        "const e = document.querySelector('#detail-head .error'); return e && e.textContent",
+        vec![],
+    )
+    .await;
+    assert_chinese("the missing case's error", missing.as_str().unwrap_or_default(), &["bj", "missing"]);
+
+    // The session ends (its cookie is gone): the next action asks to sign in again, saying why.
+    shows_case(&browser, "bj-refused").await;
+    let shown = open(&browser, "bj-refused").await;
+    assert!(shown.get("error").is_none(), "{shown}");
+    browser.delete_all_cookies().await.expect("forget the session");
+    type_into(&browser, "note-text", "已联系").await;
+    press(&browser, "note").await;
+    let signed_out = message(&browser, "the sign-in's reason", "login-error").await;
+    assert_chinese("the signed-out session's message", &signed_out, &[]);
+
+    // The server is gone: an action fails on the network.
+    crate::console::sign_in(&browser, &beijing.linkbus.base, DISPATCHER).await;
+    until(&browser, "the page in Chinese", "return document.documentElement.lang === 'zh-CN'", vec![]).await;
+    shows_case(&browser, "bj-refused").await;
+    let shown = open(&browser, "bj-refused").await;
+    assert!(shown.get("error").is_none(), "{shown}");
+    drop(beijing.linkbus);
+    type_into(&browser, "note-text", "已联系").await;
+    press(&browser, "note").await;
+    let failed = message(&browser, "the network failure", "action-msg").await;
+    assert_chinese("the network failure's message", &failed, &[]);
+}

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use linkbus_tests::{Running, WAIT, repo_root};
 
-const DISPATCHER: &str = "k-delivery-dispatcher-5d8e1c0a7f3b9264";
+use crate::console::DISPATCHER;
 
 /// `linkbus up` on Beijing with its own nats-server in `dir`, one dispatcher key; its base URL.
 fn start_beijing(dir: &std::path::Path) -> (Running, String) {
@@ -48,11 +48,11 @@ fn start_region(dir: &std::path::Path, region: &str, args: &[&str]) -> (Running,
 }
 
 /// One response as it came over the wire.
-struct Fetched {
+pub(crate) struct Fetched {
     status: u16,
     headers: reqwest::header::HeaderMap,
     /// The body as sent (compressed, if it was).
-    raw: Vec<u8>,
+    pub(crate) raw: Vec<u8>,
     /// Status line, headers and body, bytes.
     transferred: usize,
 }
@@ -63,7 +63,7 @@ impl Fetched {
     }
 
     /// The body decoded from its `Content-Encoding`.
-    fn decoded(&self) -> Vec<u8> {
+    pub(crate) fn decoded(&self) -> Vec<u8> {
         let mut out = Vec::new();
         match self.header("content-encoding") {
             None => out.clone_from(&self.raw),
@@ -85,14 +85,16 @@ impl Fetched {
 
 /// What a browser sends with each request of one load.
 #[derive(Clone, Copy)]
-struct Browser<'a> {
-    accept_encoding: Option<&'a str>,
+pub(crate) struct Browser<'a> {
+    pub(crate) accept_encoding: Option<&'a str>,
     /// The first load's responses, by path: their `ETag`s go in `If-None-Match`, and what was
     /// marked immutable is not asked for again.
-    cache: Option<&'a BTreeMap<String, Fetched>>,
+    pub(crate) cache: Option<&'a BTreeMap<String, Fetched>>,
 }
 
-async fn fetch(http: &reqwest::Client, base: &str, path: &str, browser: Browser<'_>) -> Option<Fetched> {
+/// `path` fetched as `browser` would, with [`DISPATCHER`]'s key; the live stream up to the end of
+/// its first event. None when the browser's cache holds it for good.
+pub(crate) async fn fetch(http: &reqwest::Client, base: &str, path: &str, browser: Browser<'_>) -> Option<Fetched> {
     let cached = browser.cache.and_then(|c| c.get(path));
     if cached.is_some_and(|c| c.header("cache-control").is_some_and(|v| v.contains("immutable"))) {
         return None;
@@ -174,7 +176,7 @@ async fn page_load(http: &reqwest::Client, base: &str, browser: Browser<'_>) -> 
 }
 
 /// The ids of the cases in the first event of a live stream, a `reset`.
-fn reset_cases(events: &Fetched) -> Vec<String> {
+pub(crate) fn reset_cases(events: &Fetched) -> Vec<String> {
     let text = String::from_utf8(events.decoded()).expect("UTF-8");
     let data = text.lines().find_map(|l| l.strip_prefix("data: ")).expect("a reset with data");
     let reset: serde_json::Value = serde_json::from_str(data).expect("JSON");
@@ -396,7 +398,7 @@ impl Drop for Chromedriver {
 
 /// What headless Chromium's Resource Timing says of the page's load so far: bytes on the wire
 /// (`transferSize`: headers and the body as sent; 0 from the cache) and the bodies decoded.
-async fn chromium_bytes(browser: &fantoccini::Client) -> (u64, u64, u64) {
+pub(crate) async fn chromium_bytes(browser: &fantoccini::Client) -> (u64, u64, u64) {
     let script =
         "const all = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')];
                   return [all.reduce((n, e) => n + e.transferSize, 0), all.reduce((n, e) => n + e.decodedBodySize, 0),

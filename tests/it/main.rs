@@ -15,6 +15,7 @@ mod console_delivery;
 mod console_map;
 mod console_search;
 mod console_shapes;
+mod console_volunteers;
 mod deadletter;
 mod embedded;
 mod faults;
