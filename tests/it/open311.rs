@@ -102,13 +102,15 @@ fn form(service_code: &str, lat: &str, long: &str, description: &str) -> String 
     format!(
         "api_key={APP}&jurisdiction_id=sfgov.org&service_code={service_code}&lat={lat}&long={long}\
          &address_string=Intersection+of+19TH+ST+and+GUERRERO+ST&email=resident%40example.org\
-         &device_id=ios-3f2a&first_name=Ada&last_name=Lovelace&phone=555-0100\
+         &device_id=ios-3f2a&account_id=acct-77&first_name=Ada&last_name=Lovelace&phone=555-0100\
          &description={description}&media_url=https%3A%2F%2Fphotos.example.org%2F1.jpg\
          &attribute%5BWHERE%5D=street"
     )
 }
 
 const FORM: &str = "application/x-www-form-urlencoded";
+/// The `media_url` of [`form`].
+const PHOTO: &str = "https://photos.example.org/1.jpg";
 
 /// Checks an error answer has the spec's shape: `[{code, description}]` with `code` the status.
 fn assert_spec_error(status: u16, content_type: &str, body: &[u8], expected: u16, mentions: &str) {
@@ -176,7 +178,8 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!((status, content_type.as_str()), (201, "application/json; charset=utf-8"));
     let created: Value = serde_json::from_slice(&body).expect("JSON");
     let id = created[0]["service_request_id"].as_str().expect("an id").to_owned();
-    assert!(created[0]["service_notice"].is_string() && created[0].get("account_id").is_some(), "{created}");
+    assert!(created[0]["service_notice"].is_string(), "{created}");
+    assert_eq!(created[0]["account_id"], "acct-77", "the poster's own account_id, echoed: {created}");
     let case_id = format!("open311-{id}");
 
     // Routed as a public-service case to the sewer department, on the right subjects.
@@ -186,7 +189,15 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!(record.community.as_ref().map(|c| c.id.as_str()), Some("mission"));
     assert_eq!(record.reports[0].source, "/open311");
     let description = record.case.description.clone().unwrap_or_default();
-    assert!(description.contains("smells bad") && description.contains("photos.example.org"), "{description}");
+    assert!(description.contains("smells bad") && !description.contains("photos.example.org"), "{description}");
+    // Every personal field reaches the case, for the department and the dispatchers.
+    let reporter = record.case.reporter.clone().expect("the reporter");
+    assert_eq!(
+        (reporter.name.as_deref(), reporter.phone.as_deref(), reporter.email.as_deref()),
+        (Some("Ada Lovelace"), Some("555-0100"), Some("resident@example.org"))
+    );
+    assert_eq!((reporter.device_id.as_deref(), reporter.account_id.as_deref()), (Some("ios-3f2a"), Some("acct-77")));
+    assert_eq!(record.case.media_url.as_deref(), Some(PHOTO));
     let ingested =
         read_stream(&bus.js, nats::STREAM_INGEST_PUBLIC_SERVICE, "ingest.public_service.sewer_issues", 1).await;
     assert_eq!(ingested.iter().filter(|m| header(m, "Nats-Msg-Id").as_deref() == Some(case_id.as_str())).count(), 1);
@@ -204,6 +215,7 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!(request["agency_responsible"], "PUC Sewer Ops");
     assert_eq!(request["address"], "Intersection of 19TH ST and GUERRERO ST");
     assert_eq!((request["lat"].as_f64(), request["long"].as_f64()), (Some(37.7599673), Some(-122.4236412)));
+    assert_eq!(request["media_url"], PHOTO, "media_url is answered back");
     for field in ["status_notes", "requested_datetime", "updated_datetime", "service_notice", "media_url", "zipcode"] {
         assert!(request.get(field).is_some(), "{field} is there (null when unknown): {request}");
     }
@@ -255,12 +267,7 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!(merged.merged_into.as_deref(), Some(case_id.as_str()));
     let (_, view) = client.get_json(&format!("/open311/v2/requests/{neighbour}.json?api_key={APP}")).await;
     assert_eq!(view[0]["service_request_id"], json!(neighbour));
-    assert_eq!(
-        view[0]["description"],
-        json!(
-            "Same overflow, seen from across the street\nMedia: https://photos.example.org/1.jpg\nAttributes: WHERE=street"
-        )
-    );
+    assert_eq!(view[0]["description"], json!("Same overflow, seen from across the street\nAttributes: WHERE=street"));
     assert_eq!(view[0]["lat"].as_f64(), Some(37.7603));
     assert_eq!(
         (view[0]["status"].clone(), view[0]["status_notes"].clone()),
@@ -276,12 +283,16 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     let (_, open) = client.get_json(&format!("/open311/v2/requests.json?status=open&api_key={APP}")).await;
     assert!(!open.as_array().expect("list").iter().any(|r| r["service_request_id"] == json!(id)));
 
-    // Reading needs no key, as GeoReport v2 says, and shows nothing of the reporter.
-    let (status, _, body) = client.get(&format!("/open311/v2/requests/{id}.json")).await;
-    assert_eq!(status, 200);
-    let text = String::from_utf8_lossy(&body);
-    for private in ["Lovelace", "555-0100", "resident@example.org", "ios-3f2a"] {
-        assert!(!text.contains(private), "{private} in a public read: {text}");
+    // Reading needs no key, as GeoReport v2 says, and shows nothing of the reporter: one request
+    // or the list, in JSON or XML.
+    for path in [format!("requests/{id}.json"), format!("requests/{id}.xml"), "requests.json".into()] {
+        let (status, _, body) = client.get(&format!("/open311/v2/{path}")).await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(&id) && text.contains(PHOTO), "{path}: {text}");
+        for private in ["Lovelace", "555-0100", "resident@example.org", "ios-3f2a", "acct-77"] {
+            assert!(!text.contains(private), "{private} in a public read of {path}: {text}");
+        }
     }
     // The residents' follow-up endpoint is scoped the same way.
     let follow_up = |key: &'static str| {

@@ -186,16 +186,7 @@ impl Posted {
                 return Err(RequestError::Field(format!("{name} is longer than 256 bytes")));
             }
         }
-        if let Some(url) = &self.media_url {
-            let lower = url.to_ascii_lowercase();
-            if url.len() > 2048 || !(lower.starts_with("https://") || lower.starts_with("http://")) {
-                return Err(RequestError::Field("media_url must be an http(s) URL of at most 2048 bytes".into()));
-            }
-        }
         let mut description = self.description.clone().unwrap_or_default();
-        if let Some(url) = &self.media_url {
-            description.push_str(&format!("\nMedia: {url}"));
-        }
         if !self.attributes.is_empty() {
             let list: Vec<String> = self.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
             description.push_str(&format!("\nAttributes: {}", list.join("; ")));
@@ -205,7 +196,16 @@ impl Posted {
             (Some(n), None) | (None, Some(n)) => Some(n.clone()),
             (None, None) => None,
         };
-        let reporter = (name.is_some() || self.phone.is_some()).then(|| Contact { name, phone: self.phone.clone() });
+        // Personal data, kept for the departments and dispatchers (the case's reporter), never in
+        // a public read.
+        let reporter = Contact {
+            name,
+            phone: self.phone.clone(),
+            email: self.email.clone(),
+            device_id: self.device_id.clone(),
+            account_id: self.account_id.clone(),
+        };
+        let reporter = (reporter != Contact::default()).then_some(reporter);
         let request_id = self.request_id();
         let report = CaseReport {
             system: SourceSystem::PublicService,
@@ -217,6 +217,7 @@ impl Posted {
             address: self.address_string.clone(),
             reporter,
             description: Some(description.trim().to_owned()).filter(|d| !d.is_empty()),
+            media_url: self.media_url.clone(),
             source_id: request_id.clone(),
             reported_at: now,
             flags: vec![],
@@ -284,10 +285,17 @@ mod tests {
         assert_eq!((r.system, r.category.as_str()), (SourceSystem::PublicService, "street_defects"));
         assert_eq!((r.location.lat, r.location.lon), (37.7599, -122.4194));
         assert_eq!(r.address.as_deref(), Some("19th & Guerrero"));
-        assert_eq!(r.reporter, Some(Contact { name: Some("Ada L".into()), phone: Some("555-0100".into()) }));
+        let reporter = Contact {
+            name: Some("Ada L".into()),
+            phone: Some("555-0100".into()),
+            email: Some("a@example.org".into()),
+            device_id: Some("d1".into()),
+            account_id: Some("7".into()),
+        };
+        assert_eq!(r.reporter, Some(reporter), "every personal field is kept for the department");
+        assert_eq!(r.media_url.as_deref(), Some("https://example.org/p.jpg"));
         let description = r.description.as_deref().expect("description");
-        assert!(description.starts_with("Deep hole, bikes swerve\nMedia: https://example.org/p.jpg"), "{description}");
-        assert!(description.ends_with("Attributes: SIZE=large; WHERE=lane"), "{description}");
+        assert_eq!(description, "Deep hole, bikes swerve\nAttributes: SIZE=large; WHERE=lane");
         assert_eq!(event.id, format!("open311-{}", r.source_id));
         assert!(r.flags.is_empty());
         // The same request with another key is the same request.
@@ -315,6 +323,10 @@ mod tests {
         assert!(refused("service_code=SEWER&lat=37&long=-122&datum=osgb36").contains("datum"));
         assert!(refused("service_code=SEWER&lat=37&long=-122&lat=38").contains("twice"));
         assert!(refused("service_code=SEWER&lat=37&long=-122&media_url=javascript:x").contains("media_url"));
+        let huge = format!("service_code=SEWER&lat=37&long=-122&media_url=https://x.org/{}", "p".repeat(2048));
+        assert!(refused(&huge).contains("media_url"));
+        let device = format!("service_code=SEWER&lat=37&long=-122&device_id={}", "d".repeat(257));
+        assert!(refused(&device).contains("device_id"));
         let long = format!("service_code=SEWER&lat=37&long=-122&description={}", "x".repeat(4001));
         assert!(refused(&long).contains("description"));
         assert!(parse_form(b"a=%FF%FE").expect_err("not UTF-8").to_string().contains("UTF-8"));

@@ -373,7 +373,7 @@ fn view(o: &Served, own: &CaseRecord) -> RequestView {
         zipcode: None,
         lat: own.case.location.lat,
         lon: own.case.location.lon,
-        media_url: None,
+        media_url: own.case.media_url.clone(),
     }
 }
 

@@ -84,7 +84,7 @@ pub struct RequestView {
     /// WGS-84 longitude.
     #[serde(rename = "long")]
     pub lon: f64,
-    /// Not kept as a field (it is in the description).
+    /// The photo or video link posted.
     pub media_url: Option<String>,
 }
 
