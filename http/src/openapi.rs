@@ -665,7 +665,7 @@ fn adapter_paths(receipt: &schemars::Schema, grid_batch: &schemars::Schema, erro
     ]
     .into_iter()
     .collect();
-    let open311 = |param: &str, summary: &str| json!({ "summary": summary, "parameters": [ { "name": param, "in": "path", "required": true, "description": "With the format's extension: `.json` or `.xml`.", "schema": { "type": "string" } } ], "description": "Open311 GeoReport v2 (docs/adapters.md#public-service-open311-georeport-v2): `{resource}` is `services.json`, `services.xml`, `requests.json` or `requests.xml`; `api_key` (form, query string or `Authorization: Bearer`) is a source key of the Open311 adapter's source, or for reading a dispatcher's or operator's. Answers and errors are the spec's, in the format the extension names (errors: a list of `{code, description}`: 400 a field missing or out of range, 403 no or a wrong key, 404 unknown, 405 another method, 413 over 64 KiB, 415 not a form, 429 over the rate limit (per key; per address without a valid key), 503 NATS unavailable).", "security": [] });
+    let open311 = |param: &str, summary: &str| json!({ "summary": summary, "parameters": [ { "name": param, "in": "path", "required": true, "description": "With the format's extension: `.json` or `.xml`.", "schema": { "type": "string" } } ], "description": "Open311 GeoReport v2 (docs/adapters.md#public-service-open311-georeport-v2): `{resource}` is `services.json`, `services.xml`, `requests.json` or `requests.xml`; `api_key` (form, query string or `Authorization: Bearer`) is a source key of the Open311 adapter's source, or for reading a dispatcher's or operator's. Answers and errors are the spec's, in the format the extension names (errors: a list of `{code, description}`: 400 a field missing or out of range, 403 no or a wrong key, 404 unknown, 405 another method, 413 over 64 KiB, 415 not a form or a file in a multipart form, 429 over the rate limit (per key; per address without a valid key), 503 NATS unavailable).", "security": [] });
     json!({
         "/api/adapters/cap": intake("Cap", "emergency-cap-12", text(&["application/cap+xml", "application/xml", "text/xml"], "An OASIS CAP 1.2 alert; `Alert`/`Update`/`Cancel` with `references` act on the source's earlier case."), keyed("/cap")),
         "/api/adapters/cad": intake("Cad", "emergency-cad-incidents", text(&["application/json"], "A CAD incident (`kind` `new`, `update` or `cancel`)."), cad),
@@ -699,7 +699,7 @@ fn adapter_paths(receipt: &schemars::Schema, grid_batch: &schemars::Schema, erro
         },
         "/open311/v2/{resource}": {
             "get": open311("resource", "Open311: the services, or requests by id or filters (`start_date`, `end_date`, `status`, `service_code`)."),
-            "post": open311("resource", "Open311: a new service request (`requests.json` or `requests.xml`, `application/x-www-form-urlencoded`); 201 with `service_request_id`.")
+            "post": open311("resource", "Open311: a new service request (`requests.json` or `requests.xml`, `application/x-www-form-urlencoded`, or `multipart/form-data` with text fields only); 201 with `service_request_id`.")
         },
         "/open311/v2/services/{code}": { "get": open311("code", "Open311: one service's definition (`{code}.json` or `{code}.xml`).") },
         "/open311/v2/requests/{id}": { "get": open311("id", "Open311: one request as linkbus knows it (`{id}.json` or `{id}.xml`).") }

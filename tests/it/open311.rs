@@ -109,6 +109,20 @@ fn form(service_code: &str, lat: &str, long: &str, description: &str) -> String 
 }
 
 const FORM: &str = "application/x-www-form-urlencoded";
+/// A multipart form's content type, its boundary `b0undary`.
+const MULTIPART: &str = "multipart/form-data; boundary=b0undary";
+
+/// A multipart request of the Open311 app with a photo attached.
+fn multipart_with_photo() -> Vec<u8> {
+    let mut body = String::new();
+    for (name, value) in [("service_code", "SEWER"), ("lat", MISSION.0), ("long", MISSION.1), ("description", "x")] {
+        body.push_str(&format!("--b0undary\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"));
+    }
+    body.push_str("--b0undary\r\nContent-Disposition: form-data; name=\"media\"; filename=\"p.jpg\"\r\n");
+    body.push_str("Content-Type: image/jpeg\r\n\r\nJFIF\r\n--b0undary--\r\n");
+    body.into_bytes()
+}
+
 /// The `media_url` of [`form`].
 const PHOTO: &str = "https://photos.example.org/1.jpg";
 
@@ -358,6 +372,8 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
         (JSON_PATH, FORM, good.replace("service_code=SEWER&", "").into_bytes(), 400, "service_code"),
         (JSON_PATH, "application/json", json_body, 415, "x-www-form-urlencoded"),
         (XML_PATH, FORM, vec![b'a'; 10 * 1024 * 1024], 413, "larger than"),
+        (JSON_PATH, MULTIPART, multipart_with_photo(), 415, "post its link as media_url"),
+        (JSON_PATH, MULTIPART, b"--b0undary\r\nno header end".to_vec(), 400, "multipart"),
     ];
     let expected_letters = cases.len();
     for (path, content_type, body, status_expected, mentions) in cases {
@@ -367,7 +383,9 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
     let letters = read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.adapter_open311", expected_letters).await;
     assert_eq!(letters.len(), expected_letters, "every refused request is kept");
     let reasons: Vec<String> = letters.iter().filter_map(|m| header(m, nats::HEADER_REASON)).collect();
-    for mention in ["lat 91", "long 181", "lat NaN", "UTF-8", "service_code", "x-www-form-urlencoded", "larger than"] {
+    for mention in
+        ["lat 91", "long 181", "lat NaN", "UTF-8", "service_code", "x-www-form-urlencoded", "larger than", "media_url"]
+    {
         assert!(reasons.iter().any(|r| r.contains(mention)), "a dead letter says {mention:?}: {reasons:?}");
     }
     let lat91 =

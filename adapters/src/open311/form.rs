@@ -1,13 +1,16 @@
-//! What a resident posts to `POST requests`: the form as read ([`parse_form`]), the fields
-//! linkbus takes from it ([`Posted`]), and the case event it becomes, or why it cannot
-//! ([`RequestError`]).
+//! What a resident posts to `POST requests`: the form as read ([`read_fields`]: url-encoded by
+//! [`parse_form`], or multipart), the fields linkbus takes from it ([`Posted`]), and the case
+//! event it becomes, or why it cannot ([`RequestError`]).
 
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
 use jiff::Timestamp;
 use linkbus_wire::{self as wire, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
 use percent_encoding::percent_decode;
 
 use super::config::Open311Config;
 use crate::intake::{digest_id, event_id};
+use crate::web;
 
 /// The event id prefix of Open311 requests (`open311-<id>`).
 pub(super) const PREFIX: &str = "open311";
@@ -22,6 +25,19 @@ pub enum RequestError {
     /// The form is not UTF-8 once percent-decoded.
     #[error("the form is not UTF-8 (after percent-decoding)")]
     NotUtf8(#[source] std::str::Utf8Error),
+    /// The body is not a form.
+    #[error(
+        "content type {0:?}: post application/x-www-form-urlencoded, as GeoReport v2 says (or multipart/form-data)"
+    )]
+    ContentType(String),
+    /// A multipart body that cannot be read.
+    #[error("the multipart form cannot be read: {0}")]
+    Multipart(#[source] multer::Error),
+    /// A multipart form with a file in it (the part's name).
+    #[error(
+        "{0}: a media file is not stored here; upload it where the app keeps its photos and post its link as media_url"
+    )]
+    MediaFile(String),
     /// A field is missing, given twice, too long or out of range; the message names it.
     #[error("{0}")]
     Field(String),
@@ -244,6 +260,59 @@ pub(super) fn form_value(body: &[u8], name: &str) -> Option<String> {
     })
 }
 
+/// The form GeoReport v2 says to post.
+const URLENCODED: &str = "application/x-www-form-urlencoded";
+/// The form of clients that can attach a photo.
+pub(super) const MULTIPART: &str = "multipart/form-data";
+
+/// The fields of a posted form, and the name of a file part among them (a photo: refused, but
+/// only once the caller's key, among the fields, was checked).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Form {
+    /// The text fields, in order.
+    pub pairs: Vec<(String, String)>,
+    /// The name of the first part that carried a file, if any.
+    pub file: Option<String>,
+}
+
+/// Reads the fields of a `POST requests` body: `application/x-www-form-urlencoded` as the spec
+/// says, or `multipart/form-data` as clients that can attach a photo send it.
+pub async fn read_fields(headers: &HeaderMap, body: Bytes) -> Result<Form, RequestError> {
+    match web::media_type(headers).as_str() {
+        URLENCODED => Ok(Form { pairs: parse_form(&body)?, file: None }),
+        MULTIPART => parse_multipart(headers, body).await,
+        other => Err(RequestError::ContentType(other.to_owned())),
+    }
+}
+
+/// Whether a request's body is a form [`read_fields`] reads.
+pub fn is_form(headers: &HeaderMap) -> bool {
+    matches!(web::media_type(headers).as_str(), URLENCODED | MULTIPART)
+}
+
+async fn parse_multipart(headers: &HeaderMap, body: Bytes) -> Result<Form, RequestError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type).map_err(RequestError::Multipart)?;
+    let body = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut parts = multer::Multipart::new(body, boundary);
+    let mut form = Form::default();
+    while let Some(part) = parts.next_field().await.map_err(RequestError::Multipart)? {
+        let name = part.name().unwrap_or_default().to_owned();
+        let is_file = part.file_name().is_some();
+        let bytes = part.bytes().await.map_err(RequestError::Multipart)?;
+        if is_file {
+            // A browser's form sends an empty file part for a file input left empty.
+            if !bytes.is_empty() && form.file.is_none() {
+                form.file = Some(name);
+            }
+            continue;
+        }
+        let value = String::from_utf8(bytes.into()).map_err(|e| RequestError::NotUtf8(e.utf8_error()))?;
+        form.pairs.push((name, value));
+    }
+    Ok(form)
+}
+
 /// Reads `application/x-www-form-urlencoded` pairs (also a query string): `+` is a space,
 /// percent-escapes are decoded, and the result must be UTF-8.
 pub fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, RequestError> {
@@ -330,6 +399,51 @@ mod tests {
         let long = format!("service_code=SEWER&lat=37&long=-122&description={}", "x".repeat(4001));
         assert!(refused(&long).contains("description"));
         assert!(parse_form(b"a=%FF%FE").expect_err("not UTF-8").to_string().contains("UTF-8"));
+    }
+
+    fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (HeaderMap, Bytes) {
+        let mut body = Vec::new();
+        for (name, file, value) in parts {
+            let file = file.map(|f| format!("; filename=\"{f}\"")).unwrap_or_default();
+            body.extend_from_slice(
+                format!("--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"{file}\r\n\r\n").as_bytes(),
+            );
+            body.extend_from_slice(value);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"--XyZ--\r\n");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "multipart/form-data; boundary=XyZ".parse().expect("header"));
+        (headers, body.into())
+    }
+
+    #[tokio::test]
+    async fn a_multipart_form_is_read_as_its_text_fields_and_a_file_is_named() {
+        let text: &[(&str, Option<&str>, &[u8])] = &[("service_code", None, b"SEWER"), ("lat", None, b"37.7")];
+        let (headers, body) = multipart(&[text, &[("media", Some(""), b"")]].concat());
+        let form = read_fields(&headers, body).await.expect("read");
+        let expected = vec![("service_code".to_owned(), "SEWER".to_owned()), ("lat".to_owned(), "37.7".to_owned())];
+        assert_eq!(form, Form { pairs: expected.clone(), file: None }, "an empty file input is no file");
+        let (headers, body) = multipart(&[text, &[("media", Some("p.jpg"), b"JFIF")]].concat());
+        assert_eq!(
+            read_fields(&headers, body).await.expect("read"),
+            Form { pairs: expected, file: Some("media".into()) }
+        );
+        let (headers, body) = multipart(&[("description", None, b"\xff\xfe")]);
+        assert!(matches!(read_fields(&headers, body).await, Err(RequestError::NotUtf8(_))));
+        let (mut headers, body) = multipart(text);
+        headers.insert(header::CONTENT_TYPE, "multipart/form-data".parse().expect("header"));
+        assert!(matches!(read_fields(&headers, body).await, Err(RequestError::Multipart(_))), "no boundary");
+        headers.insert(header::CONTENT_TYPE, "application/json".parse().expect("header"));
+        assert!(
+            matches!(read_fields(&headers, Bytes::new()).await, Err(RequestError::ContentType(t)) if t == "application/json")
+        );
+        headers.insert(header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().expect("header"));
+        let form = read_fields(&headers, Bytes::from_static(b"a=1&b=%20")).await.expect("read");
+        assert_eq!(form.pairs, vec![("a".to_owned(), "1".to_owned()), ("b".to_owned(), " ".to_owned())]);
+        assert!(is_form(&headers));
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().expect("header"));
+        assert!(!is_form(&headers));
     }
 
     #[test]
