@@ -12,7 +12,7 @@ use linkbus::service::Service;
 use linkbus_bus::nats;
 use linkbus_http::auth;
 use linkbus_http::config::{ApiKey, ApiRole};
-use linkbus_tests::{TestBus, WAIT, department_action, header, read_stream, sf_region, wait_for_case};
+use linkbus_tests::{TestBus, WAIT, department_action, header, read_stream, repo_root, sf_region, wait_for_case};
 use linkbus_wire::{self as wire, Datum, SourceSystem};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -449,4 +449,157 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
 
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(30), service.stop()).await.expect("stops");
+}
+
+/// Serves linkbus with the Open311 app's key, runs the stock clients' script
+/// (`tests/tools/open311_clients.py`) against it, and returns its answers with the service.
+async fn run_stock_clients(bus: &TestBus) -> (Value, Service, CancellationToken) {
+    let mut config = bus.config();
+    config.api.keys = keys();
+    config.api.public_rate_per_minute = 200;
+    let service = bus.service(&config).await;
+    let (base, stop) = serve(&config, &service).await;
+    let site = repo_root().join(".linkbus/tools/python-open311");
+    let script = repo_root().join("tests/tools/open311_clients.py");
+    let endpoint = format!("{base}/open311/v2");
+    let run = tokio::process::Command::new("python3")
+        .env("PYTHONPATH", &site)
+        .arg(&script)
+        .args([endpoint.as_str(), APP, PHOTO])
+        .output();
+    let out = tokio::time::timeout(WAIT * 4, run).await.expect("the clients finish").expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the stock clients (run ops/scripts/ensure-test-tools): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (serde_json::from_slice(&out.stdout).expect("the script's JSON"), service, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_clients_post_and_read_unchanged() {
+    let bus = TestBus::start().await;
+    let (answers, service, stop) = run_stock_clients(&bus).await;
+
+    // civicbot posted every field of the spec: 201, the id, the account echoed.
+    let created = &answers["created"][0];
+    let id = created["service_request_id"].as_str().expect("an id").to_owned();
+    assert_eq!(created["account_id"], "acct-1906", "{created}");
+    let record = wait_for_case(&service, &format!("open311-{id}"), "routed", |_| true).await;
+    assert_eq!(record.departments, ["puc-sewer-ops"]);
+    let reporter = record.case.reporter.clone().expect("the reporter");
+    assert_eq!(
+        (reporter.name.as_deref(), reporter.phone.as_deref(), reporter.email.as_deref()),
+        (Some("Grace Hopper"), Some("555-0199"), Some("grace@example.org"))
+    );
+    assert_eq!(
+        (reporter.device_id.as_deref(), reporter.account_id.as_deref()),
+        (Some("android-77c1"), Some("acct-1906"))
+    );
+    assert_eq!(record.case.media_url.as_deref(), Some(PHOTO));
+    assert_spec_error(
+        answers["unknown_code"]["status"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or_default(),
+        "application/json",
+        answers["unknown_code"]["body"].to_string().as_bytes(),
+        404,
+        "UFO_SIGHTING",
+    );
+
+    // georeport read it back without a key, in JSON and XML: the request, media_url, no
+    // personal data.
+    for read in ["request", "civicbot_request"] {
+        let request = &answers[read];
+        assert_eq!(
+            (request["service_request_id"].as_str(), request["status"].as_str()),
+            (Some(id.as_str()), Some("open"))
+        );
+        assert_eq!(request["media_url"], PHOTO, "{read}: {request}");
+    }
+    assert_eq!(answers["requests_by_id"].as_array().map(Vec::len), Some(1));
+    assert!(answers["requests_open"].as_array().expect("a list").iter().any(|r| r["service_request_id"] == json!(id)));
+    let xml = &answers["xml_request"];
+    assert_eq!((xml["service_request_id"].as_str(), xml["media_url"].as_str()), (Some(id.as_str()), Some(PHOTO)));
+    assert_eq!(xml["service_code"], "SEWER");
+    assert_eq!(answers["xml_services"].as_array().map(Vec::len), answers["services"].as_array().map(Vec::len));
+    let reads = ["request", "civicbot_request", "requests_by_id", "requests_open", "xml_request"]
+        .map(|r| answers[r].to_string());
+    for private in ["Hopper", "555-0199", "grace@example.org", "android-77c1", "acct-1906"] {
+        assert!(reads.iter().all(|text| !text.contains(private)), "{private} in a public read: {reads:?}");
+    }
+
+    // A multipart form with the key in its body is taken; with a photo attached it is refused with
+    // what to do instead, not a misleading 403.
+    assert_eq!(answers["multipart"]["status"], 201, "{}", answers["multipart"]);
+    let multipart_id = answers["multipart"]["body"][0]["service_request_id"].as_str().expect("an id");
+    let record = wait_for_case(&service, &format!("open311-{multipart_id}"), "routed", |_| true).await;
+    assert_eq!(record.case.description.as_deref(), Some("Lamp out on the corner"));
+    let photo = &answers["multipart_photo"];
+    assert_spec_error(
+        photo["status"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or_default(),
+        "application/json",
+        photo["body"].to_string().as_bytes(),
+        415,
+        "post its link as media_url",
+    );
+
+    stop.cancel();
+    service.stop().await;
+}
+
+/// The GeoReport v2 JSON schemas the Open311 community publishes (`schema/georeport-v2/` of
+/// github.com/open311/schema-validation, commit 47e06a443f36): `request.json`, `requests.json`,
+/// `service.json`, `services.json`, `service-definition.json` and `swagger.json`, from the folder
+/// `$LINKBUS_GEOREPORT_SCHEMAS`. They are third-party files, not committed here.
+fn georeport_schema(name: &str) -> Value {
+    let dir = std::env::var_os("LINKBUS_GEOREPORT_SCHEMAS").expect("$LINKBUS_GEOREPORT_SCHEMAS: see georeport_schema");
+    let dir = std::path::PathBuf::from(dir);
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the GeoReport v2 schema {} ({e}): see georeport_schema's comment", path.display()));
+    let mut schema: Value = serde_json::from_str(&text).expect("a JSON schema");
+    // `{"$ref": "request.json"}` names a sibling file: put it in place.
+    if let Some(file) = schema["items"]["$ref"].as_str().map(str::to_owned) {
+        schema["items"] = georeport_schema(&file);
+    }
+    schema
+}
+
+fn assert_fits(schema: &Value, instance: &Value, what: &str) {
+    let validator = jsonschema::options().should_validate_formats(true).build(schema).expect("the schema compiles");
+    let errors: Vec<String> =
+        validator.iter_errors(instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{what} does not fit its GeoReport v2 schema: {errors:?}\n{instance}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs $LINKBUS_GEOREPORT_SCHEMAS, the published GeoReport v2 schemas (not committed: see georeport_schema)"]
+async fn every_answer_fits_the_published_georeport_schemas() {
+    let bus = TestBus::start().await;
+    let (answers, service, stop) = run_stock_clients(&bus).await;
+    let services = georeport_schema("services.json");
+    let requests = georeport_schema("requests.json");
+    for (answer, schema) in [
+        ("services", &services),
+        ("civicbot_services", &services),
+        ("requests_by_id", &requests),
+        ("requests_open", &requests),
+    ] {
+        assert!(answers[answer].as_array().is_some_and(|a| !a.is_empty()), "{answer}: {}", answers[answer]);
+        assert_fits(schema, &answers[answer], answer);
+    }
+    assert_fits(&georeport_schema("service-definition.json"), &answers["definition"], "definition");
+    for answer in ["request", "civicbot_request"] {
+        assert_fits(&georeport_schema("request.json"), &answers[answer], answer);
+    }
+    // The POST answers (with an account_id, and without): the swagger's RequestResponse.
+    let swagger = georeport_schema("swagger.json");
+    let created = json!({
+        "type": "array", "minItems": 1,
+        "items": { "$ref": "#/definitions/RequestResponse" },
+        "definitions": swagger["definitions"],
+    });
+    assert_fits(&created, &answers["created"], "created");
+    assert_fits(&created, &answers["multipart"]["body"], "created (multipart)");
+    stop.cancel();
+    service.stop().await;
 }
