@@ -447,6 +447,44 @@ mod tests {
     }
 
     #[test]
+    fn each_limit_takes_its_bound_and_refuses_one_more() {
+        let config = Open311Config::default();
+        let base = "lat=37&long=-122";
+        let event = |form: &str| {
+            Posted::read(&pairs(form)).and_then(|p| p.event(&config, "sewer_issues", Timestamp::UNIX_EPOCH))
+        };
+        let code = |n: usize| format!("{base}&service_code={}", "C".repeat(n));
+        assert!(event(&code(64)).is_ok());
+        assert!(event(&code(65)).expect_err("65 bytes").to_string().contains("service_code"));
+        let description = |n: usize| format!("{base}&service_code=S&description={}", "d".repeat(n));
+        assert!(event(&description(MAX_DESCRIPTION)).is_ok());
+        let device = |n: usize| format!("{base}&service_code=S&device_id={}", "d".repeat(n));
+        assert!(event(&device(256)).is_ok());
+        let attribute = |code: usize, value: usize| format!("attribute[{}]={}", "k".repeat(code), "v".repeat(value));
+        assert!(Posted::read(&pairs(&attribute(64, 512))).is_ok());
+        for (form, why) in
+            [(attribute(65, 1), "code too long"), (attribute(1, 513), "value too long"), (attribute(0, 1), "no code")]
+        {
+            assert!(Posted::read(&pairs(&form)).expect_err(why).to_string().contains("attribute"), "{why}");
+        }
+        let many: Vec<String> = (0..=MAX_ATTRIBUTES).map(|i| format!("attribute[a{i}]=x")).collect();
+        assert!(Posted::read(&pairs(&many[..MAX_ATTRIBUTES].join("&"))).is_ok());
+        assert!(Posted::read(&pairs(&many.join("&"))).expect_err("33").to_string().contains("attributes"));
+        let by_id = event("service_code=S&address_id=123").expect_err("no location").to_string();
+        assert!(by_id.contains("does not geocode"), "{by_id}");
+        let nowhere = event("service_code=S").expect_err("no location").to_string();
+        assert!(!nowhere.contains("geocode"), "{nowhere}");
+        assert_eq!(Posted::read(&pairs(FORM)).expect("read").service_code(), "POTHOLE");
+    }
+
+    #[test]
+    fn the_key_is_found_in_a_form_whatever_else_it_holds() {
+        assert_eq!(form_value(b"a=1&api_key=k%2B1&b=%FF", "api_key").as_deref(), Some("k+1"));
+        assert_eq!(form_value(b"api_keys=x&xapi_key=y", "api_key"), None);
+        assert_eq!(form_value(b"api_key", "api_key").as_deref(), Some(""));
+    }
+
+    #[test]
     fn gcj02_coordinates_are_taken_with_their_datum() {
         let form = "service_code=SEWER&lat=39.9087&long=116.3975&datum=gcj02";
         let posted = Posted::read(&pairs(form)).expect("read");
