@@ -207,6 +207,7 @@ fn message_intake(m: CadMessage, config: &CadConfig, now: Timestamp) -> Result<M
         reported_at: m.reported_at.unwrap_or(now),
         flags,
         area: None,
+        media_url: None,
     };
     report.validate().map_err(IntakeError::Report)?;
     let event = CloudEvent::new(id, SOURCE, wire::TYPE_CASE_REPORTED, Some(m.incident_id), report.reported_at, report);

@@ -463,12 +463,14 @@ fn new_case(alert: &Alert, config: &CapConfig, marker: Option<(&str, &str)>) -> 
         reporter: Some(Contact {
             name: Some(crate::clip(info.sender_name.clone().unwrap_or_else(|| alert.sender.clone()))),
             phone: info.contact.clone().map(crate::clip),
+            ..Default::default()
         }),
         description: Some(crate::clip(text)).filter(|t| !t.is_empty()),
         source_id: format!("{},{}", alert.sender, alert.identifier),
         reported_at: alert.sent,
         flags,
         area: Some(area),
+        media_url: None,
     };
     report.validate().map_err(|e| bad(e.to_string()))?;
     let id = case_id(&alert.sender, &alert.identifier);

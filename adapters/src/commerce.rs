@@ -433,6 +433,7 @@ fn order_intake(
         reported_at: order.occurred_at.unwrap_or(now),
         flags,
         area: None,
+        media_url: None,
     };
     report.validate().map_err(IntakeError::Report)?;
     let event = CloudEvent::new(

@@ -336,7 +336,7 @@ impl GridReport {
         let text = |v: &Option<String>| v.as_ref().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
         let name = text(&self.reporter);
         let phone = text(&self.phone);
-        let reporter = (name.is_some() || phone.is_some()).then_some(Contact { name, phone });
+        let reporter = (name.is_some() || phone.is_some()).then_some(Contact { name, phone, ..Default::default() });
         let label = format!("[{} {code}]", self.kind.as_str());
         let description = match text(&self.description) {
             Some(d) => format!("{label} {d}"),
@@ -356,6 +356,7 @@ impl GridReport {
             reported_at,
             flags,
             area: None,
+            media_url: None,
         };
         report.validate().map_err(ReportError::Report)?;
         Ok(CloudEvent::new(

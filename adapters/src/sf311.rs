@@ -220,6 +220,7 @@ pub fn convert(row: Row, record: usize, tz: &TimeZone) -> Result<Converted, RowE
         datum: wire::Datum::Wgs84,
         received_location: None,
         area: None,
+        media_url: None,
     };
     report.validate().map_err(|e| field(e.to_string()))?;
     let event = CloudEvent::new(

@@ -262,6 +262,7 @@ impl Workload {
             datum: wire::Datum::Wgs84,
             received_location: None,
             area: None,
+            media_url: None,
         };
         let event = CloudEvent::new(id.clone(), "/linkbus-bench", wire::TYPE_CASE_REPORTED, Some(id), now, report);
         Ok((subjects::ingest(*system, category), serde_json::to_vec(&event)?.into()))

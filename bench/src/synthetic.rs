@@ -285,6 +285,7 @@ pub fn cases(seed: u64, n: usize, region: &Region, min: Coord, max: Coord) -> Ve
                 datum: Datum::Wgs84,
                 received_location: None,
                 area: None,
+                media_url: None,
             }
         })
         .collect()

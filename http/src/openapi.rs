@@ -808,7 +808,7 @@ fn open311_paths(s: &Open311Schemas) -> Value {
             "last_name": field("The reporter's last name."),
             "phone": field("The reporter's phone."),
             "email": field("The reporter's email."),
-            "media_url": field("A photo's URL (kept in the description)."),
+            "media_url": field("A photo's URL (http or https, at most 2048 bytes), kept and answered back."),
             "device_id": field("The app's device id."),
             "account_id": field("The reporter's account in the app.")
         },
@@ -872,14 +872,14 @@ fn open311_paths(s: &Open311Schemas) -> Value {
                 "description": common,
                 "security": [],
                 "parameters": [ format ],
-                "requestBody": { "required": true, "content": { "application/x-www-form-urlencoded": { "schema": form } } },
+                "requestBody": { "required": true, "content": { "application/x-www-form-urlencoded": { "schema": form }, "multipart/form-data": { "schema": form } } },
                 "responses": {
                     "201": answer("Taken: the request's id (and its tracking link where tracking is on).", &json!(s.created)),
                     "400": error("A field missing, repeated, too long or out of range; kept in `deadletter.adapter_open311`."),
                     "403": forbidden,
                     "404": unknown("A `service_code` not among the services"),
                     "413": error("A body over 64 KiB."),
-                    "415": error("Not `application/x-www-form-urlencoded`."),
+                    "415": error("Neither `application/x-www-form-urlencoded` nor `multipart/form-data`, or a file in a multipart form (post the photo's link as `media_url`)."),
                     "429": rate_limited,
                     "503": unavailable
                 }

@@ -270,8 +270,8 @@ impl ApiState {
 
 /// Serves an adapter's request with its [`Budget`] where [`Gate::admit`] finds it: the key of its
 /// `Authorization` header, of `api_key` in its query string, or of `api_key` in its form body (a
-/// POST of `application/x-www-form-urlencoded`, read up to [`FORM_KEY_MAX`] and handed on
-/// unchanged); the address's without a valid one.
+/// POST of a form [`open311::read_fields`] reads, url-encoded or multipart, read up to
+/// [`FORM_KEY_MAX`] and handed on unchanged); the address's without a valid one.
 pub(crate) async fn with_caller(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let ip = web::client_ip(&request);
     let query_key = || {
@@ -289,9 +289,7 @@ pub(crate) async fn with_caller(State(state): State<ApiState>, request: Request,
 
 /// The `api_key` of a form body, and the request with its body as it was.
 async fn form_key(request: Request) -> (Request, Option<String>) {
-    let is_form =
-        request.method() == Method::POST && web::media_type(request.headers()) == "application/x-www-form-urlencoded";
-    if !is_form {
+    if request.method() != Method::POST || !open311::is_form(request.headers()) {
         return (request, None);
     }
     let (parts, mut body) = request.into_parts();
@@ -311,12 +309,13 @@ async fn form_key(request: Request) -> (Request, Option<String>) {
             None => break true,
         }
     };
-    let key = complete
-        .then(|| {
-            open311::parse_form(&read).ok()?.into_iter().find_map(|(name, value)| (name == "api_key").then_some(value))
-        })
-        .flatten();
     let read = Bytes::from(read);
+    let key = if complete {
+        let form = open311::read_fields(&parts.headers, read.clone()).await.ok().unwrap_or_default();
+        form.pairs.into_iter().find_map(|(name, value)| (name == "api_key").then_some(value))
+    } else {
+        None
+    };
     let body = match (complete, failed) {
         (true, _) => Body::from(read),
         (false, Some(e)) => Body::from_stream(futures::stream::iter([Ok(read), Err(e)])),

@@ -132,7 +132,8 @@ const OTHER_SOURCE: &str = "key-other-app";
 fn state(rate_per_minute: u32) -> ApiState {
     let mut routed: CloudEvent<RoutedCase> =
         serde_json::from_str(include_str!("../../docs/examples/case-routed.json")).expect("example");
-    routed.data.case.reporter = Some(Contact { name: Some("A. Resident".into()), phone: Some("555-0100".into()) });
+    routed.data.case.reporter =
+        Some(Contact { name: Some("A. Resident".into()), phone: Some("555-0100".into()), ..Default::default() });
     let record = lifecycle::open(&routed.data, Timestamp::now(), &Policy::default());
     let ladder = Ladder::new(["puc-sewer-ops", "dpw-ops-queue", "sf-311"].map(|d| (d.to_owned(), None)), "sf-311");
     let memory = Memory { records: Mutex::new(HashMap::from([(record.case_id.clone(), record)])), ladder };

@@ -589,7 +589,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 datum,
                 address,
                 description,
-                reporter: phone.map(|p| Contact { name: None, phone: Some(p) }),
+                reporter: phone.map(|p| Contact { name: None, phone: Some(p), ..Default::default() }),
                 flags,
             };
             let stored = client::report(&client, case).await?;

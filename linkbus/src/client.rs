@@ -59,6 +59,7 @@ pub async fn report(client: &async_nats::Client, case: NewCase) -> anyhow::Resul
         datum: case.datum,
         received_location: None,
         area: None,
+        media_url: None,
     };
     data.validate()?;
     let event = CloudEvent::new(case.id, &case.source, wire::TYPE_CASE_REPORTED, Some(case.source_id), now, data);

@@ -42,6 +42,7 @@ impl Offline {
             datum: linkbus_wire::Datum::Wgs84,
             received_location: None,
             area: None,
+            media_url: None,
         }
     }
 

@@ -485,6 +485,7 @@ mod tests {
             datum: linkbus_wire::Datum::Wgs84,
             received_location: None,
             area: None,
+            media_url: None,
         }
     }
 

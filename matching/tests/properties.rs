@@ -57,6 +57,7 @@ fn case_at(lon: f64, lat: f64) -> CaseReport {
         datum: Datum::Wgs84,
         received_location: None,
         area: None,
+        media_url: None,
     }
 }
 

@@ -55,11 +55,13 @@ async fn the_search_finds_a_case_by_source_id_and_phone_and_its_link_opens_it() 
     // category), by another caller.
     let mut caller = case("search-caller", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1);
     caller.data.source_id = "SR-2026-4242".into();
-    caller.data.reporter = Some(Contact { name: Some("王芳".into()), phone: Some("138-0013-8000".into()) });
+    caller.data.reporter =
+        Some(Contact { name: Some("王芳".into()), phone: Some("138-0013-8000".into()), ..Default::default() });
     caller.data.flags = vec!["elderly_alone".into(), "persons_trapped".into()];
     let mut nearby =
         case("search-nearby", SourceSystem::PublicService, "graffiti_public_property", MISSION.0, MISSION.1 + 0.0001);
-    nearby.data.reporter = Some(Contact { name: Some("Li Lei".into()), phone: Some("13900001111".into()) });
+    nearby.data.reporter =
+        Some(Contact { name: Some("Li Lei".into()), phone: Some("13900001111".into()), ..Default::default() });
     publish_case(&bus.js, &caller).await;
     publish_case(&bus.js, &nearby).await;
     let deadline = tokio::time::Instant::now() + WAIT;

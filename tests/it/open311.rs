@@ -12,7 +12,7 @@ use linkbus::service::Service;
 use linkbus_bus::nats;
 use linkbus_http::auth;
 use linkbus_http::config::{ApiKey, ApiRole};
-use linkbus_tests::{TestBus, WAIT, department_action, header, read_stream, sf_region, wait_for_case};
+use linkbus_tests::{TestBus, WAIT, department_action, header, read_stream, repo_root, sf_region, wait_for_case};
 use linkbus_wire::{self as wire, Datum, SourceSystem};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -102,13 +102,29 @@ fn form(service_code: &str, lat: &str, long: &str, description: &str) -> String 
     format!(
         "api_key={APP}&jurisdiction_id=sfgov.org&service_code={service_code}&lat={lat}&long={long}\
          &address_string=Intersection+of+19TH+ST+and+GUERRERO+ST&email=resident%40example.org\
-         &device_id=ios-3f2a&first_name=Ada&last_name=Lovelace&phone=555-0100\
+         &device_id=ios-3f2a&account_id=acct-77&first_name=Ada&last_name=Lovelace&phone=555-0100\
          &description={description}&media_url=https%3A%2F%2Fphotos.example.org%2F1.jpg\
          &attribute%5BWHERE%5D=street"
     )
 }
 
 const FORM: &str = "application/x-www-form-urlencoded";
+/// A multipart form's content type, its boundary `b0undary`.
+const MULTIPART: &str = "multipart/form-data; boundary=b0undary";
+
+/// A multipart request of the Open311 app with a photo attached.
+fn multipart_with_photo() -> Vec<u8> {
+    let mut body = String::new();
+    for (name, value) in [("service_code", "SEWER"), ("lat", MISSION.0), ("long", MISSION.1), ("description", "x")] {
+        body.push_str(&format!("--b0undary\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"));
+    }
+    body.push_str("--b0undary\r\nContent-Disposition: form-data; name=\"media\"; filename=\"p.jpg\"\r\n");
+    body.push_str("Content-Type: image/jpeg\r\n\r\nJFIF\r\n--b0undary--\r\n");
+    body.into_bytes()
+}
+
+/// The `media_url` of [`form`].
+const PHOTO: &str = "https://photos.example.org/1.jpg";
 
 /// Checks an error answer has the spec's shape: `[{code, description}]` with `code` the status.
 fn assert_spec_error(status: u16, content_type: &str, body: &[u8], expected: u16, mentions: &str) {
@@ -176,7 +192,8 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!((status, content_type.as_str()), (201, "application/json; charset=utf-8"));
     let created: Value = serde_json::from_slice(&body).expect("JSON");
     let id = created[0]["service_request_id"].as_str().expect("an id").to_owned();
-    assert!(created[0]["service_notice"].is_string() && created[0].get("account_id").is_some(), "{created}");
+    assert!(created[0]["service_notice"].is_string(), "{created}");
+    assert_eq!(created[0]["account_id"], "acct-77", "the poster's own account_id, echoed: {created}");
     let case_id = format!("open311-{id}");
 
     // Routed as a public-service case to the sewer department, on the right subjects.
@@ -186,7 +203,15 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!(record.community.as_ref().map(|c| c.id.as_str()), Some("mission"));
     assert_eq!(record.reports[0].source, "/open311");
     let description = record.case.description.clone().unwrap_or_default();
-    assert!(description.contains("smells bad") && description.contains("photos.example.org"), "{description}");
+    assert!(description.contains("smells bad") && !description.contains("photos.example.org"), "{description}");
+    // Every personal field reaches the case, for the department and the dispatchers.
+    let reporter = record.case.reporter.clone().expect("the reporter");
+    assert_eq!(
+        (reporter.name.as_deref(), reporter.phone.as_deref(), reporter.email.as_deref()),
+        (Some("Ada Lovelace"), Some("555-0100"), Some("resident@example.org"))
+    );
+    assert_eq!((reporter.device_id.as_deref(), reporter.account_id.as_deref()), (Some("ios-3f2a"), Some("acct-77")));
+    assert_eq!(record.case.media_url.as_deref(), Some(PHOTO));
     let ingested =
         read_stream(&bus.js, nats::STREAM_INGEST_PUBLIC_SERVICE, "ingest.public_service.sewer_issues", 1).await;
     assert_eq!(ingested.iter().filter(|m| header(m, "Nats-Msg-Id").as_deref() == Some(case_id.as_str())).count(), 1);
@@ -204,6 +229,7 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!(request["agency_responsible"], "PUC Sewer Ops");
     assert_eq!(request["address"], "Intersection of 19TH ST and GUERRERO ST");
     assert_eq!((request["lat"].as_f64(), request["long"].as_f64()), (Some(37.7599673), Some(-122.4236412)));
+    assert_eq!(request["media_url"], PHOTO, "media_url is answered back");
     for field in ["status_notes", "requested_datetime", "updated_datetime", "service_notice", "media_url", "zipcode"] {
         assert!(request.get(field).is_some(), "{field} is there (null when unknown): {request}");
     }
@@ -255,12 +281,7 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     assert_eq!(merged.merged_into.as_deref(), Some(case_id.as_str()));
     let (_, view) = client.get_json(&format!("/open311/v2/requests/{neighbour}.json?api_key={APP}")).await;
     assert_eq!(view[0]["service_request_id"], json!(neighbour));
-    assert_eq!(
-        view[0]["description"],
-        json!(
-            "Same overflow, seen from across the street\nMedia: https://photos.example.org/1.jpg\nAttributes: WHERE=street"
-        )
-    );
+    assert_eq!(view[0]["description"], json!("Same overflow, seen from across the street\nAttributes: WHERE=street"));
     assert_eq!(view[0]["lat"].as_f64(), Some(37.7603));
     assert_eq!(
         (view[0]["status"].clone(), view[0]["status_notes"].clone()),
@@ -276,12 +297,16 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     let (_, open) = client.get_json(&format!("/open311/v2/requests.json?status=open&api_key={APP}")).await;
     assert!(!open.as_array().expect("list").iter().any(|r| r["service_request_id"] == json!(id)));
 
-    // Reading needs no key, as GeoReport v2 says, and shows nothing of the reporter.
-    let (status, _, body) = client.get(&format!("/open311/v2/requests/{id}.json")).await;
-    assert_eq!(status, 200);
-    let text = String::from_utf8_lossy(&body);
-    for private in ["Lovelace", "555-0100", "resident@example.org", "ios-3f2a"] {
-        assert!(!text.contains(private), "{private} in a public read: {text}");
+    // Reading needs no key, as GeoReport v2 says, and shows nothing of the reporter: one request
+    // or the list, in JSON or XML.
+    for path in [format!("requests/{id}.json"), format!("requests/{id}.xml"), "requests.json".into()] {
+        let (status, _, body) = client.get(&format!("/open311/v2/{path}")).await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(&id) && text.contains(PHOTO), "{path}: {text}");
+        for private in ["Lovelace", "555-0100", "resident@example.org", "ios-3f2a", "acct-77"] {
+            assert!(!text.contains(private), "{private} in a public read of {path}: {text}");
+        }
     }
     // The residents' follow-up endpoint is scoped the same way.
     let follow_up = |key: &'static str| {
@@ -347,6 +372,8 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
         (JSON_PATH, FORM, good.replace("service_code=SEWER&", "").into_bytes(), 400, "service_code"),
         (JSON_PATH, "application/json", json_body, 415, "x-www-form-urlencoded"),
         (XML_PATH, FORM, vec![b'a'; 10 * 1024 * 1024], 413, "larger than"),
+        (JSON_PATH, MULTIPART, multipart_with_photo(), 415, "post its link as media_url"),
+        (JSON_PATH, MULTIPART, b"--b0undary\r\nno header end".to_vec(), 400, "multipart"),
     ];
     let expected_letters = cases.len();
     for (path, content_type, body, status_expected, mentions) in cases {
@@ -356,7 +383,9 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
     let letters = read_stream(&bus.js, nats::STREAM_DEADLETTER, "deadletter.adapter_open311", expected_letters).await;
     assert_eq!(letters.len(), expected_letters, "every refused request is kept");
     let reasons: Vec<String> = letters.iter().filter_map(|m| header(m, nats::HEADER_REASON)).collect();
-    for mention in ["lat 91", "long 181", "lat NaN", "UTF-8", "service_code", "x-www-form-urlencoded", "larger than"] {
+    for mention in
+        ["lat 91", "long 181", "lat NaN", "UTF-8", "service_code", "x-www-form-urlencoded", "larger than", "media_url"]
+    {
         assert!(reasons.iter().any(|r| r.contains(mention)), "a dead letter says {mention:?}: {reasons:?}");
     }
     let lat91 =
@@ -420,4 +449,157 @@ async fn bad_requests_get_the_spec_error_and_a_dead_letter() {
 
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(30), service.stop()).await.expect("stops");
+}
+
+/// Serves linkbus with the Open311 app's key, runs the stock clients' script
+/// (`tests/tools/open311_clients.py`) against it, and returns its answers with the service.
+async fn run_stock_clients(bus: &TestBus) -> (Value, Service, CancellationToken) {
+    let mut config = bus.config();
+    config.api.keys = keys();
+    config.api.public_rate_per_minute = 200;
+    let service = bus.service(&config).await;
+    let (base, stop) = serve(&config, &service).await;
+    let site = repo_root().join(".linkbus/tools/python-open311");
+    let script = repo_root().join("tests/tools/open311_clients.py");
+    let endpoint = format!("{base}/open311/v2");
+    let run = tokio::process::Command::new("python3")
+        .env("PYTHONPATH", &site)
+        .arg(&script)
+        .args([endpoint.as_str(), APP, PHOTO])
+        .output();
+    let out = tokio::time::timeout(WAIT * 4, run).await.expect("the clients finish").expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the stock clients (run ops/scripts/ensure-test-tools): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (serde_json::from_slice(&out.stdout).expect("the script's JSON"), service, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_clients_post_and_read_unchanged() {
+    let bus = TestBus::start().await;
+    let (answers, service, stop) = run_stock_clients(&bus).await;
+
+    // civicbot posted every field of the spec: 201, the id, the account echoed.
+    let created = &answers["created"][0];
+    let id = created["service_request_id"].as_str().expect("an id").to_owned();
+    assert_eq!(created["account_id"], "acct-1906", "{created}");
+    let record = wait_for_case(&service, &format!("open311-{id}"), "routed", |_| true).await;
+    assert_eq!(record.departments, ["puc-sewer-ops"]);
+    let reporter = record.case.reporter.clone().expect("the reporter");
+    assert_eq!(
+        (reporter.name.as_deref(), reporter.phone.as_deref(), reporter.email.as_deref()),
+        (Some("Grace Hopper"), Some("555-0199"), Some("grace@example.org"))
+    );
+    assert_eq!(
+        (reporter.device_id.as_deref(), reporter.account_id.as_deref()),
+        (Some("android-77c1"), Some("acct-1906"))
+    );
+    assert_eq!(record.case.media_url.as_deref(), Some(PHOTO));
+    assert_spec_error(
+        answers["unknown_code"]["status"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or_default(),
+        "application/json",
+        answers["unknown_code"]["body"].to_string().as_bytes(),
+        404,
+        "UFO_SIGHTING",
+    );
+
+    // georeport read it back without a key, in JSON and XML: the request, media_url, no
+    // personal data.
+    for read in ["request", "civicbot_request"] {
+        let request = &answers[read];
+        assert_eq!(
+            (request["service_request_id"].as_str(), request["status"].as_str()),
+            (Some(id.as_str()), Some("open"))
+        );
+        assert_eq!(request["media_url"], PHOTO, "{read}: {request}");
+    }
+    assert_eq!(answers["requests_by_id"].as_array().map(Vec::len), Some(1));
+    assert!(answers["requests_open"].as_array().expect("a list").iter().any(|r| r["service_request_id"] == json!(id)));
+    let xml = &answers["xml_request"];
+    assert_eq!((xml["service_request_id"].as_str(), xml["media_url"].as_str()), (Some(id.as_str()), Some(PHOTO)));
+    assert_eq!(xml["service_code"], "SEWER");
+    assert_eq!(answers["xml_services"].as_array().map(Vec::len), answers["services"].as_array().map(Vec::len));
+    let reads = ["request", "civicbot_request", "requests_by_id", "requests_open", "xml_request"]
+        .map(|r| answers[r].to_string());
+    for private in ["Hopper", "555-0199", "grace@example.org", "android-77c1", "acct-1906"] {
+        assert!(reads.iter().all(|text| !text.contains(private)), "{private} in a public read: {reads:?}");
+    }
+
+    // A multipart form with the key in its body is taken; with a photo attached it is refused with
+    // what to do instead, not a misleading 403.
+    assert_eq!(answers["multipart"]["status"], 201, "{}", answers["multipart"]);
+    let multipart_id = answers["multipart"]["body"][0]["service_request_id"].as_str().expect("an id");
+    let record = wait_for_case(&service, &format!("open311-{multipart_id}"), "routed", |_| true).await;
+    assert_eq!(record.case.description.as_deref(), Some("Lamp out on the corner"));
+    let photo = &answers["multipart_photo"];
+    assert_spec_error(
+        photo["status"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or_default(),
+        "application/json",
+        photo["body"].to_string().as_bytes(),
+        415,
+        "post its link as media_url",
+    );
+
+    stop.cancel();
+    service.stop().await;
+}
+
+/// The GeoReport v2 JSON schemas the Open311 community publishes (`schema/georeport-v2/` of
+/// github.com/open311/schema-validation, commit 47e06a443f36): `request.json`, `requests.json`,
+/// `service.json`, `services.json`, `service-definition.json` and `swagger.json`, from the folder
+/// `$LINKBUS_GEOREPORT_SCHEMAS`. They are third-party files, not committed here.
+fn georeport_schema(name: &str) -> Value {
+    let dir = std::env::var_os("LINKBUS_GEOREPORT_SCHEMAS").expect("$LINKBUS_GEOREPORT_SCHEMAS: see georeport_schema");
+    let dir = std::path::PathBuf::from(dir);
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the GeoReport v2 schema {} ({e}): see georeport_schema's comment", path.display()));
+    let mut schema: Value = serde_json::from_str(&text).expect("a JSON schema");
+    // `{"$ref": "request.json"}` names a sibling file: put it in place.
+    if let Some(file) = schema["items"]["$ref"].as_str().map(str::to_owned) {
+        schema["items"] = georeport_schema(&file);
+    }
+    schema
+}
+
+fn assert_fits(schema: &Value, instance: &Value, what: &str) {
+    let validator = jsonschema::options().should_validate_formats(true).build(schema).expect("the schema compiles");
+    let errors: Vec<String> =
+        validator.iter_errors(instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{what} does not fit its GeoReport v2 schema: {errors:?}\n{instance}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs $LINKBUS_GEOREPORT_SCHEMAS, the published GeoReport v2 schemas (not committed: see georeport_schema)"]
+async fn every_answer_fits_the_published_georeport_schemas() {
+    let bus = TestBus::start().await;
+    let (answers, service, stop) = run_stock_clients(&bus).await;
+    let services = georeport_schema("services.json");
+    let requests = georeport_schema("requests.json");
+    for (answer, schema) in [
+        ("services", &services),
+        ("civicbot_services", &services),
+        ("requests_by_id", &requests),
+        ("requests_open", &requests),
+    ] {
+        assert!(answers[answer].as_array().is_some_and(|a| !a.is_empty()), "{answer}: {}", answers[answer]);
+        assert_fits(schema, &answers[answer], answer);
+    }
+    assert_fits(&georeport_schema("service-definition.json"), &answers["definition"], "definition");
+    for answer in ["request", "civicbot_request"] {
+        assert_fits(&georeport_schema("request.json"), &answers[answer], answer);
+    }
+    // The POST answers (with an account_id, and without): the swagger's RequestResponse.
+    let swagger = georeport_schema("swagger.json");
+    let created = json!({
+        "type": "array", "minItems": 1,
+        "items": { "$ref": "#/definitions/RequestResponse" },
+        "definitions": swagger["definitions"],
+    });
+    assert_fits(&created, &answers["created"], "created");
+    assert_fits(&created, &answers["multipart"]["body"], "created (multipart)");
+    stop.cancel();
+    service.stop().await;
 }

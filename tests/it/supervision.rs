@@ -76,7 +76,8 @@ fn routed(id: &str, community: &str, category: &str, at: Timestamp, policy: &Pol
     r.case.source_id = id.into();
     r.case.category = category.into();
     r.case.reported_at = at;
-    r.case.reporter = Some(Contact { name: Some("Zhang San".into()), phone: Some("13800138000".into()) });
+    r.case.reporter =
+        Some(Contact { name: Some("Zhang San".into()), phone: Some("13800138000".into()), ..Default::default() });
     let first = &mut r.reports[0];
     (first.report_id, first.source_id, first.category, first.reported_at) = (id.into(), id.into(), category.into(), at);
     r.community = Some(linkbus_wire::CommunityRef {
@@ -442,6 +443,7 @@ fn cost() {
         datum: linkbus_wire::Datum::Wgs84,
         received_location: None,
         area: None,
+        media_url: None,
     };
     let mut keep = |old: Option<&Mark>, new: &CaseRecord, figures: &mut Figures| {
         let started = Instant::now();

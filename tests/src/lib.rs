@@ -101,7 +101,11 @@ pub fn case(id: &str, system: SourceSystem, category: &str, lon: f64, lat: f64) 
             priority: 3,
             location: Location { lon, lat },
             address: Some("1 Test St".into()),
-            reporter: Some(wire::Contact { name: Some("A. Resident".into()), phone: Some("555-0100".into()) }),
+            reporter: Some(wire::Contact {
+                name: Some("A. Resident".into()),
+                phone: Some("555-0100".into()),
+                ..Default::default()
+            }),
             description: Some("test case".into()),
             source_id: id.to_owned(),
             reported_at: now,
@@ -109,6 +113,7 @@ pub fn case(id: &str, system: SourceSystem, category: &str, lon: f64, lat: f64) 
             datum: wire::Datum::Wgs84,
             received_location: None,
             area: None,
+            media_url: None,
         },
     )
 }

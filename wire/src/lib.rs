@@ -178,7 +178,8 @@ pub struct ReceivedLocation {
     pub lat: f64,
 }
 
-/// Who reported the case, for the department to call back. Never sent to volunteers.
+/// Who reported the case, for the department to call back: personal data, seen by departments
+/// and dispatchers only. Never sent to volunteers, never in a resident's or the public's view.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
@@ -188,6 +189,15 @@ pub struct Contact {
     /// Phone number as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// Email address as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The reporter's device in the source's app (Open311 `device_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// The reporter's account in the source system (Open311 `account_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
 }
 
 /// One incident or request as a source system reports it: the `data` of
@@ -221,6 +231,10 @@ pub struct CaseReport {
     /// Free text from the reporter or the call taker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// A link to a photo or video of it, as the reporter sent it (Open311 `media_url`): http(s),
+    /// at most [`MAX_URL_LEN`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_url: Option<String>,
     /// The source system's own id for this case (its ticket or incident number).
     pub source_id: String,
     /// When the source system received the report.
@@ -239,6 +253,8 @@ pub struct CaseReport {
 
 /// Limits on what a report may carry, so that no field can be used to flood the bus.
 pub const MAX_TEXT_LEN: usize = 4096;
+/// The longest `media_url`, bytes.
+pub const MAX_URL_LEN: usize = 2048;
 /// The most vertices an [`Area`] may have, over all its polygons.
 pub const MAX_AREA_VERTICES: usize = 4096;
 /// The largest circle radius an [`Area`] may have, metres.
@@ -371,10 +387,22 @@ impl CaseReport {
             ("data.description", self.description.as_deref()),
             ("data.reporter.name", self.reporter.as_ref().and_then(|r| r.name.as_deref())),
             ("data.reporter.phone", self.reporter.as_ref().and_then(|r| r.phone.as_deref())),
+            ("data.reporter.email", self.reporter.as_ref().and_then(|r| r.email.as_deref())),
+            ("data.reporter.device_id", self.reporter.as_ref().and_then(|r| r.device_id.as_deref())),
+            ("data.reporter.account_id", self.reporter.as_ref().and_then(|r| r.account_id.as_deref())),
         ];
         for (field, text) in texts {
             if text.is_some_and(|t| t.len() > MAX_TEXT_LEN) {
                 return Err(invalid(field, format!("longer than {MAX_TEXT_LEN} bytes")));
+            }
+        }
+        if let Some(url) = &self.media_url {
+            let lower = url.to_ascii_lowercase();
+            if url.len() > MAX_URL_LEN || !(lower.starts_with("https://") || lower.starts_with("http://")) {
+                return Err(invalid(
+                    "data.media_url",
+                    format!("must be an http(s) URL of at most {MAX_URL_LEN} bytes"),
+                ));
             }
         }
         if self.flags.len() > 16 {

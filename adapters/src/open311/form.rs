@@ -1,13 +1,16 @@
-//! What a resident posts to `POST requests`: the form as read ([`parse_form`]), the fields
-//! linkbus takes from it ([`Posted`]), and the case event it becomes, or why it cannot
-//! ([`RequestError`]).
+//! What a resident posts to `POST requests`: the form as read ([`read_fields`]: url-encoded by
+//! [`parse_form`], or multipart), the fields linkbus takes from it ([`Posted`]), and the case
+//! event it becomes, or why it cannot ([`RequestError`]).
 
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
 use jiff::Timestamp;
 use linkbus_wire::{self as wire, CaseReport, CloudEvent, Contact, Datum, Location, SourceSystem};
 use percent_encoding::percent_decode;
 
 use super::config::Open311Config;
 use crate::intake::{digest_id, event_id};
+use crate::web;
 
 /// The event id prefix of Open311 requests (`open311-<id>`).
 pub(super) const PREFIX: &str = "open311";
@@ -22,6 +25,19 @@ pub enum RequestError {
     /// The form is not UTF-8 once percent-decoded.
     #[error("the form is not UTF-8 (after percent-decoding)")]
     NotUtf8(#[source] std::str::Utf8Error),
+    /// The body is not a form.
+    #[error(
+        "content type {0:?}: post application/x-www-form-urlencoded, as GeoReport v2 says (or multipart/form-data)"
+    )]
+    ContentType(String),
+    /// A multipart body that cannot be read.
+    #[error("the multipart form cannot be read: {0}")]
+    Multipart(#[source] multer::Error),
+    /// A multipart form with a file in it (the part's name).
+    #[error(
+        "{0}: a media file is not stored here; upload it where the app keeps its photos and post its link as media_url"
+    )]
+    MediaFile(String),
     /// A field is missing, given twice, too long or out of range; the message names it.
     #[error("{0}")]
     Field(String),
@@ -186,16 +202,7 @@ impl Posted {
                 return Err(RequestError::Field(format!("{name} is longer than 256 bytes")));
             }
         }
-        if let Some(url) = &self.media_url {
-            let lower = url.to_ascii_lowercase();
-            if url.len() > 2048 || !(lower.starts_with("https://") || lower.starts_with("http://")) {
-                return Err(RequestError::Field("media_url must be an http(s) URL of at most 2048 bytes".into()));
-            }
-        }
         let mut description = self.description.clone().unwrap_or_default();
-        if let Some(url) = &self.media_url {
-            description.push_str(&format!("\nMedia: {url}"));
-        }
         if !self.attributes.is_empty() {
             let list: Vec<String> = self.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
             description.push_str(&format!("\nAttributes: {}", list.join("; ")));
@@ -205,7 +212,16 @@ impl Posted {
             (Some(n), None) | (None, Some(n)) => Some(n.clone()),
             (None, None) => None,
         };
-        let reporter = (name.is_some() || self.phone.is_some()).then(|| Contact { name, phone: self.phone.clone() });
+        // Personal data, kept for the departments and dispatchers (the case's reporter), never in
+        // a public read.
+        let reporter = Contact {
+            name,
+            phone: self.phone.clone(),
+            email: self.email.clone(),
+            device_id: self.device_id.clone(),
+            account_id: self.account_id.clone(),
+        };
+        let reporter = (reporter != Contact::default()).then_some(reporter);
         let request_id = self.request_id();
         let report = CaseReport {
             system: SourceSystem::PublicService,
@@ -217,6 +233,7 @@ impl Posted {
             address: self.address_string.clone(),
             reporter,
             description: Some(description.trim().to_owned()).filter(|d| !d.is_empty()),
+            media_url: self.media_url.clone(),
             source_id: request_id.clone(),
             reported_at: now,
             flags: vec![],
@@ -241,6 +258,59 @@ pub(super) fn form_value(body: &[u8], name: &str) -> Option<String> {
         let field = halves.next()?;
         (field == name.as_bytes()).then(|| decode_component(halves.next().unwrap_or_default()).ok())?
     })
+}
+
+/// The form GeoReport v2 says to post.
+const URLENCODED: &str = "application/x-www-form-urlencoded";
+/// The form of clients that can attach a photo.
+pub(super) const MULTIPART: &str = "multipart/form-data";
+
+/// The fields of a posted form, and the name of a file part among them (a photo: refused, but
+/// only once the caller's key, among the fields, was checked).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Form {
+    /// The text fields, in order.
+    pub pairs: Vec<(String, String)>,
+    /// The name of the first part that carried a file, if any.
+    pub file: Option<String>,
+}
+
+/// Reads the fields of a `POST requests` body: `application/x-www-form-urlencoded` as the spec
+/// says, or `multipart/form-data` as clients that can attach a photo send it.
+pub async fn read_fields(headers: &HeaderMap, body: Bytes) -> Result<Form, RequestError> {
+    match web::media_type(headers).as_str() {
+        URLENCODED => Ok(Form { pairs: parse_form(&body)?, file: None }),
+        MULTIPART => parse_multipart(headers, body).await,
+        other => Err(RequestError::ContentType(other.to_owned())),
+    }
+}
+
+/// Whether a request's body is a form [`read_fields`] reads.
+pub fn is_form(headers: &HeaderMap) -> bool {
+    matches!(web::media_type(headers).as_str(), URLENCODED | MULTIPART)
+}
+
+async fn parse_multipart(headers: &HeaderMap, body: Bytes) -> Result<Form, RequestError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type).map_err(RequestError::Multipart)?;
+    let body = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut parts = multer::Multipart::new(body, boundary);
+    let mut form = Form::default();
+    while let Some(part) = parts.next_field().await.map_err(RequestError::Multipart)? {
+        let name = part.name().unwrap_or_default().to_owned();
+        let is_file = part.file_name().is_some();
+        let bytes = part.bytes().await.map_err(RequestError::Multipart)?;
+        if is_file {
+            // A browser's form sends an empty file part for a file input left empty.
+            if !bytes.is_empty() && form.file.is_none() {
+                form.file = Some(name);
+            }
+            continue;
+        }
+        let value = String::from_utf8(bytes.into()).map_err(|e| RequestError::NotUtf8(e.utf8_error()))?;
+        form.pairs.push((name, value));
+    }
+    Ok(form)
 }
 
 /// Reads `application/x-www-form-urlencoded` pairs (also a query string): `+` is a space,
@@ -284,10 +354,17 @@ mod tests {
         assert_eq!((r.system, r.category.as_str()), (SourceSystem::PublicService, "street_defects"));
         assert_eq!((r.location.lat, r.location.lon), (37.7599, -122.4194));
         assert_eq!(r.address.as_deref(), Some("19th & Guerrero"));
-        assert_eq!(r.reporter, Some(Contact { name: Some("Ada L".into()), phone: Some("555-0100".into()) }));
+        let reporter = Contact {
+            name: Some("Ada L".into()),
+            phone: Some("555-0100".into()),
+            email: Some("a@example.org".into()),
+            device_id: Some("d1".into()),
+            account_id: Some("7".into()),
+        };
+        assert_eq!(r.reporter, Some(reporter), "every personal field is kept for the department");
+        assert_eq!(r.media_url.as_deref(), Some("https://example.org/p.jpg"));
         let description = r.description.as_deref().expect("description");
-        assert!(description.starts_with("Deep hole, bikes swerve\nMedia: https://example.org/p.jpg"), "{description}");
-        assert!(description.ends_with("Attributes: SIZE=large; WHERE=lane"), "{description}");
+        assert_eq!(description, "Deep hole, bikes swerve\nAttributes: SIZE=large; WHERE=lane");
         assert_eq!(event.id, format!("open311-{}", r.source_id));
         assert!(r.flags.is_empty());
         // The same request with another key is the same request.
@@ -315,9 +392,96 @@ mod tests {
         assert!(refused("service_code=SEWER&lat=37&long=-122&datum=osgb36").contains("datum"));
         assert!(refused("service_code=SEWER&lat=37&long=-122&lat=38").contains("twice"));
         assert!(refused("service_code=SEWER&lat=37&long=-122&media_url=javascript:x").contains("media_url"));
+        let huge = format!("service_code=SEWER&lat=37&long=-122&media_url=https://x.org/{}", "p".repeat(2048));
+        assert!(refused(&huge).contains("media_url"));
+        let device = format!("service_code=SEWER&lat=37&long=-122&device_id={}", "d".repeat(257));
+        assert!(refused(&device).contains("device_id"));
         let long = format!("service_code=SEWER&lat=37&long=-122&description={}", "x".repeat(4001));
         assert!(refused(&long).contains("description"));
         assert!(parse_form(b"a=%FF%FE").expect_err("not UTF-8").to_string().contains("UTF-8"));
+    }
+
+    fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (HeaderMap, Bytes) {
+        let mut body = Vec::new();
+        for (name, file, value) in parts {
+            let file = file.map(|f| format!("; filename=\"{f}\"")).unwrap_or_default();
+            body.extend_from_slice(
+                format!("--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"{file}\r\n\r\n").as_bytes(),
+            );
+            body.extend_from_slice(value);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"--XyZ--\r\n");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "multipart/form-data; boundary=XyZ".parse().expect("header"));
+        (headers, body.into())
+    }
+
+    #[tokio::test]
+    async fn a_multipart_form_is_read_as_its_text_fields_and_a_file_is_named() {
+        let text: &[(&str, Option<&str>, &[u8])] = &[("service_code", None, b"SEWER"), ("lat", None, b"37.7")];
+        let (headers, body) = multipart(&[text, &[("media", Some(""), b"")]].concat());
+        let form = read_fields(&headers, body).await.expect("read");
+        let expected = vec![("service_code".to_owned(), "SEWER".to_owned()), ("lat".to_owned(), "37.7".to_owned())];
+        assert_eq!(form, Form { pairs: expected.clone(), file: None }, "an empty file input is no file");
+        let (headers, body) = multipart(&[text, &[("media", Some("p.jpg"), b"JFIF")]].concat());
+        assert_eq!(
+            read_fields(&headers, body).await.expect("read"),
+            Form { pairs: expected, file: Some("media".into()) }
+        );
+        let (headers, body) = multipart(&[("description", None, b"\xff\xfe")]);
+        assert!(matches!(read_fields(&headers, body).await, Err(RequestError::NotUtf8(_))));
+        let (mut headers, body) = multipart(text);
+        headers.insert(header::CONTENT_TYPE, "multipart/form-data".parse().expect("header"));
+        assert!(matches!(read_fields(&headers, body).await, Err(RequestError::Multipart(_))), "no boundary");
+        headers.insert(header::CONTENT_TYPE, "application/json".parse().expect("header"));
+        assert!(
+            matches!(read_fields(&headers, Bytes::new()).await, Err(RequestError::ContentType(t)) if t == "application/json")
+        );
+        headers.insert(header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().expect("header"));
+        let form = read_fields(&headers, Bytes::from_static(b"a=1&b=%20")).await.expect("read");
+        assert_eq!(form.pairs, vec![("a".to_owned(), "1".to_owned()), ("b".to_owned(), " ".to_owned())]);
+        assert!(is_form(&headers));
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().expect("header"));
+        assert!(!is_form(&headers));
+    }
+
+    #[test]
+    fn each_limit_takes_its_bound_and_refuses_one_more() {
+        let config = Open311Config::default();
+        let base = "lat=37&long=-122";
+        let event = |form: &str| {
+            Posted::read(&pairs(form)).and_then(|p| p.event(&config, "sewer_issues", Timestamp::UNIX_EPOCH))
+        };
+        let code = |n: usize| format!("{base}&service_code={}", "C".repeat(n));
+        assert!(event(&code(64)).is_ok());
+        assert!(event(&code(65)).expect_err("65 bytes").to_string().contains("service_code"));
+        let description = |n: usize| format!("{base}&service_code=S&description={}", "d".repeat(n));
+        assert!(event(&description(MAX_DESCRIPTION)).is_ok());
+        let device = |n: usize| format!("{base}&service_code=S&device_id={}", "d".repeat(n));
+        assert!(event(&device(256)).is_ok());
+        let attribute = |code: usize, value: usize| format!("attribute[{}]={}", "k".repeat(code), "v".repeat(value));
+        assert!(Posted::read(&pairs(&attribute(64, 512))).is_ok());
+        for (form, why) in
+            [(attribute(65, 1), "code too long"), (attribute(1, 513), "value too long"), (attribute(0, 1), "no code")]
+        {
+            assert!(Posted::read(&pairs(&form)).expect_err(why).to_string().contains("attribute"), "{why}");
+        }
+        let many: Vec<String> = (0..=MAX_ATTRIBUTES).map(|i| format!("attribute[a{i}]=x")).collect();
+        assert!(Posted::read(&pairs(&many[..MAX_ATTRIBUTES].join("&"))).is_ok());
+        assert!(Posted::read(&pairs(&many.join("&"))).expect_err("33").to_string().contains("attributes"));
+        let by_id = event("service_code=S&address_id=123").expect_err("no location").to_string();
+        assert!(by_id.contains("does not geocode"), "{by_id}");
+        let nowhere = event("service_code=S").expect_err("no location").to_string();
+        assert!(!nowhere.contains("geocode"), "{nowhere}");
+        assert_eq!(Posted::read(&pairs(FORM)).expect("read").service_code(), "POTHOLE");
+    }
+
+    #[test]
+    fn the_key_is_found_in_a_form_whatever_else_it_holds() {
+        assert_eq!(form_value(b"a=1&api_key=k%2B1&b=%FF", "api_key").as_deref(), Some("k+1"));
+        assert_eq!(form_value(b"api_keys=x&xapi_key=y", "api_key"), None);
+        assert_eq!(form_value(b"api_key", "api_key").as_deref(), Some(""));
     }
 
     #[test]

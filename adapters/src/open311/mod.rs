@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET services.{json,xml}` | the services: the configured `service_code` map, and the region's public-service categories (their id as the code) |
 //! | `GET services/{code}.{json,xml}` | a service definition (no attributes: every service is `metadata=false`) |
-//! | `POST requests.{json,xml}` | a new request, form-encoded as the spec says; answers its `service_request_id` |
+//! | `POST requests.{json,xml}` | a new request, form-encoded as the spec says (or `multipart/form-data`, text fields only: a media file is refused, 415); answers its `service_request_id` |
 //! | `GET requests.{json,xml}` | requests by `service_request_id` (comma-separated), or filtered by `start_date`, `end_date`, `status`, `service_code` |
 //! | `GET requests/{id}.{json,xml}` | one request, with the status linkbus knows |
 //!
@@ -67,8 +67,8 @@ mod form;
 mod render;
 
 pub use config::Open311Config;
-pub use form::{MAX_ATTRIBUTES, MAX_DESCRIPTION, RequestError, parse_form};
-use form::{PREFIX, Posted, form_value};
+pub use form::{Form, MAX_ATTRIBUTES, MAX_DESCRIPTION, RequestError, is_form, parse_form, read_fields};
+use form::{MULTIPART, PREFIX, Posted, form_value};
 pub use render::{Created, Format, Open311Error, RequestView, Service};
 use render::{
     error, json_response, render_created, render_requests, render_services, split_format, unknown_format, xml_response,
@@ -373,7 +373,7 @@ fn view(o: &Served, own: &CaseRecord) -> RequestView {
         zipcode: None,
         lat: own.case.location.lat,
         lon: own.case.location.lon,
-        media_url: None,
+        media_url: own.case.media_url.clone(),
     }
 }
 
@@ -398,7 +398,10 @@ async fn post_request(o: &Served, format: Format, request: Request<Body>) -> Res
     let bytes = match web::read_body(request).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => {
-            let reason = format!("the body is larger than {MAX_BODY} bytes");
+            let mut reason = format!("the body is larger than {MAX_BODY} bytes");
+            if web::media_type(&headers) == MULTIPART {
+                reason.push_str(" (a media file is not stored here: post its link as media_url)");
+            }
             o.intake.dead_letter(ErrorCode::TooLarge, &reason, &original, Bytes::new()).await;
             return Err(Open311Error::new(StatusCode::PAYLOAD_TOO_LARGE, reason));
         }
@@ -408,22 +411,29 @@ async fn post_request(o: &Served, format: Format, request: Request<Body>) -> Res
         o.intake.dead_letter(code, &e.description, &original, bytes.clone()).await;
         e
     };
+    let fields = read_fields(&headers, bytes.clone()).await;
     // The key first: only a caller that may post has its content checked (and dead-lettered).
-    // Clients put it in the form, as the spec says, a few in the query string.
+    // Clients put it in the form, as the spec says (a url-encoded form whose other fields are
+    // broken still gives it), a few in the query string.
+    let in_body = || match &fields {
+        Ok(form) => form.pairs.iter().find(|(name, _)| name == "api_key").map(|(_, key)| key.clone()),
+        Err(_) => form_value(&bytes, "api_key"),
+    };
     let key = web::bearer(&headers)
-        .or_else(|| form_value(&bytes, "api_key"))
+        .or_else(in_body)
         .or_else(|| query.as_deref().and_then(|q| form_value(q.as_bytes(), "api_key")));
-    authorize(o, key.as_deref(), "post")?;
-    let media = web::media_type(&headers);
-    if media != "application/x-www-form-urlencoded" {
-        let e = Open311Error::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("content type {media:?}: post application/x-www-form-urlencoded, as GeoReport v2 says"),
-        );
-        return Err(refuse(ErrorCode::Malformed, e).await);
+    if let (None, Err(e)) = (&key, &fields) {
+        let why = format!("an api_key is required to post requests (none could be read from the body: {e})");
+        return Err(Open311Error::new(StatusCode::FORBIDDEN, why));
     }
-    let pairs = match parse_form(&bytes) {
-        Ok(pairs) => pairs,
+    authorize(o, key.as_deref(), "post")?;
+    let unsupported = |e: RequestError| Open311Error::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string());
+    let pairs = match fields {
+        Ok(Form { file: Some(name), .. }) => {
+            return Err(refuse(ErrorCode::Malformed, unsupported(RequestError::MediaFile(name))).await);
+        }
+        Ok(Form { pairs, file: None }) => pairs,
+        Err(e @ RequestError::ContentType(_)) => return Err(refuse(ErrorCode::Malformed, unsupported(e)).await),
         Err(e) => return Err(refuse(ErrorCode::Malformed, Open311Error::bad(e.to_string())).await),
     };
     let posted = match Posted::read(&pairs) {

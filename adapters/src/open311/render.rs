@@ -33,8 +33,11 @@ pub struct Created {
     /// The request's id.
     pub service_request_id: String,
     /// What the resident can expect.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub service_notice: Option<String>,
-    /// The `account_id` posted, if any.
+    /// The `account_id` posted, if any (left out without one: the published GeoReport v2
+    /// swagger has it a string, never null).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
     /// The request's tracking token, the proof its tracking page asks for (an extension of the
     /// spec, as GeoReport v2 allows).
@@ -84,7 +87,7 @@ pub struct RequestView {
     /// WGS-84 longitude.
     #[serde(rename = "long")]
     pub lon: f64,
-    /// Not kept as a field (it is in the description).
+    /// The photo or video link posted.
     pub media_url: Option<String>,
 }
 

@@ -36,6 +36,7 @@ fn routed(id: &str, volunteers: &[(&str, f64)]) -> RoutedCase {
         datum: linkbus_wire::Datum::Wgs84,
         received_location: None,
         area: None,
+        media_url: None,
     };
     let decision = Decision {
         geo_version: "test@1".into(),

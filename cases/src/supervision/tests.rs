@@ -42,6 +42,7 @@ fn case(id: &str, community: &str, at: Timestamp) -> CaseRecord {
         datum: Datum::Wgs84,
         received_location: None,
         area: None,
+        media_url: None,
     };
     let community = CommunityRef {
         id: community.into(),

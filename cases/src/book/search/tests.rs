@@ -8,7 +8,8 @@ fn record(id: &str, source_id: &str, address: Option<&str>, name: Option<&str>, 
     r.case_id = id.into();
     r.case.source_id = source_id.into();
     r.case.address = address.map(str::to_owned);
-    r.case.reporter = Some(Contact { name: name.map(str::to_owned), phone: phone.map(str::to_owned) });
+    r.case.reporter =
+        Some(Contact { name: name.map(str::to_owned), phone: phone.map(str::to_owned), ..Default::default() });
     r.case.area = None;
     r.reports = vec![ReportRef {
         report_id: id.into(),
@@ -122,7 +123,8 @@ fn the_index_finds_what_the_keys_match_in_listing_order_and_follows_changes() {
 
     // A change replaces the keys: the old phone and address no longer find it.
     let mut moved = a.clone();
-    moved.case.reporter = Some(Contact { name: Some("王芳".into()), phone: Some("13511112222".into()) });
+    moved.case.reporter =
+        Some(Contact { name: Some("王芳".into()), phone: Some("13511112222".into()), ..Default::default() });
     moved.case.address = Some("西城区金融街".into());
     index.set(&listing(&moved), SearchKeys::of(&moved));
     assert_eq!(index.len(), 3);
