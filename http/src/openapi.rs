@@ -355,14 +355,20 @@ pub fn document() -> Value {
                 "get": {
                     "operationId": "supervisionRanking",
                     "summary": "The 街道 (or communities, districts) of a month ranked by a rate, best first, each with the month before and the change.",
-                    "description": "Dispatcher and operator keys. For `return_rate` and `reopen_rate` lower is better; places without the rate (nothing to divide by) come last, unranked.",
+                    "description": "Dispatcher and operator keys. For `return_rate` and `reopen_rate` lower is better; places without the rate (nothing to divide by) come last, unranked. With `Accept: text/csv`, one line per place: `rank`, `value`, `previous`, `change`, then the fields of its `Row`.",
                     "parameters": [
                         query("rate", "Rank by this rate.", json!({ "enum": ["response_rate", "resolution_rate", "satisfaction_rate", "return_rate", "reopen_rate"], "default": "satisfaction_rate" })),
                         query("month", "`YYYY-MM`; default: this month.", json!({ "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" })),
                         query("by", "Rank these places.", json!({ "enum": ["sub_district", "community", "district"], "default": "sub_district" })),
                     ],
                     "responses": {
-                        "200": body("The ranking.", &ranking_table),
+                        "200": {
+                            "description": "The ranking.",
+                            "content": {
+                                "application/json": { "schema": ranking_table },
+                                "text/csv": { "schema": { "type": "string" } }
+                            }
+                        },
                         "401": unauthorized,
                         "403": error("A source or department key (`forbidden`)."),
                         "422": error("An unknown rate or group, a malformed month, an unknown or repeated parameter (`invalid`).")

@@ -266,6 +266,25 @@ async fn february_by_formula_on_two_replicas_after_a_restart_and_only_ones_own()
         .map(|r| (r["row"]["key"].clone(), r["rank"].clone()))
         .collect();
     assert_eq!(order, [(json!("sd-mission"), json!(1)), (json!("sd-castro"), json!(2))]);
+    // The same ranking as CSV: a header, then a line per place, its rank first.
+    let csv = http
+        .client
+        .get(format!("{}/api/stats/ranking?rate=response_rate&month=2026-02&by=sub_district", http.base))
+        .bearer_auth(OPERATOR)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .expect("an answer")
+        .text()
+        .await
+        .expect("a body");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("rank,value,previous,change,key,period,received,"), "{csv}");
+    assert!(
+        lines[1].starts_with("1,0.5,,,sd-mission,2026-02-01,4,") && lines[2].starts_with("2,0.0,,,sd-castro,"),
+        "{csv}"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
 
     // A department key: its own rows only.
     let own = http.get("/api/stats?by=department&period=month&from=2026-02-01&to=2026-02-01", SEWER).await;

@@ -246,12 +246,23 @@ pub(super) async fn stats(
     answer(&headers, &table, &table.rows)
 }
 
-/// `GET /api/stats/ranking?rate=&month=&by=`.
+/// A ranked place's own columns in CSV, before its row's (a tuple of the two serializes as one
+/// flat record, headers and all).
+#[derive(Serialize)]
+struct RankCells {
+    rank: Option<usize>,
+    value: Option<f64>,
+    previous: Option<f64>,
+    change: Option<f64>,
+}
+
+/// `GET /api/stats/ranking?rate=&month=&by=`: JSON, or CSV with `Accept: text/csv`.
 pub(super) async fn ranking(
     State(state): State<ApiState>,
     principal: Principal,
+    headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<axum::Json<RankingTable>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(RANKING_ROLES, "read rankings")?;
     let Query(pairs) = query.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let tz = state.cases.time_zone();
@@ -280,13 +291,13 @@ pub(super) async fn ranking(
         }
     }
     let rows = state.cases.ranking(&q);
-    Ok(axum::Json(RankingTable {
-        by: q.group,
-        rate: q.rate,
-        month: month_name(q.month),
-        time_zone: zone_name(&tz),
-        rows,
-    }))
+    let table = RankingTable { by: q.group, rate: q.rate, month: month_name(q.month), time_zone: zone_name(&tz), rows };
+    let cells: Vec<(RankCells, &Row)> = table
+        .rows
+        .iter()
+        .map(|r| (RankCells { rank: r.rank, value: r.value, previous: r.previous, change: r.change }, &r.row))
+        .collect();
+    answer(&headers, &table, &cells)
 }
 
 /// The place (`by` and `place`; no `place`: the whole region) and month (`month`; default: this
