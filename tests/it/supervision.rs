@@ -841,3 +841,52 @@ async fn the_view_opens_a_streets_communities_shades_the_map_and_shows_trends_ri
     assert_eq!(browser.execute(&fill(&a), vec![]).await.expect("fill"), json!("#ffffbf"));
     browser.close().await.expect("the browser closes");
 }
+
+/// `[supervision] issue_on_day`: two replicas issue last month's report once, as "linkbus
+/// (scheduled)"; asked again, neither issues another; a day a month may lack is refused.
+#[tokio::test]
+async fn last_months_report_is_issued_once_on_its_day_by_any_replica() {
+    let bus = TestBus::start().await;
+    let mut config = config(&bus);
+    config.supervision.issue_on_day = Some(1);
+    let (first, second) = (bus.service(&config).await, bus.service(&config).await);
+    let last = (Timestamp::now().in_tz("America/Los_Angeles").expect("zone").date().first_of_month().yesterday())
+        .expect("a day")
+        .strftime("%Y-%m")
+        .to_string();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let versions = loop {
+        let versions = first.reports.versions().await.expect("the versions");
+        if !versions.is_empty() {
+            break versions;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "last month's report was never issued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(versions.iter().map(|v| (v.month.as_str(), v.version)).collect::<Vec<_>>(), [(last.as_str(), 1)]);
+    let report = first.reports.get(&last, None).await.expect("read").expect("issued");
+    assert_eq!(report.issued_by, linkbus_cases::reports::SCHEDULED_BY);
+    for replica in [&first, &second] {
+        let again = replica.reports.issue_if_due(&replica.cases, 1, Timestamp::now()).await.expect("asked again");
+        assert_eq!(again, None);
+    }
+    assert_eq!(first.reports.versions().await.expect("the versions").len(), 1);
+    first.stop().await;
+    second.stop().await;
+    // Without the schedule, on a bus of its own: not due before its day, issued on it.
+    let quiet = TestBus::start().await;
+    let service = quiet.service(&quiet.config()).await;
+    let today = Timestamp::now().in_tz("America/Los_Angeles").expect("zone").day();
+    if today < 28 {
+        assert_eq!(
+            service.reports.issue_if_due(&service.cases, today + 1, Timestamp::now()).await.expect("asked"),
+            None
+        );
+        assert!(service.reports.versions().await.expect("the versions").is_empty());
+    }
+    let issued = service.reports.issue_if_due(&service.cases, today, Timestamp::now()).await.expect("asked");
+    assert_eq!(issued.map(|r| (r.month, r.version)), Some((last, 1)));
+    service.stop().await;
+    let refused = Config::parse("[supervision]\nissue_on_day = 29\n").expect_err("day 29 refused");
+    assert!(refused.to_string().contains("issue_on_day"), "{refused}");
+}
