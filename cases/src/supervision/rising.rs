@@ -143,6 +143,7 @@ mod tests {
         let noise = &found[0];
         assert_eq!((noise.category.as_str(), noise.count, noise.baseline), ("noise", 12, 2.0));
         assert!((noise.expected - (12.5 / 6.0)).abs() < 1e-12, "{}", noise.expected);
+        assert!((noise.z - (12.0 - 12.5 / 6.0) / (12.5f64 / 6.0).sqrt()).abs() < 1e-12, "{}", noise.z);
         assert_eq!(noise.confidence, Confidence::Likely);
         assert!(noise.p < 1e-4 && noise.z > 5.0, "{noise:?}");
     }
