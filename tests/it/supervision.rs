@@ -829,6 +829,17 @@ async fn the_view_opens_a_streets_communities_shades_the_map_and_shows_trends_ri
             .expect("write docs/supervision.png");
     }
 
+    // By week: the twelve weeks up to February's last, three of them with ratings (the 10ths of
+    // December, January and February).
+    browser.execute(choose, vec![json!("sup-period"), json!("week")]).await.expect("by week");
+    until(
+        &browser,
+        "the weekly trend",
+        "return document.querySelectorAll('#sup-trend circle.pt').length === 3;",
+        vec![],
+    )
+    .await;
+    browser.execute(choose, vec![json!("sup-period"), json!("month")]).await.expect("by month");
     // B chosen: its own trend, one month; back: the 街道 again, and A in 东华门's colour again.
     browser
         .execute(&format!("document.querySelector('#sup-rows tr[data-key=\"{b}\"]').click(); return true;"), vec![])
