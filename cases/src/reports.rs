@@ -1,7 +1,8 @@
 //! The monthly reports as issued ([`MonthlyReport`]), kept in the `linkbus_reports` KV bucket
 //! under `<YYYY-MM>.v<version>`, each written with a create-only put: a version, once stored, is
 //! never overwritten, so a ranking once issued does not change; a correction is the next version,
-//! with its reason (`docs/supervision.md`).
+//! with its reason (`docs/supervision.md`). [`ReportBook::issue_if_due`] issues last month's
+//! first version on a day of the month, where configured (`[supervision] issue_on_day`).
 
 use std::time::Duration;
 
@@ -11,7 +12,11 @@ use linkbus_bus::nats::{self, StreamSettings};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::book::CaseBook;
 use crate::supervision::MonthlyReport;
+
+/// Who a report issued on schedule says issued it.
+pub const SCHEDULED_BY: &str = "linkbus (scheduled)";
 
 /// KV bucket of the issued monthly reports.
 pub const BUCKET_REPORTS: &str = "linkbus_reports";
@@ -121,6 +126,34 @@ impl ReportBook {
                 Err(ReportError::Taken { month: report.month, version: report.version })
             }
             Err(e) => Err(store_err(e)),
+        }
+    }
+}
+
+impl ReportBook {
+    /// Issues last month's first version from `book`'s figures when, at `now` in the region's
+    /// time zone, it is day `day` of this month or later and last month has no version yet:
+    /// the report issued, or none. Any replica may call it at any time: a month with a version
+    /// is left alone, and of two replicas issuing at once one stores it (the create-only write),
+    /// the other gets none.
+    pub async fn issue_if_due(
+        &self,
+        book: &CaseBook,
+        day: i8,
+        now: jiff::Timestamp,
+    ) -> Result<Option<MonthlyReport>, ReportError> {
+        let tz = book.time_zone();
+        let today = tz.to_datetime(now).date();
+        let Some(last) = today.first_of_month().yesterday().ok().map(jiff::civil::Date::first_of_month) else {
+            return Ok(None);
+        };
+        if today.day() < day || self.latest(&last.strftime("%Y-%m").to_string()).await?.is_some() {
+            return Ok(None);
+        }
+        match self.issue(MonthlyReport::issue(|q| book.stats(q), last, now, SCHEDULED_BY, None, &tz)).await {
+            Ok(report) => Ok(Some(report)),
+            Err(ReportError::NeedsReason { .. } | ReportError::Taken { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }

@@ -10,7 +10,7 @@
 //
 // Modules: state.js (the shared state) · i18n.js (words, times) · api.js (HTTP) · events.js (the
 // stream and the per-frame update) · cases.js (filter and order) · board.js · map.js · detail.js ·
-// supervision.js (the 街道 ranking) · dom.js. This one signs in and out, switches the language, and wires the views together.
+// supervision.js (the 街道 ranking, shaded map) · sup_chart.js (its trend) · dom.js. This one signs in and out, switches the language, and wires the views together.
 import { alertLog, initAlerts, renderAlertsButton, renderUrgent } from './alerts.js';
 import { api } from './api.js';
 import { fillFilters, initBoard, measureFrames, renderRows, streetCommunities } from './board.js';
@@ -18,7 +18,7 @@ import { initDetail, refreshDetail, renderDetail, select } from './detail.js';
 import { $, narrow } from './dom.js';
 import { connect, disconnect, invalidate, setLive } from './events.js';
 import { errorText, fmtTime, t, tz } from './i18n.js';
-import { buildLegend, clusterList, communityCount, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, panStep, shownLabels, zoomToCommunities } from './map.js';
+import { buildLegend, clusterList, communityCount, communityFill, dotPoint, initMap, loadVolunteers, mapCaseIds, mapView, panStep, shownLabels, zoomToCommunities } from './map.js';
 import { initSearch, openFromHash } from './search.js';
 import { initSupervision, renderSupervision } from './supervision.js';
 import { serverNow, state } from './state.js';
@@ -116,6 +116,7 @@ window.linkbusConsole = {
   caseCount: () => state.cases.size,
   mapCaseIds,
   communityCount,
+  communityFill,
   state: (id) => state.cases.get(id)?.state,
   arrivedAt: (id) => state.arrived.get(id) ?? null,
   measureFrames,

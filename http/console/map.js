@@ -55,7 +55,17 @@ const view = {
   select: null,
   /** A dot was added to the canvas since the open P1 dots were last brought to its top. */
   p1Below: false,
+  /** The supervision view's fill of each community by id (`shadeCommunities`); empty when closed. */
+  shades: new Map(),
+  /** The supervision view's legend, or null. */
+  shadeLegend: null,
 };
+
+/** A community's look when no case is opened: shaded by the supervision view, else faint. */
+function plainStyle(id) {
+  const fill = view.shades.get(id);
+  return fill ? { color: '#4a5b6c', weight: 1, fillColor: fill, fillOpacity: 0.7 } : { color: '#4a5b6c', weight: 1, fillColor: '#8fa3b8', fillOpacity: 0.06 };
+}
 
 /** Draws the region (its communities, `geojson`) and makes the layers; `select(id)` opens a case
  * whose dot is clicked. */
@@ -66,7 +76,7 @@ export function initMap(geojson, select) {
   if (state.region.tile_url) L.tileLayer(state.region.tile_url, { attribution: state.region.tile_attribution, maxZoom: 19 }).addTo(map);
   view.communityLayer = L.geoJSON(geojson, {
     renderer: L.svg(),
-    style: () => ({ color: '#4a5b6c', weight: 1, fillColor: '#8fa3b8', fillOpacity: 0.06, className: 'community' }),
+    style: (feature) => ({ ...plainStyle(feature.properties.id), className: 'community' }),
     onEachFeature: (feature, layer) => {
       view.communityShapes.set(feature.properties.id, layer);
       layer.bindTooltip(feature.properties.name, { sticky: true, className: 'community-label' });
@@ -229,7 +239,7 @@ export async function loadVolunteers() {
 /** Highlights the community `communityId` (none for null). */
 function highlight(communityId) {
   for (const [id, layer] of view.communityShapes) {
-    layer.setStyle(id === communityId ? { color: '#b5179e', weight: 3, fillOpacity: 0.15, fillColor: '#b5179e' } : { color: '#4a5b6c', weight: 1, fillOpacity: 0.06, fillColor: '#8fa3b8' });
+    layer.setStyle(id === communityId ? { color: '#b5179e', weight: 3, fillOpacity: 0.15, fillColor: '#b5179e' } : plainStyle(id));
   }
 }
 
@@ -303,13 +313,38 @@ function covered() {
 }
 
 /** Zooms to the communities `ids` (the board's filter: one community, or a 街道's), those with a
- * boundary. */
-export function zoomToCommunities(ids) {
+ * boundary, in what `panel` (an element over the map's left side, if given) leaves visible. */
+export function zoomToCommunities(ids, panel) {
   const layers = ids.map((id) => view.communityShapes.get(id)).filter(Boolean);
   if (!layers.length) return;
   const bounds = layers.reduce((b, layer) => b.extend(layer.getBounds()), L.latLngBounds(layers[0].getBounds()));
-  view.map.fitBounds(bounds, { padding: [40, 40], maxZoom: FOCUS_ZOOM, animate: false });
+  const left = panel ? Math.max(0, panel.getBoundingClientRect().right - view.map.getContainer().getBoundingClientRect().left) : 0;
+  view.map.fitBounds(bounds, { paddingTopLeft: [40 + left, 40], paddingBottomRight: [40, 40], maxZoom: FOCUS_ZOOM, animate: false });
 }
+
+/** Fills each community of `fills` (id → colour) with its colour, the others as usual, with a
+ * legend titled `title` of `items` (`[colour, label]`; none: no legend) — the supervision view's map. */
+export function shadeCommunities(fills, title, items) {
+  view.shades = fills;
+  for (const [id, layer] of view.communityShapes) layer.setStyle(plainStyle(id));
+  if (view.shadeLegend) { view.shadeLegend.remove(); view.shadeLegend = null; }
+  // Before the map is made (the view opened while the region loads) the boundaries take their
+  // shades when drawn; the legend comes with the next shading.
+  if (!items.length || !view.map) return;
+  view.shadeLegend = L.control({ position: 'bottomright' });
+  view.shadeLegend.onAdd = () => {
+    const div = L.DomUtil.create('div', 'legend shade-legend');
+    div.id = 'shade-legend';
+    div.innerHTML = `<b>${esc(title)}</b><br>` + items.map(([, label]) => `<i class="box"></i>${esc(label)}`).join('<br>');
+    // Set through the DOM: the page's CSP refuses style attributes in markup.
+    div.querySelectorAll('i.box').forEach((box, i) => { box.style.background = items[i][0]; });
+    return div;
+  };
+  view.shadeLegend.addTo(view.map);
+}
+
+/** The fill colour community `id`'s boundary is drawn with, or null without one (for the tests). */
+export function communityFill(id) { return view.communityShapes.get(id)?.getElement()?.getAttribute('fill') ?? null; }
 
 /** Removes the routing drawn by `drawRouting`. */
 export function clearRouting() {

@@ -32,6 +32,10 @@
 //! adapters' routes are built by `linkbus-adapters` and merged in
 //! ([`state::ApiState::with_adapters`]).
 
+// The OpenAPI document (`openapi.rs`) is one `json!` literal per part; its paths part nests
+// deeper than the macro's default recursion limit allows.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod auth;
 pub mod config;

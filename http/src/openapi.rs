@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 
 use crate::api::{
     CaseList, DEFAULT_LIMIT, DeliveryList, DepartmentStatsList, IssueRequest, MAX_LIMIT, MAX_REASON_CHARS, MAX_REPEATS,
-    PublicCase, RankingTable, RatingRequest, ReadyBody, RepeatList, ReportList, StatsTable, TrackRating, TrackRequest,
+    PublicCase, RankingTable, RatingRequest, ReadyBody, RepeatList, RepeatTable, ReportList, RisingTable, StatsTable,
+    TrackRating, TrackRequest,
 };
 use linkbus_cases::book::{MAX_QUERY_CHARS, MIN_PHONE_DIGITS, MIN_QUERY_CHARS};
 
@@ -47,6 +48,8 @@ pub fn document() -> Value {
     let stats_list = out.subschema_for::<DepartmentStatsList>();
     let stats_table = out.subschema_for::<StatsTable>();
     let ranking_table = out.subschema_for::<RankingTable>();
+    let rising_table = out.subschema_for::<RisingTable>();
+    let repeat_table = out.subschema_for::<RepeatTable>();
     let report = out.subschema_for::<linkbus_cases::supervision::MonthlyReport>();
     let report_list = out.subschema_for::<ReportList>();
     let public_report = out.subschema_for::<linkbus_cases::supervision::PublicReport>();
@@ -359,6 +362,7 @@ pub fn document() -> Value {
                         query("period", "One row per key per day, ISO week or month.", json!({ "enum": ["day", "week", "month"], "default": "day" })),
                         query("from", "The periods whose first day is on or after this day (`YYYY-MM-DD`); default: 30 days before `to`.", json!({ "type": "string", "format": "date" })),
                         query("to", &format!("… and on or before this day; default: today. At most {} days after `from`.", crate::api::MAX_SPAN_DAYS), json!({ "type": "string", "format": "date" })),
+                        query("key", "Only this key's rows (one place's trend); a department key: its own id only.", json!({ "type": "string" })),
                     ],
                     "responses": {
                         "200": {
@@ -369,7 +373,7 @@ pub fn document() -> Value {
                             }
                         },
                         "401": unauthorized,
-                        "403": error("A source key, or a department key asking for another group than `department` (`forbidden`)."),
+                        "403": error("A source key, or a department key asking for another group than `department` or another key than its own (`forbidden`)."),
                         "422": error("An unknown group or period, a malformed day, `from` after `to` or too far before it, an unknown or repeated parameter (`invalid`).")
                     }
                 }
@@ -378,17 +382,60 @@ pub fn document() -> Value {
                 "get": {
                     "operationId": "supervisionRanking",
                     "summary": "The 街道 (or communities, districts) of a month ranked by a rate, best first, each with the month before and the change.",
-                    "description": "Dispatcher and operator keys. For `return_rate` and `reopen_rate` lower is better; places without the rate (nothing to divide by) come last, unranked.",
+                    "description": "Dispatcher and operator keys. For `return_rate` and `reopen_rate` lower is better; places without the rate (nothing to divide by) come last, unranked. With `Accept: text/csv`, one line per place: `rank`, `value`, `previous`, `change`, then the fields of its `Row`.",
                     "parameters": [
                         query("rate", "Rank by this rate.", json!({ "enum": ["response_rate", "resolution_rate", "satisfaction_rate", "return_rate", "reopen_rate"], "default": "satisfaction_rate" })),
                         query("month", "`YYYY-MM`; default: this month.", json!({ "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" })),
                         query("by", "Rank these places.", json!({ "enum": ["sub_district", "community", "district"], "default": "sub_district" })),
                     ],
                     "responses": {
-                        "200": body("The ranking.", &ranking_table),
+                        "200": {
+                            "description": "The ranking.",
+                            "content": {
+                                "application/json": { "schema": ranking_table },
+                                "text/csv": { "schema": { "type": "string" } }
+                            }
+                        },
                         "401": unauthorized,
                         "403": error("A source or department key (`forbidden`)."),
                         "422": error("An unknown rate or group, a malformed month, an unknown or repeated parameter (`invalid`).")
+                    }
+                }
+            },
+            "/api/stats/rising": {
+                "get": {
+                    "operationId": "supervisionRising",
+                    "summary": "The categories rising in a place in a month against the place's own previous months, most surely first, each \"likely\" or \"possible\" by a Poisson test (`docs/supervision.md`).",
+                    "description": "Dispatcher and operator keys. A month under way is judged against the part of it gone.",
+                    "parameters": [
+                        query("by", "The place's group.", json!({ "enum": ["sub_district", "community", "district"], "default": "sub_district" })),
+                        query("place", "The place's key (a 街道 or district code, a community id); none: the whole region.", json!({ "type": "string", "minLength": 1, "maxLength": 64 })),
+                        query("month", "`YYYY-MM`; default: this month.", json!({ "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" })),
+                    ],
+                    "responses": {
+                        "200": body("The categories rising.", &rising_table),
+                        "401": unauthorized,
+                        "403": error("A source or department key (`forbidden`)."),
+                        "422": error("An unknown group, a malformed month or place, an unknown or repeated parameter (`invalid`).")
+                    }
+                }
+            },
+            "/api/stats/repeats": {
+                "get": {
+                    "operationId": "supervisionRepeatAddresses",
+                    "summary": "The addresses with two cases or more received in a place in a month (repeat complaints), the most first.",
+                    "description": format!("Dispatcher and operator keys. Addresses compared folded, as a case's repeats are; at most {}.", crate::api::MAX_REPEAT_ADDRESSES),
+                    "parameters": [
+                        query("by", "The place's group.", json!({ "enum": ["sub_district", "community", "district"], "default": "sub_district" })),
+                        query("place", "The place's key (a 街道 or district code, a community id); none: the whole region.", json!({ "type": "string", "minLength": 1, "maxLength": 64 })),
+                        query("month", "`YYYY-MM`; default: this month.", json!({ "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" })),
+                    ],
+                    "responses": {
+                        "200": body("The addresses.", &repeat_table),
+                        "401": unauthorized,
+                        "403": error("A source or department key (`forbidden`)."),
+                        "422": error("An unknown group, a malformed month or place, an unknown or repeated parameter (`invalid`)."),
+                        "503": error("A case could not be read from the bucket (`unavailable`); try again.")
                     }
                 }
             },

@@ -48,6 +48,17 @@ pub struct Config {
     pub console: ConsoleConfig,
     /// Source-system adapters (`docs/adapters.md`).
     pub adapters: AdaptersConfig,
+    /// `[supervision]`: the monthly reports (`docs/supervision.md`).
+    pub supervision: SupervisionConfig,
+}
+
+/// `[supervision]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisionConfig {
+    /// Issue last month's report (its first version) on this day of the month, 1–28, in the
+    /// region's time zone, on whichever replica comes first; none (the default): only by hand.
+    pub issue_on_day: Option<i8>,
 }
 
 /// Accept and resolve deadlines for one priority, seconds.
@@ -370,6 +381,9 @@ impl Config {
         );
         anyhow::ensure!((10..=60_000).contains(&l.tick_ms), "lifecycle.tick_ms must be 10 to 60000");
         self.adapters.validate()?;
+        if let Some(day) = self.supervision.issue_on_day {
+            anyhow::ensure!((1..=28).contains(&day), "supervision.issue_on_day must be 1 to 28 (every month has it)");
+        }
         self.check_api()
     }
 

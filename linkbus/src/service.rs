@@ -199,6 +199,28 @@ pub async fn connect_configured(
     }
 }
 
+/// How often a replica looks whether last month's report is due (`[supervision] issue_on_day`).
+const REPORT_CHECK: Duration = Duration::from_secs(600);
+
+/// Issues last month's report once it is due ([`ReportBook::issue_if_due`]): at start, then every
+/// [`REPORT_CHECK`], until `shutdown`. Every replica runs it; the month is issued once.
+async fn issue_reports(reports: Arc<ReportBook>, cases: Arc<CaseBook>, day: i8, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(REPORT_CHECK);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match reports.issue_if_due(&cases, day, jiff::Timestamp::now()).await {
+            Ok(Some(report)) => {
+                info!(month = %report.month, version = report.version, "monthly report issued on schedule")
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "could not issue last month's report; trying again later"),
+        }
+    }
+}
+
 /// A running service.
 pub struct Service {
     /// The NATS connection.
@@ -320,6 +342,9 @@ impl Service {
         idempotent("provisioning webhook deliveries", || webhooks::provision(&provisioning, &settings)).await?;
         let reports =
             Arc::new(idempotent("opening the monthly reports", || ReportBook::open(&provisioning, &settings)).await?);
+        if let Some(day) = config.supervision.issue_on_day {
+            tasks.push(tokio::spawn(issue_reports(reports.clone(), cases.clone(), day, shutdown.clone())));
+        }
         for webhook in config.webhooks.clone() {
             let department = webhook.department.clone();
             let run = webhooks::run_with_metrics(js.clone(), webhook, case_metrics.webhooks.clone(), shutdown.clone());

@@ -267,6 +267,25 @@ async fn february_by_formula_on_two_replicas_after_a_restart_and_only_ones_own()
         .map(|r| (r["row"]["key"].clone(), r["rank"].clone()))
         .collect();
     assert_eq!(order, [(json!("sd-mission"), json!(1)), (json!("sd-castro"), json!(2))]);
+    // The same ranking as CSV: a header, then a line per place, its rank first.
+    let csv = http
+        .client
+        .get(format!("{}/api/stats/ranking?rate=response_rate&month=2026-02&by=sub_district", http.base))
+        .bearer_auth(OPERATOR)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .expect("an answer")
+        .text()
+        .await
+        .expect("a body");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("rank,value,previous,change,key,period,received,"), "{csv}");
+    assert!(
+        lines[1].starts_with("1,0.5,,,sd-mission,2026-02-01,4,") && lines[2].starts_with("2,0.0,,,sd-castro,"),
+        "{csv}"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
 
     // A department key: its own rows only.
     let own = http.get("/api/stats?by=department&period=month&from=2026-02-01&to=2026-02-01", SEWER).await;
@@ -286,10 +305,37 @@ async fn february_by_formula_on_two_replicas_after_a_restart_and_only_ones_own()
         (json!(2), json!(2), json!(1)),
         "{all}"
     );
-    for refused in ["/api/stats?by=community", "/api/stats/ranking"] {
+    for refused in [
+        "/api/stats?by=community",
+        "/api/stats/ranking",
+        "/api/stats/rising",
+        "/api/stats/repeats",
+        "/api/stats?by=department&key=sf-311",
+    ] {
         let (status, body) = http.json(reqwest::Method::GET, refused, Some(SEWER), None).await;
         assert_eq!((status, body["code"].clone()), (403, json!("forbidden")), "{refused}");
     }
+    // One key's rows; bad places and months of the rising categories and repeat addresses.
+    let one = http.get("/api/stats?by=community&period=month&from=2026-02-01&to=2026-02-28&key=castro", OPERATOR).await;
+    let keys: Vec<&Value> = one["rows"].as_array().expect("rows").iter().map(|r| &r["key"]).collect();
+    assert_eq!(keys, [&json!("castro")]);
+    for bad in ["/api/stats/rising?by=category&place=x", "/api/stats/repeats?place=", "/api/stats/rising?month=2026-13"]
+    {
+        let (status, body) = http.json(reqwest::Method::GET, bad, Some(OPERATOR), None).await;
+        assert_eq!((status, body["code"].clone()), (422, json!("invalid")), "{bad}: {body}");
+    }
+    // Mission's February: no history, nothing rising; the one address of its four cases (the
+    // example record's) repeated four times.
+    let rising = http.get("/api/stats/rising?by=community&place=mission&month=2026-02", OPERATOR).await;
+    assert_eq!((rising["rows"].clone(), rising["baseline_months"].clone()), (json!([]), json!(6)));
+    let repeats = http.get("/api/stats/repeats?by=sub_district&place=sd-mission&month=2026-02", OPERATOR).await;
+    let counts: Vec<(Value, usize)> = repeats["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| (r["count"].clone(), r["case_ids"].as_array().map_or(0, Vec::len)))
+        .collect();
+    assert_eq!(counts, [(json!(4), 4)], "{repeats}");
 
     // The same figures from the other replica, and from one started after the first stopped.
     let want = all_rows(&first, now);
@@ -578,4 +624,282 @@ async fn the_console_ranks_a_streets_three_rates_in_chinese() {
         assert!(head.as_str().is_some_and(|h| h.contains(word)), "{word} in {head}");
     }
     browser.close().await.expect("the browser closes");
+}
+
+/// Noon on the 10th of month `m` of 2026 (0: January; negative: 2025's) in Beijing.
+fn beijing_month(m: i8) -> Timestamp {
+    let (year, month) = if m < 0 { (2025, 13 + m) } else { (2026, m + 1) };
+    date(year, month, 10).at(12, 0, 0, 0).in_tz("Asia/Shanghai").expect("a time").timestamp()
+}
+
+/// Case `id` of `category` received at `at` in Beijing's community `c`, given to a department;
+/// with a `score` (1–5), accepted, resolved and rated solved; without, never accepted.
+fn in_community(
+    id: &str,
+    c: &linkbus_geo_data::Community,
+    category: &str,
+    at: Timestamp,
+    score: Option<u8>,
+) -> CaseRecord {
+    let policy = if score.is_some() { short() } else { long() };
+    let mut r = routed(id, &c.id, category, at, &policy);
+    r.case.address = None;
+    r.community = Some(linkbus_wire::CommunityRef {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        sub_district: c.sub_district.as_ref().map(|s| s.code.clone()),
+        district: c.district.code.clone(),
+    });
+    let Some(score) = score else { return r };
+    let r = act(r, "puc-sewer-ops", Action::Accept {}, at + SignedDuration::from_secs(60), &short());
+    rate(
+        resolve(r, "puc-sewer-ops", at + SignedDuration::from_secs(600)),
+        score,
+        true,
+        at + SignedDuration::from_secs(1_200),
+    )
+}
+
+/// 东华门街道's code.
+const DONGHUAMEN: &str = "110101001000";
+/// Where the seeded repeat complaints come from.
+const REPEAT_ADDRESS: &str = "东城区多福巷12号";
+
+/// Six months of cases in Beijing, September 2025 to February 2026: in 东华门街道's first
+/// community (A) six street cleanings a month rated 5; in February also twelve noise reports
+/// never accepted, three of them from one address; in its second (B) six in February, three rated
+/// 5 and three 2; in each of `spread` other communities, cases rated by their place in the list
+/// (for a coloured map); in one more community of another 街道, two rated cases only (too few to
+/// shade). The ids of A, B and that one.
+fn beijing_months(region: &linkbus_geo_data::Region, spread: usize) -> (Vec<CaseRecord>, [String; 3]) {
+    let street = |c: &&linkbus_geo_data::Community| c.sub_district.as_ref().is_some_and(|s| s.code == DONGHUAMEN);
+    let mut ours = region.communities.iter().filter(street);
+    let (a, b) = (ours.next().expect("a community of 东华门"), ours.next().expect("a second"));
+    let others: Vec<&linkbus_geo_data::Community> = region.communities.iter().filter(|c| !street(c)).collect();
+    let few = others[0];
+    let mut out = Vec::new();
+    for m in -4..=1i8 {
+        for i in 0..6 {
+            out.push(in_community(&format!("a-{m}-{i}"), a, "street_and_sidewalk_cleaning", beijing_month(m), Some(5)));
+        }
+    }
+    let feb = beijing_month(1);
+    for i in 0..12 {
+        let mut r = in_community(&format!("noise-{i}"), a, "noise_report", feb + SignedDuration::from_secs(i), None);
+        if i < 3 {
+            r.case.address = Some(REPEAT_ADDRESS.into());
+        }
+        out.push(r);
+    }
+    for i in 0..6u8 {
+        out.push(in_community(&format!("b-{i}"), b, "tree_maintenance", feb, Some(if i < 3 { 5 } else { 2 })));
+    }
+    for i in 0..2 {
+        out.push(in_community(&format!("few-{i}"), few, "streetlights", feb, Some(5)));
+    }
+    // Others all over the city, one community in every so many, each a month's worth of cases.
+    let elsewhere: Vec<_> = others.iter().filter(|c| c.sub_district != few.sub_district).collect();
+    let step = (elsewhere.len() / spread.max(1)).max(1);
+    for (n, c) in elsewhere.iter().step_by(step).take(spread).enumerate() {
+        for m in -4..=1i8 {
+            for i in 0..6u8 {
+                let score = if (usize::from(i) + n + m.unsigned_abs() as usize) % 7 < 5 { 5 } else { 2 };
+                out.push(in_community(&format!("o-{n}-{m}-{i}"), c, "sewer_issues", beijing_month(m), Some(score)));
+            }
+        }
+    }
+    (out, [a.id.clone(), b.id.clone(), few.id.clone()])
+}
+
+/// The supervision view in Chinese on Beijing's hand-built months: 东华门街道's 三率, its
+/// communities opened and ranked, the map shaded by the satisfaction rate (a 街道 colour, each
+/// community's own once opened, grey with too few), the trend's six months, the noise reports
+/// rising and the address they repeat from; and back. `UPDATE_SCREENSHOT=1` writes the view, 东华门
+/// opened, as `docs/supervision.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_view_opens_a_streets_communities_shades_the_map_and_shows_trends_rises_and_repeats() {
+    use crate::console::{DISPATCHER as CONSOLE_DISPATCHER, Driver, Linkbus, free_port, sign_in, until};
+
+    let bus = TestBus::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let beijing = linkbus_tests::repo_root().join("geo-data/beijing");
+    let region = linkbus_geo_data::Region::load(&beijing).expect("Beijing");
+    let linkbus = Linkbus::start_in(&bus, dir.path(), free_port(), &beijing, "");
+    let (records, [a, b, few]) = beijing_months(&region, 60);
+    for r in &records {
+        store(&bus, r).await;
+    }
+    let driver = Driver::start();
+    let browser = driver.browser(&dir.path().join("profile")).await;
+    sign_in(&browser, &linkbus.base, CONSOLE_DISPATCHER).await;
+    let lang = browser.find(fantoccini::Locator::Id("lang")).await.expect("the language button");
+    if lang.text().await.expect("its text") == "中文" {
+        lang.click().await.expect("switch to Chinese");
+    }
+    // Every record in the figures before the view reads them.
+    let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = http
+            .get(format!("{}api/stats?by=district&period=month&from=2025-09-01&to=2026-02-28", linkbus.base))
+            .bearer_auth(CONSOLE_DISPATCHER)
+            .send()
+            .await
+            .expect("an answer")
+            .text()
+            .await
+            .expect("a body");
+        let body: Value = serde_json::from_str(&text).expect("JSON");
+        let received: u64 =
+            body["rows"].as_array().map_or(0, |r| r.iter().filter_map(|r| r["received"].as_u64()).sum());
+        if received == records.len() as u64 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{received} of {} records in the figures", records.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.find(fantoccini::Locator::Id("supervision")).await.expect("the button").click().await.expect("open");
+    let choose = "const [id, value] = arguments; const el = document.getElementById(id); el.value = value; \
+                  el.dispatchEvent(new Event('change')); return true;";
+    browser.execute(choose, vec![json!("sup-rate"), json!("satisfaction_rate")]).await.expect("choose the rate");
+    browser.execute(choose, vec![json!("sup-month"), json!("2026-02")]).await.expect("choose the month");
+    let row = |key: &str| {
+        format!(
+            "const row = document.querySelector('#sup-rows tr[data-key=\"{key}\"]'); \
+             return row && [...row.cells].map((c) => c.textContent).slice(1);"
+        )
+    };
+    // 东华门: 24 cases; 12 of 24 accepted in time (the noise reports never); 12 of 12 solved;
+    // 9 of 12 satisfied, against January's 6 of 6.
+    let cells = until(&browser, "东华门街道's row", &row(DONGHUAMEN), vec![]).await;
+    assert_eq!(cells, json!(["东华门街道办事处", "24", "50.0%", "100.0%", "75.0%", "-25.0"]));
+    let fill = |id: &str| format!("return window.linkbusConsole.communityFill('{id}');");
+    // The map: 东华门's communities in its 75% colour, the community with two ratings grey.
+    until(
+        &browser,
+        "A in 东华门's colour",
+        &format!("return window.linkbusConsole.communityFill('{a}') === '#ffffbf';"),
+        vec![],
+    )
+    .await;
+    assert_eq!(browser.execute(&fill(&few), vec![]).await.expect("fill"), json!("#bdbdbd"));
+
+    // Its communities: A (6 of 6) first, B (3 of 6) second; each shaded by its own rate.
+    browser
+        .execute(
+            &format!("document.querySelector('#sup-rows tr[data-key=\"{DONGHUAMEN}\"]').click(); return true;"),
+            vec![],
+        )
+        .await
+        .expect("open 东华门");
+    let ranks = until(
+        &browser,
+        "东华门's communities",
+        "const rows = [...document.querySelectorAll('#sup-rows tr')]; \
+         return !document.getElementById('sup-back').hidden && rows.map((r) => [r.dataset.key, r.cells[0].textContent, r.cells[5].textContent]);",
+        vec![],
+    )
+    .await;
+    assert_eq!(ranks, json!([[a, "1", "100.0%"], [b, "2", "50.0%"]]));
+    assert_eq!(browser.execute(&fill(&a), vec![]).await.expect("fill"), json!("#1a9641"));
+    assert_eq!(browser.execute(&fill(&b), vec![]).await.expect("fill"), json!("#d7191c"));
+    // 东华门's trend: a point for each of the six months; the noise reports rising, surely; the
+    // address they repeat from.
+    let points = until(
+        &browser,
+        "the trend",
+        "const n = document.querySelectorAll('#sup-trend circle.pt').length; return n > 0 && n;",
+        vec![],
+    )
+    .await;
+    assert_eq!(points, json!(6));
+    let rising = until(
+        &browser,
+        "the rising categories",
+        "const li = document.querySelector('#sup-rising li[data-category]'); return li && [li.dataset.category, li.textContent];",
+        vec![],
+    )
+    .await;
+    assert_eq!(rising[0], "noise_report", "{rising}");
+    assert!(rising[1].as_str().is_some_and(|t| t.contains("12件") && t.contains("很可能上升")), "{rising}");
+    let repeats =
+        browser.execute("return document.getElementById('sup-repeats').textContent;", vec![]).await.expect("repeats");
+    assert!(repeats.as_str().is_some_and(|t| t.contains(REPEAT_ADDRESS) && t.contains("3件")), "{repeats}");
+    let png = browser.screenshot().await.expect("a screenshot");
+    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
+        std::fs::write(linkbus_tests::repo_root().join("docs/supervision.png"), &png)
+            .expect("write docs/supervision.png");
+    }
+
+    // By week: the twelve weeks up to February's last, three of them with ratings (the 10ths of
+    // December, January and February).
+    browser.execute(choose, vec![json!("sup-period"), json!("week")]).await.expect("by week");
+    until(
+        &browser,
+        "the weekly trend",
+        "return document.querySelectorAll('#sup-trend circle.pt').length === 3;",
+        vec![],
+    )
+    .await;
+    browser.execute(choose, vec![json!("sup-period"), json!("month")]).await.expect("by month");
+    // B chosen: its own trend, one month; back: the 街道 again, and A in 东华门's colour again.
+    browser
+        .execute(&format!("document.querySelector('#sup-rows tr[data-key=\"{b}\"]').click(); return true;"), vec![])
+        .await
+        .expect("choose B");
+    until(&browser, "B's trend", "return document.querySelectorAll('#sup-trend circle.pt').length === 1;", vec![])
+        .await;
+    browser.find(fantoccini::Locator::Id("sup-back")).await.expect("back").click().await.expect("back");
+    until(&browser, "the 街道 again", &row(DONGHUAMEN), vec![]).await;
+    assert_eq!(browser.execute(&fill(&a), vec![]).await.expect("fill"), json!("#ffffbf"));
+    browser.close().await.expect("the browser closes");
+}
+
+/// `[supervision] issue_on_day`: two replicas issue last month's report once, as "linkbus
+/// (scheduled)"; asked again, neither issues another; a day a month may lack is refused.
+#[tokio::test]
+async fn last_months_report_is_issued_once_on_its_day_by_any_replica() {
+    let bus = TestBus::start().await;
+    let mut config = config(&bus);
+    config.supervision.issue_on_day = Some(1);
+    let (first, second) = (bus.service(&config).await, bus.service(&config).await);
+    let last = (Timestamp::now().in_tz("America/Los_Angeles").expect("zone").date().first_of_month().yesterday())
+        .expect("a day")
+        .strftime("%Y-%m")
+        .to_string();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let versions = loop {
+        let versions = first.reports.versions().await.expect("the versions");
+        if !versions.is_empty() {
+            break versions;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "last month's report was never issued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(versions.iter().map(|v| (v.month.as_str(), v.version)).collect::<Vec<_>>(), [(last.as_str(), 1)]);
+    let report = first.reports.get(&last, None).await.expect("read").expect("issued");
+    assert_eq!(report.issued_by, linkbus_cases::reports::SCHEDULED_BY);
+    for replica in [&first, &second] {
+        let again = replica.reports.issue_if_due(&replica.cases, 1, Timestamp::now()).await.expect("asked again");
+        assert_eq!(again, None);
+    }
+    assert_eq!(first.reports.versions().await.expect("the versions").len(), 1);
+    first.stop().await;
+    second.stop().await;
+    // Without the schedule, on a bus of its own: not due before its day, issued on it.
+    let quiet = TestBus::start().await;
+    let service = quiet.service(&quiet.config()).await;
+    let today = Timestamp::now().in_tz("America/Los_Angeles").expect("zone").day();
+    if today < 28 {
+        assert_eq!(
+            service.reports.issue_if_due(&service.cases, today + 1, Timestamp::now()).await.expect("asked"),
+            None
+        );
+        assert!(service.reports.versions().await.expect("the versions").is_empty());
+    }
+    let issued = service.reports.issue_if_due(&service.cases, today, Timestamp::now()).await.expect("asked");
+    assert_eq!(issued.map(|r| (r.month, r.version)), Some((last, 1)));
+    service.stop().await;
+    let refused = Config::parse("[supervision]\nissue_on_day = 29\n").expect_err("day 29 refused");
+    assert!(refused.to_string().contains("issue_on_day"), "{refused}");
 }

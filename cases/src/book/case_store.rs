@@ -8,9 +8,9 @@ use linkbus_wire::{Action, Actor, CaseRecord};
 
 use super::error::ActError;
 use super::handle::CaseBook;
-use super::read::{CaseFilter, CasePage, Cursor};
+use super::read::{CaseFilter, CasePage, Cursor, RepeatAddress};
 use super::stats::DepartmentStats;
-use crate::supervision::{Figures, Mark, Ranked, RankingQuery, Row, StatsQuery};
+use crate::supervision::{Figures, Group, Mark, Ranked, RankingQuery, Rising, RisingQuery, Row, StatsQuery};
 
 /// What the rest of linkbus asks of the case book: the HTTP API (cases, residents' follow-ups,
 /// figures) and the adapters (a source's own cases, its updates to them). One trait, implemented
@@ -83,6 +83,22 @@ pub trait CaseStore: Send + Sync + 'static {
     /// The ranking `q` asks for; see [`CaseBook::ranking`].
     fn ranking(&self, q: &RankingQuery) -> Vec<Ranked> {
         self.figures().ranking(q)
+    }
+    /// The categories rising in a place; see [`CaseBook::rising`].
+    fn rising(&self, q: &RisingQuery) -> Vec<Rising> {
+        self.figures().rising(q)
+    }
+    /// A place's addresses with several cases in `from..to`; see [`CaseBook::repeat_addresses`]
+    /// (the default knows none).
+    fn repeat_addresses<'a>(
+        &'a self,
+        place: Option<(Group, &'a str)>,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<RepeatAddress>, ActError>> {
+        let _ = (place, from, to, limit);
+        Box::pin(std::future::ready(Ok(Vec::new())))
     }
     /// The supervision figures of the cases in memory, counted afresh (what the defaults use).
     fn figures(&self) -> Figures {
@@ -160,5 +176,19 @@ impl CaseStore for CaseBook {
 
     fn ranking(&self, q: &RankingQuery) -> Vec<Ranked> {
         CaseBook::ranking(self, q)
+    }
+
+    fn rising(&self, q: &RisingQuery) -> Vec<Rising> {
+        CaseBook::rising(self, q)
+    }
+
+    fn repeat_addresses<'a>(
+        &'a self,
+        place: Option<(Group, &'a str)>,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<RepeatAddress>, ActError>> {
+        Box::pin(CaseBook::repeat_addresses(self, place, from, to, limit))
     }
 }

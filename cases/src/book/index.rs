@@ -290,6 +290,19 @@ impl BookIndex {
         self.listed.range((from, Unbounded)).map(|(key, listed)| (key, listed, self.archived.contains_key(&key.1)))
     }
 
+    /// Every record created before `to`, newest first, and whether it is archived.
+    pub(super) fn created_before(&self, to: Timestamp) -> impl Iterator<Item = Row<'_>> {
+        self.listed
+            .range((Reverse(to), String::new())..)
+            .filter(move |(key, _)| key.0.0 < to)
+            .map(|(key, listed)| (key, listed, self.archived.contains_key(&key.1)))
+    }
+
+    /// The address of the case `id` as repeats compare it (folded), if it has one.
+    pub(super) fn folded_address(&self, id: &str) -> Option<&str> {
+        self.search.address(id)
+    }
+
     /// The records `q` finds (in memory or archived), in listing order: see [`SearchIndex::find`].
     pub(super) fn search(&self, q: &SearchQuery) -> Vec<ListKey> {
         self.search.find(q)

@@ -65,7 +65,7 @@ pub use config::BookConfig;
 pub use error::ActError;
 pub use handle::{CaseBook, NextVolunteers};
 pub use opening::OPEN_IN_FLIGHT;
-pub use read::{CaseFilter, CasePage, Cursor, involves};
+pub use read::{CaseFilter, CasePage, Cursor, RepeatAddress, involves};
 pub use search::{MAX_QUERY_CHARS, MIN_PHONE_DIGITS, MIN_QUERY_CHARS, REPEAT_DAYS, REPEAT_RADIUS_M, SearchQuery};
 pub use stats::DepartmentStats;
 

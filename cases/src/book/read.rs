@@ -4,12 +4,13 @@
 //! ([`super::archive`]) is read from the bucket.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use jiff::Timestamp;
 use linkbus_bus::sync::read;
 use linkbus_wire::{self as wire, CaseRecord, CaseState};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::error::ActError;
@@ -17,6 +18,18 @@ use super::handle::CaseBook;
 use super::index::BookIndex;
 use super::index::{ListKey, Listed, Row};
 use super::search::{REPEAT_DAYS, REPEAT_RADIUS_M, SearchKeys, SearchQuery};
+use crate::supervision::Group;
+
+/// An address several cases were reported at ([`CaseBook::repeat_addresses`]).
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct RepeatAddress {
+    /// The address as its newest case gives it.
+    pub address: String,
+    /// How many cases.
+    pub count: usize,
+    /// Their ids, newest first.
+    pub case_ids: Vec<String>,
+}
 
 /// Archived records a page reads from the bucket at once.
 const ARCHIVE_READS: usize = 16;
@@ -268,6 +281,55 @@ impl CaseBook {
             found
         };
         Ok(Some(self.read_back(found).await?.into_iter().filter_map(|(_, r)| r).collect()))
+    }
+
+    /// The addresses with two cases or more received in `from..to` in `place` (a district,
+    /// sub-district or community; none: anywhere): the most first (then by address), at most
+    /// `limit`, each with its cases' ids (newest first) and the address as its newest case gives
+    /// it. Addresses are compared folded, as repeats are ([`super::search`]); a report merged into
+    /// another case counts in that case. The month's part of the listing is read (it is in
+    /// creation order), not the whole book.
+    pub async fn repeat_addresses(
+        &self,
+        place: Option<(Group, &str)>,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<RepeatAddress>, ActError> {
+        let (groups, found) = {
+            let cache = read(&self.cache);
+            let index = read(&self.index);
+            let mut by_address: HashMap<&str, Vec<&ListKey>> = HashMap::new();
+            for (key, listed, _) in index.created_before(to).take_while(|(key, _, _)| key.0.0 >= from) {
+                let Some(mark) = &listed.mark else { continue };
+                if place.is_some_and(|(group, place)| !mark.counts_under(group, place)) {
+                    continue;
+                }
+                if let Some(address) = index.folded_address(&key.1) {
+                    by_address.entry(address).or_default().push(key);
+                }
+            }
+            let mut groups: Vec<(&str, Vec<&ListKey>)> = by_address.into_iter().filter(|(_, k)| k.len() >= 2).collect();
+            groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
+            groups.truncate(limit);
+            let found: Vec<(ListKey, Option<CaseRecord>)> = groups
+                .iter()
+                .map(|(_, keys)| (keys[0].clone(), cache.get(&keys[0].1).map(|c| c.stored.record.clone())))
+                .collect();
+            let groups: Vec<Vec<String>> =
+                groups.into_iter().map(|(_, keys)| keys.into_iter().map(|k| k.1.clone()).collect()).collect();
+            (groups, found)
+        };
+        let newest = self.read_back(found).await?;
+        Ok(groups
+            .into_iter()
+            .zip(newest)
+            .map(|(case_ids, (_, r))| RepeatAddress {
+                address: r.and_then(|r| r.case.address).unwrap_or_default(),
+                count: case_ids.len(),
+                case_ids,
+            })
+            .collect())
     }
 
     /// Every change of a case record from now on, whichever replica made it (records as the

@@ -280,6 +280,11 @@ impl SearchIndex {
         self.entries.get(doc as usize).and_then(Option::as_ref)
     }
 
+    /// The folded address of the case `id`, if it has one.
+    pub(super) fn address(&self, id: &str) -> Option<&str> {
+        self.numbers.get(id).and_then(|d| self.entry(*d)).and_then(|e| e.keys.address.as_deref())
+    }
+
     /// The listing places of the records `q` finds, in listing order (newest first).
     pub(super) fn find(&self, q: &SearchQuery) -> Vec<ListKey> {
         let mut candidates: HashSet<Doc> = prefixed(&self.ids, &q.folded).collect();

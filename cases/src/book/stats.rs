@@ -5,7 +5,7 @@ use linkbus_bus::sync::read;
 use serde::Serialize;
 
 use super::handle::CaseBook;
-use crate::supervision::{Ranked, RankingQuery, Row, StatsQuery};
+use crate::supervision::{Ranked, RankingQuery, Rising, RisingQuery, Row, StatsQuery};
 
 /// How one department handles its cases, for the dashboards.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
@@ -61,6 +61,11 @@ impl CaseBook {
     /// The ranking `q` asks for, from the same figures.
     pub fn ranking(&self, q: &RankingQuery) -> Vec<Ranked> {
         read(&self.index).figures().ranking(q)
+    }
+
+    /// The categories rising in a place in a month, from the same figures.
+    pub fn rising(&self, q: &RisingQuery) -> Vec<Rising> {
+        read(&self.index).figures().rising(q)
     }
 
     /// The time zone the figures' days are counted in (the region's).

@@ -10,7 +10,11 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
 use super::mark::{Mark, Part};
-use super::{Group, Period, Ranked, RankingQuery, Row, StatsQuery};
+use super::rising::{BASELINE_MONTHS, Rising, rising};
+use super::{Group, Period, Ranked, RankingQuery, RisingQuery, Row, StatsQuery};
+
+/// The groups that are places, whose categories [`Figures::rising`] compares.
+pub const PLACES: [Group; 3] = [Group::District, Group::SubDistrict, Group::Community];
 
 /// One key's counters on one day (or, summed, in one period).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -214,11 +218,17 @@ impl Keyed {
     }
 }
 
+/// Cases per category per month, by category.
+type CategoryMonths = BTreeMap<Date, BTreeMap<String, u64>>;
+
 /// The figures of every group key per day, over the marks added to them.
 #[derive(Debug, Clone)]
 pub struct Figures {
     time_zone: TimeZone,
     pub(super) cells: BTreeMap<Group, BTreeMap<String, Keyed>>,
+    /// Each place's (district, sub-district or community) cases per month by category: what
+    /// [`Figures::rising`] compares.
+    pub(super) categories: BTreeMap<(Group, String), CategoryMonths>,
 }
 
 impl Default for Figures {
@@ -230,7 +240,7 @@ impl Default for Figures {
 impl Figures {
     /// No figures yet; days are counted in `time_zone` (the region's).
     pub fn new(time_zone: TimeZone) -> Self {
-        Self { time_zone, cells: BTreeMap::new() }
+        Self { time_zone, cells: BTreeMap::new(), categories: BTreeMap::new() }
     }
 
     /// The time zone days are counted in.
@@ -270,6 +280,7 @@ impl Figures {
             _ => {
                 for (m, add) in old.map(|o| (o, false)).into_iter().chain(new.map(|n| (n, true))) {
                     let day = self.day(m.received_at);
+                    self.count_category(m, day.first_of_month(), add);
                     for part in &m.parts {
                         let (none, adds) = (Adds::default(), Adds::of(part, m));
                         let (from, to) = if add { (&none, &adds) } else { (&adds, &none) };
@@ -277,6 +288,70 @@ impl Figures {
                     }
                 }
             }
+        }
+    }
+
+    /// Adds one to the month's count of `m`'s category in each of its places (or takes it away).
+    fn count_category(&mut self, m: &Mark, month: Date, add: bool) {
+        let Some(category) = m.parts.iter().find(|p| p.group == Group::Category) else { return };
+        for place in m.parts.iter().filter(|p| PLACES.contains(&p.group)) {
+            let place_key = (place.group, place.key.clone());
+            let months = self.categories.entry(place_key.clone()).or_default();
+            let counts = months.entry(month).or_default();
+            let n = counts.entry(category.key.clone()).or_default();
+            *n = if add { *n + 1 } else { n.saturating_sub(1) };
+            if *n == 0 {
+                counts.remove(&category.key);
+                if counts.is_empty() {
+                    months.remove(&month);
+                    if months.is_empty() {
+                        self.categories.remove(&place_key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The categories rising in a place (`q.place`; none: the whole region) in `q.month`
+    /// against its previous months: see [`super::rising`].
+    pub fn rising(&self, q: &RisingQuery) -> Vec<Rising> {
+        let month = q.month.first_of_month();
+        let none = BTreeMap::new();
+        let region: CategoryMonths;
+        let months = match &q.place {
+            Some(place) => self.categories.get(place).unwrap_or(&none),
+            None => {
+                let mut all = CategoryMonths::new();
+                for (category, keyed) in self.cells.get(&Group::Category).into_iter().flatten() {
+                    for (start, cell) in &keyed.months {
+                        all.entry(*start).or_default().insert(category.clone(), cell.received);
+                    }
+                }
+                region = all;
+                &region
+            }
+        };
+        let empty = BTreeMap::new();
+        let mut before = Vec::with_capacity(BASELINE_MONTHS);
+        let mut start = month;
+        for _ in 0..BASELINE_MONTHS {
+            let Some(previous) = start.yesterday().ok().map(Date::first_of_month) else { break };
+            before.push(months.get(&previous).unwrap_or(&empty).clone());
+            start = previous;
+        }
+        rising(months.get(&month).unwrap_or(&empty), &before, self.part_gone(month, q.now))
+    }
+
+    /// The part of `month` gone at `now` in the figures' time zone: 0 before it, 1 after it.
+    fn part_gone(&self, month: Date, now: Timestamp) -> f64 {
+        let at = |d: Date| self.time_zone.to_timestamp(d.to_datetime(jiff::civil::Time::midnight())).ok();
+        let next = month.last_of_month().tomorrow().ok();
+        match (at(month), next.and_then(at)) {
+            (Some(start), Some(end)) => {
+                let gone = now.duration_since(start).as_secs_f64() / end.duration_since(start).as_secs_f64();
+                gone.clamp(0.0, 1.0)
+            }
+            _ => 1.0,
         }
     }
 

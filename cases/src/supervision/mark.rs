@@ -108,6 +108,13 @@ impl Mark {
     }
 }
 
+impl Mark {
+    /// Whether the case counts under `key` of `group` (a place, a category …).
+    pub fn counts_under(&self, group: Group, key: &str) -> bool {
+        self.parts.iter().any(|p| p.group == group && p.key == key)
+    }
+}
+
 /// Seconds from `from` to `to` (0 if before), to 3 significant digits: rounded down, so at most
 /// 1% low, and exact below 1,000 s. A group's times are then a few hundred counters.
 pub(super) fn keep(from: Timestamp, to: Timestamp) -> u32 {

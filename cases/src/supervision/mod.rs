@@ -7,6 +7,8 @@
 //! - `figures`: [`Figures`], the counters per group, key and day that marks are added to and
 //!   taken from, and the queries: [`Figures::rows`] and [`Figures::ranking`];
 //! - `report`: [`MonthlyReport`], a closed month as issued, and its public part;
+//! - `rising`: [`Rising`], a place's categories above their own baseline this month, and how
+//!   sure (a Poisson test), for [`Figures::rising`];
 //! - here: the names the API speaks — [`Group`], [`Period`], [`Rate`], [`Row`], [`Ranked`].
 
 use jiff::Timestamp;
@@ -17,12 +19,14 @@ use serde::{Deserialize, Serialize};
 mod figures;
 mod mark;
 mod report;
+mod rising;
 #[cfg(test)]
 mod tests;
 
-pub use figures::Figures;
+pub use figures::{Figures, PLACES};
 pub use mark::Mark;
 pub use report::{MonthRows, MonthlyReport, PublicReport};
+pub use rising::{BASELINE_MONTHS, Confidence, Rising};
 
 /// What the rows are grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
@@ -140,6 +144,17 @@ pub struct RankingQuery {
     /// In the month this day is in.
     pub month: Date,
     /// "Now", for `overdue`.
+    pub now: Timestamp,
+}
+
+/// What [`Figures::rising`] is asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RisingQuery {
+    /// The place (a district, sub-district or community: its group and key); none: the region.
+    pub place: Option<(Group, String)>,
+    /// In the month this day is in.
+    pub month: Date,
+    /// "Now": a month under way is judged against the part of it gone.
     pub now: Timestamp,
 }
 

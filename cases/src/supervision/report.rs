@@ -93,9 +93,31 @@ pub struct PublicReport {
 }
 
 impl MonthlyReport {
+    /// The report of the month starting `month`, issued at `now` by `issued_by` for `reason`
+    /// (its version set when stored), days in `time_zone`, its rows from `rows` (such as
+    /// [`Figures::rows`]).
+    pub fn issue(
+        rows: impl Fn(&StatsQuery) -> Vec<Row>,
+        month: Date,
+        now: Timestamp,
+        issued_by: &str,
+        reason: Option<String>,
+        time_zone: &jiff::tz::TimeZone,
+    ) -> Self {
+        Self {
+            month: month.strftime("%Y-%m").to_string(),
+            version: 0,
+            issued_at: now,
+            issued_by: issued_by.to_owned(),
+            reason,
+            time_zone: time_zone.iana_name().unwrap_or("UTC").to_owned(),
+            rows: Self::rows_of(rows, month, now),
+        }
+    }
+
     /// The rows of the month starting `month` at `now`, every group, from `rows` (such as
     /// [`Figures::rows`]).
-    pub fn rows_of(rows: impl Fn(&StatsQuery) -> Vec<Row>, month: Date, now: Timestamp) -> MonthRows {
+    fn rows_of(rows: impl Fn(&StatsQuery) -> Vec<Row>, month: Date, now: Timestamp) -> MonthRows {
         let mut out = MonthRows::default();
         for group in Group::ALL {
             let q = StatsQuery { group, period: Period::Month, from: month, to: month, now, only: None };

@@ -364,3 +364,44 @@ fn replacing_a_mark_whose_day_or_keys_moved_moves_the_figures() {
         }
     }
 }
+
+/// A case of `category` in community `c1` (sub-district `s-c`) received `months` months before
+/// March 2026 (0: March), on the 10th.
+fn in_month(id: &str, category: &str, months: i64) -> CaseRecord {
+    let mut r = case(id, "c1", t(0) - jiff::SignedDuration::from_hours(24 * 31 * months));
+    r.case.category = category.into();
+    r
+}
+
+#[test]
+fn a_places_rising_category_against_its_own_months_and_none_once_taken_away() {
+    // Four noise cases a month from September to February in s-c; March: twelve.
+    let mut records: Vec<CaseRecord> =
+        (1..=6).flat_map(|m| (0..4).map(move |i| in_month(&format!("n{m}-{i}"), "noise", m))).collect();
+    records.extend((0..12).map(|i| in_month(&format!("now-{i}"), "noise", 0)));
+    records.extend((0..3).map(|i| in_month(&format!("trash-{i}"), "trash", 0)));
+    let mut f = figures_of(&records, TimeZone::get("Asia/Shanghai").expect("bundled"));
+    let end_of_march = Timestamp::from_second(1_775_000_000).expect("April 2026");
+    let q = |place: Option<(Group, &str)>| RisingQuery {
+        place: place.map(|(g, k)| (g, k.to_owned())),
+        month: date(2026, 3, 1),
+        now: end_of_march,
+    };
+    for place in [Some((Group::SubDistrict, "s-c")), Some((Group::Community, "c1")), None] {
+        let found = f.rising(&q(place));
+        let names: Vec<(&str, u64, f64)> = found.iter().map(|r| (r.category.as_str(), r.count, r.baseline)).collect();
+        // trash: 3 cases against none before is rising too (expected half a case over 6 months).
+        assert_eq!(names, [("trash", 3, 0.0), ("noise", 12, 4.0)], "{place:?}");
+        assert_eq!(found[1].confidence, Confidence::Likely);
+    }
+    assert!(f.rising(&q(Some((Group::SubDistrict, "s-x")))).is_empty());
+    // On the 10th of March, a third of the month gone: the same twelve against a third of four.
+    let tenth = f.rising(&RisingQuery { now: t(0), ..q(Some((Group::Community, "c1"))) });
+    let noise = tenth.iter().find(|r| r.category == "noise").expect("noise rising");
+    assert!((noise.expected - 24.5 / 6.0 * (9.0 + 8.0 / 24.0) / 31.0).abs() < 1e-9, "{tenth:?}");
+    // The records taken away again: nothing left to count.
+    for r in &records {
+        f.replace(Mark::of(r).as_ref(), None);
+    }
+    assert!(f.categories.is_empty());
+}

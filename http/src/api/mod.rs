@@ -15,8 +15,10 @@
 //! | `GET /api/stats/departments` | dispatcher, operator or department key | per-department figures for dashboards; a department key gets its own row only | `oversight` |
 //! | `POST`, `DELETE /api/volunteers/{id}/credential` | dispatcher or operator key | issue (answered once) or revoke a volunteer's app credential | [`crate::volunteer`] |
 //! | `GET /api/volunteer/me`, `PUT /api/volunteer/me/status`, `GET /api/volunteer/me/offers` (SSE), `POST /api/volunteer/me/offers/{case_id}/answer`, `POST /api/volunteer/me/offers/{case_id}/step`, `GET /api/volunteer/me/history` | that volunteer's credential | the volunteers' app: its own status, offers, answers, steps (arrived, handed over) and hours | [`crate::volunteer`] |
-//! | `GET /api/stats` | dispatcher, operator or department key | supervision figures (`docs/supervision.md`) `by` district, sub_district, community, department, category or system, per `period` day, week or month, `from`–`to`; JSON, or CSV with `Accept: text/csv`; a department key only `by=department`, its own rows | `supervision` |
-//! | `GET /api/stats/ranking` | dispatcher or operator key | the 街道 (`by=sub_district`, or communities, districts) of a `month` ranked by a `rate`, each with the month before | `supervision` |
+//! | `GET /api/stats` | dispatcher, operator or department key | supervision figures (`docs/supervision.md`) `by` district, sub_district, community, department, category or system, per `period` day, week or month, `from`–`to`, one `key`'s or all; JSON, or CSV with `Accept: text/csv`; a department key only `by=department`, its own rows | `supervision` |
+//! | `GET /api/stats/ranking` | dispatcher or operator key | the 街道 (`by=sub_district`, or communities, districts) of a `month` ranked by a `rate`, each with the month before; JSON, or CSV with `Accept: text/csv` | `supervision` |
+//! | `GET /api/stats/rising` | dispatcher or operator key | the categories rising in a `place` (of `by`; none: the region) in a `month` against its own previous months, with how sure | `supervision` |
+//! | `GET /api/stats/repeats` | dispatcher or operator key | the addresses with several cases in a `place` in a `month` | `supervision` |
 //! | `GET /api/reports` | dispatcher, operator or department key | the monthly reports issued: month and version | `reports` |
 //! | `POST /api/reports/{month}` | dispatcher key | issue the closed month's figures as its next version; a correction needs `{"reason": "…"}` | `reports` |
 //! | `GET /api/reports/{month}` | dispatcher, operator or department key | the month's report, latest version or `version`; a department key its own rows only | `reports` |
@@ -78,8 +80,8 @@ pub(crate) use self::query::{DEFAULT_LIMIT, MAX_LIMIT};
 pub(crate) use self::reports::MAX_REASON_CHARS;
 pub use self::reports::{IssueRequest, ReportList};
 pub use self::residents::{Deadline, PublicCase, PublicEntry, RatingRequest};
-pub(crate) use self::supervision::MAX_SPAN_DAYS;
-pub use self::supervision::{RankingTable, StatsTable};
+pub(crate) use self::supervision::{MAX_REPEAT_ADDRESSES, MAX_SPAN_DAYS};
+pub use self::supervision::{RankingTable, RepeatTable, RisingTable, StatsTable};
 pub use self::track::{TrackRating, TrackRequest};
 use crate::state::ApiState;
 
@@ -100,6 +102,8 @@ pub(crate) fn routes(state: &ApiState) -> Router<ApiState> {
         .route("/api/stats/departments", get(oversight::department_stats))
         .route("/api/stats", get(supervision::stats))
         .route("/api/stats/ranking", get(supervision::ranking))
+        .route("/api/stats/rising", get(supervision::rising))
+        .route("/api/stats/repeats", get(supervision::repeats))
         .route("/api/reports", get(reports::list_reports))
         .route("/api/reports/{month}", get(reports::get_report).post(reports::issue))
         .merge(reports::public_routes(state))

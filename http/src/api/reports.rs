@@ -111,15 +111,7 @@ pub(super) async fn issue(
             zone_name(&tz)
         )));
     }
-    let report = MonthlyReport {
-        month: month_name(first),
-        version: 0,
-        issued_at: now,
-        issued_by: principal.id.clone(),
-        reason,
-        time_zone: zone_name(&tz),
-        rows: MonthlyReport::rows_of(|q| state.cases.stats(q), first, now),
-    };
+    let report = MonthlyReport::issue(|q| state.cases.stats(q), first, now, &principal.id, reason, &tz);
     let issued = book(&state)?.issue(report).await.map_err(report_err)?;
     info!(actor = %principal.id, month = %issued.month, version = issued.version, reason = issued.reason.as_deref(), "monthly report issued");
     Ok(axum::Json(issued).into_response())

@@ -1,7 +1,8 @@
 //! The supervision figures (`docs/supervision.md`): `GET /api/stats` (JSON, or CSV with
 //! `Accept: text/csv`) and the ranking of 街道 (or communities) by a rate, from the figures the
-//! case book keeps ([`linkbus_cases::supervision`]). Dispatchers and operators read every row; a
-//! department key only its own department's rows.
+//! case book keeps ([`linkbus_cases::supervision`]); a place's rising categories and its repeat
+//! addresses of a month. Dispatchers and operators read every row; a department key only its own
+//! department's rows, and no ranking, rising categories or addresses.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -10,7 +11,10 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use linkbus_cases::supervision::{Group, Period, Ranked, RankingQuery, Rate, Row, StatsQuery};
+use linkbus_cases::book::RepeatAddress;
+use linkbus_cases::supervision::{
+    BASELINE_MONTHS, Group, PLACES, Period, Ranked, RankingQuery, Rate, Rising, RisingQuery, Row, StatsQuery,
+};
 use schemars::JsonSchema;
 use serde::Serialize;
 use tracing::debug;
@@ -63,6 +67,45 @@ pub struct RankingTable {
     pub rows: Vec<Ranked>,
 }
 
+/// `GET /api/stats/rising`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RisingTable {
+    /// The place's group, or none for the whole region.
+    pub by: Option<Group>,
+    /// The place's key, or none for the whole region.
+    pub place: Option<String>,
+    /// The month, `YYYY-MM`.
+    pub month: String,
+    /// The region's time zone.
+    pub time_zone: String,
+    /// The most previous months the baseline is the mean of.
+    pub baseline_months: usize,
+    /// The categories rising, most surely first.
+    pub rows: Vec<Rising>,
+}
+
+/// `GET /api/stats/repeats`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RepeatTable {
+    /// The place's group, or none for the whole region.
+    pub by: Option<Group>,
+    /// The place's key, or none for the whole region.
+    pub place: Option<String>,
+    /// The month, `YYYY-MM`.
+    pub month: String,
+    /// The region's time zone.
+    pub time_zone: String,
+    /// The addresses with two cases or more, the most first.
+    pub rows: Vec<RepeatAddress>,
+}
+
+/// The most addresses `GET /api/stats/repeats` answers.
+pub(crate) const MAX_REPEAT_ADDRESSES: usize = 20;
+/// The longest place key.
+const MAX_PLACE_CHARS: usize = 64;
+
 /// The name of `tz`, for answers.
 pub(crate) fn zone_name(tz: &TimeZone) -> String {
     tz.iana_name().unwrap_or("UTC").to_owned()
@@ -112,8 +155,10 @@ pub(crate) fn stats_query(pairs: &[(String, String)], tz: &TimeZone, now: Timest
         only: None,
     };
     let mut from = None;
-    for (name, value) in params(pairs, &["by", "period", "from", "to"])? {
+    for (name, value) in params(pairs, &["by", "period", "from", "to", "key"])? {
         match name {
+            // One place's rows (a trend), not every key's: a city has 2,300 communities.
+            "key" => q.only = Some(value.to_owned()),
             "by" => q.group = Group::parse(value).ok_or_else(|| {
                 ApiError::Invalid(format!(
                     "by={value:?}: not a group; one of district, sub_district, community, department, category, system"
@@ -165,7 +210,7 @@ pub(crate) fn answer<T: Serialize>(
     if wants_csv(headers) { csv_response(rows) } else { Ok(axum::Json(body).into_response()) }
 }
 
-/// `GET /api/stats?by=&period=&from=&to=`.
+/// `GET /api/stats?by=&period=&from=&to=&key=`.
 pub(super) async fn stats(
     State(state): State<ApiState>,
     principal: Principal,
@@ -183,6 +228,9 @@ pub(super) async fn stats(
                 q.group.as_str()
             )));
         }
+        if q.only.as_deref().is_some_and(|key| key != own) {
+            return Err(ApiError::Forbidden("a department key may read only its own rows".into()));
+        }
         q.only = Some(own.to_owned());
     }
     let rows = state.cases.stats(&q);
@@ -198,12 +246,23 @@ pub(super) async fn stats(
     answer(&headers, &table, &table.rows)
 }
 
-/// `GET /api/stats/ranking?rate=&month=&by=`.
+/// A ranked place's own columns in CSV, before its row's (a tuple of the two serializes as one
+/// flat record, headers and all).
+#[derive(Serialize)]
+struct RankCells {
+    rank: Option<usize>,
+    value: Option<f64>,
+    previous: Option<f64>,
+    change: Option<f64>,
+}
+
+/// `GET /api/stats/ranking?rate=&month=&by=`: JSON, or CSV with `Accept: text/csv`.
 pub(super) async fn ranking(
     State(state): State<ApiState>,
     principal: Principal,
+    headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<axum::Json<RankingTable>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(RANKING_ROLES, "read rankings")?;
     let Query(pairs) = query.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let tz = state.cases.time_zone();
@@ -232,10 +291,88 @@ pub(super) async fn ranking(
         }
     }
     let rows = state.cases.ranking(&q);
-    Ok(axum::Json(RankingTable {
-        by: q.group,
-        rate: q.rate,
-        month: month_name(q.month),
+    let table = RankingTable { by: q.group, rate: q.rate, month: month_name(q.month), time_zone: zone_name(&tz), rows };
+    let cells: Vec<(RankCells, &Row)> = table
+        .rows
+        .iter()
+        .map(|r| (RankCells { rank: r.rank, value: r.value, previous: r.previous, change: r.change }, &r.row))
+        .collect();
+    answer(&headers, &table, &cells)
+}
+
+/// The place (`by` and `place`; no `place`: the whole region) and month (`month`; default: this
+/// month) of `GET /api/stats/rising` and `/api/stats/repeats`.
+fn place_and_month(
+    pairs: &[(String, String)],
+    tz: &TimeZone,
+    now: Timestamp,
+) -> Result<(Option<(Group, String)>, Date), ApiError> {
+    let (mut group, mut place, mut first) = (Group::SubDistrict, None, tz.to_datetime(now).date().first_of_month());
+    for (name, value) in params(pairs, &["by", "place", "month"])? {
+        match name {
+            "by" => {
+                group = Group::parse(value).filter(|g| PLACES.contains(g)).ok_or_else(|| {
+                    ApiError::Invalid(format!("by={value:?}: one of sub_district, community, district"))
+                })?
+            }
+            "month" => first = month(value)?,
+            _ => {
+                if value.is_empty() || value.chars().count() > MAX_PLACE_CHARS {
+                    return Err(ApiError::Invalid(format!("place: 1 to {MAX_PLACE_CHARS} characters")));
+                }
+                place = Some(value.to_owned());
+            }
+        }
+    }
+    Ok((place.map(|p| (group, p)), first))
+}
+
+/// `GET /api/stats/rising?by=&place=&month=`.
+pub(super) async fn rising(
+    State(state): State<ApiState>,
+    principal: Principal,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<axum::Json<RisingTable>, ApiError> {
+    principal.require(RANKING_ROLES, "read what is rising in places")?;
+    let Query(pairs) = query.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let tz = state.cases.time_zone();
+    let now = Timestamp::now();
+    let (place, first) = place_and_month(&pairs, &tz, now)?;
+    let rows = state.cases.rising(&RisingQuery { place: place.clone(), month: first, now });
+    Ok(axum::Json(RisingTable {
+        by: place.as_ref().map(|(g, _)| *g),
+        place: place.map(|(_, p)| p),
+        month: month_name(first),
+        time_zone: zone_name(&tz),
+        baseline_months: BASELINE_MONTHS,
+        rows,
+    }))
+}
+
+/// `GET /api/stats/repeats?by=&place=&month=`.
+pub(super) async fn repeats(
+    State(state): State<ApiState>,
+    principal: Principal,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<axum::Json<RepeatTable>, ApiError> {
+    principal.require(RANKING_ROLES, "read places' repeat addresses")?;
+    let Query(pairs) = query.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let tz = state.cases.time_zone();
+    let (place, first) = place_and_month(&pairs, &tz, Timestamp::now())?;
+    let start = |d: Date| tz.to_timestamp(d.to_datetime(jiff::civil::Time::midnight()));
+    let next = first.last_of_month().tomorrow().map_err(|_| ApiError::Invalid("month: out of range".into()))?;
+    let (from, to) = start(first)
+        .and_then(|f| start(next).map(|t| (f, t)))
+        .map_err(|_| ApiError::Invalid("month: out of range".into()))?;
+    let rows = state
+        .cases
+        .repeat_addresses(place.as_ref().map(|(g, p)| (*g, p.as_str())), from, to, MAX_REPEAT_ADDRESSES)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("could not read the cases: {e}")))?;
+    Ok(axum::Json(RepeatTable {
+        by: place.as_ref().map(|(g, _)| *g),
+        place: place.map(|(_, p)| p),
+        month: month_name(first),
         time_zone: zone_name(&tz),
         rows,
     }))

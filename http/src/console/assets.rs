@@ -47,6 +47,7 @@ pub(super) const ASSETS: &[Asset] = &[
     asset!("record.js", JS),
     asset!("search.js", JS),
     asset!("state.js", JS),
+    asset!("sup_chart.js", JS),
     asset!("supervision.js", JS),
     asset!("app.css", CSS),
     asset!("vendor/leaflet/leaflet.js", JS),
