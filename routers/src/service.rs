@@ -33,7 +33,7 @@ use linkbus_bus::sync::{read, write};
 use linkbus_wire::claims::Claims;
 use linkbus_wire::decode::{Rejection, decode_ingest};
 use linkbus_wire::subjects;
-use linkbus_wire::{self as wire, CaseReport, CloudEvent, RoutedCase, SourceSystem, VolunteerOffer};
+use linkbus_wire::{self as wire, CaseReport, CloudEvent, RoutedCase, SourceSystem, TraceContext, VolunteerOffer};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -359,7 +359,8 @@ impl Worker<'_> {
             decode_ingest(&msg.subject, msg_id, &msg.payload, config.max_payload, &config.claims)
         };
         let outcome = match decoded {
-            Ok(event) => {
+            Ok(mut event) => {
+                adopt_header_trace(&mut event, msg.headers.as_ref());
                 let redelivered = msg.info().map_or(true, |i| i.delivered > 1);
                 route(js, self.cases, state, config, event, redelivered).await
             }
@@ -400,6 +401,21 @@ impl Worker<'_> {
                 let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
             }
         }
+    }
+}
+
+/// A trace given in the message's NATS headers (`traceparent`, `tracestate`: W3C Trace Context,
+/// as a tracing library's NATS propagator writes them) goes with the case as its CloudEvent
+/// extension would. The event's own attributes, where valid, win; an invalid header is ignored.
+fn adopt_header_trace(event: &mut CloudEvent<CaseReport>, headers: Option<&async_nats::HeaderMap>) {
+    if TraceContext::from_extensions(&event.extensions).is_some() {
+        return;
+    }
+    let Some(headers) = headers else { return };
+    let Some(parent) = headers.get(wire::TRACEPARENT) else { return };
+    let state = headers.get(wire::TRACESTATE).map(|v| v.as_str());
+    if let Some(trace) = TraceContext::parse(parent.as_str(), state) {
+        trace.set_on(&mut event.extensions);
     }
 }
 

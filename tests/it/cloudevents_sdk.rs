@@ -3,7 +3,8 @@
 //! makes them: its default event has no `datacontenttype`, and an extension attribute
 //! (`traceparent`) goes beside the core ones. The structured event is routed, and its trace
 //! context reaches the department's copy and the stored decision; the binary-mode event (the
-//! attributes as `ce-` headers) is refused with a reason that says what to send instead.
+//! attributes as `ce-` headers) is refused with a reason that says what to send instead. A trace
+//! given as NATS headers instead of attributes reaches the department too.
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -101,5 +102,31 @@ async fn the_python_sdks_binary_mode_is_refused_with_what_to_send() {
     let reason = header(letter, HEADER_REASON).unwrap_or_default();
     assert!(reason.contains("binary content mode") && reason.contains("structured mode"), "{reason}");
     assert!(service.cases.get(id).is_none(), "not routed");
+    service.stop().await;
+}
+
+/// The SDK's structured event without the trace attribute, its trace given instead as NATS
+/// headers (as a tracing library's NATS propagator sends it): the department's copy carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_in_nats_headers_reaches_the_department() {
+    let bus = TestBus::start().await;
+    let service = bus.service(&bus.config()).await;
+    let id = "sf311-910003";
+    let structured = &sdk_messages(id)["structured"];
+    let mut body: Value = serde_json::from_str(structured["body"].as_str().expect("text")).expect("JSON");
+    body.as_object_mut().expect("an event").remove("traceparent");
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id);
+    headers.insert("traceparent", TRACEPARENT);
+    headers.insert("tracestate", "vendor=7");
+    let body = Bytes::from(serde_json::to_vec(&body).expect("JSON"));
+    bus.js.publish_with_headers(SUBJECT, headers, body).await.expect("publish").await.expect("stored");
+    wait_for_case(&service, id, "routed", |_| true).await;
+
+    let copies = read_stream(&bus.js, STREAM_ROUTED, "routed.dept.>", 1).await;
+    let copy: Value = serde_json::from_slice(&copies[0].payload).expect("a routed copy");
+    assert_eq!((&copy["traceparent"], &copy["tracestate"]), (&TRACEPARENT.into(), &"vendor=7".into()), "{copy}");
+    let record = service.cases.get(id).expect("the case record");
+    assert_eq!(record.trace.map(|t| t.traceparent).as_deref(), Some(TRACEPARENT));
     service.stop().await;
 }
