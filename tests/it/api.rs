@@ -338,6 +338,13 @@ async fn the_closed_loop_over_http_matches_its_openapi_document() {
     let ranking = "/api/stats/ranking?by=community&rate=response_rate";
     let (status, ranking) = api.call(Method::GET, "/api/stats/ranking", ranking, Some(OPERATOR), None).await;
     assert_eq!((status, ranking["rows"][0]["row"]["key"].clone()), (200, json!("mission")), "{ranking}");
+    // A month with no case: nothing rising, no repeated address (their values: supervision::).
+    let rising = "/api/stats/rising?by=community&place=mission&month=2020-01";
+    let (status, rising) = api.call(Method::GET, "/api/stats/rising", rising, Some(OPERATOR), None).await;
+    assert_eq!((status, rising["rows"].clone()), (200, json!([])), "{rising}");
+    let repeats = "/api/stats/repeats?by=sub_district&place=sd-mission&month=2020-01";
+    let (status, repeats) = api.call(Method::GET, "/api/stats/repeats", repeats, Some(OPERATOR), None).await;
+    assert_eq!((status, repeats["rows"].clone()), (200, json!([])), "{repeats}");
     const REPORT: &str = "/api/reports/{month}";
     let (status, report) = api.call(Method::POST, REPORT, "/api/reports/2020-01", Some(DISPATCHER), None).await;
     assert_eq!((status, report["version"].clone()), (200, json!(1)), "{report}");
