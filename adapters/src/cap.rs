@@ -344,7 +344,7 @@ fn parse_polygon(text: &str) -> Result<Vec<Location>, CapError> {
     Ok(ring)
 }
 
-/// `<circle>`: `lat,lon radius`, the radius in kilometres.
+/// `<circle>`: `lat,lon radius`, the radius in kilometres; 0 is a point (CAP 1.2 Appendix A.3).
 fn parse_circle(text: &str) -> Result<Circle, CapError> {
     let (pair, radius) = text
         .trim()
@@ -353,8 +353,8 @@ fn parse_circle(text: &str) -> Result<Circle, CapError> {
     let center = parse_pair(pair, "circle")?;
     let km: f64 = radius.trim().parse().map_err(|_| bad(format!("<circle> radius {radius:?} is not a number")))?;
     let radius_m = km * 1000.0;
-    if !(radius_m.is_finite() && radius_m > 0.0 && radius_m <= wire::MAX_CIRCLE_RADIUS_M) {
-        return Err(bad(format!("<circle> radius {km} km is not in (0, {}] km", wire::MAX_CIRCLE_RADIUS_M / 1000.0)));
+    if !(0.0..=wire::MAX_CIRCLE_RADIUS_M).contains(&radius_m) {
+        return Err(bad(format!("<circle> radius {km} km is not in [0, {}] km", wire::MAX_CIRCLE_RADIUS_M / 1000.0)));
     }
     Ok(Circle { center, radius_m })
 }
@@ -495,6 +495,8 @@ mod tests {
 
     /// A flood warning over the Mission and SoMa, as a warning centre would send it.
     const FLOOD: &str = include_str!("../tests/data/cap_flood_warning.xml");
+    /// OASIS CAP 1.2 Appendix A.3, an earthquake report at a point, moved into San Francisco.
+    const QUAKE: &str = include_str!("../tests/data/cap_oasis_a3_earthquake.xml");
 
     #[test]
     fn parses_a_real_alert() {
@@ -511,6 +513,17 @@ mod tests {
         assert_eq!(event.data.category, "flood");
         assert!(event.data.area.is_some());
         assert_eq!(event.id, case_id("sfdem@sfgov.org", "SFDEM-2026-1127-FLOOD-01"));
+    }
+
+    #[test]
+    fn a_circle_of_radius_zero_is_a_point_alert() {
+        let quake = QUAKE.replace("<msgType>Update</msgType>", "<msgType>Alert</msgType>");
+        let alert = parse(quake.as_bytes()).expect("the spec's own example");
+        let point = Location { lon: -122.4148, lat: 37.7599 };
+        assert_eq!(alert.infos[0].area.circles, [Circle { center: point, radius_m: 0.0 }]);
+        let Message::Report(event) = to_intake(&alert, &CapConfig::default()).expect("routable") else { panic!() };
+        assert_eq!(event.data.location, point);
+        assert!(parse(QUAKE.replace("-122.4148 0<", "-122.4148 -0.5<").as_bytes()).is_err(), "a negative radius");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Which communities a broadcast's area touches: the area's polygons and circles (a circle as a
-//! 64-sided polygon on the sphere) against every community's boundary, bounding boxes first,
+//! 64-sided polygon on the sphere, one of radius 0 as its point: the community containing it,
+//! CAP's point alert) against every community's boundary, bounding boxes first,
 //! then an exact intersection test. Linear in the communities, which is fine for alerts (rare,
 //! and a city holds thousands of communities, not millions).
 
-use geo::{BoundingRect, Destination, Haversine, Intersects, LineString, MultiPolygon, Point, Polygon, Rect};
+use geo::{
+    BoundingRect, Destination, Geometry, GeometryCollection, Haversine, Intersects, LineString, Point, Polygon, Rect,
+};
 use linkbus_wire::{Area, Location};
 
 use crate::communities::CommunityIndex;
@@ -11,12 +14,16 @@ use crate::communities::CommunityIndex;
 /// Sides of the polygon a circle is drawn as; its edges are within 0.12 % of the radius.
 const CIRCLE_SIDES: usize = 64;
 
-/// The area as geo polygons (circles drawn as polygons).
-pub fn shapes(area: &Area) -> MultiPolygon<f64> {
+/// The area as geo shapes: polygons, circles drawn as polygons, circles of radius 0 as points.
+pub fn shapes(area: &Area) -> GeometryCollection<f64> {
     let ring = |points: &[Location]| LineString::from(points.iter().map(|p| (p.lon, p.lat)).collect::<Vec<_>>());
-    let mut polygons: Vec<Polygon<f64>> = area.polygons.iter().map(|r| Polygon::new(ring(r), vec![])).collect();
+    let mut shapes: Vec<Geometry<f64>> = area.polygons.iter().map(|r| Polygon::new(ring(r), vec![]).into()).collect();
     for c in &area.circles {
         let centre = Point::new(c.center.lon, c.center.lat);
+        if c.radius_m == 0.0 {
+            shapes.push(centre.into());
+            continue;
+        }
         let mut vertices: Vec<(f64, f64)> = (0..CIRCLE_SIDES)
             .map(|i| {
                 let p = Haversine.destination(centre, 360.0 * i as f64 / CIRCLE_SIDES as f64, c.radius_m);
@@ -24,9 +31,9 @@ pub fn shapes(area: &Area) -> MultiPolygon<f64> {
             })
             .collect();
         vertices.push(vertices[0]);
-        polygons.push(Polygon::new(LineString::from(vertices), vec![]));
+        shapes.push(Polygon::new(LineString::from(vertices), vec![]).into());
     }
-    MultiPolygon::new(polygons)
+    GeometryCollection::new_from(shapes)
 }
 
 /// Indexes (into [`CommunityIndex::communities`]) of the communities whose boundary the area
@@ -57,7 +64,7 @@ pub fn centre(area: &Area) -> Option<Location> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use geo::polygon;
+    use geo::{MultiPolygon, polygon};
     use linkbus_geo_data::{Area as District, Community};
     use linkbus_wire::Circle;
 
@@ -107,5 +114,13 @@ mod tests {
         assert_eq!(ids(&idx, communities_touching(&idx, &wide)), ["a", "b", "c"]);
         let far = Area { polygons: vec![], circles: vec![Circle { center: loc(1.0, 1.0), radius_m: 1_000.0 }] };
         assert!(communities_touching(&idx, &far).is_empty());
+    }
+
+    #[test]
+    fn a_circle_of_radius_zero_is_the_community_containing_its_point() {
+        let idx = index();
+        let point = Area { polygons: vec![], circles: vec![Circle { center: loc(0.013, 0.004), radius_m: 0.0 }] };
+        assert_eq!(ids(&idx, communities_touching(&idx, &point)), ["b"]);
+        assert_eq!(centre(&point), Some(loc(0.013, 0.004)));
     }
 }

@@ -35,6 +35,9 @@ const DEPARTMENT: &str = "k-puc-sewer-ops-7d30b1e4c9a2";
 const MEALS_SECRET: &str = "meals-shared-secret-8f2c51d0";
 /// A realistic flood warning (Mission Creek basin polygon).
 const FLOOD: &str = include_str!("../../adapters/tests/data/cap_flood_warning.xml");
+/// OASIS CAP 1.2 Appendix A.3: an earthquake at a point (`<circle>` of radius 0), an Update of
+/// an alert linkbus never saw, moved into the Mission.
+const QUAKE: &str = include_str!("../../adapters/tests/data/cap_oasis_a3_earthquake.xml");
 /// The communities the flood polygon touches, computed independently (ray casting and segment
 /// crossings over the region's GeoJSON, not the router's code).
 const FLOODED: [&str; 4] = ["mission", "mission-bay", "potrero-hill", "south-of-market"];
@@ -240,6 +243,18 @@ async fn cap_exercise_is_marked_and_reaches_every_station() {
     for station in ["sffd-station-1", "sffd-station-37", "sffd-station-4", "sffd-station-7"] {
         assert!(record.departments.contains(&station.to_owned()), "{station} in {:?}", record.departments);
     }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_point_alert_reaches_the_community_containing_it() {
+    let s = Setup::start().await;
+    let quake = QUAKE.replace("<msgType>Update</msgType>", "<msgType>Alert</msgType>");
+    let (status, receipt) = s.cap(quake).await;
+    assert_eq!(status, 202, "{receipt}");
+    let record = s.routed(&cap::case_id("trinet@caltech.edu", "TRI13970876.2")).await;
+    let broadcast: Vec<&str> = record.decision.broadcast.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(broadcast, ["mission"], "{:#?}", record.decision.explanation);
     s.stop().await;
 }
 

@@ -261,7 +261,8 @@ pub struct Area {
 pub struct Circle {
     /// The centre.
     pub center: Location,
-    /// The radius, metres (more than 0, at most [`MAX_CIRCLE_RADIUS_M`]).
+    /// The radius, metres (0 to [`MAX_CIRCLE_RADIUS_M`]); 0 is a point (CAP's point alert):
+    /// the community that contains it.
     pub radius_m: f64,
 }
 
@@ -294,10 +295,10 @@ impl Area {
         for (n, c) in self.circles.iter().enumerate() {
             let at = format!("{field}.circles[{n}]");
             c.center.validate(&format!("{at}.center"))?;
-            if !(c.radius_m.is_finite() && c.radius_m > 0.0 && c.radius_m <= MAX_CIRCLE_RADIUS_M) {
+            if !(0.0..=MAX_CIRCLE_RADIUS_M).contains(&c.radius_m) {
                 return Err(invalid(
                     &format!("{at}.radius_m"),
-                    format!("{} is not a radius in (0, {MAX_CIRCLE_RADIUS_M}] metres", c.radius_m),
+                    format!("{} is not a radius in [0, {MAX_CIRCLE_RADIUS_M}] metres", c.radius_m),
                 ));
             }
         }
