@@ -1,6 +1,7 @@
 //! OASIS Common Alerting Protocol 1.2 alerts (XML) from warning centres and 110/119/120.
 //!
-//! [`parse`] reads an alert with `roxmltree`, which refuses any DTD (so entity declarations, and
+//! [`parse`] decodes an alert as XML 1.0 says (byte-order mark, else the XML declaration's
+//! `encoding`, else UTF-8; with `encoding_rs`) and reads it with `roxmltree`, which refuses any DTD (so entity declarations, and
 //! with them billion-laughs documents, never expand), and checks the CAP 1.2 rules: the required
 //! elements, the value lists (`status`, `msgType`, `scope`, `category`, `urgency`, `severity`,
 //! `certainty`), `sent` as a date-time with a numeric offset, `polygon` as at least 4 closed
@@ -118,9 +119,10 @@ impl KeyedFormat for CapConfig {
 /// Why an alert was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CapError {
-    /// Not UTF-8.
-    #[error("not acceptable XML: not UTF-8: {0}")]
-    NotUtf8(#[source] std::str::Utf8Error),
+    /// Not text in the encoding its BOM or XML declaration names (UTF-8 without either), or an
+    /// encoding no XML parser is held to know.
+    #[error("not acceptable XML: {0}")]
+    Encoding(String),
     /// Not well-formed XML, or XML with a DTD (entity declarations are never expanded).
     #[error("not acceptable XML: {0}")]
     Xml(#[source] roxmltree::Error),
@@ -136,7 +138,7 @@ impl CapError {
     /// The code of this refusal: `malformed` for what is not XML, else `invalid`.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotUtf8(_) | Self::Xml(_) => ErrorCode::Malformed,
+            Self::Encoding(_) | Self::Xml(_) => ErrorCode::Malformed,
             Self::Invalid(_) | Self::NotRouted(_) => ErrorCode::Invalid,
         }
     }
@@ -213,9 +215,55 @@ const URGENCY: &[&str] = &["Immediate", "Expected", "Future", "Past", "Unknown"]
 const SEVERITY: &[&str] = &["Extreme", "Severe", "Moderate", "Minor", "Unknown"];
 const CERTAINTY: &[&str] = &["Observed", "Likely", "Possible", "Unlikely", "Unknown"];
 
+/// The document as text, decoded as XML 1.0 (§4.3.3, Appendix F) says: by its byte-order mark,
+/// else by the `encoding` of its XML declaration (UTF-16 told apart by how `<?xml` is spelled
+/// in it), else UTF-8. Decoding is `encoding_rs`'s (its labels are the WHATWG ones: ISO-8859-1
+/// reads as windows-1252, a superset). Bytes invalid in the encoding are refused, not replaced.
+fn decode(bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>, CapError> {
+    let (encoding, body) = match encoding_rs::Encoding::for_bom(bytes) {
+        Some((encoding, bom)) => (encoding, &bytes[bom..]),
+        None if bytes.starts_with(b"<\0?\0") => (encoding_rs::UTF_16LE, bytes),
+        None if bytes.starts_with(b"\0<\0?") => (encoding_rs::UTF_16BE, bytes),
+        None => (declared_encoding(bytes)?, bytes),
+    };
+    encoding
+        .decode_without_bom_handling_and_without_replacement(body)
+        .ok_or_else(|| CapError::Encoding(format!("not valid {} text", encoding.name())))
+}
+
+/// The encoding an ASCII-compatible document's XML declaration names; UTF-8 without one.
+fn declared_encoding(bytes: &[u8]) -> Result<&'static encoding_rs::Encoding, CapError> {
+    // The declaration is ASCII and comes first: look no further than its end.
+    let head = &bytes[..bytes.len().min(256)];
+    let declaration = match head.strip_prefix(b"<?xml") {
+        Some(rest) => rest.split(|b| *b == b'>').next().unwrap_or_default(),
+        None => return Ok(encoding_rs::UTF_8),
+    };
+    let declaration = String::from_utf8_lossy(declaration);
+    let Some((_, after)) = declaration.split_once("encoding") else { return Ok(encoding_rs::UTF_8) };
+    let label = after
+        .trim_start()
+        .strip_prefix('=')
+        .map(str::trim_start)
+        .and_then(|v| {
+            let quote = v.chars().next().filter(|q| matches!(q, '"' | '\''))?;
+            v[1..].split(quote).next()
+        })
+        .ok_or_else(|| CapError::Encoding("the XML declaration's encoding is not a quoted name".into()))?;
+    match encoding_rs::Encoding::for_label(label.as_bytes()) {
+        // A UTF-16 declaration read as ASCII means the document is not UTF-16 after all.
+        Some(e) if e == encoding_rs::UTF_16LE || e == encoding_rs::UTF_16BE => {
+            Err(CapError::Encoding(format!("declared {label}, but written in a single-byte encoding")))
+        }
+        Some(e) => Ok(e),
+        None => Err(CapError::Encoding(format!("unknown encoding {label:?} in the XML declaration"))),
+    }
+}
+
 /// Parses and validates a CAP 1.2 alert.
 pub fn parse(bytes: &[u8]) -> Result<Alert, CapError> {
-    let text = std::str::from_utf8(bytes).map_err(CapError::NotUtf8)?;
+    let text = decode(bytes)?;
+    let text = text.as_ref();
     let options = roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: MAX_NODES, ..Default::default() };
     let doc = roxmltree::Document::parse_with_options(text, options).map_err(CapError::Xml)?;
     let root = doc.root_element();
@@ -524,6 +572,38 @@ mod tests {
         let Message::Report(event) = to_intake(&alert, &CapConfig::default()).expect("routable") else { panic!() };
         assert_eq!(event.data.location, point);
         assert!(parse(QUAKE.replace("-122.4148 0<", "-122.4148 -0.5<").as_bytes()).is_err(), "a negative radius");
+    }
+
+    /// OASIS CAP 1.2 Appendix A.4 (English and Spanish), moved into San Francisco.
+    const AMBER: &str = include_str!("../tests/data/cap_oasis_a4_amber_alert.xml");
+
+    #[test]
+    fn decodes_by_the_byte_order_mark_or_the_xml_declaration() {
+        let utf8 = parse(AMBER.as_bytes()).expect("UTF-8");
+        assert_eq!(utf8.infos[1].event, "Abducción de Niño");
+        let latin1 = include_bytes!("../tests/data/cap_oasis_a4_amber_alert.latin1.xml");
+        assert_eq!(parse(latin1).expect("ISO-8859-1"), utf8);
+        let utf16 = include_bytes!("../tests/data/cap_oasis_a4_amber_alert.utf16.xml");
+        assert_eq!(parse(utf16).expect("UTF-16 with a BOM"), utf8);
+        // UTF-16BE with no byte-order mark: told by how `<?xml` is spelled (XML 1.0 Appendix F).
+        let declared = AMBER.replace("encoding = \"UTF-8\"", "encoding = \"UTF-16BE\"");
+        let big_endian: Vec<u8> = declared.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        assert_eq!(parse(&big_endian).expect("UTF-16BE"), utf8);
+        // The Latin-1 bytes under a declaration saying UTF-8.
+        let body = &latin1[latin1.iter().position(|b| *b == b'>').expect("a declaration") + 1..];
+        let mislabelled = [br#"<?xml version="1.0" encoding="UTF-8"?>"#.as_slice(), body].concat();
+        for (what, bytes) in [
+            ("Latin-1 bytes declared UTF-8", mislabelled),
+            ("an encoding nobody knows", AMBER.replacen("UTF-8", "X-KLINGON", 1).into_bytes()),
+            ("UTF-16 declared, single bytes written", AMBER.replacen("UTF-8", "UTF-16", 1).into_bytes()),
+            ("an unquoted encoding", AMBER.replacen("\"UTF-8\"", "UTF-8", 1).into_bytes()),
+        ] {
+            let refused = parse(&bytes);
+            assert!(
+                matches!(&refused, Err(e @ CapError::Encoding(_)) if e.code() == ErrorCode::Malformed),
+                "{what}: {refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -250,11 +250,21 @@ async fn cap_exercise_is_marked_and_reaches_every_station() {
 async fn cap_point_alert_reaches_the_community_containing_it() {
     let s = Setup::start().await;
     let quake = QUAKE.replace("<msgType>Update</msgType>", "<msgType>Alert</msgType>");
-    let (status, receipt) = s.cap(quake).await;
+    let (status, receipt) = s.cap(quake.clone()).await;
     assert_eq!(status, 202, "{receipt}");
     let record = s.routed(&cap::case_id("trinet@caltech.edu", "TRI13970876.2")).await;
     let broadcast: Vec<&str> = record.decision.broadcast.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(broadcast, ["mission"], "{:#?}", record.decision.explanation);
+    // The same alert in UTF-16 (with a byte-order mark), as its declaration says, over NATS.
+    let utf16: Vec<u8> = "\u{feff}"
+        .chars()
+        .chain(quake.replace("encoding = \"UTF-8\"", "encoding = \"UTF-16\"").chars())
+        .collect::<String>()
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let reply = s.request("adapter.cap", utf16).await;
+    assert_eq!(reply["cases"][0]["outcome"], "duplicate", "{reply}");
     s.stop().await;
 }
 
