@@ -17,6 +17,8 @@
 //!   `Immediate` and `Observed`/`Likely` alert.
 //! - `Update` / `Cancel` → a source update / withdrawal of each alert in `references` (which
 //!   must be the same sender's): the referenced case's timeline gets the new alert's headline.
+//!   When linkbus has none of the referenced alerts, the message is also the case it describes
+//!   (flagged [`UNSEEN_ORIGINAL`], with the first reference's id), reported instead.
 //! - `status` `Exercise` and `Test` are routed like real alerts but flagged `exercise` / `test`
 //!   and their text starts with `EXERCISE:` / `TEST:`, so consumers filter them and nobody
 //!   mistakes them for real ones; `Draft` and `System` alerts, and `msgType` `Ack` / `Error`, are
@@ -50,6 +52,8 @@ use crate::vocabulary::CategoryMap;
 pub const NAMESPACE: &str = "urn:oasis:names:tc:emergency:cap:1.2";
 /// The CloudEvents `source` of CAP cases, and the source actor of their updates.
 pub const SOURCE: &str = "/cap";
+/// The flag of a case opened by an Update or Cancel whose original alert linkbus never received.
+pub const UNSEEN_ORIGINAL: &str = "unseen_original";
 /// Elements an alert may have at most (a bound on memory for hostile input).
 const MAX_NODES: u32 = 20_000;
 
@@ -438,7 +442,7 @@ pub fn to_intake(alert: &Alert, config: &CapConfig) -> Result<Message, CapError>
         _ => None,
     };
     match alert.msg_type.as_str() {
-        "Alert" => new_case(alert, config, marker),
+        "Alert" => new_case(alert, config, marker, None).map(Message::Report),
         "Update" | "Cancel" => {
             if alert.references.is_empty() {
                 return Err(bad(format!("msgType {} requires <references>", alert.msg_type)));
@@ -460,13 +464,24 @@ pub fn to_intake(alert: &Alert, config: &CapConfig) -> Result<Message, CapError>
             let action =
                 if alert.msg_type == "Cancel" { Action::Cancel { reason: note } } else { Action::Update { note } };
             let case_ids = alert.references.iter().map(|(s, i, _)| case_id(s, i)).collect();
-            Ok(Message::Act { source: SOURCE.to_owned(), case_ids, action })
+            // None of the alerts it references was seen: this one describes the incident.
+            let (sender, original, _) = &alert.references[0];
+            let unseen = new_case(alert, config, marker, Some((sender, original))).ok();
+            Ok(Message::Act { source: SOURCE.to_owned(), case_ids, action, unseen })
         }
         other => Err(CapError::NotRouted(format!("msgType {other} is a reply to another alert, not an incident"))),
     }
 }
 
-fn new_case(alert: &Alert, config: &CapConfig, marker: Option<(&str, &str)>) -> Result<Message, CapError> {
+/// The case an alert reports: for an `Alert`, its own; for an Update or Cancel of an `original`
+/// (sender, identifier) linkbus never received, the original's, told by this message and flagged
+/// `unseen_original` (so the original arriving later is the same case, and so are further updates).
+fn new_case(
+    alert: &Alert,
+    config: &CapConfig,
+    marker: Option<(&str, &str)>,
+    original: Option<(&str, &str)>,
+) -> Result<Box<CloudEvent<CaseReport>>, CapError> {
     let info = alert.infos.first().ok_or_else(|| CapError::NotRouted("the alert has no <info>".into()))?;
     let mut area = Area::default();
     for i in &alert.infos {
@@ -492,6 +507,11 @@ fn new_case(alert: &Alert, config: &CapConfig, marker: Option<(&str, &str)>) -> 
     if let Some((_, prefix)) = marker {
         text.push_str(prefix);
     }
+    if original.is_some() {
+        flags.push(UNSEEN_ORIGINAL.to_owned());
+        text.push_str(&format!("CAP {} {} of an alert linkbus never received: ", alert.msg_type, alert.identifier));
+    }
+    let (sender, identifier) = original.unwrap_or((&alert.sender, &alert.identifier));
     for part in
         [info.headline.as_deref(), info.description.as_deref(), info.instruction.as_deref()].into_iter().flatten()
     {
@@ -513,16 +533,15 @@ fn new_case(alert: &Alert, config: &CapConfig, marker: Option<(&str, &str)>) -> 
             phone: info.contact.clone().map(crate::clip),
         }),
         description: Some(crate::clip(text)).filter(|t| !t.is_empty()),
-        source_id: format!("{},{}", alert.sender, alert.identifier),
+        source_id: format!("{sender},{identifier}"),
         reported_at: alert.sent,
         flags,
         area: Some(area),
     };
     report.validate().map_err(|e| bad(e.to_string()))?;
-    let id = case_id(&alert.sender, &alert.identifier);
-    let event =
-        CloudEvent::new(id, SOURCE, wire::TYPE_CASE_REPORTED, Some(alert.identifier.clone()), alert.sent, report);
-    Ok(Message::Report(Box::new(event)))
+    let id = case_id(sender, identifier);
+    let event = CloudEvent::new(id, SOURCE, wire::TYPE_CASE_REPORTED, Some(identifier.to_owned()), alert.sent, report);
+    Ok(Box::new(event))
 }
 
 /// The bus category: the `event` if the map knows it, else the first known CAP category code,
@@ -647,6 +666,31 @@ mod tests {
             to_intake(&parse(foreign.as_bytes()).expect("valid"), &CapConfig::default()),
             Err(CapError::NotRouted(_))
         ));
+    }
+
+    #[test]
+    fn an_update_of_an_unseen_alert_carries_the_alert_it_describes() {
+        let alert = parse(QUAKE.as_bytes()).expect("the spec's own example");
+        let Message::Act { case_ids, action, unseen: Some(event), .. } =
+            to_intake(&alert, &CapConfig::default()).expect("ok")
+        else {
+            panic!("an update with its own report")
+        };
+        let original = case_id("trinet@caltech.edu", "TRI13970876.1");
+        assert_eq!(case_ids, std::slice::from_ref(&original));
+        assert!(matches!(action, Action::Update { .. }));
+        assert_eq!(
+            (event.id.as_str(), event.data.source_id.as_str()),
+            (original.as_str(), "trinet@caltech.edu,TRI13970876.1")
+        );
+        assert!(event.data.flags.contains(&UNSEEN_ORIGINAL.to_owned()), "{:?}", event.data.flags);
+        assert!(event.data.description.as_deref().is_some_and(|d| d.starts_with(
+            "CAP Update TRI13970876.2 of an alert linkbus never received: EQ 3.4 Imperial County CA\n\n"
+        )));
+        // With no area to place it, it is only an update (404 when the original is unknown).
+        let placeless = QUAKE.replace("<circle>37.7599,-122.4148 0</circle>", "");
+        let alert = parse(placeless.as_bytes()).expect("valid");
+        assert!(matches!(to_intake(&alert, &CapConfig::default()), Ok(Message::Act { unseen: None, .. })));
     }
 
     #[test]

@@ -402,7 +402,7 @@ fn order_intake(
             None => format!("order {} {what}", order.order_id),
         })
     };
-    let act = |action| Ok(Message::Act { source: source(platform), case_ids: vec![id.clone()], action });
+    let act = |action| Ok(Message::Act { source: source(platform), case_ids: vec![id.clone()], action, unseen: None });
     match order.status.as_str() {
         "created" => {}
         "accepted" => return act(Action::Update { note: note("accepted by the platform") }),

@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use linkbus_wire::Action;
+use linkbus_wire::{Action, CaseReport, CloudEvent};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -126,29 +126,11 @@ impl Messages {
 
     /// Does what a message asks: publishes its case through the [`Intake`] (counted `reported`
     /// or `duplicate`), or applies its source update to the case book (counted `updated`).
+    /// A source update of cases none of which exists, carrying a report of its own, reports it.
     pub async fn take(&self, message: Message) -> Result<Receipt, IntakeError> {
         match message {
-            Message::Report(event) => {
-                let size = serde_json::to_vec(&event).map(|b| b.len()).unwrap_or(usize::MAX);
-                if size > self.max_report_bytes {
-                    return Err(IntakeError::Invalid(format!(
-                        "the case would be {size} bytes, over the bus's {}-byte limit for a report: too many area \
-                         vertices or too much text",
-                        self.max_report_bytes
-                    )));
-                }
-                let submitted = self.intake.submit(&event).await?;
-                let outcome = if submitted.duplicate { "duplicate" } else { "reported" };
-                Ok(Receipt {
-                    cases: vec![CaseReceipt {
-                        case_id: submitted.case_id,
-                        outcome: outcome.into(),
-                        state: None,
-                        tracking: submitted.tracking,
-                    }],
-                })
-            }
-            Message::Act { source, case_ids, action } => {
+            Message::Report(event) => self.report(&event).await,
+            Message::Act { source, case_ids, action, unseen } => {
                 let outcome = match &action {
                     Action::Cancel { .. } => "cancelled",
                     Action::Resolve { .. } => "resolved",
@@ -156,7 +138,11 @@ impl Messages {
                 };
                 let mut cases = Vec::with_capacity(case_ids.len());
                 for case_id in case_ids {
-                    let record = self.intake.act(&case_id, &source, &action).await?;
+                    let record = match self.intake.act(&case_id, &source, &action).await {
+                        Ok(record) => record,
+                        Err(IntakeError::NoCase { .. }) if unseen.is_some() => continue,
+                        Err(e) => return Err(e),
+                    };
                     cases.push(CaseReceipt {
                         case_id,
                         outcome: outcome.into(),
@@ -164,9 +150,34 @@ impl Messages {
                         tracking: None,
                     });
                 }
-                Ok(Receipt { cases })
+                match unseen {
+                    Some(event) if cases.is_empty() => self.report(&event).await,
+                    _ => Ok(Receipt { cases }),
+                }
             }
         }
+    }
+
+    /// Publishes a new case (counted `reported` or `duplicate`).
+    async fn report(&self, event: &CloudEvent<CaseReport>) -> Result<Receipt, IntakeError> {
+        let size = serde_json::to_vec(event).map(|b| b.len()).unwrap_or(usize::MAX);
+        if size > self.max_report_bytes {
+            return Err(IntakeError::Invalid(format!(
+                "the case would be {size} bytes, over the bus's {}-byte limit for a report: too many area vertices \
+                 or too much text",
+                self.max_report_bytes
+            )));
+        }
+        let submitted = self.intake.submit(event).await?;
+        let outcome = if submitted.duplicate { "duplicate" } else { "reported" };
+        Ok(Receipt {
+            cases: vec![CaseReceipt {
+                case_id: submitted.case_id,
+                outcome: outcome.into(),
+                state: None,
+                tracking: submitted.tracking,
+            }],
+        })
     }
 
     /// Answers an HTTP message: the receipt (202 for a new case, 200 for an update), or the

@@ -36,7 +36,7 @@ const MEALS_SECRET: &str = "meals-shared-secret-8f2c51d0";
 /// A realistic flood warning (Mission Creek basin polygon).
 const FLOOD: &str = include_str!("../../adapters/tests/data/cap_flood_warning.xml");
 /// OASIS CAP 1.2 Appendix A.3: an earthquake at a point (`<circle>` of radius 0), an Update of
-/// an alert linkbus never saw, moved into the Mission.
+/// an alert linkbus never saw (`TRI13970876.1`), moved into the Mission.
 const QUAKE: &str = include_str!("../../adapters/tests/data/cap_oasis_a3_earthquake.xml");
 /// The communities the flood polygon touches, computed independently (ray casting and segment
 /// crossings over the region's GeoJSON, not the router's code).
@@ -246,25 +246,35 @@ async fn cap_exercise_is_marked_and_reaches_every_station() {
     s.stop().await;
 }
 
+/// The spec's earthquake update, of an alert linkbus never saw, at a point: routed as the
+/// alert it describes, to the one community containing the point; the same update again, in
+/// UTF-16 over NATS, and a Cancel then act on that case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cap_point_alert_reaches_the_community_containing_it() {
+async fn cap_point_update_of_an_unseen_alert_is_routed_as_that_alert() {
     let s = Setup::start().await;
-    let quake = QUAKE.replace("<msgType>Update</msgType>", "<msgType>Alert</msgType>");
-    let (status, receipt) = s.cap(quake.clone()).await;
-    assert_eq!(status, 202, "{receipt}");
-    let record = s.routed(&cap::case_id("trinet@caltech.edu", "TRI13970876.2")).await;
+    let original = cap::case_id("trinet@caltech.edu", "TRI13970876.1");
+    let (status, receipt) = s.cap(QUAKE).await;
+    assert_eq!((status, receipt["cases"][0]["outcome"].clone()), (202, json!("reported")), "{receipt}");
+    assert_eq!(receipt["cases"][0]["case_id"], json!(original));
+    let record = s.routed(&original).await;
     let broadcast: Vec<&str> = record.decision.broadcast.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(broadcast, ["mission"], "{:#?}", record.decision.explanation);
-    // The same alert in UTF-16 (with a byte-order mark), as its declaration says, over NATS.
+    assert!(record.case.flags.contains(&cap::UNSEEN_ORIGINAL.to_owned()), "{:?}", record.case.flags);
+    // The same update in UTF-16 (with a byte-order mark), as its declaration says, over NATS.
     let utf16: Vec<u8> = "\u{feff}"
         .chars()
-        .chain(quake.replace("encoding = \"UTF-8\"", "encoding = \"UTF-16\"").chars())
+        .chain(QUAKE.replace("encoding = \"UTF-8\"", "encoding = \"UTF-16\"").chars())
         .collect::<String>()
         .encode_utf16()
         .flat_map(u16::to_le_bytes)
         .collect();
     let reply = s.request("adapter.cap", utf16).await;
-    assert_eq!(reply["cases"][0]["outcome"], "duplicate", "{reply}");
+    assert_eq!(reply["cases"], json!([{"case_id": original, "outcome": "updated", "state": "routed"}]), "{reply}");
+    let cancel = QUAKE
+        .replace("<msgType>Update</msgType>", "<msgType>Cancel</msgType>")
+        .replace("TRI13970876.2</identifier>", "TRI13970876.3</identifier>");
+    let (status, receipt) = s.cap(cancel).await;
+    assert_eq!((status, receipt["cases"][0]["state"].clone()), (200, json!("cancelled")), "{receipt}");
     s.stop().await;
 }
 
