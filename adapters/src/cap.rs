@@ -36,6 +36,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use linkbus_wire::http_error::ErrorCode;
@@ -54,6 +56,11 @@ pub const NAMESPACE: &str = "urn:oasis:names:tc:emergency:cap:1.2";
 pub const SOURCE: &str = "/cap";
 /// The flag of a case opened by an Update or Cancel whose original alert linkbus never received.
 pub const UNSEEN_ORIGINAL: &str = "unseen_original";
+/// The largest alert taken, bytes: real alerts embed their resources (IPAWS audio and images,
+/// base64 in `<derefUri>`), which run to megabytes.
+pub const MAX_ALERT_BYTES: usize = 4 * 1024 * 1024;
+/// What a dead letter keeps of each embedded resource (`<derefUri>`'s content), bytes.
+const DEREF_KEPT: usize = 64;
 /// Elements an alert may have at most (a bound on memory for hostile input).
 const MAX_NODES: u32 = 20_000;
 
@@ -115,9 +122,48 @@ impl KeyedFormat for CapConfig {
         &self.subject
     }
 
+    const MAX_BODY: usize = MAX_ALERT_BYTES;
+
     fn read(&self, bytes: &[u8]) -> Result<Message, IntakeError> {
         Ok(to_intake(&parse(bytes)?, self)?)
     }
+
+    fn kept(bytes: Bytes) -> Bytes {
+        without_embedded_resources(bytes)
+    }
+}
+
+/// The alert with each `<derefUri>`'s content (a resource embedded as base64: megabytes of
+/// audio or images) cut to its first [`DEREF_KEPT`] bytes and a note of the size, so a dead
+/// letter keeps the alert, not its attachments. Looks at the bytes as they are (UTF-8 or another
+/// ASCII-compatible encoding; a UTF-16 alert is kept whole), so it works on alerts that do not
+/// parse too.
+pub fn without_embedded_resources(bytes: Bytes) -> Bytes {
+    const TAG: &[u8] = b"derefUri>";
+    let find = |from: usize| bytes[from..].windows(TAG.len()).position(|w| w == TAG).map(|p| from + p);
+    let mut out: Vec<u8> = Vec::new();
+    let (mut copied, mut at) = (0, 0);
+    while let Some(open) = find(at) {
+        let content = open + TAG.len();
+        // The opening tag (`<derefUri>`, `<cap:derefUri>`), not the closing one.
+        let opening = bytes[..open].iter().rposition(|b| *b == b'<').is_some_and(|lt| bytes.get(lt + 1) != Some(&b'/'));
+        let Some(close) = find(content) else { break };
+        let Some(end) = bytes[content..close].iter().rposition(|b| *b == b'<').map(|p| content + p) else {
+            at = close;
+            continue;
+        };
+        if opening && end - content > DEREF_KEPT {
+            out.extend_from_slice(&bytes[copied..content + DEREF_KEPT]);
+            out.extend_from_slice(format!("... [{} bytes of embedded resource not kept]", end - content).as_bytes());
+            copied = end;
+        }
+        at = close + TAG.len();
+    }
+    if copied == 0 {
+        return bytes;
+    }
+    out.extend_from_slice(&bytes[copied..]);
+    Bytes::from(out)
 }
 
 /// Why an alert was refused.
@@ -623,6 +669,44 @@ mod tests {
                 "{what}: {refused:?}"
             );
         }
+    }
+
+    /// OASIS CAP 1.2 Appendix A.2, a thunderstorm warning, moved into San Francisco.
+    const STORM: &str = include_str!("../tests/data/cap_oasis_a2_thunderstorm.xml");
+
+    /// `STORM` with a resource of `n` bytes embedded as `<derefUri>` (in the namespace `prefix`).
+    fn with_resource(n: usize, prefix: &str) -> String {
+        let (open, close) = if prefix.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!(" xmlns:{prefix}=\"{NAMESPACE}\""), format!("{prefix}:"))
+        };
+        let data = "QUJD".repeat(n / 4);
+        STORM.replace(
+            "    <area>",
+            &format!(
+                "    <{close}resource{open}><{close}resourceDesc>EAS audio</{close}resourceDesc>\
+                 <{close}mimeType>audio/x-ipaws-audio-mp3</{close}mimeType><{close}size>{n}</{close}size>\
+                 <{close}derefUri>{data}</{close}derefUri></{close}resource>\n    <area>"
+            ),
+        )
+    }
+
+    #[test]
+    fn dead_letters_keep_the_alert_not_its_embedded_resources() {
+        for prefix in ["", "cap"] {
+            let big = with_resource(2 * 1024 * 1024, prefix);
+            assert!(big.len() < MAX_ALERT_BYTES);
+            let kept = without_embedded_resources(Bytes::from(big.clone()));
+            assert!(kept.len() < STORM.len() + 1024, "{prefix}: {} bytes kept", kept.len());
+            let text = std::str::from_utf8(&kept).expect("still UTF-8");
+            assert!(text.contains("QUJDQUJD... [2097152 bytes of embedded resource not kept]</"), "{text}");
+            assert_eq!(parse(&kept).expect("still the alert"), parse(big.as_bytes()).expect("valid"));
+        }
+        let small = with_resource(40, "");
+        assert_eq!(without_embedded_resources(Bytes::from(small.clone())), small.as_bytes(), "short: kept whole");
+        let unclosed = Bytes::from(format!("{}<derefUri>QUJD", "x".repeat(100)));
+        assert_eq!(without_embedded_resources(unclosed.clone()), unclosed, "not XML: kept whole");
     }
 
     #[test]

@@ -628,7 +628,7 @@ fn adapter_paths(receipt: &schemars::Schema, grid_batch: &schemars::Schema, erro
             ),
         );
         responses.insert("400".into(), error("Not readable (`malformed`); kept in the adapter's dead letters."));
-        responses.insert("413".into(), error("A body over 256 KiB (`too_large`)."));
+        responses.insert("413".into(), error("A body over 256 KiB, a CAP alert over 4 MiB (`too_large`)."));
         responses.insert("415".into(), error("Another content type (`unsupported_media_type`)."));
         responses.insert(
             "422".into(),

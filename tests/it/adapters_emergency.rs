@@ -278,6 +278,46 @@ async fn cap_point_update_of_an_unseen_alert_is_routed_as_that_alert() {
     s.stop().await;
 }
 
+/// OASIS CAP 1.2 Appendix A.2 (a thunderstorm warning, moved into San Francisco) with 2 MiB of
+/// audio embedded as base64 in `<derefUri>`, as IPAWS messages carry: taken over HTTP and NATS;
+/// refused (`sent` in Z), its dead letter keeps the alert but not the audio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_alert_with_megabytes_of_embedded_audio_is_taken() {
+    let s = Setup::start().await;
+    let storm = include_str!("../../adapters/tests/data/cap_oasis_a2_thunderstorm.xml");
+    let audio = format!(
+        "<resource><resourceDesc>EAS audio</resourceDesc><mimeType>audio/x-ipaws-audio-mp3</mimeType>\
+         <derefUri>{}</derefUri></resource>\n    <area>",
+        "SUQzBAAAAAAA".repeat(2 * 1024 * 1024 / 12)
+    );
+    let big = storm.replace("    <area>", &audio);
+    assert!(big.len() > 2 * 1024 * 1024);
+    let (status, receipt) = s.cap(big.clone()).await;
+    assert_eq!(status, 202, "{receipt}");
+    let record = s.routed(&cap::case_id("KSTO@NWS.NOAA.GOV", "KSTO1055887203")).await;
+    assert!(!record.decision.broadcast.is_empty(), "{:#?}", record.decision.explanation);
+    let over_nats = big.replace("KSTO1055887203", "KSTO1055887204");
+    let reply = s.request("adapter.cap", over_nats).await;
+    assert_eq!(reply["cases"][0]["outcome"], "reported", "{reply}");
+
+    let zulu = big.replace("2003-06-17T14:57:00-07:00", "2003-06-17T21:57:00Z");
+    let (status, error) = s.cap(zulu.clone()).await;
+    assert_eq!((status, error["code"].clone()), (422, json!("invalid")), "{error}");
+    let reply = s.request("adapter.cap", zulu.replace("KSTO1055887203", "KSTO1055887205")).await;
+    assert_eq!(reply["code"], "invalid", "{reply}");
+    let letters = read_stream(&s.bus.js, STREAM_DEADLETTER, "deadletter.adapter_cap", 2).await;
+    assert_eq!(letters.len(), 2);
+    for letter in &letters {
+        let kept = std::str::from_utf8(&letter.payload).expect("UTF-8");
+        assert!(kept.len() < storm.len() + 1024, "{} bytes kept", kept.len());
+        assert!(
+            kept.contains("bytes of embedded resource not kept]</derefUri>") && kept.contains("21:57:00Z"),
+            "{kept}"
+        );
+    }
+    s.stop().await;
+}
+
 /// The flood warning's polygon, as written in it.
 const POLYGON: &str =
     "37.7600,-122.4150 37.7600,-122.3950 37.7700,-122.3900 37.7750,-122.4000 37.7700,-122.4150 37.7600,-122.4150";
