@@ -11,7 +11,11 @@
 //! - `Alert` → a new `emergency` case whose id derives from `sender` and `identifier` (the same
 //!   alert twice is one case). Its areas' polygons and circles make it a **broadcast**: the case
 //!   carries the area and the router sends it to every community the area touches; `location`
-//!   is the area's centre. The category is the first `info`'s `event` mapped by
+//!   is the area's centre. An `<area>` with neither gives its `<geocode>`s, which the router
+//!   resolves through the region's geocode table (a district's or 街道's code reaches the
+//!   communities within; an unknown code is said in the explanation); `location` is then the
+//!   centre of the communities they name ([`Gazetteer`]), and an alert none of whose geocodes
+//!   the region knows is refused. The category is the first `info`'s `event` mapped by
 //!   `[adapters.cap.categories]` (else its CAP `category` codes, else `uncategorized` + the
 //!   `unmapped_category` flag); the priority follows `severity`, raised one step for an
 //!   `Immediate` and `Observed`/`Likely` alert.
@@ -30,8 +34,7 @@
 //!
 //! Left out, on purpose: XML digital signatures and encryption (CAP's optional
 //! `<Signature>`/`<EncryptedData>`; senders authenticate with a source key instead), `resource`
-//! (attachments: not fetched), `geocode`-only areas (they need a geocode table, e.g. FIPS/SAME,
-//! that the region data does not have), `altitude`/`ceiling`, and `effective`/`onset`/`expires`
+//! (attachments: not fetched), `altitude`/`ceiling`, and `effective`/`onset`/`expires`
 //! (kept in the alert, not enforced).
 
 use std::sync::Arc;
@@ -41,7 +44,9 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use linkbus_wire::http_error::ErrorCode;
-use linkbus_wire::{self as wire, Action, Area, CaseReport, Circle, CloudEvent, Contact, Location, SourceSystem};
+use linkbus_wire::{
+    self as wire, Action, Area, CaseReport, Circle, CloudEvent, Contact, Geocode, Location, SourceSystem,
+};
 use serde::Deserialize;
 
 use crate::adapter::{Adapter, AdapterConfig, BuildContext, BuildError, ConfigError, check_categories};
@@ -49,6 +54,7 @@ use crate::intake::{IntakeError, Message};
 use crate::kind::AdapterKind;
 use crate::messages::{Keyed, KeyedFormat};
 use crate::vocabulary::CategoryMap;
+use linkbus_matching::areas::Gazetteer;
 
 /// The CAP 1.2 XML namespace.
 pub const NAMESPACE: &str = "urn:oasis:names:tc:emergency:cap:1.2";
@@ -107,25 +113,34 @@ impl AdapterConfig for CapConfig {
     }
 
     fn build<'a>(&'a self, cx: &'a BuildContext) -> BoxFuture<'a, Result<Arc<dyn Adapter>, BuildError>> {
-        let adapter: Arc<dyn Adapter> = Arc::new(Keyed::new(self.clone(), cx));
+        let format = Cap { config: self.clone(), gazetteer: cx.gazetteer.clone() };
+        let adapter: Arc<dyn Adapter> = Arc::new(Keyed::new(format, cx));
         Box::pin(std::future::ready(Ok(adapter)))
     }
 }
 
-impl KeyedFormat for CapConfig {
+/// The running adapter's format: its configuration and the region's gazetteer, which places
+/// areas named only by geocode.
+#[derive(Debug)]
+pub struct Cap {
+    config: CapConfig,
+    gazetteer: Arc<Gazetteer>,
+}
+
+impl KeyedFormat for Cap {
     const KIND: AdapterKind = AdapterKind::Cap;
     const SOURCE: &'static str = SOURCE;
     const ROUTE: &'static str = "/api/adapters/cap";
     const CONTENT_TYPES: &'static [&'static str] = &["application/cap+xml", "application/xml", "text/xml"];
 
-    fn subject(&self) -> &str {
-        &self.subject
-    }
-
     const MAX_BODY: usize = MAX_ALERT_BYTES;
 
+    fn subject(&self) -> &str {
+        &self.config.subject
+    }
+
     fn read(&self, bytes: &[u8]) -> Result<Message, IntakeError> {
-        Ok(to_intake(&parse(bytes)?, self)?)
+        Ok(to_intake(&parse(bytes)?, &self.config, &self.gazetteer)?)
     }
 
     fn kept(bytes: Bytes) -> Bytes {
@@ -394,11 +409,19 @@ fn parse_info(info: roxmltree::Node) -> Result<Info, CapError> {
     let mut area_descs = Vec::new();
     for a in children(info, "area") {
         area_descs.push(required(a, "areaDesc")?);
+        let shapes = area.polygons.len() + area.circles.len();
         for p in children(a, "polygon") {
             area.polygons.push(parse_polygon(p.text().unwrap_or_default())?);
         }
         for c in children(a, "circle") {
             area.circles.push(parse_circle(c.text().unwrap_or_default())?);
+        }
+        let geocodes = children(a, "geocode")
+            .map(|g| Ok(Geocode { value_name: required(g, "valueName")?, value: required(g, "value")? }))
+            .collect::<Result<Vec<_>, CapError>>()?;
+        // A polygon or circle is the area itself; its geocodes only name what it lies in.
+        if area.polygons.len() + area.circles.len() == shapes {
+            area.geocodes.extend(geocodes);
         }
     }
     let vertices: usize = area.polygons.iter().map(Vec::len).sum();
@@ -475,8 +498,8 @@ pub fn priority(info: &Info) -> u8 {
     if imminent { base.saturating_sub(1).max(1) } else { base }
 }
 
-/// What the alert asks linkbus to do.
-pub fn to_intake(alert: &Alert, config: &CapConfig) -> Result<Message, CapError> {
+/// What the alert asks linkbus to do; `gazetteer` places areas named only by geocode.
+pub fn to_intake(alert: &Alert, config: &CapConfig, gazetteer: &Gazetteer) -> Result<Message, CapError> {
     match alert.status.as_str() {
         "Draft" => return Err(CapError::NotRouted("status Draft: drafts are not for distribution".into())),
         "System" => return Err(CapError::NotRouted("status System: network messages are not incidents".into())),
@@ -488,7 +511,7 @@ pub fn to_intake(alert: &Alert, config: &CapConfig) -> Result<Message, CapError>
         _ => None,
     };
     match alert.msg_type.as_str() {
-        "Alert" => new_case(alert, config, marker, None).map(Message::Report),
+        "Alert" => new_case(alert, config, gazetteer, marker, None).map(Message::Report),
         "Update" | "Cancel" => {
             if alert.references.is_empty() {
                 return Err(bad(format!("msgType {} requires <references>", alert.msg_type)));
@@ -512,7 +535,7 @@ pub fn to_intake(alert: &Alert, config: &CapConfig) -> Result<Message, CapError>
             let case_ids = alert.references.iter().map(|(s, i, _)| case_id(s, i)).collect();
             // None of the alerts it references was seen: this one describes the incident.
             let (sender, original, _) = &alert.references[0];
-            let unseen = new_case(alert, config, marker, Some((sender, original))).ok();
+            let unseen = new_case(alert, config, gazetteer, marker, Some((sender, original))).ok();
             Ok(Message::Act { source: SOURCE.to_owned(), case_ids, action, unseen })
         }
         other => Err(CapError::NotRouted(format!("msgType {other} is a reply to another alert, not an incident"))),
@@ -525,6 +548,7 @@ pub fn to_intake(alert: &Alert, config: &CapConfig) -> Result<Message, CapError>
 fn new_case(
     alert: &Alert,
     config: &CapConfig,
+    gazetteer: &Gazetteer,
     marker: Option<(&str, &str)>,
     original: Option<(&str, &str)>,
 ) -> Result<Box<CloudEvent<CaseReport>>, CapError> {
@@ -533,17 +557,34 @@ fn new_case(
     for i in &alert.infos {
         area.polygons.extend(i.area.polygons.iter().cloned());
         area.circles.extend(i.area.circles.iter().copied());
+        for g in &i.area.geocodes {
+            if !area.geocodes.contains(g) {
+                area.geocodes.push(g.clone());
+            }
+        }
     }
     area.polygons.dedup();
     area.circles.dedup();
-    if area.polygons.is_empty() && area.circles.is_empty() {
+    if area.polygons.is_empty() && area.circles.is_empty() && area.geocodes.is_empty() {
         return Err(CapError::NotRouted(
-            "no <area> with a <polygon> or <circle>: linkbus cannot place the alert".into(),
+            "no <area> with a <polygon>, <circle> or <geocode>: linkbus cannot place the alert".into(),
         ));
     }
     area.validate("area").map_err(|e| bad(e.to_string()))?;
-    let location = linkbus_matching::areas::centre(&area)
-        .ok_or_else(|| CapError::NotRouted("the area has no extent: linkbus cannot place the alert".into()))?;
+    // Placed by its shapes; with none, by the communities its geocodes name.
+    let location = match linkbus_matching::areas::centre(&area) {
+        Some(centre) => centre,
+        None => match gazetteer.place(&area.geocodes) {
+            (_, Some(centre), _) => centre,
+            (_, None, unknown) => {
+                let codes: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+                return Err(CapError::NotRouted(format!(
+                    "no geocode the region's geocode table knows ({}): linkbus cannot place the alert",
+                    codes.join(", ")
+                )));
+            }
+        },
+    };
     let mut flags = Vec::new();
     let category = category(info, &config.categories, &mut flags);
     if let Some((flag, _)) = marker {
@@ -622,7 +663,9 @@ mod tests {
         assert_eq!(priority(info), 1);
         let config =
             CapConfig { categories: CategoryMap::from_pairs([("Flood Warning", "flood")]), ..Default::default() };
-        let Message::Report(event) = to_intake(&alert, &config).expect("routable") else { panic!("not a report") };
+        let Message::Report(event) = to_intake(&alert, &config, &Gazetteer::default()).expect("routable") else {
+            panic!("not a report")
+        };
         assert_eq!(event.data.category, "flood");
         assert!(event.data.area.is_some());
         assert_eq!(event.id, case_id("sfdem@sfgov.org", "SFDEM-2026-1127-FLOOD-01"));
@@ -634,7 +677,10 @@ mod tests {
         let alert = parse(quake.as_bytes()).expect("the spec's own example");
         let point = Location { lon: -122.4148, lat: 37.7599 };
         assert_eq!(alert.infos[0].area.circles, [Circle { center: point, radius_m: 0.0 }]);
-        let Message::Report(event) = to_intake(&alert, &CapConfig::default()).expect("routable") else { panic!() };
+        let Message::Report(event) = to_intake(&alert, &CapConfig::default(), &Gazetteer::default()).expect("routable")
+        else {
+            panic!()
+        };
         assert_eq!(event.data.location, point);
         assert!(parse(QUAKE.replace("-122.4148 0<", "-122.4148 -0.5<").as_bytes()).is_err(), "a negative radius");
     }
@@ -710,6 +756,20 @@ mod tests {
     }
 
     #[test]
+    fn geocodes_are_the_area_only_without_a_polygon_or_circle() {
+        let amber = parse(AMBER.as_bytes()).expect("valid");
+        let same = Geocode { value_name: "SAME".into(), value: "006075".into() };
+        assert_eq!(amber.infos.iter().map(|i| i.area.geocodes.clone()).collect::<Vec<_>>(), [[same.clone()], [same]]);
+        let storm = parse(STORM.as_bytes()).expect("valid");
+        assert!(storm.infos[0].area.geocodes.is_empty(), "the polygon is the area");
+        // Unknown to the region (here: no table at all): refused, the codes named.
+        let refused = to_intake(&amber, &CapConfig::default(), &Gazetteer::default());
+        assert!(matches!(&refused, Err(CapError::NotRouted(m)) if m.contains("SAME 006075")), "{refused:?}");
+        let unnamed = AMBER.replacen("<valueName>SAME</valueName>\n           <value>006075", "<value>006075", 1);
+        assert!(matches!(parse(unnamed.as_bytes()), Err(CapError::Invalid(m)) if m.contains("valueName")));
+    }
+
+    #[test]
     fn refuses_dtds_and_entity_bombs() {
         let laughs = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]><alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">&lol2;</alert>"#;
         assert!(matches!(parse(laughs.as_bytes()), Err(CapError::Xml(_))));
@@ -740,14 +800,16 @@ mod tests {
             .replace("<msgType>Alert</msgType>", "<msgType>Cancel</msgType><references>sfdem@sfgov.org,SFDEM-2026-1127-FLOOD-01,2026-11-27T06:00:00-08:00</references>")
             .replace("SFDEM-2026-1127-FLOOD-01</identifier>", "SFDEM-2026-1127-FLOOD-02</identifier>");
         let alert = parse(update.as_bytes()).expect("valid");
-        let Message::Act { case_ids, action, .. } = to_intake(&alert, &CapConfig::default()).expect("ok") else {
+        let Message::Act { case_ids, action, .. } =
+            to_intake(&alert, &CapConfig::default(), &Gazetteer::default()).expect("ok")
+        else {
             panic!("not an action")
         };
         assert_eq!(case_ids, [case_id("sfdem@sfgov.org", "SFDEM-2026-1127-FLOOD-01")]);
         assert!(matches!(action, Action::Cancel { .. }));
         let foreign = update.replace("<references>sfdem@sfgov.org,", "<references>other@example.org,");
         assert!(matches!(
-            to_intake(&parse(foreign.as_bytes()).expect("valid"), &CapConfig::default()),
+            to_intake(&parse(foreign.as_bytes()).expect("valid"), &CapConfig::default(), &Gazetteer::default()),
             Err(CapError::NotRouted(_))
         ));
     }
@@ -756,7 +818,7 @@ mod tests {
     fn an_update_of_an_unseen_alert_carries_the_alert_it_describes() {
         let alert = parse(QUAKE.as_bytes()).expect("the spec's own example");
         let Message::Act { case_ids, action, unseen: Some(event), .. } =
-            to_intake(&alert, &CapConfig::default()).expect("ok")
+            to_intake(&alert, &CapConfig::default(), &Gazetteer::default()).expect("ok")
         else {
             panic!("an update with its own report")
         };
@@ -774,17 +836,23 @@ mod tests {
         // With no area to place it, it is only an update (404 when the original is unknown).
         let placeless = QUAKE.replace("<circle>37.7599,-122.4148 0</circle>", "");
         let alert = parse(placeless.as_bytes()).expect("valid");
-        assert!(matches!(to_intake(&alert, &CapConfig::default()), Ok(Message::Act { unseen: None, .. })));
+        assert!(matches!(
+            to_intake(&alert, &CapConfig::default(), &Gazetteer::default()),
+            Ok(Message::Act { unseen: None, .. })
+        ));
     }
 
     #[test]
     fn exercises_are_flagged_and_drafts_refused() {
         let exercise =
             parse(FLOOD.replace("<status>Actual</status>", "<status>Exercise</status>").as_bytes()).expect("ok");
-        let Message::Report(event) = to_intake(&exercise, &CapConfig::default()).expect("ok") else { panic!() };
+        let Message::Report(event) = to_intake(&exercise, &CapConfig::default(), &Gazetteer::default()).expect("ok")
+        else {
+            panic!()
+        };
         assert!(event.data.flags.contains(&"exercise".to_owned()));
         assert!(event.data.description.as_deref().is_some_and(|d| d.starts_with("EXERCISE: ")));
         let draft = parse(FLOOD.replace("<status>Actual</status>", "<status>Draft</status>").as_bytes()).expect("ok");
-        assert!(matches!(to_intake(&draft, &CapConfig::default()), Err(CapError::NotRouted(_))));
+        assert!(matches!(to_intake(&draft, &CapConfig::default(), &Gazetteer::default()), Err(CapError::NotRouted(_))));
     }
 }

@@ -17,9 +17,10 @@ use linkbus_adapters::commerce::{self, CommerceConfig, PlatformConfig};
 use linkbus_adapters::vocabulary::CategoryMap;
 use linkbus_bus::nats::{HEADER_REASON, HEADER_REASON_CODE, STREAM_DEADLETTER, STREAM_ROUTED};
 use linkbus_cases::webhooks;
+use linkbus_geo_data::Region;
 use linkbus_http::auth;
 use linkbus_http::config::{ApiKey, ApiRole};
-use linkbus_tests::{TestBus, WAIT, header, read_stream, sf_region, wait_for_case};
+use linkbus_tests::{TestBus, WAIT, header, read_stream, repo_root, sf_region, wait_for_case};
 use linkbus_wire::{CaseRecord, CaseState};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -53,6 +54,11 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Self {
+        Self::start_in(&sf_region()).await
+    }
+
+    /// A service routing in `region`.
+    async fn start_in(region: &Region) -> Self {
         let bus = TestBus::start().await;
         let mut config: Config = bus.config();
         config.api.listen = "127.0.0.1:0".into();
@@ -85,10 +91,11 @@ impl Setup {
             },
             ..Default::default()
         };
-        let service = bus.service(&config).await;
+        let client = linkbus::service::connect(&bus.server.url(), WAIT).await.expect("service connects");
+        let service = Service::start(&config, region, client, "/linkbus/test".into()).await.expect("service starts");
         let listener = tokio::net::TcpListener::bind(&config.api.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = linkbus::up::api_app(&config, &sf_region(), &service).expect("app");
+        let app = linkbus::up::api_app(&config, region, &service).expect("app");
         let stop = CancellationToken::new();
         let server = tokio::spawn(linkbus_http::serve(listener, app, stop.clone().cancelled_owned()));
         let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
@@ -315,6 +322,105 @@ async fn cap_alert_with_megabytes_of_embedded_audio_is_taken() {
             "{kept}"
         );
     }
+    s.stop().await;
+}
+
+/// OASIS CAP 1.2 Appendix A.4: an Amber Alert in English and Spanish whose area is only a SAME
+/// geocode (moved to San Francisco County, 006075).
+const AMBER: &str = include_str!("../../adapters/tests/data/cap_oasis_a4_amber_alert.xml");
+
+/// The ids of the communities of a region's `communities.geojson` whose properties satisfy
+/// `within`: read from the file, not through the router's code.
+fn communities_where(region: &str, within: impl Fn(&Value) -> bool) -> Vec<String> {
+    let path = repo_root().join("geo-data").join(region).join("communities.geojson");
+    let map: Value = serde_json::from_slice(&std::fs::read(path).expect("the map")).expect("GeoJSON");
+    let mut ids: Vec<String> = map["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| &f["properties"])
+        .filter(|p| within(p))
+        .map(|p| p["id"].as_str().expect("an id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn broadcast_of(record: &CaseRecord) -> Vec<String> {
+    record.decision.broadcast.iter().map(|c| c.id.clone()).collect()
+}
+
+/// The spec's Amber Alert names San Francisco County by its SAME code: it reaches all of the
+/// city's communities, also in ISO-8859-1 over NATS; a code the region does not know is said in
+/// the explanation; an alert with only unknown codes is refused and dead-lettered, saying them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_geocode_only_alert_reaches_the_county_it_names() {
+    let s = Setup::start().await;
+    let case_id = cap::case_id("KARO@CLETS.DOJ.CA.GOV", "KAR0-0306112239-SW");
+    let (status, receipt) = s.cap(AMBER).await;
+    assert_eq!(status, 202, "{receipt}");
+    let record = s.routed(&case_id).await;
+    let county = communities_where("san-francisco", |p| p["district_code"] == "06075");
+    assert_eq!(county.len(), 41);
+    assert_eq!(broadcast_of(&record), county, "{:#?}", record.decision.explanation);
+    let latin1 = include_bytes!("../../adapters/tests/data/cap_oasis_a4_amber_alert.latin1.xml");
+    let reply = s.request("adapter.cap", latin1.as_slice()).await;
+    assert_eq!(reply["cases"][0]["outcome"], "duplicate", "{reply}");
+
+    // The Spanish block names Los Angeles County too, which San Francisco's table does not know.
+    let partly = AMBER
+        .replace("KAR0-0306112239-SW", "KAR0-0306112239-SW2")
+        .replace("<areaDesc>condado de Los Ángeles</areaDesc>\n        <geocode>\n           <valueName>SAME</valueName>\n           <value>006075", "<areaDesc>condado de Los Ángeles</areaDesc>\n        <geocode>\n           <valueName>SAME</valueName>\n           <value>006037");
+    assert_ne!(partly, AMBER.replace("KAR0-0306112239-SW", "KAR0-0306112239-SW2"));
+    let (status, receipt) = s.cap(partly).await;
+    assert_eq!(status, 202, "{receipt}");
+    let record = s.routed(&cap::case_id("KARO@CLETS.DOJ.CA.GOV", "KAR0-0306112239-SW2")).await;
+    assert_eq!(broadcast_of(&record), county);
+    assert!(
+        record.decision.explanation.iter().any(|e| e.contains("SAME 006037")),
+        "{:#?}",
+        record.decision.explanation
+    );
+
+    let elsewhere = AMBER.replace("<value>006075</value>", "<value>006037</value>");
+    let (status, error) = s.cap(elsewhere.clone()).await;
+    assert_eq!((status, error["code"].clone()), (422, json!("invalid")), "{error}");
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("SAME 006037")), "{error}");
+    let letters = read_stream(&s.bus.js, STREAM_DEADLETTER, "deadletter.adapter_cap", 1).await;
+    assert_eq!(letters.len(), 1);
+    assert!(header(&letters[0], HEADER_REASON).is_some_and(|r| r.contains("SAME 006037")));
+    s.stop().await;
+}
+
+/// In Beijing the same alert names areas by their administrative codes: a 街道 reaches each of
+/// its 社区, a 社区 itself, and a code of no area here is said in the explanation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_geocodes_reach_beijing_sub_districts_and_communities() {
+    let beijing = Region::load(repo_root().join("geo-data/beijing")).expect("Beijing loads");
+    let s = Setup::start_in(&beijing).await;
+    let code = |value: &str| format!("<valueName>行政区划代码</valueName>\n           <value>{value}</value>");
+    let same = "<valueName>SAME</valueName>\n           <value>006075</value>";
+    let alert = AMBER.replacen(same, &code("110101001000"), 1).replacen(
+        same,
+        &format!(
+            "{}\n        </geocode>\n        <geocode>\n           {}",
+            code("110102001001"),
+            code("110199000000")
+        ),
+        1,
+    );
+    let (status, receipt) = s.cap(alert).await;
+    assert_eq!(status, 202, "{receipt}");
+    let record = s.routed(&cap::case_id("KARO@CLETS.DOJ.CA.GOV", "KAR0-0306112239-SW")).await;
+    let expected =
+        communities_where("beijing", |p| p["sub_district_code"] == "110101001000" || p["id"] == "110102001001");
+    assert_eq!(expected.len(), 12);
+    assert_eq!(broadcast_of(&record), expected, "{:#?}", record.decision.explanation);
+    assert!(
+        record.decision.explanation.iter().any(|e| e.contains("行政区划代码 110199000000")),
+        "{:#?}",
+        record.decision.explanation
+    );
     s.stop().await;
 }
 
