@@ -459,6 +459,13 @@ async fn hostile_cap_documents_are_refused_and_dead_lettered() {
             422,
             "invalid",
         ),
+        ("no scope (CAP requires it)", FLOOD.replace("<scope>Public</scope>", "").into(), 422, "invalid"),
+        (
+            "sent in Z (CAP requires a numeric offset)",
+            FLOOD.replace("-08:00</sent>", "Z</sent>").into(),
+            422,
+            "invalid",
+        ),
         ("3000 vertices: a case over the bus's 64 KiB", FLOOD.replace(POLYGON, &big_ring(3000)).into(), 422, "invalid"),
     ];
     for (what, body, status, code) in &cases {
