@@ -158,21 +158,24 @@ pub fn without_embedded_resources(bytes: Bytes) -> Bytes {
     let find = |from: usize| bytes[from..].windows(TAG.len()).position(|w| w == TAG).map(|p| from + p);
     let mut out: Vec<u8> = Vec::new();
     let (mut copied, mut at) = (0, 0);
-    while let Some(open) = find(at) {
-        let content = open + TAG.len();
-        // The opening tag (`<derefUri>`, `<cap:derefUri>`), not the closing one.
-        let opening = bytes[..open].iter().rposition(|b| *b == b'<').is_some_and(|lt| bytes.get(lt + 1) != Some(&b'/'));
-        let Some(close) = find(content) else { break };
-        let Some(end) = bytes[content..close].iter().rposition(|b| *b == b'<').map(|p| content + p) else {
-            at = close;
+    while let Some(found) = find(at) {
+        let content = found + TAG.len();
+        at = content;
+        // An opening tag (`<derefUri>`, `<cap:derefUri>`); a closing one (stray) is passed over.
+        let opening =
+            bytes[..found].iter().rposition(|b| *b == b'<').is_some_and(|lt| bytes.get(lt + 1) != Some(&b'/'));
+        if !opening {
             continue;
-        };
-        if opening && end - content > DEREF_KEPT {
+        }
+        let Some(close) = find(content) else { break };
+        // The content ends where the closing tag starts.
+        let Some(end) = bytes[content..close].iter().rposition(|b| *b == b'<').map(|p| content + p) else { continue };
+        if end - content > DEREF_KEPT {
             out.extend_from_slice(&bytes[copied..content + DEREF_KEPT]);
             out.extend_from_slice(format!("... [{} bytes of embedded resource not kept]", end - content).as_bytes());
             copied = end;
         }
-        at = close + TAG.len();
+        at = close;
     }
     if copied == 0 {
         return bytes;
@@ -700,6 +703,9 @@ mod tests {
         let declared = AMBER.replace("encoding = \"UTF-8\"", "encoding = \"UTF-16BE\"");
         let big_endian: Vec<u8> = declared.encode_utf16().flat_map(u16::to_be_bytes).collect();
         assert_eq!(parse(&big_endian).expect("UTF-16BE"), utf8);
+        let declared = AMBER.replace("encoding = \"UTF-8\"", "encoding = \"UTF-16LE\"");
+        let little_endian: Vec<u8> = declared.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        assert_eq!(parse(&little_endian).expect("UTF-16LE without a BOM"), utf8);
         // The Latin-1 bytes under a declaration saying UTF-8.
         let body = &latin1[latin1.iter().position(|b| *b == b'>').expect("a declaration") + 1..];
         let mislabelled = [br#"<?xml version="1.0" encoding="UTF-8"?>"#.as_slice(), body].concat();
@@ -714,6 +720,9 @@ mod tests {
                 matches!(&refused, Err(e @ CapError::Encoding(_)) if e.code() == ErrorCode::Malformed),
                 "{what}: {refused:?}"
             );
+            if what.starts_with("UTF-16 declared") {
+                assert!(refused.is_err_and(|e| e.to_string().contains("single-byte")), "{what}: said so");
+            }
         }
     }
 
@@ -749,8 +758,18 @@ mod tests {
             assert!(text.contains("QUJDQUJD... [2097152 bytes of embedded resource not kept]</"), "{text}");
             assert_eq!(parse(&kept).expect("still the alert"), parse(big.as_bytes()).expect("valid"));
         }
-        let small = with_resource(40, "");
+        let small = with_resource(DEREF_KEPT, "");
         assert_eq!(without_embedded_resources(Bytes::from(small.clone())), small.as_bytes(), "short: kept whole");
+        // Two resources, after a stray closing tag (the elements between are kept).
+        let two = with_resource(1000, "").replace("<resource>", "</derefUri><keep/><resource>").replacen(
+            "</resource>",
+            &format!("</resource><resource><derefUri>{}</derefUri></resource>", "QUJD".repeat(30)),
+            1,
+        );
+        let kept = without_embedded_resources(Bytes::from(two));
+        let text = std::str::from_utf8(&kept).expect("UTF-8");
+        assert_eq!(text.matches("bytes of embedded resource not kept").count(), 2, "{text}");
+        assert!(text.contains("[1000 bytes") && text.contains("[120 bytes") && text.contains("<keep/>"), "{text}");
         let unclosed = Bytes::from(format!("{}<derefUri>QUJD", "x".repeat(100)));
         assert_eq!(without_embedded_resources(unclosed.clone()), unclosed, "not XML: kept whole");
     }
@@ -767,6 +786,12 @@ mod tests {
         assert!(matches!(&refused, Err(CapError::NotRouted(m)) if m.contains("SAME 006075")), "{refused:?}");
         let unnamed = AMBER.replacen("<valueName>SAME</valueName>\n           <value>006075", "<value>006075", 1);
         assert!(matches!(parse(unnamed.as_bytes()), Err(CapError::Invalid(m)) if m.contains("valueName")));
+    }
+
+    #[test]
+    fn refuses_documents_of_too_many_nodes() {
+        let many = FLOOD.replace("</info>", &format!("{}</info>", "<x/>".repeat(MAX_NODES as usize)));
+        assert!(matches!(parse(many.as_bytes()), Err(CapError::Xml(_))));
     }
 
     #[test]
