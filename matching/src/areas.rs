@@ -212,6 +212,14 @@ mod tests {
         let (hits, unknown) = communities_named(&communities, &table, &geocodes);
         assert_eq!(ids(hits), ["b", "c"]);
         assert_eq!(unknown, [&geocodes[2], &geocodes[3]], "an unknown code, an unknown valueName");
+
+        // The gazetteer places them at the centre of the communities named.
+        let gazetteer = Gazetteer { communities: communities.clone(), table };
+        let (named, centre, unknown) = gazetteer.place(&geocodes);
+        assert_eq!((named, unknown), (vec!["b".to_owned(), "c".into()], vec![&geocodes[2], &geocodes[3]]));
+        let centre = centre.expect("a centre");
+        assert!((centre.lon - 0.02).abs() < 1e-12 && (centre.lat - 0.005).abs() < 1e-12, "{centre:?}");
+        assert_eq!(gazetteer.place(&geocodes[2..]), (vec![], None, vec![&geocodes[2], &geocodes[3]]));
     }
 
     #[test]
