@@ -70,6 +70,8 @@ pub struct BuildContext {
     pub max_report_bytes: usize,
     /// Replicas and byte limits of the buckets an adapter makes (commerce's delivery ids).
     pub streams: linkbus_bus::nats::StreamSettings,
+    /// The region's communities and geocode table, which place CAP areas named by geocode.
+    pub gazetteer: Arc<linkbus_matching::areas::Gazetteer>,
 }
 
 /// What the API gives every adapter's routes.

@@ -182,7 +182,7 @@ fn message_intake(m: CadMessage, config: &CadConfig, now: Timestamp) -> Result<M
             CadKind::Close => Action::Resolve { note },
             _ => Action::Cancel { reason: note },
         };
-        return Ok(Message::Act { source: SOURCE.to_owned(), case_ids: vec![id], action });
+        return Ok(Message::Act { source: SOURCE.to_owned(), case_ids: vec![id], action, unseen: None });
     }
     let incident_type = m.incident_type.as_deref().ok_or_else(|| invalid("a new incident needs type"))?;
     let priority = m.priority.ok_or_else(|| invalid("a new incident needs priority (1-4)"))?;

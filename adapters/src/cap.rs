@@ -1,6 +1,7 @@
 //! OASIS Common Alerting Protocol 1.2 alerts (XML) from warning centres and 110/119/120.
 //!
-//! [`parse`] reads an alert with `roxmltree`, which refuses any DTD (so entity declarations, and
+//! [`parse`] decodes an alert as XML 1.0 says (byte-order mark, else the XML declaration's
+//! `encoding`, else UTF-8; with `encoding_rs`) and reads it with `roxmltree`, which refuses any DTD (so entity declarations, and
 //! with them billion-laughs documents, never expand), and checks the CAP 1.2 rules: the required
 //! elements, the value lists (`status`, `msgType`, `scope`, `category`, `urgency`, `severity`,
 //! `certainty`), `sent` as a date-time with a numeric offset, `polygon` as at least 4 closed
@@ -10,12 +11,18 @@
 //! - `Alert` → a new `emergency` case whose id derives from `sender` and `identifier` (the same
 //!   alert twice is one case). Its areas' polygons and circles make it a **broadcast**: the case
 //!   carries the area and the router sends it to every community the area touches; `location`
-//!   is the area's centre. The category is the first `info`'s `event` mapped by
+//!   is the area's centre. An `<area>` with neither gives its `<geocode>`s, which the router
+//!   resolves through the region's geocode table (a district's or 街道's code reaches the
+//!   communities within; an unknown code is said in the explanation); `location` is then the
+//!   centre of the communities they name ([`Gazetteer`]), and an alert none of whose geocodes
+//!   the region knows is refused. The category is the first `info`'s `event` mapped by
 //!   `[adapters.cap.categories]` (else its CAP `category` codes, else `uncategorized` + the
 //!   `unmapped_category` flag); the priority follows `severity`, raised one step for an
 //!   `Immediate` and `Observed`/`Likely` alert.
 //! - `Update` / `Cancel` → a source update / withdrawal of each alert in `references` (which
 //!   must be the same sender's): the referenced case's timeline gets the new alert's headline.
+//!   When linkbus has none of the referenced alerts, the message is also the case it describes
+//!   (flagged [`UNSEEN_ORIGINAL`], with the first reference's id), reported instead.
 //! - `status` `Exercise` and `Test` are routed like real alerts but flagged `exercise` / `test`
 //!   and their text starts with `EXERCISE:` / `TEST:`, so consumers filter them and nobody
 //!   mistakes them for real ones; `Draft` and `System` alerts, and `msgType` `Ack` / `Error`, are
@@ -27,16 +34,19 @@
 //!
 //! Left out, on purpose: XML digital signatures and encryption (CAP's optional
 //! `<Signature>`/`<EncryptedData>`; senders authenticate with a source key instead), `resource`
-//! (attachments: not fetched), `geocode`-only areas (they need a geocode table, e.g. FIPS/SAME,
-//! that the region data does not have), `altitude`/`ceiling`, and `effective`/`onset`/`expires`
+//! (attachments: not fetched), `altitude`/`ceiling`, and `effective`/`onset`/`expires`
 //! (kept in the alert, not enforced).
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use linkbus_wire::http_error::ErrorCode;
-use linkbus_wire::{self as wire, Action, Area, CaseReport, Circle, CloudEvent, Contact, Location, SourceSystem};
+use linkbus_wire::{
+    self as wire, Action, Area, CaseReport, Circle, CloudEvent, Contact, Geocode, Location, SourceSystem,
+};
 use serde::Deserialize;
 
 use crate::adapter::{Adapter, AdapterConfig, BuildContext, BuildError, ConfigError, check_categories};
@@ -44,11 +54,19 @@ use crate::intake::{IntakeError, Message};
 use crate::kind::AdapterKind;
 use crate::messages::{Keyed, KeyedFormat};
 use crate::vocabulary::CategoryMap;
+use linkbus_matching::areas::Gazetteer;
 
 /// The CAP 1.2 XML namespace.
 pub const NAMESPACE: &str = "urn:oasis:names:tc:emergency:cap:1.2";
 /// The CloudEvents `source` of CAP cases, and the source actor of their updates.
 pub const SOURCE: &str = "/cap";
+/// The flag of a case opened by an Update or Cancel whose original alert linkbus never received.
+pub const UNSEEN_ORIGINAL: &str = "unseen_original";
+/// The largest alert taken, bytes: real alerts embed their resources (IPAWS audio and images,
+/// base64 in `<derefUri>`), which run to megabytes.
+pub const MAX_ALERT_BYTES: usize = 4 * 1024 * 1024;
+/// What a dead letter keeps of each embedded resource (`<derefUri>`'s content), bytes.
+const DEREF_KEPT: usize = 64;
 /// Elements an alert may have at most (a bound on memory for hostile input).
 const MAX_NODES: u32 = 20_000;
 
@@ -95,32 +113,84 @@ impl AdapterConfig for CapConfig {
     }
 
     fn build<'a>(&'a self, cx: &'a BuildContext) -> BoxFuture<'a, Result<Arc<dyn Adapter>, BuildError>> {
-        let adapter: Arc<dyn Adapter> = Arc::new(Keyed::new(self.clone(), cx));
+        let format = Cap { config: self.clone(), gazetteer: cx.gazetteer.clone() };
+        let adapter: Arc<dyn Adapter> = Arc::new(Keyed::new(format, cx));
         Box::pin(std::future::ready(Ok(adapter)))
     }
 }
 
-impl KeyedFormat for CapConfig {
+/// The running adapter's format: its configuration and the region's gazetteer, which places
+/// areas named only by geocode.
+#[derive(Debug)]
+pub struct Cap {
+    config: CapConfig,
+    gazetteer: Arc<Gazetteer>,
+}
+
+impl KeyedFormat for Cap {
     const KIND: AdapterKind = AdapterKind::Cap;
     const SOURCE: &'static str = SOURCE;
     const ROUTE: &'static str = "/api/adapters/cap";
     const CONTENT_TYPES: &'static [&'static str] = &["application/cap+xml", "application/xml", "text/xml"];
 
+    const MAX_BODY: usize = MAX_ALERT_BYTES;
+
     fn subject(&self) -> &str {
-        &self.subject
+        &self.config.subject
     }
 
     fn read(&self, bytes: &[u8]) -> Result<Message, IntakeError> {
-        Ok(to_intake(&parse(bytes)?, self)?)
+        Ok(to_intake(&parse(bytes)?, &self.config, &self.gazetteer)?)
     }
+
+    fn kept(bytes: Bytes) -> Bytes {
+        without_embedded_resources(bytes)
+    }
+}
+
+/// The alert with each `<derefUri>`'s content (a resource embedded as base64: megabytes of
+/// audio or images) cut to its first [`DEREF_KEPT`] bytes and a note of the size, so a dead
+/// letter keeps the alert, not its attachments. Looks at the bytes as they are (UTF-8 or another
+/// ASCII-compatible encoding; a UTF-16 alert is kept whole), so it works on alerts that do not
+/// parse too.
+pub fn without_embedded_resources(bytes: Bytes) -> Bytes {
+    const TAG: &[u8] = b"derefUri>";
+    let find = |from: usize| bytes[from..].windows(TAG.len()).position(|w| w == TAG).map(|p| from + p);
+    let mut out: Vec<u8> = Vec::new();
+    let (mut copied, mut at) = (0, 0);
+    while let Some(found) = find(at) {
+        let content = found + TAG.len();
+        at = content;
+        // An opening tag (`<derefUri>`, `<cap:derefUri>`); a closing one (stray) is passed over.
+        let opening =
+            bytes[..found].iter().rposition(|b| *b == b'<').is_some_and(|lt| bytes.get(lt + 1) != Some(&b'/'));
+        if !opening {
+            continue;
+        }
+        let Some(close) = find(content) else { break };
+        // The content ends where the closing tag starts.
+        let Some(end) = bytes[content..close].iter().rposition(|b| *b == b'<').map(|p| content + p) else { continue };
+        if end - content > DEREF_KEPT {
+            out.extend_from_slice(&bytes[copied..content + DEREF_KEPT]);
+            out.extend_from_slice(format!("... [{} bytes of embedded resource not kept]", end - content).as_bytes());
+            copied = end;
+        }
+        at = close;
+    }
+    if copied == 0 {
+        return bytes;
+    }
+    out.extend_from_slice(&bytes[copied..]);
+    Bytes::from(out)
 }
 
 /// Why an alert was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CapError {
-    /// Not UTF-8.
-    #[error("not acceptable XML: not UTF-8: {0}")]
-    NotUtf8(#[source] std::str::Utf8Error),
+    /// Not text in the encoding its BOM or XML declaration names (UTF-8 without either), or an
+    /// encoding no XML parser is held to know.
+    #[error("not acceptable XML: {0}")]
+    Encoding(String),
     /// Not well-formed XML, or XML with a DTD (entity declarations are never expanded).
     #[error("not acceptable XML: {0}")]
     Xml(#[source] roxmltree::Error),
@@ -136,7 +206,7 @@ impl CapError {
     /// The code of this refusal: `malformed` for what is not XML, else `invalid`.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotUtf8(_) | Self::Xml(_) => ErrorCode::Malformed,
+            Self::Encoding(_) | Self::Xml(_) => ErrorCode::Malformed,
             Self::Invalid(_) | Self::NotRouted(_) => ErrorCode::Invalid,
         }
     }
@@ -213,9 +283,55 @@ const URGENCY: &[&str] = &["Immediate", "Expected", "Future", "Past", "Unknown"]
 const SEVERITY: &[&str] = &["Extreme", "Severe", "Moderate", "Minor", "Unknown"];
 const CERTAINTY: &[&str] = &["Observed", "Likely", "Possible", "Unlikely", "Unknown"];
 
+/// The document as text, decoded as XML 1.0 (§4.3.3, Appendix F) says: by its byte-order mark,
+/// else by the `encoding` of its XML declaration (UTF-16 told apart by how `<?xml` is spelled
+/// in it), else UTF-8. Decoding is `encoding_rs`'s (its labels are the WHATWG ones: ISO-8859-1
+/// reads as windows-1252, a superset). Bytes invalid in the encoding are refused, not replaced.
+fn decode(bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>, CapError> {
+    let (encoding, body) = match encoding_rs::Encoding::for_bom(bytes) {
+        Some((encoding, bom)) => (encoding, &bytes[bom..]),
+        None if bytes.starts_with(b"<\0?\0") => (encoding_rs::UTF_16LE, bytes),
+        None if bytes.starts_with(b"\0<\0?") => (encoding_rs::UTF_16BE, bytes),
+        None => (declared_encoding(bytes)?, bytes),
+    };
+    encoding
+        .decode_without_bom_handling_and_without_replacement(body)
+        .ok_or_else(|| CapError::Encoding(format!("not valid {} text", encoding.name())))
+}
+
+/// The encoding an ASCII-compatible document's XML declaration names; UTF-8 without one.
+fn declared_encoding(bytes: &[u8]) -> Result<&'static encoding_rs::Encoding, CapError> {
+    // The declaration is ASCII and comes first: look no further than its end.
+    let head = &bytes[..bytes.len().min(256)];
+    let declaration = match head.strip_prefix(b"<?xml") {
+        Some(rest) => rest.split(|b| *b == b'>').next().unwrap_or_default(),
+        None => return Ok(encoding_rs::UTF_8),
+    };
+    let declaration = String::from_utf8_lossy(declaration);
+    let Some((_, after)) = declaration.split_once("encoding") else { return Ok(encoding_rs::UTF_8) };
+    let label = after
+        .trim_start()
+        .strip_prefix('=')
+        .map(str::trim_start)
+        .and_then(|v| {
+            let quote = v.chars().next().filter(|q| matches!(q, '"' | '\''))?;
+            v[1..].split(quote).next()
+        })
+        .ok_or_else(|| CapError::Encoding("the XML declaration's encoding is not a quoted name".into()))?;
+    match encoding_rs::Encoding::for_label(label.as_bytes()) {
+        // A UTF-16 declaration read as ASCII means the document is not UTF-16 after all.
+        Some(e) if e == encoding_rs::UTF_16LE || e == encoding_rs::UTF_16BE => {
+            Err(CapError::Encoding(format!("declared {label}, but written in a single-byte encoding")))
+        }
+        Some(e) => Ok(e),
+        None => Err(CapError::Encoding(format!("unknown encoding {label:?} in the XML declaration"))),
+    }
+}
+
 /// Parses and validates a CAP 1.2 alert.
 pub fn parse(bytes: &[u8]) -> Result<Alert, CapError> {
-    let text = std::str::from_utf8(bytes).map_err(CapError::NotUtf8)?;
+    let text = decode(bytes)?;
+    let text = text.as_ref();
     let options = roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: MAX_NODES, ..Default::default() };
     let doc = roxmltree::Document::parse_with_options(text, options).map_err(CapError::Xml)?;
     let root = doc.root_element();
@@ -296,11 +412,19 @@ fn parse_info(info: roxmltree::Node) -> Result<Info, CapError> {
     let mut area_descs = Vec::new();
     for a in children(info, "area") {
         area_descs.push(required(a, "areaDesc")?);
+        let shapes = area.polygons.len() + area.circles.len();
         for p in children(a, "polygon") {
             area.polygons.push(parse_polygon(p.text().unwrap_or_default())?);
         }
         for c in children(a, "circle") {
             area.circles.push(parse_circle(c.text().unwrap_or_default())?);
+        }
+        let geocodes = children(a, "geocode")
+            .map(|g| Ok(Geocode { value_name: required(g, "valueName")?, value: required(g, "value")? }))
+            .collect::<Result<Vec<_>, CapError>>()?;
+        // A polygon or circle is the area itself; its geocodes only name what it lies in.
+        if area.polygons.len() + area.circles.len() == shapes {
+            area.geocodes.extend(geocodes);
         }
     }
     let vertices: usize = area.polygons.iter().map(Vec::len).sum();
@@ -344,7 +468,7 @@ fn parse_polygon(text: &str) -> Result<Vec<Location>, CapError> {
     Ok(ring)
 }
 
-/// `<circle>`: `lat,lon radius`, the radius in kilometres.
+/// `<circle>`: `lat,lon radius`, the radius in kilometres; 0 is a point (CAP 1.2 Appendix A.3).
 fn parse_circle(text: &str) -> Result<Circle, CapError> {
     let (pair, radius) = text
         .trim()
@@ -353,8 +477,8 @@ fn parse_circle(text: &str) -> Result<Circle, CapError> {
     let center = parse_pair(pair, "circle")?;
     let km: f64 = radius.trim().parse().map_err(|_| bad(format!("<circle> radius {radius:?} is not a number")))?;
     let radius_m = km * 1000.0;
-    if !(radius_m.is_finite() && radius_m > 0.0 && radius_m <= wire::MAX_CIRCLE_RADIUS_M) {
-        return Err(bad(format!("<circle> radius {km} km is not in (0, {}] km", wire::MAX_CIRCLE_RADIUS_M / 1000.0)));
+    if !(0.0..=wire::MAX_CIRCLE_RADIUS_M).contains(&radius_m) {
+        return Err(bad(format!("<circle> radius {km} km is not in [0, {}] km", wire::MAX_CIRCLE_RADIUS_M / 1000.0)));
     }
     Ok(Circle { center, radius_m })
 }
@@ -377,8 +501,8 @@ pub fn priority(info: &Info) -> u8 {
     if imminent { base.saturating_sub(1).max(1) } else { base }
 }
 
-/// What the alert asks linkbus to do.
-pub fn to_intake(alert: &Alert, config: &CapConfig) -> Result<Message, CapError> {
+/// What the alert asks linkbus to do; `gazetteer` places areas named only by geocode.
+pub fn to_intake(alert: &Alert, config: &CapConfig, gazetteer: &Gazetteer) -> Result<Message, CapError> {
     match alert.status.as_str() {
         "Draft" => return Err(CapError::NotRouted("status Draft: drafts are not for distribution".into())),
         "System" => return Err(CapError::NotRouted("status System: network messages are not incidents".into())),
@@ -390,7 +514,7 @@ pub fn to_intake(alert: &Alert, config: &CapConfig) -> Result<Message, CapError>
         _ => None,
     };
     match alert.msg_type.as_str() {
-        "Alert" => new_case(alert, config, marker),
+        "Alert" => new_case(alert, config, gazetteer, marker, None).map(Message::Report),
         "Update" | "Cancel" => {
             if alert.references.is_empty() {
                 return Err(bad(format!("msgType {} requires <references>", alert.msg_type)));
@@ -412,29 +536,58 @@ pub fn to_intake(alert: &Alert, config: &CapConfig) -> Result<Message, CapError>
             let action =
                 if alert.msg_type == "Cancel" { Action::Cancel { reason: note } } else { Action::Update { note } };
             let case_ids = alert.references.iter().map(|(s, i, _)| case_id(s, i)).collect();
-            Ok(Message::Act { source: SOURCE.to_owned(), case_ids, action })
+            // None of the alerts it references was seen: this one describes the incident.
+            let (sender, original, _) = &alert.references[0];
+            let unseen = new_case(alert, config, gazetteer, marker, Some((sender, original))).ok();
+            Ok(Message::Act { source: SOURCE.to_owned(), case_ids, action, unseen })
         }
         other => Err(CapError::NotRouted(format!("msgType {other} is a reply to another alert, not an incident"))),
     }
 }
 
-fn new_case(alert: &Alert, config: &CapConfig, marker: Option<(&str, &str)>) -> Result<Message, CapError> {
+/// The case an alert reports: for an `Alert`, its own; for an Update or Cancel of an `original`
+/// (sender, identifier) linkbus never received, the original's, told by this message and flagged
+/// `unseen_original` (so the original arriving later is the same case, and so are further updates).
+fn new_case(
+    alert: &Alert,
+    config: &CapConfig,
+    gazetteer: &Gazetteer,
+    marker: Option<(&str, &str)>,
+    original: Option<(&str, &str)>,
+) -> Result<Box<CloudEvent<CaseReport>>, CapError> {
     let info = alert.infos.first().ok_or_else(|| CapError::NotRouted("the alert has no <info>".into()))?;
     let mut area = Area::default();
     for i in &alert.infos {
         area.polygons.extend(i.area.polygons.iter().cloned());
         area.circles.extend(i.area.circles.iter().copied());
+        for g in &i.area.geocodes {
+            if !area.geocodes.contains(g) {
+                area.geocodes.push(g.clone());
+            }
+        }
     }
     area.polygons.dedup();
     area.circles.dedup();
-    if area.polygons.is_empty() && area.circles.is_empty() {
+    if area.polygons.is_empty() && area.circles.is_empty() && area.geocodes.is_empty() {
         return Err(CapError::NotRouted(
-            "no <area> with a <polygon> or <circle>: linkbus cannot place the alert".into(),
+            "no <area> with a <polygon>, <circle> or <geocode>: linkbus cannot place the alert".into(),
         ));
     }
     area.validate("area").map_err(|e| bad(e.to_string()))?;
-    let location = linkbus_matching::areas::centre(&area)
-        .ok_or_else(|| CapError::NotRouted("the area has no extent: linkbus cannot place the alert".into()))?;
+    // Placed by its shapes; with none, by the communities its geocodes name.
+    let location = match linkbus_matching::areas::centre(&area) {
+        Some(centre) => centre,
+        None => match gazetteer.place(&area.geocodes) {
+            (_, Some(centre), _) => centre,
+            (_, None, unknown) => {
+                let codes: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+                return Err(CapError::NotRouted(format!(
+                    "no geocode the region's geocode table knows ({}): linkbus cannot place the alert",
+                    codes.join(", ")
+                )));
+            }
+        },
+    };
     let mut flags = Vec::new();
     let category = category(info, &config.categories, &mut flags);
     if let Some((flag, _)) = marker {
@@ -444,6 +597,11 @@ fn new_case(alert: &Alert, config: &CapConfig, marker: Option<(&str, &str)>) -> 
     if let Some((_, prefix)) = marker {
         text.push_str(prefix);
     }
+    if original.is_some() {
+        flags.push(UNSEEN_ORIGINAL.to_owned());
+        text.push_str(&format!("CAP {} {} of an alert linkbus never received: ", alert.msg_type, alert.identifier));
+    }
+    let (sender, identifier) = original.unwrap_or((&alert.sender, &alert.identifier));
     for part in
         [info.headline.as_deref(), info.description.as_deref(), info.instruction.as_deref()].into_iter().flatten()
     {
@@ -466,17 +624,16 @@ fn new_case(alert: &Alert, config: &CapConfig, marker: Option<(&str, &str)>) -> 
             ..Default::default()
         }),
         description: Some(crate::clip(text)).filter(|t| !t.is_empty()),
-        source_id: format!("{},{}", alert.sender, alert.identifier),
+        source_id: format!("{sender},{identifier}"),
         reported_at: alert.sent,
         flags,
         area: Some(area),
         media_url: None,
     };
     report.validate().map_err(|e| bad(e.to_string()))?;
-    let id = case_id(&alert.sender, &alert.identifier);
-    let event =
-        CloudEvent::new(id, SOURCE, wire::TYPE_CASE_REPORTED, Some(alert.identifier.clone()), alert.sent, report);
-    Ok(Message::Report(Box::new(event)))
+    let id = case_id(sender, identifier);
+    let event = CloudEvent::new(id, SOURCE, wire::TYPE_CASE_REPORTED, Some(identifier.to_owned()), alert.sent, report);
+    Ok(Box::new(event))
 }
 
 /// The bus category: the `event` if the map knows it, else the first known CAP category code,
@@ -497,6 +654,8 @@ mod tests {
 
     /// A flood warning over the Mission and SoMa, as a warning centre would send it.
     const FLOOD: &str = include_str!("../tests/data/cap_flood_warning.xml");
+    /// OASIS CAP 1.2 Appendix A.3, an earthquake report at a point, moved into San Francisco.
+    const QUAKE: &str = include_str!("../tests/data/cap_oasis_a3_earthquake.xml");
 
     #[test]
     fn parses_a_real_alert() {
@@ -509,10 +668,132 @@ mod tests {
         assert_eq!(priority(info), 1);
         let config =
             CapConfig { categories: CategoryMap::from_pairs([("Flood Warning", "flood")]), ..Default::default() };
-        let Message::Report(event) = to_intake(&alert, &config).expect("routable") else { panic!("not a report") };
+        let Message::Report(event) = to_intake(&alert, &config, &Gazetteer::default()).expect("routable") else {
+            panic!("not a report")
+        };
         assert_eq!(event.data.category, "flood");
         assert!(event.data.area.is_some());
         assert_eq!(event.id, case_id("sfdem@sfgov.org", "SFDEM-2026-1127-FLOOD-01"));
+    }
+
+    #[test]
+    fn a_circle_of_radius_zero_is_a_point_alert() {
+        let quake = QUAKE.replace("<msgType>Update</msgType>", "<msgType>Alert</msgType>");
+        let alert = parse(quake.as_bytes()).expect("the spec's own example");
+        let point = Location { lon: -122.4148, lat: 37.7599 };
+        assert_eq!(alert.infos[0].area.circles, [Circle { center: point, radius_m: 0.0 }]);
+        let Message::Report(event) = to_intake(&alert, &CapConfig::default(), &Gazetteer::default()).expect("routable")
+        else {
+            panic!()
+        };
+        assert_eq!(event.data.location, point);
+        assert!(parse(QUAKE.replace("-122.4148 0<", "-122.4148 -0.5<").as_bytes()).is_err(), "a negative radius");
+    }
+
+    /// OASIS CAP 1.2 Appendix A.4 (English and Spanish), moved into San Francisco.
+    const AMBER: &str = include_str!("../tests/data/cap_oasis_a4_amber_alert.xml");
+
+    #[test]
+    fn decodes_by_the_byte_order_mark_or_the_xml_declaration() {
+        let utf8 = parse(AMBER.as_bytes()).expect("UTF-8");
+        assert_eq!(utf8.infos[1].event, "Abducción de Niño");
+        let latin1 = include_bytes!("../tests/data/cap_oasis_a4_amber_alert.latin1.xml");
+        assert_eq!(parse(latin1).expect("ISO-8859-1"), utf8);
+        let utf16 = include_bytes!("../tests/data/cap_oasis_a4_amber_alert.utf16.xml");
+        assert_eq!(parse(utf16).expect("UTF-16 with a BOM"), utf8);
+        // UTF-16BE with no byte-order mark: told by how `<?xml` is spelled (XML 1.0 Appendix F).
+        let declared = AMBER.replace("encoding = \"UTF-8\"", "encoding = \"UTF-16BE\"");
+        let big_endian: Vec<u8> = declared.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        assert_eq!(parse(&big_endian).expect("UTF-16BE"), utf8);
+        let declared = AMBER.replace("encoding = \"UTF-8\"", "encoding = \"UTF-16LE\"");
+        let little_endian: Vec<u8> = declared.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        assert_eq!(parse(&little_endian).expect("UTF-16LE without a BOM"), utf8);
+        // The Latin-1 bytes under a declaration saying UTF-8.
+        let body = &latin1[latin1.iter().position(|b| *b == b'>').expect("a declaration") + 1..];
+        let mislabelled = [br#"<?xml version="1.0" encoding="UTF-8"?>"#.as_slice(), body].concat();
+        for (what, bytes) in [
+            ("Latin-1 bytes declared UTF-8", mislabelled),
+            ("an encoding nobody knows", AMBER.replacen("UTF-8", "X-KLINGON", 1).into_bytes()),
+            ("UTF-16 declared, single bytes written", AMBER.replacen("UTF-8", "UTF-16", 1).into_bytes()),
+            ("an unquoted encoding", AMBER.replacen("\"UTF-8\"", "UTF-8", 1).into_bytes()),
+        ] {
+            let refused = parse(&bytes);
+            assert!(
+                matches!(&refused, Err(e @ CapError::Encoding(_)) if e.code() == ErrorCode::Malformed),
+                "{what}: {refused:?}"
+            );
+            if what.starts_with("UTF-16 declared") {
+                assert!(refused.is_err_and(|e| e.to_string().contains("single-byte")), "{what}: said so");
+            }
+        }
+    }
+
+    /// OASIS CAP 1.2 Appendix A.2, a thunderstorm warning, moved into San Francisco.
+    const STORM: &str = include_str!("../tests/data/cap_oasis_a2_thunderstorm.xml");
+
+    /// `STORM` with a resource of `n` bytes embedded as `<derefUri>` (in the namespace `prefix`).
+    fn with_resource(n: usize, prefix: &str) -> String {
+        let (open, close) = if prefix.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!(" xmlns:{prefix}=\"{NAMESPACE}\""), format!("{prefix}:"))
+        };
+        let data = "QUJD".repeat(n / 4);
+        STORM.replace(
+            "    <area>",
+            &format!(
+                "    <{close}resource{open}><{close}resourceDesc>EAS audio</{close}resourceDesc>\
+                 <{close}mimeType>audio/x-ipaws-audio-mp3</{close}mimeType><{close}size>{n}</{close}size>\
+                 <{close}derefUri>{data}</{close}derefUri></{close}resource>\n    <area>"
+            ),
+        )
+    }
+
+    #[test]
+    fn dead_letters_keep_the_alert_not_its_embedded_resources() {
+        for prefix in ["", "cap"] {
+            let big = with_resource(2 * 1024 * 1024, prefix);
+            assert!(big.len() < MAX_ALERT_BYTES);
+            let kept = without_embedded_resources(Bytes::from(big.clone()));
+            assert!(kept.len() < STORM.len() + 1024, "{prefix}: {} bytes kept", kept.len());
+            let text = std::str::from_utf8(&kept).expect("still UTF-8");
+            assert!(text.contains("QUJDQUJD... [2097152 bytes of embedded resource not kept]</"), "{text}");
+            assert_eq!(parse(&kept).expect("still the alert"), parse(big.as_bytes()).expect("valid"));
+        }
+        let small = with_resource(DEREF_KEPT, "");
+        assert_eq!(without_embedded_resources(Bytes::from(small.clone())), small.as_bytes(), "short: kept whole");
+        // Two resources, after a stray closing tag (the elements between are kept).
+        let two = with_resource(1000, "").replace("<resource>", "</derefUri><keep/><resource>").replacen(
+            "</resource>",
+            &format!("</resource><resource><derefUri>{}</derefUri></resource>", "QUJD".repeat(30)),
+            1,
+        );
+        let kept = without_embedded_resources(Bytes::from(two));
+        let text = std::str::from_utf8(&kept).expect("UTF-8");
+        assert_eq!(text.matches("bytes of embedded resource not kept").count(), 2, "{text}");
+        assert!(text.contains("[1000 bytes") && text.contains("[120 bytes") && text.contains("<keep/>"), "{text}");
+        let unclosed = Bytes::from(format!("{}<derefUri>QUJD", "x".repeat(100)));
+        assert_eq!(without_embedded_resources(unclosed.clone()), unclosed, "not XML: kept whole");
+    }
+
+    #[test]
+    fn geocodes_are_the_area_only_without_a_polygon_or_circle() {
+        let amber = parse(AMBER.as_bytes()).expect("valid");
+        let same = Geocode { value_name: "SAME".into(), value: "006075".into() };
+        assert_eq!(amber.infos.iter().map(|i| i.area.geocodes.clone()).collect::<Vec<_>>(), [[same.clone()], [same]]);
+        let storm = parse(STORM.as_bytes()).expect("valid");
+        assert!(storm.infos[0].area.geocodes.is_empty(), "the polygon is the area");
+        // Unknown to the region (here: no table at all): refused, the codes named.
+        let refused = to_intake(&amber, &CapConfig::default(), &Gazetteer::default());
+        assert!(matches!(&refused, Err(CapError::NotRouted(m)) if m.contains("SAME 006075")), "{refused:?}");
+        let unnamed = AMBER.replacen("<valueName>SAME</valueName>\n           <value>006075", "<value>006075", 1);
+        assert!(matches!(parse(unnamed.as_bytes()), Err(CapError::Invalid(m)) if m.contains("valueName")));
+    }
+
+    #[test]
+    fn refuses_documents_of_too_many_nodes() {
+        let many = FLOOD.replace("</info>", &format!("{}</info>", "<x/>".repeat(MAX_NODES as usize)));
+        assert!(matches!(parse(many.as_bytes()), Err(CapError::Xml(_))));
     }
 
     #[test]
@@ -546,15 +827,45 @@ mod tests {
             .replace("<msgType>Alert</msgType>", "<msgType>Cancel</msgType><references>sfdem@sfgov.org,SFDEM-2026-1127-FLOOD-01,2026-11-27T06:00:00-08:00</references>")
             .replace("SFDEM-2026-1127-FLOOD-01</identifier>", "SFDEM-2026-1127-FLOOD-02</identifier>");
         let alert = parse(update.as_bytes()).expect("valid");
-        let Message::Act { case_ids, action, .. } = to_intake(&alert, &CapConfig::default()).expect("ok") else {
+        let Message::Act { case_ids, action, .. } =
+            to_intake(&alert, &CapConfig::default(), &Gazetteer::default()).expect("ok")
+        else {
             panic!("not an action")
         };
         assert_eq!(case_ids, [case_id("sfdem@sfgov.org", "SFDEM-2026-1127-FLOOD-01")]);
         assert!(matches!(action, Action::Cancel { .. }));
         let foreign = update.replace("<references>sfdem@sfgov.org,", "<references>other@example.org,");
         assert!(matches!(
-            to_intake(&parse(foreign.as_bytes()).expect("valid"), &CapConfig::default()),
+            to_intake(&parse(foreign.as_bytes()).expect("valid"), &CapConfig::default(), &Gazetteer::default()),
             Err(CapError::NotRouted(_))
+        ));
+    }
+
+    #[test]
+    fn an_update_of_an_unseen_alert_carries_the_alert_it_describes() {
+        let alert = parse(QUAKE.as_bytes()).expect("the spec's own example");
+        let Message::Act { case_ids, action, unseen: Some(event), .. } =
+            to_intake(&alert, &CapConfig::default(), &Gazetteer::default()).expect("ok")
+        else {
+            panic!("an update with its own report")
+        };
+        let original = case_id("trinet@caltech.edu", "TRI13970876.1");
+        assert_eq!(case_ids, std::slice::from_ref(&original));
+        assert!(matches!(action, Action::Update { .. }));
+        assert_eq!(
+            (event.id.as_str(), event.data.source_id.as_str()),
+            (original.as_str(), "trinet@caltech.edu,TRI13970876.1")
+        );
+        assert!(event.data.flags.contains(&UNSEEN_ORIGINAL.to_owned()), "{:?}", event.data.flags);
+        assert!(event.data.description.as_deref().is_some_and(|d| d.starts_with(
+            "CAP Update TRI13970876.2 of an alert linkbus never received: EQ 3.4 Imperial County CA\n\n"
+        )));
+        // With no area to place it, it is only an update (404 when the original is unknown).
+        let placeless = QUAKE.replace("<circle>37.7599,-122.4148 0</circle>", "");
+        let alert = parse(placeless.as_bytes()).expect("valid");
+        assert!(matches!(
+            to_intake(&alert, &CapConfig::default(), &Gazetteer::default()),
+            Ok(Message::Act { unseen: None, .. })
         ));
     }
 
@@ -562,10 +873,13 @@ mod tests {
     fn exercises_are_flagged_and_drafts_refused() {
         let exercise =
             parse(FLOOD.replace("<status>Actual</status>", "<status>Exercise</status>").as_bytes()).expect("ok");
-        let Message::Report(event) = to_intake(&exercise, &CapConfig::default()).expect("ok") else { panic!() };
+        let Message::Report(event) = to_intake(&exercise, &CapConfig::default(), &Gazetteer::default()).expect("ok")
+        else {
+            panic!()
+        };
         assert!(event.data.flags.contains(&"exercise".to_owned()));
         assert!(event.data.description.as_deref().is_some_and(|d| d.starts_with("EXERCISE: ")));
         let draft = parse(FLOOD.replace("<status>Actual</status>", "<status>Draft</status>").as_bytes()).expect("ok");
-        assert!(matches!(to_intake(&draft, &CapConfig::default()), Err(CapError::NotRouted(_))));
+        assert!(matches!(to_intake(&draft, &CapConfig::default(), &Gazetteer::default()), Err(CapError::NotRouted(_))));
     }
 }

@@ -54,7 +54,7 @@ use sha2::{Digest, Sha256};
 use crate::adapter::{Adapter, AdapterConfig, BuildContext, BuildError, ConfigError, RouteContext, check_categories};
 use crate::intake::{IntakeError, Message, Receipt};
 use crate::kind::AdapterKind;
-use crate::messages::{Messages, content_type_is, read_body};
+use crate::messages::{MAX_BODY, Messages, content_type_is, read_body};
 use crate::vocabulary::CategoryMap;
 
 /// Header with the platform's id of this delivery (signed, and remembered to refuse replays).
@@ -345,7 +345,7 @@ async fn post_order(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (bytes, received) = read_body(&headers, body).await;
+    let (bytes, received) = read_body(&headers, body, MAX_BODY).await;
     let route = format!("/api/adapters/commerce/{}/orders", wire::truncated(platform.clone(), 64));
     let result = match received {
         Ok(()) => commerce.take(&platform, &headers, &bytes).await,
@@ -402,7 +402,7 @@ fn order_intake(
             None => format!("order {} {what}", order.order_id),
         })
     };
-    let act = |action| Ok(Message::Act { source: source(platform), case_ids: vec![id.clone()], action });
+    let act = |action| Ok(Message::Act { source: source(platform), case_ids: vec![id.clone()], action, unseen: None });
     match order.status.as_str() {
         "created" => {}
         "accepted" => return act(Action::Update { note: note("accepted by the platform") }),

@@ -82,6 +82,9 @@ pub enum Message {
         case_ids: Vec<String>,
         /// What to do.
         action: Action,
+        /// What to report instead when none of the cases exists: the message as a case of its
+        /// own (a CAP Update or Cancel of an alert linkbus never received), else nothing (404).
+        unseen: Option<Box<CloudEvent<CaseReport>>>,
     },
 }
 

@@ -12,11 +12,11 @@
 //!
 //! Answers: `202` with a [`Receipt`] for a new case (routing follows), `200` with a [`Receipt`]
 //! for a source update, else an [`ErrorBody`](linkbus_wire::http_error::ErrorBody) with `400`
-//! (malformed: not XML/JSON, not UTF-8), `401` (no or bad key or signature, stale timestamp),
-//! `403` (another source's key or case), `404` (no such case yet), `409` (the case's state
-//! refuses it, or a replayed delivery), `413` (over 256 KiB), `415` (wrong content type), `422`
-//! (valid syntax, invalid content) or `503` (the bus is unavailable; retry). Over NATS, the
-//! reply to a request is the same receipt or error body.
+//! (malformed: not XML/JSON, not in its encoding), `401` (no or bad key or signature, stale
+//! timestamp), `403` (another source's key or case), `404` (no such case yet), `409` (the case's
+//! state refuses it, or a replayed delivery), `413` (over 256 KiB; a CAP alert over 4 MiB), `415`
+//! (wrong content type), `422` (valid syntax, invalid content) or `503` (the bus is unavailable;
+//! retry). Over NATS, the reply to a request is the same receipt or error body.
 
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use linkbus_wire::Action;
+use linkbus_wire::{Action, CaseReport, CloudEvent};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -37,7 +37,8 @@ use crate::intake::{Caller, CaseReceipt, Gate, Intake, IntakeError, Message, Rec
 use crate::kind::AdapterKind;
 use crate::web;
 
-/// Largest message accepted, bytes (HTTP body or NATS payload).
+/// Largest message accepted, bytes (HTTP body or NATS payload), unless the format says
+/// otherwise ([`KeyedFormat::MAX_BODY`]).
 pub const MAX_BODY: usize = 256 * 1024;
 /// NATS queue group of the CAP and CAD listeners: replicas share the messages.
 pub const QUEUE_GROUP: &str = "linkbus-adapters";
@@ -53,10 +54,17 @@ pub trait KeyedFormat: Send + Sync + 'static {
     const ROUTE: &'static str;
     /// The media types a posted message may have.
     const CONTENT_TYPES: &'static [&'static str];
+    /// The largest message taken, bytes.
+    const MAX_BODY: usize = MAX_BODY;
     /// The NATS subject messages are taken on.
     fn subject(&self) -> &str;
     /// What a message (its bytes as received) asks.
     fn read(&self, bytes: &[u8]) -> Result<Message, IntakeError>;
+    /// What of a refused message its dead letter keeps: all of it, unless the format knows
+    /// parts not worth keeping (a CAP alert's embedded resources).
+    fn kept(bytes: Bytes) -> Bytes {
+        bytes
+    }
 }
 
 /// The running adapter of a [`KeyedFormat`]: its route and its NATS listener.
@@ -90,7 +98,7 @@ impl<F: KeyedFormat> Adapter for Keyed<F> {
         let subject = self.format.subject().to_owned();
         Box::pin(adapter::listen(F::KIND, client, subject, QUEUE_GROUP, shutdown, move |msg| {
             let keyed = self.clone();
-            async move { keyed.messages.reply(msg, |bytes| keyed.format.read(bytes)).await }
+            async move { keyed.messages.reply(msg, F::MAX_BODY, |bytes| keyed.format.read(bytes), F::kept).await }
         }))
     }
 }
@@ -100,7 +108,7 @@ async fn post_keyed<F: KeyedFormat>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (bytes, received) = read_body(&headers, body).await;
+    let (bytes, received) = read_body(&headers, body, F::MAX_BODY).await;
     let result = async {
         authorize(gate.as_ref(), &headers, F::SOURCE)?;
         content_type_is(&headers, F::CONTENT_TYPES)?;
@@ -108,6 +116,7 @@ async fn post_keyed<F: KeyedFormat>(
         keyed.messages.take(keyed.format.read(&bytes)?).await
     }
     .await;
+    let bytes = if result.is_err() { F::kept(bytes) } else { bytes };
     keyed.messages.answer(F::ROUTE, bytes, result).await
 }
 
@@ -126,29 +135,11 @@ impl Messages {
 
     /// Does what a message asks: publishes its case through the [`Intake`] (counted `reported`
     /// or `duplicate`), or applies its source update to the case book (counted `updated`).
+    /// A source update of cases none of which exists, carrying a report of its own, reports it.
     pub async fn take(&self, message: Message) -> Result<Receipt, IntakeError> {
         match message {
-            Message::Report(event) => {
-                let size = serde_json::to_vec(&event).map(|b| b.len()).unwrap_or(usize::MAX);
-                if size > self.max_report_bytes {
-                    return Err(IntakeError::Invalid(format!(
-                        "the case would be {size} bytes, over the bus's {}-byte limit for a report: too many area \
-                         vertices or too much text",
-                        self.max_report_bytes
-                    )));
-                }
-                let submitted = self.intake.submit(&event).await?;
-                let outcome = if submitted.duplicate { "duplicate" } else { "reported" };
-                Ok(Receipt {
-                    cases: vec![CaseReceipt {
-                        case_id: submitted.case_id,
-                        outcome: outcome.into(),
-                        state: None,
-                        tracking: submitted.tracking,
-                    }],
-                })
-            }
-            Message::Act { source, case_ids, action } => {
+            Message::Report(event) => self.report(&event).await,
+            Message::Act { source, case_ids, action, unseen } => {
                 let outcome = match &action {
                     Action::Cancel { .. } => "cancelled",
                     Action::Resolve { .. } => "resolved",
@@ -156,7 +147,11 @@ impl Messages {
                 };
                 let mut cases = Vec::with_capacity(case_ids.len());
                 for case_id in case_ids {
-                    let record = self.intake.act(&case_id, &source, &action).await?;
+                    let record = match self.intake.act(&case_id, &source, &action).await {
+                        Ok(record) => record,
+                        Err(IntakeError::NoCase { .. }) if unseen.is_some() => continue,
+                        Err(e) => return Err(e),
+                    };
                     cases.push(CaseReceipt {
                         case_id,
                         outcome: outcome.into(),
@@ -164,9 +159,34 @@ impl Messages {
                         tracking: None,
                     });
                 }
-                Ok(Receipt { cases })
+                match unseen {
+                    Some(event) if cases.is_empty() => self.report(&event).await,
+                    _ => Ok(Receipt { cases }),
+                }
             }
         }
+    }
+
+    /// Publishes a new case (counted `reported` or `duplicate`).
+    async fn report(&self, event: &CloudEvent<CaseReport>) -> Result<Receipt, IntakeError> {
+        let size = serde_json::to_vec(event).map(|b| b.len()).unwrap_or(usize::MAX);
+        if size > self.max_report_bytes {
+            return Err(IntakeError::Invalid(format!(
+                "the case would be {size} bytes, over the bus's {}-byte limit for a report: too many area vertices \
+                 or too much text",
+                self.max_report_bytes
+            )));
+        }
+        let submitted = self.intake.submit(event).await?;
+        let outcome = if submitted.duplicate { "duplicate" } else { "reported" };
+        Ok(Receipt {
+            cases: vec![CaseReceipt {
+                case_id: submitted.case_id,
+                outcome: outcome.into(),
+                state: None,
+                tracking: submitted.tracking,
+            }],
+        })
     }
 
     /// Answers an HTTP message: the receipt (202 for a new case, 200 for an update), or the
@@ -185,15 +205,18 @@ impl Messages {
         }
     }
 
-    /// Takes a message received over NATS, read by `read`; the reply: the receipt, or the
-    /// refusal's error body (the refusal dead-lettered with the payload).
+    /// Takes a message of at most `limit` bytes received over NATS, read by `read`; the reply:
+    /// the receipt, or the refusal's error body (the refusal dead-lettered with what `kept`
+    /// keeps of the payload).
     pub async fn reply(
         &self,
         msg: async_nats::Message,
+        limit: usize,
         read: impl FnOnce(&[u8]) -> Result<Message, IntakeError>,
+        kept: impl FnOnce(Bytes) -> Bytes,
     ) -> Bytes {
-        let result = if msg.payload.len() > MAX_BODY {
-            Err(IntakeError::TooLarge { limit: MAX_BODY })
+        let result = if msg.payload.len() > limit {
+            Err(IntakeError::TooLarge { limit })
         } else {
             match read(&msg.payload) {
                 Ok(message) => self.take(message).await,
@@ -203,7 +226,7 @@ impl Messages {
         let body = match result {
             Ok(receipt) => serde_json::to_vec(&receipt),
             Err(e) => {
-                self.intake.refuse(&e, &msg.subject, msg.payload.clone()).await;
+                self.intake.refuse(&e, &msg.subject, kept(msg.payload.clone())).await;
                 serde_json::to_vec(&e.body())
             }
         };
@@ -226,16 +249,16 @@ fn authorize(gate: &dyn Gate, headers: &HeaderMap, source: &str) -> Result<(), I
     }
 }
 
-/// Reads a body of at most [`MAX_BODY`] bytes. A `Content-Length` over it is refused at once,
+/// Reads a body of at most `limit` bytes. A `Content-Length` over it is refused at once,
 /// without reading a byte; a body that turns out longer is refused when it passes the limit.
-pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> (Bytes, Result<(), IntakeError>) {
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> (Bytes, Result<(), IntakeError>) {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let too_large = IntakeError::TooLarge { limit: MAX_BODY };
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+    let too_large = IntakeError::TooLarge { limit };
+    if declared.is_some_and(|n| n > limit as u64) {
         return (Bytes::new(), Err(too_large));
     }
-    match axum::body::to_bytes(body, MAX_BODY).await {
+    match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => (bytes, Ok(())),
         Err(e) => {
             let over = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());

@@ -409,6 +409,7 @@ fn broadcast_area(c: &mut Criterion) {
                     .map(|(lon, lat)| linkbus_wire::Area {
                         polygons: vec![],
                         circles: vec![Circle { center: Location { lon, lat }, radius_m: 2_000.0 }],
+                        geocodes: vec![],
                     })
                     .collect();
                 (CommunityIndex::new(grid.communities, BORDER_TOLERANCE_M), queries)

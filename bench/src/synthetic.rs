@@ -259,6 +259,7 @@ pub fn region(grid: Grid) -> Region {
         communities: grid.communities,
         categories: categories(),
         facilities: vec![],
+        geocodes: Default::default(),
     }
 }
 

@@ -11,13 +11,16 @@
 //! - `categories.toml`: the region's case categories with default priority and the volunteer
 //!   skill they call for ([`Category`]);
 //! - `facilities.geojson` (optional): fire stations, AEDs, hospitals ([`Facility`]);
-//! - `volunteers.jsonl` (optional): a roster to seed the live volunteer bucket with.
+//! - `volunteers.jsonl` (optional): a roster to seed the live volunteer bucket with;
+//! - `geocodes.toml` (optional): how CAP `<geocode>`s name the region's areas ([`Geocodes`]).
 //!
 //! [`Region::load`] reads and checks all of it, the community map with [`validate`] (refused
 //! when it has errors: invalid boundaries, overlaps, orphans); nothing here knows about NATS or
 //! routing.
 
+mod geocodes;
 mod model;
 pub mod validate;
 
+pub use geocodes::{GeocodeScheme, Geocodes};
 pub use model::*;

@@ -168,6 +168,8 @@ pub struct Region {
     pub categories: Vec<Category>,
     /// Facilities (may be empty).
     pub facilities: Vec<Facility>,
+    /// How CAP geocodes name its areas (empty: none known).
+    pub geocodes: crate::Geocodes,
 }
 
 /// Region data that cannot be used, with the file and the item at fault.
@@ -224,6 +226,8 @@ pub mod files {
     pub const FACILITIES: &str = "facilities.geojson";
     /// Volunteer roster.
     pub const VOLUNTEERS: &str = "volunteers.jsonl";
+    /// CAP geocode table.
+    pub const GEOCODES: &str = "geocodes.toml";
 }
 
 fn read(path: &Path) -> Result<String, GeoDataError> {
@@ -258,7 +262,14 @@ impl Region {
             toml::from_str(&read(&categories_path)?).map_err(|e| parse_err(&categories_path, e))?;
         let facilities_path = dir.join(files::FACILITIES);
         let facilities = if facilities_path.exists() { load_facilities(&facilities_path)? } else { Vec::new() };
-        let region = Region { dir, manifest, communities, departments, categories: categories.category, facilities };
+        let geocodes_path = dir.join(files::GEOCODES);
+        let geocodes = if geocodes_path.exists() {
+            toml::from_str(&read(&geocodes_path)?).map_err(|e| parse_err(&geocodes_path, e))?
+        } else {
+            crate::Geocodes::default()
+        };
+        let region =
+            Region { dir, manifest, communities, departments, categories: categories.category, facilities, geocodes };
         region.check()?;
         let problems: Vec<_> = crate::validate::validate(&region.communities, &Default::default())
             .into_iter()
@@ -351,6 +362,22 @@ impl Region {
                 if let Some(a) = duty.areas.iter().find(|a| !known.is_some_and(|k| k.contains(a.as_str()))) {
                     return Err(invalid(&path, &d.id, format!("no {:?} area {a:?} in this region", duty.level)));
                 }
+            }
+        }
+
+        let path = self.dir.join(files::GEOCODES);
+        let is_area = |code: &str| {
+            [JurisdictionLevel::Community, JurisdictionLevel::SubDistrict, JurisdictionLevel::District]
+                .iter()
+                .any(|level| areas.get(level).is_some_and(|k| k.contains(code)))
+        };
+        for scheme in &self.geocodes.scheme {
+            let name = scheme.value_names.first().map_or("", String::as_str);
+            if scheme.value_names.is_empty() || scheme.value_names.iter().any(|n| n.trim().is_empty()) {
+                return Err(invalid(&path, name, "a scheme needs value_names, none blank"));
+            }
+            if let Some((value, code)) = scheme.codes.iter().find(|(_, code)| !is_area(code)) {
+                return Err(invalid(&path, name, format!("{value:?} names {code:?}, no area of this region")));
             }
         }
         Ok(())

@@ -54,9 +54,10 @@ pub fn check(config: &AdaptersConfig, region: &Region) -> Vec<String> {
 
 /// Builds every enabled adapter, publishing through `intake`, and starts the NATS listeners of
 /// those that have one (the grid's `adapter.grid.report`, CAP's and CAD's subjects) until
-/// `shutdown`; they are subscribed when this returns.
+/// `shutdown`; they are subscribed when this returns. `region` places CAP areas named by geocode.
 pub async fn start(
     config: &Config,
+    region: &Region,
     js: &jetstream::Context,
     client: async_nats::Client,
     intake: Intake,
@@ -67,6 +68,7 @@ pub async fn start(
         js: js.clone(),
         max_report_bytes: config.router.max_payload_bytes,
         streams: config.stream_settings(),
+        gazetteer: Arc::new(linkbus_matching::areas::Gazetteer::new(region)),
     };
     let adapters = Adapters::build(&config.adapters, &cx).await.context("starting the adapters")?;
     let tasks = adapters.listen(&client, &shutdown).await.context("starting the adapters' listeners")?;

@@ -377,7 +377,7 @@ impl Service {
         let intake = Intake::new(js.clone(), cases.clone(), adapter_metrics, state.metrics.storage.clone())
             .with_tracking(tracking.clone());
         let (adapters, adapter_tasks) =
-            crate::adapters::start(config, &js, client.clone(), intake, shutdown.clone()).await?;
+            crate::adapters::start(config, region, &js, client.clone(), intake, shutdown.clone()).await?;
         tasks.extend(adapter_tasks);
         let router = router_service::run(js.clone(), state.clone(), config.service_config(source), shutdown.clone());
         tasks.push(tokio::spawn(async move {

@@ -4,7 +4,7 @@
 
 use foldhash::HashMap;
 
-use linkbus_geo_data::{Category, Community, Department, Region};
+use linkbus_geo_data::{Category, Community, Department, Geocodes, Region};
 use linkbus_wire::explain::{self, CatchAllCause, Lang, Named, Place, Reason, Trigger};
 use linkbus_wire::{
     Area, CaseReport, CommunityMatch, CommunityOutcome, CommunityRef, Decision, DepartmentChoice, DepartmentRule,
@@ -100,6 +100,7 @@ pub struct Router {
     facilities: FacilityIndex,
     categories: HashMap<String, Category>,
     geo_version: String,
+    geocodes: Geocodes,
     params: RoutingParams,
 }
 
@@ -112,6 +113,7 @@ impl Router {
             facilities: FacilityIndex::new(region.facilities.clone()),
             categories: region.categories.iter().map(|c| (c.id.clone(), c.clone())).collect(),
             geo_version: format!("{}@{}", region.manifest.id, region.manifest.version),
+            geocodes: region.geocodes.clone(),
             params,
         }
     }
@@ -337,7 +339,11 @@ impl Router {
         reasons: &mut Vec<Reason>,
     ) -> Vec<CommunityRef> {
         let all = self.communities.communities();
-        let touched = areas::communities_touching(&self.communities, area);
+        let mut touched = areas::communities_touching(&self.communities, area);
+        let (named, unknown) = areas::communities_named(all, &self.geocodes, &area.geocodes);
+        touched.extend(named);
+        touched.sort_by(|a, b| all[*a].id.cmp(&all[*b].id));
+        touched.dedup();
         let rules = self.departments.departments();
         let mut added = Vec::new();
         for c in &touched {
@@ -346,6 +352,9 @@ impl Router {
         }
         let communities = touched.iter().map(|c| all[*c].id.clone()).collect();
         reasons.push(Reason::Broadcast { communities, also: added });
+        if !unknown.is_empty() {
+            reasons.push(Reason::UnknownGeocodes { geocodes: unknown.iter().map(ToString::to_string).collect() });
+        }
         touched.iter().map(|c| community_ref(&all[*c])).collect()
     }
 

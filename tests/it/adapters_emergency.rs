@@ -17,9 +17,10 @@ use linkbus_adapters::commerce::{self, CommerceConfig, PlatformConfig};
 use linkbus_adapters::vocabulary::CategoryMap;
 use linkbus_bus::nats::{HEADER_REASON, HEADER_REASON_CODE, STREAM_DEADLETTER, STREAM_ROUTED};
 use linkbus_cases::webhooks;
+use linkbus_geo_data::Region;
 use linkbus_http::auth;
 use linkbus_http::config::{ApiKey, ApiRole};
-use linkbus_tests::{TestBus, WAIT, header, read_stream, sf_region, wait_for_case};
+use linkbus_tests::{TestBus, WAIT, header, read_stream, repo_root, sf_region, wait_for_case};
 use linkbus_wire::{CaseRecord, CaseState};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -35,6 +36,9 @@ const DEPARTMENT: &str = "k-puc-sewer-ops-7d30b1e4c9a2";
 const MEALS_SECRET: &str = "meals-shared-secret-8f2c51d0";
 /// A realistic flood warning (Mission Creek basin polygon).
 const FLOOD: &str = include_str!("../../adapters/tests/data/cap_flood_warning.xml");
+/// OASIS CAP 1.2 Appendix A.3: an earthquake at a point (`<circle>` of radius 0), an Update of
+/// an alert linkbus never saw (`TRI13970876.1`), moved into the Mission.
+const QUAKE: &str = include_str!("../../adapters/tests/data/cap_oasis_a3_earthquake.xml");
 /// The communities the flood polygon touches, computed independently (ray casting and segment
 /// crossings over the region's GeoJSON, not the router's code).
 const FLOODED: [&str; 4] = ["mission", "mission-bay", "potrero-hill", "south-of-market"];
@@ -50,6 +54,11 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Self {
+        Self::start_in(&sf_region()).await
+    }
+
+    /// A service routing in `region`.
+    async fn start_in(region: &Region) -> Self {
         let bus = TestBus::start().await;
         let mut config: Config = bus.config();
         config.api.listen = "127.0.0.1:0".into();
@@ -82,10 +91,11 @@ impl Setup {
             },
             ..Default::default()
         };
-        let service = bus.service(&config).await;
+        let client = linkbus::service::connect(&bus.server.url(), WAIT).await.expect("service connects");
+        let service = Service::start(&config, region, client, "/linkbus/test".into()).await.expect("service starts");
         let listener = tokio::net::TcpListener::bind(&config.api.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = linkbus::up::api_app(&config, &sf_region(), &service).expect("app");
+        let app = linkbus::up::api_app(&config, region, &service).expect("app");
         let stop = CancellationToken::new();
         let server = tokio::spawn(linkbus_http::serve(listener, app, stop.clone().cancelled_owned()));
         let http = reqwest::Client::builder().timeout(WAIT).build().expect("client");
@@ -243,6 +253,177 @@ async fn cap_exercise_is_marked_and_reaches_every_station() {
     s.stop().await;
 }
 
+/// The spec's earthquake update, of an alert linkbus never saw, at a point: routed as the
+/// alert it describes, to the one community containing the point; the same update again, in
+/// UTF-16 over NATS, and a Cancel then act on that case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_point_update_of_an_unseen_alert_is_routed_as_that_alert() {
+    let s = Setup::start().await;
+    let original = cap::case_id("trinet@caltech.edu", "TRI13970876.1");
+    let (status, receipt) = s.cap(QUAKE).await;
+    assert_eq!((status, receipt["cases"][0]["outcome"].clone()), (202, json!("reported")), "{receipt}");
+    assert_eq!(receipt["cases"][0]["case_id"], json!(original));
+    let record = s.routed(&original).await;
+    let broadcast: Vec<&str> = record.decision.broadcast.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(broadcast, ["mission"], "{:#?}", record.decision.explanation);
+    assert!(record.case.flags.contains(&cap::UNSEEN_ORIGINAL.to_owned()), "{:?}", record.case.flags);
+    // The same update in UTF-16 (with a byte-order mark), as its declaration says, over NATS.
+    let utf16: Vec<u8> = "\u{feff}"
+        .chars()
+        .chain(QUAKE.replace("encoding = \"UTF-8\"", "encoding = \"UTF-16\"").chars())
+        .collect::<String>()
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let reply = s.request("adapter.cap", utf16).await;
+    assert_eq!(reply["cases"], json!([{"case_id": original, "outcome": "updated", "state": "routed"}]), "{reply}");
+    let cancel = QUAKE
+        .replace("<msgType>Update</msgType>", "<msgType>Cancel</msgType>")
+        .replace("TRI13970876.2</identifier>", "TRI13970876.3</identifier>");
+    let (status, receipt) = s.cap(cancel).await;
+    assert_eq!((status, receipt["cases"][0]["state"].clone()), (200, json!("cancelled")), "{receipt}");
+    s.stop().await;
+}
+
+/// OASIS CAP 1.2 Appendix A.2 (a thunderstorm warning, moved into San Francisco) with 2 MiB of
+/// audio embedded as base64 in `<derefUri>`, as IPAWS messages carry: taken over HTTP and NATS;
+/// refused (`sent` in Z), its dead letter keeps the alert but not the audio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_alert_with_megabytes_of_embedded_audio_is_taken() {
+    let s = Setup::start().await;
+    let storm = include_str!("../../adapters/tests/data/cap_oasis_a2_thunderstorm.xml");
+    let audio = format!(
+        "<resource><resourceDesc>EAS audio</resourceDesc><mimeType>audio/x-ipaws-audio-mp3</mimeType>\
+         <derefUri>{}</derefUri></resource>\n    <area>",
+        "SUQzBAAAAAAA".repeat(2 * 1024 * 1024 / 12)
+    );
+    let big = storm.replace("    <area>", &audio);
+    assert!(big.len() > 2 * 1024 * 1024);
+    let (status, receipt) = s.cap(big.clone()).await;
+    assert_eq!(status, 202, "{receipt}");
+    let record = s.routed(&cap::case_id("KSTO@NWS.NOAA.GOV", "KSTO1055887203")).await;
+    assert!(!record.decision.broadcast.is_empty(), "{:#?}", record.decision.explanation);
+    let over_nats = big.replace("KSTO1055887203", "KSTO1055887204");
+    let reply = s.request("adapter.cap", over_nats).await;
+    assert_eq!(reply["cases"][0]["outcome"], "reported", "{reply}");
+
+    let zulu = big.replace("2003-06-17T14:57:00-07:00", "2003-06-17T21:57:00Z");
+    let (status, error) = s.cap(zulu.clone()).await;
+    assert_eq!((status, error["code"].clone()), (422, json!("invalid")), "{error}");
+    let reply = s.request("adapter.cap", zulu.replace("KSTO1055887203", "KSTO1055887205")).await;
+    assert_eq!(reply["code"], "invalid", "{reply}");
+    let letters = read_stream(&s.bus.js, STREAM_DEADLETTER, "deadletter.adapter_cap", 2).await;
+    assert_eq!(letters.len(), 2);
+    for letter in &letters {
+        let kept = std::str::from_utf8(&letter.payload).expect("UTF-8");
+        assert!(kept.len() < storm.len() + 1024, "{} bytes kept", kept.len());
+        assert!(
+            kept.contains("bytes of embedded resource not kept]</derefUri>") && kept.contains("21:57:00Z"),
+            "{kept}"
+        );
+    }
+    s.stop().await;
+}
+
+/// OASIS CAP 1.2 Appendix A.4: an Amber Alert in English and Spanish whose area is only a SAME
+/// geocode (moved to San Francisco County, 006075).
+const AMBER: &str = include_str!("../../adapters/tests/data/cap_oasis_a4_amber_alert.xml");
+
+/// The ids of the communities of a region's `communities.geojson` whose properties satisfy
+/// `within`: read from the file, not through the router's code.
+fn communities_where(region: &str, within: impl Fn(&Value) -> bool) -> Vec<String> {
+    let path = repo_root().join("geo-data").join(region).join("communities.geojson");
+    let map: Value = serde_json::from_slice(&std::fs::read(path).expect("the map")).expect("GeoJSON");
+    let mut ids: Vec<String> = map["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| &f["properties"])
+        .filter(|p| within(p))
+        .map(|p| p["id"].as_str().expect("an id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn broadcast_of(record: &CaseRecord) -> Vec<String> {
+    record.decision.broadcast.iter().map(|c| c.id.clone()).collect()
+}
+
+/// The spec's Amber Alert names San Francisco County by its SAME code: it reaches all of the
+/// city's communities, also in ISO-8859-1 over NATS; a code the region does not know is said in
+/// the explanation; an alert with only unknown codes is refused and dead-lettered, saying them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_geocode_only_alert_reaches_the_county_it_names() {
+    let s = Setup::start().await;
+    let case_id = cap::case_id("KARO@CLETS.DOJ.CA.GOV", "KAR0-0306112239-SW");
+    let (status, receipt) = s.cap(AMBER).await;
+    assert_eq!(status, 202, "{receipt}");
+    let record = s.routed(&case_id).await;
+    let county = communities_where("san-francisco", |p| p["district_code"] == "06075");
+    assert_eq!(county.len(), 41);
+    assert_eq!(broadcast_of(&record), county, "{:#?}", record.decision.explanation);
+    let latin1 = include_bytes!("../../adapters/tests/data/cap_oasis_a4_amber_alert.latin1.xml");
+    let reply = s.request("adapter.cap", latin1.as_slice()).await;
+    assert_eq!(reply["cases"][0]["outcome"], "duplicate", "{reply}");
+
+    // The Spanish block names Los Angeles County too, which San Francisco's table does not know.
+    let partly = AMBER
+        .replace("KAR0-0306112239-SW", "KAR0-0306112239-SW2")
+        .replace("<areaDesc>condado de Los Ángeles</areaDesc>\n        <geocode>\n           <valueName>SAME</valueName>\n           <value>006075", "<areaDesc>condado de Los Ángeles</areaDesc>\n        <geocode>\n           <valueName>SAME</valueName>\n           <value>006037");
+    assert_ne!(partly, AMBER.replace("KAR0-0306112239-SW", "KAR0-0306112239-SW2"));
+    let (status, receipt) = s.cap(partly).await;
+    assert_eq!(status, 202, "{receipt}");
+    let record = s.routed(&cap::case_id("KARO@CLETS.DOJ.CA.GOV", "KAR0-0306112239-SW2")).await;
+    assert_eq!(broadcast_of(&record), county);
+    assert!(
+        record.decision.explanation.iter().any(|e| e.contains("SAME 006037")),
+        "{:#?}",
+        record.decision.explanation
+    );
+
+    let elsewhere = AMBER.replace("<value>006075</value>", "<value>006037</value>");
+    let (status, error) = s.cap(elsewhere.clone()).await;
+    assert_eq!((status, error["code"].clone()), (422, json!("invalid")), "{error}");
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("SAME 006037")), "{error}");
+    let letters = read_stream(&s.bus.js, STREAM_DEADLETTER, "deadletter.adapter_cap", 1).await;
+    assert_eq!(letters.len(), 1);
+    assert!(header(&letters[0], HEADER_REASON).is_some_and(|r| r.contains("SAME 006037")));
+    s.stop().await;
+}
+
+/// In Beijing the same alert names areas by their administrative codes: a 街道 reaches each of
+/// its 社区, a 社区 itself, and a code of no area here is said in the explanation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_geocodes_reach_beijing_sub_districts_and_communities() {
+    let beijing = Region::load(repo_root().join("geo-data/beijing")).expect("Beijing loads");
+    let s = Setup::start_in(&beijing).await;
+    let code = |value: &str| format!("<valueName>行政区划代码</valueName>\n           <value>{value}</value>");
+    let same = "<valueName>SAME</valueName>\n           <value>006075</value>";
+    let alert = AMBER.replacen(same, &code("110101001000"), 1).replacen(
+        same,
+        &format!(
+            "{}\n        </geocode>\n        <geocode>\n           {}",
+            code("110102001001"),
+            code("110199000000")
+        ),
+        1,
+    );
+    let (status, receipt) = s.cap(alert).await;
+    assert_eq!(status, 202, "{receipt}");
+    let record = s.routed(&cap::case_id("KARO@CLETS.DOJ.CA.GOV", "KAR0-0306112239-SW")).await;
+    let expected =
+        communities_where("beijing", |p| p["sub_district_code"] == "110101001000" || p["id"] == "110102001001");
+    assert_eq!(expected.len(), 12);
+    assert_eq!(broadcast_of(&record), expected, "{:#?}", record.decision.explanation);
+    assert!(
+        record.decision.explanation.iter().any(|e| e.contains("行政区划代码 110199000000")),
+        "{:#?}",
+        record.decision.explanation
+    );
+    s.stop().await;
+}
+
 /// The flood warning's polygon, as written in it.
 const POLYGON: &str =
     "37.7600,-122.4150 37.7600,-122.3950 37.7700,-122.3900 37.7750,-122.4000 37.7700,-122.4150 37.7600,-122.4150";
@@ -275,6 +456,13 @@ async fn hostile_cap_documents_are_refused_and_dead_lettered() {
         (
             "no identifier",
             FLOOD.replace("<identifier>SFDEM-2026-1127-FLOOD-01</identifier>", "").into(),
+            422,
+            "invalid",
+        ),
+        ("no scope (CAP requires it)", FLOOD.replace("<scope>Public</scope>", "").into(), 422, "invalid"),
+        (
+            "sent in Z (CAP requires a numeric offset)",
+            FLOOD.replace("-08:00</sent>", "Z</sent>").into(),
             422,
             "invalid",
         ),

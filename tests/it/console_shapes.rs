@@ -121,6 +121,7 @@ async fn every_decision_shape_opens_in_the_console() {
     broadcast.data.area = Some(Area {
         polygons: vec![],
         circles: vec![Circle { center: Location { lon: SOMA.0, lat: SOMA.1 }, radius_m: 1200.0 }],
+        geocodes: vec![],
     });
     // Merged: two reports of one blocked sewer, 44 m apart.
     let dup_a = case("shape-dup-a", SourceSystem::PublicService, "sewer_issues", -122.4862, 37.7694);

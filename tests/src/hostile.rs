@@ -135,9 +135,11 @@ pub fn sf311_row(data: &[u8]) {
 /// converts into a new case is a valid case report.
 pub fn cap_alert(data: &[u8]) {
     let Ok(alert) = linkbus_adapters::cap::parse(data) else { return };
-    if let Ok(linkbus_adapters::intake::Message::Report(event)) =
-        linkbus_adapters::cap::to_intake(&alert, &linkbus_adapters::cap::CapConfig::default())
-    {
+    if let Ok(linkbus_adapters::intake::Message::Report(event)) = linkbus_adapters::cap::to_intake(
+        &alert,
+        &linkbus_adapters::cap::CapConfig::default(),
+        &linkbus_matching::areas::Gazetteer::default(),
+    ) {
         event.data.validate().expect("an adapted alert is a valid case");
     }
 }

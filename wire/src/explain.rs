@@ -203,6 +203,12 @@ pub enum Reason {
         /// The departments added beyond the first community's, by id.
         also: Vec<String>,
     },
+    /// A broadcast's geocodes that the region's geocode table does not know: they reach no
+    /// community (`valueName value` each).
+    UnknownGeocodes {
+        /// The geocodes, as `valueName value`.
+        geocodes: Vec<String>,
+    },
     /// The volunteer search and its offers.
     Volunteers {
         /// The skill searched for.
@@ -369,6 +375,11 @@ impl Reason {
                 }
                 out.write_char('.')
             }
+            Self::UnknownGeocodes { geocodes } => {
+                out.write_str("Geocodes not in the region's geocode table, so reaching no community: ")?;
+                write_list(out, geocodes, ", ", |out, g| out.write_str(g))?;
+                out.write_char('.')
+            }
             Self::NoVolunteersForBroadcast => out.write_str("A broadcast over an area: no volunteer offers."),
             Self::NoVolunteersForCategory { category: c } => {
                 write!(out, "Category {} calls for no volunteers.", category(c))
@@ -472,6 +483,11 @@ impl Reason {
                 if *radius_exhausted {
                     out.write_str("；半径内没有更多志愿者")?;
                 }
+                out.write_char('。')
+            }
+            Self::UnknownGeocodes { geocodes } => {
+                out.write_str("本区域地理编码表中没有以下编码，未据此广播：")?;
+                write_list(out, geocodes, "、", |out, g| out.write_str(g))?;
                 out.write_char('。')
             }
             Self::NoVolunteersForBroadcast => out.write_str("按区域广播：不推送志愿者。"),
@@ -776,6 +792,7 @@ mod tests {
             },
             Reason::Broadcast { communities: vec![a.id.clone()], also: vec!["fire-110101".into()] },
             Reason::Broadcast { communities: vec![], also: vec![] },
+            Reason::UnknownGeocodes { geocodes: vec!["行政区划代码 110199000000".into()] },
             Reason::Volunteers {
                 skill: "cpr".into(),
                 offered: 2,
@@ -843,6 +860,7 @@ mod tests {
             "Also notified 东城区消防救援支队 (fire-110101): the case is 12 m from 银闸社区 (110101001002), 东华门街道, 东城区 and the rule is to notify both sides of a border.",
             "Broadcast: the alert's area touches 1 community (110101001001); also sent to fire-110101.",
             "Broadcast: the alert's area touches no community of the region.",
+            "Geocodes not in the region's geocode table, so reaching no community: 行政区划代码 110199000000.",
             "Offered to 2 volunteers with skill cpr within 3000 m (nearest 120 m); passed over 1 unavailable, 0 without the skill, 1 alerted too often this hour; no more within the radius.",
             "No available volunteer with skill first_aid within 3000 m; passed over 0 unavailable, 4 without the skill.",
             "A broadcast over an area: no volunteer offers.",

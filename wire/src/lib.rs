@@ -271,6 +271,27 @@ pub struct Area {
     /// Circles.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub circles: Vec<Circle>,
+    /// Areas named by code (CAP's `<geocode>`): the router resolves them through the region's
+    /// geocode table to the communities within; a code it does not know is said in the
+    /// decision's explanation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub geocodes: Vec<Geocode>,
+}
+
+/// An area named by code, as CAP's `<geocode>`: `{"value_name": "SAME", "value": "006075"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Geocode {
+    /// The coding scheme (`SAME`, `FIPS6`, `UGC`, `行政区划代码`…), 1–64 bytes.
+    pub value_name: String,
+    /// The code, 1–64 bytes.
+    pub value: String,
+}
+
+impl std::fmt::Display for Geocode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.value_name, self.value)
+    }
 }
 
 /// A circle on the earth.
@@ -279,7 +300,8 @@ pub struct Area {
 pub struct Circle {
     /// The centre.
     pub center: Location,
-    /// The radius, metres (more than 0, at most [`MAX_CIRCLE_RADIUS_M`]).
+    /// The radius, metres (0 to [`MAX_CIRCLE_RADIUS_M`]); 0 is a point (CAP's point alert):
+    /// the community that contains it.
     pub radius_m: f64,
 }
 
@@ -287,8 +309,21 @@ impl Area {
     /// Checks the shapes: at least one, rings closed with at least 4 vertices, coordinates and
     /// radii in range, at most [`MAX_AREA_VERTICES`] vertices.
     pub fn validate(&self, field: &str) -> Result<(), Invalid> {
-        if self.polygons.is_empty() && self.circles.is_empty() {
-            return Err(invalid(field, "has neither polygons nor circles"));
+        if self.polygons.is_empty() && self.circles.is_empty() && self.geocodes.is_empty() {
+            return Err(invalid(field, "has no polygon, circle or geocode"));
+        }
+        if self.geocodes.len() > 256 {
+            return Err(invalid(&format!("{field}.geocodes"), "more than 256 geocodes"));
+        }
+        for (n, g) in self.geocodes.iter().enumerate() {
+            let fine =
+                |s: &str| (1..=64).contains(&s.len()) && !s.trim().is_empty() && !s.chars().any(char::is_control);
+            if !(fine(&g.value_name) && fine(&g.value)) {
+                return Err(invalid(
+                    &format!("{field}.geocodes[{n}]"),
+                    "value_name and value must be 1-64 bytes, not blank",
+                ));
+            }
         }
         let vertices: usize = self.polygons.iter().map(Vec::len).sum();
         if vertices > MAX_AREA_VERTICES {
@@ -312,10 +347,10 @@ impl Area {
         for (n, c) in self.circles.iter().enumerate() {
             let at = format!("{field}.circles[{n}]");
             c.center.validate(&format!("{at}.center"))?;
-            if !(c.radius_m.is_finite() && c.radius_m > 0.0 && c.radius_m <= MAX_CIRCLE_RADIUS_M) {
+            if !(0.0..=MAX_CIRCLE_RADIUS_M).contains(&c.radius_m) {
                 return Err(invalid(
                     &format!("{at}.radius_m"),
-                    format!("{} is not a radius in (0, {MAX_CIRCLE_RADIUS_M}] metres", c.radius_m),
+                    format!("{} is not a radius in [0, {MAX_CIRCLE_RADIUS_M}] metres", c.radius_m),
                 ));
             }
         }

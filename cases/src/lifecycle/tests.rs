@@ -252,7 +252,7 @@ fn duplicates_merge_and_split_back() {
     assert!(!is_duplicate(&first, &drill, &p.merge), "a drill never merges with a real report");
     let mut broadcast = second_routed.clone();
     let ring = vec![first.case.location; 4];
-    broadcast.case.area = Some(linkbus_wire::Area { polygons: vec![ring], circles: vec![] });
+    broadcast.case.area = Some(linkbus_wire::Area { polygons: vec![ring], circles: vec![], geocodes: vec![] });
     assert!(!is_duplicate(&first, &broadcast, &p.merge), "a broadcast merges with nothing");
     let second = open(&second_routed, t(1), &p);
     let (primary, merged) = merge(&first, &second, t(2));

@@ -38,7 +38,7 @@ pub(super) fn adapter_paths(
             ),
         );
         responses.insert("400".into(), error("Not readable (`malformed`); kept in the adapter's dead letters."));
-        responses.insert("413".into(), error("A body over 256 KiB (`too_large`)."));
+        responses.insert("413".into(), error("A body over 256 KiB, a CAP alert over 4 MiB (`too_large`)."));
         responses.insert("415".into(), error("Another content type (`unsupported_media_type`)."));
         responses.insert(
             "422".into(),
@@ -76,7 +76,7 @@ pub(super) fn adapter_paths(
     .into_iter()
     .collect();
     let mut paths = json!({
-        "/api/adapters/cap": intake("Cap", "emergency-cap-12", text(&["application/cap+xml", "application/xml", "text/xml"], "An OASIS CAP 1.2 alert; `Alert`/`Update`/`Cancel` with `references` act on the source's earlier case."), keyed("/cap")),
+        "/api/adapters/cap": intake("Cap", "emergency-cap-12", text(&["application/cap+xml", "application/xml", "text/xml"], "An OASIS CAP 1.2 alert (in the encoding its BOM or XML declaration names); `Update`/`Cancel` with `references` act on the source's earlier case, or, when linkbus never saw it, report the case they describe (flagged `unseen_original`)."), keyed("/cap")),
         "/api/adapters/cad": intake("Cad", "emergency-cad-incidents", text(&["application/json"], "A CAD incident (`kind` `new`, `update` or `cancel`)."), cad),
         "/api/adapters/commerce/{platform}/orders": {
             "post": {
