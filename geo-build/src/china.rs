@@ -422,6 +422,9 @@ pub fn build(spec: &RegionSpec, out: &Path) -> anyhow::Result<RegionReport> {
     std::fs::write(out.join(files::VOLUNTEERS), lines)?;
     report.volunteers = roster.len();
 
+    let place = spec.name.rsplit(' ').next().unwrap_or(&spec.name);
+    std::fs::write(out.join(files::GEOCODES), geocodes_toml(place))?;
+
     std::fs::write(out.join(files::MANIFEST), toml::to_string(&manifest(spec, &report))?)?;
     linkbus_geo_data::Region::load(out).context("the built region does not load")?;
     Ok(report)
@@ -697,4 +700,26 @@ pub fn registry_centres(registry: &Path) -> anyhow::Result<Vec<(String, String, 
         .values()
         .filter_map(|v| v.centre().map(|(lon, lat)| (v.code.clone(), v.adcode.clone(), lon, lat)))
         .collect())
+}
+
+/// `geocodes.toml`: CAP `<geocode>`s name a Chinese region's areas by the administrative codes its
+/// communities carry (`place` is the region's name in English).
+fn geocodes_toml(place: &str) -> String {
+    format!(
+        "# How CAP <geocode>s name {place}'s areas: by the national administrative codes (GB/T 2260 and\n\
+         # the statistics registry's 12-digit codes) the communities carry: a 社区's id, a 街道's code,\n\
+         # a district's 6-digit code (or the same padded to 12 digits).\n\
+         [[scheme]]\nvalue_names = [\"行政区划代码\", \"ADCODE\", \"GB/T 2260\"]\nown = true\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    /// The tables the build writes are the committed regions' (the registry build itself takes
+    /// minutes; the SF region is rebuilt whole by `tests/it/geo.rs`).
+    #[test]
+    fn the_geocode_tables_are_the_committed_ones() {
+        assert_eq!(super::geocodes_toml("Beijing"), include_str!("../../geo-data/beijing/geocodes.toml"));
+        assert_eq!(super::geocodes_toml("Shenzhen"), include_str!("../../geo-data/shenzhen/geocodes.toml"));
+    }
 }

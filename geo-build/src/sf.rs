@@ -64,6 +64,22 @@ pub struct BuildReport {
     pub volunteers: usize,
 }
 
+/// `geocodes.toml`: how CAP `<geocode>`s name San Francisco (the county, so every community).
+const GEOCODES: &str = r#"# How CAP <geocode>s name San Francisco's areas: the City and County of San Francisco is
+# FIPS county 06075 (the communities' district code), SAME 006075, county UGC CAC075.
+[[scheme]]
+value_names = ["FIPS6", "FIPS"]
+own = true
+
+[[scheme]]
+value_names = ["SAME"]
+codes = { "006075" = "06075" }
+
+[[scheme]]
+value_names = ["UGC"]
+codes = { "CAC075" = "06075" }
+"#;
+
 /// Builds the region from `from` (the `shared/data/sf` folder) into `out`.
 pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Result<BuildReport> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -287,6 +303,8 @@ pub fn build_sf(from: &Path, out: &Path, options: &BuildOptions) -> anyhow::Resu
     let sample = out.join("sf311-cases-sample.csv");
     let _ = std::fs::remove_file(&sample);
     std::fs::write(&sample, std::fs::read(&csv_path)?).with_context(|| format!("cannot write {}", sample.display()))?;
+
+    std::fs::write(out.join(files::GEOCODES), GEOCODES)?;
 
     let manifest = manifest(options);
     std::fs::write(out.join(files::MANIFEST), toml::to_string(&manifest)?)?;
