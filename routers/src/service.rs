@@ -414,8 +414,10 @@ fn adopt_header_trace(event: &mut CloudEvent<CaseReport>, headers: Option<&async
     let Some(headers) = headers else { return };
     let Some(parent) = headers.get(wire::TRACEPARENT) else { return };
     let state = headers.get(wire::TRACESTATE).map(|v| v.as_str());
-    if let Some(trace) = TraceContext::parse(parent.as_str(), state) {
-        trace.set_on(&mut event.extensions);
+    match TraceContext::parse(parent.as_str(), state) {
+        Some(trace) => trace.set_on(&mut event.extensions),
+        // As the HTTP adapters do with an invalid header (docs/wire.md).
+        None => debug!(traceparent = parent.as_str(), "ignoring an invalid traceparent header"),
     }
 }
 
