@@ -50,4 +50,4 @@ pub use policy::{Deadlines, MergePolicy, Policy};
 pub use replay::{MAX_AFTER_OPEN_SECS, MAX_ORIGIN_CHARS, replay};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -13,7 +13,8 @@ fn t(s: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + s).expect("valid time")
 }
 
-fn choice(id: &str) -> DepartmentChoice {
+/// A department chosen by a community rule (also the supervision tests').
+pub(crate) fn choice(id: &str) -> DepartmentChoice {
     DepartmentChoice {
         id: id.into(),
         name: id.into(),

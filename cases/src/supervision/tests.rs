@@ -6,24 +6,17 @@ use jiff::civil::date;
 use jiff::tz::TimeZone;
 use linkbus_wire::{
     Action, Actor, ActorKind, CaseRecord, CaseReport, CommunityMatch, CommunityOutcome, CommunityRef, Datum, Decision,
-    DepartmentChoice, DepartmentRule, JurisdictionLevel, Location, RoutedCase, SourceSystem, VolunteerSearch,
+    Location, RoutedCase, SourceSystem, VolunteerSearch,
 };
 
 use super::mark::keep;
 use super::*;
+use crate::lifecycle::tests::choice;
 use crate::lifecycle::{self, Ladder, Policy};
 
 /// 2026-03-10T00:00:00Z, 08:00 in Shanghai.
 fn t(s: i64) -> Timestamp {
     Timestamp::from_second(1_773_100_800 + s).expect("valid time")
-}
-
-fn choice(id: &str) -> DepartmentChoice {
-    DepartmentChoice {
-        id: id.into(),
-        name: id.into(),
-        rule: DepartmentRule::Jurisdiction { level: JurisdictionLevel::Community, area: "c".into() },
-    }
 }
 
 /// A case routed at `at` (priority 2: accept within 300 s) to `station` in community `c`.
