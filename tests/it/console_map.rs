@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::console::{DISPATCHER, Driver, Linkbus, free_port, shows_case, sign_in, until};
 use crate::console_alerts::PIXEL;
+use crate::console_shapes::open;
 
 /// 多福巷社区居委会 (东华门街道, 东城区): its id and its registry centre (lon, lat).
 const DUOFUXIANG: (&str, f64, f64) = ("110101001001", 116.406901, 39.921554);
@@ -159,13 +160,7 @@ async fn an_opened_case_is_zoomed_to_and_whole_region_returns() {
     let event = case("map-focus-1", SourceSystem::PublicService, "street_and_sidewalk_cleaning", lon, lat);
     publish_case(&page.bus.js, &event).await;
     shows_case(&page.browser, "map-focus-1").await;
-    page.browser
-        .find(Locator::Css("#board-rows .row[data-case-id=\"map-focus-1\"]"))
-        .await
-        .expect("its row")
-        .click()
-        .await
-        .expect("open it");
+    open(&page.browser, "map-focus-1").await;
     let view = until(
         &page.browser,
         "the map zoomed to the case",
@@ -210,13 +205,7 @@ async fn on_a_narrow_screen_the_opened_case_is_whole_and_leaves_the_map_whole() 
     let event = case("map-narrow-1", SourceSystem::PublicService, "street_and_sidewalk_cleaning", lon, lat);
     publish_case(&page.bus.js, &event).await;
     shows_case(&page.browser, "map-narrow-1").await;
-    page.browser
-        .find(Locator::Css("#board-rows .row[data-case-id=\"map-narrow-1\"]"))
-        .await
-        .expect("its row")
-        .click()
-        .await
-        .expect("open it");
+    open(&page.browser, "map-narrow-1").await;
     let px = |v: &Value| v.as_f64().expect("pixels");
     // A wide screen: the detail over the map, inside it, and no more than half of it.
     let wide = until(&page.browser, "the detail open", PANEL, vec![]).await;
@@ -240,14 +229,7 @@ async fn on_a_narrow_screen_the_opened_case_is_whole_and_leaves_the_map_whole() 
         assert!(px(&map[1]) - px(&map[0]) >= 300.0, "the map is {narrow} at {width}");
     }
     // Opened again at 800 pixels: centred in the whole map, which the detail no longer covers.
-    page.browser.find(Locator::Id("detail-close")).await.expect("close button").click().await.expect("close");
-    page.browser
-        .find(Locator::Css("#board-rows .row[data-case-id=\"map-narrow-1\"]"))
-        .await
-        .expect("its row")
-        .click()
-        .await
-        .expect("open it again");
+    open(&page.browser, "map-narrow-1").await;
     let view = until(
         &page.browser,
         "the detail open again",
