@@ -238,7 +238,8 @@ fn assert_chinese(what: &str, text: &str, ids: &[&str]) {
 
 /// Waits until the element `id` shows a text; the text.
 async fn message(browser: &fantoccini::Client, what: &str, id: &str) -> String {
-    let script = "const e = document.getElementById(arguments[0]); return e && !e.closest('[hidden]') && e.textContent";
+    // An empty text is no text yet (the message comes when the request is answered or fails).
+    let script = "const e = document.getElementById(arguments[0]); return (e && !e.closest('[hidden]') && e.textContent) || null";
     let text = until(browser, what, script, vec![serde_json::json!(id)]).await;
     text.as_str().unwrap_or_default().to_owned()
 }
