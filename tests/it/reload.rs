@@ -67,8 +67,10 @@ async fn a_published_version_is_swapped_in_under_load_losing_no_case_and_mixing_
     let current = regions::publish_region(&store, dir.path()).await.expect("publish");
     assert_eq!(current.version, "2026.11.28");
     until("the new version is in force", || state.router().geo_version() == V2).await;
-    let at_swap = state.stats.routed.load(Ordering::Relaxed);
-    until("300 more cases are routed", || state.stats.routed.load(Ordering::Relaxed) >= at_swap + 300).await;
+    // Cases published from here on reach the router after the swap, so each must be decided
+    // with the new version (the routed counter would also count decisions still in flight).
+    let after_swap = published.load(Ordering::Relaxed) + 1;
+    until("300 more cases are published", || published.load(Ordering::Relaxed) >= after_swap + 300).await;
     stop.cancel();
     publisher.await.expect("publisher");
     let total = published.load(Ordering::Relaxed);
@@ -79,6 +81,10 @@ async fn a_published_version_is_swapped_in_under_load_losing_no_case_and_mixing_
     for msg in &routed {
         let event: CloudEvent<RoutedCase> = serde_json::from_slice(&msg.payload).expect("routed case");
         let decision = &event.data.decision;
+        let n: usize = event.data.case_id.trim_start_matches("reload-").parse().expect("a load case");
+        if n >= after_swap {
+            assert_eq!(decision.geo_version, V2, "reload-{n} was published after the swap");
+        }
         let name = &decision.community.community.as_ref().expect("community").name;
         let explained = decision.explanation.join(" ");
         match decision.geo_version.as_str() {
