@@ -284,6 +284,24 @@ mod tests {
         assert_eq!(ev.data.category, "sewer_issues");
     }
 
+    /// The default events of the official Python and JavaScript SDKs (as
+    /// tests/it/cloudevents_sdk.rs makes them): no `datacontenttype`, a `time` with micro- or
+    /// milliseconds, a `traceparent` extension beside the core attributes.
+    #[test]
+    fn accepts_the_official_sdks_default_events() {
+        for time in ["2026-12-07T20:09:47.464676Z", "2026-12-07T20:09:46.821Z"] {
+            let mut v = event();
+            let attributes = v.as_object_mut().expect("an event");
+            attributes.remove("datacontenttype");
+            attributes.insert("time".into(), json!(time));
+            attributes.insert("traceparent".into(), json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+            let ev = decode(&v).expect("valid");
+            assert_eq!(ev.datacontenttype, wire::JSON);
+            assert_eq!(ev.time.to_string(), time);
+            assert!(ev.extensions.contains_key("traceparent"));
+        }
+    }
+
     #[test]
     fn converts_chinese_datums_and_keeps_what_arrived() {
         let mut v = event();
