@@ -135,25 +135,6 @@ impl NextVolunteers for LiveVolunteers {
     }
 }
 
-/// The router's last step before it acks a report: the case book opens the case's record. Its
-/// failure is reported as a failed store of the record (`$KV.linkbus_cases.…`), so the report is
-/// retried as when any output could not be stored.
-struct OpenRecord(Arc<CaseBook>);
-
-impl router_service::AfterRouted for OpenRecord {
-    fn routed<'a>(
-        &'a self,
-        routed: &'a wire::CloudEvent<wire::RoutedCase>,
-    ) -> BoxFuture<'a, Result<(), nats::BusError>> {
-        Box::pin(async move {
-            self.0.open(routed).await.map_err(|e| nats::BusError::Publish {
-                subject: format!("$KV.{}.{}", nats::BUCKET_CASES, routed.data.case_id),
-                source: e.into(),
-            })
-        })
-    }
-}
-
 /// How long start-up waits for the volunteers bucket to be read in full.
 const VOLUNTEERS_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -345,10 +326,6 @@ impl Service {
                 &departments.departments()[departments.catch_all()].id,
             )
         };
-        // The router opens records in the case book: the book's follower waits for it to stop
-        // (or for start-up to fail before it started).
-        let routers_done = CancellationToken::new();
-        let routing = routers_done.clone().drop_guard();
         let (cases, book_tasks) = CaseBook::start(
             js.clone(),
             ladder,
@@ -356,7 +333,6 @@ impl Service {
             book_config,
             case_metrics.clone(),
             shutdown.clone(),
-            routers_done.clone(),
         )
         .await
         .context("opening the case book")?;
@@ -403,11 +379,8 @@ impl Service {
         let (adapters, adapter_tasks) =
             crate::adapters::start(config, region, &js, client.clone(), intake, shutdown.clone()).await?;
         tasks.extend(adapter_tasks);
-        let open = Arc::new(OpenRecord(cases.clone()));
-        let router =
-            router_service::run(js.clone(), state.clone(), config.service_config(source), open, shutdown.clone());
+        let router = router_service::run(js.clone(), state.clone(), config.service_config(source), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            let _routing = routing;
             if let Err(e) = router.await {
                 warn!(error = %e, "router stopped");
             }

@@ -5,9 +5,7 @@
 //! its id and source are its system's: [`linkbus_wire::claims`]), routed and published to its
 //! output subjects; it is acked only once JetStream has stored all of those, so a router that
 //! dies mid-message leaves it to be redelivered, and the outputs' `Nats-Msg-Id`s make the retry a
-//! no-op where the first try got through. The last step before the ack is the service's
-//! [`AfterRouted`] (in linkbus: the case book opens the case's record), so an acked report always
-//! has its case. What cannot be decoded or is not its system's to send
+//! no-op where the first try got through. What cannot be decoded or is not its system's to send
 //! goes to `deadletter.ingest` with the reason and the original bytes (a bounded excerpt of an
 //! oversized one), then is acked; so does a report whose id was already routed for another
 //! report (`id_taken`), which would otherwise take that case over.
@@ -41,15 +39,6 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::{Routed, RouterMetrics};
 use linkbus_matching::{OfferLedger, Router, VolunteerIndex};
-
-/// What the service does with a routed case once all its outputs are stored and before its
-/// report is acked; linkbus opens the case's record there. A failure leaves the report for
-/// redelivery, whose retry reuses the stored decision and calls this again, so it must be
-/// idempotent.
-pub trait AfterRouted: Send + Sync + 'static {
-    /// Handles `routed`, the stored decision.
-    fn routed<'a>(&'a self, routed: &'a CloudEvent<RoutedCase>) -> future::BoxFuture<'a, Result<(), BusError>>;
-}
 
 /// How often [`run`] samples its consumer's backlog and the volunteers on duty.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -266,12 +255,11 @@ pub async fn follow_offers(
 /// Consumes the four ingest streams until `shutdown` ([`pull::consume_all`]: at most
 /// `max_in_flight` cases routed at once, as many read ahead from each stream, emergency first
 /// unless told otherwise), then hands back what it read ahead, finishes what is in flight and
-/// returns. Each routed case goes to `after` before its report is acked.
+/// returns.
 pub async fn run(
     js: jetstream::Context,
     state: Arc<RouterState>,
     config: ServiceConfig,
-    after: Arc<dyn AfterRouted>,
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
     let mut consumers = Vec::with_capacity(nats::INGEST_STREAMS.len());
@@ -303,7 +291,7 @@ pub async fn run(
         durable: config.durable.clone(),
         source: e.into(),
     })?;
-    let worker = Worker { js: &js, cases: &cases, state: &state, config: &config, after: &*after };
+    let worker = Worker { js: &js, cases: &cases, state: &state, config: &config };
     info!(durable = %config.durable, emergency_first = config.emergency_first, "router consuming the ingest streams");
 
     let sampler = tokio::spawn(sample(consumers.clone(), state.clone(), shutdown.clone()));
@@ -356,7 +344,6 @@ struct Worker<'a> {
     cases: &'a jetstream::stream::Stream,
     state: &'a RouterState,
     config: &'a ServiceConfig,
-    after: &'a dyn AfterRouted,
 }
 
 impl Worker<'_> {
@@ -375,7 +362,7 @@ impl Worker<'_> {
             Ok(mut event) => {
                 adopt_header_trace(&mut event, msg.headers.as_ref());
                 let redelivered = msg.info().map_or(true, |i| i.delivered > 1);
-                route(js, self.cases, state, config, self.after, event, redelivered).await
+                route(js, self.cases, state, config, event, redelivered).await
             }
             Err(rejection) => Ok(Handled::Refused(rejection)),
         };
@@ -485,8 +472,8 @@ fn publish_err(subject: &str, e: impl Into<async_nats::Error>) -> BusError {
     BusError::Publish { subject: subject.to_owned(), source: e.into() }
 }
 
-/// Routes a decoded case, publishes it to every output and, once all are stored, hands it to
-/// `after`; returns what the metrics count of its decision.
+/// Routes a decoded case and publishes it to every output; returns, once all are stored, what
+/// the metrics count of its decision.
 ///
 /// The decision is stored first, on `case.<id>.routed`; the department, community and volunteer
 /// outputs follow. A case seen before (redelivered after its router died or a publish failed,
@@ -500,7 +487,6 @@ async fn route(
     cases: &jetstream::stream::Stream,
     state: &RouterState,
     config: &ServiceConfig,
-    after: &dyn AfterRouted,
     event: CloudEvent<CaseReport>,
     redelivered: bool,
 ) -> Result<Handled, BusError> {
@@ -543,7 +529,6 @@ async fn route(
     }
     publish_all(js, &state.metrics.storage, fan_out(&routed, &body)).await?;
     state.metrics.storage.stored(&timeline);
-    after.routed(&routed).await?;
     Ok(Handled::Routed(Routed::of(routed.data.case.system, &routed.data.decision)))
 }
 

@@ -511,17 +511,19 @@ async fn sigterm_mid_load_hands_back_what_was_not_started_and_a_replacement_rout
     let exit_secs = termed.elapsed().as_secs_f64();
     assert!(status.success(), "linkbus up exited with {status} on SIGTERM");
     assert!(at_term < earlier.len(), "the batch was done before SIGTERM; the test proved nothing");
-    // What the stopped router was handed and did not ack: the messages it handed back (naked
-    // without delay, waiting for the next consumer) — nothing else, as the replacement below
-    // shows by routing everything at once despite the hour's ack wait. (Its cases in flight
-    // finished, their records opened, before it exited.)
+    // What the stopped router and case book were handed and did not ack: the messages they handed
+    // back (naked without delay, waiting for the next consumer) — nothing else, as the
+    // replacement below shows by routing everything at once despite the hour's ack wait.
     let unacked_router = ack_pending(&bus, STREAM_INGEST_PUBLIC_SERVICE, "linkbus-routers").await;
+    let unacked_book = ack_pending(&bus, STREAM_CASES, "linkbus-cases").await;
     let log = bus.dir.path().join("router-1").join("linkbus.log");
     let handed_back = logged(&log, "router stopped", "handed_back").expect("the router logs what it handed back");
+    let book_handed_back = logged(&log, "case book stopped opening records", "handed_back").unwrap_or_default();
     for line in std::fs::read_to_string(&log).unwrap_or_default().lines().filter(|l| l.contains("WARN")) {
         println!("  router-1: {line}");
     }
     assert_eq!(unacked_router as u64, handed_back, "the stopped router left more unacked than it handed back");
+    assert_eq!(unacked_book as u64, book_handed_back, "the stopped case book left more unacked than it handed back");
 
     // The replacement routes everything stored so far at once (not after an ack wait).
     let restarted = linkbus_up_with(bus.dir.path(), "router-2", &bus.server.url(), None, "", ROUTER);
@@ -535,8 +537,9 @@ async fn sigterm_mid_load_hands_back_what_was_not_started_and_a_replacement_rout
         &bus,
         &format!(
             "SIGTERM after {at_term} decisions, exited in {exit_secs:.1} s, {handed_back} pulled but not started \
-             handed back (unacked at exit: {unacked_router}); the replacement (ack wait 1 h) had routed all \
-             {due} stored before it within {caught_up_secs:.1} s of its start"
+             handed back (case book: {book_handed_back}; unacked at exit: router {unacked_router}, case book \
+             {unacked_book}); the replacement (ack wait 1 h) had routed all {due} stored before it within \
+             {caught_up_secs:.1} s of its start"
         ),
         load,
         acceptor,

@@ -1,19 +1,16 @@
 //! A running router on a real nats-server: cases in on `ingest.…`, out on their department's,
 //! community's and volunteers' subjects, once; bad input kept in the dead letter with a reason;
-//! volunteer changes used within a second; the routed cases an earlier version left for its
-//! case book's consumer are opened when this one starts.
+//! volunteer changes used within a second.
 
 use std::time::Duration;
 
-use async_nats::jetstream;
 use bytes::Bytes;
 use futures::StreamExt;
 use linkbus_bus::nats::{
     self, BUCKET_VOLUNTEERS, HEADER_REASON, HEADER_REASON_CODE, STREAM_CASES, STREAM_DEADLETTER, STREAM_OFFERS,
     STREAM_ROUTED,
 };
-use linkbus_matching::{OfferLedger, Router, VolunteerIndex};
-use linkbus_tests::{TestBus, WAIT, case, header, publish_case, publish_raw, read_stream, sf_region, wait_for_case};
+use linkbus_tests::{TestBus, WAIT, case, header, publish_case, publish_raw, read_stream};
 use linkbus_wire::{CloudEvent, Location, RoutedCase, SourceSystem, VolunteerOffer, VolunteerStatus};
 
 /// Mission District, San Francisco: inside the `mission` neighborhood.
@@ -294,63 +291,5 @@ async fn volunteers_in_the_bucket_before_start_are_loaded_before_ready_and_later
         assert!(tokio::time::Instant::now() < deadline, "later put not applied: {:?}", nearest());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    service.stop().await;
-}
-
-#[tokio::test]
-async fn routed_cases_an_earlier_versions_case_book_left_are_opened_and_its_consumer_retired() {
-    let bus = TestBus::start().await;
-    let config = bus.config();
-    nats::provision(&bus.js, &config.stream_settings()).await.expect("provision");
-    // Earlier versions' case books opened records from this durable consumer, not the router.
-    let durable = config.book_config("/tests/cases".into()).durable;
-    let cases = bus.js.get_stream(STREAM_CASES).await.expect("cases stream");
-    let _old: jetstream::consumer::PullConsumer = cases
-        .create_consumer(jetstream::consumer::pull::Config {
-            durable_name: Some(durable.clone()),
-            filter_subject: "case.*.routed".into(),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ..Default::default()
-        })
-        .await
-        .expect("the earlier versions' consumer");
-    // Two decisions such a version's router stored, whose records it never opened.
-    let router = Router::new(&sf_region(), config.routing_params());
-    let ids = ["it-left-1", "it-left-2"];
-    for (i, id) in ids.iter().enumerate() {
-        let event = case(id, SourceSystem::PublicService, "sewer_issues", MISSION.0 + 0.01 * i as f64, MISSION.1);
-        let decision = router.decide(&event.data, &VolunteerIndex::new(), &OfferLedger::new(), event.time.as_second());
-        let routed = CloudEvent::new(
-            format!("{id}:routed"),
-            "/linkbus/router/earlier",
-            linkbus_wire::TYPE_CASE_ROUTED,
-            Some(id.to_string()),
-            event.time,
-            RoutedCase {
-                case_id: id.to_string(),
-                source: "/tests".into(),
-                case: event.data,
-                decision,
-                routed_at: event.time,
-            },
-        );
-        let body = Bytes::from(serde_json::to_vec(&routed).expect("json"));
-        publish_raw(&bus.js, &format!("case.{id}.routed"), &routed.id, body).await;
-    }
-
-    let service = bus.service(&config).await;
-    for id in ids {
-        let record = wait_for_case(&service, id, "its record", |_| true).await;
-        assert_eq!(record.departments, ["puc-sewer-ops"], "{id}");
-    }
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while cases.consumer_info(&durable).await.is_ok() {
-        assert!(tokio::time::Instant::now() < deadline, "the earlier versions' consumer is still there");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // What is routed now is opened by its router.
-    let event = case("it-left-3", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1 + 0.01);
-    publish_case(&bus.js, &event).await;
-    wait_for_case(&service, "it-left-3", "its record", |_| true).await;
     service.stop().await;
 }

@@ -12,8 +12,7 @@ use crate::lifecycle::Policy;
 pub struct BookConfig {
     /// The rules of the loop.
     pub policy: Policy,
-    /// The durable consumer of routed cases through which earlier versions opened records; if it
-    /// exists, it is retired at start (what it holds is opened, then it is deleted).
+    /// Durable consumer of routed cases, shared by every replica.
     pub durable: String,
     /// How often due deadlines and offers are looked for.
     pub tick: Duration,

@@ -2,11 +2,11 @@
 //! revision-checked updates, so two linkbus replicas never both move the same case.
 //!
 //! Each replica follows the bucket into an in-memory copy (for listing, deadlines and duplicate
-//! detection) and runs the same loops: answer departments' requests on `action.<department>` and volunteers' on `volunteer.<id>.answer`,
+//! detection) and runs the same loops: open a record for every `case.<id>.routed`, answer
+//! departments' requests on `action.<department>` and volunteers' on `volunteer.<id>.answer`,
 //! and fire what is due (deadlines, offer expiries). A transition stores the new record together
 //! with the messages it must send (an outbox); they are published under stable `Nats-Msg-Id`s and
-//! then cleared, so a crash between the two re-sends them and JetStream drops the copies. The
-//! router that routes a case opens its record ([`CaseBook::open`]) before it acks the report.
+//! then cleared, so a crash between the two re-sends them and JetStream drops the copies.
 //!
 //! One concept per module; each uses only those listed before it, never one after:
 //! - `error`: [`ActError`]; `config`: [`BookConfig`];
@@ -20,7 +20,7 @@
 //!   [`Cursor`], [`CasePage`], [`involves`]); `stats`: [`DepartmentStats`] and the supervision
 //!   figures the index keeps ([`crate::supervision`]);
 //! - `actions`: acting on a case and answering offers;
-//! - `opening`: a record per routed case, merging duplicates; the loops: `requests` (NATS
+//! - the loops: `opening` (a record per routed case, merging duplicates), `requests` (NATS
 //!   requests from departments and volunteers), `deadlines` (the ticker), and `archive`'s sweep;
 //! - `case_store`: [`CaseStore`], the trait the API and the adapters take the book as;
 //! - here: [`CaseBook::start`], which starts them.
@@ -64,6 +64,7 @@ pub use case_store::CaseStore;
 pub use config::BookConfig;
 pub use error::ActError;
 pub use handle::{CaseBook, NextVolunteers};
+pub use opening::OPEN_IN_FLIGHT;
 pub use read::{CaseFilter, CasePage, Cursor, RepeatAddress, involves};
 pub use search::{MAX_QUERY_CHARS, MIN_PHONE_DIGITS, MIN_QUERY_CHARS, REPEAT_DAYS, REPEAT_RADIUS_M, SearchQuery};
 pub use stats::DepartmentStats;
@@ -74,9 +75,7 @@ const CHANGES_CAPACITY: usize = 4096;
 impl CaseBook {
     /// Opens the book and starts its loops (until `shutdown`), counting into `metrics`; returns
     /// once the bucket is read. Escalations climb `ladder`; declined and expired offers go on to
-    /// the volunteers `volunteers` names. The follower of the bucket runs on until the loops have
-    /// stopped and `openers_done` is cancelled: the routers' [`CaseBook::open`]s in flight at
-    /// shutdown wait for it.
+    /// the volunteers `volunteers` names.
     pub async fn start(
         js: jetstream::Context,
         ladder: Ladder,
@@ -84,7 +83,6 @@ impl CaseBook {
         config: BookConfig,
         metrics: CaseMetrics,
         shutdown: CancellationToken,
-        openers_done: CancellationToken,
     ) -> Result<(Arc<Self>, Vec<tokio::task::JoinHandle<()>>), ActError> {
         let store = js.get_key_value(nats::BUCKET_CASES).await.map_err(store_err)?;
         let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
@@ -112,9 +110,8 @@ impl CaseBook {
                 }
             })
         };
-        // The follower outlives the book's writers and the routers: an opening waits for it to
-        // reach the record it stored, also while a router finishes its cases in flight at
-        // shutdown.
+        // The follower outlives the book's writers: an opening waits for it to reach the
+        // record it stored, also while the opener finishes its cases in flight at shutdown.
         let writers_done = CancellationToken::new();
         tasks.push(spawn("follower", Box::pin(book.clone().follow(ready.clone(), writers_done.clone()))));
         tokio::time::timeout(Duration::from_secs(60), ready.cancelled()).await.map_err(|_| {
@@ -122,7 +119,7 @@ impl CaseBook {
             ActError::Store("timed out reading the cases bucket".into())
         })?;
         let writers = [
-            spawn("retiring the old opener", Box::pin(book.clone().retire_opener(shutdown.clone()))),
+            spawn("opener", Box::pin(book.clone().open_routed(shutdown.clone()))),
             spawn("actions", Box::pin(book.clone().serve(Requests::Actions, shutdown.clone()))),
             spawn("answers", Box::pin(book.clone().serve(Requests::Answers, shutdown.clone()))),
             spawn("replays", Box::pin(book.clone().serve(Requests::Replays, shutdown.clone()))),
@@ -131,7 +128,6 @@ impl CaseBook {
         ];
         tasks.push(tokio::spawn(async move {
             futures::future::join_all(writers).await;
-            openers_done.cancelled().await;
             writers_done.cancel();
         }));
         info!(cases = read(&book.cache).len(), "case book open");
