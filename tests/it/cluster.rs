@@ -307,9 +307,10 @@ async fn a_three_node_cluster_with_two_routers_routes_each_case_once_through_a_n
     let second = start_router(&config, &urls, &dir.join("router-2.log"));
     let pids = [first.id(), second.id()];
     // Both consuming before the first case, so that neither finds a backlog all to itself. Each
-    // first makes a durable consumer per department, three replicas each: slow on a busy machine.
+    // first makes a durable consumer per department, three replicas each: slow on a busy machine
+    // (with the rest of the suite running, the cluster's meta requests time out and are retried).
     for n in 1..=2 {
-        wait_logged(&dir.join(format!("router-{n}.log")), "router consuming", Duration::from_secs(90)).await;
+        wait_logged(&dir.join(format!("router-{n}.log")), "router consuming", Duration::from_secs(180)).await;
     }
     let durable = Config::parse(&std::fs::read_to_string(&config).expect("config")).expect("config").router.durable;
     // A pull request lost while the consumer's leader is elected is noticed when async-nats gives
