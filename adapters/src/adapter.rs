@@ -9,7 +9,7 @@
 //! ([`RouteContext`]) when the API is assembled.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_nats::jetstream;
 use axum::Router;
@@ -17,6 +17,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use linkbus_bus::nats::BusError;
+use linkbus_bus::sync::{read, write};
+use linkbus_matching::areas::Gazetteer;
 use linkbus_wire::SourceSystem;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -71,7 +73,30 @@ pub struct BuildContext {
     /// Replicas and byte limits of the buckets an adapter makes (commerce's delivery ids).
     pub streams: linkbus_bus::nats::StreamSettings,
     /// The region's communities and geocode table, which place CAP areas named by geocode.
-    pub gazetteer: Arc<linkbus_matching::areas::Gazetteer>,
+    pub gazetteer: Arc<LiveGazetteer>,
+}
+
+/// The gazetteer of the region version in force: swapped when a new version is (linkbus's region
+/// follower does), so that CAP areas named by geocode are placed with the codes of the version
+/// the routers use.
+#[derive(Debug)]
+pub struct LiveGazetteer(RwLock<Arc<Gazetteer>>);
+
+impl LiveGazetteer {
+    /// Starting with `gazetteer`.
+    pub fn new(gazetteer: Gazetteer) -> Self {
+        Self(RwLock::new(Arc::new(gazetteer)))
+    }
+
+    /// The one in force: held for a whole message.
+    pub fn current(&self) -> Arc<Gazetteer> {
+        read(&self.0).clone()
+    }
+
+    /// Puts `gazetteer` in force.
+    pub fn replace(&self, gazetteer: Gazetteer) {
+        *write(&self.0) = Arc::new(gazetteer);
+    }
 }
 
 /// What the API gives every adapter's routes.

@@ -49,7 +49,7 @@ use linkbus_wire::{
 };
 use serde::Deserialize;
 
-use crate::adapter::{Adapter, AdapterConfig, BuildContext, BuildError, ConfigError, check_categories};
+use crate::adapter::{Adapter, AdapterConfig, BuildContext, BuildError, ConfigError, LiveGazetteer, check_categories};
 use crate::intake::{IntakeError, Message};
 use crate::kind::AdapterKind;
 use crate::messages::{Keyed, KeyedFormat};
@@ -124,7 +124,7 @@ impl AdapterConfig for CapConfig {
 #[derive(Debug)]
 pub struct Cap {
     config: CapConfig,
-    gazetteer: Arc<Gazetteer>,
+    gazetteer: Arc<LiveGazetteer>,
 }
 
 impl KeyedFormat for Cap {
@@ -140,7 +140,7 @@ impl KeyedFormat for Cap {
     }
 
     fn read(&self, bytes: &[u8]) -> Result<Message, IntakeError> {
-        Ok(to_intake(&parse(bytes)?, &self.config, &self.gazetteer)?)
+        Ok(to_intake(&parse(bytes)?, &self.config, &self.gazetteer.current())?)
     }
 
     fn kept(bytes: Bytes) -> Bytes {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::Router;
-use linkbus_adapters::adapter::{BuildContext, RegionCategory, RouteContext};
+use linkbus_adapters::adapter::{BuildContext, LiveGazetteer, RegionCategory, RouteContext};
 use linkbus_adapters::intake::{Gate, Intake};
 use linkbus_adapters::registry::{Adapters, AdaptersConfig};
 use linkbus_geo_data::Region;
@@ -54,10 +54,11 @@ pub fn check(config: &AdaptersConfig, region: &Region) -> Vec<String> {
 
 /// Builds every enabled adapter, publishing through `intake`, and starts the NATS listeners of
 /// those that have one (the grid's `adapter.grid.report`, CAP's and CAD's subjects) until
-/// `shutdown`; they are subscribed when this returns. `region` places CAP areas named by geocode.
+/// `shutdown`; they are subscribed when this returns. `gazetteer` places CAP areas named by
+/// geocode.
 pub async fn start(
     config: &Config,
-    region: &Region,
+    gazetteer: Arc<LiveGazetteer>,
     js: &jetstream::Context,
     client: async_nats::Client,
     intake: Intake,
@@ -68,7 +69,7 @@ pub async fn start(
         js: js.clone(),
         max_report_bytes: config.router.max_payload_bytes,
         streams: config.stream_settings(),
-        gazetteer: Arc::new(linkbus_matching::areas::Gazetteer::new(region)),
+        gazetteer,
     };
     let adapters = Adapters::build(&config.adapters, &cx).await.context("starting the adapters")?;
     let tasks = adapters.listen(&client, &shutdown).await.context("starting the adapters' listeners")?;

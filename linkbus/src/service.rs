@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use linkbus_adapters::adapter::LiveGazetteer;
 use linkbus_adapters::intake::Intake;
 use linkbus_adapters::registry::Adapters;
 use linkbus_adapters::tracking::Tracking;
@@ -23,6 +24,7 @@ use linkbus_http::console::{BUCKET_CONSOLE, bucket_secret};
 use linkbus_http::track::Track;
 use linkbus_http::volunteer::BUCKET_VOLUNTEER_KEYS;
 use linkbus_matching::Router;
+use linkbus_matching::areas::Gazetteer;
 use linkbus_routers::regions;
 use linkbus_routers::service::{self as router_service, RouterState};
 use linkbus_wire as wire;
@@ -355,17 +357,23 @@ impl Service {
             }));
         }
 
+        // CAP areas named by geocode are placed with the codes of the version in force.
+        let gazetteer = Arc::new(LiveGazetteer::new(Gazetteer::new(region)));
         if config.region.follow_published {
             let store = regions_store;
             idempotent("archiving the region version", || regions::archive(&store, region)).await?;
             let process_metrics = metrics.clone();
+            let gazetteer = gazetteer.clone();
             let follow = regions::follow_region(
                 js.clone(),
                 store,
                 state.clone(),
                 region.manifest.id.clone(),
                 config.routing_params(),
-                move |loaded: &Region| process_metrics.region_loaded(loaded),
+                move |loaded: &Region| {
+                    process_metrics.region_loaded(loaded);
+                    gazetteer.replace(Gazetteer::new(loaded));
+                },
                 shutdown.clone(),
             );
             tasks.push(tokio::spawn(follow));
@@ -377,7 +385,7 @@ impl Service {
         let intake = Intake::new(js.clone(), cases.clone(), adapter_metrics, state.metrics.storage.clone())
             .with_tracking(tracking.clone());
         let (adapters, adapter_tasks) =
-            crate::adapters::start(config, region, &js, client.clone(), intake, shutdown.clone()).await?;
+            crate::adapters::start(config, gazetteer, &js, client.clone(), intake, shutdown.clone()).await?;
         tasks.extend(adapter_tasks);
         let router = router_service::run(js.clone(), state.clone(), config.service_config(source), shutdown.clone());
         tasks.push(tokio::spawn(async move {

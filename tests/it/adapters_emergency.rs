@@ -20,6 +20,7 @@ use linkbus_cases::webhooks;
 use linkbus_geo_data::Region;
 use linkbus_http::auth;
 use linkbus_http::config::{ApiKey, ApiRole};
+use linkbus_routers::regions;
 use linkbus_tests::{TestBus, WAIT, header, read_stream, repo_root, sf_region, wait_for_case};
 use linkbus_wire::{CaseRecord, CaseState};
 use serde_json::{Value, json};
@@ -389,6 +390,49 @@ async fn cap_geocode_only_alert_reaches_the_county_it_names() {
     let letters = read_stream(&s.bus.js, STREAM_DEADLETTER, "deadletter.adapter_cap", 1).await;
     assert_eq!(letters.len(), 1);
     assert!(header(&letters[0], HEADER_REASON).is_some_and(|r| r.contains("SAME 006037")));
+    s.stop().await;
+}
+
+/// A region version published while linkbus runs brings its geocodes with it: an alert naming
+/// San Francisco by a scheme only the new version's `geocodes.toml` knows is refused before the
+/// swap and reaches the county's communities after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_geocodes_of_a_region_version_published_later_are_used_once_it_is_in_force() {
+    let s = Setup::start().await;
+    let alert = AMBER
+        .replace("KAR0-0306112239-SW", "KAR0-0306112239-X1")
+        .replace("<valueName>SAME</valueName>", "<valueName>X-SFDEM</valueName>")
+        .replace("<value>006075</value>", "<value>SF</value>");
+    let (status, error) = s.cap(alert.clone()).await;
+    assert_eq!((status, error["code"].clone()), (422, json!("invalid")), "{error}");
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("X-SFDEM SF")), "{error}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    for file in ["manifest.toml", "communities.geojson", "departments.json", "categories.toml", "facilities.geojson"] {
+        let text = std::fs::read_to_string(repo_root().join("geo-data/san-francisco").join(file)).expect("read");
+        let text = text.replace("version = \"2026.11.27\"", "version = \"2026.11.28\"");
+        std::fs::write(dir.path().join(file), text).expect("write");
+    }
+    let geocodes = std::fs::read_to_string(repo_root().join("geo-data/san-francisco/geocodes.toml")).expect("read");
+    let scheme = "\n[[scheme]]\nvalue_names = [\"X-SFDEM\"]\ncodes = { \"SF\" = \"06075\" }\n";
+    std::fs::write(dir.path().join("geocodes.toml"), geocodes + scheme).expect("write");
+    let store = regions::open_bucket(&s.bus.js, &Default::default()).await.expect("bucket");
+    regions::publish_region(&store, dir.path()).await.expect("publish");
+
+    // The gazetteer is swapped just after the router: until then the alert is still refused.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, receipt) = s.cap(alert.clone()).await;
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 422, "{receipt}");
+        assert!(tokio::time::Instant::now() < deadline, "the new version's geocodes were not used: {receipt}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.service.state.router().geo_version(), "san-francisco@2026.11.28");
+    let record = s.routed(&cap::case_id("KARO@CLETS.DOJ.CA.GOV", "KAR0-0306112239-X1")).await;
+    assert_eq!(broadcast_of(&record), communities_where("san-francisco", |p| p["district_code"] == "06075"));
     s.stop().await;
 }
 
