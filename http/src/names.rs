@@ -4,6 +4,7 @@
 //! departments and areas named in it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
 use linkbus_geo_data::Region;
@@ -26,7 +27,8 @@ pub struct RegionNames {
 struct LangNames {
     categories: HashMap<String, String>,
     departments: HashMap<String, String>,
-    areas: HashMap<String, String>,
+    /// The same in every language: shared, not copied.
+    areas: Arc<HashMap<String, String>>,
 }
 
 impl Names for LangNames {
@@ -53,6 +55,7 @@ impl RegionNames {
                 areas.insert(s.code.clone(), s.name.clone());
             }
         }
+        let areas = Arc::new(areas);
         let in_lang = |lang: Option<Lang>| {
             let named = |name: &String, names: &std::collections::BTreeMap<String, String>| {
                 lang.and_then(|l| names.get(l.tag())).unwrap_or(name).clone()
@@ -65,7 +68,7 @@ impl RegionNames {
                     .iter()
                     .map(|d| (d.id.clone(), named(&d.name, &d.names)))
                     .collect(),
-                areas: areas.clone(),
+                areas: Arc::clone(&areas),
             }
         };
         Self { by_lang: LANGS.iter().map(|&lang| (lang, in_lang(Some(lang)))).collect(), own: in_lang(None) }
