@@ -127,14 +127,14 @@ impl CaseBook {
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => self.load(&routed.case_id).await?.1,
             Err(e) => return Err(store_err(e)),
         };
-        self.merge_duplicates(routed, revision, now).await
+        self.merge_duplicates(routed, revision).await
     }
 
     /// Folds together the reports of one incident: this routed case (its record stored at
     /// `revision`) and the open cases it duplicates are merged into one primary
     /// ([`lifecycle::primary`]; idempotent: a retry finds it done). One check at a time in this
     /// process (`merging`), and across replicas as the [module docs](self) say.
-    async fn merge_duplicates(&self, routed: &RoutedCase, revision: u64, now: Timestamp) -> Result<(), ActError> {
+    async fn merge_duplicates(&self, routed: &RoutedCase, revision: u64) -> Result<(), ActError> {
         let _one_at_a_time = self.merging.lock().await;
         // Every record stored before this one is in the cache once the follower passed it.
         self.followed_to(revision).await?;
@@ -146,7 +146,8 @@ impl CaseBook {
             // What the replica that held the lock before did is in the bucket: follow it in.
             let last = lock.status().await.map_err(store_err)?.info.state.last_sequence;
             self.followed_to(last).await?;
-            self.merge_group(routed, now).await
+            // Stamped when it is made, not when the report was opened: the wait may be long.
+            self.merge_group(routed, Timestamp::now()).await
         }
         .await;
         if let Err(e) = lock.delete(LOCK_KEY).await {

@@ -39,6 +39,7 @@ impl CaseBook {
         for _ in 0..32 {
             let (stored, revision) = self.load(case_id).await?;
             let Some(outcome) = f(&stored.record)? else { return Ok(stored.record) };
+            let outcome = outcome.after(&stored.record);
             let mut outbox = stored.outbox;
             outbox.extend(outbox::messages(&self.config.source, &stored.record, &outcome));
             let next = Stored { record: outcome.record, outbox };

@@ -272,6 +272,19 @@ fn duplicates_merge_and_split_back() {
 }
 
 #[test]
+fn a_transition_stamped_with_an_earlier_clock_never_moves_updated_at_back() {
+    let p = policy();
+    let first = open(&routed("a", &[]), t(0), &p);
+    let second = open(&routed("b", &[]), t(5), &p);
+    // A merge stamped with a time from before the report was opened (another replica's clock).
+    let (_, merged) = merge(&first, &second, t(1));
+    assert_eq!(merged.record.updated_at, t(1));
+    assert_eq!(merged.after(&second).record.updated_at, t(5));
+    let (_, later) = merge(&first, &second, t(9));
+    assert_eq!(later.after(&second).record.updated_at, t(9));
+}
+
+#[test]
 fn a_not_solved_rating_reopens_the_case() {
     let p = policy();
     let r = open(&routed("c1", &[]), t(0), &p);
