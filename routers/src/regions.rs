@@ -44,7 +44,7 @@ pub const BUCKET_REGIONS: &str = "linkbus_regions";
 pub const CHUNK_BYTES: usize = 256 * 1024;
 /// The files of a region that travel with a version (the volunteer roster and replay samples
 /// do not: they are not routing data).
-const VERSION_FILES: [&str; 6] =
+pub const VERSION_FILES: [&str; 6] =
     [files::MANIFEST, files::COMMUNITIES, files::DEPARTMENTS, files::CATEGORIES, files::FACILITIES, files::GEOCODES];
 
 /// What can go wrong publishing, fetching or applying a version.

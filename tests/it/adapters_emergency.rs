@@ -21,7 +21,7 @@ use linkbus_geo_data::Region;
 use linkbus_http::auth;
 use linkbus_http::config::{ApiKey, ApiRole};
 use linkbus_routers::regions;
-use linkbus_tests::{TestBus, WAIT, header, read_stream, repo_root, sf_region, wait_for_case};
+use linkbus_tests::{TestBus, WAIT, header, read_stream, repo_root, sf_region, sf_region_next_version, wait_for_case};
 use linkbus_wire::{CaseRecord, CaseState};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -408,12 +408,8 @@ async fn cap_geocodes_of_a_region_version_published_later_are_used_once_it_is_in
     assert!(error["error"].as_str().is_some_and(|e| e.contains("X-SFDEM SF")), "{error}");
 
     let dir = tempfile::tempdir().expect("temp dir");
-    for file in ["manifest.toml", "communities.geojson", "departments.json", "categories.toml", "facilities.geojson"] {
-        let text = std::fs::read_to_string(repo_root().join("geo-data/san-francisco").join(file)).expect("read");
-        let text = text.replace("version = \"2026.11.27\"", "version = \"2026.11.28\"");
-        std::fs::write(dir.path().join(file), text).expect("write");
-    }
-    let geocodes = std::fs::read_to_string(repo_root().join("geo-data/san-francisco/geocodes.toml")).expect("read");
+    sf_region_next_version(dir.path());
+    let geocodes = std::fs::read_to_string(dir.path().join("geocodes.toml")).expect("read");
     let scheme = "\n[[scheme]]\nvalue_names = [\"X-SFDEM\"]\ncodes = { \"SF\" = \"06075\" }\n";
     std::fs::write(dir.path().join("geocodes.toml"), geocodes + scheme).expect("write");
     let store = regions::open_bucket(&s.bus.js, &Default::default()).await.expect("bucket");

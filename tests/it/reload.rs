@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use linkbus_bus::nats::{STREAM_CASES, STREAM_DEADLETTER};
 use linkbus_routers::regions::{self, Current};
-use linkbus_tests::{TestBus, WAIT, case, publish_case, read_stream, sf_region_dir};
+use linkbus_tests::{TestBus, WAIT, case, publish_case, read_stream, sf_region_next_version};
 use linkbus_wire::{CloudEvent, RoutedCase, SourceSystem};
 
 const V1: &str = "san-francisco@2026.11.27";
@@ -15,15 +15,10 @@ const V2: &str = "san-francisco@2026.11.28";
 
 /// A copy of the SF region as version 2026.11.28, with the Mission renamed.
 fn sf_v2(dir: &std::path::Path) {
-    for file in ["manifest.toml", "communities.geojson", "departments.json", "categories.toml", "facilities.geojson"] {
-        let text = std::fs::read_to_string(sf_region_dir().join(file)).expect("read");
-        let text = match file {
-            "manifest.toml" => text.replace("version = \"2026.11.27\"", "version = \"2026.11.28\""),
-            "communities.geojson" => text.replace("\"name\":\"Mission\"", "\"name\":\"Mission (v2)\""),
-            _ => text,
-        };
-        std::fs::write(dir.join(file), text).expect("write");
-    }
+    sf_region_next_version(dir);
+    let path = dir.join("communities.geojson");
+    let text = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(path, text.replace("\"name\":\"Mission\"", "\"name\":\"Mission (v2)\"")).expect("write");
 }
 
 /// Waits (bounded) until `done` holds.

@@ -39,6 +39,20 @@ pub fn sf_region_dir() -> PathBuf {
     repo_root().join("geo-data/san-francisco")
 }
 
+/// Writes into `dir` the files of a version of the San Francisco region
+/// ([`linkbus_routers::regions::VERSION_FILES`]) as version 2026.11.28 (the shipped one is
+/// 2026.11.27), for a test to change and publish as a new version.
+pub fn sf_region_next_version(dir: &std::path::Path) {
+    for file in linkbus_routers::regions::VERSION_FILES {
+        let text = std::fs::read_to_string(sf_region_dir().join(file)).expect("read");
+        let text = match file {
+            "manifest.toml" => text.replace("version = \"2026.11.27\"", "version = \"2026.11.28\""),
+            _ => text,
+        };
+        std::fs::write(dir.join(file), text).expect("write");
+    }
+}
+
 /// The San Francisco region, loaded.
 pub fn sf_region() -> Region {
     Region::load(sf_region_dir()).expect("the SF region loads")

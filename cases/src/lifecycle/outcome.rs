@@ -48,10 +48,10 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// This outcome as the next record of `previous`: its `updated_at` never goes back, though the transition
-    /// was decided with another replica's clock or a time taken before waiting (a merge decided
-    /// after the lock), since readers (the console, the API's pages) take the later-stamped copy
-    /// of a case as the newer one.
+    /// This outcome as the next record of `previous`: its `updated_at` never goes back, though
+    /// the transition was decided with another replica's clock or a time taken before a wait,
+    /// since readers (the console, the API's pages) take the later-stamped copy of a case as the
+    /// newer one.
     pub fn after(mut self, previous: &CaseRecord) -> Self {
         self.record.updated_at = self.record.updated_at.max(previous.updated_at);
         self
