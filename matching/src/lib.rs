@@ -20,4 +20,4 @@ pub mod geodesy;
 pub mod volunteers;
 
 pub use decision::{PriorityRule, Router, RoutingParams};
-pub use volunteers::{OfferLedger, RosterBuilder, VolunteerIndex};
+pub use volunteers::{OfferLedger, RosterBuilder, RosterImage, VolunteerIndex};

@@ -707,9 +707,15 @@ pub struct VolunteerStatus {
 }
 
 impl VolunteerStatus {
+    /// True when `s` is a valid volunteer id (and so a valid KV key): 1-64 ASCII letters,
+    /// digits, `-` or `_`.
+    pub fn is_id(s: &str) -> bool {
+        is_token(s, 64, b"-_")
+    }
+
     /// Checks the id, position and skills.
     pub fn validate(&self) -> Result<(), Invalid> {
-        if !is_token(&self.id, 64, b"-_") {
+        if !Self::is_id(&self.id) {
             return Err(invalid("id", "must be 1-64 ASCII letters, digits, '-' or '_'"));
         }
         self.location.validate("location")?;

@@ -94,6 +94,11 @@ impl VolunteerIndex {
         Self { everyone, qualified, slots, available }
     }
 
+    /// Who the index knows.
+    pub(super) fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
     /// Number of volunteers known.
     pub fn len(&self) -> usize {
         self.slots.len()

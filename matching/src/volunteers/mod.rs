@@ -10,13 +10,16 @@
 //! - `walk`: the walks over rstar's nodes that its API lacks: nearest first within a bound,
 //!   and every entry within a distance;
 //! - `tree`: the R-tree upkeep rstar lacks: a bulk load with even leaves, a move in place;
+//! - `image`: an index's content as plain data, to save aside and load again ([`RosterImage`]);
 //! - `ledger`: the [`OfferLedger`] of offers in the last hour;
 //! - `testing` (tests only): a volunteer's status in one line.
 //!
 //! They depend on one another in one direction only: `walk` on nothing of the index, `tree` on
 //! `walk`'s point, `slots` on `walk`'s point, `index` on `slots`, `tree` and `walk`, `roster`
-//! on `index`, `slots` and `tree`; `ledger` stands alone.
+//! on `index`, `slots` and `tree`, `image` on `index`, `roster` and `slots`; `ledger` stands
+//! alone.
 
+mod image;
 mod index;
 mod ledger;
 mod roster;
@@ -26,6 +29,7 @@ mod testing;
 mod tree;
 mod walk;
 
+pub use image::{BadImage, ImageEntry, ImageView, RosterImage};
 pub(crate) use index::unsearched;
 pub use index::{Skip, VolunteerIndex, VolunteerPosition};
 pub use ledger::OfferLedger;

@@ -22,6 +22,11 @@ impl RosterBuilder {
         Self::default()
     }
 
+    /// Everyone in `slots`.
+    pub(super) fn with_slots(slots: Slots) -> Self {
+        Self { slots }
+    }
+
     /// Adds a volunteer, or replaces one put before; refuses one that would bring a 65th distinct
     /// skill, as [`VolunteerIndex::upsert`] does (nothing of them is kept).
     pub fn put(&mut self, v: &VolunteerStatus) -> Result<(), TooManySkills> {

@@ -100,6 +100,12 @@ pub(super) struct Slots {
 }
 
 impl Slots {
+    /// Nobody yet, the skills `names` known already (bit `n` for `names[n]`; checked by the
+    /// caller: at most 64, none twice).
+    pub(super) fn with_skills(names: Vec<String>) -> Self {
+        Self { skill_names: names, ..Self::default() }
+    }
+
     /// Number of volunteers known.
     pub(super) fn len(&self) -> usize {
         self.by_id.len()
