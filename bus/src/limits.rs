@@ -10,7 +10,7 @@ use crate::names;
 /// The byte limits of the bus's streams and buckets, in MiB (`[storage]`). The defaults hold a
 /// week (`[nats] retention_days`) of a city of about two million people, 20,000 cases a day,
 /// and a million volunteers, with the message sizes measured in docs/operations.md ("Storage"):
-/// 4.5 GiB in all (what a laptop can reserve too: nats-server reserves them in 75 % of the
+/// 4.8 GiB in all (what a laptop can reserve too: nats-server reserves them in 75 % of the
 /// disk's free space when it has no `max_file_store`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,6 +32,10 @@ pub struct StorageLimits {
     pub case_records_mib: u64,
     /// Volunteers' live state (KV `linkbus_volunteers`), one entry per volunteer.
     pub volunteers_mib: u64,
+    /// The routers' snapshot of the volunteer index (object store `linkbus_snapshots`): about
+    /// 45 bytes a volunteer, held twice while a new one replaces the old. Full, a snapshot is
+    /// not saved and routers start by reading the whole volunteers bucket.
+    pub snapshots_mib: u64,
     /// Each other bucket: the console's, region versions, commerce deliveries, webhook
     /// delivery records, dead-letter replays.
     pub small_bucket_mib: u64,
@@ -47,6 +51,7 @@ impl Default for StorageLimits {
             deadletter_mib: 128,
             case_records_mib: 1024,
             volunteers_mib: 512,
+            snapshots_mib: 256,
             small_bucket_mib: 32,
         }
     }
@@ -65,6 +70,7 @@ impl StorageLimits {
             ("deadletter_mib", self.deadletter_mib),
             ("case_records_mib", self.case_records_mib),
             ("volunteers_mib", self.volunteers_mib),
+            ("snapshots_mib", self.snapshots_mib),
             ("small_bucket_mib", self.small_bucket_mib),
         ];
         match fields.iter().find(|(_, mib)| !(1..=1 << 30).contains(mib)) {
@@ -86,17 +92,18 @@ impl StorageLimits {
         bytes(mib)
     }
 
-    /// The limit of KV bucket `bucket`, bytes.
+    /// The limit of KV bucket or object store `bucket`, bytes.
     pub fn bucket_bytes(&self, bucket: &str) -> i64 {
         bytes(match bucket {
             names::BUCKET_CASES => self.case_records_mib,
             names::BUCKET_VOLUNTEERS => self.volunteers_mib,
+            names::OBJECTS_SNAPSHOTS => self.snapshots_mib,
             _ => self.small_bucket_mib,
         })
     }
 
     /// Everything linkbus reserves in a JetStream store, bytes, per replica: the streams, the two
-    /// large buckets and the six small ones. An embedded server's `max_file_store` must be at
+    /// large buckets, the snapshots and the six small buckets. An embedded server's `max_file_store` must be at
     /// least this (and the disk must hold it).
     pub fn reserved_bytes(&self) -> u64 {
         (4 * self.ingest_mib
@@ -106,6 +113,7 @@ impl StorageLimits {
             + self.deadletter_mib
             + self.case_records_mib
             + self.volunteers_mib
+            + self.snapshots_mib
             + 6 * self.small_bucket_mib)
             .saturating_mul(MIB)
     }
@@ -129,7 +137,8 @@ mod tests {
         assert_eq!(limits.stream_bytes("SOMEONE_ELSES"), -1);
         assert_eq!(limits.bucket_bytes(names::BUCKET_CASES), 1024 * MIB as i64);
         assert_eq!(limits.bucket_bytes("linkbus_console"), 32 * MIB as i64);
-        assert_eq!(limits.reserved_bytes(), 4_672 * MIB, "4.6 GiB");
+        assert_eq!(limits.bucket_bytes(names::OBJECTS_SNAPSHOTS), 256 * MIB as i64);
+        assert_eq!(limits.reserved_bytes(), 4_928 * MIB, "4.8 GiB");
         assert!(StorageLimits { routed_mib: 0, ..limits }.check().expect_err("zero").contains("routed_mib"));
     }
 }

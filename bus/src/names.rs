@@ -27,3 +27,5 @@ pub const STREAM_DEADLETTER: &str = "LINKBUS_DEADLETTER";
 pub const BUCKET_VOLUNTEERS: &str = "linkbus_volunteers";
 /// KV bucket of case records, keyed by case id (`:` written as `=`, which KV keys allow).
 pub const BUCKET_CASES: &str = "linkbus_cases";
+/// Object store of the routers' snapshots (the volunteer index saved aside, to start from).
+pub const OBJECTS_SNAPSHOTS: &str = "linkbus_snapshots";

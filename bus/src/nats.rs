@@ -223,6 +223,31 @@ pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Re
         // Live state: kept until replaced or deleted, however old.
         provision_bucket(js, bucket, description, Duration::ZERO, settings).await?;
     }
+    provision_objects(js, OBJECTS_SNAPSHOTS, "routers' snapshots of the volunteer index", settings).await
+}
+
+/// Creates or updates an object store by its backing stream `OBJ_<bucket>` (at most
+/// [`StorageLimits::bucket_bytes`]), configured as async-nats's `create_object_store` would.
+async fn provision_objects(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    settings: &StreamSettings,
+) -> Result<(), BusError> {
+    let max_bytes = settings.storage.bucket_bytes(bucket);
+    let config = stream::Config {
+        name: format!("OBJ_{bucket}"),
+        description: Some(format!("linkbus: {description}")),
+        subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
+        max_bytes,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: settings.replicas,
+        ..Default::default()
+    };
+    js.create_or_update_stream(config).await.map_err(|e| BusError::provision(bucket, max_bytes, e))?;
     Ok(())
 }
 
@@ -336,12 +361,14 @@ where
     F: FnMut(kv::Entry) -> Fut + Send,
     Fut: Future<Output = ()> + Send,
 {
-    follow_bucket_with(store, ">", ready, shutdown, Each(apply)).await;
+    follow_bucket_with(store, ">", 0, ready, shutdown, Each(apply)).await;
 }
 
 /// Follows the keys of a KV bucket matching `keys` (a subject filter of keys: `>` for all)
 /// until `shutdown`, as `follower` wants them ([`BucketFollower`]); `ready` is cancelled once
-/// the snapshot is in ([`BucketFollower::caught_up`] returned).
+/// the snapshot is in ([`BucketFollower::caught_up`] returned). With `after` above 0 the
+/// follower holds the bucket as it was at that revision already, and the snapshot is only the
+/// entries stored after it.
 ///
 /// It reads the bucket's stream (`KV_<bucket>`) with an ordered pull consumer, the last entry of
 /// each key first (all of the stream when it keeps one entry per key, as linkbus's buckets do),
@@ -353,12 +380,13 @@ where
 pub async fn follow_bucket_with<F: BucketFollower>(
     store: &kv::Store,
     keys: &str,
+    after: u64,
     ready: &CancellationToken,
     shutdown: &CancellationToken,
     mut follower: F,
 ) {
-    // Stream sequence of the last entry handed over; 0 before the first.
-    let mut last_seen = 0u64;
+    // Stream sequence of the last entry handed over (or held already); 0 before the first.
+    let mut last_seen = after;
     // The stream's last sequence when the follow began: the snapshot ends there at the latest.
     let mut snapshot_end = None;
     // Whether the stream keeps one message per key, so that reading all of it reads the last

@@ -283,6 +283,9 @@ pub struct RouterConfig {
     /// management), so that a flood of one kind cannot delay a 119 call; false: in the order
     /// they arrived.
     pub emergency_first: bool,
+    /// Seconds between two snapshots of the volunteer index saved aside (routers start from the
+    /// latest and read only the volunteers' changes since); 0: none are saved.
+    pub volunteer_snapshot_secs: u64,
 }
 
 impl Default for RouterConfig {
@@ -295,6 +298,7 @@ impl Default for RouterConfig {
             max_payload_bytes: s.max_payload,
             max_in_flight: s.max_in_flight,
             emergency_first: s.emergency_first,
+            volunteer_snapshot_secs: 60,
         }
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! | user                  | may                                                                  |
 //! |-----------------------|----------------------------------------------------------------------|
-//! | `linkbus`             | everything the service does: JetStream API, its streams and buckets, |
+//! | `linkbus`             | everything the service does: JetStream API, its streams, buckets and |
+//! |                       | snapshots,                                                           |
 //! |                       | serve `action.*` and `volunteer.*.answer`, reply to requests;        |
 //! |                       | alone may send and serve `replay.action` (replayed/simulated actions) |
 //! | `source-<system>`     | publish `ingest.<system>.>` (stored in its system's own stream, `LINKBUS_INGEST_<SYSTEM>`, so the ids it may reserve are its own) and its adapters' subjects (`adapter.cap`/`.cad`, `adapter.grid.report`) |
@@ -27,7 +28,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use linkbus_bus::nats::{BUCKET_VOLUNTEERS, STREAM_ROUTED};
+use linkbus_bus::nats::{BUCKET_VOLUNTEERS, OBJECTS_SNAPSHOTS, STREAM_ROUTED};
 use linkbus_geo_data::Region;
 use linkbus_wire::subjects;
 use linkbus_wire::{self as wire, SourceSystem};
@@ -85,6 +86,7 @@ impl Role {
                     "$JS.ACK.>".into(),
                     "$JS.FC.>".into(),
                     "$KV.>".into(),
+                    format!("$O.{OBJECTS_SNAPSHOTS}.>"),
                 ],
                 subscribe: vec![
                     subjects::action("*"),

@@ -3,7 +3,6 @@
 //! Its metrics go into one registry ([`Metrics`]); [`Service::readiness`] is what `/readyz` asks.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,8 +24,8 @@ use linkbus_http::track::Track;
 use linkbus_http::volunteer::BUCKET_VOLUNTEER_KEYS;
 use linkbus_matching::Router;
 use linkbus_matching::areas::Gazetteer;
-use linkbus_routers::regions;
 use linkbus_routers::service::{self as router_service, RouterState};
+use linkbus_routers::{regions, volunteer_snapshot};
 use linkbus_wire as wire;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -315,7 +314,16 @@ impl Service {
         tokio::time::timeout(VOLUNTEERS_READY_TIMEOUT, ready.cancelled())
             .await
             .context("timed out loading volunteers from the bucket")?;
-        info!(volunteers = state.stats.volunteer_updates.load(Ordering::Relaxed), "volunteers loaded");
+        info!(volunteers = linkbus_bus::sync::read(&state.volunteers).len(), "volunteers loaded");
+        if config.router.volunteer_snapshot_secs > 0 {
+            let every = Duration::from_secs(config.router.volunteer_snapshot_secs);
+            tasks.push(tokio::spawn(volunteer_snapshot::save_every(
+                js.clone(),
+                state.clone(),
+                every,
+                shutdown.clone(),
+            )));
+        }
 
         let mut book_config = config.book_config(format!("{source}/cases"));
         book_config.time_zone = jiff::tz::TimeZone::get(&region.manifest.time_zone)

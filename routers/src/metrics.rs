@@ -59,6 +59,8 @@ pub struct RouterMetrics {
     deadletter_regions: DeadLetterCounter,
     /// Region versions swapped in by live reload.
     pub region_swaps: IntCounter,
+    /// Volunteer snapshots saved, and saves that failed.
+    snapshots: [IntCounter; 2],
     /// Publishes refused for lack of storage (`linkbus_bus_storage_refused_total`), shared with
     /// the adapters' intake and asked by `/readyz`.
     pub storage: StorageHealth,
@@ -128,8 +130,16 @@ impl RouterMetrics {
             "linkbus_router_region_swaps_total",
             "Region versions published to the linkbus_regions bucket, checked and swapped in (refused ones are dead letters of stage regions).",
         )?;
+        let snapshots = IntCounterVec::new(
+            Opts::new(
+                "linkbus_router_volunteer_snapshots_total",
+                "Snapshots of the volunteer index this router saved to the linkbus_snapshots object store, and saves that failed.",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(deadletters.clone()))?;
         registry.register(Box::new(region_swaps.clone()))?;
+        registry.register(Box::new(snapshots.clone()))?;
         let storage_refused = StorageHealth::counter()?;
         registry.register(Box::new(storage_refused.clone()))?;
         Ok(Self {
@@ -146,6 +156,7 @@ impl RouterMetrics {
             deadletter_volunteers: DeadLetterCounter::new(&deadletters, "volunteers", &VOLUNTEER_REASONS),
             deadletter_regions: DeadLetterCounter::new(&deadletters, "regions", &["invalid"]),
             region_swaps,
+            snapshots: ["saved", "failed"].map(|o| snapshots.with_label_values(&[o])),
             deadletters,
             storage: StorageHealth::new(storage_refused),
         })
@@ -189,6 +200,11 @@ impl RouterMetrics {
     /// Counts a refused region version.
     pub fn deadletter_region(&self) {
         self.deadletter_regions.inc("invalid");
+    }
+
+    /// Counts a volunteer snapshot saved (or a save that failed).
+    pub fn volunteer_snapshot(&self, saved: bool) {
+        self.snapshots[usize::from(!saved)].inc();
     }
 
     /// Sets the volunteer gauges.

@@ -299,7 +299,7 @@ pub async fn follow_region(
 ) {
     let key = current_key(&region);
     let follower = RegionFollower { js: &js, store: &store, state: &state, region: &region, params: &params, swapped };
-    nats::follow_bucket_with(&store, &key, &CancellationToken::new(), &shutdown, follower).await;
+    nats::follow_bucket_with(&store, &key, 0, &CancellationToken::new(), &shutdown, follower).await;
 }
 
 /// Follows `<region>.current` for [`follow_region`]: the version in force when it starts, then

@@ -120,6 +120,44 @@ pub struct RouterStats {
     pub region_swap_pause_ns: AtomicU64,
 }
 
+/// How far the volunteer index follows the bucket, as [`crate::volunteer_snapshot::save`] needs it.
+#[derive(Debug, Default)]
+pub struct Followed {
+    /// The bucket revision of the last entry the index took (or refused); 0 until loaded.
+    revision: AtomicU64,
+    /// The skills every volunteer of the index was taken with (sorted); none until loaded, or
+    /// once a region calling for other skills took over (the index then mixes two).
+    skills_called: RwLock<Option<Arc<Vec<String>>>>,
+}
+
+impl Followed {
+    /// The bucket revision of the last entry the index took.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// The skills every volunteer of the index was taken with, if one set was.
+    pub fn skills_called(&self) -> Option<Arc<Vec<String>>> {
+        read(&self.skills_called).clone()
+    }
+
+    /// The index holds the bucket up to `revision`, every volunteer taken with `skills_called`.
+    pub(crate) fn loaded(&self, revision: u64, skills_called: Option<Vec<String>>) {
+        *write(&self.skills_called) = skills_called.map(Arc::new);
+        self.took(revision);
+    }
+
+    /// The index took (or refused) the entry at `revision`.
+    pub(crate) fn took(&self, revision: u64) {
+        self.revision.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// A region calling for other skills took over: the index mixes two sets of skills.
+    pub(crate) fn mixed(&self) {
+        write(&self.skills_called).take();
+    }
+}
+
 /// Shared state of one router process.
 #[derive(Debug)]
 pub struct RouterState {
@@ -127,6 +165,8 @@ pub struct RouterState {
     router: RwLock<Arc<Router>>,
     /// Volunteers, updated by [`crate::volunteers::follow_volunteers`].
     pub volunteers: RwLock<VolunteerIndex>,
+    /// How far `volunteers` follows the bucket.
+    pub volunteers_followed: Followed,
     /// Offers of the last hour, updated by [`follow_offers`].
     pub offers: RwLock<OfferLedger>,
     /// Counters.
@@ -146,6 +186,7 @@ impl RouterState {
         Arc::new(Self {
             router: RwLock::new(Arc::new(router)),
             volunteers: RwLock::new(VolunteerIndex::new()),
+            volunteers_followed: Followed::default(),
             offers: RwLock::new(OfferLedger::new()),
             stats: RouterStats::default(),
             metrics,

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::service::{RouterState, ServiceError, dead_letter_entry};
+use crate::volunteer_snapshot;
 
 /// Refused values whose good status waits to be put back, at most (more are left refused in the
 /// bucket, and logged; the running router keeps the good status all the same).
@@ -40,9 +41,10 @@ const IGNORED_LOGGED: usize = 64;
 
 /// Follows the volunteers bucket into `state.volunteers` until `shutdown`: first every current
 /// entry, gathered as the index keeps it and bulk-loaded in one go ([`RosterBuilder`]), then each
-/// change as it happens, one at a time. `ready` is cancelled once the current entries are
-/// loaded. What it refuses, and how the last good status is kept, is in the [module
-/// docs](self).
+/// change as it happens, one at a time. The current entries are those of the saved snapshot
+/// ([`volunteer_snapshot::load`]) with the bucket's changes since on top, when there is a good
+/// snapshot; else the whole bucket. `ready` is cancelled once the current entries are loaded.
+/// What it refuses, and how the last good status is kept, is in the [module docs](self).
 pub async fn follow_volunteers(
     js: jetstream::Context,
     state: Arc<RouterState>,
@@ -50,16 +52,13 @@ pub async fn follow_volunteers(
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
     let store = js.get_key_value(nats::BUCKET_VOLUNTEERS).await.map_err(|e| ServiceError::Volunteers(e.into()))?;
+    let mut skills = RegionSkills::default();
+    let (roster, after) =
+        volunteer_snapshot::load(&js, &store, &skills.sorted(&state.router())).await.unwrap_or_default();
     let (restore, wanted) = mpsc::channel(RESTORE_QUEUE);
     let restorer = tokio::spawn(put_back_good_statuses(store.clone(), state.clone(), wanted, shutdown.clone()));
-    let follower = VolunteerFollower {
-        js: &js,
-        state: &state,
-        roster: RosterBuilder::new(),
-        skills: RegionSkills::default(),
-        restore,
-    };
-    nats::follow_bucket_with(&store, ">", &ready, &shutdown, follower).await;
+    let follower = VolunteerFollower { js: &js, state: &state, roster, last: after, skills, restore };
+    nats::follow_bucket_with(&store, ">", after, &ready, &shutdown, follower).await;
     // The follower (and with it the sender) is gone: the restorer finishes its round and ends.
     let _ = restorer.await;
     Ok(())
@@ -71,6 +70,8 @@ struct VolunteerFollower<'a> {
     state: &'a RouterState,
     /// The bucket's current content, gathered until it is all in.
     roster: RosterBuilder,
+    /// The revision of the last entry gathered (or of the snapshot started from).
+    last: u64,
     /// The skills the region in force calls for.
     skills: RegionSkills,
     /// Refused values over a good status: (key, refused revision), for the restorer.
@@ -79,6 +80,7 @@ struct VolunteerFollower<'a> {
 
 impl nats::BucketFollower for VolunteerFollower<'_> {
     async fn snapshot_entry(&mut self, entry: kv::Entry) {
+        self.last = entry.revision;
         match entry.operation {
             kv::Operation::Delete | kv::Operation::Purge => {
                 self.roster.remove(&entry.key);
@@ -99,11 +101,14 @@ impl nats::BucketFollower for VolunteerFollower<'_> {
         let index = std::mem::take(&mut self.roster).build();
         let known = index.len();
         *write(&self.state.volunteers) = index;
+        let skills = (!self.skills.changed).then(|| self.skills.sorted(&self.state.router()));
+        self.state.volunteers_followed.loaded(self.last, skills);
         info!(volunteers = known, load_ms = started.elapsed().as_secs_f64() * 1e3, "volunteers bulk-loaded");
     }
 
     async fn apply(&mut self, entry: kv::Entry) {
         let state = self.state;
+        let revision = entry.revision;
         match entry.operation {
             kv::Operation::Delete | kv::Operation::Purge => {
                 write(&state.volunteers).remove(&entry.key);
@@ -124,6 +129,10 @@ impl nats::BucketFollower for VolunteerFollower<'_> {
                 }
             }
         }
+        if self.skills.changed {
+            state.volunteers_followed.mixed();
+        }
+        state.volunteers_followed.took(revision);
     }
 }
 
@@ -157,15 +166,26 @@ struct RegionSkills {
     names: Arc<HashSet<String>>,
     /// Skill names already logged as left out.
     logged: HashSet<String>,
+    /// Whether a region calling for other skills took over since the first.
+    changed: bool,
 }
 
 impl RegionSkills {
     fn current(&mut self, router: &Arc<Router>) -> Arc<HashSet<String>> {
         if !self.router.as_ref().is_some_and(|r| Arc::ptr_eq(r, router)) {
-            self.names = Arc::new(router.volunteer_skills().map(str::to_owned).collect());
+            let names: HashSet<String> = router.volunteer_skills().map(str::to_owned).collect();
+            self.changed |= self.router.is_some() && names != *self.names;
+            self.names = Arc::new(names);
             self.router = Some(router.clone());
         }
         self.names.clone()
+    }
+
+    /// [`RegionSkills::current`], sorted.
+    fn sorted(&mut self, router: &Arc<Router>) -> Vec<String> {
+        let mut names: Vec<String> = self.current(router).iter().cloned().collect();
+        names.sort_unstable();
+        names
     }
 
     /// Logs, once per skill name (the first [`IGNORED_LOGGED`] of them), the skills of `v` that

@@ -44,5 +44,6 @@ mod track;
 mod track_page;
 mod trust_ids;
 mod volunteer_app;
+mod volunteer_snapshot;
 mod volunteer_status;
 mod webhooks;

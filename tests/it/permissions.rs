@@ -12,7 +12,8 @@ use linkbus::config::{Config, NatsConfig};
 use linkbus::nats_access::{self, NatsAuth, NatsTls};
 use linkbus::nats_auth::{self, AuthOptions, Role};
 use linkbus::service::{self, Service};
-use linkbus_bus::nats::{BUCKET_VOLUNTEERS, STREAM_ROUTED};
+use linkbus_bus::nats::{BUCKET_VOLUNTEERS, OBJECTS_SNAPSHOTS, STREAM_ROUTED};
+use linkbus_routers::volunteer_snapshot::SNAPSHOT_OBJECT;
 use linkbus_tests::nats_process::{NatsProcess, free_port};
 use linkbus_tests::{WAIT, case, sf_region, sf_region_dir, wait_for_case};
 use linkbus_wire::{self as wire, SourceSystem};
@@ -133,6 +134,7 @@ async fn each_role_may_do_its_part_and_nothing_else() {
     config.region.dir = sf_region_dir();
     config.ingest.unclaimed = linkbus_wire::claims::Unclaimed::Accept;
     config.nats.auth = auth_for(&auth_dir, &Role::Service);
+    config.router.volunteer_snapshot_secs = 1;
     let client = service::connect_configured(&url, &config.nats, WAIT, None).await.expect("the service connects");
     let service = Service::start(&config, &region, client, "/linkbus/perm".into()).await.expect("service starts");
 
@@ -228,6 +230,9 @@ async fn each_role_may_do_its_part_and_nothing_else() {
     taker.refused("publish to", &format!("volunteer.{first}.answer")).await;
     let _denied = taker.client.subscribe(format!("volunteer.{first}.offer")).await.expect("sent");
     taker.refused("subscription to", &format!("volunteer.{first}.offer")).await;
+    // Nor write the routers' snapshot of everyone's.
+    taker.client.publish(format!("$O.{OBJECTS_SNAPSHOTS}.C.forged"), "{}".into()).await.expect("sent");
+    taker.refused("publish to", &format!("$O.{OBJECTS_SNAPSHOTS}.C.forged")).await;
 
     // The operator saw it all happen and may look at the streams, but change nothing.
     let event = tokio::time::timeout(WAIT, timeline.next()).await.expect("timeline in time").expect("event");
@@ -253,6 +258,14 @@ async fn each_role_may_do_its_part_and_nothing_else() {
     // The service never strayed either: every case it saw was routed.
     let r = wait_for_case(&service, "perm-sewer", "accepted", |r| r.accepted_by.is_some()).await;
     assert_eq!(r.accepted_by.as_deref(), Some(SEWER));
+    // And saved its volunteer snapshot under its own user.
+    let own = Party::connect(&url, &auth_dir, &Role::Service).await;
+    let objects = own.js.get_object_store(OBJECTS_SNAPSHOTS).await.expect("the snapshot store");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while objects.info(SNAPSHOT_OBJECT).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the service saved no volunteer snapshot");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     service.stop().await;
     drop(server);
 }

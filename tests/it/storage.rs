@@ -46,7 +46,7 @@ async fn a_full_stream_says_storage_refused_and_recovers_once_space_is_freed() {
     let server = NatsProcess::start(&conf, port, &[], &dir.path().join("nats-server.log")).await;
     let region = sf_region();
 
-    // The default limits (4.5 GiB) do not fit in 64 MiB: start-up says so and what to do.
+    // The default limits (4.8 GiB) do not fit in 64 MiB: start-up says so and what to do.
     let mut config = Config::default();
     config.nats.url = Some(server.url());
     config.region.dir = sf_region_dir();
@@ -64,6 +64,7 @@ async fn a_full_stream_says_storage_refused_and_recovers_once_space_is_freed() {
         deadletter_mib: 2,
         case_records_mib: 8,
         volunteers_mib: 4,
+        snapshots_mib: 1,
         small_bucket_mib: 1,
     };
     assert!(config.storage.reserved_bytes() < STORE);

@@ -246,7 +246,7 @@ pub fn storage_toml() -> String {
     let storage = test_storage();
     format!(
         "[storage]\ningest_mib = {}\nrouted_mib = {}\ncases_mib = {}\noffers_mib = {}\ndeadletter_mib = {}\n\
-         case_records_mib = {}\nvolunteers_mib = {}\nsmall_bucket_mib = {}\n",
+         case_records_mib = {}\nvolunteers_mib = {}\nsnapshots_mib = {}\nsmall_bucket_mib = {}\n",
         storage.ingest_mib,
         storage.routed_mib,
         storage.cases_mib,
@@ -254,6 +254,7 @@ pub fn storage_toml() -> String {
         storage.deadletter_mib,
         storage.case_records_mib,
         storage.volunteers_mib,
+        storage.snapshots_mib,
         storage.small_bucket_mib,
     )
 }
@@ -276,6 +277,7 @@ pub fn test_storage() -> linkbus_bus::limits::StorageLimits {
         deadletter_mib: 64,
         case_records_mib: 256,
         volunteers_mib: 64,
+        snapshots_mib: 32,
         small_bucket_mib: 16,
     }
 }

@@ -85,7 +85,7 @@ impl Console {
         let (follow_store, follower, ready, until) =
             (store.clone(), SignOuts(sessions.clone()), read.clone(), stop.clone());
         tokio::spawn(async move {
-            nats::follow_bucket_with(&follow_store, &format!("{SIGNED_OUT}.>"), &ready, &until, follower).await;
+            nats::follow_bucket_with(&follow_store, &format!("{SIGNED_OUT}.>"), 0, &ready, &until, follower).await;
         });
         tokio::time::timeout(SIGN_OUTS_WAIT, read.cancelled())
             .await
