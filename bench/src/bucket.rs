@@ -1,7 +1,9 @@
 //! Start-up through a real nats-server: the volunteers bucket filled with a city's volunteers,
 //! then a fresh process timed from connecting to having them all loaded, as the service takes
-//! them ([`linkbus_routers::volunteers::follow_volunteers`]: the bucket's stream read, each entry
-//! parsed and checked, the index bulk-loaded), with its resident memory then.
+//! them ([`linkbus_routers::volunteers::follow_volunteers`]), with its resident memory then:
+//! first with no snapshot (the bucket's stream read, each entry parsed and checked, the index
+//! bulk-loaded), which saves one ([`linkbus_routers::volunteer_snapshot::save`]); then from that
+//! snapshot with the bucket unchanged since, and with a tenth of the volunteers moved since.
 
 use std::collections::VecDeque;
 use std::process::Command;
@@ -14,7 +16,7 @@ use linkbus_bus::nats::{self, BUCKET_VOLUNTEERS, StreamSettings};
 use linkbus_bus::server::{NatsServer, ServerConfig};
 use linkbus_matching::{Router, RoutingParams};
 use linkbus_routers::service::RouterState;
-use linkbus_routers::volunteers;
+use linkbus_routers::{volunteer_snapshot, volunteers};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -34,8 +36,14 @@ pub struct BucketReport {
     /// Seconds to fill the bucket (not part of start-up; about 0 when an already filled one was
     /// kept).
     pub fill_seconds: f64,
-    /// The fresh process's start-up.
+    /// The fresh process's start-up with no snapshot: the whole bucket read.
     pub follower: FollowerReport,
+    /// A fresh process's start-up from the snapshot the first saved, the bucket unchanged.
+    pub from_snapshot: FollowerReport,
+    /// Volunteers moved after the snapshot was saved, before [`BucketReport::from_snapshot_changed`].
+    pub changed: usize,
+    /// A fresh process's start-up from the same snapshot once `changed` volunteers moved.
+    pub from_snapshot_changed: FollowerReport,
     /// Seconds for the same kind of consumer to read every entry of the bucket and do nothing
     /// with them: what nats-server and the client take to deliver them.
     pub read_seconds: f64,
@@ -55,6 +63,12 @@ pub struct FollowerReport {
     pub volunteers_seconds: f64,
     /// Volunteers in the index then.
     pub loaded: usize,
+    /// Entries read from the bucket (the rest came from the snapshot).
+    pub entries_read: u64,
+    /// Seconds to save a snapshot of the index afterwards, when asked to.
+    pub save_seconds: Option<f64>,
+    /// Its size, bytes.
+    pub snapshot_bytes: Option<usize>,
     /// Resident memory before anything was made, MB.
     pub rss_before_mb: f64,
     /// Resident memory with the volunteers loaded (the synthetic region dropped), MB.
@@ -109,18 +123,42 @@ pub async fn run(
     }
     let fill_seconds = started.elapsed().as_secs_f64();
     eprintln!("bucket filled in {fill_seconds:.1} s");
-
-    let exe = std::env::current_exe()?;
-    let out = Command::new(exe)
-        .args(["bucket-follow", "--url", &url])
-        .args(["--communities", &communities.to_string(), "--volunteers", &volunteers.to_string()])
-        .output()
-        .context("running linkbus-bench bucket-follow")?;
-    if !out.status.success() {
-        anyhow::bail!("bucket-follow failed: {}", String::from_utf8_lossy(&out.stderr));
+    let objects = js.get_object_store(nats::OBJECTS_SNAPSHOTS).await?;
+    if objects.info(volunteer_snapshot::SNAPSHOT_OBJECT).await.is_ok() {
+        objects.delete(volunteer_snapshot::SNAPSHOT_OBJECT).await?;
     }
-    let follower: FollowerReport = serde_json::from_slice(&out.stdout).context("reading bucket-follow's report")?;
-    eprintln!("follower: {}", String::from_utf8_lossy(&out.stdout).trim());
+
+    let follower = follow_in_process(&url, communities, volunteers, true)?;
+    anyhow::ensure!(
+        follower.entries_read == volunteers as u64,
+        "the first start read {} entries",
+        follower.entries_read
+    );
+    let from_snapshot = follow_in_process(&url, communities, volunteers, false)?;
+    anyhow::ensure!(
+        from_snapshot.entries_read == 0,
+        "the snapshot was not used: {} entries read",
+        from_snapshot.entries_read
+    );
+    let changed = volunteers / 10;
+    let mut acks = VecDeque::with_capacity(FILL_WINDOW);
+    for mut v in synthetic::volunteer_stream(volunteers).step_by(10) {
+        v.location.lat += 0.001;
+        if acks.len() == FILL_WINDOW {
+            let ack: jetstream::context::PublishAckFuture = acks.pop_front().expect("a full window");
+            ack.await?;
+        }
+        acks.push_back(js.publish(format!("$KV.{BUCKET_VOLUNTEERS}.{}", v.id), serde_json::to_vec(&v)?.into()).await?);
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    let from_snapshot_changed = follow_in_process(&url, communities, volunteers, false)?;
+    anyhow::ensure!(
+        from_snapshot_changed.entries_read == changed as u64,
+        "{} entries read from the bucket, {changed} changed",
+        from_snapshot_changed.entries_read
+    );
 
     let started = Instant::now();
     let consumer = stream
@@ -139,13 +177,44 @@ pub async fn run(
     if let Some(mut s) = server {
         s.stop(Duration::from_secs(5)).await;
     }
-    Ok(BucketReport { communities, volunteers, fill_seconds, follower, read_seconds })
+    Ok(BucketReport {
+        communities,
+        volunteers,
+        fill_seconds,
+        follower,
+        from_snapshot,
+        changed,
+        from_snapshot_changed,
+        read_seconds,
+    })
+}
+
+/// Runs `linkbus-bench bucket-follow` (a fresh process) and reads its report.
+fn follow_in_process(url: &str, communities: usize, volunteers: usize, save: bool) -> anyhow::Result<FollowerReport> {
+    let exe = std::env::current_exe()?;
+    let mut command = Command::new(exe);
+    command.args(["bucket-follow", "--url", url]).args([
+        "--communities",
+        &communities.to_string(),
+        "--volunteers",
+        &volunteers.to_string(),
+    ]);
+    if save {
+        command.arg("--save-snapshot");
+    }
+    let out = command.output().context("running linkbus-bench bucket-follow")?;
+    if !out.status.success() {
+        anyhow::bail!("bucket-follow failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    eprintln!("follower: {}", String::from_utf8_lossy(&out.stdout).trim());
+    serde_json::from_slice(&out.stdout).context("reading bucket-follow's report")
 }
 
 /// In a fresh process: connects to `url`, builds the router for `communities` synthetic
 /// communities and follows the volunteers bucket as the service does until its volunteers are
-/// loaded; `expected` is how many there should be.
-pub async fn follow(url: &str, communities: usize, expected: usize) -> anyhow::Result<FollowerReport> {
+/// loaded (from the snapshot, if there is one); `expected` is how many there should be. With
+/// `save`, then saves a snapshot of the index.
+pub async fn follow(url: &str, communities: usize, expected: usize, save: bool) -> anyhow::Result<FollowerReport> {
     let rss_before_mb = status_mb("VmRSS")?;
     let region = synthetic::region(synthetic::grid(communities, synthetic::VERTICES));
 
@@ -157,7 +226,8 @@ pub async fn follow(url: &str, communities: usize, expected: usize) -> anyhow::R
     let router_seconds = started.elapsed().as_secs_f64() - connect_seconds;
     let state = RouterState::new(router);
     let (ready, shutdown) = (CancellationToken::new(), CancellationToken::new());
-    let follower = tokio::spawn(volunteers::follow_volunteers(js, state.clone(), ready.clone(), shutdown.clone()));
+    let follower =
+        tokio::spawn(volunteers::follow_volunteers(js.clone(), state.clone(), ready.clone(), shutdown.clone()));
     tokio::select! {
         _ = ready.cancelled() => {}
         ended = follower => anyhow::bail!("the volunteer follower stopped: {:?}", ended?),
@@ -167,6 +237,14 @@ pub async fn follow(url: &str, communities: usize, expected: usize) -> anyhow::R
     anyhow::ensure!(loaded == expected, "{loaded} volunteers loaded, {expected} expected");
     drop(region);
     let rss_mb = status_mb("VmRSS")?;
+    let entries_read = state.stats.volunteer_updates.load(std::sync::atomic::Ordering::Relaxed);
+    let (save_seconds, snapshot_bytes) = if save {
+        let started = Instant::now();
+        let saved = volunteer_snapshot::save(&js, &state).await?.context("nothing to save")?;
+        (Some(started.elapsed().as_secs_f64()), Some(saved.bytes))
+    } else {
+        (None, None)
+    };
     shutdown.cancel();
     client.drain().await.ok();
     Ok(FollowerReport {
@@ -175,6 +253,9 @@ pub async fn follow(url: &str, communities: usize, expected: usize) -> anyhow::R
         router_seconds,
         volunteers_seconds: seconds - connect_seconds - router_seconds,
         loaded,
+        entries_read,
+        save_seconds,
+        snapshot_bytes,
         rss_before_mb,
         rss_mb,
         peak_rss_mb: status_mb("VmHWM")?,

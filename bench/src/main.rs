@@ -66,7 +66,9 @@ enum Command {
         volunteers: usize,
     },
     /// Start-up through a real nats-server: the volunteers bucket filled, then a fresh process
-    /// (`bucket-follow`) timed taking them as the service does, with its resident memory.
+    /// (`bucket-follow`) timed taking them as the service does, with its resident memory: from
+    /// the whole bucket (saving a snapshot), then from the snapshot, before and after a tenth of
+    /// the volunteers moved.
     Bucket {
         /// Communities.
         #[arg(long, default_value_t = 10_000)]
@@ -93,6 +95,9 @@ enum Command {
         /// Volunteers expected in the bucket.
         #[arg(long)]
         volunteers: usize,
+        /// Then save a snapshot of the index.
+        #[arg(long)]
+        save_snapshot: bool,
     },
     /// Decision latency percentiles at growing scale, one thread.
     Decisions {
@@ -175,9 +180,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bucket { communities, volunteers, nats_url, keep } => {
             serde_json::to_string(&runtime()?.block_on(bucket::run(communities, volunteers, nats_url, keep))?)?
         }
-        Command::BucketFollow { url, communities, volunteers } => {
-            serde_json::to_string(&runtime()?.block_on(bucket::follow(&url, communities, volunteers))?)?
-        }
+        Command::BucketFollow { url, communities, volunteers, save_snapshot } => serde_json::to_string(
+            &runtime()?.block_on(bucket::follow(&url, communities, volunteers, save_snapshot))?,
+        )?,
         Command::Decisions { scales, decisions: count } => {
             let scales = scales
                 .iter()
