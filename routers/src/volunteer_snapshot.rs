@@ -317,10 +317,8 @@ mod tests {
 
     #[test]
     fn a_snapshot_of_the_same_bucket_and_skills_is_taken_after_its_revision() {
-        // Written from the index borrowed, read back as its owned image.
-        let index = index();
-        let encoded = postcard::to_allocvec(&file_of(index.image())).expect("encodes");
-        assert_eq!(encoded, postcard::to_allocvec(&file()).expect("encodes"), "the same bytes either way");
+        // Written from the index borrowed, read back with its owned image.
+        let encoded = postcard::to_allocvec(&file_of(index().image())).expect("encodes");
         let decoded: SnapshotFile = postcard::from_bytes(&encoded).expect("decodes");
         assert_eq!(decoded, file());
         let (roster, revision) = accept(decoded, BUCKET, &skills()).expect("taken");

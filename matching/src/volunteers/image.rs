@@ -69,16 +69,6 @@ impl VolunteerIndex {
 pub struct ImageView<'a>(&'a Slots);
 
 impl ImageView<'_> {
-    /// Volunteers in it.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether it holds nobody.
-    pub fn is_empty(&self) -> bool {
-        self.0.len() == 0
-    }
-
     /// The same content, owned.
     pub fn to_image(&self) -> RosterImage {
         RosterImage {
@@ -115,7 +105,7 @@ impl Serialize for ImageView<'_> {
         struct Entries<'a>(ImageView<'a>);
         impl Serialize for Entries<'_> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                let mut seq = serializer.serialize_seq(Some(self.0.0.len()))?;
                 for entry in self.0.entries() {
                     seq.serialize_element(&entry)?;
                 }
@@ -207,6 +197,15 @@ mod tests {
         let near = |i: &VolunteerIndex, skill| i.nearest(116.40, 39.90, skill, 5, 10_000.0).0;
         assert_eq!(near(&loaded, "cpr"), near(&index, "cpr"));
         assert_eq!(near(&loaded, "first_aid").len(), 1, "b is not available");
+    }
+
+    #[test]
+    fn an_image_serialised_borrowed_reads_back_as_the_owned_image() {
+        let index = index();
+        let bytes = postcard::to_allocvec(&index.image()).expect("encodes");
+        let read: RosterImage = postcard::from_bytes(&bytes).expect("decodes");
+        assert_eq!(read, index.image().to_image());
+        assert_eq!(bytes, postcard::to_allocvec(&read).expect("encodes"), "the same bytes either way");
     }
 
     #[test]
