@@ -32,8 +32,8 @@ pub struct StorageLimits {
     pub case_records_mib: u64,
     /// Volunteers' live state (KV `linkbus_volunteers`), one entry per volunteer.
     pub volunteers_mib: u64,
-    /// The routers' snapshot of the volunteer index (object store `linkbus_snapshots`): about
-    /// 45 bytes a volunteer, held twice while a new one replaces the old. Full, a snapshot is
+    /// The routers' snapshot of the volunteer index (object store `linkbus_snapshots`): 27 bytes
+    /// a volunteer and its id's length (10^6: 35 MB), held twice while a new one replaces the old. Full, a snapshot is
     /// not saved and routers start by reading the whole volunteers bucket.
     pub snapshots_mib: u64,
     /// Each other bucket: the console's, region versions, commerce deliveries, webhook

@@ -87,9 +87,10 @@ fn expected(statuses: impl IntoIterator<Item = VolunteerStatus>) -> Vec<(String,
     expected
 }
 
-/// A router saves the index; while no router runs, one volunteer moves, one is deleted and one
-/// joins. The next router holds exactly the bucket's volunteers, having taken only those three
-/// entries from the bucket: the rest came from the snapshot.
+/// A router saves the index; while no router runs, one volunteer moves, one is deleted, one
+/// joins and one's app writes a broken value. The next router holds the bucket's volunteers, the
+/// broken one with the status the snapshot kept, having taken only the three good entries from
+/// the bucket (the broken one is refused): the rest came from the snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_starts_from_the_snapshot_and_takes_only_the_changes_since() {
     let bus = TestBus::start().await;
@@ -101,6 +102,8 @@ async fn a_router_starts_from_the_snapshot_and_takes_only_the_changes_since() {
     put(&store, &status(0, 0.01)).await;
     store.delete("vol-1").await.expect("delete");
     put(&store, &status(300, 0.0)).await;
+    // A broken app's value: refused, and the snapshot's good status stays.
+    store.put("vol-2", "not json".into()).await.expect("put");
 
     let second = bus.service(&config).await;
     second.readiness().ready().await.expect("ready");
@@ -111,6 +114,7 @@ async fn a_router_starts_from_the_snapshot_and_takes_only_the_changes_since() {
         3,
         "only the three changes since the snapshot were read from the bucket"
     );
+    assert_eq!(second.state.stats.volunteer_rejected.load(Ordering::Relaxed), 1, "the broken value refused");
     second.stop().await;
 }
 
