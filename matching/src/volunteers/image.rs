@@ -126,7 +126,7 @@ impl RosterBuilder {
     pub fn from_image(image: RosterImage) -> Result<Self, BadImage> {
         check_skills(&image.skills)?;
         let known = if image.skills.len() == 64 { u64::MAX } else { (1u64 << image.skills.len()) - 1 };
-        let mut slots = Slots::with_skills(image.skills);
+        let mut slots = Slots::with_skills(image.skills, image.volunteers.len());
         for (index, v) in image.volunteers.into_iter().enumerate() {
             let bad = |reason: String| BadImage::Volunteer { index, reason };
             if !VolunteerStatus::is_id(&v.id) {

@@ -100,10 +100,15 @@ pub(super) struct Slots {
 }
 
 impl Slots {
-    /// Nobody yet, the skills `names` known already (bit `n` for `names[n]`; checked by the
-    /// caller: at most 64, none twice).
-    pub(super) fn with_skills(names: Vec<String>) -> Self {
-        Self { skill_names: names, ..Self::default() }
+    /// Nobody yet, room for `volunteers` without growing, the skills `names` known already (bit
+    /// `n` for `names[n]`; checked by the caller: at most 64, none twice).
+    pub(super) fn with_skills(names: Vec<String>, volunteers: usize) -> Self {
+        Self {
+            slots: Vec::with_capacity(volunteers),
+            by_id: HashMap::with_capacity_and_hasher(volunteers, Default::default()),
+            skill_names: names,
+            ..Self::default()
+        }
     }
 
     /// Number of volunteers known.
