@@ -234,19 +234,34 @@ async fn provision_objects(
     description: &str,
     settings: &StreamSettings,
 ) -> Result<(), BusError> {
-    let max_bytes = settings.storage.bucket_bytes(bucket);
-    let config = stream::Config {
-        name: format!("OBJ_{bucket}"),
+    let subjects = vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")];
+    provision_backing(js, bucket, backing_stream(format!("OBJ_{bucket}"), description, subjects), settings).await
+}
+
+/// What the backing streams of KV buckets and object stores share: file storage, rollups and
+/// direct gets allowed, new messages refused when full.
+fn backing_stream(name: String, description: &str, subjects: Vec<String>) -> stream::Config {
+    stream::Config {
+        name,
         description: Some(format!("linkbus: {description}")),
-        subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
-        max_bytes,
+        subjects,
         storage: stream::StorageType::File,
         allow_rollup: true,
         allow_direct: true,
         discard: stream::DiscardPolicy::New,
-        num_replicas: settings.replicas,
         ..Default::default()
-    };
+    }
+}
+
+/// Creates or updates `bucket`'s backing stream `config` with `settings`' byte limit and replicas.
+async fn provision_backing(
+    js: &jetstream::Context,
+    bucket: &str,
+    config: stream::Config,
+    settings: &StreamSettings,
+) -> Result<(), BusError> {
+    let max_bytes = settings.storage.bucket_bytes(bucket);
+    let config = stream::Config { max_bytes, num_replicas: settings.replicas, ..config };
     js.create_or_update_stream(config).await.map_err(|e| BusError::provision(bucket, max_bytes, e))?;
     Ok(())
 }
@@ -297,24 +312,13 @@ pub async fn provision_bucket(
     max_age: Duration,
     settings: &StreamSettings,
 ) -> Result<(), BusError> {
-    let max_bytes = settings.storage.bucket_bytes(bucket);
     let config = stream::Config {
-        name: format!("KV_{bucket}"),
-        description: Some(format!("linkbus: {description}")),
-        subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
         max_age,
-        max_bytes,
-        storage: stream::StorageType::File,
-        allow_rollup: true,
         deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        num_replicas: settings.replicas,
-        ..Default::default()
+        ..backing_stream(format!("KV_{bucket}"), description, vec![format!("$KV.{bucket}.>")])
     };
-    js.create_or_update_stream(config).await.map_err(|e| BusError::provision(bucket, max_bytes, e))?;
-    Ok(())
+    provision_backing(js, bucket, config, settings).await
 }
 
 /// What follows a KV bucket with [`follow_bucket_with`]: first the bucket's content as it was

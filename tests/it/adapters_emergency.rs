@@ -644,10 +644,7 @@ async fn signed_orders_open_and_move_a_case_and_forgeries_are_refused() {
     assert_eq!(s.service.cases.list(&Default::default()).len(), 1, "one case");
     let letters = read_stream(&s.bus.js, STREAM_DEADLETTER, "deadletter.adapter_commerce", 5).await;
     assert_eq!(letters.len(), 5, "replay, unsigned, bad signature, stale, future");
-    let mut text = Vec::new();
-    prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &s.service.metrics.registry().gather(), &mut text)
-        .expect("metrics encode");
-    let text = String::from_utf8(text).expect("utf-8");
+    let text = linkbus_tests::metrics_text(&s.service);
     for series in [
         r#"linkbus_adapter_messages_total{adapter="commerce",outcome="reported"} 1"#,
         r#"linkbus_adapter_messages_total{adapter="commerce",outcome="updated"} 2"#,
@@ -703,10 +700,7 @@ async fn a_captured_order_replayed_with_a_new_delivery_id_is_refused() {
     let code = header(&letters[0], HEADER_REASON_CODE).unwrap_or_default();
     assert_eq!(code, "unauthorized", "{reason}");
     assert!(reason.contains("bad signature"), "{reason}");
-    let mut text = Vec::new();
-    prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &s.service.metrics.registry().gather(), &mut text)
-        .expect("metrics encode");
-    let text = String::from_utf8(text).expect("utf-8");
+    let text = linkbus_tests::metrics_text(&s.service);
     let series = r#"linkbus_deadletters_total{reason="unauthorized",stage="adapter_commerce"} 2"#;
     assert!(text.contains(series), "{series} in\n{text}");
     s.stop().await;

@@ -12,7 +12,7 @@ use linkbus::config::Config;
 use linkbus::service::Service;
 use linkbus_bus::nats::{self, BUCKET_VOLUNTEERS, OBJECTS_SNAPSHOTS};
 use linkbus_routers::volunteer_snapshot::SNAPSHOT_OBJECT;
-use linkbus_tests::{TestBus, WAIT};
+use linkbus_tests::{TestBus, WAIT, metrics_text};
 use linkbus_wire::{Location, VolunteerStatus};
 
 /// Mission District, San Francisco.
@@ -60,13 +60,6 @@ async fn service_saving(bus: &TestBus, config: &Config, revision: u64) -> Servic
         assert!(tokio::time::Instant::now() < deadline, "no snapshot at revision {revision}: {saved:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn metrics_text(service: &Service) -> String {
-    let mut text = Vec::new();
-    prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &service.metrics.registry().gather(), &mut text)
-        .expect("metrics encode");
-    String::from_utf8(text).expect("utf-8")
 }
 
 /// What the service's index holds: (id, lon, available, skills), by id.

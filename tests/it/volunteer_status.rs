@@ -11,7 +11,7 @@ use bytes::Bytes;
 use linkbus::config::Config;
 use linkbus::service::Service;
 use linkbus_bus::nats::{self, BUCKET_VOLUNTEERS, HEADER_REASON, HEADER_REASON_CODE, STREAM_DEADLETTER};
-use linkbus_tests::{TestBus, WAIT, case, header, read_stream};
+use linkbus_tests::{TestBus, WAIT, case, header, metrics_text, read_stream};
 use linkbus_wire::{Location, SourceSystem, VolunteerStatus};
 
 /// Mission District, San Francisco.
@@ -56,13 +56,6 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
         assert!(tokio::time::Instant::now() < deadline, "not in time: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn metrics_text(service: &Service) -> String {
-    let mut text = Vec::new();
-    prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &service.metrics.registry().gather(), &mut text)
-        .expect("metrics encode");
-    String::from_utf8(text).expect("utf-8")
 }
 
 /// Two volunteers claiming 32 junk skills each would fill the index's 64 skills, and the next

@@ -241,6 +241,14 @@ pub fn write_config(dir: &std::path::Path, extra: &str) -> PathBuf {
     path
 }
 
+/// The service's metrics in Prometheus's text format.
+pub fn metrics_text(service: &Service) -> String {
+    let mut text = Vec::new();
+    prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &service.metrics.registry().gather(), &mut text)
+        .expect("metrics encode");
+    String::from_utf8(text).expect("utf-8")
+}
+
 /// [`test_storage`] as a `[storage]` table, for configuration files.
 pub fn storage_toml() -> String {
     let storage = test_storage();
