@@ -21,8 +21,10 @@ pub struct CaseBook {
     pub(super) js: jetstream::Context,
     /// The `linkbus_cases` bucket.
     pub(super) store: kv::Store,
-    /// Every record, with the bucket revision it was stored at.
-    pub(super) cache: RwLock<HashMap<String, Cached>>,
+    /// Every record, with the bucket revision it was stored at. Boxed: a record is 1.4 KB, and
+    /// growing the map moves every value, which held a runtime thread for milliseconds at a time
+    /// once tens of thousands of records were in.
+    pub(super) cache: RwLock<HashMap<String, Box<Cached>>>,
     /// What is due, unsent and open where, over `cache`; locked after it, never before.
     pub(super) index: RwLock<BookIndex>,
     /// Held while looking for a new case's duplicates and merging them.

@@ -89,7 +89,7 @@ impl CaseBook {
             index.archive(&stored, revision);
             return;
         }
-        cache.insert(stored.record.case_id.clone(), Cached { stored, revision });
+        cache.insert(stored.record.case_id.clone(), Box::new(Cached { stored, revision }));
     }
 
     /// Whether the cache (or the archive) holds the record under bucket key `key` at `revision`
