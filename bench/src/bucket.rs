@@ -17,6 +17,7 @@ use linkbus_bus::server::{NatsServer, ServerConfig};
 use linkbus_matching::{Router, RoutingParams};
 use linkbus_routers::service::RouterState;
 use linkbus_routers::{volunteer_snapshot, volunteers};
+use linkbus_wire::VolunteerStatus;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -108,18 +109,7 @@ pub async fn run(
         eprintln!("the bucket holds {volunteers} volunteers already: kept");
     } else {
         stream.purge().await?;
-        let mut acks = VecDeque::with_capacity(FILL_WINDOW);
-        for v in synthetic::volunteer_stream(volunteers) {
-            if acks.len() == FILL_WINDOW {
-                let ack: jetstream::context::PublishAckFuture = acks.pop_front().expect("a full window");
-                ack.await?;
-            }
-            let subject = format!("$KV.{BUCKET_VOLUNTEERS}.{}", v.id);
-            acks.push_back(js.publish(subject, serde_json::to_vec(&v)?.into()).await?);
-        }
-        for ack in acks {
-            ack.await?;
-        }
+        put_all(&js, synthetic::volunteer_stream(volunteers)).await?;
     }
     let fill_seconds = started.elapsed().as_secs_f64();
     eprintln!("bucket filled in {fill_seconds:.1} s");
@@ -140,19 +130,11 @@ pub async fn run(
         "the snapshot was not used: {} entries read",
         from_snapshot.entries_read
     );
-    let changed = volunteers / 10;
-    let mut acks = VecDeque::with_capacity(FILL_WINDOW);
-    for mut v in synthetic::volunteer_stream(volunteers).step_by(10) {
+    let moved = synthetic::volunteer_stream(volunteers).step_by(10).map(|mut v| {
         v.location.lat += 0.001;
-        if acks.len() == FILL_WINDOW {
-            let ack: jetstream::context::PublishAckFuture = acks.pop_front().expect("a full window");
-            ack.await?;
-        }
-        acks.push_back(js.publish(format!("$KV.{BUCKET_VOLUNTEERS}.{}", v.id), serde_json::to_vec(&v)?.into()).await?);
-    }
-    for ack in acks {
-        ack.await?;
-    }
+        v
+    });
+    let changed = put_all(&js, moved).await?;
     let from_snapshot_changed = follow_in_process(&url, communities, volunteers, false)?;
     anyhow::ensure!(
         from_snapshot_changed.entries_read == changed as u64,
@@ -187,6 +169,25 @@ pub async fn run(
         from_snapshot_changed,
         read_seconds,
     })
+}
+
+/// Puts each volunteer's status in the bucket, [`FILL_WINDOW`] publishes awaiting their acks at
+/// most; how many.
+async fn put_all(js: &jetstream::Context, statuses: impl Iterator<Item = VolunteerStatus>) -> anyhow::Result<usize> {
+    let mut acks = VecDeque::with_capacity(FILL_WINDOW);
+    let mut put = 0;
+    for v in statuses {
+        if acks.len() == FILL_WINDOW {
+            let ack: jetstream::context::PublishAckFuture = acks.pop_front().expect("a full window");
+            ack.await?;
+        }
+        acks.push_back(js.publish(format!("$KV.{BUCKET_VOLUNTEERS}.{}", v.id), serde_json::to_vec(&v)?.into()).await?);
+        put += 1;
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    Ok(put)
 }
 
 /// Runs `linkbus-bench bucket-follow` (a fresh process) and reads its report.

@@ -118,61 +118,43 @@ pub async fn load(
     skills_called: &[String],
 ) -> Option<(RosterBuilder, u64)> {
     let started = Instant::now();
-    let objects = match js.get_object_store(nats::OBJECTS_SNAPSHOTS).await {
-        Ok(objects) => objects,
-        Err(e) => {
-            info!(error = %e, "no volunteer snapshot store: reading the whole bucket");
-            return None;
-        }
-    };
-    let mut object = match objects.get(SNAPSHOT_OBJECT).await {
-        Ok(object) => object,
-        Err(e) if e.kind() == object_store::GetErrorKind::NotFound => {
-            info!("no volunteer snapshot yet: reading the whole bucket");
-            return None;
-        }
-        Err(e) => {
-            warn!(error = %e, "cannot read the volunteer snapshot: reading the whole bucket");
-            return None;
-        }
-    };
-    let mut bytes = Vec::with_capacity(object.info().size);
-    // The object store checks the content against the SHA-256 digest it stored with it.
-    if let Err(e) = object.read_to_end(&mut bytes).await {
-        warn!(error = %e, "cannot read the volunteer snapshot: reading the whole bucket");
-        return None;
-    }
-    let read_ms = started.elapsed().as_secs_f64() * 1e3;
-    let file = match postcard::from_bytes::<SnapshotFile>(&bytes) {
-        Ok(file) => file,
-        Err(e) => {
-            warn!(error = %e, "the volunteer snapshot cannot be decoded: reading the whole bucket");
-            return None;
-        }
-    };
-    drop(bytes);
-    let bucket = match store.stream.get_info().await {
-        Ok(info) => BucketState::of(&info),
-        Err(e) => {
-            warn!(error = %e, "cannot read the volunteers bucket's state: reading the whole bucket");
-            return None;
-        }
-    };
-    match accept(file, bucket, skills_called) {
-        Ok((roster, revision)) => {
-            info!(
-                revision,
-                read_ms,
-                load_ms = started.elapsed().as_secs_f64() * 1e3,
-                "starting from the volunteer snapshot"
-            );
+    match read_and_accept(js, store, skills_called).await {
+        Ok(Some((roster, revision))) => {
+            let load_ms = started.elapsed().as_secs_f64() * 1e3;
+            info!(revision, load_ms, "starting from the volunteer snapshot");
             Some((roster, revision))
+        }
+        Ok(None) => {
+            info!("no volunteer snapshot yet: reading the whole bucket");
+            None
         }
         Err(reason) => {
             warn!(reason, "the volunteer snapshot is not used: reading the whole bucket");
             None
         }
     }
+}
+
+/// [`load`]'s work: the stored snapshot read, decoded and [`accept`]ed; `None` when there is
+/// none, else why it cannot be used.
+async fn read_and_accept(
+    js: &jetstream::Context,
+    store: &kv::Store,
+    skills_called: &[String],
+) -> Result<Option<(RosterBuilder, u64)>, String> {
+    let objects = js.get_object_store(nats::OBJECTS_SNAPSHOTS).await.map_err(|e| format!("no snapshot store: {e}"))?;
+    let mut object = match objects.get(SNAPSHOT_OBJECT).await {
+        Ok(object) => object,
+        Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read it: {e}")),
+    };
+    let mut bytes = Vec::with_capacity(object.info().size);
+    // The object store checks the content against the SHA-256 digest it stored with it.
+    object.read_to_end(&mut bytes).await.map_err(|e| format!("cannot read it: {e}"))?;
+    let file = postcard::from_bytes::<SnapshotFile>(&bytes).map_err(|e| format!("cannot decode it: {e}"))?;
+    drop(bytes);
+    let info = store.stream.get_info().await.map_err(|e| format!("cannot read the bucket's state: {e}"))?;
+    accept(file, BucketState::of(&info), skills_called).map(Some)
 }
 
 /// What [`save`] wrote.

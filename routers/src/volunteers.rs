@@ -53,8 +53,8 @@ pub async fn follow_volunteers(
 ) -> Result<(), ServiceError> {
     let store = js.get_key_value(nats::BUCKET_VOLUNTEERS).await.map_err(|e| ServiceError::Volunteers(e.into()))?;
     let mut skills = RegionSkills::default();
-    let (roster, after) =
-        volunteer_snapshot::load(&js, &store, &skills.sorted(&state.router())).await.unwrap_or_default();
+    skills.current(&state.router());
+    let (roster, after) = volunteer_snapshot::load(&js, &store, &skills.sorted()).await.unwrap_or_default();
     let (restore, wanted) = mpsc::channel(RESTORE_QUEUE);
     let restorer = tokio::spawn(put_back_good_statuses(store.clone(), state.clone(), wanted, shutdown.clone()));
     let follower = VolunteerFollower { js: &js, state: &state, roster, last: after, skills, restore };
@@ -101,7 +101,7 @@ impl nats::BucketFollower for VolunteerFollower<'_> {
         let index = std::mem::take(&mut self.roster).build();
         let known = index.len();
         *write(&self.state.volunteers) = index;
-        let skills = (!self.skills.changed).then(|| self.skills.sorted(&self.state.router()));
+        let skills = (!self.skills.changed).then(|| self.skills.sorted());
         self.state.volunteers_followed.loaded(self.last, skills);
         info!(volunteers = known, load_ms = started.elapsed().as_secs_f64() * 1e3, "volunteers bulk-loaded");
     }
@@ -181,9 +181,10 @@ impl RegionSkills {
         self.names.clone()
     }
 
-    /// [`RegionSkills::current`], sorted.
-    fn sorted(&mut self, router: &Arc<Router>) -> Vec<String> {
-        let mut names: Vec<String> = self.current(router).iter().cloned().collect();
+    /// The skills last read by [`RegionSkills::current`] (those the entries since were taken
+    /// with), sorted.
+    fn sorted(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.names.iter().cloned().collect();
         names.sort_unstable();
         names
     }
