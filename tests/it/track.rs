@@ -73,6 +73,17 @@ const FORM: &str = "api_key=k-track-open311-app-8d2f4a6c1e3b5079&service_code=SE
     &address_string=Intersection+of+19TH+ST+and+GUERRERO+ST&email=resident%40example.org&first_name=Ada\
     &last_name=Lovelace&phone=555-0100&description=Sewer+backing+up+into+the+street";
 
+/// Every key and text of a public view except its timestamps, whose nanoseconds may hold any
+/// digits (a run once had "…065556033Z").
+fn shown_text(view: &Value) -> String {
+    match view {
+        Value::Object(fields) => fields.iter().map(|(key, value)| format!("{key} {}\n", shown_text(value))).collect(),
+        Value::Array(items) => items.iter().map(shown_text).collect(),
+        Value::String(text) if text.parse::<jiff::Timestamp>().is_ok() => String::new(),
+        other => other.to_string(),
+    }
+}
+
 #[tokio::test]
 async fn a_resident_tracks_a_request_by_its_token_and_guessers_are_locked_out() {
     let bus = TestBus::start().await;
@@ -165,9 +176,9 @@ async fn a_resident_tracks_a_request_by_its_token_and_guessers_are_locked_out() 
         view["timeline"].as_array().expect("timeline").iter().filter_map(|e| e["event"].as_str()).collect();
     assert_eq!(events, ["routed", "report_merged", "reassigned", "accepted", "resolved"]);
     assert_eq!(view["timeline"][4]["note"], "Main unblocked, street cleaned");
-    let text = view.to_string();
+    let text = shown_text(&view).replace(&case_id, "");
     for private in ["INTERNAL-crew-short", "555", "0100", "Ada", "Lovelace", "resident@", "\"ada\""] {
-        assert!(!text.contains(private), "{private} is not shown: {text}");
+        assert!(!text.contains(private), "{private} is not shown: {view}");
     }
 
     // The phone's last digits show the same; the page and the QR code are served with the
