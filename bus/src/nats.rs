@@ -625,6 +625,7 @@ mod tests {
         assert_eq!(stream_of("ingest.public_service.x").as_deref(), Some(STREAM_INGEST_PUBLIC_SERVICE));
         assert_eq!(stream_of("ingest.nowhere.x"), None);
         assert_eq!(stream_of("routed.dept.a.b").as_deref(), Some(STREAM_ROUTED));
+        assert_eq!(stream_of("routed.dept.a.b.c").as_deref(), Some(STREAM_ROUTED));
         assert_eq!(stream_of("volunteer.v1.offer").as_deref(), Some(STREAM_OFFERS));
         assert_eq!(stream_of("volunteer.v1.answer"), None);
         assert_eq!(stream_of("$KV.linkbus_cases.x").as_deref(), Some("KV_linkbus_cases"));

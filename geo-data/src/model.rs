@@ -83,7 +83,7 @@ pub struct Duty {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Department {
-    /// Id, a subject token: cases reach it on `routed.dept.<id>.<category>`.
+    /// Id, a subject token: cases reach it on `routed.dept.<id>.<category>[.<community>]`.
     pub id: String,
     /// Display name, in the region's language.
     pub name: String,

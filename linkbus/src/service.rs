@@ -490,24 +490,33 @@ impl Readiness for Probe {
 }
 
 /// Gives every department of the region a durable consumer `dept-<id>` on its subjects, so a
-/// department that was offline gets everything routed to it meanwhile when it returns.
+/// department that was offline gets everything routed to it meanwhile when it returns. One made
+/// by an earlier version, on `routed.dept.<id>.*`, is widened to `routed.dept.<id>.>` (where
+/// the copies that also serve the community are), keeping its position and its other settings.
 async fn provision_department_consumers(js: &jetstream::Context, region: &Region) -> anyhow::Result<()> {
     let stream = js.get_stream(nats::STREAM_ROUTED).await.context("opening the routed stream")?;
     for d in &region.departments.departments {
         let name = format!("dept-{}", d.id);
-        stream
+        let filter = linkbus_wire::subjects::routed_department(&d.id, ">");
+        let consumer: jetstream::consumer::PullConsumer = stream
             .get_or_create_consumer(
                 &name,
                 jetstream::consumer::pull::Config {
                     durable_name: Some(name.clone()),
                     description: Some(format!("cases for {}", d.name)),
-                    filter_subject: linkbus_wire::subjects::routed_department(&d.id, "*"),
+                    filter_subject: filter.clone(),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ..Default::default()
                 },
             )
             .await
             .with_context(|| format!("creating the durable consumer {name}"))?;
+        let config = &consumer.cached_info().config;
+        if config.filter_subject != filter && config.filter_subjects.is_empty() {
+            info!(consumer = %name, from = %config.filter_subject, to = %filter, "widening the filter");
+            let widened = jetstream::consumer::Config { filter_subject: filter, ..config.clone() };
+            stream.update_consumer(widened).await.with_context(|| format!("widening {name}"))?;
+        }
     }
     Ok(())
 }

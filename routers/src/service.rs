@@ -609,20 +609,23 @@ async fn stored_decision(
     }
 }
 
-/// Every output of a routed case but its timeline event: one copy per department, one for the
-/// community, one offer per volunteer (without the reporter's contact).
+/// Every output of a routed case but its timeline event: one copy per department (the first
+/// department's names the community and is its copy too: every stored copy costs nats-server a
+/// write, and under `sync_interval: always` a disk sync), one per community it is broadcast to,
+/// one offer per volunteer (without the reporter's contact).
 fn fan_out(routed: &CloudEvent<RoutedCase>, body: &Bytes) -> Vec<(String, String, Bytes)> {
     let r = &routed.data;
     let (case, decision, case_id) = (&r.case, &r.decision, &r.case_id);
-    let mut outputs = Vec::with_capacity(2 + decision.departments.len() + decision.volunteers.len());
-    for d in &decision.departments {
-        let subject = subjects::routed_department(&d.id, &case.category);
+    let home = decision.community.community.as_ref();
+    let mut outputs = Vec::with_capacity(1 + decision.departments.len() + decision.volunteers.len());
+    for (n, d) in decision.departments.iter().enumerate() {
+        let subject = match home.filter(|_| n == 0) {
+            Some(c) => subjects::routed_department_in(&d.id, &case.category, &c.id),
+            None => subjects::routed_department(&d.id, &case.category),
+        };
         outputs.push((subject, format!("{}:dept:{}", routed.id, d.id), body.clone()));
     }
-    if let Some(c) = &decision.community.community {
-        outputs.push((subjects::routed_community(&c.id), format!("{}:community", routed.id), body.clone()));
-    }
-    for c in decision.broadcast.iter().filter(|c| decision.community.community.as_ref().is_none_or(|m| m.id != c.id)) {
+    for c in decision.broadcast.iter().filter(|c| home.is_none_or(|m| m.id != c.id)) {
         outputs.push((subjects::routed_community(&c.id), format!("{}:community:{}", routed.id, c.id), body.clone()));
     }
     let Some(skill) = &decision.volunteer_search.skill else { return outputs };

@@ -21,7 +21,9 @@ use linkbus_geo_data::Region;
 use linkbus_http::auth;
 use linkbus_http::config::{ApiKey, ApiRole};
 use linkbus_routers::regions;
-use linkbus_tests::{TestBus, WAIT, header, read_stream, repo_root, sf_region, sf_region_next_version, wait_for_case};
+use linkbus_tests::{
+    TestBus, WAIT, header, read_community, read_stream, repo_root, sf_region, sf_region_next_version, wait_for_case,
+};
 use linkbus_wire::{CaseRecord, CaseState};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -199,14 +201,13 @@ async fn cap_flood_warning_is_broadcast_then_updated_and_cancelled() {
     assert_eq!(record.priority, 1, "Severe, Immediate and Observed");
     assert!(record.departments.contains(&"puc-sewer-ops".to_owned()));
     for community in FLOODED {
-        let copies = read_stream(&s.bus.js, STREAM_ROUTED, &format!("routed.community.{community}"), 1).await;
-        assert_eq!(copies.len(), 1, "routed.community.{community}");
+        assert_eq!(read_community(&s.bus.js, community, 1).await.len(), 1, "{community}");
     }
 
     // The same alert again: still one case.
     let (status, receipt) = s.cap(FLOOD).await;
     assert_eq!((status, receipt["cases"][0]["outcome"].clone()), (202, json!("duplicate")));
-    assert_eq!(read_stream(&s.bus.js, STREAM_ROUTED, "routed.community.potrero-hill", 2).await.len(), 1);
+    assert_eq!(read_community(&s.bus.js, "potrero-hill", 2).await.len(), 1);
 
     // An Update over NATS, twice: recorded once on the referenced case, state unchanged.
     let update = follow_up("Update", "SFDEM-2026-1127-FLOOD-02", "Flood warning extended to 18:00");
@@ -773,10 +774,10 @@ async fn linkbus_up_takes_cap_cad_and_orders_as_configured() {
     let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON");
     assert_eq!(reply["cases"][0]["case_id"], "cad-F26-9", "{reply}");
 
+    assert_eq!(read_community(&bus.js, "potrero-hill", 1).await.len(), 1, "the flood broadcast");
     for (filter, what) in [
-        ("routed.community.potrero-hill", "the flood broadcast"),
-        ("routed.dept.sffd-station-7.fire", "the CAD fire"),
-        ("routed.dept.sf-das.elderly_assistance", "the meal order"),
+        ("routed.dept.sffd-station-7.fire.>", "the CAD fire"),
+        ("routed.dept.sf-das.elderly_assistance.>", "the meal order"),
     ] {
         assert_eq!(read_stream(&bus.js, STREAM_ROUTED, filter, 1).await.len(), 1, "{what} on {filter}");
     }

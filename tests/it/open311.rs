@@ -215,7 +215,7 @@ async fn a_311_app_posts_a_request_and_follows_it_to_resolution() {
     let ingested =
         read_stream(&bus.js, nats::STREAM_INGEST_PUBLIC_SERVICE, "ingest.public_service.sewer_issues", 1).await;
     assert_eq!(ingested.iter().filter(|m| header(m, "Nats-Msg-Id").as_deref() == Some(case_id.as_str())).count(), 1);
-    let routed = read_stream(&bus.js, nats::STREAM_ROUTED, "routed.dept.puc-sewer-ops.sewer_issues", 1).await;
+    let routed = read_stream(&bus.js, nats::STREAM_ROUTED, "routed.dept.puc-sewer-ops.sewer_issues.>", 1).await;
     assert!(routed.iter().any(|m| String::from_utf8_lossy(&m.payload).contains(&case_id)));
 
     // Its status, as the app reads it back.

@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::consumer;
 use bytes::Bytes;
 use futures::StreamExt;
 use linkbus_bus::nats::{
     self, BUCKET_VOLUNTEERS, HEADER_REASON, HEADER_REASON_CODE, STREAM_CASES, STREAM_DEADLETTER, STREAM_OFFERS,
     STREAM_ROUTED,
 };
-use linkbus_tests::{TestBus, WAIT, case, header, publish_case, publish_raw, read_stream};
+use linkbus_tests::{TestBus, WAIT, case, header, publish_case, publish_raw, read_community, read_stream};
 use linkbus_wire::{CloudEvent, Location, RoutedCase, SourceSystem, VolunteerOffer, VolunteerStatus};
 
 /// Mission District, San Francisco: inside the `mission` neighborhood.
@@ -33,7 +34,7 @@ async fn a_case_comes_out_on_its_department_community_and_volunteer_subjects_onc
 
     let msg =
         tokio::time::timeout(WAIT, department.next()).await.expect("department receives the case").expect("message");
-    assert_eq!(msg.subject.as_str(), "routed.dept.puc-sewer-ops.sewer_issues");
+    assert_eq!(msg.subject.as_str(), "routed.dept.puc-sewer-ops.sewer_issues.mission", "names its community");
     let routed: CloudEvent<RoutedCase> = serde_json::from_slice(&msg.payload).expect("routed event");
     assert_eq!(routed.data.case_id, "it-sewer-1");
     assert_eq!(routed.data.case, event.data);
@@ -44,8 +45,11 @@ async fn a_case_comes_out_on_its_department_community_and_volunteer_subjects_onc
     // Exactly one copy on each output subject.
     let timeline = read_stream(&bus.js, STREAM_CASES, "case.it-sewer-1.>", 1).await;
     assert_eq!(timeline.len(), 1);
-    assert_eq!(read_stream(&bus.js, STREAM_ROUTED, "routed.dept.>", 1).await.len(), 1);
-    assert_eq!(read_stream(&bus.js, STREAM_ROUTED, "routed.community.mission", 1).await.len(), 1);
+    // One stored copy serves the department and the community it happened in.
+    assert_eq!(read_stream(&bus.js, STREAM_ROUTED, "routed.>", 1).await.len(), 1);
+    let for_community = read_community(&bus.js, "mission", 1).await;
+    assert_eq!(for_community.iter().map(|m| m.subject.as_str()).collect::<Vec<_>>(), [msg.subject.as_str()]);
+    assert!(read_community(&bus.js, "castro-upper-market", 0).await.is_empty());
     // Sewer issues call for no volunteers.
     assert!(routed.data.decision.volunteers.is_empty());
 
@@ -219,7 +223,7 @@ async fn a_case_whose_decision_is_already_stored_keeps_that_decision() {
     publish_case(&bus.js, &event).await;
     let outputs = read_stream(&bus.js, STREAM_ROUTED, "routed.dept.>", 1).await;
     assert_eq!(outputs.len(), 1);
-    assert_eq!(outputs[0].subject.as_str(), "routed.dept.sf-das.sewer_issues");
+    assert_eq!(outputs[0].subject.as_str(), "routed.dept.sf-das.sewer_issues.mission");
     assert_eq!(outputs[0].payload, body, "the stored decision is republished byte for byte");
     assert_eq!(read_stream(&bus.js, STREAM_CASES, "case.it-stored-1.routed", 1).await.len(), 1);
     service.stop().await;
@@ -291,5 +295,40 @@ async fn volunteers_in_the_bucket_before_start_are_loaded_before_ready_and_later
         assert!(tokio::time::Instant::now() < deadline, "later put not applied: {:?}", nearest());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_department_consumer_of_an_earlier_version_is_widened_keeping_its_place_and_settings() {
+    let bus = TestBus::start().await;
+    bus.service(&bus.config()).await.stop().await;
+
+    // As an earlier version left it: on the department's four-token subjects only, with an
+    // operator's own ack wait, one copy (as that version published it) read and acknowledged.
+    let routed = bus.js.get_stream(STREAM_ROUTED).await.expect("routed stream");
+    let name = "dept-puc-sewer-ops";
+    let mut config =
+        routed.get_consumer::<consumer::pull::Config>(name).await.expect("made at start").cached_info().config.clone();
+    (config.filter_subject, config.ack_wait) = ("routed.dept.puc-sewer-ops.*".into(), Duration::from_secs(77));
+    routed.update_consumer(config).await.expect("narrowed");
+    let earlier: consumer::PullConsumer = routed.get_consumer(name).await.expect("narrowed");
+    let old_copy = "routed.dept.puc-sewer-ops.sewer_issues";
+    publish_raw(&bus.js, old_copy, "it-old-1:routed:dept:puc-sewer-ops", Bytes::from_static(b"{}")).await;
+    let first = earlier.fetch().max_messages(1).expires(WAIT).messages().await.expect("fetch").next().await;
+    let first = first.expect("the earlier copy").expect("a message");
+    assert_eq!(first.subject.as_str(), old_copy);
+    first.double_ack().await.expect("acked");
+
+    let service = bus.service(&bus.config()).await;
+    let widened: consumer::PullConsumer = routed.get_consumer(name).await.expect("still there");
+    let info = widened.cached_info();
+    assert_eq!(info.config.filter_subject, "routed.dept.puc-sewer-ops.>");
+    assert_eq!(info.config.ack_wait, Duration::from_secs(77), "the operator's setting is kept");
+    publish_case(&bus.js, &case("it-widen-1", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1)).await;
+    let next = widened.fetch().max_messages(1).expires(WAIT).messages().await.expect("fetch").next().await;
+    let next = next.expect("the next case").expect("a message");
+    assert_eq!(next.subject.as_str(), "routed.dept.puc-sewer-ops.sewer_issues.mission");
+    let next: CloudEvent<RoutedCase> = serde_json::from_slice(&next.payload).expect("routed");
+    assert_eq!(next.data.case_id, "it-widen-1", "from where it was, with the copies that name the community");
     service.stop().await;
 }

@@ -97,7 +97,7 @@ async fn a_cad_posts_trace_reaches_the_acceptance_and_its_webhook() {
     let untraced = wait_for_case(&service, "cad-F26-7002", "routed", |_| true).await;
     assert_eq!(untraced.trace, None, "an invalid header is ignored");
 
-    let copies = read_stream(&bus.js, STREAM_ROUTED, &format!("routed.dept.{STATION}.fire"), 1).await;
+    let copies = read_stream(&bus.js, STREAM_ROUTED, &format!("routed.dept.{STATION}.fire.>"), 1).await;
     let copy: Value = serde_json::from_slice(&copies[0].payload).expect("json");
     assert_eq!(trace_id(&copy["traceparent"]), Some(TRACE_ID), "the department's copy: {copy}");
 

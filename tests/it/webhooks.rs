@@ -216,7 +216,7 @@ async fn a_case_reaches_a_receiver_that_comes_up_late_exactly_once_signed_and_un
     assert_eq!(delivered.status, DeliveryStatus::Delivered);
     assert_eq!(delivered.attempts, attempt);
     assert_eq!(delivered.case_id.as_deref(), Some("wh-late-1"));
-    assert_eq!(delivered.subject, "routed.dept.puc-sewer-ops.sewer_issues");
+    assert_eq!(delivered.subject, "routed.dept.puc-sewer-ops.sewer_issues.mission");
     assert_eq!(delivered.event_type.as_deref(), Some("org.linkbus.case.routed"));
     assert_eq!(delivered.last_http_status, Some(200));
     assert_eq!(delivered.last_error, None);
@@ -312,7 +312,10 @@ async fn a_receiver_that_keeps_failing_gets_max_attempts_then_the_case_is_dead_l
     let reason = header(letter, HEADER_REASON).unwrap_or_default();
     assert!(reason.contains("puc-sewer-ops") && reason.contains("3 attempts") && reason.contains("500"), "{reason}");
     assert_eq!(header(letter, HEADER_REASON_CODE).as_deref(), Some("undeliverable"));
-    assert_eq!(header(letter, HEADER_ORIGINAL_SUBJECT).as_deref(), Some("routed.dept.puc-sewer-ops.sewer_issues"));
+    assert_eq!(
+        header(letter, HEADER_ORIGINAL_SUBJECT).as_deref(),
+        Some("routed.dept.puc-sewer-ops.sewer_issues.mission")
+    );
     let stored = on_stream.iter().find(|m| header(m, "Nats-Msg-Id").as_deref() == Some(msg_id)).expect("routed copy");
     assert_eq!(letter.payload, stored.payload, "the dead letter keeps the original bytes");
 

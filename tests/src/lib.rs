@@ -160,9 +160,25 @@ pub async fn read_stream(
     filter: &str,
     at_least: usize,
 ) -> Vec<jetstream::Message> {
+    read_filtered(js, stream, vec![filter.to_owned()], at_least).await
+}
+
+/// Every routed case for `community` in `LINKBUS_ROUTED`, as a community's consumer reads them
+/// ([`subjects::routed_community_filters`]), once there are `at_least` (or after [`WAIT`]).
+pub async fn read_community(js: &jetstream::Context, community: &str, at_least: usize) -> Vec<jetstream::Message> {
+    let filters = linkbus_wire::subjects::routed_community_filters(community).into();
+    read_filtered(js, linkbus_bus::nats::STREAM_ROUTED, filters, at_least).await
+}
+
+async fn read_filtered(
+    js: &jetstream::Context,
+    stream: &str,
+    filters: Vec<String>,
+    at_least: usize,
+) -> Vec<jetstream::Message> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let all = read_stream_once(js, stream, filter).await;
+        let all = read_stream_once(js, stream, &filters).await;
         if all.len() >= at_least || tokio::time::Instant::now() > deadline {
             return all;
         }
@@ -170,11 +186,16 @@ pub async fn read_stream(
     }
 }
 
-async fn read_stream_once(js: &jetstream::Context, stream: &str, filter: &str) -> Vec<jetstream::Message> {
+async fn read_stream_once(js: &jetstream::Context, stream: &str, filters: &[String]) -> Vec<jetstream::Message> {
     let stream = js.get_stream(stream).await.expect("stream exists");
+    let (filter_subject, filter_subjects) = match filters {
+        [one] => (one.clone(), vec![]),
+        many => (String::new(), many.to_vec()),
+    };
     let consumer: consumer::PullConsumer = stream
         .create_consumer(consumer::pull::Config {
-            filter_subject: filter.to_owned(),
+            filter_subject,
+            filter_subjects,
             deliver_policy: consumer::DeliverPolicy::All,
             ack_policy: consumer::AckPolicy::None,
             inactive_threshold: Duration::from_secs(30),

@@ -607,7 +607,8 @@ pub struct Decision {
     /// The community.
     pub community: CommunityMatch,
     /// For a broadcast (a report with an `area`): every community the area touches, by id;
-    /// each gets the case on `routed.community.<id>` and `departments` covers them all.
+    /// each but the case's own community gets it on `routed.community.<id>`, and `departments`
+    /// covers them all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub broadcast: Vec<CommunityRef>,
     /// The department(s) responsible; never empty.

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! ingest.<system>.<category>          case reports from source systems
-//! routed.dept.<department>.<category> routed cases, per department
-//! routed.community.<community>        routed cases, per community
+//! routed.dept.<department>.<category>[.<community>]
+//!                                     routed cases, per department; the responsible department's
+//!                                     copy names the community, and is that community's copy too
+//! routed.community.<community>        cases broadcast to a community
 //! volunteer.<id>.offer                offers to one volunteer
 //! volunteer.<id>.offer_closed         that offer is closed (taken, expired, case closed)
 //! volunteer.<id>.answer               the volunteer's answer (request/reply)
@@ -55,9 +57,23 @@ pub fn routed_department(department: &str, category: &str) -> String {
     format!("routed.dept.{department}.{category}")
 }
 
-/// `routed.community.<community>`
+/// `routed.dept.<department>.<category>.<community>`: a routed case for its responsible
+/// department that is also the copy of the community it happened in (one stored message serves
+/// both). A department's `routed.dept.<department>.>` takes it; a community's filters are
+/// [`routed_community_filters`].
+pub fn routed_department_in(department: &str, category: &str, community: &str) -> String {
+    format!("routed.dept.{department}.{category}.{community}")
+}
+
+/// `routed.community.<community>`: a case broadcast to a community other than its own.
 pub fn routed_community(community: &str) -> String {
     format!("routed.community.{community}")
+}
+
+/// Every routed case for a community: its responsible department's copies of the cases in it,
+/// and the cases broadcast to it (two filter subjects of one consumer, nats-server 2.10+).
+pub fn routed_community_filters(community: &str) -> [String; 2] {
+    [format!("routed.dept.*.*.{community}"), routed_community(community)]
 }
 
 /// `volunteer.<id>.offer`

@@ -92,7 +92,7 @@ fn case_routed_schema() -> Value {
         wire::TYPE_CASE_ROUTED,
         DERIVED_ID_PATTERN,
         "An org.linkbus.case.routed event: a case and its routing decision, as the router publishes \
-         it on routed.dept.<department>.<category>, routed.community.<community> and \
+         it on routed.dept.<department>.<category>[.<community>], routed.community.<community> and \
          case.<case_id>.routed. See docs/wire.md.",
     )
 }
