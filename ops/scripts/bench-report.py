@@ -24,6 +24,7 @@ criterion = {row["id"]: row["mean_ns"] for row in (load("criterion") or [])}
 postgis = load("postgis")
 nats = load("nats")
 cpu = load("cpu")
+always = load("always")
 
 lines = []
 say = lines.append
@@ -51,6 +52,7 @@ say(f"Measured {machine['date']} at commit `{machine['commit']}` on {machine['cp
     f"{machine['rustc']}; {machine['nats_server']}" + ("; **quick run** (smaller sizes)" if machine["quick"] else "") + ".")
 import datetime
 parts = [(name, out / f"{name}.json") for name in ["startup", "bucket", "decisions", "updates", "criterion", "postgis", "nats"]]
+parts.append(("nats-always", out / "always.json"))
 stamps = [f"{name} {datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc):%H:%M}"
           for name, path in parts if path.exists()]
 say(f"Each part's results were written at (UTC): {', '.join(stamps)} — a part skipped with LINKBUS_BENCH_SKIP keeps "
@@ -120,9 +122,24 @@ if nats:
             say(f"| (in the unpaced run nats-server and the bench process spent {others:.0f} µs of CPU per event sent to linkbus: with "
                 f"linkbus's own CPU free, {machine['cores']} cores would carry at most {cap:,.0f}/s, "
                 f"{cap / js['events_per_second']:.2f} of the floor) | | |")
+    synced = {r["target"]: r for r in (always or {}).get("runs", []) if r["rate"] is None}
+    if "linkbus" in synced and "jetstream_floor" in synced:
+        lb, js = synced["linkbus"], synced["jetstream_floor"]
+        share = lb["events_per_second"] / js["events_per_second"]
+        say(f"| the same, both syncing every write before its ack (`sync_interval: always`, as `linkbus up` runs nats-server) | "
+            f"linkbus {lb['events_per_second']:,.0f}/s vs floor {js['events_per_second']:,.0f}/s: **{share:.2f}** "
+            f"({lb['sent']:,} events each) | {met(share >= 0.5)} |")
+    runs = runs + [r for r in (always or {}).get("runs", []) if r["target"] == "linkbus"]
     lost = sum(r["lost"] + r["duplicates"] for r in runs if r["target"] == "linkbus")
     sent = sum(r["sent"] for r in runs if r["target"] == "linkbus")
     say(f"| zero loss, exactly once | {sent:,} events sent to linkbus, **{lost}** lost or duplicated | {met(lost == 0)} |")
+    for rate in (1000, 5000):
+        lb, js = run("linkbus", rate), run("jetstream_floor", rate)
+        if lb and js:
+            ratio = lb["latency"]["p99_ms"] / js["latency"]["p99_ms"]
+            say(f"| p99 publish → first department copy ≤ 2× the JetStream floor's at {rate:,} events/s | "
+                f"{lb['latency']['p99_ms']:.2f} vs {js['latency']['p99_ms']:.2f} ms: **{ratio:.1f}×** | "
+                f"{met(ratio <= 2 and lb['lost'] == 0)} |")
     r10 = run("linkbus", 10000)
     if r10:
         say(f"| p99 publish → department < 5 ms at 10 k events/s | p99 **{r10['latency']['p99_ms']:.2f} ms** "
@@ -280,6 +297,17 @@ if nats:
             work = sum(us(k) for k in ("linkbus_cpu_seconds", "nats_server_cpu_seconds", "bench_cpu_seconds"))
             say(f"| {c['target'].replace('_', ' ')} | {c['events']:,} | {c['seconds']:.0f} | {us('linkbus_cpu_seconds'):.0f} | "
                 f"{us('nats_server_cpu_seconds'):.0f} | {us('bench_cpu_seconds'):.0f} | {machine['cores'] * 1e6 / work:,.0f} |")
+        say("")
+    if always:
+        say("The unpaced runs again on a fresh nats-server that syncs every write before acknowledging it "
+            "(`sync_interval: always`):")
+        say("")
+        say("| target | sent | lost | duplicates | delivered/s | stored per event | p50 ms | p99 ms |")
+        say("|---|---|---|---|---|---|---|---|")
+        for r in always["runs"]:
+            l = r["latency"]
+            say(f"| {r['target'].replace('_', ' ')} | {r['sent']:,} | {r['lost']} | {r['duplicates']} | "
+                f"{r['events_per_second']:,.0f} | {r.get('stored_per_event', float('nan')):.1f} | {l['p50_ms']:.2f} | {l['p99_ms']:.2f} |")
         say("")
     say("![end to end](bench/nats.svg)")
     say("")
