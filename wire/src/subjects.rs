@@ -122,4 +122,16 @@ mod tests {
         assert_eq!(parse_ingest("ingest.a.b.c"), None);
         assert_eq!(parse_ingest("routed.a.b"), None);
     }
+
+    /// The layout docs/wire.md documents: the department's copy that names the community is the
+    /// community's, by the first filter; a broadcast by the second; an assignment (four tokens)
+    /// by neither (the filters' matching itself is nats-server's, in tests/it/routing.rs).
+    #[test]
+    fn the_community_reads_its_departments_copy_and_its_broadcasts() {
+        let copy = routed_department_in("puc-sewer-ops", "sewer_issues", "mission");
+        assert_eq!(copy, "routed.dept.puc-sewer-ops.sewer_issues.mission");
+        assert!(copy.starts_with(&routed_department("puc-sewer-ops", "sewer_issues")));
+        assert_eq!(routed_community_filters("mission"), ["routed.dept.*.*.mission", "routed.community.mission"]);
+        assert_eq!(routed_community("mission"), "routed.community.mission");
+    }
 }
