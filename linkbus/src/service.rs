@@ -518,6 +518,26 @@ async fn provision_department_consumers(js: &jetstream::Context, region: &Region
             stream.update_consumer(widened).await.with_context(|| format!("widening {name}"))?;
         }
     }
+    warn_of_outdated_filters(&stream).await
+}
+
+/// Warns of each consumer on the routed stream (a department's or a community's own) whose
+/// filters were written for the earlier layout and now miss cases: linkbus does not change
+/// consumers it did not make.
+async fn warn_of_outdated_filters(stream: &jetstream::stream::Stream) -> anyhow::Result<()> {
+    use futures::TryStreamExt;
+    let mut consumers = stream.consumers();
+    while let Some(info) = consumers.try_next().await.context("listing the routed stream's consumers")? {
+        let config = &info.config;
+        let filters = if config.filter_subjects.is_empty() {
+            vec![config.filter_subject.clone()]
+        } else {
+            config.filter_subjects.clone()
+        };
+        for advice in linkbus_wire::subjects::missed_by_routed_filters(&filters) {
+            warn!(consumer = %info.name, stream = nats::STREAM_ROUTED, "{advice} (docs/wire.md, \"Changed 2026-12-08\")");
+        }
+    }
     Ok(())
 }
 

@@ -318,8 +318,17 @@ async fn a_department_consumer_of_an_earlier_version_is_widened_keeping_its_plac
     let first = first.expect("the earlier copy").expect("a message");
     assert_eq!(first.subject.as_str(), old_copy);
     first.double_ack().await.expect("acked");
+    // A department's own consumer, made by its owner for the earlier layout.
+    let own = consumer::pull::Config {
+        durable_name: Some("puc-own".into()),
+        filter_subject: "routed.dept.puc-sewer-ops.*".into(),
+        ..Default::default()
+    };
+    routed.create_consumer(own).await.expect("the department's own consumer");
 
     let service = bus.service(&bus.config()).await;
+    let own: consumer::PullConsumer = routed.get_consumer("puc-own").await.expect("still there");
+    assert_eq!(own.cached_info().config.filter_subject, "routed.dept.puc-sewer-ops.*", "not linkbus's to change");
     let widened: consumer::PullConsumer = routed.get_consumer(name).await.expect("still there");
     let info = widened.cached_info();
     assert_eq!(info.config.filter_subject, "routed.dept.puc-sewer-ops.>");

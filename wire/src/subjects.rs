@@ -76,6 +76,34 @@ pub fn routed_community_filters(community: &str) -> [String; 2] {
     [format!("routed.dept.*.*.{community}"), routed_community(community)]
 }
 
+/// What a consumer of routed cases filtering `filters` misses under the layout of
+/// [`routed_department_in`] (the community's copy is the department's), as advice for its
+/// owner; none when it misses nothing. Filters written for the earlier layout do: a department's
+/// four tokens (`routed.dept.<department>.*`, `routed.dept.<department>.<category>`) no longer
+/// take its copies that name a community, and `routed.community.<community>` alone takes only
+/// broadcasts.
+pub fn missed_by_routed_filters(filters: &[String]) -> Vec<String> {
+    let mut advice = Vec::new();
+    for filter in filters {
+        match filter.split('.').collect::<Vec<_>>()[..] {
+            ["routed", "dept", department, last] if department != ">" && last != ">" => advice.push(format!(
+                "`{filter}` misses the copies that also name the case's community: add `{filter}.*`{}",
+                if last == "*" { format!(" (or filter `routed.dept.{department}.>`)") } else { String::new() }
+            )),
+            ["routed", "community", community] => {
+                let [departments, _] = routed_community_filters(community);
+                if !filters.contains(&departments) {
+                    advice.push(format!(
+                        "`{filter}` takes only cases broadcast to {community} from elsewhere: add `{departments}`"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    advice
+}
+
 /// `volunteer.<id>.offer`
 pub fn volunteer_offer(volunteer: &str) -> String {
     format!("volunteer.{volunteer}.offer")
@@ -133,5 +161,51 @@ mod tests {
         assert!(copy.starts_with(&routed_department("puc-sewer-ops", "sewer_issues")));
         assert_eq!(routed_community_filters("mission"), ["routed.dept.*.*.mission", "routed.community.mission"]);
         assert_eq!(routed_community("mission"), "routed.community.mission");
+    }
+
+    /// The table at the top of this module and in docs/wire.md, which other people's clients
+    /// subscribe by.
+    #[test]
+    fn every_subject_has_its_documented_shape() {
+        assert_eq!(volunteer_offer("v1"), "volunteer.v1.offer");
+        assert_eq!(volunteer_offer_closed("v1"), "volunteer.v1.offer_closed");
+        assert_eq!(volunteer_answer("v1"), "volunteer.v1.answer");
+        assert_eq!(action("puc-sewer-ops"), "action.puc-sewer-ops");
+        assert_eq!(case_event("sf311-1", "routed"), "case.sf311-1.routed");
+        assert_eq!(deadletter("ingest"), "deadletter.ingest");
+    }
+
+    #[test]
+    fn filters_of_the_earlier_layout_are_told_what_they_miss() {
+        let advice =
+            |filters: &[&str]| missed_by_routed_filters(&filters.iter().map(|f| f.to_string()).collect::<Vec<_>>());
+        let whole = advice(&["routed.dept.puc-sewer-ops.*"]);
+        assert_eq!(whole.len(), 1);
+        assert!(whole[0].contains("add `routed.dept.puc-sewer-ops.*.*`"), "{whole:?}");
+        assert!(whole[0].contains("(or filter `routed.dept.puc-sewer-ops.>`)"), "{whole:?}");
+        let one = advice(&["routed.dept.puc-sewer-ops.sewer_issues"]);
+        assert_eq!(one.len(), 1);
+        assert!(
+            one[0].contains("add `routed.dept.puc-sewer-ops.sewer_issues.*`") && !one[0].contains("(or"),
+            "{one:?}"
+        );
+        let community = advice(&["routed.community.mission"]);
+        assert_eq!(community.len(), 1);
+        assert!(community[0].contains("add `routed.dept.*.*.mission`"), "{community:?}");
+        let every = advice(&["routed.community.*"]);
+        assert!(every.len() == 1 && every[0].contains("add `routed.dept.*.*.*`"), "{every:?}");
+        // Nothing to say of the filters this layout means, or of other subjects.
+        for fine in [
+            &["routed.dept.puc-sewer-ops.>"][..],
+            &["routed.dept.>"],
+            &["routed.>"],
+            &["routed.dept.*.>"],
+            &["routed.dept.puc-sewer-ops.sewer_issues.*"],
+            &["routed.dept.*.*.mission", "routed.community.mission"],
+            &["routed.dept.*.*.*", "routed.community.*"],
+            &["case.*.routed"],
+        ] {
+            assert_eq!(advice(fine), Vec::<String>::new(), "{fine:?}");
+        }
     }
 }
