@@ -118,13 +118,13 @@ pub async fn run(
         objects.delete(volunteer_snapshot::SNAPSHOT_OBJECT).await?;
     }
 
-    let follower = follow_in_process(&url, communities, volunteers, true)?;
+    let follower = follow_in_a_fresh_process(&url, communities, volunteers, true)?;
     anyhow::ensure!(
         follower.entries_read == volunteers as u64,
         "the first start read {} entries",
         follower.entries_read
     );
-    let from_snapshot = follow_in_process(&url, communities, volunteers, false)?;
+    let from_snapshot = follow_in_a_fresh_process(&url, communities, volunteers, false)?;
     anyhow::ensure!(
         from_snapshot.entries_read == 0,
         "the snapshot was not used: {} entries read",
@@ -135,7 +135,7 @@ pub async fn run(
         v
     });
     let changed = put_all(&js, moved).await?;
-    let from_snapshot_changed = follow_in_process(&url, communities, volunteers, false)?;
+    let from_snapshot_changed = follow_in_a_fresh_process(&url, communities, volunteers, false)?;
     anyhow::ensure!(
         from_snapshot_changed.entries_read == changed as u64,
         "{} entries read from the bucket, {changed} changed",
@@ -191,7 +191,12 @@ async fn put_all(js: &jetstream::Context, statuses: impl Iterator<Item = Volunte
 }
 
 /// Runs `linkbus-bench bucket-follow` (a fresh process) and reads its report.
-fn follow_in_process(url: &str, communities: usize, volunteers: usize, save: bool) -> anyhow::Result<FollowerReport> {
+fn follow_in_a_fresh_process(
+    url: &str,
+    communities: usize,
+    volunteers: usize,
+    save: bool,
+) -> anyhow::Result<FollowerReport> {
     let exe = std::env::current_exe()?;
     let mut command = Command::new(exe);
     command.args(["bucket-follow", "--url", url]).args([

@@ -33,8 +33,9 @@ pub struct StorageLimits {
     /// Volunteers' live state (KV `linkbus_volunteers`), one entry per volunteer.
     pub volunteers_mib: u64,
     /// The routers' snapshot of the volunteer index (object store `linkbus_snapshots`): 27 bytes
-    /// a volunteer and its id's length (10^6: 35 MB), held twice while a new one replaces the old. Full, a snapshot is
-    /// not saved and routers start by reading the whole volunteers bucket.
+    /// a volunteer and its id's length (10^6: 35 MB), held twice while a new one replaces the
+    /// old. Full, a snapshot is not saved and routers start by reading the whole volunteers
+    /// bucket.
     pub snapshots_mib: u64,
     /// Each other bucket: the console's, region versions, commerce deliveries, webhook
     /// delivery records, dead-letter replays.
@@ -103,8 +104,8 @@ impl StorageLimits {
     }
 
     /// Everything linkbus reserves in a JetStream store, bytes, per replica: the streams, the two
-    /// large buckets, the snapshots and the six small buckets. An embedded server's `max_file_store` must be at
-    /// least this (and the disk must hold it).
+    /// large buckets, the snapshots and the six small buckets. An embedded server's
+    /// `max_file_store` must be at least this (and the disk must hold it).
     pub fn reserved_bytes(&self) -> u64 {
         (4 * self.ingest_mib
             + self.routed_mib

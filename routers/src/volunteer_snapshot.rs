@@ -240,22 +240,22 @@ pub async fn save_every(js: jetstream::Context, state: Arc<RouterState>, every: 
             _ = tokio::time::sleep(every) => {}
         }
         let started = Instant::now();
-        let result = save(&js, &state).await;
-        match &result {
-            Ok(Some(_)) => state.metrics.volunteer_snapshot(true),
-            Err(_) => state.metrics.volunteer_snapshot(false),
-            Ok(None) => {}
-        }
-        match result {
-            Ok(Some(saved)) => info!(
-                volunteers = saved.volunteers,
-                revision = saved.revision,
-                bytes = saved.bytes,
-                save_ms = started.elapsed().as_secs_f64() * 1e3,
-                "volunteer snapshot saved"
-            ),
+        match save(&js, &state).await {
+            Ok(Some(saved)) => {
+                state.metrics.volunteer_snapshot(true);
+                info!(
+                    volunteers = saved.volunteers,
+                    revision = saved.revision,
+                    bytes = saved.bytes,
+                    save_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "volunteer snapshot saved"
+                );
+            }
             Ok(None) => debug!("no volunteer snapshot to save"),
-            Err(e) => warn!(error = %e, "cannot save the volunteer snapshot; trying again later"),
+            Err(e) => {
+                state.metrics.volunteer_snapshot(false);
+                warn!(error = %e, "cannot save the volunteer snapshot; trying again later");
+            }
         }
     }
 }

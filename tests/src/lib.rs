@@ -188,14 +188,9 @@ async fn read_filtered(
 
 async fn read_stream_once(js: &jetstream::Context, stream: &str, filters: &[String]) -> Vec<jetstream::Message> {
     let stream = js.get_stream(stream).await.expect("stream exists");
-    let (filter_subject, filter_subjects) = match filters {
-        [one] => (one.clone(), vec![]),
-        many => (String::new(), many.to_vec()),
-    };
     let consumer: consumer::PullConsumer = stream
         .create_consumer(consumer::pull::Config {
-            filter_subject,
-            filter_subjects,
+            filter_subjects: filters.to_vec(),
             deliver_policy: consumer::DeliverPolicy::All,
             ack_policy: consumer::AckPolicy::None,
             inactive_threshold: Duration::from_secs(30),
