@@ -476,4 +476,38 @@ mod tests {
         index.update(Some(&records[1]), &merged);
         assert_eq!(index.tallies()["d1"].cases, 2);
     }
+
+    /// What the indexes cost per record: opening 40,000 records, then one change of each that
+    /// leaves its search keys as they were (an acceptance). Printed: `cargo test --release -p
+    /// linkbus-cases --lib -- index::tests::update_cost --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement; run it by name"]
+    fn update_cost_at_40k_records() {
+        const N: u32 = 40_000;
+        let opened: Vec<Stored> = (0..N)
+            .map(|n| {
+                stored(&format!("sf311-{n:07}"), -122.5 + f64::from(n % 200) * 3e-4, 37.7 + f64::from(n / 200) * 2e-4)
+            })
+            .collect();
+        let accepted: Vec<Stored> = opened
+            .iter()
+            .map(|s| {
+                let mut next = s.clone();
+                next.record.accepted_by = Some("sfpd".into());
+                next.record.updated_at += jiff::SignedDuration::from_secs(60);
+                next
+            })
+            .collect();
+        let mut index = BookIndex::new(TimeZone::UTC);
+        let started = std::time::Instant::now();
+        for s in &opened {
+            index.update(None, s);
+        }
+        let open = started.elapsed() / N;
+        let started = std::time::Instant::now();
+        for (before, after) in opened.iter().zip(&accepted) {
+            index.update(Some(before), after);
+        }
+        println!("per record: opened {open:?}, accepted {:?}", started.elapsed() / N);
+    }
 }

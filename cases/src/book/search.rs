@@ -188,8 +188,10 @@ struct Entry {
 pub(super) struct SearchIndex {
     /// Each record's number, by case id.
     numbers: HashMap<String, Doc>,
-    /// Each number's record (a record is never removed: the book keeps every case).
-    entries: Vec<Option<Entry>>,
+    /// Each number's record (a record is never removed: the book keeps every case). Boxed, so
+    /// that when the vector grows it moves pointers, not every record's keys, while the book's
+    /// index is locked.
+    entries: Vec<Option<Box<Entry>>>,
     /// Ids and their parts.
     ids: BTreeSet<(String, Doc)>,
     /// Phones' digits.
@@ -210,6 +212,13 @@ impl SearchIndex {
         let id = &listing.1;
         let doc = match self.numbers.get(id) {
             Some(&doc) => {
+                // Most changes of a case (accepted, resolved, rated…) leave its keys as they were.
+                if let Some(Some(held)) = self.entries.get_mut(doc as usize)
+                    && held.keys == keys
+                {
+                    held.listing = listing.clone();
+                    return;
+                }
                 self.unlink(doc);
                 doc
             }
@@ -236,12 +245,13 @@ impl SearchIndex {
         if let Some(at) = keys.place {
             self.places.insert(Placed::new(at, doc));
         }
-        self.entries[doc as usize] = Some(Entry { listing: listing.clone(), keys });
+        self.entries[doc as usize] = Some(Box::new(Entry { listing: listing.clone(), keys }));
     }
 
     /// Takes a record's keys out of the sets (its entry stays).
     fn unlink(&mut self, doc: Doc) {
-        let Some(Some(Entry { keys, .. })) = self.entries.get(doc as usize) else { return };
+        let Some(Some(entry)) = self.entries.get(doc as usize) else { return };
+        let keys = &entry.keys;
         for key in keys.ids.iter().chain(&keys.parts) {
             self.ids.remove(&(key.clone(), doc));
         }
@@ -277,7 +287,7 @@ impl SearchIndex {
     }
 
     fn entry(&self, doc: Doc) -> Option<&Entry> {
-        self.entries.get(doc as usize).and_then(Option::as_ref)
+        self.entries.get(doc as usize).and_then(Option::as_deref)
     }
 
     /// The folded address of the case `id`, if it has one.

@@ -121,6 +121,11 @@ fn the_index_finds_what_the_keys_match_in_listing_order_and_follows_changes() {
     assert!(index.find(&q("0000"))[..].is_empty());
     assert!(index.find(&q("朝阳区海淀")).is_empty());
 
+    // A change that leaves the keys as they were (most do) leaves the sets as they were.
+    index.set(&listing(&c), SearchKeys::of(&c));
+    assert_eq!((index.len(), index.phones.len(), index.places.size(), index.addresses.len()), (3, 3, 3, 3));
+    assert_eq!(ids(&index.find(&q("建国路"))), ["c-3", "a-1"]);
+
     // A change replaces the keys: the old phone and address no longer find it.
     let mut moved = a.clone();
     moved.case.reporter =
