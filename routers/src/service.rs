@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, AckKind, consumer, kv};
 use bytes::Bytes;
@@ -522,7 +523,8 @@ fn publish_err(subject: &str, e: impl Into<async_nats::Error>) -> BusError {
 /// retry republishes the same bytes under the same `Nats-Msg-Id`s and JetStream keeps one copy
 /// of each: one decision per case, however often it is retried. A stored decision of another
 /// report (another system, source or source id under the same id) is not this one's to reuse:
-/// the report is refused (`id_taken`) rather than take that case over.
+/// the report is refused (`id_taken`) rather than take that case over. A case an earlier version
+/// left half-way gets what that version still owed it ([`finish_older_layout`]).
 async fn route(
     js: &jetstream::Context,
     cases: &jetstream::stream::Stream,
@@ -534,8 +536,9 @@ async fn route(
     let timeline = subjects::case_event(&event.id, "routed");
     let origin = Origin::of(&event);
     let stored = if redelivered { stored_decision(cases, &timeline).await? } else { None };
-    let (routed, body) = match stored {
-        Some(stored) => stored,
+    let reused = stored.is_some();
+    let (routed, body, reused) = match stored {
+        Some((routed, body)) => (routed, body, reused),
         None => {
             let case_id = event.id;
             let decision = state.decide(&event.data);
@@ -556,10 +559,10 @@ async fn route(
                 .await
                 .map_err(|e| publish_err(&timeline, e))?;
             // A duplicate means an earlier delivery stored a decision: that one stands.
-            if ack.duplicate {
-                stored_decision(cases, &timeline).await?.unwrap_or((routed, body))
-            } else {
-                (routed, body)
+            let earlier = if ack.duplicate { stored_decision(cases, &timeline).await? } else { None };
+            match earlier {
+                Some((stored, body)) => (stored, body, true),
+                None => (routed, body, false),
             }
         }
     };
@@ -568,7 +571,10 @@ async fn route(
         let other = format!("{} from {}, its id {:?}", holder.system, holder.source, holder.source_id);
         return Ok(Handled::Refused(Rejection::IdTaken { id: routed.data.case_id.clone(), other }));
     }
-    publish_all(js, &state.metrics.storage, fan_out(&routed, &body)).await?;
+    let acks = publish_all(js, &state.metrics.storage, fan_out(&routed, &body)).await?;
+    if reused && let Some(first) = acks.first() {
+        finish_older_layout(js, &routed, &body, first).await?;
+    }
     state.metrics.storage.stored(&timeline);
     Ok(Handled::Routed(Routed::of(routed.data.case.system, &routed.data.decision)))
 }
@@ -623,10 +629,10 @@ fn fan_out(routed: &CloudEvent<RoutedCase>, body: &Bytes) -> Vec<(String, String
             Some(c) => subjects::routed_department_in(&d.id, &case.category, &c.id),
             None => subjects::routed_department(&d.id, &case.category),
         };
-        outputs.push((subject, format!("{}:dept:{}", routed.id, d.id), body.clone()));
+        outputs.push((subject, department_copy_id(&routed.id, &d.id), body.clone()));
     }
     for c in decision.broadcast.iter().filter(|c| home.is_none_or(|m| m.id != c.id)) {
-        outputs.push((subjects::routed_community(&c.id), format!("{}:community:{}", routed.id, c.id), body.clone()));
+        outputs.push((subjects::routed_community(&c.id), community_copy_id(&routed.id, &c.id), body.clone()));
     }
     let Some(skill) = &decision.volunteer_search.skill else { return outputs };
     for (rank, v) in decision.volunteers.iter().enumerate() {
@@ -657,22 +663,73 @@ fn fan_out(routed: &CloudEvent<RoutedCase>, body: &Bytes) -> Vec<(String, String
     outputs
 }
 
+/// The `Nats-Msg-Id` of the copy of the routed event `routed_id` for department `department`.
+fn department_copy_id(routed_id: &str, department: &str) -> String {
+    format!("{routed_id}:dept:{department}")
+}
+
+/// The `Nats-Msg-Id` of the copy of the routed event `routed_id` for community `community`.
+fn community_copy_id(routed_id: &str, community: &str) -> String {
+    format!("{routed_id}:community:{community}")
+}
+
 /// Publishes every output and waits until all are stored (each stream that stores one is
-/// known to `storage` to take messages again).
+/// known to `storage` to take messages again); their acks, in the outputs' order.
 async fn publish_all(
     js: &jetstream::Context,
     storage: &StorageHealth,
     outputs: Vec<(String, String, Bytes)>,
-) -> Result<(), BusError> {
+) -> Result<Vec<(String, PublishAck)>, BusError> {
     let mut acks = Vec::with_capacity(outputs.len());
     for (subject, msg_id, payload) in outputs {
         let ack = nats::publish(js, subject.clone(), &msg_id, payload).await?;
         let failed = subject.clone();
-        acks.push(ack.into_future().map_ok(move |_| subject).map_err(move |e| publish_err(&failed, e)));
+        acks.push(ack.into_future().map_ok(move |ack| (subject, ack)).map_err(move |e| publish_err(&failed, e)));
     }
-    for subject in future::try_join_all(acks).await? {
-        storage.stored(&subject);
+    let stored = future::try_join_all(acks).await?;
+    for (subject, _) in &stored {
+        storage.stored(subject);
     }
+    Ok(stored)
+}
+
+/// Finishes a case that a version before 2026-12-08 routed half-way: it stored the responsible
+/// department's copy on `routed.dept.<department>.<category>`, then stopped before the
+/// community's copy on `routed.community.<community>`. This version's copy for both (`first`,
+/// the first of [`fan_out`]'s outputs) has the same `Nats-Msg-Id` and is dropped as a duplicate,
+/// so without this the community would never get the case. The copy JetStream kept says which
+/// version stored it; an older one's gets the community copy that version would have sent.
+async fn finish_older_layout(
+    js: &jetstream::Context,
+    routed: &CloudEvent<RoutedCase>,
+    body: &Bytes,
+    (subject, ack): &(String, PublishAck),
+) -> Result<(), BusError> {
+    let r = &routed.data;
+    let (Some(home), Some(department)) = (&r.decision.community.community, r.decision.departments.first()) else {
+        return Ok(());
+    };
+    // Stored just now: this version's copy, nothing left to finish.
+    if !ack.duplicate {
+        return Ok(());
+    }
+    let stream = js.get_stream_no_info(nats::STREAM_ROUTED).await.map_err(|e| publish_err(subject, e))?;
+    let kept = match stream.get_raw_message(ack.sequence).await {
+        Ok(kept) => kept,
+        // Gone already (the stream's limits): whatever it was, it has been delivered or dropped.
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(()),
+        Err(e) => return Err(publish_err(subject, e)),
+    };
+    let msg_id = department_copy_id(&routed.id, &department.id);
+    let older = kept.subject.as_str() == subjects::routed_department(&department.id, &r.case.category)
+        && kept.headers.get("Nats-Msg-Id").map(|v| v.as_str()) == Some(msg_id.as_str());
+    if !older {
+        return Ok(());
+    }
+    let community = subjects::routed_community(&home.id);
+    let msg_id = community_copy_id(&routed.id, &home.id);
+    nats::publish(js, community.clone(), &msg_id, body.clone()).await?.await.map_err(|e| publish_err(&community, e))?;
+    info!(case_id = %r.case_id, community = %home.id, "finished a case an earlier version routed half-way");
     Ok(())
 }
 

@@ -73,6 +73,78 @@ async fn a_case_comes_out_on_its_department_community_and_volunteer_subjects_onc
     service.stop().await;
 }
 
+/// A case an earlier version routed half-way (before the department's copy named the community,
+/// 2026-12-08: its department's copy stored on `routed.dept.<d>.<category>`, its community's copy
+/// on `routed.community.<c>` not yet) gets that community copy when this version finishes it; a
+/// case this version routed half-way gets nothing more (its one copy serves the community).
+#[tokio::test]
+async fn a_case_an_earlier_version_routed_half_way_gets_its_community_copy_and_no_other() {
+    let bus = TestBus::start().await;
+    let config = bus.config();
+    let service = bus.service(&config).await;
+    let routed_here = case("it-layout-here", SourceSystem::PublicService, "sewer_issues", MISSION.0, MISSION.1);
+    publish_case(&bus.js, &routed_here).await;
+    let timeline = read_stream(&bus.js, STREAM_CASES, "case.it-layout-here.routed", 1).await;
+    assert_eq!(read_community(&bus.js, "mission", 1).await.len(), 1);
+
+    // Two reports left half-way, each with its decision stored and its department's copy, under
+    // the message ids the router uses: by an earlier version (the four-token subject) and by this
+    // one. Apart, so that neither is merged into another as the same incident.
+    let half_way = |id: &str, lat: f64, copy: &str| {
+        let mut routed: serde_json::Value = serde_json::from_slice(&timeline[0].payload).expect("routed event");
+        routed["id"] = format!("{id}:routed").into();
+        routed["subject"] = id.into();
+        routed["data"]["case_id"] = id.into();
+        routed["data"]["case"]["source_id"] = id.into();
+        routed["data"]["case"]["location"]["lat"] = lat.into();
+        let body = Bytes::from(serde_json::to_vec(&routed).expect("serialise"));
+        let mut report = routed_here.clone();
+        (report.id, report.subject, report.data.source_id) = (id.into(), Some(id.into()), id.into());
+        report.data.location.lat = lat;
+        (report, body, copy.to_owned())
+    };
+    let reports = [
+        half_way("it-layout-earlier", MISSION.1 + 0.004, "routed.dept.puc-sewer-ops.sewer_issues"),
+        half_way("it-layout-half", MISSION.1 - 0.004, "routed.dept.puc-sewer-ops.sewer_issues.mission"),
+    ];
+    for (report, body, copy) in &reports {
+        let id = &report.id;
+        publish_raw(&bus.js, &format!("case.{id}.routed"), &format!("{id}:routed"), body.clone()).await;
+        publish_raw(&bus.js, copy, &format!("{id}:routed:dept:puc-sewer-ops"), body.clone()).await;
+        publish_case(&bus.js, report).await;
+    }
+
+    // Every report handled: nothing left for the routers.
+    let stream = bus.js.get_stream(nats::STREAM_INGEST_PUBLIC_SERVICE).await.expect("ingest stream");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let info = stream.consumer_info(&config.router.durable).await.expect("the routers' consumer");
+        if info.num_pending + info.num_ack_pending as u64 == 0 && info.delivered.stream_sequence >= 3 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the routers did not finish: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids = |msgs: &[async_nats::jetstream::Message]| -> Vec<Option<String>> {
+        msgs.iter().map(|m| header(m, "Nats-Msg-Id")).collect()
+    };
+    let community = read_community(&bus.js, "mission", 3).await;
+    assert_eq!(
+        ids(&community),
+        [
+            Some("it-layout-here:routed:dept:puc-sewer-ops".into()),
+            Some("it-layout-half:routed:dept:puc-sewer-ops".into()),
+            Some("it-layout-earlier:routed:community:mission".into()),
+        ],
+        "the one copy of each case this version routed, and the earlier version's community copy"
+    );
+    let finished: CloudEvent<RoutedCase> = serde_json::from_slice(&community[2].payload).expect("routed event");
+    assert_eq!(finished.data.case_id, "it-layout-earlier");
+    let all = read_stream(&bus.js, STREAM_ROUTED, "routed.>", 4).await;
+    assert_eq!(all.len(), 4, "nothing else was stored: {:?}", ids(&all));
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn bad_input_is_dead_lettered_with_its_reason_and_original_bytes() {
     let bus = TestBus::start().await;
