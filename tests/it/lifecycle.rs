@@ -311,3 +311,36 @@ async fn volunteers_decline_cascade_accept_and_the_hourly_cap_holds() {
     );
     service.stop().await;
 }
+
+/// What a department's action costs end to end, one at a time: 400 cases accepted, then resolved,
+/// by NATS requests on `action.<department>` to an in-process service (printed per action: `cargo
+/// test --release -p linkbus-tests --test it -- lifecycle::action_cost --ignored --nocapture`;
+/// numbers in docs/bench/profile-durable.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run it by name"]
+async fn action_cost_one_at_a_time() {
+    const N: u32 = 400;
+    let bus = TestBus::start().await;
+    let mut config = bus.config();
+    config.lifecycle.merge_distance_m = 0.0;
+    let service = bus.service(&config).await;
+    let ids: Vec<String> = (0..N).map(|n| format!("lc-cost-{n}")).collect();
+    for (n, id) in (0..N).zip(&ids) {
+        let (lon, lat) = (MISSION.0 + f64::from(n % 20) * 1e-4, MISSION.1 + f64::from(n / 20) * 1e-4);
+        publish_case(&bus.js, &case(id, SourceSystem::PublicService, "sewer_issues", lon, lat)).await;
+    }
+    for id in &ids {
+        wait_for_case(&service, id, "opened", |_| true).await;
+    }
+    let mut per_action = Vec::new();
+    for action in [Action::Accept {}, Action::Resolve { note: "cleared".into() }] {
+        let started = std::time::Instant::now();
+        for id in &ids {
+            let reply = department_action(&bus.client, "puc-sewer-ops", id, action.clone()).await;
+            assert!(reply.ok, "{reply:?}");
+        }
+        per_action.push(started.elapsed() / N);
+    }
+    println!("per action, one at a time: accept {:?}, resolve {:?}", per_action[0], per_action[1]);
+    service.stop().await;
+}

@@ -10,7 +10,7 @@ use tracing::warn;
 
 use super::error::ActError;
 use super::handle::CaseBook;
-use super::outbox::Outgoing;
+use super::stored::Stored;
 use crate::lifecycle;
 
 impl CaseBook {
@@ -24,18 +24,15 @@ impl CaseBook {
                 _ = interval.tick() => {}
             }
             let now = Timestamp::now();
-            let (due, unsent): (Vec<String>, Vec<(String, Vec<Outgoing>)>) = {
+            let (due, unsent): (Vec<String>, Vec<(Stored, u64)>) = {
                 let cache = read(&self.cache);
                 let index = read(&self.index);
-                let unsent = index
-                    .unsent()
-                    .filter_map(|id| cache.get(id))
-                    .map(|c| (c.stored.record.case_id.clone(), c.stored.outbox.clone()))
-                    .collect();
+                let unsent =
+                    index.unsent().filter_map(|id| cache.get(id)).map(|c| (c.stored.clone(), c.revision)).collect();
                 (index.due_by(now), unsent)
             };
-            for (case_id, outbox) in unsent {
-                self.flush(&case_id, &outbox).await;
+            for (stored, revision) in unsent {
+                self.flush(&stored.record.case_id, &stored, revision).await;
             }
             for case_id in due {
                 let result = self

@@ -15,7 +15,7 @@ use tracing::warn;
 
 use super::error::{ActError, store_err};
 use super::handle::CaseBook;
-use super::outbox::{self, Outgoing};
+use super::outbox;
 use super::stored::{Cached, Stored, case_id_of, key};
 use crate::lifecycle::{Outcome, Refused};
 
@@ -29,16 +29,32 @@ impl CaseBook {
         Ok((stored, entry.revision))
     }
 
-    /// Reads the case, applies `f`, and stores the result if the case did not change meanwhile
-    /// (else reads it again and retries); then sends what the transition produced.
+    /// Applies `f` to the case and stores the result if the case did not change meanwhile (else
+    /// reads it again and retries); then sends what the transition produced.
+    ///
+    /// The first try starts from this replica's copy, when it holds the case: a write that the
+    /// revision check lets through was computed on the record as it is, so reading it from the
+    /// bucket first would cost a round trip for nothing. What ends in no write (nothing to do, or
+    /// refused) is decided on the bucket's record, read afresh, as is every retry.
     pub(super) async fn transact(
         &self,
         case_id: &str,
         mut f: impl FnMut(&CaseRecord) -> Result<Option<Outcome>, Refused>,
     ) -> Result<CaseRecord, ActError> {
+        let mut cached = read(&self.cache).get(case_id).map(|c| (c.stored.clone(), c.revision));
         for _ in 0..32 {
-            let (stored, revision) = self.load(case_id).await?;
-            let Some(outcome) = f(&stored.record)? else { return Ok(stored.record) };
+            let from_cache = cached.take();
+            let fresh = from_cache.is_none();
+            let (stored, revision) = match from_cache {
+                Some(held) => held,
+                None => self.load(case_id).await?,
+            };
+            let outcome = match f(&stored.record) {
+                Ok(Some(outcome)) => outcome,
+                _ if !fresh => continue,
+                Ok(None) => return Ok(stored.record),
+                Err(refused) => return Err(refused.into()),
+            };
             let outcome = outcome.after(&stored.record);
             let mut outbox = stored.outbox;
             outbox.extend(outbox::messages(&self.config.source, &stored.record, &outcome));
@@ -48,7 +64,7 @@ impl CaseBook {
                 Ok(revision) => {
                     self.metrics.transition(&stored.record, &next.record);
                     self.remember(next.clone(), revision);
-                    self.flush(case_id, &next.outbox).await;
+                    self.flush(case_id, &next, revision).await;
                     return Ok(next.record);
                 }
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
@@ -100,9 +116,12 @@ impl CaseBook {
             >= Some(revision)
     }
 
-    /// Publishes `outbox`, then removes what was published from the stored record. What fails
-    /// stays for the next tick.
-    pub(super) async fn flush(&self, case_id: &str, outbox: &[Outgoing]) {
+    /// Publishes the outbox of `written` (the case as stored at `revision`), then removes what
+    /// was published from the stored record, starting from `written` (a round trip fewer than
+    /// reading it back; the revision check says when it changed meanwhile, and then it is read
+    /// again). What fails stays for the next tick.
+    pub(super) async fn flush(&self, case_id: &str, written: &Stored, revision: u64) {
+        let outbox = &written.outbox;
         if outbox.is_empty() {
             return;
         }
@@ -121,8 +140,15 @@ impl CaseBook {
                 }
             }
         }
+        let mut known = Some((written.clone(), revision));
         for _ in 0..32 {
-            let Ok((mut stored, revision)) = self.load(case_id).await else { return };
+            let (mut stored, revision) = match known.take() {
+                Some(written) => written,
+                None => match self.load(case_id).await {
+                    Ok(current) => current,
+                    Err(_) => return,
+                },
+            };
             let before = stored.outbox.len();
             stored.outbox.retain(|m| !sent.contains(&m.msg_id));
             if stored.outbox.len() == before {
