@@ -536,9 +536,8 @@ async fn route(
     let timeline = subjects::case_event(&event.id, "routed");
     let origin = Origin::of(&event);
     let stored = if redelivered { stored_decision(cases, &timeline).await? } else { None };
-    let reused = stored.is_some();
     let (routed, body, reused) = match stored {
-        Some((routed, body)) => (routed, body, reused),
+        Some((routed, body)) => (routed, body, true),
         None => {
             let case_id = event.id;
             let decision = state.decide(&event.data);
@@ -695,8 +694,8 @@ async fn publish_all(
 
 /// Finishes a case that a version before 2026-12-08 routed half-way: it stored the responsible
 /// department's copy on `routed.dept.<department>.<category>`, then stopped before the
-/// community's copy on `routed.community.<community>`. This version's copy for both (`first`,
-/// the first of [`fan_out`]'s outputs) has the same `Nats-Msg-Id` and is dropped as a duplicate,
+/// community's copy on `routed.community.<community>`. This version's copy for both (the first
+/// of [`fan_out`]'s outputs, with its ack) has the same `Nats-Msg-Id` and is dropped as a duplicate,
 /// so without this the community would never get the case. The copy JetStream kept says which
 /// version stored it; an older one's gets the community copy that version would have sent.
 async fn finish_older_layout(
